@@ -1,0 +1,211 @@
+"""The one exception tree of the KS3 client. Lower-layer errors (httpx, XML) are mapped here, at the
+client boundary, and nowhere else.
+
+    KS3Error                      anything the client raises on purpose
+     +-- KS3TransportError        no usable HTTP response: connect/read/write failure, timeout
+     +-- KS3IntegrityError        the service answered, but the bytes do not match what we sent or expect
+     |                            (ETag != Content-MD5, CRC-64 mismatch, source file changed while read)
+     +-- KS3ServiceError          an error response: .status .code .message .request_id .method .bucket .key
+          +-- NoSuchBucket        404 NoSuchBucket
+          +-- NoSuchKey           404 NoSuchKey (also a bodiless 404 on HEAD of an object)
+          +-- NoSuchUpload        404 NoSuchUpload
+          +-- BucketAlreadyExists 409
+          +-- BucketNotEmpty      409
+          +-- KS3AuthError        403 AccessDenied / InvalidAccessKeyId / SignatureDoesNotMatch /
+                                  RequestTimeTooSkewed: retrying cannot help, the caller should stop
+
+Every error carries ``retryable``: what the retry wrapper (retry.py) acts on. Errors are classified by
+what to do about them, not only by type.
+
+Owns: the tree, error-XML parsing into code/message/request id, and the retry classification.
+Must not import: anything else from ks3sync, nor httpx. Never put the secret key or the Authorization
+header in a message; nothing here ever receives them.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_CODES: frozenset[str] = frozenset(
+    {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
+)
+AUTH_CODES: frozenset[str] = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed"}
+)
+
+
+class KS3Error(Exception):
+    """Base of everything the client raises on purpose."""
+
+    retryable: bool = False
+
+
+class KS3TransportError(KS3Error):
+    """No usable response (connection refused/reset, timeout, protocol error). Always retryable."""
+
+    retryable = True
+
+    def __init__(self, method: str, target: str, reason: str) -> None:
+        super().__init__(f"{method} {target}: {reason}")
+        self.method = method
+        self.target = target
+        self.reason = reason
+
+
+class KS3IntegrityError(KS3Error):
+    """The service confirmed different bytes than we sent (or a stored checksum disagrees).
+
+    Retryable: an upload re-sends its body from the start, which cures a corrupted transfer; a file
+    that changed on disk is reported as such and the caller decides.
+    """
+
+    retryable = True
+
+
+class SourceChangedError(KS3IntegrityError):
+    """The file being uploaded changed size while it was read. Not retryable: re-plan instead."""
+
+    retryable = False
+
+
+class KS3ServiceError(KS3Error):
+    """An error response from the service."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        code: str,
+        message: str,
+        request_id: str = "",
+        method: str = "",
+        bucket: str | None = None,
+        key: str | None = None,
+        resource: str = "",
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.method = method
+        self.bucket = bucket
+        self.key = key
+        self.resource = resource
+        self.retryable = status in RETRYABLE_STATUSES or code in RETRYABLE_CODES
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        target = self.bucket or ""
+        if self.key is not None:
+            target += "/" + self.key
+        text = f"{self.method} {target or '/'}: HTTP {self.status} {self.code}"
+        if self.message:
+            text += f": {self.message}"
+        if self.request_id:
+            text += f" (request id {self.request_id})"
+        return text
+
+
+class NoSuchBucket(KS3ServiceError):
+    pass
+
+
+class NoSuchKey(KS3ServiceError):
+    pass
+
+
+class NoSuchUpload(KS3ServiceError):
+    pass
+
+
+class BucketAlreadyExists(KS3ServiceError):
+    pass
+
+
+class BucketNotEmpty(KS3ServiceError):
+    pass
+
+
+class KS3AuthError(KS3ServiceError):
+    pass
+
+
+_BY_CODE: dict[str, type[KS3ServiceError]] = {
+    "NoSuchBucket": NoSuchBucket,
+    "NoSuchKey": NoSuchKey,
+    "NotFound": NoSuchKey,  # KS3's Java SDK table calls it this
+    "NoSuchUpload": NoSuchUpload,
+    "BucketAlreadyExists": BucketAlreadyExists,
+    "BucketAlreadyOwnedByYou": BucketAlreadyExists,
+    "BucketNotEmpty": BucketNotEmpty,
+    **{code: KS3AuthError for code in AUTH_CODES},
+}
+
+# Bodiless responses (HEAD) carry only a status; name the usual code for it.
+_CODE_BY_STATUS: dict[int, str] = {
+    400: "BadRequest",
+    403: "AccessDenied",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    412: "PreconditionFailed",
+    416: "InvalidRange",
+    500: "InternalError",
+    501: "NotImplemented",
+    503: "ServiceUnavailable",
+}
+
+
+def parse_error_body(body: bytes) -> tuple[str, str, str, str]:
+    """``(code, message, request_id, resource)`` from an ``<Error>`` document; empty strings when the
+    body is empty or not KS3 error XML (a proxy's HTML page, say)."""
+    if not body.strip():
+        return "", "", "", ""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return "", "", "", ""
+    if root.tag.rpartition("}")[2] != "Error":
+        return "", "", "", ""
+    fields: dict[str, str] = {}
+    for child in root:
+        fields[child.tag.rpartition("}")[2]] = (child.text or "").strip()
+    return (
+        fields.get("Code", ""),
+        fields.get("Message", ""),
+        fields.get("RequestId", fields.get("RequestID", "")),
+        fields.get("Resource", ""),
+    )
+
+
+def service_error(
+    *,
+    status: int,
+    body: bytes,
+    method: str,
+    bucket: str | None,
+    key: str | None,
+    request_id: str = "",
+    missing: type[KS3ServiceError] | None = None,
+) -> KS3ServiceError:
+    """Map an error response to the right exception. ``missing`` says what a bodiless 404 means for
+    this request (NoSuchKey for an object HEAD, NoSuchBucket for a bucket HEAD)."""
+    code, message, body_request_id, resource = parse_error_body(body)
+    if not code:
+        code = _CODE_BY_STATUS.get(status, f"HTTP{status}")
+        if status == 404 and missing is not None:
+            code = missing.__name__
+    if not message and not body.strip():
+        message = "(no error body)"
+    cls = _BY_CODE.get(code, KS3ServiceError)
+    return cls(
+        status=status,
+        code=code,
+        message=message,
+        request_id=body_request_id or request_id,
+        method=method,
+        bucket=bucket,
+        key=key,
+        resource=resource,
+    )

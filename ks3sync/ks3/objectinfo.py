@@ -1,0 +1,125 @@
+"""Turning response headers into ``ObjectInfo``, and the streamed GET response wrapper.
+
+Owns: header parsing (size from Content-Length or Content-Range, quoted ETag, RFC 1123 Last-Modified,
+``x-kss-meta-*`` metadata, CRC-64, restore state) and ``GetResponse``, which streams the body and checks
+its length and, for whole-object reads, its CRC-64 against the service's header.
+Must not import: anything else from ks3sync.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from types import MappingProxyType, TracebackType
+
+import httpx
+
+from .checksums import crc64, unquote_etag
+from .errors import KS3IntegrityError, KS3TransportError
+from .models import ObjectInfo
+
+META_PREFIX = "x-kss-meta-"
+CRC_HEADER = "x-kss-checksum-crc64ecma"
+
+
+def parse_http_date(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_crc(raw: str | None) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        return None
+
+
+def _total_size(headers: Mapping[str, str]) -> int:
+    content_range = headers.get("content-range", "")
+    if "/" in content_range:
+        total = content_range.rpartition("/")[2].strip()
+        if total.isdigit():
+            return int(total)
+    length = headers.get("content-length", "0").strip()
+    return int(length) if length.isdigit() else 0
+
+
+def object_info(key: str, headers: httpx.Headers) -> ObjectInfo:
+    lowered = {name.lower(): value for name, value in headers.items()}
+    metadata = {
+        name[len(META_PREFIX):]: value for name, value in lowered.items() if name.startswith(META_PREFIX)
+    }
+    return ObjectInfo(
+        key=key,
+        size=_total_size(lowered),
+        etag=unquote_etag(lowered.get("etag", "")),
+        last_modified=parse_http_date(lowered.get("last-modified")),
+        content_type=lowered.get("content-type"),
+        storage_class=lowered.get("x-kss-storage-class") or "STANDARD",
+        metadata=metadata,
+        crc64=parse_crc(lowered.get(CRC_HEADER)),
+        restore=lowered.get("x-kss-restore"),
+        headers=MappingProxyType(lowered),
+    )
+
+
+class GetResponse:
+    """A streamed GET. Use as a context manager; ``iter_bytes`` may be consumed once.
+
+    When the whole object is read (status 200) and the service sent a CRC-64, the CRC of the bytes
+    received is compared at the end and a mismatch raises ``KS3IntegrityError``; a body shorter than
+    Content-Length raises ``KS3TransportError``.
+    """
+
+    def __init__(self, response: httpx.Response, key: str, method: str = "GET") -> None:
+        self._response = response
+        self._target = f"{method} {key}"
+        self.status = response.status_code
+        self.info = object_info(key, response.headers)
+        length = response.headers.get("content-length", "").strip()
+        self.content_length: int | None = int(length) if length.isdigit() else None
+
+    def iter_bytes(self, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        crc = 0
+        received = 0
+        try:
+            for chunk in self._response.iter_raw(chunk_size):
+                crc = crc64(chunk, crc)
+                received += len(chunk)
+                yield chunk
+        except httpx.TransportError as exc:
+            raise KS3TransportError("GET", self._target, f"reading body: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._response.close()
+        if self.content_length is not None and received != self.content_length:
+            raise KS3TransportError(
+                "GET", self._target, f"body ended after {received} of {self.content_length} bytes"
+            )
+        if self.status == 200 and self.info.crc64 is not None and crc != self.info.crc64:
+            raise KS3IntegrityError(
+                f"{self._target}: CRC-64 of the bytes received {crc} != service CRC-64 {self.info.crc64}"
+            )
+
+    def read(self) -> bytes:
+        return b"".join(self.iter_bytes())
+
+    def close(self) -> None:
+        self._response.close()
+
+    def __enter__(self) -> GetResponse:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+

@@ -1,0 +1,301 @@
+"""KS3 XML documents: parsing every response body the client reads, building every request body.
+
+Owns: tolerant parsing with ``xml.etree`` (a default ``xmlns`` is stripped, so namespaced and plain
+documents read the same; unknown elements are ignored), ``encoding-type=url`` decoding (percent
+decoding, never ``+`` -> space), and the request bodies (Complete, Delete, Restore).
+Must not import: anything else from ks3sync, nor httpx.
+
+Parsers raise ``MalformedResponse`` (a non-retryable ``KS3Error``) with the document's root name when a
+required element is missing, rather than returning half-filled results.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from urllib.parse import unquote
+
+from .checksums import unquote_etag
+from .errors import KS3Error
+from .models import (
+    AccessControlPolicy,
+    BucketInfo,
+    CompleteResult,
+    CopyResult,
+    DeleteResult,
+    Grant,
+    InitiateResult,
+    ListPage,
+    ObjectSummary,
+    PartInfo,
+    PartsPage,
+    UploadInfo,
+    UploadsPage,
+)
+
+_XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+
+class MalformedResponse(KS3Error):
+    """A 2xx response whose body is not the document the operation returns."""
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def parse_document(body: bytes, expected_root: str | Iterable[str]) -> ET.Element:
+    """Parse ``body`` and strip namespaces from every tag; the root must be one of ``expected_root``."""
+    wanted = {expected_root} if isinstance(expected_root, str) else set(expected_root)
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise MalformedResponse(f"expected <{'|'.join(sorted(wanted))}> XML, got unparseable body: {exc}") from exc
+    for element in root.iter():
+        if isinstance(element.tag, str):
+            element.tag = _local(element.tag)
+    if root.tag not in wanted:
+        raise MalformedResponse(f"expected <{'|'.join(sorted(wanted))}> XML, got <{root.tag}>")
+    return root
+
+
+def root_name(body: bytes) -> str | None:
+    """The local name of the root element, or None if the body is not XML."""
+    try:
+        return _local(ET.fromstring(body).tag)
+    except ET.ParseError:
+        return None
+
+
+def _text(element: ET.Element, name: str, default: str | None = None) -> str:
+    child = element.find(name)
+    if child is None:
+        if default is None:
+            raise MalformedResponse(f"<{element.tag}> has no <{name}>")
+        return default
+    return child.text or ""
+
+
+def _opt_text(element: ET.Element, name: str) -> str | None:
+    child = element.find(name)
+    return None if child is None else (child.text or "")
+
+
+def _int(element: ET.Element, name: str, default: int | None = None) -> int:
+    raw = _opt_text(element, name)
+    if raw is None or raw.strip() == "":
+        if default is None:
+            raise MalformedResponse(f"<{element.tag}> has no <{name}>")
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError as exc:
+        raise MalformedResponse(f"<{element.tag}><{name}> is not an integer: {raw!r}") from exc
+
+
+def _opt_int(element: ET.Element, name: str) -> int | None:
+    raw = _opt_text(element, name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError as exc:
+        raise MalformedResponse(f"<{element.tag}><{name}> is not an integer: {raw!r}") from exc
+
+
+def _bool(element: ET.Element, name: str) -> bool:
+    return (_opt_text(element, name) or "").strip().lower() == "true"
+
+
+def parse_iso_time(raw: str | None) -> datetime | None:
+    """``2024-03-05T08:00:00.000Z`` -> aware datetime; None for absent/unparseable (never fatal)."""
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.strip())
+    except ValueError:
+        return None
+
+
+def _url_decoded(root: ET.Element) -> bool:
+    return (_opt_text(root, "EncodingType") or "").strip().lower() == "url"
+
+
+def _maybe_unquote(value: str | None, encoded: bool) -> str | None:
+    if value is None:
+        return None
+    return unquote(value, errors="strict") if encoded else value
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+
+def parse_list_buckets(body: bytes) -> list[BucketInfo]:
+    root = parse_document(body, "ListAllMyBucketsResult")
+    buckets = root.find("Buckets")
+    if buckets is None:
+        return []
+    return [
+        BucketInfo(
+            name=_text(b, "Name"),
+            creation_date=parse_iso_time(_opt_text(b, "CreationDate")),
+            region=_opt_text(b, "Region"),
+        )
+        for b in buckets.findall("Bucket")
+    ]
+
+
+def parse_list_objects(body: bytes) -> ListPage:
+    """ListObjects (v1). With ``<EncodingType>url</EncodingType>``, keys, prefixes and NextMarker are
+    percent-decoded."""
+    root = parse_document(body, "ListBucketResult")
+    encoded = _url_decoded(root)
+    objects = [
+        ObjectSummary(
+            key=_maybe_unquote(_text(c, "Key"), encoded) or "",
+            size=_int(c, "Size"),
+            etag=unquote_etag(_text(c, "ETag", "")),
+            last_modified=parse_iso_time(_opt_text(c, "LastModified")),
+            storage_class=_text(c, "StorageClass", "STANDARD") or "STANDARD",
+        )
+        for c in root.findall("Contents")
+    ]
+    prefixes: list[str] = []
+    for cp in root.findall("CommonPrefixes"):
+        for p in cp.findall("Prefix"):
+            prefixes.append(_maybe_unquote(p.text or "", encoded) or "")
+    next_marker = _opt_text(root, "NextMarker")
+    return ListPage(
+        objects=objects,
+        common_prefixes=prefixes,
+        is_truncated=_bool(root, "IsTruncated"),
+        next_marker=_maybe_unquote(next_marker, encoded) if next_marker else None,
+    )
+
+
+def parse_initiate(body: bytes) -> InitiateResult:
+    root = parse_document(body, "InitiateMultipartUploadResult")
+    upload_id = _text(root, "UploadId").strip()
+    if not upload_id:
+        raise MalformedResponse("<InitiateMultipartUploadResult> has an empty <UploadId>")
+    return InitiateResult(bucket=_text(root, "Bucket", ""), key=_text(root, "Key", ""), upload_id=upload_id)
+
+
+def parse_list_parts(body: bytes) -> PartsPage:
+    root = parse_document(body, "ListPartsResult")
+    parts = [
+        PartInfo(
+            part_number=_int(p, "PartNumber"),
+            etag=unquote_etag(_text(p, "ETag")),
+            size=_int(p, "Size"),
+            crc64=_opt_int(p, "ChecksumCRC64ECMA"),
+            last_modified=parse_iso_time(_opt_text(p, "LastModified")),
+        )
+        for p in root.findall("Part")
+    ]
+    return PartsPage(
+        parts=parts,
+        is_truncated=_bool(root, "IsTruncated"),
+        next_part_number_marker=_opt_int(root, "NextPartNumberMarker"),
+    )
+
+
+def parse_complete(body: bytes) -> CompleteResult:
+    root = parse_document(body, "CompleteMultipartUploadResult")
+    return CompleteResult(etag=unquote_etag(_text(root, "ETag")), crc64=_opt_int(root, "ChecksumCRC64ECMA"))
+
+
+def parse_list_uploads(body: bytes) -> UploadsPage:
+    root = parse_document(body, "ListMultipartUploadsResult")
+    encoded = _url_decoded(root)
+    uploads = [
+        UploadInfo(
+            key=_maybe_unquote(_text(u, "Key"), encoded) or "",
+            upload_id=_text(u, "UploadId"),
+            initiated=parse_iso_time(_opt_text(u, "Initiated")),
+        )
+        for u in root.findall("Upload")
+    ]
+    prefixes = [
+        _maybe_unquote(p.text or "", encoded) or ""
+        for cp in root.findall("CommonPrefixes")
+        for p in cp.findall("Prefix")
+    ]
+    next_key = _opt_text(root, "NextKeyMarker")
+    return UploadsPage(
+        uploads=uploads,
+        common_prefixes=prefixes,
+        is_truncated=_bool(root, "IsTruncated"),
+        next_key_marker=_maybe_unquote(next_key, encoded) if next_key else None,
+        next_upload_id_marker=_opt_text(root, "NextUploadIdMarker") or None,
+    )
+
+
+def parse_copy_result(body: bytes) -> CopyResult:
+    """CopyObjectResult (CopyObject) or CopyPartResult (UploadPartCopy)."""
+    root = parse_document(body, ("CopyObjectResult", "CopyPartResult"))
+    return CopyResult(
+        etag=unquote_etag(_text(root, "ETag")),
+        crc64=_opt_int(root, "ChecksumCRC64ECMA"),
+        last_modified=parse_iso_time(_opt_text(root, "LastModified")),
+    )
+
+
+def parse_delete_result(body: bytes) -> DeleteResult:
+    root = parse_document(body, "DeleteResult")
+    deleted = [_text(d, "Key") for d in root.findall("Deleted")]
+    errors = [(_text(e, "Key"), _text(e, "Code", ""), _text(e, "Message", "")) for e in root.findall("Error")]
+    return DeleteResult(deleted=deleted, errors=errors)
+
+
+def parse_acl(body: bytes) -> AccessControlPolicy:
+    root = parse_document(body, "AccessControlPolicy")
+    owner = root.find("Owner")
+    grants: list[Grant] = []
+    acl = root.find("AccessControlList")
+    for grant in acl.findall("Grant") if acl is not None else []:
+        grantee = grant.find("Grantee")
+        if grantee is None:
+            raise MalformedResponse("<Grant> has no <Grantee>")
+        kind = grantee.get(_XSI_TYPE) or grantee.get("type") or ""
+        ident = _opt_text(grantee, "URI") or _opt_text(grantee, "ID") or _opt_text(grantee, "EmailAddress") or ""
+        if not kind:
+            kind = "Group" if grantee.find("URI") is not None else "CanonicalUser"
+        grants.append(Grant(grantee_type=kind, grantee=ident.strip(), permission=_text(grant, "Permission").strip()))
+    return AccessControlPolicy(owner_id=_text(owner, "ID", "") if owner is not None else "", grants=grants)
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+def _serialise(root: ET.Element) -> bytes:
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def build_complete(parts: Sequence[tuple[int, str]]) -> bytes:
+    """CompleteMultipartUpload body; ETags are sent quoted, as ListParts returns them."""
+    root = ET.Element("CompleteMultipartUpload")
+    for number, etag in parts:
+        part = ET.SubElement(root, "Part")
+        ET.SubElement(part, "PartNumber").text = str(number)
+        ET.SubElement(part, "ETag").text = f'"{unquote_etag(etag)}"'
+    return _serialise(root)
+
+
+def build_delete(keys: Sequence[str], quiet: bool) -> bytes:
+    root = ET.Element("Delete")
+    ET.SubElement(root, "Quiet").text = "true" if quiet else "false"
+    for key in keys:
+        obj = ET.SubElement(root, "Object")
+        ET.SubElement(obj, "Key").text = key
+    return _serialise(root)
+
+
+def build_restore(days: int) -> bytes:
+    root = ET.Element("RestoreRequest")
+    ET.SubElement(root, "Days").text = str(days)
+    return _serialise(root)
