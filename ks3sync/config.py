@@ -149,7 +149,9 @@ def parse_size(value: object) -> int:
 
 def parse_rate(value: object) -> int | None:
     """Bytes per second from ``10MB/s``, ``10M`` (per second implied); ``0``/``off``/``none`` → no limit."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none", "")):
+    if value is None or value is False:  # YAML 1.1 reads a bare `off` as false
+        return None
+    if isinstance(value, str) and value.strip().lower() in ("off", "none", ""):
         return None
     text = value.strip() if isinstance(value, str) else value
     if isinstance(text, str) and text.lower().endswith("/s"):
