@@ -1,0 +1,370 @@
+"""Error mapping and the retry policy. httpx.MockTransport stands in for the network here ONLY, to
+script failures (503 then 200, resets, lost answers) that a real server cannot be made to produce on
+cue; everything else runs against the real local server (test_integration.py)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import pytest
+
+from ks3sync.ks3 import (
+    BytesBody,
+    Client,
+    ClientConfig,
+    FileRangeBody,
+    KS3AuthError,
+    KS3IntegrityError,
+    KS3ServiceError,
+    KS3TransportError,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    RetryPolicy,
+    SourceChangedError,
+    crc64,
+)
+from ks3sync.ks3.errors import parse_error_body, service_error
+from ks3sync.ks3.retry import call_with_retry
+
+SECRET = "s3cr3t-never-printed"
+
+ERROR_XML = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
+    b"<Message>The specified key does not exist.</Message><Resource>/my-bucket/a.txt</Resource>"
+    b"<RequestId>7f3c</RequestId></Error>"
+)
+
+
+def error_xml(code: str, message: str = "m") -> bytes:
+    return f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>rid</RequestId></Error>".encode()
+
+
+# --- error parsing / mapping ---------------------------------------------------------------------
+
+
+def test_parse_error_body_fields():
+    assert parse_error_body(ERROR_XML) == (
+        "NoSuchKey", "The specified key does not exist.", "7f3c", "/my-bucket/a.txt"
+    )
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>bad gateway</html>", b"not xml at all", b"<Other/>"])
+def test_parse_error_body_tolerates_junk(body):
+    assert parse_error_body(body) == ("", "", "", "")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "code", "retryable"),
+    [
+        (404, error_xml("NoSuchKey"), NoSuchKey, "NoSuchKey", False),
+        (404, error_xml("NoSuchBucket"), NoSuchBucket, "NoSuchBucket", False),
+        (404, error_xml("NoSuchUpload"), NoSuchUpload, "NoSuchUpload", False),
+        (403, error_xml("SignatureDoesNotMatch"), KS3AuthError, "SignatureDoesNotMatch", False),
+        (403, error_xml("RequestTimeTooSkewed"), KS3AuthError, "RequestTimeTooSkewed", False),
+        (503, error_xml("SlowDown"), KS3ServiceError, "SlowDown", True),
+        (400, error_xml("RequestTimeout"), KS3ServiceError, "RequestTimeout", True),
+        (500, b"", KS3ServiceError, "InternalError", True),
+        (502, b"<html>proxy</html>", KS3ServiceError, "HTTP502", True),
+        (429, b"", KS3ServiceError, "HTTP429", True),
+        (408, b"", KS3ServiceError, "HTTP408", True),
+        (400, error_xml("InvalidDigest"), KS3ServiceError, "InvalidDigest", False),
+        (409, error_xml("BucketNotEmpty"), KS3ServiceError, "BucketNotEmpty", False),
+    ],
+)
+def test_service_error_mapping(status, body, cls, code, retryable):
+    err = service_error(status=status, body=body, method="PUT", bucket="bk", key="dir/k", request_id="hdr-id")
+    assert type(err) is cls or isinstance(err, cls)
+    assert (err.status, err.code, err.retryable) == (status, code, retryable)
+    text = str(err)
+    assert text.startswith(f"PUT bk/dir/k: HTTP {status} {code}")
+    assert ("rid" in text) if body.startswith(b"<Error>") else ("hdr-id" in text)
+
+
+def test_bodiless_404_means_what_the_request_says():
+    assert isinstance(service_error(status=404, body=b"", method="HEAD", bucket="b", key="k", missing=NoSuchKey), NoSuchKey)
+    err = service_error(status=404, body=b"", method="HEAD", bucket="b", key=None, missing=NoSuchBucket)
+    assert isinstance(err, NoSuchBucket) and str(err).startswith("HEAD b: HTTP 404 NoSuchBucket")
+
+
+# --- retry policy --------------------------------------------------------------------------------
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def test_backoff_is_full_jitter_under_an_exponential_cap():
+    policy = RetryPolicy(max_attempts=10, base_delay=0.5, max_delay=3.0, random=lambda: 1.0)
+    assert [policy.delay(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+    half = RetryPolicy(base_delay=0.5, random=lambda: 0.5)
+    assert half.delay(2) == 0.5
+
+
+def test_retry_gives_up_after_max_attempts_with_the_last_error():
+    sleeps = Sleeps()
+    policy = RetryPolicy(max_attempts=3, base_delay=0.1, sleep=sleeps, random=lambda: 1.0)
+    calls: list[int] = []
+
+    def attempt(number: int) -> None:
+        calls.append(number)
+        raise KS3TransportError("GET", "b/k", f"reset {number}")
+
+    with pytest.raises(KS3TransportError, match="reset 3"):
+        call_with_retry(policy, attempt)
+    assert calls == [1, 2, 3]
+    assert sleeps == [0.1, 0.2]
+
+
+def test_non_retryable_error_is_raised_at_once():
+    sleeps = Sleeps()
+    calls: list[int] = []
+
+    def attempt(number: int) -> None:
+        calls.append(number)
+        raise service_error(status=403, body=error_xml("AccessDenied"), method="GET", bucket="b", key=None)
+
+    with pytest.raises(KS3AuthError):
+        call_with_retry(RetryPolicy(sleep=sleeps), attempt)
+    assert calls == [1] and sleeps == []
+
+
+def test_policy_rejects_nonsense():
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+
+
+# --- the wrapper inside the client, over a scripted transport ------------------------------------
+
+
+class Script:
+    """A scripted server: each call pops the next reply (a Response factory or an exception)."""
+
+    def __init__(self, *replies):
+        self.replies = list(replies)
+        self.requests: list[httpx.Request] = []
+        self.bodies: list[bytes] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(request.read())
+        self.requests.append(request)
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply(request)
+
+
+def ok_put(request: httpx.Request) -> httpx.Response:
+    body = request.content
+    return httpx.Response(
+        200, headers={"ETag": f'"{hashlib.md5(body).hexdigest()}"', "x-kss-checksum-crc64ecma": str(crc64(body)),
+                      "x-kss-request-id": "r-ok"},
+    )
+
+
+def status(code: int, body: bytes = b"") -> object:
+    return lambda request: httpx.Response(code, content=body, headers={"x-kss-request-id": f"r{code}"})
+
+
+def make_client(script: Script, attempts: int = 4) -> tuple[Client, Sleeps]:
+    sleeps = Sleeps()
+    config = ClientConfig(
+        endpoint="http://127.0.0.1:9", access_key="AK", secret_key=SECRET,
+        retry=RetryPolicy(max_attempts=attempts, base_delay=0.01, sleep=sleeps),
+    )
+    return Client(config, transport=httpx.MockTransport(script)), sleeps
+
+
+def test_503_then_200_put_is_retried_with_body_rewound_and_fresh_signature(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"0123456789" * 300_000)  # 3 MB: several chunks
+    script = Script(status(503, error_xml("SlowDown")), httpx.ConnectError("refused"), ok_put)
+    client, sleeps = make_client(script)
+    result = client.put_object("bk", "dir/f.bin", FileRangeBody(path, offset=10, length=2_000_000))
+    expected = path.read_bytes()[10:2_000_010]
+    assert len(script.requests) == 3 and len(sleeps) == 2
+    assert script.bodies[0] == expected and script.bodies[2] == expected  # re-sent from the first byte
+    assert result.etag == hashlib.md5(expected).hexdigest() and result.crc64 == crc64(expected)
+    assert all(r.headers["Content-MD5"] for r in script.requests)
+    assert all(r.headers["Authorization"].startswith("KSS AK:") for r in script.requests)
+    assert all(r.headers["Accept-Encoding"] == "identity" for r in script.requests)
+
+
+@pytest.mark.parametrize("code", [408, 429, 500, 502, 503, 504])
+def test_retryable_statuses(code):
+    script = Script(status(code), ok_put)
+    client, sleeps = make_client(script)
+    client.put_object("bk", "k", b"x")
+    assert len(script.requests) == 2
+
+
+def test_request_timeout_code_on_400_is_retried():
+    script = Script(status(400, error_xml("RequestTimeout")), ok_put)
+    client, _ = make_client(script)
+    client.put_object("bk", "k", b"abc")
+    assert len(script.requests) == 2
+
+
+def test_timeouts_are_retried_then_surface_as_transport_error():
+    script = Script(*[httpx.ReadTimeout("slow")] * 3)
+    client, sleeps = make_client(script, attempts=3)
+    with pytest.raises(KS3TransportError, match="ReadTimeout") as info:
+        client.head_object("bk", "k")
+    assert len(script.requests) == 3 and len(sleeps) == 2
+    assert SECRET not in str(info.value)
+
+
+def test_client_errors_are_not_retried_and_never_show_the_secret():
+    script = Script(status(403, error_xml("SignatureDoesNotMatch", "The request signature we calculated...")))
+    client, sleeps = make_client(script)
+    with pytest.raises(KS3AuthError) as info:
+        client.put_object("bk", "a b.txt", b"data")
+    assert len(script.requests) == 1 and sleeps == []
+    text = str(info.value)
+    assert "PUT bk/a b.txt: HTTP 403 SignatureDoesNotMatch" in text and "rid" in text
+    assert SECRET not in text and SECRET not in repr(client.config) and SECRET not in repr(client)
+
+
+def test_etag_mismatch_is_an_integrity_error_after_retries():
+    bad = lambda request: httpx.Response(200, headers={"ETag": '"00000000000000000000000000000000"'})  # noqa: E731
+    script = Script(bad, bad)
+    client, _ = make_client(script, attempts=2)
+    with pytest.raises(KS3IntegrityError, match="ETag"):
+        client.put_object("bk", "k", b"data")
+    assert len(script.requests) == 2
+
+
+def test_crc_mismatch_is_an_integrity_error():
+    def wrong_crc(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"ETag": f'"{hashlib.md5(request.content).hexdigest()}"',
+                                            "x-kss-checksum-crc64ecma": "12345"})
+
+    client, _ = make_client(Script(wrong_crc), attempts=1)
+    with pytest.raises(KS3IntegrityError, match="CRC-64"):
+        client.upload_part("bk", "k", "u1", 1, b"data")
+
+
+def test_missing_crc_header_is_accepted():
+    def no_crc(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"ETag": f'"{hashlib.md5(request.content).hexdigest()}"'})
+
+    client, _ = make_client(Script(no_crc), attempts=1)
+    assert client.put_object("bk", "k", b"data").crc64 is None
+
+
+def test_file_that_shrinks_while_sending_is_not_retried(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 100)
+    body = FileRangeBody(path)
+    body.content_md5()
+    path.write_bytes(b"x" * 10)
+    script = Script(ok_put, ok_put)
+    client, _ = make_client(script)
+    with pytest.raises(SourceChangedError, match="changed while being read"):
+        client.put_object("bk", "k", body)
+
+
+def test_200_with_error_document_on_complete_is_retried():
+    complete_ok = (
+        b"<CompleteMultipartUploadResult><Bucket>bk</Bucket><Key>k</Key><ETag>\"e-1\"</ETag>"
+        b"<ChecksumCRC64ECMA>7</ChecksumCRC64ECMA></CompleteMultipartUploadResult>"
+    )
+    script = Script(status(200, error_xml("InternalError")), status(200, complete_ok))
+    client, _ = make_client(script)
+    result = client.complete_multipart("bk", "k", "u1", [(1, "aa" * 16)], expected_crc64=7)
+    assert (result.etag, result.crc64) == ("e-1", 7)
+    assert len(script.requests) == 2
+    assert b'<ETag>"' + b"aa" * 16 + b'"</ETag>' in script.bodies[1]
+
+
+def _head_reply(etag: str, crc: int | None):
+    headers = {"ETag": f'"{etag}"', "Content-Length": "10"}
+    if crc is not None:
+        headers["x-kss-checksum-crc64ecma"] = str(crc)
+    return lambda request: httpx.Response(200, headers=headers)
+
+
+PART_ETAGS = [(1, hashlib.md5(b"p1").hexdigest()), (2, hashlib.md5(b"p2").hexdigest())]
+
+
+def _multipart_etag() -> str:
+    return hashlib.md5(b"".join(bytes.fromhex(e) for _, e in PART_ETAGS)).hexdigest() + "-2"
+
+
+def test_retried_complete_that_finds_upload_gone_checks_the_object():
+    script = Script(
+        httpx.ReadError("answer lost"),
+        status(404, error_xml("NoSuchUpload")),
+        _head_reply(_multipart_etag(), 99),
+    )
+    client, _ = make_client(script)
+    result = client.complete_multipart("bk", "k", "u1", PART_ETAGS, expected_crc64=99)
+    assert (result.etag, result.crc64) == (_multipart_etag(), 99)
+    assert [r.method for r in script.requests] == ["POST", "POST", "HEAD"]
+
+
+@pytest.mark.parametrize(
+    ("etag", "crc"), [("0" * 32 + "-2", 99), (None, 98)], ids=["other-etag", "other-crc"]
+)
+def test_retried_complete_with_a_different_object_raises(etag, crc):
+    script = Script(
+        httpx.ReadError("answer lost"),
+        status(404, error_xml("NoSuchUpload")),
+        _head_reply(etag or _multipart_etag(), crc),
+    )
+    client, _ = make_client(script)
+    with pytest.raises(NoSuchUpload, match="not the expected one"):
+        client.complete_multipart("bk", "k", "u1", PART_ETAGS, expected_crc64=99)
+
+
+def test_first_complete_no_such_upload_is_raised_without_head():
+    script = Script(status(404, error_xml("NoSuchUpload")))
+    client, _ = make_client(script)
+    with pytest.raises(NoSuchUpload):
+        client.complete_multipart("bk", "k", "u1", PART_ETAGS)
+    assert len(script.requests) == 1
+
+
+def test_retried_abort_that_finds_upload_gone_is_success():
+    script = Script(httpx.ReadError("answer lost"), status(404, error_xml("NoSuchUpload")))
+    client, _ = make_client(script)
+    client.abort_multipart("bk", "k", "u1")
+    assert len(script.requests) == 2
+
+
+def test_download_restarts_from_scratch_after_a_broken_body(tmp_path):
+    data = bytes(range(256)) * 100
+
+    class Broken(httpx.SyncByteStream):
+        def __iter__(self):
+            yield data[:1000]
+            raise httpx.ReadError("connection reset mid-body")
+
+    script = Script(
+        lambda request: httpx.Response(200, headers={"Content-Length": str(len(data))}, stream=Broken()),
+        lambda request: httpx.Response(
+            200, stream=httpx.ByteStream(data), headers={"x-kss-checksum-crc64ecma": str(crc64(data))}
+        ),
+    )
+    client, _ = make_client(script)
+    target = tmp_path / "out"
+    info = client.download_to_file("bk", "k", target)
+    assert target.read_bytes() == data and info.crc64 == crc64(data)
+
+
+def test_get_with_wrong_crc_raises_integrity_error():
+    data = b"payload"
+    script = Script(
+        lambda request: httpx.Response(200, stream=httpx.ByteStream(data), headers={"x-kss-checksum-crc64ecma": "1"})
+    )
+    client, _ = make_client(script)
+    with client.get_object("bk", "k") as response, pytest.raises(KS3IntegrityError, match="CRC-64"):
+        response.read()
+
+
+def test_bytes_body_is_rewindable():
+    body = BytesBody(memoryview(b"abc" * 1_000_000))
+    assert b"".join(body.chunks()) == b"".join(body.chunks()) == b"abc" * 1_000_000
+    assert body.content_md5() == hashlib.md5(b"abc" * 1_000_000).digest()
