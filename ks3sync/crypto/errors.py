@@ -4,6 +4,7 @@
 
     CryptoError                      base: anything this package refuses to do
     ├── KeyFileError                 key file missing, unreadable or not 16 bytes (names the file)
+    │   └── KeyFileExistsError       keygen: refusing to overwrite an existing file
     ├── WrongKeyError                the object's x-kss-meta-key fingerprint is not this key's
     ├── EncryptionMetadataError      x-kss-meta-iv missing/invalid, or the body's IV prefix differs from it
     ├── CorruptCiphertextError       bad length or bad pad: tampered or truncated ciphertext
@@ -22,6 +23,10 @@ class CryptoError(Exception):
 
 class KeyFileError(CryptoError):
     """The key file is missing, unreadable, or does not hold exactly 16 bytes."""
+
+
+class KeyFileExistsError(KeyFileError):
+    """A new key file was requested where a file already exists (keys are never overwritten)."""
 
 
 class WrongKeyError(CryptoError):

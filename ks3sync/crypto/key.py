@@ -18,7 +18,7 @@ from typing import Any
 from Crypto.Cipher import AES
 from Crypto.Cipher._mode_cbc import CbcMode
 
-from ks3sync.crypto.errors import KeyFileError
+from ks3sync.crypto.errors import KeyFileError, KeyFileExistsError
 
 KEY_SIZE = 16
 # A key file larger than this is certainly not a key; never read a huge file into memory to say so.
@@ -49,7 +49,9 @@ class EncryptionKey:
         stripped must be exactly 16 bytes. Group/world-readable files give an InsecureKeyFileWarning."""
         name = os.fspath(path)
         try:
-            with open(name, "rb") as handle:
+            # O_NONBLOCK: a FIFO or device at the key path must give an error, not hang the process.
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as handle:
                 mode = os.fstat(handle.fileno()).st_mode
                 if not stat.S_ISREG(mode):
                     raise KeyFileError(f"encryption key file {name} is not a regular file")
@@ -92,7 +94,7 @@ class EncryptionKey:
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            raise KeyFileError(f"{name} already exists; refusing to overwrite a key file") from None
+            raise KeyFileExistsError(f"{name} already exists; refusing to overwrite it with a new key") from None
         except OSError as exc:
             raise KeyFileError(f"cannot create key file {name}: {exc.strerror or exc}") from None
         try:
