@@ -1,0 +1,114 @@
+"""``plan_download``: KS3 -> local folder (restore). The mirror image of ``plan_upload``, plus the
+refusal of keys that would escape the target folder (invariant 6; the executor checks again).
+
+Pure: no I/O, no clock; imports only ``ks3sync.model`` and sibling planner modules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from ks3sync.model import (
+    Adopt,
+    DeleteLocal,
+    Download,
+    Forget,
+    LocalEntry,
+    Operation,
+    Plan,
+    RemoteEntry,
+    SyncedEntry,
+)
+from ks3sync.plan.guard import guard_deletes
+from ks3sync.plan.keys import is_directory_marker, unsafe_reason
+from ks3sync.plan.march import index_by_path, march
+from ks3sync.plan.options import PlanOptions
+
+
+def plan_download(
+    remote: Iterable[RemoteEntry],
+    local: Iterable[LocalEntry],
+    synced: Mapping[str, SyncedEntry],
+    opts: PlanOptions,
+) -> Plan:
+    """What to do so that the local folder holds exactly the remote objects.
+
+    An ``Adopt`` here means "hash the local file; if it equals the object, record it, else download".
+    Unsafe keys are skipped with a warning; folder placeholder objects (``dir/``, 0 bytes) silently."""
+    local_by = index_by_path(local)
+    remote_by: dict[str, RemoteEntry] = {}
+    warnings: list[str] = []
+    for obj in remote:
+        if is_directory_marker(obj.path, obj.size):
+            continue  # a console's "folder" object: nothing to create
+        why = unsafe_reason(obj.path)
+        if why is not None:
+            warnings.append(f"skipping key {obj.path!r}: {why} (it would not stay inside the target folder)")
+            continue
+        remote_by[obj.path] = obj
+
+    transfers: list[Operation] = []
+    deletes: list[Operation] = []
+    forgets: list[Operation] = []
+    skipped = 0
+    for path in march(local_by, remote_by, synced):
+        loc = local_by.get(path)
+        rem = remote_by.get(path)
+        if loc is not None and rem is not None:
+            op = _both_sides(loc, rem, synced.get(path), opts)
+            if op is None:
+                skipped += 1
+            else:
+                transfers.append(op)
+        elif rem is not None:
+            # Remote only: a new object to fetch.
+            transfers.append(Download(path, rem, "new"))
+        elif loc is not None:
+            # Local only: not in the source (the bucket). Deleted only when asked (and guarded).
+            if opts.delete:
+                deletes.append(DeleteLocal(path))
+        else:
+            # Journal only: gone from both sides; drop the stale record.
+            forgets.append(Forget(path))
+
+    allowed, refused, guard_warnings = guard_deletes(
+        deletes, source_count=len(remote_by), destination_count=len(local_by), opts=opts
+    )
+    return Plan(
+        transfers=tuple(transfers) + tuple(forgets),
+        deletes=allowed,
+        skipped=skipped,
+        refused_deletes=refused,
+        warnings=tuple(warnings) + guard_warnings,
+    )
+
+
+def _both_sides(
+    loc: LocalEntry, rem: RemoteEntry, rec: SyncedEntry | None, opts: PlanOptions
+) -> Operation | None:
+    path = loc.path
+    if rec is not None and (rec.remote_size, rec.remote_etag) == (rem.size, rem.etag):
+        # The object is the one recorded; has the local file moved on since?
+        if rec.identity == loc.identity:
+            if not opts.checksum:
+                # Unchanged on both sides since the record: in sync.
+                return None
+            if loc.md5 is None:
+                # --checksum without a hash from the scan: Adopt re-hashes, downloads on mismatch.
+                return Adopt(path, loc, rem)
+            return None if loc.md5 == rec.md5 else Download(path, rem, "checksum-differs")
+        if loc.md5 is not None and loc.md5 == rec.md5:
+            # Touched locally but the content is proven the same: re-record only.
+            return Adopt(path, loc, rem)
+        # The local file was changed: the bucket is the source, fetch it again.
+        return Download(path, rem, "local-changed")
+
+    # No record, or the object changed since it was recorded.
+    plain_etag = not rem.is_multipart_etag and not opts.encrypt
+    if loc.md5 is not None and plain_etag:
+        # A plain ETag is the object's MD5: compare directly.
+        return Adopt(path, loc, rem) if loc.md5 == rem.etag else Download(path, rem, "checksum-differs")
+    if rem.size == loc.size or opts.encrypt:
+        # Maybe the same bytes already (a lost journal): hash before fetching.
+        return Adopt(path, loc, rem)
+    # Different sizes: the local file certainly differs.
+    return Download(path, rem, "remote-changed" if rec is not None else "size-differs")
