@@ -350,12 +350,13 @@ class Client:
         prefix: str = "",
         delimiter: str | None = None,
         start_after: str | None = None,
+        max_keys: int | None = None,
     ) -> Iterator[ObjectSummary | str]:
         """Every object (and, with a delimiter, every common prefix as a ``str``) in UTF-8 byte order,
-        across all pages."""
+        across all pages (``max_keys`` per page; the service's default when None)."""
         marker = start_after
         while True:
-            page = self.list_objects(bucket, prefix=prefix, delimiter=delimiter, marker=marker)
+            page = self.list_objects(bucket, prefix=prefix, delimiter=delimiter, marker=marker, max_keys=max_keys)
             items: list[ObjectSummary | str] = [*page.objects, *page.common_prefixes]
             items.sort(key=lambda item: (item if isinstance(item, str) else item.key).encode("utf-8"))
             yield from items
@@ -542,10 +543,15 @@ class Client:
 
         call_with_retry(self.config.retry, attempt)
 
-    def iter_parts(self, bucket: str, key: str, upload_id: str) -> Iterator[PartInfo]:
+    def iter_parts(
+        self, bucket: str, key: str, upload_id: str, *, max_parts: int | None = None
+    ) -> Iterator[PartInfo]:
+        """Every uploaded part, paging with ``part-number-marker`` (``max_parts`` per page)."""
         marker: int | None = None
         while True:
             params = {"uploadId": upload_id}
+            if max_parts is not None:
+                params["max-parts"] = str(max_parts)
             if marker is not None:
                 params["part-number-marker"] = str(marker)
             page = parse_list_parts(self._send_xml(Request("GET", bucket, key, params=params)).content)
@@ -557,11 +563,16 @@ class Client:
                 raise MalformedResponse(f"ListParts {bucket}/{key}: truncated page did not advance")
             marker = next_marker
 
-    def iter_multipart_uploads(self, bucket: str, *, prefix: str = "") -> Iterator[UploadInfo]:
+    def iter_multipart_uploads(
+        self, bucket: str, *, prefix: str = "", max_uploads: int | None = None
+    ) -> Iterator[UploadInfo]:
+        """Every in-progress upload under ``prefix``, paging with key and upload-id markers."""
         key_marker: str | None = None
         upload_id_marker: str | None = None
         while True:
             params = {"uploads": "", "encoding-type": "url"}
+            if max_uploads is not None:
+                params["max-uploads"] = str(max_uploads)
             if prefix:
                 params["prefix"] = prefix
             if key_marker is not None:
