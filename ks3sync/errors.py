@@ -1,0 +1,122 @@
+"""The application's exception tree, classified by what the caller should do, not by where it came from.
+
+```
+Ks3SyncError                      base of everything ks3sync raises on purpose
+├── UsageError                    bad command line / configuration: one line, exit 2, nothing attempted
+├── FatalError                    stop the whole run cleanly (exit 1): credentials refused, bucket missing,
+│   │                             journal unusable. Retrying another entry would fail the same way.
+│   └── AuthError                 access key unknown / signature refused / access denied
+└── EntryError                    one path failed; the run goes on with the others and reports it
+    ├── RetryableError            worth one more attempt later in the same pass
+    │   ├── TransientError        network trouble or 5xx that outlived the client's own retries
+    │   ├── IntegrityError        KS3 confirmed different bytes than we sent / a download did not verify
+    │   └── FileChangedError      the local file changed while it was read (invariant 1: never recorded)
+    └── PermanentError            retrying will not help
+        ├── RemoteNotFound        the object (or upload) is gone
+        ├── UploadGone            the multipart upload id is unknown to KS3 (restart the upload)
+        ├── LocalFileError        the local file vanished or cannot be read/written
+        ├── UnsafeKeyError        a key that would escape the restore folder (invariant 6)
+        ├── EncryptionError       wrong key, missing key, malformed encrypted object
+        └── RemoteRejected        a 4xx the service will repeat (invalid key, bad storage class, ...)
+```
+
+Lower layers (`ks3sync.ks3`'s KS3Error tree, OSError) are mapped onto this tree at one boundary each:
+`ks3sync.store.ks3store` for the client, the transfer tasks for the file system. `classify()` answers
+"retry, skip or stop" for any exception so the executor needs no isinstance ladders.
+
+This module imports nothing from the rest of ks3sync (the protocol client must not depend on it).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Ks3SyncError(Exception):
+    """Base class. Messages name the file/key/setting and never contain a secret."""
+
+
+class UsageError(Ks3SyncError):
+    """A usage or configuration error: the CLI prints the message on one line and exits 2."""
+
+
+class FatalError(Ks3SyncError):
+    """The run cannot continue (every further request would fail the same way)."""
+
+
+class AuthError(FatalError):
+    pass
+
+
+class EntryError(Ks3SyncError):
+    """One path failed; others continue."""
+
+
+class RetryableError(EntryError):
+    pass
+
+
+class TransientError(RetryableError):
+    pass
+
+
+class IntegrityError(RetryableError):
+    pass
+
+
+class FileChangedError(RetryableError):
+    pass
+
+
+class PermanentError(EntryError):
+    pass
+
+
+class RemoteNotFound(PermanentError):
+    pass
+
+
+class UploadGone(PermanentError):
+    pass
+
+
+class LocalFileError(PermanentError):
+    pass
+
+
+class UnsafeKeyError(PermanentError):
+    pass
+
+
+class EncryptionError(PermanentError):
+    pass
+
+
+class RemoteRejected(PermanentError):
+    pass
+
+
+class Disposition(enum.Enum):
+    RETRY = "retry"  # try this entry once more later in the pass
+    SKIP = "skip"  # report this entry as failed, go on with the others
+    STOP = "stop"  # stop the run: nothing else can succeed
+
+
+def classify(exc: BaseException) -> Disposition:
+    """What to do about ``exc`` raised while working on one entry."""
+    if isinstance(exc, FatalError):
+        return Disposition.STOP
+    if isinstance(exc, RetryableError):
+        return Disposition.RETRY
+    if isinstance(exc, EntryError):
+        return Disposition.SKIP
+    if isinstance(exc, OSError):
+        # A local I/O error on one file (EACCES, EIO, ENOENT after the scan) stays with that file.
+        return Disposition.SKIP
+    return Disposition.STOP
+
+
+def describe(exc: BaseException) -> str:
+    """One line for stderr/the journal: the message, or the type name if the message is empty."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

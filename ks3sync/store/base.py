@@ -1,0 +1,146 @@
+"""The narrow Store protocol: one bucket + prefix, addressed by relative sync paths, speaking model types.
+
+A Store is what the executor and the mirror engine see of KS3. Two implementations pass one conformance
+suite (tests/store/test_conformance.py): ``KS3Store`` over the protocol client and ``MemoryStore`` (a
+fake with fault injection for fast tests). Errors raised by a Store are already ks3sync.errors classes.
+
+Keys: the remote key of ``path`` is ``prefix + path``. Listings yield ``RemoteEntry`` sorted by the
+UTF-8 bytes of the path (the order the planner's march needs) and skip "folder marker" keys that end in
+``/`` (they hold no file content and have no local counterpart).
+
+Must not import: ks3sync.ks3 (only the adapter does), the journal, the planner, the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from ks3sync.model import RemoteEntry
+
+# Metadata names (without the x-kss-meta- prefix) that ks3sync writes on every object it uploads.
+META_MTIME = "mtime"  # st_mtime_ns of the source file, decimal
+# Encryption metadata written by the official SDK and by ks3sync.crypto (protocol §8).
+META_ENC_KEY = "key"
+META_ENC_IV = "iv"
+META_ENC_PLAIN_LENGTH = "unencrypted-content-length"
+META_ENC_PLAIN_MD5 = "unencrypted-content-md5"
+
+
+@runtime_checkable
+class Body(Protocol):
+    """A request body that knows its length and MD5 up front and can be read again from the start
+    (structurally the same as ``ks3sync.ks3.Body``, so either side's bodies can be passed)."""
+
+    length: int
+
+    def content_md5(self) -> bytes: ...
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """What a HEAD (or the start of a GET) tells about an object."""
+
+    path: str
+    size: int
+    etag: str
+    last_modified_ns: int = 0
+    storage_class: str = "STANDARD"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    crc64: int | None = None
+
+    @property
+    def is_multipart(self) -> bool:
+        return "-" in self.etag
+
+    @property
+    def is_encrypted(self) -> bool:
+        return META_ENC_IV in self.metadata
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What KS3 confirmed for a put, a completed multipart upload or a copy."""
+
+    etag: str
+    crc64: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartResult:
+    part_number: int
+    etag: str
+    size: int
+    crc64: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    """A multipart upload the service knows about (ListMultipartUploads)."""
+
+    path: str
+    key: str
+    upload_id: str
+    initiated_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOptions:
+    """Per-object options from the command line / config."""
+
+    storage_class: str | None = None
+    acl: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+class ObjectReader(Protocol):
+    """An open GET: its metadata and a stream of its bytes."""
+
+    meta: ObjectMeta
+
+    def iter_bytes(self, chunk_size: int = ...) -> Iterator[bytes]: ...
+
+
+class Store(Protocol):
+    bucket: str
+    prefix: str
+
+    def key_for(self, path: str) -> str: ...
+
+    def list(self) -> Iterator[RemoteEntry]: ...
+
+    def head(self, path: str) -> ObjectMeta | None: ...
+
+    def put(self, path: str, body: Body, options: WriteOptions) -> WriteResult: ...
+
+    def create_upload(self, path: str, options: WriteOptions) -> str: ...
+
+    def upload_part(
+        self, path: str, upload_id: str, part_number: int, body: Body, metadata: Mapping[str, str] | None = None
+    ) -> PartResult: ...
+
+    def list_parts(self, path: str, upload_id: str) -> list[PartResult]: ...
+
+    def complete_upload(
+        self, path: str, upload_id: str, parts: Sequence[PartResult], *, expected_crc64: int | None = None
+    ) -> WriteResult: ...
+
+    def abort_upload(self, path: str, upload_id: str) -> None: ...
+
+    def list_uploads(self) -> list[PendingUpload]: ...
+
+    def copy(self, src_path: str, dst_path: str, *, dst_key: str | None = None) -> WriteResult:
+        """Server-side copy of ``src_path`` to ``dst_path`` (or to the absolute ``dst_key`` in the same
+        bucket, e.g. under a backup prefix). Metadata is copied."""
+        ...
+
+    def delete_many(self, paths: Sequence[str]) -> list[tuple[str, str]]:
+        """Delete the objects; returns (path, reason) for each one that could not be deleted."""
+        ...
+
+    def open(self, path: str) -> contextlib.AbstractContextManager[ObjectReader]: ...

@@ -1,0 +1,59 @@
+"""What every transfer task shares during one run: the store, the checkpoint, the local root, options,
+the part pool and its memory slots, the byte meter (bandwidth limit + progress), the clock.
+
+Imports model, store.base and errors only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ks3sync.model import Checkpoint, RemoteEntry, SyncedEntry
+from ks3sync.store.base import Store, WriteOptions
+from ks3sync.transfer.sizing import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE
+
+if TYPE_CHECKING:
+    from ks3sync.crypto.key import EncryptionKey
+
+TMP_PREFIX = ".ks3sync-tmp-"  # downloads land in such a file in the target folder before the rename
+SMALL_FILE = 8 * 1024 * 1024  # single PUTs up to this size are read once into memory
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOptions:
+    jobs: int = 8
+    part_size: int = DEFAULT_PART_SIZE
+    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
+    write: WriteOptions = field(default_factory=WriteOptions)
+    encryption_key: EncryptionKey | None = None
+    backup_prefix: str | None = None
+    bwlimit: float | None = None  # bytes per second, shared by all workers
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ValueError("jobs must be >= 1")
+
+
+@dataclass(slots=True)
+class TransferContext:
+    store: Store
+    checkpoint: Checkpoint
+    root: Path
+    options: TransferOptions
+    part_pool: ThreadPoolExecutor
+    part_slots: threading.BoundedSemaphore
+    meter_sent: Callable[[int], None]
+    meter_received: Callable[[int], None]
+    stop: threading.Event
+    synced: Mapping[str, SyncedEntry] = field(default_factory=dict)
+    remote: Mapping[str, RemoteEntry] | None = None  # the pass's listing, when the caller has one
+    clock: Callable[[], int] = time.time_ns
+
+    def abs_path(self, path: str) -> Path:
+        return self.root / path

@@ -1,0 +1,199 @@
+"""Restore one object into the local folder, and delete local files the source no longer has.
+
+Invariant 6: a key becomes a local path only if the result stays inside the target folder (``..``,
+absolute paths, empty or ``.`` segments, NUL are refused), and files appear only by rename from a
+verified temp file (``.ks3sync-tmp-*`` in the same folder: same file system, atomic rename).
+
+Verification: a single-PUT object's ETag is the MD5 of its bytes; a multipart object is checked by its
+CRC-64; an encrypted object by the plaintext MD5/length it carries (or, for encrypted multipart objects,
+the ciphertext CRC-64), after decryption with the key, which must match the object's fingerprint.
+
+Must not import: ks3sync.ks3, the journal, the planner, the CLI.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ks3sync.errors import EncryptionError, IntegrityError, LocalFileError, UnsafeKeyError
+from ks3sync.model import SyncedEntry
+from ks3sync.store.base import META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5, META_MTIME, ObjectMeta
+from ks3sync.store.checksums import crc64_update
+from ks3sync.transfer.bodies import fsync_dir
+from ks3sync.transfer.context import TMP_PREFIX, TransferContext
+from ks3sync.transfer.files import identity_of
+
+CHUNK = 256 * 1024
+
+
+def safe_local_path(root: Path, path: str) -> Path:
+    """``root / path`` if ``path`` is a plain relative path that stays inside ``root``; else UnsafeKeyError."""
+    if not path:
+        raise UnsafeKeyError("empty key: refusing to restore it")
+    if "\x00" in path:
+        raise UnsafeKeyError(f"{path!r}: key contains a NUL byte; refusing to restore it")
+    if path.startswith("/"):
+        raise UnsafeKeyError(f"{path!r}: absolute key; refusing to restore outside the target folder")
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UnsafeKeyError(
+                f"{path!r}: key has an empty, '.' or '..' segment; refusing to restore outside the target folder"
+            )
+    if parts[-1].startswith(TMP_PREFIX):
+        raise UnsafeKeyError(f"{path!r}: key uses ks3sync's temp-file name; refusing to restore it")
+    target = root.joinpath(*parts)
+    resolved_root = root.resolve()
+    # A symlinked folder inside the target could still lead outside: resolve the parent and check.
+    try:
+        resolved_parent = target.parent.resolve()
+    except OSError as exc:
+        raise LocalFileError(f"{path}: {exc.strerror or exc}") from exc
+    if resolved_parent != resolved_root and resolved_root not in resolved_parent.parents:
+        raise UnsafeKeyError(f"{path!r}: restoring it would leave the target folder (symlinked folder?)")
+    return target
+
+
+def download_file(ctx: TransferContext, path: str) -> int:
+    """Fetch ``path`` into the local folder; returns bytes received. Raises ks3sync.errors classes."""
+    target = safe_local_path(ctx.root, path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise LocalFileError(f"{path}: a parent of it exists locally as a file") from exc
+    except OSError as exc:
+        raise LocalFileError(f"{path}: cannot create its folder: {exc.strerror or exc}") from exc
+    if target.is_dir() and not target.is_symlink():
+        raise LocalFileError(f"{path}: exists locally as a folder")
+    tmp = target.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+    try:
+        received, meta, plain_md5 = _fetch(ctx, path, tmp)
+        mtime = _mtime_ns(meta)
+        if mtime is not None:
+            os.utime(tmp, ns=(mtime, mtime))
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except OSError as exc:
+        raise LocalFileError(f"{path}: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    identity = identity_of(os.stat(target))
+    ctx.checkpoint.synced(
+        SyncedEntry(path, identity, plain_md5, meta.etag, meta.size, meta.is_encrypted, ctx.clock())
+    )
+    return received
+
+
+def _mtime_ns(meta: ObjectMeta) -> int | None:
+    text = meta.metadata.get(META_MTIME, "").strip()
+    if text.isdigit():
+        return int(text)
+    return meta.last_modified_ns or None
+
+
+def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta, str]:
+    """Stream the object into ``tmp`` (fsynced), verify it; returns (bytes received, meta, plaintext MD5)."""
+    received = 0
+    wire_md5 = hashlib.md5()  # noqa: S324 - the protocol's checksum
+    plain_md5 = hashlib.md5()  # noqa: S324
+    crc = 0
+    written = 0
+    with ctx.store.open(path) as reader, open(tmp, "wb") as out:
+        meta = reader.meta
+        decryptor = _decryptor(ctx, path, meta)
+        for chunk in reader.iter_bytes(CHUNK):
+            ctx.meter_received(len(chunk))
+            received += len(chunk)
+            wire_md5.update(chunk)
+            crc = crc64_update(crc, chunk)
+            plain = decryptor.update(chunk) if decryptor is not None else chunk
+            if plain:
+                plain_md5.update(plain)
+                out.write(plain)
+                written += len(plain)
+        if decryptor is not None:
+            tail = _finish(path, decryptor)
+            plain_md5.update(tail)
+            out.write(tail)
+            written += len(tail)
+        out.flush()
+        os.fsync(out.fileno())
+    if received != meta.size:
+        raise IntegrityError(f"{path}: received {received} bytes, object size is {meta.size}")
+    if meta.is_encrypted:
+        _verify_encrypted(path, meta, plain_md5.digest(), written, crc)
+    elif meta.is_multipart:
+        if meta.crc64 is not None and crc != meta.crc64:
+            raise IntegrityError(f"{path}: downloaded bytes do not match the object's CRC-64")
+    elif wire_md5.hexdigest() != meta.etag:
+        raise IntegrityError(f"{path}: downloaded bytes do not match the object's ETag (MD5)")
+    return received, meta, plain_md5.hexdigest()
+
+
+def _verify_encrypted(path: str, meta: ObjectMeta, plain_md5: bytes, plain_len: int, crc: int) -> None:
+    expected_len = meta.metadata.get(META_ENC_PLAIN_LENGTH)
+    expected_md5 = meta.metadata.get(META_ENC_PLAIN_MD5)
+    if expected_len is not None and expected_len.strip().isdigit() and int(expected_len) != plain_len:
+        raise IntegrityError(f"{path}: decrypted length {plain_len} != recorded {expected_len}")
+    if expected_md5 is not None:
+        if base64.b64encode(plain_md5).decode("ascii") != expected_md5.strip():
+            raise IntegrityError(f"{path}: decrypted content does not match its recorded MD5")
+    elif meta.crc64 is not None and crc != meta.crc64:
+        raise IntegrityError(f"{path}: downloaded ciphertext does not match the object's CRC-64")
+
+
+def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta) -> Any:
+    if not meta.is_encrypted:
+        return None
+    key = ctx.options.encryption_key
+    if key is None:
+        raise EncryptionError(f"{path}: object is client-side encrypted; pass --encrypt-key to restore it")
+    from ks3sync.crypto.errors import CryptoError
+
+    try:
+        from ks3sync.crypto.decrypt import StreamDecryptor
+        from ks3sync.crypto.envelope import ObjectEncryption
+
+        encryption = ObjectEncryption.from_metadata(meta.metadata)
+        if encryption is None:
+            raise EncryptionError(f"{path}: object's encryption metadata is incomplete")
+        if not key.matches_fingerprint(encryption.fingerprint):
+            raise EncryptionError(f"{path}: object was encrypted with a different key")
+        return StreamDecryptor(key, encryption.iv)
+    except CryptoError as exc:
+        raise EncryptionError(f"{path}: {exc}") from exc
+
+
+def _finish(path: str, decryptor: Any) -> bytes:
+    from ks3sync.crypto.errors import CryptoError
+
+    try:
+        return bytes(decryptor.finish())
+    except CryptoError as exc:
+        raise EncryptionError(f"{path}: {exc}") from exc
+
+
+def delete_local(ctx: TransferContext, path: str) -> None:
+    """Remove a local file the source no longer has, then any folders that became empty."""
+    target = safe_local_path(ctx.root, path)
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LocalFileError(f"{path}: cannot delete: {exc.strerror or exc}") from exc
+    parent = target.parent
+    root = ctx.root.resolve()
+    while parent.resolve() != root:
+        try:
+            parent.rmdir()
+        except OSError:
+            break  # not empty (or not ours to remove): stop pruning here
+        parent = parent.parent

@@ -1,0 +1,276 @@
+"""Carry out a plan: transfers on a bounded thread pool, then deletes, last, only if nothing failed.
+
+rclone's shape: the plan's transfers go to ``jobs`` file workers (each file worker reads/hashes/encrypts
+its file); multipart parts go to a second pool of ``jobs`` part workers so a big file uploads with full
+concurrency without starving small ones, and without a worker ever waiting on a task queued behind it.
+Every exception is classified once (ks3sync.errors.classify): RETRY entries get one more attempt at the
+end of the pass, SKIP entries are reported, STOP ends the run cleanly (queued entries are reported as
+not attempted). Deletes run only when the transfers all succeeded (invariant 4); with a backup prefix,
+each object is copied there first and is deleted only if that copy succeeded.
+
+Must not import: ks3sync.ks3, the journal, the planner, the CLI.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ks3sync.errors import Disposition, Ks3SyncError, PermanentError, classify, describe
+from ks3sync.model import (
+    Adopt,
+    Checkpoint,
+    Copy,
+    DeleteLocal,
+    DeleteRemote,
+    Download,
+    Forget,
+    Operation,
+    RemoteEntry,
+    SyncedEntry,
+    Upload,
+)
+from ks3sync.store.base import Store
+from ks3sync.transfer.context import TransferContext, TransferOptions
+from ks3sync.transfer.download import delete_local, download_file
+from ks3sync.transfer.progress import NullProgress, ProgressSubscriber
+from ks3sync.transfer.tasks import adopt_object, backup_before_overwrite, copy_object
+from ks3sync.transfer.throttle import TokenBucket
+from ks3sync.transfer.upload import upload_file
+
+log = logging.getLogger(__name__)
+
+DELETE_BATCH = 1000
+
+
+class NotAttempted(PermanentError):
+    """The run stopped before this entry was tried."""
+
+
+@dataclass(slots=True)
+class ExecutionReport:
+    counts: Counter[str] = field(default_factory=Counter)  # "uploaded", "copied", "deleted", ...
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    stopped: str | None = None  # the fatal error that ended the run
+    deletes_skipped: int = 0  # deletes not run because something failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.stopped is None
+
+
+def operation_bytes(op: Operation) -> int:
+    if isinstance(op, Upload | Copy | Adopt):
+        return op.local.size if isinstance(op, Upload) else 0
+    if isinstance(op, Download):
+        return op.remote.size
+    return 0
+
+
+class Executor:
+    """One executor per run (or per daemon batch); ``close()`` shuts its pools down."""
+
+    def __init__(
+        self,
+        store: Store,
+        checkpoint: Checkpoint,
+        root: Path,
+        options: TransferOptions,
+        *,
+        progress: ProgressSubscriber | None = None,
+        synced: Mapping[str, SyncedEntry] | None = None,
+        remote: Mapping[str, RemoteEntry] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.progress = progress or NullProgress()
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._received = 0
+        bucket = TokenBucket(options.bwlimit) if options.bwlimit else None
+        self._bucket = bucket
+        self._file_pool = concurrent.futures.ThreadPoolExecutor(options.jobs, thread_name_prefix="ks3sync-file")
+        self._part_pool = concurrent.futures.ThreadPoolExecutor(options.jobs, thread_name_prefix="ks3sync-part")
+        self.ctx = TransferContext(
+            store=store,
+            checkpoint=checkpoint,
+            root=root,
+            options=options,
+            part_pool=self._part_pool,
+            part_slots=threading.BoundedSemaphore(max(2, options.jobs)),
+            meter_sent=self._on_sent,
+            meter_received=self._on_received,
+            stop=threading.Event(),
+            synced=synced or {},
+            remote=remote,
+            clock=clock,
+        )
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.ctx.stop.set()
+        self._file_pool.shutdown(wait=True, cancel_futures=True)
+        self._part_pool.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ metering
+
+    def _on_sent(self, n: int) -> None:
+        if self._bucket is not None:
+            self._bucket.consume(n)
+        with self._lock:
+            self._sent += n
+        self.progress.bytes_moved(n)
+
+    def _on_received(self, n: int) -> None:
+        if self._bucket is not None:
+            self._bucket.consume(n)
+        with self._lock:
+            self._received += n
+        self.progress.bytes_moved(n)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, transfers: Sequence[Operation], deletes: Sequence[Operation] = ()) -> ExecutionReport:
+        report = ExecutionReport()
+        self.progress.plan_ready(len(transfers) + len(deletes), sum(operation_bytes(op) for op in transfers))
+        retry = self._run_round(transfers, report, final=False)
+        if retry and report.stopped is None:
+            log.info("retrying %d entries once more", len(retry))
+            self._run_round(retry, report, final=True)
+        if deletes:
+            if report.ok:
+                self._run_deletes(deletes, report)
+            else:
+                report.deletes_skipped = len(deletes)
+                log.warning("%d deletes skipped because this pass had failures", len(deletes))
+        report.bytes_sent = self._sent
+        report.bytes_received = self._received
+        return report
+
+    def _run_round(self, ops: Sequence[Operation], report: ExecutionReport, *, final: bool) -> list[Operation]:
+        """Run ``ops`` concurrently; returns the ones to retry (only when not ``final``)."""
+        retry: list[Operation] = []
+        futures = {self._file_pool.submit(self._run_one, op): op for op in ops}
+        for future in concurrent.futures.as_completed(futures):
+            op = futures[future]
+            exc = future.exception()
+            if exc is None:
+                action = future.result()
+                report.counts[action] += 1
+                self.progress.entry_done(op.path, action, True)
+                continue
+            disposition = classify(exc)
+            if disposition is Disposition.STOP and report.stopped is None:
+                report.stopped = describe(exc)
+                self.ctx.stop.set()
+                log.error("stopping: %s", report.stopped)
+            if disposition is Disposition.RETRY and not final and not self.ctx.stop.is_set():
+                log.info("will retry %s: %s", op.path, describe(exc))
+                retry.append(op)
+                continue
+            if not isinstance(exc, Ks3SyncError | OSError):
+                log.error("unexpected error on %s", op.path, exc_info=exc)
+            message = describe(exc)
+            report.failed.append((op.path, message))
+            self.progress.entry_done(op.path, _verb(op), False, message)
+        return retry
+
+    def _run_one(self, op: Operation) -> str:
+        if self.ctx.stop.is_set():
+            raise NotAttempted(f"{op.path}: not attempted, the run stopped")
+        ctx = self.ctx
+        if isinstance(op, Upload):
+            backup_before_overwrite(ctx, op.path)
+            upload_file(ctx, op.path)
+            return "uploaded"
+        if isinstance(op, Copy):
+            return copy_object(ctx, op)[0]
+        if isinstance(op, Adopt):
+            action, _ = adopt_object(ctx, op)
+            if action == "uploaded":
+                backup_before_overwrite(ctx, op.path)
+            return action
+        if isinstance(op, Download):
+            download_file(ctx, op.path)
+            return "downloaded"
+        if isinstance(op, Forget):
+            ctx.checkpoint.removed([op.path])
+            return "forgotten"
+        if isinstance(op, DeleteLocal):
+            delete_local(ctx, op.path)
+            ctx.checkpoint.removed([op.path])
+            return "deleted"
+        if isinstance(op, DeleteRemote):
+            single = ExecutionReport()
+            self._delete_remote([op], single, announce=False)
+            if single.stopped is not None:
+                raise NotAttempted(f"{op.path}: {single.stopped}")
+            if single.failed:
+                raise PermanentError(single.failed[0][1])
+            return "deleted"
+        raise TypeError(f"unknown operation {op!r}")
+
+    # ------------------------------------------------------------------ deletes
+
+    def _run_deletes(self, deletes: Sequence[Operation], report: ExecutionReport) -> None:
+        remote = [op for op in deletes if isinstance(op, DeleteRemote)]
+        other = [op for op in deletes if not isinstance(op, DeleteRemote)]
+        for start in range(0, len(remote), DELETE_BATCH):
+            self._delete_remote(remote[start : start + DELETE_BATCH], report)
+        if other:
+            self._run_round(other, report, final=True)
+
+    def _delete_remote(
+        self, batch: Sequence[DeleteRemote], report: ExecutionReport, *, announce: bool = True
+    ) -> None:
+        store = self.ctx.store
+        prefix = self.ctx.options.backup_prefix
+        to_delete: list[str] = []
+        failures: dict[str, str] = {}
+        for op in batch:
+            if report.stopped is not None:
+                failures[op.path] = f"not deleted, the run stopped: {report.stopped}"
+                continue
+            if prefix is not None:
+                try:
+                    store.copy(op.path, op.path, dst_key=prefix + op.path)
+                except Ks3SyncError as exc:
+                    if classify(exc) is Disposition.STOP:
+                        report.stopped = describe(exc)
+                    # Without its backup the object must not be destroyed (invariant 4).
+                    failures[op.path] = f"backup copy failed, not deleted: {describe(exc)}"
+                    continue
+            to_delete.append(op.path)
+        if to_delete:
+            try:
+                failures.update(store.delete_many(to_delete))
+            except Ks3SyncError as exc:
+                if classify(exc) is Disposition.STOP:
+                    report.stopped = describe(exc)
+                failures.update((path, f"delete failed: {describe(exc)}") for path in to_delete)
+        deleted = [path for path in to_delete if path not in failures]
+        if deleted:
+            self.ctx.checkpoint.removed(deleted)
+        report.counts["deleted"] += len(deleted)
+        report.failed.extend(failures.items())
+        if announce:
+            for path in deleted:
+                self.progress.entry_done(path, "deleted", True)
+            for path, message in failures.items():
+                self.progress.entry_done(path, "delete", False, message)
+
+
+def _verb(op: Operation) -> str:
+    return type(op).__name__.lower()

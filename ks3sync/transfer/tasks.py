@@ -1,0 +1,122 @@
+"""The per-operation tasks that are not plain uploads/downloads: server-side Copy, Adopt, and the
+backup copy taken before an object is overwritten or deleted.
+
+Copy: the local file must really hold the expected content (hashed here, not trusted), the copy result
+must carry the expected ETag, and the file must be unchanged afterwards; otherwise it falls back to an
+upload. Adopt (invariant 8): a remote object of the same size may already hold the file — hash it and
+compare with the ETag (single PUT), the CRC-64 (multipart), or the recorded plaintext MD5 (encrypted);
+record on a match, upload otherwise. Never re-upload blindly, never record unconfirmed.
+
+Must not import: ks3sync.ks3, the journal, the planner, the CLI.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from ks3sync.errors import RemoteNotFound
+from ks3sync.model import Adopt, Copy, SyncedEntry
+from ks3sync.store.base import META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5
+from ks3sync.transfer.context import TransferContext
+from ks3sync.transfer.files import FileChangedError, hash_file, identity_of
+from ks3sync.transfer.upload import upload_file
+
+
+def _still_same(ctx: TransferContext, path: str, before: SyncedEntry) -> None:
+    try:
+        now = identity_of(os.stat(ctx.abs_path(path)))
+    except OSError as exc:
+        raise FileChangedError(f"{path}: file vanished while it was being synced") from exc
+    if now != before.identity:
+        raise FileChangedError(f"{path}: file changed while it was being synced; not recorded")
+
+
+def copy_object(ctx: TransferContext, op: Copy) -> tuple[str, int]:
+    """Returns (action, bytes sent): ("copied", 0), or ("uploaded", n) when a copy cannot be proven."""
+    digest = hash_file(op.path, ctx.abs_path(op.path))
+    encrypting = ctx.options.encryption_key is not None
+    source = ctx.synced.get(op.source_path)
+    source_encrypted = source.encrypted if source is not None else False
+    if digest.md5 != op.expected_md5 or source_encrypted != encrypting:
+        return "uploaded", upload_file(ctx, op.path)
+    if source_encrypted:
+        # The copy carries the source's ciphertext; its ETag is the ciphertext MD5 we recorded.
+        assert source is not None
+        expected_etag: str | None = None if "-" in source.remote_etag else source.remote_etag
+        remote_size = source.remote_size
+    else:
+        expected_etag = op.expected_md5
+        remote_size = digest.size
+    if expected_etag is None:
+        return "uploaded", upload_file(ctx, op.path)
+    backup_before_overwrite(ctx, op.path)
+    try:
+        result = ctx.store.copy(op.source_path, op.path)
+    except RemoteNotFound:
+        return "uploaded", upload_file(ctx, op.path)
+    if result.etag != expected_etag:
+        # The source object changed since it was listed: the bytes now at op.path are not the file's.
+        return "uploaded", upload_file(ctx, op.path)
+    entry = SyncedEntry(op.path, digest.identity, digest.md5, result.etag, remote_size, source_encrypted,
+                        ctx.clock())
+    _still_same(ctx, op.path, entry)
+    ctx.checkpoint.synced(entry)
+    return "copied", 0
+
+
+def adopt_object(ctx: TransferContext, op: Adopt) -> tuple[str, int]:
+    """Returns ("adopted", 0) when the remote object already holds the file, else ("uploaded", n)."""
+    digest = hash_file(op.path, ctx.abs_path(op.path))
+    remote = op.remote
+    encrypting = ctx.options.encryption_key is not None
+    matches = False
+    encrypted = False
+    known = ctx.synced.get(op.path)
+    if known is not None and (known.remote_etag, known.remote_size) == (remote.etag, remote.size):
+        # The journal wrote this very object: its recorded plaintext MD5 speaks for the content.
+        matches = known.md5 == digest.md5 and known.encrypted == encrypting
+        encrypted = known.encrypted
+    elif not encrypting and not remote.is_multipart_etag and remote.size == digest.size:
+        matches = remote.etag == digest.md5
+    else:
+        meta = ctx.store.head(op.path)
+        if meta is not None and meta.etag == remote.etag:
+            if meta.is_encrypted:
+                encrypted = True
+                md5_b64 = base64.b64encode(bytes.fromhex(digest.md5)).decode("ascii")
+                fingerprint_ok = encrypting and _fingerprint_matches(ctx, meta.metadata.get("key", ""))
+                matches = (
+                    fingerprint_ok
+                    and meta.metadata.get(META_ENC_PLAIN_MD5, "").strip() == md5_b64
+                    and meta.metadata.get(META_ENC_PLAIN_LENGTH, "").strip() == str(digest.size)
+                )
+            elif not encrypting and meta.size == digest.size:
+                matches = meta.crc64 is not None and meta.crc64 == digest.crc64
+    if not matches:
+        return "uploaded", upload_file(ctx, op.path)
+    entry = SyncedEntry(op.path, digest.identity, digest.md5, remote.etag, remote.size, encrypted, ctx.clock())
+    _still_same(ctx, op.path, entry)
+    ctx.checkpoint.synced(entry)
+    return "adopted", 0
+
+
+def _fingerprint_matches(ctx: TransferContext, fingerprint: str) -> bool:
+    key = ctx.options.encryption_key
+    return key is not None and bool(fingerprint) and key.matches_fingerprint(fingerprint.strip())
+
+
+def backup_before_overwrite(ctx: TransferContext, path: str) -> None:
+    """With --backup-prefix, copy the object at ``path`` (if any) there before it is replaced."""
+    prefix = ctx.options.backup_prefix
+    if prefix is None:
+        return
+    if ctx.remote is not None:
+        if path not in ctx.remote:
+            return
+    elif ctx.store.head(path) is None:
+        return
+    try:
+        ctx.store.copy(path, path, dst_key=prefix + path)
+    except RemoteNotFound:
+        return  # nothing to back up any more: the object is already gone

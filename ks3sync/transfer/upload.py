@@ -1,0 +1,310 @@
+"""Upload one local file: a single PUT below the multipart threshold, a resumable multipart upload above.
+
+Invariant 1 lives here: a path is recorded as synced only after KS3 confirmed the exact bytes (ETag ==
+MD5 sent for the PUT and for every part; Complete succeeded with the CRC-64 the parts add up to) and
+the file still shows the identity it had when it was opened. A file that changed is never recorded;
+a multipart upload of a changed file is aborted before Complete, so the object is never a mix of two
+versions.
+
+Multipart (s3transfer's task graph, flattened): the file worker reads parts in order — hashing the
+whole file and, with a key, encrypting (the CBC chain is sequential but cheap) — and hands each part to
+the shared part pool, which uploads concurrently. Memory is bounded by ``part_slots`` (one slot per
+part buffer in flight). Every finished part is recorded through the Checkpoint (MD5, ETag, CRC and, when
+encrypted, the chain block) so a killed run resumes: ListParts is reconciled with the record and only
+missing parts are sent.
+
+Must not import: ks3sync.ks3, the journal, the planner, the CLI.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ks3sync.errors import (
+    EncryptionError,
+    FileChangedError,
+    IntegrityError,
+    RemoteNotFound,
+    TransientError,
+    UploadGone,
+)
+from ks3sync.model import FileIdentity, PartRecord, SyncedEntry, UploadRecord
+from ks3sync.store.base import META_MTIME, PartResult, WriteOptions
+from ks3sync.store.checksums import crc64_combine
+from ks3sync.transfer.bodies import FileBody, MemoryBody, MeteredBody
+from ks3sync.transfer.context import SMALL_FILE, TransferContext
+from ks3sync.transfer.files import check_unchanged, open_for_read, read_exactly
+from ks3sync.transfer.sizing import choose_part_size, part_count
+
+log = logging.getLogger(__name__)
+
+
+def upload_file(ctx: TransferContext, path: str) -> int:
+    """Upload ``path``; returns the bytes put on the wire. Raises ks3sync.errors classes."""
+    abs_path = ctx.abs_path(path)
+    fd, identity = open_for_read(path, abs_path)
+    try:
+        if identity.size > 0 and identity.size >= ctx.options.multipart_threshold:
+            return _multipart(ctx, path, abs_path, fd, identity)
+        return _single_put(ctx, path, abs_path, fd, identity)
+    finally:
+        os.close(fd)
+
+
+def _write_options(ctx: TransferContext, identity: FileIdentity, extra: dict[str, str]) -> WriteOptions:
+    metadata = dict(ctx.options.write.metadata)
+    metadata[META_MTIME] = str(identity.mtime_ns)
+    metadata.update(extra)
+    return replace(ctx.options.write, metadata=metadata)
+
+
+def _crypto_error(path: str, exc: Exception) -> Exception:
+    from ks3sync.crypto.errors import SourceChangedError
+
+    if isinstance(exc, SourceChangedError):
+        return FileChangedError(f"{path}: file changed while it was encrypted; not recorded")
+    return EncryptionError(f"{path}: {exc}")
+
+
+def _single_put(ctx: TransferContext, path: str, abs_path: Path, fd: int, identity: FileIdentity) -> int:
+    key = ctx.options.encryption_key
+    body: Any
+    extra: dict[str, str] = {}
+    if identity.size <= SMALL_FILE:
+        data = read_exactly(path, fd, 0, identity.size) if identity.size else b""
+        plain_md5 = hashlib.md5(data).digest()  # noqa: S324 - the protocol's content checksum
+        source: Any = data
+        body = MemoryBody(data, plain_md5)
+    else:
+        plain_md5 = _hash_fd(path, fd, identity.size)
+        source = None
+        body = FileBody(abs_path, 0, identity.size, plain_md5)
+    # Empty files are stored unencrypted, as the SDK does.
+    encrypted = key is not None and identity.size > 0
+    if encrypted:
+        from ks3sync.crypto.encrypt import EncryptedFileBody
+        from ks3sync.crypto.errors import CryptoError
+        from ks3sync.crypto.source import FileSlice
+
+        try:
+            plain = source if source is not None else FileSlice(os.fspath(abs_path), 0, identity.size)
+            body = EncryptedFileBody(key, plain, plaintext_md5=plain_md5)
+            extra = body.metadata()  # runs the hashing pass (Content-MD5 of the ciphertext)
+        except CryptoError as exc:
+            raise _crypto_error(path, exc) from exc
+    check_unchanged(path, abs_path, fd, identity)
+    sent_md5 = body.content_md5().hex()
+    result = ctx.store.put(path, MeteredBody(body, ctx.meter_sent), _write_options(ctx, identity, extra))
+    if result.etag != sent_md5:
+        raise IntegrityError(f"{path}: KS3 stored ETag {result.etag}, expected the MD5 sent {sent_md5}")
+    check_unchanged(path, abs_path, fd, identity)
+    ctx.checkpoint.synced(
+        SyncedEntry(path, identity, plain_md5.hex(), result.etag, body.length, encrypted, ctx.clock())
+    )
+    return int(body.length)
+
+
+def _hash_fd(path: str, fd: int, size: int) -> bytes:
+    md5 = hashlib.md5()  # noqa: S324
+    offset = 0
+    while offset < size:
+        chunk = read_exactly(path, fd, offset, min(4 * 1024 * 1024, size - offset))
+        md5.update(chunk)
+        offset += len(chunk)
+    return md5.digest()
+
+
+# --------------------------------------------------------------------------------------------------
+# multipart
+
+
+def abort_upload(ctx: TransferContext, path: str, upload_id: str) -> None:
+    """Abort an upload and forget it; an upload KS3 no longer knows is already gone, which is the goal."""
+    try:
+        ctx.store.abort_upload(path, upload_id)
+    except (UploadGone, RemoteNotFound):
+        log.debug("multipart upload %s of %s was already gone", upload_id, path)
+    ctx.checkpoint.upload_finished(upload_id)
+
+
+def _resume_state(
+    ctx: TransferContext, path: str, identity: FileIdentity
+) -> tuple[UploadRecord | None, dict[int, PartResult]]:
+    """The recorded upload for ``path`` if it still belongs to this file, with what KS3 holds of it."""
+    record = ctx.checkpoint.upload_for(path)
+    if record is None:
+        return None, {}
+    wants_encryption = ctx.options.encryption_key is not None
+    if (
+        record.identity != identity
+        or record.key != ctx.store.key_for(path)
+        or (record.iv is not None) != wants_encryption
+    ):
+        # The file changed (or the options did) since the upload started: its parts are worthless.
+        abort_upload(ctx, path, record.upload_id)
+        return None, {}
+    try:
+        listed = ctx.store.list_parts(path, record.upload_id)
+    except (UploadGone, RemoteNotFound):
+        ctx.checkpoint.upload_finished(record.upload_id)
+        return None, {}
+    return record, {part.part_number: part for part in listed}
+
+
+def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identity: FileIdentity) -> int:
+    key = ctx.options.encryption_key
+    record, on_server = _resume_state(ctx, path, identity)
+    encryptor: Any = None
+    if record is None:
+        part_size = choose_part_size(identity.size, ctx.options.part_size)
+        extra: dict[str, str] = {}
+        if key is not None:
+            from ks3sync.crypto.multipart import MultipartEncryptor
+
+            encryptor = MultipartEncryptor(key)
+            extra = encryptor.initiate_metadata()
+        upload_id = ctx.store.create_upload(path, _write_options(ctx, identity, extra))
+        record = UploadRecord(
+            path=path,
+            key=ctx.store.key_for(path),
+            upload_id=upload_id,
+            part_size=part_size,
+            identity=identity,
+            started_at_ns=ctx.clock(),
+            iv=encryptor.iv if encryptor is not None else None,
+        )
+        ctx.checkpoint.upload_started(record)
+    elif key is not None:
+        from ks3sync.crypto.multipart import MultipartEncryptor
+
+        encryptor = MultipartEncryptor(key, record.iv)
+    recorded = {part.part_number: part for part in record.parts}
+    count = part_count(identity.size, record.part_size)
+    file_md5 = hashlib.md5()  # noqa: S324
+    parts: dict[int, PartRecord] = {}
+    futures: list[concurrent.futures.Future[PartRecord]] = []
+    try:
+        for number in range(1, count + 1):
+            if ctx.stop.is_set():
+                raise TransientError(f"{path}: run stopped before the upload finished (resumable)")
+            offset = (number - 1) * record.part_size
+            length = min(record.part_size, identity.size - offset)
+            ctx.part_slots.acquire()
+            handed_off = False
+            try:
+                data = read_exactly(path, fd, offset, length)
+                file_md5.update(data)
+                done = recorded.get(number)
+                server = on_server.get(number)
+                if (
+                    encryptor is not None
+                    and done is not None
+                    and done.chain_block is not None
+                    and server is not None
+                    and server.etag == done.etag
+                    and server.size == done.size
+                ):
+                    # Confirmed earlier for this very file (same identity): continue the CBC chain from
+                    # the recorded block instead of encrypting the part again.
+                    encryptor.skip_part(done.chain_block)
+                    parts[number] = done
+                    continue
+                body, chain, part_meta = _part_body(path, encryptor, data, last=number == count)
+                md5_hex = body.content_md5().hex()
+                if server is not None and server.etag == md5_hex and server.size == body.length:
+                    # KS3 already holds exactly these bytes (a kill hit between its answer and our record).
+                    part = PartRecord(number, body.length, md5_hex, server.etag, server.crc64, chain)
+                    if done != part:
+                        ctx.checkpoint.part_done(record.upload_id, part)
+                    parts[number] = part
+                    continue
+                futures.append(
+                    ctx.part_pool.submit(
+                        _send_part, ctx, path, record.upload_id, number, body, md5_hex, chain, part_meta
+                    )
+                )
+                handed_off = True
+            finally:
+                if not handed_off:
+                    ctx.part_slots.release()
+    finally:
+        # Never leave part tasks running behind our back (they hold memory slots and the fd's data).
+        concurrent.futures.wait(futures)
+    for future in futures:
+        part = future.result()  # the first failed part raises here; the upload stays resumable
+        parts[part.part_number] = part
+    try:
+        check_unchanged(path, abs_path, fd, identity)
+    except FileChangedError:
+        abort_upload(ctx, path, record.upload_id)
+        raise
+    ordered = [parts[number] for number in range(1, count + 1)]
+    expected_crc = _combined_crc(ordered)
+    try:
+        result = ctx.store.complete_upload(
+            path,
+            record.upload_id,
+            [PartResult(p.part_number, p.etag, p.size, p.crc64) for p in ordered],
+            expected_crc64=expected_crc,
+        )
+    except UploadGone as exc:
+        ctx.checkpoint.upload_finished(record.upload_id)
+        raise TransientError(f"{path}: multipart upload vanished before Complete; will start over") from exc
+    if expected_crc is not None and result.crc64 is not None and result.crc64 != expected_crc:
+        raise IntegrityError(f"{path}: completed object CRC-64 {result.crc64} != parts' {expected_crc}")
+    ctx.checkpoint.upload_finished(record.upload_id)
+    total = sum(p.size for p in ordered)
+    ctx.checkpoint.synced(
+        SyncedEntry(path, identity, file_md5.hexdigest(), result.etag, total, encryptor is not None, ctx.clock())
+    )
+    return sum(future.result().size for future in futures)
+
+
+def _part_body(
+    path: str, encryptor: Any, data: bytes, *, last: bool
+) -> tuple[Any, bytes | None, dict[str, str] | None]:
+    if encryptor is None:
+        return MemoryBody(data), None, None
+    from ks3sync.crypto.errors import CryptoError
+
+    try:
+        part = encryptor.next_part(data, last=last)
+    except CryptoError as exc:
+        raise _crypto_error(path, exc) from exc
+    return part, part.chain_block, part.metadata()
+
+
+def _send_part(
+    ctx: TransferContext,
+    path: str,
+    upload_id: str,
+    number: int,
+    body: Any,
+    md5_hex: str,
+    chain: bytes | None,
+    metadata: dict[str, str] | None,
+) -> PartRecord:
+    try:
+        result = ctx.store.upload_part(path, upload_id, number, MeteredBody(body, ctx.meter_sent), metadata)
+        if result.etag != md5_hex:
+            raise IntegrityError(f"{path}: part {number} stored with ETag {result.etag}, sent MD5 {md5_hex}")
+        part = PartRecord(number, body.length, md5_hex, result.etag, result.crc64, chain)
+        ctx.checkpoint.part_done(upload_id, part)
+        return part
+    finally:
+        ctx.part_slots.release()
+
+
+def _combined_crc(parts: list[PartRecord]) -> int | None:
+    crc = 0
+    for part in parts:
+        if part.crc64 is None:
+            return None
+        crc = crc64_combine(crc, part.crc64, part.size)
+    return crc
