@@ -22,7 +22,14 @@ import httpx
 
 from .bodies import Body, BytesBody, as_body
 from .checksums import multipart_etag, unquote_etag
-from .errors import KS3IntegrityError, NoSuchBucket, NoSuchKey, NoSuchUpload, service_error
+from .errors import (
+    BucketAlreadyExists,
+    KS3IntegrityError,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    service_error,
+)
 from .models import (
     BucketInfo,
     CompleteResult,
@@ -167,8 +174,20 @@ class Client:
         return parse_list_buckets(self._send_xml(Request("GET")).content)
 
     def create_bucket(self, bucket: str, acl: str | None = None) -> None:
+        """Raises BucketAlreadyExists if the name is taken (KS3 says so for our own buckets too)."""
         headers = {"x-kss-acl": acl} if acl else {}
-        self._send(Request("PUT", bucket, headers=headers, success=frozenset({200})))
+        request = Request("PUT", bucket, headers=headers, success=frozenset({200}))
+
+        def attempt(number: int) -> None:
+            try:
+                self._transport.attempt(request)
+            except BucketAlreadyExists:
+                # On a retry this is most likely our own first attempt, whose answer was lost; a
+                # bucket we can HEAD is one we may use either way.
+                if number == 1 or not self.head_bucket(bucket):
+                    raise
+
+        call_with_retry(self.config.retry, attempt)
 
     def head_bucket(self, bucket: str) -> bool:
         """True if the bucket exists and is ours to use; False on 404. 403 and others raise."""

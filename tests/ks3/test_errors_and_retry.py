@@ -4,12 +4,14 @@ cue; everything else runs against the real local server (test_integration.py).""
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 
 import httpx
 import pytest
 
 from ks3sync.ks3 import (
+    BucketAlreadyExists,
     BytesBody,
     Client,
     ClientConfig,
@@ -368,3 +370,30 @@ def test_bytes_body_is_rewindable():
     body = BytesBody(memoryview(b"abc" * 1_000_000))
     assert b"".join(body.chunks()) == b"".join(body.chunks()) == b"abc" * 1_000_000
     assert body.content_md5() == hashlib.md5(b"abc" * 1_000_000).digest()
+
+
+def test_retried_create_bucket_that_finds_it_existing_is_success():
+    script = Script(httpx.ReadError("answer lost"), status(409, error_xml("BucketAlreadyExists")), status(200))
+    client, _ = make_client(script)
+    client.create_bucket("bk")
+    assert [r.method for r in script.requests] == ["PUT", "PUT", "HEAD"]
+
+
+def test_first_create_bucket_conflict_is_raised():
+    client, _ = make_client(Script(status(409, error_xml("BucketAlreadyExists"))))
+    with pytest.raises(BucketAlreadyExists):
+        client.create_bucket("bk")
+
+
+def test_wire_format_of_a_put():
+    script = Script(ok_put)
+    client, _ = make_client(script)
+    client.put_object("bk", "dir/a b+c.txt", b"abc", metadata={"Author": "alice"}, acl="public-read")
+    request = script.requests[0]
+    assert request.url.raw_path == b"/bk/dir/a%20b%2Bc.txt"
+    assert request.headers["Content-MD5"] == "kAFQmDzST7DWlj99KOF/cg=="
+    assert request.headers["Content-Length"] == "3"
+    assert request.headers["Content-Type"] == "application/octet-stream"
+    assert request.headers["x-kss-meta-author"] == "alice" and request.headers["x-kss-acl"] == "public-read"
+    assert "Transfer-Encoding" not in request.headers
+    assert email.utils.parsedate_to_datetime(request.headers["Date"]).tzinfo is not None
