@@ -13,8 +13,8 @@ import hashlib
 import io
 import os
 
-import ks3.encryption as sdk_encryption  # the SDK is a test dependency: a missing SDK must fail, not skip
 import ks3.encryptFp as sdk_encrypt_fp
+import ks3.encryption as sdk_encryption  # the SDK is a test dependency: a missing SDK must fail, not skip
 import pytest
 
 from ks3sync.crypto import EncryptedFileBody, EncryptionKey, MultipartEncryptor, ObjectDecryptor
