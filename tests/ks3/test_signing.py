@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+from urllib.parse import unquote, unquote_plus
 
-from ks3sync.ks3 import presign_url, sign_v2
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ks3sync.ks3 import copy_source, presign_url, sign_v2
 from ks3sync.ks3.addressing import Addressing, Endpoint, encode_query
-from ks3sync.ks3.signing import canonical_resource, resource_path, string_to_sign
+from ks3sync.ks3.signing import canonical_resource, key_path, resource_path, string_to_sign
 
 AK = "AKLTexampleAccessKey01"
 SK = "exampleSecretKey/0123456789+abcdefgHIJ="
@@ -144,3 +148,24 @@ def test_bad_endpoints_are_rejected(bad):
 
 def test_query_encoding_keeps_bare_sub_resources():
     assert encode_query({"uploads": "", "prefix": "a b/c+d"}) == "?uploads&prefix=a%20b/c%2Bd"
+
+
+@given(st.text(min_size=1, max_size=60))
+def test_encoded_paths_decode_back_to_the_key(key):
+    path = resource_path("bk", key)
+    assert "//" not in path
+    assert unquote(path, errors="strict")[len("/bk/") :] == key
+    assert unquote(key_path(key), errors="strict")[1:] == key
+
+
+@given(st.text(min_size=1, max_size=60))
+def test_copy_source_decodes_under_unquote_and_unquote_plus(key):
+    source = copy_source("src", key)
+    assert source.startswith("/src/")
+    encoded = source[len("/src/") :]
+    assert "/" not in encoded and " " not in encoded and "+" not in encoded
+    assert unquote_plus(encoded) == key == unquote(encoded)
+
+
+def test_copy_source_examples():
+    assert copy_source("src-bucket", "a/b c+d.txt") == "/src-bucket/a%2Fb%20c%2Bd.txt"
