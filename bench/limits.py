@@ -1,0 +1,221 @@
+"""This machine's ceilings, measured in the same session as the workloads.
+
+Owns: MD5 and AES-128-CBC throughput, disk read of the large file (page cache warm, and cold after
+`posix_fadvise(DONTNEED)`), a stat-walk rate, and what the local-server sustains from a simple
+threaded httpx client (small PUTs/s, one-stream large PUT and GET MB/s, one-stream
+read + AES + MD5 + PUT). Must not import: ks3sync (the ceiling must not depend on the code under test).
+
+Each number is the best of a few short repetitions: a ceiling, not a typical value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from Crypto.Cipher import AES
+
+from bench.ks3mini import Ks3Mini
+
+MB = 1_000_000
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    md5_mb_s: float
+    aes_cbc_mb_s: float
+    disk_read_warm_mb_s: float
+    disk_read_cold_mb_s: float
+    stat_walk_files_s: float
+    small_put_req_s: float
+    put_ingest_mb_s: float
+    get_egress_mb_s: float
+    encrypt_md5_put_mb_s: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @property
+    def w2_ceiling_mb_s(self) -> float:
+        """What a single large upload can reach: read it, hash it, the server ingests it."""
+        return min(self.disk_read_warm_mb_s, self.md5_mb_s, self.put_ingest_mb_s)
+
+    @property
+    def w5_big_ceiling_mb_s(self) -> float:
+        return min(self.md5_mb_s, self.get_egress_mb_s)
+
+
+def _best(reps: int, fn: Callable[[], float]) -> float:
+    return max(fn() for _ in range(reps))
+
+
+def md5_rate(total: int = 128 << 20) -> float:
+    buf = os.urandom(CHUNK)
+
+    def once() -> float:
+        h = hashlib.md5()
+        t0 = time.perf_counter()
+        for _ in range(total // CHUNK):
+            h.update(buf)
+        return total / MB / (time.perf_counter() - t0)
+
+    return _best(3, once)
+
+
+def aes_rate(total: int = 128 << 20) -> float:
+    buf = os.urandom(CHUNK)
+
+    def once() -> float:
+        cipher = AES.new(b"0123456789abcdef", AES.MODE_CBC, iv=bytes(16))
+        t0 = time.perf_counter()
+        for _ in range(total // CHUNK):
+            cipher.encrypt(buf)
+        return total / MB / (time.perf_counter() - t0)
+
+    return _best(3, once)
+
+
+def read_rate(path: Path, *, cold: bool) -> float:
+    size = path.stat().st_size
+    with path.open("rb", buffering=0) as f:
+        if cold:
+            os.fsync(f.fileno())
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        buf = bytearray(CHUNK)
+        t0 = time.perf_counter()
+        while f.readinto(buf):
+            pass
+        return size / MB / (time.perf_counter() - t0)
+
+
+def stat_walk_rate(root: Path) -> float:
+    def once() -> float:
+        n = 0
+        t0 = time.perf_counter()
+        for dirpath, _dirs, names in os.walk(root):
+            for name in names:
+                os.stat(os.path.join(dirpath, name))
+                n += 1
+        return n / (time.perf_counter() - t0)
+
+    return _best(3, once)
+
+
+def small_put_rate(endpoint: str, ak: str, sk: str, bucket: str, *, threads: int = 4, per_thread: int = 300) -> float:
+    body = os.urandom(4096)
+    errors: list[BaseException] = []
+
+    def worker(idx: int) -> None:
+        mini = Ks3Mini(endpoint, ak, sk)
+        try:
+            for i in range(per_thread):
+                mini.put(bucket, f"limits/small/{idx}/{i}", body)
+        except Exception as exc:   # reported below: a ceiling measured with errors is no ceiling
+            errors.append(exc)
+        finally:
+            mini.close()
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=300)
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"small PUT ceiling failed: {errors[0]}")
+    return threads * per_thread / elapsed
+
+
+def _chunks(buf: bytes, total: int) -> Iterator[bytes]:
+    view = memoryview(buf)
+    left = total
+    while left:
+        n = min(len(view), left)
+        yield bytes(view[:n]) if n < len(view) else buf
+        left -= n
+
+
+def put_ingest_rate(mini: Ks3Mini, bucket: str, total: int) -> float:
+    buf = os.urandom(CHUNK)
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        mini.put(bucket, "limits/large", _chunks(buf, total), length=total)
+        return total / MB / (time.perf_counter() - t0)
+
+    return _best(2, once)
+
+
+def get_egress_rate(mini: Ks3Mini, bucket: str, total: int) -> float:
+    def once() -> float:
+        n = 0
+        t0 = time.perf_counter()
+        for chunk in mini.iter_get(bucket, "limits/large"):
+            n += len(chunk)
+        if n != total:
+            raise RuntimeError(f"GET returned {n} bytes, expected {total}")
+        return total / MB / (time.perf_counter() - t0)
+
+    return _best(2, once)
+
+
+def encrypt_md5_put_rate(mini: Ks3Mini, bucket: str, path: Path) -> float:
+    """One stream: read the file, AES-CBC it, MD5 the ciphertext, PUT it. The W2e ceiling."""
+    size = path.stat().st_size
+    cipher_len = 16 + 16 * (size // 16 + 1)
+
+    def body() -> Iterator[bytes]:
+        iv = os.urandom(16)
+        cipher = AES.new(b"0123456789abcdef", AES.MODE_CBC, iv=iv)
+        h = hashlib.md5(iv)
+        yield iv
+        with path.open("rb") as f:
+            chunk = f.read(CHUNK)
+            while True:
+                nxt = f.read(CHUNK)
+                if not nxt:
+                    # The SDK's pad: n copies of "123456789abcdefg"[n-1], always 1..16 bytes.
+                    n = 16 - len(chunk) % 16
+                    chunk += "123456789abcdefg"[n - 1].encode() * n
+                out = cipher.encrypt(chunk)
+                h.update(out)
+                yield out
+                if not nxt:
+                    return
+                chunk = nxt
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        mini.put(bucket, "limits/encrypted", body(), length=cipher_len)
+        return size / MB / (time.perf_counter() - t0)
+
+    return _best(2, once)
+
+
+def measure_limits(mini: Ks3Mini, endpoint: str, ak: str, sk: str, bucket: str, big_file: Path,
+                   small_tree: Path, log: Callable[[str], None]) -> Limits:
+    mini.create_bucket(bucket)
+    size = big_file.stat().st_size
+    log("limits: md5, aes")
+    md5 = md5_rate()
+    aes = aes_rate()
+    log("limits: disk read")
+    cold = read_rate(big_file, cold=True)
+    warm = _best(2, lambda: read_rate(big_file, cold=False))
+    log("limits: stat walk")
+    walk = stat_walk_rate(small_tree)
+    log("limits: small PUTs")
+    small = small_put_rate(endpoint, ak, sk, bucket)
+    log("limits: large PUT/GET")
+    ingest = put_ingest_rate(mini, bucket, size)
+    egress = get_egress_rate(mini, bucket, size)
+    log("limits: encrypt+md5+PUT")
+    enc = encrypt_md5_put_rate(mini, bucket, big_file)
+    return Limits(md5, aes, warm, cold, walk, small, ingest, egress, enc)

@@ -1,0 +1,97 @@
+"""Run one tool invocation as its own child process and measure it.
+
+Owns: wall time, CPU seconds (user + system from the child's rusage) and peak RSS (ru_maxrss) of one
+invocation, with a hard timeout. Must not import: ks3sync.
+
+`os.wait4` returns the rusage of exactly that child (plus any grandchildren it waited for, e.g. the
+Python behind a shell shim), so the numbers do not mix with the harness's own or the server's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+POLL_S = 0.002
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What to run: argv, extra environment, working directory."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: Path | None = None
+
+    def display(self) -> str:
+        return " ".join(self.argv)
+
+
+@dataclass(frozen=True)
+class ProcessMeasure:
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+    returncode: int
+    timed_out: bool
+    output_tail: str           # last lines of stdout+stderr, for failure reports
+
+
+def run_measured(inv: Invocation, *, timeout_s: float, log_path: Path) -> ProcessMeasure:
+    """Run `inv`, sending its output to `log_path` (appended); never raises for a failing tool."""
+    env = {**os.environ, **inv.env}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        log.write(f"\n$ {inv.display()}\n".encode())
+        log.flush()
+        start_pos = log.tell()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            list(inv.argv), env=env, cwd=inv.cwd, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        timed_out = False
+        deadline = t0 + timeout_s
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            if time.perf_counter() > deadline:
+                timed_out = True
+                # The tool runs in its own session: end its whole group (only what we started).
+                os.killpg(proc.pid, signal.SIGKILL)
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(POLL_S)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    tail = _tail(log_path, start_pos)
+    return ProcessMeasure(
+        wall_s=wall,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        max_rss_mb=usage.ru_maxrss / 1024.0,   # Linux reports KiB
+        returncode=proc.returncode,
+        timed_out=timed_out,
+        output_tail=tail,
+    )
+
+
+def _tail(path: Path, start: int, lines: int = 8) -> str:
+    with path.open("rb") as f:
+        f.seek(start)
+        text = f.read().decode(errors="replace")
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("median of nothing")
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
