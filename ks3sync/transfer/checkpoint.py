@@ -62,3 +62,25 @@ class MemoryCheckpoint:
     def known_uploads(self) -> list[UploadRecord]:
         with self._lock:
             return list(self.uploads.values())
+
+
+class MemoryJournal:
+    """Just enough of ``ks3sync.journal.Journal`` for ``run_mirror`` against a MemoryStore (fast tests,
+    ``--dry-run`` without a state database): one sync, its checkpoint, its pass records."""
+
+    def __init__(self) -> None:
+        self.cp = MemoryCheckpoint()
+        self.passes: list[object] = []
+
+    def synced_entries(self, sync_id: int) -> dict[str, SyncedEntry]:
+        with self.cp._lock:
+            return dict(self.cp.synced_entries)
+
+    def checkpoint(self, sync_id: int) -> MemoryCheckpoint:
+        return self.cp
+
+    def uploads(self, sync_id: int) -> list[UploadRecord]:
+        return self.cp.known_uploads()
+
+    def record_pass(self, sync_id: int, summary: object) -> None:
+        self.passes.append(summary)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ks3sync.model import Checkpoint, RemoteEntry, SyncedEntry
+from ks3sync.model import Checkpoint, Direction, RemoteEntry, SyncedEntry
 from ks3sync.store.base import Store, WriteOptions
 from ks3sync.transfer.sizing import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE
 
@@ -34,6 +34,7 @@ class TransferOptions:
     encryption_key: EncryptionKey | None = None
     backup_prefix: str | None = None
     bwlimit: float | None = None  # bytes per second, shared by all workers
+    direction: Direction = Direction.UPLOAD  # which side an Adopt that does not match is fixed from
 
     def __post_init__(self) -> None:
         if self.jobs < 1:

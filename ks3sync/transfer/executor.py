@@ -198,10 +198,7 @@ class Executor:
         if isinstance(op, Copy):
             return copy_object(ctx, op)[0]
         if isinstance(op, Adopt):
-            action, _ = adopt_object(ctx, op)
-            if action == "uploaded":
-                backup_before_overwrite(ctx, op.path)
-            return action
+            return adopt_object(ctx, op)[0]
         if isinstance(op, Download):
             download_file(ctx, op.path)
             return "downloaded"

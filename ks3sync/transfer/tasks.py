@@ -15,11 +15,11 @@ from __future__ import annotations
 import base64
 import os
 
-from ks3sync.errors import RemoteNotFound
-from ks3sync.model import Adopt, Copy, SyncedEntry
-from ks3sync.store.base import META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5
+from ks3sync.errors import FileChangedError, RemoteNotFound
+from ks3sync.model import Adopt, Copy, Direction, SyncedEntry
+from ks3sync.store.base import META_ENC_KEY, META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5
 from ks3sync.transfer.context import TransferContext
-from ks3sync.transfer.files import FileChangedError, hash_file, identity_of
+from ks3sync.transfer.files import FileDigest, hash_file, identity_of
 from ks3sync.transfer.upload import upload_file
 
 
@@ -66,39 +66,53 @@ def copy_object(ctx: TransferContext, op: Copy) -> tuple[str, int]:
 
 
 def adopt_object(ctx: TransferContext, op: Adopt) -> tuple[str, int]:
-    """Returns ("adopted", 0) when the remote object already holds the file, else ("uploaded", n)."""
+    """Returns ("adopted", 0) when the remote object already holds the file; otherwise the file is
+    uploaded (upload direction: ("uploaded", n)) or the object downloaded (("downloaded", n))."""
     digest = hash_file(op.path, ctx.abs_path(op.path))
-    remote = op.remote
-    encrypting = ctx.options.encryption_key is not None
-    matches = False
-    encrypted = False
-    known = ctx.synced.get(op.path)
-    if known is not None and (known.remote_etag, known.remote_size) == (remote.etag, remote.size):
-        # The journal wrote this very object: its recorded plaintext MD5 speaks for the content.
-        matches = known.md5 == digest.md5 and known.encrypted == encrypting
-        encrypted = known.encrypted
-    elif not encrypting and not remote.is_multipart_etag and remote.size == digest.size:
-        matches = remote.etag == digest.md5
-    else:
-        meta = ctx.store.head(op.path)
-        if meta is not None and meta.etag == remote.etag:
-            if meta.is_encrypted:
-                encrypted = True
-                md5_b64 = base64.b64encode(bytes.fromhex(digest.md5)).decode("ascii")
-                fingerprint_ok = encrypting and _fingerprint_matches(ctx, meta.metadata.get("key", ""))
-                matches = (
-                    fingerprint_ok
-                    and meta.metadata.get(META_ENC_PLAIN_MD5, "").strip() == md5_b64
-                    and meta.metadata.get(META_ENC_PLAIN_LENGTH, "").strip() == str(digest.size)
-                )
-            elif not encrypting and meta.size == digest.size:
-                matches = meta.crc64 is not None and meta.crc64 == digest.crc64
+    matches, encrypted = _remote_holds(ctx, op, digest)
     if not matches:
+        if ctx.options.direction is Direction.DOWNLOAD:
+            from ks3sync.transfer.download import download_file
+
+            return "downloaded", download_file(ctx, op.path)
+        backup_before_overwrite(ctx, op.path)
         return "uploaded", upload_file(ctx, op.path)
+    remote = op.remote
     entry = SyncedEntry(op.path, digest.identity, digest.md5, remote.etag, remote.size, encrypted, ctx.clock())
     _still_same(ctx, op.path, entry)
     ctx.checkpoint.synced(entry)
     return "adopted", 0
+
+
+def _remote_holds(ctx: TransferContext, op: Adopt, digest: FileDigest) -> tuple[bool, bool]:
+    """(does the object hold exactly the file's content in the form this sync wants, is it encrypted)."""
+    remote = op.remote
+    has_key = ctx.options.encryption_key is not None
+    # Uploading with a key, a plaintext object is the wrong form even if its bytes equal the file.
+    plain_ok = not (has_key and ctx.options.direction is Direction.UPLOAD)
+    known = ctx.synced.get(op.path)
+    if known is not None and (known.remote_etag, known.remote_size) == (remote.etag, remote.size):
+        # The journal recorded this very object: its plaintext MD5 speaks for the content.
+        return known.md5 == digest.md5 and (known.encrypted or plain_ok), known.encrypted
+    if plain_ok and not has_key and not remote.is_multipart_etag:
+        # A single-PUT object's ETag is its MD5 (no key: it cannot be one of our encrypted objects).
+        return remote.size == digest.size and remote.etag == digest.md5, False
+    meta = ctx.store.head(op.path)
+    if meta is None or meta.etag != remote.etag:
+        return False, False  # gone or replaced since the listing: transfer it
+    if meta.is_encrypted:
+        md5_b64 = base64.b64encode(bytes.fromhex(digest.md5)).decode("ascii")
+        same = (
+            _fingerprint_matches(ctx, meta.metadata.get(META_ENC_KEY, ""))
+            and meta.metadata.get(META_ENC_PLAIN_MD5, "").strip() == md5_b64
+            and meta.metadata.get(META_ENC_PLAIN_LENGTH, "").strip() == str(digest.size)
+        )
+        return same, True
+    if not plain_ok or meta.size != digest.size:
+        return False, False
+    if meta.is_multipart:
+        return meta.crc64 is not None and meta.crc64 == digest.crc64, False
+    return meta.etag == digest.md5, False
 
 
 def _fingerprint_matches(ctx: TransferContext, fingerprint: str) -> bool:

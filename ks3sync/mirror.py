@@ -1,0 +1,328 @@
+"""The mirror engine: scan -> plan -> execute -> deletes last -> journal pass record.
+
+``run_mirror`` is one pass between a local folder and a Store in one direction; ``ks3sync mirror`` runs
+it once and the daemon runs it for rescans. ``execute`` carries out a list of operations the caller
+already planned (the daemon's queued changes) with the same executor.
+
+One pass:
+1. the journal's records for the sync, the remote listing, the local scan (problems are reported, and
+   deletes under a problem path are withheld: an unreadable folder must not look like an empty one);
+2. (upload) local files that could be renames or duplicates of objects already in the bucket are hashed
+   in parallel, so the pure planner can turn them into server-side copies;
+3. the planner's decision table; ``--dry-run`` stops here and returns the plan;
+4. stale multipart uploads are aborted (invariant 5), the executor runs the transfers on its pools,
+   then the deletes, only if nothing failed (invariant 4);
+5. the pass summary goes to the journal.
+
+Imports the planner, the scanner, the store protocol and the executor; not the CLI, not the protocol
+client, not a concrete journal (it takes anything with the ``JournalLike`` methods).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from ks3sync.errors import Ks3SyncError, UnsafeKeyError
+from ks3sync.model import (
+    Checkpoint,
+    DeleteLocal,
+    DeleteRemote,
+    Direction,
+    LocalEntry,
+    Operation,
+    Plan,
+    RemoteEntry,
+    SyncedEntry,
+    UploadRecord,
+)
+from ks3sync.store.base import Store
+from ks3sync.transfer.context import TMP_PREFIX, TransferOptions
+from ks3sync.transfer.executor import ExecutionReport, Executor
+from ks3sync.transfer.progress import ProgressSubscriber
+from ks3sync.transfer.stale import DEFAULT_GRACE_NS, abort_stale_uploads
+
+log = logging.getLogger(__name__)
+
+
+class JournalLike(Protocol):
+    def synced_entries(self, sync_id: int) -> dict[str, SyncedEntry]: ...
+
+    def checkpoint(self, sync_id: int) -> Checkpoint: ...
+
+    def uploads(self, sync_id: int) -> list[UploadRecord]: ...
+
+    def record_pass(self, sync_id: int, summary: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorOptions:
+    delete: bool = False
+    checksum: bool = False
+    max_delete: int | None = None
+    max_delete_percent: float | None = 50.0
+    force: bool = False
+    excludes: tuple[str, ...] = ()
+    exclude_from: tuple[Path, ...] = ()
+    follow_symlinks: bool = False
+    dry_run: bool = False
+    transfer: TransferOptions = field(default_factory=TransferOptions)
+    stale_grace_ns: int = DEFAULT_GRACE_NS
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorResult:
+    uploaded: int = 0
+    copied: int = 0
+    deleted: int = 0
+    downloaded: int = 0
+    adopted: int = 0
+    skipped: int = 0
+    failed: tuple[tuple[str, str], ...] = ()
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    seconds: float = 0.0
+    refused_deletes: int = 0
+    deletes_skipped: int = 0  # deletes not run because something failed
+    forgotten: int = 0
+    aborted_uploads: int = 0
+    warnings: tuple[str, ...] = ()
+    problems: tuple[tuple[str, str], ...] = ()  # scan problems: (path, reason), skipped entries
+    stopped: str | None = None  # the fatal error that ended the pass early
+    dry_run: bool = False
+    plan: Plan | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.stopped is None
+
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable summary (``--json``, the journal's pass record)."""
+        return {
+            "uploaded": self.uploaded,
+            "copied": self.copied,
+            "deleted": self.deleted,
+            "downloaded": self.downloaded,
+            "adopted": self.adopted,
+            "skipped": self.skipped,
+            "forgotten": self.forgotten,
+            "failed": [{"path": path, "error": message} for path, message in self.failed],
+            "problems": [{"path": path, "reason": reason} for path, reason in self.problems],
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "seconds": round(self.seconds, 3),
+            "refused_deletes": self.refused_deletes,
+            "deletes_skipped": self.deletes_skipped,
+            "aborted_uploads": self.aborted_uploads,
+            "warnings": list(self.warnings),
+            "stopped": self.stopped,
+            "dry_run": self.dry_run,
+        }
+
+
+def run_mirror(
+    store: Store,
+    journal: JournalLike,
+    sync_id: int,
+    local_root: Path,
+    direction: Direction,
+    opts: MirrorOptions,
+    *,
+    progress: ProgressSubscriber | None = None,
+    clock: Callable[[], int] = time.time_ns,
+) -> MirrorResult:
+    from ks3sync.plan import PlanOptions, plan_download, plan_upload, unsafe_reason
+
+    started = time.monotonic()
+    synced = journal.synced_entries(sync_id)
+    remote = list(store.list())
+    local, problems = scan_local(local_root, opts, key_prefix=store.prefix)
+    plan_opts = PlanOptions(
+        delete=opts.delete,
+        checksum=opts.checksum,
+        max_delete=opts.max_delete,
+        max_delete_percent=opts.max_delete_percent,
+        force=opts.force,
+        encrypt=opts.transfer.encryption_key is not None,
+    )
+    unsafe: list[tuple[str, str]] = []
+    if direction is Direction.UPLOAD:
+        local = hash_copy_candidates(local_root, local, remote, synced, plan_opts.encrypt, opts.transfer.jobs)
+        plan = plan_upload(local, remote, synced, plan_opts)
+    else:
+        for obj in remote:
+            why = unsafe_reason(obj.path)
+            if why is not None and not (obj.size == 0 and obj.path.endswith("/")):
+                unsafe.append((obj.path, str(UnsafeKeyError(f"refusing key {obj.path!r}: {why}; it would not stay "
+                                                              "inside the target folder"))))
+        plan = plan_download(remote, local, synced, plan_opts)
+    deletes, withheld = _withhold_deletes_under_problems(plan.deletes, problems)
+    warnings = list(plan.warnings)
+    if withheld:
+        warnings.append(f"{withheld} deletes withheld: they lie under paths the scan could not read")
+    if opts.dry_run:
+        return MirrorResult(
+            skipped=plan.skipped,
+            refused_deletes=plan.refused_deletes,
+            warnings=tuple(warnings),
+            problems=tuple(problems),
+            failed=tuple(unsafe),
+            seconds=time.monotonic() - started,
+            dry_run=True,
+            plan=replace(plan, deletes=deletes),
+        )
+
+    checkpoint = journal.checkpoint(sync_id)
+    aborted: list[str] = []
+    if direction is Direction.UPLOAD:
+        wanted = {op.path for op in plan.transfers}
+        aborted = abort_stale_uploads(
+            store, checkpoint, journal.uploads(sync_id), still_wanted=wanted, now_ns=clock(),
+            grace_ns=opts.stale_grace_ns,
+        )
+    transfer_opts = replace(opts.transfer, direction=direction)
+    remote_by = {obj.path: obj for obj in remote}
+    with Executor(store, checkpoint, local_root, transfer_opts, progress=progress, synced=synced,
+                  remote=remote_by, clock=clock) as executor:
+        if unsafe:
+            # Refused keys are failures of this pass: no deletes after them (invariant 4).
+            report = executor.run(plan.transfers, ())
+            report.deletes_skipped += len(deletes)
+        else:
+            report = executor.run(plan.transfers, deletes)
+    if progress is not None:
+        progress.close()
+    result = _result(report, plan, started, unsafe, warnings, problems, len(aborted))
+    journal.record_pass(sync_id, result)
+    return result
+
+
+def execute(
+    store: Store,
+    checkpoint: Checkpoint,
+    local_root: Path,
+    operations: Sequence[Operation],
+    options: TransferOptions,
+    *,
+    synced: Mapping[str, SyncedEntry] | None = None,
+    progress: ProgressSubscriber | None = None,
+    clock: Callable[[], int] = time.time_ns,
+) -> ExecutionReport:
+    """Carry out already-planned operations (the daemon's queue): transfers first, deletes last and
+    only if every transfer succeeded."""
+    deletes = [op for op in operations if isinstance(op, DeleteRemote | DeleteLocal)]
+    transfers = [op for op in operations if not isinstance(op, DeleteRemote | DeleteLocal)]
+    with Executor(store, checkpoint, local_root, options, progress=progress, synced=synced, clock=clock) as ex:
+        return ex.run(transfers, deletes)
+
+
+def _result(
+    report: ExecutionReport,
+    plan: Plan,
+    started: float,
+    unsafe: list[tuple[str, str]],
+    warnings: list[str],
+    problems: list[tuple[str, str]],
+    aborted: int,
+) -> MirrorResult:
+    counts = report.counts
+    return MirrorResult(
+        uploaded=counts["uploaded"],
+        copied=counts["copied"],
+        deleted=counts["deleted"],
+        downloaded=counts["downloaded"],
+        adopted=counts["adopted"],
+        forgotten=counts["forgotten"],
+        skipped=plan.skipped,
+        failed=tuple(unsafe) + tuple(report.failed),
+        bytes_sent=report.bytes_sent,
+        bytes_received=report.bytes_received,
+        seconds=time.monotonic() - started,
+        refused_deletes=plan.refused_deletes,
+        deletes_skipped=report.deletes_skipped,
+        aborted_uploads=aborted,
+        warnings=tuple(warnings),
+        problems=tuple(problems),
+        stopped=report.stopped,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# local side
+
+
+def scan_local(
+    root: Path, opts: MirrorOptions, *, key_prefix: str = ""
+) -> tuple[list[LocalEntry], list[tuple[str, str]]]:
+    """The scan as two lists; ks3sync's own temp files are neither synced nor reported."""
+    from ks3sync.scan import Filters, ScanProblem, scan_tree
+
+    filters = Filters.build(root, excludes=opts.excludes, exclude_from=opts.exclude_from)
+    entries: list[LocalEntry] = []
+    problems: list[tuple[str, str]] = []
+    for item in scan_tree(root, filters, follow_symlinks=opts.follow_symlinks, key_prefix=key_prefix):
+        if isinstance(item, ScanProblem):
+            problems.append((str(item.path), str(item.reason)))
+        elif not item.path.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+            entries.append(item)
+    return entries, problems
+
+
+def _withhold_deletes_under_problems(
+    deletes: tuple[Operation, ...], problems: list[tuple[str, str]]
+) -> tuple[tuple[Operation, ...], int]:
+    if not problems or not deletes:
+        return deletes, 0
+    roots = [path.rstrip("/") for path, _ in problems]
+    kept = tuple(
+        op for op in deletes if not any(op.path == r or op.path.startswith(r + "/") or not r for r in roots)
+    )
+    return kept, len(deletes) - len(kept)
+
+
+def hash_copy_candidates(
+    root: Path,
+    local: Iterable[LocalEntry],
+    remote: Sequence[RemoteEntry],
+    synced: Mapping[str, SyncedEntry],
+    encrypt: bool,
+    jobs: int,
+) -> list[LocalEntry]:
+    """Fill in the MD5 of new local files whose size matches content already in the bucket, so the
+    planner can create them by server-side copy (renames, duplicates). Hashing runs on ``jobs``
+    threads; a file that cannot be hashed stays unhashed (its upload will report the problem)."""
+    from ks3sync.transfer.files import hash_file
+
+    entries = list(local)
+    remote_paths = {obj.path for obj in remote}
+    sizes: set[int] = set()
+    if not encrypt:
+        sizes.update(obj.size for obj in remote if not obj.is_multipart_etag)
+    sizes.update(rec.identity.size for rec in synced.values() if rec.path in remote_paths)
+    candidates = [
+        i
+        for i, entry in enumerate(entries)
+        if entry.md5 is None and entry.size > 0 and entry.size in sizes
+        and entry.path not in remote_paths and entry.path not in synced
+    ]
+    if not candidates:
+        return entries
+
+    def digest(index: int) -> tuple[int, str | None]:
+        entry = entries[index]
+        try:
+            return index, hash_file(entry.path, root / entry.path).md5
+        except (Ks3SyncError, OSError) as exc:
+            log.debug("could not hash %s for copy detection: %s", entry.path, exc)
+            return index, None
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+        for index, md5 in pool.map(digest, candidates):
+            if md5 is not None:
+                entries[index] = replace(entries[index], md5=md5)
+    return entries
