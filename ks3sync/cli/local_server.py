@@ -1,0 +1,62 @@
+"""`ks3sync local-server`: run the KS3-compatible server in the foreground (see ks3sync.localserver)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _codes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        codes = tuple(int(item) for item in value.split(",") if item.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated HTTP statuses, got {value!r}") from exc
+    if any(not 400 <= code <= 599 for code in codes):
+        raise click.BadParameter(f"fault codes must be 4xx/5xx statuses, got {value!r}")
+    return codes
+
+
+@click.command("local-server")
+@click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory holding the buckets (created if missing; survives restarts).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port.")
+@click.option("--port-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the port here once the socket accepts connections.")
+@click.option("--access-key", envvar="KS3_ACCESS_KEY", required=True, help="Access key (env KS3_ACCESS_KEY).")
+@click.option("--secret-key", envvar="KS3_SECRET_KEY", required=True, help="Secret key (env KS3_SECRET_KEY).")
+@click.option("--request-log", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append one JSON line per request here.")
+@click.option("--fault-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Fraction of data-plane requests answered with an error from --fault-codes.")
+@click.option("--fault-codes", default="500,503", callback=_codes, show_default=True,
+              help="Comma-separated statuses for injected errors (503 is answered as SlowDown).")
+@click.option("--latency-ms", default=0.0, type=click.FloatRange(0), help="Added delay per data-plane request.")
+@click.option("--drop-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Fraction of data-plane requests whose connection is closed without a response.")
+@click.option("--seed", type=int, default=None, help="Seed for fault injection (deterministic runs).")
+@click.option("--no-fsync", is_flag=True, help="Skip fsync of object bodies (faster; not crash-safe).")
+@click.option("--body-timeout", default=20.0, show_default=True, type=click.FloatRange(0.01),
+              help="Seconds a request body may stall before 400 RequestTimeout.")
+@click.option("--restore-seconds", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="How long restoring an ARCHIVE object takes.")
+def local_server(root: Path, host: str, port: int, port_file: Path | None, access_key: str, secret_key: str,
+                 request_log: Path | None, fault_rate: float, fault_codes: tuple[int, ...], latency_ms: float,
+                 drop_rate: float, seed: int | None, no_fsync: bool, body_timeout: float,
+                 restore_seconds: float) -> None:
+    """Run a KS3-compatible server on loopback (KSS V2, presigned URLs and S3 SigV4)."""
+    from ks3sync.localserver import ServerConfig, serve_forever
+
+    if fault_rate + drop_rate > 1:
+        raise click.BadParameter("--fault-rate plus --drop-rate must not exceed 1")
+    config = ServerConfig(
+        root=root, access_key=access_key, secret_key=secret_key, host=host, port=port, request_log=request_log,
+        fault_rate=fault_rate, fault_codes=fault_codes, latency_ms=latency_ms, drop_rate=drop_rate, seed=seed,
+        fsync=not no_fsync, body_timeout=body_timeout, restore_seconds=restore_seconds,
+    )
+    try:
+        status = serve_forever(config, port_file)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port} with root {root}: {exc}") from exc
+    raise SystemExit(status)

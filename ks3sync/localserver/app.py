@@ -1,0 +1,191 @@
+"""The ASGI application: one request in, one KS3 response out, logged.
+
+Per request: parse the raw target (request.py), pick the operation (routing.py), authenticate
+(auth.py), maybe inject a fault (faults.py), run the handler, send the response with KS3's header
+conventions (x-kss-request-id always; canonical casing is restored on the wire by server.py), and
+write one request-log line. A plain ASGI callable, no framework: per-request overhead is what the
+small-PUT benchmark measures. Imports nothing else from ks3sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from typing import Any
+
+from ks3sync.localserver import xmlio
+from ks3sync.localserver.auth import AuthResult, Credentials, authenticate
+from ks3sync.localserver.config import ServerConfig
+from ks3sync.localserver.context import Context
+from ks3sync.localserver.errors import S3Error
+from ks3sync.localserver.exchange import BodyReader, ClientGone, Response
+from ks3sync.localserver.faults import FaultInjector
+from ks3sync.localserver.reqlog import RequestLog, redact_query
+from ks3sync.localserver.request import Request, parse_request
+from ks3sync.localserver.routing import route
+from ks3sync.localserver.storage import Storage
+
+logger = logging.getLogger("ks3sync.localserver")
+
+DROP_MESSAGE = {"type": "ks3sync.drop"}
+_FILE_CHUNK = 1 << 20
+
+
+class KS3App:
+    def __init__(self, config: ServerConfig, storage: Storage | None = None) -> None:
+        self.config = config
+        self.storage = storage or Storage(config.root, fsync=config.fsync)
+        self.credentials = Credentials(config.access_key, config.secret_key)
+        self.faults = FaultInjector(config.fault_rate, config.fault_codes, config.drop_rate, config.latency_ms,
+                                    config.seed)
+        self.request_log = RequestLog(config.request_log) if config.request_log else None
+        self._ids = itertools.count(1)
+        self._id_prefix = f"{os.getpid():x}{int(time.time()):x}"
+        self._date_cache: tuple[int, str] = (0, "")
+
+    def close(self) -> None:
+        if self.request_log:
+            self.request_log.close()
+        self.storage.close()
+
+    def _http_date(self, now: float) -> str:
+        second = int(now)
+        if self._date_cache[0] != second:
+            self._date_cache = (second, xmlio.http_date(second))
+        return self._date_cache[1]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        request_id = f"{self._id_prefix}{next(self._ids):08x}"
+        client = scope.get("client")
+        request = parse_request(
+            scope["method"], scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b""),
+            scope["headers"], f"{client[0]}:{client[1]}" if client else "", self.config.virtual_host_domain,
+        )
+        auth: AuthResult | None = None
+        op = "Unknown"
+        fault_kind = None
+        body = BodyReader(receive, self.config.body_timeout, None)
+        try:
+            selected = route(request)
+            op = selected.op
+            now = time.time()
+            auth = authenticate(request, self.credentials, now)
+            body = BodyReader(receive, self.config.body_timeout, auth.payload_sha256)
+            if selected.data_plane:
+                if self.faults.latency:
+                    await asyncio.sleep(self.faults.latency)
+                fault = self.faults.decide()
+                if fault is not None:
+                    fault_kind = fault.kind
+                    await body.drain()
+                    if fault.kind == "drop":
+                        await send(DROP_MESSAGE)
+                        self._log(request, op, auth, 0, body.bytes_in, 0, started, request_id, fault_kind)
+                        return
+                    raise S3Error(fault.code, "Injected fault (ks3sync local-server --fault-rate).",
+                                  status=fault.status)
+            ctx = Context(request, auth, body, self.storage, self.config, request_id, time.time)
+            response = await selected.handler(ctx)
+        except S3Error as error:
+            response = self._error_response(request, error, request_id)
+        except ClientGone:
+            self._log(request, op, auth, 499, body.bytes_in, 0, started, request_id, fault_kind)
+            return
+        except (OSError, ValueError, KeyError) as exc:  # a server bug or a disk problem: answer, log, go on
+            logger.exception("internal error handling %s %s", request.method, request.raw_path)
+            response = self._error_response(request, S3Error("InternalError", f"{type(exc).__name__}"), request_id)
+        if not body.done:
+            if response.status < 300:
+                await body.drain()
+            elif request.headers.get("expect", "").lower() == "100-continue" and not body.started:
+                # The client is still waiting for "100 Continue" and will not send the body: the bytes
+                # that follow on this connection would be misread, so end it after this answer.
+                response.headers.append(("Connection", "close"))
+        bytes_out = await self._send(send, request, response, request_id)
+        self._log(request, op, auth, response.status, body.bytes_in, bytes_out, started, request_id, fault_kind)
+
+    def _error_response(self, request: Request, error: S3Error, request_id: str) -> Response:
+        headers = [("Content-Type", "application/xml"), *error.headers]
+        if request.method == "HEAD" or error.status == 304:
+            return Response(error.status, headers)
+        resource = request.raw_path
+        extra = "".join(xmlio.element(name, value) for name, value in error.extra.items())
+        body = xmlio.document(
+            f"<Error><Code>{error.code}</Code><Message>{xmlio.text(error.message)}</Message>"
+            f"<Resource>{xmlio.text(resource)}</Resource><RequestId>{request_id}</RequestId>{extra}</Error>"
+        )
+        return Response(error.status, headers, body)
+
+    async def _send(self, send: Any, request: Request, response: Response, request_id: str) -> int:
+        headers: list[tuple[bytes, bytes]] = [
+            (b"x-kss-request-id", request_id.encode()),
+            (b"Date", self._http_date(time.time()).encode()),
+            (b"Server", b"ks3sync-local"),
+        ]
+        if request.headers.get("authorization", "").startswith("AWS4"):
+            headers.append((b"x-amz-request-id", request_id.encode()))
+        has_length = False
+        for name, value in response.headers:
+            if name == "Content-Length":
+                has_length = True
+            headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        file = response.file
+        if not has_length and response.status not in (204, 304):
+            headers.append((b"Content-Length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if file is None:
+            await send({"type": "http.response.body", "body": response.body})
+            return len(response.body)
+        sent = 0
+        with open(file.path, "rb", buffering=0) as handle:
+            handle.seek(file.offset)
+            remaining = file.length
+            while remaining:
+                chunk = handle.read(min(_FILE_CHUNK, remaining))
+                if not chunk:
+                    raise OSError(f"{file.path} is shorter than its record")
+                remaining -= len(chunk)
+                sent += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+        if file.length == 0:
+            await send({"type": "http.response.body", "body": b""})
+        return sent
+
+    def _log(self, request: Request, op: str, auth: AuthResult | None, status: int, bytes_in: int, bytes_out: int,
+             started: float, request_id: str, fault: str | None) -> None:
+        if self.request_log is None:
+            return
+        entry = {
+            "ts": round(time.time(), 3),
+            "method": request.method,
+            "path": request.raw_path,
+            "query": redact_query(request.raw_query),
+            "status": status,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "ms": round((time.perf_counter() - started) * 1000, 3),
+            "auth": auth.scheme if auth else "none",
+            "op": op,
+            "request_id": request_id,
+        }
+        if fault:
+            entry["fault"] = fault
+        self.request_log.write(entry)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return

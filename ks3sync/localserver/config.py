@@ -1,0 +1,32 @@
+"""The local server's settings, one frozen value shared by the CLI, the embedded server and the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    root: Path
+    access_key: str
+    secret_key: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    request_log: Path | None = None
+    # fault injection (data plane only, see faults.py)
+    fault_rate: float = 0.0
+    fault_codes: tuple[int, ...] = (500, 503)
+    latency_ms: float = 0.0
+    drop_rate: float = 0.0
+    seed: int | None = None
+    # durability / timing
+    fsync: bool = True
+    body_timeout: float = 20.0
+    restore_seconds: float = 0.0
+    # buckets addressed as <bucket>.<domain> in the Host header (virtual-host style)
+    virtual_host_domain: str | None = "localhost"
+
+    def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
+        return (f"ServerConfig(root={str(self.root)!r}, host={self.host!r}, port={self.port}, "
+                f"access_key={self.access_key!r}, secret_key='***')")

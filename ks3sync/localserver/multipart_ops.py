@@ -1,0 +1,245 @@
+"""Multipart uploads: initiate, upload part (and part copy), list parts, complete, abort.
+
+Parts are stored as bodies of their own until Complete concatenates the listed ones, in kernel space and
+once, into the final object; its ETag is md5(part md5s)-N and its CRC-64 is combined from the parts'
+CRCs. Imports nothing else from ks3sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+
+from ks3sync.localserver import policy, xmlio
+from ks3sync.localserver.bucket_ops import xml_response
+from ks3sync.localserver.context import Context
+from ks3sync.localserver.crc64 import combine, crc64
+from ks3sync.localserver.errors import S3Error
+from ks3sync.localserver.exchange import Response
+from ks3sync.localserver.ingest import receive_body
+from ks3sync.localserver.object_ops import readable_source
+from ks3sync.localserver.storage import ObjectRecord, PartRecord, Storage, TempBody, UploadRecord
+
+MIN_PART_SIZE = 100 * 1024
+MAX_PART_SIZE = 5 * 1024**3
+MAX_PART_NUMBER = 10_000
+_OWNER = f"<ID>{policy.OWNER_ID}</ID><DisplayName>{policy.OWNER_ID}</DisplayName>"
+_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+def _upload(ctx: Context) -> UploadRecord:
+    bucket = ctx.storage.require_bucket(ctx.bucket)
+    if ctx.auth.anonymous and not policy.anonymous_may_write(bucket.acl):
+        raise S3Error("AccessDenied")
+    return ctx.storage.get_upload(ctx.bucket, ctx.key, ctx.request.arg("uploadId") or "")
+
+
+def _part_number(ctx: Context) -> int:
+    raw = ctx.request.arg("partNumber") or ""
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and {MAX_PART_NUMBER}.",
+                      extra={"ArgumentName": "partNumber", "ArgumentValue": raw})
+    return int(raw)
+
+
+async def initiate(ctx: Context) -> Response:
+    bucket = ctx.storage.require_bucket(ctx.bucket)
+    if ctx.auth.anonymous and not policy.anonymous_may_write(bucket.acl):
+        raise S3Error("AccessDenied")
+    policy.validate_key(ctx.key)
+    await ctx.body.drain()
+    headers = ctx.request.headers
+    upload = ctx.storage.create_upload(
+        ctx.bucket, ctx.key, policy.storage_class(headers), policy.canned_acl(headers, policy.OBJECT_ACLS),
+        policy.stored_headers(headers),
+    )
+    # The SDK addresses every later request to the <Key> echoed here: it must be the exact key.
+    return xml_response(
+        f'<InitiateMultipartUploadResult xmlns="{xmlio.S3_NAMESPACE}"><Bucket>{xmlio.text(ctx.bucket)}</Bucket>'
+        f"<Key>{xmlio.text(ctx.key)}</Key><UploadId>{upload.upload_id}</UploadId></InitiateMultipartUploadResult>"
+    )
+
+
+def _store_part(ctx: Context, upload_id: str, number: int, size: int, etag: str, crc: int, data_id: str) -> None:
+    if not ctx.storage.upload_exists(upload_id):  # aborted or completed while the part was arriving
+        ctx.storage.remove_data([data_id])
+        raise S3Error("NoSuchUpload", extra={"UploadId": upload_id})
+    replaced = ctx.storage.put_part(PartRecord(upload_id, number, size, etag, crc, ctx.now(), data_id))
+    if replaced:
+        ctx.storage.remove_data([replaced])
+
+
+async def upload_part(ctx: Context) -> Response:
+    upload = _upload(ctx)
+    number = _part_number(ctx)
+    received = await receive_body(ctx)
+    _store_part(ctx, upload.upload_id, number, received.size, received.etag, received.crc64, received.body.data_id)
+    # The CRC header on every part is mandatory for the SDK (complete_upload does int() on it).
+    return Response(200, [("ETag", f'"{received.etag}"'), ("x-kss-checksum-crc64ecma", str(received.crc64))])
+
+
+def _copy_range(storage: Storage, source_id: str, first: int, length: int, temp: TempBody) -> tuple[str, int]:
+    """Copy bytes [first, first+length) of a body into `temp`, hashing them. Runs in a worker thread."""
+    md5 = hashlib.md5()  # noqa: S324 - protocol ETag
+    crc = 0
+    with open(storage.data_path(source_id), "rb") as source:
+        source.seek(first)
+        remaining = length
+        while remaining:
+            block = source.read(min(remaining, 1 << 20))
+            if not block:
+                raise OSError(f"source body {source_id} is shorter than its record")
+            md5.update(block)
+            crc = crc64(block, crc)
+            os.write(temp.fd, block)
+            remaining -= len(block)
+    return md5.hexdigest(), crc
+
+
+async def upload_part_copy(ctx: Context) -> Response:
+    upload = _upload(ctx)
+    number = _part_number(ctx)
+    await ctx.body.drain()
+    source = readable_source(ctx)
+    first, length = 0, source.size
+    range_header = policy.kss_header(ctx.request.headers, "copy-source-range")
+    if range_header:
+        match = _COPY_RANGE.match(range_header.strip())
+        if match is None:
+            raise S3Error("InvalidArgument", "x-kss-copy-source-range must be bytes=first-last.")
+        first, last = int(match.group(1)), int(match.group(2))
+        if last < first or last >= source.size:
+            raise S3Error("InvalidRange", extra={"ActualObjectSize": str(source.size)})
+        length = last - first + 1
+    if length > MAX_PART_SIZE:
+        raise S3Error("EntityTooLarge")
+    storage = ctx.storage
+    temp = storage.open_temp()
+    loop = asyncio.get_running_loop()
+    try:
+        etag, crc = await loop.run_in_executor(None, _copy_range, storage, source.data_id, first, length, temp)
+        stored = await loop.run_in_executor(None, storage.seal_temp, temp)
+    except OSError:
+        storage.discard_temp(temp)
+        raise
+    _store_part(ctx, upload.upload_id, number, length, etag, crc, stored.data_id)
+    now = ctx.now()
+    response = xml_response(
+        f"<CopyPartResult><LastModified>{xmlio.iso8601(now)}</LastModified><ETag>&quot;{etag}&quot;</ETag>"
+        f"<ChecksumCRC64ECMA>{crc}</ChecksumCRC64ECMA></CopyPartResult>"
+    )
+    response.headers.append(("x-kss-checksum-crc64ecma", str(crc)))
+    return response
+
+
+async def list_parts(ctx: Context) -> Response:
+    upload = _upload(ctx)
+    marker = ctx.int_arg("part-number-marker", 0, 0, MAX_PART_NUMBER)
+    # Without max-parts every part is returned: the SDK completes from one unpaginated ListParts.
+    explicit = ctx.request.arg("max-parts")
+    max_parts = ctx.int_arg("max-parts", MAX_PART_NUMBER, 0, 1000) if explicit else MAX_PART_NUMBER
+    parts = ctx.storage.list_parts(upload.upload_id, marker, max_parts + 1)
+    truncated = len(parts) > max_parts
+    parts = parts[:max_parts]
+    next_marker = parts[-1].part_number if parts else marker
+    encode = xmlio.url_text if ctx.request.arg("encoding-type") == "url" else xmlio.text
+    body = [
+        f'<ListPartsResult xmlns="{xmlio.S3_NAMESPACE}"><Bucket>{xmlio.text(ctx.bucket)}</Bucket>',
+        f"<Key>{encode(ctx.key)}</Key><UploadId>{upload.upload_id}</UploadId>",
+        f"<Initiator>{_OWNER}</Initiator><Owner>{_OWNER}</Owner><StorageClass>{upload.storage_class}</StorageClass>",
+        f"<PartNumberMarker>{marker}</PartNumberMarker><NextPartNumberMarker>{next_marker}</NextPartNumberMarker>",
+        f"<MaxParts>{max_parts}</MaxParts><IsTruncated>{'true' if truncated else 'false'}</IsTruncated>",
+    ]
+    body.extend(
+        f"<Part><PartNumber>{p.part_number}</PartNumber><LastModified>{xmlio.iso8601(p.mtime)}</LastModified>"
+        f"<ETag>&quot;{p.etag}&quot;</ETag><Size>{p.size}</Size><ChecksumCRC64ECMA>{p.crc64}</ChecksumCRC64ECMA></Part>"
+        for p in parts
+    )
+    body.append("</ListPartsResult>")
+    return xml_response("".join(body))
+
+
+def _requested_parts(body: bytes) -> list[tuple[int, str]]:
+    root = xmlio.parse(body, "CompleteMultipartUpload")
+    requested = []
+    for node in root.findall("Part"):
+        number_text = xmlio.child_text(node, "PartNumber")
+        etag = xmlio.child_text(node, "ETag")
+        if number_text is None or etag is None or not number_text.strip().isdigit():
+            raise S3Error("MalformedXML", "Every <Part> needs a numeric <PartNumber> and an <ETag>.")
+        requested.append((int(number_text), etag.strip().strip('"')))
+    if not requested:
+        raise S3Error("MalformedXML", "The list of parts is empty.")
+    return requested
+
+
+def _assemble(storage: Storage, sources: list[str], temp: TempBody) -> None:
+    storage.concatenate(sources, temp)
+
+
+async def complete(ctx: Context) -> Response:
+    upload = _upload(ctx)
+    body = await ctx.body.read_all(xmlio.MAX_XML_BODY)
+    requested = _requested_parts(body)
+    stored = {part.part_number: part for part in ctx.storage.list_parts(upload.upload_id)}
+    chosen: list[PartRecord] = []
+    previous = 0
+    for number, etag in requested:
+        if number <= previous:
+            raise S3Error("InvalidPartOrder", extra={"UploadId": upload.upload_id})
+        previous = number
+        part = stored.get(number)
+        if part is None or part.etag != etag:
+            raise S3Error("InvalidPart", extra={"UploadId": upload.upload_id, "PartNumber": str(number),
+                                                "ETag": etag})
+        chosen.append(part)
+    for part in chosen[:-1]:
+        if part.size < MIN_PART_SIZE:
+            raise S3Error("EntityTooSmall", extra={"PartNumber": str(part.part_number),
+                                                   "ProposedSize": str(part.size),
+                                                   "MinSizeAllowed": str(MIN_PART_SIZE)})
+    storage = ctx.storage
+    temp = storage.open_temp()
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, _assemble, storage, [p.data_id for p in chosen], temp)
+        sealed = await loop.run_in_executor(None, storage.seal_temp, temp)
+    except OSError:
+        storage.discard_temp(temp)
+        raise
+    md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
+    etag = f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}"  # noqa: S324 - protocol ETag
+    crc = 0
+    for part in chosen:
+        crc = combine(crc, part.crc64, part.size)
+    record = ObjectRecord(
+        bucket=ctx.bucket, key=ctx.key, size=sum(p.size for p in chosen), etag=etag, crc64=crc, mtime=ctx.now(),
+        storage_class=upload.storage_class, acl=upload.acl, headers=upload.headers, data_id=sealed.data_id,
+        restore_state="frozen" if upload.storage_class in policy.ARCHIVE_CLASSES else None,
+    )
+    if not storage.upload_exists(upload.upload_id):  # aborted while assembling
+        storage.remove_data([sealed.data_id])
+        raise S3Error("NoSuchUpload", extra={"UploadId": upload.upload_id})
+    storage.remove_data(storage.finish_upload(upload.upload_id, record))
+    host = ctx.request.headers.get("host", "127.0.0.1")
+    location = f"http://{host}/{ctx.bucket}/{policy_quote(ctx.key)}"
+    response = xml_response(
+        f'<CompleteMultipartUploadResult xmlns="{xmlio.S3_NAMESPACE}"><Location>{xmlio.text(location)}</Location>'
+        f"<Bucket>{xmlio.text(ctx.bucket)}</Bucket><Key>{xmlio.text(ctx.key)}</Key>"
+        f"<ETag>&quot;{etag}&quot;</ETag><ChecksumCRC64ECMA>{crc}</ChecksumCRC64ECMA>"
+        "</CompleteMultipartUploadResult>"
+    )
+    response.headers.append(("x-kss-checksum-crc64ecma", str(crc)))
+    return response
+
+
+def policy_quote(key: str) -> str:
+    return xmlio.url_text(key)
+
+
+async def abort(ctx: Context) -> Response:
+    upload = _upload(ctx)
+    ctx.storage.remove_data(ctx.storage.finish_upload(upload.upload_id, None))
+    return Response(204)

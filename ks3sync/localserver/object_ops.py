@@ -1,0 +1,384 @@
+"""Object-level operations: put, get/head (ranges, conditionals, overrides), delete, copy, ACL, tagging,
+restore of archived objects.
+
+Each handler takes a Context and returns a Response or raises S3Error. Imports nothing else from ks3sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import time
+from dataclasses import replace
+from email.utils import parsedate_to_datetime
+from urllib.parse import unquote, unquote_plus
+
+from ks3sync.localserver import policy, xmlio
+from ks3sync.localserver.bucket_ops import XML, xml_response
+from ks3sync.localserver.context import Context
+from ks3sync.localserver.errors import S3Error
+from ks3sync.localserver.exchange import FileBody, Response
+from ks3sync.localserver.ingest import MAX_SINGLE_PUT, receive_body
+from ks3sync.localserver.storage import BucketRecord, ObjectRecord
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+DAY = 86400.0
+
+
+def _writable_bucket(ctx: Context) -> BucketRecord:
+    record = ctx.storage.require_bucket(ctx.bucket)
+    if ctx.auth.anonymous and not policy.anonymous_may_write(record.acl):
+        raise S3Error("AccessDenied")
+    return record
+
+
+def current_restore(record: ObjectRecord, now: float) -> ObjectRecord:
+    """The record with its restore state advanced to `now` (restores finish and lapse with time)."""
+    if record.restore_state == "ongoing" and record.restore_ready is not None and now >= record.restore_ready:
+        record = replace(record, restore_state="restored")
+    if record.restore_state == "restored" and record.restore_expiry is not None and now >= record.restore_expiry:
+        record = replace(record, restore_state="frozen", restore_ready=None, restore_expiry=None)
+    return record
+
+
+def object_headers(ctx: Context, record: ObjectRecord) -> list[tuple[str, str]]:
+    headers = [
+        ("ETag", f'"{record.etag}"'),
+        ("Last-Modified", xmlio.http_date(record.mtime)),
+        ("Accept-Ranges", "bytes"),
+        (ctx.kss("storage-class"), record.storage_class),
+        ("x-kss-checksum-crc64ecma", str(record.crc64)),
+    ]
+    headers.extend(policy.response_headers(record.headers, ctx.amz))
+    if record.restore_state == "ongoing":
+        headers.append((ctx.kss("restore"), 'ongoing-request="true"'))
+    elif record.restore_state == "restored" and record.restore_expiry is not None:
+        headers.append((ctx.kss("restore"),
+                        f'ongoing-request="false", expiry-date="{xmlio.http_date(record.restore_expiry)}"'))
+    return headers
+
+
+# ------------------------------------------------------------ PUT
+
+
+async def put_object(ctx: Context) -> Response:
+    _writable_bucket(ctx)
+    policy.validate_key(ctx.key)
+    headers = ctx.request.headers
+    acl = policy.canned_acl(headers, policy.OBJECT_ACLS)
+    storage_class = policy.storage_class(headers)
+    stored_headers = policy.stored_headers(headers)
+    forbid_overwrite = headers.get("x-kss-forbid-overwrite", "").lower() == "true"
+    if forbid_overwrite and ctx.storage.get_object(ctx.bucket, ctx.key) is not None:
+        raise S3Error("KeyAlreadyExists")
+    received = await receive_body(ctx)
+    record = ObjectRecord(
+        bucket=ctx.bucket, key=ctx.key, size=received.size, etag=received.etag, crc64=received.crc64,
+        mtime=ctx.now(), storage_class=storage_class, acl=acl, headers=stored_headers,
+        data_id=received.body.data_id,
+        restore_state="frozen" if storage_class in policy.ARCHIVE_CLASSES else None,
+    )
+    if ctx.storage.get_bucket(ctx.bucket) is None:  # deleted while the body was arriving
+        ctx.storage.remove_data([received.body.data_id])
+        raise S3Error("NoSuchBucket")
+    if forbid_overwrite and ctx.storage.get_object(ctx.bucket, ctx.key) is not None:
+        ctx.storage.remove_data([received.body.data_id])
+        raise S3Error("KeyAlreadyExists")
+    replaced = ctx.storage.put_object(record)
+    if replaced:
+        ctx.storage.remove_data([replaced])
+    return Response(200, [("ETag", f'"{received.etag}"'), ("x-kss-checksum-crc64ecma", str(received.crc64))])
+
+
+# ------------------------------------------------------------ GET / HEAD
+
+
+def _readable_object(ctx: Context) -> ObjectRecord:
+    bucket = ctx.storage.require_bucket(ctx.bucket)
+    record = ctx.storage.get_object(ctx.bucket, ctx.key)
+    if ctx.auth.anonymous and not policy.anonymous_may_read(bucket.acl, record.acl if record else None):
+        raise S3Error("AccessDenied")
+    if record is None:
+        raise S3Error("NoSuchKey", extra={"Key": ctx.key})
+    return current_restore(record, ctx.now())
+
+
+def _http_time(value: str) -> float | None:
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    candidates = [item.strip().removeprefix("W/").strip('"') for item in header.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+def check_conditions(headers: dict[str, str], record: ObjectRecord, prefix: str = "") -> None:
+    """If-Match / If-Unmodified-Since (412) and If-None-Match / If-Modified-Since (304), RFC 7232 order."""
+    last_modified = int(record.mtime)
+    if_match = headers.get(prefix + "if-match")
+    if if_match is not None:
+        if not _etag_matches(if_match, record.etag):
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
+    else:
+        since = headers.get(prefix + "if-unmodified-since")
+        when = _http_time(since) if since else None
+        if when is not None and last_modified > when:
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Unmodified-Since"})
+    not_modified = "PreconditionFailed" if prefix else "NotModified"
+    if_none_match = headers.get(prefix + "if-none-match")
+    if if_none_match is not None:
+        if _etag_matches(if_none_match, record.etag):
+            raise S3Error(not_modified, status=412 if prefix else 304)
+    else:
+        since = headers.get(prefix + "if-modified-since")
+        when = _http_time(since) if since else None
+        if when is not None and last_modified <= when:
+            raise S3Error(not_modified, status=412 if prefix else 304)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) inclusive for a single satisfiable range; None to serve the whole object."""
+    if header is None:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None:  # multiple ranges or nonsense: serve the whole object, as S3 does
+        return None
+    first_s, last_s = match.groups()
+    if first_s == "" and last_s == "":
+        return None
+    if first_s == "":
+        suffix = int(last_s)
+        if suffix == 0 or size == 0:
+            raise S3Error("InvalidRange", headers=[("Content-Range", f"bytes */{size}")],
+                          extra={"ActualObjectSize": str(size)})
+        return max(size - suffix, 0), size - 1
+    first = int(first_s)
+    last = int(last_s) if last_s else size - 1
+    if last < first:
+        return None
+    if first >= size:
+        raise S3Error("InvalidRange", headers=[("Content-Range", f"bytes */{size}")],
+                      extra={"ActualObjectSize": str(size)})
+    return first, min(last, size - 1)
+
+
+async def _get_or_head(ctx: Context, with_body: bool) -> Response:
+    record = _readable_object(ctx)
+    check_conditions(ctx.request.headers, record)
+    if with_body and record.storage_class in policy.ARCHIVE_CLASSES and record.restore_state != "restored":
+        raise S3Error("InvalidObjectState", "The object is archived; restore it before reading it.",
+                      extra={"StorageClass": record.storage_class})
+    headers = object_headers(ctx, record)
+    for param, header in RESPONSE_OVERRIDES.items():
+        value = ctx.request.arg(param)
+        if value is not None:
+            headers = [(n, v) for n, v in headers if n != header]
+            headers.append((header, value))
+    byte_range = parse_range(ctx.request.headers.get("range"), record.size)
+    path = ctx.storage.data_path(record.data_id)
+    if byte_range is None:
+        headers.append(("Content-Length", str(record.size)))
+        return Response(200, headers, file=FileBody(path, 0, record.size) if with_body else None)
+    first, last = byte_range
+    length = last - first + 1
+    headers.append(("Content-Range", f"bytes {first}-{last}/{record.size}"))
+    headers.append(("Content-Length", str(length)))
+    return Response(206, headers, file=FileBody(path, first, length) if with_body else None)
+
+
+async def get_object(ctx: Context) -> Response:
+    return await _get_or_head(ctx, with_body=True)
+
+
+async def head_object(ctx: Context) -> Response:
+    return await _get_or_head(ctx, with_body=False)
+
+
+# ------------------------------------------------------------ DELETE
+
+
+async def delete_object(ctx: Context) -> Response:
+    _writable_bucket(ctx)
+    data_id = ctx.storage.delete_object(ctx.bucket, ctx.key)
+    if data_id:
+        ctx.storage.remove_data([data_id])
+    return Response(204)
+
+
+# ------------------------------------------------------------ COPY
+
+
+def parse_copy_source(ctx: Context) -> tuple[str, str]:
+    """(bucket, key) from x-kss-copy-source: '/bucket/key' (or 'bucket/key'), key form-encoded by the
+    SDK (so unquote_plus) or URL-encoded by S3 tools (so plain unquote), '?versionId=' stripped."""
+    source = policy.kss_header(ctx.request.headers, "copy-source")
+    assert source is not None
+    source = source.split("?versionId=", 1)[0]
+    bucket, slash, encoded_key = source.lstrip("/").partition("/")
+    if not slash or not bucket or not encoded_key:
+        raise S3Error("InvalidArgument", "x-kss-copy-source must be /bucket/key.",
+                      extra={"ArgumentName": "x-kss-copy-source"})
+    key = unquote(encoded_key) if ctx.amz else unquote_plus(encoded_key)
+    return unquote(bucket), key
+
+
+def readable_source(ctx: Context) -> ObjectRecord:
+    bucket_name, key = parse_copy_source(ctx)
+    bucket = ctx.storage.require_bucket(bucket_name)
+    record = ctx.storage.get_object(bucket_name, key)
+    if ctx.auth.anonymous and not policy.anonymous_may_read(bucket.acl, record.acl if record else None):
+        raise S3Error("AccessDenied")
+    if record is None:
+        raise S3Error("NoSuchKey", extra={"Key": key})
+    record = current_restore(record, ctx.now())
+    if record.storage_class in policy.ARCHIVE_CLASSES and record.restore_state != "restored":
+        raise S3Error("InvalidObjectState", "The source object is archived; restore it first.")
+    check_conditions(ctx.request.headers, record, prefix=policy_copy_prefix(ctx))
+    return record
+
+
+def policy_copy_prefix(ctx: Context) -> str:
+    return "x-amz-copy-source-" if ctx.amz else "x-kss-copy-source-"
+
+
+def _whole_md5(path: str) -> str:
+    digest = hashlib.md5()  # noqa: S324 - protocol ETag
+    with open(path, "rb") as source:
+        while block := source.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def copy_object(ctx: Context) -> Response:
+    _writable_bucket(ctx)
+    policy.validate_key(ctx.key)
+    await ctx.body.drain()
+    source = readable_source(ctx)
+    if source.size > MAX_SINGLE_PUT:
+        raise S3Error("InvalidRequest", "The source is larger than 5 GiB; copy it with UploadPartCopy.")
+    headers = ctx.request.headers
+    directive = (policy.kss_header(headers, "metadata-directive") or "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "x-kss-metadata-directive must be COPY or REPLACE.")
+    stored = policy.stored_headers(headers) if directive == "REPLACE" else dict(source.headers)
+    if directive == "COPY" and policy.kss_header(headers, "tagging") is not None:
+        stored["@tagging"] = policy.kss_header(headers, "tagging") or ""
+    storage_class = policy.storage_class(headers)
+    acl = policy.canned_acl(headers, policy.OBJECT_ACLS)
+    storage = ctx.storage
+    loop = asyncio.get_running_loop()
+    new_id = storage.open_temp()
+    storage.discard_temp(new_id)  # only its fresh data id is used: the body is a hard link
+    target = storage.data_path(new_id.data_id)
+    target.parent.mkdir(exist_ok=True)
+    # Bodies are immutable once named, so a hard link is a safe zero-copy copy.
+    await loop.run_in_executor(None, os.link, storage.data_path(source.data_id), target)
+    etag = source.etag
+    if "-" in etag:  # a multipart source: the copy's ETag is the MD5 of its bytes
+        etag = await loop.run_in_executor(None, _whole_md5, str(target))
+    now = ctx.now()
+    record = ObjectRecord(
+        bucket=ctx.bucket, key=ctx.key, size=source.size, etag=etag, crc64=source.crc64, mtime=now,
+        storage_class=storage_class, acl=acl, headers=stored, data_id=new_id.data_id,
+        restore_state="frozen" if storage_class in policy.ARCHIVE_CLASSES else None,
+    )
+    replaced = storage.put_object(record)
+    if replaced:
+        storage.remove_data([replaced])
+    body = (f"<CopyObjectResult><LastModified>{xmlio.iso8601(now)}</LastModified>"
+            f"<ETag>&quot;{etag}&quot;</ETag></CopyObjectResult>")
+    response = xml_response(body)
+    response.headers.append(("x-kss-checksum-crc64ecma", str(source.crc64)))
+    return response
+
+
+# ------------------------------------------------------------ ACL, tagging
+
+
+async def get_object_acl(ctx: Context) -> Response:
+    policy.require_owner(ctx.auth.anonymous)
+    ctx.storage.require_bucket(ctx.bucket)
+    record = ctx.storage.get_object(ctx.bucket, ctx.key)
+    if record is None:
+        raise S3Error("NoSuchKey", extra={"Key": ctx.key})
+    return Response(200, [XML], policy.acl_document(record.acl))
+
+
+async def put_object_acl(ctx: Context) -> Response:
+    policy.require_owner(ctx.auth.anonymous)
+    ctx.storage.require_bucket(ctx.bucket)
+    body = await ctx.body.read_all(xmlio.MAX_XML_BODY)
+    if ctx.storage.get_object(ctx.bucket, ctx.key) is None:
+        raise S3Error("NoSuchKey", extra={"Key": ctx.key})
+    if policy.kss_header(ctx.request.headers, "acl") is not None:
+        acl = policy.canned_acl(ctx.request.headers, policy.OBJECT_ACLS)
+    elif body.strip():
+        acl = policy.acl_from_document(body, policy.OBJECT_ACLS)
+    else:
+        raise S3Error("InvalidArgument", "Give a canned ACL in x-kss-acl or an AccessControlPolicy body.")
+    ctx.storage.set_object_acl(ctx.bucket, ctx.key, acl)
+    return Response(200)
+
+
+async def get_object_tagging(ctx: Context) -> Response:
+    """The tags given at upload (x-kss-tagging), else an empty TagSet (the SDK's copy_file reads it)."""
+    policy.require_owner(ctx.auth.anonymous)
+    record = _readable_object(ctx)
+    tags = []
+    for pair in record.headers.get("@tagging", "").split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            tags.append(f"<Tag><Key>{xmlio.text(unquote(name))}</Key><Value>{xmlio.text(unquote(value))}</Value></Tag>")
+    return xml_response(f"<Tagging><TagSet>{''.join(tags)}</TagSet></Tagging>")
+
+
+# ------------------------------------------------------------ restore
+
+
+async def restore_object(ctx: Context) -> Response:
+    policy.require_owner(ctx.auth.anonymous)
+    ctx.storage.require_bucket(ctx.bucket)
+    body = await ctx.body.read_all(xmlio.MAX_XML_BODY)
+    days = 1
+    if body.strip():
+        root = xmlio.parse(body, "RestoreRequest")
+        days_text = xmlio.child_text(root, "Days")
+        if days_text is not None:
+            try:
+                days = int(days_text)
+            except ValueError as exc:
+                raise S3Error("MalformedXML", "Days must be an integer.") from exc
+            if not 1 <= days <= 365:
+                raise S3Error("InvalidArgument", "Days must be between 1 and 365.")
+    record = ctx.storage.get_object(ctx.bucket, ctx.key)
+    if record is None:
+        raise S3Error("NoSuchKey", extra={"Key": ctx.key})
+    if record.storage_class not in policy.ARCHIVE_CLASSES:
+        raise S3Error("InvalidObjectState", "Only ARCHIVE objects can be restored.", status=400)
+    now = ctx.now()
+    record = current_restore(record, now)
+    if record.restore_state == "ongoing":
+        raise S3Error("RestoreAlreadyInProgress")
+    if record.restore_state == "restored":
+        ctx.storage.update_restore(ctx.bucket, ctx.key, "restored", record.restore_ready, now + days * DAY)
+        return Response(200)
+    ready = now + ctx.config.restore_seconds
+    ctx.storage.update_restore(ctx.bucket, ctx.key, "ongoing", ready, ready + days * DAY)
+    return Response(202)
+
+
+def epoch_now() -> float:
+    return time.time()

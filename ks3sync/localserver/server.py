@@ -1,0 +1,231 @@
+"""Running the app under uvicorn: the CLI's foreground server and the embeddable background server.
+
+Owns the uvicorn wiring: a pre-bound socket (so `--port 0` is known before serving), the httptools
+protocol with two small additions, signal handling (uvicorn's: SIGTERM/SIGINT stop gracefully), and
+`EmbeddedServer`, a context manager that runs the same server in a thread for `mirror --endpoint local`
+and tests. The protocol additions: uvicorn lower-cases response header names on the wire, but the
+official SDK forwards HEAD headers into copies unless they are spelled `Content-Length`, `Date`, ... ,
+so the original spelling is restored; and an app-level "drop" message closes the connection without
+a response (fault injection). Imports nothing else from ks3sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from ks3sync.localserver.app import KS3App
+from ks3sync.localserver.config import ServerConfig
+
+logger = logging.getLogger("ks3sync.localserver")
+
+
+class _CaseRestoringTransport:
+    """Wraps the transport for exactly one write: the status line and headers of a response."""
+
+    def __init__(self, transport: asyncio.Transport, headers: list[tuple[bytes, bytes]]) -> None:
+        self._transport = transport
+        self._renames = [(b"\r\n" + name.lower() + b": ", b"\r\n" + name + b": ")
+                         for name, _ in headers if name != name.lower()]
+
+    def write(self, data: bytes) -> None:
+        # `data` is the status line and header block only (uvicorn writes the body separately); every
+        # header line follows a CRLF, so the replacement cannot touch anything but a header name.
+        for lower, original in self._renames:
+            data = data.replace(lower, original, 1)
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _KS3Cycle(RequestResponseCycle):
+    async def send(self, message: Any) -> None:
+        if message["type"] == "ks3sync.drop":
+            if not self.response_started:
+                self.transport.abort()
+                self.disconnected = True
+                self.response_complete = True
+            return
+        if message["type"] == "http.response.start" and not self.response_started:
+            original = self.transport
+            self.transport = _CaseRestoringTransport(original, message.get("headers", []))  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = original
+            return
+        await super().send(message)
+
+
+class KS3HttpProtocol(HttpToolsProtocol):
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if isinstance(self.cycle, RequestResponseCycle) and not isinstance(self.cycle, _KS3Cycle):
+            # The cycle's task has been created but not started, so the switch takes effect for it.
+            self.cycle.__class__ = _KS3Cycle
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _uvicorn_config(app: KS3App, config: ServerConfig) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        http=KS3HttpProtocol,  # type: ignore[arg-type]
+        loop="uvloop",
+        lifespan="off",
+        server_header=False,
+        date_header=False,
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=5,
+        backlog=1024,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with a hook for the moment it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT stop the server gracefully and the process then exits 0 (uvicorn would re-raise
+        the signal afterwards, so the exit status would say "killed")."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_started:
+            self._on_started()
+
+
+def serve_forever(config: ServerConfig, port_file: Path | None = None) -> int:
+    """The CLI's foreground server: returns an exit status once SIGTERM/SIGINT stopped it."""
+    if not is_loopback(config.host):
+        print(f"WARNING: binding {config.host}, a NON-LOOPBACK address: anyone who can reach this host and "
+              "knows the access key can read and write everything under the root.", file=sys.stderr, flush=True)
+    sock = bind_socket(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    app = KS3App(config)
+
+    def announce() -> None:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"listening on http://{shown}:{port}", flush=True)
+        if port_file is not None:
+            tmp = port_file.with_name(port_file.name + ".tmp")
+            tmp.write_text(f"{port}\n")
+            tmp.replace(port_file)
+
+    server = _Server(_uvicorn_config(app, config), announce)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        app.close()
+        sock.close()
+    return 0 if server.started else 1
+
+
+class EmbeddedServer:
+    """The local server in a background thread: `with EmbeddedServer(root, ak, sk) as srv: srv.endpoint`."""
+
+    def __init__(self, root: Path | str, access_key: str, secret_key: str, host: str = "127.0.0.1", port: int = 0,
+                 **options: Any) -> None:
+        self.config = ServerConfig(Path(root), access_key, secret_key, host=host, port=port, **options)
+        self._sock: socket.socket | None = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._app: KS3App | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self.host = host
+        self.port = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedServer:
+        if self._thread is not None:
+            raise RuntimeError("EmbeddedServer already started")
+        self._sock = bind_socket(self.config.host, self.config.port)
+        self.port = self._sock.getsockname()[1]
+        self._app = KS3App(self.config)
+        self._server = _Server(_uvicorn_config(self._app, self.config), self._started.set)
+        self._thread = threading.Thread(target=self._run, name=f"ks3-local-server:{self.port}", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            self.stop()
+            raise RuntimeError(f"local server did not start within {timeout} s: {self._error!r}")
+        return self
+
+    def _run(self) -> None:
+        assert self._server is not None and self._sock is not None
+        try:
+            import uvloop
+
+            uvloop.run(self._server.serve(sockets=[self._sock]))
+        except (OSError, RuntimeError) as exc:
+            self._error = exc
+            logger.exception("embedded local server failed")
+        finally:
+            self._started.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

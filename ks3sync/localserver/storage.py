@@ -1,0 +1,386 @@
+"""Disk storage for the local server: object bodies as files, metadata and the key index in SQLite.
+
+Layout under the root directory:
+  meta.sqlite3          buckets, objects, uploads, parts (WAL). Keys are BLOBs of their UTF-8 bytes, so
+                        SQLite's memcmp order is KS3's byte order and prefix scans are index range scans.
+  data/<xx>/<id>        one file per object body or multipart part, never modified after its rename.
+  tmp/<id>              bodies being received. A body is written here, fsynced (unless disabled),
+                        then renamed into data/ before its row is committed, so a crash never exposes a
+                        half-written object: at worst it leaves an orphan file, removed at start-up.
+
+Every method runs on the server's event-loop thread (one SQLite connection, no locking needed); the
+slow, GIL-releasing parts (fsync, concatenating parts) are plain functions the caller runs in a worker
+thread. Imports nothing else from ks3sync.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ks3sync.localserver.errors import S3Error
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS buckets (
+    name TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    acl TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL,
+    key BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    crc64 TEXT NOT NULL,
+    mtime REAL NOT NULL,
+    storage_class TEXT NOT NULL,
+    acl TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    data_id TEXT NOT NULL,
+    restore_state TEXT,
+    restore_ready REAL,
+    restore_expiry REAL,
+    PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key BLOB NOT NULL,
+    initiated REAL NOT NULL,
+    storage_class TEXT NOT NULL,
+    acl TEXT NOT NULL,
+    headers TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, upload_id);
+CREATE TABLE IF NOT EXISTS parts (
+    upload_id TEXT NOT NULL,
+    part_number INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    crc64 TEXT NOT NULL,
+    mtime REAL NOT NULL,
+    data_id TEXT NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRecord:
+    name: str
+    created: float
+    acl: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRecord:
+    bucket: str
+    key: str
+    size: int
+    etag: str  # without quotes
+    crc64: int
+    mtime: float
+    storage_class: str
+    acl: str
+    # response headers stored with the object: canonical system headers and lower-case x-kss-meta-*
+    headers: dict[str, str]
+    data_id: str
+    restore_state: str | None = None  # None | "frozen" | "ongoing" | "restored" (ARCHIVE objects only)
+    restore_ready: float | None = None  # when an ongoing restore completes
+    restore_expiry: float | None = None  # when a completed restore lapses
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    upload_id: str
+    bucket: str
+    key: str
+    initiated: float
+    storage_class: str
+    acl: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    upload_id: str
+    part_number: int
+    size: int
+    etag: str
+    crc64: int
+    mtime: float
+    data_id: str
+
+
+@dataclass(slots=True)
+class StoredBody:
+    """A body renamed into data/ but not yet referenced by a row."""
+
+    data_id: str
+    path: Path
+
+
+@dataclass(slots=True)
+class TempBody:
+    data_id: str
+    path: Path
+    fd: int
+    closed: bool = field(default=False)
+
+
+def _key_bytes(key: str) -> bytes:
+    return key.encode("utf-8")
+
+
+class Storage:
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root
+        self.fsync = fsync
+        self.data_dir = root / "data"
+        self.tmp_dir = root / "tmp"
+        root.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        self.tmp_dir.mkdir(exist_ok=True)
+        self._remove_stale_temp_files()
+        self.db = sqlite3.connect(root / "meta.sqlite3", isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _remove_stale_temp_files(self) -> None:
+        for leftover in self.tmp_dir.iterdir():
+            leftover.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ bodies
+
+    def open_temp(self) -> TempBody:
+        data_id = secrets.token_hex(16)
+        path = self.tmp_dir / data_id
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return TempBody(data_id, path, fd)
+
+    def data_path(self, data_id: str) -> Path:
+        return self.data_dir / data_id[:2] / data_id
+
+    def seal_temp(self, temp: TempBody) -> StoredBody:
+        """fsync (if enabled), close and rename into data/. Blocking: run it in a worker thread."""
+        try:
+            if self.fsync:
+                os.fsync(temp.fd)
+        finally:
+            os.close(temp.fd)
+            temp.closed = True
+        final = self.data_path(temp.data_id)
+        final.parent.mkdir(exist_ok=True)
+        os.rename(temp.path, final)
+        return StoredBody(temp.data_id, final)
+
+    def discard_temp(self, temp: TempBody) -> None:
+        if not temp.closed:
+            os.close(temp.fd)
+            temp.closed = True
+        temp.path.unlink(missing_ok=True)
+
+    def remove_data(self, data_ids: Iterable[str]) -> None:
+        for data_id in data_ids:
+            self.data_path(data_id).unlink(missing_ok=True)
+
+    def concatenate(self, sources: list[str], temp: TempBody) -> None:
+        """Append the given data files to `temp` in kernel space. Blocking: run it in a worker thread."""
+        for data_id in sources:
+            with open(self.data_path(data_id), "rb") as source:
+                remaining = os.fstat(source.fileno()).st_size
+                while remaining:
+                    copied = os.copy_file_range(source.fileno(), temp.fd, min(remaining, 1 << 30))
+                    if copied == 0:
+                        raise OSError(f"short copy from part file {data_id}")
+                    remaining -= copied
+
+    # ------------------------------------------------------------ buckets
+
+    def create_bucket(self, name: str, acl: str) -> BucketRecord:
+        record = BucketRecord(name, time.time(), acl)
+        try:
+            self.db.execute("INSERT INTO buckets VALUES (?, ?, ?)", (name, record.created, acl))
+        except sqlite3.IntegrityError as exc:
+            raise S3Error("BucketAlreadyExists") from exc
+        return record
+
+    def bucket_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM buckets").fetchone()[0])
+
+    def get_bucket(self, name: str) -> BucketRecord | None:
+        row = self.db.execute("SELECT name, created, acl FROM buckets WHERE name = ?", (name,)).fetchone()
+        return BucketRecord(*row) if row else None
+
+    def require_bucket(self, name: str) -> BucketRecord:
+        record = self.get_bucket(name)
+        if record is None:
+            raise S3Error("NoSuchBucket", extra={"BucketName": name})
+        return record
+
+    def list_buckets(self) -> list[BucketRecord]:
+        return [BucketRecord(*row) for row in self.db.execute("SELECT name, created, acl FROM buckets ORDER BY name")]
+
+    def set_bucket_acl(self, name: str, acl: str) -> None:
+        self.db.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, name))
+
+    def delete_bucket(self, name: str) -> None:
+        self.require_bucket(name)
+        if self.db.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (name,)).fetchone():
+            raise S3Error("BucketNotEmpty", extra={"BucketName": name})
+        if self.db.execute("SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (name,)).fetchone():
+            raise S3Error("BucketNotEmpty", "The bucket has multipart uploads in progress.",
+                          extra={"BucketName": name})
+        self.db.execute("DELETE FROM buckets WHERE name = ?", (name,))
+
+    # ------------------------------------------------------------ objects
+
+    _OBJECT_COLUMNS = ("bucket, key, size, etag, crc64, mtime, storage_class, acl, headers, data_id, "
+                       "restore_state, restore_ready, restore_expiry")
+
+    @staticmethod
+    def _object(row: tuple) -> ObjectRecord:  # type: ignore[type-arg]
+        return ObjectRecord(
+            bucket=row[0], key=row[1].decode("utf-8"), size=row[2], etag=row[3], crc64=int(row[4]), mtime=row[5],
+            storage_class=row[6], acl=row[7], headers=json.loads(row[8]), data_id=row[9],
+            restore_state=row[10], restore_ready=row[11], restore_expiry=row[12],
+        )
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        row = self.db.execute(
+            f"SELECT {self._OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?", (bucket, _key_bytes(key))
+        ).fetchone()
+        return self._object(row) if row else None
+
+    def put_object(self, record: ObjectRecord) -> str | None:
+        """Insert or replace; returns the replaced body's data id (the caller removes it) or None."""
+        key = _key_bytes(record.key)
+        old = self.db.execute("SELECT data_id FROM objects WHERE bucket = ? AND key = ?",
+                              (record.bucket, key)).fetchone()
+        self.db.execute(
+            f"INSERT OR REPLACE INTO objects ({self._OBJECT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (record.bucket, key, record.size, record.etag, str(record.crc64), record.mtime,
+             record.storage_class, record.acl, json.dumps(record.headers), record.data_id,
+             record.restore_state, record.restore_ready, record.restore_expiry),
+        )
+        if old and old[0] != record.data_id:
+            return str(old[0])
+        return None
+
+    def delete_object(self, bucket: str, key: str) -> str | None:
+        """Remove the row; returns the body's data id (the caller removes it) or None if absent."""
+        row = self.db.execute("DELETE FROM objects WHERE bucket = ? AND key = ? RETURNING data_id",
+                              (bucket, _key_bytes(key))).fetchone()
+        return str(row[0]) if row else None
+
+    def data_in_use(self, data_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM objects WHERE data_id = ? LIMIT 1", (data_id,)).fetchone() is not None
+
+    def scan(self, bucket: str, after: bytes, inclusive: bool, below: bytes | None, limit: int) -> list[ObjectRecord]:
+        """Objects with `after` < key (or <= when inclusive) and key < `below`, in byte order."""
+        op = ">=" if inclusive else ">"
+        if below is None:
+            rows = self.db.execute(
+                f"SELECT {self._OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key {op} ? ORDER BY key LIMIT ?",
+                (bucket, after, limit),
+            )
+        else:
+            rows = self.db.execute(
+                f"SELECT {self._OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key {op} ? AND key < ? "
+                "ORDER BY key LIMIT ?",
+                (bucket, after, below, limit),
+            )
+        return [self._object(row) for row in rows]
+
+    # ------------------------------------------------------------ multipart
+
+    def create_upload(self, bucket: str, key: str, storage_class: str, acl: str, headers: dict[str, str]) -> UploadRecord:
+        record = UploadRecord(secrets.token_hex(16), bucket, key, time.time(), storage_class, acl, headers)
+        self.db.execute(
+            "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.upload_id, bucket, _key_bytes(key), record.initiated, storage_class, acl, json.dumps(headers)),
+        )
+        return record
+
+    @staticmethod
+    def _upload(row: tuple) -> UploadRecord:  # type: ignore[type-arg]
+        return UploadRecord(row[0], row[1], row[2].decode("utf-8"), row[3], row[4], row[5], json.loads(row[6]))
+
+    def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadRecord:
+        row = self.db.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
+        if row is None or row[1] != bucket or row[2] != _key_bytes(key):
+            raise S3Error("NoSuchUpload", extra={"UploadId": upload_id})
+        return self._upload(row)
+
+    def list_uploads(self, bucket: str, after_key: bytes, after_upload: str, below: bytes | None,
+                     limit: int) -> list[UploadRecord]:
+        below_clause = " AND key < ?" if below is not None else ""
+        args: tuple = (bucket, after_key, after_key, after_upload)  # type: ignore[type-arg]
+        if below is not None:
+            args += (below,)
+        rows = self.db.execute(
+            "SELECT * FROM uploads WHERE bucket = ? AND (key > ? OR (key = ? AND upload_id > ?))"
+            f"{below_clause} ORDER BY key, upload_id LIMIT ?",
+            (*args, limit),
+        )
+        return [self._upload(row) for row in rows]
+
+    def put_part(self, part: PartRecord) -> str | None:
+        old = self.db.execute("SELECT data_id FROM parts WHERE upload_id = ? AND part_number = ?",
+                              (part.upload_id, part.part_number)).fetchone()
+        self.db.execute(
+            "INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (part.upload_id, part.part_number, part.size, part.etag, str(part.crc64), part.mtime, part.data_id),
+        )
+        return str(old[0]) if old else None
+
+    def list_parts(self, upload_id: str, after: int = 0, limit: int = 10_000) -> list[PartRecord]:
+        rows = self.db.execute(
+            "SELECT * FROM parts WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?",
+            (upload_id, after, limit),
+        )
+        return [PartRecord(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6]) for r in rows]
+
+    def upload_exists(self, upload_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone() is not None
+
+    def finish_upload(self, upload_id: str, record: ObjectRecord | None) -> list[str]:
+        """Complete (record given) or abort (None) atomically; returns data ids no longer referenced."""
+        unused = [str(row[0]) for row in self.db.execute("SELECT data_id FROM parts WHERE upload_id = ?", (upload_id,))]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if record is not None:
+                replaced = self.put_object(record)
+                if replaced:
+                    unused.append(replaced)
+            self.db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
+            self.db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return unused
+
+    def update_restore(self, bucket: str, key: str, state: str | None, ready: float | None,
+                       expiry: float | None) -> None:
+        self.db.execute(
+            "UPDATE objects SET restore_state = ?, restore_ready = ?, restore_expiry = ? WHERE bucket = ? AND key = ?",
+            (state, ready, expiry, bucket, _key_bytes(key)),
+        )
+
+    def set_object_acl(self, bucket: str, key: str, acl: str) -> None:
+        self.db.execute("UPDATE objects SET acl = ? WHERE bucket = ? AND key = ?", (acl, bucket, _key_bytes(key)))
