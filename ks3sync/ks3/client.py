@@ -589,7 +589,9 @@ class Client:
         key_marker: str | None = None
         upload_id_marker: str | None = None
         while True:
-            params = {"uploads": "", "encoding-type": "url"}
+            # No encoding-type=url here: a server that url-encodes keys without echoing
+            # <EncodingType> would make the keys ambiguous; plain XML-escaped keys are not.
+            params = {"uploads": ""}
             if max_uploads is not None:
                 params["max-uploads"] = str(max_uploads)
             if prefix:
