@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"local-server at {server.endpoint} (root {workdir / 'server-root'})")
             if not args.no_limits:
                 limits = measure_limits(server.mini, server.endpoint, CREDS.access_key, CREDS.secret_key,
-                                        "limits", big_dir / "file.bin", base, log)
+                                        "limits", big_dir / "file.bin", base, log, server.cpu_seconds)
                 log("limits: " + ", ".join(f"{k}={v:.0f}" for k, v in limits.as_dict().items()))
             runner = Runner(scale=scale, workdir=workdir, server=server, peers=runnable, selected=selected,
                             runs=scale.runs, log=log)

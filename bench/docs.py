@@ -106,7 +106,8 @@ def write_markdown(path: Path, *, started: dt.datetime, elapsed_s: float, argv: 
             f"| disk read of the large file, warm / cold | {limits.disk_read_warm_mb_s:.0f} / "
             f"{limits.disk_read_cold_mb_s:.0f} MB/s |",
             f"| os.walk + stat | {limits.stat_walk_files_s:.0f} files/s |",
-            f"| local-server small PUTs (4 threads, 4 KiB) | {limits.small_put_req_s:.0f} req/s |",
+            f"| local-server small PUTs (4 threads, 4 KiB) | {limits.small_put_req_s:.0f} req/s "
+            f"({limits.server_us_per_small_put:.0f} us of server CPU each) |",
             f"| local-server one-stream PUT ingest / GET egress | {limits.put_ingest_mb_s:.0f} / "
             f"{limits.get_egress_mb_s:.0f} MB/s |",
             f"| one stream read + AES-CBC + MD5 + PUT | {limits.encrypt_md5_put_mb_s:.0f} MB/s |",

@@ -27,6 +27,7 @@ class Invocation:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     cwd: Path | None = None
+    unset: tuple[str, ...] = ()     # inherited variables the tool must not see
 
     def display(self) -> str:
         return " ".join(self.argv)
@@ -44,7 +45,7 @@ class ProcessMeasure:
 
 def run_measured(inv: Invocation, *, timeout_s: float, log_path: Path) -> ProcessMeasure:
     """Run `inv`, sending its output to `log_path` (appended); never raises for a failing tool."""
-    env = {**os.environ, **inv.env}
+    env = {k: v for k, v in {**os.environ, **inv.env}.items() if k not in inv.unset}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         log.write(f"\n$ {inv.display()}\n".encode())
