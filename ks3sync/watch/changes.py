@@ -35,33 +35,36 @@ class FsChange:
             raise ValueError(f"{self.path}: src_path is required for MOVE and only for MOVE")
 
 
-def merge(older: FsChange, newer: FsChange) -> FsChange:
-    """The single change equivalent to ``older`` followed by ``newer`` on the same path."""
-    assert older.path == newer.path
-    if newer.kind is Kind.UPSERT and older.kind is Kind.MOVE:
-        # Written to after being renamed: still try the copy; the executor checks the file's identity
-        # against the source's record and uploads instead when the content may differ.
-        return replace(older, observed_ns=max(older.observed_ns, newer.observed_ns))
-    return replace(newer, observed_ns=max(older.observed_ns, newer.observed_ns))
-
-
 def coalesce(changes: Iterable[FsChange]) -> list[FsChange]:
-    """One change per path, in order of first appearance.
-
-    A move also leaves a ``DELETE`` of its source: whoever acts on the queue deletes the old object only
-    after the copy to the new name succeeded (per-path order), and if the new name is deleted before
-    the move was acted on, the old object still goes. Chained renames (a→b, b→c) become a→c."""
+    """One change per path, in order of first appearance, following the journal's rule that a MOVE
+    owns the deletion of its source (copy first, delete the old name after the copy succeeded):
+    - a rename drops whatever was pending for the old name (it no longer exists; the move deletes it);
+      chained renames (a→b, b→c) become a→c plus a delete of b;
+    - a write after a rename keeps the move (the executor compares the file with the source's record
+      and uploads instead of copying when they differ);
+    - deleting (or renaming over) the new name before the move was acted on also deletes the old name.
+    The debounce clock follows the latest event on the path."""
     by_path: dict[str, FsChange] = {}
     for change in changes:
         if change.kind is Kind.MOVE:
-            src = change.src_path
-            assert src is not None
-            pending = by_path.get(src)
+            assert change.src_path is not None
+            pending = by_path.pop(change.src_path, None)
             if pending is not None and pending.kind is Kind.MOVE and pending.src_path != change.path:
-                # src was itself renamed from an older name and not yet acted on: the content that may
-                # already be in the bucket is under that older name.
+                # the old name was itself renamed from an older one and not yet acted on: what may
+                # already be in the bucket is under that older name
                 change = replace(change, src_path=pending.src_path)
-            by_path[src] = FsChange(src, Kind.DELETE, change.observed_ns)
+                # ...and the middle name may hold an object from before it was overwritten
+                by_path[pending.path] = FsChange(pending.path, Kind.DELETE, change.observed_ns)
         old = by_path.get(change.path)
-        by_path[change.path] = change if old is None else merge(old, change)
+        if old is None:
+            by_path[change.path] = change
+        elif old.kind is Kind.MOVE and change.kind is Kind.UPSERT:
+            by_path[change.path] = replace(old, observed_ns=max(old.observed_ns, change.observed_ns))
+        else:
+            if old.kind is Kind.MOVE and old.src_path != change.src_path:
+                # the pending move is superseded (deleted, or overwritten by another rename): its old
+                # name still has to go
+                assert old.src_path is not None
+                by_path.setdefault(old.src_path, FsChange(old.src_path, Kind.DELETE, change.observed_ns))
+            by_path[change.path] = replace(change, observed_ns=max(old.observed_ns, change.observed_ns))
     return list(by_path.values())

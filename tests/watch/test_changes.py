@@ -22,9 +22,10 @@ def test_delete_after_write_wins_and_write_after_delete_wins() -> None:
     assert coalesce([FsChange("a", D, 1), FsChange("a", U, 2)]) == [FsChange("a", U, 2)]
 
 
-def test_move_leaves_a_delete_of_its_source() -> None:
-    out = coalesce([FsChange("b", M, 5, src_path="a")])
-    assert out == [FsChange("a", D, 5), FsChange("b", M, 5, src_path="a")]
+def test_a_move_owns_its_source_and_drops_what_was_pending_for_it() -> None:
+    assert coalesce([FsChange("b", M, 5, src_path="a")]) == [FsChange("b", M, 5, src_path="a")]
+    out = coalesce([FsChange("a", U, 1), FsChange("b", M, 5, src_path="a")])
+    assert out == [FsChange("b", M, 5, src_path="a")]
 
 
 def test_write_after_move_keeps_the_move_hint() -> None:
@@ -34,17 +35,17 @@ def test_write_after_move_keeps_the_move_hint() -> None:
 
 def test_chained_renames_point_at_the_oldest_name() -> None:
     out = coalesce([FsChange("b", M, 1, src_path="a"), FsChange("c", M, 2, src_path="b")])
-    assert set(out) == {FsChange("a", D, 1), FsChange("b", D, 2), FsChange("c", M, 2, src_path="a")}
+    assert out == [FsChange("b", D, 2), FsChange("c", M, 2, src_path="a")]
 
 
 def test_rename_back_and_forth() -> None:
     out = coalesce([FsChange("b", M, 1, src_path="a"), FsChange("a", M, 2, src_path="b")])
-    assert set(out) == {FsChange("a", M, 2, src_path="b"), FsChange("b", D, 2)}
+    assert out == [FsChange("a", M, 2, src_path="b")]
 
 
 def test_move_then_delete_of_the_new_name_still_deletes_the_old() -> None:
     out = coalesce([FsChange("b", M, 1, src_path="a"), FsChange("b", D, 2)])
-    assert set(out) == {FsChange("a", D, 1), FsChange("b", D, 2)}
+    assert set(out) == {FsChange("a", D, 2), FsChange("b", D, 2)}
 
 
 def test_move_requires_source_and_only_move_has_one() -> None:
@@ -56,9 +57,10 @@ def test_move_requires_source_and_only_move_has_one() -> None:
 
 # -- model check ------------------------------------------------------------------------------------
 # A folder is a dict path -> content. Events mutate it; the "bucket" mirrors it by acting on changes the
-# way the daemon does: look at the file as it is *now* (kinds are hints), a move copies its source's
-# remote content when the remote has it. Acting on coalesced changes must reach the same bucket as
-# acting on the uncoalesced stream, and both must equal the folder.
+# way the daemon does: look at the file as it is *now* (kinds are hints); a move copies its source's
+# remote content when it is the same, then deletes the source unless the source exists again. Acting on
+# coalesced changes must reach the same bucket as acting on the uncoalesced stream, and both must equal
+# the folder: no path is lost by coalescing.
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -81,26 +83,17 @@ def apply_events(folder: dict[str, int], events: list[tuple[str, str, object]]) 
         elif op == "move" and name in folder and arg != name:
             folder[str(arg)] = folder.pop(name)
             changes.append(FsChange(str(arg), M, t, src_path=name))
-            changes.append(FsChange(name, D, t))  # what coalesce adds for a move
     return changes
 
 
 def act(bucket: dict[str, int], folder: dict[str, int], changes: list[FsChange]) -> None:
-    # moves first (their copies), then everything else: the daemon's per-path order guarantees a
-    # source is not deleted before the copy that needs it
-    for ch in changes:
-        if (
-            ch.kind is M
-            and ch.path in folder
-            and ch.src_path in bucket
-            and bucket[ch.src_path] == folder[ch.path]
-        ):
-            bucket[ch.path] = bucket[ch.src_path]  # server-side copy
     for ch in changes:
         if ch.path in folder:
-            bucket[ch.path] = folder[ch.path]
+            bucket[ch.path] = folder[ch.path]  # upload, or a server-side copy of equal content
         else:
             bucket.pop(ch.path, None)
+        if ch.kind is M and ch.src_path not in folder:
+            bucket.pop(str(ch.src_path), None)  # the move deletes its source after the copy succeeded
 
 
 @given(st.dictionaries(st.sampled_from(NAMES), st.integers(0, 3)), st.lists(event, max_size=12))
