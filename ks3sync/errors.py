@@ -3,9 +3,10 @@
 ```
 Ks3SyncError                      base of everything ks3sync raises on purpose
 ├── UsageError                    bad command line / configuration: one line, exit 2, nothing attempted
-├── FatalError                    stop the whole run cleanly (exit 1): credentials refused, bucket missing,
-│   │                             journal unusable. Retrying another entry would fail the same way.
-│   └── AuthError                 access key unknown / signature refused / access denied
+├── FatalError                    stop the whole run cleanly (exit 1): journal unusable, service unusable.
+│   │                             Retrying another entry would fail the same way.
+│   ├── AuthError                 access key unknown / signature refused / access denied (CLI: exit 2)
+│   └── BucketMissing             the bucket does not exist (CLI: exit 2, it is a usage error)
 └── EntryError                    one path failed; the run goes on with the others and reports it
     ├── RetryableError            worth one more attempt later in the same pass
     │   ├── TransientError        network trouble or 5xx that outlived the client's own retries
@@ -45,6 +46,10 @@ class FatalError(Ks3SyncError):
 
 
 class AuthError(FatalError):
+    pass
+
+
+class BucketMissing(FatalError):
     pass
 
 

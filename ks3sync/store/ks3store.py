@@ -18,7 +18,7 @@ from datetime import datetime
 
 from ks3sync.errors import (
     AuthError,
-    FatalError,
+    BucketMissing,
     FileChangedError,
     IntegrityError,
     Ks3SyncError,
@@ -62,7 +62,7 @@ def mapped(exc: KS3Error, bucket: str) -> Ks3SyncError:
     if isinstance(exc, KS3AuthError):
         return AuthError(f"credentials refused by KS3: {text}")
     if isinstance(exc, NoSuchBucket):
-        return FatalError(f"bucket {bucket!r} does not exist: {text}")
+        return BucketMissing(f"bucket {bucket!r} does not exist: {text}")
     if isinstance(exc, NoSuchKey):
         return RemoteNotFound(text)
     if isinstance(exc, NoSuchUpload):

@@ -30,17 +30,3 @@ def choose_part_size(file_size: int, requested: int = DEFAULT_PART_SIZE) -> int:
 def part_count(file_size: int, part_size: int) -> int:
     return max(1, -(-file_size // part_size))
 
-
-def parse_size(text: str) -> int:
-    """``"8M"``, ``"100KiB"``, ``"1.5G"``, ``"4096"`` -> bytes (binary multiples). ValueError if bad."""
-    raw = text.strip()
-    units = {"": 1, "B": 1, "K": KIB, "KB": KIB, "KIB": KIB, "M": MIB, "MB": MIB, "MIB": MIB,
-             "G": GIB, "GB": GIB, "GIB": GIB, "T": 1024 * GIB, "TB": 1024 * GIB, "TIB": 1024 * GIB}
-    number = raw.rstrip("bBkKmMgGtTiI")
-    unit = raw[len(number):].upper()
-    if unit not in units or not number:
-        raise ValueError(f"not a size: {text!r} (examples: 8M, 100KiB, 1G)")
-    value = float(number)
-    if value < 0:
-        raise ValueError(f"not a size: {text!r}")
-    return int(value * units[unit])

@@ -42,15 +42,3 @@ class TokenBucket:
         if wait > 0:
             self._sleep(wait)
 
-
-def parse_rate(text: str) -> float:
-    """``"10M"`` / ``"512K"`` / ``"1.5MiB/s"`` -> bytes per second."""
-    from ks3sync.transfer.sizing import parse_size
-
-    raw = text.strip()
-    if raw.lower().endswith("/s"):
-        raw = raw[:-2]
-    value = parse_size(raw)
-    if value <= 0:
-        raise ValueError(f"not a positive rate: {text!r}")
-    return float(value)

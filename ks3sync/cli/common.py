@@ -1,0 +1,235 @@
+"""Shared CLI plumbing: where the state lives (XDG), which endpoint and credentials to use (flags, env,
+config file, or ``--endpoint local``: an embedded local-server under the state dir with credentials
+generated once and remembered in a 0600 file), opening a client/store, and mapping errors to exit codes.
+
+Exit codes: 0 all done; 1 some entries failed or the run stopped; 2 usage or configuration error
+(one line, no traceback). Secrets never reach a message.
+
+Imports stay inside functions: `ks3sync --help` and a no-op mirror must not pay for httpx, uvicorn, yaml.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from ks3sync.config import Config
+    from ks3sync.ks3 import Client
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+LOCAL_ENDPOINT = "local"
+LOCAL_SERVER_DIR = "local-server"
+LOCAL_CREDENTIALS_FILE = "local-server-credentials.json"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """One line on stderr, then exit."""
+    click.echo(f"ks3sync: error: {message}", err=True)
+    sys.exit(code)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    from ks3sync.errors import AuthError, BucketMissing, UsageError
+
+    if isinstance(exc, UsageError | AuthError | BucketMissing):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def handle_errors(func: F) -> F:
+    """Turn the known failure classes into one line + exit code; anything unknown keeps its traceback
+    (a bug should be reported with one)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ks3sync.config import ConfigError
+        from ks3sync.errors import Ks3SyncError, describe
+
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            die(str(exc), EXIT_USAGE)
+        except Ks3SyncError as exc:
+            die(describe(exc), exit_code_for(exc))
+        except KeyboardInterrupt:
+            die("interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - mapped by type name below, re-raised otherwise
+            mapped = _foreign_usage_error(exc)
+            if mapped is None:
+                raise
+            die(mapped, EXIT_USAGE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _foreign_usage_error(exc: Exception) -> str | None:
+    """Errors from other packages that mean "your setup is wrong": key files, the journal, the client."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"KeyFileError", "JournalError"}:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "KS3AuthError" in names:
+        return f"credentials refused by KS3: {exc}"
+    if "KS3TransportError" in names:
+        return f"cannot reach the endpoint: {exc}"
+    return None
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------------
+# state dir and config
+
+
+def default_state_dir() -> Path:
+    """$STATE_DIRECTORY (systemd), else $XDG_STATE_HOME/ks3sync, else ~/.local/state/ks3sync."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return Path(xdg) / "ks3sync" if xdg else Path.home() / ".local" / "state" / "ks3sync"
+
+
+def load_config_file(path: Path | None) -> Config | None:
+    if path is None:
+        return None
+    from ks3sync.config import load_config
+
+    return load_config(path, check_sources=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    bucket: str
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"ks3://{self.bucket}/{self.prefix}"
+
+
+def parse_target(text: str, *, what: str) -> Target:
+    from ks3sync.config import parse_ks3_url
+
+    try:
+        url = parse_ks3_url(text)
+    except ValueError as exc:
+        die(f"{what}: {exc}")
+    return Target(url.bucket, url.prefix)
+
+
+def parse_object_url(text: str, *, what: str) -> tuple[str, str]:
+    """``ks3://bucket/key`` -> (bucket, key); the key is taken verbatim (it may end in '/')."""
+    if not text.startswith("ks3://"):
+        die(f"{what}: expected ks3://bucket/key, got {text!r}")
+    bucket, _, key = text[len("ks3://") :].partition("/")
+    parse_target(f"ks3://{bucket}", what=what)  # validates the bucket name
+    if not key:
+        die(f"{what}: expected ks3://bucket/key (a key is missing), got {text!r}")
+    return bucket, key
+
+
+# --------------------------------------------------------------------------------------------------
+# endpoint and credentials
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    is_local: bool
+
+    def __repr__(self) -> str:
+        return f"Connection(endpoint={self.endpoint!r}, access_key={self.access_key!r}, is_local={self.is_local})"
+
+
+def local_credentials(state_dir: Path) -> tuple[str, str]:
+    """The embedded server's credentials: generated on first use, kept in a 0600 file."""
+    path = state_dir / LOCAL_CREDENTIALS_FILE
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        access_key = "AKLOCAL" + secrets.token_hex(8).upper()
+        secret_key = secrets.token_urlsafe(30)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            fd = -1  # another process created it a moment ago: use theirs
+        if fd >= 0:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"access_key": access_key, "secret_key": secret_key}, fh)
+            return access_key, secret_key
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return str(data["access_key"]), str(data["secret_key"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        die(f"{path}: unreadable local-server credentials ({type(exc).__name__}); delete the file to regenerate")
+
+
+def resolve_connection(endpoint: str | None, config: Config | None, state_dir: Path) -> Connection:
+    """Flag beats config; credentials from KS3_ACCESS_KEY/KS3_SECRET_KEY beat the config file."""
+    chosen = endpoint or (config.endpoint if config is not None else None)
+    if not chosen:
+        die("no endpoint: pass --endpoint URL (or 'local' for an embedded test server) or --config FILE")
+    if chosen == LOCAL_ENDPOINT:
+        access_key, secret_key = local_credentials(state_dir)
+        return Connection(LOCAL_ENDPOINT, access_key, secret_key, True)
+    if "://" not in chosen:
+        chosen = "https://" + chosen
+    if not chosen.startswith(("http://", "https://")):
+        die(f"--endpoint: expected http(s)://host[:port] or 'local', got {chosen!r}")
+    access_key = os.environ.get("KS3_ACCESS_KEY")
+    secret_key = os.environ.get("KS3_SECRET_KEY")
+    if (not access_key or not secret_key) and config is not None and config.credentials is not None:
+        access_key = access_key or config.credentials.access_key
+        secret_key = secret_key or config.credentials.secret_key
+    if not access_key or not secret_key:
+        die("no credentials: set KS3_ACCESS_KEY and KS3_SECRET_KEY, or give them in the --config file")
+    return Connection(chosen.rstrip("/"), access_key, secret_key, False)
+
+
+@contextlib.contextmanager
+def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_bucket: str | None = None) -> Iterator[Client]:
+    """A client for ``conn``; for ``local`` the embedded server runs for the duration of the block."""
+    from ks3sync.ks3 import Client, ClientConfig
+
+    with contextlib.ExitStack() as stack:
+        endpoint = conn.endpoint
+        if conn.is_local:
+            from ks3sync.localserver import EmbeddedServer
+
+            root = state_dir / LOCAL_SERVER_DIR
+            root.mkdir(parents=True, exist_ok=True)
+            server = stack.enter_context(EmbeddedServer(root, conn.access_key, conn.secret_key, "127.0.0.1", 0))
+            endpoint = server.endpoint
+        client = stack.enter_context(
+            Client(
+                ClientConfig(
+                    endpoint=endpoint,
+                    access_key=conn.access_key,
+                    secret_key=conn.secret_key,
+                    max_connections=max(32, 2 * jobs + 4),
+                )
+            )
+        )
+        if conn.is_local and ensure_bucket is not None and not client.head_bucket(ensure_bucket):
+            # The README's first command works on a fresh machine: the demo bucket appears on first use.
+            client.create_bucket(ensure_bucket)
+        yield client

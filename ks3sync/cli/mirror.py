@@ -1,0 +1,319 @@
+"""``ks3sync mirror SRC DST``: one pass from a local folder to ks3://bucket/prefix, or back (restore).
+
+Wires the concrete parts together (config, journal, client, KS3Store, run_mirror) and presents the
+result: a live bar or log lines while it runs, the plan with --dry-run, a summary (or --json), each
+failed entry named on stderr. Exit 0 all in sync, 1 some entries failed, 2 usage/configuration error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ks3sync.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Target,
+    default_state_dir,
+    die,
+    handle_errors,
+    load_config_file,
+    open_client,
+    parse_target,
+    resolve_connection,
+    setup_logging,
+)
+
+if TYPE_CHECKING:
+    from ks3sync.config import Config, SyncConfig
+    from ks3sync.mirror import MirrorResult
+    from ks3sync.model import Operation
+
+
+def _size(value: str | None, flag: str) -> int | None:
+    if value is None:
+        return None
+    from ks3sync.config import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        die(f"{flag}: {exc}")
+
+
+@click.command(
+    "mirror",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Mirror SRC to DST: a local folder to ks3://bucket/prefix (upload) or ks3://bucket/prefix to a "
+    "local folder (restore). Only DST is changed.",
+)
+@click.argument("src")
+@click.argument("dst")
+@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local' for an embedded local-server.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses.")
+@click.option("--state-db", type=click.Path(path_type=Path), help="The journal (default: XDG state dir).")
+@click.option("--delete", is_flag=True, help="Remove destination entries that are not in the source.")
+@click.option("--max-delete", metavar="N|P%", help="Refuse a pass that would delete more (default 50%).")
+@click.option("--force", is_flag=True, help="Override the max-delete and empty-source guards.")
+@click.option("--backup-prefix", metavar="PREFIX", help="Copy overwritten/deleted objects under this key prefix first.")
+@click.option("--checksum", is_flag=True, help="Compare by content (MD5), not size + mtime.")
+@click.option("--exclude", multiple=True, metavar="PATTERN", help="gitignore-style pattern (repeatable).")
+@click.option("--exclude-from", multiple=True, type=click.Path(path_type=Path), help="File of patterns.")
+@click.option("--encrypt-key", type=click.Path(path_type=Path), help="16-byte key file: client-side encryption.")
+@click.option("--storage-class", help="STANDARD, STANDARD_IA, ARCHIVE, ...")
+@click.option("--acl", help="Canned ACL for new objects: private or public-read.")
+@click.option("--jobs", type=click.IntRange(1, 256), help="Parallel transfers (default 8).")
+@click.option("--part-size", metavar="SIZE", help="Multipart part size (default 8MiB; grown to fit 10,000 parts).")
+@click.option("--multipart-threshold", metavar="SIZE", help="Use multipart from this size (default 16MiB).")
+@click.option("--bwlimit", metavar="RATE", help="Bandwidth limit shared by all transfers, e.g. 10MB/s.")
+@click.option("--abort-stale-after", metavar="DURATION", default="24h", show_default=True,
+              help="Abort unknown multipart uploads under the prefix older than this.")
+@click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (with loop detection).")
+@click.option("--dry-run", is_flag=True, help="Print the plan, change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="A machine-readable summary on stdout.")
+@click.option("-v", "--verbose", count=True, help="Log each entry (-vv: debug).")
+@click.pass_context
+@handle_errors
+def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
+    setup_logging(flags["verbose"])
+    local_arg, target_arg, upload = _direction(src, dst)
+    target = parse_target(target_arg, what="DST" if upload else "SRC")
+    config = load_config_file(flags["config_path"])
+    for message in config.warnings if config is not None else ():
+        click.echo(f"ks3sync: warning: {message}", err=True)
+    local_root = Path(local_arg).expanduser().absolute()
+    if upload and not local_root.is_dir():
+        die(f"SRC: {local_arg}: not a folder" if local_root.exists() else f"SRC: {local_arg}: no such folder")
+    if not upload and local_root.exists() and not local_root.is_dir():
+        die(f"DST: {local_arg}: exists and is not a folder")
+    sync_cfg = _matching_sync(config, local_root, target)
+    settings = _Settings(ctx, flags, config, sync_cfg)
+    state_dir = config.state_dir if config is not None else default_state_dir()
+    conn = resolve_connection(flags["endpoint"], config, state_dir)
+    opts = settings.mirror_options()
+    if not upload:
+        local_root.mkdir(parents=True, exist_ok=True)
+
+    from ks3sync.journal import Journal
+    from ks3sync.mirror import run_mirror
+    from ks3sync.model import Direction
+    from ks3sync.store.ks3store import KS3Store
+    from ks3sync.transfer.progress import LogProgress, RichProgress
+
+    state_db = flags["state_db"] or state_dir / "journal.db"
+    direction = Direction.UPLOAD if upload else Direction.DOWNLOAD
+    progress: Any = None
+    if not flags["as_json"] and not flags["dry_run"]:
+        progress = RichProgress(sys.stderr) if sys.stderr.isatty() else LogProgress()
+    journal = Journal.open(Path(state_db))
+    try:
+        sync_id = journal.register_sync(
+            f"mirror {local_root} {target} @ {conn.endpoint}",
+            str(local_root),
+            target.bucket,
+            target.prefix,
+            _options_hash(conn.endpoint, opts.transfer.encryption_key is not None),
+        )
+        with open_client(conn, state_dir, jobs=opts.transfer.jobs, ensure_bucket=target.bucket) as client:
+            store = KS3Store(client, target.bucket, target.prefix)
+            result = run_mirror(store, journal, sync_id, local_root, direction, opts, progress=progress)
+    finally:
+        journal.close()
+    _report(result, as_json=flags["as_json"])
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def _direction(src: str, dst: str) -> tuple[str, str, bool]:
+    src_remote, dst_remote = src.startswith("ks3://"), dst.startswith("ks3://")
+    if src_remote == dst_remote:
+        die("exactly one of SRC and DST must be ks3://bucket[/prefix], the other a local folder")
+    return (src, dst, True) if dst_remote else (dst, src, False)
+
+
+def _options_hash(endpoint: str, encrypted: bool) -> str:
+    return hashlib.sha256(json.dumps([endpoint, encrypted]).encode()).hexdigest()[:16]
+
+
+def _matching_sync(config: Config | None, local_root: Path, target: Target) -> SyncConfig | None:
+    """A configured sync between the same folder and target lends its settings as defaults."""
+    if config is None:
+        return None
+    for sync in config.syncs:
+        if sync.source == local_root and (sync.target.bucket, sync.target.prefix) == (target.bucket, target.prefix):
+            return sync
+    return None
+
+
+class _Settings:
+    """Command-line flags, then the matching sync of --config, then the config's transfer section."""
+
+    def __init__(self, ctx: click.Context, flags: dict[str, Any], config: Config | None,
+                 sync: SyncConfig | None) -> None:
+        self._ctx = ctx
+        self.flags = flags
+        self.config = config
+        self.sync = sync
+
+    def _given(self, name: str) -> bool:
+        source = self._ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
+    def _sync_value(self, flag: str, attribute: str, default: Any) -> Any:
+        if self._given(flag) or self.sync is None:
+            value = self.flags[flag]
+            return default if value is None or value == () else value
+        return getattr(self.sync, attribute)
+
+    def mirror_options(self) -> Any:
+        from ks3sync.config import parse_duration, parse_max_delete, parse_rate
+        from ks3sync.mirror import MirrorOptions
+        from ks3sync.store.base import WriteOptions
+        from ks3sync.transfer.context import TransferOptions
+        from ks3sync.transfer.sizing import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE
+
+        flags = self.flags
+        transfer_cfg = self.config.transfer if self.config is not None else None
+        max_count, max_percent = None, 50.0
+        if flags["max_delete"] is not None:
+            try:
+                limit = parse_max_delete(flags["max_delete"])
+            except ValueError as exc:
+                die(f"--max-delete: {exc}")
+            max_count, max_percent = limit.count, limit.percent
+        elif self.sync is not None:
+            max_count, max_percent = self.sync.max_delete.count, self.sync.max_delete.percent
+        bwlimit: float | None = None
+        if flags["bwlimit"] is not None:
+            try:
+                bwlimit = parse_rate(flags["bwlimit"])
+            except ValueError as exc:
+                die(f"--bwlimit: {exc}")
+        elif transfer_cfg is not None:
+            bwlimit = transfer_cfg.bwlimit
+        try:
+            grace_s = parse_duration(flags["abort_stale_after"])
+        except ValueError as exc:
+            die(f"--abort-stale-after: {exc}")
+        key_file = flags["encrypt_key"] or (self.sync.encrypt_key_file if self.sync is not None else None)
+        storage_class = self._sync_value("storage_class", "storage_class", None)
+        acl = self._sync_value("acl", "acl", None)
+        if storage_class is not None:
+            storage_class = storage_class.upper()
+            from ks3sync.config import STORAGE_CLASSES
+
+            if storage_class not in STORAGE_CLASSES:
+                die(f"--storage-class: expected one of {', '.join(STORAGE_CLASSES)}, got {storage_class!r}")
+        if acl is not None and acl not in ("private", "public-read"):
+            die(f"--acl: expected private or public-read, got {acl!r}")
+        jobs = flags["jobs"] or (transfer_cfg.jobs if transfer_cfg is not None else 8)
+        part_size = _size(flags["part_size"], "--part-size") or (
+            transfer_cfg.part_size if transfer_cfg is not None else DEFAULT_PART_SIZE
+        )
+        threshold = _size(flags["multipart_threshold"], "--multipart-threshold") or (
+            transfer_cfg.multipart_threshold if transfer_cfg is not None else DEFAULT_MULTIPART_THRESHOLD
+        )
+        backup = self._sync_value("backup_prefix", "backup_prefix", None)
+        transfer = TransferOptions(
+            jobs=jobs,
+            part_size=part_size,
+            multipart_threshold=threshold,
+            write=WriteOptions(storage_class=storage_class, acl=acl),
+            encryption_key=_load_key(key_file) if key_file is not None else None,
+            backup_prefix=backup,
+            bwlimit=float(bwlimit) if bwlimit else None,
+        )
+        return MirrorOptions(
+            delete=bool(self._sync_value("delete", "delete", False)),
+            checksum=bool(flags["checksum"]),
+            max_delete=max_count,
+            max_delete_percent=max_percent,
+            force=bool(flags["force"]),
+            excludes=tuple(self._sync_value("exclude", "excludes", ())),
+            exclude_from=tuple(Path(p) for p in self._sync_value("exclude_from", "exclude_from", ())),
+            follow_symlinks=bool(self._sync_value("follow_symlinks", "follow_symlinks", False)),
+            dry_run=bool(flags["dry_run"]),
+            transfer=transfer,
+            stale_grace_ns=int(grace_s * 1_000_000_000),
+        )
+
+
+def _load_key(path: Path) -> Any:
+    from ks3sync.crypto.key import EncryptionKey
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        key = EncryptionKey.load(path)
+    for warning in caught:
+        click.echo(f"ks3sync: warning: {warning.message}", err=True)
+    return key
+
+
+# --------------------------------------------------------------------------------------------------
+# output
+
+
+def describe_operation(op: Operation) -> dict[str, str]:
+    from ks3sync.model import Copy
+
+    row = {"action": type(op).__name__.lower(), "path": op.path}
+    reason = getattr(op, "reason", None)
+    if reason:
+        row["reason"] = str(reason)
+    if isinstance(op, Copy):
+        row["source"] = op.source_path
+    return row
+
+
+def _report(result: MirrorResult, *, as_json: bool) -> None:
+    plan_rows: list[dict[str, str]] = []
+    if result.plan is not None:
+        plan_rows = [describe_operation(op) for op in (*result.plan.transfers, *result.plan.deletes)]
+    if as_json:
+        summary = result.summary()
+        if result.dry_run:
+            summary["plan"] = plan_rows
+        click.echo(json.dumps(summary, ensure_ascii=False, sort_keys=True))
+    else:
+        for row in plan_rows:
+            extra = f" <- {row['source']}" if "source" in row else ""
+            reason = f" ({row['reason']})" if "reason" in row else ""
+            click.echo(f"{row['action']:<8} {row['path']}{extra}{reason}")
+    for path, reason in result.problems:
+        click.echo(f"ks3sync: skipped {path}: {reason}", err=True)
+    for warning in result.warnings:
+        click.echo(f"ks3sync: warning: {warning}", err=True)
+    for path, message in result.failed:
+        click.echo(f"ks3sync: failed: {path}: {message}", err=True)
+    if result.stopped is not None:
+        click.echo(f"ks3sync: stopped: {result.stopped}", err=True)
+    if not as_json:
+        click.echo(_summary_line(result), err=True)
+
+
+def _summary_line(result: MirrorResult) -> str:
+    from ks3sync.config import format_size
+
+    if result.dry_run and result.plan is not None:
+        return (f"dry run: {len(result.plan.transfers)} transfers, {len(result.plan.deletes)} deletes, "
+                f"{result.skipped} in sync, {result.refused_deletes} deletes refused; nothing changed")
+    parts = [
+        f"uploaded {result.uploaded}",
+        f"copied {result.copied}",
+        f"downloaded {result.downloaded}",
+        f"adopted {result.adopted}",
+        f"deleted {result.deleted}",
+        f"skipped {result.skipped}",
+        f"failed {len(result.failed)}",
+    ]
+    if result.refused_deletes:
+        parts.append(f"refused deletes {result.refused_deletes}")
+    if result.deletes_skipped:
+        parts.append(f"deletes not run {result.deletes_skipped}")
+    return (f"{', '.join(parts)}; sent {format_size(result.bytes_sent)}, received "
+            f"{format_size(result.bytes_received)} in {result.seconds:.1f} s")
