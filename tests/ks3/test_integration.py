@@ -29,6 +29,7 @@ from ks3sync.ks3 import (
     NoSuchUpload,
     ObjectSummary,
     RetryPolicy,
+    SourceChangedError,
     combine_parts,
     crc64,
 )
@@ -555,3 +556,30 @@ def test_delete_objects_sends_one_request_per_1000_keys(local_server, bucket, cl
         local_server, lambda e: e.get("path") == f"/{bucket}/" and e.get("method") == "POST", count=3
     )
     assert len(posts) == 3 and all("delete" in e["query"] for e in posts)
+
+
+def test_file_shrinking_during_upload_fails_cleanly_and_client_stays_usable(client, bucket, tmp_path):
+    path = tmp_path / "shrinks"
+    path.write_bytes(os.urandom(3 * 1024 * 1024))
+    body = FileRangeBody(path)
+    body.content_md5()
+    with open(path, "r+b") as handle:
+        handle.truncate(1024 * 1024 + 5)
+    with pytest.raises(SourceChangedError, match="changed while being read"):
+        client.put_object(bucket, "shrinks", body)
+    with pytest.raises(NoSuchKey):
+        client.head_object(bucket, "shrinks")
+    assert client.put_object(bucket, "after", b"still fine").etag == hashlib.md5(b"still fine").hexdigest()
+
+
+def test_file_changed_in_place_is_rejected_by_content_md5(client, bucket, tmp_path):
+    path = tmp_path / "mutates"
+    path.write_bytes(b"A" * 10_000)
+    body = FileRangeBody(path)
+    body.content_md5()
+    path.write_bytes(b"B" * 10_000)
+    with pytest.raises(KS3ServiceError) as info:
+        client.put_object(bucket, "mutates", body)
+    assert info.value.code in ("InvalidDigest", "BadDigest")
+    with pytest.raises(NoSuchKey):
+        client.head_object(bucket, "mutates")
