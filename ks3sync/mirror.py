@@ -36,6 +36,7 @@ from ks3sync.model import (
     Direction,
     LocalEntry,
     Operation,
+    PassSummary,
     Plan,
     RemoteEntry,
     SyncedEntry,
@@ -139,6 +140,7 @@ def run_mirror(
     from ks3sync.plan import PlanOptions, plan_download, plan_upload, unsafe_reason
 
     started = time.monotonic()
+    started_ns = clock()
     synced = journal.synced_entries(sync_id)
     remote = list(store.list())
     local, problems = scan_local(local_root, opts, key_prefix=store.prefix)
@@ -198,7 +200,7 @@ def run_mirror(
     if progress is not None:
         progress.close()
     result = _result(report, plan, started, unsafe, warnings, problems, len(aborted))
-    journal.record_pass(sync_id, result)
+    journal.record_pass(sync_id, pass_summary(result, direction, started_ns, clock()))
     return result
 
 
@@ -219,6 +221,26 @@ def execute(
     transfers = [op for op in operations if not isinstance(op, DeleteRemote | DeleteLocal)]
     with Executor(store, checkpoint, local_root, options, progress=progress, synced=synced, clock=clock) as ex:
         return ex.run(transfers, deletes)
+
+
+def pass_summary(result: MirrorResult, direction: Direction, started_ns: int, finished_ns: int) -> PassSummary:
+    """The journal's record of a pass (``status`` shows it)."""
+    return PassSummary(
+        started_ns=started_ns,
+        finished_ns=finished_ns,
+        direction=direction,
+        uploaded=result.uploaded,
+        copied=result.copied,
+        deleted=result.deleted,
+        downloaded=result.downloaded,
+        adopted=result.adopted,
+        skipped=result.skipped,
+        failed=len(result.failed),
+        bytes_sent=result.bytes_sent,
+        bytes_received=result.bytes_received,
+        refused_deletes=result.refused_deletes,
+        error=result.stopped,
+    )
 
 
 def _result(

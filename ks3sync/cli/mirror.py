@@ -297,7 +297,7 @@ def _report(result: MirrorResult, *, as_json: bool) -> None:
 
 
 def _summary_line(result: MirrorResult) -> str:
-    from ks3sync.config import format_size
+    from ks3sync.cli.ls import human_size as format_size
 
     if result.dry_run and result.plan is not None:
         return (f"dry run: {len(result.plan.transfers)} transfers, {len(result.plan.deletes)} deletes, "

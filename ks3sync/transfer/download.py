@@ -113,7 +113,7 @@ def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta,
             received += len(chunk)
             wire_md5.update(chunk)
             crc = crc64_update(crc, chunk)
-            plain = decryptor.update(chunk) if decryptor is not None else chunk
+            plain = _decrypt(path, decryptor, chunk) if decryptor is not None else chunk
             if plain:
                 plain_md5.update(plain)
                 out.write(plain)
@@ -155,20 +155,32 @@ def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta) -> Any:
     key = ctx.options.encryption_key
     if key is None:
         raise EncryptionError(f"{path}: object is client-side encrypted; pass --encrypt-key to restore it")
+    from ks3sync.crypto.decrypt import ObjectDecryptor
     from ks3sync.crypto.errors import CryptoError
 
     try:
-        from ks3sync.crypto.decrypt import StreamDecryptor
-        from ks3sync.crypto.envelope import ObjectEncryption
-
-        encryption = ObjectEncryption.from_metadata(meta.metadata)
-        if encryption is None:
-            raise EncryptionError(f"{path}: object's encryption metadata is incomplete")
-        if not key.matches_fingerprint(encryption.fingerprint):
-            raise EncryptionError(f"{path}: object was encrypted with a different key")
-        return StreamDecryptor(key, encryption.iv)
+        # Checks the key fingerprint and the IV before producing any output (a wrong key is an error,
+        # never garbage); finish() checks the pad and the recorded plaintext length/MD5.
+        return ObjectDecryptor(key, meta.metadata, ciphertext_length=meta.size, name=path)
     except CryptoError as exc:
-        raise EncryptionError(f"{path}: {exc}") from exc
+        raise _crypto_error(path, exc) from exc
+
+
+def _crypto_error(path: str, exc: Exception) -> Exception:
+    from ks3sync.crypto.errors import PlaintextMismatchError
+
+    if isinstance(exc, PlaintextMismatchError):
+        return IntegrityError(str(exc))
+    return EncryptionError(str(exc) if path in str(exc) else f"{path}: {exc}")
+
+
+def _decrypt(path: str, decryptor: Any, chunk: bytes) -> bytes:
+    from ks3sync.crypto.errors import CryptoError
+
+    try:
+        return bytes(decryptor.update(chunk))
+    except CryptoError as exc:
+        raise _crypto_error(path, exc) from exc
 
 
 def _finish(path: str, decryptor: Any) -> bytes:
@@ -177,7 +189,7 @@ def _finish(path: str, decryptor: Any) -> bytes:
     try:
         return bytes(decryptor.finish())
     except CryptoError as exc:
-        raise EncryptionError(f"{path}: {exc}") from exc
+        raise _crypto_error(path, exc) from exc
 
 
 def delete_local(ctx: TransferContext, path: str) -> None:

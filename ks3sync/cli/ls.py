@@ -1,0 +1,77 @@
+"""``ks3sync ls ks3://bucket[/prefix]``: list objects in long format (date, storage class, size, key).
+
+Without ``--recursive`` one level is shown, sub-"folders" as ``PRE name/`` lines (like ``aws s3 ls``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ks3sync.cli.common import (
+    default_state_dir,
+    die,
+    handle_errors,
+    load_config_file,
+    open_client,
+    resolve_connection,
+)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else " " * 19
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+@click.command("ls", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("url")
+@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local' for the embedded local-server.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file.")
+@click.option("-r", "--recursive", is_flag=True, help="List every object under the prefix.")
+@click.option("-H", "--human-readable", is_flag=True, help="Sizes in KiB/MiB/GiB.")
+@handle_errors
+def ls(url: str, endpoint: str | None, config_path: Path | None, recursive: bool, human_readable: bool) -> None:
+    """List objects under ks3://bucket/prefix: date, storage class, size, key."""
+    from ks3sync.errors import BucketMissing
+    from ks3sync.ks3 import KS3Error, NoSuchBucket
+    from ks3sync.store.ks3store import mapped
+
+    if not url.startswith("ks3://"):
+        die(f"URL: expected ks3://bucket[/prefix], got {url!r}")
+    bucket, _, prefix = url[len("ks3://") :].partition("/")
+    if not bucket:
+        die(f"URL: expected ks3://bucket[/prefix], got {url!r}")
+    config = load_config_file(config_path)
+    state_dir = config.state_dir if config is not None else default_state_dir()
+    conn = resolve_connection(endpoint, config, state_dir)
+    count = 0
+    total = 0
+    with open_client(conn, state_dir) as client:
+        items: Any = client.iter_objects(bucket, prefix=prefix, delimiter=None if recursive else "/")
+        try:
+            for item in items:
+                if isinstance(item, str):
+                    click.echo(f"{'':19}  {'':11}  {'PRE':>12}  {item}")
+                    continue
+                size = human_size(item.size) if human_readable else str(item.size)
+                click.echo(f"{_when(item.last_modified)}  {item.storage_class:<11}  {size:>12}  {item.key}")
+                count += 1
+                total += item.size
+        except NoSuchBucket as exc:
+            raise BucketMissing(f"bucket {bucket!r} does not exist") from exc
+        except KS3Error as exc:
+            raise mapped(exc, bucket) from exc
+    if recursive:
+        shown = human_size(total) if human_readable else f"{total} bytes"
+        click.echo(f"{count} objects, {shown}", err=True)
