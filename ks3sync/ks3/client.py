@@ -25,6 +25,7 @@ from .checksums import multipart_etag, unquote_etag
 from .errors import (
     BucketAlreadyExists,
     KS3IntegrityError,
+    KS3ServiceError,
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
@@ -79,6 +80,8 @@ RESPONSE_OVERRIDES = frozenset(
 )
 # A header name is an RFC 7230 token; metadata names become part of one.
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Characters XML 1.0 can carry in element text without change (CR would be normalised to LF).
+_XML_UNSAFE = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # A 200 response can still carry an <Error> document (S3 does this for Complete and Copy).
 _ERROR_DOCUMENT = re.compile(rb"^\s*(?:<\?xml[^>]*\?>\s*)?<(?:\w+:)?Error[\s>]")
 
@@ -122,6 +125,10 @@ def _raise_if_error_document(response: httpx.Response, request: Request) -> None
             status=response.status_code, body=response.content, method=request.method,
             bucket=request.bucket, key=request.key, request_id=response.headers.get(REQUEST_ID_HEADER, ""),
         )
+
+
+def _xml_safe(key: str) -> bool:
+    return _XML_UNSAFE.search(key) is None
 
 
 def _byte_range_header(byte_range: tuple[int, int | None]) -> str:
@@ -298,11 +305,15 @@ class Client:
         self._send(Request("DELETE", bucket, key, success=frozenset({200, 204})))
 
     def delete_objects(self, bucket: str, keys: Sequence[str], quiet: bool = False) -> DeleteResult:
-        """Multi-object delete, at most 1,000 keys per request. Missing keys count as deleted."""
+        """Multi-object delete, at most 1,000 keys per request. Missing keys count as deleted.
+
+        Keys that cannot travel in an XML 1.0 document (control characters; a CR, which XML parsers
+        turn into LF and so would name a different key) are deleted one request each instead."""
         deleted: list[str] = []
         errors: list[tuple[str, str, str]] = []
-        for start in range(0, len(keys), MAX_DELETE_KEYS):
-            batch = keys[start : start + MAX_DELETE_KEYS]
+        in_xml = [key for key in keys if _xml_safe(key)]
+        for start in range(0, len(in_xml), MAX_DELETE_KEYS):
+            batch = in_xml[start : start + MAX_DELETE_KEYS]
             request = Request(
                 "POST", bucket, params={"delete": ""}, headers={"Content-Type": "application/xml"},
                 body=BytesBody(build_delete(batch, quiet)),
@@ -310,6 +321,16 @@ class Client:
             result = parse_delete_result(self._send_xml(request).content)
             deleted.extend(result.deleted)
             errors.extend(result.errors)
+        for key in keys:
+            if _xml_safe(key):
+                continue
+            try:
+                self.delete_object(bucket, key)
+            except KS3ServiceError as exc:
+                errors.append((key, exc.code, exc.message))
+            else:
+                if not quiet:
+                    deleted.append(key)
         return DeleteResult(deleted=deleted, errors=errors)
 
     def copy_object(

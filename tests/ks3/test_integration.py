@@ -47,6 +47,7 @@ TRICKY_KEYS = [
     "100% literal %2F and %20",
     "q?x=1&y=2#frag;semi,comma=eq",
     "star*quote'bang!dollar$at@colon:",
+    "control\x01\ttab\nnewline\rcr\x7f",
 ]
 
 PART = 100 * 1024  # KS3's minimum non-last part size
@@ -280,6 +281,15 @@ def test_delete_objects_batches_of_1000(client, bucket, local_server):
     assert sorted(result.deleted) == sorted(keys + ["many/never-existed"])
     assert result.errors == []
     assert list(client.iter_objects(bucket, prefix="many/")) == []
+
+
+def test_delete_objects_with_keys_xml_cannot_carry(client, bucket):
+    keys = ["cr\rkey", "ctl\x01key", "plain key", "lf\nkey"]
+    for key in keys:
+        client.put_object(bucket, key, b"x")
+    result = client.delete_objects(bucket, keys)
+    assert sorted(result.deleted) == sorted(keys) and result.errors == []
+    assert list(client.iter_objects(bucket)) == []
 
 
 def test_delete_objects_quiet_returns_no_deleted_entries(client, bucket):
