@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.daemon_latency import DaemonResult, run_daemon_workload
 from bench.limits import Limits, measure_limits
 from bench.peers import Peer, all_peers
+from bench.peers.ks3sync_peer import command_missing
 from bench.report import evaluate_goals, machine_info, render_goals, render_markdown, render_text, table_rows
 from bench.runner import FULL, QUICK, Row, Runner, Scale, big_file_digest, select_workloads
 from bench.server import Credentials, LocalServer
@@ -148,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                 make_tree(large, scale.large)
                 runner.run_w4_large(large, tree_digest(large))
             if "W6" in selected:
-                if any(p.name == "ks3sync" for p in runnable):
-                    daemon = run_daemon_workload(server, workdir / "w6", scale.daemon_files, log=log)
+                why = command_missing("run")
+                if not any(p.name == "ks3sync" for p in runnable):
+                    log("W6 needs ks3sync in --tools; skipped")
+                elif why is not None:
+                    log(f"W6 skipped: {why}")
                 else:
-                    log("W6 needs ks3sync; skipped")
+                    daemon = run_daemon_workload(server, workdir / "w6", scale.daemon_files, log=log)
             rows = runner.rows
     finally:
         if own_workdir:

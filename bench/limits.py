@@ -11,10 +11,12 @@ Each number is the best of a few short repetitions: a ceiling, not a typical val
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,7 +37,8 @@ class Limits:
     stat_walk_files_s: float
     small_put_req_s: float
     server_us_per_small_put: float
-    put_ingest_mb_s: float
+    small_get_req_s: float
+    put_ingest_mb_s: float          # the better of one stream and 4 parallel streams
     get_egress_mb_s: float
     encrypt_md5_put_mb_s: float
 
@@ -108,30 +111,55 @@ def stat_walk_rate(root: Path) -> float:
     return _best(3, once)
 
 
-def small_put_rate(endpoint: str, ak: str, sk: str, bucket: str, *, threads: int = 4, per_thread: int = 300) -> float:
+def small_rate(endpoint: str, ak: str, sk: str, bucket: str, op: str, *, processes: int = 2, threads: int = 4,
+               per_thread: int = 150) -> float:
+    """Small requests per second from `processes` x `threads` clients ("put" 4 KiB, or "get" them back).
+
+    Several processes, so the harness's own GIL is not the ceiling; they start together at an agreed
+    wall-clock instant after their imports, and the rate is over the union of their busy spans.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 2.0
+    with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        futures = [pool.submit(_small_worker, endpoint, ak, sk, bucket, op, p, threads, per_thread, start_at)
+                   for p in range(processes)]
+        spans = [f.result(timeout=600) for f in futures]
+    busy = max(end for _, end in spans) - min(begin for begin, _ in spans)
+    return processes * threads * per_thread / busy
+
+
+def _small_worker(endpoint: str, ak: str, sk: str, bucket: str, op: str, proc: int, threads: int,
+                  per_thread: int, start_at: float) -> tuple[float, float]:
     body = os.urandom(4096)
     errors: list[BaseException] = []
+    minis = [Ks3Mini(endpoint, ak, sk) for _ in range(threads)]
 
     def worker(idx: int) -> None:
-        mini = Ks3Mini(endpoint, ak, sk)
+        mini = minis[idx]
         try:
             for i in range(per_thread):
-                mini.put(bucket, f"limits/small/{idx}/{i}", body)
+                key = f"limits/small/{proc}-{idx}/{i}"
+                if op == "put":
+                    mini.put(bucket, key, body)
+                else:
+                    for _ in mini.iter_get(bucket, key):
+                        pass
         except Exception as exc:   # reported below: a ceiling measured with errors is no ceiling
             errors.append(exc)
-        finally:
-            mini.close()
 
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    t0 = time.perf_counter()
+    time.sleep(max(0.0, start_at - time.time()))
+    begin = time.time()
     for t in pool:
         t.start()
     for t in pool:
         t.join(timeout=300)
-    elapsed = time.perf_counter() - t0
+    end = time.time()
+    for mini in minis:
+        mini.close()
     if errors:
-        raise RuntimeError(f"small PUT ceiling failed: {errors[0]}")
-    return threads * per_thread / elapsed
+        raise RuntimeError(f"small-request ceiling ({op}) failed: {errors[0]}")
+    return begin, end
 
 
 def _chunks(buf: bytes, total: int) -> Iterator[bytes]:
@@ -144,6 +172,7 @@ def _chunks(buf: bytes, total: int) -> Iterator[bytes]:
 
 
 def put_ingest_rate(mini: Ks3Mini, bucket: str, total: int) -> float:
+    """One stream of `total` bytes from memory (leaves `limits/large` behind for the GET test)."""
     buf = os.urandom(CHUNK)
 
     def once() -> float:
@@ -152,6 +181,38 @@ def put_ingest_rate(mini: Ks3Mini, bucket: str, total: int) -> float:
         return total / MB / (time.perf_counter() - t0)
 
     return _best(2, once)
+
+
+def parallel_ingest_rate(endpoint: str, ak: str, sk: str, bucket: str, total: int, streams: int = 4) -> float:
+    """`streams` concurrent PUTs of total/streams bytes each (what multipart uploaders do)."""
+    buf = os.urandom(CHUNK)
+    each = max(CHUNK, total // streams // CHUNK * CHUNK)
+    minis = [Ks3Mini(endpoint, ak, sk) for _ in range(streams)]
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            minis[i].put(bucket, f"limits/parallel-{i}", _chunks(buf, each), length=each)
+        except Exception as exc:   # a ceiling measured with errors is no ceiling
+            errors.append(exc)
+
+    def once() -> float:
+        pool = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+        t0 = time.perf_counter()
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join(timeout=600)
+        elapsed = time.perf_counter() - t0
+        if errors:
+            raise RuntimeError(f"parallel ingest ceiling failed: {errors[0]}")
+        return streams * each / MB / elapsed
+
+    try:
+        return _best(2, once)
+    finally:
+        for m in minis:
+            m.close()
 
 
 def get_egress_rate(mini: Ks3Mini, bucket: str, total: int) -> float:
@@ -221,11 +282,12 @@ def measure_limits(mini: Ks3Mini, endpoint: str, ak: str, sk: str, bucket: str, 
     walk = stat_walk_rate(small_tree)
     log("limits: small PUTs")
     cpu0 = server_cpu()
-    small = _best(2, lambda: small_put_rate(endpoint, ak, sk, bucket))
-    server_us = (server_cpu() - cpu0) / (2 * 4 * 300) * 1e6
+    small = _best(2, lambda: small_rate(endpoint, ak, sk, bucket, "put"))
+    server_us = (server_cpu() - cpu0) / (2 * 2 * 4 * 150) * 1e6
+    small_get = _best(2, lambda: small_rate(endpoint, ak, sk, bucket, "get"))
     log("limits: large PUT/GET")
-    ingest = put_ingest_rate(mini, bucket, size)
+    ingest = max(put_ingest_rate(mini, bucket, size), parallel_ingest_rate(endpoint, ak, sk, bucket, size))
     egress = get_egress_rate(mini, bucket, size)
     log("limits: encrypt+md5+PUT")
     enc = encrypt_md5_put_rate(mini, bucket, big_file)
-    return Limits(md5, aes, warm, cold, walk, small, server_us, ingest, egress, enc)
+    return Limits(md5, aes, warm, cold, walk, small, server_us, small_get, ingest, egress, enc)

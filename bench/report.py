@@ -53,7 +53,7 @@ def limit_seconds(row: Row, scale: Scale, limits: Limits | None) -> tuple[float,
     if w == "W2e":
         return big_mb / limits.encrypt_md5_put_mb_s, "read+AES+md5+PUT"
     if w == "W5-W1":
-        return small.files / limits.small_put_req_s, "small request/s"
+        return small.files / limits.small_get_req_s, "small GET/s"
     if w == "W5-W2":
         return big_mb / limits.w5_big_ceiling_mb_s, "min(md5, GET egress)"
     return None

@@ -19,6 +19,14 @@ def ks3sync_argv0() -> list[str]:
     return [found] if found else [sys.executable, "-m", "ks3sync"]
 
 
+def command_missing(name: str) -> str | None:
+    """Why `ks3sync NAME` cannot run here (its module is absent), or None. Asks the CLI's own table."""
+    from ks3sync.cli.main import COMMANDS, _module_exists
+
+    mod = COMMANDS[name][0]
+    return None if _module_exists(mod) else f"`ks3sync {name}` is not implemented yet ({mod} missing)"
+
+
 class Ks3Sync(Peer):
     name = "ks3sync"
     encrypts = True
@@ -30,10 +38,7 @@ class Ks3Sync(Peer):
     )
 
     def missing(self) -> str | None:
-        from ks3sync.cli.main import COMMANDS, _module_exists
-
-        mod = COMMANDS["mirror"][0]
-        return None if _module_exists(mod) else f"`ks3sync mirror` is not implemented yet ({mod} missing)"
+        return command_missing("mirror")
 
     def version(self) -> str:
         return first_line([*ks3sync_argv0(), "--version"])
