@@ -38,7 +38,8 @@ class Body(Protocol):
 
 class BytesBody:
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        self._data = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        self._bytes = data if isinstance(data, bytes) else None
+        self._data = memoryview(data).cast("B")
         self.length = len(self._data)
         self._md5 = hashlib.md5(self._data, usedforsecurity=False).digest()
 
@@ -46,6 +47,10 @@ class BytesBody:
         return self._md5
 
     def chunks(self) -> Iterator[bytes]:
+        if self._bytes is not None and self.length <= CHUNK_SIZE:
+            if self.length:
+                yield self._bytes  # the common small PUT: no copy at all
+            return
         for start in range(0, self.length, CHUNK_SIZE):
             yield bytes(self._data[start : start + CHUNK_SIZE])
 
