@@ -24,7 +24,15 @@ from bench.daemon_latency import DaemonResult, run_daemon_workload
 from bench.limits import Limits, measure_limits
 from bench.peers import Peer, all_peers
 from bench.peers.ks3sync_peer import command_missing
-from bench.report import evaluate_goals, machine_info, render_goals, render_markdown, render_text, table_rows
+from bench.report import (
+    evaluate_goals,
+    machine_info,
+    render_goals,
+    render_markdown,
+    render_request_mix,
+    render_text,
+    table_rows,
+)
 from bench.runner import FULL, QUICK, Row, Runner, Scale, big_file_digest, select_workloads
 from bench.server import Credentials, LocalServer
 from bench.workloads import TreeSpec, make_big_file, make_tree, tree_digest
@@ -177,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
         write_markdown(Path(args.markdown), started=started, elapsed_s=elapsed, argv=sys.argv[1:] if argv is None
                        else argv, scale=scale, machine=machine, versions=versions, peers=runnable,
-                       table_md=render_markdown(table), limits=limits, goals=goals, daemon=daemon,
+                       table_md=render_markdown(table), mix_md=render_request_mix(ordered), limits=limits, goals=goals, daemon=daemon,
                        skipped=skipped)
         log(f"wrote {args.markdown}")
     return 0

@@ -62,7 +62,7 @@ METHODOLOGY = """\
 
 def write_markdown(path: Path, *, started: dt.datetime, elapsed_s: float, argv: Sequence[str], scale: Scale,
                    machine: Mapping[str, str], versions: Mapping[str, str], peers: Sequence[Peer],
-                   table_md: str, limits: Limits | None, goals: Sequence[Goal], daemon: DaemonResult | None,
+                   table_md: str, mix_md: str, limits: Limits | None, goals: Sequence[Goal], daemon: DaemonResult | None,
                    skipped: Mapping[str, str]) -> None:
     cmd = "python -m bench" + ("" if not argv else " " + shlex.join(argv))
     out: list[str] = [
@@ -96,6 +96,11 @@ def write_markdown(path: Path, *, started: dt.datetime, elapsed_s: float, argv: 
         "file; W6 the daemon.",
         "",
         table_md,
+        "",
+        "Requests each tool sent, by HTTP method (a server-side copy is a PUT without a body; a "
+        "multi-object delete is one POST):",
+        "",
+        mix_md,
         "",
     ]
     if limits is not None:

@@ -103,6 +103,18 @@ def render_markdown(table: Sequence[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def render_request_mix(rows: Sequence[Row]) -> str:
+    """Markdown: requests by method for each successful cell (its first run), e.g. `PUT 500, GET 1`."""
+    lines = ["| workload | tool | requests by method (first run) | error responses |", "|---|---|---|---|"]
+    for row in rows:
+        if not row.ok:
+            continue
+        stats = row.runs[0].requests
+        mix = ", ".join(f"{m} {n}" for m, n in sorted(stats.by_method.items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {row.workload} | {row.tool} | {mix or '-'} | {stats.errors} |")
+    return "\n".join(lines)
+
+
 # -- goals ----------------------------------------------------------------------------------------
 def _ok(rows: Mapping[tuple[str, str], Row], workload: str, tool: str) -> Row | None:
     row = rows.get((workload, tool))
