@@ -1,6 +1,6 @@
 """Error mapping and the retry policy. httpx.MockTransport stands in for the network here ONLY, to
 script failures (503 then 200, resets, lost answers) that a real server cannot be made to produce on
-cue; everything else runs against the real local server (test_integration.py)."""
+cue; everything else runs against the real local server (test_ks3_integration.py)."""
 
 from __future__ import annotations
 
