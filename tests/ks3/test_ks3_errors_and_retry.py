@@ -397,3 +397,16 @@ def test_wire_format_of_a_put():
     assert request.headers["x-kss-meta-author"] == "alice" and request.headers["x-kss-acl"] == "public-read"
     assert "Transfer-Encoding" not in request.headers
     assert email.utils.parsedate_to_datetime(request.headers["Date"]).tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [({"bad name": "v"}, "token"), ({"ok": "caf\u00e9"}, "printable"), ({"ok": "a\r\nX-Evil: 1"}, "printable"),
+     ({"ok": "\x01"}, "printable")],
+)
+def test_bad_metadata_is_refused_before_sending(metadata, message):
+    script = Script()
+    client, _ = make_client(script)
+    with pytest.raises(ValueError, match=message):
+        client.put_object("bk", "k", b"x", metadata=metadata)
+    assert script.requests == []
