@@ -79,7 +79,7 @@ RESPONSE_OVERRIDES = frozenset(
     }
 )
 # A header name is an RFC 7230 token; metadata names become part of one.
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _PRINTABLE_ASCII = re.compile(r"[\t\x20-\x7e]*")
 # Characters XML 1.0 can carry in element text without change (CR would be normalised to LF).
 _XML_UNSAFE = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -110,7 +110,7 @@ def _object_headers(
     if storage_class:
         result["x-kss-storage-class"] = storage_class
     for name, value in (metadata or {}).items():
-        if not _TOKEN.match(name):
+        if not _TOKEN.fullmatch(name):
             raise ValueError(f"metadata name {name!r} is not a valid HTTP header token")
         if not _PRINTABLE_ASCII.fullmatch(value):
             raise ValueError(f"metadata {name!r}: value must be printable ASCII on one line")

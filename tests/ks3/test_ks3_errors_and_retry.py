@@ -401,7 +401,7 @@ def test_wire_format_of_a_put():
 
 @pytest.mark.parametrize(
     ("metadata", "message"),
-    [({"bad name": "v"}, "token"), ({"ok": "caf\u00e9"}, "printable"), ({"ok": "a\r\nX-Evil: 1"}, "printable"),
+    [({"bad name": "v"}, "token"), ({"name\n": "v"}, "token"), ({"ok": "caf\u00e9"}, "printable"), ({"ok": "a\r\nX-Evil: 1"}, "printable"),
      ({"ok": "\x01"}, "printable"), ({"ok": "trailing\n"}, "printable")],
 )
 def test_bad_metadata_is_refused_before_sending(metadata, message):
