@@ -1,0 +1,89 @@
+"""Structured log lines: one event per line, ``key=value`` pairs or one JSON object.
+
+Call :func:`event` with an event name and fields; :class:`KeyValueFormatter` / :class:`JsonFormatter`
+render them. Values are quoted when they contain spaces or quotes. Secrets never get here: callers log
+paths, counts and error descriptions (which ks3sync's errors keep free of secrets, invariant 7); as a
+last line of defence :func:`configure` registers the configured secret values and any occurrence is
+replaced by ``***`` before a line is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+FIELDS = "ks3sync_fields"
+_secrets: tuple[str, ...] = ()
+
+
+def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
+    if logger.isEnabledFor(level):
+        logger.log(level, name, extra={FIELDS: fields})
+
+
+def _scrub(text: str) -> str:
+    for secret in _secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _value(value: Any) -> str:
+    text = str(value)
+    if text == "" or any(c in text for c in ' "=\n\t'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        fields: dict[str, Any] = getattr(record, FIELDS, {})
+        parts = [when, record.levelname.lower(), f"event={_value(record.getMessage())}"]
+        if not fields and record.name != "ks3sync.daemon":
+            parts.append(f"logger={record.name}")
+        parts += [f"{k}={_value(v)}" for k, v in fields.items() if v is not None]
+        if record.exc_info:
+            parts.append(f"exc={_value(self.formatException(record.exc_info))}")
+        return _scrub(" ".join(parts))
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, Any] = getattr(record, FIELDS, {})
+        data: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+        }
+        if not fields:
+            data["logger"] = record.name
+        data.update({k: v for k, v in fields.items() if v is not None})
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return _scrub(json.dumps(data, ensure_ascii=False, default=str))
+
+
+def configure(
+    level: str = "info", fmt: str = "text", *, secrets: Iterable[str] = (), stream: TextIO | None = None
+) -> logging.Handler:
+    """Route every ks3sync (and watchdog) log record to ``stream`` (stderr: journald picks it up)."""
+    global _secrets
+    _secrets = tuple(s for s in secrets if s)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "ks3sync_handler", False):
+            root.removeHandler(old)
+    handler.ks3sync_handler = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # the HTTP stack is chatty at INFO (one line per request): the request log is the local-server's job
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler

@@ -1,0 +1,762 @@
+"""One sync's scheduler: watcher notes → journal queue → batches on the executor; periodic reconciles.
+
+``SyncWorker.step(now_ns)`` does one round of bookkeeping and returns at once (huey's consumer habit):
+1. probe the source folder (missing, unmounted or emptied → the sync pauses: nothing sent or deleted);
+2. drain the watcher's buffer and enqueue the changes durably (write-ahead, invariant 2) with
+   ``due = observed + debounce``;
+3. reap finished batches / the reconcile;
+4. start a reconcile (a full ``run_mirror`` pass) when one is due: at start-up, every
+   ``rescan_interval``, soon after lost events (inotify overflow, watch limit → polling mode);
+5. otherwise claim due changes from the journal and submit them as a batch.
+Work runs on a small thread pool; the journal's ``due()`` never hands out two rows touching one path
+(nor a move's source while the move is in flight), so per-path order holds across batches
+(invariant 3). Tests drive ``step`` with a fake clock and never sleep to wait.
+
+A batch decides each change against the file as it is *now* (``decide``), runs the transfers, then the
+deletes of the changes whose own transfers succeeded (a move's source is deleted only after its copy),
+and settles every change in the journal: done, retried with backoff, or parked after repeated failure.
+On stop, interrupted changes stay claimed and go back to the queue at the next start
+(``release_claims``): a kill -9 at any point loses nothing but time.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ks3sync.config import SyncConfig
+from ks3sync.daemon.backoff import SECOND, Backoff
+from ks3sync.daemon.decide import Decision, Outcome, decide
+from ks3sync.daemon.guard import DeleteBudget, SourceState, probe_source
+from ks3sync.daemon.logs import event
+from ks3sync.journal import Change, ChangeKind, Journal, QueuedChange
+from ks3sync.model import DeleteRemote, Direction, FileIdentity, LocalEntry, Operation, SyncedEntry
+from ks3sync.store.base import Store
+from ks3sync.transfer.context import TMP_PREFIX, TransferOptions
+from ks3sync.transfer.executor import ExecutionReport, Executor
+from ks3sync.watch import ChangeBuffer, FsChange, Kind, Watcher, WatchMode
+
+log = logging.getLogger("ks3sync.daemon")
+
+BATCH_LIMIT = 256  # changes claimed per batch
+MAX_BATCHES = 2  # batches in flight per sync: a long upload does not hold back small files
+POLL_RESCAN_NS = 30 * SECOND  # reconcile period while events cannot be trusted (polling mode)
+PROBE_EVERY_NS = 1 * SECOND
+IDLE_CHECK_NS = 1 * SECOND  # ask the journal for due work at least this often
+PAUSE_AFTER_STOP_NS = 30 * SECOND  # a run stopped by a fatal error (credentials, bucket) waits this long
+DEFAULT_BACKOFF = Backoff()
+
+
+class State(enum.Enum):
+    STARTING = "starting"
+    RECONCILING = "reconciling"
+    WATCHING = "watching"
+    POLLING = "polling"  # events lost or unavailable: periodic reconciles stand in
+    UNAVAILABLE = "unavailable"  # the source folder is missing / unmounted / emptied
+    PAUSED = "paused"  # a fatal error (credentials refused, bucket gone): retried later
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class Reconciler(Protocol):
+    def __call__(self, worker: SyncWorker, stop: threading.Event) -> Any: ...
+
+
+@dataclass
+class Counters:
+    """In-memory counters for logs, STATUS= and metrics (the journal keeps the durable ones)."""
+
+    files: int = 0
+    bytes_sent: int = 0
+    errors: int = 0
+    parked: int = 0
+    held_deletes: int = 0
+    reconciles: int = 0
+    latencies_ns: list[int] = field(default_factory=list)
+
+
+class SyncWorker:
+    def __init__(
+        self,
+        sync: SyncConfig,
+        journal: Journal,
+        store: Store,
+        transfer: TransferOptions,
+        *,
+        reconcile: Reconciler,
+        clock: Callable[[], int] = time.time_ns,
+        watch: bool = True,
+        excluded: Callable[[str], bool] = lambda _path: False,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        on_done: Callable[[str, str, int, int], None] | None = None,
+    ) -> None:
+        self.sync = sync
+        self.name = sync.name
+        self.root = sync.source
+        self.journal = journal
+        self.store = store
+        self.transfer = transfer
+        self.clock = clock
+        self.excluded = excluded
+        self.backoff = backoff
+        self.debounce_ns = int(sync.debounce * SECOND)
+        self.rescan_ns = int(sync.rescan_interval * SECOND)
+        self.budget = DeleteBudget(sync.max_delete.count, sync.max_delete.percent, self.rescan_ns)
+        self.buffer = ChangeBuffer(self.root, clock=clock, follow_symlinks=sync.follow_symlinks)
+        self.watcher = (
+            Watcher(self.root, self.buffer, follow_symlinks=sync.follow_symlinks) if watch else None
+        )
+        self.counters = Counters()
+        self._reconcile = reconcile
+        self._on_done = on_done
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            MAX_BATCHES, thread_name_prefix=f"ks3sync-{self.name}"
+        )
+        self._lock = threading.Lock()  # budget, executors, counters (batch threads)
+        self._batches: list[concurrent.futures.Future[None]] = []
+        self._reconciling: concurrent.futures.Future[Any] | None = None
+        self._executors: set[Executor] = set()
+        self._stop = threading.Event()
+        self.sync_id = -1
+        self.state = State.STARTING
+        self.reason = ""
+        self._device: int | None = None
+        self._next_probe_ns = 0
+        self._next_reconcile_ns = 0
+        self._next_check_ns = 0
+        self._paused_until_ns = 0
+        self._entries_known_until_ns = 0
+        self._source = SourceState(False, "not probed yet")
+        self.last_reconcile: Any = None
+
+    # ------------------------------------------------------------------------------------------------
+    # life cycle
+
+    def start(self) -> None:
+        """Register the sync, return claims of a dead predecessor, start watching, and schedule the
+        start-up reconcile (it catches what changed while the service was down)."""
+        sync = self.sync
+        self.sync_id = self.journal.register_sync(
+            sync.name, str(sync.source), sync.bucket, sync.prefix, options_hash(sync)
+        )
+        released = self.journal.release_claims(self.sync_id)
+        if released:
+            event(log, logging.INFO, "claims_released", sync=self.name, changes=released)
+        now = self.clock()
+        self._probe(now, force=True)
+        if self._source.healthy:
+            self._device = self._source.device
+            self._start_watching()
+        self._next_reconcile_ns = now  # first step reconciles
+
+    def _start_watching(self) -> None:
+        if self.watcher is None:
+            self.state = State.WATCHING
+            return
+        mode = self.watcher.start()
+        self.state = State.WATCHING if mode is WatchMode.WATCHING else State.POLLING
+        self.reason = self.watcher.reason
+        event(
+            log,
+            logging.INFO,
+            "watch_started",
+            sync=self.name,
+            root=str(self.root),
+            mode=mode.value,
+            reason=self.reason or None,
+        )
+
+    def begin_stop(self) -> None:
+        """Stop accepting work: the watcher stops, running transfers are told to stop (a multipart
+        upload finishes the parts in flight and records them; the rest resumes at the next start)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.state = State.STOPPING
+        if self.watcher is not None:
+            self.watcher.stop()
+        # notes already observed are intents: keep them (write-ahead) for the next start
+        self._enqueue_from_buffer()
+        with self._lock:
+            for executor in self._executors:
+                executor.ctx.stop.set()
+
+    def busy(self) -> bool:
+        return any(not f.done() for f in self._batches) or (
+            self._reconciling is not None and not self._reconciling.done()
+        )
+
+    def finish_stop(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for running work; True if everything finished."""
+        deadline = time.monotonic() + timeout
+        pending = [f for f in self._batches if not f.done()]
+        if self._reconciling is not None and not self._reconciling.done():
+            pending.append(self._reconciling)
+        done, not_done = concurrent.futures.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+        self._reap()
+        self._pool.shutdown(wait=not not_done, cancel_futures=True)
+        self.state = State.STOPPED
+        return not not_done
+
+    # ------------------------------------------------------------------------------------------------
+    # one step
+
+    def step(self, now_ns: int | None = None) -> None:
+        now = self.clock() if now_ns is None else now_ns
+        if self._stop.is_set():
+            self._reap()
+            return
+        self._probe(now)
+        self._enqueue_from_buffer()
+        self._check_watch(now)
+        self._reap()
+        if not self._source.healthy or now < self._paused_until_ns:
+            return
+        if self.state is State.PAUSED:
+            self.state = (
+                State.POLLING if self.watcher and self.watcher.mode is WatchMode.POLLING else State.WATCHING
+            )
+            self.reason = ""
+        if self._reconciling is not None:
+            return
+        if now >= self._next_reconcile_ns:
+            if self.busy():
+                return  # let running batches finish first: a reconcile must not race them on a path
+            self._start_reconcile(now)
+            return
+        self._submit_due(now)
+
+    def _probe(self, now: int, *, force: bool = False) -> None:
+        if not force and now < self._next_probe_ns:
+            return
+        self._next_probe_ns = now + PROBE_EVERY_NS
+        has_entries = self._has_entries()
+        source = probe_source(self.root, self._device, has_entries)
+        was_healthy = self._source.healthy
+        self._source = source
+        if not source.healthy:
+            if self.state is not State.UNAVAILABLE:
+                event(
+                    log,
+                    logging.WARNING,
+                    "source_unavailable",
+                    sync=self.name,
+                    root=str(self.root),
+                    reason=source.reason,
+                    action="paused: nothing is sent or deleted until it is back",
+                )
+                if self.watcher is not None:
+                    self.watcher.stop()
+            self.state = State.UNAVAILABLE
+            self.reason = source.reason
+            return
+        if not was_healthy and self.state is State.UNAVAILABLE:
+            event(log, logging.INFO, "source_available", sync=self.name, root=str(self.root))
+            if self._device is None:
+                self._device = source.device
+            self._start_watching()
+            self._next_reconcile_ns = now  # whatever happened meanwhile
+
+    def _has_entries(self) -> bool:
+        """Whether the journal records any synced file (an empty source is then suspicious). Cached
+        for a while once true: counting a million rows every probe would be wasteful."""
+        if self.sync_id < 0:
+            return False
+        now = self.clock()
+        if self._entries_known_until_ns > now:
+            return True
+        if self.journal.stats(self.sync_id, recent_errors=0).entries > 0:
+            self._entries_known_until_ns = now + 30 * SECOND
+            return True
+        return False
+
+    def _check_watch(self, now: int) -> None:
+        overflowed, root_gone = self.buffer.take_flags()
+        if self.watcher is not None and self.state is State.WATCHING:
+            if self.watcher.check() is WatchMode.POLLING:
+                self.state = State.POLLING
+                self.reason = self.watcher.reason
+        if overflowed or root_gone:
+            event(
+                log,
+                logging.WARNING,
+                "events_lost",
+                sync=self.name,
+                cause="inotify overflow" if overflowed else "watched folder replaced or removed",
+                action="full rescan",
+            )
+            # give the burst that overflowed the queue a moment to settle, then rescan
+            self._next_reconcile_ns = min(self._next_reconcile_ns, now + self.debounce_ns)
+            if root_gone:
+                self._next_probe_ns = now
+
+    def _enqueue_from_buffer(self) -> None:
+        changes = self.buffer.drain(self._known_under)
+        if not changes:
+            return
+        batch = [to_journal(c, self.debounce_ns) for c in changes]
+        # Write-ahead: durable (FULL sync) before anything acts on it.
+        self.journal.enqueue(self.sync_id, batch)
+        soonest = min(c.due_ns for c in batch)
+        self._next_check_ns = min(self._next_check_ns, soonest)
+        event(log, logging.DEBUG, "queued", sync=self.name, changes=len(batch))
+
+    def _known_under(self, rel_dir: str) -> list[str]:
+        prefix = rel_dir + "/" if rel_dir else ""
+        return sorted(p for p in self._synced_map() if p.startswith(prefix))
+
+    def _synced_map(self) -> dict[str, SyncedEntry]:
+        return self.journal.synced_entries(self.sync_id)
+
+    def _reap(self) -> None:
+        for future in [f for f in self._batches if f.done()]:
+            self._batches.remove(future)
+            exc = future.exception()
+            if exc is not None:
+                event(log, logging.ERROR, "batch_crashed", sync=self.name, error=repr(exc))
+        if self._reconciling is not None and self._reconciling.done():
+            future, self._reconciling = self._reconciling, None
+            exc = future.exception()
+            now = self.clock()
+            period = POLL_RESCAN_NS if self.state is State.POLLING else self.rescan_ns
+            self._next_reconcile_ns = now + period
+            if exc is not None:
+                self.counters.errors += 1
+                event(log, logging.ERROR, "reconcile_failed", sync=self.name, error=describe_exc(exc))
+                self._next_reconcile_ns = now + min(period, PAUSE_AFTER_STOP_NS)
+            else:
+                self.last_reconcile = future.result()
+                self._after_reconcile(self.last_reconcile, now)
+            if self.state is State.RECONCILING:
+                self.state = (
+                    State.POLLING
+                    if self.watcher and self.watcher.mode is WatchMode.POLLING
+                    else State.WATCHING
+                )
+
+    def _after_reconcile(self, result: Any, now: int) -> None:
+        self.counters.reconciles += 1
+        stopped = getattr(result, "stopped", None)
+        if stopped:
+            self._paused_until_ns = now + PAUSE_AFTER_STOP_NS
+            self.state = State.PAUSED
+            self.reason = str(stopped)
+            return
+        if getattr(result, "ok", False):
+            # a clean pass: parked paths get another chance
+            unparked = self.journal.unpark(self.sync_id)
+            if unparked:
+                event(log, logging.INFO, "unparked", sync=self.name, changes=unparked)
+
+    def _start_reconcile(self, now: int) -> None:
+        self.state = State.RECONCILING
+        self._next_reconcile_ns = now + self.rescan_ns  # provisional; set again when it ends
+        self._reconciling = self._pool.submit(self._reconcile, self, self._stop)
+
+    def _submit_due(self, now: int) -> None:
+        running = sum(1 for f in self._batches if not f.done())
+        if running >= MAX_BATCHES or now < self._next_check_ns:
+            return
+        changes = self.journal.due(self.sync_id, now, BATCH_LIMIT)
+        if not changes:
+            self._next_check_ns = now + IDLE_CHECK_NS
+            return
+        # more may be due right away (a full batch), or the next one soon
+        self._next_check_ns = now if len(changes) == BATCH_LIMIT else now + IDLE_CHECK_NS
+        self._batches.append(self._pool.submit(self._run_batch, changes))
+
+    def poke(self) -> None:
+        """Ask the journal for due work at the next step (a batch finished, a test enqueued)."""
+        self._next_check_ns = 0
+
+    # ------------------------------------------------------------------------------------------------
+    # a batch (runs on the pool)
+
+    def _run_batch(self, changes: Sequence[QueuedChange]) -> None:
+        try:
+            self._settle_batch(changes)
+        finally:
+            self.poke()
+
+    def _settle_batch(self, changes: Sequence[QueuedChange]) -> None:
+        now = self.clock()
+        synced = self._synced_map()
+        decisions: dict[int, Decision] = {}
+        for ch in changes:
+            decisions[ch.id] = decide(
+                ch.path,
+                ch.src_path,
+                local_entry(self.root, ch.path),
+                ch.src_path is not None and os.path.lexists(self.root / ch.src_path),
+                synced,
+                delete=self.sync.delete,
+                debounce_ns=self.debounce_ns,
+                now_ns=now,
+                excluded=self.excluded,
+            )
+        done: list[QueuedChange] = []
+        deferred: list[tuple[QueuedChange, int]] = []
+        to_send: list[QueuedChange] = []
+        for ch in changes:
+            d = decisions[ch.id]
+            if d.outcome is Outcome.DEFER:
+                assert d.defer_until_ns is not None
+                deferred.append((ch, d.defer_until_ns))
+            elif d.outcome is Outcome.SEND:
+                to_send.append(ch)
+            else:
+                done.append(ch)
+        self._defer(deferred)
+        failures: dict[int, str] = {}
+        interrupted: set[int] = set()
+        held: dict[int, tuple[str, int]] = {}
+        if to_send:
+            failures, interrupted, held = self._execute(to_send, decisions, synced)
+        for ch in to_send:
+            if ch.id in interrupted:
+                continue  # stays claimed; the next start releases it
+            if ch.id in held:
+                # not a failure of the change itself: retried later, never parked
+                message, retry_at = held[ch.id]
+                self.journal.failed(ch.id, message, retry_at, park=False)
+            elif ch.id in failures:
+                self._fail(ch, failures[ch.id], now)
+            else:
+                done.append(ch)
+        if done:
+            self.journal.done([ch.id for ch in done])
+            finished = self.clock()
+            for ch in done:
+                d = decisions[ch.id]
+                if d.outcome is Outcome.SEND:
+                    self._note_done(ch, d, finished)
+
+    def _defer(self, deferred: Sequence[tuple[QueuedChange, int]]) -> None:
+        if not deferred:
+            return
+        # Re-queue as a fresh change due when the file has been quiet long enough; the claimed row is
+        # then done. A move keeps its source (the copy is still possible after the writer finishes).
+        self.journal.enqueue(
+            self.sync_id,
+            [
+                Change(ch.path, ch.kind, ch.src_path, observed_ns=ch.observed_ns, due_ns=until)
+                for ch, until in deferred
+            ],
+        )
+        self.journal.done([ch.id for ch, _ in deferred])
+        for ch, until in deferred:
+            event(
+                log,
+                logging.DEBUG,
+                "deferred",
+                sync=self.name,
+                path=ch.path,
+                reason="still being written",
+                until_ms=(until - self.clock()) // 1_000_000,
+            )
+
+    def _fail(self, ch: QueuedChange, error: str, now: int) -> None:
+        park = self.backoff.should_park(ch.attempts)
+        retry_at = now + self.backoff.delay_ns(ch.attempts)
+        self.journal.failed(ch.id, error, retry_at, park)
+        with self._lock:
+            self.counters.errors += 1
+            self.counters.parked += int(park)
+        event(
+            log,
+            logging.WARNING if not park else logging.ERROR,
+            "op_failed",
+            sync=self.name,
+            path=ch.path,
+            kind=ch.kind.value,
+            attempt=ch.attempts + 1,
+            error=error,
+            next="parked" if park else f"retry in {(retry_at - now) / SECOND:.0f}s",
+        )
+
+    def _note_done(self, ch: QueuedChange, d: Decision, finished_ns: int) -> None:
+        latency = max(0, finished_ns - ch.observed_ns)
+        with self._lock:
+            self.counters.files += 1
+            self.counters.latencies_ns.append(latency)
+            del self.counters.latencies_ns[:-1000]
+        if self._on_done is not None:
+            action = d.note or "sent"
+            size = sum(op.local.size for op in d.transfers if hasattr(op, "local"))
+            self._on_done(self.name, action, size, latency)
+
+    def _execute(
+        self,
+        changes: Sequence[QueuedChange],
+        decisions: Mapping[int, Decision],
+        synced: Mapping[str, SyncedEntry],
+    ) -> tuple[dict[int, str], set[int], dict[int, tuple[str, int]]]:
+        """Run the batch's transfers, then each change's deletes if its transfers succeeded.
+        Returns (failures, interrupted, held: message and retry time) by change id."""
+        failures: dict[int, str] = {}
+        interrupted: set[int] = set()
+        held: dict[int, tuple[str, int]] = {}
+        transfers: list[Operation] = []
+        owner: dict[str, int] = {}
+        for ch in changes:
+            for op in decisions[ch.id].transfers:
+                transfers.append(op)
+                owner[op.path] = ch.id
+        progress = _OpLog(self.name)
+        executor = Executor(
+            self.store,
+            self.journal.checkpoint(self.sync_id),
+            self.root,
+            self.transfer,
+            progress=progress,
+            synced=synced,
+            clock=self.clock,
+        )
+        with self._lock:
+            if self._stop.is_set():
+                executor.close()
+                return failures, {ch.id for ch in changes}, held
+            self._executors.add(executor)
+        try:
+            report = executor.run(transfers, ()) if transfers else ExecutionReport()
+            failed_paths = dict(report.failed)
+            shutting_down = self._stop.is_set()
+            if report.stopped is not None and not shutting_down:
+                # credentials refused, bucket gone...: nothing else can succeed now
+                self._pause(report.stopped)
+            for ch in changes:
+                errs = [failed_paths[op.path] for op in decisions[ch.id].transfers if op.path in failed_paths]
+                if errs and shutting_down:
+                    interrupted.add(ch.id)
+                elif errs and report.stopped is not None:
+                    held[ch.id] = (f"run stopped: {report.stopped}", self._paused_until_ns)
+                elif errs:
+                    failures[ch.id] = errs[0]
+            # deletes: only for changes whose own transfers all succeeded (invariant 3)
+            deletes: list[DeleteRemote] = []
+            delete_owner: dict[str, int] = {}
+            wanted = [
+                ch
+                for ch in changes
+                if decisions[ch.id].deletes
+                and ch.id not in failures
+                and ch.id not in interrupted
+                and ch.id not in held
+            ]
+            allowed_ids = self._guard_deletes(wanted, decisions, held)
+            for ch in wanted:
+                if ch.id in allowed_ids:
+                    for op in decisions[ch.id].deletes:
+                        deletes.append(op)
+                        delete_owner[op.path] = ch.id
+            if deletes and not self._stop.is_set():
+                dreport = executor.run([], deletes)
+                for path, message in dreport.failed:
+                    failures.setdefault(delete_owner[path], message)
+            elif deletes:
+                interrupted.update(delete_owner.values())
+            with self._lock:
+                self.counters.bytes_sent += report.bytes_sent
+            return failures, interrupted, held
+        finally:
+            with self._lock:
+                self._executors.discard(executor)
+            executor.close()
+
+    def _guard_deletes(
+        self,
+        wanted: Sequence[QueuedChange],
+        decisions: Mapping[int, Decision],
+        held: dict[int, tuple[str, int]],
+    ) -> set[int]:
+        if not wanted:
+            return set()
+        now = self.clock()
+        source = probe_source(self.root, self._device, self._has_entries())
+        if not source.healthy:
+            for ch in wanted:
+                held[ch.id] = (f"delete held: {source.reason}", now + PROBE_EVERY_NS * 10)
+            self._note_held(len(wanted), source.reason)
+            return set()
+        recorded = self.journal.stats(self.sync_id, recent_errors=0).entries
+        count = sum(len(decisions[ch.id].deletes) for ch in wanted)
+        with self._lock:
+            granted = self.budget.allow(count, recorded, now)
+        allowed: set[int] = set()
+        used = 0
+        for ch in wanted:
+            n = len(decisions[ch.id].deletes)
+            if used + n <= granted:
+                allowed.add(ch.id)
+                used += n
+            else:
+                held[ch.id] = (
+                    f"delete held by max_delete ({self.budget.limit(recorded)} per "
+                    f"{self.sync.rescan_interval:g}s of {recorded} objects)",
+                    now + self.rescan_ns,
+                )
+        if used < granted:
+            with self._lock:
+                self.budget.refund(granted - used)
+        if held:
+            self._note_held(len(held), "max_delete guard")
+        return allowed
+
+    def _note_held(self, n: int, why: str) -> None:
+        with self._lock:
+            self.counters.held_deletes += n
+        event(log, logging.WARNING, "deletes_held", sync=self.name, count=n, reason=why)
+
+    def _pause(self, why: str) -> None:
+        self._paused_until_ns = self.clock() + PAUSE_AFTER_STOP_NS
+        self.state = State.PAUSED
+        self.reason = why
+        event(
+            log,
+            logging.ERROR,
+            "sync_paused",
+            sync=self.name,
+            error=why,
+            retry_in_s=PAUSE_AFTER_STOP_NS // SECOND,
+        )
+
+    # ------------------------------------------------------------------------------------------------
+
+    def next_wakeup_ns(self) -> int:
+        """When ``step`` next has scheduled work (the service sleeps until then or an event)."""
+        candidates = [self._next_check_ns, self._next_reconcile_ns, self._next_probe_ns]
+        if self._paused_until_ns > self.clock():
+            candidates.append(self._paused_until_ns)
+        return min(candidates)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the service publishes about this worker (status file, STATUS=, metrics)."""
+        with self._lock:
+            return {
+                "state": self.state.value,
+                "reason": self.reason,
+                "root": str(self.root),
+                "files": self.counters.files,
+                "bytes_sent": self.counters.bytes_sent,
+                "errors": self.counters.errors,
+                "held_deletes": self.counters.held_deletes,
+                "reconciles": self.counters.reconciles,
+            }
+
+
+class _OpLog:
+    """The executor's progress subscriber: one log line per operation."""
+
+    def __init__(self, sync: str) -> None:
+        self.sync = sync
+
+    def plan_ready(self, entries: int, total_bytes: int) -> None:
+        return None
+
+    def bytes_moved(self, n: int) -> None:
+        return None
+
+    def entry_done(self, path: str, action: str, ok: bool, message: str = "") -> None:
+        if ok:
+            event(log, logging.INFO, "op", sync=self.sync, action=action, path=path)
+        else:
+            event(
+                log, logging.WARNING, "op", sync=self.sync, action=action, path=path, ok=False, error=message
+            )
+
+    def close(self) -> None:
+        return None
+
+
+def to_journal(change: FsChange, debounce_ns: int) -> Change:
+    kind = {Kind.UPSERT: ChangeKind.UPSERT, Kind.DELETE: ChangeKind.DELETE, Kind.MOVE: ChangeKind.MOVE}[
+        change.kind
+    ]
+    return Change(
+        change.path,
+        kind,
+        change.src_path,
+        observed_ns=change.observed_ns,
+        due_ns=change.observed_ns + debounce_ns,
+    )
+
+
+def local_entry(root: Path, path: str) -> LocalEntry | None:
+    """The file at ``path`` now, if it is a regular file (symlinks are not followed: the scanner
+    decides about them at the next reconcile)."""
+    if path.rpartition("/")[2].startswith(TMP_PREFIX):
+        return None
+    try:
+        st = os.lstat(root / path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        event(log, logging.INFO, "stat_failed", path=path, error=exc.strerror)
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return LocalEntry(path, FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+
+
+def options_hash(sync: SyncConfig) -> str:
+    """What the journal compares to notice a sync whose meaning changed (never secrets)."""
+    import hashlib
+    import json
+
+    data = [str(sync.source), sync.bucket, sync.prefix, sync.encrypt_key_file is not None]
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
+
+
+def describe_exc(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def mirror_reconciler(options_for: Callable[[SyncWorker], Any]) -> Reconciler:
+    """The default reconcile: one ``run_mirror`` pass (scan + listing + plan + execute)."""
+
+    def reconcile(worker: SyncWorker, stop: threading.Event) -> Any:
+        from ks3sync.mirror import run_mirror
+
+        started = time.monotonic()
+        event(log, logging.INFO, "reconcile_started", sync=worker.name)
+        result = run_mirror(
+            worker.store,
+            worker.journal,
+            worker.sync_id,
+            worker.root,
+            Direction.UPLOAD,
+            options_for(worker),
+            progress=_OpLog(worker.name),
+            clock=worker.clock,
+        )
+        event(
+            log,
+            logging.INFO if result.ok else logging.WARNING,
+            "reconcile_done",
+            sync=worker.name,
+            uploaded=result.uploaded,
+            copied=result.copied,
+            deleted=result.deleted,
+            adopted=result.adopted,
+            skipped=result.skipped,
+            failed=len(result.failed),
+            refused_deletes=result.refused_deletes,
+            bytes_sent=result.bytes_sent,
+            seconds=round(time.monotonic() - started, 3),
+            stopped=result.stopped,
+        )
+        for warning in result.warnings:
+            event(log, logging.WARNING, "reconcile_warning", sync=worker.name, warning=warning)
+        return result
+
+    return reconcile
