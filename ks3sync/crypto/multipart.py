@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from ks3sync.crypto.encrypt import CHUNK_SIZE, EncryptedStream, as_source, new_iv
+from ks3sync.crypto.encrypt import CACHE_LIMIT, CHUNK_SIZE, EncryptedStream, as_source, new_iv
 from ks3sync.crypto.envelope import (
     BLOCK_SIZE,
     IV_SIZE,
@@ -83,6 +83,7 @@ class MultipartEncryptor:
         iv: bytes | None = None,
         *,
         chunk_size: int = CHUNK_SIZE,
+        cache_limit: int = CACHE_LIMIT,
         _next_part_number: int = 1,
         _chain: bytes | None = None,
     ) -> None:
@@ -91,6 +92,7 @@ class MultipartEncryptor:
         if len(self.iv) != IV_SIZE:
             raise ValueError(f"IV must be {IV_SIZE} bytes, got {len(self.iv)}")
         self._chunk_size = chunk_size
+        self._cache_limit = cache_limit
         self.next_part_number = _next_part_number
         self._chain = self.iv if _chain is None else bytes(_chain)
         self.finished = False
@@ -104,17 +106,19 @@ class MultipartEncryptor:
         next_part_number: int,
         chain_block: bytes | None,
         chunk_size: int = CHUNK_SIZE,
+        cache_limit: int = CACHE_LIMIT,
     ) -> MultipartEncryptor:
         """Continue an upload whose parts 1..next_part_number−1 are done; ``chain_block`` is the recorded
         chain block of part next_part_number−1 (None when starting at part 1)."""
         if next_part_number < 1:
             raise ValueError(f"part numbers start at 1, got {next_part_number}")
         if next_part_number == 1:
-            return cls(key, iv, chunk_size=chunk_size)
+            return cls(key, iv, chunk_size=chunk_size, cache_limit=cache_limit)
         if chain_block is None or len(chain_block) != BLOCK_SIZE:
             raise ValueError(f"resuming at part {next_part_number} needs the {BLOCK_SIZE}-byte chain block "
                              f"of part {next_part_number - 1}")
-        return cls(key, iv, chunk_size=chunk_size, _next_part_number=next_part_number, _chain=chain_block)
+        return cls(key, iv, chunk_size=chunk_size, cache_limit=cache_limit, _next_part_number=next_part_number,
+                   _chain=chain_block)
 
     @property
     def encryption(self) -> ObjectEncryption:
@@ -148,6 +152,7 @@ class MultipartEncryptor:
             padded=last,
             plaintext_md5=plaintext_md5,
             chunk_size=self._chunk_size,
+            cache_limit=self._cache_limit,
         )
         part = EncryptedPart(number, stream)
         self._chain = part.chain_block

@@ -61,7 +61,7 @@ class BytesSource:
 
 
 @contextmanager
-def _opened(source: PlaintextSource) -> Iterator[io.RawIOBase | io.BufferedIOBase]:
+def opened(source: PlaintextSource) -> Iterator[io.RawIOBase | io.BufferedIOBase]:
     handle = source.open()
     try:
         yield handle
@@ -69,25 +69,21 @@ def _opened(source: PlaintextSource) -> Iterator[io.RawIOBase | io.BufferedIOBas
         handle.close()
 
 
-def read_blocks(source: PlaintextSource, buffer: bytearray, chunk_size: int) -> Iterator[int]:
-    """Fill ``buffer[:n]`` with the next ``n <= chunk_size`` plaintext bytes and yield ``n``, until
-    ``source.length`` bytes were produced. Every ``n`` but the last equals ``chunk_size``. Raises
-    SourceChangedError if the source ends early (the file shrank while being read)."""
-    remaining = source.length
-    view = memoryview(buffer)
-    with _opened(source) as handle:
-        while remaining > 0:
-            want = min(chunk_size, remaining)
-            got = 0
-            while got < want:
-                n = handle.readinto(view[got:want])
-                if not n:
-                    raise SourceChangedError(
-                        f"{_describe(source)} ended {remaining - got} bytes early (changed while reading)"
-                    )
-                got += n
-            remaining -= want
-            yield want
+def read_exactly(
+    handle: io.RawIOBase | io.BufferedIOBase, view: memoryview, source: PlaintextSource, remaining: int
+) -> None:
+    """Fill ``view`` completely from ``handle``. ``remaining`` (bytes still owed by the source, this read
+    included) only makes the message exact. Raises SourceChangedError if the source ends early (the file
+    shrank while it was read)."""
+    got = 0
+    want = len(view)
+    while got < want:
+        n = handle.readinto(view[got:])
+        if not n:
+            raise SourceChangedError(
+                f"{_describe(source)} ended {remaining - got} bytes early (changed while reading)"
+            )
+        got += n
 
 
 def _describe(source: PlaintextSource) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -154,11 +155,24 @@ def test_file_source_and_slices(tmp_path: Path) -> None:
 def test_file_that_shrinks_between_passes_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     path.write_bytes(DATA)
-    body = EncryptedFileBody(KEY, path)
+    body = EncryptedFileBody(KEY, path, cache_limit=0)
     body.content_md5()
     path.write_bytes(DATA[:500])
     with pytest.raises(SourceChangedError, match="ended 500 bytes early"):
         b"".join(body.chunks())
+
+
+def test_small_bodies_send_the_bytes_they_hashed(tmp_path: Path) -> None:
+    # Below the cache limit the ciphertext of the hashing pass is what is sent (and re-sent on retries),
+    # so a file rewritten in between cannot make the body disagree with its Content-MD5.
+    path = tmp_path / "f.bin"
+    path.write_bytes(DATA)
+    body = EncryptedFileBody(KEY, path)
+    md5 = body.content_md5()
+    path.write_bytes(os.urandom(len(DATA)))
+    sent = b"".join(body.chunks())
+    assert hashlib.md5(sent).digest() == md5
+    assert decrypt_object(KEY, body.metadata(), sent) == DATA
 
 
 def test_object_encryption_round_trips_through_metadata() -> None:

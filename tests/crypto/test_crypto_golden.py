@@ -113,3 +113,19 @@ def test_multipart_parts_concatenate_to_the_single_put_vector(
         "x-kss-meta-unencrypted-content-md5": base64.b64encode(hashlib.md5(data[16384:]).digest()).decode(),
     }
     assert encryptor.finished
+
+
+@pytest.mark.parametrize("n", sorted(LARGE))
+@pytest.mark.parametrize("cache_limit", [0, 1 << 20])
+def test_large_vectors_hash_first_then_send(
+    n: int, cache_limit: int, golden_key: EncryptionKey, golden_iv: bytes, plain: Callable[[int], bytes]
+) -> None:
+    # The transfer order: hashing pass first, then the sending pass, which either re-encrypts (bodies over
+    # the cache limit) or sends the ciphertext kept by the hashing pass.
+    size, sha, _ = LARGE[n]
+    body = EncryptedFileBody(golden_key, plain(n), iv=golden_iv, chunk_size=64, cache_limit=cache_limit)
+    md5 = body.content_md5()
+    wire = b"".join(body.chunks())
+    assert hashlib.sha256(wire).hexdigest() == sha and len(wire) == size
+    assert md5 == hashlib.md5(wire).digest()
+    assert body.metadata()["unencrypted-content-md5"] == base64.b64encode(hashlib.md5(plain(n)).digest()).decode()
