@@ -1,0 +1,188 @@
+"""run_mirror end to end on real files with MemoryStore + MemoryJournal: fast checks of the pass logic
+(what gets written, what is skipped, guards, dry run, stale uploads). tests/mirror/test_mirror_local_server.py
+runs the same scenarios over HTTP with the SQLite journal."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ks3sync.mirror import MirrorOptions, run_mirror
+from ks3sync.model import Direction, FileIdentity, UploadRecord
+from ks3sync.store.base import WriteOptions
+from ks3sync.store.memory import MemoryStore
+from ks3sync.transfer import TransferOptions
+from ks3sync.transfer.bodies import MemoryBody
+from ks3sync.transfer.checkpoint import MemoryJournal
+
+KIB = 1024
+HOUR_NS = 3600 * 10**9
+
+
+def options(**kw: object) -> MirrorOptions:
+    transfer = TransferOptions(jobs=4, part_size=100 * KIB, multipart_threshold=200 * KIB)
+    base: dict[str, object] = {"transfer": transfer}
+    base.update(kw)
+    return MirrorOptions(**base)  # type: ignore[arg-type]
+
+
+def tree(root: Path, files: dict[str, bytes]) -> None:
+    for path, data in files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, MemoryStore, MemoryJournal]:
+    src = tmp_path / "src"
+    src.mkdir()
+    tree(src, {"a.txt": b"alpha", "dir/b.txt": b"bravo", "dir/sub/c.bin": os.urandom(300 * KIB), "empty": b""})
+    return src, MemoryStore(prefix="m/"), MemoryJournal()
+
+
+def up(src: Path, store: MemoryStore, journal: MemoryJournal, **kw: object):
+    return run_mirror(store, journal, 1, src, Direction.UPLOAD, options(**kw))
+
+
+def test_first_pass_uploads_second_pass_writes_nothing(setup) -> None:
+    src, store, journal = setup
+    result = up(src, store, journal)
+    assert result.ok and (result.uploaded, result.skipped) == (4, 0)
+    assert {e.path: store.data(e.path) for e in store.list()} == read_tree(src)
+    store.calls.clear()
+    again = up(src, store, journal)
+    assert again.ok and again.skipped == 4 and again.uploaded == 0
+    assert store.writes() == []
+    assert journal.passes and len(journal.passes) == 2
+
+
+def test_modify_delete_rename_sends_exactly_put_copy_delete(setup) -> None:
+    src, store, journal = setup
+    assert up(src, store, journal).ok
+    (src / "a.txt").write_bytes(b"alpha, changed")
+    (src / "empty").unlink()
+    os.rename(src / "dir" / "b.txt", src / "moved.txt")
+    store.calls.clear()
+    result = up(src, store, journal, delete=True)
+    assert result.ok, result.failed
+    assert sorted(store.writes()) == [("copy", "moved.txt"), ("delete", "dir/b.txt"), ("delete", "empty"),
+                                      ("put", "a.txt")]
+    assert (result.uploaded, result.copied, result.deleted) == (1, 1, 2)
+    assert {e.path: store.data(e.path) for e in store.list()} == read_tree(src)
+
+
+def test_duplicate_content_becomes_a_copy(setup) -> None:
+    src, store, journal = setup
+    assert up(src, store, journal).ok
+    (src / "dup.txt").write_bytes(b"bravo")
+    store.calls.clear()
+    result = up(src, store, journal)
+    assert result.copied == 1 and store.writes() == [("copy", "dup.txt")]
+
+
+def test_emptied_source_deletes_nothing_without_force(setup) -> None:
+    src, store, journal = setup
+    assert up(src, store, journal).ok
+    for path in list(read_tree(src)):
+        (src / path).unlink()
+    store.calls.clear()
+    result = up(src, store, journal, delete=True)
+    assert result.refused_deletes == 4 and result.deleted == 0 and store.writes() == []
+    assert result.warnings and "empty" in result.warnings[0]
+    forced = up(src, store, journal, delete=True, force=True)
+    assert forced.deleted == 4 and list(store.list()) == []
+
+
+def test_max_delete_count(setup) -> None:
+    src, store, journal = setup
+    assert up(src, store, journal).ok
+    (src / "a.txt").unlink()
+    (src / "empty").unlink()
+    result = up(src, store, journal, delete=True, max_delete=1, max_delete_percent=None)
+    assert result.refused_deletes == 2 and result.deleted == 0
+
+
+def test_dry_run_changes_nothing(setup) -> None:
+    src, store, journal = setup
+    result = up(src, store, journal, dry_run=True, delete=True)
+    assert result.dry_run and result.plan is not None and len(result.plan.transfers) == 4
+    assert store.writes() == [] and journal.cp.synced_entries == {} and journal.passes == []
+
+
+def test_restore_into_empty_folder_and_no_op_second_time(setup, tmp_path: Path) -> None:
+    src, store, journal = setup
+    assert up(src, store, journal).ok
+    dst = tmp_path / "restore"
+    dst.mkdir()
+    down_journal = MemoryJournal()
+    result = run_mirror(store, down_journal, 1, dst, Direction.DOWNLOAD, options())
+    assert result.ok and result.downloaded == 4
+    assert read_tree(dst) == read_tree(src)
+    for path in read_tree(src):
+        assert os.stat(dst / path).st_mtime_ns == os.stat(src / path).st_mtime_ns
+    again = run_mirror(store, down_journal, 1, dst, Direction.DOWNLOAD, options())
+    assert again.downloaded == 0 and again.skipped == 4
+    # Lost journal: files are hashed and adopted, not downloaded again.
+    fresh = run_mirror(store, MemoryJournal(), 1, dst, Direction.DOWNLOAD, options())
+    assert fresh.adopted == 4 and fresh.downloaded == 0
+
+
+def test_lost_journal_adopts_instead_of_uploading(setup) -> None:
+    src, store, journal = setup
+    assert up(src, store, journal).ok
+    store.calls.clear()
+    result = up(src, store, MemoryJournal())
+    assert result.adopted == 4 and store.writes() == []
+
+
+def test_restore_refuses_escaping_keys_and_skips_deletes(setup, tmp_path: Path) -> None:
+    _, store, _ = setup
+    store.put("../evil", MemoryBody(b"x"),
+              WriteOptions())
+    store.put("ok.txt", MemoryBody(b"fine"),
+              WriteOptions())
+    dst = tmp_path / "restore"
+    dst.mkdir()
+    (dst / "local-only").write_bytes(b"keep me")
+    result = run_mirror(store, MemoryJournal(), 1, dst, Direction.DOWNLOAD, options(delete=True, force=True))
+    assert [p for p, _ in result.failed] == ["../evil"] and "refusing" in result.failed[0][1]
+    assert (dst / "ok.txt").read_bytes() == b"fine"
+    assert (dst / "local-only").exists() and result.deletes_skipped == 1
+    assert not (tmp_path / "evil").exists()
+
+
+def test_stale_uploads_are_aborted_at_start(setup) -> None:
+    src, store, journal = setup
+    now = [10 * 24 * HOUR_NS]
+    store._clock = lambda: now[0]  # type: ignore[method-assign]
+    old = store.create_upload("orphan", WriteOptions())
+    now[0] += 25 * HOUR_NS
+    young = store.create_upload("young", WriteOptions())
+    vanished = store.create_upload("vanished.bin", WriteOptions())
+    journal.cp.upload_started(UploadRecord("vanished.bin", "m/vanished.bin", vanished, 100 * KIB,
+                                           FileIdentity(1, 1, 1, 1), 0))
+    result = run_mirror(store, journal, 1, src, Direction.UPLOAD, options(), clock=lambda: now[0])
+    assert result.ok and result.aborted_uploads == 2
+    assert [u.upload_id for u in store.list_uploads()] == [young]
+    assert old not in store.uploads and not journal.cp.uploads
+
+
+def test_changed_file_after_failed_pass_is_retried_next_pass(setup) -> None:
+    from ks3sync.errors import TransientError
+
+    src, store, journal = setup
+    store.inject("put", TransientError("flaky"), times=2, path="a.txt")
+    first = up(src, store, journal, delete=True)
+    assert [p for p, _ in first.failed] == ["a.txt"]
+    assert "a.txt" not in journal.cp.synced_entries
+    second = up(src, store, journal, delete=True)
+    assert second.ok and second.uploaded == 1 and second.skipped == 3
