@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ks3sync.ks3 import (
     BucketAlreadyExists,
@@ -593,3 +595,30 @@ def test_file_changed_in_place_is_rejected_by_content_md5(client, bucket, tmp_pa
     assert info.value.code in ("InvalidDigest", "BadDigest")
     with pytest.raises(NoSuchKey):
         client.head_object(bucket, "mutates")
+
+
+@pytest.fixture(scope="module")
+def property_bucket(local_server):
+    name = f"ks3-client-prop-{os.getpid()}"
+    with make_client(local_server) as c:
+        c.create_bucket(name)
+        yield name
+        c.delete_objects(name, [o.key for o in c.iter_objects(name) if isinstance(o, ObjectSummary)])
+        c.delete_bucket(name)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.text(min_size=1, max_size=40))
+def test_any_key_roundtrips_through_put_list_copy_get_delete(local_server, property_bucket, key):
+    data = key.encode("utf-8", "surrogatepass")
+    with make_client(local_server) as c:
+        c.put_object(property_bucket, key, data, metadata={"n": "1"})
+        listed = [o.key for o in c.iter_objects(property_bucket, prefix=key) if isinstance(o, ObjectSummary)]
+        assert key in listed
+        c.copy_object(property_bucket, key, property_bucket, key + ".copy")
+        with c.get_object(property_bucket, key + ".copy") as response:
+            assert response.read() == data
+        result = c.delete_objects(property_bucket, [key, key + ".copy"])
+        assert sorted(result.deleted) == sorted([key, key + ".copy"])
+        with pytest.raises(NoSuchKey):
+            c.head_object(property_bucket, key)
