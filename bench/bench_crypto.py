@@ -2,6 +2,7 @@
 
     /work/venv/bin/python -m bench.bench_crypto                 # 256 MiB
     /work/venv/bin/python -m bench.bench_crypto --size-mib 1024 # 1 GiB
+    /work/venv/bin/python -m bench.bench_crypto --size-mib 1024 --upload   # + uploads to a local-server
 
 Rows (MB/s = 10^6 bytes of plaintext per second, best of --runs; the file is in the page cache):
   raw AES-128-CBC        pycryptodome on an in-memory buffer, 64 KiB calls with output= (the ceiling)
@@ -13,6 +14,13 @@ Rows (MB/s = 10^6 bytes of plaintext per second, best of --runs; the file is in 
   PUT path total         pass 1 (md5 known) + pass 2: what a single encrypted PUT costs the client CPU
   multipart parts        MultipartEncryptor.next_part (sequential hash pass) + chunks() of every part
   decrypt                ObjectDecryptor over 64 KiB chunks, verifying the plaintext MD5
+
+With --upload, the same file is also uploaded to a `ks3sync local-server` subprocess (loopback, --no-fsync;
+the server's CPU shares the machine with the client), wall time from first byte read to confirmed ETag:
+  ks3sync PUT plain / encrypted              Client.put_object with FileRangeBody / EncryptedFileBody
+  ks3sync multipart plain / encrypted        16 MiB parts, 4 upload threads (encrypted: parts encrypted
+                                             in order by MultipartEncryptor, uploaded concurrently)
+  SDK PUT plain / encrypted                  ks3sdk 1.18.0 set_contents_from_filename (local_encrypt=True)
 """
 
 from __future__ import annotations
@@ -21,15 +29,19 @@ import argparse
 import hashlib
 import io
 import os
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from Crypto.Cipher import AES
 
 from ks3sync.crypto import EncryptedFileBody, EncryptionKey, FileSlice, MultipartEncryptor, ObjectDecryptor
+from ks3sync.ks3 import Client, ClientConfig, FileRangeBody, RetryPolicy
 
 CHUNK = 64 * 1024
 MB = 1_000_000
@@ -56,12 +68,99 @@ def best_of(runs: int, action: Callable[[], object]) -> float:
     return best
 
 
+AK, SK = "BENCHCRYPTOAK", "bench-crypto-secret"
+
+
+@contextmanager
+def local_server(root: Path) -> Iterator[tuple[str, int]]:
+    port_file = root / "port"
+    env = dict(os.environ, KS3_ACCESS_KEY=AK, KS3_SECRET_KEY=SK)
+    argv = [sys.executable, "-m", "ks3sync", "local-server", "--root", str(root / "data"), "--port", "0",
+            "--port-file", str(port_file), "--no-fsync"]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("local-server did not start")
+            time.sleep(0.05)
+        port = int(port_file.read_text().strip())
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def upload_rows(tmp: Path, path: Path, key: EncryptionKey, part: int, skip_sdk: bool) -> list[tuple[str, float]]:
+    size = path.stat().st_size
+    key_file = tmp / "bench.key"
+    key_file.write_bytes(b"bench-key-16byte")
+    key_file.chmod(0o600)
+    rows: list[tuple[str, float]] = []
+    with local_server(tmp / "server") as (endpoint, port):
+        config = ClientConfig(endpoint=endpoint, access_key=AK, secret_key=SK, timeout=300.0,
+                              retry=RetryPolicy(max_attempts=2, base_delay=0.1))
+        with Client(config) as client:
+            client.create_bucket("bench-crypto")
+
+            def timed(name: str, action: Callable[[], object]) -> None:
+                started = time.perf_counter()
+                action()
+                rows.append((name, time.perf_counter() - started))
+
+            def put_plain() -> None:
+                client.put_object("bench-crypto", "plain", FileRangeBody(path))
+
+            def put_encrypted() -> None:
+                body = EncryptedFileBody(key, path)
+                client.put_object("bench-crypto", "enc", body, metadata=body.metadata())
+
+            def multipart(encrypted: bool) -> None:
+                encryptor = MultipartEncryptor(key)
+                name = "mp-enc" if encrypted else "mp-plain"
+                upload_id = client.initiate_multipart(
+                    "bench-crypto", name, metadata=encryptor.initiate_metadata() if encrypted else None)
+                with ThreadPoolExecutor(4) as pool:
+                    futures = []
+                    for number, offset in enumerate(range(0, size, part), start=1):
+                        length = min(part, size - offset)
+                        if encrypted:
+                            body: object = encryptor.next_part(FileSlice(str(path), offset, length),
+                                                               last=offset + length == size)
+                        else:
+                            body = FileRangeBody(path, offset, length)
+                        futures.append(pool.submit(client.upload_part, "bench-crypto", name, upload_id, number, body))
+                    results = [f.result() for f in futures]
+                client.complete_multipart("bench-crypto", name, upload_id, [(r.part_number, r.etag) for r in results])
+
+            timed("upload: ks3sync PUT plain", put_plain)
+            timed("upload: ks3sync PUT encrypted", put_encrypted)
+            timed(f"upload: ks3sync multipart plain ({part >> 20} MiB x4)", lambda: multipart(False))
+            timed(f"upload: ks3sync multipart encrypted ({part >> 20} MiB x4)", lambda: multipart(True))
+        if not skip_sdk:
+            from ks3.connection import Connection, PathCallingFormat
+
+            for encrypted in (False, True):
+                extra = {"local_encrypt": True, "local_key_path": str(key_file)} if encrypted else {}
+                connection = Connection(AK, SK, host="127.0.0.1", port=port, is_secure=False,
+                                        calling_format=PathCallingFormat(), timeout=300, **extra)
+                target = connection.get_bucket("bench-crypto").new_key("sdk-enc" if encrypted else "sdk-plain")
+                label = "encrypted" if encrypted else "plain"
+                timed(f"upload: SDK PUT {label}", lambda t=target: t.set_contents_from_filename(str(path)))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--part-mib", type=int, default=16)
-    parser.add_argument("--skip-sdk", action="store_true", help="skip the (slow) SDK reference row")
+    parser.add_argument("--skip-sdk", action="store_true", help="skip the (slow) SDK reference rows")
+    parser.add_argument("--upload", action="store_true", help="also upload the file to a local-server")
     args = parser.parse_args(argv)
     size = args.size_mib << 20
     key = EncryptionKey(b"bench-key-16byte")
@@ -155,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             decryptor.finish()
 
         rows.append(("decrypt + verify MD5", best_of(args.runs, decrypt)))
+        cipher_path.unlink()
+        if args.upload:
+            rows.extend(upload_rows(Path(tmp), path, key, args.part_mib << 20, args.skip_sdk))
 
     aes = rows[0][1]
     print(f"\nclient-side encryption, {args.size_mib} MiB, best of {args.runs}, CPU: {os.cpu_count()} cores shared")
