@@ -166,13 +166,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
                           extra={"ActualObjectSize": str(size)})
         return max(size - suffix, 0), size - 1
     first = int(first_s)
-    last = int(last_s) if last_s else size - 1
-    if last < first:
+    if last_s and int(last_s) < first:  # syntactically invalid: ignored, as RFC 7233 says
         return None
     if first >= size:
         raise S3Error("InvalidRange", headers=[("Content-Range", f"bytes */{size}")],
                       extra={"ActualObjectSize": str(size)})
-    return first, min(last, size - 1)
+    return first, min(int(last_s) if last_s else size - 1, size - 1)
 
 
 async def _get_or_head(ctx: Context, with_body: bool) -> Response:
