@@ -185,18 +185,18 @@ def local_credentials(state_dir: Path) -> tuple[str, str]:
 
 def resolve_connection(endpoint: str | None, config: Config | None, state_dir: Path) -> Connection:
     """Flag beats config; credentials from KS3_ACCESS_KEY/KS3_SECRET_KEY beat the config file."""
-    chosen = endpoint or (config.endpoint if config is not None else None)
+    chosen: str | None = endpoint or (config.endpoint if config is not None else None)
     if not chosen:
         die("no endpoint: pass --endpoint URL (or 'local' for an embedded test server) or --config FILE")
     if chosen == LOCAL_ENDPOINT:
-        access_key, secret_key = local_credentials(state_dir)
-        return Connection(LOCAL_ENDPOINT, access_key, secret_key, True)
+        local_access, local_secret = local_credentials(state_dir)
+        return Connection(LOCAL_ENDPOINT, local_access, local_secret, True)
     if "://" not in chosen:
         chosen = "https://" + chosen
     if not chosen.startswith(("http://", "https://")):
         die(f"--endpoint: expected http(s)://host[:port] or 'local', got {chosen!r}")
-    access_key = os.environ.get("KS3_ACCESS_KEY")
-    secret_key = os.environ.get("KS3_SECRET_KEY")
+    access_key: str | None = os.environ.get("KS3_ACCESS_KEY")
+    secret_key: str | None = os.environ.get("KS3_SECRET_KEY")
     if (not access_key or not secret_key) and config is not None and config.credentials is not None:
         access_key = access_key or config.credentials.access_key
         secret_key = secret_key or config.credentials.secret_key

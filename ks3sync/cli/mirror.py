@@ -181,7 +181,8 @@ class _Settings:
 
         flags = self.flags
         transfer_cfg = self.config.transfer if self.config is not None else None
-        max_count, max_percent = None, 50.0
+        max_count: int | None = None
+        max_percent: float | None = 50.0
         if flags["max_delete"] is not None:
             try:
                 limit = parse_max_delete(flags["max_delete"])

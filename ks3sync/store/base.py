@@ -13,6 +13,7 @@ Must not import: ks3sync.ks3 (only the adapter does), the journal, the planner, 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ class Store(Protocol):
         self, path: str, upload_id: str, part_number: int, body: Body, metadata: Mapping[str, str] | None = None
     ) -> PartResult: ...
 
-    def list_parts(self, path: str, upload_id: str) -> list[PartResult]: ...
+    def list_parts(self, path: str, upload_id: str) -> builtins.list[PartResult]: ...
 
     def complete_upload(
         self, path: str, upload_id: str, parts: Sequence[PartResult], *, expected_crc64: int | None = None
@@ -132,14 +133,14 @@ class Store(Protocol):
 
     def abort_upload(self, path: str, upload_id: str) -> None: ...
 
-    def list_uploads(self) -> list[PendingUpload]: ...
+    def list_uploads(self) -> builtins.list[PendingUpload]: ...
 
     def copy(self, src_path: str, dst_path: str, *, dst_key: str | None = None) -> WriteResult:
         """Server-side copy of ``src_path`` to ``dst_path`` (or to the absolute ``dst_key`` in the same
         bucket, e.g. under a backup prefix). Metadata is copied."""
         ...
 
-    def delete_many(self, paths: Sequence[str]) -> list[tuple[str, str]]:
+    def delete_many(self, paths: Sequence[str]) -> builtins.list[tuple[str, str]]:
         """Delete the objects; returns (path, reason) for each one that could not be deleted."""
         ...
 

@@ -11,6 +11,7 @@ Imports ks3sync.ks3 (this is the only store module that does) and store.base.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import mimetypes
 from collections.abc import Iterator, Mapping, Sequence
@@ -116,7 +117,7 @@ class KS3Store:
     # ------------------------------------------------------------------ reading
 
     def list(self) -> Iterator[RemoteEntry]:
-        entries: list[RemoteEntry] = []
+        entries: builtins.list[RemoteEntry] = []
         in_order = True
         last = b""
         try:
@@ -178,7 +179,7 @@ class KS3Store:
             result = self.client.put_object(
                 self.bucket,
                 self.key_for(path),
-                body,  # type: ignore[arg-type]
+                body,
                 content_type=self._content_type(path, options),
                 acl=options.acl,
                 storage_class=options.storage_class,
@@ -207,13 +208,13 @@ class KS3Store:
         headers = {f"x-kss-meta-{name}": value for name, value in (metadata or {}).items()}
         try:
             result = self.client.upload_part(
-                self.bucket, self.key_for(path), upload_id, part_number, body, headers=headers  # type: ignore[arg-type]
+                self.bucket, self.key_for(path), upload_id, part_number, body, headers=headers
             )
         except KS3Error as exc:
             raise self._error(exc) from exc
         return PartResult(result.part_number, result.etag, result.size, result.crc64)
 
-    def list_parts(self, path: str, upload_id: str) -> list[PartResult]:
+    def list_parts(self, path: str, upload_id: str) -> builtins.list[PartResult]:
         try:
             return [
                 PartResult(p.part_number, p.etag, p.size, p.crc64)
@@ -243,7 +244,7 @@ class KS3Store:
         except KS3Error as exc:
             raise self._error(exc) from exc
 
-    def list_uploads(self) -> list[PendingUpload]:
+    def list_uploads(self) -> builtins.list[PendingUpload]:
         try:
             return [
                 PendingUpload(self._path_of(u.key), u.key, u.upload_id, _ns(u.initiated))
@@ -261,7 +262,7 @@ class KS3Store:
             raise self._error(exc) from exc
         return WriteResult(result.etag, result.crc64)
 
-    def delete_many(self, paths: Sequence[str]) -> list[tuple[str, str]]:
+    def delete_many(self, paths: Sequence[str]) -> builtins.list[tuple[str, str]]:
         by_key = {self.key_for(path): path for path in paths}
         try:
             result = self.client.delete_objects(self.bucket, list(by_key), quiet=True)

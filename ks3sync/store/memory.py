@@ -12,6 +12,7 @@ Thread-safe (one lock); the executor's workers call it concurrently.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import threading
@@ -93,7 +94,7 @@ class MemoryStore:
         self._lock: threading.RLock = shared._lock if shared else threading.RLock()
         self.objects: dict[str, _Object] = shared.objects if shared else {}
         self.uploads: dict[str, _Upload] = shared.uploads if shared else {}
-        self.calls: list[tuple[str, str]] = shared.calls if shared else []
+        self.calls: builtins.list[tuple[str, str]] = shared.calls if shared else []
         self._faults: list[_Fault] = shared._faults if shared else []
 
     # ------------------------------------------------------------------ test helpers
@@ -102,7 +103,7 @@ class MemoryStore:
         with self._lock:
             self._faults.append(_Fault(op, exc, times, path))
 
-    def writes(self) -> list[tuple[str, str]]:
+    def writes(self) -> builtins.list[tuple[str, str]]:
         with self._lock:
             return [call for call in self.calls if call[0] in WRITE_OPS]
 
@@ -214,7 +215,7 @@ class MemoryStore:
             self._upload(path, upload_id).parts[part_number] = (data, md5, crc)
         return PartResult(part_number, md5, len(data), crc)
 
-    def list_parts(self, path: str, upload_id: str) -> list[PartResult]:
+    def list_parts(self, path: str, upload_id: str) -> builtins.list[PartResult]:
         self._enter("list_parts", path)
         with self._lock:
             upload = self._upload(path, upload_id)
@@ -264,7 +265,7 @@ class MemoryStore:
             self._upload(path, upload_id)
             del self.uploads[upload_id]
 
-    def list_uploads(self) -> list[PendingUpload]:
+    def list_uploads(self) -> builtins.list[PendingUpload]:
         self._enter("list_uploads", "")
         with self._lock:
             rows = [
@@ -294,8 +295,8 @@ class MemoryStore:
             self.objects[target] = obj
         return WriteResult(obj.etag, obj.crc64)
 
-    def delete_many(self, paths: Sequence[str]) -> list[tuple[str, str]]:
-        failed: list[tuple[str, str]] = []
+    def delete_many(self, paths: Sequence[str]) -> builtins.list[tuple[str, str]]:
+        failed: builtins.list[tuple[str, str]] = []
         for path in paths:
             try:
                 self._enter("delete", path)

@@ -87,7 +87,7 @@ def _single_put(ctx: TransferContext, path: str, abs_path: Path, fd: int, identi
         body = FileBody(abs_path, 0, identity.size, plain_md5)
     # Empty files are stored unencrypted, as the SDK does.
     encrypted = key is not None and identity.size > 0
-    if encrypted:
+    if key is not None and encrypted:
         from ks3sync.crypto.encrypt import EncryptedFileBody
         from ks3sync.crypto.errors import CryptoError
         from ks3sync.crypto.source import FileSlice
