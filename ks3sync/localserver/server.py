@@ -150,12 +150,13 @@ def serve_forever(config: ServerConfig, port_file: Path | None = None) -> int:
     app = KS3App(config)
 
     def announce() -> None:
-        shown = f"[{host}]" if ":" in host else host
-        print(f"listening on http://{shown}:{port}", flush=True)
+        # The port file first: whoever reads the announcement may then rely on the file too.
         if port_file is not None:
             tmp = port_file.with_name(port_file.name + ".tmp")
             tmp.write_text(f"{port}\n")
             tmp.replace(port_file)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"listening on http://{shown}:{port}", flush=True)
 
     server = _Server(_uvicorn_config(app, config), announce)
     try:
