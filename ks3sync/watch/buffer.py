@@ -38,6 +38,7 @@ class ChangeBuffer:
         self._overflowed = False
         self._root_gone = False
         self._wakeup = threading.Event()
+        self._listeners: list[Callable[[], None]] = []
 
     # -- observer side ------------------------------------------------------------------------------
     def add(self, notes: Iterable[Observed]) -> None:
@@ -48,12 +49,21 @@ class ChangeBuffer:
                     self._root_gone = True
                 else:
                     self._notes.append((note, now))
+        self._notify()
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """``callback()`` runs (on the observer's thread) whenever notes arrive: keep it tiny."""
+        self._listeners.append(callback)
+
+    def _notify(self) -> None:
         self._wakeup.set()
+        for callback in self._listeners:
+            callback()
 
     def mark_overflow(self) -> None:
         with self._lock:
             self._overflowed = True
-        self._wakeup.set()
+        self._notify()
 
     # -- daemon side --------------------------------------------------------------------------------
     @property

@@ -1,0 +1,183 @@
+"""`ks3sync run --config FILE`: the sync service in the foreground (systemd runs it as Type=notify).
+
+Wires the concrete parts: config → journal (state_dir/journal.db) → one KS3 client → a KS3Store per
+sync → the daemon's Service; installs SIGTERM/SIGINT handlers and runs until one arrives. Exit status:
+0 after a clean stop (also when in-flight work had to be left to the next start: the journal has it),
+2 for a configuration problem (one line), 1 if the service could not start at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ks3sync.cli.check_config import load_config_or_exit
+
+log = logging.getLogger("ks3sync.daemon")
+
+
+@click.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The YAML configuration file (see config/ks3sync.example.yaml).",
+)
+@click.option(
+    "--stop-timeout",
+    default=8.0,
+    show_default=True,
+    type=click.FloatRange(0, 600),
+    help="Seconds to let transfers in flight finish or checkpoint after SIGTERM.",
+)
+def run(config_path: Path, stop_timeout: float) -> None:
+    """Run the sync service in the foreground until SIGTERM or Ctrl-C."""
+    from ks3sync.cli.common import die, resolve_connection
+    from ks3sync.daemon import logs
+
+    config = load_config_or_exit(config_path, check_sources=False)
+    secrets = [config.credentials.secret_key] if config.credentials else []
+    secrets += [v for k, v in os.environ.items() if k == "KS3_SECRET_KEY"]
+    logs.configure(config.logging.level, config.logging.format, secrets=secrets)
+    if not config.syncs:
+        die(f"{config_path}: syncs: nothing to run (the list is empty)")
+    conn = resolve_connection(None, config, config.state_dir)
+
+    from ks3sync.journal import Journal, JournalError
+
+    try:
+        journal = Journal.open(config.journal_path)
+    except JournalError as exc:
+        die(str(exc).splitlines()[0])
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    try:
+        clean = _serve(config, conn, journal, stop, stop_timeout)
+    finally:
+        if not stop.is_set():
+            stop.set()
+    if not clean:
+        # Transfer threads still hold requests open; their work is checkpointed in the journal and
+        # resumes at the next start. Leave now rather than outlive systemd's stop timeout.
+        logging.shutdown()
+        os._exit(0)
+    journal.close()
+    sys.exit(0)
+
+
+def _serve(config: Any, conn: Any, journal: Any, stop: threading.Event, stop_timeout: float) -> bool:
+    from ks3sync.cli.common import open_client
+    from ks3sync.daemon.metrics import Metrics, MetricsUnavailable
+    from ks3sync.daemon.notify import Notifier
+    from ks3sync.daemon.service import Service
+    from ks3sync.daemon.worker import mirror_reconciler
+    from ks3sync.store.ks3store import KS3Store
+
+    transfer_for = _transfer_options_factory(config)
+    metrics = None
+    if config.metrics.enabled:
+        try:
+            metrics = Metrics(config.metrics.host_port)
+        except MetricsUnavailable as exc:
+            from ks3sync.cli.common import die
+
+            die(str(exc))
+        except OSError as exc:
+            from ks3sync.cli.common import die
+
+            die(f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: {exc.strerror}")
+    with open_client(conn, config.state_dir, jobs=config.transfer.jobs) as client:
+        stores = {s.name: KS3Store(client, s.bucket, s.prefix) for s in config.syncs}
+        service = Service(
+            config,
+            journal,
+            stores,
+            transfer_for,
+            reconcile=mirror_reconciler(_mirror_options_factory(transfer_for)),
+            notifier=Notifier(),
+            excluded_for=_excluder,
+            metrics=metrics,
+        )
+        service.start()
+        service.run(stop)
+        return service.shutdown(stop_timeout)
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("ks3sync.daemon").info("signal=%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # No reload: a changed config takes effect at restart (`systemctl restart`), which resumes safely.
+    signal.signal(signal.SIGHUP, lambda *_: log.warning("SIGHUP ignored: restart the service to reload"))
+
+
+def _transfer_options_factory(config: Any) -> Callable[[Any], Any]:
+    from ks3sync.store.base import WriteOptions
+    from ks3sync.transfer.context import TransferOptions
+
+    keys: dict[Path, Any] = {}
+
+    def key_for(path: Path | None) -> Any:
+        if path is None:
+            return None
+        if path not in keys:
+            from ks3sync.cli.common import die
+            from ks3sync.crypto.key import EncryptionKey
+
+            try:
+                keys[path] = EncryptionKey.load(path)
+            except (OSError, ValueError) as exc:
+                die(f"{config.path}: encrypt_key_file: {path}: {exc}")
+        return keys[path]
+
+    def transfer_for(sync: Any) -> Any:
+        t = config.transfer
+        return TransferOptions(
+            jobs=t.jobs,
+            part_size=t.part_size,
+            multipart_threshold=t.multipart_threshold,
+            write=WriteOptions(storage_class=sync.storage_class, acl=sync.acl),
+            encryption_key=key_for(sync.encrypt_key_file),
+            backup_prefix=sync.backup_prefix,
+            bwlimit=float(t.bwlimit) if t.bwlimit else None,
+        )
+
+    # load every key now: a bad key file is a configuration error at start, not a failure hours later
+    for sync in config.syncs:
+        key_for(sync.encrypt_key_file)
+    return transfer_for
+
+
+def _mirror_options_factory(transfer_for: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    from ks3sync.mirror import MirrorOptions
+
+    def options_for(worker: Any) -> Any:
+        sync = worker.sync
+        return MirrorOptions(
+            delete=sync.delete,
+            max_delete=sync.max_delete.count,
+            max_delete_percent=sync.max_delete.percent,
+            excludes=sync.excludes,
+            exclude_from=sync.exclude_from,
+            follow_symlinks=sync.follow_symlinks,
+            transfer=worker.transfer,
+        )
+
+    return options_for
+
+
+def _excluder(sync: Any) -> Callable[[str], bool]:
+    """The sync's exclude rules as a predicate on relative paths (the scanner's Filters)."""
+    return lambda _path: False

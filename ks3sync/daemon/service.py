@@ -1,0 +1,236 @@
+"""The service: every configured sync's worker in one process, systemd notifications, the status file,
+metrics, and a bounded shutdown.
+
+``Service.step(now_ns)`` steps every worker once; a worker that raises is logged and marked, and the
+others go on (one sync failing — its folder unmounted, its bucket gone — never stops the rest).
+``Service.run(stop)`` is the loop ``ks3sync run`` uses: step, then wait for the next scheduled time, an
+event from a watcher, or ``stop``, at most ``TICK`` seconds. ``Service.shutdown()`` stops accepting
+work and waits a bounded time for running transfers to finish or checkpoint.
+
+The status file (``<state_dir>/service.json``, replaced atomically every few seconds) tells
+``ks3sync status`` what the journal cannot: whether the service runs and each sync's live state.
+
+Imports the journal, the store protocol, the transfer options, watch/ and the daemon's own modules;
+concrete KS3 clients are built by the CLI and passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ks3sync.config import Config, SyncConfig
+from ks3sync.daemon.backoff import SECOND
+from ks3sync.daemon.logs import event
+from ks3sync.daemon.notify import Notifier
+from ks3sync.daemon.worker import Reconciler, State, SyncWorker, describe_exc
+from ks3sync.errors import Ks3SyncError
+from ks3sync.journal import Journal, JournalError
+from ks3sync.store.base import Store
+from ks3sync.transfer.context import TransferOptions
+
+log = logging.getLogger("ks3sync.daemon")
+
+TICK = 0.1  # seconds: the longest the loop sleeps between steps
+STATUS_EVERY_NS = 2 * SECOND
+STATUS_FILE = "service.json"
+STOP_TIMEOUT = 8.0  # seconds for in-flight work at shutdown; systemd's TimeoutStopSec is larger
+
+# Errors a worker's step may raise that must not take the other syncs down with it.
+STEP_ERRORS = (Ks3SyncError, JournalError, OSError)
+
+
+class Service:
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        stores: Mapping[str, Store],
+        transfer_for: Callable[[SyncConfig], TransferOptions],
+        *,
+        reconcile: Reconciler,
+        clock: Callable[[], int] = time.time_ns,
+        notifier: Notifier | None = None,
+        watch: bool = True,
+        excluded_for: Callable[[SyncConfig], Callable[[str], bool]] | None = None,
+        metrics: Any = None,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.clock = clock
+        self.notifier = notifier or Notifier({})
+        self.metrics = metrics
+        self.workers: list[SyncWorker] = []
+        self.failed: dict[str, str] = {}  # sync name -> why it could not start
+        self.status_path = config.state_dir / STATUS_FILE
+        self._wake = threading.Event()
+        self._next_status_ns = 0
+        self._next_watchdog = 0.0
+        self._started_at = time.time()
+        self._retry_start_ns: dict[str, int] = {}
+        for sync in config.syncs:
+            self.workers.append(
+                SyncWorker(
+                    sync,
+                    journal,
+                    stores[sync.name],
+                    transfer_for(sync),
+                    reconcile=reconcile,
+                    clock=clock,
+                    watch=watch,
+                    excluded=excluded_for(sync) if excluded_for else (lambda _p: False),
+                    on_done=metrics.done if metrics is not None else None,
+                )
+            )
+
+    # ------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for worker in self.workers:
+            try:
+                worker.start()
+            except STEP_ERRORS as exc:
+                self._worker_failed(worker, exc, "start")
+        self.publish(force=True)
+        self.notifier.ready(self.summary())
+        event(log, logging.INFO, "service_ready", syncs=len(self.workers), pid=os.getpid())
+
+    def step(self, now_ns: int | None = None) -> None:
+        now = self.clock() if now_ns is None else now_ns
+        for worker in self.workers:
+            try:
+                if worker.sync_id < 0:
+                    if now < self._retry_start_ns.get(worker.name, 0):
+                        continue
+                    self._retry_start_ns[worker.name] = now + 30 * SECOND
+                    worker.start()  # it could not start before: try again now and then
+                worker.step(now)
+            except STEP_ERRORS as exc:
+                self._worker_failed(worker, exc, "step")
+            else:
+                if self.failed.pop(worker.name, None) is not None:
+                    event(log, logging.INFO, "sync_recovered", sync=worker.name)
+        self.publish(now)
+        self._ping_watchdog()
+
+    def _worker_failed(self, worker: SyncWorker, exc: BaseException, where: str) -> None:
+        why = describe_exc(exc)
+        if self.failed.get(worker.name) != why:
+            event(
+                log,
+                logging.ERROR,
+                "sync_error",
+                sync=worker.name,
+                during=where,
+                error=why,
+                action="other syncs continue; retried next step",
+            )
+        self.failed[worker.name] = why
+        worker.reason = why
+
+    def run(self, stop: threading.Event) -> None:
+        """Step until ``stop`` is set. Never sleeps past a scheduled time by more than ``TICK``."""
+        for worker in self.workers:
+            worker.buffer.add_listener(self._wake.set)
+        while not stop.is_set():
+            self.step()
+            now = self.clock()
+            soonest = min((w.next_wakeup_ns() for w in self.workers), default=now + SECOND)
+            timeout = min(TICK, max(0.0, (soonest - now) / SECOND))
+            if timeout > 0:
+                self._wake.wait(timeout)
+                self._wake.clear()
+
+    def shutdown(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """Stop accepting work, give running transfers ``timeout`` seconds, record the state.
+        True if everything in flight finished (else the rest resumes at the next start)."""
+        self.notifier.stopping("stopping: finishing transfers in flight")
+        event(log, logging.INFO, "service_stopping", timeout_s=timeout)
+        for worker in self.workers:
+            worker.begin_stop()
+        deadline = time.monotonic() + timeout
+        clean = True
+        for worker in self.workers:
+            clean &= worker.finish_stop(max(0.0, deadline - time.monotonic()))
+        self.publish(force=True, stopped=True)
+        if self.metrics is not None:
+            self.metrics.close()
+        event(log, logging.INFO if clean else logging.WARNING, "service_stopped", clean=clean)
+        return clean
+
+    # ------------------------------------------------------------------------------------------------
+    # status: STATUS= line, status file, metrics, watchdog
+
+    def summary(self) -> str:
+        parts = []
+        for w in self.workers:
+            parts.append(f"{w.name}: {w.state.value}" + (f" ({w.reason})" if w.reason else ""))
+        return "; ".join(parts) or "no syncs configured"
+
+    def publish(self, now_ns: int | None = None, *, force: bool = False, stopped: bool = False) -> None:
+        now = self.clock() if now_ns is None else now_ns
+        if not force and now < self._next_status_ns:
+            return
+        self._next_status_ns = now + STATUS_EVERY_NS
+        syncs: dict[str, Any] = {}
+        for w in self.workers:
+            snap = w.snapshot()
+            if w.name in self.failed:
+                snap["error"] = self.failed[w.name]
+            syncs[w.name] = snap
+            if self.metrics is not None and w.sync_id >= 0:
+                try:
+                    stats = self.journal.stats(w.sync_id, recent_errors=0)
+                except JournalError:
+                    stats = None
+                self.metrics.update(w.name, stats, snap)
+        doc = {
+            "pid": os.getpid(),
+            "started_at": self._started_at,
+            "updated_at": time.time(),
+            "running": not stopped,
+            "syncs": syncs,
+        }
+        write_status(self.status_path, doc)
+        if not stopped:
+            self.notifier.status(self.summary())
+
+    def _ping_watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        now = time.monotonic()
+        if now >= self._next_watchdog:
+            self.notifier.watchdog()
+            self._next_watchdog = now + interval
+
+    def worker(self, name: str) -> SyncWorker:
+        return next(w for w in self.workers if w.name == name)
+
+    def states(self) -> dict[str, State]:
+        return {w.name: w.state for w in self.workers}
+
+
+def write_status(path: Path, doc: Mapping[str, Any]) -> None:
+    """Replace the status file atomically (a reader never sees half of it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        event(log, logging.WARNING, "status_file_failed", path=str(path), error=exc.strerror)
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,286 @@
+"""The per-sync scheduler, stepped with a fake clock against a real SQLite journal, real files and the
+in-memory Store (the same Store the conformance suite checks against local-server). No test sleeps to
+wait: batches run on the worker's threads and tests poll for them with a bound."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ks3sync.config import Ks3Url, MaxDelete, SyncConfig
+from ks3sync.daemon.backoff import SECOND, Backoff
+from ks3sync.daemon.worker import State, SyncWorker
+from ks3sync.errors import TransientError
+from ks3sync.journal import Journal
+from ks3sync.store.memory import MemoryStore
+from ks3sync.transfer.context import TransferOptions
+from ks3sync.watch.translate import Note, Observed
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = time.time_ns() + 3600 * SECOND  # files written "now" are long quiet for this clock
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * SECOND)
+
+
+@dataclass
+class Rig:
+    root: Path
+    store: MemoryStore
+    journal: Journal
+    clock: FakeClock
+    worker: SyncWorker
+    reconciles: list[int] = field(default_factory=list)
+
+    def note(self, kind: Note, path: str, src: str | None = None) -> None:
+        self.worker.buffer.add([Observed(kind, path, src)])
+
+    def settle(self, wait_until: Callable[..., object], *, paused: bool = False) -> None:
+        """Step until nothing is running and nothing due is left (or, when the sync is expected to be
+        paused, until nothing is running)."""
+
+        def idle() -> bool:
+            self.worker.poke()
+            self.worker.step()
+            if self.worker.busy():
+                return False
+            stats = self.journal.stats(self.worker.sync_id)
+            due = stats.next_due_ns is not None and stats.next_due_ns <= self.clock.now
+            return (paused or not due) and stats.in_flight == 0
+
+        wait_until(idle, timeout=30)
+
+    def objects(self) -> dict[str, bytes]:
+        return {e.path: self.store.data(e.path) for e in self.store.list()}
+
+    def writes(self) -> list[tuple[str, str]]:
+        return self.store.writes()
+
+
+@pytest.fixture()
+def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    rigs: list[Rig] = []
+
+    def make(**sync_kw: Any) -> Rig:
+        root = tmp_path / "src"
+        root.mkdir(exist_ok=True)
+        clock = FakeClock()
+        journal = Journal.open(tmp_path / "journal.db", clock=clock)
+        store = MemoryStore("bkt", "p/")
+        sync = SyncConfig(name="docs", source=root, target=Ks3Url("bkt", "p/"), **{"delete": True, **sync_kw})
+        reconciles: list[int] = []
+
+        def reconcile(worker: SyncWorker, stop: threading.Event) -> Any:
+            reconciles.append(clock.now)  # the real reconcile (run_mirror) is exercised end to end
+            return None
+
+        worker = SyncWorker(
+            sync,
+            journal,
+            store,
+            TransferOptions(jobs=2),
+            reconcile=reconcile,
+            clock=clock,
+            watch=False,
+            backoff=Backoff(base_ns=SECOND, cap_ns=8 * SECOND, park_after=3),
+        )
+        rig = Rig(root, store, journal, clock, worker, reconciles)
+        rigs.append(rig)
+        worker.start()
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.worker.begin_stop()
+        rig.worker.finish_stop(10)
+        rig.journal.close()
+
+
+def test_start_reconciles_then_a_new_file_waits_for_its_debounce(make_rig, wait_until) -> None:
+    rig = make_rig()
+    rig.settle(wait_until)
+    assert rig.reconciles, "start-up reconcile"
+    (rig.root / "a.txt").write_text("hello")
+    rig.note(Note.FILE_CHANGED, "a.txt")
+    rig.worker.step()
+    assert rig.journal.stats(rig.worker.sync_id).queue_depth == 1  # durable before anything else
+    rig.clock.advance(1.9)
+    rig.settle(wait_until)
+    assert rig.objects() == {}  # not yet: 2 s debounce
+    rig.clock.advance(0.2)
+    rig.settle(wait_until)
+    assert rig.objects() == {"a.txt": b"hello"}
+    assert rig.journal.synced_entries(rig.worker.sync_id)["a.txt"].md5
+
+
+def test_modify_uploads_again_and_a_spurious_event_uploads_nothing(make_rig, wait_until) -> None:
+    rig = make_rig()
+    (rig.root / "a.txt").write_text("one")
+    rig.note(Note.FILE_CHANGED, "a.txt")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    (rig.root / "a.txt").write_text("two!")
+    rig.note(Note.FILE_CHANGED, "a.txt")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    assert rig.objects() == {"a.txt": b"two!"}
+    before = len(rig.writes())
+    rig.note(Note.FILE_CHANGED, "a.txt")  # e.g. closed without change
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    assert len(rig.writes()) == before
+
+
+def test_rename_is_a_server_side_copy_then_delete(make_rig, wait_until) -> None:
+    rig = make_rig()
+    (rig.root / "old.bin").write_bytes(os.urandom(50_000))
+    rig.note(Note.FILE_CHANGED, "old.bin")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    os.rename(rig.root / "old.bin", rig.root / "new.bin")
+    mark = len(rig.store.calls)
+    rig.note(Note.FILE_MOVED, "new.bin", "old.bin")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    ops = [op for op, _ in rig.store.calls[mark:] if op in ("put", "copy", "delete", "upload_part")]
+    assert ops == ["copy", "delete"]  # no data sent again
+    assert set(rig.objects()) == {"new.bin"}
+    synced = rig.journal.synced_entries(rig.worker.sync_id)
+    assert set(synced) == {"new.bin"}
+
+
+def test_delete_and_delete_off(make_rig, wait_until) -> None:
+    rig = make_rig()
+    for name in ("a", "b"):
+        (rig.root / name).write_text(name)
+        rig.note(Note.FILE_CHANGED, name)
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    (rig.root / "a").unlink()
+    rig.note(Note.FILE_DELETED, "a")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    assert set(rig.objects()) == {"b"}
+
+
+def test_delete_off_keeps_the_object(make_rig, wait_until) -> None:
+    rig = make_rig(delete=False)
+    for name in ("a", "b"):
+        (rig.root / name).write_text(name)
+        rig.note(Note.FILE_CHANGED, name)
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    (rig.root / "a").unlink()
+    rig.note(Note.FILE_DELETED, "a")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    assert set(rig.objects()) == {"a", "b"}
+
+
+def test_a_file_still_being_written_is_not_sent_half_way(make_rig, wait_until) -> None:
+    rig = make_rig()
+    path = rig.root / "growing.log"
+    path.write_text("partial")
+    now_s = rig.clock.now / SECOND
+    os.utime(path, (now_s, now_s))  # written "just now" by this clock; events were coalesced away
+    rig.note(Note.FILE_CHANGED, "growing.log")
+    rig.clock.advance(2.5)  # the event is due, but the file was touched 2.5 s... no: at t0
+    os.utime(path, (now_s + 2, now_s + 2))  # still being written 0.5 s ago
+    rig.settle(wait_until)
+    assert rig.objects() == {}
+    rig.clock.advance(1.6)  # quiet for 2.1 s now
+    rig.settle(wait_until)
+    assert rig.objects() == {"growing.log": b"partial"}
+
+
+def test_failures_back_off_then_park_without_blocking_others(make_rig, wait_until) -> None:
+    rig = make_rig()
+    rig.store.inject("put", TransientError("503 slow down"), times=1000, path="bad")
+    for name in ("bad", "good1"):
+        (rig.root / name).write_text(name)
+        rig.note(Note.FILE_CHANGED, name)
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    assert set(rig.objects()) == {"good1"}
+    stats = rig.journal.stats(rig.worker.sync_id)
+    assert stats.parked == 0 and stats.queue_depth == 1
+    assert "503" in (stats.last_errors[0].message if stats.last_errors else "")
+    # attempts 2 and 3 after backoff (1 s, 2 s): parked after the third
+    for _ in range(3):
+        rig.clock.advance(10)
+        rig.settle(wait_until)
+    stats = rig.journal.stats(rig.worker.sync_id)
+    assert stats.parked == 1 and stats.queue_depth == 0
+    (rig.root / "good2").write_text("x")
+    rig.note(Note.FILE_CHANGED, "good2")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    assert set(rig.objects()) == {"good1", "good2"}
+
+
+def test_max_delete_holds_deletes_beyond_the_budget(make_rig, wait_until) -> None:
+    rig = make_rig(max_delete=MaxDelete(count=None, percent=30.0))
+    for i in range(10):
+        (rig.root / f"f{i}").write_text(str(i))
+        rig.note(Note.FILE_CHANGED, f"f{i}")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    for i in range(6):
+        (rig.root / f"f{i}").unlink()
+        rig.note(Note.FILE_DELETED, f"f{i}")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    assert len(rig.objects()) == 7  # 30% of 10: three deletes, three held
+    stats = rig.journal.stats(rig.worker.sync_id)
+    assert stats.queue_depth == 3 and stats.parked == 0
+    assert rig.worker.counters.held_deletes == 3
+
+
+def test_an_emptied_source_never_deletes(make_rig, wait_until) -> None:
+    rig = make_rig(max_delete=MaxDelete(count=None, percent=100.0))
+    for i in range(3):
+        (rig.root / f"f{i}").write_text(str(i))
+        rig.note(Note.FILE_CHANGED, f"f{i}")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    for i in range(3):
+        (rig.root / f"f{i}").unlink()
+        rig.note(Note.FILE_DELETED, f"f{i}")
+    rig.clock.advance(3)
+    rig.settle(wait_until, paused=True)
+    assert len(rig.objects()) == 3
+    assert rig.journal.stats(rig.worker.sync_id).queue_depth == 3  # kept, not dropped
+    assert rig.worker.state is State.UNAVAILABLE
+    assert "empty" in rig.worker.reason
+
+
+def test_a_missing_source_pauses_and_resumes(make_rig, wait_until) -> None:
+    rig = make_rig()
+    (rig.root / "f").write_text("f")
+    rig.note(Note.FILE_CHANGED, "f")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    moved = rig.root.with_name("elsewhere")
+    os.rename(rig.root, moved)
+    rig.clock.advance(2)
+    rig.worker.step()
+    assert rig.worker.state is State.UNAVAILABLE and "missing" in rig.worker.reason
+    assert set(rig.objects()) == {"f"}
+    os.rename(moved, rig.root)
+    before = len(rig.reconciles)
+    rig.clock.advance(2)
+    rig.settle(wait_until)
+    assert rig.worker.state is State.WATCHING
+    assert len(rig.reconciles) == before + 1  # catches up with whatever happened meanwhile
