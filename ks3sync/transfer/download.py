@@ -85,9 +85,8 @@ def download_file(ctx: TransferContext, path: str) -> int:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     identity = identity_of(os.stat(target))
-    ctx.checkpoint.synced(
-        SyncedEntry(path, identity, plain_md5, meta.etag, meta.size, meta.is_encrypted, ctx.clock())
-    )
+    encrypted = meta.is_encrypted or (meta.size == 0 and ctx.options.encryption_key is not None)
+    ctx.checkpoint.synced(SyncedEntry(path, identity, plain_md5, meta.etag, meta.size, encrypted, ctx.clock()))
     return received
 
 

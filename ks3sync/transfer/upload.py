@@ -104,8 +104,10 @@ def _single_put(ctx: TransferContext, path: str, abs_path: Path, fd: int, identi
     if result.etag != sent_md5:
         raise IntegrityError(f"{path}: KS3 stored ETag {result.etag}, expected the MD5 sent {sent_md5}")
     check_unchanged(path, abs_path, fd, identity)
+    # An empty file in an encrypted sync is stored the SDK's way (plain, 0 bytes): that *is* its
+    # encrypted form, so the record says encrypted and the planner does not re-upload it every pass.
     ctx.checkpoint.synced(
-        SyncedEntry(path, identity, plain_md5.hex(), result.etag, body.length, encrypted, ctx.clock())
+        SyncedEntry(path, identity, plain_md5.hex(), result.etag, body.length, key is not None, ctx.clock())
     )
     return int(body.length)
 

@@ -122,7 +122,7 @@ def test_encrypted_upload_decrypts_and_restores(tmp_path: Path, size: int) -> No
     else:
         assert not meta.is_encrypted and store.data("f.bin") == b""  # the SDK stores empty files plain
     entry = cp.synced_entries["f.bin"]
-    assert entry.md5 == hashlib.md5(data).hexdigest() and entry.encrypted == (size > 0)
+    assert entry.md5 == hashlib.md5(data).hexdigest() and entry.encrypted
     assert entry.remote_size == meta.size and entry.remote_etag == meta.etag
     dst = tmp_path / "dst"
     dst.mkdir()

@@ -1,0 +1,79 @@
+"""Pure pieces of the transfer layer: part sizing, CRC-64 combination, multipart ETags, the token bucket."""
+
+from __future__ import annotations
+
+import hashlib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ks3sync.store.checksums import crc64_combine, crc64_update, multipart_etag
+from ks3sync.transfer.sizing import GIB, MAX_PARTS, MIB, MIN_PART_SIZE, choose_part_size, part_count
+from ks3sync.transfer.throttle import TokenBucket
+
+
+@given(size=st.integers(0, 48 * 1024 * GIB), requested=st.integers(1, 6 * GIB))
+def test_part_size_respects_service_limits(size: int, requested: int) -> None:
+    part = choose_part_size(size, requested)
+    assert MIN_PART_SIZE <= part <= 5 * GIB
+    assert part % 16 == 0
+    assert part_count(size, part) <= MAX_PARTS or part == 5 * GIB
+    if requested >= MIN_PART_SIZE and part_count(size, requested) <= MAX_PARTS and requested % 16 == 0:
+        assert part == min(requested, 5 * GIB)
+
+
+def test_part_size_grows_for_huge_files() -> None:
+    assert choose_part_size(100 * GIB, 8 * MIB) == 16 * MIB
+    assert choose_part_size(10, 1) == MIN_PART_SIZE
+
+
+@settings(max_examples=60)
+@given(a=st.binary(max_size=3000), b=st.binary(max_size=3000))
+def test_crc64_combine_equals_crc_of_concatenation(a: bytes, b: bytes) -> None:
+    assert crc64_combine(crc64_update(0, a), crc64_update(0, b), len(b)) == crc64_update(0, a + b)
+
+
+def test_crc64_vectors() -> None:
+    assert crc64_update(0, b"123456789") == 11051210869376104954
+    assert crc64_combine(crc64_update(0, b"hello "), crc64_update(0, b"world"), 5) == 5981764153023615706
+
+
+def test_multipart_etag_form() -> None:
+    parts = [b"a" * 10, b"b" * 5]
+    md5s = [hashlib.md5(p).hexdigest() for p in parts]
+    expected = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + "-2"
+    assert multipart_etag(md5s) == expected
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_token_bucket_limits_the_average_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1000.0, burst=100.0, clock=clock.time, sleep=clock.sleep)
+    for _ in range(50):
+        bucket.consume(100)
+    # 5,000 bytes at 1,000 B/s with a 100-byte burst take ~4.9 s of (fake) time.
+    assert 4.8 <= clock.now <= 5.0
+
+
+def test_token_bucket_refills_while_idle() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1000.0, burst=500.0, clock=clock.time, sleep=clock.sleep)
+    bucket.consume(500)
+    assert clock.slept == []
+    clock.now += 10  # idle: the bucket refills only up to its burst
+    bucket.consume(500)
+    assert clock.slept == []
+    bucket.consume(500)
+    assert clock.slept == [0.5]
