@@ -143,7 +143,10 @@ def run_mirror(
     started_ns = clock()
     synced = journal.synced_entries(sync_id)
     remote = list(store.list())
-    local, problems = scan_local(local_root, opts, key_prefix=store.prefix)
+    if direction is Direction.DOWNLOAD and not local_root.exists():
+        local, problems = [], []  # a restore into a new folder (created only when not a dry run)
+    else:
+        local, problems = scan_local(local_root, opts, key_prefix=store.prefix)
     plan_opts = PlanOptions(
         delete=opts.delete,
         checksum=opts.checksum,
@@ -164,7 +167,8 @@ def run_mirror(
                                                               "inside the target folder"))))
         plan = plan_download(remote, local, synced, plan_opts)
     deletes, withheld = _withhold_deletes_under_problems(plan.deletes, problems)
-    warnings = list(plan.warnings)
+    # Refused keys are reported once, as failures, not again as the planner's "skipping" warnings.
+    warnings = [w for w in plan.warnings if not any(repr(path) in w for path, _ in unsafe)]
     if withheld:
         warnings.append(f"{withheld} deletes withheld: they lie under paths the scan could not read")
     if opts.dry_run:
@@ -189,16 +193,20 @@ def run_mirror(
         )
     transfer_opts = replace(opts.transfer, direction=direction)
     remote_by = {obj.path: obj for obj in remote}
-    with Executor(store, checkpoint, local_root, transfer_opts, progress=progress, synced=synced,
-                  remote=remote_by, clock=clock) as executor:
-        if unsafe:
-            # Refused keys are failures of this pass: no deletes after them (invariant 4).
-            report = executor.run(plan.transfers, ())
-            report.deletes_skipped += len(deletes)
-        else:
-            report = executor.run(plan.transfers, deletes)
-    if progress is not None:
-        progress.close()
+    if direction is Direction.DOWNLOAD:
+        local_root.mkdir(parents=True, exist_ok=True)
+    try:
+        with Executor(store, checkpoint, local_root, transfer_opts, progress=progress, synced=synced,
+                      remote=remote_by, clock=clock) as executor:
+            if unsafe:
+                # Refused keys are failures of this pass: no deletes after them (invariant 4).
+                report = executor.run(plan.transfers, ())
+                report.deletes_skipped += len(deletes)
+            else:
+                report = executor.run(plan.transfers, deletes)
+    finally:
+        if progress is not None:
+            progress.close()
     result = _result(report, plan, started, unsafe, warnings, problems, len(aborted))
     journal.record_pass(sync_id, pass_summary(result, direction, started_ns, clock()))
     return result

@@ -98,8 +98,6 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
     opts = settings.mirror_options()
-    if not upload:
-        local_root.mkdir(parents=True, exist_ok=True)
 
     from ks3sync.journal import Journal
     from ks3sync.mirror import run_mirror
