@@ -164,7 +164,8 @@ def parse_error_body(body: bytes) -> tuple[str, str, str, str]:
         return "", "", "", ""
     try:
         root = ET.fromstring(body)
-    except ET.ParseError:
+    except (ET.ParseError, LookupError, ValueError):
+        # Not KS3 error XML (a proxy's page, an unknown encoding): the status alone must do.
         return "", "", "", ""
     if root.tag.rpartition("}")[2] != "Error":
         return "", "", "", ""

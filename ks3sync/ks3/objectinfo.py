@@ -9,6 +9,7 @@ Must not import: anything else from ks3sync.
 from __future__ import annotations
 
 import email.utils
+import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from types import MappingProxyType, TracebackType
@@ -32,23 +33,29 @@ def parse_http_date(raw: str | None) -> datetime | None:
         return None
 
 
+_DECIMAL = re.compile(r"[0-9]+")
+
+
+def parse_decimal(raw: str | None) -> int | None:
+    """A plain ASCII decimal header value, else None (``int()`` would take "+1", "1_0", "١")."""
+    if raw is None:
+        return None
+    text = raw.strip()
+    return int(text) if _DECIMAL.fullmatch(text) else None
+
+
 def parse_crc(raw: str | None) -> int | None:
-    if raw is None or not raw.strip():
-        return None
-    try:
-        return int(raw.strip())
-    except ValueError:
-        return None
+    value = parse_decimal(raw)
+    return value if value is not None and value < 1 << 64 else None
 
 
 def _total_size(headers: Mapping[str, str]) -> int:
     content_range = headers.get("content-range", "")
     if "/" in content_range:
-        total = content_range.rpartition("/")[2].strip()
-        if total.isdigit():
-            return int(total)
-    length = headers.get("content-length", "0").strip()
-    return int(length) if length.isdigit() else 0
+        total = parse_decimal(content_range.rpartition("/")[2])
+        if total is not None:
+            return total
+    return parse_decimal(headers.get("content-length")) or 0
 
 
 def object_info(key: str, headers: httpx.Headers) -> ObjectInfo:
@@ -83,8 +90,7 @@ class GetResponse:
         self._target = f"{method} {key}"
         self.status = response.status_code
         self.info = object_info(key, response.headers)
-        length = response.headers.get("content-length", "").strip()
-        self.content_length: int | None = int(length) if length.isdigit() else None
+        self.content_length: int | None = parse_decimal(response.headers.get("content-length"))
 
     def iter_bytes(self, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         crc = 0

@@ -26,12 +26,12 @@ from .addressing import Addressing
 from .bodies import Body
 from .checksums import crc64, md5_base64, unquote_etag
 from .errors import KS3IntegrityError, KS3ServiceError, KS3TransportError, service_error
+from .objectinfo import CRC_HEADER, parse_crc
 from .retry import RetryPolicy, call_with_retry
 from .signing import authorization
 
 log = logging.getLogger("ks3sync.ks3")
 
-CRC_HEADER = "x-kss-checksum-crc64ecma"
 REQUEST_ID_HEADER = "x-kss-request-id"
 _MAX_ERROR_BODY = 1024 * 1024
 
@@ -200,12 +200,9 @@ class Transport:
             )
         returned_crc = response.headers.get(CRC_HEADER)
         if returned_crc is not None:
-            try:
-                value = int(returned_crc.strip())
-            except ValueError as exc:
-                raise KS3IntegrityError(
-                    f"{request.method} {target}: unparseable {CRC_HEADER}: {returned_crc!r}"
-                ) from exc
+            value = parse_crc(returned_crc)
+            if value is None:
+                raise KS3IntegrityError(f"{request.method} {target}: unparseable {CRC_HEADER}: {returned_crc[:40]!r}")
             if value != counter.crc:
                 raise KS3IntegrityError(
                     f"{request.method} {target}: service CRC-64 {value} != CRC-64 sent {counter.crc}"

@@ -11,6 +11,7 @@ required element is missing, rather than returning half-filled results.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -35,6 +36,7 @@ from .models import (
 )
 
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+_DECIMAL = re.compile(r"[0-9]+")
 
 
 class MalformedResponse(KS3Error):
@@ -53,7 +55,8 @@ def parse_document(body: bytes, expected_root: str | Iterable[str]) -> ET.Elemen
     wanted = {expected_root} if isinstance(expected_root, str) else set(expected_root)
     try:
         root = ET.fromstring(body)
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:
+        # LookupError: an unknown encoding in the XML declaration.
         raise MalformedResponse(f"expected <{'|'.join(sorted(wanted))}> XML, got unparseable body: {exc}") from exc
     for element in root.iter():
         if isinstance(element.tag, str):
@@ -67,7 +70,7 @@ def root_name(body: bytes) -> str | None:
     """The local name of the root element, or None if the body is not XML."""
     try:
         return _local(ET.fromstring(body).tag)
-    except ET.ParseError:
+    except (ET.ParseError, LookupError, ValueError):
         return None
 
 
@@ -85,26 +88,28 @@ def _opt_text(element: ET.Element, name: str) -> str | None:
     return None if child is None else (child.text or "")
 
 
+def _decimal(element: ET.Element, name: str, raw: str) -> int:
+    # int() would also accept "+1", " 1_0" and non-ASCII digits; the protocol sends plain decimals.
+    text = raw.strip()
+    if not _DECIMAL.fullmatch(text):
+        raise MalformedResponse(f"<{element.tag}><{name}> is not a decimal integer: {raw[:40]!r}")
+    return int(text)
+
+
 def _int(element: ET.Element, name: str, default: int | None = None) -> int:
     raw = _opt_text(element, name)
     if raw is None or raw.strip() == "":
         if default is None:
             raise MalformedResponse(f"<{element.tag}> has no <{name}>")
         return default
-    try:
-        return int(raw.strip())
-    except ValueError as exc:
-        raise MalformedResponse(f"<{element.tag}><{name}> is not an integer: {raw!r}") from exc
+    return _decimal(element, name, raw)
 
 
 def _opt_int(element: ET.Element, name: str) -> int | None:
     raw = _opt_text(element, name)
     if raw is None or raw.strip() == "":
         return None
-    try:
-        return int(raw.strip())
-    except ValueError as exc:
-        raise MalformedResponse(f"<{element.tag}><{name}> is not an integer: {raw!r}") from exc
+    return _decimal(element, name, raw)
 
 
 def _bool(element: ET.Element, name: str) -> bool:
@@ -126,9 +131,12 @@ def _url_decoded(root: ET.Element) -> bool:
 
 
 def _maybe_unquote(value: str | None, encoded: bool) -> str | None:
-    if value is None:
-        return None
-    return unquote(value, errors="strict") if encoded else value
+    if value is None or not encoded:
+        return value
+    try:
+        return unquote(value, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise MalformedResponse(f"url-encoded name is not UTF-8: {value[:80]!r}") from exc
 
 
 # --- responses -----------------------------------------------------------------------------------

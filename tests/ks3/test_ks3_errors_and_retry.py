@@ -28,6 +28,7 @@ from ks3sync.ks3 import (
     crc64,
 )
 from ks3sync.ks3.errors import parse_error_body, service_error
+from ks3sync.ks3.objectinfo import object_info
 from ks3sync.ks3.retry import call_with_retry
 
 SECRET = "s3cr3t-never-printed"
@@ -410,3 +411,33 @@ def test_bad_metadata_is_refused_before_sending(metadata, message):
     with pytest.raises(ValueError, match=message):
         client.put_object("bk", "k", b"x", metadata=metadata)
     assert script.requests == []
+
+
+def test_error_body_with_unknown_encoding_falls_back_to_the_status():
+    err = service_error(status=503, body=b'<?xml version="1.0" encoding="nope"?><Error/>', method="GET",
+                        bucket="b", key="k")
+    assert (err.code, err.retryable) == ("ServiceUnavailable", True)
+
+
+@pytest.mark.parametrize(
+    ("headers", "size", "crc"),
+    [
+        ({"Content-Length": "\u00b2", "x-kss-checksum-crc64ecma": "+5"}, 0, None),
+        ({"Content-Length": "10", "x-kss-checksum-crc64ecma": str(1 << 64)}, 10, None),
+        ({"Content-Range": "bytes 0-1/\u0662", "Content-Length": "2"}, 2, None),
+        ({"Content-Range": "bytes 0-1/99", "x-kss-checksum-crc64ecma": " 7 "}, 99, 7),
+    ],
+)
+def test_object_headers_accept_only_plain_decimals(headers, size, crc):
+    info = object_info("k", httpx.Headers([(n.encode(), v.encode("utf-8")) for n, v in headers.items()]))
+    assert (info.size, info.crc64) == (size, crc)
+
+
+def test_unparseable_crc_on_upload_is_an_integrity_error():
+    def weird(request: httpx.Request) -> httpx.Response:
+        etag = f'"{hashlib.md5(request.content).hexdigest()}"'.encode()
+        return httpx.Response(200, headers=[(b"ETag", etag), (b"x-kss-checksum-crc64ecma", "\u0661".encode())])
+
+    client, _ = make_client(Script(weird), attempts=1)
+    with pytest.raises(KS3IntegrityError, match="unparseable"):
+        client.put_object("bk", "k", b"data")

@@ -264,3 +264,26 @@ def test_build_delete_escapes_keys():
 
 def test_build_restore():
     assert _reparse(build_restore(3)).findtext("Days") == "3"
+
+
+# Hostile or broken bodies must surface as KS3Error (MalformedResponse), never as another exception
+# type (found by tests/fuzz; these pin the fixes).
+
+
+def test_unknown_encoding_declaration_is_malformed():
+    with pytest.raises(MalformedResponse, match="unparseable"):
+        parse_delete_result(b'<?xml version="1.0" encoding="U-F-8"?><DeleteResult></DeleteResult>')
+
+
+def test_url_encoded_key_that_is_not_utf8_is_malformed():
+    body = doc("<ListBucketResult><EncodingType>url</EncodingType><Contents><Key>%FF</Key><Size>1</Size>"
+               "</Contents></ListBucketResult>")
+    with pytest.raises(MalformedResponse, match="not UTF-8"):
+        parse_list_objects(body)
+
+
+@pytest.mark.parametrize("size", ["+1", "1_0", "\u00b2", "\u0661", "-3", "1.5"])
+def test_sizes_must_be_plain_decimals(size):
+    body = doc(f"<ListBucketResult><Contents><Key>k</Key><Size>{size}</Size></Contents></ListBucketResult>")
+    with pytest.raises(MalformedResponse, match="decimal"):
+        parse_list_objects(body)
