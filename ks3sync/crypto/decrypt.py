@@ -140,6 +140,7 @@ class ObjectDecryptor:
         self._core: CbcDecryptStream | None = None
         self._plain_md5: hashlib._Hash | None = None
         self._plain_length = 0
+        self._expected_ciphertext: int | None = None
         if self.encryption is None:
             # The SDK stores empty plaintext unencrypted and without metadata: only that is accepted.
             if ciphertext_length not in (None, 0) or plan is not None:
@@ -152,6 +153,10 @@ class ObjectDecryptor:
                                 f"the key from {key.source})")
         if ciphertext_length is not None:
             check_ciphertext_length(ciphertext_length)
+        if plan is not None:
+            self._expected_ciphertext = plan.fetch_length
+        elif ciphertext_length is not None:
+            self._expected_ciphertext = ciphertext_length
         if plan is None:
             self._core = CbcDecryptStream(key, strip_pad=True, expected_iv=self.encryption.iv)
             if self.encryption.plaintext_md5 is not None:
@@ -179,6 +184,11 @@ class ObjectDecryptor:
     def finish(self) -> bytes:
         if self._core is None:
             return b""
+        if self._expected_ciphertext is not None and self._core.ciphertext_seen != self._expected_ciphertext:
+            raise CorruptCiphertextError(
+                f"{self.name}: received {self._core.ciphertext_seen} encrypted bytes, expected "
+                f"{self._expected_ciphertext} (truncated or extended body)"
+            )
         tail = self._account(self._core.finish())
         if self._whole and self.encryption is not None:
             self._verify(self.encryption)

@@ -103,6 +103,15 @@ def test_bad_pad_on_an_object_without_recorded_md5() -> None:
         decrypt_object(KEY, encryptor.initiate_metadata(), bytes(wire))
 
 
+def test_body_longer_or_shorter_than_announced() -> None:
+    meta, wire = _object()
+    for body in (wire + bytes(16), wire[:-16]):
+        decryptor = ObjectDecryptor(KEY, meta, ciphertext_length=len(wire), name="b/k")
+        decryptor.update(body)
+        with pytest.raises(CorruptCiphertextError, match=f"b/k: received {len(body)} encrypted bytes, expected"):
+            decryptor.finish()
+
+
 @pytest.mark.parametrize("size", [0, 15, 16, 31, 33, 1000])
 def test_impossible_ciphertext_sizes(size: int) -> None:
     meta, _ = _object()

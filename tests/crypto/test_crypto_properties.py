@@ -26,8 +26,8 @@ KEY = EncryptionKey(b"0123456789abcdef")
 IVS = st.binary(min_size=16, max_size=16)
 DATA = st.binary(min_size=1, max_size=5000)
 CHUNK = st.integers(min_value=1, max_value=256).map(lambda n: n * 16)
-settings.register_profile("crypto", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("crypto")
+# Per test, not a global profile: loading a profile would change every other suite's settings too.
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def split(data: bytes, cuts: Iterable[int]) -> Iterator[bytes]:
@@ -45,6 +45,7 @@ def decrypt_chunks(decryptor: ObjectDecryptor, chunks: Iterable[bytes]) -> bytes
     return b"".join(out)
 
 
+@SETTINGS
 @given(data=DATA, iv=IVS, chunk_size=CHUNK, cuts=st.lists(st.integers(min_value=0), max_size=8))
 def test_round_trip_any_chunking(data: bytes, iv: bytes, chunk_size: int, cuts: list[int]) -> None:
     body = EncryptedFileBody(KEY, data, iv=iv, chunk_size=chunk_size)
@@ -55,6 +56,7 @@ def test_round_trip_any_chunking(data: bytes, iv: bytes, chunk_size: int, cuts: 
     assert decrypt_chunks(decryptor, split(wire, cuts)) == data
 
 
+@SETTINGS
 @given(data=DATA, iv=IVS, start=st.integers(min_value=0), span=st.integers(min_value=0, max_value=6000),
        open_ended=st.booleans(), cuts=st.lists(st.integers(min_value=0), max_size=6))
 def test_ranged_read_equals_slice(
@@ -73,6 +75,7 @@ def test_ranged_read_equals_slice(
     assert decrypt_chunks(decryptor, split(fetched, cuts)) == expected
 
 
+@SETTINGS
 @given(length=st.integers(min_value=1, max_value=10**12), start=st.integers(min_value=0),
        span=st.integers(min_value=0, max_value=10**9))
 def test_range_fetch_is_minimal(length: int, start: int, span: int) -> None:
@@ -114,6 +117,7 @@ def encrypt_parts(encryptor: MultipartEncryptor, data: bytes, sizes: list[int], 
     return wires
 
 
+@SETTINGS
 @given(layout=multipart_layout(), iv=IVS)
 def test_multipart_equals_single_put(layout: tuple[bytes, list[int]], iv: bytes) -> None:
     data, sizes = layout
@@ -127,6 +131,7 @@ def test_multipart_equals_single_put(layout: tuple[bytes, list[int]], iv: bytes)
     assert decrypt_chunks(decryptor, [whole]) == data
 
 
+@SETTINGS
 @given(layout=multipart_layout(), iv=IVS, resume_at=st.integers(min_value=0))
 def test_multipart_resumes_from_a_recorded_chain_block(layout: tuple[bytes, list[int]], iv: bytes, resume_at: int) -> None:
     data, sizes = layout
@@ -169,6 +174,7 @@ def test_no_part_after_the_last() -> None:
         encryptor.next_part(b"y", last=True)
 
 
+@SETTINGS
 @given(data=DATA, iv=IVS)
 def test_plaintext_length_from_the_tail(data: bytes, iv: bytes) -> None:
     wire = b"".join(EncryptedFileBody(KEY, data, iv=iv).chunks())
@@ -176,6 +182,7 @@ def test_plaintext_length_from_the_tail(data: bytes, iv: bytes) -> None:
     assert plaintext_length(KEY, len(wire), wire[first : last + 1]) == len(data)
 
 
+@SETTINGS
 @given(data=DATA, iv=IVS, position=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
 def test_single_put_tampering_is_always_detected(data: bytes, iv: bytes, position: int, bit: int) -> None:
     body = EncryptedFileBody(KEY, data, iv=iv)
@@ -186,6 +193,7 @@ def test_single_put_tampering_is_always_detected(data: bytes, iv: bytes, positio
         decrypt_chunks(decryptor, [bytes(wire)])
 
 
+@SETTINGS
 @given(data=DATA, iv=IVS, keep=st.integers(min_value=0))
 def test_truncation_is_always_detected(data: bytes, iv: bytes, keep: int) -> None:
     body = EncryptedFileBody(KEY, data, iv=iv)
