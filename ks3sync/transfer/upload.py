@@ -186,6 +186,50 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
         from ks3sync.crypto.multipart import MultipartEncryptor
 
         encryptor = MultipartEncryptor(key, record.iv)
+    count = part_count(identity.size, record.part_size)
+    try:
+        parts, file_md5, sent = _send_parts(ctx, path, fd, identity, record, on_server, encryptor)
+        check_unchanged(path, abs_path, fd, identity)
+    except FileChangedError:
+        # What was sent belongs to no single version of the file: end the upload now (invariant 5).
+        abort_upload(ctx, path, record.upload_id)
+        raise
+    except UploadGone as exc:
+        ctx.checkpoint.upload_finished(record.upload_id)
+        raise TransientError(f"{path}: multipart upload vanished; will start over") from exc
+    ordered = [parts[number] for number in range(1, count + 1)]
+    expected_crc = _combined_crc(ordered)
+    try:
+        result = ctx.store.complete_upload(
+            path,
+            record.upload_id,
+            [PartResult(p.part_number, p.etag, p.size, p.crc64) for p in ordered],
+            expected_crc64=expected_crc,
+        )
+    except UploadGone as exc:
+        ctx.checkpoint.upload_finished(record.upload_id)
+        raise TransientError(f"{path}: multipart upload vanished before Complete; will start over") from exc
+    if expected_crc is not None and result.crc64 is not None and result.crc64 != expected_crc:
+        raise IntegrityError(f"{path}: completed object CRC-64 {result.crc64} != parts' {expected_crc}")
+    ctx.checkpoint.upload_finished(record.upload_id)
+    total = sum(p.size for p in ordered)
+    ctx.checkpoint.synced(
+        SyncedEntry(path, identity, file_md5.hexdigest(), result.etag, total, encryptor is not None, ctx.clock())
+    )
+    return sent
+
+
+def _send_parts(
+    ctx: TransferContext,
+    path: str,
+    fd: int,
+    identity: FileIdentity,
+    record: UploadRecord,
+    on_server: dict[int, PartResult],
+    encryptor: Any,
+) -> tuple[dict[int, PartRecord], Any, int]:
+    """Read the parts in order, hashing (and encrypting) them, and send the ones KS3 lacks on the part
+    pool. Returns every part's record, the whole file's MD5 object and the bytes sent."""
     recorded = {part.part_number: part for part in record.parts}
     count = part_count(identity.size, record.part_size)
     file_md5 = hashlib.md5()  # noqa: S324
@@ -241,31 +285,7 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
     for future in futures:
         part = future.result()  # the first failed part raises here; the upload stays resumable
         parts[part.part_number] = part
-    try:
-        check_unchanged(path, abs_path, fd, identity)
-    except FileChangedError:
-        abort_upload(ctx, path, record.upload_id)
-        raise
-    ordered = [parts[number] for number in range(1, count + 1)]
-    expected_crc = _combined_crc(ordered)
-    try:
-        result = ctx.store.complete_upload(
-            path,
-            record.upload_id,
-            [PartResult(p.part_number, p.etag, p.size, p.crc64) for p in ordered],
-            expected_crc64=expected_crc,
-        )
-    except UploadGone as exc:
-        ctx.checkpoint.upload_finished(record.upload_id)
-        raise TransientError(f"{path}: multipart upload vanished before Complete; will start over") from exc
-    if expected_crc is not None and result.crc64 is not None and result.crc64 != expected_crc:
-        raise IntegrityError(f"{path}: completed object CRC-64 {result.crc64} != parts' {expected_crc}")
-    ctx.checkpoint.upload_finished(record.upload_id)
-    total = sum(p.size for p in ordered)
-    ctx.checkpoint.synced(
-        SyncedEntry(path, identity, file_md5.hexdigest(), result.etag, total, encryptor is not None, ctx.clock())
-    )
-    return sum(future.result().size for future in futures)
+    return parts, file_md5, sum(future.result().size for future in futures)
 
 
 def _part_body(

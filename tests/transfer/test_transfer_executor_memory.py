@@ -247,3 +247,19 @@ def test_sizes_round_trip(tmp_path: Path, size: int) -> None:
     store, cp = MemoryStore(), MemoryCheckpoint()
     assert run(store, cp, tmp_path, [Upload("f", local(tmp_path, "f"), "new")]).ok
     assert store.data("f") == data
+
+
+def test_file_shrinking_during_multipart_read_aborts_at_once(tmp_path: Path) -> None:
+    write(tmp_path, "big.bin", os.urandom(600 * KIB))
+    store, cp = MemoryStore(), MemoryCheckpoint()
+
+    def hook(op: str, path: str) -> None:
+        if op == "upload_part":
+            size = os.path.getsize(tmp_path / "big.bin")
+            os.truncate(tmp_path / "big.bin", max(size - 100 * KIB, 300 * KIB))
+
+    store.hook = hook
+    report = run(store, cp, tmp_path, [Upload("big.bin", local(tmp_path, "big.bin"), "new")], jobs=1)
+    assert [p for p, _ in report.failed] == ["big.bin"] and "changed" in report.failed[0][1]
+    assert not store.uploads and not cp.uploads and "big.bin" not in cp.synced_entries
+    assert sum(1 for c in store.calls if c[0] == "abort_upload") == 2
