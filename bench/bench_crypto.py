@@ -37,11 +37,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from Crypto.Cipher import AES
 
 from ks3sync.crypto import EncryptedFileBody, EncryptionKey, FileSlice, MultipartEncryptor, ObjectDecryptor
-from ks3sync.ks3 import Client, ClientConfig, FileRangeBody, RetryPolicy
+from ks3sync.ks3 import Body, Client, ClientConfig, FileRangeBody, RetryPolicy
 
 CHUNK = 64 * 1024
 MB = 1_000_000
@@ -128,8 +129,9 @@ def upload_rows(tmp: Path, path: Path, key: EncryptionKey, part: int, skip_sdk: 
                     futures = []
                     for number, offset in enumerate(range(0, size, part), start=1):
                         length = min(part, size - offset)
+                        body: Body
                         if encrypted:
-                            body: object = encryptor.next_part(FileSlice(str(path), offset, length),
+                            body = encryptor.next_part(FileSlice(str(path), offset, length),
                                                                last=offset + length == size)
                         else:
                             body = FileRangeBody(path, offset, length)
@@ -150,7 +152,11 @@ def upload_rows(tmp: Path, path: Path, key: EncryptionKey, part: int, skip_sdk: 
                                         calling_format=PathCallingFormat(), timeout=300, **extra)
                 target = connection.get_bucket("bench-crypto").new_key("sdk-enc" if encrypted else "sdk-plain")
                 label = "encrypted" if encrypted else "plain"
-                timed(f"upload: SDK PUT {label}", lambda t=target: t.set_contents_from_filename(str(path)))
+
+                def sdk_put(target: Any = target) -> None:
+                    target.set_contents_from_filename(str(path))
+
+                timed(f"upload: SDK PUT {label}", sdk_put)
     return rows
 
 
