@@ -8,8 +8,9 @@ previous part's last ciphertext block (see ``multipart``).
 Both follow the client's Body protocol (``length``, ``content_md5()``, ``chunks()`` re-iterable) and are
 deterministic given (key, chain IV, plaintext), which is what makes the two-pass design work: pass 1
 (``scan``) encrypts into a reused buffer only to hash it (Content-MD5 must be known before sending),
-pass 2 (``chunks``) encrypts again while sending, and any retry re-encrypts from the start. Memory is
-two chunk buffers whatever the object size.
+pass 2 (``chunks``) encrypts again while sending, and any retry re-encrypts from the start. Bodies of at
+most ``CACHE_LIMIT`` bytes keep the ciphertext of pass 1 and send it instead. Memory is two chunk buffers
+(plus that small cache) whatever the object size.
 
 Imports only ks3sync.crypto modules.
 """
