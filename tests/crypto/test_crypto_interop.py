@@ -27,7 +27,9 @@ from ks3sync.crypto import (
     MultipartEncryptor,
     ObjectDecryptor,
     WrongKeyError,
+    plaintext_length,
     plan_range,
+    tail_range,
 )
 from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
 
@@ -214,6 +216,11 @@ def test_sdk_multipart_is_read_by_ks3sync(
             upload.upload_part_from_file(fp, number, is_last_part=number == len(offsets))
     upload.complete_upload()
     assert ks3sync_get(client, bucket, "sdk-mp", key) == data
+    # A multipart object records no plaintext length: two blocks from its tail reveal it.
+    info = client.head_object(bucket, "sdk-mp")
+    assert "unencrypted-content-length" not in info.metadata
+    with client.get_object(bucket, "sdk-mp", byte_range=tail_range(info.size)) as response:
+        assert plaintext_length(key, info.size, response.read()) == size
     for start, end in ranges_for(size):
         assert ks3sync_get(client, bucket, "sdk-mp", key, (start, end)) == data[start : end + 1], (start, end)
 
