@@ -206,10 +206,10 @@ class Runner:
                     shutil.rmtree(src, ignore_errors=True)
 
     # -- W4-100k ---------------------------------------------------------------------------------
-    def run_w4_large(self, base: Path, digest: Digest) -> None:
+    def run_w4_large(self, base: Path, digest: Digest, peers: Sequence[Peer]) -> None:
         if "W4-100k" not in self.selected:
             return
-        for peer in self.peers:
+        for peer in peers:
             state = self.workdir / "runs" / peer.name / "large-state"
             state.mkdir(parents=True, exist_ok=True)
             target = Target(f"l-{peer.name}", "w4")
