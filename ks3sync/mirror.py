@@ -141,12 +141,15 @@ def run_mirror(
 
     started = time.monotonic()
     started_ns = clock()
-    synced = journal.synced_entries(sync_id)
-    remote = list(store.list())
-    if direction is Direction.DOWNLOAD and not local_root.exists():
-        local, problems = [], []  # a restore into a new folder (created only when not a dry run)
-    else:
-        local, problems = scan_local(local_root, opts, key_prefix=store.prefix)
+    # The listing (network + XML) runs while the journal is read and the folder is scanned.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ks3sync-list") as lister:
+        listing = lister.submit(lambda: list(store.list()))
+        synced = journal.synced_entries(sync_id)
+        if direction is Direction.DOWNLOAD and not local_root.exists():
+            local, problems = [], []  # a restore into a new folder (created only when not a dry run)
+        else:
+            local, problems = scan_local(local_root, opts, key_prefix=store.prefix)
+        remote = listing.result()
     plan_opts = PlanOptions(
         delete=opts.delete,
         checksum=opts.checksum,

@@ -317,4 +317,4 @@ def _summary_line(result: MirrorResult) -> str:
     if result.deletes_skipped:
         parts.append(f"deletes not run {result.deletes_skipped}")
     return (f"{', '.join(parts)}; sent {format_size(result.bytes_sent)}, received "
-            f"{format_size(result.bytes_received)} in {result.seconds:.1f} s")
+            f"{format_size(result.bytes_received)} in {result.seconds:.2f} s")
