@@ -89,13 +89,14 @@ class Executor:
         synced: Mapping[str, SyncedEntry] | None = None,
         remote: Mapping[str, RemoteEntry] | None = None,
         clock: Callable[[], int] = time.time_ns,
+        throttle: TokenBucket | None = None,
     ) -> None:
         self.progress = progress or NullProgress()
         self._lock = threading.Lock()
         self._sent = 0
         self._received = 0
-        bucket = TokenBucket(options.bwlimit) if options.bwlimit else None
-        self._bucket = bucket
+        # One bucket for every worker and both directions: --bwlimit is the process's total rate.
+        self._bucket = throttle or (TokenBucket(options.bwlimit) if options.bwlimit else None)
         self._file_pool = concurrent.futures.ThreadPoolExecutor(options.jobs, thread_name_prefix="ks3sync-file")
         self._part_pool = concurrent.futures.ThreadPoolExecutor(options.jobs, thread_name_prefix="ks3sync-part")
         self.ctx = TransferContext(

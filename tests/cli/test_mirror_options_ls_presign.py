@@ -138,3 +138,22 @@ def test_config_file_supplies_endpoint_credentials_and_sync_settings(local_serve
     with client_for(local_server) as client:
         assert [o.key for o in client.iter_objects(bucket, prefix="cfg/")] == ["cfg/a.txt"]
     assert (tmp_path / "state" / "journal.db").exists()
+
+
+def test_unknown_stale_uploads_under_the_prefix_are_aborted(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(b"a")
+    with client_for(local_server) as client:
+        orphan = client.initiate_multipart(bucket, "st/orphan.bin")
+        elsewhere = client.initiate_multipart(bucket, "other/keep.bin")
+    common = ["--endpoint", local_server.endpoint, "--state-db", str(tmp_path / "j.db")]
+    young = run(local_server, "mirror", str(src), f"ks3://{bucket}/st/", *common)
+    assert young.exit_code == 0
+    with client_for(local_server) as client:
+        ids = {u.upload_id for u in client.iter_multipart_uploads(bucket)}
+        assert ids == {orphan, elsewhere}  # younger than the 24 h grace: left alone
+    old = run(local_server, "mirror", str(src), f"ks3://{bucket}/st/", "--abort-stale-after", "0s", *common)
+    assert old.exit_code == 0, old.stderr
+    with client_for(local_server) as client:
+        assert {u.upload_id for u in client.iter_multipart_uploads(bucket)} == {elsewhere}

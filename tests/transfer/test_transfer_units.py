@@ -77,3 +77,25 @@ def test_token_bucket_refills_while_idle() -> None:
     assert clock.slept == []
     bucket.consume(500)
     assert clock.slept == [0.5]
+
+
+def test_executor_sends_every_byte_through_the_shared_bucket(tmp_path) -> None:
+    import os
+
+    from ks3sync.model import LocalEntry, Upload
+    from ks3sync.store.memory import MemoryStore
+    from ks3sync.transfer import Executor, MemoryCheckpoint, TransferOptions
+    from ks3sync.transfer.files import identity_of
+
+    clock = FakeClock()
+    bucket = TokenBucket(100_000.0, burst=10_000.0, clock=clock.time, sleep=clock.sleep)
+    ops = []
+    for i in range(4):
+        (tmp_path / f"f{i}").write_bytes(os.urandom(150_000))
+        ops.append(Upload(f"f{i}", LocalEntry(f"f{i}", identity_of(os.stat(tmp_path / f"f{i}"))), "new"))
+    options = TransferOptions(jobs=4, part_size=100 * 1024, multipart_threshold=120_000)
+    with Executor(MemoryStore(), MemoryCheckpoint(), tmp_path, options, throttle=bucket) as executor:
+        report = executor.run(ops)
+    assert report.ok and report.bytes_sent == 600_000
+    # 600,000 bytes at 100,000 B/s with a 10,000-byte burst: 5.9 s of (fake) waiting in total.
+    assert abs(sum(clock.slept) - 5.9) < 0.01
