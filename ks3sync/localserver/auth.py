@@ -15,6 +15,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from urllib.parse import quote, unquote
 
 from ks3sync.localserver.errors import S3Error
@@ -166,7 +167,9 @@ def _verify_kss_presigned(request: Request, credentials: Credentials, now: float
     return AuthResult("kss-presigned", access_key)
 
 
+@lru_cache(maxsize=256)
 def _parse_http_date(value: str) -> float:
+    """Cached: a busy client sends the same Date string for a whole second."""
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError) as exc:

@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ks3sync.localserver.errors import S3Error
@@ -21,7 +20,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 @dataclass(slots=True)
 class FileBody:
-    path: Path
+    path: str
     offset: int
     length: int
 

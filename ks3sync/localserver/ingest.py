@@ -8,7 +8,6 @@ Imports nothing else from ks3sync.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -91,7 +90,7 @@ async def receive_body(ctx: Context) -> Received:
         if crc_header is not None and crc_header.strip() != str(crc):
             raise S3Error("InvalidDigest", "The x-kss-checksum-crc64ecma you specified did not match the body.",
                           extra={"ClientCRC64": crc_header, "ServerCRC64": str(crc)})
-        stored = await asyncio.get_running_loop().run_in_executor(None, storage.seal_temp, temp)
+        stored = await storage.seal(temp)
         sealed = True
         return Received(stored, size, digest, crc)
     except (S3Error, ClientGone, OSError):

@@ -120,7 +120,7 @@ async def upload_part_copy(ctx: Context) -> Response:
     loop = asyncio.get_running_loop()
     try:
         etag, crc = await loop.run_in_executor(None, _copy_range, storage, source.data_id, first, length, temp)
-        stored = await loop.run_in_executor(None, storage.seal_temp, temp)
+        stored = await storage.seal(temp)
     except OSError:
         storage.discard_temp(temp)
         raise
@@ -205,7 +205,7 @@ async def complete(ctx: Context) -> Response:
     loop = asyncio.get_running_loop()
     try:
         await loop.run_in_executor(None, _assemble, storage, [p.data_id for p in chosen], temp)
-        sealed = await loop.run_in_executor(None, storage.seal_temp, temp)
+        sealed = await storage.seal(temp)
     except OSError:
         storage.discard_temp(temp)
         raise

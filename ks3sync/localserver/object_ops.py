@@ -282,7 +282,6 @@ async def copy_object(ctx: Context) -> Response:
     new_id = storage.open_temp()
     storage.discard_temp(new_id)  # only its fresh data id is used: the body is a hard link
     target = storage.data_path(new_id.data_id)
-    target.parent.mkdir(exist_ok=True)
     # Bodies are immutable once named, so a hard link is a safe zero-copy copy.
     await loop.run_in_executor(None, os.link, storage.data_path(source.data_id), target)
     etag = source.etag

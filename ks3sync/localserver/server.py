@@ -5,8 +5,9 @@ protocol with two small additions, signal handling (uvicorn's: SIGTERM/SIGINT st
 `EmbeddedServer`, a context manager that runs the same server in a thread for `mirror --endpoint local`
 and tests. The protocol additions: uvicorn lower-cases response header names on the wire, but the
 official SDK forwards HEAD headers into copies unless they are spelled `Content-Length`, `Date`, ... ,
-so the original spelling is restored; and an app-level "drop" message closes the connection without
-a response (fault injection). Imports nothing else from ks3sync.
+so the original spelling is restored (and the head is sent together with the first body chunk: one
+send() per small response); and an app-level "drop" message closes the connection without a response
+(fault injection). Imports nothing else from ks3sync.
 """
 
 from __future__ import annotations
@@ -32,40 +33,84 @@ from ks3sync.localserver.config import ServerConfig
 logger = logging.getLogger("ks3sync.localserver")
 
 
-class _CaseRestoringTransport:
-    """Wraps the transport for exactly one write: the status line and headers of a response."""
+class _HeadCapture:
+    """Stands in for the transport while uvicorn writes a response's status line and headers: keeps the
+    bytes (with the header names' original spelling restored) instead of sending them."""
 
     def __init__(self, transport: asyncio.Transport, headers: list[tuple[bytes, bytes]]) -> None:
         self._transport = transport
         self._renames = [(b"\r\n" + name.lower() + b": ", b"\r\n" + name + b": ")
                          for name, _ in headers if name != name.lower()]
+        self.head = b""
 
     def write(self, data: bytes) -> None:
-        # `data` is the status line and header block only (uvicorn writes the body separately); every
-        # header line follows a CRLF, so the replacement cannot touch anything but a header name.
+        # `data` is the status line and header block only; every header line follows a CRLF, so the
+        # replacement cannot touch anything but a header name.
         for lower, original in self._renames:
             data = data.replace(lower, original, 1)
+        self.head = data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _HeadFirst:
+    """Stands in for the transport during the first body write: sends the held-back head with it, so a
+    small response leaves in one send() instead of two (a syscall and a loopback round of wake-ups)."""
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self._transport = transport
+        self._head: bytes | None = head
+
+    def flush(self) -> None:
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data = self._head + data
+            self._head = None
         self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
 
 class _KS3Cycle(RequestResponseCycle):
+    _held_head: bytes | None = None
+
     async def send(self, message: Any) -> None:
-        if message["type"] == "ks3sync.drop":
+        kind = message["type"]
+        if kind == "ks3sync.drop":
             if not self.response_started:
                 self.transport.abort()
                 self.disconnected = True
                 self.response_complete = True
             return
-        if message["type"] == "http.response.start" and not self.response_started:
-            original = self.transport
-            self.transport = _CaseRestoringTransport(original, message.get("headers", []))  # type: ignore[assignment]
+        original = self.transport
+        if kind == "http.response.start" and not self.response_started:
+            capture = _HeadCapture(original, message.get("headers", []))
+            self.transport = capture  # type: ignore[assignment]
             try:
                 await super().send(message)
             finally:
                 self.transport = original
+            self._held_head = capture.head
+            return
+        if self._held_head is not None:
+            head_first = _HeadFirst(original, self._held_head)
+            self._held_head = None
+            self.transport = head_first  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = original
+                head_first.flush()  # HEAD and empty bodies write nothing: the head goes alone
             return
         await super().send(message)
 

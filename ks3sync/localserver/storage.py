@@ -15,12 +15,15 @@ thread. Imports nothing else from ks3sync.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import secrets
 import sqlite3
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,13 +129,13 @@ class StoredBody:
     """A body renamed into data/ but not yet referenced by a row."""
 
     data_id: str
-    path: Path
+    path: str
 
 
 @dataclass(slots=True)
 class TempBody:
     data_id: str
-    path: Path
+    path: str  # plain strings on the per-request path: pathlib costs tens of microseconds per join
     fd: int
     closed: bool = field(default=False)
 
@@ -150,14 +153,25 @@ class Storage:
         root.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
         self.tmp_dir.mkdir(exist_ok=True)
+        for index in range(256):  # made once here, so no PUT pays a mkdir
+            (self.data_dir / f"{index:02x}").mkdir(exist_ok=True)
         self._remove_stale_temp_files()
+        self._data_prefix = str(self.data_dir) + os.sep
+        self._tmp_prefix = str(self.tmp_dir) + os.sep
         self.db = sqlite3.connect(root / "meta.sqlite3", isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
         self.db.execute("INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        # Buckets are few and change only through this object: keep them in memory, skip a query per request.
+        self._buckets = {row[0]: BucketRecord(*row) for row in self.db.execute("SELECT name, created, acl FROM buckets")}
+        # fsync blocks for a journal commit; many in flight at once share commits (ext4 groups them), so
+        # the pool is wide rather than the default executor's cpu+4 threads.
+        self._sync_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ks3-fsync") if fsync else None
 
     def close(self) -> None:
+        if self._sync_pool is not None:
+            self._sync_pool.shutdown(wait=True)
         self.db.close()
 
     def _remove_stale_temp_files(self) -> None:
@@ -168,12 +182,12 @@ class Storage:
 
     def open_temp(self) -> TempBody:
         data_id = secrets.token_hex(16)
-        path = self.tmp_dir / data_id
+        path = self._tmp_prefix + data_id
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         return TempBody(data_id, path, fd)
 
-    def data_path(self, data_id: str) -> Path:
-        return self.data_dir / data_id[:2] / data_id
+    def data_path(self, data_id: str) -> str:
+        return f"{self._data_prefix}{data_id[:2]}{os.sep}{data_id}"
 
     def seal_temp(self, temp: TempBody) -> StoredBody:
         """fsync (if enabled), close and rename into data/. Blocking: run it in a worker thread."""
@@ -184,19 +198,26 @@ class Storage:
             os.close(temp.fd)
             temp.closed = True
         final = self.data_path(temp.data_id)
-        final.parent.mkdir(exist_ok=True)
         os.rename(temp.path, final)
         return StoredBody(temp.data_id, final)
+
+    async def seal(self, temp: TempBody) -> StoredBody:
+        """seal_temp, off the event loop when it has to wait for the disk."""
+        if self._sync_pool is None:
+            return self.seal_temp(temp)  # close + rename: microseconds, not worth a thread hop
+        return await asyncio.get_running_loop().run_in_executor(self._sync_pool, self.seal_temp, temp)
 
     def discard_temp(self, temp: TempBody) -> None:
         if not temp.closed:
             os.close(temp.fd)
             temp.closed = True
-        temp.path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp.path)
 
     def remove_data(self, data_ids: Iterable[str]) -> None:
         for data_id in data_ids:
-            self.data_path(data_id).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.data_path(data_id))
 
     def concatenate(self, sources: list[str], temp: TempBody) -> None:
         """Append the given data files to `temp` in kernel space. Blocking: run it in a worker thread."""
@@ -217,14 +238,14 @@ class Storage:
             self.db.execute("INSERT INTO buckets VALUES (?, ?, ?)", (name, record.created, acl))
         except sqlite3.IntegrityError as exc:
             raise S3Error("BucketAlreadyExists") from exc
+        self._buckets[name] = record
         return record
 
     def bucket_count(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM buckets").fetchone()[0])
+        return len(self._buckets)
 
     def get_bucket(self, name: str) -> BucketRecord | None:
-        row = self.db.execute("SELECT name, created, acl FROM buckets WHERE name = ?", (name,)).fetchone()
-        return BucketRecord(*row) if row else None
+        return self._buckets.get(name)
 
     def require_bucket(self, name: str) -> BucketRecord:
         record = self.get_bucket(name)
@@ -233,10 +254,11 @@ class Storage:
         return record
 
     def list_buckets(self) -> list[BucketRecord]:
-        return [BucketRecord(*row) for row in self.db.execute("SELECT name, created, acl FROM buckets ORDER BY name")]
+        return [self._buckets[name] for name in sorted(self._buckets)]
 
     def set_bucket_acl(self, name: str, acl: str) -> None:
         self.db.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, name))
+        self._buckets[name] = BucketRecord(name, self._buckets[name].created, acl)
 
     def delete_bucket(self, name: str) -> None:
         self.require_bucket(name)
@@ -246,6 +268,7 @@ class Storage:
             raise S3Error("BucketNotEmpty", "The bucket has multipart uploads in progress.",
                           extra={"BucketName": name})
         self.db.execute("DELETE FROM buckets WHERE name = ?", (name,))
+        del self._buckets[name]
 
     # ------------------------------------------------------------ objects
 

@@ -1,0 +1,158 @@
+"""Benchmark `ks3sync local-server` on its own: small PUTs per second and large-object MB/s.
+
+Usage: python -m bench.bench_server [--no-fsync] [--seconds 3] [--big-mib 1024]
+
+Starts the server as a subprocess (so it has its own interpreter and GIL), then measures
+  - small PUTs/s (1 KiB bodies) at concurrency 1, 8 and 32: one thread and one pooled httpx.Client per
+    connection, KSS V2 signed (hashlib/hmac; a few microseconds per request);
+  - one PUT of --big-mib MiB streamed from memory in 8 MiB chunks, then one GET of it, in MB/s;
+  - the server's CPU seconds per small PUT and per MiB ingested (from /proc/<pid>/stat).
+Prints a table. Client and server share this machine's cores, so the numbers are for the pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from email.utils import formatdate
+from pathlib import Path
+
+import httpx
+
+AK = "AKLTbenchAccessKey000001"
+SK = "benchSecretKey/0123456789+abcdefgHIJ="
+BUCKET = "bench"
+
+
+def sign(method: str, resource: str, content_type: str = "") -> dict[str, str]:
+    date = formatdate(time.time(), usegmt=True)
+    to_sign = f"{method}\n\n{content_type}\n{date}\n{resource}"
+    signature = base64.b64encode(hmac.new(SK.encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
+    headers = {"Date": date, "Authorization": f"KSS {AK}:{signature}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    return headers
+
+
+def server_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_server(root: Path, fsync: bool) -> tuple[subprocess.Popen[bytes], str]:
+    port_file = root.parent / "port"
+    args = [sys.executable, "-m", "ks3sync", "local-server", "--root", str(root), "--port-file", str(port_file)]
+    if not fsync:
+        args.append("--no-fsync")
+    env = dict(os.environ, KS3_ACCESS_KEY=AK, KS3_SECRET_KEY=SK)
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("local-server did not start")
+        time.sleep(0.02)
+    return process, f"http://127.0.0.1:{port_file.read_text().strip()}"
+
+
+def small_puts(endpoint: str, concurrency: int, seconds: float, body: bytes) -> tuple[int, float]:
+    stop_at = time.monotonic() + seconds
+    counts = [0] * concurrency
+    errors: list[str] = []
+
+    def worker(index: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            n = 0
+            while time.monotonic() < stop_at:
+                resource = f"/{BUCKET}/small/{index}/{n}"
+                response = client.put(endpoint + resource, content=body, headers=sign("PUT", resource))
+                if response.status_code != 200:
+                    errors.append(response.text[:200])
+                    return
+                n += 1
+            counts[index] = n
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    if errors:
+        raise RuntimeError(errors[0])
+    return sum(counts), elapsed
+
+
+def big_put_get(endpoint: str, mib: int) -> tuple[float, float]:
+    chunk = os.urandom(8 * 1024 * 1024)
+    total = mib * 1024 * 1024
+    resource = f"/{BUCKET}/big.bin"
+
+    def body():  # type: ignore[no-untyped-def]
+        sent = 0
+        while sent < total:
+            piece = chunk[: min(len(chunk), total - sent)]
+            sent += len(piece)
+            yield piece
+
+    with httpx.Client(timeout=600) as client:
+        headers = sign("PUT", resource)
+        headers["Content-Length"] = str(total)
+        started = time.monotonic()
+        response = client.put(endpoint + resource, content=body(), headers=headers)
+        put_s = time.monotonic() - started
+        assert response.status_code == 200, response.text
+        started = time.monotonic()
+        received = 0
+        with client.stream("GET", endpoint + resource, headers=sign("GET", resource)) as stream:
+            for piece in stream.iter_raw(1024 * 1024):
+                received += len(piece)
+        get_s = time.monotonic() - started
+        assert received == total
+    return total / put_s / 1e6, total / get_s / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-fsync", action="store_true")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--big-mib", type=int, default=1024)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        process, endpoint = start_server(Path(tmp) / "root", fsync=not args.no_fsync)
+        try:
+            with httpx.Client() as client:
+                assert client.put(f"{endpoint}/{BUCKET}/", headers=sign("PUT", f"/{BUCKET}/")).status_code == 200
+            rows = []
+            body = os.urandom(1024)
+            for concurrency in (1, 8, 32):
+                cpu_before = server_cpu_seconds(process.pid)
+                count, elapsed = small_puts(endpoint, concurrency, args.seconds, body)
+                cpu = server_cpu_seconds(process.pid) - cpu_before
+                rows.append((f"small PUT (1 KiB), concurrency {concurrency}", f"{count / elapsed:,.0f} PUT/s",
+                             f"{cpu / count * 1e6:,.0f} us server CPU per PUT"))
+            cpu_before = server_cpu_seconds(process.pid)
+            put_mbs, get_mbs = big_put_get(endpoint, args.big_mib)
+            cpu = server_cpu_seconds(process.pid) - cpu_before
+            rows.append((f"{args.big_mib} MiB PUT", f"{put_mbs:,.0f} MB/s", ""))
+            rows.append((f"{args.big_mib} MiB GET", f"{get_mbs:,.0f} MB/s",
+                         f"{cpu / (2 * args.big_mib) * 1000:,.1f} ms server CPU per MiB (PUT+GET)"))
+        finally:
+            process.terminate()
+            process.wait(20)
+    print(f"local-server benchmark (fsync {'off' if args.no_fsync else 'on'}, {os.cpu_count()} cores)")
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"  {name:<{width}}  {value:>14}  {note}")
+
+
+if __name__ == "__main__":
+    main()
