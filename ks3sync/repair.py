@@ -174,6 +174,9 @@ def rebuild(
         if entry.path in remote and _worth_hashing(entry, remote[entry.path], opts.encryption_key is not None)
     ]
     verdicts = _verify_all(store, local_root, candidates, opts, clock)
+    # Same path, different size: the content differs without reading a byte.
+    verdicts += [_Verdict(entry.path, differs=True) for entry in local
+                 if entry.path in remote and not _worth_hashing(entry, remote[entry.path], opts.encryption_key is not None)]
     entries = [v.entry for v in verdicts if v.entry is not None]
     aborted = 0
     if not opts.dry_run:
