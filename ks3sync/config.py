@@ -312,7 +312,7 @@ class Config:
 
     @property
     def journal_path(self) -> Path:
-        return self.state_dir / "journal.sqlite"
+        return self.state_dir / "journal.db"  # the same file `mirror --config` uses
 
     def sync(self, name: str) -> SyncConfig:
         for sync in self.syncs:

@@ -113,14 +113,21 @@ def _serve(config: Any, conn: Any, journal: Any, stop: threading.Event, stop_tim
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
+    from ks3sync.daemon.logs import event
+
     def on_signal(signum: int, _frame: object) -> None:
-        logging.getLogger("ks3sync.daemon").info("signal=%s: stopping", signal.Signals(signum).name)
+        event(log, logging.INFO, "signal", signal=signal.Signals(signum).name, action="stopping")
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # No reload: a changed config takes effect at restart (`systemctl restart`), which resumes safely.
-    signal.signal(signal.SIGHUP, lambda *_: log.warning("SIGHUP ignored: restart the service to reload"))
+    signal.signal(
+        signal.SIGHUP,
+        lambda *_: event(
+            log, logging.WARNING, "signal", signal="SIGHUP", action="ignored; restart to reload"
+        ),
+    )
 
 
 def _transfer_options_factory(config: Any) -> Callable[[Any], Any]:

@@ -74,6 +74,7 @@ class Service:
         self._next_watchdog = 0.0
         self._started_at = time.time()
         self._retry_start_ns: dict[str, int] = {}
+        self._published_states: tuple[Any, ...] = ()
         for sync in config.syncs:
             self.workers.append(
                 SyncWorker(
@@ -175,8 +176,10 @@ class Service:
 
     def publish(self, now_ns: int | None = None, *, force: bool = False, stopped: bool = False) -> None:
         now = self.clock() if now_ns is None else now_ns
-        if not force and now < self._next_status_ns:
+        states = tuple((w.state, w.reason) for w in self.workers)
+        if not force and now < self._next_status_ns and states == self._published_states:
             return
+        self._published_states = states
         self._next_status_ns = now + STATUS_EVERY_NS
         syncs: dict[str, Any] = {}
         for w in self.workers:

@@ -28,6 +28,7 @@ import os
 import stat
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,15 @@ from ks3sync.daemon.decide import Decision, Outcome, decide
 from ks3sync.daemon.guard import DeleteBudget, SourceState, probe_source
 from ks3sync.daemon.logs import event
 from ks3sync.journal import Change, ChangeKind, Journal, QueuedChange
-from ks3sync.model import DeleteRemote, Direction, FileIdentity, LocalEntry, Operation, SyncedEntry
+from ks3sync.model import (
+    DeleteRemote,
+    Direction,
+    FileIdentity,
+    LocalEntry,
+    Operation,
+    PassSummary,
+    SyncedEntry,
+)
 from ks3sync.store.base import Store
 from ks3sync.transfer.context import TMP_PREFIX, TransferOptions
 from ks3sync.transfer.executor import ExecutionReport, Executor
@@ -420,7 +429,7 @@ class SyncWorker:
         interrupted: set[int] = set()
         held: dict[int, tuple[str, int]] = {}
         if to_send:
-            failures, interrupted, held = self._execute(to_send, decisions, synced)
+            failures, interrupted, held = self._execute(to_send, decisions, synced, now)
         for ch in to_send:
             if ch.id in interrupted:
                 continue  # stays claimed; the next start releases it
@@ -499,6 +508,7 @@ class SyncWorker:
         changes: Sequence[QueuedChange],
         decisions: Mapping[int, Decision],
         synced: Mapping[str, SyncedEntry],
+        started_ns: int,
     ) -> tuple[dict[int, str], set[int], dict[int, tuple[str, int]]]:
         """Run the batch's transfers, then each change's deletes if its transfers succeeded.
         Returns (failures, interrupted, held: message and retry time) by change id."""
@@ -558,19 +568,44 @@ class SyncWorker:
                     for op in decisions[ch.id].deletes:
                         deletes.append(op)
                         delete_owner[op.path] = ch.id
+            counts = Counter(report.counts)
             if deletes and not self._stop.is_set():
                 dreport = executor.run([], deletes)
+                counts.update(dreport.counts)
                 for path, message in dreport.failed:
                     failures.setdefault(delete_owner[path], message)
             elif deletes:
                 interrupted.update(delete_owner.values())
             with self._lock:
                 self.counters.bytes_sent += report.bytes_sent
+            self._record(counts, len(failures), report.bytes_sent, report.stopped, started_ns)
             return failures, interrupted, held
         finally:
             with self._lock:
                 self._executors.discard(executor)
             executor.close()
+
+    def _record(
+        self, counts: Counter[str], failed: int, bytes_sent: int, stopped: str | None, started_ns: int
+    ) -> None:
+        """The batch as a pass record: ``status`` shows files/bytes done and the last success from it."""
+        if not counts and not failed:
+            return
+        self.journal.record_pass(
+            self.sync_id,
+            PassSummary(
+                started_ns=started_ns,
+                finished_ns=self.clock(),
+                direction=Direction.UPLOAD,
+                uploaded=counts["uploaded"],
+                copied=counts["copied"],
+                deleted=counts["deleted"],
+                adopted=counts["adopted"],
+                failed=failed,
+                bytes_sent=bytes_sent,
+                error=stopped,
+            ),
+        )
 
     def _guard_deletes(
         self,
@@ -588,13 +623,13 @@ class SyncWorker:
             self._note_held(len(wanted), source.reason)
             return set()
         recorded = self.journal.stats(self.sync_id, recent_errors=0).entries
-        count = sum(len(decisions[ch.id].deletes) for ch in wanted)
+        count = sum(_budgeted(decisions[ch.id]) for ch in wanted)
         with self._lock:
             granted = self.budget.allow(count, recorded, now)
         allowed: set[int] = set()
         used = 0
         for ch in wanted:
-            n = len(decisions[ch.id].deletes)
+            n = _budgeted(decisions[ch.id])
             if used + n <= granted:
                 allowed.add(ch.id)
                 used += n
@@ -651,6 +686,12 @@ class SyncWorker:
                 "held_deletes": self.counters.held_deletes,
                 "reconciles": self.counters.reconciles,
             }
+
+
+def _budgeted(decision: Decision) -> int:
+    """Deletes that count against max_delete: a renamed file's old name is not a loss (its copy
+    succeeded first), so only real deletions are budgeted."""
+    return sum(1 for op in decision.deletes if op.reason != "renamed")
 
 
 class _OpLog:

@@ -63,7 +63,7 @@ def test_issue_shape_loads(tmp_path: Path, src: Path) -> None:
     assert cfg.credentials.access_key == "AKLTEXAMPLE"
     assert cfg.credentials.secret_key == ENV["KS3_SECRET_KEY"]
     assert cfg.state_dir == Path("/var/lib/ks3sync")
-    assert cfg.journal_path == Path("/var/lib/ks3sync/journal.sqlite")
+    assert cfg.journal_path == Path("/var/lib/ks3sync/journal.db")
     (sync,) = cfg.syncs
     assert (sync.name, sync.source, sync.bucket, sync.prefix) == ("docs", src, "bucket", "prefix/")
     assert sync.delete is True and sync.debounce == 2.0
