@@ -205,3 +205,30 @@ class Checkpoint(Protocol):
     def removed(self, paths: Sequence[str]) -> None:
         """The remote objects (or local files) for these paths were deleted."""
         ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Pass history: what a mirror pass (or a batch of the service's queued work) hands to the journal so
+# that ``status`` can show it. Added by the journal engineer.
+
+
+@dataclass(frozen=True, slots=True)
+class PassSummary:
+    started_ns: int
+    finished_ns: int
+    direction: Direction = Direction.UPLOAD
+    uploaded: int = 0
+    copied: int = 0
+    deleted: int = 0
+    downloaded: int = 0
+    adopted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    refused_deletes: int = 0
+    error: str | None = None  # why the whole pass stopped (a fatal error), if it did
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.error is None

@@ -1,0 +1,26 @@
+"""The journal: ks3sync's state in one SQLite file (schema in docs/journal.md).
+
+Public surface: :class:`Journal` (open, syncs, synced entries, the change queue, status),
+:class:`JournalCheckpoint` (the durable ``model.Checkpoint``), the queue's value types and
+:class:`JournalError`. Must not import the store, the transfer engine, the planner, the CLI or httpx.
+"""
+
+from ks3sync.journal.checkpoint import JournalCheckpoint
+from ks3sync.journal.errors import JournalError, UnknownUploadError
+from ks3sync.journal.journal import Journal
+from ks3sync.journal.migrations import SCHEMA_VERSION
+from ks3sync.journal.types import Change, ChangeKind, ErrorRecord, QueuedChange, SyncRecord, SyncStats
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Change",
+    "ChangeKind",
+    "ErrorRecord",
+    "Journal",
+    "JournalCheckpoint",
+    "JournalError",
+    "QueuedChange",
+    "SyncRecord",
+    "SyncStats",
+    "UnknownUploadError",
+]

@@ -1,0 +1,144 @@
+"""The journal's current schema as SQLAlchemy Core tables, used to build queries.
+
+The database itself is created and evolved by ``migrations.py`` (frozen DDL per version); these
+definitions must describe the result of the latest migration, which a test checks column by column
+and index by index. See ``docs/journal.md`` for what every table and column means.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+syncs = Table(
+    "syncs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("bucket", Text, nullable=False),
+    Column("prefix", Text, nullable=False),
+    Column("options_hash", Text, nullable=False),
+    Column("created_at_ns", Integer, nullable=False),
+    Column("files_done", Integer, nullable=False, server_default=text("0")),
+    Column("bytes_done", Integer, nullable=False, server_default=text("0")),
+    Column("last_success_ns", Integer),
+    Index("ix_syncs_name", "name", unique=True),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("sync_id", Integer, ForeignKey("syncs.id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("mtime_ns", Integer, nullable=False),
+    Column("inode", Integer, nullable=False),
+    Column("ctime_ns", Integer, nullable=False),
+    Column("md5", Text, nullable=False),
+    Column("remote_etag", Text, nullable=False),
+    Column("remote_size", Integer, nullable=False),
+    Column("encrypted", Integer, nullable=False, server_default=text("0")),
+    Column("synced_at_ns", Integer, nullable=False),
+    PrimaryKeyConstraint("sync_id", "path"),
+    sqlite_with_rowid=False,
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sync_id", Integer, ForeignKey("syncs.id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("src_path", Text),
+    Column("observed_ns", Integer, nullable=False),
+    Column("due_ns", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("parked", Integer, nullable=False, server_default=text("0")),
+    Column("claimed", Integer, nullable=False, server_default=text("0")),
+    Index("ix_changes_due", "sync_id", "parked", "due_ns"),
+    Index("ix_changes_pending_path", "sync_id", "path", unique=True, sqlite_where=text("claimed = 0")),
+    Index("ix_changes_path", "sync_id", "path"),
+    Index("ix_changes_src_path", "sync_id", "src_path", sqlite_where=text("src_path IS NOT NULL")),
+    Index("ix_changes_claimed", "sync_id", sqlite_where=text("claimed = 1")),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sync_id", Integer, ForeignKey("syncs.id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("upload_id", Text, nullable=False),
+    Column("part_size", Integer, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("mtime_ns", Integer, nullable=False),
+    Column("inode", Integer, nullable=False),
+    Column("ctime_ns", Integer, nullable=False),
+    Column("iv", LargeBinary),
+    Column("started_at_ns", Integer, nullable=False),
+    Index("ix_uploads_upload_id", "upload_id", unique=True),
+    Index("ix_uploads_sync_path", "sync_id", "path", unique=True),
+)
+
+parts = Table(
+    "parts",
+    metadata,
+    Column("upload_row", Integer, ForeignKey("uploads.id", ondelete="CASCADE"), nullable=False),
+    Column("part_number", Integer, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("md5", Text, nullable=False),
+    Column("etag", Text, nullable=False),
+    Column("crc64", Integer),  # stored signed (two's complement): SQLite integers are 64-bit signed
+    Column("chain_block", LargeBinary),
+    PrimaryKeyConstraint("upload_row", "part_number"),
+    sqlite_with_rowid=False,
+)
+
+passes = Table(
+    "passes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sync_id", Integer, ForeignKey("syncs.id", ondelete="CASCADE"), nullable=False),
+    Column("direction", Text, nullable=False),
+    Column("started_ns", Integer, nullable=False),
+    Column("finished_ns", Integer, nullable=False),
+    Column("uploaded", Integer, nullable=False),
+    Column("copied", Integer, nullable=False),
+    Column("deleted", Integer, nullable=False),
+    Column("downloaded", Integer, nullable=False),
+    Column("adopted", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("bytes_sent", Integer, nullable=False),
+    Column("bytes_received", Integer, nullable=False),
+    Column("refused_deletes", Integer, nullable=False),
+    Column("error", Text),
+    Index("ix_passes_sync_finished", "sync_id", "finished_ns"),
+)
+
+errors = Table(
+    "errors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sync_id", Integer, ForeignKey("syncs.id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text),
+    Column("message", Text, nullable=False),
+    Column("at_ns", Integer, nullable=False),
+    Index("ix_errors_sync_at", "sync_id", "at_ns"),
+)

@@ -1,0 +1,87 @@
+"""Values the journal hands out and takes in (besides ``ks3sync.model``'s): the change queue's items
+and the status snapshot. Frozen dataclasses; no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ks3sync.model import PassSummary
+
+
+class ChangeKind(enum.Enum):
+    UPSERT = "upsert"  # the path was created or modified: make the remote match the file
+    DELETE = "delete"  # the path is gone locally
+    MOVE = "move"  # ``src_path`` was renamed to ``path``: copy server-side, then delete ``src_path``
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An observed change, as the watcher / rescan reports it. ``due_ns`` is when it may be acted on
+    (``observed_ns`` + debounce)."""
+
+    path: str
+    kind: ChangeKind
+    src_path: str | None = None
+    observed_ns: int = 0
+    due_ns: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.kind is ChangeKind.MOVE) != (self.src_path is not None):
+            raise ValueError(f"{self.kind.value} change for {self.path!r}: src_path is required for a move "
+                             "and only for a move")
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedChange:
+    """A change as it sits in the queue: coalesced per path, with its retry state.
+
+    A MOVE owns the deletion of its ``src_path`` (copy first, delete the source after the copy
+    succeeded); no separate DELETE row is queued for it."""
+
+    id: int
+    path: str
+    kind: ChangeKind
+    src_path: str | None
+    observed_ns: int  # the first observation still folded into this row
+    due_ns: int
+    attempts: int
+    last_error: str | None
+    parked: bool
+    claimed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRecord:
+    id: int
+    name: str
+    source: str
+    bucket: str
+    prefix: str
+    options_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    path: str | None
+    message: str
+    at_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStats:
+    """What ``ks3sync status`` shows for one sync; read without blocking the writer (WAL)."""
+
+    sync_id: int
+    name: str
+    queue_depth: int  # pending, not parked, not in flight
+    parked: int
+    in_flight: int  # claimed by due() and not yet done/failed
+    next_due_ns: int | None
+    entries: int  # paths recorded as synced
+    uploads_in_flight: int  # multipart uploads the journal is tracking
+    files_done: int
+    bytes_done: int
+    last_success_ns: int | None
+    last_pass: PassSummary | None
+    last_errors: tuple[ErrorRecord, ...]

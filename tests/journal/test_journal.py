@@ -1,0 +1,236 @@
+"""Journal on real SQLite files: opening, persistence, checkpoints, threads, errors, status."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from ks3sync.journal import SCHEMA_VERSION, Journal, JournalError, UnknownUploadError
+from ks3sync.model import Direction, FileIdentity, PartRecord, PassSummary, SyncedEntry, UploadRecord
+
+IDENT = FileIdentity(size=30 << 20, mtime_ns=1_700_000_000_123_456_789, inode=424242, ctime_ns=17)
+
+
+def entry(path: str, n: int = 1) -> SyncedEntry:
+    return SyncedEntry(path, FileIdentity(n, n, n, n), f"{n:032x}", f"{n:032x}", n, False, 99)
+
+
+@pytest.fixture
+def journal(tmp_path: Path):  # type: ignore[no-untyped-def]
+    j = Journal.open(tmp_path / "state" / "journal.db")
+    yield j
+    j.close()
+
+
+def test_open_creates_parents_sets_wal_and_version(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "journal.db"
+    with Journal.open(path):
+        pass
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert path.stat().st_mode & 0o077 == 0
+
+
+def test_entries_persist_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal.open(path) as j:
+        sid = j.register_sync("docs", "/srv/docs", "bucket", "pre/", "opts1")
+        j.record_synced(sid, [entry(f"d/{i}", i + 1) for i in range(500)])
+        j.remove_entries(sid, ["d/0", "d/1"])
+    with Journal.open(path) as j:
+        assert j.register_sync("docs", "/srv/docs", "bucket", "pre/", "opts2") == sid
+        got = j.synced_entries(sid)
+        assert len(got) == 498 and got["d/7"] == entry("d/7", 8)
+        assert [s.options_hash for s in j.syncs()] == ["opts2"]
+
+
+def test_changing_the_target_drops_entries_but_keeps_uploads(journal: Journal) -> None:
+    sid = journal.register_sync("s", "/src", "bucket", "p/", "h")
+    journal.record_synced(sid, [entry("a")])
+    journal.checkpoint(sid).upload_started(UploadRecord("big", "p/big", "U1", 8 << 20, IDENT, 5))
+    assert journal.register_sync("s", "/src", "bucket", "other/", "h") == sid
+    assert journal.synced_entries(sid) == {}
+    assert [u.upload_id for u in journal.uploads(sid)] == ["U1"]  # still there to be aborted
+
+
+def test_checkpoint_resume_data_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    crc_high = (1 << 64) - 12345  # uses the top bit: must survive SQLite's signed integers
+    with Journal.open(path) as j:
+        sid = j.register_sync("s", "/src", "b", "", "h")
+        cp = j.checkpoint(sid)
+        cp.upload_started(UploadRecord("big.bin", "big.bin", "UPLOAD-1", 8 << 20, IDENT, 123,
+                                       iv=bytes(range(16)),
+                                       parts=(PartRecord(1, 8 << 20, "a" * 32, "e1", 5, b"\x01" * 16),)))
+        cp.part_done("UPLOAD-1", PartRecord(3, 8 << 20, "c" * 32, "e3", crc_high, b"\xff" * 16))
+        cp.part_done("UPLOAD-1", PartRecord(2, 8 << 20, "b" * 32, "e2", None, None))
+        cp.part_done("UPLOAD-1", PartRecord(2, 8 << 20, "b" * 32, "e2-again", 7, None))  # a re-sent part
+    with Journal.open(path) as j:  # as after a kill -9: only committed state is read back
+        record = j.checkpoint(sid).upload_for("big.bin")
+        assert record is not None
+        assert (record.key, record.upload_id, record.part_size, record.identity, record.started_at_ns,
+                record.iv) == ("big.bin", "UPLOAD-1", 8 << 20, IDENT, 123, bytes(range(16)))
+        assert record.parts == (
+            PartRecord(1, 8 << 20, "a" * 32, "e1", 5, b"\x01" * 16),
+            PartRecord(2, 8 << 20, "b" * 32, "e2-again", 7, None),
+            PartRecord(3, 8 << 20, "c" * 32, "e3", crc_high, b"\xff" * 16),
+        )
+        assert j.uploads() == [record]
+        j.checkpoint(sid).upload_finished("UPLOAD-1")
+        assert j.checkpoint(sid).upload_for("big.bin") is None
+        assert j.integrity_check() == []
+        raw = sqlite3.connect(path)
+        assert raw.execute("SELECT count(*) FROM parts").fetchone()[0] == 0  # cascaded
+
+
+def test_upload_started_replaces_an_older_upload_of_the_same_path(journal: Journal) -> None:
+    sid = journal.register_sync("s", "/src", "b", "", "h")
+    cp = journal.checkpoint(sid)
+    cp.upload_started(UploadRecord("f", "f", "OLD", 5 << 20, IDENT, 1))
+    cp.part_done("OLD", PartRecord(1, 5 << 20, "a" * 32, "e"))
+    cp.upload_started(UploadRecord("f", "f", "NEW", 5 << 20, IDENT, 2))
+    record = cp.upload_for("f")
+    assert record is not None and record.upload_id == "NEW" and record.parts == ()
+    with pytest.raises(UnknownUploadError, match="OLD"):
+        cp.part_done("OLD", PartRecord(2, 1, "a" * 32, "e"))
+    with pytest.raises(KeyError):  # the in-memory checkpoint raises KeyError: callers may catch either
+        cp.part_done("never-started", PartRecord(1, 1, "a" * 32, "e"))
+
+
+def test_checkpoint_from_many_threads_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    j = Journal.open(path)
+    sid = j.register_sync("s", "/src", "b", "", "h")
+    cp = j.checkpoint(sid)
+    for t in range(8):
+        cp.upload_started(UploadRecord(f"big{t}", f"big{t}", f"U{t}", 1, IDENT, 0))
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            for i in range(150):
+                cp.synced(entry(f"t{t}/f{i}", i + 1))
+                cp.part_done(f"U{t}", PartRecord(i + 1, 1, "a" * 32, f"e{i}"))
+                assert cp.upload_for(f"big{t}") is not None
+                if i % 10 == 9:
+                    cp.removed([f"t{t}/f{i}"])
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread and re-raised there
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert not errors, errors
+    j.close()
+    with Journal.open(path) as again:
+        assert len(again.synced_entries(sid)) == 8 * 135
+        assert all(len(u.parts) == 150 for u in again.uploads(sid))
+        assert again.integrity_check() == []
+
+
+def test_garbage_file_is_a_clear_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"this is not a database at all\n" * 100)
+    with pytest.raises(JournalError) as err:
+        Journal.open(path)
+    message = str(err.value)
+    assert str(path) in message and "not an SQLite database" in message and "\n" not in message
+
+
+def test_corrupted_sqlite_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal.open(path) as j:
+        sid = j.register_sync("s", "/src", "b", "", "h")
+        j.record_synced(sid, [entry(f"dir/file-{i:05d}", i + 1) for i in range(3000)])
+    # Keep the header, trash the pages behind it (a torn disk write or a bad copy).
+    data = bytearray(path.read_bytes())
+    for offset in range(4096, len(data), 997):
+        data[offset:offset + 64] = b"\xa5" * 64
+    path.write_bytes(bytes(data))
+    try:
+        j = Journal.open(path)
+    except JournalError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+        return
+    with j:  # the damage may only show when the pages are read
+        try:
+            problems = j.integrity_check()
+        except JournalError as exc:
+            assert str(path) in str(exc)
+            return
+        assert problems, "a trashed database must not pass the integrity check"
+
+
+def test_foreign_database_and_newer_schema_are_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE photos (id INTEGER)")
+    with pytest.raises(JournalError, match="not a ks3sync journal"):
+        Journal.open(other)
+    future = tmp_path / "future.db"
+    with Journal.open(future):
+        pass
+    db = sqlite3.connect(future)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="newer than this ks3sync"):
+        Journal.open(future)
+
+
+def test_directory_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="is a directory"):
+        Journal.open(tmp_path)
+
+
+def test_closed_journal_refuses_work(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path / "j.db")
+    j.close()
+    with pytest.raises(JournalError, match="closed"):
+        j.register_sync("s", "/", "b", "", "h")
+
+
+def test_pass_history_errors_and_stats(tmp_path: Path) -> None:
+    clock = iter(range(1000, 10**9, 10))
+    j = Journal.open(tmp_path / "j.db", clock=lambda: next(clock))
+    sid = j.register_sync("s", "/src", "b", "", "h")
+    j.record_pass(sid, PassSummary(100, 200, Direction.UPLOAD, uploaded=3, copied=1, bytes_sent=300))
+    j.record_pass(sid, PassSummary(300, 400, Direction.UPLOAD, uploaded=1, failed=1, bytes_sent=50))
+    j.record_error(sid, "bad/file", "AccessDenied\nsecond line")
+    j.record_synced(sid, [entry("x")])
+    st = j.stats(sid)
+    assert (st.files_done, st.bytes_done, st.last_success_ns, st.entries) == (5, 350, 200, 1)
+    assert st.last_pass is not None and st.last_pass.failed == 1 and st.last_pass.started_ns == 300
+    assert st.last_errors[0].path == "bad/file" and st.last_errors[0].message == "AccessDenied second line"
+    for i in range(150):
+        j.record_error(sid, f"p{i}", "boom")
+    assert len(j.stats(sid, recent_errors=1000).last_errors) == 100  # bounded history
+    with pytest.raises(JournalError, match="no sync with id"):
+        j.stats(sid + 1)
+    j.close()
+
+
+def test_integrity_check_finds_orphans(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    with Journal.open(path) as j:
+        j.register_sync("s", "/src", "b", "", "h")
+        assert j.integrity_check() == []
+    raw = sqlite3.connect(path)  # foreign keys are off on this connection: plant damage behind our back
+    raw.execute("INSERT INTO parts (upload_row, part_number, size, md5, etag) VALUES (999, 1, 1, 'm', 'e')")
+    raw.execute("INSERT INTO changes (sync_id, path, kind, observed_ns, due_ns) VALUES (1, 'x', 'move', 0, 0)")
+    raw.commit()
+    raw.close()
+    with Journal.open(path) as j:
+        problems = j.integrity_check()
+    assert any("parts whose upload is gone: 1" in p for p in problems)
+    assert any("moves without a source path" in p for p in problems)
+    assert any(p.startswith("foreign key") for p in problems)
+
+
+def test_repr_names_only_the_path(journal: Journal) -> None:
+    assert repr(journal) == f"Journal({str(journal.path)!r})"
