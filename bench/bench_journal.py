@@ -45,7 +45,7 @@ def main() -> None:
 
     timed(f"record_synced: {args.entries:,} entries, one transaction", args.entries,
           lambda: j.record_synced(sid, batch))
-    timed(f"record_synced again (all upserts hit existing rows)", args.entries,
+    timed("record_synced again (all upserts hit existing rows)", args.entries,
           lambda: j.record_synced(sid, batch))
     got: dict[str, SyncedEntry] = {}
     timed(f"synced_entries: load {args.entries:,} entries", args.entries, lambda: got.update(j.synced_entries(sid)))
@@ -78,7 +78,7 @@ def main() -> None:
           lambda: [j.enqueue(sid, [Change(f"q{i}", ChangeKind.UPSERT, observed_ns=i, due_ns=i)]) for i in range(n)])
     burst = [Change(f"burst/{i}", ChangeKind.UPSERT, observed_ns=i, due_ns=i) for i in range(10 * n)]
     timed(f"enqueue one burst of {10 * n:,} changes (one FULL commit)", 10 * n, lambda: j.enqueue(sid, burst))
-    timed(f"enqueue the same burst again (all coalesce)", 10 * n, lambda: j.enqueue(sid, burst))
+    timed("enqueue the same burst again (all coalesce)", 10 * n, lambda: j.enqueue(sid, burst))
 
     def drain() -> None:
         while True:
