@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ks3sync.localserver import xmlio
@@ -110,8 +111,11 @@ class KS3App:
                 # The client is still waiting for "100 Continue" and will not send the body: the bytes
                 # that follow on this connection would be misread, so end it after this answer.
                 response.headers.append(("Connection", "close"))
-        bytes_out = await self._send(send, request, response, request_id)
-        self._log(request, op, auth, response.status, body.bytes_in, bytes_out, started, request_id, fault_kind)
+
+        def log(bytes_out: int) -> None:
+            self._log(request, op, auth, response.status, body.bytes_in, bytes_out, started, request_id, fault_kind)
+
+        await self._send(send, request, response, request_id, log)
 
     def _error_response(self, request: Request, error: S3Error, request_id: str) -> Response:
         headers = [("Content-Type", "application/xml"), *error.headers]
@@ -125,7 +129,10 @@ class KS3App:
         )
         return Response(error.status, headers, body)
 
-    async def _send(self, send: Any, request: Request, response: Response, request_id: str) -> int:
+    async def _send(self, send: Any, request: Request, response: Response, request_id: str,
+                    before_last: Callable[[int], None]) -> None:
+        """Send the response; `before_last(bytes_out)` runs just before the final write, so the request-log
+        line exists by the time the client has the whole response (tests read the log right after)."""
         headers: list[tuple[bytes, bytes]] = [
             (b"x-kss-request-id", request_id.encode()),
             (b"Date", self._http_date(time.time()).encode()),
@@ -142,10 +149,10 @@ class KS3App:
         if not has_length and response.status not in (204, 304):
             headers.append((b"Content-Length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        if file is None:
+        if file is None or file.length == 0:
+            before_last(len(response.body))
             await send({"type": "http.response.body", "body": response.body})
-            return len(response.body)
-        sent = 0
+            return
         with open(file.path, "rb", buffering=0) as handle:
             handle.seek(file.offset)
             remaining = file.length
@@ -154,11 +161,9 @@ class KS3App:
                 if not chunk:
                     raise OSError(f"{file.path} is shorter than its record")
                 remaining -= len(chunk)
-                sent += len(chunk)
+                if not remaining:
+                    before_last(file.length)
                 await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
-        if file.length == 0:
-            await send({"type": "http.response.body", "body": b""})
-        return sent
 
     def _log(self, request: Request, op: str, auth: AuthResult | None, status: int, bytes_in: int, bytes_out: int,
              started: float, request_id: str, fault: str | None) -> None:
