@@ -165,6 +165,7 @@ class SyncWorker:
         if self._source.healthy:
             self._device = self._source.device
             self._start_watching()
+            self.state = State.RECONCILING  # the first step starts it; events queue meanwhile
         self._next_reconcile_ns = now  # first step reconciles
 
     def _start_watching(self) -> None:
