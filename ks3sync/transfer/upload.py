@@ -36,7 +36,7 @@ from ks3sync.errors import (
 )
 from ks3sync.model import FileIdentity, PartRecord, SyncedEntry, UploadRecord
 from ks3sync.store.base import META_MTIME, PartResult, WriteOptions
-from ks3sync.store.checksums import crc64_combine
+from ks3sync.store.checksums import crc64_combine, multipart_etag
 from ks3sync.transfer.bodies import FileBody, MemoryBody, MeteredBody
 from ks3sync.transfer.context import SMALL_FILE, TransferContext
 from ks3sync.transfer.files import check_unchanged, open_for_read, read_exactly
@@ -213,10 +213,28 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
         raise IntegrityError(f"{path}: completed object CRC-64 {result.crc64} != parts' {expected_crc}")
     ctx.checkpoint.upload_finished(record.upload_id)
     total = sum(p.size for p in ordered)
+    etag = _confirmed_multipart_etag(ctx, path, result.etag, ordered, total, expected_crc)
     ctx.checkpoint.synced(
-        SyncedEntry(path, identity, file_md5.hexdigest(), result.etag, total, encryptor is not None, ctx.clock())
+        SyncedEntry(path, identity, file_md5.hexdigest(), etag, total, encryptor is not None, ctx.clock())
     )
     return sent
+
+
+def _confirmed_multipart_etag(
+    ctx: TransferContext, path: str, etag: str, parts: list[PartRecord], total: int, crc: int | None
+) -> str:
+    """The ETag to record for a completed upload. When Complete's answer is not the ETag the parts
+    imply, the object itself is asked (HEAD): the record must hold what later listings will show, and
+    only for an object whose size and CRC-64 prove it holds the bytes sent."""
+    if etag == multipart_etag(p.md5 for p in parts):
+        return etag
+    meta = ctx.store.head(path)
+    if meta is None or meta.size != total or (crc is not None and meta.crc64 is not None and meta.crc64 != crc):
+        raise IntegrityError(f"{path}: after Complete the object does not hold the bytes sent (ETag {etag})")
+    if crc is None or meta.crc64 is None:
+        if meta.etag != multipart_etag(p.md5 for p in parts):
+            raise IntegrityError(f"{path}: completed object cannot be verified (no CRC-64, unexpected ETag)")
+    return meta.etag
 
 
 def _send_parts(

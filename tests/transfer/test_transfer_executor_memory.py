@@ -263,3 +263,21 @@ def test_file_shrinking_during_multipart_read_aborts_at_once(tmp_path: Path) -> 
     assert [p for p, _ in report.failed] == ["big.bin"] and "changed" in report.failed[0][1]
     assert not store.uploads and not cp.uploads and "big.bin" not in cp.synced_entries
     assert sum(1 for c in store.calls if c[0] == "abort_upload") == 2
+
+
+def test_a_lying_complete_etag_is_not_recorded(tmp_path: Path) -> None:
+    from ks3sync.store.base import WriteResult
+
+    data = os.urandom(300 * KIB)
+    write(tmp_path, "big.bin", data)
+    store, cp = MemoryStore(), MemoryCheckpoint()
+    real_complete = store.complete_upload
+
+    def lying_complete(*args: object, **kwargs: object) -> WriteResult:
+        result = real_complete(*args, **kwargs)  # type: ignore[arg-type]
+        return WriteResult("0123456789abcdef0123456789abcdef-3", result.crc64)
+
+    store.complete_upload = lying_complete  # type: ignore[method-assign]
+    assert run(store, cp, tmp_path, [Upload("big.bin", local(tmp_path, "big.bin"), "new")]).ok
+    listed = next(iter(store.list()))
+    assert cp.synced_entries["big.bin"].remote_etag == listed.etag != "0123456789abcdef0123456789abcdef-3"
