@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,23 +23,12 @@ from ks3sync.transfer.context import TransferOptions
 from ks3sync.watch.translate import Note, Observed
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time_ns() + 3600 * SECOND  # files written "now" are long quiet for this clock
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * SECOND)
-
-
 @dataclass
 class Rig:
     root: Path
     store: MemoryStore
     journal: Journal
-    clock: FakeClock
+    clock: Any
     worker: SyncWorker
     reconciles: list[int] = field(default_factory=list)
 
@@ -52,13 +40,17 @@ class Rig:
         paused, until nothing is running)."""
 
         def idle() -> bool:
+            was_busy = self.worker.busy()
             self.worker.poke()
-            self.worker.step()
-            if self.worker.busy():
+            self.worker.step()  # reaps what finished before it
+            if was_busy or self.worker.busy():
                 return False
             stats = self.journal.stats(self.worker.sync_id)
             due = stats.next_due_ns is not None and stats.next_due_ns <= self.clock.now
-            return (paused or not due) and stats.in_flight == 0
+            quiet.append((paused or not due) and stats.in_flight == 0 and not self.worker.busy())
+            return quiet[-2:] == [True, True]  # two idle rounds: nothing started by the last step
+
+        quiet: list[bool] = []
 
         wait_until(idle, timeout=30)
 
@@ -70,13 +62,13 @@ class Rig:
 
 
 @pytest.fixture()
-def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+def make_rig(tmp_path: Path, fake_clock: Any) -> Iterator[Callable[..., Rig]]:
     rigs: list[Rig] = []
 
     def make(**sync_kw: Any) -> Rig:
         root = tmp_path / "src"
         root.mkdir(exist_ok=True)
-        clock = FakeClock()
+        clock = fake_clock
         journal = Journal.open(tmp_path / "journal.db", clock=clock)
         store = MemoryStore("bkt", "p/")
         sync = SyncConfig(name="docs", source=root, target=Ks3Url("bkt", "p/"), **{"delete": True, **sync_kw})
