@@ -22,6 +22,7 @@ import concurrent.futures
 import hashlib
 import logging
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ from ks3sync.transfer.files import check_unchanged, open_for_read, read_exactly
 from ks3sync.transfer.sizing import choose_part_size, part_count
 
 log = logging.getLogger(__name__)
+
+_S3_MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-[0-9]+")
 
 
 def upload_file(ctx: TransferContext, path: str) -> int:
@@ -223,17 +226,18 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
 def _confirmed_multipart_etag(
     ctx: TransferContext, path: str, etag: str, parts: list[PartRecord], total: int, crc: int | None
 ) -> str:
-    """The ETag to record for a completed upload. When Complete's answer is not the ETag the parts
-    imply, the object itself is asked (HEAD): the record must hold what later listings will show, and
-    only for an object whose size and CRC-64 prove it holds the bytes sent."""
-    if etag == multipart_etag(p.md5 for p in parts):
+    """The ETag to record for a completed upload. KS3 does not document the multipart ETag form: an
+    answer in the S3 form (``<md5 of md5s>-N``, what local-server uses) must equal the parts' ETag, or
+    Complete contradicted what was sent and nothing is recorded. An answer in another form is opaque:
+    the object is asked (HEAD) and recorded only if its size and CRC-64 prove it holds the bytes sent."""
+    expected = multipart_etag(p.md5 for p in parts)
+    if etag == expected:
         return etag
+    if _S3_MULTIPART_ETAG.fullmatch(etag):
+        raise IntegrityError(f"{path}: Complete answered ETag {etag}, the parts sent make {expected}; not recorded")
     meta = ctx.store.head(path)
-    if meta is None or meta.size != total or (crc is not None and meta.crc64 is not None and meta.crc64 != crc):
-        raise IntegrityError(f"{path}: after Complete the object does not hold the bytes sent (ETag {etag})")
-    if crc is None or meta.crc64 is None:
-        if meta.etag != multipart_etag(p.md5 for p in parts):
-            raise IntegrityError(f"{path}: completed object cannot be verified (no CRC-64, unexpected ETag)")
+    if meta is None or meta.size != total or crc is None or meta.crc64 != crc:
+        raise IntegrityError(f"{path}: after Complete the object cannot be shown to hold the bytes sent; not recorded")
     return meta.etag
 
 
