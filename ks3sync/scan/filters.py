@@ -1,0 +1,177 @@
+"""Which paths a sync leaves alone: gitignore-syntax rules from ``--exclude``, ``--exclude-from``
+files and ``.ks3ignore`` files (in the root and in any sub-folder, each relative to its folder, like
+``.gitignore``), plus ks3sync's own files, which are always excluded.
+
+Precedence, lowest to highest (the last rule that matches decides, so a ``!pattern`` can re-include):
+``.ks3ignore`` files from the root down to the path's own folder, then ``--exclude-from`` files, then
+``--exclude`` patterns. As in git, a file inside an excluded folder cannot be re-included: the walk
+never enters an excluded folder.
+
+Imports: pathspec and the standard library; nothing else from ks3sync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+IGNORE_FILE = ".ks3ignore"
+TMP_PREFIX = ".ks3sync-tmp-"  # the executor's download temp files (see ks3sync.transfer)
+SQLITE_SIDECARS = ("", "-wal", "-shm", "-journal")
+
+
+class FiltersError(ValueError):
+    """A rule source cannot be used (missing ``--exclude-from`` file, bad pattern): one line naming it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Patterns that apply below ``base`` (a relative folder path ending in ``/``, or ``""``)."""
+
+    base: str
+    spec: pathspec.PathSpec
+    origin: str  # where the patterns came from, for messages
+
+    def verdict(self, rel: str, is_dir: bool) -> bool | None:
+        """True: excluded, False: re-included by a ``!`` pattern, None: no pattern matched."""
+        if not rel.startswith(self.base):
+            return None
+        sub = rel[len(self.base):]
+        return self.spec.check_file(sub + "/" if is_dir else sub).include
+
+
+def parse_rules(lines: Sequence[str], base: str, origin: str) -> RuleSet | None:
+    cleaned = [line.rstrip("\r\n") for line in lines]
+    if not any(line.strip() and not line.lstrip().startswith("#") for line in cleaned):
+        return None
+    try:
+        spec = pathspec.GitIgnoreSpec.from_lines(cleaned)
+    except (ValueError, TypeError) as exc:
+        raise FiltersError(f"{origin}: invalid exclude pattern: {exc}") from exc
+    return RuleSet(base, spec, origin)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Exclusion rules for one sync root. Build with :meth:`build`.
+
+    The scanner evaluates rules folder by folder as it walks (reading each ``.ks3ignore`` once); the
+    watcher asks :meth:`is_excluded` for single paths, which reads and caches the ``.ks3ignore`` files
+    along the way (call :meth:`forget_ignore_file` when one changes)."""
+
+    root: Path
+    command_line: tuple[RuleSet, ...] = ()  # --exclude-from files, then --exclude patterns
+    always: frozenset[str] = frozenset()  # relative paths of ks3sync's own files inside the root
+    _cache: dict[str, RuleSet | None] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        root: Path,
+        excludes: Sequence[str] = (),
+        exclude_from: Sequence[Path] = (),
+        *,
+        state_paths: Sequence[Path] = (),
+    ) -> Filters:
+        """``state_paths``: ks3sync's own files or folders (the journal, its state dir); those inside
+        ``root`` are never synced (a journal file also takes its ``-wal``/``-shm`` files along)."""
+        rules: list[RuleSet] = []
+        for path in exclude_from:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except FileNotFoundError as exc:
+                raise FiltersError(f"--exclude-from {path}: no such file") from exc
+            except UnicodeDecodeError as exc:
+                raise FiltersError(f"--exclude-from {path}: not UTF-8 text") from exc
+            except OSError as exc:
+                raise FiltersError(f"--exclude-from {path}: {exc.strerror}") from exc
+            parsed = parse_rules(text.splitlines(), "", f"--exclude-from {path}")
+            if parsed is not None:
+                rules.append(parsed)
+        if excludes:
+            parsed = parse_rules(list(excludes), "", "--exclude")
+            if parsed is not None:
+                rules.append(parsed)
+        return cls(Path(root), tuple(rules), _own_paths(Path(root), state_paths))
+
+    # -- used by the walk ---------------------------------------------------------------------------
+
+    def always_excluded(self, rel: str, name: str) -> bool:
+        return name.startswith(TMP_PREFIX) or rel in self.always
+
+    def decide(self, rel: str, is_dir: bool, ignore_files: Sequence[RuleSet]) -> bool:
+        """Excluded? ``ignore_files``: the ``.ks3ignore`` rule sets from the root down to rel's folder."""
+        verdict: bool | None = None
+        for rules in (*ignore_files, *self.command_line):
+            v = rules.verdict(rel, is_dir)
+            if v is not None:
+                verdict = v
+        return bool(verdict)
+
+    # -- single paths (the watcher) -----------------------------------------------------------------
+
+    def is_excluded(self, rel: str, is_dir: bool = False) -> bool:
+        """Is ``rel`` (relative POSIX path) excluded, itself or through an excluded parent folder?"""
+        parts = rel.split("/")
+        chain: list[RuleSet] = []
+        for depth in range(len(parts)):
+            folder = "/".join(parts[:depth])
+            here = self._ignore_file(folder)
+            if here is not None:
+                chain.append(here)
+            sub = "/".join(parts[: depth + 1])
+            last = depth == len(parts) - 1
+            sub_is_dir = is_dir if last else True
+            if self.always_excluded(sub, parts[depth]) or self.decide(sub, sub_is_dir, chain):
+                return True
+        return False
+
+    def forget_ignore_file(self, folder: str = "") -> None:
+        """A ``.ks3ignore`` changed: re-read it (``folder`` relative, "" for the root) next time."""
+        self._cache.pop(folder, None)
+
+    def _ignore_file(self, folder: str) -> RuleSet | None:
+        if folder not in self._cache:
+            path = self.root / folder / IGNORE_FILE if folder else self.root / IGNORE_FILE
+            self._cache[folder] = load_ignore_file(path, folder + "/" if folder else "")
+        return self._cache[folder]
+
+
+def load_ignore_file(path: Path, base: str) -> RuleSet | None:
+    """The rules of one ``.ks3ignore`` (None if absent or empty). Raises OSError / FiltersError."""
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FiltersError(f"{path}: not UTF-8 text") from exc
+    return parse_rules(text.splitlines(), base, str(path))
+
+
+def _own_paths(root: Path, state_paths: Sequence[Path]) -> frozenset[str]:
+    own: set[str] = set()
+    try:
+        real_root = root.resolve()
+    except OSError:
+        return frozenset()
+    for p in state_paths:
+        try:
+            real = Path(p).resolve()
+        except OSError:
+            continue
+        try:
+            rel = real.relative_to(real_root).as_posix()
+        except ValueError:
+            continue  # outside the root: nothing to exclude
+        if rel == ".":
+            continue  # the state dir *is* the root: a configuration error the CLI reports
+        own.update(rel + suffix for suffix in SQLITE_SIDECARS)
+    return frozenset(own)
+
+
+__all__ = ["Filters", "FiltersError", "IGNORE_FILE", "RuleSet", "TMP_PREFIX", "load_ignore_file"]
