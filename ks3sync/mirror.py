@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ks3sync.errors import Ks3SyncError, UnsafeKeyError
+from ks3sync.errors import Ks3SyncError, UnsafeKeyError, UsageError
 from ks3sync.model import (
     Checkpoint,
     DeleteLocal,
@@ -74,6 +74,7 @@ class MirrorOptions:
     dry_run: bool = False
     transfer: TransferOptions = field(default_factory=TransferOptions)
     stale_grace_ns: int = DEFAULT_GRACE_NS
+    state_paths: tuple[Path, ...] = ()  # ks3sync's own files, never synced even inside the folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +99,12 @@ class MirrorResult:
     dry_run: bool = False
     plan: Plan | None = None
 
+    unsynced_problems: int = 0  # scan problems that left data unsynced (FAILING_PROBLEM_KINDS)
+
     @property
     def ok(self) -> bool:
-        return not self.failed and self.stopped is None
+        """Everything that should be in sync is: no failed entry, no fatal stop, no unreadable file."""
+        return not self.failed and self.stopped is None and not self.unsynced_problems
 
     def summary(self) -> dict[str, Any]:
         """The machine-readable summary (``--json``, the journal's pass record)."""
@@ -114,6 +118,7 @@ class MirrorResult:
             "forgotten": self.forgotten,
             "failed": [{"path": path, "error": message} for path, message in self.failed],
             "problems": [{"path": path, "reason": reason} for path, reason in self.problems],
+            "unsynced_problems": self.unsynced_problems,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "seconds": round(self.seconds, 3),
@@ -145,10 +150,12 @@ def run_mirror(
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ks3sync-list") as lister:
         listing = lister.submit(lambda: list(store.list()))
         synced = journal.synced_entries(sync_id)
+        local: list[LocalEntry]
+        scan_problems: list[Any]
         if direction is Direction.DOWNLOAD and not local_root.exists():
-            local, problems = [], []  # a restore into a new folder (created only when not a dry run)
+            local, scan_problems = [], []  # a restore into a new folder (created only when not a dry run)
         else:
-            local, problems = scan_local(local_root, opts, key_prefix=store.prefix)
+            local, scan_problems = _scan(local_root, opts, key_prefix=store.prefix)
         remote = listing.result()
     plan_opts = PlanOptions(
         delete=opts.delete,
@@ -169,6 +176,8 @@ def run_mirror(
                 unsafe.append((obj.path, str(UnsafeKeyError(f"refusing key {obj.path!r}: {why}; it would not stay "
                                                               "inside the target folder"))))
         plan = plan_download(remote, local, synced, plan_opts)
+    problems = [(p.path, p.reason) for p in scan_problems]
+    unsynced = sum(1 for p in scan_problems if p.kind in FAILING_PROBLEM_KINDS)
     deletes, withheld = _withhold_deletes_under_problems(plan.deletes, problems)
     # Refused keys are reported once, as failures, not again as the planner's "skipping" warnings.
     warnings = [w for w in plan.warnings if not any(repr(path) in w for path, _ in unsafe)]
@@ -180,6 +189,7 @@ def run_mirror(
             refused_deletes=plan.refused_deletes,
             warnings=tuple(warnings),
             problems=tuple(problems),
+            unsynced_problems=unsynced,
             failed=tuple(unsafe),
             seconds=time.monotonic() - started,
             dry_run=True,
@@ -210,7 +220,8 @@ def run_mirror(
     finally:
         if progress is not None:
             progress.close()
-    result = _result(report, plan, started, unsafe, warnings, problems, len(aborted))
+    result = replace(_result(report, plan, started, unsafe, warnings, problems, len(aborted)),
+                     unsynced_problems=unsynced)
     journal.record_pass(sync_id, pass_summary(result, direction, started_ns, clock()))
     return result
 
@@ -289,20 +300,39 @@ def _result(
 # local side
 
 
+# Scan problems that leave user data unsynced (unreadable files or folders, names that cannot be keys):
+# the pass is then not "all in sync". Special files, unfollowed symlinks, vanished entries are not data.
+FAILING_PROBLEM_KINDS = frozenset({"unreadable", "name", "too-long"})
+
+
 def scan_local(
     root: Path, opts: MirrorOptions, *, key_prefix: str = ""
 ) -> tuple[list[LocalEntry], list[tuple[str, str]]]:
-    """The scan as two lists; ks3sync's own temp files are neither synced nor reported."""
-    from ks3sync.scan import Filters, ScanProblem, scan_tree
+    """The scan as two lists: entries, and (path, reason) of what was skipped."""
+    entries, problems = _scan(root, opts, key_prefix=key_prefix)
+    return entries, [(p.path, p.reason) for p in problems]
 
-    filters = Filters.build(root, excludes=opts.excludes, exclude_from=opts.exclude_from)
+
+def _scan(root: Path, opts: MirrorOptions, *, key_prefix: str) -> tuple[list[LocalEntry], list[Any]]:
+    """ks3sync's own temp files and state files (the journal, when it lives inside the folder) are
+    neither synced nor reported. A missing root or a bad exclude rule is a usage error."""
+    from ks3sync.scan import Filters, FiltersError, ScanProblem, ScanRootError, scan_tree
+
+    try:
+        filters = Filters.build(root, excludes=opts.excludes, exclude_from=opts.exclude_from,
+                                state_paths=opts.state_paths)
+    except FiltersError as exc:
+        raise UsageError(str(exc)) from exc
     entries: list[LocalEntry] = []
-    problems: list[tuple[str, str]] = []
-    for item in scan_tree(root, filters, follow_symlinks=opts.follow_symlinks, key_prefix=key_prefix):
-        if isinstance(item, ScanProblem):
-            problems.append((str(item.path), str(item.reason)))
-        elif not item.path.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
-            entries.append(item)
+    problems: list[ScanProblem] = []
+    try:
+        for item in scan_tree(root, filters, follow_symlinks=opts.follow_symlinks, key_prefix=key_prefix):
+            if isinstance(item, ScanProblem):
+                problems.append(item)
+            elif not item.path.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+                entries.append(item)
+    except ScanRootError as exc:
+        raise UsageError(str(exc)) from exc
     return entries, problems
 
 

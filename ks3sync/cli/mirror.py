@@ -11,6 +11,7 @@ import hashlib
 import json
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,12 +106,14 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     from ks3sync.store.ks3store import KS3Store
     from ks3sync.transfer.progress import LogProgress, RichProgress
 
-    state_db = flags["state_db"] or state_dir / "journal.db"
+    state_db = Path(flags["state_db"] or state_dir / "journal.db").absolute()
+    # The journal and the state dir are never mirrored, even when they live inside the folder.
+    opts = replace(opts, state_paths=(state_db, state_dir.absolute()))
     direction = Direction.UPLOAD if upload else Direction.DOWNLOAD
     progress: Any = None
     if not flags["as_json"] and not flags["dry_run"]:
         progress = RichProgress(sys.stderr) if sys.stderr.isatty() else LogProgress()
-    journal = Journal.open(Path(state_db))
+    journal = Journal.open(state_db)
     try:
         sync_id = journal.register_sync(
             f"mirror {local_root} {target} @ {conn.endpoint}",
