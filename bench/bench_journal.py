@@ -74,6 +74,13 @@ def main() -> None:
             t.join()
     timed(f"checkpoint.synced from 8 threads, {n:,} calls total", n, threaded)
 
+    def one_row(durable: bool) -> None:
+        for i in range(n):
+            with j._write_raw(durable=durable) as db:
+                db.execute("UPDATE syncs SET options_hash = ? WHERE id = ?", (str(i), sid))
+    timed(f"same one-row commit x{n:,}, synchronous=NORMAL", n, lambda: one_row(False))
+    timed(f"same one-row commit x{n:,}, synchronous=FULL", n, lambda: one_row(True))
+
     timed(f"enqueue x{n:,} single-change batches (FULL each)", n,
           lambda: [j.enqueue(sid, [Change(f"q{i}", ChangeKind.UPSERT, observed_ns=i, due_ns=i)]) for i in range(n)])
     burst = [Change(f"burst/{i}", ChangeKind.UPSERT, observed_ns=i, due_ns=i) for i in range(10 * n)]

@@ -53,6 +53,8 @@ def write_entries(db: sqlite3.Connection, sync_id: int, batch: Iterable[SyncedEn
          e.md5, e.remote_etag, e.remote_size, int(e.encrypted), e.synced_at_ns)
         for e in batch
     ]
+    if len(rows) > 1:
+        rows.sort(key=lambda r: r[1])  # primary-key order: B-tree appends instead of random inserts
     if rows:
         # Raw executemany: SQLAlchemy's per-row parameter handling costs several times the SQL here.
         db.executemany(ENTRY_UPSERT, rows)
