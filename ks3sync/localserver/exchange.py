@@ -77,20 +77,12 @@ class BodyReader:
                           extra={"ClientComputedContentSHA256": self._expected_sha256 or "",
                                  "S3ComputedContentSHA256": self._sha256.hexdigest()})
 
-    async def chunks(self, block: int = 1 << 20) -> AsyncIterator[bytes | bytearray]:
-        """The body in blocks of about `block` bytes (coalesced: fewer, bigger hash and write calls)."""
-        pending = bytearray()
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as the connection delivers it (typically 64-256 KiB pieces), without copying."""
         while not self._done:
             chunk = await self._next()
-            if not pending and len(chunk) >= block:
+            if chunk:
                 yield chunk
-                continue
-            pending += chunk
-            if len(pending) >= block:
-                yield pending
-                pending = bytearray()
-        if pending:
-            yield pending
 
     async def read_all(self, limit: int) -> bytes:
         parts = []

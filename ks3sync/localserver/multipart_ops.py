@@ -7,7 +7,6 @@ CRCs. Imports nothing else from ks3sync.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import re
@@ -117,9 +116,8 @@ async def upload_part_copy(ctx: Context) -> Response:
         raise S3Error("EntityTooLarge")
     storage = ctx.storage
     temp = storage.open_temp()
-    loop = asyncio.get_running_loop()
     try:
-        etag, crc = await loop.run_in_executor(None, _copy_range, storage, source.data_id, first, length, temp)
+        etag, crc = await storage.run_io(_copy_range, storage, source.data_id, first, length, temp)
         stored = await storage.seal(temp)
     except OSError:
         storage.discard_temp(temp)
@@ -202,9 +200,8 @@ async def complete(ctx: Context) -> Response:
                                                    "MinSizeAllowed": str(MIN_PART_SIZE)})
     storage = ctx.storage
     temp = storage.open_temp()
-    loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(None, _assemble, storage, [p.data_id for p in chosen], temp)
+        await storage.run_io(_assemble, storage, [p.data_id for p in chosen], temp)
         sealed = await storage.seal(temp)
     except OSError:
         storage.discard_temp(temp)

@@ -6,7 +6,6 @@ Each handler takes a Context and returns a Response or raises S3Error. Imports n
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import re
@@ -278,15 +277,14 @@ async def copy_object(ctx: Context) -> Response:
     storage_class = policy.storage_class(headers)
     acl = policy.canned_acl(headers, policy.OBJECT_ACLS)
     storage = ctx.storage
-    loop = asyncio.get_running_loop()
     new_id = storage.open_temp()
     storage.discard_temp(new_id)  # only its fresh data id is used: the body is a hard link
     target = storage.data_path(new_id.data_id)
     # Bodies are immutable once named, so a hard link is a safe zero-copy copy.
-    await loop.run_in_executor(None, os.link, storage.data_path(source.data_id), target)
+    await storage.run_io(os.link, storage.data_path(source.data_id), target)
     etag = source.etag
     if "-" in etag:  # a multipart source: the copy's ETag is the MD5 of its bytes
-        etag = await loop.run_in_executor(None, _whole_md5, str(target))
+        etag = await storage.run_io(_whole_md5, str(target))
     now = ctx.now()
     record = ObjectRecord(
         bucket=ctx.bucket, key=ctx.key, size=source.size, etag=etag, crc64=source.crc64, mtime=now,

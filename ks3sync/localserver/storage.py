@@ -22,14 +22,16 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ks3sync.localserver.errors import S3Error
 
 SCHEMA_VERSION = 1
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -168,8 +170,15 @@ class Storage:
         # fsync blocks for a journal commit; many in flight at once share commits (ext4 groups them), so
         # the pool is wide rather than the default executor's cpu+4 threads.
         self._sync_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ks3-fsync") if fsync else None
+        # Hashing and writing big bodies, assembling parts, copying ranges.
+        self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ks3-io")
+
+    def run_io(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run blocking work (hashing, big writes, copies) in the I/O pool; await the result."""
+        return asyncio.get_running_loop().run_in_executor(self._io_pool, function, *args)
 
     def close(self) -> None:
+        self._io_pool.shutdown(wait=True)
         if self._sync_pool is not None:
             self._sync_pool.shutdown(wait=True)
         self.db.close()
