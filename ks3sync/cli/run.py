@@ -104,7 +104,6 @@ def _serve(config: Any, conn: Any, journal: Any, stop: threading.Event, stop_tim
             transfer_for,
             reconcile=mirror_reconciler(_mirror_options_factory(transfer_for)),
             notifier=Notifier(),
-            excluded_for=_excluder,
             metrics=metrics,
         )
         service.start()
@@ -183,8 +182,3 @@ def _mirror_options_factory(transfer_for: Callable[[Any], Any]) -> Callable[[Any
         )
 
     return options_for
-
-
-def _excluder(sync: Any) -> Callable[[str], bool]:
-    """The sync's exclude rules as a predicate on relative paths (the scanner's Filters)."""
-    return lambda _path: False

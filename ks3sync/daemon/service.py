@@ -58,7 +58,6 @@ class Service:
         clock: Callable[[], int] = time.time_ns,
         notifier: Notifier | None = None,
         watch: bool = True,
-        excluded_for: Callable[[SyncConfig], Callable[[str], bool]] | None = None,
         metrics: Any = None,
     ) -> None:
         self.config = config
@@ -85,7 +84,7 @@ class Service:
                     reconcile=reconcile,
                     clock=clock,
                     watch=watch,
-                    excluded=excluded_for(sync) if excluded_for else (lambda _p: False),
+                    state_paths=(config.state_dir,),
                     on_done=metrics.done if metrics is not None else None,
                 )
             )

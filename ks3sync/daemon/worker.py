@@ -49,6 +49,7 @@ from ks3sync.model import (
     PassSummary,
     SyncedEntry,
 )
+from ks3sync.scan import IGNORE_FILE, Filters
 from ks3sync.store.base import Store
 from ks3sync.transfer.context import TMP_PREFIX, TransferOptions
 from ks3sync.transfer.executor import ExecutionReport, Executor
@@ -104,7 +105,8 @@ class SyncWorker:
         reconcile: Reconciler,
         clock: Callable[[], int] = time.time_ns,
         watch: bool = True,
-        excluded: Callable[[str], bool] = lambda _path: False,
+        excluded: Callable[[str], bool] | None = None,
+        state_paths: Sequence[Path] = (),
         backoff: Backoff = DEFAULT_BACKOFF,
         on_done: Callable[[str, str, int, int], None] | None = None,
     ) -> None:
@@ -115,7 +117,14 @@ class SyncWorker:
         self.store = store
         self.transfer = transfer
         self.clock = clock
-        self.excluded = excluded
+        self._filters: Filters | None = None
+        if excluded is None:
+            # the same rules the scanner applies (--exclude, exclude_from, .ks3ignore files, our own
+            # state files inside the root); a FiltersError here is a config problem and propagates
+            self._filters = Filters.build(
+                sync.source, sync.excludes, sync.exclude_from, state_paths=state_paths
+            )
+        self.excluded = excluded or self._is_excluded
         self.backoff = backoff
         self.debounce_ns = int(sync.debounce * SECOND)
         self.rescan_ns = int(sync.rescan_interval * SECOND)
@@ -313,12 +322,35 @@ class SyncWorker:
         changes = self.buffer.drain(self._known_under)
         if not changes:
             return
+        self._ignore_files_changed(changes, self.clock())
         batch = [to_journal(c, self.debounce_ns) for c in changes]
         # Write-ahead: durable (FULL sync) before anything acts on it.
         self.journal.enqueue(self.sync_id, batch)
         soonest = min(c.due_ns for c in batch)
         self._next_check_ns = min(self._next_check_ns, soonest)
         event(log, logging.DEBUG, "queued", sync=self.name, changes=len(batch))
+
+    def _is_excluded(self, path: str) -> bool:
+        assert self._filters is not None
+        try:
+            return self._filters.is_excluded(path)
+        except (OSError, ValueError) as exc:
+            # an unreadable .ks3ignore: leave the path alone (neither sent nor deleted); the reconcile
+            # reports the problem
+            event(log, logging.WARNING, "filter_failed", sync=self.name, path=path, error=str(exc))
+            return True
+
+    def _ignore_files_changed(self, changes: Sequence[FsChange], now: int) -> None:
+        """A changed .ks3ignore changes what is excluded: re-read it and reconcile soon."""
+        if self._filters is None:
+            return
+        touched = {c.path for c in changes} | {c.src_path for c in changes if c.src_path}
+        folders = {p.rpartition("/")[0] for p in touched if p.rpartition("/")[2] == IGNORE_FILE}
+        for folder in folders:
+            self._filters.forget_ignore_file(folder)
+        if folders:
+            event(log, logging.INFO, "ignore_file_changed", sync=self.name, folders=",".join(sorted(folders)))
+            self._next_reconcile_ns = min(self._next_reconcile_ns, now + self.debounce_ns)
 
     def _known_under(self, rel_dir: str) -> list[str]:
         prefix = rel_dir + "/" if rel_dir else ""

@@ -259,6 +259,8 @@ def test_kill9_then_restart_catches_up_with_changes_made_while_down(service: Ser
 
 def test_sigterm_during_multipart_upload_then_restart_resumes(service: Service, wait_until) -> None:
     svc = service
+    # slow the upload down (4 MiB/s) so that SIGTERM surely lands in the middle of it
+    svc.config.write_text(svc.config.read_text().replace("  jobs: 4\n", "  jobs: 4\n  bwlimit: 4MiB/s\n"))
     svc.start(wait_until)
     big = svc.root / "big.bin"
     data = os.urandom(12 * 1024 * 1024)  # 12 parts of 1 MiB

@@ -276,3 +276,26 @@ def test_a_missing_source_pauses_and_resumes(make_rig, wait_until) -> None:
     rig.settle(wait_until)
     assert rig.worker.state is State.WATCHING
     assert len(rig.reconciles) == before + 1  # catches up with whatever happened meanwhile
+
+
+def test_excluded_files_are_neither_sent_nor_deleted(make_rig, wait_until) -> None:
+    rig = make_rig(excludes=("*.tmp",))
+    (rig.root / ".ks3ignore").write_text("build/\n")
+    (rig.root / "build").mkdir()
+    for name in ("keep.txt", "junk.tmp", "build/out.o"):
+        (rig.root / name).write_text(name)
+        rig.note(Note.FILE_CHANGED, name)
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    assert set(rig.objects()) == {"keep.txt"}
+    # the ignore file changes: build/ is no longer excluded, and a reconcile is scheduled
+    before = len(rig.reconciles)
+    (rig.root / ".ks3ignore").write_text("")
+    rig.note(Note.FILE_CHANGED, ".ks3ignore")
+    rig.note(Note.FILE_CHANGED, "build/out.o")
+    rig.clock.advance(3)
+    rig.settle(wait_until)
+    assert "build/out.o" in rig.objects()
+    rig.clock.advance(3)  # the reconcile waits for the debounce after the ignore file changed
+    rig.settle(wait_until)
+    assert len(rig.reconciles) == before + 1
