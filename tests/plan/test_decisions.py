@@ -6,7 +6,8 @@ import pytest
 
 from ks3sync.model import Adopt, Copy, DeleteLocal, DeleteRemote, Download, Forget, Upload
 from ks3sync.plan import DeleteGuardError, PlanOptions, plan_download, plan_upload, unsafe_reason
-from tests.plan.helpers import local, md5, record, remote
+
+from .helpers import local, md5, record, remote
 
 NO_GUARD = PlanOptions(delete=True, max_delete_percent=None)
 

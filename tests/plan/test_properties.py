@@ -26,7 +26,8 @@ from ks3sync.model import (
     Upload,
 )
 from ks3sync.plan import PlanOptions, plan_download, plan_upload
-from tests.plan.helpers import md5
+
+from .helpers import md5
 
 PATHS = ["a", "a-b", "a.b", "a/b", "a/c/d", "b", "caf\u00e9", "cafe\u0301", "z z+%#?"]
 CONTENTS = [b"", b"aa", b"bb", b"ccc", b"dddd"]  # "aa" and "bb" share a size: sizes alone never decide
