@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
 
 from ks3sync.localserver import policy, xmlio
 from ks3sync.localserver.context import Context
@@ -18,6 +19,7 @@ from ks3sync.localserver.listing import list_page, prefix_successor
 from ks3sync.localserver.storage import BucketRecord, ObjectRecord
 
 MAX_BUCKETS = 100
+Encoder = Callable[[str], str]
 XML = ("Content-Type", "application/xml")
 _OWNER = f"<Owner><ID>{policy.OWNER_ID}</ID><DisplayName>{policy.OWNER_ID}</DisplayName></Owner>"
 
@@ -109,7 +111,7 @@ async def not_implemented(ctx: Context) -> Response:
 # ------------------------------------------------------------ listings
 
 
-def _scan(ctx: Context):  # type: ignore[no-untyped-def]
+def _scan(ctx: Context) -> Callable[[bytes, bool, bytes | None, int], list[ObjectRecord]]:
     bucket = ctx.bucket
     storage = ctx.storage
 
@@ -119,7 +121,7 @@ def _scan(ctx: Context):  # type: ignore[no-untyped-def]
     return scan
 
 
-def _contents(ctx: Context, records: list[ObjectRecord], encode, with_owner: bool) -> str:  # type: ignore[no-untyped-def]
+def _contents(ctx: Context, records: list[ObjectRecord], encode: Encoder, with_owner: bool) -> str:
     owner = _OWNER if with_owner else ""
     return "".join(
         f"<Contents><Key>{encode(r.key)}</Key><LastModified>{xmlio.iso8601(r.mtime)}</LastModified>"
@@ -129,7 +131,7 @@ def _contents(ctx: Context, records: list[ObjectRecord], encode, with_owner: boo
     )
 
 
-def _encoder(ctx: Context):  # type: ignore[no-untyped-def]
+def _encoder(ctx: Context) -> Encoder:
     encoding = ctx.request.arg("encoding-type")
     if encoding not in (None, "", "url"):
         raise S3Error("InvalidArgument", "encoding-type must be 'url'.")
@@ -297,7 +299,7 @@ async def list_multipart_uploads(ctx: Context) -> Response:
                              truncated, uploads_xml, prefixes)
 
 
-def _uploads_response(ctx: Context, encode, key_marker: str, upload_marker: str, next_key: str,  # type: ignore[no-untyped-def]
+def _uploads_response(ctx: Context, encode: Encoder, key_marker: str, upload_marker: str, next_key: str,
                       next_upload: str, max_uploads: int, truncated: bool, uploads_xml: list[str],
                       prefixes: list[str]) -> Response:
     body = [

@@ -173,10 +173,6 @@ def _requested_parts(body: bytes) -> list[tuple[int, str]]:
     return requested
 
 
-def _assemble(storage: Storage, sources: list[str], temp: TempBody) -> None:
-    storage.concatenate(sources, temp)
-
-
 async def complete(ctx: Context) -> Response:
     upload = _upload(ctx)
     body = await ctx.body.read_all(xmlio.MAX_XML_BODY)
@@ -201,7 +197,7 @@ async def complete(ctx: Context) -> Response:
     storage = ctx.storage
     temp = storage.open_temp()
     try:
-        await storage.run_io(_assemble, storage, [p.data_id for p in chosen], temp)
+        await storage.run_io(storage.concatenate, [p.data_id for p in chosen], temp)
         sealed = await storage.seal(temp)
     except OSError:
         storage.discard_temp(temp)
@@ -221,7 +217,7 @@ async def complete(ctx: Context) -> Response:
         raise S3Error("NoSuchUpload", extra={"UploadId": upload.upload_id})
     storage.remove_data(storage.finish_upload(upload.upload_id, record))
     host = ctx.request.headers.get("host", "127.0.0.1")
-    location = f"http://{host}/{ctx.bucket}/{policy_quote(ctx.key)}"
+    location = f"http://{host}/{ctx.bucket}/{xmlio.url_text(ctx.key)}"
     response = xml_response(
         f'<CompleteMultipartUploadResult xmlns="{xmlio.S3_NAMESPACE}"><Location>{xmlio.text(location)}</Location>'
         f"<Bucket>{xmlio.text(ctx.bucket)}</Bucket><Key>{xmlio.text(ctx.key)}</Key>"
@@ -230,10 +226,6 @@ async def complete(ctx: Context) -> Response:
     )
     response.headers.append(("x-kss-checksum-crc64ecma", str(crc)))
     return response
-
-
-def policy_quote(key: str) -> str:
-    return xmlio.url_text(key)
 
 
 async def abort(ctx: Context) -> Response:

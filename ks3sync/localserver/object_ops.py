@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, unquote_plus
@@ -244,12 +243,9 @@ def readable_source(ctx: Context) -> ObjectRecord:
     record = current_restore(record, ctx.now())
     if record.storage_class in policy.ARCHIVE_CLASSES and record.restore_state != "restored":
         raise S3Error("InvalidObjectState", "The source object is archived; restore it first.")
-    check_conditions(ctx.request.headers, record, prefix=policy_copy_prefix(ctx))
+    # x-kss-copy-source-if-match etc. (x-amz-copy-source-* for S3 tools): 412 when they do not hold
+    check_conditions(ctx.request.headers, record, prefix="x-amz-copy-source-" if ctx.amz else "x-kss-copy-source-")
     return record
-
-
-def policy_copy_prefix(ctx: Context) -> str:
-    return "x-amz-copy-source-" if ctx.amz else "x-kss-copy-source-"
 
 
 def _whole_md5(path: str) -> str:
@@ -374,7 +370,3 @@ async def restore_object(ctx: Context) -> Response:
     ready = now + ctx.config.restore_seconds
     ctx.storage.update_restore(ctx.bucket, ctx.key, "ongoing", ready, ready + days * DAY)
     return Response(202)
-
-
-def epoch_now() -> float:
-    return time.time()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ks3sync.localserver import bucket_ops, multipart_ops, object_ops, policy
 from ks3sync.localserver.context import Context
+from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.exchange import Response
 from ks3sync.localserver.request import Request
 
@@ -34,9 +35,6 @@ def _route(op: str, handler: Handler, data_plane: bool = False) -> Route:
     return Route(op, handler, data_plane)
 
 
-METHOD_NOT_ALLOWED = _route("MethodNotAllowed", bucket_ops.not_implemented)
-
-
 def _service(request: Request) -> Route:
     if request.method == "GET":
         return _route("ListBuckets", bucket_ops.list_buckets)
@@ -44,8 +42,6 @@ def _service(request: Request) -> Route:
 
 
 async def _method_not_allowed(ctx: Context) -> Response:
-    from ks3sync.localserver.errors import S3Error
-
     raise S3Error("MethodNotAllowed")
 
 

@@ -159,7 +159,7 @@ def is_loopback(host: str) -> bool:
 def _uvicorn_config(app: KS3App, config: ServerConfig) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        http=KS3HttpProtocol,  # type: ignore[arg-type]
+        http=KS3HttpProtocol,
         loop="uvloop",
         lifespan="off",
         server_header=False,

@@ -285,7 +285,7 @@ class Storage:
                        "restore_state, restore_ready, restore_expiry")
 
     @staticmethod
-    def _object(row: tuple) -> ObjectRecord:  # type: ignore[type-arg]
+    def _object(row: tuple[Any, ...]) -> ObjectRecord:
         return ObjectRecord(
             bucket=row[0], key=row[1].decode("utf-8"), size=row[2], etag=row[3], crc64=int(row[4]), mtime=row[5],
             storage_class=row[6], acl=row[7], headers=json.loads(row[8]), data_id=row[9],
@@ -349,7 +349,7 @@ class Storage:
         return record
 
     @staticmethod
-    def _upload(row: tuple) -> UploadRecord:  # type: ignore[type-arg]
+    def _upload(row: tuple[Any, ...]) -> UploadRecord:
         return UploadRecord(row[0], row[1], row[2].decode("utf-8"), row[3], row[4], row[5], json.loads(row[6]))
 
     def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadRecord:
@@ -361,7 +361,7 @@ class Storage:
     def list_uploads(self, bucket: str, after_key: bytes, after_upload: str, below: bytes | None,
                      limit: int) -> list[UploadRecord]:
         below_clause = " AND key < ?" if below is not None else ""
-        args: tuple = (bucket, after_key, after_key, after_upload)  # type: ignore[type-arg]
+        args: tuple[Any, ...] = (bucket, after_key, after_key, after_upload)
         if below is not None:
             args += (below,)
         rows = self.db.execute(

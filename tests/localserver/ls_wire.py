@@ -11,8 +11,8 @@ import time
 from email.utils import formatdate
 
 import httpx
-from conftest import ServerHandle
 from ks3 import auth as sdk_auth
+from serverkit import ServerHandle
 
 
 def resource_path(bucket: str | None, key: str | None) -> str:

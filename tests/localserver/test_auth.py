@@ -10,8 +10,8 @@ from urllib.parse import quote, unquote
 
 import httpx
 import pytest
-from conftest import ServerHandle, sdk_connection
 from ls_wire import error_code, request, resource_path
+from serverkit import ServerHandle, sdk_connection
 
 from ks3sync.localserver.auth import Credentials, authenticate, kss_signature, kss_string_to_sign
 from ks3sync.localserver.errors import S3Error

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerHandle, sdk_connection
 from ls_wire import error_code, request, resource_path, sign_headers
+from serverkit import ServerHandle, sdk_connection
 
 
 def test_data_survives_a_restart(server_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -12,10 +12,10 @@ import random
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
-from conftest import ServerHandle, sdk_connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ls_wire import request
+from serverkit import ServerHandle, sdk_connection
 
 from ks3sync.localserver.listing import list_page, prefix_successor
 

@@ -6,8 +6,8 @@ import hashlib
 import os
 
 import pytest
-from conftest import ServerHandle
 from ls_wire import error_code, request
+from serverkit import ServerHandle
 
 from ks3sync.localserver.crc64 import combine, crc64
 

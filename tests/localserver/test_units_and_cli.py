@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY
 from hypothesis import given
 from hypothesis import strategies as st
+from serverkit import TEST_ACCESS_KEY, TEST_SECRET_KEY
 
 from ks3sync.localserver import EmbeddedServer
 from ks3sync.localserver.crc64 import combine, crc64
