@@ -354,10 +354,19 @@ class SyncWorker:
 
     def _known_under(self, rel_dir: str) -> list[str]:
         prefix = rel_dir + "/" if rel_dir else ""
-        return sorted(p for p in self._synced_map() if p.startswith(prefix))
+        under = getattr(self.journal, "synced_paths_under", None)
+        if under is not None:
+            return list(under(self.sync_id, prefix))
+        return sorted(p for p in self.journal.synced_entries(self.sync_id) if p.startswith(prefix))
 
-    def _synced_map(self) -> dict[str, SyncedEntry]:
-        return self.journal.synced_entries(self.sync_id)
+    def _synced_for(self, paths: set[str]) -> dict[str, SyncedEntry]:
+        """The journal's records for ``paths``. Point lookups when the journal offers them; until then
+        the whole map is read and filtered (fine for ~100k files: ~0.5 s and a transient ~70 MB per
+        batch; a million files needs the point lookups)."""
+        lookup = getattr(self.journal, "synced_for", None)
+        if lookup is not None:
+            return dict(lookup(self.sync_id, paths))
+        return {p: e for p, e in self.journal.synced_entries(self.sync_id).items() if p in paths}
 
     def _reap(self) -> None:
         for future in [f for f in self._batches if f.done()]:
@@ -431,7 +440,9 @@ class SyncWorker:
 
     def _settle_batch(self, changes: Sequence[QueuedChange]) -> None:
         now = self.clock()
-        synced = self._synced_map()
+        synced = self._synced_for(
+            {ch.path for ch in changes} | {ch.src_path for ch in changes if ch.src_path}
+        )
         decisions: dict[int, Decision] = {}
         for ch in changes:
             decisions[ch.id] = decide(
