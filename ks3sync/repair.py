@@ -10,7 +10,9 @@ when the remote object provably holds the local file's bytes:
 - multipart object (ETag ``<md5>-<n>`` is not a content hash) -> HEAD it; recorded iff KS3's whole-object
   CRC-64 equals the file's CRC-64 (same size is already known);
 - encrypted object (ks3sync/SDK envelope metadata) -> only with ``--encrypt-key``: recorded iff the key
-  fingerprint, the plaintext MD5 and the plaintext length in the object's metadata match the file.
+  fingerprint matches and the plaintext MD5 and length in the object's metadata match the file; an
+  encrypted multipart object has no plaintext MD5 in its metadata, so it is downloaded, decrypted and
+  hashed (a read; still nothing is written).
 A file that changes while it is hashed is not recorded (invariant 1). Nothing is uploaded, copied or
 deleted on the object side; the only remote writes are aborts of multipart uploads under the prefix
 that the rebuilt journal cannot resume (their part records died with the old journal), and only when
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -37,7 +40,14 @@ from typing import Any
 from ks3sync.errors import FatalError, Ks3SyncError, RemoteNotFound, UploadGone
 from ks3sync.journal import Journal, JournalError
 from ks3sync.model import LocalEntry, RemoteEntry, SyncedEntry
-from ks3sync.store.base import META_ENC_KEY, META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5, PendingUpload, Store
+from ks3sync.store.base import (
+    META_ENC_KEY,
+    META_ENC_PLAIN_LENGTH,
+    META_ENC_PLAIN_MD5,
+    ObjectMeta,
+    PendingUpload,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -248,14 +258,39 @@ def _remote_holds(store: Store, remote: RemoteEntry, digest: Any, key: Any) -> t
     if meta.is_encrypted:
         if key is None or not key.matches_fingerprint(meta.metadata.get(META_ENC_KEY, "").strip()):
             return False, True
+        recorded_md5 = meta.metadata.get(META_ENC_PLAIN_MD5, "").strip()
+        if not recorded_md5:
+            # Encrypted multipart objects carry only the key fingerprint and IV (the plaintext MD5 is not
+            # known at Initiate): decrypt the object and hash what comes out. Reads, never writes.
+            return _decrypted_md5(store, meta, key) == digest.md5, True
         md5_b64 = base64.b64encode(bytes.fromhex(digest.md5)).decode("ascii")
-        same = (meta.metadata.get(META_ENC_PLAIN_MD5, "").strip() == md5_b64
+        same = (recorded_md5 == md5_b64
                 and meta.metadata.get(META_ENC_PLAIN_LENGTH, "").strip() == str(digest.size))
         return same, True
     if key is not None:
         return False, False  # a plaintext object where this sync writes ciphertext: re-upload it
     # Multipart, plaintext: KS3's whole-object CRC-64 is a content checksum even though the ETag is not.
     return meta.size == digest.size and meta.crc64 is not None and meta.crc64 == digest.crc64, False
+
+
+def _decrypted_md5(store: Store, meta: ObjectMeta, key: Any) -> str | None:
+    """MD5 (hex) of the object's plaintext, or None if it does not decrypt (wrong pad, truncated)."""
+    from ks3sync.crypto.decrypt import ObjectDecryptor
+    from ks3sync.crypto.errors import CryptoError
+
+    md5 = hashlib.md5()  # noqa: S324 - content identity, compared with the file's MD5
+    try:
+        decryptor = ObjectDecryptor(key, meta.metadata, ciphertext_length=meta.size, name=meta.path)
+        with store.open(meta.path) as reader:
+            if reader.meta.etag != meta.etag:
+                return None  # replaced since the HEAD
+            for chunk in reader.iter_bytes(1 << 20):
+                md5.update(decryptor.update(chunk))
+        md5.update(decryptor.finish())
+    except CryptoError as exc:
+        log.info("%s does not decrypt with the given key: %s", meta.path, exc)
+        return None
+    return md5.hexdigest()
 
 
 def _abort_unknown_uploads(store: Store, journal: Journal, sync_id: int) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import ServerHandle
+from serverkit import ServerHandle
 
 from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
 

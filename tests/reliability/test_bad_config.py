@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import ServerHandle
+from serverkit import ServerHandle
 
 from ks3sync.cli.main import cli
 

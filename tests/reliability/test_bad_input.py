@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerHandle
+from serverkit import ServerHandle
 
 from .helpers import (
     assert_bucket_equals_folder,

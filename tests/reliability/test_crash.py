@@ -57,7 +57,7 @@ def _mutate(src: Path, rng: random.Random) -> None:
     write_tree(src, {f"new/n{i}.bin": rng.randbytes(rng.randint(1, 30_000)) for i in range(5)})
 
 
-def _trial(server_factory: Any, tmp_path: Path, seed: int) -> dict[str, Any]:
+def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, int] | None = None) -> dict[str, Any]:
     rng = random.Random(seed)
     server = server_factory(latency_ms=rng.choice([10, 20]), seed=seed)
     bucket = create_bucket(server)
@@ -68,7 +68,7 @@ def _trial(server_factory: Any, tmp_path: Path, seed: int) -> dict[str, Any]:
     assert first.returncode == 0, first.stderr[-3000:]
     _mutate(src, rng)
 
-    op, count = rng.choice(TRIGGERS)
+    op, count = trigger or rng.choice(TRIGGERS)
     mark = server.mark()
     process = start_mirror(server, src, f"ks3://{bucket}/data/", state, *FLAGS)
     try:
@@ -101,9 +101,11 @@ def _trial(server_factory: Any, tmp_path: Path, seed: int) -> dict[str, Any]:
     return {"trigger": (op, count), "reached": reached, "killed": killed, "resent_parts": len(twice)}
 
 
-@pytest.mark.parametrize("seed", [101, 102, 103])
-def test_kill9_mirror_then_rerun_ends_correct(server_factory: Any, tmp_path: Path, seed: int) -> None:
-    outcome = _trial(server_factory, tmp_path, seed)
+@pytest.mark.parametrize(("seed", "trigger"), [(101, ("UploadPart", 4)), (102, ("DeleteObjects", 1)),
+                                              (103, ("delay", 0))])
+def test_kill9_mirror_then_rerun_ends_correct(server_factory: Any, tmp_path: Path, seed: int,
+                                              trigger: tuple[str, int]) -> None:
+    outcome = _trial(server_factory, tmp_path, seed, trigger)
     print(outcome)
 
 

@@ -203,7 +203,7 @@ def test_encrypted_objects_are_recorded_only_with_the_matching_key(tmp_path: Pat
     store = MemoryStore()
 
     def envelope(k: EncryptionKey, data: bytes) -> dict[str, str]:
-        return {META_ENC_KEY: k.fingerprint(), META_ENC_IV: base64.b64encode(b"\0" * 16).decode(),
+        return {META_ENC_KEY: k.fingerprint, META_ENC_IV: base64.b64encode(b"\0" * 16).decode(),
                 META_ENC_PLAIN_MD5: base64.b64encode(hashlib.md5(data).digest()).decode(),
                 META_ENC_PLAIN_LENGTH: str(len(data))}
 
