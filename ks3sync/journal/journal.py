@@ -37,6 +37,13 @@ KEEP_ERRORS = 100
 
 Clock = Callable[[], int]
 
+_ENTRY_SELECT = ("SELECT path, size, mtime_ns, inode, ctime_ns, md5, remote_etag, remote_size, encrypted,"
+                 " synced_at_ns FROM entries")
+
+
+def _entry_from_row(r: tuple) -> SyncedEntry:
+    return SyncedEntry(r[0], FileIdentity(r[1], r[2], r[3], r[4]), r[5], r[6], r[7], bool(r[8]), r[9])
+
 
 class Journal:
     """Open with :meth:`open`; close with :meth:`close` (or use as a context manager)."""
@@ -195,15 +202,40 @@ class Journal:
         with self._read() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
-            rows = raw.execute(
-                "SELECT path, size, mtime_ns, inode, ctime_ns, md5, remote_etag, remote_size, encrypted,"
-                " synced_at_ns FROM entries WHERE sync_id = ?",
-                (sync_id,),
-            ).fetchall()
-        return {
-            r[0]: SyncedEntry(r[0], FileIdentity(r[1], r[2], r[3], r[4]), r[5], r[6], r[7], bool(r[8]), r[9])
-            for r in rows
-        }
+            rows = raw.execute(f"{_ENTRY_SELECT} WHERE sync_id = ?", (sync_id,)).fetchall()
+        return {r[0]: _entry_from_row(r) for r in rows}
+
+    def synced_for(self, sync_id: int, paths: Iterable[str]) -> dict[str, SyncedEntry]:
+        """Point lookups: the records of ``paths`` that exist (the service's per-batch view; it must not
+        load a million-row map for every batch)."""
+        wanted = list(dict.fromkeys(paths))
+        found: dict[str, SyncedEntry] = {}
+        with self._read() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            for start in range(0, len(wanted), 500):  # below SQLite's bound-parameter limit
+                chunk = wanted[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = raw.execute(f"{_ENTRY_SELECT} WHERE sync_id = ? AND path IN ({marks})",
+                                   (sync_id, *chunk)).fetchall()
+                found.update((r[0], _entry_from_row(r)) for r in rows)
+        return found
+
+    def synced_paths_under(self, sync_id: int, prefix: str) -> list[str]:
+        """Recorded paths starting with ``prefix`` (e.g. ``"dir/"`` for a moved or deleted folder), in
+        key order; a range scan of the primary key, not a table scan."""
+        with self._read() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            if not prefix:
+                rows = raw.execute("SELECT path FROM entries WHERE sync_id = ? ORDER BY path", (sync_id,))
+            else:
+                upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the first string after every prefix+...
+                rows = raw.execute(
+                    "SELECT path FROM entries WHERE sync_id = ? AND path >= ? AND path < ? ORDER BY path",
+                    (sync_id, prefix, upper),
+                )
+            return [r[0] for r in rows.fetchall()]
 
     def record_synced(self, sync_id: int, batch: Iterable[SyncedEntry]) -> int:
         """Record many confirmed entries in one transaction."""

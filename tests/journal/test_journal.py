@@ -234,3 +234,18 @@ def test_integrity_check_finds_orphans(tmp_path: Path) -> None:
 
 def test_repr_names_only_the_path(journal: Journal) -> None:
     assert repr(journal) == f"Journal({str(journal.path)!r})"
+
+
+def test_point_lookups_and_folder_listing(journal: Journal) -> None:
+    sid = journal.register_sync("s", "/src", "b", "", "h")
+    other = journal.register_sync("t", "/other", "b", "", "h")
+    paths = ["dir/a", "dir/b/c", "dir-x", "dir.y", "dir0", "dirt/z", "\u00e9/x", "dir/\u00e9"]
+    journal.record_synced(sid, [entry(p, i + 1) for i, p in enumerate(paths)])
+    journal.record_synced(other, [entry("dir/a", 99)])
+    many = [f"missing/{i}" for i in range(1200)] + ["dir/a", "dir0"]
+    got = journal.synced_for(sid, many)
+    assert got == {"dir/a": entry("dir/a", 1), "dir0": entry("dir0", 5)}
+    assert journal.synced_paths_under(sid, "dir/") == ["dir/a", "dir/b/c", "dir/\u00e9"]
+    assert journal.synced_paths_under(sid, "\u00e9/") == ["\u00e9/x"]
+    assert journal.synced_paths_under(sid, "") == sorted(paths, key=lambda p: p.encode())
+    assert journal.synced_paths_under(other, "dir/") == ["dir/a"]
