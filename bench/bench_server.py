@@ -6,7 +6,8 @@ Starts the server as a subprocess (so it has its own interpreter and GIL), then 
   - small PUTs/s (1 KiB bodies) at concurrency 1, 8 and 32: one thread and one pooled httpx.Client per
     connection, KSS V2 signed (hashlib/hmac; a few microseconds per request);
   - one PUT of --big-mib MiB streamed from memory in 8 MiB chunks, then one GET of it, in MB/s;
-  - the server's CPU time per small PUT and per MiB moved (from /proc/<pid>/stat, all its threads).
+  - the server's CPU time per small PUT and per MiB moved (from /proc/<pid>/stat, all its threads);
+  - listing times over an index of --list-objects keys (rows written straight into the index first).
 Prints a table. Client and server share this machine's cores, so the numbers are for the pair.
 """
 
@@ -134,13 +135,64 @@ def big_put_get(endpoint: str, mib: int, server_pid: int) -> list[tuple[float, f
     return results
 
 
+def populate(root: Path, count: int) -> None:
+    """`count` object rows (100 dirs x 10 subdirs x files) written straight into the server's index."""
+    from ks3sync.localserver.storage import ObjectRecord, Storage
+
+    storage = Storage(root, fsync=False)
+    storage.create_bucket("listing", "private")
+    storage.db.execute("BEGIN")
+    for i in range(count):
+        key = f"dir{i % 100:03d}/sub{(i // 100) % 10}/file{i:07d}.dat"
+        storage.put_object(ObjectRecord("listing", key, 1, "0" * 32, 0, time.time(), "STANDARD", "private",
+                                        {}, "0" * 32))
+    storage.db.execute("COMMIT")
+    storage.close()
+
+
+def time_listings(endpoint: str, count: int) -> list[tuple[str, str, str]]:
+    rows = []
+    with httpx.Client(timeout=120) as client:
+        def page(query: str) -> str:
+            response = client.get(f"{endpoint}/listing/?{query}", headers=sign("GET", "/listing/"))
+            assert response.status_code == 200
+            return response.text
+
+        started = time.monotonic()
+        marker, pages, keys = "", 0, 0
+        while True:
+            text = page(f"max-keys=1000&marker={marker}")
+            pages += 1
+            keys += text.count("<Contents>")
+            if "<IsTruncated>true</IsTruncated>" not in text:
+                break
+            marker = text.split("<NextMarker>")[1].split("</NextMarker>")[0]
+        elapsed = time.monotonic() - started
+        assert keys == count
+        rows.append((f"list all {count:,} keys (pages of 1000)", f"{elapsed * 1000:,.0f} ms",
+                     f"{elapsed / pages * 1000:.1f} ms per page"))
+        started = time.monotonic()
+        text = page("delimiter=/")
+        elapsed = time.monotonic() - started
+        assert text.count("<CommonPrefixes>") == 100
+        rows.append(("delimiter '/' at the root (100 prefixes)", f"{elapsed * 1000:,.1f} ms", ""))
+        started = time.monotonic()
+        text = page("delimiter=/&prefix=dir042/")
+        elapsed = time.monotonic() - started
+        assert text.count("<CommonPrefixes>") == 10
+        rows.append(("prefix dir042/ + delimiter (10 prefixes)", f"{elapsed * 1000:,.1f} ms", ""))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-fsync", action="store_true")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument("--list-objects", type=int, default=100_000, help="index size for the listing timings")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        populate(Path(tmp) / "root", args.list_objects)
         process, endpoint = start_server(Path(tmp) / "root", fsync=not args.no_fsync)
         try:
             with httpx.Client() as client:
@@ -153,6 +205,7 @@ def main() -> None:
                 cpu = server_cpu_seconds(process.pid) - cpu_before
                 rows.append((f"small PUT (1 KiB), concurrency {concurrency}", f"{count / elapsed:,.0f} PUT/s",
                              f"{cpu / max(count, 1) * 1e6:,.0f} us server CPU per PUT"))
+            rows.extend(time_listings(endpoint, args.list_objects))
             (put_mbs, put_cpu), (get_mbs, get_cpu) = big_put_get(endpoint, args.big_mib, process.pid)
             rows.append((f"{args.big_mib} MiB PUT", f"{put_mbs:,.0f} MB/s", f"{put_cpu:.2f} ms server CPU per MiB"))
             rows.append((f"{args.big_mib} MiB GET", f"{get_mbs:,.0f} MB/s", f"{get_cpu:.2f} ms server CPU per MiB"))

@@ -16,7 +16,7 @@ from ks3sync.localserver.context import Context
 from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.exchange import Response
 from ks3sync.localserver.listing import list_page, prefix_successor
-from ks3sync.localserver.storage import BucketRecord, ObjectRecord
+from ks3sync.localserver.storage import BucketRecord, ListedObject
 
 MAX_BUCKETS = 100
 Encoder = Callable[[str], str]
@@ -111,17 +111,17 @@ async def not_implemented(ctx: Context) -> Response:
 # ------------------------------------------------------------ listings
 
 
-def _scan(ctx: Context) -> Callable[[bytes, bool, bytes | None, int], list[ObjectRecord]]:
+def _scan(ctx: Context) -> Callable[[bytes, bool, bytes | None, int], list[ListedObject]]:
     bucket = ctx.bucket
     storage = ctx.storage
 
-    def scan(after: bytes, inclusive: bool, below: bytes | None, limit: int) -> list[ObjectRecord]:
+    def scan(after: bytes, inclusive: bool, below: bytes | None, limit: int) -> list[ListedObject]:
         return storage.scan(bucket, after, inclusive, below, limit)
 
     return scan
 
 
-def _contents(ctx: Context, records: list[ObjectRecord], encode: Encoder, with_owner: bool) -> str:
+def _contents(ctx: Context, records: list[ListedObject], encode: Encoder, with_owner: bool) -> str:
     owner = _OWNER if with_owner else ""
     return "".join(
         f"<Contents><Key>{encode(r.key)}</Key><LastModified>{xmlio.iso8601(r.mtime)}</LastModified>"

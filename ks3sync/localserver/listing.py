@@ -23,7 +23,11 @@ T = TypeVar("T", bound=HasKey)
 # scan(after, inclusive, below, limit) -> entries in byte order with after < key (<= if inclusive) < below
 Scan = Callable[[bytes, bool, "bytes | None", int], Sequence[T]]
 
-_BATCH = 256
+# Rows fetched per scan: small right after a roll-up (the next key often rolls up too, and its scan
+# would be wasted), growing while keys keep coming without roll-ups.
+_FIRST_BATCH = 256
+_AFTER_JUMP = 8
+_MAX_BATCH = 1024
 
 
 def prefix_successor(prefix: bytes) -> bytes | None:
@@ -68,8 +72,9 @@ def list_page(scan: Scan[T], prefix: str, delimiter: str, marker: str, max_keys:
     if max_keys <= 0:
         return ListPage([], [], False, None)
 
+    batch_size = min(_FIRST_BATCH, max_keys + 1)
     while True:
-        batch = scan(start, inclusive, below, _BATCH)
+        batch = scan(start, inclusive, below, batch_size)
         if not batch:
             return ListPage(contents, prefixes, False, None)
         jumped = False
@@ -93,5 +98,9 @@ def list_page(scan: Scan[T], prefix: str, delimiter: str, marker: str, max_keys:
             start, inclusive = successor, True
             jumped = True
             break
-        if not jumped and len(batch) < _BATCH:
+        if jumped:
+            batch_size = _AFTER_JUMP
+        elif len(batch) < batch_size:
             return ListPage(contents, prefixes, False, None)
+        else:
+            batch_size = min(batch_size * 4, _MAX_BATCH)

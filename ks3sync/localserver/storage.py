@@ -105,6 +105,17 @@ class ObjectRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedObject:
+    """What a listing shows of an object (no stored headers: listings never parse them)."""
+
+    key: str
+    size: int
+    etag: str
+    mtime: float
+    storage_class: str
+
+
+@dataclass(frozen=True, slots=True)
 class UploadRecord:
     upload_id: str
     bucket: str
@@ -322,21 +333,22 @@ class Storage:
     def data_in_use(self, data_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM objects WHERE data_id = ? LIMIT 1", (data_id,)).fetchone() is not None
 
-    def scan(self, bucket: str, after: bytes, inclusive: bool, below: bytes | None, limit: int) -> list[ObjectRecord]:
-        """Objects with `after` < key (or <= when inclusive) and key < `below`, in byte order."""
+    def scan(self, bucket: str, after: bytes, inclusive: bool, below: bytes | None, limit: int) -> list[ListedObject]:
+        """Objects with `after` < key (or <= when inclusive) and key < `below`, in byte order: one range
+        scan of the primary key."""
         op = ">=" if inclusive else ">"
+        columns = "key, size, etag, mtime, storage_class"
         if below is None:
             rows = self.db.execute(
-                f"SELECT {self._OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key {op} ? ORDER BY key LIMIT ?",
+                f"SELECT {columns} FROM objects WHERE bucket = ? AND key {op} ? ORDER BY key LIMIT ?",
                 (bucket, after, limit),
             )
         else:
             rows = self.db.execute(
-                f"SELECT {self._OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key {op} ? AND key < ? "
-                "ORDER BY key LIMIT ?",
+                f"SELECT {columns} FROM objects WHERE bucket = ? AND key {op} ? AND key < ? ORDER BY key LIMIT ?",
                 (bucket, after, below, limit),
             )
-        return [self._object(row) for row in rows]
+        return [ListedObject(row[0].decode("utf-8"), row[1], row[2], row[3], row[4]) for row in rows]
 
     # ------------------------------------------------------------ multipart
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 from email.utils import formatdate
+from functools import lru_cache
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
@@ -20,11 +21,16 @@ S3_NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 MAX_XML_BODY = 2 * 1024 * 1024
 
 
+@lru_cache(maxsize=4096)
+def _iso_seconds(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 def iso8601(timestamp: float) -> str:
-    """`2024-03-05T08:00:00.000Z`: the form KS3 uses in XML bodies."""
+    """`2024-03-05T08:00:00.000Z`: the form KS3 uses in XML bodies (cached per second: listings repeat)."""
     seconds = int(timestamp)
     millis = int((timestamp - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    return f"{_iso_seconds(seconds)}.{millis:03d}Z"
 
 
 def http_date(timestamp: float) -> str:
