@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,7 +42,7 @@ _ENTRY_SELECT = ("SELECT path, size, mtime_ns, inode, ctime_ns, md5, remote_etag
                  " synced_at_ns FROM entries")
 
 
-def _entry_from_row(r: tuple) -> SyncedEntry:
+def _entry_from_row(r: tuple[Any, ...]) -> SyncedEntry:
     return SyncedEntry(r[0], FileIdentity(r[1], r[2], r[3], r[4]), r[5], r[6], r[7], bool(r[8]), r[9])
 
 
