@@ -107,9 +107,23 @@ class Disposition(enum.Enum):
     STOP = "stop"  # stop the run: nothing else can succeed
 
 
+# Errors of packages this module must not import, known by class name: a journal that cannot write
+# (disk full, read-only, damaged) stops the run; nothing else could be recorded either.
+FATAL_FOREIGN_ERRORS = frozenset({"JournalError"})
+
+
+def is_known_error(exc: BaseException) -> bool:
+    """True for errors that are expected failure modes (reported as one line, no traceback)."""
+    return isinstance(exc, Ks3SyncError | OSError) or _is_fatal_foreign(exc)
+
+
+def _is_fatal_foreign(exc: BaseException) -> bool:
+    return any(cls.__name__ in FATAL_FOREIGN_ERRORS for cls in type(exc).__mro__)
+
+
 def classify(exc: BaseException) -> Disposition:
     """What to do about ``exc`` raised while working on one entry."""
-    if isinstance(exc, FatalError):
+    if isinstance(exc, FatalError) or _is_fatal_foreign(exc):
         return Disposition.STOP
     if isinstance(exc, RetryableError):
         return Disposition.RETRY

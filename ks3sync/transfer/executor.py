@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ks3sync.errors import Disposition, Ks3SyncError, PermanentError, classify, describe
+from ks3sync.errors import Disposition, Ks3SyncError, PermanentError, classify, describe, is_known_error
 from ks3sync.model import (
     Adopt,
     Checkpoint,
@@ -181,7 +181,7 @@ class Executor:
                 log.info("will retry %s: %s", op.path, describe(exc))
                 retry.append(op)
                 continue
-            if not isinstance(exc, Ks3SyncError | OSError):
+            if not is_known_error(exc):
                 log.error("unexpected error on %s", op.path, exc_info=exc)
             message = describe(exc)
             report.failed.append((op.path, message))
