@@ -300,3 +300,26 @@ def test_status_while_running_and_after(service: Service, wait_until) -> None:
     assert svc.sigterm() == 0
     text = svc.cli("status", "--config", str(svc.config)).stdout
     assert "service: not running" in text and "docs: stopped" in text and "1 files synced" in text
+
+
+def test_an_emptied_source_never_mass_deletes(service: Service, wait_until) -> None:
+    svc = service
+    svc.start(wait_until)
+    for i in range(20):
+        (svc.root / f"f{i}.txt").write_text(str(i))
+    wait_until(converged(svc), timeout=60, interval=0.2)
+    mark = svc.server.mark()
+    for i in range(20):
+        (svc.root / f"f{i}.txt").unlink()  # e.g. a failed mount or a wrong rm: the folder is empty
+    wait_until(lambda: svc.state() == "unavailable", timeout=30, interval=0.1)
+    assert len(bucket_contents(svc.server, svc.bucket, svc.prefix)) == 20
+    assert ops_since(svc, mark)["DeleteObject"] + ops_since(svc, mark)["DeleteMultipleObjects"] == 0
+    status = json.loads(svc.cli("status", "--config", str(svc.config), "--json").stdout)
+    assert "empty" in status["syncs"][0]["reason"]
+    # the files come back: the sync resumes and nothing was lost on either side
+    for i in range(20):
+        (svc.root / f"f{i}.txt").write_text(str(i))
+    wait_until(lambda: svc.state() == "watching", timeout=30, interval=0.1)
+    wait_until(converged(svc), timeout=60, interval=0.2)
+    assert svc.sigterm() == 0
+    assert svc.server.secret_key not in svc.log.read_text()
