@@ -85,24 +85,29 @@ class Journal:
         self._writer = self._engine.connect()
         raw = self._writer.connection.driver_connection
         assert raw is not None
+        # Refuse foreign or newer files before changing anything in them (switching to WAL rewrites
+        # the header).
+        self._check_version(int(raw.execute("PRAGMA user_version").fetchone()[0]),
+                            raw.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+                                        ).fetchone()[0])
         mode = raw.execute("PRAGMA journal_mode = WAL").fetchone()
         if mode is None or str(mode[0]).lower() != "wal":
             raise JournalError(f"{self.path}: cannot switch the journal to WAL mode (got {mode!r})")
         with self._write(durable=True) as conn:
+            # Again inside the write lock: another process may have migrated in between.
             version = int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
-            if version > SCHEMA_VERSION:
-                raise JournalError(
-                    f"{self.path}: journal schema version {version} is newer than this ks3sync supports "
-                    f"({SCHEMA_VERSION}); upgrade ks3sync"
-                )
-            if version == 0:
-                foreign = conn.exec_driver_sql(
-                    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
-                ).scalar_one()
-                if foreign:
-                    raise JournalError(f"{self.path}: not a ks3sync journal (an SQLite database with "
-                                       "other tables)")
+            self._check_version(version, conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").scalar_one())
             migrate(conn, version)
+
+    def _check_version(self, version: int, objects: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"{self.path}: journal schema version {version} is newer than this ks3sync supports "
+                f"({SCHEMA_VERSION}); upgrade ks3sync"
+            )
+        if version == 0 and objects:
+            raise JournalError(f"{self.path}: not a ks3sync journal (an SQLite database with other tables)")
 
     def close(self) -> None:
         with self._lock:

@@ -169,9 +169,14 @@ def test_corrupted_sqlite_file_is_reported(tmp_path: Path) -> None:
 
 def test_foreign_database_and_newer_schema_are_refused(tmp_path: Path) -> None:
     other = tmp_path / "other.db"
-    sqlite3.connect(other).execute("CREATE TABLE photos (id INTEGER)")
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE photos (id INTEGER)")
+    db.commit()
+    db.close()
+    before = other.read_bytes()
     with pytest.raises(JournalError, match="not a ks3sync journal"):
         Journal.open(other)
+    assert other.read_bytes() == before  # refused without touching it (not even switched to WAL)
     future = tmp_path / "future.db"
     with Journal.open(future):
         pass
