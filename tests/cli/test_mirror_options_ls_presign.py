@@ -157,3 +157,33 @@ def test_unknown_stale_uploads_under_the_prefix_are_aborted(local_server: Any, b
     assert old.exit_code == 0, old.stderr
     with client_for(local_server) as client:
         assert {u.upload_id for u in client.iter_multipart_uploads(bucket)} == {elsewhere}
+
+
+def test_excludes_ignore_file_and_scan_problems(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "build").mkdir(parents=True)
+    (src / "keep.txt").write_bytes(b"k")
+    (src / "debug.log").write_bytes(b"log")
+    (src / "build" / "out.o").write_bytes(b"obj")
+    (src / "notes.tmp").write_bytes(b"tmp")
+    (src / ".ks3ignore").write_text("*.tmp\n")
+    patterns = tmp_path / "patterns"
+    patterns.write_text("build/\n")
+    os.mkfifo(src / "a-fifo")
+    common = ["--endpoint", local_server.endpoint, "--state-db", str(tmp_path / "j.db")]
+    result = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude", "*.log",
+                 "--exclude-from", str(patterns), *common)
+    assert result.exit_code == 0, result.stderr  # a FIFO is skipped and named, but it is not data
+    assert "skipped a-fifo" in result.stderr
+    with client_for(local_server) as client:
+        keys = sorted(o.key for o in client.iter_objects(bucket, prefix="x/"))
+    assert keys == ["x/.ks3ignore", "x/keep.txt"]
+
+    with open(os.path.join(os.fsencode(src), b"bad-\xff-name"), "wb") as fh:
+        fh.write(b"unrepresentable")
+    bad = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude", "*.log",
+              "--exclude-from", str(patterns), *common)
+    assert bad.exit_code == 1 and "skipped bad-" in bad.stderr  # a file that cannot be synced: not in sync
+    missing = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude-from",
+                  str(tmp_path / "nope"), *common)
+    assert missing.exit_code == 2 and "nope" in missing.stderr
