@@ -64,7 +64,8 @@ def plan_upload(
             # Journal only: the path is gone from both sides; drop the stale record.
             forgets.append(Forget(path))
 
-    sources = _copy_sources(remote_by, synced, rewritten=transfers.keys(), opts=opts)
+    if local_only:  # indexing every object for copy sources is only worth it when something is new
+        sources = _copy_sources(remote_by, synced, rewritten=transfers.keys(), opts=opts)
     for loc in local_only:
         transfers[loc.path] = _local_only(loc, synced.get(loc.path), sources)
 
