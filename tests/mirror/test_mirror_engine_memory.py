@@ -186,3 +186,18 @@ def test_changed_file_after_failed_pass_is_retried_next_pass(setup) -> None:
     assert "a.txt" not in journal.cp.synced_entries
     second = up(src, store, journal, delete=True)
     assert second.ok and second.uploaded == 1 and second.skipped == 3
+
+
+def test_checksum_pass_rehashes_but_sends_nothing_for_unchanged_files(setup) -> None:
+    src, store, journal = setup
+    assert up(src, store, journal).ok
+    store.calls.clear()
+    result = up(src, store, journal, checksum=True)
+    assert result.ok and result.adopted == 4 and store.writes() == []
+
+
+def test_bandwidth_limit_and_jobs_reach_the_executor(setup) -> None:
+    src, store, journal = setup
+    transfer = TransferOptions(jobs=1, part_size=100 * KIB, multipart_threshold=200 * KIB, bwlimit=50e6)
+    result = run_mirror(store, journal, 1, src, Direction.UPLOAD, MirrorOptions(transfer=transfer))
+    assert result.ok and result.uploaded == 4 and result.bytes_sent == sum(len(b) for b in read_tree(src).values())
