@@ -3,7 +3,8 @@ rewrite chosen answers (an ETag that does not match, an XML body cut off or with
 middle), so the client meets a misbehaving server through the real wire path.
 
 `with RewritingProxy(upstream, rewrite) as proxy: proxy.endpoint` - ``rewrite(exchange)`` may change the
-status, headers or body of an `Exchange` in place. Every request seen is kept in ``proxy.seen``.
+status, headers or body of an `Exchange` in place; ``short_circuit(method, target)`` may answer a request
+itself so the upstream never sees it. Every request seen is kept in ``proxy.seen``.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ class Exchange:
 
 
 Rewrite = Callable[[Exchange], None]
+# (method, target) -> an answer to give instead of forwarding (the upstream never sees the request)
+ShortCircuit = Callable[[str, str], Exchange | None]
 
 
 class RewritingProxy:
-    def __init__(self, upstream: str, rewrite: Rewrite) -> None:
+    def __init__(self, upstream: str, rewrite: Rewrite, short_circuit: ShortCircuit | None = None) -> None:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._rewrite = rewrite
+        self._short_circuit = short_circuit
         self.seen: list[Exchange] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -100,8 +104,10 @@ class RewritingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                exchange = proxy._forward(self.command, self.path, headers, body)
-                proxy._rewrite(exchange)
+                exchange = proxy._short_circuit(self.command, self.path) if proxy._short_circuit else None
+                if exchange is None:
+                    exchange = proxy._forward(self.command, self.path, headers, body)
+                    proxy._rewrite(exchange)
                 with proxy._lock:
                     proxy.seen.append(exchange)
                 self.send_response(exchange.status)

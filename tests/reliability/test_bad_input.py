@@ -333,8 +333,8 @@ def test_keys_that_would_escape_the_restore_folder_are_refused(local_server: Ser
     bad_keys = ["x/../../escape.txt", "x/..", "x/a/../../../up.txt", "x//double.txt", "x/./dot.txt"]
     with client_for(local_server) as client:
         client.put_object(bucket, "x/good.txt", b"good")
-        for key in bad_keys:
-            client.put_object(bucket, key, b"evil")
+    for key in bad_keys:  # written by "another tool": raw HTTP, dot segments sent as they are
+        _raw_put(local_server, bucket, key, b"evil")
     outer = tmp_path / "outer"
     target = outer / "restore"
     run = mirror(local_server, f"ks3://{bucket}/x/", target, tmp_path / "j.db", *FLAGS)
@@ -344,13 +344,32 @@ def test_keys_that_would_escape_the_restore_folder_are_refused(local_server: Ser
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "up.txt").exists()
 
 
+def _raw_put(server: ServerHandle, bucket: str, key: str, data: bytes) -> None:
+    """PUT through http.client, which (unlike httpx and the SDK) sends dot segments verbatim."""
+    import http.client
+    from email.utils import formatdate
+
+    from ks3sync.ks3.signing import authorization
+
+    headers = {"Date": formatdate(usegmt=True)}
+    headers["Authorization"] = authorization(server.access_key, server.secret_key, "PUT", bucket, key, headers)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    try:
+        conn.request("PUT", f"/{bucket}/{key}", body=data, headers=headers)
+        response = conn.getresponse()
+        assert response.status == 200, response.read()
+    finally:
+        conn.close()
+
+
 # ------------------------------------------------------------------------------------------ a misbehaving server
 
 
 def _is(exchange: Exchange, op: str) -> bool:
     q = exchange.query
     if op == "ListObjects":
-        return exchange.method == "GET" and exchange.path.count("/") == 1 and "uploads" not in q and "acl" not in q
+        return (exchange.method == "GET" and exchange.path.rstrip("/").count("/") == 1 and "uploads" not in q
+                and "acl" not in q)
     if op == "PutObject":
         return exchange.method == "PUT" and "uploadId" not in q and exchange.request_headers.get(
             "x-kss-copy-source") is None
@@ -359,7 +378,12 @@ def _is(exchange: Exchange, op: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("breakage", ["truncated-listing", "error-mid-listing", "error-in-complete"])
+ERROR_200 = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+             b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+
+
+@pytest.mark.parametrize("breakage", ["truncated-listing", "error-mid-listing", "error-in-complete",
+                                      "error-in-complete-not-done"])
 def test_broken_xml_answers_fail_cleanly_and_record_nothing(local_server: ServerHandle, bucket: str, tmp_path: Path,
                                                             breakage: str) -> None:
     src = tmp_path / "src"
@@ -374,28 +398,53 @@ def test_broken_xml_answers_fail_cleanly_and_record_nothing(local_server: Server
             cut = ex.body.find(b"<Contents>")
             ex.body = ex.body[:cut] + b"<Error><Code>InternalError</Code><Message>mid-body</Message></Error>"
         elif breakage == "error-in-complete" and _is(ex, "CompleteMultipartUpload") and ex.status == 200:
-            # S3-style: 200 OK, then an <Error> document instead of the result.
-            ex.body = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>' \
-                      b"<Message>We encountered an internal error.</Message></Error>"
+            ex.body = ERROR_200  # S3-style: 200 OK, then an <Error> document instead of the result
+
+    def short_circuit(method: str, target: str) -> Exchange | None:
+        # The server fails the Complete for real (it never happens) but answers 200 + <Error>.
+        if breakage == "error-in-complete-not-done" and method == "POST" and "uploadId=" in target:
+            return Exchange(method, target, {}, 200, [("Content-Type", "application/xml")], ERROR_200)
+        return None
 
     state = tmp_path / "j.db"
-    with RewritingProxy(local_server.endpoint, rewrite) as proxy:
+    with RewritingProxy(local_server.endpoint, rewrite, short_circuit) as proxy:
         run = mirror(_via(local_server, proxy.endpoint), src, f"ks3://{bucket}/b/", state, *FLAGS, "--delete",
                      "--force", timeout=120)
-    assert run.returncode == 1, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
-    if breakage != "error-in-complete":
+    if breakage == "error-in-complete-not-done":
+        assert run.returncode == 1, run.stderr[-2000:]
+        assert "big/large0.bin" not in _journal_entries(state)
+        assert "big/large0.bin" in run.stderr
+    elif breakage == "error-in-complete":
+        # The server did complete the upload; only its answer was replaced. Either the client verifies
+        # the object by HEAD (size + CRC-64) and records the ETag it really has, or it records nothing.
+        assert run.returncode in (0, 1), run.stderr[-2000:]
+        entries = _journal_entries(state)
+        if "big/large0.bin" in entries:
+            with client_for(local_server) as client:
+                real = client.head_object(bucket, "b/big/large0.bin")
+            assert (entries["big/large0.bin"].remote_etag, entries["big/large0.bin"].remote_size) == (
+                real.etag, real.size)
+        else:
+            assert run.returncode == 1
+    else:
+        assert run.returncode == 1, run.stderr[-2000:]
         assert len(error_lines(run.stderr)) == 1 or "stopped" in run.stderr, run.stderr[-2000:]
         assert [e for e in proxy.seen if e.method in ("PUT", "POST", "DELETE")] == []
         with client_for(local_server) as client:
             assert client.head_object(bucket, "b/existing.txt").size == len(b"already there")
-    else:
-        assert "big/large0.bin" not in journal_paths(state)
     rerun = mirror(local_server, src, f"ks3://{bucket}/b/", state, *FLAGS, "--delete", "--force",
                    "--abort-stale-after", "0s")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_bucket_equals_folder(local_server, bucket, "b/", src)
     assert_no_multipart_uploads(local_server, bucket)
+
+
+def _journal_entries(state: Path) -> dict[str, Any]:
+    from ks3sync.journal import Journal
+
+    with Journal.open(state) as journal:
+        return {path: e for sync in journal.syncs() for path, e in journal.synced_entries(sync.id).items()}
 
 
 def _via(server: ServerHandle, endpoint: str) -> Any:
