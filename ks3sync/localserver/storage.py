@@ -16,11 +16,13 @@ thread. Imports nothing else from ks3sync.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -153,6 +155,57 @@ class TempBody:
     closed: bool = field(default=False)
 
 
+class _SpareFiles:
+    """Empty temp files opened ahead of need by a background thread.
+
+    Creating an inode costs 75-600 us of kernel CPU on this machine (measured), more than everything
+    else a small PUT does; made here, that work leaves the event loop and runs on another core.
+    `take()` never blocks: with no spare ready the caller creates its file itself.
+    """
+
+    def __init__(self, tmp_prefix: str, depth: int = 64) -> None:
+        self._prefix = tmp_prefix
+        self._depth = depth
+        self._ready: collections.deque[tuple[str, str, int]] = collections.deque()
+        self._wanted = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._fill, name="ks3-spare-files", daemon=True)
+        self._wanted.set()
+        self._thread.start()
+
+    def take(self) -> tuple[str, str, int] | None:
+        try:
+            spare = self._ready.popleft()
+        except IndexError:
+            spare = None
+        if len(self._ready) < self._depth // 2:
+            self._wanted.set()
+        return spare
+
+    def _fill(self) -> None:
+        while not self._stopped:
+            self._wanted.wait()
+            self._wanted.clear()
+            while not self._stopped and len(self._ready) < self._depth:
+                data_id = secrets.token_hex(16)
+                path = self._prefix + data_id
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except OSError:
+                    break  # disk trouble: callers create their own files and report the error
+                self._ready.append((data_id, path, fd))
+
+    def close(self) -> None:
+        self._stopped = True
+        self._wanted.set()
+        self._thread.join(5)
+        while self._ready:
+            _, path, fd = self._ready.popleft()
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
 def _key_bytes(key: str) -> bytes:
     return key.encode("utf-8")
 
@@ -181,6 +234,7 @@ class Storage:
         # fsync blocks for a journal commit; many in flight at once share commits (ext4 groups them), so
         # the pool is wide rather than the default executor's cpu+4 threads.
         self._sync_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ks3-fsync") if fsync else None
+        self._spares = _SpareFiles(self._tmp_prefix)
         # Hashing and writing big bodies, assembling parts, copying ranges.
         self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ks3-io")
 
@@ -189,6 +243,7 @@ class Storage:
         return asyncio.get_running_loop().run_in_executor(self._io_pool, function, *args)
 
     def close(self) -> None:
+        self._spares.close()
         self._io_pool.shutdown(wait=True)
         if self._sync_pool is not None:
             self._sync_pool.shutdown(wait=True)
@@ -201,6 +256,9 @@ class Storage:
     # ------------------------------------------------------------ bodies
 
     def open_temp(self) -> TempBody:
+        spare = self._spares.take()
+        if spare is not None:
+            return TempBody(*spare)
         data_id = secrets.token_hex(16)
         path = self._tmp_prefix + data_id
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
