@@ -254,3 +254,23 @@ def test_point_lookups_and_folder_listing(journal: Journal) -> None:
     assert journal.synced_paths_under(sid, "\u00e9/") == ["\u00e9/x"]
     assert journal.synced_paths_under(sid, "") == sorted(paths, key=lambda p: p.encode())
     assert journal.synced_paths_under(other, "dir/") == ["dir/a"]
+
+
+def test_remove_sync_takes_everything_of_it_and_nothing_else(journal: Journal) -> None:
+    from ks3sync.journal import Change, ChangeKind
+
+    a = journal.register_sync("a", "/a", "b", "", "h")
+    b = journal.register_sync("b", "/b", "b", "", "h")
+    for sid in (a, b):
+        journal.record_synced(sid, [entry("x")])
+        journal.enqueue(sid, [Change("x", ChangeKind.UPSERT)])
+        journal.checkpoint(sid).upload_started(UploadRecord("big", "big", f"U{sid}", 1, IDENT, 0,
+                                                            parts=(PartRecord(1, 1, "m" * 32, "e"),)))
+        journal.record_pass(sid, PassSummary(1, 2, uploaded=1))
+        journal.record_error(sid, "x", "boom")
+    journal.remove_sync(a)
+    assert [s.name for s in journal.syncs()] == ["b"]
+    assert journal.synced_entries(a) == {} and journal.pending(a) == [] and journal.uploads(a) == []
+    assert len(journal.synced_entries(b)) == 1 and len(journal.pending(b)) == 1
+    assert [u.upload_id for u in journal.uploads()] == [f"U{b}"]
+    assert journal.integrity_check() == []
