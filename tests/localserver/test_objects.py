@@ -214,3 +214,35 @@ def test_virtual_host_addressing(local_server: ServerHandle, bucket: str) -> Non
     response = httpx.put(f"{local_server.endpoint}/vh/key", content=b"virtual", headers=headers)
     assert response.status_code == 200, response.text
     assert request(local_server, "GET", bucket, "vh/key").content == b"virtual"
+
+
+def test_chunked_transfer_encoding_put(local_server: ServerHandle, bucket: str) -> None:
+    """The SDK's set_contents_from_stream sends chunked bodies without Content-Length."""
+    import httpx
+
+    def body():  # type: ignore[no-untyped-def]
+        yield b"part one, "
+        yield b"part two"
+
+    headers = sign_headers(local_server, "PUT", bucket, "chunked")
+    response = httpx.put(local_server.endpoint + resource_path(bucket, "chunked"), content=body(), headers=headers)
+    assert response.status_code == 200, response.text
+    assert request(local_server, "GET", bucket, "chunked").content == b"part one, part two"
+
+
+def test_acl_from_an_xml_body(local_server: ServerHandle, bucket: str) -> None:
+    request(local_server, "PUT", bucket, "xml-acl", content=b"x")
+    policy = (
+        b'<AccessControlPolicy><Owner><ID>1234567</ID></Owner><AccessControlList>'
+        b'<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="Group">'
+        b'<URI>http://acs.ksyun.com/groups/global/AllUsers</URI></Grantee><Permission>READ</Permission></Grant>'
+        b'</AccessControlList></AccessControlPolicy>'
+    )
+    response = request(local_server, "PUT", bucket, "xml-acl", "acl=", content=policy,
+                       headers={"Content-Type": "application/xml"})
+    assert response.status_code == 200, response.text
+    got = request(local_server, "GET", bucket, "xml-acl", "acl").text
+    assert got.count('xsi:type="') == 2 and "AllUsers" in got
+    assert request(local_server, "GET", bucket, "xml-acl", sign=False).content == b"x"
+    response = request(local_server, "PUT", bucket, "xml-acl", "acl", content=b"<nonsense")
+    assert (response.status_code, error_code(response)) == (400, "MalformedXML")
