@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 from ks3sync.model import Checkpoint, Direction, RemoteEntry, SyncedEntry
 from ks3sync.store.base import Store, WriteOptions
 from ks3sync.transfer.sizing import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE
+from ks3sync.transfer.throttle import ByteBudget
 
 if TYPE_CHECKING:
     from ks3sync.crypto.key import EncryptionKey
 
 TMP_PREFIX = ".ks3sync-tmp-"  # downloads land in such a file in the target folder before the rename
 SMALL_FILE = 8 * 1024 * 1024  # single PUTs up to this size are read once into memory
+PART_BUFFER_BUDGET = 256 * 1024 * 1024  # at most this much part data in memory (more if one part is bigger)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class TransferContext:
     root: Path
     options: TransferOptions
     part_pool: ThreadPoolExecutor
-    part_slots: threading.BoundedSemaphore
+    part_budget: ByteBudget  # bytes of part buffers in flight, shared by every multipart upload
     meter_sent: Callable[[int], None]
     meter_received: Callable[[int], None]
     stop: threading.Event

@@ -37,11 +37,11 @@ from ks3sync.model import (
     Upload,
 )
 from ks3sync.store.base import Store
-from ks3sync.transfer.context import TransferContext, TransferOptions
+from ks3sync.transfer.context import PART_BUFFER_BUDGET, TransferContext, TransferOptions
 from ks3sync.transfer.download import delete_local, download_file
 from ks3sync.transfer.progress import NullProgress, ProgressSubscriber
 from ks3sync.transfer.tasks import adopt_object, backup_before_overwrite, copy_object
-from ks3sync.transfer.throttle import TokenBucket
+from ks3sync.transfer.throttle import ByteBudget, TokenBucket
 from ks3sync.transfer.upload import upload_file
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,8 @@ class Executor:
             root=root,
             options=options,
             part_pool=self._part_pool,
-            part_slots=threading.BoundedSemaphore(max(2, options.jobs)),
+            # Enough for every part worker to hold a default-size part, within the memory budget.
+            part_budget=ByteBudget(min(PART_BUFFER_BUDGET, max(2, options.jobs) * options.part_size)),
             meter_sent=self._on_sent,
             meter_received=self._on_received,
             stop=threading.Event(),

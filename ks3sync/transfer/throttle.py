@@ -42,3 +42,34 @@ class TokenBucket:
         if wait > 0:
             self._sleep(wait)
 
+
+
+class ByteBudget:
+    """Bounds the bytes of part buffers in flight across all uploads (s3transfer bounds chunks by count;
+    a byte budget also holds when part sizes grow for huge files). A request larger than the whole
+    budget is clamped to it, so a single huge part still proceeds, alone."""
+
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError("limit must be positive")
+        self.limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> int:
+        """Wait until ``n`` bytes fit; returns the amount actually taken (pass it to ``release``)."""
+        n = max(0, min(n, self.limit))
+        with self._cond:
+            self._cond.wait_for(lambda: self._used + n <= self.limit)
+            self._used += n
+        return n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
+
+    @property
+    def in_use(self) -> int:
+        with self._cond:
+            return self._used

@@ -8,8 +8,8 @@ versions.
 
 Multipart (s3transfer's task graph, flattened): the file worker reads parts in order — hashing the
 whole file and, with a key, encrypting (the CBC chain is sequential but cheap) — and hands each part to
-the shared part pool, which uploads concurrently. Memory is bounded by ``part_slots`` (one slot per
-part buffer in flight). Every finished part is recorded through the Checkpoint (MD5, ETag, CRC and, when
+the shared part pool, which uploads concurrently. Memory is bounded by ``part_budget`` (bytes of part
+buffers in flight, shared by all uploads). Every finished part is recorded through the Checkpoint (MD5, ETag, CRC and, when
 encrypted, the chain block) so a killed run resumes: ListParts is reconciled with the record and only
 missing parts are sent.
 
@@ -263,7 +263,7 @@ def _send_parts(
                 raise TransientError(f"{path}: run stopped before the upload finished (resumable)")
             offset = (number - 1) * record.part_size
             length = min(record.part_size, identity.size - offset)
-            ctx.part_slots.acquire()
+            taken = ctx.part_budget.acquire(length)
             handed_off = False
             try:
                 data = read_exactly(path, fd, offset, length)
@@ -294,15 +294,15 @@ def _send_parts(
                     continue
                 futures.append(
                     ctx.part_pool.submit(
-                        _send_part, ctx, path, record.upload_id, number, body, md5_hex, chain, part_meta
+                        _send_part, ctx, path, record.upload_id, number, body, md5_hex, chain, part_meta, taken
                     )
                 )
                 handed_off = True
             finally:
                 if not handed_off:
-                    ctx.part_slots.release()
+                    ctx.part_budget.release(taken)
     finally:
-        # Never leave part tasks running behind our back (they hold memory slots and the fd's data).
+        # Never leave part tasks running behind our back (they hold part buffers and budget).
         concurrent.futures.wait(futures)
     for future in futures:
         part = future.result()  # the first failed part raises here; the upload stays resumable
@@ -333,6 +333,7 @@ def _send_part(
     md5_hex: str,
     chain: bytes | None,
     metadata: dict[str, str] | None,
+    budget: int,
 ) -> PartRecord:
     try:
         result = ctx.store.upload_part(path, upload_id, number, MeteredBody(body, ctx.meter_sent), metadata)
@@ -342,7 +343,7 @@ def _send_part(
         ctx.checkpoint.part_done(upload_id, part)
         return part
     finally:
-        ctx.part_slots.release()
+        ctx.part_budget.release(budget)
 
 
 def _combined_crc(parts: list[PartRecord]) -> int | None:

@@ -99,3 +99,45 @@ def test_executor_sends_every_byte_through_the_shared_bucket(tmp_path) -> None:
     assert report.ok and report.bytes_sent == 600_000
     # 600,000 bytes at 100,000 B/s with a 10,000-byte burst: 5.9 s of (fake) waiting in total.
     assert abs(sum(clock.slept) - 5.9) < 0.01
+
+
+def test_byte_budget_blocks_until_released_and_clamps_huge_requests() -> None:
+    import threading
+
+    from ks3sync.transfer.throttle import ByteBudget
+
+    budget = ByteBudget(100)
+    assert budget.acquire(60) == 60
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(budget.acquire(50)))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and not got  # 60 + 50 > 100: waits
+    budget.release(60)
+    waiter.join(5)
+    assert got == [50] and budget.in_use == 50
+    budget.release(50)
+    assert budget.acquire(10_000) == 100  # a part bigger than the budget proceeds alone
+    budget.release(100)
+    assert budget.in_use == 0
+
+
+def test_multipart_memory_stays_within_the_budget(tmp_path) -> None:
+    import os
+
+    from ks3sync.model import LocalEntry, Upload
+    from ks3sync.store.memory import MemoryStore
+    from ks3sync.transfer import Executor, MemoryCheckpoint, TransferOptions
+    from ks3sync.transfer.files import identity_of
+
+    peak = [0]
+    store = MemoryStore()
+    options = TransferOptions(jobs=4, part_size=100 * 1024, multipart_threshold=200 * 1024)
+    ops = []
+    for i in range(3):
+        (tmp_path / f"f{i}").write_bytes(os.urandom(1024 * 1024))
+        ops.append(Upload(f"f{i}", LocalEntry(f"f{i}", identity_of(os.stat(tmp_path / f"f{i}"))), "new"))
+    with Executor(store, MemoryCheckpoint(), tmp_path, options) as executor:
+        store.hook = lambda op, path: peak.__setitem__(0, max(peak[0], executor.ctx.part_budget.in_use))
+        assert executor.run(ops).ok
+    assert 0 < peak[0] <= 4 * 100 * 1024
