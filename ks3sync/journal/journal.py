@@ -29,7 +29,7 @@ from ks3sync.journal.checkpoint import JournalCheckpoint, delete_entries, read_u
 from ks3sync.journal.connection import as_journal_error, check_file, make_engine, restrict_permissions
 from ks3sync.journal.errors import JournalError
 from ks3sync.journal.migrations import SCHEMA_VERSION, migrate
-from ks3sync.journal.schema import changes, entries, errors, metadata, passes, syncs, uploads
+from ks3sync.journal.schema import changes, entries, errors, passes, syncs, uploads
 from ks3sync.journal.types import Change, ErrorRecord, QueuedChange, SyncRecord, SyncStats
 from ks3sync.model import Direction, FileIdentity, PassSummary, SyncedEntry, UploadRecord
 
@@ -421,10 +421,6 @@ class Journal:
                 if n:
                     problems.append(f"{what}: {n}")
         return problems
-
-    @staticmethod
-    def table_names() -> list[str]:
-        return sorted(metadata.tables)
 
 
 def _prune(conn: Connection, table: Table, sync_id: int, keep: int) -> None:
