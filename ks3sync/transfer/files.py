@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,16 +39,10 @@ def open_for_read(path: str, abs_path: Path) -> tuple[int, FileIdentity]:
     except OSError as exc:
         raise local_error(path, exc) from exc
     st = os.fstat(fd)
-    if not _is_regular(st):
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise LocalFileError(f"{path}: not a regular file")
     return fd, identity_of(st)
-
-
-def _is_regular(st: os.stat_result) -> bool:
-    import stat
-
-    return stat.S_ISREG(st.st_mode)
 
 
 def check_unchanged(path: str, abs_path: Path, fd: int, before: FileIdentity) -> None:
