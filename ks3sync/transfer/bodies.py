@@ -8,9 +8,11 @@ Must not import: ks3sync.ks3 (bodies are duck-typed), the journal, the CLI.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ks3sync.store.base import Body
 
@@ -35,12 +37,14 @@ class MemoryBody:
 
 
 class FileBody:
-    """A byte range of a file, streamed from disk on every attempt (never whole in memory)."""
+    """A byte range of an open file, read with ``pread`` on every attempt (never whole in memory). The
+    caller keeps ``fd`` open for the body's life: reading the descriptor that was hashed, not the name,
+    means a file swapped under the same name cannot slip other bytes into the request."""
 
-    __slots__ = ("_path", "_offset", "_md5", "length")
+    __slots__ = ("_fd", "_offset", "_md5", "length")
 
-    def __init__(self, path: Path, offset: int, length: int, md5: bytes) -> None:
-        self._path = path
+    def __init__(self, fd: int, offset: int, length: int, md5: bytes) -> None:
+        self._fd = fd
         self._offset = offset
         self.length = length
         self._md5 = md5
@@ -50,15 +54,14 @@ class FileBody:
 
     def chunks(self) -> Iterator[bytes]:
         # A file that shrank yields fewer bytes; the server then rejects the body (length/MD5 mismatch).
-        with open(self._path, "rb") as fh:
-            fh.seek(self._offset)
-            remaining = self.length
-            while remaining > 0:
-                chunk = fh.read(min(CHUNK, remaining))
-                if not chunk:
-                    return
-                remaining -= len(chunk)
-                yield chunk
+        position = self._offset
+        end = self._offset + self.length
+        while position < end:
+            chunk = os.pread(self._fd, min(CHUNK, end - position), position)
+            if not chunk:
+                return
+            position += len(chunk)
+            yield chunk
 
 
 class MeteredBody:
@@ -90,3 +93,46 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class _PreadReader(io.RawIOBase):
+    """A reader over ``[offset, offset + length)`` of an open descriptor, by pread (own position)."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._position = offset
+        self._end = offset + length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._end - self._position)
+        if want <= 0:
+            return 0
+        chunk = os.pread(self._fd, want, self._position)
+        view[: len(chunk)] = chunk
+        self._position += len(chunk)
+        return len(chunk)
+
+    def close(self) -> None:
+        # The descriptor belongs to the upload task, which closes it when the upload ends.
+        super().close()
+
+
+class FdSource:
+    """A plaintext source for ks3sync.crypto (``length`` + ``open()``) reading an already-open file."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self._fd = fd
+        self._offset = offset
+        self._length = length
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def open(self) -> io.RawIOBase:
+        return _PreadReader(self._fd, self._offset, self._length)

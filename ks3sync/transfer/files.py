@@ -35,7 +35,8 @@ def local_error(path: str, exc: OSError) -> LocalFileError | FileChangedError:
 def open_for_read(path: str, abs_path: Path) -> tuple[int, FileIdentity]:
     """Open a regular file; returns (fd, identity at open)."""
     try:
-        fd = os.open(abs_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a path swapped for a FIFO after the scan must not hang the worker (fstat rejects it).
+        fd = os.open(abs_path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise local_error(path, exc) from exc
     st = os.fstat(fd)

@@ -38,7 +38,7 @@ from ks3sync.errors import (
 from ks3sync.model import FileIdentity, PartRecord, SyncedEntry, UploadRecord
 from ks3sync.store.base import META_MTIME, PartResult, WriteOptions
 from ks3sync.store.checksums import crc64_combine, multipart_etag
-from ks3sync.transfer.bodies import FileBody, MemoryBody, MeteredBody
+from ks3sync.transfer.bodies import FdSource, FileBody, MemoryBody, MeteredBody
 from ks3sync.transfer.context import SMALL_FILE, TransferContext
 from ks3sync.transfer.files import check_unchanged, open_for_read, read_exactly
 from ks3sync.transfer.sizing import choose_part_size, part_count
@@ -87,16 +87,15 @@ def _single_put(ctx: TransferContext, path: str, abs_path: Path, fd: int, identi
     else:
         plain_md5 = _hash_fd(path, fd, identity.size)
         source = None
-        body = FileBody(abs_path, 0, identity.size, plain_md5)
+        body = FileBody(fd, 0, identity.size, plain_md5)
     # Empty files are stored unencrypted, as the SDK does.
     encrypted = key is not None and identity.size > 0
     if key is not None and encrypted:
         from ks3sync.crypto.encrypt import EncryptedFileBody
         from ks3sync.crypto.errors import CryptoError
-        from ks3sync.crypto.source import FileSlice
 
         try:
-            plain = source if source is not None else FileSlice(os.fspath(abs_path), 0, identity.size)
+            plain = source if source is not None else FdSource(fd, 0, identity.size)
             body = EncryptedFileBody(key, plain, plaintext_md5=plain_md5)
             extra = body.metadata()  # runs the hashing pass (Content-MD5 of the ciphertext)
         except CryptoError as exc:

@@ -163,3 +163,22 @@ def test_encrypted_multipart_resumes_from_recorded_chain_blocks(tmp_path: Path) 
     meta = store.head("big")
     assert meta is not None and meta.is_multipart
     assert decrypt_object(KEY, meta.metadata, store.data("big")) == data
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_streamed_single_put_reads_the_open_descriptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       encrypted: bool) -> None:
+    import ks3sync.transfer.upload as upload_module
+
+    monkeypatch.setattr(upload_module, "SMALL_FILE", 1000)  # force the streamed (pread) body
+    data = os.urandom(200_000)
+    (tmp_path / "f").write_bytes(data)
+    store, cp = MemoryStore(), MemoryCheckpoint()
+    kw = {"encryption_key": KEY} if encrypted else {}
+    report = upload(store, cp, tmp_path, "f", **kw)
+    assert report.ok, report.failed
+    stored = store.data("f")
+    meta = store.head("f")
+    assert meta is not None
+    assert (decrypt_object(KEY, meta.metadata, stored) if encrypted else stored) == data
+    assert cp.synced_entries["f"].md5 == hashlib.md5(data).hexdigest()

@@ -287,3 +287,12 @@ def test_a_lying_complete_etag_is_not_recorded(tmp_path: Path) -> None:
     assert report.ok, report.failed
     listed = next(iter(store.list()))
     assert cp.synced_entries["big.bin"].remote_etag == listed.etag
+
+
+def test_a_path_swapped_for_a_fifo_fails_instead_of_hanging(tmp_path: Path) -> None:
+    write(tmp_path, "f", b"data")
+    entry = local(tmp_path, "f")
+    (tmp_path / "f").unlink()
+    os.mkfifo(tmp_path / "f")
+    report = run(MemoryStore(), MemoryCheckpoint(), tmp_path, [Upload("f", entry, "new")])
+    assert [p for p, _ in report.failed] == ["f"] and "regular" in report.failed[0][1]
