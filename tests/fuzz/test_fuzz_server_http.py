@@ -12,9 +12,9 @@ from email.utils import formatdate
 
 import httpx
 import pytest
-from conftest import ServerHandle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serverkit import ServerHandle
 
 from ks3sync.ks3 import Client, ClientConfig
 from ks3sync.ks3.signing import authorization, url_encode

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ServerHandle, sdk_connection, unique_bucket_name
+from serverkit import ServerHandle, sdk_connection, unique_bucket_name
 
 pytestmark = pytest.mark.peers
 

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ServerHandle
 from reliability.helpers import cli_env, make_tree, mirror, run_cli
+from serverkit import ServerHandle
 
 from ks3sync.ks3 import Client, ClientConfig, KS3Error
 

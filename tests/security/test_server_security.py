@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerHandle
+from serverkit import ServerHandle
 
 from ks3sync.ks3 import Client, ClientConfig, NoSuchKey
 from ks3sync.ks3.signing import authorization, url_encode
