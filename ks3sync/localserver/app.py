@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -101,7 +102,7 @@ class KS3App:
         except ClientGone:
             self._log(request, op, auth, 499, body.bytes_in, 0, started, request_id, fault_kind)
             return
-        except (OSError, ValueError, KeyError) as exc:  # a server bug or a disk problem: answer, log, go on
+        except (OSError, ValueError, KeyError, sqlite3.Error) as exc:  # a bug or a disk problem: answer, go on
             logger.exception("internal error handling %s %s", request.method, request.raw_path)
             response = self._error_response(request, S3Error("InternalError", f"{type(exc).__name__}"), request_id)
         if not body.done:
@@ -112,8 +113,8 @@ class KS3App:
                 # that follow on this connection would be misread, so end it after this answer.
                 response.headers.append(("Connection", "close"))
 
-        def log(bytes_out: int) -> None:
-            self._log(request, op, auth, response.status, body.bytes_in, bytes_out, started, request_id, fault_kind)
+        def log(status: int, bytes_out: int) -> None:
+            self._log(request, op, auth, status, body.bytes_in, bytes_out, started, request_id, fault_kind)
 
         await self._send(send, request, response, request_id, log)
 
@@ -130,8 +131,8 @@ class KS3App:
         return Response(error.status, headers, body)
 
     async def _send(self, send: Any, request: Request, response: Response, request_id: str,
-                    before_last: Callable[[int], None]) -> None:
-        """Send the response; `before_last(bytes_out)` runs just before the final write, so the request-log
+                    before_last: Callable[[int, int], None]) -> None:
+        """Send the response; `before_last(status, bytes_out)` runs just before the final write, so the request-log
         line exists by the time the client has the whole response (tests read the log right after)."""
         headers: list[tuple[bytes, bytes]] = [
             (b"x-kss-request-id", request_id.encode()),
@@ -148,12 +149,23 @@ class KS3App:
         file = response.file
         if not has_length and response.status not in (204, 304):
             headers.append((b"Content-Length", str(len(response.body)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        if file is None or file.length == 0:
-            before_last(len(response.body))
+        handle = None
+        if file is not None and file.length:
+            try:
+                # Opened before the status goes out: a concurrent overwrite or delete unlinks the name
+                # later, but this handle keeps the body it was chosen for.
+                handle = open(file.path, "rb", buffering=0)  # noqa: SIM115 - closed below
+            except FileNotFoundError:  # deleted between the lookup and now: it is gone
+                gone = self._error_response(request, S3Error("NoSuchKey"), request_id)
+                await self._send(send, request, gone, request_id, before_last)
+                return
+        if file is None or handle is None:
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            before_last(response.status, len(response.body))
             await send({"type": "http.response.body", "body": response.body})
             return
-        with open(file.path, "rb", buffering=0) as handle:
+        with handle:
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
             handle.seek(file.offset)
             remaining = file.length
             while remaining:
@@ -162,7 +174,7 @@ class KS3App:
                     raise OSError(f"{file.path} is shorter than its record")
                 remaining -= len(chunk)
                 if not remaining:
-                    before_last(file.length)
+                    before_last(response.status, file.length)
                 await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
 
     def _log(self, request: Request, op: str, auth: AuthResult | None, status: int, bytes_in: int, bytes_out: int,
