@@ -165,7 +165,7 @@ def local_credentials(state_dir: Path) -> tuple[str, str]:
     """The embedded server's credentials: generated on first use, kept in a 0600 file."""
     path = state_dir / LOCAL_CREDENTIALS_FILE
     if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         access_key = "AKLOCAL" + secrets.token_hex(8).upper()
         secret_key = secrets.token_urlsafe(30)
         try:
@@ -216,7 +216,7 @@ def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_buck
             from ks3sync.localserver import EmbeddedServer
 
             root = state_dir / LOCAL_SERVER_DIR
-            root.mkdir(parents=True, exist_ok=True)
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
             server = stack.enter_context(EmbeddedServer(root, conn.access_key, conn.secret_key, "127.0.0.1", 0))
             endpoint = server.endpoint
         client = stack.enter_context(

@@ -122,7 +122,9 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
             target.prefix,
             _options_hash(conn.endpoint, opts.transfer.encryption_key is not None),
         )
-        with open_client(conn, state_dir, jobs=opts.transfer.jobs, ensure_bucket=target.bucket) as client:
+        # The embedded server creates the bucket on first upload; a restore from a missing bucket is an error.
+        ensure = target.bucket if upload else None
+        with open_client(conn, state_dir, jobs=opts.transfer.jobs, ensure_bucket=ensure) as client:
             store = KS3Store(client, target.bucket, target.prefix)
             result = run_mirror(store, journal, sync_id, local_root, direction, opts, progress=progress)
     finally:

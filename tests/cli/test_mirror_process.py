@@ -75,6 +75,9 @@ def test_endpoint_local_on_a_fresh_machine(tmp_path: Path) -> None:
     out, err = again.communicate(timeout=TIMEOUT)
     assert again.returncode == 0, err.decode()
     assert b'"uploaded": 0' in out and b'"skipped": 2' in out
+    missing = ks3sync("mirror", "ks3://never-created/x", "./r2", "--endpoint", "local", env=env, cwd=tmp_path)
+    _, err = missing.communicate(timeout=TIMEOUT)
+    assert missing.returncode == 2 and b"never-created" in err and len(err.strip().splitlines()) == 1
 
 
 def test_kill_9_during_multipart_then_resume_sends_only_missing_parts(server_factory: Any, tmp_path: Path) -> None:
