@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import enum
+import heapq
 import logging
 import os
 import stat
@@ -62,6 +63,7 @@ MAX_BATCHES = 2  # batches in flight per sync: a long upload does not hold back 
 POLL_RESCAN_NS = 30 * SECOND  # reconcile period while events cannot be trusted (polling mode)
 PROBE_EVERY_NS = 1 * SECOND
 IDLE_CHECK_NS = 1 * SECOND  # ask the journal for due work at least this often
+MAX_KNOWN_DUES = 100_000
 PAUSE_AFTER_STOP_NS = 30 * SECOND  # a run stopped by a fatal error (credentials, bucket) waits this long
 DEFAULT_BACKOFF = Backoff()
 
@@ -151,6 +153,7 @@ class SyncWorker:
         self._next_probe_ns = 0
         self._next_reconcile_ns = 0
         self._next_check_ns = 0
+        self._dues: list[int] = []  # heap of due times this worker enqueued: when to ask due() next
         self._paused_until_ns = 0
         self._entries_known_until_ns = 0
         self._source = SourceState(False, "not probed yet")
@@ -326,8 +329,10 @@ class SyncWorker:
         batch = [to_journal(c, self.debounce_ns) for c in changes]
         # Write-ahead: durable (FULL sync) before anything acts on it.
         self.journal.enqueue(self.sync_id, batch)
-        soonest = min(c.due_ns for c in batch)
-        self._next_check_ns = min(self._next_check_ns, soonest)
+        for due in sorted({c.due_ns for c in batch}):
+            heapq.heappush(self._dues, due)
+        del self._dues[MAX_KNOWN_DUES:]  # a heap stays a heap when its tail is cut; far dues are re-found
+        self._next_check_ns = min(self._next_check_ns, self._dues[0])
         event(log, logging.DEBUG, "queued", sync=self.name, changes=len(batch))
 
     def _is_excluded(self, path: str) -> bool:
@@ -418,12 +423,14 @@ class SyncWorker:
         if running >= MAX_BATCHES or now < self._next_check_ns:
             return
         changes = self.journal.due(self.sync_id, now, BATCH_LIMIT)
-        if not changes:
-            self._next_check_ns = now + IDLE_CHECK_NS
-            return
-        # more may be due right away (a full batch), or the next one soon
-        self._next_check_ns = now if len(changes) == BATCH_LIMIT else now + IDLE_CHECK_NS
-        self._batches.append(self._pool.submit(self._run_batch, changes))
+        while self._dues and self._dues[0] <= now:
+            heapq.heappop(self._dues)
+        # Next look: at once after a full batch, else at the next due time we enqueued ourselves, and
+        # at least every IDLE_CHECK_NS (retries and deferrals are due at times only the journal knows).
+        upcoming = min(now + IDLE_CHECK_NS, self._dues[0] if self._dues else now + IDLE_CHECK_NS)
+        self._next_check_ns = now if len(changes) == BATCH_LIMIT else upcoming
+        if changes:
+            self._batches.append(self._pool.submit(self._run_batch, changes))
 
     def poke(self) -> None:
         """Ask the journal for due work at the next step (a batch finished, a test enqueued)."""
