@@ -51,7 +51,14 @@ _S3_MULTIPART_ETAG = re.compile(r"[0-9a-f]{32}-[0-9]+")
 def upload_file(ctx: TransferContext, path: str) -> int:
     """Upload ``path``; returns the bytes put on the wire. Raises ks3sync.errors classes."""
     abs_path = ctx.abs_path(path)
-    fd, identity = open_for_read(path, abs_path)
+    try:
+        fd, identity = open_for_read(path, abs_path)
+    except FileChangedError:
+        # The file vanished: an upload recorded for it can never complete (invariant 5).
+        record = ctx.checkpoint.upload_for(path)
+        if record is not None:
+            abort_upload(ctx, path, record.upload_id)
+        raise
     try:
         if identity.size > 0 and identity.size >= ctx.options.multipart_threshold:
             return _multipart(ctx, path, abs_path, fd, identity)

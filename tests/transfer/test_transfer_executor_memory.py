@@ -296,3 +296,16 @@ def test_a_path_swapped_for_a_fifo_fails_instead_of_hanging(tmp_path: Path) -> N
     os.mkfifo(tmp_path / "f")
     report = run(MemoryStore(), MemoryCheckpoint(), tmp_path, [Upload("f", entry, "new")])
     assert [p for p, _ in report.failed] == ["f"] and "regular" in report.failed[0][1]
+
+
+def test_vanished_file_aborts_its_recorded_upload(tmp_path: Path) -> None:
+    write(tmp_path, "big.bin", os.urandom(300 * KIB))
+    store, cp = MemoryStore(), MemoryCheckpoint()
+    op = Upload("big.bin", local(tmp_path, "big.bin"), "new")
+    store.inject("complete_upload", TransientError("down"), times=2)
+    assert not run(store, cp, tmp_path, [op]).ok
+    assert cp.uploads and store.uploads
+    (tmp_path / "big.bin").unlink()
+    report = run(store, cp, tmp_path, [op])
+    assert "vanished" in report.failed[0][1]
+    assert not cp.uploads and not store.uploads
