@@ -19,7 +19,7 @@ _BITS = 64
 
 def crc64(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     """CRC-64/XZ of `data`, continuing from `crc` (the CRC of the bytes before it; 0 for none)."""
-    return int(fastcrc.crc64.xz(bytes(data) if not isinstance(data, bytes) else data, crc))
+    return int(fastcrc.crc64.xz(data, crc))  # fastcrc takes bytes, bytearray and memoryview alike
 
 
 def _times(matrix: tuple[int, ...], vector: int) -> int:

@@ -62,7 +62,7 @@ class BodyReader:
         if message["type"] == "http.disconnect":
             self._done = True
             raise ClientGone()
-        chunk: bytes = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")  # a bytearray under our protocol (no copy), bytes elsewhere
         self.bytes_in += len(chunk)
         if self._sha256 is not None and chunk:
             self._sha256.update(chunk)

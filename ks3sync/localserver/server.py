@@ -85,6 +85,21 @@ class _HeadFirst:
 class _KS3Cycle(RequestResponseCycle):
     _held_head: bytes | None = None
 
+    async def receive(self) -> Any:
+        """uvicorn's receive(), minus its copy of every body chunk: the app gets the buffer itself (a
+        bytearray, which hashlib, fastcrc and writev take as they are) and the cycle starts a new one."""
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        if not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+            await self.message_event.wait()
+            self.message_event.clear()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        body, self.body = self.body, bytearray()
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
     async def send(self, message: Any) -> None:
         kind = message["type"]
         if kind == "ks3sync.drop":
