@@ -186,3 +186,25 @@ def test_restore_refuses_escaping_keys_with_exit_1(local_server: Any, bucket: st
     assert "failed: ../escape.txt" in result.stderr and "failed: a//b" in result.stderr
     assert read_tree(restore) == {"fine.txt": b"fine"}
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_restore_with_delete_and_its_guard(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {"a": b"1", "b/c": b"2", "d": b"3"})
+    target = f"ks3://{bucket}/r/"
+    assert mirror(local_server, tmp_path, str(src), target).exit_code == 0
+    restore = tmp_path / "restore"
+    write_tree(restore, {"a": b"stale", "extra.txt": b"not in the bucket", "old/deep.txt": b"x"})
+    result = mirror(local_server, tmp_path, target, str(restore), "--delete", "--max-delete", "5")
+    assert result.exit_code == 0, result.stderr
+    assert read_tree(restore) == {"a": b"1", "b/c": b"2", "d": b"3"}
+    assert not (restore / "old").exists()  # folders emptied by deletes are pruned
+
+    from ks3sync.ks3 import Client, ClientConfig
+
+    with Client(ClientConfig(endpoint=local_server.endpoint, access_key=local_server.access_key,
+                             secret_key=local_server.secret_key)) as client:
+        client.delete_objects(bucket, ["r/a", "r/b/c", "r/d"])
+    emptied = mirror(local_server, tmp_path, target, str(restore), "--delete")
+    assert emptied.exit_code == 1 and "source is empty" in emptied.stderr
+    assert read_tree(restore) == {"a": b"1", "b/c": b"2", "d": b"3"}
