@@ -65,6 +65,11 @@ class Metrics:
             self.bytes.labels(sync).inc(size)
         self.latency.labels(sync).observe(latency_ns / 1e9)
 
+    def passed(self, sync: str, files: int, sent: int) -> None:
+        """A reconcile's transfers (they have no per-change latency)."""
+        self.files.labels(sync).inc(files)
+        self.bytes.labels(sync).inc(sent)
+
     def update(self, sync: str, stats: Any, snapshot: dict[str, Any]) -> None:
         if stats is not None:
             self.queue.labels(sync).set(stats.queue_depth)

@@ -86,6 +86,7 @@ class Service:
                     watch=watch,
                     state_paths=(config.state_dir,),
                     on_done=metrics.done if metrics is not None else None,
+                    on_pass=metrics.passed if metrics is not None else None,
                 )
             )
 

@@ -111,6 +111,7 @@ class SyncWorker:
         state_paths: Sequence[Path] = (),
         backoff: Backoff = DEFAULT_BACKOFF,
         on_done: Callable[[str, str, int, int], None] | None = None,
+        on_pass: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.sync = sync
         self.name = sync.name
@@ -138,6 +139,7 @@ class SyncWorker:
         self.counters = Counters()
         self._reconcile = reconcile
         self._on_done = on_done
+        self._on_pass = on_pass
         self._pool = concurrent.futures.ThreadPoolExecutor(
             MAX_BATCHES, thread_name_prefix=f"ks3sync-{self.name}"
         )
@@ -401,6 +403,13 @@ class SyncWorker:
 
     def _after_reconcile(self, result: Any, now: int) -> None:
         self.counters.reconciles += 1
+        files = sum(getattr(result, k, 0) for k in ("uploaded", "copied", "deleted", "adopted"))
+        sent = getattr(result, "bytes_sent", 0)
+        with self._lock:
+            self.counters.files += files
+            self.counters.bytes_sent += sent
+        if self._on_pass is not None and (files or sent):
+            self._on_pass(self.name, files, sent)
         stopped = getattr(result, "stopped", None)
         if stopped:
             self._paused_until_ns = now + PAUSE_AFTER_STOP_NS

@@ -137,6 +137,8 @@ def test_metrics_endpoint_serves_prometheus_text_when_enabled(
 
         text = str(wait_until(scrape, timeout=30, interval=0.2))
         assert 'ks3sync_queue_depth{sync="docs"}' in text
+        status = tmp_path / "state" / "service.json"
+        wait_until(lambda: '"state": "watching"' in status.read_text(), timeout=30, interval=0.1)
         (tmp_path / "docs" / "one.txt").write_text("one")
         synced = 'ks3sync_files_synced_total{sync="docs"} 1.0'
         text = str(wait_until(lambda: (t := scrape()) and synced in t and t, timeout=30, interval=0.2))
