@@ -20,6 +20,7 @@ from typing import Any
 
 from ks3sync.localserver import xmlio
 from ks3sync.localserver.auth import AuthResult, Credentials, authenticate
+from ks3sync.localserver.awschunked import ChunkedDecoder
 from ks3sync.localserver.config import ServerConfig
 from ks3sync.localserver.context import Context
 from ks3sync.localserver.errors import S3Error
@@ -81,7 +82,8 @@ class KS3App:
             op = selected.op
             now = time.time()
             auth = authenticate(request, self.credentials, now)
-            body = BodyReader(receive, self.config.body_timeout, auth.payload_sha256)
+            decoder = ChunkedDecoder(auth.streaming, auth.chunk_signing) if auth.streaming else None
+            body = BodyReader(receive, self.config.body_timeout, auth.payload_sha256, decoder)
             if selected.data_plane:
                 if self.faults.latency:
                     await asyncio.sleep(self.faults.latency)

@@ -18,6 +18,8 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
+from ks3sync.localserver import awschunked
+from ks3sync.localserver.awschunked import ChunkSigning
 from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.request import QueryParam, Request
 
@@ -59,6 +61,9 @@ class AuthResult:
     access_key: str | None
     # hex SHA-256 the body must have (SigV4 with a signed payload), else None
     payload_sha256: str | None = None
+    # aws-chunked body: its framing (awschunked.SIGNED / UNSIGNED_TRAILER) and, if signed, how to check it
+    streaming: str | None = None
+    chunk_signing: ChunkSigning | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -298,8 +303,14 @@ def _verify_sigv4_header(request: Request, credentials: Credentials, authorizati
             raise S3Error("MissingSecurityHeader", "x-amz-content-sha256 is required with a body.")
         payload_hash = EMPTY_SHA256
     _check_sigv4(request, secret, parts, amz_date, payload_hash, _canonical_query(request.query))
+    if payload_hash == awschunked.SIGNED:
+        signing = ChunkSigning(_sigv4_signing_key(secret, parts.scope_date, parts.region, parts.service), amz_date,
+                               parts.scope, parts.signature)
+        return AuthResult("sigv4", access_key, streaming=payload_hash, chunk_signing=signing)
+    if payload_hash == awschunked.UNSIGNED_TRAILER:
+        return AuthResult("sigv4", access_key, streaming=payload_hash)
     if payload_hash.startswith("STREAMING-"):
-        raise S3Error("NotImplemented", "aws-chunked (streaming SigV4) bodies are not supported.")
+        raise S3Error("NotImplemented", f"aws-chunked bodies of type {payload_hash} are not supported.")
     expected_body = None if payload_hash == UNSIGNED_PAYLOAD else payload_hash.lower()
     return AuthResult("sigv4", access_key, expected_body)
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ks3sync.localserver.awschunked import ChunkedDecoder
 from ks3sync.localserver.errors import S3Error
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -38,8 +39,10 @@ class ClientGone(Exception):
 
 
 class BodyReader:
-    def __init__(self, receive: Receive, timeout: float, expected_sha256: str | None) -> None:
+    def __init__(self, receive: Receive, timeout: float, expected_sha256: str | None,
+                 decoder: ChunkedDecoder | None = None) -> None:
         self._receive = receive
+        self._decoder = decoder  # aws-chunked framing, removed here so handlers see only the payload
         self._timeout = timeout
         self._expected_sha256 = expected_sha256
         self._sha256 = hashlib.sha256() if expected_sha256 else None
@@ -64,9 +67,14 @@ class BodyReader:
             raise ClientGone()
         chunk: bytes = message.get("body", b"")  # a bytearray under our protocol (no copy), bytes elsewhere
         self.bytes_in += len(chunk)
+        more = message.get("more_body", False)
+        if self._decoder is not None:
+            chunk = self._decoder.feed(chunk)
+            if not more:
+                self._decoder.finish()
         if self._sha256 is not None and chunk:
             self._sha256.update(chunk)
-        if not message.get("more_body", False):
+        if not more:
             self._done = True
             self._check_payload_hash()
         return chunk

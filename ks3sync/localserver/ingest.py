@@ -52,7 +52,8 @@ def _expected_md5(ctx: Context) -> bytes | None:
 
 def _declared_length(ctx: Context) -> int | None:
     headers = ctx.request.headers
-    raw = headers.get("content-length")
+    # aws-chunked: Content-Length counts the framing; the payload's length is declared separately
+    raw = headers.get("x-amz-decoded-content-length") if ctx.auth.streaming else headers.get("content-length")
     if raw is None:
         if "chunked" in headers.get("transfer-encoding", "").lower():
             return None

@@ -79,6 +79,12 @@ def stored_headers(headers: dict[str, str]) -> dict[str, str]:
     """System headers and user metadata to keep with an object; metadata names lower-cased, KS3-named."""
     stored = {response: headers[request] for request, response in SYSTEM_HEADERS.items() if request in headers}
     stored.setdefault("Content-Type", DEFAULT_CONTENT_TYPE)
+    if "Content-Encoding" in stored:  # aws-chunked describes the upload's framing, not the object
+        encodings = [e.strip() for e in stored["Content-Encoding"].split(",") if e.strip() != "aws-chunked"]
+        if encodings:
+            stored["Content-Encoding"] = ", ".join(encodings)
+        else:
+            del stored["Content-Encoding"]
     for name, value in headers.items():
         if name.startswith("x-kss-meta-"):
             stored[name] = value

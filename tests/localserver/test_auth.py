@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import time
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote
@@ -162,14 +163,15 @@ def test_anonymous_access_only_where_the_acl_allows(local_server: ServerHandle, 
 
 
 def sigv4_headers(server: ServerHandle, method: str, path: str, query: str, body: bytes, *, secret: str | None = None,
-                  payload: str | None = None, no_spaces: bool = False) -> dict[str, str]:
+                  payload: str | None = None, no_spaces: bool = False,
+                  extra: dict[str, str] | None = None) -> dict[str, str]:
     """A minimal independent SigV4 signer (AWS documentation's algorithm) for the tests."""
     now = datetime.now(UTC)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     day = now.strftime("%Y%m%d")
     payload_hash = payload or hashlib.sha256(body).hexdigest()
     host = f"{server.host}:{server.port}"
-    headers = {"host": host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date}
+    headers = {"host": host, "x-amz-content-sha256": payload_hash, "x-amz-date": amz_date, **(extra or {})}
     signed = ";".join(sorted(headers))
     canonical_query = "&".join(sorted(
         f"{quote(unquote(k), safe='-_.~')}={quote(unquote(v), safe='-_.~')}"
@@ -213,3 +215,62 @@ def test_sigv4_put_get_and_its_failures(local_server: ServerHandle, bucket: str)
     # a request whose signature failed is logged with auth "none"; the others as sigv4
     recent = {(e["status"], e["auth"]) for e in local_server.requests()[-3:]}
     assert recent == {(200, "sigv4"), (403, "none")}
+
+
+def _chunked_body(server: ServerHandle, path: str, chunks: list[bytes], *, tamper: bool = False) -> tuple[dict, bytes]:  # type: ignore[type-arg]
+    """An aws-chunked (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) upload signed the way the AWS docs describe."""
+    payload = b"".join(chunks)
+    headers = sigv4_headers(server, "PUT", path, "", b"", payload="STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                            extra={"content-encoding": "aws-chunked",
+                                   "x-amz-decoded-content-length": str(len(payload))})
+    auth = headers["Authorization"]
+    seed = auth.rsplit("Signature=", 1)[1]
+    scope = auth.split("Credential=", 1)[1].split(",")[0].split("/", 1)[1]
+    day = scope.split("/")[0]
+    key = ("AWS4" + server.secret_key).encode()
+    for part in (day, "us-east-1", "s3", "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    body = b""
+    previous = seed
+    for data in [*chunks, b""]:
+        to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", headers["x-amz-date"], scope, previous,
+                             hashlib.sha256(b"").hexdigest(), hashlib.sha256(data).hexdigest()])
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        previous = signature
+        if tamper and data:
+            signature = "0" * 64
+        body += f"{len(data):x};chunk-signature={signature}\r\n".encode() + data + b"\r\n"
+    return headers, body
+
+
+def test_aws_chunked_signed_upload(local_server: ServerHandle, bucket: str) -> None:
+    path = resource_path(bucket, "chunked/signed.bin")
+    chunks = [os.urandom(65536), os.urandom(65536), b"tail"]
+    headers, body = _chunked_body(local_server, path, chunks)
+    response = httpx.put(local_server.endpoint + path, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    got = httpx.get(local_server.endpoint + path, headers=sigv4_headers(local_server, "GET", path, "", b""))
+    assert got.content == b"".join(chunks)
+    assert "Content-Encoding" not in got.headers  # the framing is not the object's encoding
+    headers, body = _chunked_body(local_server, path, [b"evil"], tamper=True)
+    response = httpx.put(local_server.endpoint + path, content=body, headers=headers)
+    assert (response.status_code, error_code(response)) == (403, "SignatureDoesNotMatch")
+    assert httpx.get(local_server.endpoint + path,
+                     headers=sigv4_headers(local_server, "GET", path, "", b"")).content == b"".join(chunks)
+
+
+def test_aws_chunked_unsigned_with_trailer(local_server: ServerHandle, bucket: str) -> None:
+    path = resource_path(bucket, "chunked/trailer.bin")
+    payload = b"hello trailer world"
+    headers = sigv4_headers(local_server, "PUT", path, "", b"", payload="STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                            extra={"content-encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32",
+                                   "x-amz-decoded-content-length": str(len(payload))})
+    body = (b"5\r\nhello\r\n" + f"{len(payload) - 5:x}\r\n".encode() + payload[5:] + b"\r\n"
+            b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n")
+    response = httpx.put(local_server.endpoint + path, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    got = httpx.get(local_server.endpoint + path, headers=sigv4_headers(local_server, "GET", path, "", b""))
+    assert got.content == payload
+    truncated = body[:-20]
+    response = httpx.put(local_server.endpoint + path, content=truncated, headers=headers)
+    assert (response.status_code, error_code(response)) == (400, "IncompleteBody")

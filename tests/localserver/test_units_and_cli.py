@@ -104,3 +104,19 @@ def test_cli_refuses_missing_credentials_with_one_line(tmp_path: Path) -> None:
     bad = _cli("--root", str(tmp_path), "--access-key", "a", "--secret-key", "s", "--fault-codes", "200", env=env)
     out, err = bad.communicate(timeout=20)
     assert bad.returncode == 2 and b"fault codes" in err
+
+
+@given(st.lists(st.binary(min_size=1, max_size=50), max_size=5), st.lists(st.integers(1, 40), max_size=30))
+def test_aws_chunked_decoder_handles_any_split(chunks: list[bytes], cuts: list[int]) -> None:
+    from ks3sync.localserver.awschunked import UNSIGNED_TRAILER, ChunkedDecoder
+
+    framed = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in chunks) + b"0\r\nx-amz-checksum-crc32:x\r\n\r\n"
+    decoder = ChunkedDecoder(UNSIGNED_TRAILER, None)
+    out = b""
+    position = 0
+    for cut in cuts:
+        out += decoder.feed(framed[position: position + cut])
+        position += cut
+    out += decoder.feed(framed[position:])
+    decoder.finish()
+    assert out == b"".join(chunks)
