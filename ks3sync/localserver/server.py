@@ -282,7 +282,7 @@ class EmbeddedServer:
         self._server = _Server(_uvicorn_config(self._app, self.config), self._started.set)
         self._thread = threading.Thread(target=self._run, name=f"ks3-local-server:{self.port}", daemon=True)
         self._thread.start()
-        if not self._started.wait(timeout):
+        if not self._started.wait(timeout) or not self._server.started:
             self.stop()
             raise RuntimeError(f"local server did not start within {timeout} s: {self._error!r}")
         return self
