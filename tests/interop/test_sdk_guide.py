@@ -455,3 +455,14 @@ def test_fetch_is_refused(local_server: ServerHandle, bucket: str) -> None:
     resp = conn.make_request("PUT", bucket, "testfetch", query_args="fetch", headers=headers)
     assert resp.status == 501
     assert b"NotImplemented" in resp.read()
+
+
+def test_create_bucket_with_location_and_acl(local_server: ServerHandle) -> None:
+    """create_bucket(location=...) sends a literal '%s' CreateBucketConfiguration (SDK bug); it is tolerated."""
+    conn = sdk_connection(local_server)
+    name = unique_bucket_name("loc")
+    conn.create_bucket(name, location="BEIJING", policy="public-read")
+    assert ("READ", None, ALL_USERS) in grants(conn.get_bucket(name).get_acl())
+    with pytest.raises(S3ResponseError) as raised:
+        conn.create_bucket("ab")  # passes the SDK's own check, not the service's
+    assert (raised.value.status, raised.value.error_code) == (400, "InvalidBucketName")
