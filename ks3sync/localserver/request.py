@@ -32,6 +32,8 @@ class Request:
     # lower-case header name -> value; repeated headers joined with ","
     headers: dict[str, str]
     client: str
+    # why the target could not be decoded (bucket and key are then None); answered before any handler
+    invalid: str | None = None
 
     def arg(self, name: str) -> str | None:
         for param in self.query:
@@ -96,7 +98,11 @@ def parse_request(
         headers[name] = headers[name] + "," + value if name in headers else value
     path = raw_path.decode("latin-1")
     raw_query = query_string.decode("latin-1")
-    bucket, key = split_target(path, headers.get("host", ""), virtual_host_domain)
+    invalid = None
+    try:
+        bucket, key = split_target(path, headers.get("host", ""), virtual_host_domain)
+    except S3Error as error:
+        bucket, key, invalid = None, None, error.message
     return Request(
         method=method,
         raw_path=path,
@@ -106,4 +112,5 @@ def parse_request(
         query=parse_query(raw_query),
         headers=headers,
         client=client,
+        invalid=invalid,
     )

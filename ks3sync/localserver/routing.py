@@ -117,7 +117,13 @@ def _object(request: Request) -> Route:
     return _route("MethodNotAllowed", _method_not_allowed)
 
 
+async def _invalid_uri(ctx: Context) -> Response:
+    raise S3Error("InvalidURI", ctx.request.invalid)
+
+
 def route(request: Request) -> Route:
+    if request.invalid is not None:
+        return _route("InvalidURI", _invalid_uri)
     if request.bucket is None:
         return _service(request)
     if request.key is None:

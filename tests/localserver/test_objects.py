@@ -246,3 +246,8 @@ def test_acl_from_an_xml_body(local_server: ServerHandle, bucket: str) -> None:
     assert request(local_server, "GET", bucket, "xml-acl", sign=False).content == b"x"
     response = request(local_server, "PUT", bucket, "xml-acl", "acl", content=b"<nonsense")
     assert (response.status_code, error_code(response)) == (400, "MalformedXML")
+
+
+def test_a_path_that_is_not_utf8_is_invalid_uri(local_server: ServerHandle, bucket: str) -> None:
+    raw = raw_exchange(local_server, f"GET /{bucket}/%FF%FE HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert raw.startswith(b"HTTP/1.1 400 ") and b"<Code>InvalidURI</Code>" in raw
