@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -94,7 +95,15 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    # Turn SIGTERM/SIGHUP into an exception so every `finally` runs: the local-server and any tool or
+    # daemon still running are stopped, the temp dir removed.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     args = parse_args(argv)
     scale = build_scale(args)
     try:

@@ -27,8 +27,9 @@ from bench.workloads import TreeSpec, make_tree
 
 DEBOUNCE = "100ms"
 POLL_S = 0.005
-PROBE_TIMEOUT_S = 60.0
+PROBE_TIMEOUT_S = 30.0
 PROBES = 30
+MAX_LOST_IN_A_ROW = 3     # the service is not delivering: stop probing instead of waiting 30 s each
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def write_config(path: Path, *, endpoint: str, source: Path, state: Path, bucket
 
 
 def run_daemon_workload(server: LocalServer, workdir: Path, files: int, *, log: Callable[[str], None],
-                        probes: int = PROBES, initial_timeout_s: float = 3600.0) -> DaemonResult:
+                        probes: int = PROBES, initial_timeout_s: float | None = None) -> DaemonResult:
     mini = server.mini
     bucket, prefix = "w6-daemon", "w6"
     mini.create_bucket(bucket)
@@ -108,8 +109,10 @@ def run_daemon_workload(server: LocalServer, workdir: Path, files: int, *, log: 
     with (workdir / "daemon.log").open("ab") as out:
         proc = subprocess.Popen([*ks3sync_argv0(), "run", "--config", str(config)], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    # Generous: 20 files/s is ~50x slower than the slowest peer uploads small files here.
+    timeout = initial_timeout_s if initial_timeout_s is not None else 120.0 + files / 20.0
     try:
-        return _measure(proc, mini, bucket, prefix, source, files, probes, initial_timeout_s, log)
+        return _measure(proc, mini, bucket, prefix, source, files, probes, timeout, log)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -145,8 +148,15 @@ def _measure(proc: subprocess.Popen[bytes], mini: Ks3Mini, bucket: str, prefix: 
     rss_initial, _ = _rss_mb(proc.pid)
     log(f"W6: initial sync {initial:.1f} s, RSS {rss_initial:.0f} MB; {probes} latency probes")
     latencies: list[float] = []
-    lost = 0
+    lost = lost_in_a_row = 0
     for i in range(probes):
+        if proc.poll() is not None:
+            problem = f"daemon exited with {proc.returncode} after {len(latencies)} probes"
+            return DaemonResult(files, initial, rss_initial, None, tuple(latencies), lost, problem)
+        if lost_in_a_row >= MAX_LOST_IN_A_ROW:
+            problem = f"stopped after {lost_in_a_row} probes in a row never became visible"
+            _, peak = _rss_mb(proc.pid)
+            return DaemonResult(files, initial, rss_initial, peak, tuple(latencies), lost, problem)
         key = f"{prefix}/probe/p{i:04d}.bin"
         path = source / "probe" / f"p{i:04d}.bin"
         with path.open("wb") as f:
@@ -154,7 +164,7 @@ def _measure(proc: subprocess.Popen[bytes], mini: Ks3Mini, bucket: str, prefix: 
         t_close = time.perf_counter()
         deadline = t_close + PROBE_TIMEOUT_S
         seen = False
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and proc.poll() is None:
             try:
                 mini.head_meta(bucket, key)
                 seen = True
@@ -163,8 +173,10 @@ def _measure(proc: subprocess.Popen[bytes], mini: Ks3Mini, bucket: str, prefix: 
                 time.sleep(POLL_S)
         if seen:
             latencies.append(time.perf_counter() - t_close)
+            lost_in_a_row = 0
         else:
             lost += 1
+            lost_in_a_row += 1
         time.sleep(0.2)    # independent probes: the next write does not share the previous debounce
     _, peak = _rss_mb(proc.pid)
     problem = None if lost == 0 else f"{lost} of {probes} probes not visible within {PROBE_TIMEOUT_S:.0f} s"

@@ -58,17 +58,23 @@ def run_measured(inv: Invocation, *, timeout_s: float, log_path: Path) -> Proces
         )
         timed_out = False
         deadline = t0 + timeout_s
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid == proc.pid:
-                break
-            if time.perf_counter() > deadline:
-                timed_out = True
-                # The tool runs in its own session: end its whole group (only what we started).
-                os.killpg(proc.pid, signal.SIGKILL)
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(POLL_S)
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid == proc.pid:
+                    break
+                if time.perf_counter() > deadline:
+                    timed_out = True
+                    # The tool runs in its own session: end its whole group (only what we started).
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(POLL_S)
+        except BaseException:
+            # The harness is being stopped (Ctrl-C, SIGTERM): do not leave the tool running.
+            os.killpg(proc.pid, signal.SIGKILL)
+            os.wait4(proc.pid, 0)
+            raise
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
     tail = _tail(log_path, start_pos)
