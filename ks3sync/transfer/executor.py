@@ -68,8 +68,10 @@ class ExecutionReport:
 
 
 def operation_bytes(op: Operation) -> int:
-    if isinstance(op, Upload | Copy | Adopt):
-        return op.local.size if isinstance(op, Upload) else 0
+    """Bytes an operation is expected to move (the progress total). Copies and adoptions move none
+    unless they fall back to a transfer."""
+    if isinstance(op, Upload):
+        return op.local.size
     if isinstance(op, Download):
         return op.remote.size
     return 0
@@ -145,7 +147,12 @@ class Executor:
     # ------------------------------------------------------------------ running
 
     def run(self, transfers: Sequence[Operation], deletes: Sequence[Operation] = ()) -> ExecutionReport:
+        """Transfers (with one retry round), then deletes if all succeeded. May be called more than once
+        (the daemon runs a batch's transfers and its deletes separately); each report counts its own call.
+        Once ``ctx.stop`` is set (a fatal error, ``close()``, a shutting-down daemon) nothing new starts."""
         report = ExecutionReport()
+        with self._lock:
+            sent_before, received_before = self._sent, self._received
         self.progress.plan_ready(len(transfers) + len(deletes), sum(operation_bytes(op) for op in transfers))
         retry = self._run_round(transfers, report, final=False)
         if retry and report.stopped is None:
@@ -157,8 +164,9 @@ class Executor:
             else:
                 report.deletes_skipped = len(deletes)
                 log.warning("%d deletes skipped because this pass had failures", len(deletes))
-        report.bytes_sent = self._sent
-        report.bytes_received = self._received
+        with self._lock:
+            report.bytes_sent = self._sent - sent_before
+            report.bytes_received = self._received - received_before
         return report
 
     def _run_round(self, ops: Sequence[Operation], report: ExecutionReport, *, final: bool) -> list[Operation]:
