@@ -75,6 +75,8 @@ def start_server(root: Path, log_dir: Path, **flags: Any) -> ServerHandle:
     request_log = Path(flags.pop("request_log", log_dir / f"requests-{name}.jsonl"))
     access_key = flags.pop("access_key", TEST_ACCESS_KEY)
     secret_key = flags.pop("secret_key", TEST_SECRET_KEY)
+    # One session server serves every test's fresh bucket: lift KS3's 100-bucket account limit.
+    flags.setdefault("max_buckets", 100_000)
     args = [sys.executable, "-m", "ks3sync", "local-server", "--root", str(root), "--port", str(flags.pop("port", 0)),
             "--port-file", str(port_file), "--request-log", str(request_log)]
     for flag, value in flags.items():

@@ -18,7 +18,6 @@ from ks3sync.localserver.exchange import Response
 from ks3sync.localserver.listing import list_page, prefix_successor
 from ks3sync.localserver.storage import BucketRecord, ListedObject
 
-MAX_BUCKETS = 100
 Encoder = Callable[[str], str]
 XML = ("Content-Type", "application/xml")
 _OWNER = f"<Owner><ID>{policy.OWNER_ID}</ID><DisplayName>{policy.OWNER_ID}</DisplayName></Owner>"
@@ -57,7 +56,7 @@ async def create_bucket(ctx: Context) -> Response:
     acl = policy.canned_acl(ctx.request.headers, policy.BUCKET_ACLS)
     if ctx.storage.get_bucket(ctx.bucket) is not None:
         raise S3Error("BucketAlreadyExists", extra={"BucketName": ctx.bucket})
-    if ctx.storage.bucket_count() >= MAX_BUCKETS:
+    if ctx.storage.bucket_count() >= ctx.config.max_buckets:
         raise S3Error("TooManyBuckets")
     ctx.storage.create_bucket(ctx.bucket, acl)
     return Response(200, [("Location", "/" + ctx.bucket)])

@@ -24,6 +24,8 @@ class ServerConfig:
     fsync: bool = True
     body_timeout: float = 20.0
     restore_seconds: float = 0.0
+    # KS3 allows 100 buckets per account; a long test session creates more than that
+    max_buckets: int = 100
     # buckets addressed as <bucket>.<domain> in the Host header (virtual-host style)
     virtual_host_domain: str | None = "localhost"
 
