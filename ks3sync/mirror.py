@@ -131,6 +131,16 @@ class MirrorResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    plan: Plan
+    deletes: tuple[Operation, ...]  # the plan's deletes minus those withheld under scan problems
+    unsafe: tuple[tuple[str, str], ...]  # restore keys refused (invariant 6), reported as failures
+    warnings: tuple[str, ...]
+    problems: tuple[tuple[str, str], ...]
+    unsynced: int
+
+
 def run_mirror(
     store: Store,
     journal: JournalLike,
@@ -142,21 +152,77 @@ def run_mirror(
     progress: ProgressSubscriber | None = None,
     clock: Callable[[], int] = time.time_ns,
 ) -> MirrorResult:
-    from ks3sync.plan import PlanOptions, plan_download, plan_upload, unsafe_reason
-
     started = time.monotonic()
     started_ns = clock()
-    # The listing (network + XML) runs while the journal is read and the folder is scanned.
+    remote, synced, local, scan_problems = _gather(store, journal, sync_id, local_root, direction, opts)
+    planned = _plan(local_root, direction, opts, remote, local, synced, scan_problems)
+    if opts.dry_run:
+        return MirrorResult(
+            skipped=planned.plan.skipped,
+            refused_deletes=planned.plan.refused_deletes,
+            warnings=planned.warnings,
+            problems=planned.problems,
+            unsynced_problems=planned.unsynced,
+            failed=planned.unsafe,
+            seconds=time.monotonic() - started,
+            dry_run=True,
+            plan=replace(planned.plan, deletes=planned.deletes),
+        )
+
+    checkpoint = journal.checkpoint(sync_id)
+    aborted: list[str] = []
+    if direction is Direction.UPLOAD:
+        aborted = abort_stale_uploads(
+            store, checkpoint, journal.uploads(sync_id), still_wanted={op.path for op in planned.plan.transfers},
+            now_ns=clock(), grace_ns=opts.stale_grace_ns,
+        )
+    if direction is Direction.DOWNLOAD:
+        local_root.mkdir(parents=True, exist_ok=True)
+    transfer_opts = replace(opts.transfer, direction=direction)
+    try:
+        with Executor(store, checkpoint, local_root, transfer_opts, progress=progress, synced=synced,
+                      remote={obj.path: obj for obj in remote}, clock=clock) as executor:
+            if planned.unsafe:
+                # Refused keys are failures of this pass: no deletes after them (invariant 4).
+                report = executor.run(planned.plan.transfers, ())
+                report.deletes_skipped += len(planned.deletes)
+            else:
+                report = executor.run(planned.plan.transfers, planned.deletes)
+    finally:
+        if progress is not None:
+            progress.close()
+    result = _result(report, planned, started, len(aborted))
+    journal.record_pass(sync_id, pass_summary(result, direction, started_ns, clock()))
+    return result
+
+
+def _gather(
+    store: Store, journal: JournalLike, sync_id: int, local_root: Path, direction: Direction, opts: MirrorOptions
+) -> tuple[list[RemoteEntry], dict[str, SyncedEntry], list[LocalEntry], list[Any]]:
+    """The remote listing, the journal's records and the local scan. The listing (network + XML
+    parsing) runs in a thread while the journal is read and the folder is scanned."""
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ks3sync-list") as lister:
         listing = lister.submit(lambda: list(store.list()))
         synced = journal.synced_entries(sync_id)
-        local: list[LocalEntry]
-        scan_problems: list[Any]
         if direction is Direction.DOWNLOAD and not local_root.exists():
-            local, scan_problems = [], []  # a restore into a new folder (created only when not a dry run)
+            local: list[LocalEntry] = []  # a restore into a new folder (created only when not a dry run)
+            problems: list[Any] = []
         else:
-            local, scan_problems = _scan(local_root, opts, key_prefix=store.prefix)
-        remote = listing.result()
+            local, problems = _scan(local_root, opts, key_prefix=store.prefix)
+        return listing.result(), synced, local, problems
+
+
+def _plan(
+    local_root: Path,
+    direction: Direction,
+    opts: MirrorOptions,
+    remote: list[RemoteEntry],
+    local: list[LocalEntry],
+    synced: Mapping[str, SyncedEntry],
+    scan_problems: list[Any],
+) -> _Planned:
+    from ks3sync.plan import PlanOptions, plan_download, plan_upload, unsafe_reason
+
     plan_opts = PlanOptions(
         delete=opts.delete,
         checksum=opts.checksum,
@@ -173,57 +239,23 @@ def run_mirror(
         for obj in remote:
             why = unsafe_reason(obj.path)
             if why is not None and not (obj.size == 0 and obj.path.endswith("/")):
-                unsafe.append((obj.path, str(UnsafeKeyError(f"refusing key {obj.path!r}: {why}; it would not stay "
-                                                              "inside the target folder"))))
+                refusal = UnsafeKeyError(f"refusing key {obj.path!r}: {why}; it would not stay inside the target folder")
+                unsafe.append((obj.path, str(refusal)))
         plan = plan_download(remote, local, synced, plan_opts)
     problems = [(p.path, p.reason) for p in scan_problems]
-    unsynced = sum(1 for p in scan_problems if p.kind in FAILING_PROBLEM_KINDS)
     deletes, withheld = _withhold_deletes_under_problems(plan.deletes, problems)
     # Refused keys are reported once, as failures, not again as the planner's "skipping" warnings.
     warnings = [w for w in plan.warnings if not any(repr(path) in w for path, _ in unsafe)]
     if withheld:
         warnings.append(f"{withheld} deletes withheld: they lie under paths the scan could not read")
-    if opts.dry_run:
-        return MirrorResult(
-            skipped=plan.skipped,
-            refused_deletes=plan.refused_deletes,
-            warnings=tuple(warnings),
-            problems=tuple(problems),
-            unsynced_problems=unsynced,
-            failed=tuple(unsafe),
-            seconds=time.monotonic() - started,
-            dry_run=True,
-            plan=replace(plan, deletes=deletes),
-        )
-
-    checkpoint = journal.checkpoint(sync_id)
-    aborted: list[str] = []
-    if direction is Direction.UPLOAD:
-        wanted = {op.path for op in plan.transfers}
-        aborted = abort_stale_uploads(
-            store, checkpoint, journal.uploads(sync_id), still_wanted=wanted, now_ns=clock(),
-            grace_ns=opts.stale_grace_ns,
-        )
-    transfer_opts = replace(opts.transfer, direction=direction)
-    remote_by = {obj.path: obj for obj in remote}
-    if direction is Direction.DOWNLOAD:
-        local_root.mkdir(parents=True, exist_ok=True)
-    try:
-        with Executor(store, checkpoint, local_root, transfer_opts, progress=progress, synced=synced,
-                      remote=remote_by, clock=clock) as executor:
-            if unsafe:
-                # Refused keys are failures of this pass: no deletes after them (invariant 4).
-                report = executor.run(plan.transfers, ())
-                report.deletes_skipped += len(deletes)
-            else:
-                report = executor.run(plan.transfers, deletes)
-    finally:
-        if progress is not None:
-            progress.close()
-    result = replace(_result(report, plan, started, unsafe, warnings, problems, len(aborted)),
-                     unsynced_problems=unsynced)
-    journal.record_pass(sync_id, pass_summary(result, direction, started_ns, clock()))
-    return result
+    return _Planned(
+        plan=plan,
+        deletes=deletes,
+        unsafe=tuple(unsafe),
+        warnings=tuple(warnings),
+        problems=tuple(problems),
+        unsynced=sum(1 for p in scan_problems if p.kind in FAILING_PROBLEM_KINDS),
+    )
 
 
 def execute(
@@ -265,15 +297,7 @@ def pass_summary(result: MirrorResult, direction: Direction, started_ns: int, fi
     )
 
 
-def _result(
-    report: ExecutionReport,
-    plan: Plan,
-    started: float,
-    unsafe: list[tuple[str, str]],
-    warnings: list[str],
-    problems: list[tuple[str, str]],
-    aborted: int,
-) -> MirrorResult:
+def _result(report: ExecutionReport, planned: _Planned, started: float, aborted: int) -> MirrorResult:
     counts = report.counts
     return MirrorResult(
         uploaded=counts["uploaded"],
@@ -282,16 +306,17 @@ def _result(
         downloaded=counts["downloaded"],
         adopted=counts["adopted"],
         forgotten=counts["forgotten"],
-        skipped=plan.skipped,
-        failed=tuple(unsafe) + tuple(report.failed),
+        skipped=planned.plan.skipped,
+        failed=planned.unsafe + tuple(report.failed),
         bytes_sent=report.bytes_sent,
         bytes_received=report.bytes_received,
         seconds=time.monotonic() - started,
-        refused_deletes=plan.refused_deletes,
+        refused_deletes=planned.plan.refused_deletes,
         deletes_skipped=report.deletes_skipped,
         aborted_uploads=aborted,
-        warnings=tuple(warnings),
-        problems=tuple(problems),
+        warnings=planned.warnings,
+        problems=planned.problems,
+        unsynced_problems=planned.unsynced,
         stopped=report.stopped,
     )
 
