@@ -104,7 +104,7 @@ class KS3App:
         except ClientGone:
             self._log(request, op, auth, 499, body.bytes_in, 0, started, request_id, fault_kind)
             return
-        except (OSError, ValueError, KeyError, sqlite3.Error) as exc:  # a bug or a disk problem: answer, go on
+        except (OSError, ValueError, LookupError, sqlite3.Error) as exc:  # a bug or a disk problem: answer, go on
             logger.exception("internal error handling %s %s", request.method, request.raw_path)
             response = self._error_response(request, S3Error("InternalError", f"{type(exc).__name__}"), request_id)
         if not body.done:

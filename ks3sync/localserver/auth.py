@@ -163,7 +163,7 @@ def _verify_kss_presigned(request: Request, credentials: Credentials, now: float
     access_key = unquote(params["KSSAccessKeyId"].raw)
     secret = credentials.secret_for(access_key)
     expires_param = params.get("Expires")
-    if expires_param is None or not expires_param.raw.isdigit():
+    if expires_param is None or not (expires_param.raw.isascii() and expires_param.raw.isdigit()):
         raise S3Error("AccessDenied", "Query-string authentication requires an integer Expires parameter.")
     if now > int(expires_param.raw):
         raise S3Error("AccessDenied", "Request has expired.",

@@ -104,6 +104,8 @@ class ChunkedDecoder:
             self._size = int(size_text, 16)
         except ValueError as exc:
             raise _malformed(f"bad chunk size {size_text[:20]!r}") from exc
+        if self._size < 0:
+            raise _malformed("negative chunk size")
         if self._mode == SIGNED:
             name, _, value = extension.partition(b"=")
             if name.strip() != b"chunk-signature" or not value:

@@ -25,7 +25,7 @@ MIN_PART_SIZE = 100 * 1024
 MAX_PART_SIZE = 5 * 1024**3
 MAX_PART_NUMBER = 10_000
 _OWNER = f"<ID>{policy.OWNER_ID}</ID><DisplayName>{policy.OWNER_ID}</DisplayName>"
-_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$", re.ASCII)
 
 
 def _upload(ctx: Context) -> UploadRecord:
@@ -37,7 +37,7 @@ def _upload(ctx: Context) -> UploadRecord:
 
 def _part_number(ctx: Context) -> int:
     raw = ctx.request.arg("partNumber") or ""
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PART_NUMBER:
         raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and {MAX_PART_NUMBER}.",
                       extra={"ArgumentName": "partNumber", "ArgumentValue": raw})
     return int(raw)
@@ -165,7 +165,8 @@ def _requested_parts(body: bytes) -> list[tuple[int, str]]:
     for node in root.findall("Part"):
         number_text = xmlio.child_text(node, "PartNumber")
         etag = xmlio.child_text(node, "ETag")
-        if number_text is None or etag is None or not number_text.strip().isdigit():
+        number_text = (number_text or "").strip()
+        if etag is None or not (number_text.isascii() and number_text.isdigit()):
             raise S3Error("MalformedXML", "Every <Part> needs a numeric <PartNumber> and an <ETag>.")
         requested.append((int(number_text), etag.strip().strip('"')))
     if not requested:

@@ -21,7 +21,7 @@ from ks3sync.localserver.exchange import FileBody, Response
 from ks3sync.localserver.ingest import MAX_SINGLE_PUT, receive_body
 from ks3sync.localserver.storage import BucketRecord, ObjectRecord
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)
 RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
     "response-content-language": "Content-Language",

@@ -65,7 +65,7 @@ def parse(body: bytes, expected_root: str) -> ET.Element:
         raise S3Error("MalformedXML", "The XML body is too large.")
     try:
         root = ET.fromstring(body)
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError: an unknown declared encoding
         raise S3Error("MalformedXML") from exc
     for node in root.iter():
         node.tag = _local_name(node.tag)
