@@ -93,7 +93,8 @@ def _foreign_usage_error(exc: Exception) -> str | None:
 
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # force: each invocation logs to the stderr it has now (tests run many invocations in one process).
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -208,3 +208,15 @@ def test_restore_with_delete_and_its_guard(local_server: Any, bucket: str, tmp_p
     emptied = mirror(local_server, tmp_path, target, str(restore), "--delete")
     assert emptied.exit_code == 1 and "source is empty" in emptied.stderr
     assert read_tree(restore) == {"a": b"1", "b/c": b"2", "d": b"3"}
+
+
+def test_verbose_names_each_entry_and_quiet_default_does_not(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {"one.txt": b"1", "two/three.txt": b"3"})
+    quiet = mirror(local_server, tmp_path, str(src), f"ks3://{bucket}/v/")
+    assert quiet.exit_code == 0 and quiet.stderr.strip().splitlines() == [quiet.stderr.strip()]  # summary only
+    (src / "one.txt").write_bytes(b"one, again")
+    loud = mirror(local_server, tmp_path, str(src), f"ks3://{bucket}/v/", "-v")
+    assert loud.exit_code == 0
+    assert "uploaded one.txt" in loud.stderr and "three.txt" not in loud.stderr
+    assert local_server.secret_key not in loud.stderr
