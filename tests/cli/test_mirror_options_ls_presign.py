@@ -187,3 +187,20 @@ def test_excludes_ignore_file_and_scan_problems(local_server: Any, bucket: str, 
     missing = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude-from",
                   str(tmp_path / "nope"), *common)
     assert missing.exit_code == 2 and "nope" in missing.stderr
+
+
+def test_restore_what_the_official_sdk_encrypted(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    from conftest import sdk_connection
+
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"fedcba9876543210")
+    key_file.chmod(0o600)
+    sdk = sdk_connection(local_server, local_encrypt=True, local_key_path=str(key_file))
+    files = {"a.txt": b"sdk encrypted", "b/16.bin": bytes(range(16)), "c.bin": os.urandom(20_001)}
+    for name, data in files.items():
+        sdk.get_bucket(bucket).new_key(f"sdk/{name}").set_contents_from_string(data)
+    restore = tmp_path / "restore"
+    result = run(local_server, "mirror", f"ks3://{bucket}/sdk/", str(restore), "--encrypt-key", str(key_file),
+                 "--endpoint", local_server.endpoint, "--state-db", str(tmp_path / "j.db"))
+    assert result.exit_code == 0, result.stderr
+    assert {p.relative_to(restore).as_posix(): p.read_bytes() for p in restore.rglob("*") if p.is_file()} == files
