@@ -4,13 +4,15 @@ Layout under the root directory:
   meta.sqlite3          buckets, objects, uploads, parts (WAL). Keys are BLOBs of their UTF-8 bytes, so
                         SQLite's memcmp order is KS3's byte order and prefix scans are index range scans.
   data/<xx>/<id>        one file per object body or multipart part, never modified after its rename.
-  tmp/<id>              bodies being received. A body is written here, fsynced (unless disabled),
-                        then renamed into data/ before its row is committed, so a crash never exposes a
-                        half-written object: at worst it leaves an orphan file, removed at start-up.
+  tmp/<id>              bodies being received, and empty spare files opened ahead of need. A body is
+                        written here, fsynced (unless disabled), then renamed into data/ before its row
+                        is committed, so a crash never exposes a half-written object. At start-up tmp/ is
+                        emptied and bodies in data/ that no row references (a crash between rename and
+                        commit) are removed.
 
 Every method runs on the server's event-loop thread (one SQLite connection, no locking needed); the
-slow, GIL-releasing parts (fsync, concatenating parts) are plain functions the caller runs in a worker
-thread. Imports nothing else from ks3sync.
+slow, GIL-releasing work (fsync, hashing big bodies, concatenating parts) goes to thread pools through
+`seal()` and `run_io()`. Imports nothing else from ks3sync.
 """
 
 from __future__ import annotations
@@ -229,6 +231,7 @@ class Storage:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
         self.db.execute("INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._remove_orphan_bodies()
         # Buckets are few and change only through this object: keep them in memory, skip a query per request.
         self._buckets = {row[0]: BucketRecord(*row) for row in self.db.execute("SELECT name, created, acl FROM buckets")}
         # fsync blocks for a journal commit; many in flight at once share commits (ext4 groups them), so
@@ -252,6 +255,13 @@ class Storage:
     def _remove_stale_temp_files(self) -> None:
         for leftover in self.tmp_dir.iterdir():
             leftover.unlink(missing_ok=True)
+
+    def _remove_orphan_bodies(self) -> None:
+        referenced = {row[0] for row in self.db.execute("SELECT data_id FROM objects UNION SELECT data_id FROM parts")}
+        for directory in self.data_dir.iterdir():
+            for body in directory.iterdir():
+                if body.name not in referenced:
+                    body.unlink(missing_ok=True)
 
     # ------------------------------------------------------------ bodies
 

@@ -26,7 +26,10 @@ def test_data_survives_a_restart(server_factory, tmp_path: Path) -> None:  # typ
     upload = request(first, "POST", "keep-me", "pending", "uploads").text.split("<UploadId>")[1][:32]
     part = request(first, "PUT", "keep-me", "pending", f"partNumber=1&uploadId={upload}", content=b"p1")
     assert first.stop() == 0
+    orphan = root / "data" / "ab" / ("ab" + "0" * 30)  # renamed into data/ but never committed (a crash)
+    orphan.write_bytes(b"orphan")
     second = server_factory(root=root)
+    assert not orphan.exists()
     got = request(second, "GET", "keep-me", "dir/ü file")
     assert (got.content, got.headers["x-kss-meta-a"]) == (b"persisted", "1")
     assert request(second, "GET", "keep-me", "dir/ü file", sign=False).status_code == 200  # bucket ACL kept
