@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--workdir", type=Path, help="keep data here (default: a temp dir, removed at the end)")
     ap.add_argument("--markdown", default=str(DEFAULT_MARKDOWN),
                     help="where to write the report ('-' to skip); default docs/benchmarks.md")
+    ap.add_argument("--append", action="store_true",
+                    help="add this run as a section at the end of --markdown instead of replacing it")
     ap.add_argument("--no-limits", action="store_true", help="skip measuring the machine's ceilings")
     return ap.parse_args(argv)
 
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(Path(args.markdown), started=started, elapsed_s=elapsed, argv=sys.argv[1:] if argv is None
                        else argv, scale=scale, machine=machine, versions=versions, peers=runnable,
                        table_md=render_markdown(table), mix_md=render_request_mix(ordered), limits=limits, goals=goals, daemon=daemon,
-                       skipped=skipped)
+                       skipped=skipped, append=args.append)
         log(f"wrote {args.markdown}")
     return 0
 

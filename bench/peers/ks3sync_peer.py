@@ -41,7 +41,12 @@ class Ks3Sync(Peer):
         return command_missing("mirror")
 
     def version(self) -> str:
-        return first_line([*ks3sync_argv0(), "--version"])
+        version = first_line([*ks3sync_argv0(), "--version"])
+        repo = Path(__file__).resolve().parents[2]
+        commit = first_line(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
+        dirty = first_line(["git", "-C", str(repo), "status", "--porcelain", "--", "ks3sync"])
+        # Others commit to the same tree while benchmarks run: say which code was measured.
+        return f"{version} (git {commit}{', with uncommitted changes under ks3sync/' if dirty != 'unknown' else ''})"
 
     def _env(self, ctx: PeerContext) -> dict[str, str]:
         return {"KS3_ACCESS_KEY": ctx.access_key, "KS3_SECRET_KEY": ctx.secret_key}
