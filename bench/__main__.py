@@ -55,8 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--big-mib", type=int, help="override the large file size in MiB (tests)")
     ap.add_argument("--daemon-files", type=int, help="override W6's tracked-file count")
     ap.add_argument("--workdir", type=Path, help="keep data here (default: a temp dir, removed at the end)")
-    ap.add_argument("--markdown", default=str(DEFAULT_MARKDOWN),
-                    help="where to write the report ('-' to skip); default docs/benchmarks.md")
+    ap.add_argument("--markdown",
+                    help="where to write the report ('-' to skip). Default: docs/benchmarks.md for a run "
+                    "of every tool and workload (quick or full); partial runs write no report unless asked")
     ap.add_argument("--append", action="store_true",
                     help="add this run as a section at the end of --markdown instead of replacing it")
     ap.add_argument("--no-limits", action="store_true", help="skip measuring the machine's ceilings")
@@ -194,14 +195,21 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + daemon.render())
     print("\ngoals (issue 7):\n" + render_goals(goals))
     print(f"\ntotal {elapsed:.0f} s")
-    if args.markdown != "-":
+    markdown = args.markdown
+    if markdown is None:
+        partial = any(v is not None for v in (args.only, args.tools, args.files, args.big_mib, args.daemon_files))
+        # A partial run (someone profiling one workload) must not replace the published page.
+        markdown = "-" if partial else str(DEFAULT_MARKDOWN)
+        if partial:
+            log("partial run: docs/benchmarks.md left alone (use --markdown PATH to write a report)")
+    if markdown != "-":
         from bench.docs import write_markdown
 
-        write_markdown(Path(args.markdown), started=started, elapsed_s=elapsed, argv=sys.argv[1:] if argv is None
+        write_markdown(Path(markdown), started=started, elapsed_s=elapsed, argv=sys.argv[1:] if argv is None
                        else argv, scale=scale, machine=machine, versions=versions, peers=runnable,
                        table_md=render_markdown(table), mix_md=render_request_mix(ordered), limits=limits, goals=goals, daemon=daemon,
                        skipped=skipped, append=args.append)
-        log(f"wrote {args.markdown}")
+        log(f"wrote {markdown}")
     return 0
 
 
