@@ -1,5 +1,6 @@
 """The Store layer: one bucket + prefix as the engine sees it (``base.Store``), the KS3 adapter
-(``KS3Store``, imported lazily: it pulls in the protocol client) and the in-memory fake (``MemoryStore``).
+(``KS3Store``) and the in-memory fake (``MemoryStore``); both imported on first use, so importing the
+protocol does not pull in the HTTP client or the fake.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from ks3sync.store.base import (
     WriteOptions,
     WriteResult,
 )
-from ks3sync.store.memory import MemoryStore
 
 if TYPE_CHECKING:
     from ks3sync.store.ks3store import KS3Store
+    from ks3sync.store.memory import MemoryStore
 
 __all__ = [
     "Body",
@@ -38,4 +39,8 @@ def __getattr__(name: str) -> Any:
         from ks3sync.store.ks3store import KS3Store
 
         return KS3Store
+    if name == "MemoryStore":
+        from ks3sync.store.memory import MemoryStore
+
+        return MemoryStore
     raise AttributeError(name)
