@@ -201,3 +201,22 @@ def test_bandwidth_limit_and_jobs_reach_the_executor(setup) -> None:
     transfer = TransferOptions(jobs=1, part_size=100 * KIB, multipart_threshold=200 * KIB, bwlimit=50e6)
     result = run_mirror(store, journal, 1, src, Direction.UPLOAD, MirrorOptions(transfer=transfer))
     assert result.ok and result.uploaded == 4 and result.bytes_sent == sum(len(b) for b in read_tree(src).values())
+
+
+def test_execute_runs_queued_operations_deletes_last(setup) -> None:
+    from ks3sync.errors import TransientError
+    from ks3sync.mirror import execute
+    from ks3sync.model import DeleteRemote, LocalEntry, Upload
+    from ks3sync.transfer.checkpoint import MemoryCheckpoint
+    from ks3sync.transfer.files import identity_of
+
+    src, store, _ = setup
+    store.put("old.txt", MemoryBody(b"old"), WriteOptions())
+    old = next(e for e in store.list() if e.path == "old.txt")
+    upload = Upload("a.txt", LocalEntry("a.txt", identity_of(os.stat(src / "a.txt"))), "new")
+    options = TransferOptions(jobs=2)
+    store.inject("put", TransientError("down"), times=2, path="a.txt")
+    failed = execute(store, MemoryCheckpoint(), src, [DeleteRemote("old.txt", old), upload], options)
+    assert not failed.ok and failed.deletes_skipped == 1 and store.head("old.txt") is not None
+    done = execute(store, MemoryCheckpoint(), src, [DeleteRemote("old.txt", old), upload], options)
+    assert done.ok and done.counts == {"uploaded": 1, "deleted": 1} and store.head("old.txt") is None
