@@ -47,11 +47,13 @@ def test_a_crash_mid_upload_exposes_nothing(server_factory, tmp_path: Path) -> N
     headers = sign_headers(server, "PUT", "crash-test", "obj")
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         head = [f"PUT {resource_path('crash-test', 'obj')} HTTP/1.1", f"Host: {server.host}:{server.port}",
-                "Content-Length: 1000000", *(f"{k}: {v}" for k, v in headers.items())]
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"n" * 400_000)
+                "Content-Length: 3000000", *(f"{k}: {v}" for k, v in headers.items())]
+        # more than one 1 MiB block, so part of the body is already on disk when the server dies
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"n" * 1_500_000)
         deadline = time.monotonic() + 10
         while not _partial_bodies(root) and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert _partial_bodies(root), "the half-received body should be in tmp/ before the kill"
         server.kill()  # SIGKILL while the body is half received
     data_files_before = {p.name for p in (root / "data").rglob("*") if p.is_file()}
     restarted = server_factory(root=root)

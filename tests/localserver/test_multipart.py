@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from ls_wire import error_code, request
@@ -105,8 +106,8 @@ def test_malformed_complete_body_and_bad_part_numbers(local_server: ServerHandle
 def test_list_parts_returns_all_without_max_parts_and_pages_with_it(local_server: ServerHandle, bucket: str) -> None:
     key = "many-parts"
     upload_id = initiate(local_server, bucket, key)
-    for n in range(1, 1102):
-        upload_part(local_server, bucket, key, upload_id, n, b"p")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: upload_part(local_server, bucket, key, upload_id, n, b"p"), range(1, 1102)))
     everything = request(local_server, "GET", bucket, key, f"uploadId={upload_id}")
     assert everything.text.count("<Part>") == 1101
     assert "<IsTruncated>false</IsTruncated>" in everything.text
