@@ -1,4 +1,4 @@
-"""Retry timing for failed changes and for a sync whose whole run stopped. Pure."""
+"""Retry timing for failed changes. Pure; imports nothing from ks3sync."""
 
 from __future__ import annotations
 

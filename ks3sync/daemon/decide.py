@@ -17,6 +17,8 @@ coalesced or lost events, and the file may have changed again since):
 A MOVE also owns its source's deletion (the journal's rule): when ``src`` is gone locally, recorded,
 and deletes are on, ``DeleteRemote(src)`` is returned in ``deletes`` and runs only after this change's
 transfers succeeded (invariant 3: a move's source is not deleted before its copy).
+
+Imports ks3sync.model only: no journal, no store, no file system (the caller stats the file).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ probes the folder before running deletes and before a reconcile; an unhealthy so
 The budget caps queued deletes per ``window`` (the rescan interval) at the sync's ``max_delete``:
 a count, or a percentage of the objects the journal records. Deletes beyond it are held in the queue
 (not parked) and logged; the reconcile's planner applies the same guard to its own deletes.
+
+Imports nothing from ks3sync.
 """
 
 from __future__ import annotations

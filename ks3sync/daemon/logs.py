@@ -5,6 +5,8 @@ render them. Values are quoted when they contain spaces or quotes. Secrets never
 paths, counts and error descriptions (which ks3sync's errors keep free of secrets, invariant 7); as a
 last line of defence :func:`configure` registers the configured secret values and any occurrence is
 replaced by ``***`` before a line is written.
+
+Imports nothing from ks3sync.
 """
 
 from __future__ import annotations

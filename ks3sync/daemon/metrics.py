@@ -3,6 +3,8 @@
 Off by default: nothing is imported or listened on unless configured. Exposes per sync: files synced,
 bytes sent, queue depth, parked changes, errors, state, and the latency from a change being observed to
 it being confirmed by KS3. Uses its own registry so tests can run several services in one process.
+
+Imports only ks3sync.daemon.logs; prometheus_client only when enabled.
 """
 
 from __future__ import annotations

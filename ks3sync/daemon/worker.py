@@ -17,6 +17,9 @@ deletes of the changes whose own transfers succeeded (a move's source is deleted
 and settles every change in the journal: done, retried with backoff, or parked after repeated failure.
 On stop, interrupted changes stay claimed and go back to the queue at the next start
 (``release_claims``): a kill -9 at any point loses nothing but time.
+
+Imports the journal, the scanner's filters, the store protocol, the executor and watch/; never the
+protocol client or the CLI (stores are built by ``ks3sync.cli.run`` and passed in).
 """
 
 from __future__ import annotations
@@ -464,7 +467,7 @@ class SyncWorker:
             decisions[ch.id] = decide(
                 ch.path,
                 ch.src_path,
-                local_entry(self.root, ch.path),
+                local_entry(self.root, ch.path, follow_symlinks=self.sync.follow_symlinks),
                 ch.src_path is not None and os.path.lexists(self.root / ch.src_path),
                 synced,
                 delete=self.sync.delete,
@@ -791,13 +794,13 @@ def to_journal(change: FsChange, debounce_ns: int) -> Change:
     )
 
 
-def local_entry(root: Path, path: str) -> LocalEntry | None:
-    """The file at ``path`` now, if it is a regular file (symlinks are not followed: the scanner
-    decides about them at the next reconcile)."""
+def local_entry(root: Path, path: str, *, follow_symlinks: bool = False) -> LocalEntry | None:
+    """The file at ``path`` now, if it is a regular file (a symlink counts only with
+    ``follow_symlinks``, as in the scanner)."""
     if path.rpartition("/")[2].startswith(TMP_PREFIX):
         return None
     try:
-        st = os.lstat(root / path)
+        st = os.stat(root / path) if follow_symlinks else os.lstat(root / path)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
