@@ -21,7 +21,7 @@ from ks3sync.ks3.signing import authorization, url_encode
 
 from .strategies import HEADER_VALUE, complete_multipart_documents, delete_documents, mutated, xml_documents
 
-HTTP_FUZZ = settings(max_examples=60, deadline=None,
+HTTP_FUZZ = settings(max_examples=40, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 

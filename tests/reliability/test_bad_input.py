@@ -228,7 +228,7 @@ def test_unreadable_file_and_folder_are_reported_and_their_objects_kept(local_se
 # ------------------------------------------------------------------------------------------ size
 
 
-@pytest.mark.parametrize("count", [pytest.param(1500, id="1500"), pytest.param(30000, id="30000",
+@pytest.mark.parametrize("count", [pytest.param(1000, id="1000"), pytest.param(30000, id="30000",
                                                                                    marks=pytest.mark.soak)])
 def test_a_folder_with_many_entries(local_server: ServerHandle, bucket: str, tmp_path: Path, count: int) -> None:
     src = tmp_path / "many"

@@ -159,3 +159,30 @@ def test_kill9_service_then_restart_converges(server_factory: Any, tmp_path: Pat
 @pytest.mark.parametrize("seed", range(400, 420))
 def test_kill9_service_soak(server_factory: Any, tmp_path: Path, seed: int) -> None:
     print(_trial(server_factory, tmp_path, seed, None))
+
+
+@pytest.mark.parametrize("faults", [
+    pytest.param(dict(fault_rate=0.1, fault_codes="500,503", drop_rate=0.05), id="errors-10pct-drops-5pct"),
+    pytest.param(dict(fault_rate=0.2, fault_codes="503", latency_ms=5), id="slowdown-20pct", marks=pytest.mark.soak),
+])
+def test_service_under_faults_converges(server_factory: Any, tmp_path: Path, faults: dict[str, Any]) -> None:
+    server = server_factory(seed=9, **faults)
+    bucket = create_bucket(server)
+    service = Service(server, tmp_path, bucket)
+    try:
+        service.start()
+        tree = make_tree(service.root, 9, files=25, big=1, big_size=700_000)
+        service.converge(bucket)
+        (service.root / sorted(tree)[0]).unlink()
+        (service.root / "later.txt").write_bytes(b"written after the first wave")
+        service.converge(bucket)
+        assert service.stop() == 0, service.log.read_text()[-3000:]
+    finally:
+        if service.process is not None and service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(10)
+    assert [r for r in server.requests() if r.get("fault")], "no fault was injected: the test tested nothing"
+    assert "Traceback" not in service.log.read_text()
+    with client_for(server) as client:
+        assert list(client.iter_multipart_uploads(bucket)) == []
+    assert_journal_healthy(service.state / "journal.db")
