@@ -168,10 +168,15 @@ class Service:
     # ------------------------------------------------------------------------------------------------
     # status: STATUS= line, status file, metrics, watchdog
 
-    def summary(self) -> str:
+    def summary(self, queues: dict[str, tuple[int, int]] | None = None) -> str:
+        """The STATUS= line: each sync's state, and its queue depth and parked count when known."""
         parts = []
         for w in self.workers:
-            parts.append(f"{w.name}: {w.state.value}" + (f" ({w.reason})" if w.reason else ""))
+            text = f"{w.name}: {w.state.value}" + (f" ({w.reason})" if w.reason else "")
+            if queues and w.name in queues and any(queues[w.name]):
+                queued, parked = queues[w.name]
+                text += f", {queued} queued" + (f", {parked} parked" if parked else "")
+            parts.append(text)
         return "; ".join(parts) or "no syncs configured"
 
     def publish(self, now_ns: int | None = None, *, force: bool = False, stopped: bool = False) -> None:
@@ -182,16 +187,21 @@ class Service:
         self._published_states = states
         self._next_status_ns = now + STATUS_EVERY_NS
         syncs: dict[str, Any] = {}
+        queues: dict[str, tuple[int, int]] = {}
         for w in self.workers:
             snap = w.snapshot()
             if w.name in self.failed:
                 snap["error"] = self.failed[w.name]
             syncs[w.name] = snap
-            if self.metrics is not None and w.sync_id >= 0:
+            stats = None
+            if w.sync_id >= 0:
                 try:
                     stats = self.journal.stats(w.sync_id, recent_errors=0)
                 except JournalError:
                     stats = None
+            if stats is not None:
+                queues[w.name] = (stats.queue_depth + stats.in_flight, stats.parked)
+            if self.metrics is not None:
                 self.metrics.update(w.name, stats, snap)
         doc = {
             "pid": os.getpid(),
@@ -202,7 +212,7 @@ class Service:
         }
         write_status(self.status_path, doc)
         if not stopped:
-            self.notifier.status(self.summary())
+            self.notifier.status(self.summary(queues))
 
     def _ping_watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
