@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import os
 import shutil
 import signal
 import sys
@@ -40,6 +41,8 @@ from bench.workloads import TreeSpec, make_big_file, make_tree, tree_digest
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MARKDOWN = REPO / "docs" / "benchmarks.md"
+# Not under /tmp: a shared machine's /tmp gets swept by other people's clean-ups mid-run.
+DEFAULT_DATA = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ks3sync-bench"
 CREDS = Credentials("AKLTbenchAccessKey01", "benchSecretKey/0123456789+abcdef")
 
 
@@ -54,7 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--files", type=int, help="override the small-tree file count (tests)")
     ap.add_argument("--big-mib", type=int, help="override the large file size in MiB (tests)")
     ap.add_argument("--daemon-files", type=int, help="override W6's tracked-file count")
-    ap.add_argument("--workdir", type=Path, help="keep data here (default: a temp dir, removed at the end)")
+    ap.add_argument("--workdir", type=Path, help="keep this run's buckets, copies and logs here (default: a "
+                    "fresh folder under the data dir, removed at the end)")
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA,
+                    help="generated source trees and files, reused across runs (default: %(default)s)")
     ap.add_argument("--markdown",
                     help="where to write the report ('-' to skip). Default: docs/benchmarks.md for a run "
                     "of every tool and workload (quick or full); partial runs write no report unless asked")
@@ -131,14 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     versions = {p.name: p.version() for p in runnable}
 
     own_workdir = args.workdir is None
-    workdir = Path(tempfile.mkdtemp(prefix="ks3sync-bench-")) if own_workdir else args.workdir.resolve()
+    data = args.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="run-", dir=data)) if own_workdir else args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
     rows: dict[tuple[str, str], Row] = {}
     limits: Limits | None = None
     daemon: DaemonResult | None = None
     try:
-        data = workdir / "data"
         base = data / f"small-{scale.small.files}"
         big_dir = data / f"big-{scale.big_size >> 20}m"
         log(f"data: {scale.small.files} x {scale.small.size} B files, {scale.big_size >> 20} MiB file")

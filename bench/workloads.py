@@ -62,8 +62,11 @@ def copy_tree(src: Path, dst: Path) -> None:
 
 
 def make_big_file(path: Path, size: int, seed: int = BIG_SEED) -> None:
-    if path.exists() and path.stat().st_size == size:
+    # Beside the file's folder, not in it: the folder is what the tools sync.
+    stamp = path.parent.with_name(f"{path.parent.name}.{path.name}.complete")
+    if path.exists() and stamp.exists() and stamp.read_text() == repr((size, seed)):
         return
+    stamp.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     tmp = path.with_suffix(".tmp")
@@ -76,6 +79,7 @@ def make_big_file(path: Path, size: int, seed: int = BIG_SEED) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.rename(path)
+    stamp.write_text(repr((size, seed)))
 
 
 def plan_mutation(spec: TreeSpec, modify: int = 50, delete: int = 20, rename: int = 30,

@@ -25,7 +25,7 @@ def _run_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--files", "24", "--big-mib", "1", "--no-limits",
-         "--workdir", str(tmp_path / "wd"), "--markdown", str(tmp_path / "report.md"), *args],
+         "--workdir", str(tmp_path / "wd"), "--data-dir", str(tmp_path / "data"), "--markdown", str(tmp_path / "report.md"), *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
     )
 
