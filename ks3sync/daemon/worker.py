@@ -33,7 +33,7 @@ import stat
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -334,10 +334,7 @@ class SyncWorker:
         batch = [to_journal(c, self.debounce_ns) for c in changes]
         # Write-ahead: durable (FULL sync) before anything acts on it.
         self.journal.enqueue(self.sync_id, batch)
-        for due in sorted({c.due_ns for c in batch}):
-            heapq.heappush(self._dues, due)
-        del self._dues[MAX_KNOWN_DUES:]  # a heap stays a heap when its tail is cut; far dues are re-found
-        self._next_check_ns = min(self._next_check_ns, self._dues[0])
+        self._hint_dues(c.due_ns for c in batch)
         event(log, logging.DEBUG, "queued", sync=self.name, changes=len(batch))
 
     def _is_excluded(self, path: str) -> bool:
@@ -435,14 +432,25 @@ class SyncWorker:
         if running >= MAX_BATCHES or now < self._next_check_ns:
             return
         changes = self.journal.due(self.sync_id, now, BATCH_LIMIT)
-        while self._dues and self._dues[0] <= now:
-            heapq.heappop(self._dues)
-        # Next look: at once after a full batch, else at the next due time we enqueued ourselves, and
-        # at least every IDLE_CHECK_NS (retries and deferrals are due at times only the journal knows).
-        upcoming = min(now + IDLE_CHECK_NS, self._dues[0] if self._dues else now + IDLE_CHECK_NS)
+        with self._lock:
+            while self._dues and self._dues[0] <= now:
+                heapq.heappop(self._dues)
+            soonest = self._dues[0] if self._dues else now + IDLE_CHECK_NS
+        # Next look: at once after a full batch, else at the next due time we know of (our own
+        # enqueues, deferrals, retries), and at least every IDLE_CHECK_NS.
+        upcoming = min(now + IDLE_CHECK_NS, soonest)
         self._next_check_ns = now if len(changes) == BATCH_LIMIT else upcoming
         if changes:
             self._batches.append(self._pool.submit(self._run_batch, changes))
+
+    def _hint_dues(self, dues: Iterable[int]) -> None:
+        """Remember when queued work becomes due, so the scheduler looks right then (any thread)."""
+        with self._lock:
+            for due in sorted(set(dues)):
+                heapq.heappush(self._dues, due)
+            del self._dues[MAX_KNOWN_DUES:]  # a heap stays a heap when its tail is cut
+            if self._dues:
+                self._next_check_ns = min(self._next_check_ns, self._dues[0])
 
     def poke(self) -> None:
         """Ask the journal for due work at the next step (a batch finished, a test enqueued)."""
@@ -525,6 +533,7 @@ class SyncWorker:
             ],
         )
         self.journal.done([ch.id for ch, _ in deferred])
+        self._hint_dues(until for _, until in deferred)
         for ch, until in deferred:
             event(
                 log,
@@ -540,6 +549,8 @@ class SyncWorker:
         park = self.backoff.should_park(ch.attempts)
         retry_at = now + self.backoff.delay_ns(ch.attempts)
         self.journal.failed(ch.id, error, retry_at, park)
+        if not park:
+            self._hint_dues([retry_at])
         with self._lock:
             self.counters.errors += 1
             self.counters.parked += int(park)
