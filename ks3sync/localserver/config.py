@@ -24,10 +24,18 @@ class ServerConfig:
     fsync: bool = True
     body_timeout: float = 20.0
     restore_seconds: float = 0.0
+    # bodies up to this size kept as SQLite rows instead of files; None: 64 KiB without fsync, else 0
+    inline_max: int | None = None
     # KS3 allows 100 buckets per account; a long test session creates more than that
     max_buckets: int = 100
     # buckets addressed as <bucket>.<domain> in the Host header (virtual-host style)
     virtual_host_domain: str | None = "localhost"
+
+    @property
+    def effective_inline_max(self) -> int:
+        if self.inline_max is not None:
+            return self.inline_max
+        return 0 if self.fsync else 64 * 1024
 
     def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
         return (f"ServerConfig(root={str(self.root)!r}, host={self.host!r}, port={self.port}, "

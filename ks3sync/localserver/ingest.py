@@ -89,16 +89,37 @@ class _Digester:
         self.size += total
 
 
-async def receive_body(ctx: Context) -> Received:
+def _check_digests(ctx: Context, digest: bytes, crc: int, expected_md5: bytes | None) -> None:
+    if expected_md5 is not None and digest != expected_md5:
+        raise S3Error("BadDigest" if ctx.amz else "InvalidDigest")
+    crc_header = ctx.request.headers.get("x-kss-checksum-crc64ecma")
+    if crc_header is not None and crc_header.strip() != str(crc):
+        raise S3Error("InvalidDigest", "The x-kss-checksum-crc64ecma you specified did not match the body.",
+                      extra={"ClientCRC64": crc_header, "ServerCRC64": str(crc)})
+
+
+async def _receive_inline(ctx: Context, declared: int, expected_md5: bytes | None) -> Received:
+    data = await ctx.body.read_all(ctx.storage.inline_max)
+    if len(data) != declared:
+        raise S3Error("IncompleteBody")
+    digest = hashlib.md5(data).digest()  # noqa: S324 - protocol ETag
+    crc = crc64(data)
+    _check_digests(ctx, digest, crc, expected_md5)
+    return Received(ctx.storage.store_inline(data), len(data), digest, crc)
+
+
+async def receive_body(ctx: Context, *, allow_inline: bool = True) -> Received:
     """Stream the request body into a temp file, hashing it once on the way, and seal it.
 
     Big bodies are hashed and written by a worker thread one block behind the socket (MD5 and write
-    release the GIL), so receiving and digesting overlap on two cores; a small body is digested inline.
+    release the GIL), so receiving and digesting overlap on two cores; a small body is digested inline,
+    and kept as a row when the storage allows it (`inline_max`, parts never).
     """
     expected_md5 = _expected_md5(ctx)
     declared = _declared_length(ctx)
-    crc_header = ctx.request.headers.get("x-kss-checksum-crc64ecma")
     storage = ctx.storage
+    if allow_inline and declared is not None and declared <= storage.inline_max:
+        return await _receive_inline(ctx, declared, expected_md5)
     temp = storage.open_temp()
     sealed = False
     digester = _Digester(temp.fd)
@@ -127,12 +148,8 @@ async def receive_body(ctx: Context) -> Received:
         if declared is not None and size != declared:
             raise S3Error("IncompleteBody")
         digest = digester.md5.digest()
-        if expected_md5 is not None and digest != expected_md5:
-            raise S3Error("BadDigest" if ctx.amz else "InvalidDigest")
         crc = digester.crc
-        if crc_header is not None and crc_header.strip() != str(crc):
-            raise S3Error("InvalidDigest", "The x-kss-checksum-crc64ecma you specified did not match the body.",
-                          extra={"ClientCRC64": crc_header, "ServerCRC64": str(crc)})
+        _check_digests(ctx, digest, crc, expected_md5)
         stored = await storage.seal(temp)
         sealed = True
         return Received(stored, size, digest, crc)

@@ -19,7 +19,7 @@ from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.exchange import Response
 from ks3sync.localserver.ingest import receive_body
 from ks3sync.localserver.object_ops import readable_source
-from ks3sync.localserver.storage import ObjectRecord, PartRecord, Storage, TempBody, UploadRecord
+from ks3sync.localserver.storage import ObjectRecord, PartRecord, Storage, TempBody, UploadRecord, is_inline
 
 MIN_PART_SIZE = 100 * 1024
 MAX_PART_SIZE = 5 * 1024**3
@@ -73,16 +73,22 @@ def _store_part(ctx: Context, upload_id: str, number: int, size: int, etag: str,
 async def upload_part(ctx: Context) -> Response:
     upload = _upload(ctx)
     number = _part_number(ctx)
-    received = await receive_body(ctx)
+    received = await receive_body(ctx, allow_inline=False)  # Complete concatenates part files
     _store_part(ctx, upload.upload_id, number, received.size, received.etag, received.crc64, received.body.data_id)
     # The CRC header on every part is mandatory for the SDK (complete_upload does int() on it).
     return Response(200, [("ETag", f'"{received.etag}"'), ("x-kss-checksum-crc64ecma", str(received.crc64))])
 
 
-def _copy_range(storage: Storage, source_id: str, first: int, length: int, temp: TempBody) -> tuple[str, int]:
+def _copy_range(storage: Storage, source_id: str, first: int, length: int, temp: TempBody,
+                inline: bytes | None) -> tuple[str, int]:
     """Copy bytes [first, first+length) of a body into `temp`, hashing them. Runs in a worker thread."""
     md5 = hashlib.md5()  # noqa: S324 - protocol ETag
     crc = 0
+    if inline is not None:
+        block = inline[first: first + length]
+        md5.update(block)
+        os.write(temp.fd, block)
+        return md5.hexdigest(), crc64(block)
     with open(storage.data_path(source_id), "rb") as source:
         source.seek(first)
         remaining = length
@@ -117,7 +123,8 @@ async def upload_part_copy(ctx: Context) -> Response:
     storage = ctx.storage
     temp = storage.open_temp()
     try:
-        etag, crc = await storage.run_io(_copy_range, storage, source.data_id, first, length, temp)
+        inline = storage.read_inline(source.data_id) if is_inline(source.data_id) else None
+        etag, crc = await storage.run_io(_copy_range, storage, source.data_id, first, length, temp, inline)
         stored = await storage.seal(temp)
     except OSError:
         storage.discard_temp(temp)

@@ -7,7 +7,6 @@ Each handler takes a Context and returns a Response or raises S3Error. Imports n
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
@@ -19,7 +18,7 @@ from ks3sync.localserver.context import Context
 from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.exchange import FileBody, Response
 from ks3sync.localserver.ingest import MAX_SINGLE_PUT, receive_body
-from ks3sync.localserver.storage import BucketRecord, ObjectRecord
+from ks3sync.localserver.storage import BucketRecord, ObjectRecord, is_inline
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)
 RESPONSE_OVERRIDES = {
@@ -92,9 +91,9 @@ async def put_object(ctx: Context) -> Response:
     if forbid_overwrite and ctx.storage.get_object(ctx.bucket, ctx.key) is not None:
         ctx.storage.remove_data([received.body.data_id])
         raise S3Error("KeyAlreadyExists")
-    replaced = ctx.storage.put_object(record)
+    replaced = ctx.storage.put_object(record, inline=received.body.pending)
     if replaced:
-        ctx.storage.remove_data([replaced])
+        ctx.storage.remove_data([replaced])  # (an inline one is already gone with the same commit)
     return Response(200, [("ETag", f'"{received.etag}"'), ("x-kss-checksum-crc64ecma", str(received.crc64))])
 
 
@@ -185,15 +184,16 @@ async def _get_or_head(ctx: Context, with_body: bool) -> Response:
             headers = [(n, v) for n, v in headers if n != header]
             headers.append((header, value))
     byte_range = parse_range(ctx.request.headers.get("range"), record.size)
-    path = ctx.storage.data_path(record.data_id)
-    if byte_range is None:
-        headers.append(("Content-Length", str(record.size)))
-        return Response(200, headers, file=FileBody(path, 0, record.size) if with_body else None)
-    first, last = byte_range
-    length = last - first + 1
-    headers.append(("Content-Range", f"bytes {first}-{last}/{record.size}"))
+    status, first, length = 200, 0, record.size
+    if byte_range is not None:
+        status, first, length = 206, byte_range[0], byte_range[1] - byte_range[0] + 1
+        headers.append(("Content-Range", f"bytes {first}-{byte_range[1]}/{record.size}"))
     headers.append(("Content-Length", str(length)))
-    return Response(206, headers, file=FileBody(path, first, length) if with_body else None)
+    if not with_body:
+        return Response(status, headers)
+    if is_inline(record.data_id):
+        return Response(status, headers, ctx.storage.read_inline(record.data_id)[first: first + length])
+    return Response(status, headers, file=FileBody(ctx.storage.data_path(record.data_id), first, length))
 
 
 async def get_object(ctx: Context) -> Response:
@@ -273,18 +273,14 @@ async def copy_object(ctx: Context) -> Response:
     storage_class = policy.storage_class(headers)
     acl = policy.canned_acl(headers, policy.OBJECT_ACLS)
     storage = ctx.storage
-    new_id = storage.open_temp()
-    storage.discard_temp(new_id)  # only its fresh data id is used: the body is a hard link
-    target = storage.data_path(new_id.data_id)
-    # Bodies are immutable once named, so a hard link is a safe zero-copy copy.
-    await storage.run_io(os.link, storage.data_path(source.data_id), target)
+    new_id = await storage.duplicate(source.data_id)
     etag = source.etag
-    if "-" in etag:  # a multipart source: the copy's ETag is the MD5 of its bytes
-        etag = await storage.run_io(_whole_md5, str(target))
+    if "-" in etag:  # a multipart source (always a file): the copy's ETag is the MD5 of its bytes
+        etag = await storage.run_io(_whole_md5, storage.data_path(new_id))
     now = ctx.now()
     record = ObjectRecord(
         bucket=ctx.bucket, key=ctx.key, size=source.size, etag=etag, crc64=source.crc64, mtime=now,
-        storage_class=storage_class, acl=acl, headers=stored, data_id=new_id.data_id,
+        storage_class=storage_class, acl=acl, headers=stored, data_id=new_id,
         restore_state="frozen" if storage_class in policy.ARCHIVE_CLASSES else None,
     )
     replaced = storage.put_object(record)
