@@ -26,6 +26,7 @@ from .helpers import (
     bucket_contents,
     client_for,
     create_bucket,
+    data_writes,
     folder_files,
     make_tree,
     part_upload_counts,
@@ -36,7 +37,7 @@ JOBS = 2
 
 
 class Service:
-    def __init__(self, server: ServerHandle, tmp_path: Path, bucket: str) -> None:
+    def __init__(self, server: ServerHandle, tmp_path: Path, bucket: str, key_file: Path | None = None) -> None:
         self.server = server
         self.root = tmp_path / "docs"
         self.root.mkdir()
@@ -60,7 +61,7 @@ class Service:
                 delete: true
                 debounce: 200ms
                 max_delete: 100%
-            """))
+            """) + (f"    encrypt_key_file: {key_file}\n" if key_file is not None else ""))
         self.config.chmod(0o600)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -185,4 +186,39 @@ def test_service_under_faults_converges(server_factory: Any, tmp_path: Path, fau
     assert "Traceback" not in service.log.read_text()
     with client_for(server) as client:
         assert list(client.iter_multipart_uploads(bucket)) == []
+    assert_journal_healthy(service.state / "journal.db")
+
+
+def test_repair_of_a_lost_service_journal_then_restart_sends_no_data(server_factory: Any, tmp_path: Path) -> None:
+    """Encrypted multipart objects cannot be adopted by a reconcile (their metadata has no plaintext MD5),
+    so without the journal the service would upload them again; `repair --config --sync` decrypts and
+    hashes them instead, and the restarted service sends nothing."""
+    key = tmp_path / "docs.key"
+    made = subprocess.run([sys.executable, "-m", "ks3sync", "keygen", str(key)], capture_output=True, check=False)
+    assert made.returncode == 0, made.stderr
+    server = server_factory()
+    bucket = create_bucket(server)
+    service = Service(server, tmp_path, bucket, key_file=key)
+    try:
+        service.start()
+        make_tree(service.root, 17, files=6, big=1, big_size=700_000)
+        service._wait(lambda: len(bucket_contents(server, bucket, "svc/")) == 7, 120, "the first upload")
+        service._wait(lambda: service.sync_state() == "watching", 60, "the queue to drain")
+        assert service.stop() == 0
+        for path in service.state.glob("journal.db*"):
+            path.unlink()
+        env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
+        fixed = subprocess.run([sys.executable, "-m", "ks3sync", "repair", "--config", str(service.config), "--sync",
+                                "docs", "--json"], capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert fixed.returncode == 0, fixed.stderr[-2000:]
+        assert json.loads(fixed.stdout)["recorded"] == 7, fixed.stdout
+        mark = server.mark()
+        service.start()
+        service._wait(lambda: service.sync_state() == "watching", 60, "the start-up reconcile")
+        assert service.stop() == 0
+    finally:
+        if service.process is not None and service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(10)
+    assert data_writes(server.requests()[mark:]) == []
     assert_journal_healthy(service.state / "journal.db")

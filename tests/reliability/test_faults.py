@@ -77,4 +77,5 @@ def test_permanently_failing_server_ends_with_exit_1_and_a_clear_message(server_
     error_lines = [line for line in run.stderr.splitlines() if line.startswith("ks3sync: ")]
     assert error_lines, run.stderr[-2000:]
     assert run.seconds < 120, f"took {run.seconds:.0f} s: retries are not bounded tightly enough"
+    print(f"{how}: exit {run.returncode} after {run.seconds:.1f} s: {error_lines[-1]}")
     assert server.secret_key not in run.stderr
