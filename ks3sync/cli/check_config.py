@@ -28,6 +28,25 @@ def load_config_or_exit(path: Path, *, check_sources: bool = True) -> Config:
     return config
 
 
+def check_key_files(config: Config) -> None:
+    """Each sync's encryption key file must hold a usable key (read here, never printed)."""
+    import warnings
+
+    from ks3sync.crypto.errors import KeyFileError
+    from ks3sync.crypto.key import EncryptionKey
+
+    for i, sync in enumerate(config.syncs):
+        if sync.encrypt_key_file is None:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # permissions are already reported by load_config
+                EncryptionKey.load(sync.encrypt_key_file)
+        except KeyFileError as exc:
+            click.echo(f"ks3sync: error: {config.path}: syncs[{i}].encrypt_key_file: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+
+
 @click.command("check-config")
 @click.option(
     "--config",
@@ -39,5 +58,6 @@ def load_config_or_exit(path: Path, *, check_sources: bool = True) -> Config:
 def check_config(config_path: Path) -> None:
     """Validate a configuration file and print the effective configuration (secrets masked)."""
     config = load_config_or_exit(config_path)
+    check_key_files(config)
     click.echo(f"# {config_path}: OK ({len(config.syncs)} sync{'s' if len(config.syncs) != 1 else ''})")
     click.echo(yaml.safe_dump(config.effective(), sort_keys=False, allow_unicode=True), nl=False)

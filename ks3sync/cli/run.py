@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ def run(config_path: Path, stop_timeout: float) -> None:
     if not config.syncs:
         die(f"{config_path}: syncs: nothing to run (the list is empty)")
     conn = resolve_connection(None, config, config.state_dir)
+    transfer_for = _transfer_options_factory(config)  # key files: a bad one is exit 2 before anything
 
     from ks3sync.journal import Journal, JournalError
 
@@ -61,7 +63,7 @@ def run(config_path: Path, stop_timeout: float) -> None:
     stop = threading.Event()
     _install_signal_handlers(stop)
     try:
-        clean = _serve(config, conn, journal, stop, stop_timeout)
+        clean = _serve(config, conn, journal, transfer_for, stop, stop_timeout)
     finally:
         if not stop.is_set():
             stop.set()
@@ -74,7 +76,14 @@ def run(config_path: Path, stop_timeout: float) -> None:
     sys.exit(0)
 
 
-def _serve(config: Any, conn: Any, journal: Any, stop: threading.Event, stop_timeout: float) -> bool:
+def _serve(
+    config: Any,
+    conn: Any,
+    journal: Any,
+    transfer_for: Callable[[Any], Any],
+    stop: threading.Event,
+    stop_timeout: float,
+) -> bool:
     from ks3sync.cli.common import open_client
     from ks3sync.daemon.metrics import Metrics, MetricsUnavailable
     from ks3sync.daemon.notify import Notifier
@@ -82,7 +91,6 @@ def _serve(config: Any, conn: Any, journal: Any, stop: threading.Event, stop_tim
     from ks3sync.daemon.worker import mirror_reconciler
     from ks3sync.store.ks3store import KS3Store
 
-    transfer_for = _transfer_options_factory(config)
     metrics = None
     if config.metrics.enabled:
         try:
@@ -140,12 +148,15 @@ def _transfer_options_factory(config: Any) -> Callable[[Any], Any]:
             return None
         if path not in keys:
             from ks3sync.cli.common import die
+            from ks3sync.crypto.errors import KeyFileError
             from ks3sync.crypto.key import EncryptionKey
 
             try:
-                keys[path] = EncryptionKey.load(path)
-            except (OSError, ValueError) as exc:
-                die(f"{config.path}: encrypt_key_file: {path}: {exc}")
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # load_config already warned about permissions
+                    keys[path] = EncryptionKey.load(path)
+            except KeyFileError as exc:
+                die(f"{config.path}: encrypt_key_file: {exc}")
         return keys[path]
 
     def transfer_for(sync: Any) -> Any:

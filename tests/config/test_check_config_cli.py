@@ -111,3 +111,30 @@ def test_real_subprocess_exit_status(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"ks3sync: error: {cfg}: extra: unknown key"
+
+
+def test_bad_encryption_key_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    key = tmp_path / "short.key"
+    key.write_bytes(b"too short")
+    key.chmod(0o600)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"endpoint: http://h\nstate_dir: {tmp_path}/state\nsyncs: [{{name: a, source: {tmp_path}/d, "
+        f"target: 'ks3://bkt', encrypt_key_file: {key}}}]\n"
+    )
+    for command in ("check-config", "run"):
+        code, _, err = run(
+            [command, "--config", str(cfg)], env={"KS3_ACCESS_KEY": "a", "KS3_SECRET_KEY": "b"}
+        )
+        assert code == 2, (command, err)
+        assert err.count("\n") == 1 and "encrypt_key_file" in err and str(key) in err
+        assert "too short" not in err  # the key's bytes are never shown
+        assert not (tmp_path / "state").exists()  # nothing created before the config was known good
+    good = tmp_path / "good.key"
+    good.write_bytes(b"0123456789abcdef")
+    good.chmod(0o600)
+    cfg.write_text(cfg.read_text().replace(str(key), str(good)))
+    code, out, err = run(["check-config", "--config", str(cfg)])
+    assert code == 0, err
+    assert "0123456789abcdef" not in out + err
