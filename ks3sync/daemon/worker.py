@@ -385,7 +385,8 @@ class SyncWorker:
             future, self._reconciling = self._reconciling, None
             exc = future.exception()
             now = self.clock()
-            period = POLL_RESCAN_NS if self.state is State.POLLING else self.rescan_ns
+            polling = self.watcher is not None and self.watcher.mode is WatchMode.POLLING
+            period = POLL_RESCAN_NS if polling else self.rescan_ns
             self._next_reconcile_ns = now + period
             if exc is not None:
                 self.counters.errors += 1

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ks3sync.watch.changes import FsChange, Kind, coalesce
+from ks3sync.watch.changes import FsChange, Kind, coalesce, log_event
 from ks3sync.watch.translate import INTERNAL_PREFIXES, Note, Observed
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class ChangeBuffer:
                 with os.scandir(self.root / current) as it:
                     entries = list(it)
             except OSError as exc:
-                log.info("event=walk_skipped path=%r error=%r", current, exc.strerror)
+                log_event(log, logging.INFO, "walk_skipped", path=current, error=exc.strerror)
                 continue
             for entry in entries:
                 rel = f"{current}/{entry.name}" if current else entry.name
@@ -142,4 +142,4 @@ class ChangeBuffer:
                 except UnicodeEncodeError:
                     continue  # reported by the scanner; never queued
                 except OSError as exc:
-                    log.info("event=walk_skipped path=%r error=%r", rel, exc.strerror)
+                    log_event(log, logging.INFO, "walk_skipped", path=rel, error=exc.strerror)

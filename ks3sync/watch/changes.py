@@ -13,8 +13,15 @@ every event, so a file still being written keeps pushing its upload back).
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+
+
+def log_event(logger: logging.Logger, level: int, name: str, **fields: object) -> None:
+    """A structured log record (rendered by the daemon's formatters as ``event=name key=value ...``);
+    the field key is the daemon's convention, spelled out here so watch/ does not import the daemon."""
+    logger.log(level, name, extra={"ks3sync_fields": fields})
 
 
 class Kind(enum.Enum):

@@ -26,6 +26,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from ks3sync.watch.buffer import ChangeBuffer
+from ks3sync.watch.changes import log_event
 from ks3sync.watch.translate import translate
 
 log = logging.getLogger(__name__)
@@ -115,9 +116,14 @@ class Watcher:
             self.reason = ("inotify limit reached: " if limit else "cannot watch: ") + (
                 exc.strerror or str(exc)
             )
-            hint = " (raise fs.inotify.max_user_watches)" if limit else ""
-            log.warning(
-                "event=watch_failed root=%s error=%r fallback=scanning%s", self.root, self.reason, hint
+            log_event(
+                log,
+                logging.WARNING,
+                "watch_failed",
+                root=str(self.root),
+                error=self.reason,
+                fallback="periodic rescans",
+                hint="raise fs.inotify.max_user_watches" if limit else None,
             )
             return self.mode
         self._observer = observer
@@ -135,7 +141,7 @@ class Watcher:
         if not observer.is_alive() or any(not e.is_alive() for e in emitters):
             self.mode = WatchMode.POLLING
             self.reason = "watch thread stopped (inotify limit or folder gone)"
-            log.warning("event=watch_lost root=%s fallback=scanning", self.root)
+            log_event(log, logging.WARNING, "watch_lost", root=str(self.root), fallback="periodic rescans")
             self.buffer.mark_overflow()
             self._stop_quietly(observer)
             self._observer = None
@@ -155,4 +161,4 @@ class Watcher:
             if observer.is_alive():
                 observer.join(timeout=5)
         except (OSError, RuntimeError) as exc:  # a thread that never started, an fd already closed
-            log.debug("event=observer_stop_error error=%r", exc)
+            log_event(log, logging.DEBUG, "observer_stop_error", error=str(exc))

@@ -28,6 +28,8 @@ from watchdog.events import (
     FileSystemEvent,
 )
 
+from ks3sync.watch.changes import log_event
+
 log = logging.getLogger(__name__)
 
 INTERNAL_PREFIXES = (".ks3sync-tmp-",)  # the engine's own temporary files (downloads being verified)
@@ -62,7 +64,13 @@ def relative(root: str, path: bytes | str) -> str | None:
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
-        log.warning("event=skip reason=non-utf8-name path=%r", rel.encode("utf-8", "surrogateescape"))
+        log_event(
+            log,
+            logging.WARNING,
+            "skipped",
+            reason="name is not UTF-8",
+            path=repr(rel.encode("utf-8", "surrogateescape")),
+        )
         return None
     if os.sep != "/":
         rel = rel.replace(os.sep, "/")

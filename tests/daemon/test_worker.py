@@ -299,3 +299,58 @@ def test_excluded_files_are_neither_sent_nor_deleted(make_rig, wait_until) -> No
     rig.clock.advance(3)  # the reconcile waits for the debounce after the ignore file changed
     rig.settle(wait_until)
     assert len(rig.reconciles) == before + 1
+
+
+def test_lost_events_trigger_a_reconcile_after_the_debounce(make_rig, wait_until) -> None:
+    rig = make_rig()
+    rig.settle(wait_until)
+    before = len(rig.reconciles)
+    rig.worker.buffer.mark_overflow()  # what the watcher does when inotify's queue overflowed
+    rig.worker.step()
+    assert len(rig.reconciles) == before  # not at once: the burst may still be going on
+    rig.clock.advance(2.1)
+    rig.settle(wait_until)
+    assert len(rig.reconciles) == before + 1
+
+
+def test_polling_mode_reconciles_every_30_seconds(tmp_path, fake_clock, wait_until) -> None:
+    import errno
+
+    class FullObserver:
+        def schedule(self, *a: object, **k: object) -> None:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+        def stop(self) -> None: ...
+
+        def is_alive(self) -> bool:
+            return False
+
+    root = tmp_path / "src"
+    root.mkdir()
+    journal = Journal.open(tmp_path / "j.db", clock=fake_clock)
+    reconciles: list[int] = []
+
+    def reconcile(worker: SyncWorker, stop: threading.Event) -> Any:
+        reconciles.append(fake_clock.now)
+
+    worker = SyncWorker(
+        SyncConfig(name="p", source=root, target=Ks3Url("bkt", "")),
+        journal,
+        MemoryStore("bkt"),
+        TransferOptions(jobs=1),
+        reconcile=reconcile,
+        clock=fake_clock,
+    )
+    worker.watcher._factory = FullObserver  # type: ignore[union-attr]  # the watch limit is reached
+    try:
+        worker.start()
+        for _ in range(3):
+            wait_until(lambda: (worker.step(), not worker.busy())[1] and worker.state is State.POLLING)
+            fake_clock.advance(30)
+        worker.step()
+        assert len(reconciles) == 3
+        assert "inotify limit" in worker.reason
+    finally:
+        worker.begin_stop()
+        worker.finish_stop(5)
+        journal.close()

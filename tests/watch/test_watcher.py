@@ -166,7 +166,9 @@ def test_watch_limit_falls_back_to_scanning(root: Path, caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING):
         assert watcher.start() is WatchMode.POLLING
     assert "inotify limit reached" in watcher.reason
-    assert any("fallback=scanning" in r.getMessage() for r in caplog.records)
+    (record,) = [r for r in caplog.records if r.getMessage() == "watch_failed"]
+    assert record.ks3sync_fields["fallback"] == "periodic rescans"  # type: ignore[attr-defined]
+    assert "max_user_watches" in record.ks3sync_fields["hint"]  # type: ignore[attr-defined]
 
 
 def test_missing_folder_falls_back_to_scanning(tmp_path: Path) -> None:
