@@ -44,12 +44,15 @@ def _codes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[in
 @click.option("--inline-max", type=click.IntRange(0, 1024 * 1024), default=None,
               help="Keep bodies up to this many bytes as SQLite rows instead of files "
                    "(default: 65536 with --no-fsync, else 0).")
+@click.option("--virtual-host-domain", default="localhost", show_default=True,
+              help="Host names <bucket>.<domain> address a bucket (virtual-host style); path style always works.")
 @click.option("--max-buckets", default=100, show_default=True, type=click.IntRange(1),
               help="Buckets allowed before TooManyBuckets (KS3's per-account limit is 100).")
 def local_server(root: Path, host: str, port: int, port_file: Path | None, access_key: str, secret_key: str,
                  request_log: Path | None, fault_rate: float, fault_codes: tuple[int, ...], latency_ms: float,
                  drop_rate: float, seed: int | None, no_fsync: bool, body_timeout: float,
-                 restore_seconds: float, inline_max: int | None, max_buckets: int) -> None:
+                 restore_seconds: float, inline_max: int | None, virtual_host_domain: str,
+                 max_buckets: int) -> None:
     """Run a KS3-compatible server on loopback (KSS V2, presigned URLs and S3 SigV4)."""
     from ks3sync.localserver import ServerConfig, serve_forever
 
@@ -59,7 +62,7 @@ def local_server(root: Path, host: str, port: int, port_file: Path | None, acces
         root=root, access_key=access_key, secret_key=secret_key, host=host, port=port, request_log=request_log,
         fault_rate=fault_rate, fault_codes=fault_codes, latency_ms=latency_ms, drop_rate=drop_rate, seed=seed,
         fsync=not no_fsync, body_timeout=body_timeout, restore_seconds=restore_seconds,
-        inline_max=inline_max, max_buckets=max_buckets,
+        inline_max=inline_max, max_buckets=max_buckets, virtual_host_domain=virtual_host_domain.lower() or None,
     )
     try:
         status = serve_forever(config, port_file)
