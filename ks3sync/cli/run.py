@@ -46,12 +46,11 @@ def run(config_path: Path, stop_timeout: float) -> None:
     from ks3sync.daemon import logs
 
     config = load_config_or_exit(config_path, check_sources=False)
-    secrets = [config.credentials.secret_key] if config.credentials else []
-    secrets += [v for k, v in os.environ.items() if k == "KS3_SECRET_KEY"]
-    logs.configure(config.logging.level, config.logging.format, secrets=secrets)
     if not config.syncs:
         die(f"{config_path}: syncs: nothing to run (the list is empty)")
     conn = resolve_connection(None, config, config.state_dir)
+    # the secret in use (from the environment or the file) is scrubbed from every log line
+    logs.configure(config.logging.level, config.logging.format, secrets=[conn.secret_key])
     transfer_for = _transfer_options_factory(config)  # key files: a bad one is exit 2 before anything
 
     from ks3sync.journal import Journal, JournalError
@@ -62,11 +61,7 @@ def run(config_path: Path, stop_timeout: float) -> None:
         die(str(exc).splitlines()[0])
     stop = threading.Event()
     _install_signal_handlers(stop)
-    try:
-        clean = _serve(config, conn, journal, transfer_for, stop, stop_timeout)
-    finally:
-        if not stop.is_set():
-            stop.set()
+    clean = _serve(config, conn, journal, transfer_for, stop, stop_timeout)
     if not clean:
         # Transfer threads still hold requests open; their work is checkpointed in the journal and
         # resumes at the next start. Leave now rather than outlive systemd's stop timeout.
