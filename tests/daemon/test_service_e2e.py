@@ -323,3 +323,44 @@ def test_an_emptied_source_never_mass_deletes(service: Service, wait_until) -> N
     wait_until(converged(svc), timeout=60, interval=0.2)
     assert svc.sigterm() == 0
     assert svc.server.secret_key not in svc.log.read_text()
+
+
+def test_two_syncs_one_folder_missing_at_start(
+    tmp_path: Path, local_server: Any, bucket: str, wait_until
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()  # b does not exist yet (an unmounted disk)
+    config = tmp_path / "two.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        endpoint: {local_server.endpoint}
+        credentials:
+          access_key: ${{KS3_ACCESS_KEY}}
+          secret_key: ${{KS3_SECRET_KEY}}
+        state_dir: {tmp_path}/state
+        syncs:
+          - {{name: docs, source: {a}, target: "ks3://{bucket}/a", debounce: 200ms}}
+          - {{name: media, source: {b}, target: "ks3://{bucket}/b", debounce: 200ms}}
+        """)
+    )
+    svc = Service(config, tmp_path / "state", a, bucket, "a/", local_server, tmp_path / "two.log")
+    try:
+        svc.start(wait_until)  # waits for "docs" to be watching
+        assert svc.status()["syncs"]["media"]["state"] == "unavailable"
+        (a / "x.txt").write_text("x")
+        wait_until(converged(svc), timeout=60, interval=0.2)
+        b.mkdir()  # the disk is mounted
+        (b / "y.txt").write_text("y")
+        wait_until(
+            lambda: svc.status().get("syncs", {}).get("media", {}).get("state") == "watching", timeout=30
+        )
+        wait_until(
+            lambda: bucket_contents(local_server, bucket, "b/") == {"y.txt": hashlib.md5(b"y").hexdigest()},
+            timeout=60,
+            interval=0.2,
+        )
+        assert svc.sigterm() == 0
+    finally:
+        if svc.process is not None and svc.process.poll() is None:
+            svc.process.kill()
+            svc.process.wait(10)
