@@ -43,7 +43,7 @@ from ks3sync.daemon.backoff import SECOND, Backoff
 from ks3sync.daemon.decide import Decision, Outcome, decide
 from ks3sync.daemon.guard import DeleteBudget, SourceState, probe_source
 from ks3sync.daemon.logs import event
-from ks3sync.journal import Change, ChangeKind, Journal, QueuedChange
+from ks3sync.journal import Change, ChangeKind, Journal, JournalError, QueuedChange
 from ks3sync.model import (
     DeleteRemote,
     Direction,
@@ -463,8 +463,27 @@ class SyncWorker:
     def _run_batch(self, changes: Sequence[QueuedChange]) -> None:
         try:
             self._settle_batch(changes)
+        except BaseException as exc:
+            # A bug or an unexpected error: the batch's changes must not stay claimed (blocking their
+            # paths until a restart). They count an attempt, so a path that always crashes is parked.
+            self._release_after_crash(changes, describe_exc(exc))
+            raise
         finally:
             self.poke()
+
+    def _release_after_crash(self, changes: Sequence[QueuedChange], why: str) -> None:
+        now = self.clock()
+        for ch in changes:
+            try:
+                # a change already settled is gone from the queue; failed() then does nothing
+                self.journal.failed(
+                    ch.id,
+                    f"internal error: {why}",
+                    now + self.backoff.delay_ns(ch.attempts),
+                    park=self.backoff.should_park(ch.attempts),
+                )
+            except JournalError as exc:
+                event(log, logging.ERROR, "release_failed", sync=self.name, path=ch.path, error=str(exc))
 
     def _settle_batch(self, changes: Sequence[QueuedChange]) -> None:
         now = self.clock()
