@@ -333,7 +333,13 @@ class SyncWorker:
         self._ignore_files_changed(changes, self.clock())
         batch = [to_journal(c, self.debounce_ns) for c in changes]
         # Write-ahead: durable (FULL sync) before anything acts on it.
-        self.journal.enqueue(self.sync_id, batch)
+        try:
+            self.journal.enqueue(self.sync_id, batch)
+        except JournalError:
+            # the journal could not take them (disk full?): these events are lost, so rescan once
+            # the journal works again
+            self._next_reconcile_ns = min(self._next_reconcile_ns, self.clock() + self.debounce_ns)
+            raise
         self._hint_dues(c.due_ns for c in batch)
         event(log, logging.DEBUG, "queued", sync=self.name, changes=len(batch))
 
