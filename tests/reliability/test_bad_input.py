@@ -454,30 +454,62 @@ def _via(server: ServerHandle, endpoint: str) -> Any:
     return replace(server, endpoint=endpoint)
 
 
-@pytest.mark.parametrize("where", ["put", "complete"])
+@pytest.mark.parametrize("where", ["put", "complete", "copy"])
 def test_a_wrong_etag_is_never_recorded_as_synced(local_server: ServerHandle, bucket: str, tmp_path: Path,
                                                   where: str) -> None:
     src = tmp_path / "src"
-    make_tree(src, 61, files=3, big=1, big_size=500_000)
+    tree = make_tree(src, 61, files=3, big=1, big_size=500_000)
+    state = tmp_path / "j.db"
+    lying = [where != "copy"]  # the copy case first syncs honestly through the same proxy (same sync)
 
     def rewrite(ex: Exchange) -> None:
-        if where == "put" and _is(ex, "PutObject") and ex.status == 200:
+        if not lying[0] or ex.status != 200:
+            return
+        if where == "put" and _is(ex, "PutObject"):
             ex.set_header("ETag", '"0123456789abcdef0123456789abcdef"')
-        elif where == "complete" and _is(ex, "CompleteMultipartUpload") and ex.status == 200:
+        elif (where == "complete" and _is(ex, "CompleteMultipartUpload")
+              or where == "copy" and ex.method == "PUT" and ex.request_headers.get("x-kss-copy-source")):
             start, end = ex.body.find(b"<ETag>"), ex.body.find(b"</ETag>")
-            ex.body = ex.body[:start] + b"<ETag>&quot;0123456789abcdef0123456789abcdef-3&quot;" + ex.body[end:]
+            ex.body = ex.body[:start] + b"<ETag>&quot;0123456789abcdef0123456789abcdef&quot;" + ex.body[end:]
 
-    state = tmp_path / "j.db"
     with RewritingProxy(local_server.endpoint, rewrite) as proxy:
-        run = mirror(_via(local_server, proxy.endpoint), src, f"ks3://{bucket}/w/", state, *FLAGS)
-    assert run.returncode == 1, run.stderr[-2000:]
+        via = _via(local_server, proxy.endpoint)
+        if where == "copy":  # a synced file is renamed: the pass copies it server-side, then deletes the old key
+            assert mirror(via, src, f"ks3://{bucket}/w/", state, *FLAGS).returncode == 0
+            old = sorted(p for p in tree if "big/" not in p and tree[p])[0]
+            renamed = "renamed-" + old.rsplit("/", 1)[-1]
+            (src / old).rename(src / renamed)
+            lying[0] = True
+        run = mirror(via, src, f"ks3://{bucket}/w/", state, *FLAGS, "--delete")
     assert "Traceback" not in run.stderr
-    recorded = journal_paths(state)
+    proxy_sync = _journal_entries_of(state, proxy.endpoint)
+    with client_for(local_server) as client:
+        for path, entry in proxy_sync.items():
+            # Whatever was recorded is what the bucket really holds (a HEAD-verified fallback is fine).
+            real = client.head_object(bucket, "w/" + path)
+            assert (entry.remote_etag, entry.remote_size) == (real.etag, real.size), path
     if where == "put":
-        assert not {p for p in recorded if "big/" not in p}, recorded
+        assert run.returncode == 1, run.stderr[-2000:]
+        assert not {p for p in proxy_sync if "big/" not in p}, proxy_sync
+    elif where == "copy":
+        copies = [e for e in proxy.seen if e.method == "PUT" and e.request_headers.get("x-kss-copy-source")]
+        assert copies, "the rename was not tried as a server-side copy: the case tested nothing"
+        # Falling back to an honest upload after an unverifiable copy is fine; recording the lie is not.
+        assert run.returncode == 1 or renamed in proxy_sync, run.stderr[-2000:]
+        if run.returncode == 1:
+            assert old in bucket_contents(local_server, bucket, "w/")  # deletes withheld after a failure
     else:
-        assert "big/large0.bin" not in recorded, recorded
-    rerun = mirror(local_server, src, f"ks3://{bucket}/w/", state, *FLAGS)
+        assert run.returncode == 1 or "big/large0.bin" in proxy_sync, run.stderr[-2000:]
+    rerun = mirror(local_server, src, f"ks3://{bucket}/w/", state, *FLAGS, "--delete")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_bucket_equals_folder(local_server, bucket, "w/", src)
-    assert len(journal_paths(state)) == 4
+
+
+def _journal_entries_of(state: Path, endpoint: str) -> dict[str, Any]:
+    """The synced entries of the mirror sync that went through ``endpoint``."""
+    from ks3sync.journal import Journal
+
+    with Journal.open(state) as journal:
+        syncs = [sync for sync in journal.syncs() if sync.name.endswith("@ " + endpoint)]
+        assert len(syncs) <= 1, syncs
+        return journal.synced_entries(syncs[0].id) if syncs else {}
