@@ -18,6 +18,7 @@ import click
 
 from ks3sync.cli.check_config import load_config_or_exit
 
+MAX_PARKED_SHOWN = 50
 STALE_AFTER_S = 30  # a status file not refreshed for this long means the service is gone
 
 
@@ -71,6 +72,12 @@ def collect(config: Any) -> dict[str, Any]:
             if record is not None and journal is not None:
                 stats = journal.stats(record.id)
                 item.update(_stats(stats))
+                if stats.parked:
+                    item["parked_changes"] = [
+                        {"path": q.path, "kind": q.kind.value, "attempts": q.attempts, "error": q.last_error}
+                        for q in journal.pending(record.id)
+                        if q.parked
+                    ][:MAX_PARKED_SHOWN]
                 item["state"] = "stopped"
             if sync.name in live_syncs:
                 item["state"] = live_syncs[sync.name].get("state", "unknown")
@@ -165,6 +172,10 @@ def render(report: dict[str, Any]) -> str:
         )
         last = "never" if s["last_success"] is None else _when(s["last_success"], now)
         lines.append(f"  last success: {last}")
+        if s.get("parked_changes"):
+            lines.append("  parked (retried after the next clean rescan, or when the file changes):")
+            for p in s["parked_changes"][:10]:
+                lines.append(f"    {p['path']}: {p['attempts']} attempts, {p['error']}")
         if s["last_errors"]:
             lines.append("  last errors:")
             for e in s["last_errors"][:5]:
