@@ -190,12 +190,10 @@ def test_excludes_ignore_file_and_scan_problems(local_server: Any, bucket: str, 
 
 
 def test_restore_what_the_official_sdk_encrypted(local_server: Any, bucket: str, tmp_path: Path) -> None:
-    from conftest import sdk_connection
-
     key_file = tmp_path / "key"
     key_file.write_bytes(b"fedcba9876543210")
     key_file.chmod(0o600)
-    sdk = sdk_connection(local_server, local_encrypt=True, local_key_path=str(key_file))
+    sdk = official_sdk(local_server, key_file)
     files = {"a.txt": b"sdk encrypted", "b/16.bin": bytes(range(16)), "c.bin": os.urandom(20_001)}
     for name, data in files.items():
         sdk.get_bucket(bucket).new_key(f"sdk/{name}").set_contents_from_string(data)
@@ -204,3 +202,12 @@ def test_restore_what_the_official_sdk_encrypted(local_server: Any, bucket: str,
                  "--endpoint", local_server.endpoint, "--state-db", str(tmp_path / "j.db"))
     assert result.exit_code == 0, result.stderr
     assert {p.relative_to(restore).as_posix(): p.read_bytes() for p in restore.rglob("*") if p.is_file()} == files
+
+
+def official_sdk(server: Any, key_file: Path) -> Any:
+    """The official ks3sdk with client-side encryption, path style, against ``server`` (tests/conftest.py
+    makes ``import ks3`` find the SDK rather than tests/ks3)."""
+    from ks3.connection import Connection, PathCallingFormat
+
+    return Connection(server.access_key, server.secret_key, host=server.host, port=server.port, is_secure=False,
+                      calling_format=PathCallingFormat(), local_encrypt=True, local_key_path=str(key_file))

@@ -126,9 +126,7 @@ def test_kill_9_during_multipart_then_resume_sends_only_missing_parts(server_fac
         return
     assert stored != data
     # The official SDK decrypts what ks3sync uploaded across two processes and concurrent parts.
-    from conftest import sdk_connection
-
-    sdk = sdk_connection(server, local_encrypt=True, local_key_path=str(key_file))
+    sdk = official_sdk(server, key_file)
     assert sdk.get_bucket("killed").get_key("k/big.bin", validate=True).get_contents_as_string() == data
 
 
@@ -203,3 +201,12 @@ def test_mirror_of_500_files_through_a_faulty_server(server_factory: Any, tmp_pa
         assert {o.key: o.etag for o in client.iter_objects("faulty")} == expected
     again = runner.invoke(cli, args, env=env, catch_exceptions=False)
     assert again.exit_code == 0 and "skipped 500" in again.stderr
+
+
+def official_sdk(server: Any, key_file: Path) -> Any:
+    """The official ks3sdk with client-side encryption, path style, against ``server`` (tests/conftest.py
+    makes ``import ks3`` find the SDK rather than tests/ks3)."""
+    from ks3.connection import Connection, PathCallingFormat
+
+    return Connection(server.access_key, server.secret_key, host=server.host, port=server.port, is_secure=False,
+                      calling_format=PathCallingFormat(), local_encrypt=True, local_key_path=str(key_file))
