@@ -289,6 +289,13 @@ def _send_parts(
                     encryptor.skip_part(done.chain_block)
                     parts[number] = done
                     continue
+                if encryptor is None and server is None:
+                    # Nothing to compare with: the part's MD5 is computed on the part worker, in parallel
+                    # with this reader's whole-file MD5 (hashlib releases the GIL), not in series with it.
+                    futures.append(ctx.part_pool.submit(_send_plain_part, ctx, path, record.upload_id, number,
+                                                        data, taken))
+                    handed_off = True
+                    continue
                 body, chain, part_meta = _part_body(path, encryptor, data, last=number == count)
                 md5_hex = body.content_md5().hex()
                 if server is not None and server.etag == md5_hex and server.size == body.length:
@@ -328,6 +335,17 @@ def _part_body(
     except CryptoError as exc:
         raise _crypto_error(path, exc) from exc
     return part, part.chain_block, part.metadata()
+
+
+def _send_plain_part(
+    ctx: TransferContext, path: str, upload_id: str, number: int, data: bytes, budget: int
+) -> PartRecord:
+    try:
+        body = MemoryBody(data)
+    except BaseException:
+        ctx.part_budget.release(budget)
+        raise
+    return _send_part(ctx, path, upload_id, number, body, body.content_md5().hex(), None, None, budget)
 
 
 def _send_part(
