@@ -55,6 +55,7 @@ def run(config_path: Path, stop_timeout: float) -> None:
 
     from ks3sync.journal import Journal, JournalError
 
+    lock = _lock_state_dir(config.state_dir)  # noqa: F841 - held (open) for the life of the process
     try:
         journal = Journal.open(config.journal_path)
     except JournalError as exc:
@@ -112,6 +113,32 @@ def _serve(
         service.start()
         service.run(stop)
         return service.shutdown(stop_timeout)
+
+
+def _lock_state_dir(state_dir: Path) -> Any:
+    """One service per state directory: a second `ks3sync run` on the same journal would release the
+    first one's claims and race it on every path. The lock dies with the process (even on kill -9)."""
+    import fcntl
+
+    from ks3sync.cli.common import die
+
+    path = state_dir / "service.lock"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open on purpose
+    except OSError as exc:
+        die(f"{state_dir}: cannot use the state directory: {exc.strerror}")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        die(f"{state_dir}: another ks3sync run (pid {holder}) is using this state directory")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

@@ -364,3 +364,16 @@ def test_two_syncs_one_folder_missing_at_start(
         if svc.process is not None and svc.process.poll() is None:
             svc.process.kill()
             svc.process.wait(10)
+
+
+def test_a_second_service_on_the_same_state_dir_is_refused(service: Service, wait_until) -> None:
+    svc = service
+    svc.start(wait_until)
+    assert svc.process is not None
+    second = svc.cli("run", "--config", str(svc.config))
+    assert second.returncode == 2
+    assert second.stderr.strip().endswith(
+        f"another ks3sync run (pid {svc.process.pid}) is using this state directory"
+    )
+    assert svc.state() == "watching"  # the first one is untouched
+    assert svc.sigterm() == 0
