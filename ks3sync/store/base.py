@@ -135,9 +135,12 @@ class Store(Protocol):
 
     def list_uploads(self) -> builtins.list[PendingUpload]: ...
 
-    def copy(self, src_path: str, dst_path: str, *, dst_key: str | None = None) -> WriteResult:
+    def copy(
+        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None
+    ) -> WriteResult:
         """Server-side copy of ``src_path`` to ``dst_path`` (or to the absolute ``dst_key`` in the same
-        bucket, e.g. under a backup prefix). Metadata is copied."""
+        bucket, e.g. under a backup prefix). Without ``options`` the metadata is copied; with them it is
+        replaced by ``options`` (metadata, storage class, ACL, content type)."""
         ...
 
     def delete_many(self, paths: Sequence[str]) -> builtins.list[tuple[str, str]]:

@@ -254,10 +254,19 @@ class KS3Store:
         except KS3Error as exc:
             raise self._error(exc) from exc
 
-    def copy(self, src_path: str, dst_path: str, *, dst_key: str | None = None) -> WriteResult:
+    def copy(
+        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None
+    ) -> WriteResult:
         target = dst_key if dst_key is not None else self.key_for(dst_path)
         try:
-            result = self.client.copy_object(self.bucket, self.key_for(src_path), self.bucket, target)
+            if options is None:
+                result = self.client.copy_object(self.bucket, self.key_for(src_path), self.bucket, target)
+            else:
+                result = self.client.copy_object(
+                    self.bucket, self.key_for(src_path), self.bucket, target, metadata_directive="REPLACE",
+                    metadata=options.metadata, content_type=self._content_type(dst_path, options),
+                    storage_class=options.storage_class, acl=options.acl,
+                )
         except KS3Error as exc:
             raise self._error(exc) from exc
         return WriteResult(result.etag, result.crc64)

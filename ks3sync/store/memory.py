@@ -275,7 +275,9 @@ class MemoryStore:
             ]
         return sorted(rows, key=lambda row: (row.key.encode("utf-8"), row.upload_id))
 
-    def copy(self, src_path: str, dst_path: str, *, dst_key: str | None = None) -> WriteResult:
+    def copy(
+        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None
+    ) -> WriteResult:
         self._enter("copy", dst_path)
         src_key = self.key_for(src_path)
         target = dst_key if dst_key is not None else self._checked_key(dst_path)
@@ -288,8 +290,8 @@ class MemoryStore:
                 data=src.data,
                 etag=hashlib.md5(src.data).hexdigest(),  # noqa: S324
                 crc64=src.crc64,
-                metadata=dict(src.metadata),
-                storage_class=src.storage_class,
+                metadata=dict(src.metadata) if options is None else {k.lower(): v for k, v in options.metadata.items()},
+                storage_class=(options.storage_class if options is not None else None) or src.storage_class,
                 last_modified_ns=self._clock(),
             )
             self.objects[target] = obj

@@ -17,10 +17,12 @@ import os
 
 from ks3sync.errors import FileChangedError, RemoteNotFound
 from ks3sync.model import Adopt, Copy, Direction, SyncedEntry
-from ks3sync.store.base import META_ENC_KEY, META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5
+from ks3sync.store.base import META_ENC_IV, META_ENC_KEY, META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5
 from ks3sync.transfer.context import TransferContext
 from ks3sync.transfer.files import FileDigest, hash_file, identity_of
-from ks3sync.transfer.upload import upload_file
+from ks3sync.transfer.upload import upload_file, write_options
+
+_ENVELOPE_METADATA = (META_ENC_KEY, META_ENC_IV, META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5)
 
 
 def _still_same(ctx: TransferContext, path: str, before: SyncedEntry) -> None:
@@ -42,7 +44,7 @@ def copy_object(ctx: TransferContext, op: Copy) -> tuple[str, int]:
         return "uploaded", upload_file(ctx, op.path)
     if source_encrypted:
         # The copy carries the source's ciphertext; its ETag is the ciphertext MD5 we recorded.
-        assert source is not None
+        assert source is not None  # source_encrypted is only True with a record
         expected_etag: str | None = None if "-" in source.remote_etag else source.remote_etag
         remote_size = source.remote_size
     else:
@@ -50,9 +52,18 @@ def copy_object(ctx: TransferContext, op: Copy) -> tuple[str, int]:
         remote_size = digest.size
     if expected_etag is None:
         return "uploaded", upload_file(ctx, op.path)
+    extra: dict[str, str] = {}
+    if source_encrypted:
+        # The copy's metadata is replaced (the file's own mtime); the envelope's must come along.
+        meta = ctx.store.head(op.source_path)
+        if meta is None or meta.etag != expected_etag:
+            return "uploaded", upload_file(ctx, op.path)
+        extra = {name: meta.metadata[name] for name in _ENVELOPE_METADATA if name in meta.metadata}
     backup_before_overwrite(ctx, op.path)
     try:
-        result = ctx.store.copy(op.source_path, op.path)
+        # REPLACE, not COPY: a duplicate's x-kss-meta-mtime must be its own, or a restore would give it
+        # the source file's modification time.
+        result = ctx.store.copy(op.source_path, op.path, options=write_options(ctx, digest.identity, extra))
     except RemoteNotFound:
         return "uploaded", upload_file(ctx, op.path)
     if result.etag != expected_etag:

@@ -67,7 +67,8 @@ def upload_file(ctx: TransferContext, path: str) -> int:
         os.close(fd)
 
 
-def _write_options(ctx: TransferContext, identity: FileIdentity, extra: dict[str, str]) -> WriteOptions:
+def write_options(ctx: TransferContext, identity: FileIdentity, extra: dict[str, str]) -> WriteOptions:
+    """The options of an object ks3sync writes for a file: the run's options plus the file's mtime."""
     metadata = dict(ctx.options.write.metadata)
     metadata[META_MTIME] = str(identity.mtime_ns)
     metadata.update(extra)
@@ -109,7 +110,7 @@ def _single_put(ctx: TransferContext, path: str, abs_path: Path, fd: int, identi
             raise _crypto_error(path, exc) from exc
     check_unchanged(path, abs_path, fd, identity)
     sent_md5 = body.content_md5().hex()
-    result = ctx.store.put(path, MeteredBody(body, ctx.meter_sent), _write_options(ctx, identity, extra))
+    result = ctx.store.put(path, MeteredBody(body, ctx.meter_sent), write_options(ctx, identity, extra))
     if result.etag != sent_md5:
         raise IntegrityError(f"{path}: KS3 stored ETag {result.etag}, expected the MD5 sent {sent_md5}")
     check_unchanged(path, abs_path, fd, identity)
@@ -180,7 +181,7 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
 
             encryptor = MultipartEncryptor(key)
             extra = encryptor.initiate_metadata()
-        upload_id = ctx.store.create_upload(path, _write_options(ctx, identity, extra))
+        upload_id = ctx.store.create_upload(path, write_options(ctx, identity, extra))
         record = UploadRecord(
             path=path,
             key=ctx.store.key_for(path),

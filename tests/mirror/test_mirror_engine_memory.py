@@ -220,3 +220,34 @@ def test_execute_runs_queued_operations_deletes_last(setup) -> None:
     assert not failed.ok and failed.deletes_skipped == 1 and store.head("old.txt") is not None
     done = execute(store, MemoryCheckpoint(), src, [DeleteRemote("old.txt", old), upload], options)
     assert done.ok and done.counts == {"uploaded": 1, "deleted": 1} and store.head("old.txt") is None
+
+
+def test_duplicate_copy_carries_its_own_mtime_and_restores_it(setup, tmp_path: Path) -> None:
+    src, store, journal = setup
+    assert up(src, store, journal).ok
+    (src / "dup.txt").write_bytes(b"bravo")
+    os.utime(src / "dup.txt", ns=(1_234_567_890_123_456_789, 1_234_567_890_123_456_789))
+    result = up(src, store, journal)
+    assert result.copied == 1
+    assert store.head("dup.txt").metadata["mtime"] == "1234567890123456789"
+    assert store.head("dir/b.txt").metadata["mtime"] == str(os.stat(src / "dir" / "b.txt").st_mtime_ns)
+    dst = tmp_path / "restore"
+    assert run_mirror(store, MemoryJournal(), 1, dst, Direction.DOWNLOAD, options()).ok
+    assert os.stat(dst / "dup.txt").st_mtime_ns == 1_234_567_890_123_456_789
+
+
+def test_encrypted_duplicate_is_copied_with_its_envelope(setup, tmp_path: Path) -> None:
+    from ks3sync.crypto.key import EncryptionKey
+
+    src, store, journal = setup
+    key = EncryptionKey(b"0123456789abcdef")
+    transfer = TransferOptions(jobs=2, part_size=100 * KIB, multipart_threshold=200 * KIB, encryption_key=key)
+    encrypted = MirrorOptions(transfer=transfer)
+    assert run_mirror(store, journal, 1, src, Direction.UPLOAD, encrypted).ok
+    (src / "dup.txt").write_bytes(b"alpha")
+    store.calls.clear()
+    result = run_mirror(store, journal, 1, src, Direction.UPLOAD, encrypted)
+    assert result.copied == 1 and [w for w in store.writes() if w[0] != "copy"] == []
+    dst = tmp_path / "restore"
+    assert run_mirror(store, MemoryJournal(), 1, dst, Direction.DOWNLOAD, encrypted).ok
+    assert read_tree(dst) == read_tree(src)

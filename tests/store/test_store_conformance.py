@@ -165,3 +165,13 @@ def test_delete_many(store: Store) -> None:
         put(store, name, b"1")
     assert store.delete_many(["a", "d/e", "never-existed"]) == []
     assert [e.path for e in store.list()] == ["b c"]
+
+
+def test_copy_with_options_replaces_metadata_and_storage_class(store: Store) -> None:
+    put(store, "src", b"content", mtime="1", other="x")
+    store.copy("src", "dst", options=WriteOptions(metadata={"mtime": "2"}, storage_class="STANDARD_IA"))
+    meta = store.head("dst")
+    assert meta is not None and meta.metadata.get("mtime") == "2" and "other" not in meta.metadata
+    assert meta.storage_class == "STANDARD_IA" and meta.size == 7
+    source = store.head("src")
+    assert source is not None and source.metadata["mtime"] == "1"
