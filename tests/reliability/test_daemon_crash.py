@@ -222,3 +222,30 @@ def test_repair_of_a_lost_service_journal_then_restart_sends_no_data(server_fact
             service.process.wait(10)
     assert data_writes(server.requests()[mark:]) == []
     assert_journal_healthy(service.state / "journal.db")
+
+
+def test_service_rides_out_a_server_restart(server_factory: Any, tmp_path: Path) -> None:
+    """The local-server is killed mid-transfer and comes back on the same root and port a moment later;
+    the service (which never stops) retries and converges, with no upload left behind."""
+    server = server_factory(latency_ms=15, seed=12)
+    bucket = create_bucket(server)
+    service = Service(server, tmp_path, bucket)
+    try:
+        service.start()
+        make_tree(service.root, 12, files=8, big=2, big_size=900_000)
+        assert service.process is not None
+        assert wait_for_requests(server, 0, ["UploadPart"], 3, service.process), service.log.read_text()[-2000:]
+        server.kill()
+        time.sleep(1.0)
+        server = server_factory(root=server.root, port=server.port, seed=13)
+        service.server = server
+        service.converge(bucket, timeout=180)
+        assert service.stop() == 0, service.log.read_text()[-3000:]
+    finally:
+        if service.process is not None and service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(10)
+    assert "Traceback" not in service.log.read_text()
+    with client_for(server) as client:
+        assert [(u.key, u.upload_id) for u in client.iter_multipart_uploads(bucket)] == []
+    assert_journal_healthy(service.state / "journal.db")
