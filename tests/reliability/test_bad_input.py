@@ -513,3 +513,28 @@ def _journal_entries_of(state: Path, endpoint: str) -> dict[str, Any]:
         syncs = [sync for sync in journal.syncs() if sync.name.endswith("@ " + endpoint)]
         assert len(syncs) <= 1, syncs
         return journal.synced_entries(syncs[0].id) if syncs else {}
+
+
+@pytest.mark.parametrize("breakage", ["truncated-listing", "error-mid-listing"])
+def test_restore_with_delete_through_a_broken_listing_deletes_no_local_file(
+        local_server: ServerHandle, bucket: str, tmp_path: Path, breakage: str) -> None:
+    with client_for(local_server) as client:
+        for i in range(30):
+            client.put_object(bucket, f"rd/obj{i:02d}.txt", f"object {i}".encode())
+    target = tmp_path / "target"
+    local = {f"obj{i:02d}.txt": f"object {i}".encode() for i in range(30)} | {"only-local.txt": b"mine"}
+    write_tree(target, local)
+
+    def rewrite(ex: Exchange) -> None:
+        if _is(ex, "ListObjects") and breakage == "truncated-listing":
+            ex.body = ex.body[: len(ex.body) * 2 // 3]
+        elif _is(ex, "ListObjects"):
+            cut = ex.body.find(b"<Contents>", len(ex.body) // 2)
+            ex.body = ex.body[:cut] + b"<Error><Code>InternalError</Code><Message>mid-body</Message></Error>"
+
+    with RewritingProxy(local_server.endpoint, rewrite) as proxy:
+        run = mirror(_via(local_server, proxy.endpoint), f"ks3://{bucket}/rd/", target, tmp_path / "j.db",
+                     "--delete", "--force")
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert folder_files(target) == local  # nothing deleted, nothing half-written
