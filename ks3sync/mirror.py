@@ -56,7 +56,7 @@ class JournalLike(Protocol):
 
     def checkpoint(self, sync_id: int) -> Checkpoint: ...
 
-    def uploads(self, sync_id: int) -> list[UploadRecord]: ...
+    def uploads(self, sync_id: int | None = None) -> list[UploadRecord]: ...
 
     def record_pass(self, sync_id: int, summary: Any) -> None: ...
 
@@ -172,9 +172,11 @@ def run_mirror(
     checkpoint = journal.checkpoint(sync_id)
     aborted: list[str] = []
     if direction is Direction.UPLOAD:
+        # Uploads another sync of this journal has in flight are known too, whatever their age.
+        others = {record.upload_id for record in journal.uploads(None)}
         aborted = abort_stale_uploads(
             store, checkpoint, journal.uploads(sync_id), still_wanted={op.path for op in planned.plan.transfers},
-            now_ns=clock(), grace_ns=opts.stale_grace_ns,
+            now_ns=clock(), grace_ns=opts.stale_grace_ns, also_known=others,
         )
     if direction is Direction.DOWNLOAD:
         local_root.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,7 @@ class MemoryJournal:
     def checkpoint(self, sync_id: int) -> MemoryCheckpoint:
         return self.cp
 
-    def uploads(self, sync_id: int) -> list[UploadRecord]:
+    def uploads(self, sync_id: int | None = None) -> list[UploadRecord]:
         return self.cp.known_uploads()
 
     def record_pass(self, sync_id: int, summary: object) -> None:

@@ -28,10 +28,12 @@ def abort_stale_uploads(
     still_wanted: Collection[str],
     now_ns: int,
     grace_ns: int = DEFAULT_GRACE_NS,
+    also_known: Collection[str] = (),
 ) -> list[str]:
-    """Abort what nobody will finish; returns the keys whose uploads were aborted."""
+    """Abort what nobody will finish; returns the keys whose uploads were aborted. ``known`` are this
+    sync's recorded uploads; ``also_known`` upload ids that other syncs of the same journal own."""
     aborted: list[str] = []
-    known_ids = {record.upload_id for record in known}
+    known_ids = {record.upload_id for record in known} | set(also_known)
     for record in known:
         if record.path in still_wanted:
             continue  # the upload task resumes it (or aborts it if the file changed)

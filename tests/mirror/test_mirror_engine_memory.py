@@ -251,3 +251,19 @@ def test_encrypted_duplicate_is_copied_with_its_envelope(setup, tmp_path: Path) 
     dst = tmp_path / "restore"
     assert run_mirror(store, MemoryJournal(), 1, dst, Direction.DOWNLOAD, encrypted).ok
     assert read_tree(dst) == read_tree(src)
+
+
+def test_another_syncs_upload_in_the_same_journal_is_not_stale(setup, tmp_path: Path) -> None:
+    from ks3sync.journal import Journal
+
+    src, store, _ = setup
+    with Journal.open(tmp_path / "j.db") as journal:
+        mine = journal.register_sync("mine", str(src), "memory", "m/", "h")
+        theirs = journal.register_sync("theirs", str(tmp_path / "other"), "memory", "m/sub/", "h")
+        upload_id = store.create_upload("sub/theirs.bin", WriteOptions())
+        journal.checkpoint(theirs).upload_started(
+            UploadRecord("theirs.bin", "m/sub/theirs.bin", upload_id, 100 * KIB, FileIdentity(1, 1, 1, 1), 0))
+        orphan = store.create_upload("orphan.bin", WriteOptions())
+        result = run_mirror(store, journal, mine, src, Direction.UPLOAD, options(stale_grace_ns=0))
+    assert result.ok and result.aborted_uploads == 1
+    assert upload_id in store.uploads and orphan not in store.uploads
