@@ -1,5 +1,5 @@
 """What every transfer task shares during one run: the store, the checkpoint, the local root, options,
-the part pool and its memory slots, the byte meter (bandwidth limit + progress), the clock.
+the part pool and its byte budget, the byte meter (bandwidth limit + progress), the clock.
 
 Imports model, store.base and errors only.
 """

@@ -8,10 +8,13 @@ versions.
 
 Multipart (s3transfer's task graph, flattened): the file worker reads parts in order — hashing the
 whole file and, with a key, encrypting (the CBC chain is sequential but cheap) — and hands each part to
-the shared part pool, which uploads concurrently. Memory is bounded by ``part_budget`` (bytes of part
-buffers in flight, shared by all uploads). Every finished part is recorded through the Checkpoint (MD5, ETag, CRC and, when
-encrypted, the chain block) so a killed run resumes: ListParts is reconciled with the record and only
-missing parts are sent.
+the shared part pool, which hashes plain parts and uploads concurrently. Memory is bounded by
+``part_budget`` (bytes of part buffers in flight, shared by all uploads). Every finished part is
+recorded through the Checkpoint (MD5, ETag, CRC and, when encrypted, the chain block) so a killed run
+resumes: ListParts is reconciled with the record and only missing parts are sent.
+
+Single PUT: files up to ``SMALL_FILE`` are read once into memory; larger ones are hashed, then streamed
+from the same open descriptor (pread), so the bytes sent are those of the file that was hashed.
 
 Must not import: ks3sync.ks3, the journal, the planner, the CLI.
 """
