@@ -249,3 +249,31 @@ def test_service_rides_out_a_server_restart(server_factory: Any, tmp_path: Path)
     with client_for(server) as client:
         assert [(u.key, u.upload_id) for u in client.iter_multipart_uploads(bucket)] == []
     assert_journal_healthy(service.state / "journal.db")
+
+
+@pytest.mark.parametrize("damage", ["garbage-journal", "read-only-state"])
+def test_service_with_a_damaged_state_exits_with_one_line_and_sends_nothing(server_factory: Any, tmp_path: Path,
+                                                                           damage: str) -> None:
+    from .helpers import read_only
+
+    server = server_factory()
+    bucket = create_bucket(server)
+    service = Service(server, tmp_path, bucket)
+    make_tree(service.root, 19, files=4)
+    service.state.mkdir()
+    env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
+    args = [sys.executable, "-m", "ks3sync", "run", "--config", str(service.config)]
+    mark = server.mark()
+    if damage == "garbage-journal":
+        (service.state / "journal.db").write_bytes(random.Random(1).randbytes(16384))
+        run = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, check=False)
+    else:
+        with read_only(service.state):
+            run = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert run.returncode in (1, 2), run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, run.stderr[-2000:]
+    assert str(service.state) in errors[0], errors[0]
+    print(errors[0])
+    assert [r for r in server.requests()[mark:] if r["op"] not in ("ListBuckets", "HeadBucket")] == []
