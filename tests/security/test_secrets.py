@@ -13,9 +13,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from reliability.helpers import cli_env, make_tree, mirror, run_cli
+from reliability.helpers import bucket_contents, cli_env, client_for, make_tree, mirror, run_cli
+from reliability.service import Service
 from serverkit import ServerHandle
 
 from ks3sync.ks3 import Client, ClientConfig, KS3Error
@@ -133,3 +135,31 @@ def test_world_readable_key_file_warns(local_server: ServerHandle, bucket: str, 
     assert run.returncode == 0, run.stderr[-2000:]
     assert "warning" in run.stderr and "readable" in run.stderr and str(key_file) in run.stderr
     _assert_absent(run.stderr.encode(), [key], "the warning")
+
+
+def test_service_debug_log_status_and_state_hold_no_secret(server_factory: Any, tmp_path: Path) -> None:
+    key_file = tmp_path / "svc.key"
+    key = _keygen(key_file)
+    server = server_factory()
+    with client_for(server) as client:
+        client.create_bucket("sec")
+    service = Service(server, tmp_path, "sec", key_file=key_file)
+    service.config.write_text(service.config.read_text().replace("syncs:", "logging:\n  level: debug\nsyncs:", 1))
+    try:
+        service.start()
+        make_tree(service.root, 74, files=5, big=1, big_size=500_000)
+        service._wait(lambda: len(bucket_contents(server, "sec", "svc/")) == 6, 90, "the upload")
+        status = run_cli([sys.executable, "-m", "ks3sync", "status", "--config", str(service.config)],
+                         cli_env(server))
+        assert service.stop() == 0
+    finally:
+        if service.process is not None and service.process.poll() is None:
+            service.process.kill()
+            service.process.wait(10)
+    secrets = [server.secret_key.encode(), key]
+    log = service.log.read_bytes()
+    assert b"DEBUG" in log or b"debug" in log, "debug logging was not on: the check proves little"
+    _assert_absent(log, secrets, "the service's debug log")
+    _assert_absent(status.stdout.encode() + status.stderr.encode(), secrets, "status")
+    _assert_absent(_state_bytes(service.state), secrets, "the state dir (journal, status file)")
+    _assert_absent(server.request_log.read_bytes(), secrets, "the request log")
