@@ -19,6 +19,7 @@ from .helpers import (
     data_writes,
     make_tree,
     mirror,
+    part_upload_counts,
     restart,
 )
 
@@ -50,6 +51,9 @@ def test_mirror_under_faults_ends_correct(server_factory: Any, tmp_path: Path, f
     injected = [r for r in server.requests() if r.get("fault")]
     assert injected, "the server injected no faults: the scenario tested nothing"
     assert "Traceback" not in run.stderr
+    # Faults are injected before a request is handled, so a retried part never lands twice.
+    counts = part_upload_counts(server.requests())
+    assert [pair for pair, n in counts.items() if n > 1] == []
 
     clean = restart(server_factory, server)  # same root and port, no faults: an exact view of the result
     assert_bucket_equals_folder(clean, bucket, "p/", src)
