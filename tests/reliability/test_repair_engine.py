@@ -217,3 +217,43 @@ def test_encrypted_objects_are_recorded_only_with_the_matching_key(tmp_path: Pat
     assert result.recorded == 1 and result.differ == ("e2.txt",)
     entry = journal.synced_entries(sync_id)["e.txt"]
     assert entry.encrypted and entry.md5 == hashlib.md5(plain).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------- the command line
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    ([], "expected SRC DST"),
+    (["only-one-arg"], "expected SRC DST"),
+    (["--sync", "docs"], "--sync needs --config"),
+    (["/nonexistent/ks3sync/folder", "ks3://bucket/p"], "no such folder"),
+    (["ks3://bucket/a", "ks3://bucket/b"], "exactly one of SRC and DST"),
+])
+def test_repair_usage_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+    from click.testing import CliRunner
+
+    from ks3sync.cli.main import cli
+
+    env = {"KS3_ACCESS_KEY": "AKLTx", "KS3_SECRET_KEY": "repair-secret", "XDG_STATE_HOME": str(tmp_path)}
+    result = CliRunner().invoke(cli, ["repair", *args, "--endpoint", "http://127.0.0.1:9"], env=env)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert "repair-secret" not in result.output
+    assert not (tmp_path / "ks3sync" / "journal.db").exists()  # nothing created on a usage error
+
+
+def test_repair_of_an_unknown_service_sync_names_the_choices(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ks3sync.cli.main import cli
+
+    src = tmp_path / "docs"
+    src.mkdir()
+    config = tmp_path / "ks3sync.yaml"
+    config.write_text(f"endpoint: http://127.0.0.1:9\nstate_dir: {tmp_path / 'state'}\n"
+                      f"syncs:\n  - name: docs\n    source: {src}\n    target: ks3://bucket/p\n")
+    env = {"KS3_ACCESS_KEY": "AKLTx", "KS3_SECRET_KEY": "repair-secret"}
+    result = CliRunner().invoke(cli, ["repair", "--config", str(config), "--sync", "photos"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "no sync named 'photos'" in result.stderr and "docs" in result.stderr
