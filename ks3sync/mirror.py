@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -180,6 +182,7 @@ def run_mirror(
         )
     if direction is Direction.DOWNLOAD:
         local_root.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(local_root)
     transfer_opts = replace(opts.transfer, direction=direction)
     try:
         with Executor(store, checkpoint, local_root, transfer_opts, progress=progress, synced=synced,
@@ -361,6 +364,28 @@ def _scan(root: Path, opts: MirrorOptions, *, key_prefix: str) -> tuple[list[Loc
     except ScanRootError as exc:
         raise UsageError(str(exc)) from exc
     return entries, problems
+
+
+def remove_stale_temp_files(root: Path) -> int:
+    """Delete ``.ks3sync-tmp-*`` files a killed restore left behind (the scan never shows them). Only
+    regular files with that name; symlinks are not followed. Returns how many were removed."""
+    removed = 0
+    for folder, _, files in os.walk(root, followlinks=False):
+        for name in files:
+            if not name.startswith(TMP_PREFIX):
+                continue
+            path = Path(folder) / name
+            try:
+                if stat.S_ISREG(path.lstat().st_mode):
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # gone already
+            except OSError as exc:
+                log.warning("cannot remove stale temp file %s: %s", path, exc.strerror or exc)
+    if removed:
+        log.info("removed %d temp files left by an interrupted restore", removed)
+    return removed
 
 
 def _withhold_deletes_under_problems(

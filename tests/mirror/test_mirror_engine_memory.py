@@ -267,3 +267,18 @@ def test_another_syncs_upload_in_the_same_journal_is_not_stale(setup, tmp_path: 
         result = run_mirror(store, journal, mine, src, Direction.UPLOAD, options(stale_grace_ns=0))
     assert result.ok and result.aborted_uploads == 1
     assert upload_id in store.uploads and orphan not in store.uploads
+
+
+def test_restore_removes_temp_files_a_killed_restore_left(setup, tmp_path: Path) -> None:
+    src, store, journal = setup
+    assert up(src, store, journal).ok
+    dst = tmp_path / "restore"
+    (dst / "dir").mkdir(parents=True)
+    (dst / "dir" / ".ks3sync-tmp-deadbeef").write_bytes(b"half a file")
+    (dst / ".ks3sync-tmp-0123").write_bytes(b"")
+    (dst / "keep.ks3sync-tmp-not-ours").write_bytes(b"a user's file")  # only the exact prefix is ours
+    dry = run_mirror(store, MemoryJournal(), 1, dst, Direction.DOWNLOAD, options(dry_run=True))
+    assert dry.dry_run and (dst / ".ks3sync-tmp-0123").exists()  # a dry run changes nothing
+    result = run_mirror(store, MemoryJournal(), 1, dst, Direction.DOWNLOAD, options())
+    assert result.ok
+    assert read_tree(dst) == {**read_tree(src), "keep.ks3sync-tmp-not-ours": b"a user's file"}
