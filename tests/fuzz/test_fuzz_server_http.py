@@ -34,7 +34,7 @@ def _send(server: ServerHandle, method: str, bucket: str, key: str | None, *, pa
         headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
     headers["Authorization"] = authorization(server.access_key, server.secret_key, method, bucket, key,
                                              headers, params)
-    wire = {k: v.encode("latin-1") for k, v in headers.items()}
+    wire = {k.encode("latin-1"): v.encode("latin-1") for k, v in headers.items()}
     url = f"{server.endpoint}/{bucket}" + (f"/{url_encode(key)}" if key else "")
     query = "&".join(k if v == "" else f"{k}={v}" for k, v in (params or {}).items())
     return httpx.request(method, url + ("?" + query if query else ""), headers=wire, content=body, timeout=30)

@@ -21,7 +21,7 @@ from ks3sync.localserver.auth import Credentials, authenticate
 from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.multipart_ops import _requested_parts
 from ks3sync.localserver.object_ops import parse_copy_source, parse_range
-from ks3sync.localserver.request import parse_request
+from ks3sync.localserver.request import Request, parse_request
 
 from .strategies import HEADER_VALUE, complete_multipart_documents, delete_documents, mutated, xml_documents
 
@@ -97,7 +97,7 @@ def test_range_header_parses_inside_the_object_or_raises_s3error(header: str, si
         assert 0 <= first <= last < size
 
 
-def _request(method: str, path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]):  # type: ignore[no-untyped-def]
+def _request(method: str, path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]) -> Request:
     return parse_request(method, path, query, headers, "127.0.0.1:1", "localhost")
 
 
@@ -120,7 +120,8 @@ QUERIES = st.one_of(
        st.lists(st.tuples(st.sampled_from([b"authorization", b"date", b"x-amz-date", b"host", b"content-length",
                                            b"x-amz-content-sha256", b"x-kss-acl", b"content-md5"]),
                           HEADER_VALUE.map(lambda v: v.encode("utf-8"))), max_size=5))
-def test_request_line_and_auth_headers_parse_or_raise_s3error(method, path, query, headers) -> None:  # type: ignore[no-untyped-def]
+def test_request_line_and_auth_headers_parse_or_raise_s3error(method: str, path: bytes, query: bytes,
+                                                             headers: list[tuple[bytes, bytes]]) -> None:
     try:
         request = _request(method, path, query, [(b"host", b"127.0.0.1:9000"), *headers])
         result = authenticate(request, CREDS, time.time())

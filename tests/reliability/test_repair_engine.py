@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,7 @@ from ks3sync.errors import FatalError
 from ks3sync.journal import Journal
 from ks3sync.ks3 import BytesBody
 from ks3sync.model import FileIdentity, SyncedEntry, UploadRecord
-from ks3sync.repair import RepairOptions, open_or_replace_journal, rebuild
+from ks3sync.repair import RepairOptions, RepairResult, open_or_replace_journal, rebuild
 from ks3sync.store.base import (
     META_ENC_IV,
     META_ENC_KEY,
@@ -116,12 +118,12 @@ def _multipart(store: MemoryStore, path: str, data: bytes, part: int = 1000) -> 
     store.complete_upload(path, upload_id, parts)
 
 
-def _rebuild(store: MemoryStore, root: Path, journal: Journal, sync_id: int, **opts: object):  # type: ignore[no-untyped-def]
-    return rebuild(store, journal, sync_id, root, RepairOptions(jobs=2, **opts))  # type: ignore[arg-type]
+def _rebuild(store: MemoryStore, root: Path, journal: Journal, sync_id: int, **opts: Any) -> RepairResult:
+    return rebuild(store, journal, sync_id, root, RepairOptions(jobs=2, **opts))
 
 
 @pytest.fixture
-def journal(tmp_path: Path):  # type: ignore[no-untyped-def]
+def journal(tmp_path: Path) -> Iterator[Journal]:
     with Journal.open(tmp_path / "state" / "j.db") as j:
         yield j
 
