@@ -179,14 +179,17 @@ def rebuild(
                               follow_symlinks=opts.follow_symlinks)
     local, problems = scan_local(local_root, scan_opts, key_prefix=store.prefix)
     local_by = {entry.path: entry for entry in local}
-    candidates = [
-        (entry, remote[entry.path]) for entry in local
-        if entry.path in remote and _worth_hashing(entry, remote[entry.path], opts.encryption_key is not None)
-    ]
-    verdicts = _verify_all(store, local_root, candidates, opts, clock)
-    # Same path, different size: the content differs without reading a byte.
-    verdicts += [_Verdict(entry.path, differs=True) for entry in local
-                 if entry.path in remote and not _worth_hashing(entry, remote[entry.path], opts.encryption_key is not None)]
+    candidates: list[tuple[LocalEntry, RemoteEntry]] = []
+    verdicts: list[_Verdict] = []
+    for entry in local:
+        obj = remote.get(entry.path)
+        if obj is None:
+            continue
+        if _worth_hashing(entry, obj, opts.encryption_key is not None):
+            candidates.append((entry, obj))
+        else:
+            verdicts.append(_Verdict(entry.path, differs=True))  # sizes differ: no byte needs reading
+    verdicts += _verify_all(store, local_root, candidates, opts, clock)
     entries = [v.entry for v in verdicts if v.entry is not None]
     aborted = 0
     if not opts.dry_run:
