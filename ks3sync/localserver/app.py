@@ -92,8 +92,9 @@ class KS3App:
                     fault_kind = fault.kind
                     await body.drain()
                     if fault.kind == "drop":
-                        await send(DROP_MESSAGE)
+                        # logged first: the client may look at the log as soon as its connection dies
                         self._log(request, op, auth, 0, body.bytes_in, 0, started, request_id, fault_kind)
+                        await send(DROP_MESSAGE)
                         return
                     raise S3Error(fault.code, "Injected fault (ks3sync local-server --fault-rate).",
                                   status=fault.status)
