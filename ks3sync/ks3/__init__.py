@@ -15,6 +15,19 @@ Modules, one job each:
   client       the operations
 """
 
+import sys as _sys
+
+if "httpx" not in _sys.modules:
+    # httpx's __init__ imports its command-line tool (httpx._main: rich, pygments, click) whenever rich is
+    # installed, and falls back to a stub on ImportError. A None entry makes that import fail, so the
+    # library loads without its CLI: 40-80 ms less start-up for every ks3sync command (docs/decisions.md).
+    # The entry is removed again right after, so an explicit ``import httpx._main`` elsewhere still works.
+    _sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    import httpx  # noqa: F401
+
+    if _sys.modules.get("httpx._main", 0) is None:
+        del _sys.modules["httpx._main"]
+
 from .addressing import Addressing, Endpoint
 from .bodies import Body, BytesBody, FileRangeBody
 from .checksums import combine_parts, crc64, crc64_combine, multipart_etag
