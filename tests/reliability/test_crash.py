@@ -42,7 +42,8 @@ from .helpers import (
 JOBS = 2
 FLAGS = ("--jobs", str(JOBS), "--part-size", "100KiB", "--multipart-threshold", "400KiB", "--delete")
 TRIGGERS = [("PutObject", 1), ("PutObject", 3), ("UploadPart", 1), ("UploadPart", 4), ("InitiateMultipartUpload", 1),
-            ("CompleteMultipartUpload", 1), ("CopyObject", 1), ("DeleteObjects", 1), ("delay", 0)]
+            ("CompleteMultipartUpload", 1), ("CopyObject", 1), ("DeleteObjects", 1), ("delay", 0), ("journal", 3),
+            ("journal", 12)]
 
 
 def _mutate(src: Path, rng: random.Random) -> None:
@@ -56,6 +57,29 @@ def _mutate(src: Path, rng: random.Random) -> None:
     for big in sorted((src / "big").glob("*.bin")):  # a changed large file: a new multipart upload
         big.write_bytes(rng.randbytes(big.stat().st_size + 1000))
     write_tree(src, {f"new/n{i}.bin": rng.randbytes(rng.randint(1, 30_000)) for i in range(5)})
+
+
+def _wait_for_journal_writes(state: Path, count: int, process: Any, timeout: float = 60.0) -> bool:
+    """Poll (bounded) until the journal's WAL changed ``count`` times, so the kill lands right after
+    (or during) a journal commit."""
+    wal = state.with_name(state.name + "-wal")
+    last: tuple[int, int] | None = None
+    changes = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            st = wal.stat()
+            now = (st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            now = None
+        if now is not None and now != last:
+            if last is not None:
+                changes += 1
+            last = now
+            if changes >= count:
+                return True
+        time.sleep(0.0005)
+    return False
 
 
 def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, int] | None = None) -> dict[str, Any]:
@@ -76,6 +100,8 @@ def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, i
         if op == "delay":
             time.sleep(rng.uniform(0.2, 2.5))
             reached = process.poll() is None
+        elif op == "journal":
+            reached = _wait_for_journal_writes(state, count, process)
         else:
             reached = wait_for_requests(server, mark, [op], count, process)
             time.sleep(rng.uniform(0, 0.03))  # land anywhere after it: the journal write, the next request
@@ -103,7 +129,7 @@ def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, i
 
 
 @pytest.mark.parametrize(("seed", "trigger"), [(101, ("UploadPart", 4)), (102, ("DeleteObjects", 1)),
-                                              (103, ("delay", 0))])
+                                              (103, ("journal", 5))])
 def test_kill9_mirror_then_rerun_ends_correct(server_factory: Any, tmp_path: Path, seed: int,
                                               trigger: tuple[str, int]) -> None:
     outcome = _trial(server_factory, tmp_path, seed, trigger)
