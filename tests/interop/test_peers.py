@@ -18,6 +18,14 @@ from serverkit import ServerHandle, sdk_connection, unique_bucket_name
 
 pytestmark = pytest.mark.peers
 
+
+@pytest.fixture(params=["files", "inline"])
+def peer_server(request: pytest.FixtureRequest) -> ServerHandle:
+    """The session server (bodies as fsynced files), and a --no-fsync one (small bodies as SQLite rows)."""
+    if request.param == "files":
+        return request.getfixturevalue("local_server")  # type: ignore[no-any-return]
+    return request.getfixturevalue("server_factory")(no_fsync=True)  # type: ignore[no-any-return]
+
 TOOL_TIMEOUT = 120
 
 
@@ -80,7 +88,8 @@ def round_trip(tmp_path: Path, server: ServerHandle, bucket: str, prefix: str, s
     assert f"{prefix}/a file.txt" not in remote_keys(server, bucket, prefix + "/")
 
 
-def test_rclone_sync_round_trip(local_server: ServerHandle, tmp_path: Path) -> None:
+def test_rclone_sync_round_trip(peer_server: ServerHandle, tmp_path: Path) -> None:
+    local_server = peer_server
     rclone = require("rclone")
     bucket = unique_bucket_name("rclone")
     sdk_connection(local_server).create_bucket(bucket)
@@ -99,7 +108,8 @@ def test_rclone_sync_round_trip(local_server: ServerHandle, tmp_path: Path) -> N
     assert "x-kss-meta-mtime" in head.user_meta
 
 
-def test_aws_cli_sync_round_trip(local_server: ServerHandle, tmp_path: Path) -> None:
+def test_aws_cli_sync_round_trip(peer_server: ServerHandle, tmp_path: Path) -> None:
+    local_server = peer_server
     aws = require("aws")
     bucket = unique_bucket_name("aws")
     sdk_connection(local_server).create_bucket(bucket)
@@ -117,7 +127,8 @@ def test_aws_cli_sync_round_trip(local_server: ServerHandle, tmp_path: Path) -> 
     assert {"ListObjectsV2", "CompleteMultipartUpload"} <= ops
 
 
-def test_s3cmd_sync_round_trip(local_server: ServerHandle, tmp_path: Path) -> None:
+def test_s3cmd_sync_round_trip(peer_server: ServerHandle, tmp_path: Path) -> None:
+    local_server = peer_server
     s3cmd = require("s3cmd")
     bucket = unique_bucket_name("s3cmd")
     sdk_connection(local_server).create_bucket(bucket)
