@@ -60,6 +60,9 @@ class JournalLike(Protocol):
 
     def uploads(self, sync_id: int | None = None) -> list[UploadRecord]: ...
 
+    # Optional: ``syncs() -> list[SyncRecord-like]`` (id, bucket, prefix) lets the stale sweep spare
+    # other syncs' uploads.
+
     def record_pass(self, sync_id: int, summary: Any) -> None: ...
 
 
@@ -174,11 +177,9 @@ def run_mirror(
     checkpoint = journal.checkpoint(sync_id)
     aborted: list[str] = []
     if direction is Direction.UPLOAD:
-        # Uploads another sync of this journal has in flight are known too, whatever their age.
-        others = {record.upload_id for record in journal.uploads(None)}
         aborted = abort_stale_uploads(
             store, checkpoint, journal.uploads(sync_id), still_wanted={op.path for op in planned.plan.transfers},
-            now_ns=clock(), grace_ns=opts.stale_grace_ns, also_known=others,
+            now_ns=clock(), grace_ns=opts.stale_grace_ns, also_known=_other_targets_uploads(journal, sync_id),
         )
     if direction is Direction.DOWNLOAD:
         local_root.mkdir(parents=True, exist_ok=True)
@@ -199,6 +200,23 @@ def run_mirror(
     result = _result(report, planned, started, len(aborted))
     journal.record_pass(sync_id, pass_summary(result, direction, started_ns, clock()))
     return result
+
+
+def _other_targets_uploads(journal: JournalLike, sync_id: int) -> set[str]:
+    """Upload ids that syncs of this journal with *other* targets have in flight: never "unknown" to us,
+    whatever their age. A sync with the same bucket and prefix (the same pair reached through another
+    endpoint URL) is not another owner: its leftovers are ours to clean up."""
+    syncs = getattr(journal, "syncs", None)
+    if syncs is None:
+        return set()
+    records = syncs()
+    mine = next(((r.bucket, r.prefix) for r in records if r.id == sync_id), None)
+    return {
+        upload.upload_id
+        for record in records
+        if record.id != sync_id and (record.bucket, record.prefix) != mine
+        for upload in journal.uploads(record.id)
+    }
 
 
 def _gather(

@@ -116,7 +116,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     journal = Journal.open(state_db)
     try:
         sync_id = journal.register_sync(
-            f"mirror {local_root} {target} @ {conn.endpoint}",
+            mirror_sync_name(local_root, target, conn.endpoint),
             str(local_root),
             target.bucket,
             target.prefix,
@@ -139,6 +139,11 @@ def _direction(src: str, dst: str) -> tuple[str, str, bool]:
     if src_remote == dst_remote:
         die("exactly one of SRC and DST must be ks3://bucket[/prefix], the other a local folder")
     return (src, dst, True) if dst_remote else (dst, src, False)
+
+
+def mirror_sync_name(local_root: Path, target: Target, endpoint: str) -> str:
+    """The journal's name for a mirror pair (``ks3sync repair`` must register the same one)."""
+    return f"mirror {local_root} {target} @ {endpoint}"
 
 
 def _options_hash(endpoint: str, encrypted: bool) -> str:
