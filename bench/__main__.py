@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(Path(markdown), started=started, elapsed_s=elapsed, argv=sys.argv[1:] if argv is None
                        else argv, scale=scale, machine=machine, versions=versions, peers=runnable,
                        table_md=render_markdown(table), mix_md=render_request_mix(ordered), limits=limits, goals=goals, daemon=daemon,
-                       skipped=skipped, append=args.append)
+                       skipped=skipped, workloads=selected, append=args.append)
         log(f"wrote {markdown}")
     return 0
 

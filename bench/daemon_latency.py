@@ -179,5 +179,5 @@ def _measure(proc: subprocess.Popen[bytes], mini: Ks3Mini, bucket: str, prefix: 
             lost_in_a_row += 1
         time.sleep(0.2)    # independent probes: the next write does not share the previous debounce
     _, peak = _rss_mb(proc.pid)
-    problem = None if lost == 0 else f"{lost} of {probes} probes not visible within {PROBE_TIMEOUT_S:.0f} s"
-    return DaemonResult(files, initial, rss_initial, peak, tuple(latencies), lost, problem)
+    summary = None if lost == 0 else f"{lost} of {probes} probes not visible within {PROBE_TIMEOUT_S:.0f} s"
+    return DaemonResult(files, initial, rss_initial, peak, tuple(latencies), lost, summary)

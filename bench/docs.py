@@ -63,7 +63,7 @@ METHODOLOGY = """\
 def write_markdown(path: Path, *, started: dt.datetime, elapsed_s: float, argv: Sequence[str], scale: Scale,
                    machine: Mapping[str, str], versions: Mapping[str, str], peers: Sequence[Peer],
                    table_md: str, mix_md: str, limits: Limits | None, goals: Sequence[Goal], daemon: DaemonResult | None,
-                   skipped: Mapping[str, str], append: bool = False) -> None:
+                   skipped: Mapping[str, str], workloads: Sequence[str], append: bool = False) -> None:
     cmd = "python -m bench" + ("" if not argv else " " + shlex.join(argv))
     h = "##" if append else "#"      # an appended run is a section of the page, one level down
     out: list[str] = [
@@ -79,7 +79,8 @@ def write_markdown(path: Path, *, started: dt.datetime, elapsed_s: float, argv: 
         f"- mode: {scale.name}; {scale.runs} timed run(s) per cell; small tree {scale.small.files} files x "
         f"{scale.small.size} B in {scale.small.folders} folders; W3 = modify {scale.mutation[0]}, delete "
         f"{scale.mutation[1]}, rename {scale.mutation[2]}; large file {scale.big_size >> 20} MiB"
-        + (f"; W4-100k tree {scale.large.files} files" if scale.large else "; W4-100k not run"),
+        + (f"; W4-100k tree {scale.large.files} files" if scale.large and "W4-100k" in workloads
+           else "; W4-100k not run"),
         "",
         "## Machine",
         "",
