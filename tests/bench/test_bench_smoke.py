@@ -46,7 +46,9 @@ def test_tiny_run_with_the_sdk_peer_verifies_and_reports(tmp_path: Path) -> None
     assert "| W1 | ks3sdk | ok x1 |" in report
     assert "## Machine" in report and "ks3sdk 1.18.0" in report
     # The server was stopped: nothing still listens on the port it announced.
-    port = int(re.search(r"local-server at http://127\.0\.0\.1:(\d+)", out.stderr).group(1))
+    announced = re.search(r"local-server at http://127\.0\.0\.1:(\d+)", out.stderr)
+    assert announced is not None, out.stderr[-2000:]
+    port = int(announced.group(1))
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
