@@ -300,7 +300,7 @@ def test_restore_with_the_wrong_key_is_a_clear_error_and_writes_no_file(local_se
     assert folder_files(target) == {} if target.exists() else True
 
 
-@pytest.mark.parametrize("damage", ["truncated", "tampered"])
+@pytest.mark.parametrize("damage", [pytest.param("truncated", marks=pytest.mark.soak), "tampered"])
 def test_a_damaged_encrypted_object_is_refused_and_no_file_written(local_server: ServerHandle, bucket: str,
                                                                    tmp_path: Path, damage: str) -> None:
     key, _, tree = _encrypted_bucket(local_server, bucket, tmp_path)
@@ -382,8 +382,8 @@ ERROR_200 = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalErro
              b"<Message>We encountered an internal error. Please try again.</Message></Error>")
 
 
-@pytest.mark.parametrize("breakage", ["truncated-listing", "error-mid-listing", "error-in-complete",
-                                      "error-in-complete-not-done"])
+@pytest.mark.parametrize("breakage", ["truncated-listing", pytest.param("error-mid-listing", marks=pytest.mark.soak),
+                                      "error-in-complete", "error-in-complete-not-done"])
 def test_broken_xml_answers_fail_cleanly_and_record_nothing(local_server: ServerHandle, bucket: str, tmp_path: Path,
                                                             breakage: str) -> None:
     src = tmp_path / "src"
@@ -454,7 +454,7 @@ def _via(server: ServerHandle, endpoint: str) -> Any:
     return replace(server, endpoint=endpoint)
 
 
-@pytest.mark.parametrize("where", ["put", "complete", "copy"])
+@pytest.mark.parametrize("where", ["put", pytest.param("complete", marks=pytest.mark.soak), "copy"])
 def test_a_wrong_etag_is_never_recorded_as_synced(local_server: ServerHandle, bucket: str, tmp_path: Path,
                                                   where: str) -> None:
     src = tmp_path / "src"
@@ -515,7 +515,7 @@ def _journal_entries_of(state: Path, endpoint: str) -> dict[str, Any]:
         return journal.synced_entries(syncs[0].id) if syncs else {}
 
 
-@pytest.mark.parametrize("breakage", ["truncated-listing", "error-mid-listing"])
+@pytest.mark.parametrize("breakage", ["truncated-listing", pytest.param("error-mid-listing", marks=pytest.mark.soak)])
 def test_restore_with_delete_through_a_broken_listing_deletes_no_local_file(
         local_server: ServerHandle, bucket: str, tmp_path: Path, breakage: str) -> None:
     with client_for(local_server) as client:
