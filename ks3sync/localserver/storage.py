@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -40,6 +41,8 @@ from ks3sync.localserver.errors import S3Error
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
+# copy_file_range refused by the platform or filesystem: fall back to read/write
+_NO_COPY_RANGE = {errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -350,15 +353,23 @@ class Storage:
         return new_id
 
     def concatenate(self, sources: list[str], temp: TempBody) -> None:
-        """Append the given data files to `temp` in kernel space. Blocking: run it in a worker thread."""
+        """Append the given data files to `temp`, in kernel space where the platform can (one copy, no
+        trip through Python). Blocking: run it in a worker thread."""
         for data_id in sources:
             with open(self.data_path(data_id), "rb") as source:
                 remaining = os.fstat(source.fileno()).st_size
-                while remaining:
-                    copied = os.copy_file_range(source.fileno(), temp.fd, min(remaining, 1 << 30))
-                    if copied == 0:
-                        raise OSError(f"short copy from part file {data_id}")
-                    remaining -= copied
+                try:
+                    while remaining:
+                        copied = os.copy_file_range(source.fileno(), temp.fd, min(remaining, 1 << 30))
+                        if copied == 0:
+                            raise OSError(f"short copy from part file {data_id}")
+                        remaining -= copied
+                except (AttributeError, OSError) as exc:
+                    if isinstance(exc, OSError) and exc.errno not in _NO_COPY_RANGE:
+                        raise
+                    while block := source.read(min(remaining, 1 << 20)):  # not Linux, or not this fs
+                        os.write(temp.fd, block)
+                        remaining -= len(block)
 
     # ------------------------------------------------------------ buckets
 

@@ -120,3 +120,28 @@ def test_aws_chunked_decoder_handles_any_split(chunks: list[bytes], cuts: list[i
     out += decoder.feed(framed[position:])
     decoder.finish()
     assert out == b"".join(chunks)
+
+
+def test_concatenate_falls_back_when_copy_file_range_is_refused(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import errno
+
+    from ks3sync.localserver.storage import Storage
+
+    storage = Storage(tmp_path / "root", fsync=False)
+    try:
+        ids = []
+        for data in (b"first part ", b"second part"):
+            temp = storage.open_temp()
+            os.write(temp.fd, data)
+            ids.append(storage.seal_temp(temp).data_id)
+
+        def refuse(*_args: object) -> int:
+            raise OSError(errno.EXDEV, "cross-device")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+        target = storage.open_temp()
+        storage.concatenate(ids, target)
+        sealed = storage.seal_temp(target)
+        assert Path(sealed.path).read_bytes() == b"first part second part"
+    finally:
+        storage.close()
