@@ -10,12 +10,13 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ks3sync.localserver import policy, xmlio
 from ks3sync.localserver.context import Context
 from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.exchange import Response
-from ks3sync.localserver.listing import list_page, prefix_successor
+from ks3sync.localserver.listing import ListPage, list_page, prefix_successor
 from ks3sync.localserver.storage import BucketRecord, ListedObject
 
 Encoder = Callable[[str], str]
@@ -144,28 +145,54 @@ def _page_size(ctx: Context, delimiter: str) -> int:
     return ctx.int_arg("max-keys", 1000, 0, 1000)
 
 
-async def list_objects(ctx: Context) -> Response:
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """The request parameters every object listing shares, and the page they select."""
+
+    prefix: str
+    delimiter: str
+    max_keys: int
+    encode: Encoder
+    page: ListPage[ListedObject]
+
+    def head(self) -> str:
+        """Prefix, MaxKeys, Delimiter and EncodingType elements, in KS3's order."""
+        encode = self.encode
+        xml = f"<Prefix>{encode(self.prefix)}</Prefix><MaxKeys>{self.max_keys}</MaxKeys>"
+        if self.delimiter:
+            xml += f"<Delimiter>{encode(self.delimiter)}</Delimiter>"
+        if encode is xmlio.url_text:
+            xml += "<EncodingType>url</EncodingType>"
+        return xml
+
+    def truncated(self) -> str:
+        return f"<IsTruncated>{'true' if self.page.is_truncated else 'false'}</IsTruncated>"
+
+    def common_prefixes(self) -> str:
+        return "".join(f"<CommonPrefixes><Prefix>{self.encode(p)}</Prefix></CommonPrefixes>"
+                       for p in self.page.common_prefixes)
+
+
+def _list(ctx: Context, marker: str) -> _Listing:
     _bucket_for_read(ctx)
     prefix = ctx.request.arg("prefix") or ""
     delimiter = ctx.request.arg("delimiter") or ""
-    marker = ctx.request.arg("marker") or ""
     max_keys = _page_size(ctx, delimiter)
     encode = _encoder(ctx)
-    page = list_page(_scan(ctx), prefix, delimiter, marker, max_keys)
+    return _Listing(prefix, delimiter, max_keys, encode, list_page(_scan(ctx), prefix, delimiter, marker, max_keys))
+
+
+async def list_objects(ctx: Context) -> Response:
+    marker = ctx.request.arg("marker") or ""
+    listing = _list(ctx, marker)
+    page, encode = listing.page, listing.encode
     parts = [
         f'<ListBucketResult xmlns="{xmlio.S3_NAMESPACE}"><Name>{xmlio.text(ctx.bucket)}</Name>',
-        f"<Prefix>{encode(prefix)}</Prefix><Marker>{encode(marker)}</Marker><MaxKeys>{max_keys}</MaxKeys>",
+        listing.head(), f"<Marker>{encode(marker)}</Marker>", listing.truncated(),
     ]
-    if delimiter:
-        parts.append(f"<Delimiter>{encode(delimiter)}</Delimiter>")
-    if ctx.request.arg("encoding-type") == "url":
-        parts.append("<EncodingType>url</EncodingType>")
-    parts.append(f"<IsTruncated>{'true' if page.is_truncated else 'false'}</IsTruncated>")
     if page.is_truncated and page.next_marker is not None:
         parts.append(f"<NextMarker>{encode(page.next_marker)}</NextMarker>")
-    parts.append(_contents(ctx, page.contents, encode, with_owner=True))
-    parts.extend(f"<CommonPrefixes><Prefix>{encode(p)}</Prefix></CommonPrefixes>" for p in page.common_prefixes)
-    parts.append("</ListBucketResult>")
+    parts += [_contents(ctx, page.contents, encode, with_owner=True), listing.common_prefixes(), "</ListBucketResult>"]
     return xml_response("".join(parts))
 
 
@@ -182,54 +209,35 @@ def _untoken(token: str) -> str:
 
 
 async def list_objects_v2(ctx: Context) -> Response:
-    _bucket_for_read(ctx)
-    prefix = ctx.request.arg("prefix") or ""
-    delimiter = ctx.request.arg("delimiter") or ""
     token = ctx.request.arg("continuation-token")
     start_after = ctx.request.arg("start-after") or ""
-    marker = _untoken(token) if token else start_after
-    max_keys = _page_size(ctx, delimiter)
-    encode = _encoder(ctx)
-    page = list_page(_scan(ctx), prefix, delimiter, marker, max_keys)
+    listing = _list(ctx, _untoken(token) if token else start_after)
+    page, encode = listing.page, listing.encode
     parts = [
         f'<ListBucketResult xmlns="{xmlio.S3_NAMESPACE}"><Name>{xmlio.text(ctx.bucket)}</Name>',
-        f"<Prefix>{encode(prefix)}</Prefix><MaxKeys>{max_keys}</MaxKeys>",
-        f"<KeyCount>{len(page.contents) + len(page.common_prefixes)}</KeyCount>",
+        listing.head(), f"<KeyCount>{len(page.contents) + len(page.common_prefixes)}</KeyCount>",
     ]
-    if delimiter:
-        parts.append(f"<Delimiter>{encode(delimiter)}</Delimiter>")
-    if ctx.request.arg("encoding-type") == "url":
-        parts.append("<EncodingType>url</EncodingType>")
     if token:
         parts.append(f"<ContinuationToken>{xmlio.text(token)}</ContinuationToken>")
     if start_after:
         parts.append(f"<StartAfter>{encode(start_after)}</StartAfter>")
-    parts.append(f"<IsTruncated>{'true' if page.is_truncated else 'false'}</IsTruncated>")
+    parts.append(listing.truncated())
     if page.is_truncated and page.next_marker is not None:
         parts.append(f"<NextContinuationToken>{_token(page.next_marker)}</NextContinuationToken>")
-    parts.append(_contents(ctx, page.contents, encode, with_owner=ctx.request.arg("fetch-owner") == "true"))
-    parts.extend(f"<CommonPrefixes><Prefix>{encode(p)}</Prefix></CommonPrefixes>" for p in page.common_prefixes)
-    parts.append("</ListBucketResult>")
+    with_owner = ctx.request.arg("fetch-owner") == "true"
+    parts += [_contents(ctx, page.contents, encode, with_owner), listing.common_prefixes(), "</ListBucketResult>"]
     return xml_response("".join(parts))
 
 
 async def list_object_versions(ctx: Context) -> Response:
     """An unversioned bucket's objects as versions with VersionId null (harnesses empty buckets so)."""
-    _bucket_for_read(ctx)
-    prefix = ctx.request.arg("prefix") or ""
-    delimiter = ctx.request.arg("delimiter") or ""
     key_marker = ctx.request.arg("key-marker") or ""
-    max_keys = _page_size(ctx, delimiter)
-    encode = _encoder(ctx)
-    page = list_page(_scan(ctx), prefix, delimiter, key_marker, max_keys)
+    listing = _list(ctx, key_marker)
+    page, encode = listing.page, listing.encode
     parts = [
-        f'<ListVersionsResult xmlns="{xmlio.S3_NAMESPACE}"><Name>{xmlio.text(ctx.bucket)}</Name>',
-        f"<Prefix>{encode(prefix)}</Prefix><KeyMarker>{encode(key_marker)}</KeyMarker>",
-        f"<VersionIdMarker></VersionIdMarker><MaxKeys>{max_keys}</MaxKeys>",
+        f'<ListVersionsResult xmlns="{xmlio.S3_NAMESPACE}"><Name>{xmlio.text(ctx.bucket)}</Name>', listing.head(),
+        f"<KeyMarker>{encode(key_marker)}</KeyMarker><VersionIdMarker></VersionIdMarker>", listing.truncated(),
     ]
-    if delimiter:
-        parts.append(f"<Delimiter>{encode(delimiter)}</Delimiter>")
-    parts.append(f"<IsTruncated>{'true' if page.is_truncated else 'false'}</IsTruncated>")
     if page.is_truncated and page.next_marker is not None:
         parts.append(f"<NextKeyMarker>{encode(page.next_marker)}</NextKeyMarker>"
                      "<NextVersionIdMarker>null</NextVersionIdMarker>")
@@ -239,8 +247,7 @@ async def list_object_versions(ctx: Context) -> Response:
         f"<Size>{r.size}</Size>{_OWNER}<StorageClass>{r.storage_class}</StorageClass></Version>"
         for r in page.contents
     )
-    parts.extend(f"<CommonPrefixes><Prefix>{encode(p)}</Prefix></CommonPrefixes>" for p in page.common_prefixes)
-    parts.append("</ListVersionsResult>")
+    parts += [listing.common_prefixes(), "</ListVersionsResult>"]
     return xml_response("".join(parts))
 
 
