@@ -100,9 +100,14 @@ class WriteOptions:
 
 
 class ObjectReader(Protocol):
-    """An open GET: its metadata and a stream of its bytes."""
+    """An open GET: its metadata and a stream of its bytes.
+
+    ``checks_crc64``: True when ``iter_bytes`` itself compares the bytes of the whole object with
+    ``meta.crc64`` and raises IntegrityError at the end on a mismatch, so callers need not compute it again.
+    """
 
     meta: ObjectMeta
+    checks_crc64: bool
 
     def iter_bytes(self, chunk_size: int = ...) -> Iterator[bytes]: ...
 

@@ -88,6 +88,9 @@ class _Reader:
         self.meta = meta
         self._response = response
         self._bucket = bucket
+        # The client's GetResponse compares a whole-object (200) body with the service's CRC-64 header,
+        # which is where meta.crc64 comes from; open() never sends a Range.
+        self.checks_crc64 = meta.crc64 is not None
 
     def iter_bytes(self, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
         try:

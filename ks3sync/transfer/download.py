@@ -29,7 +29,8 @@ from ks3sync.transfer.bodies import fsync_dir
 from ks3sync.transfer.context import TMP_PREFIX, TransferContext
 from ks3sync.transfer.files import identity_of
 
-CHUNK = 256 * 1024
+# Large reads: fewer trips through the HTTP stack, the hashes and write() per GiB.
+CHUNK = 1024 * 1024
 
 
 def safe_local_path(root: Path, path: str) -> Path:
@@ -98,28 +99,43 @@ def _mtime_ns(meta: ObjectMeta) -> int | None:
 
 
 def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta, str]:
-    """Stream the object into ``tmp`` (fsynced), verify it; returns (bytes received, meta, plaintext MD5)."""
+    """Stream the object into ``tmp`` (fsynced), verify it; returns (bytes received, meta, plaintext MD5).
+
+    Each byte is hashed once: one MD5 over the plaintext (for a plain object the wire bytes *are* the
+    plaintext, so it also checks a single-PUT ETag; an encrypted object is checked by its plaintext MD5).
+    The CRC-64 is computed here only when the reader does not already check it (``checks_crc64``: the
+    KS3 client compares the whole body with the service's CRC header itself) and something needs it.
+
+    One sequential GET, not ranged parallel ones: on loopback the restore is bound by this process's
+    CPU and the local disk rather than one connection's throughput, a single-PUT object's ETag needs
+    one in-order MD5 pass anyway, and the recorded plaintext MD5 (the planner's content identity) needs
+    the bytes in order too."""
     received = 0
-    wire_md5 = hashlib.md5()  # noqa: S324 - the protocol's checksum
-    plain_md5 = hashlib.md5()  # noqa: S324
+    md5 = hashlib.md5()  # noqa: S324 - the protocol's checksum
     crc = 0
     written = 0
     with ctx.store.open(path) as reader, open(tmp, "wb") as out:
         meta = reader.meta
         decryptor = _decryptor(ctx, path, meta)
+        need_crc = (
+            meta.crc64 is not None
+            and (meta.is_multipart or meta.is_encrypted)
+            and not reader.checks_crc64
+        )
+        meter = ctx.meter_received
         for chunk in reader.iter_bytes(CHUNK):
-            ctx.meter_received(len(chunk))
+            meter(len(chunk))
             received += len(chunk)
-            wire_md5.update(chunk)
-            crc = crc64_update(crc, chunk)
+            if need_crc:
+                crc = crc64_update(crc, chunk)
             plain = _decrypt(path, decryptor, chunk) if decryptor is not None else chunk
             if plain:
-                plain_md5.update(plain)
+                md5.update(plain)
                 out.write(plain)
                 written += len(plain)
         if decryptor is not None:
             tail = _finish(path, decryptor)
-            plain_md5.update(tail)
+            md5.update(tail)
             out.write(tail)
             written += len(tail)
         out.flush()
@@ -127,16 +143,17 @@ def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta,
     if received != meta.size:
         raise IntegrityError(f"{path}: received {received} bytes, object size is {meta.size}")
     if meta.is_encrypted:
-        _verify_encrypted(path, meta, plain_md5.digest(), written, crc)
+        _verify_encrypted(path, meta, md5.digest(), written, crc if need_crc else None)
     elif meta.is_multipart:
-        if meta.crc64 is not None and crc != meta.crc64:
+        if need_crc and crc != meta.crc64:
             raise IntegrityError(f"{path}: downloaded bytes do not match the object's CRC-64")
-    elif wire_md5.hexdigest() != meta.etag:
+    elif md5.hexdigest() != meta.etag:
         raise IntegrityError(f"{path}: downloaded bytes do not match the object's ETag (MD5)")
-    return received, meta, plain_md5.hexdigest()
+    return received, meta, md5.hexdigest()
 
 
-def _verify_encrypted(path: str, meta: ObjectMeta, plain_md5: bytes, plain_len: int, crc: int) -> None:
+def _verify_encrypted(path: str, meta: ObjectMeta, plain_md5: bytes, plain_len: int, crc: int | None) -> None:
+    """``crc`` is None when the reader already checked the ciphertext CRC-64 (or there is none)."""
     expected_len = meta.metadata.get(META_ENC_PLAIN_LENGTH)
     expected_md5 = meta.metadata.get(META_ENC_PLAIN_MD5)
     if expected_len is not None and expected_len.strip().isdigit() and int(expected_len) != plain_len:
@@ -144,7 +161,7 @@ def _verify_encrypted(path: str, meta: ObjectMeta, plain_md5: bytes, plain_len: 
     if expected_md5 is not None:
         if base64.b64encode(plain_md5).decode("ascii") != expected_md5.strip():
             raise IntegrityError(f"{path}: decrypted content does not match its recorded MD5")
-    elif meta.crc64 is not None and crc != meta.crc64:
+    elif crc is not None and crc != meta.crc64:
         raise IntegrityError(f"{path}: downloaded ciphertext does not match the object's CRC-64")
 
 
