@@ -12,7 +12,9 @@ transfer engine, the planner, the CLI, httpx.
 
 from __future__ import annotations
 
+import gc
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -43,7 +45,16 @@ _ENTRY_SELECT = ("SELECT path, size, mtime_ns, inode, ctime_ns, md5, remote_etag
 
 
 def _entry_from_row(r: tuple[Any, ...]) -> SyncedEntry:
-    return SyncedEntry(r[0], FileIdentity(r[1], r[2], r[3], r[4]), r[5], r[6], r[7], bool(r[8]), r[9])
+    size, md5, etag, remote_size = r[1], r[5], r[6], r[7]
+    # SQLite hands out a new object per column: share the equal ones (a plain object's ETag is its MD5,
+    # and its remote size is the file's size), ~110 bytes less per entry in a 100k-entry map. The path is
+    # interned so the scan's and the listing's copies of it can be the same object too.
+    if etag == md5:
+        etag = md5
+    if remote_size == size:
+        remote_size = size
+    return SyncedEntry(sys.intern(r[0]), FileIdentity(size, r[2], r[3], r[4]), md5, etag, remote_size,
+                       bool(r[8]), r[9])
 
 
 class Journal:
@@ -208,8 +219,19 @@ class Journal:
         with self._read() as conn:
             raw = conn.connection.driver_connection
             assert raw is not None
-            rows = raw.execute(f"{_ENTRY_SELECT} WHERE sync_id = ?", (sync_id,)).fetchall()
-        return {r[0]: _entry_from_row(r) for r in rows}
+            # Row by row (no fetchall list beside the map), with the cyclic GC paused: building 100k
+            # small objects otherwise triggers full collections that rescan everything built so far.
+            gc_was_on = gc.isenabled()
+            gc.disable()
+            try:
+                found: dict[str, SyncedEntry] = {}
+                for r in raw.execute(f"{_ENTRY_SELECT} WHERE sync_id = ?", (sync_id,)):
+                    entry = _entry_from_row(r)
+                    found[entry.path] = entry
+            finally:
+                if gc_was_on:
+                    gc.enable()
+        return found
 
     def synced_for(self, sync_id: int, paths: Iterable[str]) -> dict[str, SyncedEntry]:
         """Point lookups: the records of ``paths`` that exist (the service's per-batch view; it must not

@@ -7,7 +7,8 @@ Precedence, lowest to highest (the last rule that matches decides, so a ``!patte
 ``--exclude`` patterns. As in git, a file inside an excluded folder cannot be re-included: the walk
 never enters an excluded folder.
 
-Imports: pathspec and the standard library; nothing else from ks3sync.
+Imports: pathspec (lazily, only when there are patterns) and the standard library; nothing else
+from ks3sync.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:
+    import pathspec
 
 IGNORE_FILE = ".ks3ignore"
 TMP_PREFIX = ".ks3sync-tmp-"  # the executor's download temp files (see ks3sync.transfer)
@@ -47,6 +50,9 @@ def parse_rules(lines: Sequence[str], base: str, origin: str) -> RuleSet | None:
     cleaned = [line.rstrip("\r\n") for line in lines]
     if not any(line.strip() and not line.lstrip().startswith("#") for line in cleaned):
         return None
+    # Imported only when there are patterns: a pass without any does not pay for pathspec at start-up.
+    import pathspec
+
     try:
         spec = pathspec.GitIgnoreSpec.from_lines(cleaned)
     except (ValueError, TypeError) as exc:
@@ -104,6 +110,8 @@ class Filters:
 
     def decide(self, rel: str, is_dir: bool, ignore_files: Sequence[RuleSet]) -> bool:
         """Excluded? ``ignore_files``: the ``.ks3ignore`` rule sets from the root down to rel's folder."""
+        if not ignore_files and not self.command_line:
+            return False  # the common case: no rules at all, decided without building a tuple
         verdict: bool | None = None
         for rules in (*ignore_files, *self.command_line):
             v = rules.verdict(rel, is_dir)

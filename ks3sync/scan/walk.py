@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from ks3sync.model import FileIdentity, LocalEntry
 from ks3sync.scan.filters import IGNORE_FILE, Filters, FiltersError, RuleSet, load_ignore_file
 
 MAX_KEY_BYTES = 1024
+_IGNORE_FILE_B = IGNORE_FILE.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ def _open_folder(
         return None, [ScanProblem(display, f"cannot read folder: {exc.strerror}", "unreadable")]
 
     # This folder's .ks3ignore applies to everything below it.
-    if any(e.name == IGNORE_FILE.encode() for e in raw):
+    if any(e.name == _IGNORE_FILE_B for e in raw):
         try:
             rules = load_ignore_file(Path(os.fsdecode(path_b)) / IGNORE_FILE, rel)
         except (OSError, FiltersError) as exc:
@@ -205,7 +207,8 @@ def _file_item(
     # Not world-readable: ask the kernel (cheap enough for the few files this applies to).
     if not st.st_mode & stat.S_IROTH and not os.access(entry.path, os.R_OK):
         return ScanProblem(rel, "file is not readable (permission denied)", "unreadable")
-    return LocalEntry(rel, FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+    # Interned: the journal interns its paths too, so a 100k-file pass keeps one copy of each path.
+    return LocalEntry(sys.intern(rel), FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
 
 
 def _kind_name(mode: int) -> str:
