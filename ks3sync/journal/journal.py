@@ -13,6 +13,7 @@ transfer engine, the planner, the CLI, httpx.
 from __future__ import annotations
 
 import gc
+import logging
 import sqlite3
 import sys
 import threading
@@ -34,6 +35,8 @@ from ks3sync.journal.migrations import SCHEMA_VERSION, migrate
 from ks3sync.journal.schema import changes, entries, errors, passes, syncs, uploads
 from ks3sync.journal.types import Change, ErrorRecord, QueuedChange, SyncRecord, SyncStats
 from ks3sync.model import Direction, FileIdentity, PassSummary, SyncedEntry, UploadRecord
+
+log = logging.getLogger(__name__)
 
 KEEP_PASSES = 1000  # per sync: enough history for status, bounded for a service that runs for years
 KEEP_ERRORS = 100
@@ -156,15 +159,42 @@ class Journal:
 
     @contextmanager
     def _write_raw(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """Like :meth:`_write`, handing out the raw sqlite3 connection (same transaction) for hot
-        paths where SQLAlchemy's statement building costs more than the SQL."""
-        with self._write(durable=durable) as conn:
-            raw = conn.connection.driver_connection
-            assert isinstance(raw, sqlite3.Connection)
+        """Like :meth:`_write`, on the writer's raw sqlite3 connection, for hot paths (one entry per
+        uploaded file). The transaction is driven directly (BEGIN IMMEDIATE / COMMIT / ROLLBACK, what
+        the engine's begin hook issues too) instead of through SQLAlchemy's Transaction and events,
+        which cost ~10x the SQL of a one-row insert. Safe because the writer lock is held and the
+        SQLAlchemy connection is never inside a transaction between two ``_write`` calls."""
+        with self._lock:
+            if self._closed or self._writer is None:
+                raise JournalError(f"{self.path}: the journal is closed")
+            try:
+                raw = self._writer.connection.driver_connection
+                assert isinstance(raw, sqlite3.Connection)
+                raw.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                raw.execute("BEGIN IMMEDIATE")
+            except (SQLAlchemyError, sqlite3.Error) as exc:
+                raise as_journal_error(self.path, exc) from exc
             try:
                 yield raw
+            except BaseException as exc:
+                self._rollback_raw(raw)
+                if isinstance(exc, sqlite3.Error):
+                    raise as_journal_error(self.path, exc) from exc
+                raise
+            try:
+                raw.execute("COMMIT")
             except sqlite3.Error as exc:
+                self._rollback_raw(raw)
                 raise as_journal_error(self.path, exc) from exc
+
+    def _rollback_raw(self, raw: sqlite3.Connection) -> None:
+        if not raw.in_transaction:
+            return  # SQLite already rolled back (e.g. after SQLITE_FULL)
+        try:
+            raw.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            # The original error is what the caller must see; this one only goes to the log.
+            log.warning("%s: rollback failed: %s", self.path, exc)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
