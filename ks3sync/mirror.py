@@ -24,6 +24,7 @@ import concurrent.futures
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -46,7 +47,7 @@ from ks3sync.model import (
 )
 from ks3sync.store.base import Store
 from ks3sync.transfer.context import TMP_PREFIX, TransferOptions
-from ks3sync.transfer.executor import ExecutionReport, Executor
+from ks3sync.transfer.executor import STOP_REQUESTED, ExecutionReport, Executor
 from ks3sync.transfer.progress import ProgressSubscriber
 from ks3sync.transfer.stale import DEFAULT_GRACE_NS, abort_stale_uploads
 
@@ -156,10 +157,18 @@ def run_mirror(
     *,
     progress: ProgressSubscriber | None = None,
     clock: Callable[[], int] = time.time_ns,
+    stop: threading.Event | None = None,
 ) -> MirrorResult:
+    """One pass. ``stop`` (a daemon's SIGTERM): once set, no new transfer or part starts, parts already
+    sending finish and are checkpointed, deletes do not run, and the result says ``stopped``. Set during
+    the scan or the listing, the pass ends before executing anything and records no pass."""
     started = time.monotonic()
     started_ns = clock()
     remote, synced, local, scan_problems = _gather(store, journal, sync_id, local_root, direction, opts)
+    if stop is not None and stop.is_set():
+        if progress is not None:
+            progress.close()
+        return MirrorResult(stopped=STOP_REQUESTED, seconds=time.monotonic() - started, dry_run=opts.dry_run)
     planned = _plan(local_root, direction, opts, remote, local, synced, scan_problems)
     if opts.dry_run:
         return MirrorResult(
@@ -187,7 +196,7 @@ def run_mirror(
     transfer_opts = replace(opts.transfer, direction=direction)
     try:
         with Executor(store, checkpoint, local_root, transfer_opts, progress=progress, synced=synced,
-                      remote={obj.path: obj for obj in remote}, clock=clock) as executor:
+                      remote={obj.path: obj for obj in remote}, clock=clock, stop=stop) as executor:
             if planned.unsafe:
                 # Refused keys are failures of this pass: no deletes after them (invariant 4).
                 report = executor.run(planned.plan.transfers, ())
@@ -291,12 +300,14 @@ def execute(
     synced: Mapping[str, SyncedEntry] | None = None,
     progress: ProgressSubscriber | None = None,
     clock: Callable[[], int] = time.time_ns,
+    stop: threading.Event | None = None,
 ) -> ExecutionReport:
     """Carry out already-planned operations (the daemon's queue): transfers first, deletes last and
-    only if every transfer succeeded."""
+    only if every transfer succeeded. ``stop`` as for ``run_mirror``."""
     deletes = [op for op in operations if isinstance(op, DeleteRemote | DeleteLocal)]
     transfers = [op for op in operations if not isinstance(op, DeleteRemote | DeleteLocal)]
-    with Executor(store, checkpoint, local_root, options, progress=progress, synced=synced, clock=clock) as ex:
+    with Executor(store, checkpoint, local_root, options, progress=progress, synced=synced, clock=clock,
+                  stop=stop) as ex:
         return ex.run(transfers, deletes)
 
 

@@ -43,6 +43,29 @@ class TransferOptions:
             raise ValueError("jobs must be >= 1")
 
 
+class StopSignal:
+    """"Start nothing new": set by the run itself (a fatal error, ``Executor.close()``) or by the caller's
+    event (a daemon shutting down). The caller's event is only read, never set: closing an executor
+    must not stop the caller's other work."""
+
+    __slots__ = ("_own", "requested")
+
+    def __init__(self, requested: threading.Event | None = None) -> None:
+        self._own = threading.Event()
+        self.requested = requested
+
+    def set(self) -> None:
+        self._own.set()
+
+    def is_set(self) -> bool:
+        return self._own.is_set() or (self.requested is not None and self.requested.is_set())
+
+    @property
+    def by_request(self) -> bool:
+        """True when the caller asked for the stop (rather than the run stopping itself)."""
+        return self.requested is not None and self.requested.is_set()
+
+
 @dataclass(slots=True)
 class TransferContext:
     store: Store
@@ -53,7 +76,7 @@ class TransferContext:
     part_budget: ByteBudget  # bytes of part buffers in flight, shared by every multipart upload
     meter_sent: Callable[[int], None]
     meter_received: Callable[[int], None]
-    stop: threading.Event
+    stop: StopSignal
     synced: Mapping[str, SyncedEntry] = field(default_factory=dict)
     remote: Mapping[str, RemoteEntry] | None = None  # the pass's listing, when the caller has one
     clock: Callable[[], int] = time.time_ns

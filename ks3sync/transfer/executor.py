@@ -37,7 +37,7 @@ from ks3sync.model import (
     Upload,
 )
 from ks3sync.store.base import Store
-from ks3sync.transfer.context import PART_BUFFER_BUDGET, TransferContext, TransferOptions
+from ks3sync.transfer.context import PART_BUFFER_BUDGET, StopSignal, TransferContext, TransferOptions
 from ks3sync.transfer.download import delete_local, download_file
 from ks3sync.transfer.progress import NullProgress, ProgressSubscriber
 from ks3sync.transfer.tasks import adopt_object, backup_before_overwrite, copy_object
@@ -47,6 +47,7 @@ from ks3sync.transfer.upload import upload_file
 log = logging.getLogger(__name__)
 
 DELETE_BATCH = 1000
+STOP_REQUESTED = "stopped on request before the pass finished (unfinished uploads resume next time)"
 
 
 class NotAttempted(PermanentError):
@@ -92,7 +93,11 @@ class Executor:
         remote: Mapping[str, RemoteEntry] | None = None,
         clock: Callable[[], int] = time.time_ns,
         throttle: TokenBucket | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
+        """``stop``: the caller's "finish up" event. Once set, no new entry or part starts; parts already
+        sending finish and are checkpointed (their uploads resume next time), and the report says
+        ``stopped``."""
         self.progress = progress or NullProgress()
         self._lock = threading.Lock()
         self._sent = 0
@@ -111,7 +116,7 @@ class Executor:
             part_budget=ByteBudget(min(PART_BUFFER_BUDGET, max(2, options.jobs) * options.part_size)),
             meter_sent=self._on_sent,
             meter_received=self._on_received,
-            stop=threading.Event(),
+            stop=StopSignal(stop),
             synced=synced or {},
             remote=remote,
             clock=clock,
@@ -155,9 +160,11 @@ class Executor:
             sent_before, received_before = self._sent, self._received
         self.progress.plan_ready(len(transfers) + len(deletes), sum(operation_bytes(op) for op in transfers))
         retry = self._run_round(transfers, report, final=False)
+        self._note_requested_stop(report)
         if retry and report.stopped is None:
             log.info("retrying %d entries once more", len(retry))
             self._run_round(retry, report, final=True)
+            self._note_requested_stop(report)
         if deletes:
             if report.ok:
                 self._run_deletes(deletes, report)
@@ -168,6 +175,11 @@ class Executor:
             report.bytes_sent = self._sent - sent_before
             report.bytes_received = self._received - received_before
         return report
+
+    def _note_requested_stop(self, report: ExecutionReport) -> None:
+        if report.stopped is None and self.ctx.stop.by_request:
+            report.stopped = STOP_REQUESTED
+            log.info("stopping: %s", STOP_REQUESTED)
 
     def _run_round(self, ops: Sequence[Operation], report: ExecutionReport, *, final: bool) -> list[Operation]:
         """Run ``ops`` concurrently; returns the ones to retry (only when not ``final``)."""

@@ -276,6 +276,9 @@ def _send_parts(
             taken = ctx.part_budget.acquire(length)
             handed_off = False
             try:
+                if ctx.stop.is_set():
+                    # Checked again: waiting for budget may have outlasted the stop.
+                    raise TransientError(f"{path}: run stopped before the upload finished (resumable)")
                 data = read_exactly(path, fd, offset, length)
                 file_md5.update(data)
                 done = recorded.get(number)
@@ -364,6 +367,9 @@ def _send_part(
     budget: int,
 ) -> PartRecord:
     try:
+        if ctx.stop.is_set():
+            # Queued but not started when the run stopped: leave it for the resumed upload.
+            raise TransientError(f"{path}: run stopped before part {number} was sent (resumable)")
         result = ctx.store.upload_part(path, upload_id, number, MeteredBody(body, ctx.meter_sent), metadata)
         if result.etag != md5_hex:
             raise IntegrityError(f"{path}: part {number} stored with ETag {result.etag}, sent MD5 {md5_hex}")
