@@ -309,3 +309,24 @@ def test_vanished_file_aborts_its_recorded_upload(tmp_path: Path) -> None:
     report = run(store, cp, tmp_path, [op])
     assert "vanished" in report.failed[0][1]
     assert not cp.uploads and not store.uploads
+
+
+@pytest.mark.parametrize("size", [3, 300 * KIB])  # single PUT (ETag) and multipart (CRC-64) objects
+def test_download_direction_adopt_that_does_not_match_downloads_never_uploads(tmp_path: Path, size: int) -> None:
+    from ks3sync.model import Direction
+
+    remote_data, local_data = os.urandom(size), os.urandom(size)
+    src = tmp_path / "src"
+    write(src, "f.bin", remote_data)
+    store = MemoryStore()
+    assert run(store, MemoryCheckpoint(), src, [Upload("f.bin", local(src, "f.bin"), "new")]).ok
+    remote = next(iter(store.list()))
+    dst = tmp_path / "dst"
+    write(dst, "f.bin", local_data)  # same size, other bytes
+    store.calls.clear()
+    cp = MemoryCheckpoint()
+    report = run(store, cp, dst, [Adopt("f.bin", local(dst, "f.bin"), remote)], direction=Direction.DOWNLOAD)
+    assert report.ok and report.counts == {"downloaded": 1}
+    assert store.writes() == []  # the object is the source: never overwritten from the folder
+    assert (dst / "f.bin").read_bytes() == remote_data
+    assert cp.synced_entries["f.bin"].md5 == md5(remote_data)
