@@ -274,3 +274,37 @@ def test_remove_sync_takes_everything_of_it_and_nothing_else(journal: Journal) -
     assert len(journal.synced_entries(b)) == 1 and len(journal.pending(b)) == 1
     assert [u.upload_id for u in journal.uploads()] == [f"U{b}"]
     assert journal.integrity_check() == []
+
+
+def test_a_failed_raw_write_rolls_back_and_the_journal_keeps_working(journal: Journal) -> None:
+    """synced_many runs on the raw writer connection: a failure half-way leaves nothing of the batch,
+    the error names the file, and the next write and read work."""
+    sync_id = journal.register_sync("s", "/src", "b", "", "h")
+    cp = journal.checkpoint(sync_id)
+
+    def batch_that_breaks():  # type: ignore[no-untyped-def]
+        yield entry("a", 1)
+        yield entry("b", 2)
+        raise sqlite3.OperationalError("disk I/O error (simulated)")
+
+    with pytest.raises(JournalError, match="journal.db"):
+        cp.synced_many(batch_that_breaks())
+    assert journal.synced_entries(sync_id) == {}
+
+    with pytest.raises(ZeroDivisionError):
+        cp.synced_many(entry(p, 1 // (i - 1)) for i, p in enumerate(["x", "y"]))
+    assert journal.synced_entries(sync_id) == {}
+
+    cp.synced(entry("c", 3))
+    got = journal.synced_entries(sync_id)
+    assert list(got) == ["c"] and got["c"] == entry("c", 3)
+
+
+def test_synced_entries_share_equal_values_but_compare_equal(journal: Journal) -> None:
+    sync_id = journal.register_sync("s", "/src", "b", "", "h")
+    plain = entry("plain", 7)
+    other = SyncedEntry("multi", FileIdentity(9, 1, 2, 3), "a" * 32, "b" * 32 + "-2", 9, True, 5)
+    journal.checkpoint(sync_id).synced_many([plain, other])
+    got = journal.synced_entries(sync_id)
+    assert got == {"plain": plain, "multi": other}
+    assert got["plain"].remote_etag is got["plain"].md5  # one string object for a plain ETag

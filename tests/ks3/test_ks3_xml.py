@@ -287,3 +287,30 @@ def test_sizes_must_be_plain_decimals(size):
     body = doc(f"<ListBucketResult><Contents><Key>k</Key><Size>{size}</Size></Contents></ListBucketResult>")
     with pytest.raises(MalformedResponse, match="decimal"):
         parse_list_objects(body)
+
+
+def test_namespace_handling_default_prefixed_nested_and_comments():
+    """The root's default xmlns is dropped before parsing; a namespace declared deeper is still stripped,
+    prefixed declarations (xsi) keep working, and a comment before the root is not mistaken for it."""
+    from ks3sync.ks3.xml import parse_document
+
+    body = (b'<?xml version="1.0"?>\n<!-- a comment --><ListBucketResult xmlns = \'urn:a\' '
+            b'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><Contents xmlns="urn:b"><Key>k</Key>'
+            b'<Size>1</Size></Contents><Name xsi:type="x">n</Name></ListBucketResult>')
+    root = parse_document(body, "ListBucketResult")
+    assert [e.tag for e in root.iter()] == ["ListBucketResult", "Contents", "Key", "Size", "Name"]
+    assert root.find("Name").get("{http://www.w3.org/2001/XMLSchema-instance}type") == "x"
+    assert [o.key for o in parse_list_objects(body).objects] == ["k"]
+
+
+def test_list_objects_contents_first_child_wins_and_required_fields():
+    body = doc("<ListBucketResult><Contents><Key>a</Key><Key>b</Key><Size>1</Size><Size>2</Size>"
+               "<StorageClass></StorageClass></Contents></ListBucketResult>")
+    [obj] = parse_list_objects(body).objects
+    assert (obj.key, obj.size, obj.storage_class, obj.etag, obj.last_modified) == ("a", 1, "STANDARD", "", None)
+    with pytest.raises(MalformedResponse, match="no <Key>"):
+        parse_list_objects(doc("<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>"))
+    with pytest.raises(MalformedResponse, match="no <Size>"):
+        parse_list_objects(doc("<ListBucketResult><Contents><Key>a</Key><Size> </Size></Contents></ListBucketResult>"))
+    with pytest.raises(MalformedResponse, match="not a decimal"):
+        parse_list_objects(doc("<ListBucketResult><Contents><Key>a</Key><Size>+1</Size></Contents></ListBucketResult>"))
