@@ -212,3 +212,20 @@ def test_download_plan_converges(world: tuple, opts: PlanOptions, bad_key: str) 
         assert set(folder) == set(remote)
     else:
         assert set(folder) == set(remote) | set(local)
+
+
+@settings(max_examples=300, deadline=None)
+@given(worlds(), options, st.randoms(use_true_random=False))
+def test_upload_plan_does_not_depend_on_input_order(world: tuple, opts: PlanOptions, rnd) -> None:  # type: ignore[type-arg,no-untyped-def]
+    """Sorted inputs (what the scan and the listing deliver) take the merge path, others the indexed
+    one: both must give the same plan. (The remote side stays in one order: among several objects
+    with the same content, the copy source is the first listed, by design of _copy_sources.)"""
+    local, remote, synced, hashed = world
+    loc, rem, rec = to_entries(local, remote, synced, hashed)
+    loc_sorted, rem_sorted = sorted(loc, key=lambda e: e.path), sorted(rem, key=lambda e: e.path)
+    rnd.shuffle(loc)
+    assert plan_upload(loc_sorted, rem_sorted, rec, opts) == plan_upload(loc, rem_sorted, rec, opts)
+    # A repeated path is not "strictly sorted": the indexed path's last-one-wins rule applies.
+    if loc_sorted:
+        doubled = [*loc_sorted, loc_sorted[-1]]
+        assert plan_upload(doubled, rem_sorted, rec, opts) == plan_upload(loc_sorted, rem_sorted, rec, opts)
