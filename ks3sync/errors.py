@@ -107,23 +107,20 @@ class Disposition(enum.Enum):
     STOP = "stop"  # stop the run: nothing else can succeed
 
 
-# Errors of packages this module must not import, known by class name: a journal that cannot write
-# (disk full, read-only, damaged) stops the run; nothing else could be recorded either.
-FATAL_FOREIGN_ERRORS = frozenset({"JournalError"})
+class JournalUnavailable(FatalError):
+    """The journal (the Checkpoint) could not record progress: disk full, read-only, damaged. Nothing
+    else could be recorded either, so the run stops. The executor raises it for any error a Checkpoint
+    method raises (transfer.checkpoint.GuardedCheckpoint); the original is chained as the cause."""
 
 
 def is_known_error(exc: BaseException) -> bool:
     """True for errors that are expected failure modes (reported as one line, no traceback)."""
-    return isinstance(exc, Ks3SyncError | OSError) or _is_fatal_foreign(exc)
-
-
-def _is_fatal_foreign(exc: BaseException) -> bool:
-    return any(cls.__name__ in FATAL_FOREIGN_ERRORS for cls in type(exc).__mro__)
+    return isinstance(exc, Ks3SyncError | OSError)
 
 
 def classify(exc: BaseException) -> Disposition:
     """What to do about ``exc`` raised while working on one entry."""
-    if isinstance(exc, FatalError) or _is_fatal_foreign(exc):
+    if isinstance(exc, FatalError):
         return Disposition.STOP
     if isinstance(exc, RetryableError):
         return Disposition.RETRY

@@ -70,7 +70,7 @@ def handle_errors(func: F) -> F:
             die(describe(exc), exit_code_for(exc))
         except KeyboardInterrupt:
             die("interrupted", 130)
-        except Exception as exc:  # noqa: BLE001 - mapped by type name below, re-raised otherwise
+        except Exception as exc:  # noqa: BLE001 - mapped by class below, re-raised otherwise
             mapped = _foreign_usage_error(exc)
             if mapped is None:
                 raise
@@ -80,13 +80,18 @@ def handle_errors(func: F) -> F:
 
 
 def _foreign_usage_error(exc: Exception) -> str | None:
-    """Errors from other packages that mean "your setup is wrong": key files, the journal, the client."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"KeyFileError", "JournalError"}:
+    """Errors from other packages that mean "your setup is wrong": key files, the journal, the client.
+    Their classes are imported here, when an error is being mapped, not at start-up."""
+    from ks3sync.crypto.errors import KeyFileError
+    from ks3sync.journal.errors import JournalError
+
+    if isinstance(exc, KeyFileError | JournalError):
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "KS3AuthError" in names:
+    from ks3sync.ks3 import KS3AuthError, KS3TransportError
+
+    if isinstance(exc, KS3AuthError):
         return f"credentials refused by KS3: {exc}"
-    if "KS3TransportError" in names:
+    if isinstance(exc, KS3TransportError):
         return f"cannot reach the endpoint: {exc}"
     return None
 

@@ -1,7 +1,9 @@
 """An in-memory ``model.Checkpoint``: the executor's tests and ``--dry-run`` use it; the journal provides
 the durable one. Also a view that records what it was told, for assertions.
 
-Imports only ks3sync.model.
+Also ``GuardedCheckpoint``, which gives any Checkpoint's failures one meaning for the executor.
+
+Imports only ks3sync.model and ks3sync.errors.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
-from ks3sync.model import PartRecord, SyncedEntry, UploadRecord
+from ks3sync.errors import JournalUnavailable, Ks3SyncError
+from ks3sync.model import Checkpoint, PartRecord, SyncedEntry, UploadRecord
 
 
 class MemoryCheckpoint:
@@ -84,3 +88,46 @@ class MemoryJournal:
 
     def record_pass(self, sync_id: int, summary: object) -> None:
         self.passes.append(summary)
+
+
+class GuardedCheckpoint:
+    """The executor's view of the caller's Checkpoint: any error a method raises (an SQLite error, the
+    journal's own exception class, an OSError from a full disk) becomes ``JournalUnavailable``, which
+    stops the run with one line. This module cannot import the journal, and must not guess its error
+    classes by name; everything a Checkpoint raises means the same thing here: progress cannot be
+    recorded, so no further transfer may start (invariant 1 would have nothing to stand on)."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Checkpoint) -> None:
+        self.inner = inner
+
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self.inner, name)(*args)
+        except Ks3SyncError:
+            raise
+        except Exception as exc:
+            detail = str(exc).strip().splitlines()
+            raise JournalUnavailable(
+                f"the journal could not record progress ({name}): {detail[0] if detail else type(exc).__name__}"
+            ) from exc
+
+    def upload_for(self, path: str) -> UploadRecord | None:
+        record: UploadRecord | None = self._call("upload_for", path)
+        return record
+
+    def upload_started(self, record: UploadRecord) -> None:
+        self._call("upload_started", record)
+
+    def part_done(self, upload_id: str, part: PartRecord) -> None:
+        self._call("part_done", upload_id, part)
+
+    def upload_finished(self, upload_id: str) -> None:
+        self._call("upload_finished", upload_id)
+
+    def synced(self, entry: SyncedEntry) -> None:
+        self._call("synced", entry)
+
+    def removed(self, paths: Sequence[str]) -> None:
+        self._call("removed", paths)

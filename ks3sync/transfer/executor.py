@@ -37,6 +37,7 @@ from ks3sync.model import (
     Upload,
 )
 from ks3sync.store.base import Store
+from ks3sync.transfer.checkpoint import GuardedCheckpoint
 from ks3sync.transfer.context import PART_BUFFER_BUDGET, StopSignal, TransferContext, TransferOptions
 from ks3sync.transfer.download import delete_local, download_file
 from ks3sync.transfer.progress import NullProgress, ProgressSubscriber
@@ -108,7 +109,7 @@ class Executor:
         self._part_pool = concurrent.futures.ThreadPoolExecutor(options.jobs, thread_name_prefix="ks3sync-part")
         self.ctx = TransferContext(
             store=store,
-            checkpoint=checkpoint,
+            checkpoint=GuardedCheckpoint(checkpoint),
             root=root,
             options=options,
             part_pool=self._part_pool,

@@ -330,3 +330,20 @@ def test_download_direction_adopt_that_does_not_match_downloads_never_uploads(tm
     assert store.writes() == []  # the object is the source: never overwritten from the folder
     assert (dst / "f.bin").read_bytes() == remote_data
     assert cp.synced_entries["f.bin"].md5 == md5(remote_data)
+
+
+def test_a_checkpoint_that_cannot_record_stops_the_run_with_one_line(tmp_path: Path, caplog) -> None:
+    import sqlite3
+
+    class FullDiskCheckpoint(MemoryCheckpoint):
+        def synced(self, entry: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    for name in ("a.txt", "b.txt", "c.txt"):
+        write(tmp_path, name, name.encode())
+    ops = [Upload(n, local(tmp_path, n), "new") for n in ("a.txt", "b.txt", "c.txt")]
+    report = run(MemoryStore(), FullDiskCheckpoint(), tmp_path, ops, jobs=1)
+    assert report.stopped is not None and "journal could not record progress (synced)" in report.stopped
+    assert "database or disk is full" in report.stopped
+    assert report.counts["uploaded"] == 0 and len(report.failed) == 3
+    assert not [r for r in caplog.records if r.exc_info]  # a known failure: no traceback in the log
