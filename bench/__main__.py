@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.daemon_latency import DaemonResult, run_daemon_workload
+from bench.docs import write_markdown
 from bench.limits import Limits, measure_limits
 from bench.peers import Peer, all_peers
 from bench.peers.ks3sync_peer import command_missing
@@ -210,8 +211,6 @@ def main(argv: list[str] | None = None) -> int:
         if partial:
             log("partial run: docs/benchmarks.md left alone (use --markdown PATH to write a report)")
     if markdown != "-":
-        from bench.docs import write_markdown
-
         write_markdown(Path(markdown), started=started, elapsed_s=elapsed, argv=sys.argv[1:] if argv is None
                        else argv, scale=scale, machine=machine, versions=versions, peers=runnable,
                        table_md=render_markdown(table), mix_md=render_request_mix(ordered), limits=limits, goals=goals, daemon=daemon,
