@@ -188,7 +188,7 @@ def child_profile(out: Path, script: str, argv: list[str]) -> None:
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
         main_profiler.disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         stats = pstats.Stats(main_profiler)
         for profiler in profilers:
             stats.add(profiler)
