@@ -630,6 +630,7 @@ class SyncWorker:
             progress=progress,
             synced=synced,
             clock=self.clock,
+            stop=self._stop,
         )
         with self._lock:
             if self._stop.is_set():
@@ -879,6 +880,7 @@ def mirror_reconciler(options_for: Callable[[SyncWorker], Any]) -> Reconciler:
             options_for(worker),
             progress=_OpLog(worker.name),
             clock=worker.clock,
+            stop=stop,  # SIGTERM ends a long rescan too, with in-flight parts checkpointed
         )
         event(
             log,
