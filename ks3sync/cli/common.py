@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import os
 import secrets
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,3 +241,36 @@ def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_buck
             # The README's first command works on a fresh machine: the demo bucket appears on first use.
             client.create_bucket(ensure_bucket)
         yield client
+
+
+# --------------------------------------------------------------------------------------------------
+# mirror pairs: shared by `mirror` and `repair`, which must name a pair's journal records identically
+
+
+def split_mirror_args(src: str, dst: str) -> tuple[str, str, bool]:
+    """(local folder argument, ks3:// argument, True when uploading)."""
+    src_remote, dst_remote = src.startswith("ks3://"), dst.startswith("ks3://")
+    if src_remote == dst_remote:
+        die("exactly one of SRC and DST must be ks3://bucket[/prefix], the other a local folder")
+    return (src, dst, True) if dst_remote else (dst, src, False)
+
+
+def mirror_sync_name(local_root: Path, target: Target, endpoint: str) -> str:
+    """The journal's name for a mirror pair (``ks3sync repair`` must register the same one)."""
+    return f"mirror {local_root} {target} @ {endpoint}"
+
+
+def mirror_options_hash(endpoint: str, encrypted: bool) -> str:
+    return hashlib.sha256(json.dumps([endpoint, encrypted]).encode()).hexdigest()[:16]
+
+
+def load_encryption_key(path: Path) -> Any:
+    """The key file as an EncryptionKey; its warnings (e.g. readable by others) go to stderr."""
+    from ks3sync.crypto.key import EncryptionKey
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        key = EncryptionKey.load(path)
+    for warning in caught:
+        click.echo(f"ks3sync: warning: {warning.message}", err=True)
+    return key

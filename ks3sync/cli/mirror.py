@@ -7,10 +7,8 @@ failed entry named on stderr. Exit 0 all in sync, 1 some entries failed, 2 usage
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,10 +23,14 @@ from ks3sync.cli.common import (
     die,
     handle_errors,
     load_config_file,
+    load_encryption_key,
+    mirror_options_hash,
+    mirror_sync_name,
     open_client,
     parse_target,
     resolve_connection,
     setup_logging,
+    split_mirror_args,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +86,7 @@ def _size(value: str | None, flag: str) -> int | None:
 @handle_errors
 def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     setup_logging(flags["verbose"])
-    local_arg, target_arg, upload = _direction(src, dst)
+    local_arg, target_arg, upload = split_mirror_args(src, dst)
     target = parse_target(target_arg, what="DST" if upload else "SRC")
     config = load_config_file(flags["config_path"])
     for message in config.warnings if config is not None else ():
@@ -120,7 +122,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
             str(local_root),
             target.bucket,
             target.prefix,
-            _options_hash(conn.endpoint, opts.transfer.encryption_key is not None),
+            mirror_options_hash(conn.endpoint, opts.transfer.encryption_key is not None),
         )
         # The embedded server creates the bucket on first upload; a restore from a missing bucket is an error.
         ensure = target.bucket if upload else None
@@ -132,22 +134,6 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     _report(result, as_json=flags["as_json"])
     # A pass whose deletes the guard refused did not reach "in sync": say so in the exit status.
     sys.exit(EXIT_OK if result.ok and not result.refused_deletes else EXIT_FAILED)
-
-
-def _direction(src: str, dst: str) -> tuple[str, str, bool]:
-    src_remote, dst_remote = src.startswith("ks3://"), dst.startswith("ks3://")
-    if src_remote == dst_remote:
-        die("exactly one of SRC and DST must be ks3://bucket[/prefix], the other a local folder")
-    return (src, dst, True) if dst_remote else (dst, src, False)
-
-
-def mirror_sync_name(local_root: Path, target: Target, endpoint: str) -> str:
-    """The journal's name for a mirror pair (``ks3sync repair`` must register the same one)."""
-    return f"mirror {local_root} {target} @ {endpoint}"
-
-
-def _options_hash(endpoint: str, encrypted: bool) -> str:
-    return hashlib.sha256(json.dumps([endpoint, encrypted]).encode()).hexdigest()[:16]
 
 
 def _matching_sync(config: Config | None, local_root: Path, target: Target) -> SyncConfig | None:
@@ -235,7 +221,7 @@ class _Settings:
             part_size=part_size,
             multipart_threshold=threshold,
             write=WriteOptions(storage_class=storage_class, acl=acl),
-            encryption_key=_load_key(key_file) if key_file is not None else None,
+            encryption_key=load_encryption_key(key_file) if key_file is not None else None,
             backup_prefix=backup,
             bwlimit=float(bwlimit) if bwlimit else None,
         )
@@ -252,17 +238,6 @@ class _Settings:
             transfer=transfer,
             stale_grace_ns=int(grace_s * 1_000_000_000),
         )
-
-
-def _load_key(path: Path) -> Any:
-    from ks3sync.crypto.key import EncryptionKey
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        key = EncryptionKey.load(path)
-    for warning in caught:
-        click.echo(f"ks3sync: warning: {warning.message}", err=True)
-    return key
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,10 +29,14 @@ from ks3sync.cli.common import (
     die,
     handle_errors,
     load_config_file,
+    load_encryption_key,
+    mirror_options_hash,
+    mirror_sync_name,
     open_client,
     parse_target,
     resolve_connection,
     setup_logging,
+    split_mirror_args,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +85,6 @@ class _Target:
 @click.option("-v", "--verbose", count=True, help="More logging (-vv: debug).")
 @handle_errors
 def repair(paths: tuple[str, ...], **flags: Any) -> None:
-    from ks3sync.cli.mirror import _load_key
 
     setup_logging(flags["verbose"])
     config = load_config_file(flags["config_path"])
@@ -98,7 +101,7 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
     if not target.local_root.is_dir():
         what = "not a folder" if target.local_root.exists() else "no such folder"
         die(f"{target.local_root}: {what}")
-    key = _load_key(target.key_file) if target.key_file is not None else None
+    key = load_encryption_key(target.key_file) if target.key_file is not None else None
 
     from ks3sync.repair import RepairOptions, open_or_replace_journal, rebuild
     from ks3sync.store.ks3store import KS3Store
@@ -124,15 +127,13 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
 
 
 def _mirror_target(src: str, dst: str, conn: Connection, state_dir: Path, flags: dict[str, Any]) -> _Target:
-    from ks3sync.cli.mirror import _direction, _options_hash
-
-    local_arg, target_arg, upload = _direction(src, dst)
+    local_arg, target_arg, upload = split_mirror_args(src, dst)
     remote = parse_target(target_arg, what="DST" if upload else "SRC")
     local_root = Path(local_arg).expanduser().absolute()
     # The same name and options hash `ks3sync mirror` registers for this pair, so mirror finds the records.
     return _Target(
-        name=f"mirror {local_root} {remote} @ {conn.endpoint}", local_root=local_root, bucket=remote.bucket,
-        prefix=remote.prefix, options_hash=_options_hash(conn.endpoint, flags["encrypt_key"] is not None),
+        name=mirror_sync_name(local_root, remote, conn.endpoint), local_root=local_root, bucket=remote.bucket,
+        prefix=remote.prefix, options_hash=mirror_options_hash(conn.endpoint, flags["encrypt_key"] is not None),
         state_db=Path(flags["state_db"] or state_dir / "journal.db"), key_file=flags["encrypt_key"],
         excludes=tuple(flags["exclude"]), exclude_from=tuple(flags["exclude_from"]),
         follow_symlinks=flags["follow_symlinks"],
