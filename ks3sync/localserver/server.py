@@ -5,14 +5,13 @@ protocol with two small additions, signal handling (uvicorn's: SIGTERM/SIGINT st
 `EmbeddedServer`, a context manager that runs the same server in a thread for `mirror --endpoint local`
 and tests. The protocol additions: uvicorn lower-cases response header names on the wire, but the
 official SDK forwards HEAD headers into copies unless they are spelled `Content-Length`, `Date`, ... ,
-so the original spelling is restored (and the head is sent together with the first body chunk: one
+so the cycle builds the head itself with the app's spelling (and sends it together with the first body chunk: one
 send() per small response); and an app-level "drop" message closes the connection without a response
 (fault injection). Imports nothing else from ks3sync.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import ipaddress
@@ -26,7 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE as _HEADER_NAME_RE,
+)
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_VALUE_RE as _HEADER_VALUE_RE,
+)
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from ks3sync.localserver.app import KS3App
 from ks3sync.localserver.config import ServerConfig
@@ -34,55 +43,12 @@ from ks3sync.localserver.config import ServerConfig
 logger = logging.getLogger("ks3sync.localserver")
 
 
-class _HeadCapture:
-    """Stands in for the transport while uvicorn writes a response's status line and headers: keeps the
-    bytes (with the header names' original spelling restored) instead of sending them."""
-
-    def __init__(self, transport: asyncio.Transport, headers: list[tuple[bytes, bytes]]) -> None:
-        self._transport = transport
-        self._renames = [(b"\r\n" + name.lower() + b": ", b"\r\n" + name + b": ")
-                         for name, _ in headers if name != name.lower()]
-        self.head = b""
-
-    def write(self, data: bytes) -> None:
-        # `data` is the status line and header block only; every header line follows a CRLF, so the
-        # replacement cannot touch anything but a header name.
-        for lower, original in self._renames:
-            data = data.replace(lower, original, 1)
-        self.head = data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-class _HeadFirst:
-    """Stands in for the transport during the first body write: sends the held-back head with it, so a
-    small response leaves in one send() instead of two (a syscall and a loopback round of wake-ups)."""
-
-    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
-        self._transport = transport
-        self._head: bytes | None = head
-
-    def flush(self) -> None:
-        if self._head is not None:
-            self._transport.write(self._head)
-            self._head = None
-
-    def write(self, data: bytes) -> None:
-        if self._head is not None:
-            data = self._head + data
-            self._head = None
-        self._transport.write(data)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 class _KS3Cycle(RequestResponseCycle):
+    """uvicorn's request/response cycle with the response head built here: header names keep the spelling
+    the app gave them (uvicorn lower-cases them, and the official SDK forwards HEAD headers into copies
+    only when they are spelled `Content-Length`, `Date`, ...), and the head is held back and sent with the
+    first body write, so a small response leaves in one transport write (one send())."""
+
     _held_head: bytes | None = None
 
     async def receive(self) -> Any:
@@ -100,6 +66,38 @@ class _KS3Cycle(RequestResponseCycle):
         body, self.body = self.body, bytearray()
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
+    def _response_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The status line and header block, with uvicorn's bookkeeping (length, chunking, keep-alive)."""
+        if self.default_headers:
+            headers = self.default_headers + list(headers)
+        # Both patterns match single bytes, so one search over all names (and one over all values) is
+        # the same check uvicorn makes per header.
+        if _HEADER_NAME_RE.search(b"".join(name for name, _ in headers)):
+            raise RuntimeError("Invalid HTTP header name.")
+        if _HEADER_VALUE_RE.search(b"".join(value for _, value in headers)):
+            raise RuntimeError("Invalid HTTP header value.")
+        content = [STATUS_LINE[status]]
+        has_connection_close = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value)
+                self.chunked_encoding = False
+            elif lower == b"transfer-encoding" and value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+            elif lower == b"connection" and b"close" in [token.strip().lower() for token in value.split(b",")]:
+                self.keep_alive = False
+                has_connection_close = True
+            content += (name, b": ", value, b"\r\n")
+        if not self.keep_alive and not has_connection_close:
+            content.append(b"connection: close\r\n")  # uvicorn's spelling, as before
+        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status not in (204, 304):
+            self.chunked_encoding = True
+            content.append(b"transfer-encoding: chunked\r\n")
+        content.append(b"\r\n")
+        return b"".join(content)
+
     async def send(self, message: Any) -> None:
         kind = message["type"]
         if kind == "ks3sync.drop":
@@ -108,27 +106,38 @@ class _KS3Cycle(RequestResponseCycle):
                 self.disconnected = True
                 self.response_complete = True
             return
-        original = self.transport
         if kind == "http.response.start" and not self.response_started:
-            capture = _HeadCapture(original, message.get("headers", []))
-            self.transport = capture  # type: ignore[assignment]
-            try:
-                await super().send(message)
-            finally:
-                self.transport = original
-            self._held_head = capture.head
+            if self.flow.write_paused and not self.disconnected:
+                await self.flow.drain()
+            if self.disconnected:
+                return
+            self.response_started = True
+            self.waiting_for_100_continue = False
+            self._held_head = self._response_head(message["status"], message.get("headers", []))
             return
-        if self._held_head is not None:
-            head_first = _HeadFirst(original, self._held_head)
-            self._held_head = None
-            self.transport = head_first  # type: ignore[assignment]
-            try:
-                await super().send(message)
-            finally:
-                self.transport = original
-                head_first.flush()  # HEAD and empty bodies write nothing: the head goes alone
+        head, self._held_head = self._held_head, None
+        if head is None or self.disconnected:
+            await super().send(message)
             return
-        await super().send(message)
+        if (kind != "http.response.body" or self.chunked_encoding or self.scope["method"] == "HEAD"
+                or self.response_complete):
+            self.transport.write(head)  # uvicorn's own path handles these (and their errors)
+            await super().send(message)
+            return
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if len(body) > self.expected_content_length:
+            raise RuntimeError("Response content longer than Content-Length")
+        self.expected_content_length -= len(body)
+        if not more_body and self.expected_content_length != 0:
+            raise RuntimeError("Response content shorter than Content-Length")
+        self.transport.write(head + body if body else head)
+        if not more_body:
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
 
 
 # uvicorn pauses reading once 64 KiB of body wait for the app; every receive() then hands over ~64 KiB,
