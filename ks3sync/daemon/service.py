@@ -138,7 +138,7 @@ class Service:
     def run(self, stop: threading.Event) -> None:
         """Step until ``stop`` is set. Never sleeps past a scheduled time by more than ``TICK``."""
         for worker in self.workers:
-            worker.buffer.add_listener(self._wake.set)
+            worker.add_wake_listener(self._wake.set)
         while not stop.is_set():
             self.step()
             now = self.clock()
