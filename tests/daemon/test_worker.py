@@ -382,3 +382,45 @@ def test_a_crashing_batch_releases_its_changes(make_rig, wait_until, monkeypatch
     rig.clock.advance(5)
     rig.settle(wait_until)
     assert rig.objects() == {"boom": b"x"}
+
+
+def test_service_sleeps_while_the_reconcile_runs_and_is_woken_when_it_ends(
+    tmp_path: Path, fake_clock: Any, wait_until
+) -> None:
+    """A past due-check time must not count while a reconcile runs: the service loop would spin for
+    the whole reconcile and take the GIL from its transfer threads."""
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "a.txt").write_text("a")
+    gate = threading.Event()
+
+    def slow_reconcile(worker: SyncWorker, stop: threading.Event) -> Any:
+        gate.wait(30)
+        return None
+
+    journal = Journal.open(tmp_path / "journal.db", clock=fake_clock)
+    sync = SyncConfig(name="docs", source=root, target=Ks3Url("bkt", "p/"))
+    worker = SyncWorker(
+        sync, journal, MemoryStore("bkt", "p/"), TransferOptions(jobs=1),
+        reconcile=slow_reconcile, clock=fake_clock, watch=False,
+    )
+    woken = threading.Event()
+    worker.add_wake_listener(woken.set)
+    try:
+        worker.start()
+        worker.step()
+        assert worker.state is State.RECONCILING and worker.busy()
+        worker.poke()  # a due check is pending, but cannot start before the reconcile ends
+        assert worker.next_wakeup_ns() > fake_clock.now
+        assert not woken.is_set()
+        gate.set()
+        wait_until(woken.is_set, timeout=10)
+        worker.step()  # reaps the reconcile
+        assert not worker.busy() and worker.state is State.WATCHING
+        # the pending check ran in that step; the next one is at most a second away
+        assert fake_clock.now < worker.next_wakeup_ns() <= fake_clock.now + SECOND
+    finally:
+        gate.set()
+        worker.begin_stop()
+        worker.finish_stop(10)
+        journal.close()
