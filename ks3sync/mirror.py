@@ -240,7 +240,7 @@ def _gather(
             local: list[LocalEntry] = []  # a restore into a new folder (created only when not a dry run)
             problems: list[Any] = []
         else:
-            local, problems = _scan(local_root, opts, key_prefix=store.prefix)
+            local, problems = _scan(local_root, opts, key_prefix=store.prefix, known=synced)
         return listing.result(), synced, local, problems
 
 
@@ -372,9 +372,12 @@ def scan_local(
     return entries, [(p.path, p.reason) for p in problems]
 
 
-def _scan(root: Path, opts: MirrorOptions, *, key_prefix: str) -> tuple[list[LocalEntry], list[Any]]:
+def _scan(
+    root: Path, opts: MirrorOptions, *, key_prefix: str, known: Mapping[str, SyncedEntry] | None = None
+) -> tuple[list[LocalEntry], list[Any]]:
     """ks3sync's own temp files and state files (the journal, when it lives inside the folder) are
-    neither synced nor reported. A missing root or a bad exclude rule is a usage error."""
+    neither synced nor reported. A missing root or a bad exclude rule is a usage error. ``known`` (the
+    journal's records) lets unchanged files share the journal's objects instead of equal copies."""
     from ks3sync.scan import Filters, FiltersError, ScanProblem, ScanRootError, scan_tree
 
     try:
@@ -385,7 +388,8 @@ def _scan(root: Path, opts: MirrorOptions, *, key_prefix: str) -> tuple[list[Loc
     entries: list[LocalEntry] = []
     problems: list[ScanProblem] = []
     try:
-        for item in scan_tree(root, filters, follow_symlinks=opts.follow_symlinks, key_prefix=key_prefix):
+        for item in scan_tree(root, filters, follow_symlinks=opts.follow_symlinks, key_prefix=key_prefix,
+                              known=known):
             if isinstance(item, ScanProblem):
                 problems.append(item)
             elif not item.path.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
