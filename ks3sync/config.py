@@ -237,9 +237,9 @@ class Credentials:
 
 @dataclass(frozen=True, slots=True)
 class TransferConfig:
-    jobs: int = 4  # concurrent transfers (and parts) per process
+    jobs: int = 8  # concurrent transfers (and parts) per process; the same defaults as `mirror`
     part_size: int = 8 * 1024**2
-    multipart_threshold: int = 64 * 1024**2
+    multipart_threshold: int = 16 * 1024**2
     bwlimit: int | None = None  # bytes per second across all transfers; None = unlimited
 
 
