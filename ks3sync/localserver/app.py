@@ -47,17 +47,17 @@ class KS3App:
         self.request_log = RequestLog(config.request_log) if config.request_log else None
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}{int(time.time()):x}"
-        self._date_cache: tuple[int, str] = (0, "")
+        self._date_cache: tuple[int, bytes] = (0, b"")
 
     def close(self) -> None:
         if self.request_log:
             self.request_log.close()
         self.storage.close()
 
-    def _http_date(self, now: float) -> str:
+    def _http_date(self, now: float) -> bytes:
         second = int(now)
         if self._date_cache[0] != second:
-            self._date_cache = (second, xmlio.http_date(second))
+            self._date_cache = (second, xmlio.http_date(second).encode())
         return self._date_cache[1]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -139,7 +139,7 @@ class KS3App:
         line exists by the time the client has the whole response (tests read the log right after)."""
         headers: list[tuple[bytes, bytes]] = [
             (b"x-kss-request-id", request_id.encode()),
-            (b"Date", self._http_date(time.time()).encode()),
+            (b"Date", self._http_date(time.time())),
             (b"Server", b"ks3sync-local"),
         ]
         if request.headers.get("authorization", "").startswith("AWS4"):

@@ -9,10 +9,13 @@ sigv4-presigned | anonymous | none when authentication failed), op, request_id, 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
+# json.dumps() with non-default options builds a new encoder per call; one shared encoder skips that.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _REDACTED_PARAMS = ("Signature", "X-Amz-Signature", "X-Amz-Security-Token", "x-kss-security-token")
 
 
@@ -27,17 +30,25 @@ def redact_query(raw_query: str) -> str:
 
 
 class RequestLog:
+    """Appends each line with one write() to an O_APPEND descriptor: the line is in the file (visible to
+    readers) as soon as write() returns, with no text-layer buffering or flush to pay per request."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the server
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._lock = threading.Lock()
 
     def write(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = (_ENCODER.encode(entry) + "\n").encode("utf-8")
         with self._lock:
-            self._file.write(line)
-            self._file.flush()
+            if self._fd is None:
+                raise ValueError("write to a closed request log")
+            written = os.write(self._fd, line)
+            while written < len(line):  # a regular file takes it whole unless the disk is full
+                written += os.write(self._fd, line[written:])
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None

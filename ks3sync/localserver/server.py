@@ -189,6 +189,8 @@ def _uvicorn_config(app: KS3App, config: ServerConfig) -> uvicorn.Config:
         server_header=False,
         date_header=False,
         access_log=False,
+        # No reverse proxy sits in front of this server; the middleware would only add a call per request.
+        proxy_headers=False,
         log_config=None,
         log_level="warning",
         timeout_keep_alive=30,
