@@ -14,6 +14,7 @@ Every server is stopped (SIGTERM, bounded wait, then SIGKILL) when its fixture e
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,3 +59,21 @@ def bucket(local_server: ServerHandle) -> str:
     name = unique_bucket_name()
     sdk_connection(local_server).create_bucket(name)
     return name
+
+
+def poll(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> object:
+    """Return the first truthy value of ``condition()``; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s: {condition}")
+        time.sleep(interval)
+
+
+@pytest.fixture()
+def wait_until() -> Callable[..., object]:
+    """Bounded polling for tests that wait on a watcher, a service or a server."""
+    return poll
