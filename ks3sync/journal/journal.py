@@ -263,6 +263,25 @@ class Journal:
                     gc.enable()
         return found
 
+    def iter_synced_entries(self, sync_id: int, *, batch: int = 2000) -> Iterator[SyncedEntry]:
+        """The sync's records in path order (SQLite's BINARY collation on UTF-8 text is UTF-8 byte order,
+        the order of the scan and of KS3 listings), fetched ``batch`` rows at a time: the reconcile
+        marches them beside the scan and the listing without holding a million-row map.
+
+        Holds one pooled read connection (one WAL snapshot) until exhausted or closed."""
+        with self._read() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            cursor = raw.execute(f"{_ENTRY_SELECT} WHERE sync_id = ? ORDER BY path", (sync_id,))
+            try:
+                while rows := cursor.fetchmany(batch):
+                    for r in rows:
+                        yield _entry_from_row(r)
+            except sqlite3.Error as exc:
+                raise as_journal_error(self.path, exc) from exc
+            finally:
+                cursor.close()
+
     def synced_for(self, sync_id: int, paths: Iterable[str]) -> dict[str, SyncedEntry]:
         """Point lookups: the records of ``paths`` that exist (the service's per-batch view; it must not
         load a million-row map for every batch)."""

@@ -308,3 +308,26 @@ def test_synced_entries_share_equal_values_but_compare_equal(journal: Journal) -
     got = journal.synced_entries(sync_id)
     assert got == {"plain": plain, "multi": other}
     assert got["plain"].remote_etag is got["plain"].md5  # one string object for a plain ETag
+
+
+def test_iter_synced_entries_streams_in_utf8_byte_order_per_sync(journal: Journal) -> None:
+    sid = journal.register_sync("a", "/a", "bucket", "", "h")
+    other = journal.register_sync("b", "/b", "bucket", "b/", "h")
+    # Code points on both sides of the surrogate range and of U+FFFF: UTF-16 order would differ.
+    paths = ["z", "a/b", "a+b", "\u00e9", "\ufb01", "\U0001f600", "A", "a", "a/"] + [f"n/{i}" for i in range(50)]
+    journal.record_synced(sid, [entry(p, i + 1) for i, p in enumerate(paths)])
+    journal.record_synced(other, [entry("zz"), entry("0")])
+    got = list(journal.iter_synced_entries(sid, batch=7))  # several fetchmany batches
+    assert [e.path for e in got] == sorted(paths, key=lambda p: p.encode())
+    assert {e.path: e for e in got} == journal.synced_entries(sid)
+    assert [e.path for e in journal.iter_synced_entries(other)] == ["0", "zz"]
+
+
+def test_an_abandoned_iteration_returns_its_connection(journal: Journal) -> None:
+    sid = journal.register_sync("a", "/a", "bucket", "", "h")
+    journal.record_synced(sid, [entry(f"p{i:03}", i + 1) for i in range(100)])
+    for _ in range(60):  # more than the pool holds: a leaked connection would exhaust it
+        stream = journal.iter_synced_entries(sid, batch=10)
+        assert next(stream).path == "p000"
+        stream.close()
+    assert len(journal.synced_entries(sid)) == 100
