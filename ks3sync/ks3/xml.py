@@ -34,6 +34,7 @@ from .models import (
     UploadInfo,
     UploadsPage,
 )
+from .xml_contents import split_contents
 
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 _DECIMAL = re.compile(r"[0-9]+")
@@ -184,9 +185,27 @@ def parse_list_buckets(body: bytes) -> list[BucketInfo]:
 def parse_list_objects(body: bytes) -> ListPage:
     """ListObjects (v1). With ``<EncodingType>url</EncodingType>``, keys, prefixes and NextMarker are
     percent-decoded."""
+    fast = split_contents(body)
+    if fast is None:
+        return parse_list_objects_slowly(body)
+    # The run of <Contents> read by the fast path, the envelope (the rest of the page) by ElementTree.
+    entries, envelope = fast
+    root = parse_document(envelope, "ListBucketResult")
+    if root.find("Contents") is not None:
+        return parse_list_objects_slowly(body)  # entries outside the run (e.g. namespace-prefixed ones)
+    encoded = _url_decoded(root)
+    objects = [_summary(e.key, e.size, e.etag, e.last_modified, e.storage_class, encoded) for e in entries]
+    return _list_page(root, encoded, objects)
+
+
+def parse_list_objects_slowly(body: bytes) -> ListPage:
+    """ListObjects through ElementTree alone (the reference the fast path is tested against)."""
     root = parse_document(body, "ListBucketResult")
     encoded = _url_decoded(root)
-    objects = [_object_summary(c, encoded) for c in root.iterfind("Contents")]
+    return _list_page(root, encoded, [_object_summary(c, encoded) for c in root.iterfind("Contents")])
+
+
+def _list_page(root: ET.Element, encoded: bool, objects: list[ObjectSummary]) -> ListPage:
     prefixes: list[str] = []
     for cp in root.findall("CommonPrefixes"):
         for p in cp.findall("Prefix"):
@@ -212,15 +231,23 @@ def _object_summary(contents: ET.Element, encoded: bool) -> ObjectSummary:
     key = fields.get("Key")
     if key is None:
         raise MalformedResponse(f"<{contents.tag}> has no <Key>")
-    size_text = fields.get("Size", "")
-    if size_text.strip() == "":
-        raise MalformedResponse(f"<{contents.tag}> has no <Size>")
+    return _summary(key, fields.get("Size", ""), fields.get("ETag", ""), fields.get("LastModified"),
+                    fields.get("StorageClass"), encoded)
+
+
+def _summary(key: str, size_text: str, etag: str, last_modified: str | None, storage_class: str | None,
+             encoded: bool) -> ObjectSummary:
+    size = size_text.strip()
+    if size == "":
+        raise MalformedResponse("<Contents> has no <Size>")
+    if not _DECIMAL.fullmatch(size):
+        raise MalformedResponse(f"<Contents><Size> is not a decimal integer: {size_text[:40]!r}")
     return ObjectSummary(
         key=_maybe_unquote(key, encoded) or "",
-        size=_decimal(contents, "Size", size_text),
-        etag=unquote_etag(fields.get("ETag", "")),
-        last_modified=parse_iso_time(fields.get("LastModified")),
-        storage_class=fields.get("StorageClass") or "STANDARD",
+        size=int(size),
+        etag=unquote_etag(etag),
+        last_modified=parse_iso_time(last_modified),
+        storage_class=storage_class or "STANDARD",
     )
 
 
