@@ -1,11 +1,13 @@
-"""``plan_download``: KS3 -> local folder (restore). The mirror image of ``plan_upload``, plus the
-refusal of keys that would escape the target folder (invariant 6; the executor checks again).
+"""``plan_download``: KS3 -> local folder (restore). The mirror image of ``plan_upload``, marched over
+the same three sorted streams in one phase (a restore makes no copies), plus the refusal of keys that
+would escape the target folder (invariant 6; the executor checks again).
 
 Pure: no I/O, no clock; imports only ``ks3sync.model`` and sibling planner modules."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from ks3sync.model import (
     Adopt,
@@ -20,41 +22,68 @@ from ks3sync.model import (
 )
 from ks3sync.plan.guard import guard_deletes
 from ks3sync.plan.keys import is_directory_marker, unsafe_reason
-from ks3sync.plan.march import index_by_path, march
+from ks3sync.plan.march import march, sorted_records
 from ks3sync.plan.options import PlanOptions
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadPlan:
+    """The plan, and the keys it refused (invariant 6) with the reason: the caller reports them."""
+
+    plan: Plan
+    refused: tuple[tuple[RemoteEntry, str], ...]
 
 
 def plan_download(
     remote: Iterable[RemoteEntry],
     local: Iterable[LocalEntry],
-    synced: Mapping[str, SyncedEntry],
+    synced: Mapping[str, SyncedEntry] | Iterable[SyncedEntry],
     opts: PlanOptions,
 ) -> Plan:
-    """What to do so that the local folder holds exactly the remote objects.
+    """What to do so that the local folder holds exactly the remote objects (see :func:`march_download`);
+    ``synced`` is a map or any collection of records."""
+    records = sorted_records(synced.values() if isinstance(synced, Mapping) else synced)
+    return march_download(remote, local, records, opts).plan
+
+
+def march_download(
+    remote: Iterable[RemoteEntry],
+    local: Iterable[LocalEntry],
+    records: Iterable[SyncedEntry],
+    opts: PlanOptions,
+) -> DownloadPlan:
+    """One pass over the three streams, each in path order (see ``plan.march``).
 
     An ``Adopt`` here means "hash the local file; if it equals the object, record it, else download".
     Unsafe keys are skipped with a warning; folder placeholder objects (``dir/``, 0 bytes) silently."""
-    local_by = index_by_path(local)
-    remote_by: dict[str, RemoteEntry] = {}
+    refused: list[tuple[RemoteEntry, str]] = []
     warnings: list[str] = []
-    for obj in remote:
-        if is_directory_marker(obj.path, obj.size):
-            continue  # a console's "folder" object: nothing to create
-        why = unsafe_reason(obj.path)
-        if why is not None:
-            warnings.append(f"skipping key {obj.path!r}: {why} (it would not stay inside the target folder)")
-            continue
-        remote_by[obj.path] = obj
+    counts = [0, 0]  # objects to restore, local files
+
+    def restorable(objects: Iterable[RemoteEntry]) -> Iterator[RemoteEntry]:
+        for obj in objects:
+            if is_directory_marker(obj.path, obj.size):
+                continue  # a console's "folder" object: nothing to create
+            why = unsafe_reason(obj.path)
+            if why is not None:
+                refused.append((obj, why))
+                warnings.append(f"skipping key {obj.path!r}: {why} (it would not stay inside the target folder)")
+                continue
+            counts[0] += 1
+            yield obj
+
+    def counted(entries: Iterable[LocalEntry]) -> Iterator[LocalEntry]:
+        for entry in entries:
+            counts[1] += 1
+            yield entry
 
     transfers: list[Operation] = []
     deletes: list[Operation] = []
     forgets: list[Operation] = []
     skipped = 0
-    for path in march(local_by, remote_by, synced):
-        loc = local_by.get(path)
-        rem = remote_by.get(path)
+    for path, loc, rem, rec in march(counted(local), restorable(remote), records):
         if loc is not None and rem is not None:
-            op = _both_sides(loc, rem, synced.get(path), opts)
+            op = _both_sides(loc, rem, rec, opts)
             if op is None:
                 skipped += 1
             else:
@@ -70,16 +99,17 @@ def plan_download(
             # Journal only: gone from both sides; drop the stale record.
             forgets.append(Forget(path))
 
-    allowed, refused, guard_warnings = guard_deletes(
-        deletes, source_count=len(remote_by), destination_count=len(local_by), opts=opts
+    allowed, refused_n, guard_warnings = guard_deletes(
+        deletes, source_count=counts[0], destination_count=counts[1], opts=opts
     )
-    return Plan(
+    plan = Plan(
         transfers=tuple(transfers) + tuple(forgets),
         deletes=allowed,
         skipped=skipped,
-        refused_deletes=refused,
+        refused_deletes=refused_n,
         warnings=tuple(warnings) + guard_warnings,
     )
+    return DownloadPlan(plan, tuple(refused))
 
 
 def _both_sides(

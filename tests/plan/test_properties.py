@@ -7,7 +7,10 @@ confirmed (invariant 1). Under those, applying the plan must make the destinatio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from random import Random
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +28,17 @@ from ks3sync.model import (
     SyncedEntry,
     Upload,
 )
-from ks3sync.plan import PlanOptions, plan_download, plan_upload
+from ks3sync.plan import (
+    NO_SOURCES,
+    OutOfOrderError,
+    PlanOptions,
+    collect_copy_sources,
+    finish_upload,
+    hash_candidates,
+    march_upload,
+    plan_download,
+    plan_upload,
+)
 
 from .helpers import md5
 
@@ -77,8 +90,9 @@ def to_entries(
     local: dict[str, FileState], remote: dict[str, tuple[int, bool]],
     synced: dict[str, tuple[FileState, bool]], hashed: bool,
 ) -> tuple[list[LocalEntry], list[RemoteEntry], dict[str, SyncedEntry]]:
-    loc = [LocalEntry(p, identity(f), md5(CONTENTS[f.content]) if hashed else None) for p, f in local.items()]
-    rem = [RemoteEntry(p, len(CONTENTS[c]), etag(c, mp)) for p, (c, mp) in remote.items()]
+    """Local files and objects in path order, as the scan and the listing deliver them."""
+    loc = [LocalEntry(p, identity(f), md5(CONTENTS[f.content]) if hashed else None) for p, f in sorted(local.items())]
+    rem = [RemoteEntry(p, len(CONTENTS[c]), etag(c, mp)) for p, (c, mp) in sorted(remote.items())]
     rec = {
         p: SyncedEntry(p, identity(f), md5(CONTENTS[f.content]), etag(f.content, mp), len(CONTENTS[f.content]))
         for p, (f, mp) in synced.items()
@@ -94,6 +108,9 @@ options = st.builds(
     max_delete_percent=st.none() | st.floats(0, 100),
     force=st.booleans(),
 )
+
+
+NO_LIMITS = PlanOptions(delete=True, max_delete_percent=None)
 
 
 def apply_upload(plan: Plan, local: dict[str, FileState], remote: dict[str, tuple[int, bool]]) -> dict[str, int]:
@@ -193,7 +210,7 @@ def test_renames_become_copies_never_uploads(files: dict[str, int], data: st.Dat
 def test_download_plan_converges(world: tuple, opts: PlanOptions, bad_key: str) -> None:  # type: ignore[type-arg]
     local, remote, synced, hashed = world
     loc, rem, rec = to_entries(local, remote, synced, hashed)
-    rem.append(RemoteEntry(bad_key, 1, md5(b"x")))
+    rem = sorted([*rem, RemoteEntry(bad_key, 1, md5(b"x"))], key=lambda e: e.path)
     plan = plan_download(rem, loc, rec, opts)
     folder = {p: f.content for p, f in local.items()}
     for op in plan.transfers:
@@ -216,16 +233,34 @@ def test_download_plan_converges(world: tuple, opts: PlanOptions, bad_key: str) 
 
 @settings(max_examples=300, deadline=None)
 @given(worlds(), options, st.randoms(use_true_random=False))
-def test_upload_plan_does_not_depend_on_input_order(world: tuple, opts: PlanOptions, rnd) -> None:  # type: ignore[type-arg,no-untyped-def]
-    """Sorted inputs (what the scan and the listing deliver) take the merge path, others the indexed
-    one: both must give the same plan. (The remote side stays in one order: among several objects
-    with the same content, the copy source is the first listed, by design of _copy_sources.)"""
+def test_phased_upload_with_hashing_converges(world: tuple[Any, ...], opts: PlanOptions, rnd: Random) -> None:
+    """What ``ks3sync.mirror`` does: unhashed scan entries, phase 1, copy sources from the records read
+    again in any order, the candidates hashed, then phase 2. Every copy must read the promised content
+    (``apply_upload`` checks) and the bucket must end equal to the folder."""
+    local, remote, synced, _ = world
+    loc, rem, rec = to_entries(local, remote, synced, hashed=False)
+    records = sorted(rec.values(), key=lambda r: r.path)
+    marched = march_upload(iter(loc), iter(rem), iter(records), opts)
+    reread = list(records)
+    rnd.shuffle(reread)
+    sources = collect_copy_sources(marched, reread, opts) if marched.local_only else NO_SOURCES
+    hashed = {e.path: md5(CONTENTS[local[e.path].content]) for e in hash_candidates(marched, sources)}
+    plan = finish_upload(marched, sources, opts, hashed=hashed)
+    bucket = apply_upload(plan, local, remote)
+    for path, f in local.items():
+        assert bucket[path] == f.content, path
+    assert plan.skipped + len([op for op in plan.transfers if not isinstance(op, Forget)]) == len(local)
+
+
+@settings(max_examples=100, deadline=None)
+@given(worlds(), st.randoms(use_true_random=False))
+def test_unsorted_local_input_is_refused_not_planned(world: tuple[Any, ...], rnd: Random) -> None:
     local, remote, synced, hashed = world
     loc, rem, rec = to_entries(local, remote, synced, hashed)
-    loc_sorted, rem_sorted = sorted(loc, key=lambda e: e.path), sorted(rem, key=lambda e: e.path)
-    rnd.shuffle(loc)
-    assert plan_upload(loc_sorted, rem_sorted, rec, opts) == plan_upload(loc, rem_sorted, rec, opts)
-    # A repeated path is not "strictly sorted": the indexed path's last-one-wins rule applies.
-    if loc_sorted:
-        doubled = [*loc_sorted, loc_sorted[-1]]
-        assert plan_upload(doubled, rem_sorted, rec, opts) == plan_upload(loc_sorted, rem_sorted, rec, opts)
+    shuffled = list(loc)
+    rnd.shuffle(shuffled)
+    if shuffled == loc:
+        assert plan_upload(shuffled, rem, rec, NO_LIMITS) == plan_upload(loc, rem, rec, NO_LIMITS)
+    else:
+        with pytest.raises(OutOfOrderError):
+            plan_upload(shuffled, rem, rec, NO_LIMITS)
