@@ -2,14 +2,15 @@
 
 Public surface: :class:`Journal` (open, syncs, synced entries, the change queue, status),
 :class:`JournalCheckpoint` (the durable ``model.Checkpoint``), the queue's value types and
-:class:`JournalError`. Must not import the store, the transfer engine, the planner, the CLI or httpx.
+:class:`JournalError`. Must not import the store, the transfer engine, the planner, the CLI or httpx;
+SQLAlchemy only when a file is created or migrated (``migrations.py``).
 """
 
 from ks3sync.journal.checkpoint import JournalCheckpoint
 from ks3sync.journal.errors import JournalError, UnknownUploadError
 from ks3sync.journal.journal import Journal
-from ks3sync.journal.migrations import SCHEMA_VERSION
 from ks3sync.journal.types import Change, ChangeKind, ErrorRecord, QueuedChange, SyncRecord, SyncStats
+from ks3sync.journal.version import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",

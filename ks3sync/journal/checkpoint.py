@@ -3,19 +3,17 @@ confirmed entries through, bound to one sync.
 
 Every method commits before it returns (durable against a killed process; ``upload_started`` also
 against power loss: see docs/journal.md). Safe from many threads: writes go through the journal's
-single writer lock, reads use pooled connections.
+single writer lock, reads use pooled connections. SQL text on sqlite3 connections (columns as in
+``schema.py``); imports: sqlite3, the journal's errors, ``ks3sync.model``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
-
-from sqlalchemy import Connection, Row, delete, insert, select
+from typing import TYPE_CHECKING, NamedTuple
 
 from ks3sync.journal.errors import UnknownUploadError
-from ks3sync.journal.schema import parts, uploads
 from ks3sync.model import FileIdentity, PartRecord, SyncedEntry, UploadRecord
 
 if TYPE_CHECKING:
@@ -65,28 +63,52 @@ def delete_entries(db: sqlite3.Connection, sync_id: int, paths: Sequence[str]) -
     db.executemany("DELETE FROM entries WHERE sync_id = ? AND path = ?", [(sync_id, p) for p in paths])
 
 
-def read_upload(conn: Connection, upload_row: Row) -> UploadRecord:
-    part_rows = conn.execute(
-        select(parts).where(parts.c.upload_row == upload_row.id).order_by(parts.c.part_number)
-    ).all()
+class _UploadRow(NamedTuple):
+    id: int
+    path: str
+    key: str
+    upload_id: str
+    part_size: int
+    size: int
+    mtime_ns: int
+    inode: int
+    ctime_ns: int
+    iv: bytes | None
+    started_at_ns: int
+
+
+UPLOAD_SELECT = ("SELECT id, path, key, upload_id, part_size, size, mtime_ns, inode, ctime_ns, iv, started_at_ns"
+                 " FROM uploads")
+
+
+def read_uploads(db: sqlite3.Connection, where: str, params: tuple[object, ...]) -> list[UploadRecord]:
+    """The uploads matching ``where`` (SQL over the uploads table), oldest first, with their parts."""
+    rows = [_UploadRow(*r) for r in db.execute(f"{UPLOAD_SELECT} {where} ORDER BY id", params).fetchall()]
+    return [_read_upload(db, row) for row in rows]
+
+
+def _read_upload(db: sqlite3.Connection, row: _UploadRow) -> UploadRecord:
+    part_rows = db.execute(
+        "SELECT part_number, size, md5, etag, crc64, chain_block FROM parts WHERE upload_row = ?"
+        " ORDER BY part_number", (row.id,)
+    ).fetchall()
     return UploadRecord(
-        path=upload_row.path,
-        key=upload_row.key,
-        upload_id=upload_row.upload_id,
-        part_size=upload_row.part_size,
-        identity=FileIdentity(upload_row.size, upload_row.mtime_ns, upload_row.inode, upload_row.ctime_ns),
-        started_at_ns=upload_row.started_at_ns,
-        iv=upload_row.iv,
+        path=row.path,
+        key=row.key,
+        upload_id=row.upload_id,
+        part_size=row.part_size,
+        identity=FileIdentity(row.size, row.mtime_ns, row.inode, row.ctime_ns),
+        started_at_ns=row.started_at_ns,
+        iv=row.iv,
         parts=tuple(
-            PartRecord(p.part_number, p.size, p.md5, p.etag, crc_from_sql(p.crc64), p.chain_block)
-            for p in part_rows
+            PartRecord(number, size, md5, etag, crc_from_sql(crc), chain_block)
+            for number, size, md5, etag, crc, chain_block in part_rows
         ),
     )
 
 
-def _part_values(upload_row: int, part: PartRecord) -> dict[str, object]:
-    return dict(upload_row=upload_row, part_number=part.part_number, size=part.size, md5=part.md5,
-                etag=part.etag, crc64=crc_to_sql(part.crc64), chain_block=part.chain_block)
+_PART_INSERT = ("INSERT INTO parts (upload_row, part_number, size, md5, etag, crc64, chain_block)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 class JournalCheckpoint:
@@ -97,31 +119,31 @@ class JournalCheckpoint:
         self.sync_id = sync_id
 
     def upload_for(self, path: str) -> UploadRecord | None:
-        with self._journal._read() as conn:
-            row = conn.execute(
-                select(uploads).where(uploads.c.sync_id == self.sync_id, uploads.c.path == path)
-            ).first()
-            return None if row is None else read_upload(conn, row)
+        with self._journal._read() as db:
+            found = read_uploads(db, "WHERE sync_id = ? AND path = ?", (self.sync_id, path))
+        return found[0] if found else None
 
     def upload_started(self, record: UploadRecord) -> None:
         # Durable (FULL): an upload id lost to a power cut would leak storage until the stale sweep.
-        with self._journal._write(durable=True) as conn:
-            conn.execute(delete(uploads).where(
-                (uploads.c.upload_id == record.upload_id)
-                | ((uploads.c.sync_id == self.sync_id) & (uploads.c.path == record.path))
-            ))
+        with self._journal._write(durable=True) as db:
+            db.execute("DELETE FROM uploads WHERE upload_id = ? OR (sync_id = ? AND path = ?)",
+                       (record.upload_id, self.sync_id, record.path))
             ident = record.identity
-            result = conn.execute(insert(uploads).values(
-                sync_id=self.sync_id, path=record.path, key=record.key, upload_id=record.upload_id,
-                part_size=record.part_size, size=ident.size, mtime_ns=ident.mtime_ns, inode=ident.inode,
-                ctime_ns=ident.ctime_ns, iv=record.iv, started_at_ns=record.started_at_ns,
-            ))
-            row_id = result.inserted_primary_key[0]  # type: ignore[index]
+            cur = db.execute(
+                "INSERT INTO uploads (sync_id, path, key, upload_id, part_size, size, mtime_ns, inode,"
+                " ctime_ns, iv, started_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.sync_id, record.path, record.key, record.upload_id, record.part_size, ident.size,
+                 ident.mtime_ns, ident.inode, ident.ctime_ns, record.iv, record.started_at_ns),
+            )
+            row_id = cur.lastrowid
             if record.parts:
-                conn.execute(insert(parts), [_part_values(row_id, p) for p in record.parts])
+                db.executemany(_PART_INSERT, [
+                    (row_id, p.part_number, p.size, p.md5, p.etag, crc_to_sql(p.crc64), p.chain_block)
+                    for p in record.parts
+                ])
 
     def part_done(self, upload_id: str, part: PartRecord) -> None:
-        with self._journal._write_raw() as db:
+        with self._journal._write() as db:
             cur = db.execute(
                 "INSERT OR REPLACE INTO parts (upload_row, part_number, size, md5, etag, crc64, chain_block)"
                 " SELECT id, ?, ?, ?, ?, ?, ? FROM uploads WHERE upload_id = ? AND sync_id = ?",
@@ -132,22 +154,22 @@ class JournalCheckpoint:
                 raise UnknownUploadError(f"{self._journal.path}: no multipart upload {upload_id!r} in the journal")
 
     def upload_finished(self, upload_id: str) -> None:
-        with self._journal._write() as conn:
+        with self._journal._write() as db:
             # parts go with it (ON DELETE CASCADE; foreign keys are on for every connection)
-            conn.execute(delete(uploads).where(uploads.c.upload_id == upload_id))
+            db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
 
     def synced(self, entry: SyncedEntry) -> None:
-        with self._journal._write_raw() as db:
+        with self._journal._write() as db:
             write_entries(db, self.sync_id, [entry])
 
     def synced_many(self, batch: Iterable[SyncedEntry]) -> int:
         """Record many confirmed entries in one transaction (Adopt results, a rebuilt journal)."""
-        with self._journal._write_raw() as db:
+        with self._journal._write() as db:
             return write_entries(db, self.sync_id, batch)
 
     def removed(self, paths: Sequence[str]) -> None:
         if paths:
-            with self._journal._write_raw() as db:
+            with self._journal._write() as db:
                 delete_entries(db, self.sync_id, paths)
 
 

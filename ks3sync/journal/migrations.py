@@ -3,20 +3,29 @@
 The schema version lives in SQLite's ``PRAGMA user_version`` (0 = empty file), which is transactional,
 so a migration and its version bump commit together or not at all. Migrations are written as frozen DDL
 (never derived from ``schema.py``'s current tables), because a migration must keep meaning what it
-meant when it shipped. Add a version by appending a function and bumping ``SCHEMA_VERSION``; never edit
-an old one. ``tests/journal/test_migrations.py`` checks that a fresh database and a migrated v1
-database end up with identical tables, columns and indexes.
+meant when it shipped. Add a version by appending a function and bumping ``version.SCHEMA_VERSION``;
+never edit an old one. ``tests/journal/test_migrations.py`` checks that a fresh database and a migrated
+v1 database end up with identical tables, columns and indexes, and that they equal what SQLAlchemy
+would create from ``schema.py``.
 
-Imports only sqlite3 (through SQLAlchemy's Connection) and the standard library.
+This is the only place the journal runs through SQLAlchemy: :func:`upgrade` is imported (and
+SQLAlchemy with it) only when a file must be created or migrated; an up-to-date journal opens on the
+standard library's sqlite3 alone. Imports: SQLAlchemy, the standard library, the journal's connection
+settings, errors and version.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
-SCHEMA_VERSION = 2
+from ks3sync.journal.connection import as_journal_error, connect
+from ks3sync.journal.version import SCHEMA_VERSION
 
 
 def _v1(conn: Connection) -> None:
@@ -154,3 +163,31 @@ def migrate(conn: Connection, current: int, target: int = SCHEMA_VERSION) -> lis
     if applied:
         conn.exec_driver_sql(f"PRAGMA user_version = {int(target)}")
     return applied
+
+
+def upgrade(path: Path, refuse: Callable[[Path, int, int], None]) -> list[int]:
+    """Bring the file at ``path`` to ``SCHEMA_VERSION`` in one write transaction taken up front
+    (``BEGIN IMMEDIATE``) with FULL sync, on a connection of its own. ``refuse(path, version, objects)``
+    runs again inside the write lock: another process may have migrated (or a newer ks3sync written)
+    since the caller looked. Returns the versions applied; SQLite errors become one-line JournalErrors."""
+    engine = create_engine("sqlite+pysqlite://", creator=lambda: connect(path), poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the transaction is ours (see _on_begin)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("PRAGMA synchronous = FULL")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        with engine.begin() as conn:
+            version = int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
+            refuse(path, version, conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").scalar_one())
+            return migrate(conn, version)
+    except SQLAlchemyError as exc:
+        raise as_journal_error(path, exc) from exc
+    finally:
+        engine.dispose()

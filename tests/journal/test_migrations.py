@@ -125,3 +125,40 @@ def test_failed_migration_leaves_the_file_untouched(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 1
     assert [r[1] for r in db.execute("PRAGMA table_info(changes)")][-1] == "parked"  # no half-applied ALTER
+
+
+def test_sqlalchemy_would_create_exactly_the_migrated_schema(tmp_path: Path) -> None:
+    """schema.py is the schema's one definition: the DDL SQLAlchemy emits from it and the live database
+    the frozen migrations build agree table by table, column by column, index by index (including the
+    partial indexes' WHERE clauses) and in their foreign keys. The only allowed difference: SQLAlchemy
+    writes NOT NULL on an INTEGER PRIMARY KEY, which is the rowid and cannot be NULL either way."""
+    from sqlalchemy import create_engine
+
+    emitted = tmp_path / "emitted.db"
+    engine = create_engine(f"sqlite:///{emitted}")
+    metadata.create_all(engine)
+    engine.dispose()
+    migrated = tmp_path / "migrated.db"
+    Journal.open(migrated).close()
+
+    def rowid_alias_nullable(schema: dict[str, object]) -> dict[str, object]:
+        for info in schema.values():
+            assert isinstance(info, dict)
+            single_pk = sum(1 for c in info["columns"] if c[5]) == 1
+            info["columns"] = [
+                (cid, name, kind, 0 if (single_pk and pk and kind == "INTEGER") else notnull, default, pk)
+                for cid, name, kind, notnull, default, pk in info["columns"]
+            ]
+        return schema
+
+    assert rowid_alias_nullable(schema_of(emitted)) == rowid_alias_nullable(schema_of(migrated))
+
+    def index_sql(path: Path) -> list[tuple[str, str]]:
+        db = sqlite3.connect(path)
+        rows = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                          "ORDER BY name").fetchall()
+        db.close()
+        return [(name, " ".join(sql.split())) for name, sql in rows]
+
+    assert index_sql(emitted) == index_sql(migrated)
+    assert len(index_sql(migrated)) == sum(len(t.indexes) for t in metadata.tables.values())

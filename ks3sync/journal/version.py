@@ -1,0 +1,26 @@
+"""The journal's schema version and the refusal of files this ks3sync must not touch.
+
+Separate from ``migrations.py`` so that opening an up-to-date journal needs neither the migrations nor
+SQLAlchemy. Imports: the journal's errors only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ks3sync.journal.errors import JournalError
+
+# Bump together with a new function in migrations.MIGRATIONS (a test checks they agree).
+SCHEMA_VERSION = 2
+
+
+def refuse_unknown(path: Path, version: int, objects: int) -> None:
+    """Raise for a journal from a newer ks3sync, or an SQLite file of someone else (version 0 with
+    tables in it). ``objects`` is the number of non-internal entries in ``sqlite_master``."""
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"{path}: journal schema version {version} is newer than this ks3sync supports "
+            f"({SCHEMA_VERSION}); upgrade ks3sync"
+        )
+    if version == 0 and objects:
+        raise JournalError(f"{path}: not a ks3sync journal (an SQLite database with other tables)")
