@@ -17,6 +17,7 @@ as ``1h30m``; a bare number means seconds.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -24,9 +25,10 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "Config",
@@ -384,23 +386,28 @@ class _Expanded(str):
     """A string that came from a ``${VAR}`` reference: typed fields may convert it (``jobs: ${JOBS}``)."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; a config typo deserves an error instead."""
+@functools.cache
+def _unique_key_loader() -> type[yaml.SafeLoader]:
+    """PyYAML keeps the last of two equal keys silently; a config typo deserves an error instead.
 
+    Built on first use: PyYAML costs ~12 ms of imports, which a ``mirror`` without ``--config`` (start-up
+    time is most of a no-change run) must not pay for the parsers below."""
+    import yaml
 
-def _construct_mapping(
-    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
-) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
 
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return UniqueKeyLoader
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{[^}]*\}?")
 
@@ -570,8 +577,10 @@ def load_config(
         raise ConfigError(file, "", f"not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(file, "", exc.strerror or str(exc)) from None
+    import yaml
+
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
