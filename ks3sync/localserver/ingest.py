@@ -15,6 +15,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
+from ks3sync.localserver.assembly import PartSlot
 from ks3sync.localserver.context import Context
 from ks3sync.localserver.crc64 import crc64
 from ks3sync.localserver.errors import S3Error
@@ -50,7 +51,8 @@ def _expected_md5(ctx: Context) -> bytes | None:
     return digest
 
 
-def _declared_length(ctx: Context) -> int | None:
+def declared_length(ctx: Context) -> int | None:
+    """The payload length the request declares (None for a chunked body); raises on a bad header."""
     headers = ctx.request.headers
     # aws-chunked: Content-Length counts the framing; the payload's length is declared separately
     raw = headers.get("x-amz-decoded-content-length") if ctx.auth.streaming else headers.get("content-length")
@@ -108,42 +110,28 @@ async def _receive_inline(ctx: Context, declared: int, expected_md5: bytes | Non
     return Received(ctx.storage.store_inline(data), len(data), digest, crc)
 
 
-async def receive_body(ctx: Context, *, allow_inline: bool = True) -> Received:
-    """Stream the request body into a temp file, hashing it once on the way, and seal it.
+async def receive_body(ctx: Context, *, allow_inline: bool = True, slot: PartSlot | None = None) -> Received:
+    """Stream the request body into a temp file (or a multipart part's `slot` in its upload's assembly
+    file), hashing it once on the way, and seal it.
 
     Big bodies are hashed and written by a worker thread one block behind the socket (MD5 and write
     release the GIL), so receiving and digesting overlap on two cores; a small body is digested inline,
     and kept as a row when the storage allows it (`inline_max`, parts never).
     """
     expected_md5 = _expected_md5(ctx)
-    declared = _declared_length(ctx)
+    declared = declared_length(ctx)
     storage = ctx.storage
+    if slot is not None:
+        if declared != slot.size:
+            raise S3Error("IncompleteBody")
+        return await _receive_into_slot(ctx, slot, expected_md5)
     if allow_inline and declared is not None and declared <= storage.inline_max:
         return await _receive_inline(ctx, declared, expected_md5)
     temp = storage.open_temp()
     sealed = False
     digester = _Digester(temp.fd)
-    in_flight: asyncio.Future[None] | None = None
     try:
-        pending: list[bytes] = []
-        pending_size = 0
-        received = 0
-        async for chunk in ctx.body.chunks():
-            pending.append(chunk)
-            pending_size += len(chunk)
-            received += len(chunk)
-            if received > MAX_SINGLE_PUT:
-                raise S3Error("EntityTooLarge")
-            if pending_size >= BLOCK:
-                if in_flight is not None:
-                    await in_flight
-                in_flight = storage.run_io(digester.absorb, pending)
-                pending, pending_size = [], 0
-        if in_flight is not None:
-            await in_flight
-            in_flight = None
-        if pending:
-            digester.absorb(pending)
+        await _pump(ctx, digester, MAX_SINGLE_PUT, "EntityTooLarge")
         size = digester.size
         if declared is not None and size != declared:
             raise S3Error("IncompleteBody")
@@ -154,8 +142,50 @@ async def receive_body(ctx: Context, *, allow_inline: bool = True) -> Received:
         sealed = True
         return Received(stored, size, digest, crc)
     except (S3Error, ClientGone, OSError):
-        if in_flight is not None:
-            await asyncio.wait([in_flight])  # the worker must be done with the fd before it is closed
         if not sealed:
             storage.discard_temp(temp)
         raise
+
+
+async def _pump(ctx: Context, digester: _Digester, limit: int, too_long: str) -> None:
+    """Feed the body to the digester, a block at a time on a worker thread one block behind the socket;
+    a body longer than ``limit`` raises S3Error(too_long) before its excess is written. Returns (or
+    raises) only when the worker is done with the descriptor."""
+    in_flight: asyncio.Future[None] | None = None
+    try:
+        pending: list[bytes] = []
+        pending_size = 0
+        received = 0
+        async for chunk in ctx.body.chunks():
+            pending.append(chunk)
+            pending_size += len(chunk)
+            received += len(chunk)
+            if received > limit:
+                raise S3Error(too_long)
+            if pending_size >= BLOCK:
+                if in_flight is not None:
+                    await in_flight
+                in_flight = ctx.storage.run_io(digester.absorb, pending)
+                pending, pending_size = [], 0
+        if in_flight is not None:
+            await in_flight
+            in_flight = None
+        if pending:
+            digester.absorb(pending)
+    finally:
+        if in_flight is not None:
+            await asyncio.wait([in_flight])  # the worker must be done with the fd before it is closed
+
+
+async def _receive_into_slot(ctx: Context, slot: PartSlot, expected_md5: bytes | None) -> Received:
+    """receive_body for a part placed in its upload's assembly file: never more than the slot's size is
+    written (the next part's region follows), and a failure leaves only unreferenced bytes behind. The
+    caller closes the slot if this fails (``Storage.discard_slot``)."""
+    digester = _Digester(slot.fd)
+    await _pump(ctx, digester, slot.size, "IncompleteBody")
+    if digester.size != slot.size:
+        raise S3Error("IncompleteBody")
+    digest = digester.md5.digest()
+    _check_digests(ctx, digest, digester.crc, expected_md5)
+    stored = await ctx.storage.seal_slot(slot)
+    return Received(stored, digester.size, digest, digester.crc)

@@ -1,7 +1,8 @@
 """Multipart uploads: initiate, upload part (and part copy), list parts, complete, abort.
 
-Parts are stored as bodies of their own until Complete concatenates the listed ones, in kernel space and
-once, into the final object; its ETag is md5(part md5s)-N and its CRC-64 is combined from the parts'
+Parts are written in place in their upload's assembly file when they can be (assembly.py), which Complete
+then renames into the object; otherwise they are bodies of their own that Complete concatenates, in kernel
+space and once, into the final object; its ETag is md5(part md5s)-N and its CRC-64 is combined from the parts'
 CRCs. Imports nothing else from ks3sync.
 """
 
@@ -11,15 +12,23 @@ import hashlib
 import os
 import re
 
-from ks3sync.localserver import policy, xmlio
+from ks3sync.localserver import assembly, policy, xmlio
 from ks3sync.localserver.bucket_ops import xml_response
 from ks3sync.localserver.context import Context
 from ks3sync.localserver.crc64 import combine, crc64
 from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.exchange import Response
-from ks3sync.localserver.ingest import receive_body
+from ks3sync.localserver.ingest import declared_length, receive_body
 from ks3sync.localserver.object_ops import readable_source
-from ks3sync.localserver.storage import ObjectRecord, PartRecord, Storage, TempBody, UploadRecord, is_inline
+from ks3sync.localserver.storage import (
+    ObjectRecord,
+    PartRecord,
+    Storage,
+    StoredBody,
+    TempBody,
+    UploadRecord,
+    is_inline,
+)
 
 MIN_PART_SIZE = 100 * 1024
 MAX_PART_SIZE = 5 * 1024**3
@@ -73,8 +82,18 @@ def _store_part(ctx: Context, upload_id: str, number: int, size: int, etag: str,
 async def upload_part(ctx: Context) -> Response:
     upload = _upload(ctx)
     number = _part_number(ctx)
-    received = await receive_body(ctx, allow_inline=False)  # Complete concatenates part files
-    _store_part(ctx, upload.upload_id, number, received.size, received.etag, received.crc64, received.body.data_id)
+    storage = ctx.storage
+    # In place in the upload's assembly file when possible, so Complete can rename instead of copy.
+    slot = storage.open_part_slot(upload.upload_id, number, declared_length(ctx))
+    try:
+        received = await receive_body(ctx, allow_inline=False, slot=slot)
+        _store_part(ctx, upload.upload_id, number, received.size, received.etag, received.crc64,
+                    received.body.data_id)
+    finally:
+        if slot is not None:
+            storage.discard_slot(slot)  # closes the descriptor of a part that failed; no-op once sealed
+            # Only now: until the row exists, the claim keeps a second copy of the part out of its region.
+            storage.placements.release(upload.upload_id, number)
     # The CRC header on every part is mandatory for the SDK (complete_upload does int() on it).
     return Response(200, [("ETag", f'"{received.etag}"'), ("x-kss-checksum-crc64ecma", str(received.crc64))])
 
@@ -203,13 +222,7 @@ async def complete(ctx: Context) -> Response:
                                                    "ProposedSize": str(part.size),
                                                    "MinSizeAllowed": str(MIN_PART_SIZE)})
     storage = ctx.storage
-    temp = storage.open_temp()
-    try:
-        await storage.run_io(storage.concatenate, [p.data_id for p in chosen], temp)
-        sealed = await storage.seal(temp)
-    except OSError:
-        storage.discard_temp(temp)
-        raise
+    sealed = await _assemble(storage, upload.upload_id, chosen)
     md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
     etag = f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}"  # noqa: S324 - protocol ETag
     crc = 0
@@ -234,6 +247,23 @@ async def complete(ctx: Context) -> Response:
     )
     response.headers.append(("x-kss-checksum-crc64ecma", str(crc)))
     return response
+
+
+async def _assemble(storage: Storage, upload_id: str, chosen: list[PartRecord]) -> StoredBody:
+    """The object's body from its parts: the upload's assembly file itself when the parts lie in it in
+    order (no byte copied), else a copy of every part into a new body."""
+    stride = storage.placements.close(upload_id)
+    if stride is not None:
+        size = assembly.in_place_size(upload_id, stride, [p.data_id for p in chosen], [p.size for p in chosen])
+        if size is not None:
+            return await storage.run_io(storage.adopt_assembly, upload_id, size)
+    temp = storage.open_temp()
+    try:
+        await storage.run_io(storage.concatenate, [p.data_id for p in chosen], temp)
+        return await storage.seal(temp)
+    except OSError:
+        storage.discard_temp(temp)
+        raise
 
 
 async def abort(ctx: Context) -> Response:

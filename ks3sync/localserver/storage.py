@@ -25,6 +25,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import functools
 import json
 import os
 import secrets
@@ -37,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ks3sync.localserver import assembly
+from ks3sync.localserver.assembly import PartSlot, Placements
 from ks3sync.localserver.errors import S3Error
 
 SCHEMA_VERSION = 1
@@ -260,6 +263,7 @@ class Storage:
         self._spares = _SpareFiles(self._tmp_prefix)
         # Hashing and writing big bodies, assembling parts, copying ranges.
         self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ks3-io")
+        self.placements = Placements()  # multipart parts written in place (assembly.py)
 
     def run_io(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run blocking work (hashing, big writes, copies) in the I/O pool; await the result."""
@@ -280,6 +284,9 @@ class Storage:
         self.db.execute("DELETE FROM inline_bodies WHERE data_id NOT IN "
                         "(SELECT data_id FROM objects UNION SELECT data_id FROM parts)")
         referenced = {row[0] for row in self.db.execute("SELECT data_id FROM objects UNION SELECT data_id FROM parts")}
+        # a part placed in its upload's assembly file keeps that whole file
+        referenced.update(assembly.file_name(assembly.parse(data_id)[0]) for data_id in list(referenced)
+                          if assembly.is_assembled(data_id))
         for directory in self.data_dir.iterdir():
             for body in directory.iterdir():
                 if body.name not in referenced:
@@ -329,6 +336,13 @@ class Storage:
             if is_inline(data_id):
                 self.db.execute("DELETE FROM inline_bodies WHERE data_id = ?", (data_id,))
                 continue
+            if assembly.is_assembled(data_id):
+                # One file holds all the placed parts of an upload: it goes when the upload does.
+                upload_id = assembly.parse(data_id)[0]
+                if not self.upload_exists(upload_id):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.assembly_path(upload_id))
+                continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.data_path(data_id))
 
@@ -355,23 +369,95 @@ class Storage:
         return new_id
 
     def concatenate(self, sources: list[str], temp: TempBody) -> None:
-        """Append the given data files to `temp`, in kernel space where the platform can (one copy, no
+        """Append the given part bodies to `temp`, in kernel space where the platform can (one copy, no
         trip through Python). Blocking: run it in a worker thread."""
         for data_id in sources:
-            with open(self.data_path(data_id), "rb") as source:
-                remaining = os.fstat(source.fileno()).st_size
+            if assembly.is_assembled(data_id):
+                upload_id, position, remaining = assembly.parse(data_id)
+                path = self.assembly_path(upload_id)
+            else:
+                path, position, remaining = self.data_path(data_id), 0, -1
+            with open(path, "rb") as source:
+                if remaining < 0:
+                    remaining = os.fstat(source.fileno()).st_size
                 try:
                     while remaining:
-                        copied = os.copy_file_range(source.fileno(), temp.fd, min(remaining, 1 << 30))
+                        copied = os.copy_file_range(source.fileno(), temp.fd, min(remaining, 1 << 30), position)
                         if copied == 0:
-                            raise OSError(f"short copy from part file {data_id}")
+                            raise OSError(f"short copy from part body {data_id}")
                         remaining -= copied
+                        position += copied
                 except (AttributeError, OSError) as exc:
                     if isinstance(exc, OSError) and exc.errno not in _NO_COPY_RANGE:
                         raise
-                    while block := source.read(min(remaining, 1 << 20)):  # not Linux, or not this fs
-                        os.write(temp.fd, block)
+                    while remaining and (block := os.pread(source.fileno(), min(remaining, 1 << 20), position)):
+                        os.write(temp.fd, block)  # not Linux, or not this fs
                         remaining -= len(block)
+                        position += len(block)
+
+    # ------------------------------------------------------------ multipart parts in place (assembly.py)
+
+    def assembly_path(self, upload_id: str) -> str:
+        return f"{self._data_prefix}{upload_id[:2]}{os.sep}{assembly.file_name(upload_id)}"
+
+    def open_part_slot(self, upload_id: str, part_number: int, size: int | None) -> PartSlot | None:
+        """Where to receive a part in place, or None (then it goes to a temp file of its own). The
+        caller releases the claim (`placements.release`) after the part's row is written or it failed."""
+        if size is None or self.part_exists(upload_id, part_number):
+            return None
+        path = self.assembly_path(upload_id)
+        if not self.placements.placing(upload_id) and os.path.exists(path):
+            # Parts were placed before a restart: their stride is forgotten, so no region is known free.
+            self.placements.close(upload_id)
+            return None
+        offset = self.placements.claim(upload_id, part_number, size)
+        if offset is None:
+            return None
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError:
+            self.placements.release(upload_id, part_number)
+            raise
+        os.lseek(fd, offset, os.SEEK_SET)
+        return PartSlot(upload_id, part_number, offset, size, fd, path)
+
+    def _close_slot(self, slot: PartSlot, *, sync: bool) -> None:
+        try:
+            if sync and self.fsync:
+                os.fsync(slot.fd)
+        finally:
+            slot.closed = True
+            os.close(slot.fd)
+
+    async def seal_slot(self, slot: PartSlot) -> StoredBody:
+        """fsync (if enabled) and close a part received in place."""
+        if self._sync_pool is None:
+            self._close_slot(slot, sync=False)
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._sync_pool, functools.partial(
+                self._close_slot, slot, sync=True))
+        return StoredBody(slot.data_id, slot.path)
+
+    def discard_slot(self, slot: PartSlot) -> None:
+        """A part that failed: close its descriptor; its region stays unreferenced."""
+        if not slot.closed:
+            self._close_slot(slot, sync=False)
+
+    def adopt_assembly(self, upload_id: str, size: int) -> StoredBody:
+        """Cut the assembly file to ``size`` and rename it into data/ as a body of its own. Blocking:
+        run it in a worker thread."""
+        path = self.assembly_path(upload_id)
+        os.truncate(path, size)
+        if self.fsync:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        data_id = secrets.token_hex(16)
+        final = self.data_path(data_id)
+        os.rename(path, final)
+        return StoredBody(data_id, final)
 
     # ------------------------------------------------------------ buckets
 
@@ -538,6 +624,10 @@ class Storage:
         )
         return [PartRecord(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6]) for r in rows]
 
+    def part_exists(self, upload_id: str, part_number: int) -> bool:
+        return self.db.execute("SELECT 1 FROM parts WHERE upload_id = ? AND part_number = ?",
+                               (upload_id, part_number)).fetchone() is not None
+
     def upload_exists(self, upload_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone() is not None
 
@@ -556,6 +646,8 @@ class Storage:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        self.placements.forget(upload_id)
+        unused.append(assembly.file_id(upload_id))  # parts placed in place, and any failed ones' bytes
         return unused
 
     def update_restore(self, bucket: str, key: str, state: str | None, ready: float | None,

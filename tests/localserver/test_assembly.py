@@ -1,0 +1,187 @@
+"""Multipart parts written in place (localserver/assembly.py): Complete renames the upload's assembly
+file when the parts lie in it in order, and copies otherwise — the object's bytes, ETag and CRC are the
+same either way. Checked over real HTTP against real servers, plus unit tests of the placement rules."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from ls_wire import request
+from serverkit import ServerHandle
+from test_multipart import complete, initiate, upload_part
+
+from ks3sync.localserver import assembly
+from ks3sync.localserver.crc64 import crc64
+
+PART = 100 * 1024
+
+
+def _assembly_files(root: Path) -> list[Path]:
+    return sorted((root / "data").glob(f"*/*{assembly.FILE_SUFFIX}"))
+
+
+def _bodies(root: Path) -> list[Path]:
+    return sorted(p for p in (root / "data").glob("*/*") if p.is_file())
+
+
+def _expected_etag(datas: list[bytes]) -> str:
+    return hashlib.md5(b"".join(hashlib.md5(d).digest() for d in datas)).hexdigest() + f"-{len(datas)}"
+
+
+def _check_object(server: ServerHandle, bucket: str, key: str, datas: list[bytes]) -> None:
+    got = request(server, "GET", bucket, key)
+    assert got.status_code == 200, got.text
+    assert got.content == b"".join(datas)
+    assert got.headers["ETag"] == f'"{_expected_etag(datas)}"'
+    assert got.headers["x-kss-checksum-crc64ecma"] == str(crc64(b"".join(datas)))
+    ranged = request(server, "GET", bucket, key, headers={"Range": f"bytes={PART - 3}-{PART + 2}"})
+    assert ranged.content == b"".join(datas)[PART - 3: PART + 3]
+
+
+def _make_bucket(server: ServerHandle, name: str) -> str:
+    assert request(server, "PUT", name).status_code == 200
+    return name
+
+
+def test_parts_in_order_become_the_object_without_a_copy(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory()
+    bucket = _make_bucket(server, "assembly-in-place")
+    upload_id = initiate(server, bucket, "big")
+    datas = [os.urandom(PART), os.urandom(PART), os.urandom(1234)]
+    # Sent out of order, as concurrent uploaders do: the stride is the first placed part's size.
+    etags = {n: upload_part(server, bucket, "big", upload_id, n, datas[n - 1]) for n in (2, 3, 1)}
+    assert [p.name for p in _assembly_files(server.root)] == [assembly.file_name(upload_id)]
+    before = _bodies(server.root)
+    assert len(before) == 1  # every part lives in the one assembly file
+    inode = before[0].stat().st_ino
+    response = complete(server, bucket, "big", upload_id, sorted(etags.items()))
+    assert response.status_code == 200, response.text
+    assert _assembly_files(server.root) == []
+    after = _bodies(server.root)
+    assert len(after) == 1 and after[0].stat().st_ino == inode  # renamed, not copied
+    assert after[0].stat().st_size == sum(map(len, datas))  # cut to the object's size
+    _check_object(server, bucket, "big", datas)
+
+
+def test_a_part_sent_again_lands_in_its_own_file_and_complete_copies(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory()
+    bucket = _make_bucket(server, "assembly-resent")
+    upload_id = initiate(server, bucket, "obj")
+    first = [os.urandom(PART), os.urandom(PART), os.urandom(10)]
+    etags = {n: upload_part(server, bucket, "obj", upload_id, n, d) for n, d in enumerate(first, 1)}
+    replacement = os.urandom(PART)
+    etags[2] = upload_part(server, bucket, "obj", upload_id, 2, replacement)
+    assert len(_bodies(server.root)) == 2  # the recorded part's region was not written over
+    datas = [first[0], replacement, first[2]]
+    assert complete(server, bucket, "obj", upload_id, sorted(etags.items())).status_code == 200
+    _check_object(server, bucket, "obj", datas)
+    assert _assembly_files(server.root) == []
+    assert len(_bodies(server.root)) == 1  # the copied object only: parts and assembly file removed
+
+
+def test_a_failed_part_leaves_nothing_recorded_and_can_be_sent_again(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory()
+    bucket = _make_bucket(server, "assembly-failed")
+    upload_id = initiate(server, bucket, "obj")
+    datas = [os.urandom(PART), os.urandom(PART)]
+    etag1 = upload_part(server, bucket, "obj", upload_id, 1, datas[0])
+    wrong_md5 = "1B2M2Y8AsgTpgAmY7PhCfg=="  # MD5 of the empty string
+    bad = request(server, "PUT", bucket, "obj", f"partNumber=2&uploadId={upload_id}", content=datas[1],
+                  headers={"Content-MD5": wrong_md5})
+    assert bad.status_code == 400
+    listed = request(server, "GET", bucket, "obj", f"uploadId={upload_id}")
+    assert "<PartNumber>2</PartNumber>" not in listed.text
+    etag2 = upload_part(server, bucket, "obj", upload_id, 2, datas[1])
+    assert len(_bodies(server.root)) == 1  # the retry went in place too
+    assert complete(server, bucket, "obj", upload_id, [(1, etag1), (2, etag2)]).status_code == 200
+    _check_object(server, bucket, "obj", datas)
+
+
+def test_complete_of_a_subset_cuts_the_file_to_the_chosen_parts(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory()
+    bucket = _make_bucket(server, "assembly-subset")
+    upload_id = initiate(server, bucket, "obj")
+    datas = [os.urandom(PART) for _ in range(3)]
+    etags = [upload_part(server, bucket, "obj", upload_id, n, d) for n, d in enumerate(datas, 1)]
+    assert complete(server, bucket, "obj", upload_id, [(1, etags[0]), (2, etags[1])]).status_code == 200
+    _check_object(server, bucket, "obj", datas[:2])
+    assert [p.stat().st_size for p in _bodies(server.root)] == [2 * PART]
+
+
+def test_abort_removes_the_assembly_file(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory()
+    bucket = _make_bucket(server, "assembly-abort")
+    upload_id = initiate(server, bucket, "obj")
+    upload_part(server, bucket, "obj", upload_id, 1, os.urandom(PART))
+    assert len(_assembly_files(server.root)) == 1
+    assert request(server, "DELETE", bucket, "obj", f"uploadId={upload_id}").status_code == 204
+    assert _bodies(server.root) == []
+
+
+def test_parts_placed_before_a_restart_survive_it_and_complete_copies_them(  # type: ignore[no-untyped-def]
+    server_factory, tmp_path: Path
+) -> None:
+    root = tmp_path / "restart-root"
+    first = server_factory(root=root)
+    bucket = _make_bucket(first, "assembly-restart")
+    upload_id = initiate(first, bucket, "obj")
+    datas = [os.urandom(PART), os.urandom(PART), os.urandom(99)]
+    etags = [upload_part(first, bucket, "obj", upload_id, n, d) for n, d in enumerate(datas[:2], 1)]
+    first.stop()
+    second = server_factory(root=root)  # start-up removes orphans: the assembly file is referenced
+    assert len(_assembly_files(root)) == 1
+    etags.append(upload_part(second, bucket, "obj", upload_id, 3, datas[2]))
+    response = complete(second, bucket, "obj", upload_id, list(enumerate(etags, 1)))
+    assert response.status_code == 200, response.text
+    _check_object(second, bucket, "obj", datas)
+    assert _assembly_files(root) == []
+
+
+def test_placements_never_overlap_and_a_closed_upload_places_nothing() -> None:
+    places = assembly.Placements()
+    assert not places.placing("u1")
+    assert places.claim("u1", 2, 100) == 100  # the first placed part fixes the stride
+    assert places.placing("u1")
+    assert places.claim("u1", 2, 100) is None  # the same part twice at once
+    assert places.claim("u1", 1, 100) == 0
+    assert places.claim("u1", 3, 101) is None  # larger than the stride: would run into part 4
+    assert places.claim("u1", 3, 7) == 200  # a smaller (last) part fits its region
+    assert places.claim("u1", 4, 0) is None
+    assert places.close("u1") is None  # parts still being written: Complete must copy
+    places.release("u1", 1)
+    places.release("u1", 2)
+    places.release("u1", 3)
+    assert places.close("u1") == 100
+    assert places.claim("u1", 5, 100) is None  # closed for Complete
+    places.forget("u1")
+    assert places.claim("u1", 1, 50) == 0  # forgotten: a fresh state
+
+
+def test_in_place_size_requires_parts_one_to_n_at_full_stride() -> None:
+    ids = [assembly.part_id("u", 0, 10), assembly.part_id("u", 10, 10), assembly.part_id("u", 20, 3)]
+    assert assembly.in_place_size("u", 10, ids, [10, 10, 3]) == 23
+    assert assembly.in_place_size("u", 10, ids[1:], [10, 3]) is None  # does not start at part 1
+    assert assembly.in_place_size("u", 10, [ids[0], ids[2]], [10, 3]) is None  # a gap
+    short = [assembly.part_id("u", 0, 4), assembly.part_id("u", 10, 10)]
+    assert assembly.in_place_size("u", 10, short, [4, 10]) is None  # a short part before the last
+    assert assembly.in_place_size("u", 10, [ids[0], "0123abcd"], [10, 10]) is None  # a part of its own
+    assert assembly.parse(ids[2]) == ("u", 20, 3)
+    assert assembly.parse(assembly.file_id("abc")) == ("abc", 0, 0)
+
+
+@pytest.mark.parametrize(("last_size", "bodies"), [(1, 2), (PART, 1)])
+def test_the_last_part_sent_first_fixes_the_stride(server_factory, last_size: int, bodies: int) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory()
+    bucket = _make_bucket(server, f"assembly-first-{last_size}")
+    upload_id = initiate(server, bucket, "obj")
+    datas = [os.urandom(PART), os.urandom(last_size)]
+    etag2 = upload_part(server, bucket, "obj", upload_id, 2, datas[1])
+    etag1 = upload_part(server, bucket, "obj", upload_id, 1, datas[0])
+    # A 1-byte stride leaves no room for part 1: it gets a file of its own and Complete copies.
+    assert len(_bodies(server.root)) == bodies
+    response = complete(server, bucket, "obj", upload_id, [(1, etag1), (2, etag2)])
+    assert response.status_code == 200, response.text
+    _check_object(server, bucket, "obj", datas)
