@@ -5,13 +5,18 @@ it once and the daemon runs it for rescans. ``execute`` carries out a list of op
 already planned (the daemon's queued changes) with the same executor.
 
 One pass:
-1. the journal's records for the sync, the remote listing, the local scan (problems are reported, and
-   deletes under a problem path are withheld: an unreadable folder must not look like an empty one);
-2. (upload) local files that could be renames or duplicates of objects already in the bucket are hashed
-   in parallel, so the pure planner can turn them into server-side copies;
+1. the local scan, the remote listing and the journal's records are marched as three path-sorted
+   streams (the listing is produced on a thread, a few pages ahead); only the changes, counts and the
+   planner's small side structures survive, so memory follows the changes, not the files (a no-change
+   pass over a million files holds no per-file state). Scan problems are collected, and deletes under
+   a problem path are withheld: an unreadable folder must not look like an empty one;
+2. (upload, only when there are new local files) the journal is read again for copy sources of their
+   sizes, and the new files that could be renames or duplicates are hashed in parallel, so the pure
+   planner can turn them into server-side copies;
 3. the planner's decision table; ``--dry-run`` stops here and returns the plan;
-4. stale multipart uploads are aborted (invariant 5), the executor runs the transfers on its pools,
-   then the deletes, only if nothing failed (invariant 4);
+4. stale multipart uploads are aborted (invariant 5), the executor runs the transfers on its pools
+   with the records and objects of the plan's paths only, then the deletes, only if nothing failed
+   (invariant 4);
 5. the pass summary goes to the journal.
 
 Imports the planner, the scanner, the store protocol and the executor; not the CLI, not the protocol
@@ -21,22 +26,28 @@ client, not a concrete journal (it takes anything with the ``JournalLike`` metho
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import os
+import queue
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from ks3sync.errors import Ks3SyncError, UnsafeKeyError, UsageError
 from ks3sync.model import (
+    Adopt,
     Checkpoint,
+    Copy,
     DeleteLocal,
     DeleteRemote,
     Direction,
+    Download,
+    Forget,
     LocalEntry,
     Operation,
     PassSummary,
@@ -55,7 +66,13 @@ log = logging.getLogger(__name__)
 
 
 class JournalLike(Protocol):
-    def synced_entries(self, sync_id: int) -> dict[str, SyncedEntry]: ...
+    def iter_synced_entries(self, sync_id: int) -> Iterator[SyncedEntry]:
+        """The sync's records in path order (UTF-8 byte order), streamed."""
+        ...
+
+    def synced_for(self, sync_id: int, paths: Iterable[str]) -> dict[str, SyncedEntry]:
+        """The records of ``paths`` that exist (point lookups for the executor)."""
+        ...
 
     def checkpoint(self, sync_id: int) -> Checkpoint: ...
 
@@ -141,10 +158,15 @@ class MirrorResult:
 class _Planned:
     plan: Plan
     deletes: tuple[Operation, ...]  # the plan's deletes minus those withheld under scan problems
+    objects: Mapping[str, RemoteEntry]  # the listed object at each transfer's path, if there is one
     unsafe: tuple[tuple[str, str], ...]  # restore keys refused (invariant 6), reported as failures
     warnings: tuple[str, ...]
     problems: tuple[tuple[str, str], ...]
     unsynced: int
+
+
+class _Stopped(Exception):
+    """The caller's stop event was set while the sources were being marched."""
 
 
 def run_mirror(
@@ -161,15 +183,17 @@ def run_mirror(
 ) -> MirrorResult:
     """One pass. ``stop`` (a daemon's SIGTERM): once set, no new transfer or part starts, parts already
     sending finish and are checkpointed, deletes do not run, and the result says ``stopped``. Set during
-    the scan or the listing, the pass ends before executing anything and records no pass."""
+    the scan, the listing or the planning, the pass ends before executing anything and records no pass."""
     started = time.monotonic()
     started_ns = clock()
-    remote, synced, local, scan_problems = _gather(store, journal, sync_id, local_root, direction, opts)
-    if stop is not None and stop.is_set():
+    try:
+        planned = _plan(store, journal, sync_id, local_root, direction, opts, stop)
+    except _Stopped:
+        planned = None
+    if planned is None or (stop is not None and stop.is_set()):
         if progress is not None:
             progress.close()
         return MirrorResult(stopped=STOP_REQUESTED, seconds=time.monotonic() - started, dry_run=opts.dry_run)
-    planned = _plan(local_root, direction, opts, remote, local, synced, scan_problems)
     if opts.dry_run:
         return MirrorResult(
             skipped=planned.plan.skipped,
@@ -194,9 +218,11 @@ def run_mirror(
         local_root.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(local_root)
     transfer_opts = replace(opts.transfer, direction=direction)
+    # The executor looks records and objects up by the plan's paths only: hand it just those.
+    synced = journal.synced_for(sync_id, _paths_read_by(planned.plan.transfers))
     try:
         with Executor(store, checkpoint, local_root, transfer_opts, progress=progress, synced=synced,
-                      remote={obj.path: obj for obj in remote}, clock=clock, stop=stop) as executor:
+                      remote=planned.objects, clock=clock, stop=stop) as executor:
             if planned.unsafe:
                 # Refused keys are failures of this pass: no deletes after them (invariant 4).
                 report = executor.run(planned.plan.transfers, ())
@@ -209,6 +235,18 @@ def run_mirror(
     result = _result(report, planned, started, len(aborted))
     journal.record_pass(sync_id, pass_summary(result, direction, started_ns, clock()))
     return result
+
+
+def _paths_read_by(transfers: Iterable[Operation]) -> list[str]:
+    """Every path a transfer may look up in the journal: its own, and a copy's source."""
+    paths: list[str] = []
+    for op in transfers:
+        if isinstance(op, Forget):
+            continue
+        paths.append(op.path)
+        if isinstance(op, Copy):
+            paths.append(op.source_path)
+    return paths
 
 
 def _other_targets_uploads(journal: JournalLike, sync_id: int) -> set[str]:
@@ -228,32 +266,26 @@ def _other_targets_uploads(journal: JournalLike, sync_id: int) -> set[str]:
     }
 
 
-def _gather(
-    store: Store, journal: JournalLike, sync_id: int, local_root: Path, direction: Direction, opts: MirrorOptions
-) -> tuple[list[RemoteEntry], dict[str, SyncedEntry], list[LocalEntry], list[Any]]:
-    """The remote listing, the journal's records and the local scan. The listing (network + XML
-    parsing) runs in a thread while the journal is read and the folder is scanned."""
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ks3sync-list") as lister:
-        listing = lister.submit(lambda: list(store.list()))
-        synced = journal.synced_entries(sync_id)
-        if direction is Direction.DOWNLOAD and not local_root.exists():
-            local: list[LocalEntry] = []  # a restore into a new folder (created only when not a dry run)
-            problems: list[Any] = []
-        else:
-            local, problems = _scan(local_root, opts, key_prefix=store.prefix, known=synced)
-        return listing.result(), synced, local, problems
-
-
 def _plan(
+    store: Store,
+    journal: JournalLike,
+    sync_id: int,
     local_root: Path,
     direction: Direction,
     opts: MirrorOptions,
-    remote: list[RemoteEntry],
-    local: list[LocalEntry],
-    synced: Mapping[str, SyncedEntry],
-    scan_problems: list[Any],
+    stop: threading.Event | None,
 ) -> _Planned:
-    from ks3sync.plan import PlanOptions, plan_download, plan_upload, unsafe_reason
+    """March the scan, the listing and the journal's records; raises ``_Stopped`` if ``stop`` is set
+    on the way."""
+    from ks3sync.plan import (
+        NO_SOURCES,
+        PlanOptions,
+        collect_copy_sources,
+        finish_upload,
+        hash_candidates,
+        march_download,
+        march_upload,
+    )
 
     plan_opts = PlanOptions(
         delete=opts.delete,
@@ -263,31 +295,123 @@ def _plan(
         force=opts.force,
         encrypt=opts.transfer.encryption_key is not None,
     )
+    scan = _LocalScan(local_root, opts, key_prefix=store.prefix, stop=stop)
     unsafe: list[tuple[str, str]] = []
     if direction is Direction.UPLOAD:
-        local = hash_copy_candidates(local_root, local, remote, synced, plan_opts.encrypt, opts.transfer.jobs)
-        plan = plan_upload(local, remote, synced, plan_opts)
+        with _Listing(store, stop) as listing, _closing(journal.iter_synced_entries(sync_id)) as records:
+            marched = march_upload(scan, listing, records, plan_opts)
+        sources = NO_SOURCES
+        hashed: dict[str, str] = {}
+        if marched.local_only:  # new files: could they be renames or duplicates of objects we keep?
+            with _closing(journal.iter_synced_entries(sync_id)) as records:
+                sources = collect_copy_sources(marched, records, plan_opts)
+            hashed = _hash_files(local_root, hash_candidates(marched, sources), opts.transfer.jobs)
+        plan = finish_upload(marched, sources, plan_opts, hashed=hashed)
+        objects = marched.objects
     else:
-        for obj in remote:
-            why = unsafe_reason(obj.path)
-            if why is not None and not (obj.size == 0 and obj.path.endswith("/")):
+        # A restore into a new folder sees an empty one (created only when not a dry run).
+        local: Iterable[LocalEntry] = scan if local_root.exists() else ()
+        with _Listing(store, stop) as listing, _closing(journal.iter_synced_entries(sync_id)) as records:
+            restore = march_download(listing, local, records, plan_opts)
+        plan = restore.plan
+        for obj, why in restore.refused:
+            if not (obj.size == 0 and obj.path.endswith("/")):
                 refusal = UnsafeKeyError(f"refusing key {obj.path!r}: {why}; it would not stay inside the target folder")
                 unsafe.append((obj.path, str(refusal)))
-        plan = plan_download(remote, local, synced, plan_opts)
-    problems = [(p.path, p.reason) for p in scan_problems]
+        objects = {op.path: op.remote for op in plan.transfers if isinstance(op, Download | Adopt)}
+    problems = [(p.path, p.reason) for p in scan.problems]
     deletes, withheld = _withhold_deletes_under_problems(plan.deletes, problems)
     # Refused keys are reported once, as failures, not again as the planner's "skipping" warnings.
-    warnings = [w for w in plan.warnings if not any(repr(path) in w for path, _ in unsafe)]
+    refused_reprs = {repr(path) for path, _ in unsafe}
+    warnings = [w for w in plan.warnings if not any(r in w for r in refused_reprs)]
     if withheld:
         warnings.append(f"{withheld} deletes withheld: they lie under paths the scan could not read")
     return _Planned(
         plan=plan,
         deletes=deletes,
+        objects=objects,
         unsafe=tuple(unsafe),
         warnings=tuple(warnings),
         problems=tuple(problems),
-        unsynced=sum(1 for p in scan_problems if p.kind in FAILING_PROBLEM_KINDS),
+        unsynced=sum(1 for p in scan.problems if p.kind in FAILING_PROBLEM_KINDS),
     )
+
+
+class _Listing:
+    """``store.list()`` run on a producer thread, handed over in chunks through a small bounded queue:
+    the listing (network + XML parsing) overlaps the scan, and at most ``DEPTH`` chunks wait in memory.
+    An error of the listing is raised to the consumer; leaving the ``with`` block early (an error of
+    the march, a stop) cancels the producer."""
+
+    CHUNK = 1000  # one KS3 page: one queue hand-over per page, not per object
+    DEPTH = 4
+
+    def __init__(self, store: Store, stop: threading.Event | None) -> None:
+        self._store = store
+        self._stop = stop
+        self._queue: queue.Queue[list[RemoteEntry] | BaseException | None] = queue.Queue(self.DEPTH)
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="ks3sync-list", daemon=True)
+
+    def __enter__(self) -> _Listing:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._cancel.set()  # a producer waiting on a full queue gives up within its put timeout
+        self._thread.join()
+
+    def _put(self, item: list[RemoteEntry] | BaseException | None) -> bool:
+        while not self._cancel.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            chunk: list[RemoteEntry] = []
+            for entry in self._store.list():
+                chunk.append(entry)
+                if len(chunk) >= self.CHUNK:
+                    if not self._put(chunk):
+                        return
+                    chunk = []
+            if chunk and not self._put(chunk):
+                return
+            self._put(None)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[RemoteEntry]:
+        while True:
+            try:
+                item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise RuntimeError("the listing thread ended without a result") from None
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            if self._stop is not None and self._stop.is_set():
+                raise _Stopped
+            yield from item
+
+
+@contextlib.contextmanager
+def _closing(records: Iterator[SyncedEntry]) -> Iterator[Iterator[SyncedEntry]]:
+    """Close a journal stream when the block ends, so its read connection is given back even when the
+    march stops early (a generator's ``close``; plain iterators have nothing to give back)."""
+    try:
+        yield records
+    finally:
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()
 
 
 def execute(
@@ -368,35 +492,55 @@ def scan_local(
     root: Path, opts: MirrorOptions, *, key_prefix: str = ""
 ) -> tuple[list[LocalEntry], list[tuple[str, str]]]:
     """The scan as two lists: entries, and (path, reason) of what was skipped."""
-    entries, problems = _scan(root, opts, key_prefix=key_prefix)
-    return entries, [(p.path, p.reason) for p in problems]
+    scan = _LocalScan(root, opts, key_prefix=key_prefix)
+    entries = list(scan)
+    return entries, [(p.path, p.reason) for p in scan.problems]
 
 
-def _scan(
-    root: Path, opts: MirrorOptions, *, key_prefix: str, known: Mapping[str, SyncedEntry] | None = None
-) -> tuple[list[LocalEntry], list[Any]]:
-    """ks3sync's own temp files and state files (the journal, when it lives inside the folder) are
-    neither synced nor reported. A missing root or a bad exclude rule is a usage error. ``known`` (the
-    journal's records) lets unchanged files share the journal's objects instead of equal copies."""
-    from ks3sync.scan import Filters, FiltersError, ScanProblem, ScanRootError, scan_tree
+class _LocalScan:
+    """The scan as a stream of entries (in path order) for the march; problems are collected on the
+    side. ks3sync's own temp files and state files (the journal, when it lives inside the folder) are
+    neither synced nor reported. A missing root or a bad exclude rule is a usage error (the filters are
+    built here, the root is checked when the stream starts)."""
 
-    try:
-        filters = Filters.build(root, excludes=opts.excludes, exclude_from=opts.exclude_from,
-                                state_paths=opts.state_paths)
-    except FiltersError as exc:
-        raise UsageError(str(exc)) from exc
-    entries: list[LocalEntry] = []
-    problems: list[ScanProblem] = []
-    try:
-        for item in scan_tree(root, filters, follow_symlinks=opts.follow_symlinks, key_prefix=key_prefix,
-                              known=known):
-            if isinstance(item, ScanProblem):
-                problems.append(item)
-            elif not item.path.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
-                entries.append(item)
-    except ScanRootError as exc:
-        raise UsageError(str(exc)) from exc
-    return entries, problems
+    STOP_CHECK_EVERY = 4096  # entries between looks at the stop event
+
+    def __init__(self, root: Path, opts: MirrorOptions, *, key_prefix: str,
+                 stop: threading.Event | None = None) -> None:
+        from ks3sync.scan import Filters, FiltersError, ScanProblem
+
+        try:
+            self._filters = Filters.build(root, excludes=opts.excludes, exclude_from=opts.exclude_from,
+                                          state_paths=opts.state_paths)
+        except FiltersError as exc:
+            raise UsageError(str(exc)) from exc
+        self._root = root
+        self._follow = opts.follow_symlinks
+        self._key_prefix = key_prefix
+        self._stop = stop
+        self.problems: list[ScanProblem] = []
+
+    def __iter__(self) -> Iterator[LocalEntry]:
+        from ks3sync.scan import ScanProblem, ScanRootError, scan_tree
+
+        stop = self._stop
+        countdown = self.STOP_CHECK_EVERY
+        try:
+            for item in scan_tree(self._root, self._filters, follow_symlinks=self._follow,
+                                  key_prefix=self._key_prefix):
+                if isinstance(item, ScanProblem):
+                    self.problems.append(item)
+                    continue
+                if stop is not None:
+                    countdown -= 1
+                    if not countdown:
+                        countdown = self.STOP_CHECK_EVERY
+                        if stop.is_set():
+                            raise _Stopped
+                if not item.path.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+                    yield item
+        except ScanRootError as exc:
+            raise UsageError(str(exc)) from exc
 
 
 def remove_stale_temp_files(root: Path) -> int:
@@ -433,44 +577,24 @@ def _withhold_deletes_under_problems(
     return kept, len(deletes) - len(kept)
 
 
-def hash_copy_candidates(
-    root: Path,
-    local: Iterable[LocalEntry],
-    remote: Sequence[RemoteEntry],
-    synced: Mapping[str, SyncedEntry],
-    encrypt: bool,
-    jobs: int,
-) -> list[LocalEntry]:
-    """Fill in the MD5 of new local files whose size matches content already in the bucket, so the
-    planner can create them by server-side copy (renames, duplicates). Hashing runs on ``jobs``
-    threads; a file that cannot be hashed stays unhashed (its upload will report the problem)."""
+def _hash_files(root: Path, entries: Sequence[LocalEntry], jobs: int) -> dict[str, str]:
+    """MD5 by path of new local files that could be renames or duplicates (the planner's
+    ``hash_candidates``), on ``jobs`` threads; a file that cannot be hashed stays unhashed (its upload
+    will report the problem)."""
+    if not entries:
+        return {}
     from ks3sync.transfer.files import hash_file
 
-    entries = list(local)
-    remote_paths = {obj.path for obj in remote}
-    sizes: set[int] = set()
-    if not encrypt:
-        sizes.update(obj.size for obj in remote if not obj.is_multipart_etag)
-    sizes.update(rec.identity.size for rec in synced.values() if rec.path in remote_paths)
-    candidates = [
-        i
-        for i, entry in enumerate(entries)
-        if entry.md5 is None and entry.size > 0 and entry.size in sizes
-        and entry.path not in remote_paths and entry.path not in synced
-    ]
-    if not candidates:
-        return entries
-
-    def digest(index: int) -> tuple[int, str | None]:
-        entry = entries[index]
+    def digest(entry: LocalEntry) -> str | None:
         try:
-            return index, hash_file(entry.path, root / entry.path).md5
+            return hash_file(entry.path, root / entry.path).md5
         except (Ks3SyncError, OSError) as exc:
             log.debug("could not hash %s for copy detection: %s", entry.path, exc)
-            return index, None
+            return None
 
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
-        for index, md5 in pool.map(digest, candidates):
-            if md5 is not None:
-                entries[index] = replace(entries[index], md5=md5)
-    return entries
+        return {
+            entry.path: md5
+            for entry, md5 in zip(entries, pool.map(digest, entries), strict=True)
+            if md5 is not None
+        }

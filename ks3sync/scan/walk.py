@@ -19,12 +19,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ks3sync.model import FileIdentity, LocalEntry, SyncedEntry
+from ks3sync.model import FileIdentity, LocalEntry
 from ks3sync.scan.filters import IGNORE_FILE, Filters, FiltersError, RuleSet, load_ignore_file
 
 MAX_KEY_BYTES = 1024
@@ -69,13 +68,10 @@ def scan_tree(
     *,
     follow_symlinks: bool = False,
     key_prefix: str = "",
-    known: Mapping[str, SyncedEntry] | None = None,
 ) -> Iterator[LocalEntry | ScanProblem]:
     """Walk ``root``. Never raises for a single bad entry; raises :class:`ScanRootError` if ``root``
-    is missing or not a folder. ``key_prefix`` only counts towards the 1,024-byte key limit.
-
-    ``known`` (the journal's records, optional) only saves memory: an unchanged file's entry reuses the
-    record's path and identity objects instead of new equal ones (~180 bytes a file)."""
+    is missing or not a folder. ``key_prefix`` only counts towards the 1,024-byte key limit. Entries are
+    produced lazily: the mirror marches them against the listing and the journal without keeping them."""
     root = Path(root)
     try:
         root_stat = os.stat(root)
@@ -110,7 +106,7 @@ def scan_tree(
             if child is not None:
                 stack.append(child)
             continue
-        item = _file_item(entry, rel, folder.rel_bytes + len(entry.name), prefix_bytes, follow_symlinks, known)
+        item = _file_item(entry, rel, folder.rel_bytes + len(entry.name), prefix_bytes, follow_symlinks)
         if item is not None:
             yield item
 
@@ -183,8 +179,7 @@ def _dir_identity(entry: os.DirEntry[bytes], follow_symlinks: bool) -> tuple[int
 
 
 def _file_item(
-    entry: os.DirEntry[bytes], rel: str, rel_bytes: int, prefix_bytes: int, follow_symlinks: bool,
-    known: Mapping[str, SyncedEntry] | None = None,
+    entry: os.DirEntry[bytes], rel: str, rel_bytes: int, prefix_bytes: int, follow_symlinks: bool
 ) -> LocalEntry | ScanProblem | None:
     try:
         st = entry.stat(follow_symlinks=False)
@@ -212,15 +207,7 @@ def _file_item(
     # Not world-readable: ask the kernel (cheap enough for the few files this applies to).
     if not st.st_mode & stat.S_IROTH and not os.access(entry.path, os.R_OK):
         return ScanProblem(rel, "file is not readable (permission denied)", "unreadable")
-    record = known.get(rel) if known is not None else None
-    if record is not None:
-        same = record.identity
-        if (same.size, same.mtime_ns, same.inode, same.ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ino,
-                                                                      st.st_ctime_ns):
-            return LocalEntry(record.path, same)
-        return LocalEntry(record.path, FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
-    # Interned: the journal interns its paths too, so a 100k-file pass keeps one copy of each path.
-    return LocalEntry(sys.intern(rel), FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+    return LocalEntry(rel, FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
 
 
 def _kind_name(mode: int) -> str:

@@ -15,7 +15,6 @@ import builtins
 import contextlib
 import functools
 import mimetypes
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 
@@ -122,25 +121,16 @@ class KS3Store:
     # ------------------------------------------------------------------ reading
 
     def list(self) -> Iterator[RemoteEntry]:
-        entries: builtins.list[RemoteEntry] = []
-        in_order = True
-        last = b""
+        """The objects under the prefix, page by page as KS3 sends them (UTF-8 byte order of the key;
+        the planner's march checks that order and stops the pass if it is broken)."""
         try:
             for item in self.client.iter_objects(self.bucket, prefix=self.prefix):
                 if isinstance(item, str) or item.key.endswith("/") or len(item.key) <= len(self.prefix):
                     continue  # common prefixes, folder markers, the prefix object itself
-                # interned: the journal's record of the same path then shares this string
-                path = sys.intern(self._path_of(item.key))
-                encoded = path.encode("utf-8", "surrogatepass")
-                in_order = in_order and encoded > last
-                last = encoded
-                entries.append(RemoteEntry(path, item.size, item.etag, _ns(item.last_modified), item.storage_class))
+                yield RemoteEntry(self._path_of(item.key), item.size, item.etag, _ns(item.last_modified),
+                                  item.storage_class)
         except KS3Error as exc:
             raise self._error(exc) from exc
-        if not in_order:
-            # The planner's march needs byte order; KS3 promises it, but do not bet the deletes on it.
-            entries.sort(key=lambda e: e.path.encode("utf-8", "surrogatepass"))
-        return iter(entries)
 
     def head(self, path: str) -> ObjectMeta | None:
         try:

@@ -9,7 +9,7 @@ Imports only ks3sync.model and ks3sync.errors.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -79,6 +79,17 @@ class MemoryJournal:
     def synced_entries(self, sync_id: int) -> dict[str, SyncedEntry]:
         with self.cp._lock:
             return dict(self.cp.synced_entries)
+
+    def iter_synced_entries(self, sync_id: int) -> Iterator[SyncedEntry]:
+        """The records in path order (a snapshot taken when iteration starts), like the journal's."""
+        with self.cp._lock:
+            snapshot = sorted(self.cp.synced_entries.values(), key=lambda entry: entry.path)
+        yield from snapshot
+
+    def synced_for(self, sync_id: int, paths: Iterable[str]) -> dict[str, SyncedEntry]:
+        with self.cp._lock:
+            found = ((path, self.cp.synced_entries.get(path)) for path in paths)
+            return {path: entry for path, entry in found if entry is not None}
 
     def checkpoint(self, sync_id: int) -> MemoryCheckpoint:
         return self.cp

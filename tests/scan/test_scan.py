@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ks3sync.model import FileIdentity, LocalEntry
+from ks3sync.model import LocalEntry
 from ks3sync.scan import Filters, ScanProblem, ScanRootError, changed_since, scan_tree, stat_identity
 
 
@@ -244,24 +244,3 @@ def test_identity_and_change_detection(tmp_path: Path) -> None:
     path.unlink()
     assert stat_identity(path) is None and changed_since(ident, path)
 
-
-def test_known_records_share_objects_and_change_nothing(tmp_path: Path) -> None:
-    """With the journal's records, an unchanged file reuses the record's path and identity objects; a
-    changed one gets a fresh identity; the entries equal those of a scan without records."""
-    from ks3sync.model import SyncedEntry
-
-    (tmp_path / "same.txt").write_bytes(b"a")
-    (tmp_path / "changed.txt").write_bytes(b"b")
-    (tmp_path / "new.txt").write_bytes(b"c")
-    filters = Filters.build(tmp_path)
-    plain = {e.path: e for e in scan_tree(tmp_path, filters) if isinstance(e, LocalEntry)}
-    same_path = "".join(["same", ".txt"])  # a distinct str object, as the journal would hand out
-    known = {
-        "same.txt": SyncedEntry(same_path, plain["same.txt"].identity, "m", "m", 1),
-        "changed.txt": SyncedEntry("changed.txt", FileIdentity(1, 1, 1, 1), "m", "m", 1),
-    }
-    shared = {e.path: e for e in scan_tree(tmp_path, filters, known=known) if isinstance(e, LocalEntry)}
-    assert shared == plain
-    assert shared["same.txt"].identity is known["same.txt"].identity
-    assert shared["same.txt"].path is same_path
-    assert shared["changed.txt"].identity is not known["changed.txt"].identity
