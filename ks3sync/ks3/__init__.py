@@ -1,4 +1,5 @@
-"""ks3sync.ks3: a complete KS3 protocol client on httpx. A leaf: imports nothing else from ks3sync.
+"""ks3sync.ks3: a complete KS3 protocol client on the standard library's http.client. A leaf: imports
+nothing else from ks3sync.
 
 Modules, one job each:
   signing      KSS v2 string-to-sign and signature, key encoding (golden vectors in tests)
@@ -11,22 +12,10 @@ Modules, one job each:
   retry        THE retry wrapper (exponential backoff, full jitter, injectable sleep)
   models       frozen result dataclasses
   objectinfo   response headers -> ObjectInfo; the streamed GetResponse
-  transport    one signed exchange over a shared pooled httpx.Client
+  http11       keep-alive HTTP/1.1 connection pool over http.client; the response wrapper
+  transport    one signed exchange over the shared pool
   client       the operations
 """
-
-import sys as _sys
-
-if "httpx" not in _sys.modules:
-    # httpx's __init__ imports its command-line tool (httpx._main: rich, pygments, click) whenever rich is
-    # installed, and falls back to a stub on ImportError. A None entry makes that import fail, so the
-    # library loads without its CLI: 40-80 ms less start-up for every ks3sync command (docs/decisions.md).
-    # The entry is removed again right after, so an explicit ``import httpx._main`` elsewhere still works.
-    _sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    import httpx  # noqa: F401
-
-    if _sys.modules.get("httpx._main", 0) is None:
-        del _sys.modules["httpx._main"]
 
 from .addressing import Addressing, Endpoint
 from .bodies import Body, BytesBody, FileRangeBody

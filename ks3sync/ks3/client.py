@@ -3,7 +3,7 @@ each, built on ``Transport`` (one signed exchange) and the single retry wrapper.
 
 Owns: what each operation sends (method, sub-resources, headers, body) and how its answer becomes a
 typed result; pagination (ListObjects, ListParts, ListMultipartUploads); the complete-multipart retry
-rule; multi-delete batching. Thread-safe: one ``Client`` (one pooled ``httpx.Client``) is meant to be
+rule; multi-delete batching. Thread-safe: one ``Client`` (one connection pool) is meant to be
 shared by a pool of worker threads.
 Must not import: anything else from ks3sync.
 """
@@ -18,8 +18,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from urllib.parse import quote
 
-import httpx
-
 from .bodies import Body, BytesBody, as_body
 from .checksums import multipart_etag, unquote_etag
 from .errors import (
@@ -31,6 +29,7 @@ from .errors import (
     NoSuchUpload,
     service_error,
 )
+from .http11 import HttpResponse
 from .models import (
     BucketInfo,
     CompleteResult,
@@ -120,7 +119,7 @@ def _object_headers(
     return result
 
 
-def _raise_if_error_document(response: httpx.Response, request: Request) -> None:
+def _raise_if_error_document(response: HttpResponse, request: Request) -> None:
     if _ERROR_DOCUMENT.match(response.content[:512]):
         raise service_error(
             status=response.status_code, body=response.content, method=request.method,
@@ -140,11 +139,11 @@ def _byte_range_header(byte_range: tuple[int, int | None]) -> str:
 
 
 class Client:
-    """Thread-safe KS3 client. ``transport`` replaces httpx's network transport (tests only)."""
+    """Thread-safe KS3 client."""
 
-    def __init__(self, config: ClientConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self._transport = Transport(config, transport)
+        self._transport = Transport(config)
 
     def close(self) -> None:
         self._transport.close()
@@ -162,14 +161,14 @@ class Client:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _send(self, request: Request) -> httpx.Response:
+    def _send(self, request: Request) -> HttpResponse:
         return self._transport.send(request)
 
-    def _send_xml(self, request: Request) -> httpx.Response:
+    def _send_xml(self, request: Request) -> HttpResponse:
         """Send with retries; a 200 carrying an ``<Error>`` document counts as that error (and is
         retried when its code is retryable)."""
 
-        def attempt(_number: int) -> httpx.Response:
+        def attempt(_number: int) -> HttpResponse:
             response = self._transport.attempt(request)
             _raise_if_error_document(response, request)
             return response

@@ -14,10 +14,9 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from types import MappingProxyType, TracebackType
 
-import httpx
-
 from .checksums import crc64, unquote_etag
 from .errors import KS3IntegrityError, KS3TransportError
+from .http11 import HttpResponse, HttpTransportError
 from .models import ObjectInfo
 
 META_PREFIX = "x-kss-meta-"
@@ -58,7 +57,7 @@ def _total_size(headers: Mapping[str, str]) -> int:
     return parse_decimal(headers.get("content-length")) or 0
 
 
-def object_info(key: str, headers: httpx.Headers) -> ObjectInfo:
+def object_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:
     lowered = {name.lower(): value for name, value in headers.items()}
     metadata = {
         name[len(META_PREFIX):]: value for name, value in lowered.items() if name.startswith(META_PREFIX)
@@ -85,7 +84,7 @@ class GetResponse:
     Content-Length raises ``KS3TransportError``.
     """
 
-    def __init__(self, response: httpx.Response, key: str, method: str = "GET") -> None:
+    def __init__(self, response: HttpResponse, key: str, method: str = "GET") -> None:
         self._response = response
         self._target = f"{method} {key}"
         self.status = response.status_code
@@ -100,8 +99,8 @@ class GetResponse:
                 crc = crc64(chunk, crc)
                 received += len(chunk)
                 yield chunk
-        except httpx.TransportError as exc:
-            raise KS3TransportError("GET", self._target, f"reading body: {type(exc).__name__}: {exc}") from exc
+        except HttpTransportError as exc:
+            raise KS3TransportError("GET", self._target, f"reading body: {exc}") from exc
         finally:
             self._response.close()
         if self.content_length is not None and received != self.content_length:

@@ -1,6 +1,6 @@
-"""One signed HTTP exchange with KS3, and the boundary where httpx errors become KS3 errors.
+"""One signed HTTP exchange with KS3, and the boundary where connection failures become KS3 errors.
 
-Owns: the shared pooled ``httpx.Client``, request assembly (Date, Content-MD5, Content-Length,
+Owns: the shared connection pool (http11.py), request assembly (Date, Content-MD5, Content-Length,
 x-kss-* headers, signature, URL), mapping of transport failures and error responses to the exception
 tree (errors.py), the upload integrity check (returned ETag == MD5 sent, returned CRC-64 == CRC of the
 bytes sent), and request logging without secrets. Retrying is NOT done here: ``Transport.send`` hands
@@ -8,8 +8,9 @@ one-shot attempts to retry.py's wrapper; every attempt is rebuilt from scratch (
 signature, body iterated again from its first byte).
 Must not import: anything else from ks3sync.
 
-Why a sync ``httpx.Client`` shared by threads and not ``AsyncClient``: measured on this machine it does
-1,100-1,600 small PUT/s versus 360-760 (encode/httpx#3215); see docs/decisions.md.
+Why blocking connections shared by threads, on ``http.client`` rather than httpx (sync or async): the
+client's CPU per small request is what bounds a mirror of many small files on a machine shared with
+the server; see docs/decisions.md D1.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-import httpx
-
-from .addressing import Addressing
+from .addressing import Addressing, encode_query
 from .bodies import Body
 from .checksums import crc64, md5_base64, unquote_etag
 from .errors import KS3IntegrityError, KS3ServiceError, KS3TransportError, service_error
+from .http11 import ConnectionPool, HttpResponse, HttpTransportError
 from .objectinfo import CRC_HEADER, parse_crc
 from .retry import RetryPolicy, call_with_retry
 from .signing import authorization
@@ -96,36 +96,28 @@ def target_name(bucket: str | None, key: str | None) -> str:
     return f"{bucket or ''}/{key}" if key is not None else (bucket or "/")
 
 
-# Bodies up to this size are joined into one bytes object before sending: httpx then writes them from
-# a ByteStream (no generator per request) and the CRC-64 is taken in one call.
+# Bodies up to this size are joined into one bytes object before sending: head and body then leave in
+# one send() and the CRC-64 is taken in one call.
 _INLINE_BODY_MAX = 256 * 1024
 
 
 class Transport:
-    def __init__(self, config: ClientConfig, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self.addressing = Addressing.from_config(config.endpoint, config.path_style, config.domain_mode)
-        limits = httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=config.max_connections)
-        timeout = httpx.Timeout(config.timeout, connect=min(config.connect_timeout, config.timeout))
-        # The Client owns the connection pool, proxies from the environment and TLS settings; requests
-        # are handed straight to the pool it picked for their host (see attempt()).
-        self._http = httpx.Client(
-            timeout=timeout,
-            limits=limits,
-            headers={"User-Agent": config.user_agent, "Accept-Encoding": "identity", "Accept": "*/*"},
-            follow_redirects=False,
-            transport=transport,
+        self._pool = ConnectionPool(
+            self.addressing.endpoint.scheme,
+            timeout=config.timeout,
+            connect_timeout=config.connect_timeout,
+            max_connections=config.max_connections,
         )
-        self._extensions = {"timeout": timeout.as_dict()}
-        self._default_headers = list(self._http.headers.items())
-        self._pick_pool: Callable[[httpx.URL], httpx.BaseTransport] | None = getattr(
-            self._http, "_transport_for_url", None
+        self._default_headers = (
+            ("User-Agent", config.user_agent), ("Accept-Encoding", "identity"), ("Accept", "*/*"),
         )
-        self._pools: dict[str, httpx.BaseTransport] = {}  # netloc -> the Client's transport for it
         self._date = (0, "")  # (whole second, its RFC 1123 form), replaced as one tuple: thread-safe
 
     def close(self) -> None:
-        self._http.close()
+        self._pool.close()
 
     def _date_header(self) -> str:
         now = int(time.time())
@@ -136,24 +128,9 @@ class Transport:
         self._date = (now, text)
         return text
 
-    def _send_http(self, http_request: httpx.Request) -> httpx.Response:
-        """Hand the request to the Client's pool for its host, skipping the Client's per-request
-        machinery (auth flow, redirect loop, cookie jar, event hooks) that KS3 requests never use:
-        about 100-150 us of CPU per request on this machine (docs/decisions.md). Falls back to
-        ``Client.send`` if this httpx has no ``_transport_for_url``."""
-        if self._pick_pool is None:
-            return self._http.send(http_request, stream=True)
-        netloc = http_request.url.netloc.decode("ascii")
-        pool = self._pools.get(netloc)
-        if pool is None:
-            pool = self._pools[netloc] = self._pick_pool(http_request.url)
-        response = pool.handle_request(http_request)
-        response.request = http_request
-        return response
-
     # --- one attempt ---------------------------------------------------------------------------
 
-    def attempt(self, request: Request) -> httpx.Response:
+    def attempt(self, request: Request) -> HttpResponse:
         """Send ``request`` once. Returns a successful response (read, unless ``request.stream``);
         raises KS3TransportError / KS3ServiceError / KS3IntegrityError otherwise."""
         headers: dict[str, str] = {"Date": self._date_header()}
@@ -178,18 +155,17 @@ class Transport:
             self.config.access_key, self.config.secret_key, request.method, request.bucket, request.key,
             headers, request.params,
         )
-        url = self.addressing.url(request.bucket, request.key, request.params)
+        netloc, path = self.addressing.host_and_path(request.bucket, request.key)
         target = target_name(request.bucket, request.key)
         started = time.monotonic()
         try:
-            http_request = httpx.Request(
-                request.method, url, headers=[*self._default_headers, *headers.items()], content=content,
-                extensions=self._extensions,
+            response = self._pool.request(
+                request.method, netloc, path + encode_query(request.params),
+                [*self._default_headers, *headers.items()], content,
             )
-            response = self._send_http(http_request)
-        except httpx.TransportError as exc:
-            log.debug("%s %s failed: %s", request.method, target, type(exc).__name__)
-            raise KS3TransportError(request.method, target, f"{type(exc).__name__}: {exc}") from exc
+        except HttpTransportError as exc:
+            log.debug("%s %s failed: %s", request.method, target, exc)
+            raise KS3TransportError(request.method, target, str(exc)) from exc
         request_id = response.headers.get(REQUEST_ID_HEADER, "")
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -210,7 +186,7 @@ class Transport:
         if not request.stream:
             try:
                 response.read()
-            except httpx.TransportError as exc:
+            except HttpTransportError as exc:
                 raise KS3TransportError(request.method, target, f"reading response: {exc}") from exc
             finally:
                 response.close()
@@ -221,16 +197,16 @@ class Transport:
         return response
 
     @staticmethod
-    def _read_error_body(response: httpx.Response, method: str, target: str) -> bytes:
+    def _read_error_body(response: HttpResponse, method: str, target: str) -> bytes:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_raw(64 * 1024):
                 chunks.append(chunk)
                 size += len(chunk)
                 if size >= _MAX_ERROR_BODY:
                     break
-        except httpx.TransportError as exc:
+        except HttpTransportError as exc:
             # The status line arrived, so the error is still meaningful without its body.
             log.debug("%s %s: error body unreadable: %s", method, target, exc)
         finally:
@@ -238,7 +214,7 @@ class Transport:
         return b"".join(chunks)
 
     @staticmethod
-    def _verify_upload(response: httpx.Response, request: Request, sent_crc: int, sent_bytes: int,
+    def _verify_upload(response: HttpResponse, request: Request, sent_crc: int, sent_bytes: int,
                        target: str) -> None:
         assert request.body is not None
         if sent_bytes != request.body.length:
@@ -263,8 +239,8 @@ class Transport:
 
     # --- with retries --------------------------------------------------------------------------
 
-    def send(self, request: Request, policy: RetryPolicy | None = None) -> httpx.Response:
+    def send(self, request: Request, policy: RetryPolicy | None = None) -> HttpResponse:
         return call_with_retry(policy or self.config.retry, lambda _number: self.attempt(request))
 
-    def retry(self, attempt: Callable[[int], httpx.Response]) -> httpx.Response:
+    def retry(self, attempt: Callable[[int], HttpResponse]) -> HttpResponse:
         return call_with_retry(self.config.retry, attempt)

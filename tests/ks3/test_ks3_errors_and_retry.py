@@ -1,14 +1,15 @@
-"""Error mapping and the retry policy. httpx.MockTransport stands in for the network here ONLY, to
-script failures (503 then 200, resets, lost answers) that a real server cannot be made to produce on
-cue; everything else runs against the real local server (test_ks3_integration.py)."""
+"""Error mapping and the retry policy. A scripted loopback HTTP server (scripted_http.py) stands in for
+KS3 here ONLY, to produce failures (503 then 200, lost answers, cut bodies, stalls) that the local server
+cannot be made to give on cue; the client still talks real HTTP over a socket. Everything else runs
+against the real local server (test_ks3_integration.py)."""
 
 from __future__ import annotations
 
 import email.utils
 import hashlib
 
-import httpx
 import pytest
+from scripted_http import DROP, Reply, ScriptedServer, Seen, Stall
 
 from ks3sync.ks3 import (
     BucketAlreadyExists,
@@ -142,48 +143,48 @@ def test_policy_rejects_nonsense():
 # --- the wrapper inside the client, over a scripted transport ------------------------------------
 
 
-class Script:
-    """A scripted server: each call pops the next reply (a Response factory or an exception)."""
-
-    def __init__(self, *replies):
-        self.replies = list(replies)
-        self.requests: list[httpx.Request] = []
-        self.bodies: list[bytes] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.bodies.append(request.read())
-        self.requests.append(request)
-        reply = self.replies.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply(request)
+_servers: list[ScriptedServer] = []
 
 
-def ok_put(request: httpx.Request) -> httpx.Response:
-    body = request.content
-    return httpx.Response(
-        200, headers={"ETag": f'"{hashlib.md5(body).hexdigest()}"', "x-kss-checksum-crc64ecma": str(crc64(body)),
-                      "x-kss-request-id": "r-ok"},
+@pytest.fixture(autouse=True)
+def _stop_scripted_servers():
+    yield
+    while _servers:
+        _servers.pop().close()
+
+
+def Script(*replies) -> ScriptedServer:  # noqa: N802 - reads like the class it returns
+    """A scripted server, stopped when the test ends."""
+    server = ScriptedServer(*replies)
+    _servers.append(server)
+    return server
+
+
+def ok_put(request: Seen) -> Reply:
+    body = request.body
+    return Reply(
+        200, {"ETag": f'"{hashlib.md5(body).hexdigest()}"', "x-kss-checksum-crc64ecma": str(crc64(body)),
+              "x-kss-request-id": "r-ok"},
     )
 
 
-def status(code: int, body: bytes = b"") -> object:
-    return lambda request: httpx.Response(code, content=body, headers={"x-kss-request-id": f"r{code}"})
+def status(code: int, body: bytes = b"") -> Reply:
+    return Reply(code, {"x-kss-request-id": f"r{code}"}, body)
 
 
-def make_client(script: Script, attempts: int = 4) -> tuple[Client, Sleeps]:
+def make_client(script: ScriptedServer, attempts: int = 4, timeout: float = 10.0) -> tuple[Client, Sleeps]:
     sleeps = Sleeps()
     config = ClientConfig(
-        endpoint="http://127.0.0.1:9", access_key="AK", secret_key=SECRET,
+        endpoint=script.endpoint, access_key="AK", secret_key=SECRET, timeout=timeout,
         retry=RetryPolicy(max_attempts=attempts, base_delay=0.01, sleep=sleeps),
     )
-    return Client(config, transport=httpx.MockTransport(script)), sleeps
+    return Client(config), sleeps
 
 
 def test_503_then_200_put_is_retried_with_body_rewound_and_fresh_signature(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"0123456789" * 300_000)  # 3 MB: several chunks
-    script = Script(status(503, error_xml("SlowDown")), httpx.ConnectError("refused"), ok_put)
+    script = Script(status(503, error_xml("SlowDown")), DROP, ok_put)
     client, sleeps = make_client(script)
     result = client.put_object("bk", "dir/f.bin", FileRangeBody(path, offset=10, length=2_000_000))
     expected = path.read_bytes()[10:2_000_010]
@@ -211,9 +212,9 @@ def test_request_timeout_code_on_400_is_retried():
 
 
 def test_timeouts_are_retried_then_surface_as_transport_error():
-    script = Script(*[httpx.ReadTimeout("slow")] * 3)
-    client, sleeps = make_client(script, attempts=3)
-    with pytest.raises(KS3TransportError, match="ReadTimeout") as info:
+    script = Script(*[Stall(2.0)] * 3)
+    client, sleeps = make_client(script, attempts=3, timeout=0.2)
+    with pytest.raises(KS3TransportError, match="TimeoutError") as info:
         client.head_object("bk", "k")
     assert len(script.requests) == 3 and len(sleeps) == 2
     assert SECRET not in str(info.value)
@@ -231,7 +232,7 @@ def test_client_errors_are_not_retried_and_never_show_the_secret():
 
 
 def test_etag_mismatch_is_an_integrity_error_after_retries():
-    bad = lambda request: httpx.Response(200, headers={"ETag": '"00000000000000000000000000000000"'})  # noqa: E731
+    bad = Reply(200, {"ETag": '"00000000000000000000000000000000"'})
     script = Script(bad, bad)
     client, _ = make_client(script, attempts=2)
     with pytest.raises(KS3IntegrityError, match="ETag"):
@@ -240,9 +241,8 @@ def test_etag_mismatch_is_an_integrity_error_after_retries():
 
 
 def test_crc_mismatch_is_an_integrity_error():
-    def wrong_crc(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"ETag": f'"{hashlib.md5(request.content).hexdigest()}"',
-                                            "x-kss-checksum-crc64ecma": "12345"})
+    def wrong_crc(request: Seen) -> Reply:
+        return Reply(200, {"ETag": f'"{hashlib.md5(request.body).hexdigest()}"', "x-kss-checksum-crc64ecma": "12345"})
 
     client, _ = make_client(Script(wrong_crc), attempts=1)
     with pytest.raises(KS3IntegrityError, match="CRC-64"):
@@ -250,8 +250,8 @@ def test_crc_mismatch_is_an_integrity_error():
 
 
 def test_missing_crc_header_is_accepted():
-    def no_crc(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"ETag": f'"{hashlib.md5(request.content).hexdigest()}"'})
+    def no_crc(request: Seen) -> Reply:
+        return Reply(200, {"ETag": f'"{hashlib.md5(request.body).hexdigest()}"'})
 
     client, _ = make_client(Script(no_crc), attempts=1)
     assert client.put_object("bk", "k", b"data").crc64 is None
@@ -286,7 +286,7 @@ def _head_reply(etag: str, crc: int | None):
     headers = {"ETag": f'"{etag}"', "Content-Length": "10"}
     if crc is not None:
         headers["x-kss-checksum-crc64ecma"] = str(crc)
-    return lambda request: httpx.Response(200, headers=headers)
+    return Reply(200, headers)
 
 
 PART_ETAGS = [(1, hashlib.md5(b"p1").hexdigest()), (2, hashlib.md5(b"p2").hexdigest())]
@@ -298,7 +298,7 @@ def _multipart_etag() -> str:
 
 def test_retried_complete_that_finds_upload_gone_checks_the_object():
     script = Script(
-        httpx.ReadError("answer lost"),
+        DROP,
         status(404, error_xml("NoSuchUpload")),
         _head_reply(_multipart_etag(), 99),
     )
@@ -313,7 +313,7 @@ def test_retried_complete_that_finds_upload_gone_checks_the_object():
 )
 def test_retried_complete_with_a_different_object_raises(etag, crc):
     script = Script(
-        httpx.ReadError("answer lost"),
+        DROP,
         status(404, error_xml("NoSuchUpload")),
         _head_reply(etag or _multipart_etag(), crc),
     )
@@ -331,7 +331,7 @@ def test_first_complete_no_such_upload_is_raised_without_head():
 
 
 def test_retried_abort_that_finds_upload_gone_is_success():
-    script = Script(httpx.ReadError("answer lost"), status(404, error_xml("NoSuchUpload")))
+    script = Script(DROP, status(404, error_xml("NoSuchUpload")))
     client, _ = make_client(script)
     client.abort_multipart("bk", "k", "u1")
     assert len(script.requests) == 2
@@ -340,16 +340,9 @@ def test_retried_abort_that_finds_upload_gone_is_success():
 def test_download_restarts_from_scratch_after_a_broken_body(tmp_path):
     data = bytes(range(256)) * 100
 
-    class Broken(httpx.SyncByteStream):
-        def __iter__(self):
-            yield data[:1000]
-            raise httpx.ReadError("connection reset mid-body")
-
     script = Script(
-        lambda request: httpx.Response(200, headers={"Content-Length": str(len(data))}, stream=Broken()),
-        lambda request: httpx.Response(
-            200, stream=httpx.ByteStream(data), headers={"x-kss-checksum-crc64ecma": str(crc64(data))}
-        ),
+        Reply(200, {"Content-Length": str(len(data))}, data[:1000], close=True),  # connection lost mid-body
+        Reply(200, {"x-kss-checksum-crc64ecma": str(crc64(data))}, data),
     )
     client, _ = make_client(script)
     target = tmp_path / "out"
@@ -359,9 +352,7 @@ def test_download_restarts_from_scratch_after_a_broken_body(tmp_path):
 
 def test_get_with_wrong_crc_raises_integrity_error():
     data = b"payload"
-    script = Script(
-        lambda request: httpx.Response(200, stream=httpx.ByteStream(data), headers={"x-kss-checksum-crc64ecma": "1"})
-    )
+    script = Script(Reply(200, {"x-kss-checksum-crc64ecma": "1"}, data))
     client, _ = make_client(script)
     with client.get_object("bk", "k") as response, pytest.raises(KS3IntegrityError, match="CRC-64"):
         response.read()
@@ -374,7 +365,7 @@ def test_bytes_body_is_rewindable():
 
 
 def test_retried_create_bucket_that_finds_it_existing_is_success():
-    script = Script(httpx.ReadError("answer lost"), status(409, error_xml("BucketAlreadyExists")), status(200))
+    script = Script(DROP, status(409, error_xml("BucketAlreadyExists")), status(200))
     client, _ = make_client(script)
     client.create_bucket("bk")
     assert [r.method for r in script.requests] == ["PUT", "PUT", "HEAD"]
@@ -391,7 +382,7 @@ def test_wire_format_of_a_put():
     client, _ = make_client(script)
     client.put_object("bk", "dir/a b+c.txt", b"abc", metadata={"Author": "alice"}, acl="public-read")
     request = script.requests[0]
-    assert request.url.raw_path == b"/bk/dir/a%20b%2Bc.txt"
+    assert request.target == "/bk/dir/a%20b%2Bc.txt"
     assert request.headers["Content-MD5"] == "kAFQmDzST7DWlj99KOF/cg=="
     assert request.headers["Content-Length"] == "3"
     assert request.headers["Content-Type"] == "application/octet-stream"
@@ -429,14 +420,14 @@ def test_error_body_with_unknown_encoding_falls_back_to_the_status():
     ],
 )
 def test_object_headers_accept_only_plain_decimals(headers, size, crc):
-    info = object_info("k", httpx.Headers([(n.encode(), v.encode("utf-8")) for n, v in headers.items()]))
+    info = object_info("k", headers)
     assert (info.size, info.crc64) == (size, crc)
 
 
 def test_unparseable_crc_on_upload_is_an_integrity_error():
-    def weird(request: httpx.Request) -> httpx.Response:
-        etag = f'"{hashlib.md5(request.content).hexdigest()}"'.encode()
-        return httpx.Response(200, headers=[(b"ETag", etag), (b"x-kss-checksum-crc64ecma", "\u0661".encode())])
+    def weird(request: Seen) -> Reply:
+        etag = f'"{hashlib.md5(request.body).hexdigest()}"'
+        return Reply(200, [("ETag", etag), ("x-kss-checksum-crc64ecma", "\u0661".encode())])
 
     client, _ = make_client(Script(weird), attempts=1)
     with pytest.raises(KS3IntegrityError, match="unparseable"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -475,20 +476,19 @@ def test_presigned_put_with_wrong_header_is_refused(client, bucket):
 # --- addressing, concurrency, faults, wire format ------------------------------------------------
 
 
-class LoopbackDNS(httpx.HTTPTransport):
-    """Resolves every host to 127.0.0.1 while keeping the Host header: lets a real loopback request
-    use virtual-host addressing (``<bucket>.localhost``) without touching /etc/hosts."""
+def test_virtual_host_addressing(local_server, bucket, monkeypatch):
+    """A real loopback request with virtual-host addressing (``<bucket>.localhost``, the bucket in the
+    Host header): every ``*.localhost`` name resolves to 127.0.0.1 for this test, /etc/hosts untouched."""
+    resolve = socket.getaddrinfo
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.url = request.url.copy_with(host="127.0.0.1")
-        return super().handle_request(request)
+    def loopback_dns(host, *args, **kwargs):
+        return resolve("127.0.0.1" if str(host).endswith("localhost") else host, *args, **kwargs)
 
-
-def test_virtual_host_addressing(local_server, bucket):
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_dns)
     port = httpx.URL(local_server.endpoint).port
     config = ClientConfig(endpoint=f"http://localhost:{port}", access_key=local_server.access_key,
                           secret_key=local_server.secret_key, path_style=False)
-    with Client(config, transport=LoopbackDNS()) as vhost:
+    with Client(config) as vhost:
         vhost.put_object(bucket, "/v//host key", b"vh")
         assert vhost.head_object(bucket, "/v//host key").size == 2
         assert [o.key for o in vhost.iter_objects(bucket) if isinstance(o, ObjectSummary)] == ["/v//host key"]

@@ -1,0 +1,161 @@
+"""A scripted HTTP/1.1 server on loopback, for the client tests whose point is a reply the local server
+cannot be made to give on cue: 503 then 200, an answer lost after the request arrived, a body cut
+short, a wrong ETag or CRC, a stall past the client's timeout. The client talks to it over a real
+socket, so its connection pool, keep-alive handling and error mapping are what is tested.
+
+Each request pops the next entry of the script: a ``Reply``, a function of the request returning one,
+``DROP`` (read the request, close without answering) or ``Stall(seconds)`` (read it, say nothing for
+that long, then close). Every request is recorded (``requests``) before it is answered; connections
+opened and closed (by either side) are counted.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+from ks3sync.ks3.http11 import Headers
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as it arrived."""
+
+    method: str
+    target: str  # path and query, as sent
+    headers: Headers
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str | bytes] | Sequence[tuple[str, str | bytes]] = field(default_factory=dict)
+    body: bytes = b""
+    close: bool = False  # close the connection after sending (with a short body: a body cut off)
+
+    def encode(self, method: str) -> bytes:
+        pairs = list(self.headers.items()) if isinstance(self.headers, Mapping) else list(self.headers)
+        if not any(name.lower() == "content-length" for name, _ in pairs):
+            pairs.append(("Content-Length", str(len(self.body))))
+        reason = HTTPStatus(self.status).phrase if self.status in HTTPStatus._value2member_map_ else "Other"
+        lines = [f"HTTP/1.1 {self.status} {reason}".encode()]
+        for name, value in pairs:
+            raw = value if isinstance(value, bytes) else value.encode("latin-1")
+            lines.append(name.encode("latin-1") + b": " + raw)
+        head = b"\r\n".join(lines) + b"\r\n\r\n"
+        return head if method == "HEAD" else head + self.body
+
+
+@dataclass(frozen=True)
+class Stall:
+    seconds: float
+
+
+DROP = object()
+
+Entry = Reply | Stall | object | Callable[[Seen], Reply]
+
+
+class ScriptedServer:
+    def __init__(self, *replies: Entry) -> None:
+        self.replies = list(replies)
+        self.requests: list[Seen] = []
+        self.connections_opened = 0
+        self.connections_closed = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)  # the accept loop checks the stop flag this often
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._threads = [threading.Thread(target=self._accept_loop, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [seen.body for seen in self.requests]
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in list(self._threads):
+            thread.join(timeout=5)
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(0.1)
+            with self._lock:
+                self.connections_opened += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _next_entry(self, seen: Seen) -> Entry:
+        with self._lock:
+            self.requests.append(seen)
+            if not self.replies:
+                return Reply(500, {"x-kss-request-id": "unscripted"}, b"no reply scripted")
+            return self.replies.pop(0)
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = bytearray()
+        try:
+            while not self._stop.is_set():
+                seen = self._read_request(conn, buffer)
+                if seen is None:
+                    return
+                entry = self._next_entry(seen)
+                if entry is DROP:
+                    return
+                if isinstance(entry, Stall):
+                    self._stop.wait(entry.seconds)
+                    return
+                reply = entry if isinstance(entry, Reply) else entry(seen)  # type: ignore[operator]
+                conn.settimeout(5)
+                conn.sendall(reply.encode(seen.method))
+                conn.settimeout(0.1)
+                if reply.close:
+                    return
+        except OSError:
+            return  # the client went away mid-exchange; nothing to answer
+        finally:
+            conn.close()
+            with self._lock:
+                self.connections_closed += 1
+
+    def _receive(self, conn: socket.socket, buffer: bytearray) -> bool:
+        """Append what arrives to ``buffer``; False once the client closed or the server stops."""
+        while not self._stop.is_set():
+            try:
+                data = conn.recv(256 * 1024)
+            except TimeoutError:
+                continue
+            if not data:
+                return False
+            buffer += data
+            return True
+        return False
+
+    def _read_request(self, conn: socket.socket, buffer: bytearray) -> Seen | None:
+        while b"\r\n\r\n" not in buffer:
+            if not self._receive(conn, buffer):
+                return None
+        head_end = buffer.index(b"\r\n\r\n")
+        lines = bytes(buffer[:head_end]).decode("latin-1").split("\r\n")
+        del buffer[: head_end + 4]
+        method, target, _version = lines[0].split(" ", 2)
+        headers = Headers.from_pairs(tuple(line.split(": ", 1)) for line in lines[1:])  # type: ignore[misc]
+        length = int(headers.get("content-length", "0"))
+        while len(buffer) < length:
+            if not self._receive(conn, buffer):
+                return None
+        body = bytes(buffer[:length])
+        del buffer[:length]
+        return Seen(method, target, headers, body)
