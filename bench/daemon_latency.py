@@ -7,22 +7,37 @@ Must not import: ks3sync (the daemon is run as a command).
 Latency = time from `close()` of a new 4 KiB file to the first HEAD that returns 200 for its key
 (HEAD polled every 5 ms, so the figure is at most 5 ms pessimistic). It includes the configured
 debounce (DEBOUNCE below), which is stated next to the numbers.
+
+Reconcile memory (issue 6: flat with a million tracked files), `python -m bench.daemon_latency
+--reconcile-rss 100000,300000,1000000`: for each size, a tree of 64-byte files, its objects PUT straight
+to local-server (16 threads) and its journal rows written through `Journal.record_synced` (seeding
+through the service itself would take hours at a million files), then `ks3sync run` is started and its
+peak RSS (VmHWM) read when its start-up reconcile (a full scan + listing + journal march that finds
+nothing to do) logs `reconcile_done`. Seeded trees, buckets and journals are cached under --work.
+`seed_journal` is the one place this module imports ks3sync.
 """
 
 from __future__ import annotations
 
+import argparse
+import concurrent.futures
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.ks3mini import Ks3Mini, MiniError
 from bench.measure import median
 from bench.peers.ks3sync_peer import ks3sync_argv0
-from bench.server import LocalServer
+from bench.server import Credentials, LocalServer
 from bench.workloads import TreeSpec, make_tree
 
 DEBOUNCE = "100ms"
@@ -181,3 +196,187 @@ def _measure(proc: subprocess.Popen[bytes], mini: Ks3Mini, bucket: str, prefix: 
     _, peak = _rss_mb(proc.pid)
     summary = None if lost == 0 else f"{lost} of {probes} probes not visible within {PROBE_TIMEOUT_S:.0f} s"
     return DaemonResult(files, initial, rss_initial, peak, tuple(latencies), lost, summary)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reconcile memory with many tracked files (issue 6)
+
+RSS_BUCKET = "w6-rss"
+RSS_CREDS = Credentials("AKRECONCILERSS001", "reconcile-rss-secret-not-real-0123")
+SEED_THREADS = 16
+RECONCILE_TIMEOUT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class ReconcileMemory:
+    files: int
+    skipped: int | None  # files the reconcile found in sync (must equal files)
+    reconcile_s: float | None  # from the daemon's start to `reconcile_done`
+    peak_rss_mb: float | None
+    rss_after_mb: float | None
+    problem: str | None
+
+
+def _tree_files(source: Path, spec: TreeSpec) -> Iterator[tuple[str, Path]]:
+    for i in range(spec.files):
+        rel = spec.rel_path(i)
+        yield rel, source / rel
+
+
+def seed_objects(server: LocalServer, source: Path, spec: TreeSpec, prefix: str,
+                 log: Callable[[str], None]) -> None:
+    """PUT every file of the tree to local-server under ``prefix`` (16 threads, one client each)."""
+    local = threading.local()
+    clients: list[Ks3Mini] = []
+    lock = threading.Lock()
+
+    def put(item: tuple[str, Path]) -> None:
+        mini = getattr(local, "mini", None)
+        if mini is None:
+            mini = Ks3Mini(server.endpoint, server.creds.access_key, server.creds.secret_key)
+            local.mini = mini
+            with lock:
+                clients.append(mini)
+        rel, path = item
+        mini.put(RSS_BUCKET, prefix + rel, path.read_bytes())
+
+    t0 = time.monotonic()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(SEED_THREADS) as pool:
+            for n, _ in enumerate(pool.map(put, _tree_files(source, spec), chunksize=256), 1):
+                if n % 100_000 == 0:
+                    log(f"  {n:,} objects PUT ({n / (time.monotonic() - t0):.0f}/s)")
+    finally:
+        for mini in clients:
+            mini.close()
+
+
+def seed_journal(db: Path, name: str, source: Path, spec: TreeSpec, prefix: str) -> None:
+    """Journal rows for every file, as a sync would have recorded them (identity from stat, MD5 of the
+    content = the single-PUT ETag), written in batches through the journal's own API."""
+    from ks3sync.journal import Journal
+    from ks3sync.model import FileIdentity, SyncedEntry
+
+    with Journal.open(db) as journal:
+        sync_id = journal.register_sync(name, str(source), RSS_BUCKET, prefix, "seeded-by-bench")
+        batch: list[SyncedEntry] = []
+        for rel, path in _tree_files(source, spec):
+            st = path.stat()
+            md5 = hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 - the object's ETag
+            ident = FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+            batch.append(SyncedEntry(rel, ident, md5, md5, st.st_size, False, time.time_ns()))
+            if len(batch) >= 10_000:
+                journal.record_synced(sync_id, batch)
+                batch = []
+        if batch:
+            journal.record_synced(sync_id, batch)
+
+
+def measure_reconcile(server: LocalServer, work: Path, files: int, *,
+                      log: Callable[[str], None]) -> ReconcileMemory:
+    spec = TreeSpec(files, max(20, files // 1000), 64)
+    prefix = f"n{files}/"
+    source = (work / f"tree-{files}").resolve()
+    log(f"reconcile RSS, {files:,} files: tree")
+    make_tree(source, spec)
+    objects_stamp = work / f"objects-{files}.seeded"
+    if not objects_stamp.exists():
+        log(f"reconcile RSS, {files:,} files: PUT objects")
+        seed_objects(server, source, spec, prefix, log)
+        objects_stamp.write_text("ok")
+    state = work / f"state-{files}"
+    journal_stamp = work / f"journal-{files}.seeded"
+    if not journal_stamp.exists():
+        log(f"reconcile RSS, {files:,} files: journal rows")
+        shutil.rmtree(state, ignore_errors=True)
+        state.mkdir(parents=True)
+        seed_journal(state / "journal.db", "rss", source, spec, prefix)
+        journal_stamp.write_text("ok")
+    config = work / f"rss-{files}.yaml"
+    config.write_text(
+        f"endpoint: {server.endpoint}\n"
+        "credentials:\n"
+        "  access_key: ${KS3_ACCESS_KEY}\n"
+        "  secret_key: ${KS3_SECRET_KEY}\n"
+        f"state_dir: {state}\n"
+        "syncs:\n"
+        "  - name: rss\n"
+        f"    source: {source}\n"
+        f"    target: ks3://{RSS_BUCKET}/{prefix}\n"
+        "    delete: true\n"
+        "    rescan_interval: 1h\n"
+    )
+    env = {**os.environ, "KS3_ACCESS_KEY": server.creds.access_key, "KS3_SECRET_KEY": server.creds.secret_key}
+    daemon_log = work / f"daemon-{files}.log"
+    daemon_log.unlink(missing_ok=True)
+    log(f"reconcile RSS, {files:,} files: ks3sync run")
+    with daemon_log.open("ab") as out:
+        proc = subprocess.Popen([*ks3sync_argv0(), "run", "--config", str(config)], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.monotonic()
+    try:
+        while True:
+            text = daemon_log.read_text(errors="replace")
+            done = next((line for line in text.splitlines() if "reconcile_done" in line), None)
+            if done is not None:
+                elapsed = time.monotonic() - t0
+                cur, peak = _rss_mb(proc.pid)
+                skipped = _field(done, "skipped")
+                problem = None if skipped == files else f"reconcile did not skip every file: {done}"
+                return ReconcileMemory(files, skipped, elapsed, peak, cur, problem)
+            if proc.poll() is not None:
+                return ReconcileMemory(files, None, None, None, None, f"daemon exited with {proc.returncode}")
+            if time.monotonic() - t0 > RECONCILE_TIMEOUT_S:
+                return ReconcileMemory(files, None, None, None, None, "no reconcile_done in time")
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+
+
+def _field(line: str, name: str) -> int | None:
+    for token in line.split():
+        key, _, value = token.partition("=")
+        if key == name and value.isdigit():
+            return int(value)
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reconcile-rss", required=True, metavar="N,N,...",
+                    help="tracked-file counts whose no-change start-up reconcile is measured")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ks3sync-reconcile-rss")
+    args = ap.parse_args()
+    sizes = [int(n.replace("_", "")) for n in args.reconcile_rss.split(",") if n.strip()]
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    results = []
+    # No request log worth keeping: a million PUTs would write a ~300 MB one.
+    with LocalServer(work / "server", Path(os.devnull), RSS_CREDS, quiet_log=work / "server.log") as server:
+        server.mini.create_bucket(RSS_BUCKET)
+        for files in sizes:
+            results.append(measure_reconcile(server, work, files, log=log))
+            log(repr(results[-1]))
+    print("| tracked files | start-up reconcile (s) | peak RSS (MB) | RSS after (MB) | skipped |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in results:
+        secs = f"{r.reconcile_s:.1f}" if r.reconcile_s is not None else "-"
+        peak = f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb is not None else "-"
+        after = f"{r.rss_after_mb:.0f}" if r.rss_after_mb is not None else "-"
+        print(f"| {r.files:,} | {secs} | {peak} | {after} | {r.skipped if r.skipped is not None else '-'} |"
+              + (f" {r.problem}" if r.problem else ""))
+    return 0 if all(r.problem is None for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
