@@ -12,6 +12,12 @@ from its own chain IV whenever it is sent, so parts can be uploaded concurrently
 independently. The journal records (IV, chain_block per finished part); ``MultipartEncryptor.resume``
 continues after the last finished contiguous part in a new process.
 
+For a part already in memory (the upload task reads each part once anyway), ``seal_part`` is the
+cheaper form: the sequential step is one AES pass into a ciphertext buffer, and everything else — the
+part's plaintext and ciphertext MD5s — is left to ``SealedPart.hashed()`` on whichever thread sends it,
+so parts hash in parallel while the chain moves on (AES and MD5 release the GIL), and the ciphertext is
+sent from memory instead of being encrypted a second time.
+
 The object-level metadata is split as the SDK splits it: key fingerprint and IV on Initiate, the
 plaintext length and MD5 of each part on its UploadPart.
 
@@ -20,7 +26,9 @@ Imports only ks3sync.crypto modules.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from collections.abc import Iterator
 
 from ks3sync.crypto.encrypt import CACHE_LIMIT, CHUNK_SIZE, EncryptedStream, as_source, new_iv
@@ -29,6 +37,7 @@ from ks3sync.crypto.envelope import (
     IV_SIZE,
     META_PREFIX,
     ObjectEncryption,
+    pad_bytes,
     pad_length,
     part_metadata,
 )
@@ -72,6 +81,61 @@ class EncryptedPart:
 
     def __repr__(self) -> str:
         return f"EncryptedPart(part_number={self.part_number}, length={self.length}, last={self.is_last})"
+
+
+SEND_CHUNK = 256 * 1024  # bytes objects handed to the HTTP client per write from a sealed part
+
+
+class SealedPart:
+    """One part encrypted in memory by ``MultipartEncryptor.seal_part``: a Body (``length``,
+    ``content_md5()``, ``chunks()`` from the first byte on every call) whose hashes are computed once, by
+    the first caller of ``hashed()`` (or of anything that needs them), on that caller's thread."""
+
+    def __init__(self, part_number: int, plaintext: bytes | bytearray | memoryview, ciphertext: bytearray,
+                 chain_block: bytes, *, is_last: bool) -> None:
+        self.part_number = part_number
+        self.length = len(ciphertext)
+        self.plaintext_length = len(plaintext)
+        self.is_last = is_last
+        self.chain_block = chain_block  # the next part's chain IV (store it in the journal)
+        self._plaintext: bytes | bytearray | memoryview | None = plaintext  # dropped once hashed
+        self._ciphertext = ciphertext
+        self._digests: tuple[bytes, bytes] | None = None  # (content MD5, plaintext MD5)
+        self._lock = threading.Lock()
+
+    def hashed(self) -> SealedPart:
+        """Compute both MD5s now (idempotent); returns self."""
+        with self._lock:
+            if self._digests is None:
+                assert self._plaintext is not None
+                plain = hashlib.md5(self._plaintext, usedforsecurity=False).digest()
+                content = hashlib.md5(self._ciphertext, usedforsecurity=False).digest()
+                self._digests = (content, plain)
+                self._plaintext = None
+        return self
+
+    def content_md5(self) -> bytes:
+        digests = self.hashed()._digests
+        assert digests is not None
+        return digests[0]
+
+    @property
+    def plaintext_md5(self) -> bytes:
+        digests = self.hashed()._digests
+        assert digests is not None
+        return digests[1]
+
+    def chunks(self) -> Iterator[bytes]:
+        view = memoryview(self._ciphertext)
+        for start in range(0, self.length, SEND_CHUNK):
+            yield bytes(view[start : start + SEND_CHUNK])
+
+    def metadata(self) -> dict[str, str]:
+        """UploadPart metadata as the SDK sends it (names without ``x-kss-meta-``)."""
+        return part_metadata(self.plaintext_length, self.plaintext_md5)
+
+    def __repr__(self) -> str:
+        return f"SealedPart(part_number={self.part_number}, length={self.length}, last={self.is_last})"
 
 
 class MultipartEncryptor:
@@ -156,6 +220,37 @@ class MultipartEncryptor:
         )
         part = EncryptedPart(number, stream)
         self._chain = part.chain_block
+        self.next_part_number += 1
+        self.finished = last
+        return part
+
+    def seal_part(self, plaintext: bytes | bytearray | memoryview, *, last: bool) -> SealedPart:
+        """Encrypt the next part, held in memory, into a ciphertext buffer of its own (one AES pass, no
+        hashing: that is ``SealedPart.hashed()``'s, on any thread). The bytes equal ``next_part``'s."""
+        if self.finished:
+            raise ValueError("the last part was already produced")
+        view = memoryview(plaintext).cast("B")
+        size = len(view)
+        if not last and size % BLOCK_SIZE:
+            raise ValueError(
+                f"only the last part of an encrypted upload may have a length that is not a multiple of "
+                f"{BLOCK_SIZE} bytes (got {size})"
+            )
+        number = self.next_part_number
+        prefix = self.iv if number == 1 else b""
+        whole = size - size % BLOCK_SIZE
+        tail = bytes(view[whole:]) + pad_bytes(size) if last else b""
+        out = bytearray(len(prefix) + whole + len(tail))
+        out[: len(prefix)] = prefix
+        cipher = self._key.new_cbc(self._chain)
+        out_view = memoryview(out)
+        if whole:
+            cipher.encrypt(view[:whole], output=out_view[len(prefix) : len(prefix) + whole])
+        if tail:
+            cipher.encrypt(tail, output=out_view[len(prefix) + whole :])
+        chain = bytes(out_view[-BLOCK_SIZE:]) if len(out) > len(prefix) else self._chain
+        part = SealedPart(number, view, out, chain, is_last=last)
+        self._chain = chain
         self.next_part_number += 1
         self.finished = last
         return part

@@ -7,11 +7,12 @@ a multipart upload of a changed file is aborted before Complete, so the object i
 versions.
 
 Multipart (s3transfer's task graph, flattened): the file worker reads parts in order — hashing the
-whole file and, with a key, encrypting (the CBC chain is sequential but cheap) — and hands each part to
-the shared part pool, which hashes plain parts and uploads concurrently. Memory is bounded by
-``part_budget`` (bytes of part buffers in flight, shared by all uploads). Every finished part is
-recorded through the Checkpoint (MD5, ETag, CRC and, when encrypted, the chain block) so a killed run
-resumes: ListParts is reconciled with the record and only missing parts are sent.
+whole file and, with a key, encrypting each part into memory (the CBC chain is sequential) — and hands
+each part to the shared part pool, which hashes it (part MD5s run in parallel with the reader) and
+uploads concurrently; an encrypted part is sent from its ciphertext buffer, never encrypted twice.
+Memory is bounded by ``part_budget`` (bytes of part buffers in flight, shared by all uploads). Every
+finished part is recorded through the Checkpoint (MD5, ETag, CRC and, when encrypted, the chain block)
+so a killed run resumes: ListParts is reconciled with the record and only missing parts are sent.
 
 Single PUT: files up to ``SMALL_FILE`` are read once into memory; larger ones are hashed, then streamed
 from the same open descriptor (pread), so the bytes sent are those of the file that was hashed.
@@ -260,20 +261,22 @@ def _send_parts(
     on_server: dict[int, PartResult],
     encryptor: Any,
 ) -> tuple[dict[int, PartRecord], Any, int]:
-    """Read the parts in order, hashing (and encrypting) them, and send the ones KS3 lacks on the part
-    pool. Returns every part's record, the whole file's MD5 object and the bytes sent."""
+    """Read the parts in order — the whole file's MD5 and, with a key, the CBC chain are sequential — and
+    hand each to the part pool, which hashes it and sends it unless KS3 already holds it. Returns every
+    part's record, the whole file's MD5 object and the bytes sent."""
     recorded = {part.part_number: part for part in record.parts}
     count = part_count(identity.size, record.part_size)
     file_md5 = hashlib.md5()  # noqa: S324
     parts: dict[int, PartRecord] = {}
-    futures: list[concurrent.futures.Future[PartRecord]] = []
+    futures: list[concurrent.futures.Future[tuple[PartRecord, int]]] = []
     try:
         for number in range(1, count + 1):
             if ctx.stop.is_set():
                 raise TransientError(f"{path}: run stopped before the upload finished (resumable)")
             offset = (number - 1) * record.part_size
             length = min(record.part_size, identity.size - offset)
-            taken = ctx.part_budget.acquire(length)
+            # An encrypted part holds its plaintext until hashed and its ciphertext until sent.
+            taken = ctx.part_budget.acquire(length if encryptor is None else 2 * length)
             handed_off = False
             try:
                 if ctx.stop.is_set():
@@ -296,27 +299,9 @@ def _send_parts(
                     encryptor.skip_part(done.chain_block)
                     parts[number] = done
                     continue
-                if encryptor is None and server is None:
-                    # Nothing to compare with: the part's MD5 is computed on the part worker, in parallel
-                    # with this reader's whole-file MD5 (hashlib releases the GIL), not in series with it.
-                    futures.append(ctx.part_pool.submit(_send_plain_part, ctx, path, record.upload_id, number,
-                                                        data, taken))
-                    handed_off = True
-                    continue
-                body, chain, part_meta = _part_body(path, encryptor, data, last=number == count)
-                md5_hex = body.content_md5().hex()
-                if server is not None and server.etag == md5_hex and server.size == body.length:
-                    # KS3 already holds exactly these bytes (a kill hit between its answer and our record).
-                    part = PartRecord(number, body.length, md5_hex, server.etag, server.crc64, chain)
-                    if done != part:
-                        ctx.checkpoint.part_done(record.upload_id, part)
-                    parts[number] = part
-                    continue
-                futures.append(
-                    ctx.part_pool.submit(
-                        _send_part, ctx, path, record.upload_id, number, body, md5_hex, chain, part_meta, taken
-                    )
-                )
+                body = _part_body(path, encryptor, data, last=number == count)
+                futures.append(ctx.part_pool.submit(_finish_part, ctx, path, record.upload_id, number, body,
+                                                    server, done, taken))
                 handed_off = True
             finally:
                 if not handed_off:
@@ -324,58 +309,73 @@ def _send_parts(
     finally:
         # Never leave part tasks running behind our back (they hold part buffers and budget).
         concurrent.futures.wait(futures)
+    sent = 0
     for future in futures:
-        part = future.result()  # the first failed part raises here; the upload stays resumable
+        part, part_sent = future.result()  # the first failed part raises here; the upload stays resumable
         parts[part.part_number] = part
-    return parts, file_md5, sum(future.result().size for future in futures)
+        sent += part_sent
+    return parts, file_md5, sent
 
 
-def _part_body(
-    path: str, encryptor: Any, data: bytes, *, last: bool
-) -> tuple[Any, bytes | None, dict[str, str] | None]:
+def _part_body(path: str, encryptor: Any, data: bytes, *, last: bool) -> Any:
+    """The part's body, not yet hashed: the plain bytes, or (with a key) the next link of the CBC chain
+    encrypted into memory — the only step that must run in part order."""
     if encryptor is None:
-        return MemoryBody(data), None, None
+        return _PlainPart(data)
     from ks3sync.crypto.errors import CryptoError
 
     try:
-        part = encryptor.next_part(data, last=last)
+        return encryptor.seal_part(data, last=last)
     except CryptoError as exc:
         raise _crypto_error(path, exc) from exc
-    return part, part.chain_block, part.metadata()
 
 
-def _send_plain_part(
-    ctx: TransferContext, path: str, upload_id: str, number: int, data: bytes, budget: int
-) -> PartRecord:
-    try:
-        body = MemoryBody(data)
-    except BaseException:
-        ctx.part_budget.release(budget)
-        raise
-    return _send_part(ctx, path, upload_id, number, body, body.content_md5().hex(), None, None, budget)
+class _PlainPart:
+    """A plain part's bytes; ``hashed()`` makes the body (MD5 computed on the thread that calls it)."""
+
+    __slots__ = ("data",)
+    chain_block = None
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def hashed(self) -> MemoryBody:
+        return MemoryBody(self.data)
 
 
-def _send_part(
+def _finish_part(
     ctx: TransferContext,
     path: str,
     upload_id: str,
     number: int,
-    body: Any,
-    md5_hex: str,
-    chain: bytes | None,
-    metadata: dict[str, str] | None,
+    part: Any,
+    server: PartResult | None,
+    done: PartRecord | None,
     budget: int,
-) -> PartRecord:
+) -> tuple[PartRecord, int]:
+    """On the part pool: hash the part (in parallel with the reader and other parts: MD5 releases the GIL)
+    and send it unless KS3 already holds exactly these bytes. Returns its record and the bytes sent."""
     try:
+        body = part.hashed()
+        md5_hex = body.content_md5().hex()
+        chain = part.chain_block
+        if server is not None and server.etag == md5_hex and server.size == body.length:
+            # KS3 already holds exactly these bytes (a kill hit between its answer and our record).
+            confirmed = PartRecord(number, body.length, md5_hex, server.etag, server.crc64, chain)
+            if done != confirmed:
+                ctx.checkpoint.part_done(upload_id, confirmed)
+            return confirmed, 0
         if ctx.stop.is_set():
             # Queued but not started when the run stopped: leave it for the resumed upload.
             raise TransientError(f"{path}: run stopped before part {number} was sent (resumable)")
+        # Only encrypted parts carry a chain block, and with it the SDK's per-part plaintext metadata.
+        metadata = body.metadata() if chain is not None else None
         result = ctx.store.upload_part(path, upload_id, number, MeteredBody(body, ctx.meter_sent), metadata)
         if result.etag != md5_hex:
             raise IntegrityError(f"{path}: part {number} stored with ETag {result.etag}, sent MD5 {md5_hex}")
-        part = PartRecord(number, body.length, md5_hex, result.etag, result.crc64, chain)
-        ctx.checkpoint.part_done(upload_id, part)
-        return part
+        sent = PartRecord(number, body.length, md5_hex, result.etag, result.crc64, chain)
+        ctx.checkpoint.part_done(upload_id, sent)
+        return sent, sent.size
     finally:
         ctx.part_budget.release(budget)
 
