@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import itertools
 import logging
 import os
 import queue
@@ -372,15 +373,10 @@ class _Listing:
 
     def _produce(self) -> None:
         try:
-            chunk: list[RemoteEntry] = []
-            for entry in self._store.list():
-                chunk.append(entry)
-                if len(chunk) >= self.CHUNK:
-                    if not self._put(chunk):
-                        return
-                    chunk = []
-            if chunk and not self._put(chunk):
-                return
+            entries = self._store.list()
+            while chunk := list(itertools.islice(entries, self.CHUNK)):
+                if not self._put(chunk):
+                    return
             self._put(None)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             self._put(exc)

@@ -12,7 +12,7 @@ Pure: imports only ``ks3sync.model`` and ``ks3sync.errors``."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from ks3sync.errors import FatalError
 from ks3sync.model import LocalEntry, RemoteEntry, SyncedEntry
@@ -31,38 +31,18 @@ class _HasPath(Protocol):
 E = TypeVar("E", bound=_HasPath)
 
 
-class _Side(Generic[E]):
-    """One stream and its current head. ``path`` is ``None`` once the stream is exhausted."""
-
-    __slots__ = ("_entries", "head", "name", "path")
-
-    def __init__(self, name: str, entries: Iterable[E]) -> None:
-        self.name = name
-        self._entries = iter(entries)
-        self.head: E | None = None
-        self.path: str | None = None
-        self._advance()
-
-    def _advance(self) -> None:
-        previous = self.path
-        self.head = next(self._entries, None)
-        if self.head is None:
-            self.path = None
-            return
-        self.path = self.head.path
-        if previous is not None and not previous < self.path:
-            raise OutOfOrderError(
-                f"the {self.name} came out of order ({self.path!r} after {previous!r}); "
-                "nothing was transferred or deleted"
-            )
-
-    def take(self, path: str) -> E | None:
-        """The head if it is at ``path`` (and move on), else ``None``."""
-        if self.path != path:
-            return None
-        head = self.head
-        self._advance()
-        return head
+def _after(entries: Iterator[E], previous: str | None, side: str) -> tuple[E | None, str | None]:
+    """The next entry of a stream and its path (``None, None`` at the end), checked to come after
+    ``previous`` (``None``: the first entry)."""
+    entry = next(entries, None)
+    if entry is None:
+        return None, None
+    path = entry.path
+    if previous is not None and not previous < path:
+        raise OutOfOrderError(
+            f"the {side} came out of order ({path!r} after {previous!r}); nothing was transferred or deleted"
+        )
+    return entry, path
 
 
 Step = tuple[str, LocalEntry | None, RemoteEntry | None, SyncedEntry | None]
@@ -73,12 +53,12 @@ def march(
 ) -> Iterator[Step]:
     """``(path, local entry, remote entry, journal record)`` for every path present in any stream, in
     order; absent sides are ``None``. Streams are read lazily, one entry ahead."""
-    loc_side = _Side("local scan", local)
-    rem_side = _Side("remote listing", remote)
-    rec_side = _Side("journal", records)
+    # Written out per side (no per-step objects or method calls): this loop runs once per file.
+    loc_it, rem_it, rec_it = iter(local), iter(remote), iter(records)
+    loc, lp = _after(loc_it, None, "local scan")
+    rem, rp = _after(rem_it, None, "remote listing")
+    rec, sp = _after(rec_it, None, "journal")
     while True:
-        lp, rp, sp = loc_side.path, rem_side.path, rec_side.path
-        # The smallest head path; written out because this loop runs once per file of the sync.
         path = lp
         if rp is not None and (path is None or rp < path):
             path = rp
@@ -86,7 +66,17 @@ def march(
             path = sp
         if path is None:
             return
-        yield path, loc_side.take(path), rem_side.take(path), rec_side.take(path)
+        here_loc = here_rem = here_rec = None
+        if lp == path:
+            here_loc = loc
+            loc, lp = _after(loc_it, path, "local scan")
+        if rp == path:
+            here_rem = rem
+            rem, rp = _after(rem_it, path, "remote listing")
+        if sp == path:
+            here_rec = rec
+            rec, sp = _after(rec_it, path, "journal")
+        yield path, here_loc, here_rem, here_rec
 
 
 def sorted_records(records: Iterable[SyncedEntry]) -> list[SyncedEntry]:
