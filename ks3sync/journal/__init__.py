@@ -6,11 +6,26 @@ Public surface: :class:`Journal` (open, syncs, synced entries, the change queue,
 SQLAlchemy only when a file is created or migrated (``migrations.py``).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ks3sync.journal.checkpoint import JournalCheckpoint
 from ks3sync.journal.errors import JournalError, UnknownUploadError
 from ks3sync.journal.journal import Journal
-from ks3sync.journal.types import Change, ChangeKind, ErrorRecord, QueuedChange, SyncRecord, SyncStats
 from ks3sync.journal.version import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from ks3sync.journal.types import Change, ChangeKind, ErrorRecord, QueuedChange, SyncRecord, SyncStats
+
+_TYPES = frozenset({"Change", "ChangeKind", "ErrorRecord", "QueuedChange", "SyncRecord", "SyncStats"})
+
+
+def __getattr__(name: str) -> Any:
+    # The queue's and status's types load on first use (the service, `status`), not with every `mirror`.
+    if name in _TYPES:
+        from ks3sync.journal import types
+
+        return getattr(types, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -26,15 +26,19 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ks3sync.journal import queue
 from ks3sync.journal.checkpoint import JournalCheckpoint, delete_entries, read_uploads, write_entries
 from ks3sync.journal.connection import ReaderPool, as_journal_error, check_file, connect, restrict_permissions
 from ks3sync.journal.errors import JournalError
-from ks3sync.journal.types import Change, ErrorRecord, QueuedChange, SyncRecord, SyncStats
 from ks3sync.journal.version import SCHEMA_VERSION, refuse_unknown
 from ks3sync.model import Direction, FileIdentity, PassSummary, SyncedEntry, UploadRecord
+
+if TYPE_CHECKING:
+    from ks3sync.journal.types import Change, QueuedChange, SyncRecord, SyncStats
+
+# The change queue (queue.py) and the status/record types (types.py) are imported by the methods that
+# use them: `mirror` never does, and their dataclasses are start-up time a no-change run would pay.
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +222,8 @@ class Journal:
             return sync_id
 
     def syncs(self) -> list[SyncRecord]:
+        from ks3sync.journal.types import SyncRecord
+
         with self._read() as db:
             rows = db.execute("SELECT id, name, source, bucket, prefix, options_hash FROM syncs ORDER BY name"
                               ).fetchall()
@@ -320,6 +326,8 @@ class Journal:
     def enqueue(self, sync_id: int, batch: Sequence[Change]) -> None:
         if not batch:
             return
+        from ks3sync.journal import queue
+
         with self._write(durable=True) as db:
             queue.enqueue(db, sync_id, batch)
 
@@ -329,22 +337,30 @@ class Journal:
         Never returns two rows touching one path, nor a row whose path or move source is touched by a
         claimed row: per-path order holds however many workers run. Finish each with :meth:`done` or
         :meth:`failed`."""
+        from ks3sync.journal import queue
+
         with self._write() as db:
             return queue.due_changes(db, sync_id, now_ns, limit, claim=claim)
 
     def pending(self, sync_id: int) -> list[QueuedChange]:
         """Every queued row (claimed or not, parked or not), oldest first."""
+        from ks3sync.journal import queue
+
         with self._read() as db:
             return queue.all_changes(db, sync_id)
 
     def done(self, change_ids: Sequence[int]) -> None:
         if change_ids:
+            from ks3sync.journal import queue
+
             with self._write() as db:
                 queue.mark_done(db, list(change_ids))
 
     def failed(self, change_id: int, error: str, retry_at_ns: int, park: bool) -> None:
         """Count an attempt, keep the error (also in the sync's recent errors), retry at
         ``retry_at_ns``, or park the row (kept, not handed out until :meth:`unpark`)."""
+        from ks3sync.journal import queue
+
         with self._write() as db:
             row = queue.mark_failed(db, change_id, error, retry_at_ns, park)
             if row is not None:
@@ -352,10 +368,14 @@ class Journal:
 
     def release_claims(self, sync_id: int) -> int:
         """At service start: rows claimed by a previous (dead) process become pending again."""
+        from ks3sync.journal import queue
+
         with self._write(durable=True) as db:
             return queue.release_claims(db, sync_id)
 
     def unpark(self, sync_id: int) -> int:
+        from ks3sync.journal import queue
+
         with self._write() as db:
             return queue.unpark(db, sync_id, self._clock())
 
@@ -392,6 +412,8 @@ class Journal:
         _prune(db, "errors", sync_id, KEEP_ERRORS)
 
     def stats(self, sync_id: int, *, recent_errors: int = 10) -> SyncStats:
+        from ks3sync.journal.types import ErrorRecord, SyncStats
+
         with self._read() as db:
             sync = db.execute("SELECT name, files_done, bytes_done, last_success_ns FROM syncs WHERE id = ?",
                               (sync_id,)).fetchone()
