@@ -98,7 +98,9 @@ class Executor:
     ) -> None:
         """``stop``: the caller's "finish up" event. Once set, no new entry or part starts; parts already
         sending finish and are checkpointed (their uploads resume next time), and the report says
-        ``stopped``."""
+        ``stopped``. ``synced`` and ``remote`` are only looked up by the paths of the operations run (an
+        operation's own path, a copy's source): callers pass just those, never a whole tree's map.
+        ``remote=None`` means "not listed": a backup HEADs the object instead."""
         self.progress = progress or NullProgress()
         self._lock = threading.Lock()
         self._sent = 0
