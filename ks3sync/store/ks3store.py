@@ -123,12 +123,15 @@ class KS3Store:
     def list(self) -> Iterator[RemoteEntry]:
         """The objects under the prefix, page by page as KS3 sends them (UTF-8 byte order of the key;
         the planner's march checks that order and stops the pass if it is broken)."""
+        skip = len(self.prefix)  # hoisted: this loop runs once per object of the sync
         try:
             for item in self.client.iter_objects(self.bucket, prefix=self.prefix):
-                if isinstance(item, str) or item.key.endswith("/") or len(item.key) <= len(self.prefix):
-                    continue  # common prefixes, folder markers, the prefix object itself
-                yield RemoteEntry(self._path_of(item.key), item.size, item.etag, _ns(item.last_modified),
-                                  item.storage_class)
+                if isinstance(item, str):
+                    continue  # a common prefix (none without a delimiter)
+                key = item.key
+                if key.endswith("/") or len(key) <= skip:
+                    continue  # folder markers, the prefix object itself
+                yield RemoteEntry(key[skip:], item.size, item.etag, _ns(item.last_modified), item.storage_class)
         except KS3Error as exc:
             raise self._error(exc) from exc
 
