@@ -171,3 +171,21 @@ def test_records_may_be_any_collection() -> None:
     loc, obj = local("a", b"x"), remote("a", b"x")
     rec = record(loc, b"x", obj)
     assert plan_upload([loc], [obj], [rec], PlanOptions()) == plan_upload([loc], [obj], {"a": rec}, PlanOptions())
+
+
+paths_st = st.lists(st.sampled_from(["a", "a-b", "a.b", "a/b", "b", "caf\u00e9", "cafe\u0301", "\U0001f600", "z"]),
+                    unique=True).map(sorted)
+
+
+@given(paths_st, paths_st, paths_st)
+def test_march_visits_the_union_once_in_order_with_each_sides_entry(lp: list[str], rp: list[str],
+                                                                     sp: list[str]) -> None:
+    locs = [local(p, b"l") for p in lp]
+    objs = [remote(p, b"r") for p in rp]
+    recs = [record(local(p, b"s"), b"s", remote(p, b"s")) for p in sp]
+    steps = list(march(iter(locs), iter(objs), iter(recs)))
+    assert [s[0] for s in steps] == sorted(set(lp) | set(rp) | set(sp))
+    for path, loc, rem, rec in steps:
+        assert (loc is not None) == (path in lp) and (loc is None or loc.path == path)
+        assert (rem is not None) == (path in rp) and (rem is None or rem.path == path)
+        assert (rec is not None) == (path in sp) and (rec is None or rec.path == path)
