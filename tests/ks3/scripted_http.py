@@ -4,8 +4,8 @@ short, a wrong ETag or CRC, a stall past the client's timeout. The client talks 
 socket, so its connection pool, keep-alive handling and error mapping are what is tested.
 
 Each request pops the next entry of the script: a ``Reply``, a function of the request returning one,
-``DROP`` (read the request, close without answering) or ``Stall(seconds)`` (read it, say nothing for
-that long, then close). Every request is recorded (``requests``) before it is answered; connections
+``Raw(bytes)`` (an answer sent verbatim), ``DROP`` (read the request, close without answering) or
+``Stall(seconds)`` (read it, say nothing for that long, then close). Every request is recorded (``requests``) before it is answered; connections
 opened and closed (by either side) are counted.
 """
 
@@ -51,13 +51,25 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Raw:
+    """Bytes sent verbatim as the answer (status line included), then the connection is closed unless
+    ``close`` is False."""
+
+    data: bytes
+    close: bool = True
+
+    def encode(self, method: str) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True)
 class Stall:
     seconds: float
 
 
 DROP = object()
 
-Entry = Reply | Stall | object | Callable[[Seen], Reply]
+Entry = Reply | Raw | Stall | object | Callable[[Seen], Reply]
 
 
 class ScriptedServer:
@@ -117,7 +129,7 @@ class ScriptedServer:
                 if isinstance(entry, Stall):
                     self._stop.wait(entry.seconds)
                     return
-                reply = entry if isinstance(entry, Reply) else entry(seen)  # type: ignore[operator]
+                reply = entry if isinstance(entry, Reply | Raw) else entry(seen)  # type: ignore[operator]
                 conn.settimeout(5)
                 conn.sendall(reply.encode(seen.method))
                 conn.settimeout(0.1)

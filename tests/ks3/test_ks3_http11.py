@@ -8,7 +8,7 @@ import hashlib
 import threading
 
 import pytest
-from scripted_http import DROP, Reply, ScriptedServer, Seen, Stall
+from scripted_http import DROP, Raw, Reply, ScriptedServer, Seen, Stall
 
 from ks3sync.ks3 import (
     Client,
@@ -19,7 +19,14 @@ from ks3sync.ks3 import (
     SourceChangedError,
 )
 from ks3sync.ks3.checksums import crc64
-from ks3sync.ks3.http11 import ConnectionPool, Headers, HttpTransportError
+from ks3sync.ks3.http11 import (
+    ConnectionPool,
+    Headers,
+    HttpResponse,
+    HttpTransportError,
+    encode_head,
+    split_netloc,
+)
 
 
 def ok(request: Seen) -> Reply:
@@ -194,3 +201,140 @@ def test_closed_pool_refuses_requests() -> None:
 def test_only_http_and_https() -> None:
     with pytest.raises(ValueError, match="scheme"):
         ConnectionPool("ftp", timeout=1.0, connect_timeout=1.0, max_connections=1)
+
+
+# --- framing of responses (RFC 9112 section 6.3), over the socket ---------------------------------
+
+
+def pool_for(server: ScriptedServer, timeout: float = 5.0) -> ConnectionPool:
+    return ConnectionPool("http", timeout=timeout, connect_timeout=timeout, max_connections=2)
+
+
+def netloc(server: ScriptedServer) -> str:
+    return server.endpoint.removeprefix("http://")
+
+
+def exchange(server: ScriptedServer, method: str = "GET") -> tuple[HttpResponse, ConnectionPool]:
+    pool = pool_for(server)
+    return pool.request(method, netloc(server), "/bk/k", [("Accept", "*/*")]), pool
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+def test_chunked_body_with_extensions_and_trailers(servers, chunk: int) -> None:
+    wire = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;name=value\r\nhello\r\n1A\r\n" + b"z" * 26 + b"\r\n0\r\nX-Trailer: t\r\n\r\n")
+    server = servers(Raw(wire, close=False), Reply(204))
+    response, pool = exchange(server)
+    assert b"".join(response.iter_raw(chunk)) == b"hello" + b"z" * 26
+    assert pool.request("DELETE", netloc(server), "/bk/k", []).read() == b""  # same connection, next answer
+    assert server.connections_opened == 1
+    pool.close()
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY0\r\n\r\n",
+     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc"],
+    ids=["bad-size", "no-crlf-after-data", "cut-inside-chunk"],
+)
+def test_broken_chunked_bodies_are_transport_errors(servers, wire: bytes) -> None:
+    server = servers(Raw(wire))
+    response, pool = exchange(server)
+    with pytest.raises(HttpTransportError, match="Chunk|IncompleteRead"):
+        response.read()
+    pool.close()
+
+
+def test_body_until_close_when_no_length_is_given(servers) -> None:
+    server = servers(Raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it, then EOF"))
+    response, pool = exchange(server)
+    assert response.read() == b"all of it, then EOF"
+    pool.close()
+
+
+def test_interim_100_continue_is_skipped(servers) -> None:
+    server = servers(Raw(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"))
+    response, pool = exchange(server)
+    assert (response.status_code, response.read()) == (201, b"ok")
+    pool.close()
+
+
+def test_head_and_204_have_no_body_whatever_the_headers_say(servers) -> None:
+    server = servers(Reply(200, {"Content-Length": "1000"}), Raw(b"HTTP/1.1 204 No Content\r\n\r\n", close=False),
+                     Reply(200, {}, b"after"))
+    pool = pool_for(server)
+    head = pool.request("HEAD", netloc(server), "/bk/k", [])
+    assert (head.headers["content-length"], head.read()) == ("1000", b"")
+    assert pool.request("DELETE", netloc(server), "/bk/k", []).read() == b""
+    assert pool.request("GET", netloc(server), "/bk/k", []).read() == b"after"
+    assert server.connections_opened == 1
+    pool.close()
+
+
+def test_folded_and_repeated_headers(servers) -> None:
+    server = servers(Raw(b"HTTP/1.1 200 OK\r\nX-Long: first\r\n  second\r\nX-Rep: a\r\nx-rep: b\r\n"
+                         b"Content-Length: 0\r\n\r\n"))
+    response, pool = exchange(server)
+    assert response.headers["x-long"] == "first second" and response.headers["X-REP"] == "a, b"
+    pool.close()
+
+
+def test_http_1_0_answers_close_unless_kept_alive(servers) -> None:
+    server = servers(Raw(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\na", close=False), Reply(200, {}, b"b"))
+    pool = pool_for(server)
+    assert pool.request("GET", netloc(server), "/", []).read() == b"a"
+    assert pool.request("GET", netloc(server), "/", []).read() == b"b"
+    assert server.connections_opened == 2  # the HTTP/1.0 connection was not reused
+    pool.close()
+
+
+@pytest.mark.parametrize(
+    ("wire", "error"),
+    [(b"SSH-2.0-OpenSSH\r\n\r\n", "BadStatusLine"),
+     (b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nx", "BadContentLength"),
+     (b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nx", "BadContentLength"),
+     (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "BadHeaderLine"),
+     (b"HTTP/1.1 200 OK\r\nContent-Len", "IncompleteRead"),
+     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "IncompleteRead"),
+     (b"HTTP/1.1 200 OK\r\nX: " + b"a" * (70 * 1024) + b"\r\n\r\n", "LineTooLong")],
+    ids=["not-http", "two-lengths", "signed-length", "no-colon", "cut-head", "cut-body", "long-line"],
+)
+def test_malformed_answers_are_transport_errors(servers, wire: bytes, error: str) -> None:
+    server = servers(Raw(wire))
+    pool = pool_for(server)
+    with pytest.raises(HttpTransportError, match=error):
+        pool.request("GET", netloc(server), "/", []).read()
+    pool.close()
+
+
+def test_equal_repeated_content_lengths_are_one_length(servers) -> None:
+    server = servers(Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"))
+    response, pool = exchange(server)
+    assert response.read() == b"abc"
+    pool.close()
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "message"),
+    [("/a b", [], "target"), ("/a\r\nX: 1", [], "target"), ("/k", [("X-A", "v\r\nX-Evil: 1")], "CR, LF"),
+     ("/k", [("X-A", "v\x00")], "CR, LF"), ("/k", [("Bad Name", "v")], "token"), ("/k", [("X:Y", "v")], "token")],
+)
+def test_requests_that_would_change_meaning_on_the_wire_are_refused(target, headers, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        encode_head("GET", "h", target, headers)
+
+
+def test_request_head_layout() -> None:
+    head = encode_head("PUT", "127.0.0.1:9", "/bk/a%20b?acl", [("Content-Length", "3"), ("x-kss-acl", "private")])
+    assert head == (b"PUT /bk/a%20b?acl HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-Length: 3\r\n"
+                    b"x-kss-acl: private\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("h", ("h", 80)), ("h:9000", ("h", 9000)), ("[::1]", ("::1", 80)), ("[::1]:8080", ("::1", 8080)),
+     ("b.h.example:1", ("b.h.example", 1))],
+)
+def test_split_netloc(text, expected) -> None:
+    assert split_netloc(text, 80) == expected
