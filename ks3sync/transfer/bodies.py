@@ -31,6 +31,10 @@ class MemoryBody:
         return self._md5
 
     def chunks(self) -> Iterator[bytes]:
+        if isinstance(self._data, bytes) and self.length <= CHUNK:
+            if self.length:
+                yield self._data  # the common small file: sent as read, no copy
+            return
         view = memoryview(self._data)
         for start in range(0, self.length, CHUNK):
             yield bytes(view[start : start + CHUNK])

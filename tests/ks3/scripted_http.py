@@ -57,6 +57,7 @@ class Raw:
 
     data: bytes
     close: bool = True
+    pieces: int = 1  # > 1: sent in that many parts, 20 ms apart (a head split across segments)
 
     def encode(self, method: str) -> bytes:
         return self.data
@@ -131,7 +132,13 @@ class ScriptedServer:
                     return
                 reply = entry if isinstance(entry, Reply | Raw) else entry(seen)  # type: ignore[operator]
                 conn.settimeout(5)
-                conn.sendall(reply.encode(seen.method))
+                data = reply.encode(seen.method)
+                pieces = reply.pieces if isinstance(reply, Raw) else 1
+                step = -(-len(data) // pieces)
+                for start in range(0, len(data), step):
+                    if start:
+                        self._stop.wait(0.02)
+                    conn.sendall(data[start : start + step])
                 conn.settimeout(0.1)
                 if reply.close:
                     return

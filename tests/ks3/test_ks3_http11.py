@@ -253,6 +253,17 @@ def test_body_until_close_when_no_length_is_given(servers) -> None:
     pool.close()
 
 
+@pytest.mark.parametrize("pieces", [2, 5, 40])
+def test_a_head_arriving_in_pieces_is_read_the_same(servers, pieces: int) -> None:
+    wire = (b"HTTP/1.1 200 OK\r\nETag: \"abc\"\r\nX-Long: first\r\n second\r\nContent-Length: 4\r\n\r\nbody")
+    server = servers(Raw(wire, close=False, pieces=pieces), Reply(200, {}, b"next"))
+    response, pool = exchange(server)
+    assert (response.status_code, response.headers["etag"], response.headers["x-long"]) == (200, '"abc"', "first second")
+    assert response.read() == b"body"
+    assert pool.request("GET", netloc(server), "/", []).read() == b"next"
+    pool.close()
+
+
 def test_interim_100_continue_is_skipped(servers) -> None:
     server = servers(Raw(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"))
     response, pool = exchange(server)
