@@ -250,13 +250,13 @@ async def complete(ctx: Context) -> Response:
 
 
 async def _assemble(storage: Storage, upload_id: str, chosen: list[PartRecord]) -> StoredBody:
-    """The object's body from its parts: the upload's assembly file itself when the parts lie in it in
-    order (no byte copied), else a copy of every part into a new body."""
-    stride = storage.placements.close(upload_id)
-    if stride is not None:
-        size = assembly.in_place_size(upload_id, stride, [p.data_id for p in chosen], [p.size for p in chosen])
-        if size is not None:
-            return await storage.run_io(storage.adopt_assembly, upload_id, size)
+    """The object's body from its parts: the upload's assembly file itself when the parts placed in it lie
+    where the object needs them (only the others are copied in), else a copy of every part."""
+    if storage.placements.close(upload_id):
+        parts = [(p.data_id, p.size) for p in chosen]
+        offsets = assembly.in_place_layout(upload_id, [p.data_id for p in chosen], [p.size for p in chosen])
+        if offsets is not None:
+            return await storage.run_io(storage.adopt_assembly, upload_id, parts, offsets)
     temp = storage.open_temp()
     try:
         await storage.run_io(storage.concatenate, [p.data_id for p in chosen], temp)

@@ -421,6 +421,22 @@ class Storage:
         os.lseek(fd, offset, os.SEEK_SET)
         return PartSlot(upload_id, part_number, offset, size, fd, path)
 
+    def _copy_body_to(self, data_id: str, size: int, fd: int, offset: int) -> None:
+        """Write a part body of its own (parts are files, never inline rows) into ``fd`` at ``offset``."""
+        with open(self.data_path(data_id), "rb") as source:
+            position = 0
+            while position < size:
+                try:
+                    copied = os.copy_file_range(source.fileno(), fd, size - position, position, offset + position)
+                except OSError as exc:
+                    if exc.errno not in _NO_COPY_RANGE:
+                        raise
+                    block = os.pread(source.fileno(), min(size - position, 1 << 20), position)
+                    copied = os.pwrite(fd, block, offset + position) if block else 0
+                if copied == 0:
+                    raise OSError(f"short copy from part body {data_id}")
+                position += copied
+
     def _close_slot(self, slot: PartSlot, *, sync: bool) -> None:
         try:
             if sync and self.fsync:
@@ -443,17 +459,21 @@ class Storage:
         if not slot.closed:
             self._close_slot(slot, sync=False)
 
-    def adopt_assembly(self, upload_id: str, size: int) -> StoredBody:
-        """Cut the assembly file to ``size`` and rename it into data/ as a body of its own. Blocking:
-        run it in a worker thread."""
+    def adopt_assembly(self, upload_id: str, parts: list[tuple[str, int]], offsets: list[int]) -> StoredBody:
+        """Copy the (data id, size) parts that are not in the assembly file yet into their offsets, cut
+        the file to the object's size and rename it into data/ as a body of its own. Blocking: run it in
+        a worker thread."""
         path = self.assembly_path(upload_id)
-        os.truncate(path, size)
-        if self.fsync:
-            fd = os.open(path, os.O_RDONLY)
-            try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            for (data_id, size), offset in zip(parts, offsets, strict=True):
+                if not assembly.is_assembled(data_id):
+                    self._copy_body_to(data_id, size, fd, offset)
+            os.ftruncate(fd, offsets[-1] + parts[-1][1])
+            if self.fsync:
                 os.fsync(fd)
-            finally:
-                os.close(fd)
+        finally:
+            os.close(fd)
         data_id = secrets.token_hex(16)
         final = self.data_path(data_id)
         os.rename(path, final)

@@ -46,13 +46,14 @@ def _make_bucket(server: ServerHandle, name: str) -> str:
     return name
 
 
-def test_parts_in_order_become_the_object_without_a_copy(server_factory) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("first_extra", [0, 16])  # 16: an encrypted part 1 carries the IV
+def test_parts_become_the_object_without_a_copy(server_factory, first_extra: int) -> None:  # type: ignore[no-untyped-def]
     server = server_factory()
-    bucket = _make_bucket(server, "assembly-in-place")
+    bucket = _make_bucket(server, f"assembly-in-place-{first_extra}")
     upload_id = initiate(server, bucket, "big")
-    datas = [os.urandom(PART), os.urandom(PART), os.urandom(1234)]
-    # Sent out of order, as concurrent uploaders do: the stride is the first placed part's size.
-    etags = {n: upload_part(server, bucket, "big", upload_id, n, datas[n - 1]) for n in (2, 3, 1)}
+    datas = [os.urandom(PART + first_extra), os.urandom(PART), os.urandom(PART), os.urandom(1234)]
+    # Out of order after part 1, as concurrent uploaders send them.
+    etags = {n: upload_part(server, bucket, "big", upload_id, n, datas[n - 1]) for n in (1, 3, 2, 4)}
     assert [p.name for p in _assembly_files(server.root)] == [assembly.file_name(upload_id)]
     before = _bodies(server.root)
     assert len(before) == 1  # every part lives in the one assembly file
@@ -143,45 +144,49 @@ def test_parts_placed_before_a_restart_survive_it_and_complete_copies_them(  # t
 def test_placements_never_overlap_and_a_closed_upload_places_nothing() -> None:
     places = assembly.Placements()
     assert not places.placing("u1")
-    assert places.claim("u1", 2, 100) == 100  # the first placed part fixes the stride
+    assert places.claim("u1", 2, 100) is None  # part 1's size unknown: part 2's offset is too
+    assert places.claim("u1", 1, 116) == 0  # part 1 (with an IV prefix) goes first
     assert places.placing("u1")
-    assert places.claim("u1", 2, 100) is None  # the same part twice at once
-    assert places.claim("u1", 1, 100) == 0
-    assert places.claim("u1", 3, 101) is None  # larger than the stride: would run into part 4
-    assert places.claim("u1", 3, 7) == 200  # a smaller (last) part fits its region
-    assert places.claim("u1", 4, 0) is None
-    assert places.close("u1") is None  # parts still being written: Complete must copy
-    places.release("u1", 1)
-    places.release("u1", 2)
-    places.release("u1", 3)
-    assert places.close("u1") == 100
+    assert places.claim("u1", 1, 116) is None  # the same part twice at once
+    assert places.claim("u1", 5, 99) is None  # short: taken for the last part, must not fix the stride
+    assert places.claim("u1", 3, 100) == 216  # the first full later part fixes the stride
+    assert places.claim("u1", 2, 100) == 116
+    assert places.claim("u1", 4, 101) is None  # larger than the stride: would run into part 5
+    assert places.claim("u1", 4, 7) == 316  # a smaller (last) part fits its region
+    assert places.claim("u1", 6, 0) is None
+    assert places.close("u1") is False  # parts still being written: Complete must copy
+    for number in (1, 2, 3, 4):
+        places.release("u1", number)
+    assert places.close("u1") is True
     assert places.claim("u1", 5, 100) is None  # closed for Complete
     places.forget("u1")
     assert places.claim("u1", 1, 50) == 0  # forgotten: a fresh state
+    places.release("u1", 1)
+    assert places.claim("u1", 1, 60) is None  # part 1 failed at 50 bytes: later parts follow that size
 
 
-def test_in_place_size_requires_parts_one_to_n_at_full_stride() -> None:
-    ids = [assembly.part_id("u", 0, 10), assembly.part_id("u", 10, 10), assembly.part_id("u", 20, 3)]
-    assert assembly.in_place_size("u", 10, ids, [10, 10, 3]) == 23
-    assert assembly.in_place_size("u", 10, ids[1:], [10, 3]) is None  # does not start at part 1
-    assert assembly.in_place_size("u", 10, [ids[0], ids[2]], [10, 3]) is None  # a gap
-    short = [assembly.part_id("u", 0, 4), assembly.part_id("u", 10, 10)]
-    assert assembly.in_place_size("u", 10, short, [4, 10]) is None  # a short part before the last
-    assert assembly.in_place_size("u", 10, [ids[0], "0123abcd"], [10, 10]) is None  # a part of its own
-    assert assembly.parse(ids[2]) == ("u", 20, 3)
+def test_in_place_layout_requires_every_placed_part_where_the_object_needs_it() -> None:
+    ids = [assembly.part_id("u", 0, 26), assembly.part_id("u", 26, 10), assembly.part_id("u", 36, 3)]
+    assert assembly.in_place_layout("u", ids, [26, 10, 3]) == [0, 26, 36]
+    assert assembly.in_place_layout("u", [ids[0], "0123abcd", ids[2]], [26, 10, 3]) == [0, 26, 36]  # copied in
+    assert assembly.in_place_layout("u", ids[1:], [10, 3]) is None  # part 2's bytes would have to move
+    assert assembly.in_place_layout("u", [ids[0], ids[2]], [26, 3]) is None  # a gap
+    assert assembly.in_place_layout("u", ["0123abcd", "4567ef01"], [10, 10]) is None  # nothing placed
+    assert assembly.parse(ids[2]) == ("u", 36, 3)
     assert assembly.parse(assembly.file_id("abc")) == ("abc", 0, 0)
 
 
-@pytest.mark.parametrize(("last_size", "bodies"), [(1, 2), (PART, 1)])
-def test_the_last_part_sent_first_fixes_the_stride(server_factory, last_size: int, bodies: int) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("order", [(2, 1, 3, 4), (1, 4, 2, 3), (4, 3, 2, 1)])
+def test_parts_that_cannot_be_placed_are_copied_into_the_assembly_file(server_factory, order) -> None:  # type: ignore[no-untyped-def]
+    # Before part 1 no offset is known; a short (last) part must not fix the stride. Such parts get files
+    # of their own, and Complete copies just them into place.
     server = server_factory()
-    bucket = _make_bucket(server, f"assembly-first-{last_size}")
+    bucket = _make_bucket(server, "assembly-order-" + "".join(map(str, order)))
     upload_id = initiate(server, bucket, "obj")
-    datas = [os.urandom(PART), os.urandom(last_size)]
-    etag2 = upload_part(server, bucket, "obj", upload_id, 2, datas[1])
-    etag1 = upload_part(server, bucket, "obj", upload_id, 1, datas[0])
-    # A 1-byte stride leaves no room for part 1: it gets a file of its own and Complete copies.
-    assert len(_bodies(server.root)) == bodies
-    response = complete(server, bucket, "obj", upload_id, [(1, etag1), (2, etag2)])
+    datas = [os.urandom(PART), os.urandom(PART), os.urandom(PART), os.urandom(77)]
+    etags = {n: upload_part(server, bucket, "obj", upload_id, n, datas[n - 1]) for n in order}
+    assert len(_bodies(server.root)) > 1
+    response = complete(server, bucket, "obj", upload_id, sorted(etags.items()))
     assert response.status_code == 200, response.text
     _check_object(server, bucket, "obj", datas)
+    assert [p.stat().st_size for p in _bodies(server.root)] == [sum(map(len, datas))]
