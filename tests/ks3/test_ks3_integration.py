@@ -51,6 +51,11 @@ TRICKY_KEYS = [
     "q?x=1&y=2#frag;semi,comma=eq",
     "star*quote'bang!dollar$at@colon:",
     "control\x01\ttab\nnewline\rcr\x7f",
+    # Dot segments: the client sends the path as encoded, never normalised (httpx and the SDK drop them).
+    "a/../b",
+    "./x/./y",
+    "..",
+    "d/.",
 ]
 
 PART = 100 * 1024  # KS3's minimum non-last part size
