@@ -168,3 +168,22 @@ def test_restore_streams_and_refuses_unsafe_keys(tmp_path: Path) -> None:
     assert result.downloaded == 2 and [p for p, _ in result.failed] == ["b/../../escape"]
     assert sorted(p.name for p in target.rglob("*") if p.is_file()) == ["a.txt", "z.txt"]
     assert journal.streams == 1
+
+
+def test_collections_are_rarer_during_the_march_and_restored_after(synced_pair) -> None:  # type: ignore[no-untyped-def]
+    import gc
+
+    src, store, journal = synced_pair
+    seen: list[int] = []
+
+    class Watching(ListingOf):
+        def list(self) -> Iterator[RemoteEntry]:
+            seen.append(gc.get_threshold()[0])
+            yield from super().list()
+
+    before = gc.get_threshold()
+    assert run_mirror(Watching(store), journal, 1, src, Direction.UPLOAD, options()).skipped == 12
+    assert seen == [max(before[0], 100_000)] and gc.get_threshold() == before
+    with pytest.raises(TransientError):
+        run_mirror(ListingOf(store, fail_after=1), journal, 1, src, Direction.UPLOAD, options())
+    assert gc.get_threshold() == before
