@@ -333,7 +333,9 @@ def split_netloc(netloc: str, default_port: int) -> tuple[str, int]:
 class ConnectionPool:
     """Keep-alive connections to one scheme's hosts; thread-safe, shared by all worker threads."""
 
-    def __init__(self, scheme: str, *, timeout: float, connect_timeout: float, max_connections: int) -> None:
+    def __init__(self, scheme: str, *, timeout: float, connect_timeout: float, max_connections: int,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        """``ssl_context`` (https only) defaults to the system's trust store with host name checks."""
         if scheme not in ("http", "https"):
             raise ValueError(f"unsupported scheme {scheme!r}")
         self._timeout = timeout
@@ -343,7 +345,7 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._idle: dict[str, list[_Connection]] = {}
         self._closed = False
-        self._ssl_context = ssl.create_default_context() if scheme == "https" else None
+        self._ssl_context = (ssl_context or ssl.create_default_context()) if scheme == "https" else None
 
     def _open(self, netloc: str) -> _Connection:
         host, port = split_netloc(netloc, self._default_port)

@@ -12,6 +12,7 @@ opened and closed (by either side) are counted.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,8 +75,10 @@ Entry = Reply | Raw | Stall | object | Callable[[Seen], Reply]
 
 
 class ScriptedServer:
-    def __init__(self, *replies: Entry) -> None:
+    def __init__(self, *replies: Entry, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: a server-side context; every accepted connection is wrapped in it (https)."""
         self.replies = list(replies)
+        self._tls = tls
         self.requests: list[Seen] = []
         self.connections_opened = 0
         self.connections_closed = 0
@@ -83,7 +86,8 @@ class ScriptedServer:
         self._stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)  # the accept loop checks the stop flag this often
-        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        scheme = "https" if tls is not None else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
         self._threads = [threading.Thread(target=self._accept_loop, daemon=True)]
         self._threads[0].start()
 
@@ -103,6 +107,13 @@ class ScriptedServer:
                 conn, _ = self._listener.accept()
             except TimeoutError:
                 continue
+            if self._tls is not None:
+                conn.settimeout(5)
+                try:
+                    conn = self._tls.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):
+                    conn.close()  # the client refused the certificate: nothing to serve
+                    continue
             conn.settimeout(0.1)
             with self._lock:
                 self.connections_opened += 1

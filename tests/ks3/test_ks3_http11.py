@@ -5,6 +5,9 @@ reused (a connection the server closed, a response left half-read, ``Connection:
 from __future__ import annotations
 
 import hashlib
+import shutil
+import ssl
+import subprocess
 import threading
 
 import pytest
@@ -38,8 +41,8 @@ def ok(request: Seen) -> Reply:
 def servers():
     started: list[ScriptedServer] = []
 
-    def start(*replies) -> ScriptedServer:
-        server = ScriptedServer(*replies)
+    def start(*replies, tls: ssl.SSLContext | None = None) -> ScriptedServer:
+        server = ScriptedServer(*replies, tls=tls)
         started.append(server)
         return server
 
@@ -211,7 +214,7 @@ def pool_for(server: ScriptedServer, timeout: float = 5.0) -> ConnectionPool:
 
 
 def netloc(server: ScriptedServer) -> str:
-    return server.endpoint.removeprefix("http://")
+    return server.endpoint.partition("://")[2]
 
 
 def exchange(server: ScriptedServer, method: str = "GET") -> tuple[HttpResponse, ConnectionPool]:
@@ -349,3 +352,57 @@ def test_request_head_layout() -> None:
 )
 def test_split_netloc(text, expected) -> None:
     assert split_netloc(text, 80) == expected
+
+
+# --- https ------------------------------------------------------------------------------------------
+
+
+def _self_signed(tmp_path, san: str) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not available to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=ks3sync-test", "-addext", f"subjectAltName={san}"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return str(cert), str(key)
+
+
+def _tls_server(servers, tmp_path, san: str, *replies) -> tuple[ScriptedServer, str]:
+    cert, key = _self_signed(tmp_path, san)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    return servers(*replies, tls=server_side), cert
+
+
+def test_https_exchanges_reuse_one_tls_connection(servers, tmp_path) -> None:
+    server, cert = _tls_server(servers, tmp_path, "IP:127.0.0.1", ok, Reply(200, {}, b"x" * 100_000))
+    trusting = ssl.create_default_context(cafile=cert)
+    pool = ConnectionPool("https", timeout=5.0, connect_timeout=5.0, max_connections=2, ssl_context=trusting)
+    try:
+        first = pool.request("PUT", netloc(server), "/bk/k", [("Content-Length", "4")], b"data")
+        assert first.status_code == 200 and first.read() == b""
+        assert pool.request("GET", netloc(server), "/bk/k", []).read() == b"x" * 100_000
+    finally:
+        pool.close()
+    assert server.requests[0].body == b"data" and server.connections_opened == 1
+
+
+def test_https_refuses_an_untrusted_certificate(servers, tmp_path) -> None:
+    server, _cert = _tls_server(servers, tmp_path, "IP:127.0.0.1", ok)
+    pool = ConnectionPool("https", timeout=5.0, connect_timeout=5.0, max_connections=1)  # the system trust store
+    with pytest.raises(HttpTransportError, match="CERTIFICATE_VERIFY_FAILED"):
+        pool.request("GET", netloc(server), "/", [])
+    pool.close()
+    assert server.requests == []
+
+
+def test_https_checks_the_host_name(servers, tmp_path) -> None:
+    server, cert = _tls_server(servers, tmp_path, "DNS:other.example", ok)
+    pool = ConnectionPool("https", timeout=5.0, connect_timeout=5.0, max_connections=1,
+                          ssl_context=ssl.create_default_context(cafile=cert))
+    with pytest.raises(HttpTransportError, match="CERTIFICATE_VERIFY_FAILED|match"):
+        pool.request("GET", netloc(server), "/", [])
+    pool.close()
+    assert server.requests == []
