@@ -6,7 +6,9 @@ slot), connect and read/write timeouts, writing one request (head and an in-memo
 ``sendall``; a larger body streamed chunk by chunk), reading the response head, and ``HttpResponse``
 (status, case-insensitive headers, the body read whole or streamed, framed by Content-Length, chunked
 transfer coding or connection close per RFC 9112 section 6.3), which hands its connection back once
-the body has been read to the end and closes it otherwise. Every socket or protocol failure surfaces as
+the body has been read to the end and closes it otherwise. A server that answers before the whole body
+arrived (an error) and closes is heard: its answer is returned instead of the broken pipe. Every socket
+or protocol failure surfaces as
 ``HttpTransportError``; an exception raised by the body's own chunk iterator passes through unchanged
 (the request is abandoned and its connection closed).
 Must not import: anything else from ks3sync, nor httpx.
@@ -165,7 +167,7 @@ class HttpResponse:
     half-read keeps its connection (and a pool slot) until closed."""
 
     __slots__ = (
-        "status_code", "headers", "_reader", "_mode", "_remaining", "_keep_alive", "_release", "_content",
+        "status_code", "headers", "keep_alive", "_reader", "_mode", "_remaining", "_release", "_content",
     )
 
     def __init__(self, method: str, version: int, status: int, headers: Headers, reader: io.BufferedReader,
@@ -176,7 +178,7 @@ class HttpResponse:
         self._release: _Release | None = release
         self._content: bytes | None = None
         connection = _tokens(headers.get("connection"))
-        self._keep_alive = "keep-alive" in connection if version == 0 else "close" not in connection
+        self.keep_alive = "keep-alive" in connection if version == 0 else "close" not in connection
         self._remaining = 0
         self._mode = _LENGTH
         if method == "HEAD" or status in (204, 304):
@@ -270,7 +272,7 @@ class HttpResponse:
         """The body was read to its end: the connection may serve the next request."""
         release, self._release = self._release, None
         if release is not None:
-            release.done(reusable=self._keep_alive and self._mode != _UNTIL_CLOSE)
+            release.done(reusable=self.keep_alive and self._mode != _UNTIL_CLOSE)
 
     def close(self) -> None:
         release, self._release = self._release, None
@@ -308,12 +310,17 @@ class _Release:
         self._pool._check_in(self._netloc, self._connection, reusable)
 
 
-def _peer_closed(sock: socket.socket) -> bool:
-    """An idle keep-alive connection that is readable has been closed by the server (or holds bytes
-    nobody asked for): either way it must not carry a request."""
+def _readable(sock: socket.socket) -> bool:
+    """Readable now (data, end of stream or an error waiting), without blocking."""
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return any(events & _POLLIN_OR_WORSE for _, events in poller.poll(0))
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """An idle keep-alive connection that is readable has been closed by the server (or holds bytes
+    nobody asked for): either way it must not carry a request."""
+    return _readable(sock)
 
 
 def split_netloc(netloc: str, default_port: int) -> tuple[str, int]:
@@ -414,15 +421,26 @@ class ConnectionPool:
             if connection is None:
                 connection = self._open(netloc)
             sock = connection.sock
-            if body is None or isinstance(body, bytes):
-                # One send for head and body: no Nagle / delayed-ACK stall between them.
-                sock.sendall(head + body if body else head)
-            else:
-                sock.sendall(head)
-                self._stream(sock, body)
+            early = False
+            try:
+                if body is None or isinstance(body, bytes):
+                    # One send for head and body: no Nagle / delayed-ACK stall between them.
+                    sock.sendall(head + body if body else head)
+                else:
+                    sock.sendall(head)
+                    self._stream(sock, body)
+            except OSError:
+                # A server may answer before the whole body arrived (an error) and close: that answer,
+                # if it can be read, says more than the broken pipe does.
+                if not _readable(sock):
+                    raise
+                early = True
             version, status, response_headers = _read_head(connection.reader)
-            return HttpResponse(method, version, status, response_headers, connection.reader,
-                                _Release(self, netloc, connection))
+            response = HttpResponse(method, version, status, response_headers, connection.reader,
+                                    _Release(self, netloc, connection))
+            if early:
+                response.keep_alive = False  # the request was cut short: this connection is done
+            return response
         except _SourceFailure as failure:
             self._abandon(connection)
             raise failure.error from None

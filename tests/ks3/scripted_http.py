@@ -4,7 +4,7 @@ short, a wrong ETag or CRC, a stall past the client's timeout. The client talks 
 socket, so its connection pool, keep-alive handling and error mapping are what is tested.
 
 Each request pops the next entry of the script: a ``Reply``, a function of the request returning one,
-``Raw(bytes)`` (an answer sent verbatim), ``DROP`` (read the request, close without answering) or
+``Raw(bytes)`` (an answer sent verbatim), ``Early(reply)`` (answered before the body is read), ``DROP`` (read the request, close without answering) or
 ``Stall(seconds)`` (read it, say nothing for that long, then close). Every request is recorded (``requests``) before it is answered; connections
 opened and closed (by either side) are counted.
 """
@@ -65,13 +65,21 @@ class Raw:
 
 
 @dataclass(frozen=True)
+class Early:
+    """Answer ``reply`` as soon as the request head has arrived, without reading the body, then close
+    (a server refusing a large upload early: the client is still sending when the connection goes)."""
+
+    reply: Reply
+
+
+@dataclass(frozen=True)
 class Stall:
     seconds: float
 
 
 DROP = object()
 
-Entry = Reply | Raw | Stall | object | Callable[[Seen], Reply]
+Entry = Reply | Raw | Early | Stall | object | Callable[[Seen], Reply]
 
 
 class ScriptedServer:
@@ -141,6 +149,10 @@ class ScriptedServer:
                 if isinstance(entry, Stall):
                     self._stop.wait(entry.seconds)
                     return
+                if isinstance(entry, Early):
+                    conn.settimeout(5)
+                    conn.sendall(entry.reply.encode(seen.method))
+                    return  # closed with the body unread
                 reply = entry if isinstance(entry, Reply | Raw) else entry(seen)  # type: ignore[operator]
                 conn.settimeout(5)
                 data = reply.encode(seen.method)
@@ -183,6 +195,10 @@ class ScriptedServer:
         method, target, _version = lines[0].split(" ", 2)
         headers = Headers.from_pairs(tuple(line.split(": ", 1)) for line in lines[1:])  # type: ignore[misc]
         length = int(headers.get("content-length", "0"))
+        with self._lock:
+            early = bool(self.replies) and isinstance(self.replies[0], Early)
+        if early:
+            return Seen(method, target, headers, b"")
         while len(buffer) < length:
             if not self._receive(conn, buffer):
                 return None

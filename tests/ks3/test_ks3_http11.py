@@ -11,12 +11,13 @@ import subprocess
 import threading
 
 import pytest
-from scripted_http import DROP, Raw, Reply, ScriptedServer, Seen, Stall
+from scripted_http import DROP, Early, Raw, Reply, ScriptedServer, Seen, Stall
 
 from ks3sync.ks3 import (
     Client,
     ClientConfig,
     FileRangeBody,
+    KS3AuthError,
     KS3TransportError,
     RetryPolicy,
     SourceChangedError,
@@ -406,3 +407,18 @@ def test_https_checks_the_host_name(servers, tmp_path) -> None:
         pool.request("GET", netloc(server), "/", [])
     pool.close()
     assert server.requests == []
+
+
+def test_an_early_error_answer_to_a_large_upload_is_heard(servers, tmp_path) -> None:
+    # The server refuses after the head, closing with the body unread; the client is mid-stream
+    # (32 MiB does not fit in loopback socket buffers) when its sends start failing.
+    path = tmp_path / "big"
+    path.write_bytes(b"b" * (32 * 1024 * 1024))
+    denied = Reply(403, {"x-kss-request-id": "early", "Connection": "close"},
+                   b"<Error><Code>AccessDenied</Code><Message>no</Message><RequestId>early</RequestId></Error>")
+    server = servers(Early(denied), ok)
+    with client_for(server) as client:
+        with pytest.raises(KS3AuthError, match="AccessDenied"):
+            client.put_object("bk", "k", FileRangeBody(path))
+        client.put_object("bk", "small", b"data")  # a fresh connection carries on
+    assert server.connections_opened == 2
