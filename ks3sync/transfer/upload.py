@@ -29,7 +29,7 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ks3sync.errors import (
     EncryptionError,
@@ -317,7 +317,16 @@ def _send_parts(
     return parts, file_md5, sent
 
 
-def _part_body(path: str, encryptor: Any, data: bytes, *, last: bool) -> Any:
+class _PendingPart(Protocol):
+    """A part read (and, with a key, encrypted) in order, handed to the part pool unhashed."""
+
+    @property
+    def chain_block(self) -> bytes | None: ...  # encrypted parts: the next part's chain IV
+
+    def hashed(self) -> Any: ...  # the part's Body, its MD5(s) computed on the calling thread
+
+
+def _part_body(path: str, encryptor: Any, data: bytes, *, last: bool) -> _PendingPart:
     """The part's body, not yet hashed: the plain bytes, or (with a key) the next link of the CBC chain
     encrypted into memory — the only step that must run in part order."""
     if encryptor is None:
@@ -348,7 +357,7 @@ def _finish_part(
     path: str,
     upload_id: str,
     number: int,
-    part: Any,
+    part: _PendingPart,
     server: PartResult | None,
     done: PartRecord | None,
     budget: int,
