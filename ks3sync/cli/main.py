@@ -68,4 +68,12 @@ GC_THRESHOLDS = (50_000, 20, 20)
 
 def main() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
-    cli(prog_name="ks3sync")
+    try:
+        cli(prog_name="ks3sync")
+    finally:
+        # Interpreter shutdown runs full collections over everything still alive (every imported module,
+        # the pass's objects): ~15-20 ms CPU of a ~0.2 s no-change mirror, measured. Frozen objects are
+        # skipped. Nothing is lost: atexit handlers and std-stream flushes still run, and the journal and
+        # clients are closed explicitly before we get here; only cyclic garbage left at exit is not
+        # finalised, which the OS reclaims with the process.
+        gc.freeze()

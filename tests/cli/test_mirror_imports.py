@@ -1,7 +1,8 @@
 """Start-up cost guard: a plain (unencrypted, no --config) `ks3sync mirror` on an existing journal does
-not import SQLAlchemy, PyYAML, rich or pycryptodome. A no-change re-run is mostly process start-up
-(issue 7, W4 at 2,000 files), so each of these is measurable wall time; the control runs show that the
-probe does see them when a run needs them."""
+not import SQLAlchemy, PyYAML, rich or pycryptodome. A no-change re-run is mostly process start-up and
+shutdown (issue 7, W4 at 2,000 files), so each of these is measurable wall time; the control runs show
+that the probe does see them when a run needs them. Shutdown: the entry point freezes the heap so the
+interpreter's final collections skip it, and atexit handlers still run."""
 
 from __future__ import annotations
 
@@ -71,3 +72,19 @@ def test_the_probe_sees_packages_a_run_does_need(local_server: Any, bucket: str,
                              "--config", str(config))
     assert code == 0, err
     assert {"Crypto", "yaml"} <= seen
+
+
+def test_the_entry_point_freezes_the_heap_and_atexit_handlers_still_run() -> None:
+    child = """
+import atexit, gc, sys
+atexit.register(lambda: print("FROZEN", gc.get_freeze_count()))
+from ks3sync.cli.main import main
+sys.argv = ["ks3sync", "--version"]
+main()
+"""
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("ks3sync, version")
+    frozen = int(lines[-1].removeprefix("FROZEN "))
+    assert frozen > 1000  # the imported modules' objects, at least
