@@ -8,9 +8,9 @@ one-shot attempts to retry.py's wrapper; every attempt is rebuilt from scratch (
 signature, body iterated again from its first byte).
 Must not import: anything else from ks3sync.
 
-Why blocking connections shared by threads, on ``http.client`` rather than httpx (sync or async): the
-client's CPU per small request is what bounds a mirror of many small files on a machine shared with
-the server; see docs/decisions.md D1.
+Why blocking keep-alive connections shared by threads, with our own HTTP/1.1 framing rather than httpx
+(sync or async) or ``http.client``: the client's CPU per small request is what bounds a mirror of many
+small files on a machine shared with the server; see docs/decisions.md D1.
 """
 
 from __future__ import annotations
