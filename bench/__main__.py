@@ -25,6 +25,7 @@ from pathlib import Path
 from bench.daemon_latency import DaemonResult, run_daemon_workload
 from bench.docs import write_markdown
 from bench.limits import Limits, measure_limits
+from bench.measure import compile_bytecode
 from bench.peers import Peer, all_peers
 from bench.peers.ks3sync_peer import command_missing
 from bench.report import (
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     args = parse_args(argv)
+    compile_bytecode(Path(__file__).resolve().parent.parent / "ks3sync")
     scale = build_scale(args)
     try:
         selected = select_workloads(args.only)

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.measure import compile_bytecode
 from bench.server import Credentials, LocalServer
 from bench.workloads import TreeSpec, apply_mutation, copy_tree, make_tree, plan_mutation
 
@@ -229,6 +230,7 @@ def main() -> int:
                     help="instead: N put_object calls from 8 threads in-process, CPU per request")
     ap.add_argument("--profile", choices=("W1", "W4-2k", "W3", "W4-100k"), help="cProfile this workload")
     args = ap.parse_args()
+    compile_bytecode(Path(__file__).resolve().parent.parent / "ks3sync")
     only = {w.strip() for w in args.only.split(",") if w.strip()}
     work: Path = args.work
     (work / "runs").mkdir(parents=True, exist_ok=True)
