@@ -35,7 +35,7 @@ from ks3sync.journal.version import SCHEMA_VERSION, refuse_unknown
 from ks3sync.model import Direction, FileIdentity, PassSummary, SyncedEntry, UploadRecord
 
 if TYPE_CHECKING:
-    from ks3sync.journal.types import Change, QueuedChange, SyncRecord, SyncStats
+    from ks3sync.journal.types import Change, QueueCounts, QueuedChange, SyncRecord, SyncStats
 
 # The change queue (queue.py) and the status/record types (types.py) are imported by the methods that
 # use them: `mirror` never does, and their dataclasses are start-up time a no-change run would pay.
@@ -414,6 +414,18 @@ class Journal:
         db.execute("INSERT INTO errors (sync_id, path, message, at_ns) VALUES (?, ?, ?, ?)",
                    (sync_id, path, " ".join(message.split())[:1000], self._clock()))
         _prune(db, "errors", sync_id, KEEP_ERRORS)
+
+    def queue_counts(self, sync_id: int) -> QueueCounts:
+        """Only the queue's counts, from the changes table's index: unlike :meth:`stats`, no count of the
+        sync's records, which costs tens of milliseconds with a million of them."""
+        from ks3sync.journal.types import QueueCounts
+
+        with self._read() as db:
+            counts = db.execute(
+                "SELECT count(*) FILTER (WHERE claimed = 0 AND parked = 0), count(*) FILTER (WHERE parked = 1),"
+                " count(*) FILTER (WHERE claimed = 1) FROM changes WHERE sync_id = ?", (sync_id,)
+            ).fetchone()
+        return QueueCounts(queue_depth=counts[0], parked=counts[1], in_flight=counts[2])
 
     def stats(self, sync_id: int, *, recent_errors: int = 10) -> SyncStats:
         from ks3sync.journal.types import ErrorRecord, SyncStats

@@ -69,6 +69,15 @@ class ErrorRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """The change queue of one sync: what the service publishes every few seconds (cheap to read)."""
+
+    queue_depth: int  # pending, not parked, not in flight
+    parked: int
+    in_flight: int  # claimed by due() and not yet done/failed
+
+
+@dataclass(frozen=True, slots=True)
 class SyncStats:
     """What ``ks3sync status`` shows for one sync; read without blocking the writer (WAL)."""
 

@@ -367,3 +367,22 @@ def test_watcher_and_workers_on_threads(tmp_path: Path) -> None:
     assert set(handled) == set(paths)  # every path handled at least once (coalescing may merge repeats)
     assert len(handled) <= len(paths)
     j.close()
+
+
+def test_queue_counts_agree_with_stats_through_claim_park_and_done(q: Journal) -> None:
+    sid = q.sid  # type: ignore[attr-defined]
+    other = q.register_sync("t", "/other", "b", "t/", "h")
+    q.enqueue(other, [up("x"), up("y")])  # another sync's queue is not counted
+    q.enqueue(sid, [up("a"), up("b"), up("c", due=50)])
+
+    def both() -> tuple[int, int, int]:
+        counts, st = q.queue_counts(sid), q.stats(sid)
+        assert (counts.queue_depth, counts.parked, counts.in_flight) == (st.queue_depth, st.parked, st.in_flight)
+        return counts.queue_depth, counts.parked, counts.in_flight
+
+    assert both() == (3, 0, 0)
+    a, b = q.due(sid, 0, 2)
+    assert both() == (1, 0, 2)
+    q.failed(a.id, "AccessDenied", retry_at_ns=10, park=True)
+    q.done([b.id])
+    assert both() == (1, 1, 0)
