@@ -21,6 +21,7 @@ whole file. Neither is ever an object's data id. Imports nothing else from ks3sy
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 IV_PREFIX = 16  # an encrypted upload's part 1 (KS3 SDK format) is this much longer than the others
@@ -85,6 +86,11 @@ class Placements:
         self._stride: dict[str, int] = {}  # upload -> size of the later parts' regions
         self._writing: dict[str, set[int]] = {}
         self._closed: set[str] = set()
+        self._completing: dict[str, asyncio.Lock] = {}
+
+    def completing(self, upload_id: str) -> asyncio.Lock:
+        """The lock that lets one Complete of an upload run at a time."""
+        return self._completing.setdefault(upload_id, asyncio.Lock())
 
     def claim(self, upload_id: str, part_number: int, size: int) -> int | None:
         """The offset to write part ``part_number`` at, or None when it must go to a file of its own.
@@ -130,6 +136,7 @@ class Placements:
         return not self._writing.get(upload_id)
 
     def forget(self, upload_id: str) -> None:
+        self._completing.pop(upload_id, None)  # a Complete waiting on it then finds the upload gone
         self._first.pop(upload_id, None)
         self._stride.pop(upload_id, None)
         self._writing.pop(upload_id, None)

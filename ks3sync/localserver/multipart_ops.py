@@ -204,6 +204,13 @@ async def complete(ctx: Context) -> Response:
     upload = _upload(ctx)
     body = await ctx.body.read_all(xmlio.MAX_XML_BODY)
     requested = _requested_parts(body)
+    async with ctx.storage.placements.completing(upload.upload_id):
+        # One Complete of an upload at a time (the first takes the assembly file): a duplicate waits,
+        # then finds the upload gone (NoSuchUpload), as a retry after a lost answer does.
+        return await _complete(ctx, _upload(ctx), requested)
+
+
+async def _complete(ctx: Context, upload: UploadRecord, requested: list[tuple[int, str]]) -> Response:
     stored = {part.part_number: part for part in ctx.storage.list_parts(upload.upload_id)}
     chosen: list[PartRecord] = []
     previous = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,20 @@ def test_parts_that_cannot_be_placed_are_copied_into_the_assembly_file(server_fa
     assert response.status_code == 200, response.text
     _check_object(server, bucket, "obj", datas)
     assert [p.stat().st_size for p in _bodies(server.root)] == [sum(map(len, datas))]
+
+
+def test_concurrent_completes_of_one_upload_never_fail_with_a_server_error(server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = server_factory()
+    bucket = _make_bucket(server, "assembly-race")
+    for attempt in range(5):
+        key = f"obj{attempt}"
+        upload_id = initiate(server, bucket, key)
+        datas = [os.urandom(PART), os.urandom(PART), os.urandom(5)]
+        etags = [upload_part(server, bucket, key, upload_id, n, d) for n, d in enumerate(datas, 1)]
+        listed = list(enumerate(etags, 1))
+        with ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(complete, server, bucket, key, upload_id, listed) for _ in range(3)]
+            answers = [future.result() for future in futures]
+        codes = sorted(a.status_code for a in answers)
+        assert codes[0] == 200 and set(codes) <= {200, 404}, [a.text for a in answers]
+        _check_object(server, bucket, key, datas)
