@@ -138,3 +138,46 @@ def test_bad_encryption_key_file_is_one_line_exit_2(tmp_path: Path) -> None:
     code, out, err = run(["check-config", "--config", str(cfg)])
     assert code == 0, err
     assert "0123456789abcdef" not in out + err
+
+
+def test_systemd_drop_in_lists_state_dir_and_watched_folders_and_systemd_accepts_it(tmp_path: Path) -> None:
+    import shutil
+
+    odd = tmp_path / 'odd "100%" name'
+    for folder in (tmp_path / "docs", odd):
+        folder.mkdir()
+    cfg = tmp_path / "ks3sync.yaml"
+    cfg.write_text(textwrap.dedent(f"""\
+        endpoint: http://127.0.0.1:9000
+        credentials: {{access_key: AK, secret_key: TOPSECRET}}
+        state_dir: {tmp_path}/state
+        syncs:
+          - {{name: docs, source: {tmp_path}/docs, target: ks3://bucket/docs}}
+          - name: odd
+            source: '{odd}'
+            target: ks3://bucket/odd
+        """))
+    code, out, err = run(["check-config", "--config", str(cfg), "--systemd-drop-in"])
+    assert code == 0, err
+    assert "TOPSECRET" not in out
+    lines = [line for line in out.splitlines() if not line.startswith("#")]
+    assert lines == [
+        "[Service]",
+        f'ReadWritePaths="-{tmp_path}/state"',
+        f'ReadWritePaths="-{tmp_path}/docs"',
+        f'ReadWritePaths="-{tmp_path}/odd \\"100%%\\" name"',
+    ]
+    if shutil.which("systemd-analyze") is None:
+        return
+    # systemd itself reads the drop-in beside the shipped template: no unknown key, no bad path.
+    units = tmp_path / "units"
+    (units / "ks3sync@docs.service.d").mkdir(parents=True)
+    template = (Path(__file__).resolve().parents[2] / "systemd" / "ks3sync@.service").read_text()
+    (units / "ks3sync@.service").write_text(
+        template.replace("/usr/local/bin/ks3sync", str(Path(sys.executable).with_name("ks3sync"))))
+    (units / "ks3sync@docs.service.d" / "ks3sync-paths.conf").write_text(out)
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", "ks3sync@docs.service"],
+                            capture_output=True, text=True, timeout=60, cwd=units,
+                            env={"SYSTEMD_UNIT_PATH": f"{units}:", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert "ReadWritePaths" not in result.stderr and "Unknown key" not in result.stderr, result.stderr
