@@ -428,9 +428,10 @@ class Storage:
             while position < size:
                 try:
                     copied = os.copy_file_range(source.fileno(), fd, size - position, position, offset + position)
-                except OSError as exc:
-                    if exc.errno not in _NO_COPY_RANGE:
+                except (AttributeError, OSError) as exc:
+                    if isinstance(exc, OSError) and exc.errno not in _NO_COPY_RANGE:
                         raise
+                    # not Linux, or not this fs
                     block = os.pread(source.fileno(), min(size - position, 1 << 20), position)
                     copied = os.pwrite(fd, block, offset + position) if block else 0
                 if copied == 0:

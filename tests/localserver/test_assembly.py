@@ -208,3 +208,45 @@ def test_concurrent_completes_of_one_upload_never_fail_with_a_server_error(serve
         codes = sorted(a.status_code for a in answers)
         assert codes[0] == 200 and set(codes) <= {200, 404}, [a.text for a in answers]
         _check_object(server, bucket, key, datas)
+
+
+@pytest.mark.parametrize("refuse_copy_range", [False, True])
+def test_adopt_copies_unplaced_parts_in_and_concatenate_reads_placed_ones(  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch, refuse_copy_range: bool
+) -> None:
+    # In process, on Storage itself: both ways of assembling agree, with and without copy_file_range.
+    import errno
+
+    from ks3sync.localserver.storage import Storage
+
+    storage = Storage(tmp_path / "root", fsync=False)
+    try:
+        upload_id = storage.create_upload("b", "k", "STANDARD", "private", {}).upload_id
+        datas = [b"part one, a bit longer", b"part two..", b"part three"]
+        ids = []
+        for number, data in ((1, datas[0]), (3, datas[2])):
+            slot = storage.open_part_slot(upload_id, number, len(data))
+            assert slot is not None
+            os.write(slot.fd, data)
+            storage.discard_slot(slot)  # closes it, like seal_slot without fsync
+            storage.placements.release(upload_id, number)
+            ids.append(slot.data_id)
+        temp = storage.open_temp()
+        os.write(temp.fd, datas[1])
+        ids.insert(1, storage.seal_temp(temp).data_id)  # part 2 in a file of its own
+        if refuse_copy_range:
+            def refuse(*_args: object) -> int:
+                raise OSError(errno.EXDEV, "cross-device")
+
+            monkeypatch.setattr(os, "copy_file_range", refuse)
+        sizes = [len(d) for d in datas]
+        target = storage.open_temp()
+        storage.concatenate(ids, target)
+        assert Path(storage.seal_temp(target).path).read_bytes() == b"".join(datas)
+        offsets = assembly.in_place_layout(upload_id, ids, sizes)
+        assert offsets == [0, 22, 32]
+        adopted = storage.adopt_assembly(upload_id, list(zip(ids, sizes, strict=True)), offsets)
+        assert Path(adopted.path).read_bytes() == b"".join(datas)
+        assert not Path(storage.assembly_path(upload_id)).exists()
+    finally:
+        storage.close()
