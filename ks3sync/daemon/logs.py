@@ -85,7 +85,4 @@ def configure(
     handler.ks3sync_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    # the HTTP stack is chatty at INFO (one line per request): the request log is the local-server's job
-    for noisy in ("httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
