@@ -21,9 +21,11 @@ METHODOLOGY = """\
   temp dir, request log on) serves every tool in the session; without an fsync per object the disk
   does not hide differences between clients.
 - **Each tool invocation is its own process.** Wall time is measured around the child; CPU seconds
-  (user + system) and peak RSS (`ru_maxrss`) come from `os.wait4` on that child, so the harness's and
-  the server's own work are not included. The server's CPU for the same interval is shown apart
-  ("server CPU s", from `/proc/PID/stat`).
+  (user + system) come from `os.wait4` on that child, so the harness's and the server's own work are
+  not included. Peak RSS is GNU `time -f %M` of the tool: `ru_maxrss` from `wait4` would include the
+  harness's own peak, which Linux carries into a child across fork and exec (runs before 2026-11-25
+  20:00 UTC reported that floor, e.g. ~134 MB for every tool at W4-100k). The server's CPU for the
+  same interval is shown apart ("server CPU s", from `/proc/PID/stat`).
 - **Requests, MB in/out** are counted from the server's request log between two marker requests that
   the harness sends just before and just after the tool runs (the markers themselves are excluded).
   "MB in" is request bodies received by the server (uploaded data), "MB out" response bodies sent.

@@ -4,7 +4,13 @@ Owns: wall time, CPU seconds (user + system from the child's rusage) and peak RS
 invocation, with a hard timeout. Must not import: ks3sync.
 
 `os.wait4` returns the rusage of exactly that child (plus any grandchildren it waited for, e.g. the
-Python behind a shell shim), so the numbers do not mix with the harness's own or the server's.
+Python behind a shell shim), so the CPU numbers do not mix with the harness's own or the server's.
+
+Peak RSS is the exception: Linux carries a process's high-water RSS across fork and exec, so a child
+spawned by this (large) harness reports at least the harness's own peak (a 300 MB parent makes
+``/bin/true`` report 311 MB). The tool is therefore started under GNU ``time -f %M``, a ~1 MB process
+whose own child's peak is the tool's alone; without GNU time the wait4 figure is used and the report
+says so.
 """
 
 from __future__ import annotations
@@ -43,17 +49,37 @@ class ProcessMeasure:
     output_tail: str           # last lines of stdout+stderr, for failure reports
 
 
+GNU_TIME = "/usr/bin/time"
+
+
+def gnu_time_available() -> bool:
+    """Whether GNU time (``-f``/``-o``) is installed: the clean peak-RSS measurement needs it."""
+    try:
+        probe = subprocess.run([GNU_TIME, "-f", "%M", "true"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return probe.returncode == 0 and probe.stderr.strip().isdigit()
+
+
+_GNU_TIME = gnu_time_available()
+
+
 def run_measured(inv: Invocation, *, timeout_s: float, log_path: Path) -> ProcessMeasure:
     """Run `inv`, sending its output to `log_path` (appended); never raises for a failing tool."""
     env = {k: v for k, v in {**os.environ, **inv.env}.items() if k not in inv.unset}
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    rss_file = log_path.with_name(log_path.name + ".rss")
+    argv = list(inv.argv)
+    if _GNU_TIME:
+        rss_file.unlink(missing_ok=True)
+        argv = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *argv]
     with log_path.open("ab") as log:
         log.write(f"\n$ {inv.display()}\n".encode())
         log.flush()
         start_pos = log.tell()
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            list(inv.argv), env=env, cwd=inv.cwd, stdout=log, stderr=subprocess.STDOUT,
+            argv, env=env, cwd=inv.cwd, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
         timed_out = False
@@ -81,11 +107,24 @@ def run_measured(inv: Invocation, *, timeout_s: float, log_path: Path) -> Proces
     return ProcessMeasure(
         wall_s=wall,
         cpu_s=usage.ru_utime + usage.ru_stime,
-        max_rss_mb=usage.ru_maxrss / 1024.0,   # Linux reports KiB
+        max_rss_mb=_peak_rss_kib(rss_file, usage.ru_maxrss) / 1024.0,
         returncode=proc.returncode,
         timed_out=timed_out,
         output_tail=tail,
     )
+
+
+def _peak_rss_kib(rss_file: Path, inherited_kib: int) -> int:
+    """GNU time's %M for the tool (its last line; a failing tool's file starts with an exit note), or the
+    wait4 figure, which includes the harness's own peak, when time could not report."""
+    if _GNU_TIME:
+        try:
+            last = rss_file.read_text().strip().splitlines()[-1]
+            rss_file.unlink()
+            return int(last)
+        except (OSError, IndexError, ValueError):
+            return inherited_kib  # killed before time wrote it (a timeout): the upper bound is all there is
+    return inherited_kib
 
 
 def _tail(path: Path, start: int, lines: int = 8) -> str:
