@@ -89,7 +89,8 @@ def _rss_mb(pid: int) -> tuple[float, float]:
     return cur, peak
 
 
-def write_config(path: Path, *, endpoint: str, source: Path, state: Path, bucket: str, prefix: str) -> None:
+def write_config(path: Path, *, endpoint: str, source: Path, state: Path, bucket: str, prefix: str,
+                 name: str = "bench") -> None:
     path.write_text(
         f"endpoint: {endpoint}\n"
         "credentials:\n"
@@ -97,7 +98,7 @@ def write_config(path: Path, *, endpoint: str, source: Path, state: Path, bucket
         "  secret_key: ${KS3_SECRET_KEY}\n"
         f"state_dir: {state}\n"
         "syncs:\n"
-        "  - name: bench\n"
+        f"  - name: {name}\n"
         f"    source: {source}\n"
         f"    target: ks3://{bucket}/{prefix}\n"
         "    delete: true\n"
@@ -120,22 +121,32 @@ def run_daemon_workload(server: LocalServer, workdir: Path, files: int, *, log: 
     state.mkdir(parents=True, exist_ok=True)
     config = workdir / "ks3sync.yaml"
     write_config(config, endpoint=server.endpoint, source=source, state=state, bucket=bucket, prefix=prefix)
-    env = {**os.environ, "KS3_ACCESS_KEY": server.creds.access_key, "KS3_SECRET_KEY": server.creds.secret_key}
-    with (workdir / "daemon.log").open("ab") as out:
-        proc = subprocess.Popen([*ks3sync_argv0(), "run", "--config", str(config)], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = _start_daemon(server, config, workdir / "daemon.log")
     # Generous: 20 files/s is ~50x slower than the slowest peer uploads small files here.
     timeout = initial_timeout_s if initial_timeout_s is not None else 120.0 + files / 20.0
     try:
         return _measure(proc, mini, bucket, prefix, source, files, probes, timeout, log)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+        _stop_daemon(proc, grace_s=30)
+
+
+def _start_daemon(server: LocalServer, config: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """``ks3sync run --config`` in its own session, output appended to ``log_path``."""
+    env = {**os.environ, "KS3_ACCESS_KEY": server.creds.access_key, "KS3_SECRET_KEY": server.creds.secret_key}
+    with log_path.open("ab") as out:
+        return subprocess.Popen([*ks3sync_argv0(), "run", "--config", str(config)], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop_daemon(proc: subprocess.Popen[bytes], *, grace_s: float) -> None:
+    """SIGTERM, ``grace_s`` to exit (checkpointing takes a while with many files), then kill its group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 def _count(mini: Ks3Mini, bucket: str, prefix: str) -> int:
@@ -293,26 +304,13 @@ def measure_reconcile(server: LocalServer, work: Path, files: int, *,
         seed_journal(state / "journal.db", "rss", source, spec, prefix)
         journal_stamp.write_text("ok")
     config = work / f"rss-{files}.yaml"
-    config.write_text(
-        f"endpoint: {server.endpoint}\n"
-        "credentials:\n"
-        "  access_key: ${KS3_ACCESS_KEY}\n"
-        "  secret_key: ${KS3_SECRET_KEY}\n"
-        f"state_dir: {state}\n"
-        "syncs:\n"
-        "  - name: rss\n"
-        f"    source: {source}\n"
-        f"    target: ks3://{RSS_BUCKET}/{prefix}\n"
-        "    delete: true\n"
-        "    rescan_interval: 1h\n"
-    )
-    env = {**os.environ, "KS3_ACCESS_KEY": server.creds.access_key, "KS3_SECRET_KEY": server.creds.secret_key}
+    # The sync's name must be the one seed_journal registered; the debounce plays no part (no events).
+    write_config(config, endpoint=server.endpoint, source=source, state=state, bucket=RSS_BUCKET, prefix=prefix,
+                 name="rss")
     daemon_log = work / f"daemon-{files}.log"
     daemon_log.unlink(missing_ok=True)
     log(f"reconcile RSS, {files:,} files: ks3sync run")
-    with daemon_log.open("ab") as out:
-        proc = subprocess.Popen([*ks3sync_argv0(), "run", "--config", str(config)], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = _start_daemon(server, config, daemon_log)
     t0 = time.monotonic()
     try:
         while True:
@@ -330,13 +328,7 @@ def measure_reconcile(server: LocalServer, work: Path, files: int, *,
                 return ReconcileMemory(files, None, None, None, None, "no reconcile_done in time")
             time.sleep(0.2)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+        _stop_daemon(proc, grace_s=60)
 
 
 def _field(line: str, name: str) -> int | None:
