@@ -110,5 +110,18 @@ def sdk_connection(handle: ServerHandle, secret_key: str | None = None, **kwargs
     return Connection(handle.access_key, secret_key or handle.secret_key, host=handle.host, port=handle.port,
                       is_secure=False, calling_format=PathCallingFormat(), **kwargs)
 
+def client_config(handle: ServerHandle, **overrides: Any) -> Any:
+    """A ks3sync ``ClientConfig`` for `handle` with quick retries (3 attempts, 10-50 ms apart), so a test
+    that injects faults does not sleep through production backoff."""
+    from ks3sync.ks3 import ClientConfig, RetryPolicy
+
+    settings: dict[str, Any] = dict(
+        endpoint=handle.endpoint, access_key=handle.access_key, secret_key=handle.secret_key,
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05), timeout=30.0,
+    )
+    settings.update(overrides)
+    return ClientConfig(**settings)
+
+
 def unique_bucket_name(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:20]}"

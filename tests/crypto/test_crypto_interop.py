@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from ks3.connection import Connection, PathCallingFormat
+from serverkit import client_config
 
 from ks3sync.crypto import (
     EncryptedFileBody,
@@ -31,7 +32,7 @@ from ks3sync.crypto import (
     plan_range,
     tail_range,
 )
-from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
+from ks3sync.ks3 import Client
 
 PART = 100 * 1024  # the local server's minimum non-last part size (a multiple of 16, as encryption needs)
 SINGLE_SIZES = [0, 1, 15, 16, 17, 8191, 8192, 8193, PART - 1, PART, PART + 1]
@@ -59,11 +60,7 @@ def key(key_file: Path) -> EncryptionKey:
 
 @pytest.fixture
 def client(local_server: Any) -> Iterator[Client]:
-    config = ClientConfig(
-        endpoint=local_server.endpoint, access_key=local_server.access_key, secret_key=local_server.secret_key,
-        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05), timeout=30.0,
-    )
-    with Client(config) as c:
+    with Client(client_config(local_server)) as c:
         yield c
 
 

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serverkit import client_config
 
 from ks3sync.ks3 import (
     BucketAlreadyExists,
@@ -62,12 +63,7 @@ PART = 100 * 1024  # KS3's minimum non-last part size
 
 
 def make_client(server, **overrides) -> Client:
-    settings = dict(
-        endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key,
-        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05), timeout=30.0,
-    )
-    settings.update(overrides)
-    return Client(ClientConfig(**settings))
+    return Client(client_config(server, **overrides))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from serverkit import client_config
 
 from ks3sync.errors import IntegrityError, RemoteNotFound, RemoteRejected, UploadGone
 from ks3sync.store.base import Store, WriteOptions
@@ -29,14 +30,12 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "memory":
         yield MemoryStore(bucket="mem", prefix=PREFIX)
         return
-    from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
+    from ks3sync.ks3 import Client
     from ks3sync.store.ks3store import KS3Store
 
     server = request.getfixturevalue("local_server")
     bucket = request.getfixturevalue("bucket")
-    config = ClientConfig(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key,
-                          retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05), timeout=30.0)
-    with Client(config) as client:
+    with Client(client_config(server)) as client:
         yield KS3Store(client, bucket, PREFIX)
 
 
