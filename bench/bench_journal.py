@@ -76,7 +76,7 @@ def main() -> None:
 
     def one_row(durable: bool) -> None:
         for i in range(n):
-            with j._write_raw(durable=durable) as db:
+            with j._write(durable=durable) as db:
                 db.execute("UPDATE syncs SET options_hash = ? WHERE id = ?", (str(i), sid))
     timed(f"same one-row commit x{n:,}, synchronous=NORMAL", n, lambda: one_row(False))
     timed(f"same one-row commit x{n:,}, synchronous=FULL", n, lambda: one_row(True))

@@ -173,10 +173,6 @@ class Journal:
                 self._rollback(db)
                 raise as_journal_error(self.path, exc) from exc
 
-    # The old name of the hot-path writer (bench/bench_journal.py times one-row commits through it); since
-    # every write runs on sqlite3 directly, it is the same as _write.
-    _write_raw = _write
-
     def _rollback(self, db: sqlite3.Connection) -> None:
         if not db.in_transaction:
             return  # SQLite already rolled back (e.g. after SQLITE_FULL)
