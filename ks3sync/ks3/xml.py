@@ -113,11 +113,11 @@ def _opt_text(element: ET.Element, name: str) -> str | None:
     return None if child is None else (child.text or "")
 
 
-def _decimal(element: ET.Element, name: str, raw: str) -> int:
+def _decimal(parent: str, name: str, raw: str) -> int:
     # int() would also accept "+1", " 1_0" and non-ASCII digits; the protocol sends plain decimals.
     text = raw.strip()
     if not _DECIMAL.fullmatch(text):
-        raise MalformedResponse(f"<{element.tag}><{name}> is not a decimal integer: {raw[:40]!r}")
+        raise MalformedResponse(f"<{parent}><{name}> is not a decimal integer: {raw[:40]!r}")
     return int(text)
 
 
@@ -127,14 +127,14 @@ def _int(element: ET.Element, name: str, default: int | None = None) -> int:
         if default is None:
             raise MalformedResponse(f"<{element.tag}> has no <{name}>")
         return default
-    return _decimal(element, name, raw)
+    return _decimal(element.tag, name, raw)
 
 
 def _opt_int(element: ET.Element, name: str) -> int | None:
     raw = _opt_text(element, name)
     if raw is None or raw.strip() == "":
         return None
-    return _decimal(element, name, raw)
+    return _decimal(element.tag, name, raw)
 
 
 def _bool(element: ET.Element, name: str) -> bool:
@@ -237,14 +237,11 @@ def _object_summary(contents: ET.Element, encoded: bool) -> ObjectSummary:
 
 def _summary(key: str, size_text: str, etag: str, last_modified: str | None, storage_class: str | None,
              encoded: bool) -> ObjectSummary:
-    size = size_text.strip()
-    if size == "":
+    if size_text.strip() == "":
         raise MalformedResponse("<Contents> has no <Size>")
-    if not _DECIMAL.fullmatch(size):
-        raise MalformedResponse(f"<Contents><Size> is not a decimal integer: {size_text[:40]!r}")
     return ObjectSummary(
         key=_maybe_unquote(key, encoded) or "",
-        size=int(size),
+        size=_decimal("Contents", "Size", size_text),
         etag=unquote_etag(etag),
         last_modified=parse_iso_time(last_modified),
         storage_class=storage_class or "STANDARD",
