@@ -397,8 +397,16 @@ class Client:
         marker = start_after
         while True:
             page = self.list_objects(bucket, prefix=prefix, delimiter=delimiter, marker=marker, max_keys=max_keys)
-            items: list[ObjectSummary | str] = [*page.objects, *page.common_prefixes]
-            items.sort(key=lambda item: (item if isinstance(item, str) else item.key).encode("utf-8"))
+            items: list[ObjectSummary | str]
+            if page.common_prefixes:
+                # The page lists objects and prefixes apart: merge them into one order.
+                items = [*page.objects, *page.common_prefixes]
+                items.sort(key=lambda item: (item if isinstance(item, str) else item.key).encode("utf-8"))
+            else:
+                # Objects alone come in the service's order (a no-change pass reads 100 such pages per
+                # 100,000 files; sorting each again cost ~10% of the listing). Callers that rely on the
+                # order check it: the planner's march stops the pass on a key out of order.
+                items = list(page.objects)
             yield from items
             if not page.is_truncated:
                 return

@@ -34,10 +34,11 @@ from .models import (
     UploadInfo,
     UploadsPage,
 )
-from .xml_contents import split_contents
+from .xml_contents import Entry, split_contents
 
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 _DECIMAL = re.compile(r"[0-9]+")
+_UNSEEN = object()
 _DEFAULT_XMLNS = re.compile(rb"""\sxmlns\s*=\s*(?:"[^"]*"|'[^']*')""")
 
 
@@ -194,8 +195,27 @@ def parse_list_objects(body: bytes) -> ListPage:
     if root.find("Contents") is not None:
         return parse_list_objects_slowly(body)  # entries outside the run (e.g. namespace-prefixed ones)
     encoded = _url_decoded(root)
-    objects = [_summary(e.key, e.size, e.etag, e.last_modified, e.storage_class, encoded) for e in entries]
-    return _list_page(root, encoded, objects)
+    return _list_page(root, encoded, _summaries(entries, encoded))
+
+
+def _summaries(entries: list[Entry], encoded: bool) -> list[ObjectSummary]:
+    """The fast path's entries as summaries: what ``_summary`` makes of each, with the common cases
+    (a quoted lower-case ETag, a plain decimal size, a key without escapes, a timestamp the page has
+    already shown) taken without a call. Objects uploaded together share their LastModified second,
+    so a page parses a handful of distinct timestamps, not 1,000; equal ones share one datetime."""
+    times: dict[str, datetime | None] = {}
+    summaries = []
+    for key, last_modified, etag, size_text, storage_class in entries:
+        if (len(etag) < 2 or etag[0] != '"' or etag[-1] != '"' or not size_text.isdigit()
+                or not size_text.isascii() or (encoded and "%" in key) or not etag[1:-1].islower()):
+            summaries.append(_summary(key, size_text, etag, last_modified, storage_class, encoded))
+            continue
+        when = times.get(last_modified, _UNSEEN)
+        if when is _UNSEEN:
+            when = times[last_modified] = parse_iso_time(last_modified)
+        summaries.append(ObjectSummary(key, int(size_text), etag[1:-1], when,  # type: ignore[arg-type]
+                                       storage_class or "STANDARD"))
+    return summaries
 
 
 def parse_list_objects_slowly(body: bytes) -> ListPage:

@@ -124,6 +124,9 @@ class KS3Store:
         """The objects under the prefix, page by page as KS3 sends them (UTF-8 byte order of the key;
         the planner's march checks that order and stops the pass if it is broken)."""
         skip = len(self.prefix)  # hoisted: this loop runs once per object of the sync
+        # Objects written together share a timestamp, and the client hands equal ones out as one
+        # datetime: convert each once (timestamp() is a third of this loop's cost when done per object).
+        times: dict[datetime | None, int] = {}
         try:
             for item in self.client.iter_objects(self.bucket, prefix=self.prefix):
                 if isinstance(item, str):
@@ -131,7 +134,13 @@ class KS3Store:
                 key = item.key
                 if key.endswith("/") or len(key) <= skip:
                     continue  # folder markers, the prefix object itself
-                yield RemoteEntry(key[skip:], item.size, item.etag, _ns(item.last_modified), item.storage_class)
+                when = item.last_modified
+                ns = times.get(when)
+                if ns is None:
+                    if len(times) > 4096:
+                        times.clear()  # bounded: a bucket written over years has many distinct seconds
+                    ns = times[when] = _ns(when)
+                yield RemoteEntry(key[skip:], item.size, item.etag, ns, item.storage_class)
         except KS3Error as exc:
             raise self._error(exc) from exc
 

@@ -19,10 +19,12 @@ XML_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x
     st.sampled_from("&<>\"'\t\n")
 
 
-def entry_xml(key: str, size: int, etag: str, *, owner: bool, storage: bool, sep: str, url: bool) -> str:
+def entry_xml(key: str, size: int | str, etag: str, *, owner: bool, storage: bool, sep: str, url: bool,
+              when: str = "2026-11-25T08:00:00.000Z", quoted: bool = True) -> str:
     text = quote(key, safe="/") if url else escape(key)
-    parts = [f"<Key>{text}</Key>", "<LastModified>2026-11-25T08:00:00.000Z</LastModified>",
-             f"<ETag>&quot;{etag}&quot;</ETag>", f"<Size>{size}</Size>"]
+    etag_xml = f"&quot;{etag}&quot;" if quoted else escape(etag)
+    parts = [f"<Key>{text}</Key>", f"<LastModified>{when}</LastModified>",
+             f"<ETag>{etag_xml}</ETag>", f"<Size>{size}</Size>"]
     if owner:
         parts.append(f"<Owner>{sep}<ID>1234</ID>{sep}<DisplayName>a&amp;b</DisplayName>{sep}</Owner>")
     if storage:
@@ -56,6 +58,30 @@ def test_fast_path_agrees_with_elementtree(keys: list[str], url: bool, owner: bo
     assert parse_list_objects(body) == parse_list_objects_slowly(body)
 
 
+# The field text a page may carry: the usual forms (a quoted lower-case MD5, a multipart ETag, a plain
+# decimal size, repeated timestamps) and the odd ones each per-entry shortcut must leave to _summary.
+ETAGS = st.sampled_from(["4be9363645d0c97d0aa3f87297aab963", "4BE9363645D0C97D0AA3F87297AAB963",
+                         "0123456789", "abc-3", "", " ab ", "W/ab", '"ab"']) | st.text("0123456789abcdefABC-\" W/",
+                                                                                       max_size=8)
+SIZES = st.sampled_from(["0", "4096", "007", " 12", "+1", "1_0", "\u0661"]) | st.integers(0, 2**63).map(str)
+TIMES = st.sampled_from(["2026-11-25T08:00:00.000Z", "2026-11-25T08:00:01.500Z", "", "yesterday"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(fields=st.lists(st.tuples(st.text(XML_CHARS, min_size=1, max_size=12), ETAGS, st.booleans(), SIZES, TIMES),
+                       max_size=10), url=st.booleans())
+def test_fast_path_fields_agree_with_elementtree(fields: list[tuple[str, str, bool, str, str]], url: bool) -> None:
+    body = page([entry_xml(key, size, etag, quoted=quoted, when=when, owner=False, storage=False, sep="", url=url)
+                 for key, etag, quoted, size, when in fields], url=url)
+    try:
+        expected = parse_list_objects_slowly(body)
+    except MalformedResponse:
+        with pytest.raises(MalformedResponse):
+            parse_list_objects(body)
+        return
+    assert parse_list_objects(body) == expected
+
+
 def test_local_server_layout_takes_the_fast_path() -> None:
     # bucket_ops._contents' layout, byte for byte (with and without the owner)
     owner = "<Owner><ID>1</ID><DisplayName>ks3sync</DisplayName></Owner>"
@@ -64,7 +90,7 @@ def test_local_server_layout_takes_the_fast_path() -> None:
                      f"<ETag>&quot;{'0' * 32}&quot;</ETag><Size>5</Size>{with_owner}"
                      "<StorageClass>STANDARD</StorageClass></Contents>"], url=True)
         fast = split_contents(body)
-        assert fast is not None and [e.key for e in fast[0]] == ["a%20b"]
+        assert fast is not None and [e[0] for e in fast[0]] == ["a%20b"]
         assert parse_list_objects(body).objects[0].key == "a b"
 
 
