@@ -272,6 +272,14 @@ class Journal:
             finally:
                 cursor.close()
 
+    def synced_count(self, sync_id: int, *, at_most: int) -> int:
+        """How many records the sync has, counting no further than ``at_most`` (a bounded index range,
+        however large the sync)."""
+        with self._read() as raw:
+            row = raw.execute("SELECT count(*) FROM (SELECT 1 FROM entries WHERE sync_id = ? LIMIT ?)",
+                              (sync_id, at_most)).fetchone()
+        return int(row[0])
+
     def synced_for(self, sync_id: int, paths: Iterable[str]) -> dict[str, SyncedEntry]:
         """Point lookups: the records of ``paths`` that exist (the service's per-batch view; it must not
         load a million-row map for every batch)."""

@@ -6,7 +6,7 @@ Must not import: the journal, the store, the transfer engine, the planner, the C
 
 from ks3sync.scan.filters import IGNORE_FILE, TMP_PREFIX, Filters, FiltersError
 from ks3sync.scan.identity import changed_since, identity_of_fd, stat_identity
-from ks3sync.scan.walk import KINDS, MAX_KEY_BYTES, ScanProblem, ScanRootError, scan_tree
+from ks3sync.scan.walk import KINDS, MAX_KEY_BYTES, ScanProblem, ScanRootError, ScanWorkerError, scan_tree
 
 __all__ = [
     "IGNORE_FILE",
@@ -17,6 +17,7 @@ __all__ = [
     "FiltersError",
     "ScanProblem",
     "ScanRootError",
+    "ScanWorkerError",
     "changed_since",
     "identity_of_fd",
     "scan_tree",

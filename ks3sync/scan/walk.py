@@ -50,6 +50,11 @@ class ScanRootError(OSError):
     """The root itself is missing or not a folder: a configuration error, not a per-entry problem."""
 
 
+class ScanWorkerError(RuntimeError):
+    """A scan run by a child process (``ks3sync.scan.worker``) failed or stopped early; a partial
+    scan must never be used (files it did not reach would look deleted)."""
+
+
 @dataclass(slots=True)
 class _Folder:
     """One folder being walked: its sorted entries and where we are in them."""

@@ -86,6 +86,10 @@ class MemoryJournal:
             snapshot = sorted(self.cp.synced_entries.values(), key=lambda entry: entry.path)
         yield from snapshot
 
+    def synced_count(self, sync_id: int, *, at_most: int) -> int:
+        with self.cp._lock:
+            return min(len(self.cp.synced_entries), at_most)
+
     def synced_for(self, sync_id: int, paths: Iterable[str]) -> dict[str, SyncedEntry]:
         with self.cp._lock:
             found = ((path, self.cp.synced_entries.get(path)) for path in paths)

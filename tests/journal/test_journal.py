@@ -331,3 +331,14 @@ def test_an_abandoned_iteration_returns_its_connection(journal: Journal) -> None
         assert next(stream).path == "p000"
         stream.close()
     assert len(journal.synced_entries(sid)) == 100
+
+
+def test_synced_count_counts_one_sync_up_to_a_bound(journal: Journal) -> None:
+    sid = journal.register_sync("a", "/a", "bucket", "", "h")
+    other = journal.register_sync("b", "/b", "bucket", "b/", "h")
+    journal.record_synced(sid, [entry(f"p{i:03}", i + 1) for i in range(30)])
+    journal.record_synced(other, [entry("x")])
+    assert journal.synced_count(sid, at_most=1000) == 30
+    assert journal.synced_count(sid, at_most=20) == 20
+    assert journal.synced_count(other, at_most=1000) == 1
+    assert journal.synced_count(journal.register_sync("c", "/c", "bucket", "c/", "h"), at_most=5) == 0
