@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -342,3 +345,83 @@ def test_synced_count_counts_one_sync_up_to_a_bound(journal: Journal) -> None:
     assert journal.synced_count(sid, at_most=20) == 20
     assert journal.synced_count(other, at_most=1000) == 1
     assert journal.synced_count(journal.register_sync("c", "/c", "bucket", "c/", "h"), at_most=5) == 0
+
+
+def _slow_writes(journal: Journal, monkeypatch: pytest.MonkeyPatch, *, fail: int | None = None) -> list[int]:
+    """Make each write transaction of ``journal`` hold the writer for 20 ms (so other threads' entries
+    pile up meanwhile), optionally failing transaction number ``fail``; returns the numbers begun."""
+    real_write = journal._write
+    begun: list[int] = []
+
+    @contextlib.contextmanager
+    def slow_write(*, durable: bool = False):  # type: ignore[no-untyped-def]
+        begun.append(len(begun) + 1)
+        number = len(begun)
+        with real_write(durable=durable) as db:
+            time.sleep(0.02)
+            if number == fail:
+                raise sqlite3.OperationalError("disk I/O error (simulated)")
+            yield db
+
+    monkeypatch.setattr(journal, "_write", slow_write)
+    return begun
+
+
+def _run_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def run(t: int) -> None:
+        start.wait(timeout=30)
+        try:
+            work(t)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, checked there
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(count)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not any(th.is_alive() for th in threads)
+    return errors
+
+
+def test_synced_commits_as_a_group_and_returns_only_once_recorded(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = journal.register_sync("s", "/src", "b", "", "h")
+    cp = journal.checkpoint(sid)
+    begun = _slow_writes(journal, monkeypatch)
+    unseen: list[str] = []
+
+    def work(t: int) -> None:
+        for i in range(5):
+            path = f"t{t}/f{i}"
+            cp.synced(entry(path, i + 1))
+            if path not in journal.synced_for(sid, [path]):  # a separate reader connection
+                unseen.append(path)
+
+    assert _run_threads(8, work) == []
+    assert unseen == []
+    assert len(journal.synced_entries(sid)) == 40
+    assert len(begun) < 20  # one transaction per entry would be 40
+
+
+def test_a_failed_group_commit_fails_only_its_committer(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committer whose transaction failed raises and its entry is not recorded; the entries of the
+    others that were in the same batch are handed back and recorded by their own owners. The second
+    transaction fails: it carries every entry that arrived while the first one was committing."""
+    sid = journal.register_sync("s", "/src", "b", "", "h")
+    cp = journal.checkpoint(sid)
+    begun = _slow_writes(journal, monkeypatch, fail=2)
+    recorded: list[str] = []
+
+    def work(t: int) -> None:
+        cp.synced(entry(f"t{t}", t + 1))
+        recorded.append(f"t{t}")
+
+    errors = _run_threads(6, work)
+    assert len(errors) == 1 and isinstance(errors[0], JournalError)
+    assert sorted(journal.synced_entries(sid)) == sorted(recorded) and len(recorded) == 5
+    assert len(begun) >= 3
