@@ -1,7 +1,7 @@
 """What every transfer task shares during one run: the store, the checkpoint, the local root, options,
 the part pool and its byte budget, the byte meter (bandwidth limit + progress), the clock.
 
-Imports model, store.base and errors only.
+Imports model, store.base, errors and transfer.durable only.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ks3sync.model import Checkpoint, Direction, RemoteEntry, SyncedEntry
 from ks3sync.store.base import Store, WriteOptions
+from ks3sync.transfer.durable import FolderSyncer
 from ks3sync.transfer.sizing import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE
 from ks3sync.transfer.throttle import ByteBudget
 
@@ -80,6 +81,15 @@ class TransferContext:
     synced: Mapping[str, SyncedEntry] = field(default_factory=dict)
     remote: Mapping[str, RemoteEntry] | None = None  # the pass's listing, when the caller has one
     clock: Callable[[], int] = time.time_ns
+    folder_syncs: FolderSyncer = field(default_factory=FolderSyncer)  # restores share folder fsyncs
+    _resolved_root: Path | None = None
+
+    @property
+    def resolved_root(self) -> Path:
+        """``root`` with symlinks resolved, once per run (every restored path is checked against it)."""
+        if self._resolved_root is None:
+            self._resolved_root = self.root.resolve()
+        return self._resolved_root
 
     def abs_path(self, path: str) -> Path:
         return self.root / path

@@ -17,6 +17,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ from ks3sync.errors import EncryptionError, IntegrityError, LocalFileError, Unsa
 from ks3sync.model import SyncedEntry
 from ks3sync.store.base import META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5, META_MTIME, ObjectMeta
 from ks3sync.store.checksums import crc64_update
-from ks3sync.transfer.bodies import fsync_dir
 from ks3sync.transfer.context import TMP_PREFIX, TransferContext
 from ks3sync.transfer.files import identity_of
 
@@ -33,8 +33,18 @@ from ks3sync.transfer.files import identity_of
 CHUNK = 1024 * 1024
 
 
-def safe_local_path(root: Path, path: str) -> Path:
-    """``root / path`` if ``path`` is a plain relative path that stays inside ``root``; else UnsafeKeyError."""
+def safe_local_path(root: Path, path: str, *, resolved_root: Path | None = None) -> Path:
+    """``root / path`` if ``path`` is a plain relative path that stays inside ``root``; else UnsafeKeyError.
+
+    ``resolved_root`` is ``root.resolve()`` when the caller already has it (one restore checks
+    thousands of paths against the same root)."""
+    _check_segments(path)
+    parts = path.split("/")
+    _check_folders_inside(resolved_root or _resolve(path, root), parts[:-1], path)
+    return root.joinpath(*parts)
+
+
+def _check_segments(path: str) -> None:
     if not path:
         raise UnsafeKeyError("empty key: refusing to restore it")
     if "\x00" in path:
@@ -49,42 +59,69 @@ def safe_local_path(root: Path, path: str) -> Path:
             )
     if parts[-1].startswith(TMP_PREFIX):
         raise UnsafeKeyError(f"{path!r}: key uses ks3sync's temp-file name; refusing to restore it")
-    target = root.joinpath(*parts)
-    resolved_root = root.resolve()
-    # A symlinked folder inside the target could still lead outside: resolve the parent and check.
+
+
+def _resolve(path: str, folder: Path) -> Path:
     try:
-        resolved_parent = target.parent.resolve()
+        return folder.resolve()
     except OSError as exc:
         raise LocalFileError(f"{path}: {exc.strerror or exc}") from exc
-    if resolved_parent != resolved_root and resolved_root not in resolved_parent.parents:
-        raise UnsafeKeyError(f"{path!r}: restoring it would leave the target folder (symlinked folder?)")
-    return target
+
+
+def _check_folders_inside(resolved_root: Path, folders: list[str], path: str) -> bool:
+    """Check the folders ``path`` goes through below the (resolved) root: a symlinked folder may lead
+    outside (UnsafeKeyError), a file in the way is a LocalFileError. One lstat per existing folder,
+    not a resolve of the whole chain from ``/``. Returns whether every folder already exists."""
+    current = resolved_root
+    for name in folders:
+        current = current / name
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return False  # the rest is created by mkdir: plain folders inside the root
+        except OSError as exc:
+            raise LocalFileError(f"{path}: {exc.strerror or exc}") from exc
+        if stat.S_ISLNK(st.st_mode):  # rare: the full resolution decides, as it always did
+            parent = _resolve(path, resolved_root.joinpath(*folders))
+            if parent != resolved_root and resolved_root not in parent.parents:
+                raise UnsafeKeyError(f"{path!r}: restoring it would leave the target folder (symlinked folder?)")
+            return parent.is_dir()
+        if not stat.S_ISDIR(st.st_mode):
+            raise LocalFileError(f"{path}: a parent of it exists locally as a file")
+    return True
 
 
 def download_file(ctx: TransferContext, path: str) -> int:
     """Fetch ``path`` into the local folder; returns bytes received. Raises ks3sync.errors classes."""
-    target = safe_local_path(ctx.root, path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
-        raise LocalFileError(f"{path}: a parent of it exists locally as a file") from exc
-    except OSError as exc:
-        raise LocalFileError(f"{path}: cannot create its folder: {exc.strerror or exc}") from exc
-    if target.is_dir() and not target.is_symlink():
-        raise LocalFileError(f"{path}: exists locally as a folder")
+    _check_segments(path)
+    parts = path.split("/")
+    target = ctx.root.joinpath(*parts)
+    if not _check_folders_inside(ctx.resolved_root, parts[:-1], path):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise LocalFileError(f"{path}: a parent of it exists locally as a file") from exc
+        except OSError as exc:
+            raise LocalFileError(f"{path}: cannot create its folder: {exc.strerror or exc}") from exc
     tmp = target.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+    renamed = False
     try:
         received, meta, plain_md5 = _fetch(ctx, path, tmp)
         mtime = _mtime_ns(meta)
         if mtime is not None:
             os.utime(tmp, ns=(mtime, mtime))
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
+        try:
+            os.replace(tmp, target)
+        except IsADirectoryError as exc:  # rename() never replaces a folder (a symlink to one, it does)
+            raise LocalFileError(f"{path}: exists locally as a folder") from exc
+        renamed = True
+        ctx.folder_syncs.renamed_into(target.parent)
     except OSError as exc:
         raise LocalFileError(f"{path}: {exc.strerror or exc}") from exc
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if not renamed:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
     identity = identity_of(os.stat(target))
     encrypted = meta.is_encrypted or (meta.size == 0 and ctx.options.encryption_key is not None)
     ctx.checkpoint.synced(SyncedEntry(path, identity, plain_md5, meta.etag, meta.size, encrypted, ctx.clock()))
@@ -114,7 +151,8 @@ def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta,
     md5 = hashlib.md5()  # noqa: S324 - the protocol's checksum
     crc = 0
     written = 0
-    with ctx.store.open(path) as reader, open(tmp, "wb") as out:
+    # An explicit buffer size: open() need not ask the kernel whether a fresh temp file is a terminal.
+    with ctx.store.open(path) as reader, open(tmp, "xb", buffering=CHUNK) as out:
         meta = reader.meta
         decryptor = _decryptor(ctx, path, meta)
         need_crc = (
@@ -210,7 +248,7 @@ def _finish(path: str, decryptor: Any) -> bytes:
 
 def delete_local(ctx: TransferContext, path: str) -> None:
     """Remove a local file the source no longer has, then any folders that became empty."""
-    target = safe_local_path(ctx.root, path)
+    target = safe_local_path(ctx.root, path, resolved_root=ctx.resolved_root)
     try:
         target.unlink()
     except FileNotFoundError:
@@ -218,7 +256,7 @@ def delete_local(ctx: TransferContext, path: str) -> None:
     except OSError as exc:
         raise LocalFileError(f"{path}: cannot delete: {exc.strerror or exc}") from exc
     parent = target.parent
-    root = ctx.root.resolve()
+    root = ctx.resolved_root
     while parent.resolve() != root:
         try:
             parent.rmdir()

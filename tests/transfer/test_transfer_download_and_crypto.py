@@ -94,6 +94,39 @@ def test_restore_through_a_symlinked_folder_is_refused(tmp_path: Path) -> None:
     assert report.failed and list(outside.iterdir()) == []
 
 
+def test_restore_through_a_symlinked_folder_inside_the_root_follows_it(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "real" / "deep").mkdir(parents=True)
+    (root / "link").symlink_to(root / "real")
+    store = MemoryStore()
+    store.put("link/deep/file", MemoryBody(b"x"), WriteOptions())
+    store.put("link/new/file", MemoryBody(b"y"), WriteOptions())
+    report = download(store, MemoryCheckpoint(), root, ["link/deep/file", "link/new/file"])
+    assert report.ok, report.failed
+    assert (root / "real" / "deep" / "file").read_bytes() == b"x"
+    assert (root / "real" / "new" / "file").read_bytes() == b"y"
+
+
+def test_a_folder_or_a_file_in_the_way_fails_that_entry_only(tmp_path: Path) -> None:
+    """A key whose local name is a folder, or whose parent is a file, fails alone with a message naming
+    it; the folder and the file are untouched, no temp file is left, the other entries restore."""
+    (tmp_path / "dir" / "inner").mkdir(parents=True)
+    (tmp_path / "plain").write_bytes(b"local")
+    store = MemoryStore()
+    for key in ("dir", "plain/child", "ok"):
+        store.put(key, MemoryBody(key.encode()), WriteOptions())
+    cp = MemoryCheckpoint()
+    report = download(store, cp, tmp_path, ["dir", "plain/child", "ok"])
+    failed = dict(report.failed)
+    assert sorted(failed) == ["dir", "plain/child"]
+    assert "exists locally as a folder" in failed["dir"]
+    assert "a parent of it exists locally as a file" in failed["plain/child"]
+    assert (tmp_path / "dir" / "inner").is_dir() and (tmp_path / "plain").read_bytes() == b"local"
+    assert (tmp_path / "ok").read_bytes() == b"ok" and sorted(cp.synced_entries) == ["ok"]
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".ks3sync-tmp-")]
+    assert leftovers == []
+
+
 def test_delete_local_prunes_empty_folders(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "f").write_bytes(b"x")

@@ -1,0 +1,89 @@
+"""FolderSyncer: concurrent renames into one folder share fsyncs, and nobody returns before a fsync
+that began after their rename has finished."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ks3sync.transfer.durable import FolderSyncer
+
+
+class SlowFsync:
+    """Stands in for fsync_dir: records when each call starts and ends on one shared clock."""
+
+    def __init__(self, fail_calls: frozenset[int] = frozenset()) -> None:
+        self.clock = itertools.count()
+        self.lock = threading.Lock()
+        self.calls: list[tuple[Path, int, int]] = []
+        self.fail_calls = fail_calls
+
+    def tick(self) -> int:
+        with self.lock:
+            return next(self.clock)
+
+    def __call__(self, folder: Path) -> None:
+        start = self.tick()
+        time.sleep(0.01)
+        with self.lock:
+            number = len(self.calls) + 1
+            self.calls.append((folder, start, next(self.clock)))
+        if number in self.fail_calls:
+            raise OSError(5, "Input/output error (simulated)")
+
+
+def _hammer(syncer: FolderSyncer, fsync: SlowFsync, folders: list[Path], per_thread: int):
+    covered: list[bool] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(folders))
+
+    def run(folder: Path) -> None:
+        barrier.wait(timeout=30)
+        for _ in range(per_thread):
+            renamed_at = fsync.tick()
+            try:
+                syncer.renamed_into(folder)
+            except OSError as exc:
+                errors.append(exc)
+                continue
+            returned_at = fsync.tick()
+            covered.append(any(f == folder and renamed_at < s and e < returned_at for f, s, e in fsync.calls))
+
+    threads = [threading.Thread(target=run, args=(folder,)) for folder in folders]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not any(th.is_alive() for th in threads)
+    return covered, errors
+
+
+def test_renames_into_one_folder_share_fsyncs_and_each_is_covered(tmp_path: Path) -> None:
+    fsync = SlowFsync()
+    covered, errors = _hammer(FolderSyncer(fsync), fsync, [tmp_path] * 8, per_thread=5)
+    assert errors == [] and len(covered) == 40 and all(covered)
+    assert len(fsync.calls) < 40  # one per rename without sharing
+
+
+def test_folders_are_synced_apart(tmp_path: Path) -> None:
+    fsync = SlowFsync()
+    folders = [tmp_path / "a", tmp_path / "b"]
+    covered, errors = _hammer(FolderSyncer(fsync), fsync, folders, per_thread=3)
+    assert errors == [] and all(covered) and len(covered) == 6
+    assert {f for f, _, _ in fsync.calls} == set(folders)
+
+
+@pytest.mark.parametrize("failing", [1, 2])
+def test_a_failed_fsync_fails_its_caller_and_the_others_sync_again(tmp_path: Path, failing: int) -> None:
+    fsync = SlowFsync(fail_calls=frozenset({failing}))
+    covered, errors = _hammer(FolderSyncer(fsync), fsync, [tmp_path] * 6, per_thread=1)
+    assert len(errors) == 1 and len(covered) == 5 and all(covered)
+
+
+def test_the_real_fsync_runs_on_a_real_folder(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    FolderSyncer().renamed_into(tmp_path)  # fsync_dir on a real folder: no error
