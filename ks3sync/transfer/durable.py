@@ -26,7 +26,7 @@ class _Folder:
 
 class FolderSyncer:
     """``renamed_into(folder)`` after each rename; returns once a fsync of ``folder`` that started
-    after the rename has completed. Holds one small record per folder seen in the run."""
+    after the rename has completed. Holds a small record only for folders with renames in flight."""
 
     def __init__(self, fsync: Callable[[Path], None] = fsync_dir) -> None:
         self._fsync = fsync
@@ -47,3 +47,6 @@ class FolderSyncer:
                 covers = state.requested  # renames counted so far all finished before this fsync
             self._fsync(folder)  # on failure nothing is marked: every waiter tries again itself
             state.synced = covers
+            with self._lock:
+                if state.requested == covers:  # nobody else holds a ticket: forget the folder
+                    del self._folders[folder]

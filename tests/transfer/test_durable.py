@@ -87,3 +87,11 @@ def test_a_failed_fsync_fails_its_caller_and_the_others_sync_again(tmp_path: Pat
 def test_the_real_fsync_runs_on_a_real_folder(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"x")
     FolderSyncer().renamed_into(tmp_path)  # fsync_dir on a real folder: no error
+
+
+def test_settled_folders_are_forgotten(tmp_path: Path) -> None:
+    fsync = SlowFsync()
+    syncer = FolderSyncer(fsync)
+    covered, errors = _hammer(syncer, fsync, [tmp_path / "a", tmp_path / "b"] * 3, per_thread=2)
+    assert errors == [] and all(covered)
+    assert syncer._folders == {}
