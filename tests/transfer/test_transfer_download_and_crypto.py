@@ -70,6 +70,41 @@ def test_corrupted_object_is_never_renamed_into_place(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [] and not cp.synced_entries
 
 
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_a_large_restore_hashes_on_a_pool_thread_and_still_verifies(tmp_path: Path, corrupt: bool) -> None:
+    """Objects from PIPELINE_MD5_FROM up are hashed by _PipelinedMD5: same digest, same ETag check."""
+    from ks3sync.transfer.download import PIPELINE_MD5_FROM
+
+    data = os.urandom(PIPELINE_MD5_FROM + 12345)
+    store = MemoryStore()
+    store.put("big", MemoryBody(data), WriteOptions())
+    if corrupt:
+        store.objects["big"].data = data[:-1] + bytes([data[-1] ^ 1])
+    cp = MemoryCheckpoint()
+    report = download(store, cp, tmp_path, ["big"])
+    if corrupt:
+        assert [p for p, _ in report.failed] == ["big"] and "ETag" in report.failed[0][1]
+        assert list(tmp_path.iterdir()) == [] and not cp.synced_entries
+    else:
+        assert report.ok, report.failed
+        assert (tmp_path / "big").read_bytes() == data
+        assert cp.synced_entries["big"].md5 == hashlib.md5(data).hexdigest()
+
+
+def test_pipelined_md5_matches_hashlib_in_stream_order() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ks3sync.transfer.download import _PipelinedMD5
+
+    chunks = [os.urandom(n) for n in (1, 4096, 1 << 20, 0, 777, 3 << 20)]
+    with ThreadPoolExecutor(4) as pool:
+        piped = _PipelinedMD5(pool)
+        for chunk in chunks:
+            piped.update(chunk)
+        assert piped.hexdigest() == hashlib.md5(b"".join(chunks)).hexdigest()
+        assert piped.digest() == hashlib.md5(b"".join(chunks)).digest()
+
+
 @pytest.mark.parametrize("key", ["../evil", "/etc/passwd", "a//b", "a/./b", "a/..", "", "x\x00y", "d/.ks3sync-tmp-1"])
 def test_escaping_keys_are_refused(tmp_path: Path, key: str) -> None:
     from ks3sync.errors import UnsafeKeyError
