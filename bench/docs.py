@@ -39,7 +39,8 @@ METHODOLOGY = """\
   -> W1 (first upload) -> W4-2k (re-run, nothing changed) -> W3 (after modifying, deleting and
   renaming files in the run's private copy of the tree, with delete semantics). Steps not selected
   still run untimed to build the next step's state. W2/W2e: fresh bucket and journal per run, the file
-  read once before each run so the page cache is equally warm for every tool. W5: restore from one
+  read once before each run so the page cache is equally warm for every tool, and (W2, W2e, W5)
+  `sync` before each run so nobody pays for an earlier step's disk writeback. W5: restore from one
   bucket seeded by the harness with plain PUTs into an empty folder. W4-100k: one untimed seeding
   upload per tool, then timed re-runs.
 - **Wall time is the median** of the runs; so are the other columns (each independently).

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.ks3mini import Ks3Mini
 from bench.limits import read_rate
-from bench.measure import Invocation, median, run_measured
+from bench.measure import Invocation, median, run_measured, settle_disk
 from bench.peers import Peer, PeerContext, Target
 from bench.server import LocalServer, RequestStats
 from bench.verify import Digest, check_bucket, check_folder
@@ -242,6 +242,7 @@ class Runner:
                     state.mkdir(parents=True)
                     target = Target(f"b-{peer.name}-{workload.lower()}-{r}", "w2")
                     self.mini.create_bucket(target.bucket)
+                    settle_disk()
                     for f in big_dir.iterdir():
                         read_rate(f, cold=False)     # same warm page cache for every tool
                     inv = peer.upload(self.ctx, big_dir, target, delete=True, state=state, encrypt_key=key)
@@ -280,6 +281,7 @@ class Runner:
                     for d in (dst, state):
                         shutil.rmtree(d, ignore_errors=True)
                     state.mkdir(parents=True)
+                    settle_disk()
                     inv = peer.download(self.ctx, Target(src.bucket, prefix), dst, state=state)
                     try:
                         self._timed_or_seed(workload, peer, inv, partial(check_folder, dst, digest))
