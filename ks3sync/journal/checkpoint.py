@@ -3,19 +3,20 @@ confirmed entries through, bound to one sync.
 
 Every method commits before it returns (durable against a killed process; ``upload_started`` also
 against power loss: see docs/journal.md). Safe from many threads: writes go through the journal's
-single writer lock, reads use pooled connections. ``synced`` commits as a group: entries that arrive
-while another thread is committing go into the next transaction together, and each caller returns
-only once a transaction holding its entry has committed. SQL text on sqlite3 connections (columns as in
-``schema.py``); imports: sqlite3, the journal's errors, ``ks3sync.model``.
+single writer lock, reads use pooled connections. ``synced`` commits as a group (``Coalescer``):
+entries that arrive while another thread is committing go into the next transaction together, and
+each caller returns only once a transaction holding its entry has committed. SQL text on sqlite3
+connections (columns as in ``schema.py``); imports: sqlite3, the journal's errors, ``ks3sync.model``,
+``ks3sync.coalesce``.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from ks3sync.coalesce import Coalescer
 from ks3sync.journal.errors import UnknownUploadError
 from ks3sync.model import FileIdentity, PartRecord, SyncedEntry, UploadRecord
 
@@ -120,13 +121,8 @@ class JournalCheckpoint:
     def __init__(self, journal: Journal, sync_id: int) -> None:
         self._journal = journal
         self.sync_id = sync_id
-        # Group commit of ``synced``: tickets count the entries handed in, ``_committed`` the highest
-        # ticket known to be in a committed transaction. One committer at a time (``_commit_lock``).
-        self._pending_lock = threading.Lock()
-        self._pending: list[SyncedEntry] = []
-        self._issued = 0
-        self._commit_lock = threading.Lock()
-        self._committed = 0
+        # Group commit of ``synced``: entries handed in while another thread commits go in together.
+        self._confirmed: Coalescer[SyncedEntry] = Coalescer()
 
     def upload_for(self, path: str) -> UploadRecord | None:
         with self._journal._read() as db:
@@ -173,27 +169,11 @@ class JournalCheckpoint:
         file serialised every worker behind the writer lock (2,000 restored files spent a fifth of
         their time there); here whoever gets the lock commits everything pending, so a waiting thread
         usually finds its entry already committed."""
-        with self._pending_lock:
-            self._pending.append(entry)
-            self._issued += 1
-            ticket = self._issued
-        with self._commit_lock:
-            if self._committed >= ticket:
-                return
-            with self._pending_lock:
-                batch, self._pending = self._pending, []
-                covers = self._issued
-            try:
-                with self._journal._write() as db:
-                    write_entries(db, self.sync_id, batch)
-            except BaseException:
-                # Hand the others' entries back: their owners are still waiting and will retry them
-                # (or raise themselves); none of them may return as if it had been recorded. Ours
-                # fails with us.
-                with self._pending_lock:
-                    self._pending[:0] = [e for e in batch if e is not entry]
-                raise
-            self._committed = covers
+        self._confirmed.submit(entry, self._write_confirmed)
+
+    def _write_confirmed(self, batch: list[SyncedEntry]) -> None:
+        with self._journal._write() as db:
+            write_entries(db, self.sync_id, batch)
 
     def synced_many(self, batch: Iterable[SyncedEntry]) -> int:
         """Record many confirmed entries in one transaction (Adopt results, a rebuilt journal)."""

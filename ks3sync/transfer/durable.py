@@ -2,8 +2,8 @@
 
 A restored file appears by rename, and the rename is durable only once its folder is fsynced. A
 folder's fsync covers every rename into it that finished before the fsync began, so threads restoring
-into the same folder can share one: a thread that finds a later fsync already done returns at once.
-Imports only ks3sync.transfer.bodies.
+into the same folder share one (``Coalescer``): a thread that finds a later fsync already done returns
+at once. Imports only ks3sync.coalesce and ks3sync.transfer.bodies.
 """
 
 from __future__ import annotations
@@ -12,41 +12,28 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ks3sync.coalesce import Coalescer
 from ks3sync.transfer.bodies import fsync_dir
-
-
-class _Folder:
-    __slots__ = ("lock", "requested", "synced")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()  # one fsync of this folder at a time
-        self.requested = 0  # tickets handed out: renames done into this folder
-        self.synced = 0  # every ticket up to this one is covered by a completed fsync
 
 
 class FolderSyncer:
     """``renamed_into(folder)`` after each rename; returns once a fsync of ``folder`` that started
-    after the rename has completed. Holds a small record only for folders with renames in flight."""
+    after the rename has completed. Holds a record only for folders with renames in flight."""
 
     def __init__(self, fsync: Callable[[Path], None] = fsync_dir) -> None:
         self._fsync = fsync
         self._lock = threading.Lock()
-        self._folders: dict[Path, _Folder] = {}
+        self._folders: dict[Path, Coalescer[object]] = {}
 
     def renamed_into(self, folder: Path) -> None:
         with self._lock:
-            state = self._folders.get(folder)
-            if state is None:
-                state = self._folders[folder] = _Folder()
-            state.requested += 1
-            ticket = state.requested
-        with state.lock:
-            if state.synced >= ticket:
-                return
-            with self._lock:
-                covers = state.requested  # renames counted so far all finished before this fsync
-            self._fsync(folder)  # on failure nothing is marked: every waiter tries again itself
-            state.synced = covers
-            with self._lock:
-                if state.requested == covers:  # nobody else holds a ticket: forget the folder
-                    del self._folders[folder]
+            syncs = self._folders.get(folder)
+            if syncs is None:
+                syncs = self._folders[folder] = Coalescer()
+        # A fresh token per rename: on a failed fsync the others' renames go back to be synced again.
+        syncs.submit(object(), lambda _renames: self._fsync(folder))
+        with self._lock:
+            # Forget a settled folder. A thread that took this record just before still has its own
+            # fsync done by it (its ticket is not served yet), so correctness never rests on the map.
+            if self._folders.get(folder) is syncs and syncs.settled():
+                del self._folders[folder]
