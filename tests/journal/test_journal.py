@@ -6,10 +6,10 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from threadkit import run_together
 
 from ks3sync.journal import SCHEMA_VERSION, Journal, JournalError, UnknownUploadError
 from ks3sync.model import Direction, FileIdentity, PartRecord, PassSummary, SyncedEntry, UploadRecord
@@ -367,26 +367,6 @@ def _slow_writes(journal: Journal, monkeypatch: pytest.MonkeyPatch, *, fail: int
     return begun
 
 
-def _run_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def run(t: int) -> None:
-        start.wait(timeout=30)
-        try:
-            work(t)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, checked there
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(count)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=60)
-    assert not any(th.is_alive() for th in threads)
-    return errors
-
-
 def test_synced_commits_as_a_group_and_returns_only_once_recorded(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -402,7 +382,7 @@ def test_synced_commits_as_a_group_and_returns_only_once_recorded(
             if path not in journal.synced_for(sid, [path]):  # a separate reader connection
                 unseen.append(path)
 
-    assert _run_threads(8, work) == []
+    assert run_together(8, work) == []
     assert unseen == []
     assert len(journal.synced_entries(sid)) == 40
     assert len(begun) < 20  # one transaction per entry would be 40
@@ -421,7 +401,7 @@ def test_a_failed_group_commit_fails_only_its_committer(journal: Journal, monkey
         cp.synced(entry(f"t{t}", t + 1))
         recorded.append(f"t{t}")
 
-    errors = _run_threads(6, work)
+    errors = run_together(6, work)
     assert len(errors) == 1 and isinstance(errors[0], JournalError)
     assert sorted(journal.synced_entries(sid)) == sorted(recorded) and len(recorded) == 5
     assert len(begun) >= 3
