@@ -86,7 +86,7 @@ class KS3App:
             body = BodyReader(receive, self.config.body_timeout, auth.payload_sha256, decoder)
             if selected.data_plane:
                 if self.faults.latency:
-                    await asyncio.sleep(self.faults.latency)
+                    await _sleep_at_least(self.faults.latency)
                 fault = self.faults.decide()
                 if fault is not None:
                     fault_kind = fault.kind
@@ -209,3 +209,13 @@ class KS3App:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _sleep_at_least(seconds: float) -> None:
+    """``asyncio.sleep`` may wake a fraction of a millisecond early (the loop's timer check and the
+    poll timeout's rounding); an injected latency is a promise of *at least* that much, as the request
+    log (``ms``, from perf_counter) shows it. Each round sleeps what is left, so this ends."""
+    deadline = time.perf_counter() + seconds
+    while (left := deadline - time.perf_counter()) > 0:
+        await asyncio.sleep(left)
+
