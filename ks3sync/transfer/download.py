@@ -42,13 +42,18 @@ def safe_local_path(root: Path, path: str, *, resolved_root: Path | None = None)
 
     ``resolved_root`` is ``root.resolve()`` when the caller already has it (one restore checks
     thousands of paths against the same root)."""
-    _check_segments(path)
-    parts = path.split("/")
-    _check_folders_inside(resolved_root or _resolve(path, root), parts[:-1], path)
-    return root.joinpath(*parts)
+    return _checked_target(root, path, resolved_root)[0]
 
 
-def _check_segments(path: str) -> None:
+def _checked_target(root: Path, path: str, resolved_root: Path | None) -> tuple[Path, bool]:
+    """``root / path`` after every check of ``safe_local_path``, and whether its folders already exist."""
+    parts = _checked_segments(path)
+    real_root = resolved_root or _resolve(path, root)
+    return root.joinpath(*parts), _check_folders_inside(real_root, parts[:-1], path)
+
+
+def _checked_segments(path: str) -> list[str]:
+    """The key's ``/`` segments, once none of them could lead outside the target folder."""
     if not path:
         raise UnsafeKeyError("empty key: refusing to restore it")
     if "\x00" in path:
@@ -63,6 +68,7 @@ def _check_segments(path: str) -> None:
             )
     if parts[-1].startswith(TMP_PREFIX):
         raise UnsafeKeyError(f"{path!r}: key uses ks3sync's temp-file name; refusing to restore it")
+    return parts
 
 
 def _resolve(path: str, folder: Path) -> Path:
@@ -97,10 +103,8 @@ def _check_folders_inside(resolved_root: Path, folders: list[str], path: str) ->
 
 def download_file(ctx: TransferContext, path: str) -> int:
     """Fetch ``path`` into the local folder; returns bytes received. Raises ks3sync.errors classes."""
-    _check_segments(path)
-    parts = path.split("/")
-    target = ctx.root.joinpath(*parts)
-    if not _check_folders_inside(ctx.resolved_root, parts[:-1], path):
+    target, folders_exist = _checked_target(ctx.root, path, ctx.resolved_root)
+    if not folders_exist:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
