@@ -161,4 +161,3 @@ def settle_disk() -> None:
     disk with that writeback: in one session ks3sync's W2 took 5.4 s in the table and 3.4-3.8 s when
     re-run alone minutes later, the server's CPU 4.7 s instead of ~3.1 s."""
     os.sync()
-

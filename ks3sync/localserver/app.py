@@ -212,10 +212,10 @@ class KS3App:
 
 
 async def _sleep_at_least(seconds: float) -> None:
-    """``asyncio.sleep`` may wake a fraction of a millisecond early (the loop's timer check and the
-    poll timeout's rounding); an injected latency is a promise of *at least* that much, as the request
-    log (``ms``, from perf_counter) shows it. Each round sleeps what is left, so this ends."""
+    """``asyncio.sleep`` under uvloop may end a fraction of a millisecond early by perf_counter: libuv
+    times it from the loop clock it cached, at ms resolution, when the loop turn began. An injected
+    latency is a promise of *at least* that much, as the request log (``ms``, from perf_counter) shows
+    it. Each round sleeps what is left, so this ends."""
     deadline = time.perf_counter() + seconds
     while (left := deadline - time.perf_counter()) > 0:
         await asyncio.sleep(left)
-

@@ -82,7 +82,7 @@ class TransferContext:
     remote: Mapping[str, RemoteEntry] | None = None  # the pass's listing, when the caller has one
     clock: Callable[[], int] = time.time_ns
     folder_syncs: FolderSyncer = field(default_factory=FolderSyncer)  # restores share folder fsyncs
-    _resolved_root: Path | None = None
+    _resolved_root: Path | None = field(default=None, init=False, repr=False)  # cache of resolved_root
 
     @property
     def resolved_root(self) -> Path:
