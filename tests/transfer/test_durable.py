@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from threadkit import run_together
 
 from ks3sync.transfer.durable import FolderSyncer
 
@@ -37,12 +38,14 @@ class SlowFsync:
 
 
 def _hammer(syncer: FolderSyncer, fsync: SlowFsync, folders: list[Path], per_thread: int):
+    """One thread per entry of ``folders``, each renaming into its folder ``per_thread`` times; returns
+    (for each successful call, whether an fsync of its folder began after it and ended before it
+    returned; the errors raised)."""
     covered: list[bool] = []
     errors: list[BaseException] = []
-    barrier = threading.Barrier(len(folders))
 
-    def run(folder: Path) -> None:
-        barrier.wait(timeout=30)
+    def work(index: int) -> None:
+        folder = folders[index]
         for _ in range(per_thread):
             renamed_at = fsync.tick()
             try:
@@ -53,12 +56,7 @@ def _hammer(syncer: FolderSyncer, fsync: SlowFsync, folders: list[Path], per_thr
             returned_at = fsync.tick()
             covered.append(any(f == folder and renamed_at < s and e < returned_at for f, s, e in fsync.calls))
 
-    threads = [threading.Thread(target=run, args=(folder,)) for folder in folders]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=60)
-    assert not any(th.is_alive() for th in threads)
+    assert run_together(len(folders), work) == []
     return covered, errors
 
 
