@@ -27,6 +27,7 @@ from typing import Any
 from serverkit import ServerHandle
 
 from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
+from ks3sync.ks3.errors import NoSuchKey
 
 WRITE_OPS = frozenset({"PutObject", "UploadPart", "UploadPartCopy", "CopyObject", "DeleteObject", "DeleteObjects",
                        "InitiateMultipartUpload", "CompleteMultipartUpload", "AbortMultipartUpload",
@@ -151,8 +152,13 @@ def bucket_contents(handle: ServerHandle, bucket: str, prefix: str = "") -> dict
         for item in client.iter_objects(bucket, prefix=prefix):
             if isinstance(item, str):
                 continue
-            with client.get_object(bucket, item.key) as response:
-                out[item.key[len(prefix):]] = response.read()
+            try:
+                with client.get_object(bucket, item.key) as response:
+                    out[item.key[len(prefix):]] = response.read()
+            except NoSuchKey:
+                # Deleted between the listing and this GET (a running service catching up with a local
+                # delete): it is not in the bucket any more, so not in this snapshot either.
+                continue
     return out
 
 
