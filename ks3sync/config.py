@@ -44,6 +44,8 @@ __all__ = [
     "parse_duration",
     "parse_ks3_url",
     "parse_max_delete",
+    "parse_multipart_threshold",
+    "parse_part_size",
     "parse_rate",
     "parse_size",
 ]
@@ -62,6 +64,7 @@ STORAGE_CLASSES = (
 OBJECT_ACLS = ("private", "public-read")
 MIN_PART_SIZE = 100 * 1024  # KS3's smallest part (except the last)
 MAX_PART_SIZE = 5 * 1024**3
+MAX_SINGLE_PUT = 5 * 1024**3  # KS3 refuses a larger PUT (EntityTooLarge): files below the threshold go in one
 
 
 class ConfigError(Exception):
@@ -147,6 +150,31 @@ def parse_size(value: object) -> int:
     if not math.isfinite(size) or size < 0 or size != int(size):
         raise ValueError(f"{expected}, got {value!r}")
     return int(size)
+
+
+def parse_part_size(value: object) -> int:
+    """A multipart part size within KS3's limits; outside them is an error, never silently adjusted."""
+    size = parse_size(value)
+    if not MIN_PART_SIZE <= size <= MAX_PART_SIZE:
+        raise ValueError(f"must be between 100KiB and 5GiB (KS3's part size limits), got {_shown_size(size)}")
+    return size
+
+
+def parse_multipart_threshold(value: object) -> int:
+    """The size from which files go in parts. Every smaller file is one PUT, which KS3 takes up to 5 GiB,
+    so the threshold may not be larger; a threshold below the part size is allowed (such files go as
+    one part)."""
+    size = parse_size(value)
+    if not MIN_PART_SIZE <= size <= MAX_SINGLE_PUT:
+        raise ValueError(
+            f"must be between 100KiB and 5GiB (the largest single PUT KS3 takes), got {_shown_size(size)}"
+        )
+    return size
+
+
+def _shown_size(size: int) -> str:
+    shown = format_size(size)
+    return shown if not shown.isdigit() else f"{shown} bytes"
 
 
 def parse_rate(value: object) -> int | None:
@@ -706,17 +734,11 @@ def _read_transfer(reader: _Reader, value: Any) -> TransferConfig:
     if jobs > 256:
         raise reader.fail("transfer.jobs", f"must be at most 256, got {jobs}")
     part_size = (
-        reader.parsed(t["part_size"], "transfer.part_size", parse_size) if "part_size" in t else d.part_size
+        reader.parsed(t["part_size"], "transfer.part_size", parse_part_size) if "part_size" in t else d.part_size
     )
-    if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
-        raise reader.fail(
-            "transfer.part_size", f"must be between 100KiB and 5GiB, got {format_size(part_size)}"
-        )
     threshold = d.multipart_threshold
     if "multipart_threshold" in t:
-        threshold = reader.parsed(t["multipart_threshold"], "transfer.multipart_threshold", parse_size)
-        if threshold < MIN_PART_SIZE:
-            raise reader.fail("transfer.multipart_threshold", f"must be at least 100KiB, got {threshold}")
+        threshold = reader.parsed(t["multipart_threshold"], "transfer.multipart_threshold", parse_multipart_threshold)
     bwlimit = reader.parsed(t.get("bwlimit"), "transfer.bwlimit", parse_rate) if "bwlimit" in t else None
     return TransferConfig(jobs=jobs, part_size=part_size, multipart_threshold=threshold, bwlimit=bwlimit)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,13 +40,11 @@ if TYPE_CHECKING:
     from ks3sync.model import Operation
 
 
-def _size(value: str | None, flag: str) -> int | None:
+def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | None:
     if value is None:
         return None
-    from ks3sync.config import parse_size
-
     try:
-        return parse_size(value)
+        return parse(value)
     except ValueError as exc:
         die(f"{flag}: {exc}")
 
@@ -167,7 +166,13 @@ class _Settings:
         return getattr(self.sync, attribute)
 
     def mirror_options(self) -> Any:
-        from ks3sync.config import parse_duration, parse_max_delete, parse_rate
+        from ks3sync.config import (
+            parse_duration,
+            parse_max_delete,
+            parse_multipart_threshold,
+            parse_part_size,
+            parse_rate,
+        )
         from ks3sync.mirror import MirrorOptions
         from ks3sync.store.base import WriteOptions
         from ks3sync.transfer.context import TransferOptions
@@ -209,12 +214,13 @@ class _Settings:
         if acl is not None and acl not in ("private", "public-read"):
             die(f"--acl: expected private or public-read, got {acl!r}")
         jobs = flags["jobs"] or (transfer_cfg.jobs if transfer_cfg is not None else 8)
-        part_size = _size(flags["part_size"], "--part-size") or (
-            transfer_cfg.part_size if transfer_cfg is not None else DEFAULT_PART_SIZE
-        )
-        threshold = _size(flags["multipart_threshold"], "--multipart-threshold") or (
-            transfer_cfg.multipart_threshold if transfer_cfg is not None else DEFAULT_MULTIPART_THRESHOLD
-        )
+        # Outside KS3's limits is refused (exit 2), never silently raised or capped.
+        part_size = _size(flags["part_size"], "--part-size", parse_part_size)
+        if part_size is None:
+            part_size = transfer_cfg.part_size if transfer_cfg is not None else DEFAULT_PART_SIZE
+        threshold = _size(flags["multipart_threshold"], "--multipart-threshold", parse_multipart_threshold)
+        if threshold is None:
+            threshold = transfer_cfg.multipart_threshold if transfer_cfg is not None else DEFAULT_MULTIPART_THRESHOLD
         backup = self._sync_value("backup_prefix", "backup_prefix", None)
         transfer = TransferOptions(
             jobs=jobs,

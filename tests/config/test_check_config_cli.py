@@ -181,3 +181,22 @@ def test_systemd_drop_in_lists_state_dir_and_watched_folders_and_systemd_accepts
                             env={"SYSTEMD_UNIT_PATH": f"{units}:", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert "ReadWritePaths" not in result.stderr and "Unknown key" not in result.stderr, result.stderr
+
+
+def test_part_sizes_outside_ks3_limits_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    cfg = tmp_path / "c.yaml"
+    for transfer, expected in [
+        ("part_size: 50KiB", "transfer.part_size: must be between 100KiB and 5GiB (KS3's part size limits), "
+                             "got 50KiB"),
+        ("part_size: 6GiB", "transfer.part_size: must be between 100KiB and 5GiB (KS3's part size limits), "
+                            "got 6GiB"),
+        ("multipart_threshold: 6GiB", "transfer.multipart_threshold: must be between 100KiB and 5GiB (the "
+                                      "largest single PUT KS3 takes), got 6GiB"),
+    ]:
+        cfg.write_text(f"endpoint: http://h\ntransfer: {{{transfer}}}\n"
+                       f"syncs: [{{name: a, source: {tmp_path}/d, target: 'ks3://bkt'}}]\n")
+        proc = subprocess.run([sys.executable, "-m", "ks3sync", "check-config", "--config", str(cfg)],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr == f"ks3sync: error: {cfg}: {expected}\n"
