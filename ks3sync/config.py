@@ -287,6 +287,7 @@ class SyncConfig:
     source: Path  # absolute
     target: Ks3Url
     delete: bool = False
+    delete_excluded: bool = False  # with delete: excluded objects are deleted too (rsync's --delete-excluded)
     debounce: float = 2.0  # seconds of quiet before a changed file is sent
     max_delete: MaxDelete = MaxDelete()
     backup_prefix: str | None = None  # overwritten/deleted objects are copied here first
@@ -377,6 +378,7 @@ def _sync_effective(sync: SyncConfig) -> dict[str, Any]:
         "source": str(sync.source),
         "target": str(sync.target),
         "delete": sync.delete,
+        "delete_excluded": sync.delete_excluded,
         "debounce": format_duration(sync.debounce),
         "max_delete": f"{md.percent:g}%" if md.count is None and md.percent is not None else md.count,
         "backup_prefix": sync.backup_prefix,
@@ -560,6 +562,7 @@ SYNC_KEYS = (
     "source",
     "target",
     "delete",
+    "delete_excluded",
     "debounce",
     "max_delete",
     "backup_prefix",
@@ -766,6 +769,10 @@ def _read_sync(reader: _Reader, value: Any, key: str, base: Path, check_sources:
         return read(s[k], f"{key}.{k}") if s.get(k) is not None else default
 
     delete = opt("delete", reader.boolean, d.delete)
+    delete_excluded = opt("delete_excluded", reader.boolean, d.delete_excluded)
+    if delete_excluded and not delete:
+        # Deleting is never switched on as a side effect in a file the service acts on for months.
+        raise reader.fail(f"{key}.delete_excluded", "needs delete: true in the same sync")
     debounce = opt("debounce", lambda v, k: reader.parsed(v, k, parse_duration), d.debounce)
     rescan = opt("rescan_interval", lambda v, k: reader.parsed(v, k, parse_duration), d.rescan_interval)
     if rescan < 1:
@@ -812,6 +819,7 @@ def _read_sync(reader: _Reader, value: Any, key: str, base: Path, check_sources:
         source=source,
         target=target,
         delete=delete,
+        delete_excluded=delete_excluded,
         debounce=debounce,
         max_delete=max_delete,
         backup_prefix=backup,

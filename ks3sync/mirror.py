@@ -94,6 +94,7 @@ class JournalLike(Protocol):
 @dataclass(frozen=True, slots=True)
 class MirrorOptions:
     delete: bool = False
+    delete_excluded: bool = False  # with delete: excluded destination entries go too (rsync's option)
     checksum: bool = False
     max_delete: int | None = None
     max_delete_percent: float | None = 50.0
@@ -298,9 +299,11 @@ def _plan(
         march_download,
         march_upload,
     )
+    from ks3sync.scan import ScanProblem
 
     plan_opts = PlanOptions(
         delete=opts.delete,
+        delete_excluded=opts.delete_excluded,
         checksum=opts.checksum,
         max_delete=opts.max_delete,
         max_delete_percent=opts.max_delete_percent,
@@ -309,12 +312,17 @@ def _plan(
     )
     # A tree the journal knows to be large is walked by a second process (see ks3sync.scan.worker).
     in_worker = journal.synced_count(sync_id, at_most=WORKER_SCAN_MIN_FILES) >= WORKER_SCAN_MIN_FILES
-    scan = _LocalScan(local_root, opts, key_prefix=store.prefix, stop=stop, in_worker=in_worker)
+    # A restore that deletes excluded files must see them: it walks without the rules, and the
+    # planner judges each path (an upload never sends an excluded file, so its walk always filters).
+    walk_excluded = direction is Direction.DOWNLOAD and opts.delete and opts.delete_excluded
+    scan = _LocalScan(local_root, opts, key_prefix=store.prefix, stop=stop, in_worker=in_worker,
+                      rules=not walk_excluded)
+    excluded = scan.filters.exclusion  # remote keys are judged by the same rules, .ks3ignore files included
     unsafe: list[tuple[str, str]] = []
     if direction is Direction.UPLOAD:
         with (_fewer_collections(), _Listing(store, stop) as listing,
               _closing(journal.iter_synced_entries(sync_id)) as records):
-            marched = march_upload(scan, listing, records, plan_opts)
+            marched = march_upload(scan, listing, records, plan_opts, excluded)
         sources = NO_SOURCES
         hashed: dict[str, str] = {}
         if marched.local_only:  # new files: could they be renames or duplicates of objects we keep?
@@ -328,13 +336,17 @@ def _plan(
         local: Iterable[LocalEntry] = scan if local_root.exists() else ()
         with (_fewer_collections(), _Listing(store, stop) as listing,
               _closing(journal.iter_synced_entries(sync_id)) as records):
-            restore = march_download(listing, local, records, plan_opts)
+            restore = march_download(listing, local, records, plan_opts, excluded)
         plan = restore.plan
         for obj, why in restore.refused:
             if not (obj.size == 0 and obj.path.endswith("/")):
                 refusal = UnsafeKeyError(f"refusing key {obj.path!r}: {why}; it would not stay inside the target folder")
                 unsafe.append((obj.path, str(refusal)))
         objects = {op.path: op.remote for op in plan.transfers if isinstance(op, Download | Adopt)}
+    if walk_excluded:
+        # The walk read no .ks3ignore; the ones the planner could not read are reported here.
+        scan.problems.extend(ScanProblem(path, f"cannot use ignore file: {reason}", "ignore-file")
+                             for path, reason in scan.filters.unreadable_ignore_files())
     problems = [(p.path, p.reason) for p in scan.problems]
     deletes, withheld = _withhold_deletes_under_problems(plan.deletes, problems)
     # Refused keys are reported once, as failures, not again as the planner's "skipping" warnings.
@@ -542,15 +554,16 @@ class _LocalScan:
     STOP_CHECK_EVERY = 4096  # entries between looks at the stop event
 
     def __init__(self, root: Path, opts: MirrorOptions, *, key_prefix: str,
-                 stop: threading.Event | None = None, in_worker: bool = False) -> None:
+                 stop: threading.Event | None = None, in_worker: bool = False, rules: bool = True) -> None:
         from ks3sync.scan import Filters, FiltersError, ScanProblem
 
         try:
             # Built even when a worker walks: a bad rule is the caller's usage error, raised here.
-            self._filters = Filters.build(root, excludes=opts.excludes, exclude_from=opts.exclude_from,
-                                          state_paths=opts.state_paths)
+            self.filters = Filters.build(root, excludes=opts.excludes, exclude_from=opts.exclude_from,
+                                         state_paths=opts.state_paths)
         except FiltersError as exc:
             raise UsageError(str(exc)) from exc
+        self._rules = rules  # False: the walk leaves out only ks3sync's own files
         self._root = root
         self._opts = opts
         self._key_prefix = key_prefix
@@ -562,13 +575,14 @@ class _LocalScan:
         if not self._in_worker:
             from ks3sync.scan import scan_tree
 
-            return scan_tree(self._root, self._filters, follow_symlinks=self._opts.follow_symlinks,
+            walk_filters = self.filters if self._rules else self.filters.without_rules()
+            return scan_tree(self._root, walk_filters, follow_symlinks=self._opts.follow_symlinks,
                              key_prefix=self._key_prefix)
         from ks3sync.scan.worker import scan_tree_in_worker
 
         return scan_tree_in_worker(self._root, excludes=self._opts.excludes, exclude_from=self._opts.exclude_from,
                                    state_paths=self._opts.state_paths, follow_symlinks=self._opts.follow_symlinks,
-                                   key_prefix=self._key_prefix)
+                                   key_prefix=self._key_prefix, rules=self._rules)
 
     def __iter__(self) -> Iterator[LocalEntry]:
         from ks3sync.scan import ScanProblem, ScanRootError, ScanWorkerError

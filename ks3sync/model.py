@@ -74,6 +74,19 @@ class SyncedEntry:
     synced_at_ns: int = 0
 
 
+class Exclusion(enum.Enum):
+    """What the exclusion rules say about one path (a local file or a remote key relative to the prefix).
+
+    The planner never transfers an excluded path in either direction and never deletes one on the
+    destination, unless the sync asks for rsync's ``--delete-excluded``; then ``EXCLUDED`` paths on the
+    destination go too (still through every delete guard). ``PROTECTED`` paths are never transferred
+    nor deleted, whatever the options: the rules that might exclude them could not be read."""
+
+    INCLUDED = "included"
+    EXCLUDED = "excluded"  # by --exclude, --exclude-from, a .ks3ignore, or as one of ks3sync's own files
+    PROTECTED = "protected"
+
+
 # --------------------------------------------------------------------------------------------------
 # Operations: the plan is data (a list of these); the executor carries them out.
 

@@ -62,6 +62,8 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses.")
 @click.option("--state-db", type=click.Path(path_type=Path), help="The journal (default: XDG state dir).")
 @click.option("--delete", is_flag=True, help="Remove destination entries that are not in the source.")
+@click.option("--delete-excluded", is_flag=True,
+              help="Also remove excluded destination entries (implies --delete; excluded ones are kept otherwise).")
 @click.option("--max-delete", metavar="N|P%", help="Refuse a pass that would delete more (default 50%).")
 @click.option("--force", is_flag=True, help="Override the max-delete and empty-source guards.")
 @click.option("--backup-prefix", metavar="PREFIX", help="Copy overwritten/deleted objects under this key prefix first.")
@@ -231,8 +233,11 @@ class _Settings:
             backup_prefix=backup,
             bwlimit=float(bwlimit) if bwlimit else None,
         )
+        # rsync's --delete-excluded implies --delete; a config's delete_excluded requires delete: true.
+        delete_excluded = bool(self._sync_value("delete_excluded", "delete_excluded", False))
         return MirrorOptions(
-            delete=bool(self._sync_value("delete", "delete", False)),
+            delete=bool(self._sync_value("delete", "delete", False)) or delete_excluded,
+            delete_excluded=delete_excluded,
             checksum=bool(flags["checksum"]),
             max_delete=max_count,
             max_delete_percent=max_percent,

@@ -206,12 +206,14 @@ def _mirror_options_factory(transfer_for: Callable[[Any], Any]) -> Callable[[Any
         sync = worker.sync
         return MirrorOptions(
             delete=sync.delete,
+            delete_excluded=sync.delete_excluded,
             max_delete=sync.max_delete.count,
             max_delete_percent=sync.max_delete.percent,
             excludes=sync.excludes,
             exclude_from=sync.exclude_from,
             follow_symlinks=sync.follow_symlinks,
             transfer=worker.transfer,
+            state_paths=worker.state_paths,
         )
 
     return options_for

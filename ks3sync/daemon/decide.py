@@ -15,8 +15,12 @@ coalesced or lost events, and the file may have changed again since):
 | missing                       | absent                    | nothing (e.g. a temp file that came and went)  |
 
 A MOVE also owns its source's deletion (the journal's rule): when ``src`` is gone locally, recorded,
-and deletes are on, ``DeleteRemote(src)`` is returned in ``deletes`` and runs only after this change's
-transfers succeeded (invariant 3: a move's source is not deleted before its copy).
+not excluded, and deletes are on, ``DeleteRemote(src)`` is returned in ``deletes`` and runs only after
+this change's transfers succeeded (invariant 3: a move's source is not deleted before its copy).
+
+Excluded paths are outside the sync: their objects are never deleted from here, not even a moved
+source that became excluded after it was synced, nor a path under a deleted folder. With
+``delete_excluded`` it is the periodic reconcile (``run_mirror``) that deletes them, through its guards.
 
 Imports ks3sync.model only: no journal, no store, no file system (the caller stats the file).
 """
@@ -67,7 +71,7 @@ def decide(
     whether something exists at ``src_path`` now (a re-created source must not be deleted)."""
     deletes: tuple[DeleteRemote, ...] = ()
     source = synced.get(src_path) if src_path is not None else None
-    if src_path is not None and source is not None and delete and not src_exists:
+    if src_path is not None and source is not None and delete and not src_exists and not excluded(src_path):
         deletes = (DeleteRemote(src_path, remote_of(source), reason="renamed"),)
 
     if excluded(path):

@@ -124,6 +124,7 @@ class SyncWorker:
         self.store = store
         self.transfer = transfer
         self.clock = clock
+        self.state_paths = tuple(state_paths)  # ks3sync's own files: the reconcile's scan skips them too
         self._filters: Filters | None = None
         if excluded is None:
             # the same rules the scanner applies (--exclude, exclude_from, .ks3ignore files, our own

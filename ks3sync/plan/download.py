@@ -2,6 +2,10 @@
 the same three sorted streams in one phase (a restore makes no copies), plus the refusal of keys that
 would escape the target folder (invariant 6; the executor checks again).
 
+Excluded keys are not fetched: a local file of an excluded name is outside the sync and is neither
+overwritten nor deleted. With ``delete_excluded`` the local stream holds the excluded files too (the
+caller walks without the rules) and they become guarded deletes (see ``plan.exclude``).
+
 Pure: no I/O, no clock; imports only ``ks3sync.model`` and sibling planner modules."""
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from ks3sync.model import (
     Adopt,
     DeleteLocal,
     Download,
+    Exclusion,
     Forget,
     LocalEntry,
     Operation,
@@ -20,6 +25,7 @@ from ks3sync.model import (
     RemoteEntry,
     SyncedEntry,
 )
+from ks3sync.plan.exclude import ExclusionTest, delete_reason, nothing_excluded
 from ks3sync.plan.guard import guard_deletes
 from ks3sync.plan.keys import is_directory_marker, unsafe_reason
 from ks3sync.plan.march import march, sorted_records
@@ -39,11 +45,12 @@ def plan_download(
     local: Iterable[LocalEntry],
     synced: Mapping[str, SyncedEntry] | Iterable[SyncedEntry],
     opts: PlanOptions,
+    excluded: ExclusionTest = nothing_excluded,
 ) -> Plan:
     """What to do so that the local folder holds exactly the remote objects (see :func:`march_download`);
     ``synced`` is a map or any collection of records."""
     records = sorted_records(synced.values() if isinstance(synced, Mapping) else synced)
-    return march_download(remote, local, records, opts).plan
+    return march_download(remote, local, records, opts, excluded).plan
 
 
 def march_download(
@@ -51,20 +58,26 @@ def march_download(
     local: Iterable[LocalEntry],
     records: Iterable[SyncedEntry],
     opts: PlanOptions,
+    excluded: ExclusionTest = nothing_excluded,
 ) -> DownloadPlan:
     """One pass over the three streams, each in path order (see ``plan.march``).
 
     An ``Adopt`` here means "hash the local file; if it equals the object, record it, else download".
-    Unsafe keys are skipped with a warning; folder placeholder objects (``dir/``, 0 bytes) silently."""
+    Unsafe keys are skipped with a warning; folder placeholder objects (``dir/``, 0 bytes) silently.
+    ``excluded`` judges the remote-only paths, and every local one when ``opts.delete_excluded`` (with
+    ``opts.delete``) says the local stream was walked without the rules."""
     refused: list[tuple[RemoteEntry, str]] = []
     warnings: list[str] = []
     counts = [0, 0]  # objects to restore, local files
+    local_unfiltered = opts.delete and opts.delete_excluded
 
     def restorable(objects: Iterable[RemoteEntry]) -> Iterator[RemoteEntry]:
         for obj in objects:
             if is_directory_marker(obj.path, obj.size):
                 continue  # a console's "folder" object: nothing to create
             why = unsafe_reason(obj.path)
+            if why is not None and excluded(obj.path) is not Exclusion.INCLUDED:
+                continue  # excluded: not fetched, so nothing to refuse
             if why is not None:
                 refused.append((obj, why))
                 warnings.append(f"skipping key {obj.path!r}: {why} (it would not stay inside the target folder)")
@@ -82,6 +95,22 @@ def march_download(
     forgets: list[Operation] = []
     skipped = 0
     for path, loc, rem, rec in march(counted(local), restorable(remote), records):
+        exclusion = Exclusion.INCLUDED
+        if (loc is None and rem is not None) or (loc is not None and local_unfiltered):
+            # A filtered local entry is included already; only these can be excluded.
+            exclusion = excluded(path)
+        if exclusion is not Exclusion.INCLUDED:
+            # Outside the sync: never fetched (so an excluded local file is never overwritten), and
+            # the local file is deleted only with --delete-excluded (guarded like every delete).
+            if rem is not None:
+                counts[0] -= 1  # not part of the source
+            why = delete_reason(exclusion, delete=opts.delete, delete_excluded=opts.delete_excluded)
+            if loc is not None and why is not None:
+                deletes.append(DeleteLocal(path, why))
+            if rem is None and rec is not None:
+                # The object is gone: its record goes now, whether or not a guard holds the delete back.
+                forgets.append(Forget(path))
+            continue
         if loc is not None and rem is not None:
             op = _both_sides(loc, rem, rec, opts)
             if op is None:

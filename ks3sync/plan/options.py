@@ -15,9 +15,12 @@ class PlanOptions:
     returns a plan whose deletes are withheld (``Plan.refused_deletes`` + a warning) so the transfers
     still happen; ``True`` raises :class:`DeleteGuardError` so the caller can refuse the whole pass. ``encrypt`` says whether
     the sync stores (upload) or reads (download) client-side encrypted objects: a journal record made
-    with the other setting is out of date, and ciphertext sizes are not compared with plaintext ones."""
+    with the other setting is out of date, and ciphertext sizes are not compared with plaintext ones.
+    ``delete_excluded`` (with ``delete``) also deletes destination entries that the exclusion rules
+    exclude (see ``plan.exclude``)."""
 
     delete: bool = False
+    delete_excluded: bool = False
     checksum: bool = False
     max_delete: int | None = None
     max_delete_percent: float | None = 50.0

@@ -5,7 +5,8 @@ Two phases, because a new local file may be a rename or a duplicate of an object
 passed (or has not reached yet):
 
 1. :func:`march_upload` walks the streams once. Paths on both sides are decided at once; remote-only
-   paths become (guarded) deletes; journal-only paths are forgotten. Local-only files are kept aside,
+   paths become (guarded) deletes, unless the exclusion rules exclude them (``plan.exclude``: the local
+   stream is already filtered, so only remote-only paths are judged); journal-only paths are forgotten. Local-only files are kept aside,
    with what phase 2 needs to know about the objects: which record paths are *not* intact (few), and
    plain-ETag objects without an intact record (none in a steady state; every object when a populated
    bucket is adopted with an empty journal, the one case where this phase holds O(objects)).
@@ -35,6 +36,7 @@ from ks3sync.model import (
     SyncedEntry,
     Upload,
 )
+from ks3sync.plan.exclude import ExclusionTest, delete_reason, nothing_excluded
 from ks3sync.plan.guard import guard_deletes
 from ks3sync.plan.march import march, sorted_records
 from ks3sync.plan.options import PlanOptions
@@ -85,14 +87,16 @@ def plan_upload(
     remote: Iterable[RemoteEntry],
     synced: Mapping[str, SyncedEntry] | Iterable[SyncedEntry],
     opts: PlanOptions,
+    excluded: ExclusionTest = nothing_excluded,
 ) -> Plan:
     """What to do so that KS3 holds exactly the local files (deletes only with ``opts.delete``).
+    ``local`` must already leave out what ``excluded`` excludes (the scan applies the same rules).
 
     ``local`` and ``remote`` must be in path order (see ``plan.march``); ``synced`` is a map or any
     collection of records. Local files are taken as given: only those with an ``md5`` can become
     "same-content" copies (``ks3sync.mirror`` hashes the candidates between the phases)."""
     records = sorted_records(synced.values() if isinstance(synced, Mapping) else synced)
-    marched = march_upload(local, remote, records, opts)
+    marched = march_upload(local, remote, records, opts, excluded)
     sources = collect_copy_sources(marched, records, opts) if marched.local_only else NO_SOURCES
     return finish_upload(marched, sources, opts)
 
@@ -102,8 +106,9 @@ def march_upload(
     remote: Iterable[RemoteEntry],
     records: Iterable[SyncedEntry],
     opts: PlanOptions,
+    excluded: ExclusionTest = nothing_excluded,
 ) -> UploadMarch:
-    """Phase 1: one pass over the three sorted streams."""
+    """Phase 1: one pass over the three sorted streams. ``excluded`` judges the remote-only paths."""
     decided: dict[str, Operation] = {}
     objects: dict[str, RemoteEntry] = {}
     deletes: list[Operation] = []
@@ -138,9 +143,12 @@ def march_upload(
                 not_intact.add(path)  # rewritten by this plan: not a copy source
             continue
         # Remote only: the object is not in the source. Deleted only when asked (and guarded), after
-        # every transfer: until then it can still be a copy source.
+        # every transfer: until then it can still be a copy source. An excluded object stays (and so
+        # does its record, if it became excluded after it was synced) unless --delete-excluded.
         if opts.delete:
-            deletes.append(DeleteRemote(path, rem))
+            why = delete_reason(excluded(path), delete=True, delete_excluded=opts.delete_excluded)
+            if why is not None:
+                deletes.append(DeleteRemote(path, rem, why))
         if rec is not None and not intact:
             not_intact.add(path)
         if not intact and not opts.encrypt and not rem.is_multipart_etag:

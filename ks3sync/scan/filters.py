@@ -7,8 +7,13 @@ Precedence, lowest to highest (the last rule that matches decides, so a ``!patte
 ``--exclude`` patterns. As in git, a file inside an excluded folder cannot be re-included: the walk
 never enters an excluded folder.
 
-Imports: pathspec (lazily, only when there are patterns) and the standard library; nothing else
-from ks3sync.
+The same rules judge remote keys (relative to the sync prefix): :meth:`Filters.exclusion` reads the
+``.ks3ignore`` files of the *local* folders a key would live in, so a rule file only known locally
+still protects the objects it matches (a key ending in ``/``, a folder placeholder, is judged as that
+folder). ks3sync's own files are excluded too; a walk never shows them, even one without the rules
+(:meth:`Filters.without_rules`), so no option can delete them locally.
+
+Imports: pathspec (lazily, only when there are patterns), the standard library and ``ks3sync.model``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ks3sync.model import Exclusion
 
 if TYPE_CHECKING:
     import pathspec
@@ -71,7 +78,11 @@ class Filters:
     root: Path
     command_line: tuple[RuleSet, ...] = ()  # --exclude-from files, then --exclude patterns
     always: frozenset[str] = frozenset()  # relative paths of ks3sync's own files inside the root
+    read_ignore_files: bool = True  # False: the walk skips .ks3ignore files (see without_rules)
     _cache: dict[str, RuleSet | None] = field(default_factory=dict, compare=False, repr=False)
+    # folder ("" = the root) -> (excluded itself or through a parent, the .ks3ignore rules its entries see)
+    _folders: dict[str, tuple[bool, tuple[RuleSet, ...]]] = field(default_factory=dict, compare=False, repr=False)
+    _unreadable: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -103,6 +114,12 @@ class Filters:
                 rules.append(parsed)
         return cls(Path(root), tuple(rules), _own_paths(Path(root), state_paths))
 
+    def without_rules(self) -> Filters:
+        """Filters that leave out only ks3sync's own files: a walk with them sees the excluded files
+        too, for a restore that must delete them (``--delete-excluded``); ``exclusion`` still judges
+        each path by every rule of ``self``."""
+        return Filters(self.root, (), self.always, read_ignore_files=False)
+
     # -- used by the walk ---------------------------------------------------------------------------
 
     def always_excluded(self, rel: str, name: str) -> bool:
@@ -122,29 +139,74 @@ class Filters:
     # -- single paths (the watcher) -----------------------------------------------------------------
 
     def is_excluded(self, rel: str, is_dir: bool = False) -> bool:
-        """Is ``rel`` (relative POSIX path) excluded, itself or through an excluded parent folder?"""
-        parts = rel.split("/")
-        chain: list[RuleSet] = []
-        for depth in range(len(parts)):
-            folder = "/".join(parts[:depth])
-            here = self._ignore_file(folder)
-            if here is not None:
-                chain.append(here)
-            sub = "/".join(parts[: depth + 1])
-            last = depth == len(parts) - 1
-            sub_is_dir = is_dir if last else True
-            if self.always_excluded(sub, parts[depth]) or self.decide(sub, sub_is_dir, chain):
-                return True
-        return False
+        """Is ``rel`` (relative POSIX path) excluded, itself or through an excluded parent folder?
+        Raises OSError / FiltersError when a ``.ks3ignore`` on the way cannot be read."""
+        folder, _, name = rel.rpartition("/")
+        excluded, chain = self._folder(folder)
+        return excluded or self.always_excluded(rel, name) or self.decide(rel, is_dir, chain)
+
+    def exclusion(self, path: str) -> Exclusion:
+        """What the rules say about a local path or a remote key (relative to the prefix; a trailing
+        ``/`` marks a folder). A ``.ks3ignore`` that cannot be read protects what it might exclude:
+        such a path is neither transferred nor deleted (the scan reports the file)."""
+        is_dir = path.endswith("/")
+        try:
+            return Exclusion.EXCLUDED if self.is_excluded(path[:-1] if is_dir else path, is_dir) else Exclusion.INCLUDED
+        except (OSError, ValueError):  # FiltersError is a ValueError; so is a NUL byte in a path
+            return Exclusion.PROTECTED
+
+    def _folder(self, folder: str) -> tuple[bool, tuple[RuleSet, ...]]:
+        """Whether ``folder`` is excluded (itself or through a parent) and the rules its entries see,
+        worked out once per folder: a listing asks about every key, and keys share their folders."""
+        known = self._folders.get(folder)
+        if known is not None:
+            return known
+        pending: list[str] = []  # the folder and its ancestors not known yet, deepest first
+        while known is None:
+            pending.append(folder)
+            if not folder:
+                known = (False, ())  # above the root: nothing excluded, no rules yet
+                break
+            folder = folder.rpartition("/")[0]
+            known = self._folders.get(folder)
+        assert known is not None
+        excluded, chain = known
+        for folder in reversed(pending):
+            if folder and not excluded:
+                name = folder.rpartition("/")[2]
+                excluded = self.always_excluded(folder, name) or self.decide(folder, True, chain)
+            if not excluded:
+                here = self._ignore_file(folder)  # a failure raises before anything is cached
+                if here is not None:
+                    chain = (*chain, here)
+            known = (excluded, chain)
+            self._folders[folder] = known
+        return known
 
     def forget_ignore_file(self, folder: str = "") -> None:
         """A ``.ks3ignore`` changed: re-read it (``folder`` relative, "" for the root) next time."""
         self._cache.pop(folder, None)
+        self._folders.clear()  # every folder below saw the old rules
+
+    def unreadable_ignore_files(self) -> list[tuple[str, str]]:
+        """``(relative path, reason)`` of the ``.ks3ignore`` files single-path questions could not
+        read (the paths they might exclude were judged protected)."""
+        return sorted(self._unreadable.items())
 
     def _ignore_file(self, folder: str) -> RuleSet | None:
+        if not self.read_ignore_files or not _is_plain_folder(folder):
+            # A remote key with "..", "." or empty segments names no folder of the tree: no rule
+            # file below the root applies to it, and none outside the root may be read.
+            return None
         if folder not in self._cache:
             path = self.root / folder / IGNORE_FILE if folder else self.root / IGNORE_FILE
-            self._cache[folder] = load_ignore_file(path, folder + "/" if folder else "")
+            try:
+                # A failure is not cached: the next question reads the file again (it may be fixed).
+                self._cache[folder] = load_ignore_file(path, folder + "/" if folder else "")
+            except (OSError, FiltersError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self._unreadable[f"{folder}/{IGNORE_FILE}" if folder else IGNORE_FILE] = reason
+                raise
         return self._cache[folder]
 
 
@@ -159,6 +221,12 @@ def load_ignore_file(path: Path, base: str) -> RuleSet | None:
     except UnicodeDecodeError as exc:
         raise FiltersError(f"{path}: not UTF-8 text") from exc
     return parse_rules(text.splitlines(), base, str(path))
+
+
+def _is_plain_folder(folder: str) -> bool:
+    return not folder or (
+        "\x00" not in folder and all(segment not in ("", ".", "..") for segment in folder.split("/"))
+    )
 
 
 def _own_paths(root: Path, state_paths: Sequence[Path]) -> frozenset[str]:

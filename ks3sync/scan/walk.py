@@ -136,7 +136,7 @@ def _open_folder(
         return None, [ScanProblem(display, f"cannot read folder: {exc.strerror}", "unreadable")]
 
     # This folder's .ks3ignore applies to everything below it.
-    if any(e.name == _IGNORE_FILE_B for e in raw):
+    if filters.read_ignore_files and any(e.name == _IGNORE_FILE_B for e in raw):
         try:
             rules = load_ignore_file(Path(os.fsdecode(path_b)) / IGNORE_FILE, rel)
         except (OSError, FiltersError) as exc:

@@ -53,8 +53,10 @@ def scan_tree_in_worker(
     state_paths: Sequence[Path] = (),
     follow_symlinks: bool = False,
     key_prefix: str = "",
+    rules: bool = True,
 ) -> Iterator[LocalEntry | ScanProblem]:
-    """What ``scan_tree(root, Filters.build(root, ...), ...)`` yields, walked by a child process.
+    """What ``scan_tree(root, Filters.build(root, ...), ...)`` yields, walked by a child process
+    (``rules=False``: with ``Filters.build(...).without_rules()``).
     Raises :class:`ScanRootError` as ``scan_tree`` does and :class:`ScanWorkerError` if the child
     fails. Closing the iterator early stops the child."""
     spec = {
@@ -64,6 +66,7 @@ def scan_tree_in_worker(
         "state_paths": [os.fsdecode(p) for p in state_paths],
         "follow_symlinks": follow_symlinks,
         "key_prefix": key_prefix,
+        "rules": rules,
     }
     try:
         proc = subprocess.Popen([sys.executable, "-m", "ks3sync.scan.worker"], stdin=subprocess.PIPE,
@@ -134,6 +137,8 @@ def _run(spec: dict[str, Any], out: IO[bytes]) -> None:
     root = Path(spec["root"])
     filters = Filters.build(root, excludes=spec["excludes"], exclude_from=[Path(p) for p in spec["exclude_from"]],
                             state_paths=[Path(p) for p in spec["state_paths"]])
+    if not spec.get("rules", True):
+        filters = filters.without_rules()
     batch: list[tuple[Any, ...]] = []
     files = 0
     for item in scan_tree(root, filters, follow_symlinks=spec["follow_symlinks"], key_prefix=spec["key_prefix"]):

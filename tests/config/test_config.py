@@ -88,6 +88,7 @@ def test_every_option(tmp_path: Path, src: Path) -> None:
         acl: private
         rescan_interval: 1h30m
         follow_symlinks: false
+        delete_excluded: true
         """
     extra_top = """\
         transfer:
@@ -108,6 +109,7 @@ def test_every_option(tmp_path: Path, src: Path) -> None:
     assert sync.backup_prefix == "backup/docs/"
     assert sync.excludes == ("*.tmp", ".cache/")
     assert sync.exclude_from == (ignore,)
+    assert sync.delete and sync.delete_excluded
     assert sync.encrypt_key_file == key
     assert sync.storage_class == "STANDARD_IA" and sync.acl == "private"
     assert sync.rescan_interval == 5400.0
@@ -192,6 +194,13 @@ def test_each_mistake_names_its_key(
 def test_wrong_types(tmp_path: Path, src: Path, old: str, new: str, expected: str) -> None:
     path = write(tmp_path, issue_shape(src).replace(old, new))
     assert one_line_error(path) == f"{path}: {expected}"
+
+
+def test_delete_excluded_needs_delete(tmp_path: Path, src: Path) -> None:
+    body = issue_shape(src, "delete_excluded: true").replace("delete: true", "delete: false")
+    message = one_line_error(write(tmp_path, body))
+    assert message.endswith("syncs[0].delete_excluded: needs delete: true in the same sync")
+    assert load_config(write(tmp_path, issue_shape(src)), environ=ENV).syncs[0].delete_excluded is False
 
 
 def test_bad_url(tmp_path: Path, src: Path) -> None:

@@ -125,6 +125,15 @@ def test_excluded_path_is_never_sent_nor_deleted() -> None:
     assert d.transfers == () and [op.path for op in d.deletes] == ["a"]
 
 
+def test_a_moved_source_that_became_excluded_keeps_its_object() -> None:
+    # x.tmp was synced before *.tmp was excluded; renaming it must not delete its object
+    excluded = {"x.tmp"}.__contains__
+    d = run("y.txt", "x.tmp", local("y.txt"), synced={"x.tmp": record("x.tmp")}, excluded=excluded)
+    assert d.deletes == () and [type(op) for op in d.transfers] == [Copy]
+    d = run("y.tmp", "x.tmp", None, synced={"x.tmp": record("x.tmp")}, excluded={"x.tmp", "y.tmp"}.__contains__)
+    assert d.outcome is Outcome.NOTHING
+
+
 @given(
     here=st.one_of(
         st.none(),

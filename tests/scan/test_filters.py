@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ks3sync.model import LocalEntry
+from ks3sync.model import Exclusion, LocalEntry
 from ks3sync.scan import Filters, FiltersError, scan_tree
 
 
@@ -93,3 +93,55 @@ def test_unreadable_ignore_file_is_a_problem_not_a_crash(tmp_path: Path) -> None
     assert "sub/a.txt" in paths
     problems = [i for i in items if not isinstance(i, LocalEntry)]
     assert [(p.path, p.kind) for p in problems] == [("sub/.ks3ignore", "ignore-file")]
+
+
+def test_remote_keys_are_judged_by_the_same_rules_as_the_walk(tmp_path: Path) -> None:
+    make(tmp_path, *TREE)
+    (tmp_path / "sub" / ".ks3ignore").write_text("local.txt\n/inner/\n")
+    f = Filters.build(tmp_path, excludes=["*.log", "!keep.log", "build/", "docs/**/*.tmp", "/notes.txt"])
+    walked = set(files(tmp_path, f))
+    for path in TREE:  # a key names what a file of that path would: the verdicts agree with the walk
+        assert f.exclusion(path) is (Exclusion.INCLUDED if path in walked else Exclusion.EXCLUDED), path
+    # keys with no local file: the local .ks3ignore of their folder still protects them
+    assert f.exclusion("sub/local.txt") is Exclusion.EXCLUDED
+    assert f.exclusion("sub/inner/only-remote.bin") is Exclusion.EXCLUDED
+    assert f.exclusion("elsewhere/build/x") is Exclusion.EXCLUDED  # a folder pattern matches any depth
+    assert f.exclusion("build") is Exclusion.INCLUDED  # "build/" matches folders, and this key is a file
+    assert f.exclusion("build/") is Exclusion.EXCLUDED  # a folder placeholder is judged as that folder
+    assert f.exclusion("keep.log") is Exclusion.INCLUDED and f.exclusion("x/keep.log") is Exclusion.INCLUDED
+
+
+def test_own_files_are_excluded_keys_and_unreadable_rules_protect(tmp_path: Path) -> None:
+    make(tmp_path, "state/journal.db", "sub/a.txt")
+    f = Filters.build(tmp_path, state_paths=[tmp_path / "state"])
+    assert f.exclusion("state/journal.db") is Exclusion.EXCLUDED  # never fetched over our journal
+    assert f.exclusion("state/") is Exclusion.EXCLUDED
+    assert f.exclusion("x/.ks3sync-tmp-abc") is Exclusion.EXCLUDED
+    assert f.unreadable_ignore_files() == []
+    (tmp_path / "sub" / ".ks3ignore").write_bytes(b"\xff\xfe not utf-8\n")
+    assert f.exclusion("sub/a.txt") is Exclusion.PROTECTED  # the rules might exclude it: leave it alone
+    assert f.exclusion("other.txt") is Exclusion.INCLUDED
+    assert [path for path, _ in f.unreadable_ignore_files()] == ["sub/.ks3ignore"]
+
+
+def test_keys_that_are_no_local_path_never_read_rules_outside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    make(root, "a.txt")
+    (tmp_path / ".ks3ignore").write_text("*\n")  # outside the root: must never apply
+    (root / "d").mkdir()
+    (root / "d" / ".ks3ignore").write_text("*\n")
+    f = Filters.build(root, excludes=["*.log"])
+    for key in ("../x.txt", "../../x.txt", "a//b.txt", "./x.txt", "nul\x00/x.txt"):
+        assert f.exclusion(key) is Exclusion.INCLUDED, key
+    assert f.exclusion("../x.log") is Exclusion.EXCLUDED  # the command line's rules still apply
+    assert f.exclusion("d/x.txt") is Exclusion.EXCLUDED
+    assert f.exclusion("d/../x.txt") is Exclusion.EXCLUDED  # lexically under d/, whose rules are inside
+
+
+def test_a_walk_without_rules_sees_excluded_files_but_never_own_ones(tmp_path: Path) -> None:
+    make(tmp_path, "a.log", "b.txt", "build/x.o", "state/journal.db", "c/.ks3sync-tmp-1")
+    (tmp_path / ".ks3ignore").write_text("b.txt\n")
+    f = Filters.build(tmp_path, excludes=["*.log", "build/"], state_paths=[tmp_path / "state"])
+    assert files(tmp_path, f) == [".ks3ignore"]
+    assert files(tmp_path, f.without_rules()) == [".ks3ignore", "a.log", "b.txt", "build/x.o"]
+    assert f.exclusion("b.txt") is Exclusion.EXCLUDED  # the rules still judge each path

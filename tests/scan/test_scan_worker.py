@@ -143,3 +143,15 @@ def test_a_failure_inside_the_worker_is_reported(tmp_path: Path) -> None:
     # A rule file that vanished between the parent's check and the child's build: the child says why.
     with pytest.raises(ScanWorkerError, match="the scan worker failed: FiltersError: --exclude-from"):
         list(scan_tree_in_worker(tmp_path, exclude_from=(tmp_path / "gone.txt",)))
+
+
+def test_the_worker_walks_without_rules_like_scan_tree(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    settings = awkward_tree(root)
+    filters = Filters.build(root, **settings).without_rules()  # type: ignore[arg-type]
+    expected = list(scan_tree(root, filters))
+    got = list(scan_tree_in_worker(root, rules=False, **settings))  # type: ignore[arg-type]
+    assert got == expected
+    paths = {item.path for item in got}
+    assert {"drop.log", "skip/me", "ignored/inner"} <= paths  # excluded, but seen
+    assert "state/journal.db" not in paths  # ks3sync's own file: never
