@@ -182,6 +182,10 @@ class _Stopped(Exception):
     """The caller's stop event was set while the sources were being marched."""
 
 
+class NothingToRestore(FatalError):
+    """A restore whose bucket prefix holds no object at all (most likely a typo): nothing is created."""
+
+
 def run_mirror(
     store: Store,
     journal: JournalLike,
@@ -337,6 +341,9 @@ def _plan(
         with (_fewer_collections(), _Listing(store, stop) as listing,
               _closing(journal.iter_synced_entries(sync_id)) as records):
             restore = march_download(listing, local, records, plan_opts, excluded)
+        if restore.listed == 0:
+            # Most likely a mistyped bucket or prefix: say so rather than create an empty folder.
+            raise NothingToRestore(f"nothing to restore: ks3://{store.bucket}/{store.prefix} holds no objects")
         plan = restore.plan
         for obj, why in restore.refused:
             if not (obj.size == 0 and obj.path.endswith("/")):

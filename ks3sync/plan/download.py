@@ -34,10 +34,12 @@ from ks3sync.plan.options import PlanOptions
 
 @dataclass(frozen=True, slots=True)
 class DownloadPlan:
-    """The plan, and the keys it refused (invariant 6) with the reason: the caller reports them."""
+    """The plan, the keys it refused (invariant 6) with the reason (the caller reports them), and how
+    many objects the listing held (folder placeholders and refused keys included)."""
 
     plan: Plan
     refused: tuple[tuple[RemoteEntry, str], ...]
+    listed: int = 0
 
 
 def plan_download(
@@ -68,11 +70,12 @@ def march_download(
     ``opts.delete``) says the local stream was walked without the rules."""
     refused: list[tuple[RemoteEntry, str]] = []
     warnings: list[str] = []
-    counts = [0, 0]  # objects to restore, local files
+    counts = [0, 0, 0]  # objects to restore, local files, objects listed
     local_unfiltered = opts.delete and opts.delete_excluded
 
     def restorable(objects: Iterable[RemoteEntry]) -> Iterator[RemoteEntry]:
         for obj in objects:
+            counts[2] += 1
             if is_directory_marker(obj.path, obj.size):
                 continue  # a console's "folder" object: nothing to create
             why = unsafe_reason(obj.path)
@@ -138,7 +141,7 @@ def march_download(
         refused_deletes=refused_n,
         warnings=tuple(warnings) + guard_warnings,
     )
-    return DownloadPlan(plan, tuple(refused))
+    return DownloadPlan(plan, tuple(refused), listed=counts[2])
 
 
 def _both_sides(

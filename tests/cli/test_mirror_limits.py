@@ -1,5 +1,5 @@
 """`ks3sync mirror` as a real process against local-server: part sizes outside KS3's limits are refused
-before anything is sent."""
+before anything is sent, and a restore from a prefix with no objects is an error that creates nothing."""
 
 from __future__ import annotations
 
@@ -67,3 +67,20 @@ def test_part_sizes_outside_ks3_limits_are_refused(local_server: Any, bucket: st
     assert result.returncode == 2
     assert result.stderr == (f"ks3sync: error: {config}: transfer.part_size: must be between 100KiB and 5GiB "
                              "(KS3's part size limits), got 64KiB\n")
+
+
+def test_restore_from_a_prefix_with_no_objects_is_an_error(local_server: Any, bucket: str,
+                                                           tmp_path: Path) -> None:
+    put(local_server, bucket, {"photos/a.jpg": "a"})
+    target = tmp_path / "restored"
+    result = mirror(local_server, tmp_path, f"ks3://{bucket}/fotos", str(target),
+                    "--state-db", str(tmp_path / "j.db"))
+    assert result.returncode == 1
+    assert result.stderr == f"ks3sync: error: nothing to restore: ks3://{bucket}/fotos/ holds no objects\n"
+    assert not target.exists()
+    plan = mirror(local_server, tmp_path, f"ks3://{bucket}/fotos", str(target), "--dry-run",
+                  "--state-db", str(tmp_path / "j.db"))
+    assert plan.returncode == 1 and "nothing to restore" in plan.stderr and not target.exists()
+    fine = mirror(local_server, tmp_path, f"ks3://{bucket}/photos", str(target), "--state-db", str(tmp_path / "j.db"))
+    assert fine.returncode == 0, fine.stderr
+    assert read(target) == {"a.jpg": "a"}

@@ -205,7 +205,11 @@ def test_restore_with_delete_and_its_guard(local_server: Any, bucket: str, tmp_p
     with Client(ClientConfig(endpoint=local_server.endpoint, access_key=local_server.access_key,
                              secret_key=local_server.secret_key)) as client:
         client.delete_objects(bucket, ["r/a", "r/b/c", "r/d"])
-    emptied = mirror(local_server, tmp_path, target, str(restore), "--delete")
+        nothing = mirror(local_server, tmp_path, target, str(restore), "--delete")
+        assert nothing.exit_code == 1 and f"nothing to restore: {target} holds no objects" in nothing.stderr
+        assert read_tree(restore) == {"a": b"1", "b/c": b"2", "d": b"3"}
+        client.put_object(bucket, "r/x.tmp", b"")  # an object, but nothing of the (filtered) source
+    emptied = mirror(local_server, tmp_path, target, str(restore), "--delete", "--exclude", "*.tmp")
     assert emptied.exit_code == 1 and "source is empty" in emptied.stderr
     assert read_tree(restore) == {"a": b"1", "b/c": b"2", "d": b"3"}
 

@@ -77,7 +77,9 @@ def test_restore_drops_the_record_of_an_excluded_path_whose_object_is_gone() -> 
     assert Forget("app.log") not in plan.transfers
 
 
-def test_restore_does_not_refuse_an_excluded_unsafe_key() -> None:
+def test_restore_counts_listed_objects_and_excluded_unsafe_keys_are_not_refused() -> None:
     objects = [remote("../up.log", b"x"), remote("dir/", b""), remote("../up.txt", b"y")]
     result = march_download(objects, [], [], DELETE, judge({"../up.log"}))
+    assert result.listed == 3
     assert [obj.path for obj, _ in result.refused] == ["../up.txt"]
+    assert march_download([], [], [], DELETE).listed == 0
