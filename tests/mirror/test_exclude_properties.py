@@ -329,3 +329,18 @@ def test_upload_property_over_local_server(case: Scenario, http_rig: RigFactory)
 @given(case=scenarios().filter(nonempty_bucket))
 def test_restore_property_over_local_server(case: Scenario, http_rig: RigFactory) -> None:
     download_property(case, http_rig)
+
+
+def test_restore_with_delete_excluded_keeps_what_an_unreadable_ignore_file_may_exclude(tmp_path: Path) -> None:
+    dst = tmp_path / "dst"
+    write_tree(dst, {"sub/a.txt": b"mine", "sub/b.log": b"log", "c.log": b"log", "keep.txt": b"k"})
+    (dst / "sub" / ".ks3ignore").write_bytes(b"\xff\xfe not utf-8\n")
+    store, journal = MemoryStore(prefix="p/"), MemoryJournal()
+    put_all(store, {"keep.txt": b"k", "sub/a.txt": b"theirs"})
+    result = run_mirror(store, journal, 1, dst, Direction.DOWNLOAD,
+                        options(("*.log",), dst, delete=True, delete_excluded=True))
+    # c.log goes; below sub/ nothing is fetched or deleted, and the unreadable rule file is named
+    assert read_tree(dst) == {"sub/a.txt": b"mine", "sub/b.log": b"log", "keep.txt": b"k",
+                              "sub/.ks3ignore": b"\xff\xfe not utf-8\n"}
+    assert [(path, "cannot use ignore file" in reason) for path, reason in result.problems] == [
+        ("sub/.ks3ignore", True)]
