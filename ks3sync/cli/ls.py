@@ -1,4 +1,5 @@
 """``ks3sync ls ks3://bucket[/prefix]``: list objects in long format (date, storage class, size, key).
+Keys are shown escaped (ks3sync.display); sizes with -H in binary units.
 
 Without ``--recursive`` one level is shown, sub-"folders" as ``PRE name/`` lines (like ``aws s3 ls``).
 """
@@ -19,19 +20,12 @@ from ks3sync.cli.common import (
     open_client,
     resolve_connection,
 )
+from ks3sync.cli.output import line
+from ks3sync.display import human_size
 
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else " " * 19
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 @click.command("ls", context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,11 +55,12 @@ def ls(url: str, endpoint: str | None, config_path: Path | None, recursive: bool
         items: Any = client.iter_objects(bucket, prefix=prefix, delimiter=None if recursive else "/")
         try:
             for item in items:
+                # Keys are escaped (ks3sync.display): one holding ESC or CR cannot rewrite the terminal.
                 if isinstance(item, str):
-                    click.echo(f"{'':19}  {'':11}  {'PRE':>12}  {item}")
+                    line(f"{'':19}  {'':11}  {'PRE':>12}  {item}")
                     continue
                 size = human_size(item.size) if human_readable else str(item.size)
-                click.echo(f"{_when(item.last_modified)}  {item.storage_class:<11}  {size:>12}  {item.key}")
+                line(f"{_when(item.last_modified)}  {item.storage_class:<11}  {size:>12}  {item.key}")
                 count += 1
                 total += item.size
         except NoSuchBucket as exc:
@@ -74,4 +69,4 @@ def ls(url: str, endpoint: str | None, config_path: Path | None, recursive: bool
             raise mapped(exc, bucket) from exc
     if recursive:
         shown = human_size(total) if human_readable else f"{total} bytes"
-        click.echo(f"{count} objects, {shown}", err=True)
+        line(f"{count} objects, {shown}", err=True)

@@ -8,7 +8,6 @@ Exit status 0; 2 with one line for a configuration or journal problem.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -33,12 +32,17 @@ STALE_AFTER_S = 30  # a status file not refreshed for this long means the servic
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
 def status(config_path: Path, as_json: bool) -> None:
     """Show per-sync state: queue depth, in flight, parked, last success, last errors, files/bytes done."""
+    from ks3sync.cli.output import set_json_errors
+    from ks3sync.display import escape_lines, json_text
+
+    set_json_errors(as_json)
     config = load_config_or_exit(config_path, check_sources=False)
     report = collect(config)
     if as_json:
-        click.echo(json.dumps(report, indent=2, sort_keys=False))
+        click.echo(json_text(report, indent=2, sort_keys=False))
     else:
-        click.echo(render(report))
+        # Paths and error messages come from the journal, i.e. from keys and file names: escaped.
+        click.echo(escape_lines(render(report)))
 
 
 def collect(config: Any) -> dict[str, Any]:

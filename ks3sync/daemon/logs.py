@@ -6,17 +6,23 @@ paths, counts and error descriptions (which ks3sync's errors keep free of secret
 last line of defence :func:`configure` registers the configured secret values and any occurrence is
 replaced by ``***`` before a line is written.
 
-Imports nothing from ks3sync.
+Keys and paths are hostile text (a key may hold ESC or CR): a text value that holds a character
+ks3sync.display escapes is written as a JSON string, with ks3sync.display.json_text, which leaves no
+control, bidirectional or separator character raw; the JSON format uses the same function. So no key
+can rewrite the terminal that shows the log or forge a log line (docs/decisions.md D12).
+
+Imports ks3sync.display only.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from collections.abc import Iterable
 from typing import Any, TextIO
+
+from ks3sync.display import json_text, needs_escape
 
 FIELDS = "ks3sync_fields"
 _secrets: tuple[str, ...] = ()
@@ -36,8 +42,8 @@ def _scrub(text: str) -> str:
 
 def _value(value: Any) -> str:
     text = str(value)
-    if text == "" or any(c in text for c in ' "=\n\t'):
-        return json.dumps(text, ensure_ascii=False)
+    if text == "" or any(c in text for c in ' "=') or needs_escape(text):
+        return json_text(text)
     return text
 
 
@@ -67,7 +73,7 @@ class JsonFormatter(logging.Formatter):
         data.update({k: v for k, v in fields.items() if v is not None})
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return _scrub(json.dumps(data, ensure_ascii=False, default=str))
+        return _scrub(json_text(data, default=str))
 
 
 def configure(
