@@ -7,7 +7,6 @@ Also home of :func:`load_config_or_exit`, the way every service command reads it
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -20,13 +19,14 @@ EXIT_CONFIG = 2  # the same status click uses for usage errors
 
 def load_config_or_exit(path: Path, *, check_sources: bool = True) -> Config:
     """Load ``path``; on error print the one-line reason and exit 2. Warnings go to stderr."""
+    from ks3sync.cli.output import fail, warning
+
     try:
         config = load_config(path, check_sources=check_sources)
     except ConfigError as exc:
-        click.echo(f"ks3sync: error: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
-    for warning in config.warnings:
-        click.echo(f"ks3sync: warning: {warning}", err=True)
+        fail(str(exc), EXIT_CONFIG)
+    for message in config.warnings:
+        warning(message)
     return config
 
 
@@ -45,8 +45,9 @@ def check_key_files(config: Config) -> None:
                 warnings.simplefilter("ignore")  # permissions are already reported by load_config
                 EncryptionKey.load(sync.encrypt_key_file)
         except KeyFileError as exc:
-            click.echo(f"ks3sync: error: {config.path}: syncs[{i}].encrypt_key_file: {exc}", err=True)
-            sys.exit(EXIT_CONFIG)
+            from ks3sync.cli.output import fail
+
+            fail(f"{config.path}: syncs[{i}].encrypt_key_file: {exc}", EXIT_CONFIG)
 
 
 def _drop_in_text(config: Config) -> str:
@@ -90,5 +91,7 @@ def check_config(config_path: Path, systemd_drop_in: bool) -> None:
     if systemd_drop_in:
         click.echo(_drop_in_text(config), nl=False)
         return
-    click.echo(f"# {config_path}: OK ({len(config.syncs)} sync{'s' if len(config.syncs) != 1 else ''})")
+    from ks3sync.cli.output import line
+
+    line(f"# {config_path}: OK ({len(config.syncs)} sync{'s' if len(config.syncs) != 1 else ''})")
     click.echo(yaml.safe_dump(config.effective(), sort_keys=False, allow_unicode=True), nl=False)

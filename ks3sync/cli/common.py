@@ -42,9 +42,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """One line on stderr, then exit."""
-    click.echo(f"ks3sync: error: {message}", err=True)
-    sys.exit(code)
+    """One line on stderr (and the JSON error document under --json), then exit (ks3sync.cli.output)."""
+    from ks3sync.cli.output import fail
+
+    fail(message, code)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -71,7 +72,13 @@ def handle_errors(func: F) -> F:
         except Ks3SyncError as exc:
             die(describe(exc), exit_code_for(exc))
         except KeyboardInterrupt:
-            die("interrupted", 130)
+            from ks3sync.cli.interrupt import EXIT_INTERRUPTED
+            from ks3sync.cli.output import error_document, json_errors, note
+
+            note("interrupted")
+            if json_errors():
+                click.echo(error_document("interrupted", EXIT_INTERRUPTED))
+            sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # noqa: BLE001 - mapped by class below, re-raised otherwise
             mapped = _foreign_usage_error(exc)
             if mapped is None:
@@ -98,10 +105,41 @@ def _foreign_usage_error(exc: Exception) -> str | None:
     return None
 
 
-def setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    # force: each invocation logs to the stderr it has now (tests run many invocations in one process).
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the moment of the record: while the progress bar is live
+    rich has replaced it with a proxy that prints above the bar, so log lines do not tear the bar."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        return None  # StreamHandler's constructor and setStream assign it; the property decides
+
+
+class _EscapingFormatter(logging.Formatter):
+    """``LEVEL logger: message`` with keys and paths in the message escaped (ks3sync.display), so a key
+    holding ESC or CR cannot rewrite the terminal or forge a line; a traceback keeps its line breaks."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        from ks3sync.display import escape
+
+        return f"{record.levelname} {record.name}: {escape(record.message)}"
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        from ks3sync.display import escape_lines
+
+        return escape_lines(super().formatException(ei))
+
+
+def setup_logging(verbose: int, *, quiet: bool = False) -> None:
+    """stderr logging for a command: WARNING by default, INFO with -v, DEBUG with -vv, ERROR with -q."""
+    level = logging.ERROR if quiet else logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = _CurrentStderr()
+    handler.setFormatter(_EscapingFormatter())
+    # force: each invocation replaces the handler (tests run many invocations in one process).
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -271,6 +309,8 @@ def load_encryption_key(path: Path) -> Any:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         key = EncryptionKey.load(path)
+    from ks3sync.cli.output import warning as warn
+
     for warning in caught:
-        click.echo(f"ks3sync: warning: {warning.message}", err=True)
+        warn(str(warning.message))
     return key

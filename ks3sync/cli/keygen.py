@@ -22,13 +22,13 @@ def keygen(file: str) -> None:
 
     FILE is what the official SDK reads with Connection(local_encrypt=True, local_key_path=FILE).
     Back it up: encrypted objects cannot be read without it."""
+    from ks3sync.cli.output import fail, line
+
     key = EncryptionKey.generate()
     try:
         key.write_new_file(file)
     except KeyFileExistsError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(EXIT_EXISTS) from None
+        fail(str(exc), EXIT_EXISTS)
     except KeyFileError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(EXIT_FAILED) from None
-    click.echo(f"wrote a new 16-byte key to {file} (mode 0600, fingerprint {key.fingerprint})")
+        fail(str(exc), EXIT_FAILED)
+    line(f"wrote a new 16-byte key to {file} (mode 0600, fingerprint {key.fingerprint})")

@@ -2,7 +2,10 @@
 
 Sub-commands are registered by name -> "module:attribute" and imported lazily: start-up time counts
 in the benchmarks (a re-run with nothing to do must not pay for importing the server or the crypto).
-Each command module defines a click.Command; usage errors exit 2 with one line, as click does.
+Each command module defines a click.Command. click's own errors (an unknown option, a bad value) are
+shown in ks3sync's one style, ``ks3sync: error: <what> (see 'ks3sync CMD --help')``, exit 2, and with
+``--json`` also as ``{"error": …, "exit": 2}`` on stdout (ks3sync.cli.output). SIGINT goes through
+ks3sync.cli.interrupt: a second Ctrl-C always quits at once, quietly, with status 130.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import gc
 import importlib
 import importlib.util
+import sys
 
 import click
 
@@ -67,9 +71,29 @@ GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def main() -> None:
+    from ks3sync.cli import interrupt, output
+
     gc.set_threshold(*GC_THRESHOLDS)
+    args = sys.argv[1:]
+    # A usage error is found before the command runs: whether it must also be a JSON document is read
+    # from the arguments themselves (everything after "--" is an argument, not an option).
+    output.set_json_errors("--json" in (args[: args.index("--")] if "--" in args else args))
+    interrupt.install()
     try:
-        cli(prog_name="ks3sync")
+        status = cli.main(args=args, prog_name="ks3sync", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `ks3sync` alone: the help, as click shows it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        output.fail(f"{_our_style(exc.format_message())}{where}", exc.exit_code)
+    except click.ClickException as exc:
+        output.fail(_our_style(exc.format_message()), exc.exit_code)
+    except click.Abort:  # click's translation of a KeyboardInterrupt outside a command's own handling
+        output.note("interrupted")
+        if output.json_errors():
+            click.echo(output.error_document("interrupted", interrupt.EXIT_INTERRUPTED))
+        sys.exit(interrupt.EXIT_INTERRUPTED)
     finally:
         # Interpreter shutdown runs full collections over everything still alive (every imported module,
         # the pass's objects): ~15-20 ms CPU of a ~0.2 s no-change mirror, measured. Frozen objects are
@@ -77,3 +101,12 @@ def main() -> None:
         # clients are closed explicitly before we get here; only cyclic garbage left at exit is not
         # finalised, which the OS reclaims with the process.
         gc.freeze()
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _our_style(message: str) -> str:
+    """click's "Missing argument 'SRC'." in ks3sync's style: lower-case start, no final full stop."""
+    message = message.strip().removesuffix(".")
+    if len(message) > 1 and message[0].isupper() and message[1].islower():
+        message = message[0].lower() + message[1:]
+    return message

@@ -48,8 +48,10 @@ def presign(url: str, expires: str, for_put: bool, content_type: str | None, end
     endpoint_url = conn.endpoint
     if conn.is_local:
         endpoint_url = "http://127.0.0.1:9000"
-        click.echo("ks3sync: warning: --endpoint local: the embedded server runs only during ks3sync "
-                   "commands; this URL assumes `ks3sync local-server --port 9000` is running", err=True)
+        from ks3sync.cli.output import warning
+
+        warning("--endpoint local: the embedded server runs only during ks3sync commands; this URL assumes "
+                "`ks3sync local-server --port 9000` is running")
     from ks3sync.ks3 import Client, ClientConfig
 
     headers = {"Content-Type": content_type} if content_type else None

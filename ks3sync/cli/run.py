@@ -142,9 +142,14 @@ def _lock_state_dir(state_dir: Path) -> Any:
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
+    from ks3sync.cli.interrupt import quit_now
     from ks3sync.daemon.logs import event
 
     def on_signal(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            # A second Ctrl-C in a terminal: quit now, quietly (the journal has every change; in-flight
+            # multipart parts that were not confirmed are simply sent again at the next start).
+            quit_now("interrupted")
         event(log, logging.INFO, "signal", signal=signal.Signals(signum).name, action="stopping")
         stop.set()
 

@@ -55,5 +55,5 @@ def test_keygen_as_a_process(tmp_path: Path) -> None:
         [sys.executable, "-m", "ks3sync", "keygen", str(path)], capture_output=True, text=True, timeout=60, env=env
     )
     assert second.returncode == 2
-    assert second.stderr.strip() == f"Error: {path} already exists; refusing to overwrite it with a new key"
+    assert second.stderr.strip() == f"ks3sync: error: {path} already exists; refusing to overwrite it with a new key"
     assert path.read_bytes() == original
