@@ -130,24 +130,37 @@ class MirrorResult:
     dry_run: bool = False
     plan: Plan | None = None
 
-    unsynced_problems: int = 0  # scan problems that left data unsynced (FAILING_PROBLEM_KINDS)
+    # Scan problems that left data unsynced (FAILING_PROBLEM_KINDS: unreadable files or folders, names
+    # that cannot be keys), also in ``problems``: they count as failed entries of the pass.
+    unsynced: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def unsynced_problems(self) -> int:
+        return len(self.unsynced)
+
+    @property
+    def failures(self) -> tuple[tuple[str, str], ...]:
+        """Every entry the pass left unsynced, with why: failed transfers and unreadable files."""
+        return self.failed + self.unsynced
 
     @property
     def ok(self) -> bool:
         """Everything that should be in sync is: no failed entry, no fatal stop, no unreadable file."""
-        return not self.failed and self.stopped is None and not self.unsynced_problems
+        return not self.failed and self.stopped is None and not self.unsynced
 
     def summary(self) -> dict[str, Any]:
-        """The machine-readable summary (``--json``, the journal's pass record)."""
+        """The machine-readable summary (``--json``), in the words of the text summary (D12):
+        ``recorded`` = already in the destination, hashed and recorded, nothing sent; ``unchanged`` = in
+        sync already; ``failed`` includes files the scan could not read."""
         return {
             "uploaded": self.uploaded,
             "copied": self.copied,
             "deleted": self.deleted,
             "downloaded": self.downloaded,
-            "adopted": self.adopted,
-            "skipped": self.skipped,
+            "recorded": self.adopted,
+            "unchanged": self.skipped,
             "forgotten": self.forgotten,
-            "failed": [{"path": path, "error": message} for path, message in self.failed],
+            "failed": [{"path": path, "error": message} for path, message in self.failures],
             "problems": [{"path": path, "reason": reason} for path, reason in self.problems],
             "unsynced_problems": self.unsynced_problems,
             "bytes_sent": self.bytes_sent,
@@ -170,7 +183,7 @@ class _Planned:
     unsafe: tuple[tuple[str, str], ...]  # restore keys refused (invariant 6), reported as failures
     warnings: tuple[str, ...]
     problems: tuple[tuple[str, str], ...]
-    unsynced: int
+    unsynced: tuple[tuple[str, str], ...]
 
 
 # From this many files a pass walks the tree in a child process: starting one costs ~50 ms, walking
@@ -217,7 +230,7 @@ def run_mirror(
             refused_deletes=planned.plan.refused_deletes,
             warnings=planned.warnings,
             problems=planned.problems,
-            unsynced_problems=planned.unsynced,
+            unsynced=planned.unsynced,
             failed=planned.unsafe,
             seconds=time.monotonic() - started,
             dry_run=True,
@@ -368,7 +381,7 @@ def _plan(
         unsafe=tuple(unsafe),
         warnings=tuple(warnings),
         problems=tuple(problems),
-        unsynced=sum(1 for p in scan.problems if p.kind in FAILING_PROBLEM_KINDS),
+        unsynced=tuple((p.path, p.reason) for p in scan.problems if p.kind in FAILING_PROBLEM_KINDS),
     )
 
 
@@ -502,7 +515,7 @@ def pass_summary(result: MirrorResult, direction: Direction, started_ns: int, fi
         downloaded=result.downloaded,
         adopted=result.adopted,
         skipped=result.skipped,
-        failed=len(result.failed),
+        failed=len(result.failures),
         bytes_sent=result.bytes_sent,
         bytes_received=result.bytes_received,
         refused_deletes=result.refused_deletes,
@@ -529,7 +542,7 @@ def _result(report: ExecutionReport, planned: _Planned, started: float, aborted:
         aborted_uploads=aborted,
         warnings=planned.warnings,
         problems=planned.problems,
-        unsynced_problems=planned.unsynced,
+        unsynced=planned.unsynced,
         stopped=report.stopped,
     )
 

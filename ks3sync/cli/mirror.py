@@ -1,13 +1,14 @@
 """``ks3sync mirror SRC DST``: one pass from a local folder to ks3://bucket/prefix, or back (restore).
 
 Wires the concrete parts together (config, journal, client, KS3Store, run_mirror) and presents the
-result: a live bar or log lines while it runs, the plan with --dry-run, a summary (or --json), each
-failed entry named on stderr. Exit 0 all in sync, 1 some entries failed, 2 usage/configuration error.
+result: a live bar or ``-v`` lines while it runs (ks3sync.cli.progress), the plan with --dry-run, a
+summary (or --json) with the failures grouped by cause (ks3sync.cli.report); Ctrl-C stops the pass
+cleanly (ks3sync.cli.interrupt). Exit 0 all in sync, 1 some entries failed, 2 usage/configuration error,
+130 interrupted.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -35,9 +36,8 @@ from ks3sync.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from ks3sync.cli.progress import Display
     from ks3sync.config import Config, SyncConfig
-    from ks3sync.mirror import MirrorResult
-    from ks3sync.model import Operation
 
 
 def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | None:
@@ -54,7 +54,8 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Mirror SRC to DST: a local folder to ks3://bucket/prefix (upload) or ks3://bucket/prefix to a "
     "local folder (restore). Only DST is changed. Exit status: 0 all in sync; 1 some entries failed (each "
-    "named on stderr) or the delete guard refused deletes; 2 usage or configuration error.",
+    "named on stderr) or the delete guard refused deletes; 2 usage or configuration error; 130 interrupted "
+    "(Ctrl-C: the first one stops cleanly within a few seconds, a second one quits at once).",
 )
 @click.argument("src")
 @click.argument("dst")
@@ -80,18 +81,26 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 @click.option("--abort-stale-after", metavar="DURATION", default="24h", show_default=True,
               help="Abort unknown multipart uploads under the prefix older than this.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (with loop detection).")
-@click.option("--dry-run", is_flag=True, help="Print the plan, change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="A machine-readable summary on stdout.")
-@click.option("-v", "--verbose", count=True, help="Log each entry (-vv: debug).")
+@click.option("-n", "--dry-run", is_flag=True, help="Print the plan, change nothing.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document on stdout: the summary, or {\"error\": ..., \"exit\": N} on a fatal error.")
+@click.option("-v", "--verbose", count=True, help="A line per finished entry, every failed path (-vv: debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors, warnings and failures: no bar, no summary.")
+@click.option("--no-progress", is_flag=True, help="No live progress bar, even on a terminal.")
 @click.pass_context
 @handle_errors
 def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
-    setup_logging(flags["verbose"])
+    from ks3sync.cli.output import set_json_errors, warning
+
+    set_json_errors(flags["as_json"])
+    if flags["quiet"] and flags["verbose"]:
+        die("-q and -v cannot be combined")
+    setup_logging(flags["verbose"], quiet=flags["quiet"])
     local_arg, target_arg, upload = split_mirror_args(src, dst)
     target = parse_target(target_arg, what="DST" if upload else "SRC")
     config = load_config_file(flags["config_path"])
     for message in config.warnings if config is not None else ():
-        click.echo(f"ks3sync: warning: {message}", err=True)
+        warning(message)
     local_root = Path(local_arg).expanduser().absolute()
     if upload and not local_root.is_dir():
         die(f"SRC: {local_arg}: not a folder" if local_root.exists() else f"SRC: {local_arg}: no such folder")
@@ -103,38 +112,60 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     conn = resolve_connection(flags["endpoint"], config, state_dir)
     opts = settings.mirror_options()
 
+    from ks3sync.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, add_freezer
+    from ks3sync.cli.progress import abandon_message
+    from ks3sync.cli.report import report
     from ks3sync.journal import Journal
     from ks3sync.mirror import run_mirror
     from ks3sync.model import Direction
     from ks3sync.store.ks3store import KS3Store
-    from ks3sync.transfer.progress import LogProgress, RichProgress
 
     state_db = Path(flags["state_db"] or state_dir / "journal.db").absolute()
     # The journal and the state dir are never mirrored, even when they live inside the folder.
     opts = replace(opts, state_paths=(state_db, state_dir.absolute()))
     direction = Direction.UPLOAD if upload else Direction.DOWNLOAD
-    progress: Any = None
-    if not flags["as_json"] and not flags["dry_run"]:
-        progress = RichProgress(sys.stderr) if sys.stderr.isatty() else LogProgress()
-    journal = Journal.open(state_db)
+    display = _display(flags, upload)
+    remove_freezer = add_freezer(display.freeze)
     try:
-        sync_id = journal.register_sync(
-            mirror_sync_name(local_root, target, conn.endpoint),
-            str(local_root),
-            target.bucket,
-            target.prefix,
-            mirror_options_hash(conn.endpoint, opts.transfer.encryption_key is not None),
-        )
-        # The embedded server creates the bucket on first upload; a restore from a missing bucket is an error.
-        ensure = target.bucket if upload else None
-        with open_client(conn, state_dir, jobs=opts.transfer.jobs, ensure_bucket=ensure) as client:
-            store = KS3Store(client, target.bucket, target.prefix)
-            result = run_mirror(store, journal, sync_id, local_root, direction, opts, progress=progress)
+        with GracefulStop(display.stopping, lambda: abandon_message(display.in_flight)) as stop:
+            journal = Journal.open(state_db)
+            try:
+                sync_id = journal.register_sync(
+                    mirror_sync_name(local_root, target, conn.endpoint),
+                    str(local_root),
+                    target.bucket,
+                    target.prefix,
+                    mirror_options_hash(conn.endpoint, opts.transfer.encryption_key is not None),
+                )
+                # The embedded server creates the bucket on first upload; a restore from a missing bucket is an error.
+                ensure = target.bucket if upload else None
+                with open_client(conn, state_dir, jobs=opts.transfer.jobs, ensure_bucket=ensure) as client:
+                    store = KS3Store(client, target.bucket, target.prefix)
+                    result = run_mirror(store, journal, sync_id, local_root, direction, opts, progress=display,
+                                        stop=stop.event)
+            finally:
+                display.close()
+                journal.close()
     finally:
-        journal.close()
-    _report(result, as_json=flags["as_json"])
+        remove_freezer()
+    interrupted = stop.requested and result.stopped is not None
+    report(result, upload=upload, as_json=flags["as_json"], verbose=flags["verbose"] > 0, quiet=flags["quiet"],
+           interrupted=interrupted)
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
     # A pass whose deletes the guard refused did not reach "in sync": say so in the exit status.
     sys.exit(EXIT_OK if result.ok and not result.refused_deletes else EXIT_FAILED)
+
+
+def _display(flags: dict[str, Any], upload: bool) -> Display:
+    """The live bar on a terminal, else plain -v lines (or nothing)."""
+    from ks3sync.cli.progress import BarDisplay, LineDisplay
+
+    verbose = flags["verbose"] > 0
+    quiet_run = flags["as_json"] or flags["dry_run"] or flags["quiet"] or flags["no_progress"]
+    if not quiet_run and sys.stderr.isatty():
+        return BarDisplay(sys.stderr, verbose=verbose, upload=upload)
+    return LineDisplay(verbose=verbose, upload=upload)
 
 
 def _matching_sync(config: Config | None, local_root: Path, target: Target) -> SyncConfig | None:
@@ -249,68 +280,3 @@ class _Settings:
             transfer=transfer,
             stale_grace_ns=int(grace_s * 1_000_000_000),
         )
-
-
-# --------------------------------------------------------------------------------------------------
-# output
-
-
-def describe_operation(op: Operation) -> dict[str, str]:
-    from ks3sync.model import Copy
-
-    row = {"action": type(op).__name__.lower(), "path": op.path}
-    reason = getattr(op, "reason", None)
-    if reason:
-        row["reason"] = str(reason)
-    if isinstance(op, Copy):
-        row["source"] = op.source_path
-    return row
-
-
-def _report(result: MirrorResult, *, as_json: bool) -> None:
-    plan_rows: list[dict[str, str]] = []
-    if result.plan is not None:
-        plan_rows = [describe_operation(op) for op in (*result.plan.transfers, *result.plan.deletes)]
-    if as_json:
-        summary = result.summary()
-        if result.dry_run:
-            summary["plan"] = plan_rows
-        click.echo(json.dumps(summary, ensure_ascii=False, sort_keys=True))
-    else:
-        for row in plan_rows:
-            extra = f" <- {row['source']}" if "source" in row else ""
-            reason = f" ({row['reason']})" if "reason" in row else ""
-            click.echo(f"{row['action']:<8} {row['path']}{extra}{reason}")
-    for path, reason in result.problems:
-        click.echo(f"ks3sync: skipped {path}: {reason}", err=True)
-    for warning in result.warnings:
-        click.echo(f"ks3sync: warning: {warning}", err=True)
-    for path, message in result.failed:
-        click.echo(f"ks3sync: failed: {path}: {message}", err=True)
-    if result.stopped is not None:
-        click.echo(f"ks3sync: stopped: {result.stopped}", err=True)
-    if not as_json:
-        click.echo(_summary_line(result), err=True)
-
-
-def _summary_line(result: MirrorResult) -> str:
-    from ks3sync.cli.ls import human_size as format_size
-
-    if result.dry_run and result.plan is not None:
-        return (f"dry run: {len(result.plan.transfers)} transfers, {len(result.plan.deletes)} deletes, "
-                f"{result.skipped} in sync, {result.refused_deletes} deletes refused; nothing changed")
-    parts = [
-        f"uploaded {result.uploaded}",
-        f"copied {result.copied}",
-        f"downloaded {result.downloaded}",
-        f"adopted {result.adopted}",
-        f"deleted {result.deleted}",
-        f"skipped {result.skipped}",
-        f"failed {len(result.failed)}",
-    ]
-    if result.refused_deletes:
-        parts.append(f"refused deletes {result.refused_deletes}")
-    if result.deletes_skipped:
-        parts.append(f"deletes not run {result.deletes_skipped}")
-    return (f"{', '.join(parts)}; sent {format_size(result.bytes_sent)}, received "
-            f"{format_size(result.bytes_received)} in {result.seconds:.2f} s")

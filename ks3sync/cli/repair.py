@@ -14,7 +14,6 @@ Exit 0 rebuilt; 1 the run stopped; 2 usage or configuration error.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +84,9 @@ class _Target:
 @click.option("-v", "--verbose", count=True, help="More logging (-vv: debug).")
 @handle_errors
 def repair(paths: tuple[str, ...], **flags: Any) -> None:
+    from ks3sync.cli.output import set_json_errors, warning
 
+    set_json_errors(flags["as_json"])
     setup_logging(flags["verbose"])
     config = load_config_file(flags["config_path"])
     state_dir = config.state_dir if config is not None else default_state_dir()
@@ -113,7 +114,7 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
     )
     journal, moved = open_or_replace_journal(target.state_db)
     if moved is not None:
-        click.echo(f"ks3sync: warning: journal {target.state_db} was damaged; moved to {moved}", err=True)
+        warning(f"journal {target.state_db} was damaged; moved to {moved}")
     try:
         sync_id = journal.register_sync(target.name, str(target.local_root), target.bucket, target.prefix,
                                         target.options_hash)
@@ -122,7 +123,7 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
                              opts, moved_aside=moved)
     finally:
         journal.close()
-    _report(result, as_json=flags["as_json"])
+    _report(result, as_json=flags["as_json"], verbose=flags["verbose"] > 0)
     sys.exit(EXIT_OK)
 
 
@@ -157,15 +158,17 @@ def _service_target(config: Config | None, name: str, flags: dict[str, Any]) -> 
     )
 
 
-def _report(result: RepairResult, *, as_json: bool) -> None:
+def _report(result: RepairResult, *, as_json: bool, verbose: bool) -> None:
+    from ks3sync.cli.output import line
+    from ks3sync.cli.report import say_groups
+    from ks3sync.display import json_text
+
     if as_json:
-        click.echo(json.dumps(result.summary(), ensure_ascii=False, sort_keys=True))
-    for path, reason in result.problems:
-        click.echo(f"ks3sync: skipped {path}: {reason}", err=True)
-    for path, reason in result.unverified:
-        click.echo(f"ks3sync: not verified: {path}: {reason}", err=True)
+        click.echo(json_text(result.summary(), sort_keys=True))
+    say_groups("skipped", result.problems, verbose=verbose)
+    say_groups("not verified", result.unverified, verbose=verbose)
     verb = "would record" if result.dry_run else "recorded"
-    click.echo(
+    line(
         f"repair: {verb} {result.recorded} in sync, {len(result.differ)} differ, {result.local_only} only local, "
         f"{result.remote_only} only remote, {len(result.unverified)} not verified, aborted "
         f"{result.aborted_uploads} unknown uploads in {result.seconds:.1f} s",

@@ -838,6 +838,9 @@ class _OpLog:
     def bytes_moved(self, n: int) -> None:
         return None
 
+    def entry_started(self, op: Operation) -> None:
+        return None
+
     def entry_done(self, path: str, action: str, ok: bool, message: str = "") -> None:
         if ok:
             event(log, logging.INFO, "op", sync=self.sync, action=action, path=path)

@@ -200,6 +200,7 @@ class Executor:
                     op = next(cursor, None)
                 if op is None:
                     return
+                self.progress.entry_started(op)
                 try:
                     action = self._run_one(op)
                 except Exception as exc:  # noqa: BLE001 - every failure is classified and reported below
@@ -284,6 +285,8 @@ class Executor:
         to_delete: list[str] = []
         failures: dict[str, str] = {}
         for op in batch:
+            if announce:
+                self.progress.entry_started(op)
             if report.stopped is not None:
                 failures[op.path] = f"not deleted, the run stopped: {report.stopped}"
                 continue

@@ -1,18 +1,19 @@
 """Progress subscribers (s3transfer's idea): the executor calls them; they decide how to show it.
 
-``NullProgress`` for tests and the daemon, ``LogProgress`` (one line per entry, for logs and pipes),
-``RichProgress`` (a live bar with files, bytes, rate and ETA on a terminal; rich is imported only when a
-terminal asks for it, so a no-op re-run does not pay for it). Subscribers must be thread-safe: workers
-call them concurrently.
+``NullProgress`` for tests and the daemon, ``LogProgress`` (one line per entry, for logs and pipes). The
+terminal's live bar is the CLI's (``ks3sync.cli.progress``). Subscribers must be thread-safe: workers
+call them concurrently. ``entry_started``/``entry_done`` bracket each entry, so a subscriber can tell
+what is in flight (what a Ctrl-C waits for).
 
-Imports nothing from ks3sync but errors-free model types.
+Imports nothing from ks3sync but model types.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from typing import IO, Any, Protocol
+from typing import Protocol
+
+from ks3sync.model import Operation
 
 log = logging.getLogger("ks3sync.transfer")
 
@@ -21,6 +22,8 @@ class ProgressSubscriber(Protocol):
     def plan_ready(self, entries: int, total_bytes: int) -> None: ...
 
     def bytes_moved(self, n: int) -> None: ...
+
+    def entry_started(self, op: Operation) -> None: ...
 
     def entry_done(self, path: str, action: str, ok: bool, message: str = "") -> None: ...
 
@@ -32,6 +35,9 @@ class NullProgress:
         return None
 
     def bytes_moved(self, n: int) -> None:
+        return None
+
+    def entry_started(self, op: Operation) -> None:
         return None
 
     def entry_done(self, path: str, action: str, ok: bool, message: str = "") -> None:
@@ -53,6 +59,9 @@ class LogProgress:
     def bytes_moved(self, n: int) -> None:
         return None
 
+    def entry_started(self, op: Operation) -> None:
+        return None
+
     def entry_done(self, path: str, action: str, ok: bool, message: str = "") -> None:
         if ok:
             self._log.info("%s %s", action, path)
@@ -61,56 +70,3 @@ class LogProgress:
 
     def close(self) -> None:
         return None
-
-
-class RichProgress:
-    """A live bar on a terminal. Entry lines for failures are printed above the bar."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._console = Console(file=stream)
-        self._progress: Any = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=self._console,
-            transient=False,
-        )
-        self._lock = threading.Lock()
-        self._task: Any = None
-        self._entries = 0
-        self._done = 0
-
-    def plan_ready(self, entries: int, total_bytes: int) -> None:
-        with self._lock:
-            self._entries = entries
-            self._progress.start()
-            self._task = self._progress.add_task(f"0/{entries} files", total=total_bytes or None)
-
-    def bytes_moved(self, n: int) -> None:
-        if self._task is not None:
-            self._progress.update(self._task, advance=n)
-
-    def entry_done(self, path: str, action: str, ok: bool, message: str = "") -> None:
-        with self._lock:
-            self._done += 1
-            done = self._done
-        if self._task is not None:
-            self._progress.update(self._task, description=f"{done}/{self._entries} files")
-        if not ok:
-            self._progress.console.print(f"failed {action} {path}: {message}", markup=False, highlight=False)
-
-    def close(self) -> None:
-        with self._lock:
-            self._progress.stop()

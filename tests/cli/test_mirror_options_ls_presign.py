@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def test_encrypted_mirror_round_trip(local_server: Any, bucket: str, tmp_path: P
                 else:
                     assert stored == b""
     again = run(local_server, "mirror", str(src), f"ks3://{bucket}/enc/", *common)
-    assert again.exit_code == 0 and "skipped 3" in again.stderr and "uploaded 0" in again.stderr
+    assert again.exit_code == 0 and "unchanged 3" in again.stderr and "uploaded 0" in again.stderr
     restore = tmp_path / "restore"
     down = run(local_server, "mirror", f"ks3://{bucket}/enc/", str(restore), *common)
     assert down.exit_code == 0, down.stderr
@@ -174,7 +175,7 @@ def test_excludes_ignore_file_and_scan_problems(local_server: Any, bucket: str, 
     result = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude", "*.log",
                  "--exclude-from", str(patterns), *common)
     assert result.exit_code == 0, result.stderr  # a FIFO is skipped and named, but it is not data
-    assert "skipped a-fifo" in result.stderr
+    assert "skipped: a-fifo" in result.stderr
     with client_for(local_server) as client:
         keys = sorted(o.key for o in client.iter_objects(bucket, prefix="x/"))
     assert keys == ["x/.ks3ignore", "x/keep.txt"]
@@ -183,7 +184,12 @@ def test_excludes_ignore_file_and_scan_problems(local_server: Any, bucket: str, 
         fh.write(b"unrepresentable")
     bad = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude", "*.log",
               "--exclude-from", str(patterns), *common)
-    assert bad.exit_code == 1 and "skipped bad-" in bad.stderr  # a file that cannot be synced: not in sync
+    # A file that cannot be synced: not in sync, and counted as failed (issue 14 point 6).
+    assert bad.exit_code == 1 and "failed: bad-" in bad.stderr and "failed 1;" in bad.stderr, bad.stderr
+    as_json = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude", "*.log",
+                  "--exclude-from", str(patterns), "--json", *common)
+    summary = json.loads(as_json.stdout)
+    assert as_json.exit_code == 1 and [f["path"] for f in summary["failed"]] == ["bad-\\xff-name"]
     missing = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude-from",
                   str(tmp_path / "nope"), *common)
     assert missing.exit_code == 2 and "nope" in missing.stderr

@@ -74,7 +74,7 @@ def test_endpoint_local_on_a_fresh_machine(tmp_path: Path) -> None:
     again = ks3sync("mirror", "./folder", "ks3://demo/folder", "--endpoint", "local", "--json", env=env, cwd=tmp_path)
     out, err = again.communicate(timeout=TIMEOUT)
     assert again.returncode == 0, err.decode()
-    assert b'"uploaded": 0' in out and b'"skipped": 2' in out
+    assert b'"uploaded": 0' in out and b'"unchanged": 2' in out
     missing = ks3sync("mirror", "ks3://never-created/x", "./r2", "--endpoint", "local", env=env, cwd=tmp_path)
     _, err = missing.communicate(timeout=TIMEOUT)
     assert missing.returncode == 2 and b"never-created" in err and len(err.strip().splitlines()) == 1
@@ -200,7 +200,7 @@ def test_mirror_of_500_files_through_a_faulty_server(server_factory: Any, tmp_pa
     with client_for(server) as client:
         assert {o.key: o.etag for o in client.iter_objects("faulty")} == expected
     again = runner.invoke(cli, args, env=env, catch_exceptions=False)
-    assert again.exit_code == 0 and "skipped 500" in again.stderr
+    assert again.exit_code == 0 and "unchanged 500" in again.stderr
 
 
 def official_sdk(server: Any, key_file: Path) -> Any:

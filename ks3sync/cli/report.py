@@ -1,0 +1,147 @@
+"""The end of a ``mirror`` pass as a person or a script reads it (docs/decisions.md D12).
+
+Text (stderr, the plan of ``--dry-run`` on stdout):
+
+- each problem and each failure is named once, grouped by cause: one line per cause with the count and
+  up to ``EXAMPLES`` paths; with ``-v`` every path, one per line under its cause. A failure's message
+  usually starts with its path (``a.txt: object is encrypted; …``); the cause is the message without it,
+  so 172 objects that fail for the same reason make one line;
+- files the scan could not read count as failed (the pass did not sync them);
+- one summary line in the words of ks3sync.cli.words; ``recorded`` entries (hashed, found already in
+  the destination, nothing sent) are not counted as transfers; zero counts other than the main verb,
+  ``unchanged`` and ``failed`` are left out.
+
+``--json``: one document on stdout, ``MirrorResult.summary()`` (plus ``plan`` for a dry run), also when
+entries failed or the pass stopped; a fatal error before that prints ``{"error": …, "exit": N}`` instead
+(ks3sync.cli.output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ks3sync.cli import output
+from ks3sync.cli.words import PlanRow, plan_line, plan_row, where_it_is
+from ks3sync.display import human_size, json_text
+
+if TYPE_CHECKING:
+    from ks3sync.mirror import MirrorResult
+    from ks3sync.model import Operation
+
+EXAMPLES = 3  # paths shown per cause without -v
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    cause: str
+    paths: tuple[str, ...]
+
+
+def cause_of(path: str, message: str) -> str:
+    """``message`` without the path it names at its start (``a.txt: …``, ``'a.txt': …``), so that the
+    same failure of many paths reads the same."""
+    for shown in (path, repr(path)):
+        if shown and message.startswith(shown + ": "):
+            return message[len(shown) + 2 :]
+    quoted = repr(path)
+    if path and quoted in message:  # "refusing key 'a/../b': …" -> "refusing key: …"
+        return message.replace(" " + quoted, "").replace(quoted, "")
+    return message
+
+
+def group_by_cause(items: Iterable[tuple[str, str]]) -> list[Group]:
+    """(path, message) pairs grouped by cause, in order of first appearance; each path once per cause."""
+    groups: dict[str, dict[str, None]] = {}
+    for path, message in items:
+        groups.setdefault(cause_of(path, message), {})[path] = None
+    return [Group(cause, tuple(paths)) for cause, paths in groups.items()]
+
+
+def group_lines(label: str, groups: Sequence[Group], *, verbose: bool) -> list[str]:
+    """``failed: a.txt: cause`` for one path; ``failed 172 files: cause (a, b, c and 169 more; -v lists
+    them all)`` for more; with ``verbose``, the header and then every path on its own line, indented.
+    Headers are notes (``ks3sync: `` is put in front by :func:`say_groups`), path lines start with spaces."""
+    lines: list[str] = []
+    for group in groups:
+        paths = group.paths
+        if len(paths) == 1:
+            lines.append(f"{label}: {paths[0]}: {group.cause}")
+            continue
+        header = f"{label} {len(paths)} files: {group.cause}"
+        if verbose:
+            lines.append(header)
+            lines.extend(f"  {path}" for path in paths)
+            continue
+        shown = ", ".join(paths[:EXAMPLES])
+        more = f" and {len(paths) - EXAMPLES} more; -v lists them all" if len(paths) > EXAMPLES else ""
+        lines.append(f"{header} ({shown}{more})")
+    return lines
+
+
+def say_groups(label: str, items: Iterable[tuple[str, str]], *, verbose: bool) -> None:
+    """(path, message) pairs on stderr, grouped by cause (:func:`group_lines`)."""
+    for text in group_lines(label, group_by_cause(items), verbose=verbose):
+        if text.startswith("  "):
+            output.line(text, err=True)
+        else:
+            output.note(text)
+
+
+def plan_rows(result: MirrorResult, *, upload: bool) -> list[PlanRow]:
+    if result.plan is None:
+        return []
+    ops: Iterable[Operation] = (*result.plan.transfers, *result.plan.deletes)
+    return [row for row in (plan_row(op, upload=upload) for op in ops) if row is not None]
+
+
+def summary_line(result: MirrorResult, *, upload: bool, rows: Sequence[PlanRow] = ()) -> str:
+    """One line; a dry run says what it would do, from the plan's rows."""
+    refused = [f"deletes refused {result.refused_deletes}"] if result.refused_deletes else []
+    if result.dry_run:
+        counts = {action: sum(1 for row in rows if row.action == action)
+                  for action in ("upload", "download", "copy", "record", "delete")}
+        main = "upload" if upload else "download"
+        words = [f"{main} {counts[main]}"]
+        words += [f"{action} {counts[action]}" for action in ("copy", "delete") if counts[action]]
+        if counts["record"]:
+            words.append(f"record {counts['record']} ({where_it_is(upload)})")
+        tail = [f"unchanged {result.skipped}", *refused]
+        return f"dry run: would {', '.join(words)}; {', '.join(tail)}; nothing changed"
+    words = [f"uploaded {result.uploaded}" if upload else f"downloaded {result.downloaded}"]
+    words += [f"{name} {n}" for name, n in (("copied", result.copied), ("deleted", result.deleted)) if n]
+    if result.adopted:
+        words.append(f"recorded {result.adopted} ({where_it_is(upload)})")
+    words += [f"unchanged {result.skipped}", f"failed {len(result.failures)}", *refused]
+    if result.deletes_skipped:
+        words.append(f"deletes not run {result.deletes_skipped}")
+    moved = f"sent {human_size(result.bytes_sent)}" if upload else f"received {human_size(result.bytes_received)}"
+    return f"{', '.join(words)}; {moved} in {result.seconds:.2f} s"
+
+
+def report(result: MirrorResult, *, upload: bool, as_json: bool, verbose: bool, quiet: bool,
+           interrupted: bool) -> None:
+    rows = plan_rows(result, upload=upload) if result.dry_run else []
+    if as_json:
+        summary: dict[str, Any] = result.summary()
+        if result.dry_run:
+            summary["plan"] = [{k: v for k, v in row._asdict().items() if v is not None} for row in rows]
+        summary["interrupted"] = interrupted
+        click.echo(json_text(summary, sort_keys=True))
+    else:
+        for row in rows:
+            output.line(plan_line(row))
+    failing = {path for path, _ in result.unsynced}
+    say_groups("skipped", [(path, reason) for path, reason in result.problems if path not in failing],
+               verbose=verbose)
+    for warning in result.warnings:
+        output.warning(warning)
+    say_groups("failed", result.failures, verbose=verbose)
+    if result.stopped is not None:
+        output.note("interrupted: the pass stopped early; a re-run continues where it stopped" if interrupted
+                    else f"stopped: {result.stopped}")
+    if not as_json and not quiet:
+        output.line(summary_line(result, upload=upload, rows=rows), err=True)

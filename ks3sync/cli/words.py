@@ -1,0 +1,97 @@
+"""The words a person reads for each kind of work (docs/decisions.md D12): the plan of ``--dry-run``,
+the per-file lines of ``-v`` and the summary say the same thing the same way.
+
+| operation | planned (``--dry-run``) | done (``-v``) |
+|---|---|---|
+| Upload | ``upload`` | ``uploaded`` |
+| Copy | ``copy`` (renamed from / same content as …) | ``copied`` |
+| Adopt | ``record`` (already in the bucket / folder, if the content matches) | ``recorded`` |
+| Download | ``download`` | ``downloaded`` |
+| DeleteRemote, DeleteLocal | ``delete`` | ``deleted`` |
+| Forget | not shown: it drops a journal record of a path gone from both sides, nothing is transferred |
+
+``record`` is not a transfer: the file is hashed and, when the destination already holds it, only the
+journal is written. Reasons are the planner's codes said in words. Pure: imports the model only.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ks3sync.model import Adopt, Copy, DeleteLocal, DeleteRemote, Download, Forget, Operation, Upload
+
+# The planner's reason codes (plan/upload.py, plan/download.py, the service's decisions) in words.
+REASONS = {
+    "new": "new",
+    "changed": "changed",
+    "local-changed": "changed locally",
+    "remote-changed": "changed in the bucket",
+    "remote-differs": "differs from the bucket",
+    "remote-missing": "missing from the bucket",
+    "size-differs": "size differs",
+    "checksum-differs": "content differs",
+    "encryption-changed": "encryption setting changed",
+    "renamed": "renamed",
+}
+
+# Executor action (what was done) -> the past-tense word shown; None: not shown.
+DONE = {
+    "uploaded": "uploaded",
+    "copied": "copied",
+    "adopted": "recorded",
+    "downloaded": "downloaded",
+    "deleted": "deleted",
+    "forgotten": None,
+}
+
+
+class PlanRow(NamedTuple):
+    action: str  # upload, copy, record, download, delete
+    path: str
+    reason: str  # in words
+    source: str | None = None  # a copy's source path
+
+
+def reason_words(code: str) -> str:
+    return REASONS.get(code, code.replace("-", " "))
+
+
+def where_it_is(upload: bool) -> str:
+    return "already in the bucket" if upload else "already in the folder"
+
+
+def plan_row(op: Operation, *, upload: bool) -> PlanRow | None:
+    """How ``--dry-run`` shows one planned operation (None: nothing to show)."""
+    if isinstance(op, Upload):
+        return PlanRow("upload", op.path, reason_words(op.reason))
+    if isinstance(op, Copy):
+        how = "renamed from" if op.reason == "renamed" else "same content as"
+        return PlanRow("copy", op.path, f"{how} {op.source_path}", op.source_path)
+    if isinstance(op, Adopt):
+        return PlanRow("record", op.path, f"{where_it_is(upload)}, if the content matches")
+    if isinstance(op, Download):
+        return PlanRow("download", op.path, reason_words(op.reason))
+    if isinstance(op, DeleteRemote):
+        return PlanRow("delete", op.path, "not in the source" if op.reason == "not-in-source" else reason_words(op.reason))
+    if isinstance(op, DeleteLocal):
+        return PlanRow("delete", op.path, "not in the bucket" if op.reason == "not-in-source" else reason_words(op.reason))
+    if isinstance(op, Forget):
+        return None
+    raise TypeError(f"unknown operation {op!r}")
+
+
+def plan_line(row: PlanRow) -> str:
+    return f"{row.action:<8} {row.path} ({row.reason})"
+
+
+def done_line(path: str, action: str, op: Operation | None, *, upload: bool) -> str | None:
+    """The ``-v`` line for an entry that succeeded (None: not shown)."""
+    word = DONE.get(action, action)
+    if word is None:
+        return None
+    if action == "copied" and isinstance(op, Copy):
+        how = "renamed from" if op.reason == "renamed" else "same content as"
+        return f"{word} {path} ({how} {op.source_path})"
+    if action == "adopted":
+        return f"{word} {path} ({where_it_is(upload)})"
+    return f"{word} {path}"
