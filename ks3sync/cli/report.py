@@ -54,11 +54,12 @@ def cause_of(path: str, message: str) -> str:
 
 
 def group_by_cause(items: Iterable[tuple[str, str]]) -> list[Group]:
-    """(path, message) pairs grouped by cause, in order of first appearance; each path once per cause."""
-    groups: dict[str, dict[str, None]] = {}
+    """(path, message) pairs grouped by cause, in order of first appearance; each path once per cause,
+    sorted (workers finish in any order)."""
+    groups: dict[str, set[str]] = {}
     for path, message in items:
-        groups.setdefault(cause_of(path, message), {})[path] = None
-    return [Group(cause, tuple(paths)) for cause, paths in groups.items()]
+        groups.setdefault(cause_of(path, message), set()).add(path)
+    return [Group(cause, tuple(sorted(paths))) for cause, paths in groups.items()]
 
 
 def group_lines(label: str, groups: Sequence[Group], *, verbose: bool) -> list[str]:
@@ -95,7 +96,8 @@ def plan_rows(result: MirrorResult, *, upload: bool) -> list[PlanRow]:
     if result.plan is None:
         return []
     ops: Iterable[Operation] = (*result.plan.transfers, *result.plan.deletes)
-    return [row for row in (plan_row(op, upload=upload) for op in ops) if row is not None]
+    deleted = {op.path for op in result.plan.deletes}
+    return [row for row in (plan_row(op, upload=upload, deleted=deleted) for op in ops) if row is not None]
 
 
 def summary_line(result: MirrorResult, *, upload: bool, rows: Sequence[PlanRow] = ()) -> str:

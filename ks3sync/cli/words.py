@@ -4,7 +4,7 @@ the per-file lines of ``-v`` and the summary say the same thing the same way.
 | operation | planned (``--dry-run``) | done (``-v``) |
 |---|---|---|
 | Upload | ``upload`` | ``uploaded`` |
-| Copy | ``copy`` (renamed from / same content as …) | ``copied`` |
+| Copy | ``copy`` (renamed from … when the plan deletes the source, else same content as …) | ``copied`` |
 | Adopt | ``record`` (already in the bucket / folder, if the content matches) | ``recorded`` |
 | Download | ``download`` | ``downloaded`` |
 | DeleteRemote, DeleteLocal | ``delete`` | ``deleted`` |
@@ -16,6 +16,7 @@ journal is written. Reasons are the planner's codes said in words. Pure: imports
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import NamedTuple
 
 from ks3sync.model import Adopt, Copy, DeleteLocal, DeleteRemote, Download, Forget, Operation, Upload
@@ -60,12 +61,14 @@ def where_it_is(upload: bool) -> str:
     return "already in the bucket" if upload else "already in the folder"
 
 
-def plan_row(op: Operation, *, upload: bool) -> PlanRow | None:
-    """How ``--dry-run`` shows one planned operation (None: nothing to show)."""
+def plan_row(op: Operation, *, upload: bool, deleted: Container[str] = ()) -> PlanRow | None:
+    """How ``--dry-run`` shows one planned operation (None: nothing to show). ``deleted``: the paths the
+    plan deletes; a copy from one of them is a rename."""
     if isinstance(op, Upload):
         return PlanRow("upload", op.path, reason_words(op.reason))
     if isinstance(op, Copy):
-        how = "renamed from" if op.reason == "renamed" else "same content as"
+        renamed = op.reason == "renamed" or op.source_path in deleted
+        how = "renamed from" if renamed else "same content as"
         return PlanRow("copy", op.path, f"{how} {op.source_path}", op.source_path)
     if isinstance(op, Adopt):
         return PlanRow("record", op.path, f"{where_it_is(upload)}, if the content matches")
@@ -90,7 +93,7 @@ def done_line(path: str, action: str, op: Operation | None, *, upload: bool) -> 
     if word is None:
         return None
     if action == "copied" and isinstance(op, Copy):
-        how = "renamed from" if op.reason == "renamed" else "same content as"
+        how = "renamed from" if op.reason == "renamed" else "server-side, from"
         return f"{word} {path} ({how} {op.source_path})"
     if action == "adopted":
         return f"{word} {path} ({where_it_is(upload)})"
