@@ -22,16 +22,30 @@ from ks3sync.display import escape, json_text
 
 PREFIX = "ks3sync: "
 
-_state = {"json": False}
+_META_KEY = "ks3sync.json_errors"
+# The process-wide answer, for when no click context is at hand: ``main()`` sets it from the arguments
+# before click parses them, and a thread that quits the process (Ctrl-C) has no context of its own.
+_process = {"json": False}
 
 
 def set_json_errors(enabled: bool) -> None:
-    """Whether a fatal error also prints ``{"error": …, "exit": N}`` on stdout (the command's --json)."""
-    _state["json"] = enabled
+    """Whether a fatal error also prints ``{"error": …, "exit": N}`` on stdout (the command's --json).
+    Kept on the invocation's root click context, so it ends with the invocation (tests run many in one
+    process); outside a command, process-wide."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        _process["json"] = enabled
+    else:
+        ctx.find_root().meta[_META_KEY] = enabled
 
 
 def json_errors() -> bool:
-    return _state["json"]
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        meta = ctx.find_root().meta
+        if _META_KEY in meta:
+            return bool(meta[_META_KEY])
+    return _process["json"]
 
 
 def error_line(message: str) -> str:
@@ -45,7 +59,7 @@ def error_document(message: str, code: int) -> str:
 def fail(message: str, code: int) -> NoReturn:
     """The one way a command ends on an error: the line, the JSON document if asked for, the status."""
     click.echo(error_line(message), err=True)
-    if _state["json"]:
+    if json_errors():
         click.echo(error_document(message, code))
     sys.exit(code)
 
