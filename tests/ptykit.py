@@ -1,6 +1,7 @@
 """Running `python -m ks3sync ...` under a pseudo-terminal, so that it sees a real terminal on stdout and
 stderr (the live progress bar is active), reading what it writes while it runs, sending it signals and
-waiting for it with bounded waits. Every process a `TerminalRun` starts is killed at `close()`."""
+waiting for it with bounded waits. Every process a `TerminalRun` starts is killed at `close()`;
+`ended_at_exit` does the same for a plain subprocess."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 COLUMNS, ROWS = 160, 40
@@ -102,3 +104,14 @@ class TerminalRun:
             self.process.kill()
             self.process.wait(10)
         os.close(self._fd)
+
+
+@contextmanager
+def ended_at_exit(process: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """The block owns ``process``: whatever happens in it, the process is not left running."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

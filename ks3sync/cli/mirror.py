@@ -36,7 +36,7 @@ from ks3sync.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from ks3sync.cli.progress import Display
+    from ks3sync.cli.progress import LineDisplay
     from ks3sync.config import Config, SyncConfig
 
 
@@ -157,7 +157,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     sys.exit(EXIT_OK if result.ok and not result.refused_deletes else EXIT_FAILED)
 
 
-def _display(flags: dict[str, Any], upload: bool) -> Display:
+def _display(flags: dict[str, Any], upload: bool) -> LineDisplay:
     """The live bar on a terminal, else plain -v lines (or nothing)."""
     from ks3sync.cli.progress import BarDisplay, LineDisplay
 

@@ -42,8 +42,9 @@ def abandon_message(in_flight: int) -> str:
             "sends them again (multipart uploads resume from their recorded parts)")
 
 
-class Display:
-    """The bookkeeping both displays share: totals, entries in flight, the ``-v`` lines."""
+class LineDisplay:
+    """No bar: ``-v`` lines only (pipes, logs, ``--no-progress``, ``-q``); also the bookkeeping the bar
+    shares: totals, entries in flight."""
 
     def __init__(self, *, verbose: bool, upload: bool) -> None:
         self._verbose = verbose
@@ -105,11 +106,7 @@ class Display:
         return None
 
 
-class LineDisplay(Display):
-    """No bar: ``-v`` lines only (pipes, logs, ``--no-progress``, ``-q``)."""
-
-
-class BarDisplay(Display):
+class BarDisplay(LineDisplay):
     """The live bar on a terminal; ``-v`` lines and log records above it."""
 
     def __init__(self, stream: IO[str], *, verbose: bool, upload: bool) -> None:
@@ -167,7 +164,7 @@ class BarDisplay(Display):
             self._console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
     def stopping(self) -> None:
-        """The sentence once above the bar (Display.stopping); the bar then counts what is left."""
+        """The sentence once above the bar (LineDisplay.stopping); the bar then counts what is left."""
         super().stopping()
         self._redraw()
 

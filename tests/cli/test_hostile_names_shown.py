@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ptykit import ended_at_exit
 from serverkit import client_config
 
 from ks3sync.ks3 import Client
@@ -123,18 +124,13 @@ def test_the_service_text_log_escapes_hostile_file_names(local_server: Any, buck
     with open(log, "wb") as out:
         service = subprocess.Popen([sys.executable, "-m", "ks3sync", "run", "--config", str(config)], stdout=out,
                                    stderr=out, env=env)
-    try:
-        with Client(client_config(local_server)) as client:
-            deadline = time.monotonic() + 60
-            while not [o for o in client.iter_objects(bucket, prefix="svc/") if not isinstance(o, str)]:
-                assert time.monotonic() < deadline and service.poll() is None, log.read_text()
-                time.sleep(0.05)
+    with ended_at_exit(service), Client(client_config(local_server)) as client:
+        deadline = time.monotonic() + 60
+        while not [o for o in client.iter_objects(bucket, prefix="svc/") if not isinstance(o, str)]:
+            assert time.monotonic() < deadline and service.poll() is None, log.read_text()
+            time.sleep(0.05)
         service.send_signal(signal.SIGTERM)
         assert service.wait(30) == 0
-    finally:
-        if service.poll() is None:
-            service.kill()
-            service.wait(10)
     text = log.read_text(encoding="utf-8")
     assert_no_raw(text)
     assert 'path="svc\\u001b]0;pwned\\u0007\\rerror\\u202eforged.txt"' in text, text

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from ptykit import TerminalRun
+from ptykit import TerminalRun, ended_at_exit
 
 KIB = 1024
 # Generous: the machine running the tests is shared and often loaded. Typical values: docs/decisions.md D12.
@@ -177,7 +177,7 @@ def test_a_second_ctrl_c_under_json_still_prints_a_json_document(local_server: A
             [sys.executable, "-m", "ks3sync", "mirror", str(tmp_path / "src"), f"ks3://{bucket}/j/", "--endpoint",
              local_server.endpoint, "--state-db", str(tmp_path / "j.db"), "--bwlimit", "1MiB/s", "--json"],
             env=env_for(local_server), stdout=out, stderr=err, start_new_session=True)
-    try:
+    with ended_at_exit(process):
         deadline = time.monotonic() + 60
         while not [e for e in local_server.requests()[mark:] if e["op"] == "PutObject"]:
             assert time.monotonic() < deadline and process.poll() is None, err_file.read_text()
@@ -188,10 +188,6 @@ def test_a_second_ctrl_c_under_json_still_prints_a_json_document(local_server: A
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
         assert process.wait(30) == 130
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
     document = json.loads(out_file.read_text())
     assert document["exit"] == 130 and document["error"].startswith("interrupted"), document
     assert "Traceback" not in err_file.read_text()
