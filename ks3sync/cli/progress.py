@@ -37,9 +37,9 @@ def stop_message(in_flight: int) -> str:
 def abandon_message(in_flight: int) -> str:
     if not in_flight:
         return "interrupted"
-    what = "transfer" if in_flight == 1 else "transfers"
+    what, them = ("transfer", "it") if in_flight == 1 else ("transfers", "them")
     return (f"interrupted: quit with {in_flight} {what} in flight; nothing unconfirmed was recorded, a re-run "
-            "sends them again (multipart uploads resume from their recorded parts)")
+            f"sends {them} again (multipart uploads resume from their recorded parts)")
 
 
 class LineDisplay:

@@ -18,6 +18,7 @@ entries failed or the pass stopped; a fatal error before that prints ``{"error":
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,24 +43,33 @@ class Group:
 
 
 def cause_of(path: str, message: str) -> str:
-    """``message`` without the path it names at its start (``a.txt: …``, ``'a.txt': …``), so that the
-    same failure of many paths reads the same."""
+    """``message`` without the path it names, so that the same failure of many paths reads the same:
+    a leading ``a.txt: `` or ``'a.txt': `` is dropped, and the key elsewhere in it (``PUT bkt/p/a.txt:
+    HTTP 403 …``, ``refusing key 'a/../b': …``) becomes ``<key>``."""
     for shown in (path, repr(path)):
         if shown and message.startswith(shown + ": "):
             return message[len(shown) + 2 :]
+    if not path:
+        return message
     quoted = repr(path)
-    if path and quoted in message:  # "refusing key 'a/../b': …" -> "refusing key: …"
+    if quoted in message:  # "refusing key 'a/../b': …" -> "refusing key: …"
         return message.replace(" " + quoted, "").replace(quoted, "")
-    return message
+    # A whole word that is the path, or ends in "/" + the path (a bucket/prefix/key target).
+    return re.sub(rf"(?<!\S)(?:\S*/)?{re.escape(path)}(?=[:\s]|$)", "<key>", message)
+
+
+_REQUEST_ID = re.compile(r"\s*\(request id [^)]*\)")
 
 
 def group_by_cause(items: Iterable[tuple[str, str]]) -> list[Group]:
     """(path, message) pairs grouped by cause, in order of first appearance; each path once per cause,
-    sorted (workers finish in any order)."""
-    groups: dict[str, set[str]] = {}
+    sorted (workers finish in any order). Causes that differ only in the service's request id are one
+    cause; the first one's id is kept for the line shown."""
+    groups: dict[str, tuple[str, set[str]]] = {}
     for path, message in items:
-        groups.setdefault(cause_of(path, message), set()).add(path)
-    return [Group(cause, tuple(sorted(paths))) for cause, paths in groups.items()]
+        cause = cause_of(path, message)
+        groups.setdefault(_REQUEST_ID.sub("", cause), (cause, set()))[1].add(path)
+    return [Group(cause, tuple(sorted(paths))) for cause, paths in groups.values()]
 
 
 def group_lines(label: str, groups: Sequence[Group], *, verbose: bool) -> list[str]:
