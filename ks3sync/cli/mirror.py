@@ -150,7 +150,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
         remove_freezer()
     interrupted = stop.requested and result.stopped is not None
     report(result, upload=upload, as_json=flags["as_json"], verbose=flags["verbose"] > 0, quiet=flags["quiet"],
-           interrupted=interrupted)
+           interrupted=interrupted, delete=opts.delete)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
     # A pass whose deletes the guard refused did not reach "in sync": say so in the exit status.

@@ -9,7 +9,7 @@ Text (stderr, the plan of ``--dry-run`` on stdout):
 - files the scan could not read count as failed (the pass did not sync them);
 - one summary line in the words of ks3sync.cli.words; ``recorded`` entries (hashed, found already in
   the destination, nothing sent) are not counted as transfers; zero counts other than the main verb,
-  ``unchanged`` and ``failed`` are left out.
+  ``unchanged``, ``failed`` and (with ``--delete``) ``deleted`` are left out.
 
 ``--json``: one document on stdout, ``MirrorResult.summary()`` (plus ``plan`` for a dry run), also when
 entries failed or the pass stopped; a fatal error before that prints ``{"error": …, "exit": N}`` instead
@@ -110,21 +110,24 @@ def plan_rows(result: MirrorResult, *, upload: bool) -> list[PlanRow]:
     return [row for row in (plan_row(op, upload=upload, deleted=deleted) for op in ops) if row is not None]
 
 
-def summary_line(result: MirrorResult, *, upload: bool, rows: Sequence[PlanRow] = ()) -> str:
-    """One line; a dry run says what it would do, from the plan's rows."""
+def summary_line(result: MirrorResult, *, upload: bool, rows: Sequence[PlanRow] = (), delete: bool = False) -> str:
+    """One line; a dry run says what it would do, from the plan's rows. The deletes are counted when
+    there are some or when they were asked for (``--delete``: "deleted 0" is an answer)."""
     refused = [f"deletes refused {result.refused_deletes}"] if result.refused_deletes else []
     if result.dry_run:
         counts = {action: sum(1 for row in rows if row.action == action)
                   for action in ("upload", "download", "copy", "record", "delete")}
         main = "upload" if upload else "download"
         words = [f"{main} {counts[main]}"]
-        words += [f"{action} {counts[action]}" for action in ("copy", "delete") if counts[action]]
+        words += [f"copy {counts['copy']}"] if counts["copy"] else []
+        words += [f"delete {counts['delete']}"] if counts["delete"] or delete else []
         if counts["record"]:
             words.append(f"record {counts['record']} ({where_it_is(upload)})")
         tail = [f"unchanged {result.skipped}", *refused]
         return f"dry run: would {', '.join(words)}; {', '.join(tail)}; nothing changed"
     words = [f"uploaded {result.uploaded}" if upload else f"downloaded {result.downloaded}"]
-    words += [f"{name} {n}" for name, n in (("copied", result.copied), ("deleted", result.deleted)) if n]
+    words += [f"copied {result.copied}"] if result.copied else []
+    words += [f"deleted {result.deleted}"] if result.deleted or delete else []
     if result.adopted:
         words.append(f"recorded {result.adopted} ({where_it_is(upload)})")
     words += [f"unchanged {result.skipped}", f"failed {len(result.failures)}", *refused]
@@ -135,7 +138,7 @@ def summary_line(result: MirrorResult, *, upload: bool, rows: Sequence[PlanRow] 
 
 
 def report(result: MirrorResult, *, upload: bool, as_json: bool, verbose: bool, quiet: bool,
-           interrupted: bool) -> None:
+           interrupted: bool, delete: bool = False) -> None:
     rows = plan_rows(result, upload=upload) if result.dry_run else []
     if as_json:
         summary: dict[str, Any] = result.summary()
@@ -156,4 +159,4 @@ def report(result: MirrorResult, *, upload: bool, as_json: bool, verbose: bool, 
         output.note("interrupted: the pass stopped early; a re-run continues where it stopped" if interrupted
                     else f"stopped: {result.stopped}")
     if not as_json and not quiet:
-        output.line(summary_line(result, upload=upload, rows=rows), err=True)
+        output.line(summary_line(result, upload=upload, rows=rows, delete=delete), err=True)

@@ -72,7 +72,7 @@ def test_dry_run_and_summary_say_upload_copy_record_delete_and_do_not_count_reco
     assert "adopted" not in summary and "skipped" not in summary
     text = mirror(local_server, fresh, str(src), target, "--delete")
     assert text.stderr.strip() == text.stderr.strip().splitlines()[0]
-    assert text.stderr.startswith("uploaded 0, unchanged 5, failed 0; sent 0 B in ")
+    assert text.stderr.startswith("uploaded 0, deleted 0, unchanged 5, failed 0; sent 0 B in ")  # asked: answered
 
     restore = tmp_path / "restore"
     down = mirror(local_server, tmp_path / "down.db", target, str(restore), "-n")
