@@ -150,8 +150,9 @@ def report(result: MirrorResult, *, upload: bool, as_json: bool, verbose: bool, 
         for row in rows:
             output.line(plan_line(row))
     failing = {path for path, _ in result.unsynced}
-    say_groups("skipped", [(path, reason) for path, reason in result.problems if path not in failing],
-               verbose=verbose)
+    if not quiet:  # what was not data (a FIFO, an unfollowed link): information, not a failure
+        say_groups("skipped", [(path, reason) for path, reason in result.problems if path not in failing],
+                   verbose=verbose)
     for warning in result.warnings:
         output.warning(warning)
     say_groups("failed", result.failures, verbose=verbose)
