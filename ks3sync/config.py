@@ -294,6 +294,8 @@ class SyncConfig:
     excludes: tuple[str, ...] = ()
     exclude_from: tuple[Path, ...] = ()
     encrypt_key_file: Path | None = None  # the key itself is read only where it is used
+    allow_unencrypted: bool = False  # with a key, read objects without encryption metadata as plaintext
+    require_integrity: bool = False  # with a key, refuse encrypted objects without ks3sync's integrity tag
     storage_class: str | None = None
     acl: str | None = None
     rescan_interval: float = 3600.0
@@ -385,6 +387,8 @@ def _sync_effective(sync: SyncConfig) -> dict[str, Any]:
         "excludes": list(sync.excludes),
         "exclude_from": [str(p) for p in sync.exclude_from],
         "encrypt_key_file": str(sync.encrypt_key_file) if sync.encrypt_key_file else None,
+        "allow_unencrypted": sync.allow_unencrypted,
+        "require_integrity": sync.require_integrity,
         "storage_class": sync.storage_class,
         "acl": sync.acl,
         "rescan_interval": format_duration(sync.rescan_interval),
@@ -569,6 +573,8 @@ SYNC_KEYS = (
     "excludes",
     "exclude_from",
     "encrypt_key_file",
+    "allow_unencrypted",
+    "require_integrity",
     "storage_class",
     "acl",
     "rescan_interval",
@@ -805,6 +811,11 @@ def _read_sync(reader: _Reader, value: Any, key: str, base: Path, check_sources:
             reader.warnings.append(
                 f"{reader.file}: {key}.encrypt_key_file: {str(key_file)!r} is readable by group/others; chmod 600 it"
             )
+    allow_unencrypted = opt("allow_unencrypted", reader.boolean, d.allow_unencrypted)
+    require_integrity = opt("require_integrity", reader.boolean, d.require_integrity)
+    for setting, value in (("allow_unencrypted", allow_unencrypted), ("require_integrity", require_integrity)):
+        if value and key_file is None:
+            raise reader.fail(f"{key}.{setting}", "only means something with encrypt_key_file")
     storage_class = opt("storage_class", reader.string, None)
     if storage_class is not None and storage_class.upper() not in STORAGE_CLASSES:
         raise reader.fail(
@@ -826,6 +837,8 @@ def _read_sync(reader: _Reader, value: Any, key: str, base: Path, check_sources:
         excludes=excludes,
         exclude_from=exclude_from,
         encrypt_key_file=key_file,
+        allow_unencrypted=allow_unencrypted,
+        require_integrity=require_integrity,
         storage_class=storage_class.upper() if storage_class else None,
         acl=acl,
         rescan_interval=rescan,

@@ -525,6 +525,13 @@ def pass_summary(result: MirrorResult, direction: Direction, started_ns: int, fi
 
 def _result(report: ExecutionReport, planned: _Planned, started: float, aborted: int) -> MirrorResult:
     counts = report.counts
+    warnings = planned.warnings
+    if report.untagged_reads:
+        # One line per pass, not one per object: a bucket written by the SDK has thousands.
+        warnings += (
+            f"{report.untagged_reads} encrypted objects carry no ks3sync integrity tag (written by the KS3 SDK or "
+            f"an older ks3sync): accepted with the SDK format's checks only; --require-integrity refuses them",
+        )
     return MirrorResult(
         uploaded=counts["uploaded"],
         copied=counts["copied"],
@@ -540,7 +547,7 @@ def _result(report: ExecutionReport, planned: _Planned, started: float, aborted:
         refused_deletes=planned.plan.refused_deletes,
         deletes_skipped=report.deletes_skipped,
         aborted_uploads=aborted,
-        warnings=planned.warnings,
+        warnings=warnings,
         problems=planned.problems,
         unsynced=planned.unsynced,
         stopped=report.stopped,

@@ -10,9 +10,11 @@ when the remote object provably holds the local file's bytes:
 - multipart object (ETag ``<md5>-<n>`` is not a content hash) -> HEAD it; recorded iff KS3's whole-object
   CRC-64 equals the file's CRC-64 (same size is already known);
 - encrypted object (ks3sync/SDK envelope metadata) -> only with ``--encrypt-key``: recorded iff the key
-  fingerprint matches and the plaintext MD5 and length in the object's metadata match the file; an
-  encrypted multipart object has no plaintext MD5 in its metadata, so it is downloaded, decrypted and
-  hashed (a read; still nothing is written).
+  fingerprint matches and ks3sync's integrity tag matches the file's SHA-256, length and the object's
+  key (no download, multipart or not); an untagged (SDK-written) object iff the plaintext MD5 and length
+  in its metadata match the file, and an untagged encrypted multipart object, which has no plaintext MD5
+  in its metadata, is downloaded, decrypted and hashed (a read; still nothing is written). A plaintext
+  object where the sync writes ciphertext is never recorded: the next mirror uploads it encrypted.
 A file that changes while it is hashed is not recorded (invariant 1). Nothing is uploaded, copied or
 deleted on the object side; the only remote writes are aborts of multipart uploads under the prefix
 that the rebuilt journal cannot resume (their part records died with the old journal), and only when
@@ -35,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ks3sync.errors import FatalError, Ks3SyncError, RemoteNotFound, UploadGone
 from ks3sync.journal import Journal, JournalError
@@ -48,6 +50,9 @@ from ks3sync.store.base import (
     PendingUpload,
     Store,
 )
+
+if TYPE_CHECKING:
+    from ks3sync.transfer.files import FileDigest
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +242,7 @@ def _verify(store: Store, root: Path, local: LocalEntry, remote: RemoteEntry, op
     from ks3sync.transfer.files import hash_file
 
     try:
-        digest = hash_file(local.path, root / local.path)
+        digest = hash_file(local.path, root / local.path, sha256=opts.encryption_key is not None)
         holds, encrypted = _remote_holds(store, remote, digest, opts.encryption_key)
     except RemoteNotFound:
         return _Verdict(local.path, differs=True)  # deleted since the listing: the next mirror uploads it
@@ -249,7 +254,7 @@ def _verify(store: Store, root: Path, local: LocalEntry, remote: RemoteEntry, op
     return _Verdict(local.path, entry=entry)
 
 
-def _remote_holds(store: Store, remote: RemoteEntry, digest: Any, key: Any) -> tuple[bool, bool]:
+def _remote_holds(store: Store, remote: RemoteEntry, digest: FileDigest, key: Any) -> tuple[bool, bool]:
     """(does the object hold exactly the file's bytes in the form this sync writes, is it encrypted)."""
     if key is None and not remote.is_multipart_etag:
         # A single-PUT object's ETag is the MD5 of its bytes. (An encrypted single PUT's ETag is the
@@ -261,6 +266,11 @@ def _remote_holds(store: Store, remote: RemoteEntry, digest: Any, key: Any) -> t
     if meta.is_encrypted:
         if key is None or not key.matches_fingerprint(meta.metadata.get(META_ENC_KEY, "").strip()):
             return False, True
+        from ks3sync.transfer.tagging import TagVerdict, tag_verdict
+
+        verdict = tag_verdict(key, store.key_for(meta.path), meta.metadata, digest.size, digest.sha256)
+        if verdict is not TagVerdict.UNTAGGED:
+            return verdict is TagVerdict.VERIFIED, True
         recorded_md5 = meta.metadata.get(META_ENC_PLAIN_MD5, "").strip()
         if not recorded_md5:
             # Encrypted multipart objects carry only the key fingerprint and IV (the plaintext MD5 is not
@@ -283,7 +293,8 @@ def _decrypted_md5(store: Store, meta: ObjectMeta, key: Any) -> str | None:
 
     md5 = hashlib.md5()  # noqa: S324 - content identity, compared with the file's MD5
     try:
-        decryptor = ObjectDecryptor(key, meta.metadata, ciphertext_length=meta.size, name=meta.path)
+        decryptor = ObjectDecryptor(key, meta.metadata, ciphertext_length=meta.size, name=meta.path,
+                                    object_key=store.key_for(meta.path))
         with store.open(meta.path) as reader:
             if reader.meta.etag != meta.etag:
                 return None  # replaced since the HEAD

@@ -72,6 +72,10 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="gitignore-style pattern (repeatable).")
 @click.option("--exclude-from", multiple=True, type=click.Path(path_type=Path), help="File of patterns.")
 @click.option("--encrypt-key", type=click.Path(path_type=Path), help="16-byte key file: client-side encryption.")
+@click.option("--allow-unencrypted", is_flag=True,
+              help="With --encrypt-key, restore objects that are not encrypted as plaintext (default: an error).")
+@click.option("--require-integrity", is_flag=True,
+              help="With --encrypt-key, refuse encrypted objects without ks3sync's integrity tag (SDK-written).")
 @click.option("--storage-class", help="STANDARD, STANDARD_IA, ARCHIVE, ...")
 @click.option("--acl", help="Canned ACL for new objects: private or public-read.")
 @click.option("--jobs", type=click.IntRange(1, 256), help="Parallel transfers (default 8).")
@@ -255,12 +259,19 @@ class _Settings:
         if threshold is None:
             threshold = transfer_cfg.multipart_threshold if transfer_cfg is not None else DEFAULT_MULTIPART_THRESHOLD
         backup = self._sync_value("backup_prefix", "backup_prefix", None)
+        allow_unencrypted = bool(self._sync_value("allow_unencrypted", "allow_unencrypted", False))
+        require_integrity = bool(self._sync_value("require_integrity", "require_integrity", False))
+        if key_file is None and (allow_unencrypted or require_integrity):
+            flag = "--allow-unencrypted" if allow_unencrypted else "--require-integrity"
+            die(f"{flag}: only means something with --encrypt-key (or a sync's encrypt_key_file)")
         transfer = TransferOptions(
             jobs=jobs,
             part_size=part_size,
             multipart_threshold=threshold,
             write=WriteOptions(storage_class=storage_class, acl=acl),
             encryption_key=load_encryption_key(key_file) if key_file is not None else None,
+            allow_unencrypted=allow_unencrypted,
+            require_integrity=require_integrity,
             backup_prefix=backup,
             bwlimit=float(bwlimit) if bwlimit else None,
         )

@@ -194,6 +194,8 @@ def _transfer_options_factory(config: Any) -> Callable[[Any], Any]:
             multipart_threshold=t.multipart_threshold,
             write=WriteOptions(storage_class=sync.storage_class, acl=sync.acl),
             encryption_key=key_for(sync.encrypt_key_file),
+            allow_unencrypted=sync.allow_unencrypted,
+            require_integrity=sync.require_integrity,
             backup_prefix=sync.backup_prefix,
             bwlimit=float(t.bwlimit) if t.bwlimit else None,
         )

@@ -8,6 +8,7 @@ The format is written down in docs/encryption.md. Modules, each with one job:
 * ``encrypt``   EncryptedStream / EncryptedFileBody: streaming encryption as request bodies
 * ``multipart`` MultipartEncryptor / EncryptedPart: one CBC chain cut into parts, resumable
 * ``ranges``    RangePlan: ciphertext range for a plaintext range (pure)
+* ``integrity`` ks3sync's keyed integrity tag (HMAC-SHA256 under an HKDF subkey), which the SDK lacks
 * ``decrypt``   ObjectDecryptor: streaming, verified decryption (whole or ranged)
 * ``errors``    the exception tree
 
@@ -31,12 +32,15 @@ from ks3sync.crypto.errors import (
     CorruptCiphertextError,
     CryptoError,
     EncryptionMetadataError,
+    IntegrityTagError,
     KeyFileError,
     KeyFileExistsError,
+    MissingIntegrityTagError,
     PlaintextMismatchError,
     SourceChangedError,
     WrongKeyError,
 )
+from ks3sync.crypto.integrity import TAG_METADATA, stored_tag, tag_metadata, tag_value, verify_tag
 from ks3sync.crypto.key import KEY_SIZE, EncryptionKey, InsecureKeyFileWarning
 from ks3sync.crypto.multipart import EncryptedPart, MultipartEncryptor, part_wire_length
 from ks3sync.crypto.ranges import RangePlan, plan_range, tail_range
@@ -48,6 +52,7 @@ __all__ = [
     "IV_SIZE",
     "KEY_SIZE",
     "PAD_ALPHABET",
+    "TAG_METADATA",
     "BytesSource",
     "CbcDecryptStream",
     "CorruptCiphertextError",
@@ -59,8 +64,10 @@ __all__ = [
     "EncryptionMetadataError",
     "FileSlice",
     "InsecureKeyFileWarning",
+    "IntegrityTagError",
     "KeyFileError",
     "KeyFileExistsError",
+    "MissingIntegrityTagError",
     "MultipartEncryptor",
     "ObjectDecryptor",
     "ObjectEncryption",
@@ -78,5 +85,9 @@ __all__ = [
     "plaintext_length",
     "plaintext_length_bounds",
     "plan_range",
+    "stored_tag",
+    "tag_metadata",
+    "tag_value",
     "tail_range",
+    "verify_tag",
 ]

@@ -1,10 +1,14 @@
 """Streaming decryption of SDK-envelope objects, whole or by plaintext range.
 
-Feed ciphertext chunks of any size to ``update()``, get plaintext back; ``finish()`` validates the pad
-and, for whole single-PUT objects, the recorded plaintext length and MD5. Output is trustworthy only
+Feed ciphertext chunks of any size to ``update()``, get plaintext back; ``finish()`` validates the pad,
+for whole single-PUT objects the recorded plaintext length and MD5, and for whole objects that carry
+ks3sync's integrity tag (``integrity``), the tag over what was decrypted. Output is trustworthy only
 once ``finish()`` returned: write it to a temp file and rename after (invariant 6). Before any output
 the key fingerprint (``x-kss-meta-key``) is checked, the IV is required, and the body's IV prefix must
 equal ``x-kss-meta-iv``, so a wrong key gives WrongKeyError, never garbage.
+
+A ranged read (``plan``) checks the pad when it reaches the end, nothing more: no digest covers a part
+of the plaintext. It is never authenticated, so it refuses ``require_tag``.
 
 Imports only ks3sync.crypto modules.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
+from concurrent.futures import Executor, Future
 
 from Crypto.Cipher._mode_cbc import CbcMode
 
@@ -27,9 +32,11 @@ from ks3sync.crypto.envelope import (
 from ks3sync.crypto.errors import (
     CorruptCiphertextError,
     EncryptionMetadataError,
+    MissingIntegrityTagError,
     PlaintextMismatchError,
     WrongKeyError,
 )
+from ks3sync.crypto.integrity import TAG_METADATA, stored_tag, verify_tag
 from ks3sync.crypto.key import EncryptionKey
 from ks3sync.crypto.ranges import RangePlan
 
@@ -124,7 +131,15 @@ class ObjectDecryptor:
 
     Raises at construction, before any output: WrongKeyError when ``x-kss-meta-key`` is another key's
     fingerprint, EncryptionMetadataError when the object is not encrypted (and not empty) or its
-    metadata is incomplete. ``name`` (e.g. ``bucket/key``) only makes messages clearer."""
+    metadata is incomplete, MissingIntegrityTagError when ``require_tag`` and the object has no tag.
+    ``name`` (e.g. ``bucket/key``) only makes messages clearer.
+
+    ``object_key``: the object's full key, which its integrity tag binds. A whole object that carries a
+    tag cannot be decrypted without it (ValueError), so no caller skips the check by forgetting it.
+    After ``finish()``, ``integrity`` is ``"verified"`` (tag checked), ``"untagged"`` (a whole object
+    without a tag: written by the SDK) or ``"unchecked"`` (a range, or an empty unencrypted object).
+    ``hash_pool``: hash the plaintext for the tag on that executor, one chunk at a time and in order,
+    while the caller writes the previous chunk (hashlib releases the GIL); None hashes inline."""
 
     def __init__(
         self,
@@ -134,19 +149,27 @@ class ObjectDecryptor:
         ciphertext_length: int | None = None,
         plan: RangePlan | None = None,
         name: str = "object",
+        object_key: str | None = None,
+        require_tag: bool = False,
+        hash_pool: Executor | None = None,
     ) -> None:
         self.name = name
         self.encryption = ObjectEncryption.from_metadata(metadata)
+        self.integrity = "unchecked"
         self._core: CbcDecryptStream | None = None
         self._plain_md5: hashlib._Hash | None = None
         self._plain_length = 0
         self._expected_ciphertext: int | None = None
+        self._tag: _TagCheck | None = None
+        self._whole = plan is None
         if self.encryption is None:
             # The SDK stores empty plaintext unencrypted and without metadata: only that is accepted.
             if ciphertext_length not in (None, 0) or plan is not None:
                 raise EncryptionMetadataError(
                     f"{name} is not client-side encrypted (it has no x-kss-meta-key/x-kss-meta-iv)"
                 )
+            # ks3sync tags it all the same: otherwise any object could be blanked by an empty one.
+            self._tag = _TagCheck.start(key, metadata, object_key, None, require=require_tag, name=name)
             return
         if not key.matches_fingerprint(self.encryption.fingerprint):
             raise WrongKeyError(f"{name} was encrypted with a different key (x-kss-meta-key does not match "
@@ -158,10 +181,13 @@ class ObjectDecryptor:
         elif ciphertext_length is not None:
             self._expected_ciphertext = ciphertext_length
         if plan is None:
+            self._tag = _TagCheck.start(key, metadata, object_key, hash_pool, require=require_tag, name=name)
             self._core = CbcDecryptStream(key, strip_pad=True, expected_iv=self.encryption.iv)
             if self.encryption.plaintext_md5 is not None:
                 self._plain_md5 = hashlib.md5(usedforsecurity=False)
         else:
+            if require_tag:
+                raise ValueError("a ranged read cannot be checked against the integrity tag")
             self._core = CbcDecryptStream(
                 key,
                 strip_pad=plan.strip_pad,
@@ -170,7 +196,6 @@ class ObjectDecryptor:
                 # Only a range from offset 0 starts with the IV prefix; the SDK checks it there too.
                 expected_iv=self.encryption.iv if plan.fetch_start == 0 else None,
             )
-        self._whole = plan is None
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
         if self._core is None:
@@ -183,6 +208,7 @@ class ObjectDecryptor:
 
     def finish(self) -> bytes:
         if self._core is None:
+            self._check_tag()  # an empty object
             return b""
         if self._expected_ciphertext is not None and self._core.ciphertext_seen != self._expected_ciphertext:
             raise CorruptCiphertextError(
@@ -192,12 +218,24 @@ class ObjectDecryptor:
         tail = self._account(self._core.finish())
         if self._whole and self.encryption is not None:
             self._verify(self.encryption)
+            self._check_tag()
         return tail
+
+    def _check_tag(self) -> None:
+        if not self._whole or self.integrity != "unchecked":
+            return
+        if self._tag is None:
+            self.integrity = "untagged"
+            return
+        self._tag.verify(self._plain_length)
+        self.integrity = "verified"
 
     def _account(self, plain: bytes) -> bytes:
         self._plain_length += len(plain)
         if self._plain_md5 is not None:
             self._plain_md5.update(plain)
+        if self._tag is not None and plain:
+            self._tag.update(plain)
         return plain
 
     def _verify(self, encryption: ObjectEncryption) -> None:
@@ -214,11 +252,62 @@ class ObjectDecryptor:
                 )
 
 
+class _TagCheck:
+    """SHA-256 of the plaintext as it is decrypted, then the tag check (``integrity.verify_tag``)."""
+
+    def __init__(self, key: EncryptionKey, metadata: Mapping[str, str], object_key: str, pool: Executor | None,
+                 name: str) -> None:
+        self._key = key
+        self._metadata = metadata
+        self._object_key = object_key
+        self._pool = pool
+        self._name = name
+        self._sha = hashlib.sha256()
+        self._pending: Future[None] | None = None
+
+    @classmethod
+    def start(cls, key: EncryptionKey, metadata: Mapping[str, str], object_key: str | None, pool: Executor | None,
+              *, require: bool, name: str) -> _TagCheck | None:
+        """The check for a whole object, or None when it has no tag (refused when one is required)."""
+        if stored_tag(metadata) is None:
+            if require:
+                raise MissingIntegrityTagError(
+                    f"{name} carries no ks3sync integrity tag (x-kss-meta-{TAG_METADATA}: written by the KS3 SDK "
+                    f"or an older ks3sync, or the tag was removed); refused because integrity is required"
+                )
+            return None
+        if object_key is None:
+            raise ValueError(f"{name} carries an integrity tag: pass object_key= so that it can be checked")
+        return cls(key, metadata, object_key, pool, name)
+
+    def update(self, plain: bytes) -> None:
+        if self._pool is None:
+            self._sha.update(plain)
+            return
+        self._wait()
+        self._pending = self._pool.submit(self._sha.update, plain)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def verify(self, plaintext_length: int) -> None:
+        self._wait()
+        verify_tag(self._key, self._metadata, object_key=self._object_key, plaintext_length=plaintext_length,
+                   plaintext_sha256=self._sha.digest(), name=self._name)
+
+
 def decrypt_object(
-    key: EncryptionKey, metadata: Mapping[str, str], ciphertext: bytes | bytearray | memoryview, *, name: str = "object"
+    key: EncryptionKey,
+    metadata: Mapping[str, str],
+    ciphertext: bytes | bytearray | memoryview,
+    *,
+    name: str = "object",
+    object_key: str | None = None,
 ) -> bytes:
     """Whole-object convenience for small objects and tests."""
-    decryptor = ObjectDecryptor(key, metadata, ciphertext_length=len(ciphertext), name=name)
+    decryptor = ObjectDecryptor(key, metadata, ciphertext_length=len(ciphertext), name=name, object_key=object_key)
     return decryptor.update(ciphertext) + decryptor.finish()
 
 

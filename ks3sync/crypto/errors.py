@@ -9,6 +9,8 @@
     ├── EncryptionMetadataError      x-kss-meta-iv missing/invalid, or the body's IV prefix differs from it
     ├── CorruptCiphertextError       bad length or bad pad: tampered or truncated ciphertext
     ├── PlaintextMismatchError       decrypted bytes do not match x-kss-meta-unencrypted-content-md5/length
+    │   └── IntegrityTagError        ... or do not match ks3sync's keyed integrity tag (or the tag is malformed)
+    ├── MissingIntegrityTagError     integrity is required but the object carries no tag (SDK-written)
     └── SourceChangedError           the plaintext file got shorter while it was being encrypted
 
 Messages never contain key bytes (invariant 7); they name the file or the object instead.
@@ -43,6 +45,15 @@ class CorruptCiphertextError(CryptoError):
 
 class PlaintextMismatchError(CryptoError):
     """The decrypted plaintext does not match the length/MD5 recorded at upload time."""
+
+
+class IntegrityTagError(PlaintextMismatchError):
+    """The decrypted plaintext does not match the object's ``x-kss-meta-ks3sync-tag`` (content, length or
+    object key differ from what was tagged), or the tag cannot be read."""
+
+
+class MissingIntegrityTagError(CryptoError):
+    """Integrity is required and the object has no ``x-kss-meta-ks3sync-tag`` (the SDK writes none)."""
 
 
 class SourceChangedError(CryptoError):

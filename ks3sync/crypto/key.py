@@ -1,8 +1,9 @@
 """The AES-128 key: loading and checking a key file, generating and writing a new one, and the
 fingerprint the SDK stores in ``x-kss-meta-key``.
 
-The raw key bytes never leave this object except into a cipher (``new_cbc``): no repr, no str, no
-message shows them (invariant 7). Imports only ``errors`` from ks3sync.
+The raw key bytes never leave this object except into a cipher (``new_cbc``) or a key derivation whose
+output also stays inside (``keyed_digest``): no repr, no str, no message shows them (invariant 7).
+Imports only ``errors`` from ks3sync.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from Crypto.Cipher import AES
 from Crypto.Cipher._mode_cbc import CbcMode
+from Crypto.Hash import SHA256
+from Crypto.Protocol.KDF import HKDF
 
 from ks3sync.crypto.errors import KeyFileError, KeyFileExistsError
 
@@ -32,12 +35,13 @@ class InsecureKeyFileWarning(UserWarning):
 class EncryptionKey:
     """A 16-byte AES-128 key for SDK-compatible client-side encryption."""
 
-    __slots__ = ("_key", "source")
+    __slots__ = ("_key", "_subkeys", "source")
 
     def __init__(self, key: bytes, *, source: str = "<in-memory key>") -> None:
         if len(key) != KEY_SIZE:
             raise KeyFileError(f"{source}: encryption key must be exactly {KEY_SIZE} bytes, got {len(key)}")
         self._key = bytes(key)
+        self._subkeys: dict[bytes, bytes] = {}  # HKDF outputs by purpose: as secret as the key itself
         self.source = source
 
     # ---------------------------------------------------------------------------------------------
@@ -134,6 +138,19 @@ class EncryptionKey:
         across ``encrypt``/``decrypt`` calls as long as each call is block-aligned)."""
         cipher: CbcMode = AES.new(self._key, AES.MODE_CBC, iv=bytes(iv))
         return cipher
+
+    def keyed_digest(self, purpose: bytes, message: bytes) -> bytes:
+        """HMAC-SHA256 of ``message`` under a subkey derived for ``purpose`` alone:
+        ``HKDF-SHA256(IKM = this key, salt = none (32 zero bytes), info = purpose, L = 32)``.
+
+        The AES key itself never keys a MAC (one key, one algorithm), and a different ``purpose`` gives
+        an unrelated subkey. The subkey is derived once per purpose and never leaves this object."""
+        subkey = self._subkeys.get(purpose)
+        if subkey is None:
+            derived = HKDF(self._key, 32, b"", SHA256, context=purpose)
+            assert isinstance(derived, bytes)
+            subkey = self._subkeys.setdefault(purpose, derived)
+        return hmac.new(subkey, message, hashlib.sha256).digest()
 
     def __repr__(self) -> str:
         return f"EncryptionKey(source={self.source!r})"

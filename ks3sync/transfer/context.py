@@ -35,6 +35,10 @@ class TransferOptions:
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD
     write: WriteOptions = field(default_factory=WriteOptions)
     encryption_key: EncryptionKey | None = None
+    # Reading with a key: accept objects without encryption metadata as plaintext (default: an error).
+    allow_unencrypted: bool = False
+    # Encrypted objects without ks3sync's integrity tag (SDK-written) are refused, not only reported.
+    require_integrity: bool = False
     backup_prefix: str | None = None
     bwlimit: float | None = None  # bytes per second, shared by all workers
     direction: Direction = Direction.UPLOAD  # which side an Adopt that does not match is fixed from
@@ -67,6 +71,26 @@ class StopSignal:
         return self.requested is not None and self.requested.is_set()
 
 
+class Tally:
+    """A count the tasks of a run raise from any thread and the executor reports once per pass (e.g.
+    encrypted objects read without an integrity tag)."""
+
+    __slots__ = ("_lock", "_value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self._value += n
+
+    @property
+    def value(self) -> int:
+        with self._lock:
+            return self._value
+
+
 @dataclass(slots=True)
 class TransferContext:
     store: Store
@@ -82,6 +106,7 @@ class TransferContext:
     remote: Mapping[str, RemoteEntry] | None = None  # the pass's listing, when the caller has one
     clock: Callable[[], int] = time.time_ns
     folder_syncs: FolderSyncer = field(default_factory=FolderSyncer)  # restores share folder fsyncs
+    untagged_reads: Tally = field(default_factory=Tally)  # encrypted objects accepted without a tag
     _resolved_root: Path | None = field(default=None, init=False, repr=False)  # cache of resolved_root
 
     @property

@@ -6,7 +6,10 @@ verified temp file (``.ks3sync-tmp-*`` in the same folder: same file system, ato
 
 Verification: a single-PUT object's ETag is the MD5 of its bytes; a multipart object is checked by its
 CRC-64; an encrypted object by the plaintext MD5/length it carries (or, for encrypted multipart objects,
-the ciphertext CRC-64), after decryption with the key, which must match the object's fingerprint.
+the ciphertext CRC-64), after decryption with the key, which must match the object's fingerprint, and
+by ks3sync's keyed integrity tag over the decrypted plaintext when the object has one (SDK-written
+objects have none: counted for the pass's warning, or refused with ``require_integrity``). With a key,
+an object without encryption metadata is refused unless ``allow_unencrypted`` (docs/encryption.md §8).
 
 Must not import: ks3sync.ks3, the journal, the planner, the CLI.
 """
@@ -25,7 +28,14 @@ from typing import Any
 
 from ks3sync.errors import EncryptionError, IntegrityError, LocalFileError, UnsafeKeyError
 from ks3sync.model import SyncedEntry
-from ks3sync.store.base import META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5, META_MTIME, ObjectMeta
+from ks3sync.store.base import (
+    META_ENC_IV,
+    META_ENC_KEY,
+    META_ENC_PLAIN_LENGTH,
+    META_ENC_PLAIN_MD5,
+    META_MTIME,
+    ObjectMeta,
+)
 from ks3sync.store.checksums import crc64_update
 from ks3sync.transfer.context import TMP_PREFIX, TransferContext
 from ks3sync.transfer.files import identity_of
@@ -195,6 +205,8 @@ def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta,
             raise IntegrityError(f"{path}: downloaded bytes do not match the object's CRC-64")
     elif md5.hexdigest() != meta.etag:
         raise IntegrityError(f"{path}: downloaded bytes do not match the object's ETag (MD5)")
+    if decryptor is not None and decryptor.integrity == "untagged":
+        ctx.untagged_reads.add()  # verified as far as the SDK format allows: reported once per pass
     return received, meta, md5.hexdigest()
 
 
@@ -243,18 +255,33 @@ def _verify_encrypted(path: str, meta: ObjectMeta, plain_md5: bytes, plain_len: 
 
 
 def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta) -> Any:
-    if not meta.is_encrypted:
-        return None
     key = ctx.options.encryption_key
+    enveloped = META_ENC_IV in meta.metadata or META_ENC_KEY in meta.metadata
     if key is None:
-        raise EncryptionError(f"{path}: object is client-side encrypted; pass --encrypt-key to restore it")
+        if enveloped:
+            raise EncryptionError(f"{path}: object is client-side encrypted; pass --encrypt-key to restore it")
+        return None
+    if not enveloped and meta.size > 0:
+        # docs/encryption.md §2: with a key, plaintext is never passed through unless asked for.
+        if ctx.options.allow_unencrypted:
+            return None
+        raise EncryptionError(
+            f"{path}: object is not client-side encrypted (no x-kss-meta-iv/x-kss-meta-key) but a key is set; "
+            f"refusing to restore it as plaintext (--allow-unencrypted accepts such objects)"
+        )
     from ks3sync.crypto.decrypt import ObjectDecryptor
     from ks3sync.crypto.errors import CryptoError
 
     try:
-        # Checks the key fingerprint and the IV before producing any output (a wrong key is an error,
-        # never garbage); finish() checks the pad and the recorded plaintext length/MD5.
-        return ObjectDecryptor(key, meta.metadata, ciphertext_length=meta.size, name=path)
+        # Checks the key fingerprint, the IV and (with require_integrity) the presence of a tag before
+        # producing any output (a wrong key is an error, never garbage); finish() checks the pad, the
+        # recorded plaintext length/MD5 and the integrity tag. An empty object (the SDK's form of an
+        # empty file) goes through it too, for its tag.
+        return ObjectDecryptor(
+            key, meta.metadata, ciphertext_length=meta.size, name=path, object_key=ctx.store.key_for(path),
+            require_tag=ctx.options.require_integrity,
+            hash_pool=ctx.part_pool if meta.size >= PIPELINE_MD5_FROM else None,
+        )
     except CryptoError as exc:
         raise _crypto_error(path, exc) from exc
 
@@ -262,8 +289,8 @@ def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta) -> Any:
 def _crypto_error(path: str, exc: Exception) -> Exception:
     from ks3sync.crypto.errors import PlaintextMismatchError
 
-    if isinstance(exc, PlaintextMismatchError):
-        return IntegrityError(str(exc))
+    if isinstance(exc, PlaintextMismatchError):  # also a tag that does not match
+        return IntegrityError(str(exc) if path in str(exc) else f"{path}: {exc}")
     return EncryptionError(str(exc) if path in str(exc) else f"{path}: {exc}")
 
 

@@ -63,6 +63,7 @@ class ExecutionReport:
     bytes_received: int = 0
     stopped: str | None = None  # the fatal error that ended the run
     deletes_skipped: int = 0  # deletes not run because something failed
+    untagged_reads: int = 0  # encrypted objects accepted without ks3sync's integrity tag
 
     @property
     def ok(self) -> bool:
@@ -161,6 +162,7 @@ class Executor:
         report = ExecutionReport()
         with self._lock:
             sent_before, received_before = self._sent, self._received
+        untagged_before = self.ctx.untagged_reads.value
         self.progress.plan_ready(len(transfers) + len(deletes), sum(operation_bytes(op) for op in transfers))
         retry = self._run_round(transfers, report, final=False)
         self._note_requested_stop(report)
@@ -177,6 +179,7 @@ class Executor:
         with self._lock:
             report.bytes_sent = self._sent - sent_before
             report.bytes_received = self._received - received_before
+        report.untagged_reads = self.ctx.untagged_reads.value - untagged_before
         return report
 
     def _note_requested_stop(self, report: ExecutionReport) -> None:

@@ -1,5 +1,6 @@
 """Local-file facts the transfer tasks rely on: identities (restic's size/mtime/inode/ctime rule),
-the "did it change while I read it" re-check (invariant 1), and one-pass MD5 + CRC-64 hashing.
+the "did it change while I read it" re-check (invariant 1), and one-pass hashing: MD5 + CRC-64 of a
+file by name (``hash_file``), MD5 (+ SHA-256 for an integrity tag) of an open file (``content_digests``).
 
 OSErrors become ks3sync.errors classes here, at the file-system boundary.
 Must not import: the store, the journal, the CLI.
@@ -11,6 +12,7 @@ import errno
 import hashlib
 import os
 import stat
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,25 +65,77 @@ class FileDigest:
     crc64: int
     size: int
     identity: FileIdentity
+    sha256: bytes | None = None  # only when asked for (the integrity tag of an encrypted object)
 
 
-def hash_file(path: str, abs_path: Path) -> FileDigest:
-    """MD5 + CRC-64 in one read; raises FileChangedError if the file changed meanwhile."""
+def hash_file(path: str, abs_path: Path, *, sha256: bool = False) -> FileDigest:
+    """MD5 + CRC-64 (+ SHA-256) in one read; raises FileChangedError if the file changed meanwhile."""
     fd, before = open_for_read(path, abs_path)
     try:
         md5 = hashlib.md5()  # noqa: S324 - content identity, the protocol's checksum
+        sha = hashlib.sha256() if sha256 else None
         crc = 0
         size = 0
         while chunk := _read(path, fd, READ_CHUNK):
             md5.update(chunk)
             crc = crc64_update(crc, chunk)
+            if sha is not None:
+                sha.update(chunk)
             size += len(chunk)
         if size != before.size:
             raise FileChangedError(f"{path}: file changed while it was read; not recorded")
         check_unchanged(path, abs_path, fd, before)
     finally:
         os.close(fd)
-    return FileDigest(md5.hexdigest(), crc, size, before)
+    return FileDigest(md5.hexdigest(), crc, size, before, sha.digest() if sha is not None else None)
+
+
+DIGEST_CHUNK = 4 * 1024 * 1024
+
+
+def content_digests(path: str, fd: int, size: int, *, sha256: bool = False,
+                    pool: Executor | None = None) -> tuple[bytes, bytes | None]:
+    """MD5 (and SHA-256) of the first ``size`` bytes of an open file, in one read; a short read raises
+    FileChangedError. With ``pool``, the SHA-256 of each chunk runs there while this thread reads the
+    next chunk and hashes it with MD5 (hashlib releases the GIL): the pre-pass of an encrypted multipart
+    upload then costs ~max(MD5, SHA-256) of wall time, not their sum. Two buffers take turns, so a chunk
+    is never overwritten while it is being hashed."""
+    md5 = hashlib.md5()  # noqa: S324 - the protocol's content checksum
+    sha = hashlib.sha256() if sha256 else None
+    buffers = [bytearray(min(DIGEST_CHUNK, size)), bytearray(min(DIGEST_CHUNK, size) if pool else 0)]
+    pending: Future[None] | None = None
+    offset = turn = 0
+    try:
+        while offset < size:
+            n = min(DIGEST_CHUNK, size - offset)
+            view = memoryview(buffers[turn])[:n]
+            _pread_into(path, fd, view, offset)
+            md5.update(view)
+            if sha is not None:
+                if pool is None:
+                    sha.update(view)
+                else:
+                    if pending is not None:
+                        pending.result()  # the other buffer is free again
+                    pending = pool.submit(sha.update, view)
+                    turn ^= 1
+            offset += n
+    finally:
+        if pending is not None:
+            pending.result()
+    return md5.digest(), sha.digest() if sha is not None else None
+
+
+def _pread_into(path: str, fd: int, view: memoryview, offset: int) -> None:
+    got = 0
+    while got < len(view):
+        try:
+            n = os.preadv(fd, [view[got:]], offset + got)
+        except OSError as exc:
+            raise local_error(path, exc) from exc
+        if not n:
+            raise FileChangedError(f"{path}: file shrank while it was read; not recorded")
+        got += n
 
 
 def _read(path: str, fd: int, n: int) -> bytes:

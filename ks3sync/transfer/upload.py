@@ -17,6 +17,11 @@ so a killed run resumes: ListParts is reconciled with the record and only missin
 Single PUT: files up to ``SMALL_FILE`` are read once into memory; larger ones are hashed, then streamed
 from the same open descriptor (pread), so the bytes sent are those of the file that was hashed.
 
+Encrypted syncs tag every object (``transfer.tagging``, docs/encryption.md §8): the tag covers the whole
+plaintext's SHA-256 but must go with the PUT or the multipart Initiate, so a multipart upload with a key
+first reads the file once for its MD5 and SHA-256 (docs/decisions.md D10), and a resumed one checks
+after Complete that the object carries this file's tag.
+
 Must not import: ks3sync.ks3, the journal, the planner, the CLI.
 """
 
@@ -44,8 +49,9 @@ from ks3sync.store.base import META_MTIME, PartResult, WriteOptions
 from ks3sync.store.checksums import crc64_combine, multipart_etag
 from ks3sync.transfer.bodies import FdSource, FileBody, MemoryBody, MeteredBody
 from ks3sync.transfer.context import SMALL_FILE, TransferContext
-from ks3sync.transfer.files import check_unchanged, open_for_read, read_exactly
+from ks3sync.transfer.files import check_unchanged, content_digests, open_for_read, read_exactly
 from ks3sync.transfer.sizing import choose_part_size, part_count
+from ks3sync.transfer.tagging import check_completed_tag, tag_metadata
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +97,16 @@ def _single_put(ctx: TransferContext, path: str, abs_path: Path, fd: int, identi
     key = ctx.options.encryption_key
     body: Any
     extra: dict[str, str] = {}
+    plain_sha: bytes | None = None
     if identity.size <= SMALL_FILE:
         data = read_exactly(path, fd, 0, identity.size) if identity.size else b""
         plain_md5 = hashlib.md5(data).digest()  # noqa: S324 - the protocol's content checksum
+        if key is not None:
+            plain_sha = hashlib.sha256(data).digest()
         source: Any = data
         body = MemoryBody(data, plain_md5)
     else:
-        plain_md5 = _hash_fd(path, fd, identity.size)
+        plain_md5, plain_sha = content_digests(path, fd, identity.size, sha256=key is not None, pool=ctx.part_pool)
         source = None
         body = FileBody(fd, 0, identity.size, plain_md5)
     # Empty files are stored unencrypted, as the SDK does.
@@ -112,6 +121,10 @@ def _single_put(ctx: TransferContext, path: str, abs_path: Path, fd: int, identi
             extra = body.metadata()  # runs the hashing pass (Content-MD5 of the ciphertext)
         except CryptoError as exc:
             raise _crypto_error(path, exc) from exc
+    if key is not None:
+        # Every object of an encrypted sync is tagged, the empty one stored the SDK's way (plain) too.
+        assert plain_sha is not None
+        extra.update(tag_metadata(key, ctx.store.key_for(path), identity.size, plain_sha))
     check_unchanged(path, abs_path, fd, identity)
     sent_md5 = body.content_md5().hex()
     result = ctx.store.put(path, MeteredBody(body, ctx.meter_sent), write_options(ctx, identity, extra))
@@ -124,16 +137,6 @@ def _single_put(ctx: TransferContext, path: str, abs_path: Path, fd: int, identi
         SyncedEntry(path, identity, plain_md5.hex(), result.etag, body.length, key is not None, ctx.clock())
     )
     return int(body.length)
-
-
-def _hash_fd(path: str, fd: int, size: int) -> bytes:
-    md5 = hashlib.md5()  # noqa: S324
-    offset = 0
-    while offset < size:
-        chunk = read_exactly(path, fd, offset, min(4 * 1024 * 1024, size - offset))
-        md5.update(chunk)
-        offset += len(chunk)
-    return md5.digest()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,15 +179,24 @@ def _resume_state(
 def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identity: FileIdentity) -> int:
     key = ctx.options.encryption_key
     record, on_server = _resume_state(ctx, path, identity)
+    resumed = record is not None
     encryptor: Any = None
+    digests: tuple[bytes, bytes | None] | None = None
+    if key is not None:
+        # The tag must go with Initiate, before the parts are read: a first read hashes the file (MD5
+        # for the journal, SHA-256 for the tag; check_unchanged below proves the parts come from the same
+        # file, as for a single PUT). docs/decisions.md D10.
+        digests = content_digests(path, fd, identity.size, sha256=True, pool=ctx.part_pool)
     if record is None:
         part_size = choose_part_size(identity.size, ctx.options.part_size)
         extra: dict[str, str] = {}
         if key is not None:
             from ks3sync.crypto.multipart import MultipartEncryptor
 
+            assert digests is not None and digests[1] is not None
             encryptor = MultipartEncryptor(key)
             extra = encryptor.initiate_metadata()
+            extra.update(tag_metadata(key, ctx.store.key_for(path), identity.size, digests[1]))
         upload_id = ctx.store.create_upload(path, write_options(ctx, identity, extra))
         record = UploadRecord(
             path=path,
@@ -202,7 +214,8 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
         encryptor = MultipartEncryptor(key, record.iv)
     count = part_count(identity.size, record.part_size)
     try:
-        parts, file_md5, sent = _send_parts(ctx, path, fd, identity, record, on_server, encryptor)
+        parts, file_md5, sent = _send_parts(ctx, path, fd, identity, record, on_server, encryptor,
+                                            whole_md5=digests is None)
         check_unchanged(path, abs_path, fd, identity)
     except FileChangedError:
         # What was sent belongs to no single version of the file: end the upload now (invariant 5).
@@ -228,9 +241,15 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
     ctx.checkpoint.upload_finished(record.upload_id)
     total = sum(p.size for p in ordered)
     etag = _confirmed_multipart_etag(ctx, path, result.etag, ordered, total, expected_crc)
-    ctx.checkpoint.synced(
-        SyncedEntry(path, identity, file_md5.hexdigest(), etag, total, encryptor is not None, ctx.clock())
-    )
+    if digests is None:
+        md5_hex = file_md5.hexdigest()
+    else:
+        md5_hex = digests[0].hex()
+        if resumed:
+            # Initiated by an earlier run, with the tag of the file as read then (or none, by a ks3sync
+            # without tags): only the object can tell.
+            check_completed_tag(ctx, path, identity.size, digests[1], etag)
+    ctx.checkpoint.synced(SyncedEntry(path, identity, md5_hex, etag, total, encryptor is not None, ctx.clock()))
     return sent
 
 
@@ -260,13 +279,16 @@ def _send_parts(
     record: UploadRecord,
     on_server: dict[int, PartResult],
     encryptor: Any,
+    *,
+    whole_md5: bool,
 ) -> tuple[dict[int, PartRecord], Any, int]:
-    """Read the parts in order — the whole file's MD5 and, with a key, the CBC chain are sequential — and
-    hand each to the part pool, which hashes it and sends it unless KS3 already holds it. Returns every
-    part's record, the whole file's MD5 object and the bytes sent."""
+    """Read the parts in order — the whole file's MD5 (unless ``whole_md5`` is False: known already) and,
+    with a key, the CBC chain are sequential — and hand each to the part pool, which hashes it and sends
+    it unless KS3 already holds it. Returns every part's record, the whole file's MD5 object (or None)
+    and the bytes sent."""
     recorded = {part.part_number: part for part in record.parts}
     count = part_count(identity.size, record.part_size)
-    file_md5 = hashlib.md5()  # noqa: S324
+    file_md5 = hashlib.md5() if whole_md5 else None  # noqa: S324
     parts: dict[int, PartRecord] = {}
     futures: list[concurrent.futures.Future[tuple[PartRecord, int]]] = []
     try:
@@ -283,7 +305,8 @@ def _send_parts(
                     # Checked again: waiting for budget may have outlasted the stop.
                     raise TransientError(f"{path}: run stopped before the upload finished (resumable)")
                 data = read_exactly(path, fd, offset, length)
-                file_md5.update(data)
+                if file_md5 is not None:
+                    file_md5.update(data)
                 done = recorded.get(number)
                 server = on_server.get(number)
                 if (

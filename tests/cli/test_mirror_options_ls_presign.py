@@ -48,7 +48,7 @@ def test_encrypted_mirror_round_trip(local_server: Any, bucket: str, tmp_path: P
                 stored = response.read()
                 if data:
                     assert stored != data
-                    assert decrypt_object(key, response.info.metadata, stored) == data
+                    assert decrypt_object(key, response.info.metadata, stored, object_key=f"enc/{name}") == data
                 else:
                     assert stored == b""
     again = run(local_server, "mirror", str(src), f"ks3://{bucket}/enc/", *common)

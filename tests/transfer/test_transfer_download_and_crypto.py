@@ -186,7 +186,9 @@ def test_encrypted_upload_decrypts_and_restores(tmp_path: Path, size: int) -> No
     assert meta is not None
     if size:
         assert meta.is_encrypted and store.data("f.bin") != data
-        assert decrypt_object(KEY, meta.metadata, store.data("f.bin")) == data
+        assert decrypt_object(KEY, meta.metadata, store.data("f.bin"), object_key=store.key_for("f.bin")) == data
+        with pytest.raises(ValueError, match="pass object_key"):  # a tagged object is never read unchecked
+            decrypt_object(KEY, meta.metadata, store.data("f.bin"))
     else:
         assert not meta.is_encrypted and store.data("f.bin") == b""  # the SDK stores empty files plain
     entry = cp.synced_entries["f.bin"]
@@ -230,7 +232,7 @@ def test_encrypted_multipart_resumes_from_recorded_chain_blocks(tmp_path: Path) 
     assert sum(1 for c in store.calls if c[0] == "upload_part") - sent_before == 2
     meta = store.head("big")
     assert meta is not None and meta.is_multipart
-    assert decrypt_object(KEY, meta.metadata, store.data("big")) == data
+    assert decrypt_object(KEY, meta.metadata, store.data("big"), object_key="big") == data
 
 
 @pytest.mark.parametrize("encrypted", [False, True])
@@ -248,5 +250,5 @@ def test_streamed_single_put_reads_the_open_descriptor(tmp_path: Path, monkeypat
     stored = store.data("f")
     meta = store.head("f")
     assert meta is not None
-    assert (decrypt_object(KEY, meta.metadata, stored) if encrypted else stored) == data
+    assert (decrypt_object(KEY, meta.metadata, stored, object_key="f") if encrypted else stored) == data
     assert cp.synced_entries["f"].md5 == hashlib.md5(data).hexdigest()

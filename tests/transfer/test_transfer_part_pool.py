@@ -53,7 +53,7 @@ def test_parts_ks3_holds_but_the_journal_lost_are_confirmed_not_resent(tmp_path:
     meta = store.head("big")
     assert meta is not None and meta.is_multipart
     stored = store.data("big")
-    assert (decrypt_object(KEY, meta.metadata, stored) if key else stored) == data
+    assert (decrypt_object(KEY, meta.metadata, stored, object_key="big") if key else stored) == data
 
 
 def test_a_part_ks3_holds_with_other_bytes_is_sent_again(tmp_path: Path) -> None:
