@@ -8,6 +8,8 @@ produce a warning.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import importlib.util
 import os
 import subprocess
@@ -46,6 +48,12 @@ def _keygen(path: Path) -> bytes:
     return path.read_bytes().strip()
 
 
+def _tag_subkey(key: bytes) -> bytes:
+    """The integrity tag's HKDF-SHA256 subkey (docs/encryption.md §8), derived here independently."""
+    prk = hmac.new(b"\x00" * 32, key, hashlib.sha256).digest()
+    return hmac.new(prk, b"ks3sync integrity tag v1\x01", hashlib.sha256).digest()
+
+
 def test_secrets_never_reach_output_journal_or_request_log(local_server: ServerHandle, bucket: str,
                                                            tmp_path: Path) -> None:
     key_file = tmp_path / "keys" / "k.key"
@@ -53,7 +61,7 @@ def test_secrets_never_reach_output_journal_or_request_log(local_server: ServerH
     key = _keygen(key_file)
     secrets = [local_server.secret_key.encode(), key]
     src = tmp_path / "src"
-    make_tree(src, 71, files=6, big=1, big_size=500_000)
+    tree = make_tree(src, 71, files=6, big=1, big_size=500_000)
     state_dir = tmp_path / "state"
     state = state_dir / "journal.db"
     flags = ("--part-size", "100KiB", "--multipart-threshold", "400KiB", "--encrypt-key", str(key_file), "-vv")
@@ -64,6 +72,19 @@ def test_secrets_never_reach_output_journal_or_request_log(local_server: ServerH
     (src / "f000.bin").write_bytes(b"changed")
     outputs.append(mirror(local_server, src, f"ks3://{bucket}/s/", state, *flags, "--json"))
     outputs.append(mirror(local_server, f"ks3://{bucket}/s/", tmp_path / "back", tmp_path / "down.db", *flags))
+    # a failing restore: an object whose content no longer matches its integrity tag (derived from the key)
+    victim = "s/" + next(p for p in sorted(tree) if tree[p] and not p.endswith("f000.bin") and "big" not in p)
+    with client_for(local_server) as client:
+        info = client.head_object(bucket, victim)
+        with client.get_object(bucket, victim) as got:
+            damaged = bytearray(got.read())
+        damaged[20] ^= 1
+        client.put_object(bucket, victim, bytes(damaged),
+                          metadata={k: v for k, v in info.metadata.items() if k != "unencrypted-content-md5"})
+    tampered = mirror(local_server, f"ks3://{bucket}/s/", tmp_path / "back2", tmp_path / "down2.db", *flags)
+    assert tampered.returncode == 1 and "integrity tag" in tampered.stderr, tampered.stderr[-2000:]
+    outputs.append(tampered)
+    secrets.append(_tag_subkey(key))
     # a failing run: the server refuses the signature, and the error is reported
     bad_env = cli_env(local_server, KS3_SECRET_KEY="wrong-" + local_server.secret_key)
     failing = run_cli([sys.executable, "-m", "ks3sync", "mirror", str(src), f"ks3://{bucket}/s/", "--endpoint",
