@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from concurrent.futures import Executor, Future
+from typing import Protocol
 
 from Crypto.Cipher._mode_cbc import CbcMode
 
@@ -138,8 +138,9 @@ class ObjectDecryptor:
     tag cannot be decrypted without it (ValueError), so no caller skips the check by forgetting it.
     After ``finish()``, ``integrity`` is ``"verified"`` (tag checked), ``"untagged"`` (a whole object
     without a tag: written by the SDK) or ``"unchecked"`` (a range, or an empty unencrypted object).
-    ``hash_pool``: hash the plaintext for the tag on that executor, one chunk at a time and in order,
-    while the caller writes the previous chunk (hashlib releases the GIL); None hashes inline."""
+    ``plaintext_sha256``: the SHA-256 object the plaintext is fed to for the tag (default: a new
+    ``hashlib.sha256()``, inline); a caller may pass one that hashes on another thread while it writes
+    the previous chunk, as long as ``digest()`` waits for what was fed."""
 
     def __init__(
         self,
@@ -151,7 +152,7 @@ class ObjectDecryptor:
         name: str = "object",
         object_key: str | None = None,
         require_tag: bool = False,
-        hash_pool: Executor | None = None,
+        plaintext_sha256: _Hash | None = None,
     ) -> None:
         self.name = name
         self.encryption = ObjectEncryption.from_metadata(metadata)
@@ -181,7 +182,7 @@ class ObjectDecryptor:
         elif ciphertext_length is not None:
             self._expected_ciphertext = ciphertext_length
         if plan is None:
-            self._tag = _TagCheck.start(key, metadata, object_key, hash_pool, require=require_tag, name=name)
+            self._tag = _TagCheck.start(key, metadata, object_key, plaintext_sha256, require=require_tag, name=name)
             self._core = CbcDecryptStream(key, strip_pad=True, expected_iv=self.encryption.iv)
             if self.encryption.plaintext_md5 is not None:
                 self._plain_md5 = hashlib.md5(usedforsecurity=False)
@@ -235,7 +236,7 @@ class ObjectDecryptor:
         if self._plain_md5 is not None:
             self._plain_md5.update(plain)
         if self._tag is not None and plain:
-            self._tag.update(plain)
+            self._tag.sha256.update(plain)
         return plain
 
     def _verify(self, encryption: ObjectEncryption) -> None:
@@ -252,22 +253,26 @@ class ObjectDecryptor:
                 )
 
 
+class _Hash(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
 class _TagCheck:
     """SHA-256 of the plaintext as it is decrypted, then the tag check (``integrity.verify_tag``)."""
 
-    def __init__(self, key: EncryptionKey, metadata: Mapping[str, str], object_key: str, pool: Executor | None,
+    def __init__(self, key: EncryptionKey, metadata: Mapping[str, str], object_key: str, sha256: _Hash,
                  name: str) -> None:
         self._key = key
         self._metadata = metadata
         self._object_key = object_key
-        self._pool = pool
         self._name = name
-        self._sha = hashlib.sha256()
-        self._pending: Future[None] | None = None
+        self.sha256 = sha256
 
     @classmethod
-    def start(cls, key: EncryptionKey, metadata: Mapping[str, str], object_key: str | None, pool: Executor | None,
-              *, require: bool, name: str) -> _TagCheck | None:
+    def start(cls, key: EncryptionKey, metadata: Mapping[str, str], object_key: str | None,
+              sha256: _Hash | None, *, require: bool, name: str) -> _TagCheck | None:
         """The check for a whole object, or None when it has no tag (refused when one is required)."""
         if stored_tag(metadata) is None:
             if require:
@@ -278,24 +283,11 @@ class _TagCheck:
             return None
         if object_key is None:
             raise ValueError(f"{name} carries an integrity tag: pass object_key= so that it can be checked")
-        return cls(key, metadata, object_key, pool, name)
-
-    def update(self, plain: bytes) -> None:
-        if self._pool is None:
-            self._sha.update(plain)
-            return
-        self._wait()
-        self._pending = self._pool.submit(self._sha.update, plain)
-
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        return cls(key, metadata, object_key, sha256 if sha256 is not None else hashlib.sha256(), name)
 
     def verify(self, plaintext_length: int) -> None:
-        self._wait()
         verify_tag(self._key, self._metadata, object_key=self._object_key, plaintext_length=plaintext_length,
-                   plaintext_sha256=self._sha.digest(), name=self._name)
+                   plaintext_sha256=self.sha256.digest(), name=self._name)
 
 
 def decrypt_object(

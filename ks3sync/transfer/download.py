@@ -42,7 +42,7 @@ from ks3sync.transfer.files import identity_of
 
 # Large reads: fewer trips through the HTTP stack, the hashes and write() per GiB.
 CHUNK = 1024 * 1024
-# From this size a restore hashes on a pool thread (_PipelinedMD5); below it the hand-off costs more
+# From this size a restore hashes on a pool thread (_PipelinedHash); below it the hand-off costs more
 # than the overlap gains.
 PIPELINE_MD5_FROM = 8 * CHUNK
 
@@ -171,7 +171,9 @@ def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta,
     # An explicit buffer size: open() need not ask the kernel whether a fresh temp file is a terminal.
     with ctx.store.open(path) as reader, open(tmp, "xb", buffering=CHUNK) as out:
         meta = reader.meta
-        md5 = _PipelinedMD5(ctx.part_pool) if meta.size >= PIPELINE_MD5_FROM else hashlib.md5()  # noqa: S324
+        md5: Any = hashlib.md5()  # noqa: S324 - the protocol's checksum
+        if meta.size >= PIPELINE_MD5_FROM:
+            md5 = _PipelinedHash(ctx.part_pool, md5)
         decryptor = _decryptor(ctx, path, meta)
         need_crc = (
             meta.crc64 is not None
@@ -210,22 +212,23 @@ def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta,
     return received, meta, md5.hexdigest()
 
 
-class _PipelinedMD5:
-    """MD5 of a stream with each chunk hashed on a pool thread while the caller receives and writes the
-    next one: hashlib releases the GIL on large buffers, so on two cores a large restore's MD5 (its
-    biggest CPU cost) overlaps with the socket and the disk instead of adding to them. At most one chunk
-    is being hashed at a time, so the order of updates is the order of the stream."""
+class _PipelinedHash:
+    """A hash of a stream with each chunk hashed on a pool thread while the caller receives and writes
+    the next one: hashlib releases the GIL on large buffers, so on two cores a large restore's MD5 (its
+    biggest CPU cost; with a key, also the integrity tag's SHA-256) overlaps with the socket, AES and the
+    disk instead of adding to them. At most one chunk is being hashed at a time, so the order of updates
+    is the order of the stream."""
 
-    __slots__ = ("_md5", "_pool", "_pending")
+    __slots__ = ("_hash", "_pool", "_pending")
 
-    def __init__(self, pool: Executor) -> None:
-        self._md5 = hashlib.md5()  # noqa: S324 - the protocol's checksum
+    def __init__(self, pool: Executor, hasher: Any) -> None:
+        self._hash = hasher
         self._pool = pool
         self._pending: Future[None] | None = None
 
     def update(self, chunk: bytes) -> None:
         self._wait()
-        self._pending = self._pool.submit(self._md5.update, chunk)
+        self._pending = self._pool.submit(self._hash.update, chunk)
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -234,11 +237,11 @@ class _PipelinedMD5:
 
     def digest(self) -> bytes:
         self._wait()
-        return self._md5.digest()
+        return bytes(self._hash.digest())
 
     def hexdigest(self) -> str:
         self._wait()
-        return self._md5.hexdigest()
+        return str(self._hash.hexdigest())
 
 
 def _verify_encrypted(path: str, meta: ObjectMeta, plain_md5: bytes, plain_len: int, crc: int | None) -> None:
@@ -280,7 +283,7 @@ def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta) -> Any:
         return ObjectDecryptor(
             key, meta.metadata, ciphertext_length=meta.size, name=path, object_key=ctx.store.key_for(path),
             require_tag=ctx.options.require_integrity,
-            hash_pool=ctx.part_pool if meta.size >= PIPELINE_MD5_FROM else None,
+            plaintext_sha256=_PipelinedHash(ctx.part_pool, hashlib.sha256()) if meta.size >= PIPELINE_MD5_FROM else None,
         )
     except CryptoError as exc:
         raise _crypto_error(path, exc) from exc

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import struct
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -146,11 +145,29 @@ def _decrypt(meta: dict[str, str], wire: bytes, **kw: object) -> tuple[bytes, st
     return out, decryptor.integrity
 
 
-def test_tagged_objects_verify_inline_and_on_a_pool() -> None:
+class _CountingSha256:
+    """A caller-supplied hash object (the restore passes one that hashes on its part pool)."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self.fed = 0
+
+    def update(self, data: bytes) -> None:
+        self.fed += len(data)
+        self._sha.update(data)
+
+    def digest(self) -> bytes:
+        return self._sha.digest()
+
+
+def test_tagged_objects_verify_with_their_own_or_a_given_hash_object() -> None:
     for meta, wire in (_tagged_single_put(DATA), _tagged_multipart(DATA)):
         assert _decrypt(meta, wire, object_key=OBJECT_KEY) == (DATA, "verified")
-        with ThreadPoolExecutor(2) as pool:
-            assert _decrypt(meta, wire, object_key=OBJECT_KEY, hash_pool=pool) == (DATA, "verified")
+        given = _CountingSha256()
+        assert _decrypt(meta, wire, object_key=OBJECT_KEY, plaintext_sha256=given) == (DATA, "verified")
+        assert given.fed == len(DATA)
+        with pytest.raises(IntegrityTagError):  # a hash object that is not SHA-256 can only fail
+            _decrypt(meta, wire, object_key=OBJECT_KEY, plaintext_sha256=hashlib.sha3_256())
 
 
 @pytest.mark.parametrize("offset", [16, 40, 2000, 4000])

@@ -74,7 +74,7 @@ def test_corrupted_object_is_never_renamed_into_place(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("corrupt", [False, True])
 def test_a_large_restore_hashes_on_a_pool_thread_and_still_verifies(tmp_path: Path, corrupt: bool) -> None:
-    """Objects from PIPELINE_MD5_FROM up are hashed by _PipelinedMD5: same digest, same ETag check."""
+    """Objects from PIPELINE_MD5_FROM up are hashed by _PipelinedHash: same digest, same ETag check."""
     from ks3sync.transfer.download import PIPELINE_MD5_FROM
 
     data = os.urandom(PIPELINE_MD5_FROM + 12345)
@@ -96,11 +96,11 @@ def test_a_large_restore_hashes_on_a_pool_thread_and_still_verifies(tmp_path: Pa
 def test_pipelined_md5_matches_hashlib_in_stream_order() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from ks3sync.transfer.download import _PipelinedMD5
+    from ks3sync.transfer.download import _PipelinedHash
 
     chunks = [os.urandom(n) for n in (1, 4096, 1 << 20, 0, 777, 3 << 20)]
     with ThreadPoolExecutor(4) as pool:
-        piped = _PipelinedMD5(pool)
+        piped = _PipelinedHash(pool, hashlib.md5())
         for chunk in chunks:
             piped.update(chunk)
         assert piped.hexdigest() == hashlib.md5(b"".join(chunks)).hexdigest()
