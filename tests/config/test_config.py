@@ -84,6 +84,8 @@ def test_every_option(tmp_path: Path, src: Path) -> None:
         excludes: ["*.tmp", ".cache/"]
         exclude_from: [{ignore}]
         encrypt_key_file: {key}
+        allow_unencrypted: true
+        require_integrity: true
         storage_class: standard_ia
         acl: private
         rescan_interval: 1h30m
@@ -111,6 +113,7 @@ def test_every_option(tmp_path: Path, src: Path) -> None:
     assert sync.exclude_from == (ignore,)
     assert sync.delete and sync.delete_excluded
     assert sync.encrypt_key_file == key
+    assert sync.allow_unencrypted is True and sync.require_integrity is True
     assert sync.storage_class == "STANDARD_IA" and sync.acl == "private"
     assert sync.rescan_interval == 5400.0
     assert cfg.transfer.jobs == 8
@@ -155,6 +158,9 @@ def one_line_error(path: Path, environ: dict[str, str] | None = None, **kw: bool
         ("acl: public-read-write", "", "syncs[0].acl", "private"),
         ("rescan_interval: 0s", "", "syncs[0].rescan_interval", "at least 1s"),
         ("encrypt_key_file: /nonexistent/key", "", "syncs[0].encrypt_key_file", "does not exist"),
+        ("allow_unencrypted: true", "", "syncs[0].allow_unencrypted", "only means something with encrypt_key_file"),
+        ("require_integrity: true", "", "syncs[0].require_integrity", "only means something with encrypt_key_file"),
+        ("require_integrity: maybe", "", "syncs[0].require_integrity", "expected true or false"),
         ("backup_prefix: prefix/old", "", "syncs[0].backup_prefix", "inside the sync's own target"),
         ("excludes: {a: 1}", "", "syncs[0].excludes", "expected a list of strings"),
         ("", "transfer: {jobs: many}", "transfer.jobs", "expected an integer"),

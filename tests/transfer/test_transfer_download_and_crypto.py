@@ -15,7 +15,7 @@ from ks3sync.crypto.encrypt import EncryptedFileBody
 from ks3sync.crypto.integrity import tag_value
 from ks3sync.crypto.key import EncryptionKey
 from ks3sync.errors import TransientError
-from ks3sync.model import DeleteLocal, Direction, Download, LocalEntry, RemoteEntry, Upload
+from ks3sync.model import Adopt, DeleteLocal, Direction, Download, LocalEntry, RemoteEntry, Upload
 from ks3sync.store.base import WriteOptions
 from ks3sync.store.memory import MemoryStore
 from ks3sync.transfer import Executor, MemoryCheckpoint, TransferOptions
@@ -342,3 +342,28 @@ def test_a_large_encrypted_restore_checks_the_tag_hashed_on_the_pool(tmp_path: P
         assert list(dst.iterdir()) == []
     else:
         assert report.ok and report.untagged_reads == 0 and (dst / "big").read_bytes() == data
+
+
+@pytest.mark.parametrize("require_integrity", [False, True])
+def test_uploading_an_untagged_object_is_adopted_or_with_require_integrity_re_sent_tagged(
+    tmp_path: Path, require_integrity: bool
+) -> None:
+    """An SDK-written object already holding the file (its plaintext MD5 and length match): adopted as
+    before, unless integrity is required (a sync's require_integrity, the service's too): then uploaded
+    anew, tagged."""
+    data = b"written by the SDK, same bytes as the local file"
+    (tmp_path / "f").write_bytes(data)
+    store = MemoryStore()
+    sdk_like = EncryptedFileBody(KEY, data)
+    store.put("f", sdk_like, WriteOptions(metadata=sdk_like.metadata()))
+    entry = LocalEntry("f", identity_of(os.stat(tmp_path / "f")))
+    cp = MemoryCheckpoint()
+    with Executor(store, cp, tmp_path, opts(encryption_key=KEY, require_integrity=require_integrity)) as ex:
+        report = ex.run([Adopt("f", entry, remote(store, "f"))])
+    assert report.ok, report.failed
+    meta = store.head("f")
+    assert meta is not None and cp.synced_entries["f"].remote_etag == meta.etag
+    if require_integrity:
+        assert report.counts["uploaded"] == 1 and "ks3sync-tag" in meta.metadata
+    else:
+        assert report.counts["adopted"] == 1 and "ks3sync-tag" not in meta.metadata
