@@ -277,12 +277,12 @@ class _TagCheck:
         if stored_tag(metadata) is None:
             if require:
                 raise MissingIntegrityTagError(
-                    f"{name} carries no ks3sync integrity tag (x-kss-meta-{TAG_METADATA}: written by the KS3 SDK "
+                    f"{name}: no ks3sync integrity tag (x-kss-meta-{TAG_METADATA}: written by the KS3 SDK "
                     f"or an older ks3sync, or the tag was removed); refused because integrity is required"
                 )
             return None
         if object_key is None:
-            raise ValueError(f"{name} carries an integrity tag: pass object_key= so that it can be checked")
+            raise ValueError(f"{name}: carries an integrity tag: pass object_key= so that it can be checked")
         return cls(key, metadata, object_key, sha256 if sha256 is not None else hashlib.sha256(), name)
 
     def verify(self, plaintext_length: int) -> None:

@@ -212,7 +212,7 @@ def test_untagged_objects_pass_as_untagged_unless_a_tag_is_required() -> None:
     body = EncryptedFileBody(KEY, DATA)  # what the SDK writes: no tag
     wire = b"".join(body.chunks())
     assert _decrypt(body.metadata(), wire, object_key=OBJECT_KEY) == (DATA, "untagged")
-    with pytest.raises(MissingIntegrityTagError, match="obj carries no ks3sync integrity tag"):
+    with pytest.raises(MissingIntegrityTagError, match="obj: no ks3sync integrity tag"):
         # Refused at construction, before any byte is decrypted.
         ObjectDecryptor(KEY, body.metadata(), ciphertext_length=len(wire), name="obj", object_key=OBJECT_KEY,
                         require_tag=True)
