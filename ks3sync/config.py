@@ -445,7 +445,8 @@ def _unique_key_loader() -> type[yaml.SafeLoader]:
             # walked (1.8 GB and 30+ s, issue 15). An anchor alone expands nothing and is left alone.
             event = self.peek_event()
             if isinstance(event, yaml.AliasEvent):
-                raise AliasRefused(event.start_mark.line + 1, f"YAML aliases (*{event.anchor}) are not supported")
+                line = event.start_mark.line + 1 if event.start_mark is not None else 0
+                raise AliasRefused(line, f"YAML aliases (*{event.anchor}) are not supported")
             return super().compose_node(parent, index)
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
