@@ -50,7 +50,14 @@ class AuthError(FatalError):
 
 
 class BucketMissing(FatalError):
-    pass
+    """The bucket does not exist. The message says how to create it: ``connect`` holds the options
+    that reach the same endpoint (``" --config FILE"``, ``" --endpoint URL"``; empty when
+    ``$KS3_ENDPOINT`` already does), added by whoever knows them (the CLI, the service)."""
+
+    def __init__(self, bucket: str, connect: str = "") -> None:
+        self.bucket = bucket
+        self.connect = connect
+        super().__init__(f"bucket {bucket!r} does not exist (create it with: ks3sync mb ks3://{bucket}{connect})")
 
 
 class EntryError(Ks3SyncError):

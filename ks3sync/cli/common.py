@@ -34,6 +34,12 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+ENDPOINT_ENV = "KS3_ENDPOINT"
+ENDPOINT_HELP = (
+    "http(s)://host[:port] of KS3, or 'local' for the embedded local-server "
+    f"(default: the --config file's endpoint, else ${ENDPOINT_ENV})."
+)
+
 LOCAL_ENDPOINT = "local"
 LOCAL_SERVER_DIR = "local-server"
 LOCAL_CREDENTIALS_FILE = "local-server-credentials.json"
@@ -63,12 +69,17 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from ks3sync.config import ConfigError
-        from ks3sync.errors import Ks3SyncError, describe
+        from ks3sync.errors import BucketMissing, Ks3SyncError, describe
 
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
             die(str(exc), EXIT_USAGE)
+        except BucketMissing as exc:
+            if not exc.connect:  # say how to create it, with this command's own endpoint options
+                params = click.get_current_context().params
+                exc = BucketMissing(exc.bucket, connect_flags(params.get("endpoint"), params.get("config_path")))
+            die(str(exc), exit_code_for(exc))
         except Ks3SyncError as exc:
             die(describe(exc), exit_code_for(exc))
         except KeyboardInterrupt:
@@ -230,10 +241,15 @@ def local_credentials(state_dir: Path) -> tuple[str, str]:
 
 
 def resolve_connection(endpoint: str | None, config: Config | None, state_dir: Path) -> Connection:
-    """Flag beats config; credentials from KS3_ACCESS_KEY/KS3_SECRET_KEY beat the config file."""
-    chosen: str | None = endpoint or (config.endpoint if config is not None else None)
+    """The endpoint: --endpoint, else the --config file's ``endpoint:``, else $KS3_ENDPOINT (a file
+    named on the command line is more specific than the environment: docs/decisions.md D11).
+    Credentials from KS3_ACCESS_KEY/KS3_SECRET_KEY beat the config file."""
+    chosen: str | None = (
+        endpoint or (config.endpoint if config is not None else None) or os.environ.get(ENDPOINT_ENV) or None
+    )
     if not chosen:
-        die("no endpoint: pass --endpoint URL (or 'local' for an embedded test server) or --config FILE")
+        die(f"no endpoint: pass --endpoint URL (or 'local' for an embedded test server), --config FILE, "
+            f"or set {ENDPOINT_ENV}")
     if chosen == LOCAL_ENDPOINT:
         local_access, local_secret = local_credentials(state_dir)
         return Connection(LOCAL_ENDPOINT, local_access, local_secret, True)
@@ -249,6 +265,18 @@ def resolve_connection(endpoint: str | None, config: Config | None, state_dir: P
     if not access_key or not secret_key:
         die("no credentials: set KS3_ACCESS_KEY and KS3_SECRET_KEY, or give them in the --config file")
     return Connection(chosen.rstrip("/"), access_key, secret_key, False)
+
+
+def connect_flags(endpoint: str | None, config_path: Path | None) -> str:
+    """The options that reach the same endpoint again, for a command line we suggest (" --endpoint
+    URL", " --config FILE"; empty when $KS3_ENDPOINT does it), quoted for a POSIX shell."""
+    import shlex
+
+    if endpoint:
+        return f" --endpoint {shlex.quote(endpoint)}"
+    if config_path is not None:
+        return f" --config {shlex.quote(str(config_path))}"
+    return ""
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """``ks3sync ls ks3://bucket[/prefix]``: list objects in long format (date, storage class, size, key).
 Keys are shown escaped (ks3sync.display); sizes with -H in binary units.
+Without an argument (or ``ks3://``): the buckets (``cli/buckets.py``).
 
 Without ``--recursive`` one level is shown, sub-"folders" as ``PRE name/`` lines (like ``aws s3 ls``).
 """
@@ -13,6 +14,7 @@ from typing import Any
 import click
 
 from ks3sync.cli.common import (
+    ENDPOINT_HELP,
     default_state_dir,
     die,
     handle_errors,
@@ -29,18 +31,26 @@ def _when(value: datetime | None) -> str:
 
 
 @click.command("ls", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("url")
-@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local' for the embedded local-server.")
+@click.argument("url", required=False)
+@click.option("--endpoint", help=ENDPOINT_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file.")
 @click.option("-r", "--recursive", is_flag=True, help="List every object under the prefix.")
 @click.option("-H", "--human-readable", is_flag=True, help="Sizes in KiB/MiB/GiB.")
 @handle_errors
-def ls(url: str, endpoint: str | None, config_path: Path | None, recursive: bool, human_readable: bool) -> None:
-    """List objects under ks3://bucket/prefix: date, storage class, size, key."""
+def ls(url: str | None, endpoint: str | None, config_path: Path | None, recursive: bool, human_readable: bool
+       ) -> None:
+    """List objects under ks3://bucket/prefix: date, storage class, size, key. Without a URL (or with
+    ks3://): list the buckets: creation date, region, name."""
     from ks3sync.errors import BucketMissing
     from ks3sync.ks3 import KS3Error, NoSuchBucket
     from ks3sync.store.ks3store import mapped
 
+    if url in (None, "ks3://", "ks3:"):
+        from ks3sync.cli.buckets import list_buckets
+
+        list_buckets(endpoint, config_path)
+        return
+    assert url is not None
     if not url.startswith("ks3://"):
         die(f"URL: expected ks3://bucket[/prefix], got {url!r}")
     bucket, _, prefix = url[len("ks3://") :].partition("/")
@@ -64,7 +74,7 @@ def ls(url: str, endpoint: str | None, config_path: Path | None, recursive: bool
                 count += 1
                 total += item.size
         except NoSuchBucket as exc:
-            raise BucketMissing(f"bucket {bucket!r} does not exist") from exc
+            raise BucketMissing(bucket) from exc
         except KS3Error as exc:
             raise mapped(exc, bucket) from exc
     if recursive:

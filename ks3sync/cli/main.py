@@ -23,7 +23,9 @@ from ks3sync import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "local-server": ("ks3sync.cli.local_server", "local_server", "Run a KS3-compatible server on loopback."),
     "mirror": ("ks3sync.cli.mirror", "mirror", "Mirror a folder to ks3://bucket/prefix, or back."),
-    "ls": ("ks3sync.cli.ls", "ls", "List objects under ks3://bucket/prefix."),
+    "ls": ("ks3sync.cli.ls", "ls", "List objects under ks3://bucket/prefix, or the buckets."),
+    "mb": ("ks3sync.cli.buckets", "mb", "Make a bucket."),
+    "rb": ("ks3sync.cli.buckets", "rb", "Remove an empty bucket."),
     "presign": ("ks3sync.cli.presign", "presign", "Print a presigned GET or PUT URL."),
     "keygen": ("ks3sync.cli.keygen", "keygen", "Write a new 16-byte encryption key file (mode 0600)."),
     "run": ("ks3sync.cli.run", "run", "Run the sync service in the foreground."),

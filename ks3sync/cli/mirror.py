@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ks3sync.cli.common import (
+    ENDPOINT_HELP,
     EXIT_FAILED,
     EXIT_OK,
     Target,
@@ -59,7 +60,7 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 )
 @click.argument("src")
 @click.argument("dst")
-@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local' for an embedded local-server.")
+@click.option("--endpoint", help=ENDPOINT_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses.")
 @click.option("--state-db", type=click.Path(path_type=Path), help="The journal (default: XDG state dir).")
 @click.option("--delete", is_flag=True, help="Remove destination entries that are not in the source.")

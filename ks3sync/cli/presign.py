@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ks3sync.cli.common import (
+    ENDPOINT_HELP,
     default_state_dir,
     die,
     handle_errors,
@@ -25,7 +26,7 @@ from ks3sync.cli.common import (
 @click.option("--expires", default="1h", show_default=True, help="How long the URL stays valid (e.g. 15m, 2h, 7d).")
 @click.option("--put", "for_put", is_flag=True, help="A URL to upload (PUT) instead of download (GET).")
 @click.option("--content-type", help="With --put: the Content-Type the uploader must send.")
-@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local'.")
+@click.option("--endpoint", help=ENDPOINT_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file.")
 @handle_errors
 def presign(url: str, expires: str, for_put: bool, content_type: str | None, endpoint: str | None,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ks3sync.cli.common import (
+    ENDPOINT_HELP,
     EXIT_OK,
     Connection,
     default_state_dir,
@@ -69,7 +70,7 @@ class _Target:
     "renamed to <file>.corrupt-<time>, never deleted.",
 )
 @click.argument("paths", nargs=-1, metavar="[SRC DST]")
-@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local' for the embedded local-server.")
+@click.option("--endpoint", help=ENDPOINT_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the service uses.")
 @click.option("--sync", "sync_name", metavar="NAME", help="Repair this sync of --config (instead of SRC DST).")
 @click.option("--state-db", type=click.Path(path_type=Path), help="The journal (default: XDG state dir).")

@@ -50,6 +50,7 @@ from .transport import REQUEST_ID_HEADER, ClientConfig, Request, Transport
 from .xml import (
     MalformedResponse,
     build_complete,
+    build_create_bucket,
     build_delete,
     build_restore,
     parse_acl,
@@ -180,10 +181,16 @@ class Client:
     def list_buckets(self) -> list[BucketInfo]:
         return parse_list_buckets(self._send_xml(Request("GET")).content)
 
-    def create_bucket(self, bucket: str, acl: str | None = None) -> None:
-        """Raises BucketAlreadyExists if the name is taken (KS3 says so for our own buckets too)."""
+    def create_bucket(self, bucket: str, acl: str | None = None, region: str | None = None) -> None:
+        """Raises BucketAlreadyExists if the name is taken (KS3 says so for our own buckets too).
+        ``region`` (a LocationConstraint such as ``BEIJING``) goes in a CreateBucketConfiguration
+        body; without it the endpoint's region is used."""
         headers = {"x-kss-acl": acl} if acl else {}
-        request = Request("PUT", bucket, headers=headers, success=frozenset({200}))
+        body = None
+        if region:
+            headers["Content-Type"] = "application/xml"
+            body = BytesBody(build_create_bucket(region))
+        request = Request("PUT", bucket, headers=headers, body=body, success=frozenset({200}))
 
         def attempt(number: int) -> None:
             try:

@@ -386,6 +386,13 @@ def build_delete(keys: Sequence[str], quiet: bool) -> bytes:
     return _serialise(root)
 
 
+def build_create_bucket(region: str) -> bytes:
+    """CreateBucket's body: the region (``LocationConstraint``, e.g. ``BEIJING``) to create it in."""
+    root = ET.Element("CreateBucketConfiguration", xmlns="http://s3.amazonaws.com/doc/2006-03-01/")
+    ET.SubElement(root, "LocationConstraint").text = region
+    return _serialise(root)
+
+
 def build_restore(days: int) -> bytes:
     root = ET.Element("RestoreRequest")
     ET.SubElement(root, "Days").text = str(days)

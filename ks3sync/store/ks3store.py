@@ -58,13 +58,14 @@ def _ns(when: datetime | None) -> int:
     return 0 if when is None else int(when.timestamp() * 1_000_000_000)
 
 
-def mapped(exc: KS3Error, bucket: str) -> Ks3SyncError:
-    """The app-level class for a client error (message kept: it names method, key, code, request id)."""
+def mapped(exc: KS3Error, bucket: str, connect: str = "") -> Ks3SyncError:
+    """The app-level class for a client error (message kept: it names method, key, code, request id;
+    a missing bucket's says how to create it instead, ``connect`` as in ``BucketMissing``)."""
     text = str(exc)
     if isinstance(exc, KS3AuthError):
         return AuthError(f"credentials refused by KS3: {text}")
     if isinstance(exc, NoSuchBucket):
-        return BucketMissing(f"bucket {bucket!r} does not exist: {text}")
+        return BucketMissing(bucket, connect)
     if isinstance(exc, NoSuchKey):
         return RemoteNotFound(text)
     if isinstance(exc, NoSuchUpload):
@@ -101,10 +102,11 @@ class _Reader:
 
 
 class KS3Store:
-    def __init__(self, client: Client, bucket: str, prefix: str = "") -> None:
+    def __init__(self, client: Client, bucket: str, prefix: str = "", *, connect: str = "") -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
+        self.connect = connect  # how to reach this endpoint from the command line (BucketMissing)
 
     def __repr__(self) -> str:
         return f"KS3Store(bucket={self.bucket!r}, prefix={self.prefix!r})"
@@ -116,7 +118,7 @@ class KS3Store:
         return key[len(self.prefix) :]
 
     def _error(self, exc: KS3Error) -> Ks3SyncError:
-        return mapped(exc, self.bucket)
+        return mapped(exc, self.bucket, self.connect)
 
     # ------------------------------------------------------------------ reading
 
