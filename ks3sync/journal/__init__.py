@@ -14,9 +14,19 @@ from ks3sync.journal.journal import Journal
 from ks3sync.journal.version import SCHEMA_VERSION
 
 if TYPE_CHECKING:
-    from ks3sync.journal.types import Change, ChangeKind, ErrorRecord, QueuedChange, SyncRecord, SyncStats
+    from ks3sync.journal.types import (
+        Change,
+        ChangeKind,
+        ErrorRecord,
+        HealthRecord,
+        QueuedChange,
+        ServiceRecord,
+        SyncRecord,
+        SyncStats,
+    )
 
-_TYPES = frozenset({"Change", "ChangeKind", "ErrorRecord", "QueuedChange", "SyncRecord", "SyncStats"})
+_TYPES = frozenset({"Change", "ChangeKind", "ErrorRecord", "HealthRecord", "QueuedChange", "ServiceRecord",
+                    "SyncRecord", "SyncStats"})
 
 
 def __getattr__(name: str) -> Any:
@@ -32,10 +42,12 @@ __all__ = [
     "Change",
     "ChangeKind",
     "ErrorRecord",
+    "HealthRecord",
     "Journal",
     "JournalCheckpoint",
     "JournalError",
     "QueuedChange",
+    "ServiceRecord",
     "SyncRecord",
     "SyncStats",
     "UnknownUploadError",

@@ -10,7 +10,8 @@ no-change mirror is mostly start-up, and SQLAlchemy's import alone cost ~0.15 s 
 loaded only to create or migrate the file (``migrations.upgrade``).
 
 Owns: opening/migrating the file, syncs, synced entries, the change queue (rules in ``queue.py``),
-multipart checkpoints (``checkpoint.py``), pass history and status. Must not import: the store, the
+multipart checkpoints (``checkpoint.py``), pass history and status, the service's liveness and each
+sync's health (``health.py``). Must not import: the store, the
 transfer engine, the planner, the CLI, httpx.
 """
 
@@ -35,7 +36,15 @@ from ks3sync.journal.version import SCHEMA_VERSION, refuse_unknown
 from ks3sync.model import Direction, FileIdentity, PassSummary, SyncedEntry, UploadRecord
 
 if TYPE_CHECKING:
-    from ks3sync.journal.types import Change, QueueCounts, QueuedChange, SyncRecord, SyncStats
+    from ks3sync.journal.types import (
+        Change,
+        HealthRecord,
+        QueueCounts,
+        QueuedChange,
+        ServiceRecord,
+        SyncRecord,
+        SyncStats,
+    )
 
 # The change queue (queue.py) and the status/record types (types.py) are imported by the methods that
 # use them: `mirror` never does, and their dataclasses are start-up time a no-change run would pay.
@@ -463,6 +472,43 @@ class Journal:
             last_pass=None if last is None else _pass_from_row(last),
             last_errors=tuple(ErrorRecord(*e) for e in errs),
         )
+
+    # ----------------------------------------------------------------------------------------------
+    # The service's liveness and each sync's health (``status``; rules in health.py)
+
+    def service_started(self, pid: int, now_ns: int, records: Sequence[HealthRecord] = ()) -> None:
+        """``pid`` runs the service from ``now_ns``; ``records``: its syncs' health at start."""
+        from ks3sync.journal import health
+
+        with self._write() as db:
+            health.service_started(db, pid, now_ns)
+            health.write_health(db, records)
+
+    def write_health(self, pid: int, now_ns: int, records: Sequence[HealthRecord], *, heartbeat: bool = False,
+                     stopped: bool = False) -> None:
+        """Store ``records``; with ``heartbeat`` (or ``stopped``, a clean stop) also refresh the service
+        row of ``pid`` to ``now_ns``. One transaction."""
+        from ks3sync.journal import health
+
+        if not records and not heartbeat and not stopped:
+            return
+        with self._write() as db:
+            health.write_health(db, records)
+            if heartbeat or stopped:
+                health.heartbeat(db, pid, now_ns, stopped=stopped)
+
+    def service(self) -> ServiceRecord | None:
+        from ks3sync.journal import health
+
+        with self._read() as db:
+            return health.read_service(db)
+
+    def health(self) -> dict[int, HealthRecord]:
+        """Every sync's last written health, by sync id."""
+        from ks3sync.journal import health
+
+        with self._read() as db:
+            return health.read_health(db)
 
     # ----------------------------------------------------------------------------------------------
     # Checks

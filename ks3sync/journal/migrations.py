@@ -148,8 +148,37 @@ def _v2(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+def _v3(conn: Connection) -> None:
+    """What ``status`` needs to tell ok, failing and stopped apart (before v3 this lived in a status
+    file beside the journal, which is not the journal, and had no failure in it).
+
+    - ``service``: the one service of this state directory (a single row, id 1): its pid, start,
+      heartbeat (written every few seconds) and clean stop.
+    - ``health``: per sync, what the service is doing (``activity``: watching, reconciling, ...) and
+      whether it is failing: since when, with which error (one line, no secret)."""
+    for ddl in (
+        """CREATE TABLE service (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            pid INTEGER NOT NULL,
+            started_ns INTEGER NOT NULL,
+            heartbeat_ns INTEGER NOT NULL,
+            stopped_ns INTEGER
+        )""",
+        """CREATE TABLE health (
+            sync_id INTEGER PRIMARY KEY REFERENCES syncs (id) ON DELETE CASCADE,
+            activity TEXT NOT NULL,
+            reason TEXT,
+            failing_since_ns INTEGER,
+            last_error TEXT,
+            last_error_ns INTEGER,
+            updated_ns INTEGER NOT NULL
+        )""",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
 # MIGRATIONS[n] turns a version n-1 database into version n.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
 assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1)), "migrations must be contiguous"
 
 

@@ -8,6 +8,7 @@ and index by index. See ``docs/journal.md`` for what every table and column mean
 from __future__ import annotations
 
 from sqlalchemy import (
+    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -141,4 +142,27 @@ errors = Table(
     Column("message", Text, nullable=False),
     Column("at_ns", Integer, nullable=False),
     Index("ix_errors_sync_at", "sync_id", "at_ns"),
+)
+
+service = Table(
+    "service",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("started_ns", Integer, nullable=False),
+    Column("heartbeat_ns", Integer, nullable=False),
+    Column("stopped_ns", Integer),
+    CheckConstraint("id = 1"),
+)
+
+health = Table(
+    "health",
+    metadata,
+    Column("sync_id", Integer, ForeignKey("syncs.id", ondelete="CASCADE"), primary_key=True),
+    Column("activity", Text, nullable=False),
+    Column("reason", Text),
+    Column("failing_since_ns", Integer),
+    Column("last_error", Text),
+    Column("last_error_ns", Integer),
+    Column("updated_ns", Integer, nullable=False),
 )

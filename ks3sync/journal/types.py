@@ -94,3 +94,34 @@ class SyncStats:
     last_success_ns: int | None
     last_pass: PassSummary | None
     last_errors: tuple[ErrorRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    """The service of this journal's state directory, as it last wrote (the ``service`` row)."""
+
+    pid: int
+    started_ns: int
+    heartbeat_ns: int  # refreshed every few seconds while it runs
+    stopped_ns: int | None  # set by a clean stop; None while running, or after a crash / kill -9
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRecord:
+    """One sync's health as the service last wrote it (the ``health`` row). Failing when
+    ``failing_since_ns`` is set; ``last_error`` stays after a recovery (``failing_since_ns`` None)."""
+
+    sync_id: int
+    activity: str  # the worker's state: starting, reconciling, watching, polling, unavailable, paused, ...
+    reason: str | None
+    failing_since_ns: int | None
+    last_error: str | None
+    last_error_ns: int | None
+    updated_ns: int
+
+    def same_as(self, other: HealthRecord | None) -> bool:
+        """Equal but for ``updated_ns`` (nothing new to write)."""
+        return other is not None and (self.sync_id, self.activity, self.reason, self.failing_since_ns,
+                                      self.last_error, self.last_error_ns) == (
+            other.sync_id, other.activity, other.reason, other.failing_since_ns, other.last_error,
+            other.last_error_ns)

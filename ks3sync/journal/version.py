@@ -11,7 +11,7 @@ from pathlib import Path
 from ks3sync.journal.errors import JournalError
 
 # Bump together with a new function in migrations.MIGRATIONS (a test checks they agree).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def refuse_unknown(path: Path, version: int, objects: int) -> None:

@@ -1,12 +1,12 @@
-"""Schema versions: a v1 journal (as ks3sync's first schema wrote it) migrates to the current one,
-keeps its data, and ends identical to a freshly created journal; schema.py describes that result."""
+"""Schema versions: a v1 and a v2 journal (as those ks3sync versions wrote them) migrate to the current
+one, keep their data, and end identical to a freshly created journal; schema.py describes that result."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from ks3sync.journal import SCHEMA_VERSION, Journal
+from ks3sync.journal import SCHEMA_VERSION, HealthRecord, Journal, ServiceRecord
 from ks3sync.journal.migrations import MIGRATIONS
 from ks3sync.journal.schema import metadata
 from ks3sync.model import FileIdentity
@@ -45,6 +45,33 @@ PRAGMA user_version = 1;
 """
 
 
+# What v2 added, as this test remembers it; applied on top of V1_DDL (and its data) it is a v2 journal.
+V2_DDL = V1_DDL.replace("PRAGMA user_version = 1;", "") + """
+ALTER TABLE changes ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
+DROP INDEX ix_changes_sync_path;
+CREATE UNIQUE INDEX ix_changes_pending_path ON changes (sync_id, path) WHERE claimed = 0;
+CREATE INDEX ix_changes_path ON changes (sync_id, path);
+CREATE INDEX ix_changes_src_path ON changes (sync_id, src_path) WHERE src_path IS NOT NULL;
+CREATE INDEX ix_changes_claimed ON changes (sync_id) WHERE claimed = 1;
+ALTER TABLE syncs ADD COLUMN files_done INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE syncs ADD COLUMN bytes_done INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE syncs ADD COLUMN last_success_ns INTEGER;
+CREATE TABLE passes (id INTEGER PRIMARY KEY, sync_id INTEGER NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
+  direction TEXT NOT NULL, started_ns INTEGER NOT NULL, finished_ns INTEGER NOT NULL, uploaded INTEGER NOT NULL,
+  copied INTEGER NOT NULL, deleted INTEGER NOT NULL, downloaded INTEGER NOT NULL, adopted INTEGER NOT NULL,
+  skipped INTEGER NOT NULL, failed INTEGER NOT NULL, bytes_sent INTEGER NOT NULL, bytes_received INTEGER NOT NULL,
+  refused_deletes INTEGER NOT NULL, error TEXT);
+CREATE INDEX ix_passes_sync_finished ON passes (sync_id, finished_ns);
+CREATE TABLE errors (id INTEGER PRIMARY KEY, sync_id INTEGER NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
+  path TEXT, message TEXT NOT NULL, at_ns INTEGER NOT NULL);
+CREATE INDEX ix_errors_sync_at ON errors (sync_id, at_ns);
+UPDATE syncs SET files_done = 7, bytes_done = 700, last_success_ns = 50 WHERE id = 1;
+INSERT INTO passes VALUES (1, 1, 'upload', 45, 50, 7, 0, 0, 0, 0, 3, 0, 700, 0, 0, NULL);
+INSERT INTO errors VALUES (1, 1, 'locked.db', 'Permission denied', 48);
+PRAGMA user_version = 2;
+"""
+
+
 def schema_of(path: Path) -> dict[str, object]:
     db = sqlite3.connect(path)
     out: dict[str, object] = {}
@@ -66,7 +93,7 @@ def schema_of(path: Path) -> dict[str, object]:
 
 def test_migrations_are_contiguous_up_to_the_current_version() -> None:
     assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
-    assert SCHEMA_VERSION >= 2
+    assert SCHEMA_VERSION >= 3
 
 
 def test_v1_database_migrates_keeping_its_data(tmp_path: Path) -> None:
@@ -91,6 +118,41 @@ def test_v1_database_migrates_keeping_its_data(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh.db"
     Journal.open(fresh).close()
     assert schema_of(old) == schema_of(fresh)
+
+
+def test_v2_database_migrates_keeping_its_data(tmp_path: Path) -> None:
+    old = tmp_path / "v2.db"
+    db = sqlite3.connect(old)
+    db.executescript(V2_DDL)
+    db.close()
+
+    with Journal.open(old) as j:
+        stats = j.stats(1)
+        assert (stats.files_done, stats.bytes_done, stats.last_success_ns) == (7, 700, 50)
+        assert stats.last_pass is not None and stats.last_pass.uploaded == 7
+        assert [(e.path, e.message) for e in stats.last_errors] == [("locked.db", "Permission denied")]
+        assert j.synced_entries(1)["a/b.txt"].identity == FileIdentity(3, 10, 20, 30)
+        # v3: no service has written yet; the new tables work
+        assert j.service() is None and j.health() == {}
+        record = HealthRecord(1, "watching", None, 90, "bucket gone", 91, 92)
+        j.service_started(4242, 90, [record])
+        assert j.service() == ServiceRecord(4242, 90, 90, None)
+        assert j.health() == {1: record}
+        j.write_health(4242, 100, [], stopped=True)
+        assert j.service() == ServiceRecord(4242, 90, 100, 100)
+        assert j.integrity_check() == []
+
+    fresh = tmp_path / "fresh.db"
+    Journal.open(fresh).close()
+    assert schema_of(old) == schema_of(fresh)
+
+
+def test_a_removed_sync_takes_its_health_along(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.db") as j:
+        sid = j.register_sync("docs", "/srv/docs", "bucket", "p/", "h")
+        j.write_health(1, 5, [HealthRecord(sid, "paused", None, 3, "credentials refused", 4, 5)])
+        j.remove_sync(sid)
+        assert j.health() == {}
 
 
 def test_schema_module_describes_the_migrated_database(tmp_path: Path) -> None:
