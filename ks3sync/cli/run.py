@@ -24,6 +24,8 @@ from ks3sync.cli.check_config import load_config_or_exit
 
 log = logging.getLogger("ks3sync.daemon")
 
+RETRY_ENV = "KS3SYNC_RETRY_INTERVAL"  # for tests (docs/service.md): how soon a failing sync is retried
+
 
 @click.command("run")
 @click.option(
@@ -52,6 +54,7 @@ def run(config_path: Path, stop_timeout: float) -> None:
     # the secret in use (from the environment or the file) is scrubbed from every log line
     logs.configure(config.logging.level, config.logging.format, secrets=[conn.secret_key])
     transfer_for = _transfer_options_factory(config)  # key files: a bad one is exit 2 before anything
+    retry_ns = _retry_ns()
 
     from ks3sync.journal import Journal, JournalError
 
@@ -62,7 +65,7 @@ def run(config_path: Path, stop_timeout: float) -> None:
         die(str(exc).splitlines()[0])
     stop = threading.Event()
     _install_signal_handlers(stop)
-    clean = _serve(config, conn, journal, transfer_for, stop, stop_timeout)
+    clean = _serve(config, conn, journal, transfer_for, stop, stop_timeout, retry_ns)
     if not clean:
         # Transfer threads still hold requests open; their work is checkpointed in the journal and
         # resumes at the next start. Leave now rather than outlive systemd's stop timeout.
@@ -79,8 +82,9 @@ def _serve(
     transfer_for: Callable[[Any], Any],
     stop: threading.Event,
     stop_timeout: float,
+    retry_ns: int,
 ) -> bool:
-    from ks3sync.cli.common import open_client
+    from ks3sync.cli.common import connect_flags, open_client
     from ks3sync.daemon.metrics import Metrics, MetricsUnavailable
     from ks3sync.daemon.notify import Notifier
     from ks3sync.daemon.service import Service
@@ -100,7 +104,9 @@ def _serve(
 
             die(f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: {exc.strerror}")
     with open_client(conn, config.state_dir, jobs=config.transfer.jobs) as client:
-        stores = {s.name: KS3Store(client, s.bucket, s.prefix) for s in config.syncs}
+        # a missing bucket's message says how to create it: `ks3sync mb ks3://b --config FILE`
+        connect = connect_flags(None, config.path.absolute())
+        stores = {s.name: KS3Store(client, s.bucket, s.prefix, connect=connect) for s in config.syncs}
         service = Service(
             config,
             journal,
@@ -109,6 +115,7 @@ def _serve(
             reconcile=mirror_reconciler(_mirror_options_factory(transfer_for)),
             notifier=Notifier(),
             metrics=metrics,
+            retry_ns=retry_ns,
         )
         service.start()
         service.run(stop)
@@ -117,28 +124,36 @@ def _serve(
 
 def _lock_state_dir(state_dir: Path) -> Any:
     """One service per state directory: a second `ks3sync run` on the same journal would release the
-    first one's claims and race it on every path. The lock dies with the process (even on kill -9)."""
-    import fcntl
-
+    first one's claims and race it on every path. The lock dies with the process (even on kill -9);
+    `status` probes it to tell a running service from a dead one (daemon/lock.py)."""
     from ks3sync.cli.common import die
+    from ks3sync.daemon.lock import StateDirBusy, acquire
 
-    path = state_dir / "service.lock"
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open on purpose
+        return acquire(state_dir)
+    except StateDirBusy as exc:
+        die(f"{state_dir}: another ks3sync run (pid {exc.holder}) is using this state directory")
     except OSError as exc:
         die(f"{state_dir}: cannot use the state directory: {exc.strerror}")
+
+
+def _retry_ns() -> int:
+    """How long a sync that failed as a whole (credentials, bucket, listing) waits before it is retried:
+    30 s, or $KS3SYNC_RETRY_INTERVAL, a knob for tests that must see a recovery without waiting."""
+    from ks3sync.cli.common import die
+    from ks3sync.config import parse_duration
+    from ks3sync.daemon.worker import RETRY_NS
+
+    text = os.environ.get(RETRY_ENV)
+    if not text:
+        return RETRY_NS
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        die(f"{state_dir}: another ks3sync run (pid {holder}) is using this state directory")
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        die(f"${RETRY_ENV}: {exc}")
+    if not 0 < seconds <= 3600:
+        die(f"${RETRY_ENV}: expected a duration between 1ms and 1h, got {text!r}")
+    return int(seconds * 1_000_000_000)
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

@@ -1,14 +1,25 @@
-"""`ks3sync status --config FILE [--json]`: per sync, what the service is doing and how it went.
+"""`ks3sync status --config FILE [--json]`: is the service running, and is each sync ok?
 
-Reads only the journal (SQLite in WAL mode: safe while the service writes) and the service's status
-file (``<state_dir>/service.json``, which says whether the service runs and each sync's live state).
-Never creates anything: without a journal it reports that the service has not run yet.
-Exit status 0; 2 with one line for a configuration or journal problem.
+Per sync, a state: ``ok``; ``failing`` (since when, with the last error: credentials refused, bucket
+missing, KS3 unreachable, source folder missing...); ``stopped`` (the service is not running, or it
+does not run this sync). Beside it what the service is doing (``activity``: reconciling, watching,
+polling, paused, ...), the queue, parked paths, history and recent per-file errors.
+
+Exit status, like ``systemctl is-active`` / LSB ``status``: 0 the service runs and every sync is ok;
+1 it runs and a sync is failing; 3 it is not running (stopped, killed, never started, not responding),
+or it does not run a configured sync; 2 a configuration or journal problem (one line).
+
+Everything comes from the journal (SQLite in WAL mode: safe while the service writes): the service
+row (pid, start, heartbeat, clean stop) and each sync's health row, which the service writes on every
+change and with its heartbeat (``daemon/health.py``). Whether the service's process is alive is
+probed on the state directory's lock (``daemon/lock.py``): a killed service releases it at once, so a
+kill -9 reads ``stopped`` however fresh its last heartbeat. Never creates anything.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +29,11 @@ import click
 from ks3sync.cli.check_config import load_config_or_exit
 
 MAX_PARKED_SHOWN = 50
-STALE_AFTER_S = 30  # a status file not refreshed for this long means the service is gone
+NOT_RESPONDING_AFTER_S = 60.0  # a running service's heartbeat (every 10 s) older than this: hung
+
+EXIT_OK = 0
+EXIT_FAILING = 1
+EXIT_STOPPED = 3
 
 
 @click.command("status")
@@ -31,7 +46,8 @@ STALE_AFTER_S = 30  # a status file not refreshed for this long means the servic
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
 def status(config_path: Path, as_json: bool) -> None:
-    """Show per-sync state: queue depth, in flight, parked, last success, last errors, files/bytes done."""
+    """Show whether the service runs and each sync's state (ok, failing, stopped), queue, parked paths
+    and last errors. Exit status: 0 all ok; 1 a sync is failing; 3 the service is not running."""
     from ks3sync.cli.output import set_json_errors
     from ks3sync.display import escape_lines, json_text
 
@@ -43,77 +59,68 @@ def status(config_path: Path, as_json: bool) -> None:
     else:
         # Paths and error messages come from the journal, i.e. from keys and file names: escaped.
         click.echo(escape_lines(render(report)))
+    sys.exit(report["exit"])
 
 
 def collect(config: Any) -> dict[str, Any]:
     from ks3sync.cli.common import die
-    from ks3sync.daemon.service import STATUS_FILE, read_status
+    from ks3sync.daemon.lock import probe
     from ks3sync.journal import Journal, JournalError
 
-    live = read_status(config.state_dir / STATUS_FILE)
-    service = _service_state(live)
-    live_syncs: dict[str, Any] = (live or {}).get("syncs", {}) if service["running"] else {}
-    syncs: list[dict[str, Any]] = []
     journal_path = config.journal_path
-    records: dict[str, Any] = {}
     journal = None
     if journal_path.exists():
         try:
             journal = Journal.open(journal_path)
-            records = {r.name: r for r in journal.syncs()}
         except JournalError as exc:
             die(str(exc).splitlines()[0])
     try:
-        for sync in config.syncs:
-            item: dict[str, Any] = {
-                "name": sync.name,
-                "source": str(sync.source),
-                "target": str(sync.target),
-                "state": "never run",
-                "reason": "",
-            }
-            record = records.get(sync.name)
-            if record is not None and journal is not None:
-                stats = journal.stats(record.id)
-                item.update(_stats(stats))
-                if stats.parked:
-                    item["parked_changes"] = [
-                        {"path": q.path, "kind": q.kind.value, "attempts": q.attempts, "error": q.last_error}
-                        for q in journal.pending(record.id)
-                        if q.parked
-                    ][:MAX_PARKED_SHOWN]
-                item["state"] = "stopped"
-            if sync.name in live_syncs:
-                item["state"] = live_syncs[sync.name].get("state", "unknown")
-                item["reason"] = live_syncs[sync.name].get("reason", "") or live_syncs[sync.name].get(
-                    "error", ""
-                )
-            elif not sync.source.is_dir():
-                item["reason"] = "source folder is missing"
-            syncs.append(item)
+        record = journal.service() if journal is not None else None
+        service = _service_state(record, probe(config.state_dir), time.time())
+        records = {r.name: r for r in journal.syncs()} if journal is not None else {}
+        health = journal.health() if journal is not None else {}
+        syncs = [_sync_item(sync, records.get(sync.name), health, service, record, journal)
+                 for sync in config.syncs]
+    except JournalError as exc:
+        die(str(exc).splitlines()[0])
     finally:
         if journal is not None:
             journal.close()
-    return {"config": str(config.path), "journal": str(journal_path), "service": service, "syncs": syncs}
+    report: dict[str, Any] = {"config": str(config.path), "journal": str(journal_path), "service": service,
+                              "syncs": syncs}
+    report["exit"] = exit_code(report)
+    return report
 
 
-def _service_state(live: dict[str, Any] | None) -> dict[str, Any]:
-    if not live:
-        return {"running": False, "pid": None, "updated_at": None}
-    pid = live.get("pid")
-    updated = float(live.get("updated_at") or 0)
-    running = (
-        bool(live.get("running"))
-        and isinstance(pid, int)
-        and _alive(pid)
-        and (time.time() - updated < STALE_AFTER_S)
-    )
-    return {
-        "running": running,
-        "pid": pid if running else None,
-        "started_at": live.get("started_at") if running else None,
-        "updated_at": updated,
-    }
+def exit_code(report: dict[str, Any]) -> int:
+    states = {s["state"] for s in report["syncs"]}
+    if not report["service"]["running"] or "stopped" in states:
+        return EXIT_STOPPED
+    return EXIT_FAILING if "failing" in states else EXIT_OK
+
+
+def _service_state(record: Any, lock: Any, now: float) -> dict[str, Any]:
+    """running / starting / not responding / stopped / never started, from the journal's service row
+    and the lock probe (``lock.held``: True, False, or None when it cannot be told)."""
+    base: dict[str, Any] = {"state": "never started", "running": False, "reason": "", "pid": None,
+                            "started_at": None, "heartbeat_at": None, "stopped_at": None}
+    if record is not None:
+        base.update(pid=record.pid, started_at=_seconds(record.started_ns),
+                    heartbeat_at=_seconds(record.heartbeat_ns), stopped_at=_seconds(record.stopped_ns))
+    if lock.held and (record is None or lock.pid != record.pid):
+        # a service holds the state directory but has not written its row yet: it is starting
+        return base | {"state": "starting", "running": True, "pid": lock.pid, "started_at": None,
+                       "heartbeat_at": None, "stopped_at": None}
+    if record is None:
+        return base
+    if record.stopped_ns is not None:
+        return base | {"state": "stopped"}
+    alive = lock.held if lock.held is not None else _alive(record.pid)
+    if not alive:
+        return base | {"state": "stopped", "reason": "killed or crashed: it did not stop cleanly"}
+    if now - record.heartbeat_ns / 1e9 > NOT_RESPONDING_AFTER_S:
+        return base | {"state": "not responding"}
+    return base | {"state": "running", "running": True}
 
 
 def _alive(pid: int) -> bool:
@@ -124,6 +131,45 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by another user (the service account)
     return True
+
+
+def _sync_item(sync: Any, record: Any, health: dict[int, Any], service: dict[str, Any], service_record: Any,
+               journal: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "name": sync.name,
+        "source": str(sync.source),
+        "target": str(sync.target),
+        "state": "stopped",
+        "activity": None,
+        "reason": "",
+        "failing_since": None,
+        "error": None,
+        "error_at": None,
+    }
+    row = health.get(record.id) if record is not None else None
+    if row is not None:
+        item.update(failing_since=_seconds(row.failing_since_ns), error=row.last_error,
+                    error_at=_seconds(row.last_error_ns))
+    if service["state"] == "starting":
+        item.update(state="ok", activity="starting")
+    elif service["running"]:
+        if row is None or row.updated_ns < service_record.started_ns:  # a row of an earlier run
+            item["reason"] = "the running service does not run this sync (configured after it started?)"
+        else:
+            item.update(state="failing" if row.failing_since_ns is not None else "ok", activity=row.activity,
+                        reason=row.reason or "")
+    elif not service["running"] and not sync.source.is_dir():
+        item["reason"] = "source folder is missing"
+    if record is not None:
+        stats = journal.stats(record.id)
+        item.update(_stats(stats))
+        if stats.parked:
+            item["parked_changes"] = [
+                {"path": q.path, "kind": q.kind.value, "attempts": q.attempts, "error": q.last_error}
+                for q in journal.pending(record.id)
+                if q.parked
+            ][:MAX_PARKED_SHOWN]
+    return item
 
 
 def _stats(stats: Any) -> dict[str, Any]:
@@ -152,40 +198,67 @@ def _seconds(ns: int | None) -> float | None:
 
 
 def render(report: dict[str, Any]) -> str:
-    svc = report["service"]
     now = time.time()
-    if svc["running"]:
-        up = _ago(now - float(svc["started_at"] or now)).replace(" ago", "")
-        lines = [f"service: running (pid {svc['pid']}, up {up})"]
-    else:
-        lines = ["service: not running"]
+    lines = [_service_line(report["service"], now)]
     for s in report["syncs"]:
-        head = f"{s['name']}: {s['state']}" + (f" ({s['reason']})" if s.get("reason") else "")
         lines.append("")
-        lines.append(head)
-        lines.append(f"  {s['source']} -> {s['target']}")
-        if "queue_depth" not in s:
-            continue
-        due = ""
-        if s["next_due"] is not None and s["queue_depth"]:
-            due = f", next due {_when(s['next_due'], now)}"
-        lines.append(f"  queue {s['queue_depth']}, in flight {s['in_flight']}, parked {s['parked']}{due}")
-        lines.append(
-            f"  {s['files_synced']} files synced; done {s['files_done']} files, {_bytes(s['bytes_done'])}; "
-            f"multipart uploads in flight {s['uploads_in_flight']}"
-        )
-        last = "never" if s["last_success"] is None else _when(s["last_success"], now)
-        lines.append(f"  last success: {last}")
-        if s.get("parked_changes"):
-            lines.append("  parked (retried after the next clean rescan, or when the file changes):")
-            for p in s["parked_changes"][:10]:
-                lines.append(f"    {p['path']}: {p['attempts']} attempts, {p['error']}")
-        if s["last_errors"]:
-            lines.append("  last errors:")
-            for e in s["last_errors"][:5]:
-                where = f"{e['path']}: " if e["path"] else ""
-                lines.append(f"    {_when(e['at'], now)}  {where}{e['message']}")
+        lines.extend(_sync_lines(s, now))
     return "\n".join(lines)
+
+
+def _service_line(svc: dict[str, Any], now: float) -> str:
+    state = svc["state"]
+    if state == "running":
+        up = _ago(now - float(svc["started_at"])).replace(" ago", "")
+        return f"service: running (pid {svc['pid']}, up {up})"
+    if state == "starting":
+        return f"service: starting (pid {svc['pid']})"
+    if state == "not responding":
+        return (f"service: not responding (pid {svc['pid']}, last heartbeat {_when(svc['heartbeat_at'], now)}; "
+                "systemd's watchdog restarts a hung service)")
+    if state == "stopped" and svc["stopped_at"] is not None:
+        return f"service: stopped (at {_when(svc['stopped_at'], now)})"
+    if state == "stopped":
+        return (f"service: stopped (pid {svc['pid']} {svc['reason']}; last heartbeat "
+                f"{_when(svc['heartbeat_at'], now)})")
+    return "service: never started"
+
+
+def _sync_lines(s: dict[str, Any], now: float) -> list[str]:
+    if s["state"] == "failing":
+        head = f"{s['name']}: failing since {_when(s['failing_since'], now)}"
+        detail = [f"  error: {s['error']}"] + ([f"  now: {s['activity']}"] if s["activity"] else [])
+    elif s["state"] == "ok":
+        doing = s["activity"] + (f": {s['reason']}" if s["reason"] else "")
+        head, detail = f"{s['name']}: ok ({doing})", []
+    else:
+        head = f"{s['name']}: stopped" + (f" ({s['reason']})" if s["reason"] else "")
+        detail = []
+        if s["failing_since"] is not None:
+            detail = [f"  was failing since {_when(s['failing_since'], now)}: {s['error']}"]
+    lines = [head, *detail, f"  {s['source']} -> {s['target']}"]
+    if "queue_depth" not in s:
+        return lines
+    due = ""
+    if s["next_due"] is not None and s["queue_depth"]:
+        due = f", next due {_when(s['next_due'], now)}"
+    lines.append(f"  queue {s['queue_depth']}, in flight {s['in_flight']}, parked {s['parked']}{due}")
+    lines.append(
+        f"  {s['files_synced']} files synced; done {s['files_done']} files, {_bytes(s['bytes_done'])}; "
+        f"multipart uploads in flight {s['uploads_in_flight']}"
+    )
+    last = "never" if s["last_success"] is None else _when(s["last_success"], now)
+    lines.append(f"  last success: {last}")
+    if s.get("parked_changes"):
+        lines.append("  parked (retried after the next clean rescan, or when the file changes):")
+        for p in s["parked_changes"][:10]:
+            lines.append(f"    {p['path']}: {p['attempts']} attempts, {p['error']}")
+    if s["last_errors"]:
+        lines.append("  last errors:")
+        for e in s["last_errors"][:5]:
+            where = f"{e['path']}: " if e["path"] else ""
+            lines.append(f"    {_when(e['at'], now)}  {where}{e['message']}")
+    return lines
 
 
 def _when(t: float, now: float) -> str:

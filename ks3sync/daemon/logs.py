@@ -33,7 +33,8 @@ def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
         logger.log(level, name, extra={FIELDS: fields})
 
 
-def _scrub(text: str) -> str:
+def scrub(text: str) -> str:
+    """``text`` with every configured secret replaced by ``***`` (also used for what goes in the journal)."""
     for secret in _secrets:
         if secret and secret in text:
             text = text.replace(secret, "***")
@@ -57,7 +58,7 @@ class KeyValueFormatter(logging.Formatter):
         parts += [f"{k}={_value(v)}" for k, v in fields.items() if v is not None]
         if record.exc_info:
             parts.append(f"exc={_value(self.formatException(record.exc_info))}")
-        return _scrub(" ".join(parts))
+        return scrub(" ".join(parts))
 
 
 class JsonFormatter(logging.Formatter):
@@ -73,7 +74,7 @@ class JsonFormatter(logging.Formatter):
         data.update({k: v for k, v in fields.items() if v is not None})
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return _scrub(json_text(data, default=str))
+        return scrub(json_text(data, default=str))
 
 
 def configure(

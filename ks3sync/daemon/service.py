@@ -1,5 +1,5 @@
-"""The service: every configured sync's worker in one process, systemd notifications, the status file,
-metrics, and a bounded shutdown.
+"""The service: every configured sync's worker in one process, systemd notifications, each sync's
+health in the journal, metrics, and a bounded shutdown.
 
 ``Service.step(now_ns)`` steps every worker once; a worker that raises is logged and marked, and the
 others go on (one sync failing — its folder unmounted, its bucket gone — never stops the rest).
@@ -7,8 +7,10 @@ others go on (one sync failing — its folder unmounted, its bucket gone — nev
 event from a watcher, or ``stop``, at most ``TICK`` seconds. ``Service.shutdown()`` stops accepting
 work and waits a bounded time for running transfers to finish or checkpoint.
 
-The status file (``<state_dir>/service.json``, replaced atomically every few seconds) tells
-``ks3sync status`` what the journal cannot: whether the service runs and each sync's live state.
+``ks3sync status`` reads from the journal whether the service runs (its heartbeat; the state
+directory's lock, ``lock.py``, says whether its process is alive) and each sync's activity and health
+(ok, or failing since when and why); ``health.HealthWriter`` writes them on every change and with a
+heartbeat, at a bounded rate.
 
 Imports the journal, the store protocol, the transfer options, watch/ and the daemon's own modules;
 concrete KS3 clients are built by the CLI and passed in.
@@ -16,20 +18,19 @@ concrete KS3 clients are built by the CLI and passed in.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from ks3sync.config import Config, SyncConfig
 from ks3sync.daemon.backoff import SECOND
+from ks3sync.daemon.health import HEARTBEAT_NS, HealthWriter
 from ks3sync.daemon.logs import event
 from ks3sync.daemon.notify import Notifier
-from ks3sync.daemon.worker import Reconciler, State, SyncWorker, describe_exc
+from ks3sync.daemon.worker import RETRY_NS, Reconciler, State, SyncWorker, describe_exc
 from ks3sync.errors import Ks3SyncError
 from ks3sync.journal import Journal, JournalError
 from ks3sync.store.base import Store
@@ -38,8 +39,7 @@ from ks3sync.transfer.context import TransferOptions
 log = logging.getLogger("ks3sync.daemon")
 
 TICK = 0.1  # seconds: the longest the loop sleeps between steps
-STATUS_EVERY_NS = 2 * SECOND
-STATUS_FILE = "service.json"
+STATUS_EVERY_NS = 2 * SECOND  # the STATUS= line and metrics (the journal's heartbeat: health.HEARTBEAT_NS)
 STOP_TIMEOUT = 8.0  # seconds for in-flight work at shutdown; systemd's TimeoutStopSec is larger
 
 # Errors a worker's step may raise that must not take the other syncs down with it.
@@ -59,6 +59,8 @@ class Service:
         notifier: Notifier | None = None,
         watch: bool = True,
         metrics: Any = None,
+        retry_ns: int = RETRY_NS,
+        heartbeat_ns: int = HEARTBEAT_NS,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -67,11 +69,12 @@ class Service:
         self.metrics = metrics
         self.workers: list[SyncWorker] = []
         self.failed: dict[str, str] = {}  # sync name -> why it could not start
-        self.status_path = config.state_dir / STATUS_FILE
+        self.retry_ns = retry_ns
+        self.health = HealthWriter(journal, os.getpid(), clock, heartbeat_ns)
+        self._health_error = ""
         self._wake = threading.Event()
         self._next_status_ns = 0
         self._next_watchdog = 0.0
-        self._started_at = time.time()
         self._retry_start_ns: dict[str, int] = {}
         self._published_states: tuple[Any, ...] = ()
         for sync in config.syncs:
@@ -87,17 +90,30 @@ class Service:
                     state_paths=(config.state_dir,),
                     on_done=metrics.done if metrics is not None else None,
                     on_pass=metrics.passed if metrics is not None else None,
+                    retry_ns=retry_ns,
                 )
             )
 
     # ------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        # Registered first (cheap), so that the journal says at once which syncs this service runs,
+        # even while a large folder's watches are still being set up.
+        for worker in self.workers:
+            try:
+                worker.register()
+            except STEP_ERRORS as exc:
+                self._worker_failed(worker, exc, "start")
+        try:
+            self.health.start([w.health_record() for w in self.workers])
+        except JournalError as exc:
+            self._health_failed(exc)
         for worker in self.workers:
             try:
                 worker.start()
             except STEP_ERRORS as exc:
                 self._worker_failed(worker, exc, "start")
+            self._publish_health()
         self.publish(force=True)
         self.notifier.ready(self.summary())
         event(log, logging.INFO, "service_ready", syncs=len(self.workers), pid=os.getpid())
@@ -109,13 +125,14 @@ class Service:
                 if worker.sync_id < 0:
                     if now < self._retry_start_ns.get(worker.name, 0):
                         continue
-                    self._retry_start_ns[worker.name] = now + 30 * SECOND
+                    self._retry_start_ns[worker.name] = now + self.retry_ns
                     worker.start()  # it could not start before: try again now and then
                 worker.step(now)
             except STEP_ERRORS as exc:
                 self._worker_failed(worker, exc, "step")
             else:
                 if self.failed.pop(worker.name, None) is not None:
+                    worker.health.recovered("step")
                     event(log, logging.INFO, "sync_recovered", sync=worker.name)
         self.publish(now)
         self._ping_watchdog()
@@ -134,6 +151,7 @@ class Service:
             )
         self.failed[worker.name] = why
         worker.reason = why
+        worker.health.failed(why, cause="step")
 
     def run(self, stop: threading.Event) -> None:
         """Step until ``stop`` is set. Never sleeps past a scheduled time by more than ``TICK``."""
@@ -166,7 +184,7 @@ class Service:
         return clean
 
     # ------------------------------------------------------------------------------------------------
-    # status: STATUS= line, status file, metrics, watchdog
+    # status: each sync's health in the journal, STATUS= line, metrics, watchdog
 
     def summary(self, queues: dict[str, tuple[int, int]] | None = None) -> str:
         """The STATUS= line: each sync's state, and its queue depth and parked count when known."""
@@ -181,18 +199,15 @@ class Service:
 
     def publish(self, now_ns: int | None = None, *, force: bool = False, stopped: bool = False) -> None:
         now = self.clock() if now_ns is None else now_ns
+        self._publish_health(now, stopped=stopped)
         states = tuple((w.state, w.reason) for w in self.workers)
         if not force and now < self._next_status_ns and states == self._published_states:
             return
         self._published_states = states
         self._next_status_ns = now + STATUS_EVERY_NS
-        syncs: dict[str, Any] = {}
         queues: dict[str, tuple[int, int]] = {}
         for w in self.workers:
             snap = w.snapshot()
-            if w.name in self.failed:
-                snap["error"] = self.failed[w.name]
-            syncs[w.name] = snap
             counts = None
             if w.sync_id >= 0:
                 try:
@@ -205,16 +220,25 @@ class Service:
                 queues[w.name] = (counts.queue_depth + counts.in_flight, counts.parked)
             if self.metrics is not None:
                 self.metrics.update(w.name, counts, snap)
-        doc = {
-            "pid": os.getpid(),
-            "started_at": self._started_at,
-            "updated_at": time.time(),
-            "running": not stopped,
-            "syncs": syncs,
-        }
-        write_status(self.status_path, doc)
         if not stopped:
             self.notifier.status(self.summary(queues))
+
+    def _publish_health(self, now_ns: int | None = None, *, stopped: bool = False) -> None:
+        """Each sync's health and the heartbeat into the journal (the writer decides whether anything
+        is due). A journal that cannot take them is logged once per distinct error, not fatal here: the
+        workers meet the same journal and report it."""
+        try:
+            self.health.publish([w.health_record() for w in self.workers], now_ns, stopped=stopped)
+        except JournalError as exc:
+            self._health_failed(exc)
+        else:
+            self._health_error = ""
+
+    def _health_failed(self, exc: JournalError) -> None:
+        why = describe_exc(exc)
+        if why != self._health_error:
+            event(log, logging.WARNING, "health_not_recorded", error=why)
+        self._health_error = why
 
     def _ping_watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
@@ -230,22 +254,3 @@ class Service:
 
     def states(self) -> dict[str, State]:
         return {w.name: w.state for w in self.workers}
-
-
-def write_status(path: Path, doc: Mapping[str, Any]) -> None:
-    """Replace the status file atomically (a reader never sees half of it)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        event(log, logging.WARNING, "status_file_failed", path=str(path), error=exc.strerror)
-
-
-def read_status(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -42,7 +42,9 @@ from ks3sync.config import SyncConfig
 from ks3sync.daemon.backoff import SECOND, Backoff
 from ks3sync.daemon.decide import Decision, Outcome, decide
 from ks3sync.daemon.guard import DeleteBudget, SourceState, probe_source
+from ks3sync.daemon.health import Health, SyncHealth
 from ks3sync.daemon.logs import event
+from ks3sync.errors import Ks3SyncError, describe
 from ks3sync.journal import Change, ChangeKind, Journal, JournalError, QueuedChange
 from ks3sync.model import (
     DeleteRemote,
@@ -68,7 +70,7 @@ PROBE_EVERY_NS = 1 * SECOND
 IDLE_CHECK_NS = 1 * SECOND  # ask the journal for due work at least this often
 MAX_KNOWN_DUES = 100_000
 COUNT_EVERY_NS = 10 * SECOND  # how stale the recorded-file count that the guards use may be
-PAUSE_AFTER_STOP_NS = 30 * SECOND  # a run stopped by a fatal error (credentials, bucket) waits this long
+RETRY_NS = 30 * SECOND  # a sync failing as a whole (credentials, bucket, listing) is retried this often
 DEFAULT_BACKOFF = Backoff()
 
 
@@ -116,6 +118,7 @@ class SyncWorker:
         backoff: Backoff = DEFAULT_BACKOFF,
         on_done: Callable[[str, str, int, int], None] | None = None,
         on_pass: Callable[[str, int, int], None] | None = None,
+        retry_ns: int = RETRY_NS,
     ) -> None:
         self.sync = sync
         self.name = sync.name
@@ -134,6 +137,8 @@ class SyncWorker:
             )
         self.excluded = excluded or self._is_excluded
         self.backoff = backoff
+        self.retry_ns = retry_ns
+        self.health = Health(clock)
         self.debounce_ns = int(sync.debounce * SECOND)
         self.rescan_ns = int(sync.rescan_interval * SECOND)
         self.budget = DeleteBudget(sync.max_delete.count, sync.max_delete.percent, self.rescan_ns)
@@ -170,13 +175,19 @@ class SyncWorker:
     # ------------------------------------------------------------------------------------------------
     # life cycle
 
+    def register(self) -> int:
+        """The sync's id in the journal (registered, or updated, on the first call)."""
+        if self.sync_id < 0:
+            sync = self.sync
+            self.sync_id = self.journal.register_sync(
+                sync.name, str(sync.source), sync.bucket, sync.prefix, options_hash(sync)
+            )
+        return self.sync_id
+
     def start(self) -> None:
         """Register the sync, return claims of a dead predecessor, start watching, and schedule the
         start-up reconcile (it catches what changed while the service was down)."""
-        sync = self.sync
-        self.sync_id = self.journal.register_sync(
-            sync.name, str(sync.source), sync.bucket, sync.prefix, options_hash(sync)
-        )
+        self.register()
         released = self.journal.release_claims(self.sync_id)
         if released:
             event(log, logging.INFO, "claims_released", sync=self.name, changes=released)
@@ -288,9 +299,11 @@ class SyncWorker:
                     self.watcher.stop()
             self.state = State.UNAVAILABLE
             self.reason = source.reason
+            self.health.failed(f"{self.root}: {source.reason}", cause="source")
             return
         if not was_healthy and self.state is State.UNAVAILABLE:
             event(log, logging.INFO, "source_available", sync=self.name, root=str(self.root))
+            self.health.recovered("source")
             if self._device is None:
                 self._device = source.device
             self._start_watching()
@@ -398,7 +411,9 @@ class SyncWorker:
             if exc is not None:
                 self.counters.errors += 1
                 event(log, logging.ERROR, "reconcile_failed", sync=self.name, error=describe_exc(exc))
-                self._next_reconcile_ns = now + min(period, PAUSE_AFTER_STOP_NS)
+                self._next_reconcile_ns = now + min(period, self.retry_ns)
+                if not self._stop.is_set():
+                    self.health.failed(failure_message(exc))
             else:
                 self.last_reconcile = future.result()
                 self._after_reconcile(self.last_reconcile, now)
@@ -420,10 +435,16 @@ class SyncWorker:
             self._on_pass(self.name, files, sent)
         stopped = getattr(result, "stopped", None)
         if stopped:
-            self._paused_until_ns = now + PAUSE_AFTER_STOP_NS
+            if self._stop.is_set():
+                return  # our own SIGTERM stopped it: not a failure; the next start redoes the pass
+            self._paused_until_ns = now + self.retry_ns
+            self._next_reconcile_ns = min(self._next_reconcile_ns, self._paused_until_ns)  # the pass is unfinished
             self.state = State.PAUSED
             self.reason = str(stopped)
+            self.health.failed(str(stopped))
             return
+        # the pass ran to its end: KS3 and the folder work (a file's own failures are reported apart)
+        self.health.ok()
         if getattr(result, "ok", False):
             # a clean pass: parked paths get another chance
             unparked = self.journal.unpark(self.sync_id)
@@ -658,6 +679,8 @@ class SyncWorker:
             if report.stopped is not None and not shutting_down:
                 # credentials refused, bucket gone...: nothing else can succeed now
                 self._pause(report.stopped)
+            elif not shutting_down:
+                self._note_batch_health(report)
             for ch in changes:
                 errs = [failed_paths[op.path] for op in decisions[ch.id].transfers if op.path in failed_paths]
                 if errs and shutting_down:
@@ -767,17 +790,31 @@ class SyncWorker:
         event(log, logging.WARNING, "deletes_held", sync=self.name, count=n, reason=why)
 
     def _pause(self, why: str) -> None:
-        self._paused_until_ns = self.clock() + PAUSE_AFTER_STOP_NS
+        self._paused_until_ns = self.clock() + self.retry_ns
         self.state = State.PAUSED
         self.reason = why
+        self.health.failed(why)
         event(
             log,
             logging.ERROR,
             "sync_paused",
             sync=self.name,
             error=why,
-            retry_in_s=PAUSE_AFTER_STOP_NS // SECOND,
+            retry_in_s=self.retry_ns / SECOND,
         )
+
+    def _note_batch_health(self, report: ExecutionReport) -> None:
+        """A transfer KS3 accepted makes the sync ok; a batch whose every transfer failed because KS3
+        could not be reached (network, 5xx outliving the client's retries) makes it failing, and brings
+        the reconcile forward: its listing tells whether KS3 is back, and it catches up."""
+        if report.counts:
+            self.health.ok()
+        elif report.failed and report.unreachable == len(report.failed):
+            path, message = report.failed[0]
+            n = len(report.failed)
+            self.health.failed(f"cannot reach KS3 ({n} transfer{'s' if n > 1 else ''} failed): {path}: {message}")
+            with self._lock:
+                self._next_reconcile_ns = min(self._next_reconcile_ns, self.clock() + self.retry_ns)
 
     # ------------------------------------------------------------------------------------------------
 
@@ -804,6 +841,10 @@ class SyncWorker:
             if running < MAX_BATCHES and not (self._next_reconcile_ns <= now and running):
                 candidates.append(self._next_check_ns)
         return min(candidates)
+
+    def health_record(self) -> SyncHealth:
+        """What the service writes to the journal's ``health`` table about this worker."""
+        return SyncHealth(self.sync_id, self.state.value, self.reason, self.health)
 
     def snapshot(self) -> dict[str, Any]:
         """What the service publishes about this worker (status file, STATUS=, metrics)."""
@@ -895,6 +936,12 @@ def options_hash(sync: SyncConfig) -> str:
 def describe_exc(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def failure_message(exc: BaseException) -> str:
+    """What ``status`` shows for a sync that failed: ks3sync's own errors are written for users (the
+    message alone), anything else keeps its type name."""
+    return describe(exc) if isinstance(exc, Ks3SyncError) else describe_exc(exc)
 
 
 def mirror_reconciler(options_for: Callable[[SyncWorker], Any]) -> Reconciler:

@@ -22,7 +22,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ks3sync.errors import Disposition, Ks3SyncError, PermanentError, classify, describe, is_known_error
+from ks3sync.errors import (
+    Disposition,
+    Ks3SyncError,
+    PermanentError,
+    TransientError,
+    classify,
+    describe,
+    is_known_error,
+)
 from ks3sync.model import (
     Adopt,
     Checkpoint,
@@ -62,6 +70,7 @@ class ExecutionReport:
     bytes_sent: int = 0
     bytes_received: int = 0
     stopped: str | None = None  # the fatal error that ended the run
+    unreachable: int = 0  # of ``failed``: those that failed because KS3 could not be reached (TransientError)
     deletes_skipped: int = 0  # deletes not run because something failed
     untagged_reads: int = 0  # encrypted objects accepted without ks3sync's integrity tag
 
@@ -234,6 +243,7 @@ class Executor:
                 return
             message = describe(exc)
             report.failed.append((op.path, message))
+            report.unreachable += isinstance(exc, TransientError)
         if not is_known_error(exc):
             log.error("unexpected error on %s", op.path, exc_info=exc)
         self.progress.entry_done(op.path, _verb(op), False, message)

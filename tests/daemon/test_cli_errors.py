@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import statuskit
 
 
 def ks3sync(
@@ -69,8 +70,8 @@ def test_undefined_variable_names_the_key(tmp_path: Path, command: str) -> None:
 def test_status_without_a_journal_creates_nothing(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     result = ks3sync("status", "--config", str(cfg), "--json", env=dict(os.environ, TEST_SECRET="x"))
-    assert result.returncode == 0, result.stderr
-    assert '"state": "never run"' in result.stdout and '"running": false' in result.stdout
+    assert result.returncode == 3, result.stderr  # not running
+    assert '"state": "never started"' in result.stdout and '"running": false' in result.stdout
     assert not (tmp_path / "state").exists()
 
 
@@ -137,8 +138,7 @@ def test_metrics_endpoint_serves_prometheus_text_when_enabled(
 
         text = str(wait_until(scrape, timeout=30, interval=0.2))
         assert 'ks3sync_queue_depth{sync="docs"}' in text
-        status = tmp_path / "state" / "service.json"
-        wait_until(lambda: '"state": "watching"' in status.read_text(), timeout=30, interval=0.1)
+        wait_until(lambda: statuskit.activity(cfg, env, "docs", proc.pid) == "watching", timeout=30, interval=0.1)
         (tmp_path / "docs" / "one.txt").write_text("one")
         synced = 'ks3sync_files_synced_total{sync="docs"} 1.0'
         text = str(wait_until(lambda: (t := scrape()) and synced in t and t, timeout=30, interval=0.2))

@@ -1,8 +1,8 @@
-"""Several syncs in one Service: independence, systemd notifications, the status file, bounded stop."""
+"""Several syncs in one Service: independence, systemd notifications, each sync's health in the journal
+(and its write rate), bounded stop."""
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from ks3sync.cli.status import collect
 from ks3sync.config import Config, Ks3Url, SyncConfig
 from ks3sync.daemon.backoff import SECOND
+from ks3sync.daemon.health import HEARTBEAT_NS
 from ks3sync.daemon.notify import Notifier
-from ks3sync.daemon.service import Service, read_status
+from ks3sync.daemon.service import Service
 from ks3sync.daemon.worker import State, SyncWorker
 from ks3sync.errors import AuthError
 from ks3sync.journal import Journal
@@ -137,9 +139,14 @@ def test_one_sync_losing_its_folder_does_not_stop_the_other(two_syncs, wait_unti
     settle(service, wait_until)
     assert service.states() == {"a": State.UNAVAILABLE, "b": State.WATCHING}
     assert [e.path for e in stores["b"].list()] == ["f.txt"]
-    status = read_status(service.status_path)
-    assert status is not None and status["syncs"]["a"]["state"] == "unavailable"
-    assert "missing" in status["syncs"]["a"]["reason"]
+    report = collect(service.config)  # status, from the journal
+    a_item, b_item = report["syncs"]
+    assert (a_item["state"], a_item["activity"], b_item["state"], report["exit"]) == ("failing", "unavailable", "ok", 1)
+    assert a_item["error"] == f"{a.root}: source folder is missing"
+    a.root.with_name("a-unmounted").rename(a.root)  # mounted again: ok as soon as the probe sees it
+    clock.advance(2)
+    settle(service, wait_until)
+    assert [s["state"] for s in collect(service.config)["syncs"]] == ["ok", "ok"]
 
 
 def test_credentials_refused_pauses_that_sync_only(two_syncs, wait_until) -> None:
@@ -154,26 +161,52 @@ def test_credentials_refused_pauses_that_sync_only(two_syncs, wait_until) -> Non
     assert service.worker("a").state is State.PAUSED
     assert [e.path for e in stores["b"].list()] == ["y.txt"]
     assert service.journal.stats(service.worker("a").sync_id).parked == 0  # not the file's fault
+    a_row = service.journal.health()[service.worker("a").sync_id]
+    assert (a_row.activity, a_row.last_error, a_row.failing_since_ns) == ("paused", "access key refused", clock.now)
     clock.advance(31)  # the pause ends; the change is retried and succeeds
     settle(service, wait_until)
     clock.advance(1)
     settle(service, wait_until)
     assert [e.path for e in stores["a"].list()] == ["x.txt"]
     assert service.worker("a").state is State.WATCHING
+    a_row = service.journal.health()[service.worker("a").sync_id]
+    assert (a_row.activity, a_row.failing_since_ns, a_row.last_error) == ("watching", None, "access key refused")
 
 
-def test_status_file_is_replaced_atomically_and_marks_the_stop(two_syncs, wait_until) -> None:
+def test_health_is_written_on_changes_and_with_the_heartbeat_only(two_syncs, wait_until) -> None:
     service, _, clock = two_syncs
     service.start()
     settle(service, wait_until)
-    doc = json.loads(service.status_path.read_text())
-    assert doc["running"] is True and set(doc["syncs"]) == {"a", "b"}
-    assert not list(service.status_path.parent.glob(".service.json.*"))  # no temp file left behind
+    journal = service.journal
+    started = journal.service()
+    assert started is not None and started.stopped_ns is None
+    assert {r.activity for r in journal.health().values()} == {"watching"}
+    # a thousand quiet steps, a little under one heartbeat apart in all: not one write
+    writes = service.health.writes
+    for _ in range(1000):
+        clock.advance(HEARTBEAT_NS / 1e9 / 1001)
+        service.step()
+    assert service.health.writes == writes
+    clock.advance(HEARTBEAT_NS / 1e9 / 1000 * 2)
+    service.step()  # the heartbeat is due
+    assert service.health.writes == writes + 1
+    beat = journal.service()
+    assert beat is not None and beat.heartbeat_ns == clock.now and beat.started_ns == started.started_ns
+    # a change of state is written at once
+    a = service.worker("a")
+    a.root.rename(a.root.with_name("gone"))
+    clock.advance(1.5)
+    service.step()
+    assert journal.health()[a.sync_id].activity == "unavailable"
+    assert service.health.writes == writes + 2
     clock.advance(1)
     assert service.shutdown(5) is True
-    doc = json.loads(service.status_path.read_text())
-    assert doc["running"] is False
-    assert all(s["state"] == "stopped" for s in doc["syncs"].values())
+    stopped = journal.service()
+    assert stopped is not None and stopped.stopped_ns == clock.now
+    assert {r.activity for r in journal.health().values()} == {"stopped"}
+    report = collect(service.config)
+    assert (report["service"]["state"], report["exit"]) == ("stopped", 3)
+    assert {s["state"] for s in report["syncs"]} == {"stopped"}
 
 
 def test_run_loop_stops_when_asked(two_syncs) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import statuskit
 
 DEBOUNCE = "300ms"
 DATA_OPS = {"PutObject", "UploadPart"}
@@ -53,17 +54,12 @@ class Service:
         assert self.process is not None
         return self.process.poll() is not None
 
-    def status(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.state_dir / "service.json").read_text())
-        except (OSError, ValueError):
-            return {}
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, KS3_ACCESS_KEY=self.server.access_key, KS3_SECRET_KEY=self.server.secret_key)
 
-    def state(self) -> str | None:
-        doc = self.status()
-        if not doc.get("running") or (self.process and doc.get("pid") != self.process.pid):
-            return None
-        return doc.get("syncs", {}).get("docs", {}).get("state")
+    def state(self, sync: str = "docs") -> str | None:
+        """What the sync is doing, as `ks3sync status` reads it from the journal (None: not running)."""
+        return statuskit.activity(self.config, self.env(), sync, self.process.pid if self.process else None)
 
     def sigterm(self, timeout: float = 15) -> int:
         assert self.process is not None
@@ -285,7 +281,7 @@ def test_sigterm_during_multipart_upload_then_restart_resumes(service: Service, 
 def test_status_while_running_and_after(service: Service, wait_until) -> None:
     svc = service
     result = svc.cli("status", "--config", str(svc.config))
-    assert result.returncode == 0 and "service: not running" in result.stdout and "never run" in result.stdout
+    assert result.returncode == 3 and "service: never started" in result.stdout and "docs: stopped" in result.stdout
     svc.start(wait_until)
     (svc.root / "x.txt").write_text("x")
     wait_until(converged(svc), timeout=60, interval=0.2)
@@ -294,12 +290,15 @@ def test_status_while_running_and_after(service: Service, wait_until) -> None:
     doc = json.loads(result.stdout)
     assert doc["service"]["running"] is True
     (sync,) = doc["syncs"]
-    assert sync["state"] == "watching" and sync["files_synced"] == 1 and sync["queue_depth"] == 0
+    assert (sync["state"], sync["activity"]) == ("ok", "watching")
+    assert sync["files_synced"] == 1 and sync["queue_depth"] == 0
     assert sync["files_done"] >= 1 and sync["bytes_done"] >= 1 and sync["last_success"] is not None
     assert svc.server.secret_key not in result.stdout
     assert svc.sigterm() == 0
-    text = svc.cli("status", "--config", str(svc.config)).stdout
-    assert "service: not running" in text and "docs: stopped" in text and "1 files synced" in text
+    result = svc.cli("status", "--config", str(svc.config))
+    assert result.returncode == 3
+    assert "service: stopped (at " in result.stdout and "docs: stopped" in result.stdout
+    assert "1 files synced" in result.stdout
 
 
 def test_an_emptied_source_never_mass_deletes(service: Service, wait_until) -> None:
@@ -314,8 +313,10 @@ def test_an_emptied_source_never_mass_deletes(service: Service, wait_until) -> N
     wait_until(lambda: svc.state() == "unavailable", timeout=30, interval=0.1)
     assert len(bucket_contents(svc.server, svc.bucket, svc.prefix)) == 20
     assert ops_since(svc, mark)["DeleteObject"] + ops_since(svc, mark)["DeleteMultipleObjects"] == 0
-    status = json.loads(svc.cli("status", "--config", str(svc.config), "--json").stdout)
-    assert "empty" in status["syncs"][0]["reason"]
+    result = svc.cli("status", "--config", str(svc.config), "--json")
+    status = json.loads(result.stdout)
+    assert result.returncode == 1 and status["syncs"][0]["state"] == "failing"
+    assert "empty" in status["syncs"][0]["reason"] and "empty" in status["syncs"][0]["error"]
     # the files come back: the sync resumes and nothing was lost on either side
     for i in range(20):
         (svc.root / f"f{i}.txt").write_text(str(i))
@@ -346,14 +347,12 @@ def test_two_syncs_one_folder_missing_at_start(
     svc = Service(config, tmp_path / "state", a, bucket, "a/", local_server, tmp_path / "two.log")
     try:
         svc.start(wait_until)  # waits for "docs" to be watching
-        assert svc.status()["syncs"]["media"]["state"] == "unavailable"
+        assert svc.state("media") == "unavailable"
         (a / "x.txt").write_text("x")
         wait_until(converged(svc), timeout=60, interval=0.2)
         b.mkdir()  # the disk is mounted
         (b / "y.txt").write_text("y")
-        wait_until(
-            lambda: svc.status().get("syncs", {}).get("media", {}).get("state") == "watching", timeout=30
-        )
+        wait_until(lambda: svc.state("media") == "watching", timeout=30)
         wait_until(
             lambda: bucket_contents(local_server, bucket, "b/") == {"y.txt": hashlib.md5(b"y").hexdigest()},
             timeout=60,

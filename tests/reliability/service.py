@@ -4,7 +4,6 @@ waits (bounded) for the bucket to equal the folder."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import statuskit
 from serverkit import ServerHandle
 
 from .helpers import bucket_contents, folder_files
@@ -58,16 +58,12 @@ class Service:
         self._wait(lambda: self.sync_state() in ("watching", "scanning", "idle"), 60, "the service to start")
 
     def sync_state(self) -> str | None:
+        """What the sync is doing, as `ks3sync status` reads it from the journal (None: not running)."""
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"service died: {self.log.read_text()[-3000:]}")
-        try:
-            doc = json.loads((self.state / "service.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if not doc.get("running") or doc.get("pid") != self.process.pid:
-            return None
-        return doc.get("syncs", {}).get("docs", {}).get("state")
+        env = dict(os.environ, KS3_ACCESS_KEY=self.server.access_key, KS3_SECRET_KEY=self.server.secret_key)
+        return statuskit.activity(self.config, env, "docs", self.process.pid)
 
     def _wait(self, condition: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
