@@ -91,16 +91,27 @@ def schema_of(path: Path) -> dict[str, object]:
     return out
 
 
+def old_journal(path: Path, ddl: str) -> Path:
+    """A journal file as an older ks3sync left it: ``ddl`` run by plain sqlite3."""
+    db = sqlite3.connect(path)
+    db.executescript(ddl)
+    db.close()
+    return path
+
+
+def assert_same_schema_as_fresh(old: Path, tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh.db"
+    Journal.open(fresh).close()
+    assert schema_of(old) == schema_of(fresh)
+
+
 def test_migrations_are_contiguous_up_to_the_current_version() -> None:
     assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
     assert SCHEMA_VERSION >= 3
 
 
 def test_v1_database_migrates_keeping_its_data(tmp_path: Path) -> None:
-    old = tmp_path / "v1.db"
-    db = sqlite3.connect(old)
-    db.executescript(V1_DDL)
-    db.close()
+    old = old_journal(tmp_path / "v1.db", V1_DDL)
 
     with Journal.open(old) as j:
         assert [s.name for s in j.syncs()] == ["docs"]
@@ -115,16 +126,11 @@ def test_v1_database_migrates_keeping_its_data(tmp_path: Path) -> None:
         assert stats.files_done == 0 and stats.last_pass is None and stats.parked == 1
         assert j.integrity_check() == []
 
-    fresh = tmp_path / "fresh.db"
-    Journal.open(fresh).close()
-    assert schema_of(old) == schema_of(fresh)
+    assert_same_schema_as_fresh(old, tmp_path)
 
 
 def test_v2_database_migrates_keeping_its_data(tmp_path: Path) -> None:
-    old = tmp_path / "v2.db"
-    db = sqlite3.connect(old)
-    db.executescript(V2_DDL)
-    db.close()
+    old = old_journal(tmp_path / "v2.db", V2_DDL)
 
     with Journal.open(old) as j:
         stats = j.stats(1)
@@ -142,9 +148,7 @@ def test_v2_database_migrates_keeping_its_data(tmp_path: Path) -> None:
         assert j.service() == ServiceRecord(4242, 90, 100, 100)
         assert j.integrity_check() == []
 
-    fresh = tmp_path / "fresh.db"
-    Journal.open(fresh).close()
-    assert schema_of(old) == schema_of(fresh)
+    assert_same_schema_as_fresh(old, tmp_path)
 
 
 def test_a_removed_sync_takes_its_health_along(tmp_path: Path) -> None:
