@@ -58,6 +58,14 @@ class Health:
         self.clock = clock
         self._lock = threading.Lock()
         self._state = HealthState()
+        self._carried_since: int | None = None
+
+    def carry(self, failing_since_ns: int | None) -> None:
+        """The previous run ended failing since ``failing_since_ns``: if this run fails before anything
+        succeeds, the streak goes on from there (a restart does not make a week-old failure new).
+        Until then the sync is not failing: this run has not seen a failure yet."""
+        with self._lock:
+            self._carried_since = failing_since_ns
 
     @property
     def state(self) -> HealthState:
@@ -71,17 +79,19 @@ class Health:
         now = self.clock()
         text = clean_message(message)
         with self._lock:
-            since = self._state.failing_since_ns
-            self._state = HealthState(now if since is None else since, text, now, cause)
+            since = self._state.failing_since_ns or self._carried_since or now
+            self._state = HealthState(since, text, now, cause)
 
     def ok(self) -> None:
         with self._lock:
             self._state = replace(self._state, failing_since_ns=None, cause=None)
+            self._carried_since = None
 
     def recovered(self, cause: str) -> None:
         with self._lock:
             if self._state.cause == cause:
                 self._state = replace(self._state, failing_since_ns=None, cause=None)
+                self._carried_since = None
 
 
 @dataclass(frozen=True, slots=True)

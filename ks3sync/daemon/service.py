@@ -105,6 +105,10 @@ class Service:
             except STEP_ERRORS as exc:
                 self._worker_failed(worker, exc, "start")
         try:
+            before = self.journal.health()  # a failure streak goes on across a restart
+            for worker in self.workers:
+                if worker.sync_id in before:
+                    worker.health.carry(before[worker.sync_id].failing_since_ns)
             self.health.start([w.health_record() for w in self.workers])
         except JournalError as exc:
             self._health_failed(exc)

@@ -124,6 +124,14 @@ def test_wrong_secret_is_failing_then_ok_then_stopped(tmp_path: Path, local_serv
     code, doc = run.status()
     assert (code, doc["service"]["state"], doc["syncs"][0]["state"]) == (3, "stopped", "stopped")
     assert "was failing since" in run.cli("status", "--config", str(run.config)).stdout
+    first_since = sync["failing_since"]
+
+    # restarted, still wrong: the streak goes on from the first failure, not from the restart
+    run.start(secret=WRONG_SECRET)
+    doc = run.wait_for(wait_until, "failing", 1)
+    assert doc["syncs"][0]["failing_since"] == first_since
+    assert doc["service"]["started_at"] > first_since
+    assert run.sigterm() == 0
 
     # the right secret: ok, and the file gets there
     (run.root / "a.txt").write_text("a")
@@ -168,11 +176,18 @@ def test_ks3_going_away_while_watching(tmp_path: Path, server_factory: Callable[
     runs.append(run)
     assert run.cli("mb", "ks3://away-bucket", "--config", str(run.config)).returncode == 0
     run.start()
-    run.wait_for(wait_until, "ok", 0)
+    doc = run.wait_for(wait_until, "ok", 0)
+    # the start-up reconcile done (before it ends the sync is ok too: nothing has failed yet)
+    wait_until(lambda: (s := run.status()[1]["syncs"][0])["activity"] == "watching" and s["last_success"],
+               timeout=60, interval=0.1)
     server.stop()
     (run.root / "b.txt").write_text("b")  # a batch whose every transfer finds nobody to talk to
     doc = run.wait_for(wait_until, "failing", 1)
-    assert doc["syncs"][0]["error"].startswith("cannot reach KS3 (1 transfer failed): b.txt: PUT away-bucket/p/b.txt: ")
+    # the batch's own message, or already that of the reconcile it brought forward (the next one was an
+    # hour away: without the batch's verdict the sync would have stayed "ok" that long)
+    error = doc["syncs"][0]["error"]
+    assert error.startswith(("cannot reach KS3 (1 transfer failed): b.txt: PUT away-bucket/p/b.txt: ",
+                             "GET away-bucket: ")) and "Connection refused" in error, error
     server_factory(root=server.root, port=server.port)  # back, same data, same address
     run.wait_for(wait_until, "ok", 0)
     wait_until(lambda: "p/b.txt" in run.cli("ls", "ks3://away-bucket/p/", "--config", str(run.config)).stdout,
