@@ -38,7 +38,10 @@ def _codes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[in
 @click.option("--seed", type=int, default=None, help="Seed for fault injection (deterministic runs).")
 @click.option("--no-fsync", is_flag=True, help="Skip fsync of object bodies (faster; not crash-safe).")
 @click.option("--body-timeout", default=20.0, show_default=True, type=click.FloatRange(0.01),
-              help="Seconds a request body may stall before 400 RequestTimeout.")
+              help="Seconds a request body may stall before 400 RequestTimeout (and a response may go unread "
+                   "before the connection is dropped).")
+@click.option("--head-timeout", default=10.0, show_default=True, type=click.FloatRange(0.01),
+              help="Seconds from a request's first byte to the end of its head before 400 RequestTimeout.")
 @click.option("--restore-seconds", default=0.0, show_default=True, type=click.FloatRange(0),
               help="How long restoring an ARCHIVE object takes.")
 @click.option("--inline-max", type=click.IntRange(0, 1024 * 1024), default=None,
@@ -50,7 +53,7 @@ def _codes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[in
               help="Buckets allowed before TooManyBuckets (KS3's per-account limit is 100).")
 def local_server(root: Path, host: str, port: int, port_file: Path | None, access_key: str, secret_key: str,
                  request_log: Path | None, fault_rate: float, fault_codes: tuple[int, ...], latency_ms: float,
-                 drop_rate: float, seed: int | None, no_fsync: bool, body_timeout: float,
+                 drop_rate: float, seed: int | None, no_fsync: bool, body_timeout: float, head_timeout: float,
                  restore_seconds: float, inline_max: int | None, virtual_host_domain: str,
                  max_buckets: int) -> None:
     """Run a KS3-compatible server on loopback (KSS V2, presigned URLs and S3 SigV4)."""
@@ -61,7 +64,7 @@ def local_server(root: Path, host: str, port: int, port_file: Path | None, acces
     config = ServerConfig(
         root=root, access_key=access_key, secret_key=secret_key, host=host, port=port, request_log=request_log,
         fault_rate=fault_rate, fault_codes=fault_codes, latency_ms=latency_ms, drop_rate=drop_rate, seed=seed,
-        fsync=not no_fsync, body_timeout=body_timeout, restore_seconds=restore_seconds,
+        fsync=not no_fsync, body_timeout=body_timeout, head_timeout=head_timeout, restore_seconds=restore_seconds,
         inline_max=inline_max, max_buckets=max_buckets, virtual_host_domain=virtual_host_domain.lower() or None,
     )
     try:

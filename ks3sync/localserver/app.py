@@ -1,10 +1,10 @@
-"""The ASGI application: one request in, one KS3 response out, logged.
+"""The application: one request in, one KS3 response out, logged.
 
 Per request: parse the raw target (request.py), pick the operation (routing.py), authenticate
 (auth.py), maybe inject a fault (faults.py), run the handler, send the response with KS3's header
-conventions (x-kss-request-id always; canonical casing is restored on the wire by server.py), and
-write one request-log line. A plain ASGI callable, no framework: per-request overhead is what the
-small-PUT benchmark measures. Imports nothing else from ks3sync.
+conventions (x-kss-request-id always; header names in their canonical spelling, which http1.py keeps),
+and write one request-log line. An ASGI-shaped callable served by http1.py, no framework: per-request
+overhead is what the small-PUT benchmark measures. Imports nothing else from ks3sync.
 """
 
 from __future__ import annotations
@@ -61,11 +61,6 @@ class KS3App:
         return self._date_cache[1]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
         started = time.perf_counter()
         request_id = f"{self._id_prefix}{next(self._ids):08x}"
         client = scope.get("client")
@@ -108,13 +103,9 @@ class KS3App:
         except (OSError, ValueError, LookupError, sqlite3.Error) as exc:  # a bug or a disk problem: answer, go on
             logger.exception("internal error handling %s %s", request.method, request.raw_path)
             response = self._error_response(request, S3Error("InternalError", f"{type(exc).__name__}"), request_id)
-        if not body.done:
-            if response.status < 300:
-                await body.drain()
-            elif request.headers.get("expect", "").lower() == "100-continue" and not body.started:
-                # The client is still waiting for "100 Continue" and will not send the body: the bytes
-                # that follow on this connection would be misread, so end it after this answer.
-                response.headers.append(("Connection", "close"))
+        if not body.done and response.status < 300:
+            await body.drain()
+        # (an error leaves the body unread, and http1 then ends the connection after the answer)
 
         def log(status: int, bytes_out: int) -> None:
             self._log(request, op, auth, status, body.bytes_in, bytes_out, started, request_id, fault_kind)
@@ -200,15 +191,6 @@ class KS3App:
         if fault:
             entry["fault"] = fault
         self.request_log.write(entry)
-
-    async def _lifespan(self, receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
 
 async def _sleep_at_least(seconds: float) -> None:

@@ -30,6 +30,11 @@ class ServerConfig:
     max_buckets: int = 100
     # buckets addressed as <bucket>.<domain> in the Host header (virtual-host style)
     virtual_host_domain: str | None = "localhost"
+    # what one connection may make the server hold (http1.Limits); body_timeout also bounds a response
+    # the client stops reading
+    max_head_bytes: int = 64 * 1024
+    head_timeout: float = 10.0
+    idle_timeout: float = 30.0
 
     @property
     def effective_inline_max(self) -> int:

@@ -34,7 +34,7 @@ MIN_PART_SIZE = 100 * 1024
 MAX_PART_SIZE = 5 * 1024**3
 MAX_PART_NUMBER = 10_000
 _OWNER = f"<ID>{policy.OWNER_ID}</ID><DisplayName>{policy.OWNER_ID}</DisplayName>"
-_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$", re.ASCII)
+_COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)", re.ASCII)
 
 
 def _upload(ctx: Context) -> UploadRecord:
@@ -130,7 +130,7 @@ async def upload_part_copy(ctx: Context) -> Response:
     first, length = 0, source.size
     range_header = policy.kss_header(ctx.request.headers, "copy-source-range")
     if range_header:
-        match = _COPY_RANGE.match(range_header.strip())
+        match = _COPY_RANGE.fullmatch(range_header.strip())
         if match is None:
             raise S3Error("InvalidArgument", "x-kss-copy-source-range must be bytes=first-last.")
         first, last = int(match.group(1)), int(match.group(2))

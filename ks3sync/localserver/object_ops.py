@@ -20,7 +20,9 @@ from ks3sync.localserver.exchange import FileBody, Response
 from ks3sync.localserver.ingest import MAX_SINGLE_PUT, receive_body
 from ks3sync.localserver.storage import BucketRecord, ObjectRecord, is_inline
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.ASCII)
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII)
+# what a header value may hold (no CR, LF or other controls): response-* overrides come from the query
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
     "response-content-language": "Content-Language",
@@ -150,7 +152,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(first, last) inclusive for a single satisfiable range; None to serve the whole object."""
     if header is None:
         return None
-    match = _RANGE.match(header.strip())
+    match = _RANGE.fullmatch(header.strip())
     if match is None:  # multiple ranges or nonsense: serve the whole object, as S3 does
         return None
     first_s, last_s = match.groups()
@@ -181,6 +183,9 @@ async def _get_or_head(ctx: Context, with_body: bool) -> Response:
     for param, header in RESPONSE_OVERRIDES.items():
         value = ctx.request.arg(param)
         if value is not None:
+            if not _HEADER_VALUE.fullmatch(value):
+                raise S3Error("InvalidArgument", f"{param} must be a valid header value.",
+                              extra={"ArgumentName": param})
             headers = [(n, v) for n, v in headers if n != header]
             headers.append((header, value))
     byte_range = parse_range(ctx.request.headers.get("range"), record.size)

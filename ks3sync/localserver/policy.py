@@ -34,7 +34,7 @@ SYSTEM_HEADERS = {
     "expires": "Expires",
 }
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 
 
 def kss_header(headers: dict[str, str], name: str) -> str | None:
@@ -44,7 +44,8 @@ def kss_header(headers: dict[str, str], name: str) -> str | None:
 
 
 def validate_bucket_name(name: str) -> None:
-    if not _BUCKET_NAME.match(name) or name.startswith("kss") or "--" in name:
+    # fullmatch: `$` would also match before a final newline, and 'abc\n' then broke the reply's headers
+    if not _BUCKET_NAME.fullmatch(name) or name.startswith("kss") or "--" in name:
         raise S3Error("InvalidBucketName", extra={"BucketName": name})
 
 

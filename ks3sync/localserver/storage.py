@@ -240,6 +240,10 @@ class Storage:
         self.data_dir = root / "data"
         self.tmp_dir = root / "tmp"
         root.mkdir(parents=True, exist_ok=True)
+        self._open(root)
+
+    def _open(self, root: Path) -> None:
+        fsync = self.fsync
         self.data_dir.mkdir(exist_ok=True)
         self.tmp_dir.mkdir(exist_ok=True)
         for index in range(256):  # made once here, so no PUT pays a mkdir
