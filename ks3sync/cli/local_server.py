@@ -57,7 +57,8 @@ def local_server(root: Path, host: str, port: int, port_file: Path | None, acces
                  restore_seconds: float, inline_max: int | None, virtual_host_domain: str,
                  max_buckets: int) -> None:
     """Run a KS3-compatible server on loopback (KSS V2, presigned URLs and S3 SigV4)."""
-    from ks3sync.localserver import ServerConfig, serve_forever
+    from ks3sync.cli.common import EXIT_USAGE, die
+    from ks3sync.localserver import RootInUse, ServerConfig, serve_forever
 
     if fault_rate + drop_rate > 1:
         raise click.BadParameter("--fault-rate plus --drop-rate must not exceed 1")
@@ -69,6 +70,8 @@ def local_server(root: Path, host: str, port: int, port_file: Path | None, acces
     )
     try:
         status = serve_forever(config, port_file)
+    except RootInUse as exc:
+        die(str(exc), EXIT_USAGE)
     except OSError as exc:
         raise click.ClickException(f"cannot serve on {host}:{port} with root {root}: {exc}") from exc
     raise SystemExit(status)

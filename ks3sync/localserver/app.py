@@ -40,7 +40,8 @@ _FILE_CHUNK = 1 << 20
 class KS3App:
     def __init__(self, config: ServerConfig, storage: Storage | None = None) -> None:
         self.config = config
-        self.storage = storage or Storage(config.root, fsync=config.fsync, inline_max=config.effective_inline_max)
+        self.storage = storage or Storage(config.root, fsync=config.fsync, inline_max=config.effective_inline_max,
+                                          shared=config.shared)
         self.credentials = Credentials(config.access_key, config.secret_key)
         self.faults = FaultInjector(config.fault_rate, config.fault_codes, config.drop_rate, config.latency_ms,
                                     config.seed)

@@ -35,6 +35,8 @@ class ServerConfig:
     max_head_bytes: int = 64 * 1024
     head_timeout: float = 10.0
     idle_timeout: float = 30.0
+    # other `--endpoint local` processes may use this server (rootlock.py's server.json says where)
+    shared: bool = False
 
     @property
     def effective_inline_max(self) -> int:

@@ -74,9 +74,10 @@ def tune_malloc() -> bool:
 
 
 def serve_forever(config: ServerConfig, port_file: Path | None = None) -> int:
-    """The CLI's foreground server: returns an exit status once SIGTERM/SIGINT stopped it."""
+    """The CLI's foreground server: returns an exit status once SIGTERM/SIGINT stopped it. Raises
+    RootInUse (before binding anything) when another process owns the root."""
     tune_malloc()
-    app = KS3App(config)
+    app = KS3App(config)  # takes the root first: a refused root binds nothing and prints nothing
     try:
         if not is_loopback(config.host):
             print(f"WARNING: binding {config.host}, a NON-LOOPBACK address: anyone who can reach this host and "
@@ -113,7 +114,8 @@ def serve_forever(config: ServerConfig, port_file: Path | None = None) -> int:
 
 
 class EmbeddedServer:
-    """The local server in a background thread: `with EmbeddedServer(root, ak, sk) as srv: srv.endpoint`."""
+    """The local server in a background thread: `with EmbeddedServer(root, ak, sk) as srv: srv.endpoint`.
+    `start()` raises RootInUse when another process owns the root."""
 
     def __init__(self, root: Path | str, access_key: str, secret_key: str, host: str = "127.0.0.1", port: int = 0,
                  **options: Any) -> None:
@@ -147,6 +149,8 @@ class EmbeddedServer:
         if not self._started.wait(timeout) or not self._server.started:
             self.stop()
             raise RuntimeError(f"local server did not start within {timeout} s: {self._error!r}")
+        if self.config.shared:
+            self._app.storage.lock.publish(self.endpoint)
         return self
 
     def _run(self) -> None:

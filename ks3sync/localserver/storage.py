@@ -8,11 +8,12 @@ Layout under the root directory:
                         A rowid table: WITHOUT ROWID tables store big rows badly (measured 2x slower).
                         Creating an inode costs more CPU here than all the rest of a small PUT, and
                         without fsync a row is exactly as durable as an unsynced file.
+  server.lock, server.json   who owns the root (rootlock.py): one process at a time.
   tmp/<id>              bodies being received, and empty spare files opened ahead of need. A body is
                         written here, fsynced (unless disabled), then renamed into data/ before its row
                         is committed, so a crash never exposes a half-written object. At start-up tmp/ is
                         emptied and bodies in data/ that no row references (a crash between rename and
-                        commit) are removed.
+                        commit) are removed, by the root's owner only (rootlock.py).
 
 Every method runs on the server's event-loop thread (one SQLite connection, no locking needed); the
 slow, GIL-releasing work (fsync, hashing big bodies, concatenating parts) goes to thread pools through
@@ -41,6 +42,7 @@ from typing import Any, TypeVar
 from ks3sync.localserver import assembly
 from ks3sync.localserver.assembly import PartSlot, Placements
 from ks3sync.localserver.errors import S3Error
+from ks3sync.localserver.rootlock import RootLock
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
@@ -233,14 +235,21 @@ def _key_bytes(key: str) -> bytes:
 
 
 class Storage:
-    def __init__(self, root: Path, *, fsync: bool = True, inline_max: int = 0) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True, inline_max: int = 0, shared: bool = False) -> None:
         self.root = root
         self.fsync = fsync
         self.inline_max = inline_max
         self.data_dir = root / "data"
         self.tmp_dir = root / "tmp"
         root.mkdir(parents=True, exist_ok=True)
-        self._open(root)
+        # First of all: the clean-up below removes files no row names, which would be another live
+        # server's bodies in flight if two processes opened one root (RootInUse for the second).
+        self.lock = RootLock.acquire(root, shared=shared)
+        try:
+            self._open(root)
+        except BaseException:
+            self.lock.release()
+            raise
 
     def _open(self, root: Path) -> None:
         fsync = self.fsync
@@ -274,11 +283,14 @@ class Storage:
         return asyncio.get_running_loop().run_in_executor(self._io_pool, function, *args)
 
     def close(self) -> None:
-        self._spares.close()
-        self._io_pool.shutdown(wait=True)
-        if self._sync_pool is not None:
-            self._sync_pool.shutdown(wait=True)
-        self.db.close()
+        try:
+            self._spares.close()
+            self._io_pool.shutdown(wait=True)
+            if self._sync_pool is not None:
+                self._sync_pool.shutdown(wait=True)
+            self.db.close()
+        finally:
+            self.lock.release()
 
     def _remove_stale_temp_files(self) -> None:
         for leftover in self.tmp_dir.iterdir():
