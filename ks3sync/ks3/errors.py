@@ -160,7 +160,7 @@ _CODE_BY_STATUS: dict[int, str] = {
 def parse_error_body(body: bytes) -> tuple[str, str, str, str]:
     """``(code, message, request_id, resource)`` from an ``<Error>`` document; empty strings when the
     body is empty or not KS3 error XML (a proxy's HTML page, say)."""
-    if not body.strip():
+    if not body.strip() or b"<!DOCTYPE" in body or b"\x00" in body[:4]:  # no KS3 error has a DOCTYPE
         return "", "", "", ""
     try:
         root = ET.fromstring(body)

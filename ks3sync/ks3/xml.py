@@ -1,8 +1,9 @@
 """KS3 XML documents: parsing every response body the client reads, building every request body.
 
 Owns: tolerant parsing with ``xml.etree`` (a default ``xmlns`` is stripped, so namespaced and plain
-documents read the same; unknown elements are ignored), ``encoding-type=url`` decoding (percent
-decoding, never ``+`` -> space), and the request bodies (Complete, Delete, Restore).
+documents read the same; unknown elements are ignored; a DOCTYPE is refused unparsed),
+``encoding-type=url`` decoding (percent decoding, never ``+`` -> space), and the request bodies
+(Complete, Delete, Restore).
 Must not import: anything else from ks3sync, nor httpx.
 
 Parsers raise ``MalformedResponse`` (a non-retryable ``KS3Error``) with the document's root name when a
@@ -53,9 +54,24 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+def refused_construct(body: bytes) -> str | None:
+    """Why a response body is refused unparsed, or None: a document type declaration (entities,
+    external references; no KS3 answer has one), or UTF-16/32, the encodings expat reads in which that
+    byte search would not see it (pyexpat refuses every other non-ASCII-compatible encoding itself)."""
+    head = body[:4]
+    if b"\x00" in head or head.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return "a UTF-16/32 document"
+    if b"<!DOCTYPE" in body:
+        return "a DOCTYPE declaration"
+    return None
+
+
 def parse_document(body: bytes, expected_root: str | Iterable[str]) -> ET.Element:
     """Parse ``body`` and strip namespaces from every tag; the root must be one of ``expected_root``."""
     wanted = {expected_root} if isinstance(expected_root, str) else set(expected_root)
+    refused = refused_construct(body)
+    if refused is not None:
+        raise MalformedResponse(f"expected <{'|'.join(sorted(wanted))}> XML, got {refused}")
     body = _drop_root_default_namespace(body)
     try:
         root = ET.fromstring(body)
@@ -93,7 +109,9 @@ def _drop_root_default_namespace(body: bytes) -> bytes:
 
 
 def root_name(body: bytes) -> str | None:
-    """The local name of the root element, or None if the body is not XML."""
+    """The local name of the root element, or None if the body is not XML (or not XML we read)."""
+    if refused_construct(body) is not None:
+        return None
     try:
         return _local(ET.fromstring(body).tag)
     except (ET.ParseError, LookupError, ValueError):

@@ -1,7 +1,7 @@
 """XML in and out for the local server: tiny builders for KS3 response bodies, parsers for request bodies.
 
 Responses are built as text (fast, and the element order the SDK's SAX parsers expect is explicit);
-request bodies are parsed with ElementTree after a size check, ignoring namespaces (S3 tools send the
+request bodies are parsed with ElementTree after a size check and a refusal of DOCTYPEs, ignoring namespaces (S3 tools send the
 S3 namespace, the SDK sends none). Imports nothing else from ks3sync except the error type.
 """
 
@@ -60,9 +60,25 @@ def _local_name(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+def refused_construct(body: bytes) -> str | None:
+    """Why `body` is refused before it is parsed, or None. A document type declaration (entity
+    definitions, external references) is nothing an S3 request body needs and everything an attack
+    does; the byte search finds it in every encoding expat reads except UTF-16/32, so those (which S3
+    bodies never use) are refused too (pyexpat itself refuses every other non-ASCII-compatible one)."""
+    head = body[:4]
+    if b"\x00" in head or head.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return "The XML body must be UTF-8."
+    if b"<!DOCTYPE" in body:
+        return "Document type declarations are not allowed."
+    return None
+
+
 def parse(body: bytes, expected_root: str) -> ET.Element:
     if len(body) > MAX_XML_BODY:
         raise S3Error("MalformedXML", "The XML body is too large.")
+    refused = refused_construct(body)
+    if refused is not None:
+        raise S3Error("MalformedXML", refused)
     try:
         root = ET.fromstring(body)
     except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError: an unknown declared encoding

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ks3sync.ks3 import MalformedResponse
+from ks3sync.ks3.errors import parse_error_body
 from ks3sync.ks3.xml import (
     build_complete,
     build_delete,
@@ -21,6 +22,7 @@ from ks3sync.ks3.xml import (
     parse_list_objects,
     parse_list_parts,
     parse_list_uploads,
+    root_name,
 )
 
 NS = ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
@@ -314,3 +316,19 @@ def test_list_objects_contents_first_child_wins_and_required_fields():
         parse_list_objects(doc("<ListBucketResult><Contents><Key>a</Key><Size> </Size></Contents></ListBucketResult>"))
     with pytest.raises(MalformedResponse, match="not a decimal"):
         parse_list_objects(doc("<ListBucketResult><Contents><Key>a</Key><Size>+1</Size></Contents></ListBucketResult>"))
+
+
+@pytest.mark.parametrize("body", [
+    b'<?xml version="1.0"?>\n<!DOCTYPE ListBucketResult [<!ENTITY k "spoofed">]>'
+    b"<ListBucketResult><Contents><Key>&k;</Key><Size>1</Size><ETag>\"e\"</ETag></Contents></ListBucketResult>",
+    b'<!DOCTYPE ListBucketResult SYSTEM "http://attacker.invalid/dtd"><ListBucketResult/>',
+    '<?xml version="1.0" encoding="UTF-16"?><ListBucketResult/>'.encode("utf-16"),
+], ids=["internal-entity", "external-dtd", "utf-16"])
+def test_a_doctype_in_a_response_is_refused_unparsed(body):
+    """Issue 15 point 11: entities could forge keys or expand without bound; KS3 never sends a DOCTYPE."""
+    with pytest.raises(MalformedResponse, match="DOCTYPE|UTF-16"):
+        parse_list_objects(body)
+    with pytest.raises(MalformedResponse):
+        parse_initiate(body.replace(b"ListBucketResult", b"InitiateMultipartUploadResult"))
+    assert root_name(body) is None
+    assert parse_error_body(body.replace(b"ListBucketResult", b"Error")) == ("", "", "", "")

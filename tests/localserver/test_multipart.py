@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -158,3 +159,35 @@ def test_list_multipart_uploads_pages(local_server: ServerHandle, bucket: str) -
     assert seen == ids
     rolled = request(local_server, "GET", bucket, query="delimiter=/&uploads").text
     assert rolled.count("<CommonPrefixes>") == 2 and rolled.count("<Upload>") == 2
+
+
+@pytest.mark.parametrize("prolog", [
+    '<!DOCTYPE CompleteMultipartUpload [<!ENTITY e "x">]>',
+    '<!DOCTYPE CompleteMultipartUpload SYSTEM "file:///etc/passwd">',
+], ids=["internal-subset", "external-dtd"])
+def test_a_doctype_in_a_request_body_is_refused(local_server: ServerHandle, bucket: str, prolog: str) -> None:
+    """Issue 15 point 11: request XML with a DOCTYPE is refused unparsed (400 MalformedXML), for
+    Complete, multi-object Delete and ACL bodies alike; nothing changes."""
+    assert request(local_server, "PUT", bucket, "kept", content=b"kept").status_code == 200
+    upload = request(local_server, "POST", bucket, "doc.bin", "uploads")
+    upload_id = upload.text.split("<UploadId>")[1].split("</UploadId>")[0]
+    part = request(local_server, "PUT", bucket, "doc.bin", f"partNumber=1&uploadId={upload_id}", content=b"p")
+    etag = part.headers["ETag"]
+    complete = (prolog + f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>"
+                "</CompleteMultipartUpload>").encode()
+    answer = request(local_server, "POST", bucket, "doc.bin", f"uploadId={upload_id}", content=complete)
+    assert (answer.status_code, error_code(answer)) == (400, "MalformedXML")
+    assert "Document type declarations" in answer.text
+    delete = (prolog.replace("CompleteMultipartUpload", "Delete") + "<Delete><Object><Key>kept</Key></Object></Delete>").encode()
+    md5 = base64.b64encode(hashlib.md5(delete).digest()).decode()
+    answer = request(local_server, "POST", bucket, None, "delete", headers={"Content-MD5": md5}, content=delete)
+    assert (answer.status_code, error_code(answer)) == (400, "MalformedXML")
+    acl = (prolog.replace("CompleteMultipartUpload", "AccessControlPolicy") + "<AccessControlPolicy/>").encode()
+    answer = request(local_server, "PUT", bucket, "kept", "acl", content=acl)
+    assert (answer.status_code, error_code(answer)) == (400, "MalformedXML")
+    utf16 = '<?xml version="1.0" encoding="UTF-16"?><Delete><Object><Key>kept</Key></Object></Delete>'.encode("utf-16")
+    md5 = base64.b64encode(hashlib.md5(utf16).digest()).decode()
+    answer = request(local_server, "POST", bucket, None, "delete", headers={"Content-MD5": md5}, content=utf16)
+    assert (answer.status_code, error_code(answer)) == (400, "MalformedXML")
+    assert request(local_server, "GET", bucket, "kept").content == b"kept"
+    assert upload_id in request(local_server, "GET", bucket, None, "uploads").text
