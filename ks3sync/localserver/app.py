@@ -114,8 +114,10 @@ class KS3App:
         await self._send(send, request, response, request_id, log)
 
     def _error_response(self, request: Request, error: S3Error, request_id: str) -> Response:
+        if error.status == 304:
+            return Response(304, list(error.headers))
         headers = [("Content-Type", "application/xml"), *error.headers]
-        if request.method == "HEAD" or error.status == 304:
+        if request.method == "HEAD":
             return Response(error.status, headers)
         resource = request.raw_path
         extra = "".join(xmlio.element(name, value) for name, value in error.extra.items())

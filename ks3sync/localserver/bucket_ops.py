@@ -70,7 +70,7 @@ async def head_bucket(ctx: Context) -> Response:
 
 async def delete_bucket(ctx: Context) -> Response:
     policy.require_owner(ctx.auth.anonymous)
-    ctx.storage.delete_bucket(ctx.bucket)
+    ctx.storage.remove_data(ctx.storage.delete_bucket(ctx.bucket))
     return Response(204)
 
 

@@ -33,15 +33,32 @@ from ks3sync.localserver.storage import (
 MIN_PART_SIZE = 100 * 1024
 MAX_PART_SIZE = 5 * 1024**3
 MAX_PART_NUMBER = 10_000
+# how long a repeated Complete is answered like the first (S3 keeps no documented window; a client
+# retrying a lost answer does so within seconds, and 15 minutes is how long a signed request stays valid)
+COMPLETE_REPLAY_SECONDS = 15 * 60
 _OWNER = f"<ID>{policy.OWNER_ID}</ID><DisplayName>{policy.OWNER_ID}</DisplayName>"
 _COPY_RANGE = re.compile(r"bytes=(\d+)-(\d+)", re.ASCII)
 
 
-def _upload(ctx: Context) -> UploadRecord:
+def _writable_bucket(ctx: Context) -> None:
     bucket = ctx.storage.require_bucket(ctx.bucket)
     if ctx.auth.anonymous and not policy.anonymous_may_write(bucket.acl):
         raise S3Error("AccessDenied")
+
+
+def _upload(ctx: Context) -> UploadRecord:
+    _writable_bucket(ctx)
     return ctx.storage.get_upload(ctx.bucket, ctx.key, ctx.request.arg("uploadId") or "")
+
+
+def _open_upload(ctx: Context, upload_id: str) -> UploadRecord | None:
+    """The upload if it is still open; None when it is unknown or finished."""
+    try:
+        return ctx.storage.get_upload(ctx.bucket, ctx.key, upload_id)
+    except S3Error as error:
+        if error.code != "NoSuchUpload":
+            raise
+        return None
 
 
 def _part_number(ctx: Context) -> int:
@@ -200,14 +217,39 @@ def _requested_parts(body: bytes) -> list[tuple[int, str]]:
     return requested
 
 
+def _parts_digest(requested: list[tuple[int, str]]) -> str:
+    return hashlib.sha256("".join(f"{number}:{etag}\n" for number, etag in requested).encode()).hexdigest()
+
+
 async def complete(ctx: Context) -> Response:
-    upload = _upload(ctx)
+    _writable_bucket(ctx)
+    upload_id = ctx.request.arg("uploadId") or ""
+    if _open_upload(ctx, upload_id) is None and ctx.storage.completed_upload(upload_id) is None:
+        # unknown, aborted, or completed and forgotten: answered before reading the body
+        raise S3Error("NoSuchUpload", extra={"UploadId": upload_id})
     body = await ctx.body.read_all(xmlio.MAX_XML_BODY)
     requested = _requested_parts(body)
-    async with ctx.storage.placements.completing(upload.upload_id):
+    async with ctx.storage.placements.completing(upload_id):
         # One Complete of an upload at a time (the first takes the assembly file): a duplicate waits,
-        # then finds the upload gone (NoSuchUpload), as a retry after a lost answer does.
-        return await _complete(ctx, _upload(ctx), requested)
+        # then finds the upload completed, as a retry after a lost answer does.
+        upload = _open_upload(ctx, upload_id)
+        if upload is None:
+            return _completed_again(ctx, upload_id, requested)
+        return await _complete(ctx, upload, requested)
+
+
+def _completed_again(ctx: Context, upload_id: str, requested: list[tuple[int, str]]) -> Response:
+    """A repeated Complete of an upload that is already complete gets the first answer again (S3 does;
+    a client whose first answer was lost must not see NoSuchUpload for an upload that succeeded) - but
+    only for the same part list, within COMPLETE_REPLAY_SECONDS, and while the key still holds the
+    object that upload made. Otherwise NoSuchUpload, as KS3 documents for every finished upload."""
+    done = ctx.storage.completed_upload(upload_id)
+    current = ctx.storage.get_object(ctx.bucket, ctx.key)
+    if (done is None or done.bucket != ctx.bucket or done.key != ctx.key or done.parts != _parts_digest(requested)
+            or ctx.now() - done.completed > COMPLETE_REPLAY_SECONDS
+            or current is None or current.data_id != done.data_id):
+        raise S3Error("NoSuchUpload", extra={"UploadId": upload_id})
+    return _complete_response(ctx, done.etag, done.crc64)
 
 
 async def _complete(ctx: Context, upload: UploadRecord, requested: list[tuple[int, str]]) -> Response:
@@ -243,7 +285,12 @@ async def _complete(ctx: Context, upload: UploadRecord, requested: list[tuple[in
     if not storage.upload_exists(upload.upload_id):  # aborted while assembling
         storage.remove_data([sealed.data_id])
         raise S3Error("NoSuchUpload", extra={"UploadId": upload.upload_id})
-    storage.remove_data(storage.finish_upload(upload.upload_id, record))
+    storage.remove_data(storage.finish_upload(upload.upload_id, record, _parts_digest(requested),
+                                              forget_before=record.mtime - COMPLETE_REPLAY_SECONDS))
+    return _complete_response(ctx, etag, crc)
+
+
+def _complete_response(ctx: Context, etag: str, crc: int) -> Response:
     host = ctx.request.headers.get("host", "127.0.0.1")
     location = f"http://{host}/{ctx.bucket}/{xmlio.url_text(ctx.key)}"
     response = xml_response(

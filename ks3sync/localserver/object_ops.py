@@ -136,16 +136,21 @@ def check_conditions(headers: dict[str, str], record: ObjectRecord, prefix: str 
         when = _http_time(since) if since else None
         if when is not None and last_modified > when:
             raise S3Error("PreconditionFailed", extra={"Condition": "If-Unmodified-Since"})
-    not_modified = "PreconditionFailed" if prefix else "NotModified"
     if_none_match = headers.get(prefix + "if-none-match")
     if if_none_match is not None:
-        if _etag_matches(if_none_match, record.etag):
-            raise S3Error(not_modified, status=412 if prefix else 304)
+        unchanged = _etag_matches(if_none_match, record.etag)
     else:
         since = headers.get(prefix + "if-modified-since")
         when = _http_time(since) if since else None
-        if when is not None and last_modified <= when:
-            raise S3Error(not_modified, status=412 if prefix else 304)
+        unchanged = when is not None and last_modified <= when
+    if unchanged and prefix:
+        raise S3Error("PreconditionFailed", extra={"Condition": "If-None-Match"
+                                                   if if_none_match is not None else "If-Modified-Since"})
+    if unchanged:
+        # RFC 9110 15.4.5: a 304 carries the validators a 200 would (caches and S3 tools compare the ETag)
+        validators = [("ETag", f'"{record.etag}"'), ("Last-Modified", xmlio.http_date(record.mtime))]
+        validators += [(name, value) for name, value in record.headers.items() if name in ("Cache-Control", "Expires")]
+        raise S3Error("NotModified", status=304, headers=validators)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -253,6 +258,16 @@ def readable_source(ctx: Context) -> ObjectRecord:
     return record
 
 
+def _changes_attributes(headers: dict[str, str], source: ObjectRecord) -> bool:
+    """Whether a COPY-directive copy changes what S3 lets a copy onto itself change: the storage class,
+    the encryption or the website redirect (a new ACL or tag set alone does not count)."""
+    storage_class = policy.kss_header(headers, "storage-class")
+    if storage_class is not None and storage_class.upper() != source.storage_class:
+        return True
+    return any(name.startswith(("x-kss-server-side-encryption", "x-amz-server-side-encryption"))
+               or name == "x-amz-website-redirect-location" for name in headers)
+
+
 def _whole_md5(path: str) -> str:
     digest = hashlib.md5()  # noqa: S324 - protocol ETag
     with open(path, "rb") as source:
@@ -272,6 +287,11 @@ async def copy_object(ctx: Context) -> Response:
     directive = (policy.kss_header(headers, "metadata-directive") or "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "x-kss-metadata-directive must be COPY or REPLACE.")
+    if (source.bucket, source.key) == (ctx.bucket, ctx.key) and directive == "COPY" and not _changes_attributes(
+            headers, source):
+        raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
+                                        "itself without changing the object's metadata, storage class, website "
+                                        "redirect location or encryption attributes.")
     stored = policy.stored_headers(headers) if directive == "REPLACE" else dict(source.headers)
     if directive == "COPY" and policy.kss_header(headers, "tagging") is not None:
         stored["@tagging"] = policy.kss_header(headers, "tagging") or ""

@@ -86,6 +86,18 @@ CREATE TABLE IF NOT EXISTS inline_bodies (
     data_id TEXT PRIMARY KEY,
     data BLOB NOT NULL
 );
+-- Completes of the last few minutes, so a repeated Complete of the same parts gets the same answer
+-- while the object is still the one it made (multipart_ops.py); pruned as new ones are written.
+CREATE TABLE IF NOT EXISTS completed_uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key BLOB NOT NULL,
+    parts TEXT NOT NULL,
+    data_id TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    crc64 TEXT NOT NULL,
+    completed REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS parts (
     upload_id TEXT NOT NULL,
     part_number INTEGER NOT NULL,
@@ -144,6 +156,20 @@ class UploadRecord:
     storage_class: str
     acl: str
     headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedUpload:
+    """What a Complete produced, kept for a bounded time (the `completed_uploads` table)."""
+
+    upload_id: str
+    bucket: str
+    key: str
+    parts: str  # a digest of the part list it was given
+    data_id: str  # the body it made: the object is "still the one" while its row names this body
+    etag: str
+    crc64: int
+    completed: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,15 +552,31 @@ class Storage:
         self.db.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, name))
         self._buckets[name] = BucketRecord(name, self._buckets[name].created, acl)
 
-    def delete_bucket(self, name: str) -> None:
+    def delete_bucket(self, name: str) -> list[str]:
+        """Delete an empty bucket, aborting its in-progress multipart uploads (as S3 does; KS3 documents
+        409 BucketNotEmpty for them instead). Returns the data ids no longer referenced."""
         self.require_bucket(name)
         if self.db.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (name,)).fetchone():
             raise S3Error("BucketNotEmpty", extra={"BucketName": name})
-        if self.db.execute("SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (name,)).fetchone():
-            raise S3Error("BucketNotEmpty", "The bucket has multipart uploads in progress.",
-                          extra={"BucketName": name})
-        self.db.execute("DELETE FROM buckets WHERE name = ?", (name,))
+        uploads = [str(row[0]) for row in self.db.execute("SELECT upload_id FROM uploads WHERE bucket = ?", (name,))]
+        unused: list[str] = []
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for upload_id in uploads:
+                unused += [str(row[0]) for row in self.db.execute(
+                    "DELETE FROM parts WHERE upload_id = ? RETURNING data_id", (upload_id,))]
+            self.db.execute("DELETE FROM uploads WHERE bucket = ?", (name,))
+            self.db.execute("DELETE FROM completed_uploads WHERE bucket = ?", (name,))
+            self.db.execute("DELETE FROM buckets WHERE name = ?", (name,))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         del self._buckets[name]
+        for upload_id in uploads:
+            self.placements.forget(upload_id)
+            unused.append(assembly.file_id(upload_id))
+        return unused
 
     # ------------------------------------------------------------ objects
 
@@ -668,8 +710,10 @@ class Storage:
     def upload_exists(self, upload_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone() is not None
 
-    def finish_upload(self, upload_id: str, record: ObjectRecord | None) -> list[str]:
-        """Complete (record given) or abort (None) atomically; returns data ids no longer referenced."""
+    def finish_upload(self, upload_id: str, record: ObjectRecord | None, parts: str = "",
+                      forget_before: float = 0.0) -> list[str]:
+        """Complete (record given; remembered with the `parts` digest, and completes older than
+        `forget_before` forgotten) or abort (None) atomically; returns data ids no longer referenced."""
         unused = [str(row[0]) for row in self.db.execute("SELECT data_id FROM parts WHERE upload_id = ?", (upload_id,))]
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -677,6 +721,10 @@ class Storage:
                 replaced = self._put_object_row(record)
                 if replaced:
                     unused.append(replaced)
+                self.db.execute("DELETE FROM completed_uploads WHERE completed < ?", (forget_before,))
+                self.db.execute("INSERT OR REPLACE INTO completed_uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                (upload_id, record.bucket, _key_bytes(record.key), parts, record.data_id,
+                                 record.etag, str(record.crc64), record.mtime))
             self.db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
             self.db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
             self.db.execute("COMMIT")
@@ -686,6 +734,12 @@ class Storage:
         self.placements.forget(upload_id)
         unused.append(assembly.file_id(upload_id))  # parts placed in place, and any failed ones' bytes
         return unused
+
+    def completed_upload(self, upload_id: str) -> CompletedUpload | None:
+        row = self.db.execute("SELECT * FROM completed_uploads WHERE upload_id = ?", (upload_id,)).fetchone()
+        if row is None:
+            return None
+        return CompletedUpload(row[0], row[1], row[2].decode("utf-8"), row[3], row[4], row[5], int(row[6]), row[7])
 
     def update_restore(self, bucket: str, key: str, state: str | None, ready: float | None,
                        expiry: float | None) -> None:

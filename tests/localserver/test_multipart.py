@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -135,12 +136,38 @@ def test_upload_part_copy_with_range(local_server: ServerHandle, bucket: str) ->
     assert request(local_server, "GET", bucket, "assembled").content == source[: PART + 1] + b"tail"
 
 
-def test_delete_bucket_with_pending_upload_is_refused(local_server: ServerHandle, bucket: str) -> None:
+def test_delete_bucket_with_only_pending_uploads_aborts_them(local_server: ServerHandle, bucket: str) -> None:
+    """S3's behaviour (KS3 documents 409 BucketNotEmpty here): the uploads go, and their part files too."""
     upload_id = initiate(local_server, bucket, "pending")
-    response = request(local_server, "DELETE", bucket)
-    assert (response.status_code, error_code(response)) == (409, "BucketNotEmpty")
-    assert request(local_server, "DELETE", bucket, "pending", f"uploadId={upload_id}").status_code == 204
+    upload_part(local_server, bucket, "pending", upload_id, 1, os.urandom(PART))
+    upload_part(local_server, bucket, "pending", upload_id, 3, b"out of place")  # a part body of its own
+    before = {p for p in (local_server.root / "data").rglob("*") if p.is_file()}
     assert request(local_server, "DELETE", bucket).status_code == 204
+    after = {p for p in (local_server.root / "data").rglob("*") if p.is_file()}
+    assert [p for p in before if upload_id in p.name], "part 1 was not written in place (test premise)"
+    assert not [p for p in after if upload_id in p.name], "the upload's assembly file outlived its bucket"
+    assert len(before - after) == 2  # the assembly file and part 3's own body
+    assert request(local_server, "PUT", bucket).status_code == 200
+    response = request(local_server, "GET", bucket, "pending", f"uploadId={upload_id}")
+    assert (response.status_code, error_code(response)) == (404, "NoSuchUpload")
+
+
+def test_a_repeated_complete_is_answered_only_within_its_window(server_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    server = server_factory(root=root)
+    assert request(server, "PUT", "replay").status_code == 200
+    upload_id = initiate(server, "replay", "obj")
+    parts = [(1, upload_part(server, "replay", "obj", upload_id, 1, b"only part"))]
+    first = complete(server, "replay", "obj", upload_id, parts)
+    assert first.status_code == 200
+    assert complete(server, "replay", "obj", upload_id, parts).text == first.text  # the same answer, later
+    server.stop()
+    with sqlite3.connect(root / "meta.sqlite3") as db:  # 16 minutes pass
+        db.execute("UPDATE completed_uploads SET completed = completed - 960")
+    server = server_factory(root=root)
+    again = complete(server, "replay", "obj", upload_id, parts)
+    assert (again.status_code, error_code(again)) == (404, "NoSuchUpload")
+    assert request(server, "GET", "replay", "obj").content == b"only part"
 
 
 def test_list_multipart_uploads_pages(local_server: ServerHandle, bucket: str) -> None:
