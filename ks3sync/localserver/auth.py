@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote
 from ks3sync.localserver import awschunked
 from ks3sync.localserver.awschunked import ChunkSigning
 from ks3sync.localserver.errors import S3Error
-from ks3sync.localserver.request import QueryParam, Request
+from ks3sync.localserver.request import QueryParam, Request, bounded_int
 
 MAX_SKEW_SECONDS = 15 * 60
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -165,7 +165,7 @@ def _verify_kss_presigned(request: Request, credentials: Credentials, now: float
     expires_param = params.get("Expires")
     if expires_param is None or not (expires_param.raw.isascii() and expires_param.raw.isdigit()):
         raise S3Error("AccessDenied", "Query-string authentication requires an integer Expires parameter.")
-    if now > int(expires_param.raw):
+    if now > bounded_int(expires_param.raw):
         raise S3Error("AccessDenied", "Request has expired.",
                       extra={"Expires": expires_param.raw})
     _check_kss_signature(request, secret, expires_param.raw, unquote(params["Signature"].raw))

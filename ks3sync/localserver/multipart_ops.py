@@ -20,6 +20,7 @@ from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.exchange import Response
 from ks3sync.localserver.ingest import declared_length, receive_body
 from ks3sync.localserver.object_ops import readable_source
+from ks3sync.localserver.request import bounded_int
 from ks3sync.localserver.storage import (
     ObjectRecord,
     PartRecord,
@@ -63,9 +64,9 @@ def _open_upload(ctx: Context, upload_id: str) -> UploadRecord | None:
 
 def _part_number(ctx: Context) -> int:
     raw = ctx.request.arg("partNumber") or ""
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PART_NUMBER:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= bounded_int(raw) <= MAX_PART_NUMBER:
         raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and {MAX_PART_NUMBER}.",
-                      extra={"ArgumentName": "partNumber", "ArgumentValue": raw})
+                      extra={"ArgumentName": "partNumber", "ArgumentValue": raw[:40]})
     return int(raw)
 
 
@@ -150,7 +151,7 @@ async def upload_part_copy(ctx: Context) -> Response:
         match = _COPY_RANGE.fullmatch(range_header.strip())
         if match is None:
             raise S3Error("InvalidArgument", "x-kss-copy-source-range must be bytes=first-last.")
-        first, last = int(match.group(1)), int(match.group(2))
+        first, last = bounded_int(match.group(1)), bounded_int(match.group(2))
         if last < first or last >= source.size:
             raise S3Error("InvalidRange", extra={"ActualObjectSize": str(source.size)})
         length = last - first + 1
@@ -211,9 +212,11 @@ def _requested_parts(body: bytes) -> list[tuple[int, str]]:
         number_text = (number_text or "").strip()
         if etag is None or not (number_text.isascii() and number_text.isdigit()):
             raise S3Error("MalformedXML", "Every <Part> needs a numeric <PartNumber> and an <ETag>.")
-        requested.append((int(number_text), etag.strip().strip('"')))
+        requested.append((bounded_int(number_text), etag.strip().strip('"')))
     if not requested:
         raise S3Error("MalformedXML", "The list of parts is empty.")
+    if len(requested) > MAX_PART_NUMBER:
+        raise S3Error("MalformedXML", f"A multipart upload has at most {MAX_PART_NUMBER} parts.")
     return requested
 
 

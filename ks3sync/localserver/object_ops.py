@@ -18,6 +18,7 @@ from ks3sync.localserver.context import Context
 from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.exchange import FileBody, Response
 from ks3sync.localserver.ingest import MAX_SINGLE_PUT, receive_body
+from ks3sync.localserver.request import bounded_int
 from ks3sync.localserver.storage import BucketRecord, ObjectRecord, is_inline
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.ASCII)
@@ -164,18 +165,19 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first_s == "" and last_s == "":
         return None
     if first_s == "":
-        suffix = int(last_s)
+        suffix = bounded_int(last_s)
         if suffix == 0 or size == 0:
             raise S3Error("InvalidRange", headers=[("Content-Range", f"bytes */{size}")],
                           extra={"ActualObjectSize": str(size)})
         return max(size - suffix, 0), size - 1
-    first = int(first_s)
-    if last_s and int(last_s) < first:  # syntactically invalid: ignored, as RFC 7233 says
+    first = bounded_int(first_s)
+    last = bounded_int(last_s) if last_s else None
+    if last is not None and last < first:  # syntactically invalid: ignored, as RFC 7233 says
         return None
     if first >= size:
         raise S3Error("InvalidRange", headers=[("Content-Range", f"bytes */{size}")],
                       extra={"ActualObjectSize": str(size)})
-    return first, min(int(last_s) if last_s else size - 1, size - 1)
+    return first, size - 1 if last is None else min(last, size - 1)
 
 
 async def _get_or_head(ctx: Context, with_body: bool) -> Response:

@@ -13,6 +13,15 @@ from urllib.parse import unquote, unquote_plus
 
 from ks3sync.localserver.errors import S3Error
 
+# More digits than any size, count or time the server compares a number with: int() of a longer string
+# only costs time, and past 4,300 digits it raises ValueError (which used to become a 500).
+MAX_DIGITS = 19
+
+
+def bounded_int(digits: str) -> int:
+    """An ASCII decimal as an int, capped at 10**19 (larger than anything it is compared with)."""
+    return int(digits) if len(digits) <= MAX_DIGITS else 10**MAX_DIGITS
+
 
 @dataclass(frozen=True, slots=True)
 class QueryParam:
