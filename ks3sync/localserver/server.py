@@ -22,7 +22,8 @@ from typing import Any
 
 from ks3sync.localserver.app import KS3App
 from ks3sync.localserver.config import ServerConfig
-from ks3sync.localserver.http1 import HttpServer, Limits
+from ks3sync.localserver.http1 import Limits
+from ks3sync.localserver.httpserver import HttpServer
 
 logger = logging.getLogger("ks3sync.localserver")
 
