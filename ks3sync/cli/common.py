@@ -287,14 +287,13 @@ def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_buck
     with contextlib.ExitStack() as stack:
         endpoint = conn.endpoint
         if conn.is_local:
+            from ks3sync.cli.output import note
             from ks3sync.localserver import RootInUse, shared_server
 
             root = state_dir / LOCAL_SERVER_DIR
             try:
                 # this process's own server, or the one another `--endpoint local` process runs on the root
-                endpoint = stack.enter_context(shared_server(root, conn.access_key, conn.secret_key,
-                                                             notice=lambda text: click.echo(f"ks3sync: {text}",
-                                                                                            err=True)))
+                endpoint = stack.enter_context(shared_server(root, conn.access_key, conn.secret_key, notice=note))
             except RootInUse as exc:
                 die(f"--endpoint local: {exc}")
         client = stack.enter_context(

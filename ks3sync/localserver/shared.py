@@ -78,5 +78,6 @@ def _wait_for_users(users: int, root: Path, notice: Callable[[str], None]) -> No
     try:
         fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        notice(f"waiting for the other ks3sync processes using the embedded server in {root} to finish")
+        notice(f"waiting for the other ks3sync processes using the embedded server in {root} to finish "
+               "(Ctrl-C stops it now; they then fail and can be run again)")
         fcntl.flock(users, fcntl.LOCK_EX)
