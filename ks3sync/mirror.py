@@ -30,9 +30,7 @@ import contextlib
 import gc
 import itertools
 import logging
-import os
 import queue
-import stat
 import sys
 import threading
 import time
@@ -62,6 +60,7 @@ from ks3sync.model import (
 from ks3sync.store.base import Store
 from ks3sync.transfer.context import TMP_PREFIX, TransferOptions
 from ks3sync.transfer.executor import STOP_REQUESTED, ExecutionReport, Executor
+from ks3sync.transfer.localtree import remove_stale_temp_files
 from ks3sync.transfer.progress import ProgressSubscriber
 from ks3sync.transfer.stale import DEFAULT_GRACE_NS, abort_stale_uploads
 
@@ -247,7 +246,10 @@ def run_mirror(
     if direction is Direction.DOWNLOAD:
         local_root.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(local_root)
-    transfer_opts = replace(opts.transfer, direction=direction)
+    from ks3sync.scan.filters import state_files
+
+    # ks3sync's own files are never restored over or deleted, even inside the folder (D9).
+    transfer_opts = replace(opts.transfer, direction=direction, protected_paths=state_files(opts.state_paths))
     # The executor looks records and objects up by the plan's paths only: hand it just those.
     synced = journal.synced_for(sync_id, _paths_read_by(planned.plan.transfers))
     try:
@@ -638,28 +640,6 @@ class _LocalScan:
             close = getattr(items, "close", None)
             if close is not None:
                 close()  # a march that stops early stops the walk (and a worker) with it
-
-
-def remove_stale_temp_files(root: Path) -> int:
-    """Delete ``.ks3sync-tmp-*`` files a killed restore left behind (the scan never shows them). Only
-    regular files with that name; symlinks are not followed. Returns how many were removed."""
-    removed = 0
-    for folder, _, files in os.walk(root, followlinks=False):
-        for name in files:
-            if not name.startswith(TMP_PREFIX):
-                continue
-            path = Path(folder) / name
-            try:
-                if stat.S_ISREG(path.lstat().st_mode):
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue  # gone already
-            except OSError as exc:
-                log.warning("cannot remove stale temp file %s: %s", path, exc.strerror or exc)
-    if removed:
-        log.info("removed %d temp files left by an interrupted restore", removed)
-    return removed
 
 
 def _withhold_deletes_under_problems(

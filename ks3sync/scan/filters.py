@@ -30,7 +30,15 @@ if TYPE_CHECKING:
 
 IGNORE_FILE = ".ks3ignore"
 TMP_PREFIX = ".ks3sync-tmp-"  # the executor's download temp files (see ks3sync.transfer)
-SQLITE_SIDECARS = ("", "-wal", "-shm", "-journal")
+# A SQLite database and the files that travel with it (write-ahead log, shared memory, rollback
+# journal, the dot-file lock of SQLite's unix-dotfile locking).
+SQLITE_SIDECARS = ("", "-wal", "-shm", "-journal", ".lock")
+
+
+def state_files(state_paths: Sequence[Path]) -> tuple[Path, ...]:
+    """ks3sync's own files for ``state_paths`` (the journal, the state folder): each path and its
+    SQLite companions. A sync never uploads them, a restore never writes or deletes them."""
+    return tuple(Path(p).with_name(Path(p).name + suffix) for p in state_paths for suffix in SQLITE_SIDECARS)
 
 
 class FiltersError(ValueError):
@@ -250,4 +258,4 @@ def _own_paths(root: Path, state_paths: Sequence[Path]) -> frozenset[str]:
     return frozenset(own)
 
 
-__all__ = ["Filters", "FiltersError", "IGNORE_FILE", "RuleSet", "TMP_PREFIX", "load_ignore_file"]
+__all__ = ["Filters", "FiltersError", "IGNORE_FILE", "RuleSet", "TMP_PREFIX", "load_ignore_file", "state_files"]

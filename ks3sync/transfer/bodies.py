@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from ks3sync.store.base import Body
@@ -89,14 +88,6 @@ class MeteredBody:
     def __getattr__(self, name: str) -> object:
         # Encrypted bodies carry extra facts (plaintext MD5, metadata) the upload task reads through.
         return getattr(self._inner, name)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _PreadReader(io.RawIOBase):

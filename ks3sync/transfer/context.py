@@ -1,7 +1,8 @@
-"""What every transfer task shares during one run: the store, the checkpoint, the local root, options,
-the part pool and its byte budget, the byte meter (bandwidth limit + progress), the clock.
+"""What every transfer task shares during one run: the store, the checkpoint, the local root (and, for
+restores, its folders opened by descriptor), options, the part pool and its byte budget, the byte meter
+(bandwidth limit + progress), the clock.
 
-Imports model, store.base, errors and transfer.durable only.
+Imports model, store.base, errors and transfer.durable / sizing / throttle / localtree only.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from typing import TYPE_CHECKING
 from ks3sync.model import Checkpoint, Direction, RemoteEntry, SyncedEntry
 from ks3sync.store.base import Store, WriteOptions
 from ks3sync.transfer.durable import FolderSyncer
+from ks3sync.transfer.localtree import TMP_PREFIX as TMP_PREFIX  # re-exported: where its users import it
+from ks3sync.transfer.localtree import Folder, LocalTree, sync_folder
 from ks3sync.transfer.sizing import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE
 from ks3sync.transfer.throttle import ByteBudget
 
 if TYPE_CHECKING:
     from ks3sync.crypto.key import EncryptionKey
 
-TMP_PREFIX = ".ks3sync-tmp-"  # downloads land in such a file in the target folder before the rename
 SMALL_FILE = 8 * 1024 * 1024  # single PUTs up to this size are read once into memory
 PART_BUFFER_BUDGET = 256 * 1024 * 1024  # at most this much part data in memory (more if one part is bigger)
 
@@ -42,6 +44,9 @@ class TransferOptions:
     backup_prefix: str | None = None
     bwlimit: float | None = None  # bytes per second, shared by all workers
     direction: Direction = Direction.UPLOAD  # which side an Adopt that does not match is fixed from
+    # ks3sync's own files and folders (the journal and its companions, the state folder): a restore
+    # never writes, replaces or deletes them, whatever path inside the target leads to them.
+    protected_paths: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -105,16 +110,27 @@ class TransferContext:
     synced: Mapping[str, SyncedEntry] = field(default_factory=dict)
     remote: Mapping[str, RemoteEntry] | None = None  # the pass's listing, when the caller has one
     clock: Callable[[], int] = time.time_ns
-    folder_syncs: FolderSyncer = field(default_factory=FolderSyncer)  # restores share folder fsyncs
+    # Restores share folder fsyncs, through the folders' open descriptors.
+    folder_syncs: FolderSyncer[Folder] = field(default_factory=lambda: FolderSyncer(sync_folder))
     untagged_reads: Tally = field(default_factory=Tally)  # encrypted objects accepted without a tag
-    _resolved_root: Path | None = field(default=None, init=False, repr=False)  # cache of resolved_root
+    _local: LocalTree | None = field(default=None, init=False, repr=False)
+    _local_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    @property
-    def resolved_root(self) -> Path:
-        """``root`` with symlinks resolved, once per run (every restored path is checked against it)."""
-        if self._resolved_root is None:
-            self._resolved_root = self.root.resolve()
-        return self._resolved_root
+    def local_tree(self) -> LocalTree:
+        """The target folder of a restore, opened on first use and kept until ``close_local_tree``."""
+        tree = self._local
+        if tree is None:
+            with self._local_lock:
+                tree = self._local
+                if tree is None:
+                    tree = self._local = LocalTree(self.root, self.options.protected_paths)
+        return tree
+
+    def close_local_tree(self) -> None:
+        with self._local_lock:
+            tree, self._local = self._local, None
+        if tree is not None:
+            tree.close()
 
     def abs_path(self, path: str) -> Path:
         return self.root / path

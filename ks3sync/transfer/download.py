@@ -1,8 +1,10 @@
 """Restore one object into the local folder, and delete local files the source no longer has.
 
 Invariant 6: a key becomes a local path only if the result stays inside the target folder (``..``,
-absolute paths, empty or ``.`` segments, NUL are refused), and files appear only by rename from a
-verified temp file (``.ks3sync-tmp-*`` in the same folder: same file system, atomic rename).
+absolute paths, empty or ``.`` segments, NUL are refused; folders are reached by descriptor without
+following symlinks, see ``localtree``), and files appear only by rename from a verified temp file
+(``.ks3sync-tmp-*`` in the same folder: same file system, atomic rename). ks3sync's own state files
+are never written or deleted (``localtree.StateGuard``).
 
 Verification: a single-PUT object's ETag is the MD5 of its bytes; a multipart object is checked by its
 CRC-64; an encrypted object by the plaintext MD5/length it carries (or, for encrypted multipart objects,
@@ -17,14 +19,10 @@ Must not import: ks3sync.ks3, the journal, the planner, the CLI.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
-import stat
-import uuid
 from concurrent.futures import Executor, Future
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ks3sync.errors import EncryptionError, IntegrityError, LocalFileError, UnsafeKeyError
 from ks3sync.model import SyncedEntry
@@ -47,22 +45,7 @@ CHUNK = 1024 * 1024
 PIPELINE_MD5_FROM = 8 * CHUNK
 
 
-def safe_local_path(root: Path, path: str, *, resolved_root: Path | None = None) -> Path:
-    """``root / path`` if ``path`` is a plain relative path that stays inside ``root``; else UnsafeKeyError.
-
-    ``resolved_root`` is ``root.resolve()`` when the caller already has it (one restore checks
-    thousands of paths against the same root)."""
-    return _checked_target(root, path, resolved_root)[0]
-
-
-def _checked_target(root: Path, path: str, resolved_root: Path | None) -> tuple[Path, bool]:
-    """``root / path`` after every check of ``safe_local_path``, and whether its folders already exist."""
-    parts = _checked_segments(path)
-    real_root = resolved_root or _resolve(path, root)
-    return root.joinpath(*parts), _check_folders_inside(real_root, parts[:-1], path)
-
-
-def _checked_segments(path: str) -> list[str]:
+def key_segments(path: str) -> list[str]:
     """The key's ``/`` segments, once none of them could lead outside the target folder."""
     if not path:
         raise UnsafeKeyError("empty key: refusing to restore it")
@@ -81,69 +64,44 @@ def _checked_segments(path: str) -> list[str]:
     return parts
 
 
-def _resolve(path: str, folder: Path) -> Path:
-    try:
-        return folder.resolve()
-    except OSError as exc:
-        raise LocalFileError(f"{path}: {exc.strerror or exc}") from exc
+def download_file(ctx: TransferContext, path: str) -> int:
+    """Fetch ``path`` into the local folder; returns bytes received. Raises ks3sync.errors classes.
 
-
-def _check_folders_inside(resolved_root: Path, folders: list[str], path: str) -> bool:
-    """Check the folders ``path`` goes through below the (resolved) root: a symlinked folder may lead
-    outside (UnsafeKeyError), a file in the way is a LocalFileError. One lstat per existing folder,
-    not a resolve of the whole chain from ``/``. Returns whether every folder already exists."""
-    current = resolved_root
-    for name in folders:
-        current = current / name
+    Everything local goes through the folder's descriptor (``localtree``): the temp file is created,
+    written, fsynced, given its mtime and renamed over the key's name inside the folder that was opened
+    without following symlinks, so a folder swapped for a symlink meanwhile cannot redirect it."""
+    parts = key_segments(path)
+    name = parts[-1]
+    tree = ctx.local_tree()
+    with tree.folder(parts[:-1], path, create=True) as folder:
+        # By folder identity and name: immune to a swap between this check and the rename below.
+        tree.guard.check_entry(folder, name, path)
+        tmp, fd = tree.create_temp(folder, path)
+        renamed = False
         try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            return False  # the rest is created by mkdir: plain folders inside the root
+            # An explicit buffer size: open() need not ask the kernel whether a fresh temp file is a terminal.
+            with open(fd, "wb", buffering=CHUNK) as out:
+                received, meta, plain_md5 = _fetch(ctx, path, out)
+                _set_mtime(path, out.fileno(), meta)
+                os.fsync(out.fileno())
+                tree.replace(folder, tmp, name, path)
+                renamed = True
+                identity = identity_of(os.fstat(out.fileno()))
         except OSError as exc:
             raise LocalFileError(f"{path}: {exc.strerror or exc}") from exc
-        if stat.S_ISLNK(st.st_mode):  # rare: the full resolution decides, as it always did
-            parent = _resolve(path, resolved_root.joinpath(*folders))
-            if parent != resolved_root and resolved_root not in parent.parents:
-                raise UnsafeKeyError(f"{path!r}: restoring it would leave the target folder (symlinked folder?)")
-            return parent.is_dir()
-        if not stat.S_ISDIR(st.st_mode):
-            raise LocalFileError(f"{path}: a parent of it exists locally as a file")
-    return True
-
-
-def download_file(ctx: TransferContext, path: str) -> int:
-    """Fetch ``path`` into the local folder; returns bytes received. Raises ks3sync.errors classes."""
-    target, folders_exist = _checked_target(ctx.root, path, ctx.resolved_root)
-    if not folders_exist:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise LocalFileError(f"{path}: a parent of it exists locally as a file") from exc
-        except OSError as exc:
-            raise LocalFileError(f"{path}: cannot create its folder: {exc.strerror or exc}") from exc
-    tmp = target.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
-    renamed = False
-    try:
-        received, meta, plain_md5 = _fetch(ctx, path, tmp)
-        mtime = _mtime_ns(meta)
-        if mtime is not None:
-            os.utime(tmp, ns=(mtime, mtime))
-        try:
-            os.replace(tmp, target)
-        except IsADirectoryError as exc:  # rename() never replaces a folder (a symlink to one, it does)
-            raise LocalFileError(f"{path}: exists locally as a folder") from exc
-        renamed = True
-        ctx.folder_syncs.renamed_into(target.parent)
-    except OSError as exc:
-        raise LocalFileError(f"{path}: {exc.strerror or exc}") from exc
-    finally:
-        if not renamed:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-    identity = identity_of(os.stat(target))
+        finally:
+            if not renamed:
+                tree.remove_temp(folder, tmp)
+        ctx.folder_syncs.renamed_into(folder)
     encrypted = meta.is_encrypted or (meta.size == 0 and ctx.options.encryption_key is not None)
     ctx.checkpoint.synced(SyncedEntry(path, identity, plain_md5, meta.etag, meta.size, encrypted, ctx.clock()))
     return received
+
+
+def _set_mtime(path: str, fd: int, meta: ObjectMeta) -> None:
+    mtime = _mtime_ns(meta)
+    if mtime is not None:
+        os.utime(fd, ns=(mtime, mtime))
 
 
 def _mtime_ns(meta: ObjectMeta) -> int | None:
@@ -153,8 +111,9 @@ def _mtime_ns(meta: ObjectMeta) -> int | None:
     return meta.last_modified_ns or None
 
 
-def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta, str]:
-    """Stream the object into ``tmp`` (fsynced), verify it; returns (bytes received, meta, plaintext MD5).
+def _fetch(ctx: TransferContext, path: str, out: BinaryIO) -> tuple[int, ObjectMeta, str]:
+    """Stream the object into ``out`` (flushed, not fsynced), verify it; returns (bytes received, meta,
+    plaintext MD5).
 
     Each byte is hashed once: one MD5 over the plaintext (for a plain object the wire bytes *are* the
     plaintext, so it also checks a single-PUT ETag; an encrypted object is checked by its plaintext MD5).
@@ -168,8 +127,7 @@ def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta,
     received = 0
     crc = 0
     written = 0
-    # An explicit buffer size: open() need not ask the kernel whether a fresh temp file is a terminal.
-    with ctx.store.open(path) as reader, open(tmp, "xb", buffering=CHUNK) as out:
+    with ctx.store.open(path) as reader:
         meta = reader.meta
         md5: Any = hashlib.md5()  # noqa: S324 - the protocol's checksum
         if meta.size >= PIPELINE_MD5_FROM:
@@ -197,7 +155,6 @@ def _fetch(ctx: TransferContext, path: str, tmp: Path) -> tuple[int, ObjectMeta,
             out.write(tail)
             written += len(tail)
         out.flush()
-        os.fsync(out.fileno())
     if received != meta.size:
         raise IntegrityError(f"{path}: received {received} bytes, object size is {meta.size}")
     if meta.is_encrypted:
@@ -316,19 +273,7 @@ def _finish(path: str, decryptor: Any) -> bytes:
 
 
 def delete_local(ctx: TransferContext, path: str) -> None:
-    """Remove a local file the source no longer has, then any folders that became empty."""
-    target = safe_local_path(ctx.root, path, resolved_root=ctx.resolved_root)
-    try:
-        target.unlink()
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise LocalFileError(f"{path}: cannot delete: {exc.strerror or exc}") from exc
-    parent = target.parent
-    root = ctx.resolved_root
-    while parent.resolve() != root:
-        try:
-            parent.rmdir()
-        except OSError:
-            break  # not empty (or not ours to remove): stop pruning here
-        parent = parent.parent
+    """Remove a local file the source no longer has, then any folders that became empty; by descriptor
+    like the writes (a symlinked folder is not deleted through, ks3sync's state never deleted)."""
+    parts = key_segments(path)
+    ctx.local_tree().delete(parts[:-1], parts[-1], path)

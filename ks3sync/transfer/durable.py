@@ -3,29 +3,31 @@
 A restored file appears by rename, and the rename is durable only once its folder is fsynced. A
 folder's fsync covers every rename into it that finished before the fsync began, so threads restoring
 into the same folder share one (``Coalescer``): a thread that finds a later fsync already done returns
-at once. Imports only ks3sync.coalesce and ks3sync.transfer.bodies.
+at once. Folders are whatever the caller renames into (for restores, ``localtree.Folder``: equal by
+the folder's device and inode, fsynced through its open descriptor). Imports only ks3sync.coalesce.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 from ks3sync.coalesce import Coalescer
-from ks3sync.transfer.bodies import fsync_dir
+
+F = TypeVar("F", bound=Hashable)
 
 
-class FolderSyncer:
-    """``renamed_into(folder)`` after each rename; returns once a fsync of ``folder`` that started
-    after the rename has completed. Holds a record only for folders with renames in flight."""
+class FolderSyncer(Generic[F]):
+    """``renamed_into(folder)`` after each rename; returns once a ``fsync(folder)`` that started after
+    the rename has completed. Holds a record only for folders with renames in flight."""
 
-    def __init__(self, fsync: Callable[[Path], None] = fsync_dir) -> None:
+    def __init__(self, fsync: Callable[[F], None]) -> None:
         self._fsync = fsync
         self._lock = threading.Lock()
-        self._folders: dict[Path, Coalescer[object]] = {}
+        self._folders: dict[F, Coalescer[object]] = {}
 
-    def renamed_into(self, folder: Path) -> None:
+    def renamed_into(self, folder: F) -> None:
         with self._lock:
             syncs = self._folders.get(folder)
             if syncs is None:

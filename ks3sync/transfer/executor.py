@@ -145,6 +145,7 @@ class Executor:
         self.ctx.stop.set()
         self._file_pool.shutdown(wait=True, cancel_futures=True)
         self._part_pool.shutdown(wait=True, cancel_futures=True)
+        self.ctx.close_local_tree()  # the restore's open folders
 
     # ------------------------------------------------------------------ metering
 

@@ -12,6 +12,7 @@ import pytest
 from threadkit import run_together
 
 from ks3sync.transfer.durable import FolderSyncer
+from ks3sync.transfer.localtree import LocalTree, sync_folder
 
 
 class SlowFsync:
@@ -83,8 +84,20 @@ def test_a_failed_fsync_fails_its_caller_and_the_others_sync_again(tmp_path: Pat
 
 
 def test_the_real_fsync_runs_on_a_real_folder(tmp_path: Path) -> None:
-    (tmp_path / "f").write_bytes(b"x")
-    FolderSyncer().renamed_into(tmp_path)  # fsync_dir on a real folder: no error
+    """A restore's folders: two descriptors of one folder are one folder to the syncer."""
+    (tmp_path / "d").mkdir()
+    first, second = LocalTree(tmp_path), LocalTree(tmp_path)
+    try:
+        with first.folder(["d"], "d/f", create=False) as a, second.folder(["d"], "d/f", create=False) as b:
+            assert a.fd != b.fd and a == b and hash(a) == hash(b)
+            calls: list[int] = []
+            syncer = FolderSyncer(lambda folder: (calls.append(folder.fd), sync_folder(folder)))
+            syncer.renamed_into(a)
+            syncer.renamed_into(b)
+            assert calls == [a.fd, b.fd] and syncer._folders == {}
+    finally:
+        first.close()
+        second.close()
 
 
 def test_settled_folders_are_forgotten(tmp_path: Path) -> None:

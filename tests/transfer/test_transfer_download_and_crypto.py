@@ -20,7 +20,7 @@ from ks3sync.store.base import WriteOptions
 from ks3sync.store.memory import MemoryStore
 from ks3sync.transfer import Executor, MemoryCheckpoint, TransferOptions
 from ks3sync.transfer.bodies import MemoryBody
-from ks3sync.transfer.download import safe_local_path
+from ks3sync.transfer.download import key_segments
 from ks3sync.transfer.files import identity_of
 
 KIB = 1024
@@ -112,36 +112,33 @@ def test_escaping_keys_are_refused(tmp_path: Path, key: str) -> None:
     from ks3sync.errors import UnsafeKeyError
 
     with pytest.raises(UnsafeKeyError):
-        safe_local_path(tmp_path, key)
+        key_segments(key)
+    op = Download(key, RemoteEntry(key, 1, "etag", 0))
+    with Executor(MemoryStore(), MemoryCheckpoint(), tmp_path, opts(direction=Direction.DOWNLOAD)) as ex:
+        report = ex.run([op], [DeleteLocal(key)])
+    assert [path for path, _ in report.failed] == [key] and list(tmp_path.iterdir()) == []
 
 
-def test_restore_through_a_symlinked_folder_is_refused(tmp_path: Path) -> None:
-    from ks3sync.errors import UnsafeKeyError
-
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    root = tmp_path / "root"
-    root.mkdir()
-    (root / "link").symlink_to(outside)
-    with pytest.raises(UnsafeKeyError):
-        safe_local_path(root, "link/file")
-    store = MemoryStore()
-    store.put("link/file", MemoryBody(b"x"), WriteOptions())
-    report = download(store, MemoryCheckpoint(), root, ["link/file"])
-    assert report.failed and list(outside.iterdir()) == []
-
-
-def test_restore_through_a_symlinked_folder_inside_the_root_follows_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inside", [False, True], ids=["to-outside", "to-a-folder-inside"])
+def test_restore_through_a_symlinked_folder_is_refused(tmp_path: Path, inside: bool) -> None:
+    """rsync's default (no --keep-dirlinks): a symlink inside the target folder is never written
+    through, whether it leads outside or to another folder inside (D9). The link and where it leads
+    are untouched; the other entries restore."""
     root = tmp_path / "root"
     (root / "real" / "deep").mkdir(parents=True)
-    (root / "link").symlink_to(root / "real")
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (root / "link").symlink_to(root / "real" if inside else outside)
     store = MemoryStore()
-    store.put("link/deep/file", MemoryBody(b"x"), WriteOptions())
-    store.put("link/new/file", MemoryBody(b"y"), WriteOptions())
-    report = download(store, MemoryCheckpoint(), root, ["link/deep/file", "link/new/file"])
-    assert report.ok, report.failed
-    assert (root / "real" / "deep" / "file").read_bytes() == b"x"
-    assert (root / "real" / "new" / "file").read_bytes() == b"y"
+    for key in ("link/deep/file", "link/new/file", "ok"):
+        store.put(key, MemoryBody(b"x"), WriteOptions())
+    report = download(store, MemoryCheckpoint(), root, ["link/deep/file", "link/new/file", "ok"])
+    failed = dict(report.failed)
+    assert sorted(failed) == ["link/deep/file", "link/new/file"]
+    assert all("'link' is a symbolic link inside the target folder" in m for m in failed.values())
+    assert sorted(p.name for p in outside.rglob("*")) == ["deep"]
+    assert sorted(p.name for p in (root / "real").rglob("*")) == ["deep"]
+    assert (root / "link").is_symlink() and (root / "ok").read_bytes() == b"x"
 
 
 def test_a_folder_or_a_file_in_the_way_fails_that_entry_only(tmp_path: Path) -> None:

@@ -1,0 +1,170 @@
+"""Restore safety (docs/threat-model.md, "Restore safety"; docs/decisions.md D9), end to end through
+`ks3sync mirror ks3://... DST` against a real local-server:
+
+- a folder inside DST swapped for a symlink *while* the restore runs redirects nothing outside DST
+  (no file, no temp file, no delete), and every file reported as downloaded is inside DST;
+- a symlinked folder inside DST is not written through (rsync's default; no `--keep-dirlinks`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reliability.helpers import cli_env, client_for, folder_files, mirror
+from serverkit import ServerHandle
+
+RACE_FILES = 400
+RACE_DEADLINE_S = 90.0
+
+
+def _put_many(server: ServerHandle, bucket: str, objects: dict[str, bytes]) -> None:
+    with client_for(server) as client, concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda item: client.put_object(bucket, item[0], item[1]), objects.items()))
+
+
+_RENAME_EXCHANGE = 2  # renameat2(2): swap two names atomically
+
+
+def _exchange(a: Path, b: Path) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd = -100
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(a))
+
+
+@contextmanager
+def _swapping(folder: Path, outside: Path, start: Callable[[], bool] = lambda: True) -> Iterator[list[int]]:
+    """A thread that, once ``start()`` is true and until the block ends, keeps exchanging ``folder``
+    with a symlink to ``outside`` (renameat2 RENAME_EXCHANGE: at every instant the name is either the
+    real folder or the symlink, never absent). Yields a one-element list: the number of round trips."""
+    link = folder.with_name(folder.name + ".link")
+    link.symlink_to(outside, target_is_directory=True)
+    done = threading.Event()
+    swaps = [0]
+    errors: list[BaseException] = []
+
+    def swap() -> None:
+        while not done.is_set() and not start():
+            time.sleep(0.0005)
+        try:
+            while not done.is_set():
+                _exchange(folder, link)  # folder is now the symlink
+                time.sleep(0.0005)
+                _exchange(folder, link)  # and the real folder again
+                swaps[0] += 1
+                time.sleep(0.0005)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=swap, daemon=True)
+    thread.start()
+    try:
+        yield swaps
+    finally:
+        done.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "the swapping thread did not stop"
+    assert errors == [], errors
+    assert folder.is_dir() and not folder.is_symlink()
+    link.unlink()
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One `mirror --json` run: its exit status, the summary on stdout, stderr."""
+
+    returncode: int
+    summary: dict[str, Any]
+    stderr: str
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {item["path"]: item["error"] for item in self.summary["failed"]}
+
+
+def _mirror_json(server: ServerHandle, src: str | Path, dst: str | Path, state: Path | None, *flags: str,
+                 env: dict[str, str] | None = None) -> Pass:
+    args = [sys.executable, "-m", "ks3sync", "mirror", str(src), str(dst), "--endpoint", server.endpoint,
+            "--json", *flags]
+    if state is not None:
+        args += ["--state-db", str(state)]
+    proc = subprocess.run(args, env=env or cli_env(server), capture_output=True, timeout=RACE_DEADLINE_S,
+                          check=False)
+    stderr = proc.stderr.decode(errors="replace")
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return Pass(proc.returncode, json.loads(proc.stdout), stderr)
+
+
+def _run_racing(server: ServerHandle, bucket: str, dst: Path, outside: Path, state: Path, *flags: str,
+                start: Callable[[], bool] = lambda: True) -> tuple[Pass, int]:
+    with _swapping(dst / "sub", outside, start) as swaps:
+        run = _mirror_json(server, f"ks3://{bucket}/p/", dst, state, "--jobs", "16", *flags)
+    return run, swaps[0]
+
+
+def test_a_folder_swapped_for_a_symlink_during_a_restore_redirects_nothing(
+        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    objects = {f"p/sub/f{i:04d}": f"content {i}".encode() for i in range(RACE_FILES)}
+    objects |= {f"p/sub/deep/g{i:03d}": f"deep {i}".encode() for i in range(50)}
+    _put_many(local_server, bucket, objects)
+    dst, outside = tmp_path / "dst", tmp_path / "outside"
+    (dst / "sub").mkdir(parents=True)
+    outside.mkdir()
+    run, swaps = _run_racing(local_server, bucket, dst, outside, tmp_path / "j.db")
+    assert swaps > 0
+    assert sorted(p.name for p in outside.rglob("*")) == []  # no file, no folder, no temp file
+    # Every entry was tried during the race: restored, or refused because it met the symlink (how many
+    # of each depends on the scheduling). What is reported as downloaded is all inside dst, with its bytes.
+    failed = run.failed
+    assert all("'sub' is a symbolic link inside the target folder" in m for m in failed.values()), failed
+    assert run.summary["downloaded"] == len(objects) - len(failed) and run.returncode == (1 if failed else 0)
+    assert folder_files(dst) == {k[2:]: v for k, v in objects.items() if k[2:] not in failed}
+    # A pass without the race completes the restore.
+    again = mirror(local_server, f"ks3://{bucket}/p/", dst, tmp_path / "j.db")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert folder_files(dst) == {k[2:]: v for k, v in objects.items()}
+    assert list(outside.iterdir()) == []
+
+
+def test_a_folder_swapped_for_a_symlink_during_deletes_deletes_nothing_outside(
+        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    """--delete removes local-only files and prunes the folders it emptied (sub/deep here; sub keeps
+    a file the bucket has) while sub keeps turning into a symlink to a folder of the same shape."""
+    _put_many(local_server, bucket, {"p/sub/keep.txt": b"keep"})
+    dst, outside = tmp_path / "dst", tmp_path / "outside"
+    names = [f"x{i:04d}" for i in range(RACE_FILES)] + [f"deep/y{i:03d}" for i in range(50)]
+    (dst / "sub" / "deep").mkdir(parents=True)
+    (outside / "deep").mkdir(parents=True)
+    (dst / "sub" / "keep.txt").write_bytes(b"keep")
+    for name in names:
+        (dst / "sub" / name).write_bytes(b"local only")
+        (outside / name).write_bytes(b"precious")
+    first = mirror(local_server, f"ks3://{bucket}/p/", dst, tmp_path / "j.db")  # records keep.txt
+    assert first.returncode == 0, first.stderr[-2000:]
+    # The race starts with the deletes (the scan must see sub as a folder, or its deletes are withheld).
+    first_doomed = dst / "sub" / names[0]
+    run, swaps = _run_racing(local_server, bucket, dst, outside, tmp_path / "j.db", "--delete", "--force",
+                             start=lambda: not first_doomed.exists())
+    assert swaps > 0
+    assert folder_files(outside) == dict.fromkeys(names, b"precious")
+    failed = run.failed
+    assert all("'sub' is a symbolic link inside the target folder" in m for m in failed.values()), failed
+    assert run.summary["deleted"] == len(names) - len(failed)  # and those are gone from dst, the rest stay:
+    assert folder_files(dst) == {"sub/keep.txt": b"keep"} | {p: b"local only" for p in failed}
+    again = mirror(local_server, f"ks3://{bucket}/p/", dst, tmp_path / "j.db", "--delete", "--force")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert folder_files(dst) == {"sub/keep.txt": b"keep"} and not (dst / "sub" / "deep").exists()
+    assert folder_files(outside) == dict.fromkeys(names, b"precious")
