@@ -4,7 +4,7 @@
     pad         = n copies of "123456789abcdefg"[n-1], n = 16 − len(plaintext) mod 16   (1..16)
 
 plus the ``x-kss-meta-*`` metadata that identifies the key and IV. Pure: no I/O, no ciphers; imports
-only ``errors`` from ks3sync.
+only ``errors`` and the leaf ``digits`` (the one checked parser of numbers from metadata) from ks3sync.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ks3sync.crypto.errors import CorruptCiphertextError, EncryptionMetadataError
+from ks3sync.digits import parse_decimal
 
 BLOCK_SIZE = 16
 IV_SIZE = 16
@@ -133,10 +134,10 @@ class ObjectEncryption:
             raise EncryptionMetadataError(f"x-kss-meta-iv decodes to {len(iv)} bytes, expected {IV_SIZE}")
         length: int | None = None
         if META_PLAIN_LENGTH in meta:
-            text = meta[META_PLAIN_LENGTH].strip()
-            if not text.isdigit():
+            length = parse_decimal(meta[META_PLAIN_LENGTH])
+            if length is None:
+                text = meta[META_PLAIN_LENGTH]
                 raise EncryptionMetadataError(f"x-kss-meta-{META_PLAIN_LENGTH} is not a length: {text[:40]!r}")
-            length = int(text)
         md5: bytes | None = None
         if META_PLAIN_MD5 in meta:
             md5 = _b64decode(meta[META_PLAIN_MD5], "x-kss-meta-" + META_PLAIN_MD5)

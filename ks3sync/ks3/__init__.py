@@ -1,5 +1,6 @@
 """ks3sync.ks3: a complete KS3 protocol client on the standard library's http.client. A leaf: imports
-nothing else from ks3sync.
+nothing else from ks3sync but ``ks3sync.digits`` (a leaf itself: the one parser of decimal numbers from
+the wire).
 
 Modules, one job each:
   signing      KSS v2 string-to-sign and signature, key encoding (golden vectors in tests)

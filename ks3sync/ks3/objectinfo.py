@@ -3,16 +3,17 @@
 Owns: header parsing (size from Content-Length or Content-Range, quoted ETag, RFC 1123 Last-Modified,
 ``x-kss-meta-*`` metadata, CRC-64, restore state) and ``GetResponse``, which streams the body and checks
 its length and, for whole-object reads, its CRC-64 against the service's header.
-Must not import: anything else from ks3sync.
+Must not import: anything else from ks3sync but the leaf ks3sync.digits.
 """
 
 from __future__ import annotations
 
 import email.utils
-import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from types import MappingProxyType, TracebackType
+
+from ks3sync.digits import UINT64_MAX, parse_decimal
 
 from .checksums import crc64, unquote_etag
 from .errors import KS3IntegrityError, KS3TransportError
@@ -32,20 +33,8 @@ def parse_http_date(raw: str | None) -> datetime | None:
         return None
 
 
-_DECIMAL = re.compile(r"[0-9]+")
-
-
-def parse_decimal(raw: str | None) -> int | None:
-    """A plain ASCII decimal header value, else None (``int()`` would take "+1", "1_0", "١")."""
-    if raw is None:
-        return None
-    text = raw.strip()
-    return int(text) if _DECIMAL.fullmatch(text) else None
-
-
 def parse_crc(raw: str | None) -> int | None:
-    value = parse_decimal(raw)
-    return value if value is not None and value < 1 << 64 else None
+    return parse_decimal(raw, UINT64_MAX)
 
 
 def _total_size(headers: Mapping[str, str]) -> int:

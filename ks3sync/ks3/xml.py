@@ -4,7 +4,7 @@ Owns: tolerant parsing with ``xml.etree`` (a default ``xmlns`` is stripped, so n
 documents read the same; unknown elements are ignored; a DOCTYPE is refused unparsed),
 ``encoding-type=url`` decoding (percent decoding, never ``+`` -> space), and the request bodies
 (Complete, Delete, Restore).
-Must not import: anything else from ks3sync, nor httpx.
+Must not import: anything else from ks3sync but the leaf ks3sync.digits, nor httpx.
 
 Parsers raise ``MalformedResponse`` (a non-retryable ``KS3Error``) with the document's root name when a
 required element is missing, rather than returning half-filled results.
@@ -17,6 +17,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from urllib.parse import unquote
+
+from ks3sync.digits import INT64_MAX, UINT64_MAX, parse_decimal
 
 from .checksums import unquote_etag
 from .errors import KS3Error
@@ -38,7 +40,6 @@ from .models import (
 from .xml_contents import Entry, split_contents
 
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-_DECIMAL = re.compile(r"[0-9]+")
 _UNSEEN = object()
 _DEFAULT_XMLNS = re.compile(rb"""\sxmlns\s*=\s*(?:"[^"]*"|'[^']*')""")
 
@@ -132,12 +133,11 @@ def _opt_text(element: ET.Element, name: str) -> str | None:
     return None if child is None else (child.text or "")
 
 
-def _decimal(parent: str, name: str, raw: str) -> int:
-    # int() would also accept "+1", " 1_0" and non-ASCII digits; the protocol sends plain decimals.
-    text = raw.strip()
-    if not _DECIMAL.fullmatch(text):
+def _decimal(parent: str, name: str, raw: str, limit: int = INT64_MAX) -> int:
+    value = parse_decimal(raw, limit)
+    if value is None:
         raise MalformedResponse(f"<{parent}><{name}> is not a decimal integer: {raw[:40]!r}")
-    return int(text)
+    return value
 
 
 def _int(element: ET.Element, name: str, default: int | None = None) -> int:
@@ -149,11 +149,11 @@ def _int(element: ET.Element, name: str, default: int | None = None) -> int:
     return _decimal(element.tag, name, raw)
 
 
-def _opt_int(element: ET.Element, name: str) -> int | None:
+def _opt_int(element: ET.Element, name: str, limit: int = INT64_MAX) -> int | None:
     raw = _opt_text(element, name)
     if raw is None or raw.strip() == "":
         return None
-    return _decimal(element.tag, name, raw)
+    return _decimal(element.tag, name, raw, limit)
 
 
 def _bool(element: ET.Element, name: str) -> bool:
@@ -224,14 +224,15 @@ def _summaries(entries: list[Entry], encoded: bool) -> list[ObjectSummary]:
     times: dict[str, datetime | None] = {}
     summaries = []
     for key, last_modified, etag, size_text, storage_class in entries:
-        if (len(etag) < 2 or etag[0] != '"' or etag[-1] != '"' or not size_text.isdigit()
-                or not size_text.isascii() or (encoded and "%" in key) or not etag[1:-1].islower()):
+        size = parse_decimal(size_text)
+        if (size is None or len(etag) < 2 or etag[0] != '"' or etag[-1] != '"'
+                or (encoded and "%" in key) or not etag[1:-1].islower()):
             summaries.append(_summary(key, size_text, etag, last_modified, storage_class, encoded))
             continue
         when = times.get(last_modified, _UNSEEN)
         if when is _UNSEEN:
             when = times[last_modified] = parse_iso_time(last_modified)
-        summaries.append(ObjectSummary(key, int(size_text), etag[1:-1], when,  # type: ignore[arg-type]
+        summaries.append(ObjectSummary(key, size, etag[1:-1], when,  # type: ignore[arg-type]
                                        storage_class or "STANDARD"))
     return summaries
 
@@ -301,7 +302,7 @@ def parse_list_parts(body: bytes) -> PartsPage:
             part_number=_int(p, "PartNumber"),
             etag=unquote_etag(_text(p, "ETag")),
             size=_int(p, "Size"),
-            crc64=_opt_int(p, "ChecksumCRC64ECMA"),
+            crc64=_opt_int(p, "ChecksumCRC64ECMA", UINT64_MAX),
             last_modified=parse_iso_time(_opt_text(p, "LastModified")),
         )
         for p in root.findall("Part")
@@ -315,7 +316,8 @@ def parse_list_parts(body: bytes) -> PartsPage:
 
 def parse_complete(body: bytes) -> CompleteResult:
     root = parse_document(body, "CompleteMultipartUploadResult")
-    return CompleteResult(etag=unquote_etag(_text(root, "ETag")), crc64=_opt_int(root, "ChecksumCRC64ECMA"))
+    return CompleteResult(etag=unquote_etag(_text(root, "ETag")),
+                          crc64=_opt_int(root, "ChecksumCRC64ECMA", UINT64_MAX))
 
 
 def parse_list_uploads(body: bytes) -> UploadsPage:
@@ -349,7 +351,7 @@ def parse_copy_result(body: bytes) -> CopyResult:
     root = parse_document(body, ("CopyObjectResult", "CopyPartResult"))
     return CopyResult(
         etag=unquote_etag(_text(root, "ETag")),
-        crc64=_opt_int(root, "ChecksumCRC64ECMA"),
+        crc64=_opt_int(root, "ChecksumCRC64ECMA", UINT64_MAX),
         last_modified=parse_iso_time(_opt_text(root, "LastModified")),
     )
 

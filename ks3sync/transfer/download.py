@@ -4,7 +4,8 @@ Invariant 6: a key becomes a local path only if the result stays inside the targ
 absolute paths, empty or ``.`` segments, NUL are refused; folders are reached by descriptor without
 following symlinks, see ``localtree``), and files appear only by rename from a verified temp file
 (``.ks3sync-tmp-*`` in the same folder: same file system, atomic rename). ks3sync's own state files
-are never written or deleted (``localtree.StateGuard``).
+are never written or deleted (``localtree.StateGuard``). Numbers from metadata go through
+``ks3sync.digits``; an unusable mtime costs the file its mtime, not its restore (D9).
 
 Verification: a single-PUT object's ETag is the MD5 of its bytes; a multipart object is checked by its
 CRC-64; an encrypted object by the plaintext MD5/length it carries (or, for encrypted multipart objects,
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 from concurrent.futures import Executor, Future
 from typing import Any, BinaryIO
 
+from ks3sync.digits import parse_decimal
 from ks3sync.errors import EncryptionError, IntegrityError, LocalFileError, UnsafeKeyError
 from ks3sync.model import SyncedEntry
 from ks3sync.store.base import (
@@ -37,6 +40,8 @@ from ks3sync.store.base import (
 from ks3sync.store.checksums import crc64_update
 from ks3sync.transfer.context import TMP_PREFIX, TransferContext
 from ks3sync.transfer.files import identity_of
+
+log = logging.getLogger(__name__)
 
 # Large reads: fewer trips through the HTTP stack, the hashes and write() per GiB.
 CHUNK = 1024 * 1024
@@ -99,15 +104,26 @@ def download_file(ctx: TransferContext, path: str) -> int:
 
 
 def _set_mtime(path: str, fd: int, meta: ObjectMeta) -> None:
-    mtime = _mtime_ns(meta)
-    if mtime is not None:
+    mtime = _mtime_ns(path, meta)
+    if mtime is None:
+        return
+    try:
         os.utime(fd, ns=(mtime, mtime))
+    except (OSError, OverflowError) as exc:
+        # The data is what matters: a file system that cannot hold this time keeps the restore's time.
+        log.warning("%s: cannot set its modification time (%s); it keeps the time of the restore", path, exc)
 
 
-def _mtime_ns(meta: ObjectMeta) -> int | None:
-    text = meta.metadata.get(META_MTIME, "").strip()
-    if text.isdigit():
-        return int(text)
+def _mtime_ns(path: str, meta: ObjectMeta) -> int | None:
+    """The file's mtime from ``x-kss-meta-mtime``; without a usable one, the object's Last-Modified
+    (an unusable one is also reported: D9)."""
+    text = meta.metadata.get(META_MTIME)
+    if text is not None:
+        mtime = parse_decimal(text)
+        if mtime is not None:
+            return mtime
+        log.warning("%s: x-kss-meta-%s is not a time (%r); restored with the object's Last-Modified time",
+                    path, META_MTIME, text[:40])
     return meta.last_modified_ns or None
 
 
@@ -203,9 +219,9 @@ class _PipelinedHash:
 
 def _verify_encrypted(path: str, meta: ObjectMeta, plain_md5: bytes, plain_len: int, crc: int | None) -> None:
     """``crc`` is None when the reader already checked the ciphertext CRC-64 (or there is none)."""
-    expected_len = meta.metadata.get(META_ENC_PLAIN_LENGTH)
+    expected_len = parse_decimal(meta.metadata.get(META_ENC_PLAIN_LENGTH))
     expected_md5 = meta.metadata.get(META_ENC_PLAIN_MD5)
-    if expected_len is not None and expected_len.strip().isdigit() and int(expected_len) != plain_len:
+    if expected_len is not None and expected_len != plain_len:
         raise IntegrityError(f"{path}: decrypted length {plain_len} != recorded {expected_len}")
     if expected_md5 is not None:
         if base64.b64encode(plain_md5).decode("ascii") != expected_md5.strip():

@@ -309,11 +309,12 @@ def test_http_1_0_answers_close_unless_kept_alive(servers) -> None:
     [(b"SSH-2.0-OpenSSH\r\n\r\n", "BadStatusLine"),
      (b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nx", "BadContentLength"),
      (b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nx", "BadContentLength"),
+     (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\nx", "BadContentLength"),
      (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "BadHeaderLine"),
      (b"HTTP/1.1 200 OK\r\nContent-Len", "IncompleteRead"),
      (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "IncompleteRead"),
      (b"HTTP/1.1 200 OK\r\nX: " + b"a" * (70 * 1024) + b"\r\n\r\n", "LineTooLong")],
-    ids=["not-http", "two-lengths", "signed-length", "no-colon", "cut-head", "cut-body", "long-line"],
+    ids=["not-http", "two-lengths", "signed-length", "endless-length", "no-colon", "cut-head", "cut-body", "long-line"],
 )
 def test_malformed_answers_are_transport_errors(servers, wire: bytes, error: str) -> None:
     server = servers(Raw(wire))

@@ -284,11 +284,19 @@ def test_url_encoded_key_that_is_not_utf8_is_malformed():
         parse_list_objects(body)
 
 
-@pytest.mark.parametrize("size", ["+1", "1_0", "\u00b2", "\u0661", "-3", "1.5"])
+@pytest.mark.parametrize("size", ["+1", "1_0", "\u00b2", "\u0661", "-3", "1.5", "9" * 5000, str(1 << 63)])
 def test_sizes_must_be_plain_decimals(size):
     body = doc(f"<ListBucketResult><Contents><Key>k</Key><Size>{size}</Size></Contents></ListBucketResult>")
     with pytest.raises(MalformedResponse, match="decimal"):
         parse_list_objects(body)
+
+
+def test_a_crc64_may_use_all_64_bits_and_no_more():
+    part = "<Part><PartNumber>1</PartNumber><ETag>e</ETag><Size>1</Size><ChecksumCRC64ECMA>{}</ChecksumCRC64ECMA></Part>"
+    top = (1 << 64) - 1
+    assert parse_list_parts(doc(f"<ListPartsResult>{part.format(top)}</ListPartsResult>")).parts[0].crc64 == top
+    with pytest.raises(MalformedResponse, match="decimal"):
+        parse_list_parts(doc(f"<ListPartsResult>{part.format(top + 1)}</ListPartsResult>"))
 
 
 def test_namespace_handling_default_prefixed_nested_and_comments():

@@ -3,7 +3,8 @@
 
 - a folder inside DST swapped for a symlink *while* the restore runs redirects nothing outside DST
   (no file, no temp file, no delete), and every file reported as downloaded is inside DST;
-- a symlinked folder inside DST is not written through (rsync's default; no `--keep-dirlinks`).
+- a symlinked folder inside DST is not written through (rsync's default; no `--keep-dirlinks`);
+- one object with unusable metadata (an mtime or a length that is no number) fails or degrades alone.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reliability.helpers import cli_env, client_for, folder_files, mirror
+from reliability.helpers import cli_env, client_for, folder_files, mirror, run_cli
 from serverkit import ServerHandle
 
 RACE_FILES = 400
@@ -168,3 +169,63 @@ def test_a_folder_swapped_for_a_symlink_during_deletes_deletes_nothing_outside(
     assert again.returncode == 0, again.stderr[-2000:]
     assert folder_files(dst) == {"sub/keep.txt": b"keep"} and not (dst / "sub" / "deep").exists()
     assert folder_files(outside) == dict.fromkeys(names, b"precious")
+
+
+# ------------------------------------------------------------------------------------------ hostile metadata
+
+BAD_NUMBERS = {"huge": "9" * 26, "superscript": "\u00b2", "underscore": "1_0", "plus": "+1700000000000000000"}
+
+
+def test_an_unusable_mtime_costs_the_file_its_mtime_not_its_restore(
+        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    """300 ordinary objects and four whose x-kss-meta-mtime is no time: every file is restored (the
+    pass used to stop at the first of them: an OverflowError or a ValueError ended it); those four get
+    the object's Last-Modified time, as an object without the field does, and a warning naming them."""
+    good = {f"p/f{i:03d}": f"file {i}".encode() for i in range(300)}
+    _put_many(local_server, bucket, good)
+    with client_for(local_server) as client:
+        for name, value in BAD_NUMBERS.items():  # raw header values: the SDK's checks are not the bucket's
+            client.put_object(bucket, f"p/{name}", name.encode(), headers={"x-kss-meta-mtime": value})
+        client.put_object(bucket, "p/dated", b"dated", metadata={"mtime": "1700000000123456789"})
+        modified = {name: client.head_object(bucket, f"p/{name}").last_modified for name in BAD_NUMBERS}
+    dst = tmp_path / "dst"
+    run = mirror(local_server, f"ks3://{bucket}/p/", dst, tmp_path / "j.db", "--jobs", "4")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    expected = {k[2:]: v for k, v in good.items()} | {n: n.encode() for n in BAD_NUMBERS} | {"dated": b"dated"}
+    assert folder_files(dst) == expected
+    assert os.stat(dst / "dated").st_mtime_ns == 1700000000123456789
+    for name, when in modified.items():
+        assert f"{name}: x-kss-meta-mtime is not a time" in run.stderr, run.stderr[-2000:]
+        assert when is not None and os.stat(dst / name).st_mtime_ns == int(when.timestamp()) * 10**9
+
+
+def test_an_encrypted_object_whose_length_is_no_number_fails_alone(
+        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    """x-kss-meta-unencrypted-content-length is what the decrypted bytes are checked against: without
+    a usable one the object is not restored (failed, with the field named), the others are."""
+    key = tmp_path / "key"
+    made = run_cli([sys.executable, "-m", "ks3sync", "keygen", str(key)], cli_env(local_server))
+    assert made.returncode == 0, made.stderr
+    src = tmp_path / "src"
+    src.mkdir()
+    tree = {f"f{i:02d}.txt": f"secret {i}".encode() * (i + 1) for i in range(20)}
+    for name, data in tree.items():
+        (src / name).write_bytes(data)
+    up = mirror(local_server, src, f"ks3://{bucket}/e/", tmp_path / "up.db", "--encrypt-key", str(key))
+    assert up.returncode == 0, up.stderr[-2000:]
+    length = "x-kss-meta-unencrypted-content-length"
+    with client_for(local_server) as client:
+        info = client.head_object(bucket, "e/f00.txt")
+        with client.get_object(bucket, "e/f00.txt") as got:
+            ciphertext = got.read()
+        for name, value in BAD_NUMBERS.items():
+            headers = {f"x-kss-meta-{k}": v for k, v in info.metadata.items()} | {length: value}
+            client.put_object(bucket, f"e/bad-{name}", ciphertext, headers=headers)
+    dst = tmp_path / "dst"
+    run = _mirror_json(local_server, f"ks3://{bucket}/e/", dst, tmp_path / "down.db", "--encrypt-key", str(key))
+    assert run.returncode == 1, run.stderr[-2000:]
+    failed = run.failed
+    assert sorted(failed) == sorted(f"bad-{name}" for name in BAD_NUMBERS), run.summary
+    assert all(length in message for message in failed.values())
+    assert folder_files(dst) == tree
