@@ -362,7 +362,7 @@ def _plan(
         plan = restore.plan
         for obj, why in restore.refused:
             if not (obj.size == 0 and obj.path.endswith("/")):
-                refusal = UnsafeKeyError(f"refusing key {obj.path!r}: {why}; it would not stay inside the target folder")
+                refusal = UnsafeKeyError(f"refusing key {obj.path!r}: {why}")
                 unsafe.append((obj.path, str(refusal)))
         objects = {op.path: op.remote for op in plan.transfers if isinstance(op, Download | Adopt)}
     if walk_excluded:

@@ -27,15 +27,16 @@ from ks3sync.model import (
 )
 from ks3sync.plan.exclude import ExclusionTest, delete_reason, nothing_excluded
 from ks3sync.plan.guard import guard_deletes
-from ks3sync.plan.keys import is_directory_marker, unsafe_reason
+from ks3sync.plan.keys import is_directory_marker, restore_refusal
 from ks3sync.plan.march import march, sorted_records
 from ks3sync.plan.options import PlanOptions
 
 
 @dataclass(frozen=True, slots=True)
 class DownloadPlan:
-    """The plan, the keys it refused (invariant 6) with the reason (the caller reports them), and how
-    many objects the listing held (folder placeholders and refused keys included)."""
+    """The plan, the keys it refused with the reason (invariant 6, and non-empty objects named like a
+    folder; the caller reports them as failures), and how many objects the listing held (folder
+    placeholders and refused keys included)."""
 
     plan: Plan
     refused: tuple[tuple[RemoteEntry, str], ...]
@@ -65,7 +66,9 @@ def march_download(
     """One pass over the three streams, each in path order (see ``plan.march``).
 
     An ``Adopt`` here means "hash the local file; if it equals the object, record it, else download".
-    Unsafe keys are skipped with a warning; folder placeholder objects (``dir/``, 0 bytes) silently.
+    Keys that cannot become a local file are skipped with a warning (the caller reports them as failed):
+    unsafe keys, and non-empty objects whose key ends in ``/``; folder placeholder objects (``dir/``,
+    0 bytes) are skipped silently and create nothing.
     ``excluded`` judges the remote-only paths, and every local one when ``opts.delete_excluded`` (with
     ``opts.delete``) says the local stream was walked without the rules."""
     refused: list[tuple[RemoteEntry, str]] = []
@@ -78,12 +81,12 @@ def march_download(
             counts[2] += 1
             if is_directory_marker(obj.path, obj.size):
                 continue  # a console's "folder" object: nothing to create
-            why = unsafe_reason(obj.path)
+            why = restore_refusal(obj.path, obj.size)
             if why is not None and excluded(obj.path) is not Exclusion.INCLUDED:
                 continue  # excluded: not fetched, so nothing to refuse
             if why is not None:
                 refused.append((obj, why))
-                warnings.append(f"skipping key {obj.path!r}: {why} (it would not stay inside the target folder)")
+                warnings.append(f"skipping key {obj.path!r}: {why}")
                 continue
             counts[0] += 1
             yield obj

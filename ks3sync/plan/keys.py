@@ -1,7 +1,8 @@
 """Which remote paths may become local paths (invariant 6: restore never escapes the target folder).
 
 The planner refuses unsafe paths up front and the executor checks again before it writes; both use
-:func:`unsafe_reason`. Pure: standard library only."""
+:func:`unsafe_reason`. A restore also refuses a non-empty object whose key ends in ``/``
+(:func:`restore_refusal`); an empty one is a folder marker and is skipped. Pure: standard library only."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def unsafe_reason(path: str) -> str | None:
         if segment in (".", ".."):
             return f"'{segment}' path segment"
     return None
+
+
+def restore_refusal(path: str, size: int) -> str | None:
+    """Why the object at ``path`` (``size`` bytes) cannot become a local file, as a complete clause for
+    a message, or ``None``. Folder markers (:func:`is_directory_marker`) are skipped before this."""
+    if path.endswith("/") and path.strip("/") != "" and unsafe_reason(path[:-1]) is None:
+        return f"the key ends in '/' (a folder's name) but the object holds {size} bytes: no file can have that name"
+    why = unsafe_reason(path)
+    return None if why is None else f"{why}; it would not stay inside the target folder"
 
 
 def is_directory_marker(path: str, size: int) -> bool:

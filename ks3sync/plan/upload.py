@@ -6,10 +6,12 @@ passed (or has not reached yet):
 
 1. :func:`march_upload` walks the streams once. Paths on both sides are decided at once; remote-only
    paths become (guarded) deletes, unless the exclusion rules exclude them (``plan.exclude``: the local
-   stream is already filtered, so only remote-only paths are judged); journal-only paths are forgotten. Local-only files are kept aside,
-   with what phase 2 needs to know about the objects: which record paths are *not* intact (few), and
-   plain-ETag objects without an intact record (none in a steady state; every object when a populated
-   bucket is adopted with an empty journal, the one case where this phase holds O(objects)).
+   stream is already filtered, so only remote-only paths are judged), and except objects named like a
+   folder (``dir/`` with content: no file can be one, they are left alone); journal-only paths are
+   forgotten. Local-only files are kept aside, with what phase 2 needs to know about the objects:
+   which record paths are *not* intact (few), and plain-ETag objects without an intact record (none in
+   a steady state; every object when a populated bucket is adopted with an empty journal, the one case
+   where this phase holds O(objects)).
 2. Only if there are local-only files: :func:`collect_copy_sources` reads the journal's records again
    and keeps the intact ones whose size one of those files has; the caller hashes the files that could
    be duplicates (:func:`hash_candidates`), and :func:`finish_upload` decides them (server-side copy or
@@ -129,6 +131,10 @@ def march_upload(
                 forgets.append(Forget(path))  # gone from both sides: drop the stale record
             if rec is not None:
                 not_intact.add(path)
+            continue
+        if loc is None and path.endswith("/"):
+            # A non-empty object named like a folder (markers are not listed): no file can have its
+            # name, so ks3sync never wrote it; it is left alone, as before such objects were listed.
             continue
         destination_count += 1
         intact = rec is not None and (rec.remote_size, rec.remote_etag) == (rem.size, rem.etag)

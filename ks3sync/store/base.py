@@ -5,8 +5,9 @@ suite (tests/store/test_conformance.py): ``KS3Store`` over the protocol client a
 fake with fault injection for fast tests). Errors raised by a Store are already ks3sync.errors classes.
 
 Keys: the remote key of ``path`` is ``prefix + path``. Listings yield ``RemoteEntry`` sorted by the
-UTF-8 bytes of the path (the order the planner's march needs) and skip "folder marker" keys that end in
-``/`` (they hold no file content and have no local counterpart).
+UTF-8 bytes of the path (the order the planner's march needs) and skip "folder markers", empty objects
+whose key ends in ``/`` (they hold no file content and have no local counterpart). A non-empty object
+whose key ends in ``/`` is listed: it is data, and the planners decide (a restore reports it, D9).
 
 Must not import: ks3sync.ks3 (only the adapter does), the journal, the planner, the CLI.
 """

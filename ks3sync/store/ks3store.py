@@ -134,8 +134,8 @@ class KS3Store:
                 if isinstance(item, str):
                     continue  # a common prefix (none without a delimiter)
                 key = item.key
-                if key.endswith("/") or len(key) <= skip:
-                    continue  # folder markers, the prefix object itself
+                if len(key) <= skip or (item.size == 0 and key.endswith("/")):
+                    continue  # the prefix object itself, folder markers
                 when = item.last_modified
                 ns = times.get(when)
                 if ns is None:

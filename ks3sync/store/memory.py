@@ -139,7 +139,7 @@ class MemoryStore:
             rows = [
                 (key, obj)
                 for key, obj in self.objects.items()
-                if key.startswith(self.prefix) and not key.endswith("/")
+                if key.startswith(self.prefix) and not (len(obj.data) == 0 and key.endswith("/"))
             ]
         rows.sort(key=lambda row: row[0].encode("utf-8"))
         for key, obj in rows:

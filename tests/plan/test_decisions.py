@@ -160,6 +160,14 @@ def test_download_skips_unsafe_keys_with_a_warning(key: str) -> None:
     assert unsafe_reason(key) is not None
 
 
+def test_upload_leaves_objects_named_like_a_folder_alone() -> None:
+    """No file can be ``full/``: the upload never compares, replaces or deletes it, even with --delete
+    (they were not listed before D9; a restore reports them)."""
+    objs = [remote("a", b"1"), remote("full/", b"data"), remote("gone", b"2")]
+    plan = plan_upload([local("a", b"1")], objs, {}, NO_GUARD)
+    assert [op.path for op in plan.deletes] == ["gone"] and [op.path for op in plan.transfers] == ["a"]
+
+
 def test_download_ignores_folder_markers_and_keeps_safe_odd_names() -> None:
     odd = sorted(["dir/", "a b+%#?.txt", "..hidden", "x/...", "back\\slash"])
     plan = plan_download([remote(k, b"" if k.endswith("/") else b"1") for k in odd], [], {}, PlanOptions())

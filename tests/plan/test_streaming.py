@@ -153,9 +153,12 @@ def test_upload_march_remembers_objects_of_decided_paths_only() -> None:
 
 
 def test_download_reports_refused_keys_with_their_objects() -> None:
-    objs = [remote("../x", b"1"), remote("dir/", b""), remote("ok", b"2")]
+    objs = [remote("../x", b"1"), remote("dir/", b""), remote("full/", b"123"), remote("ok", b"2")]
     got = march_download(objs, [], {}, PlanOptions())
-    assert [(obj.path, why) for obj, why in got.refused] == [("../x", "'..' path segment")]
+    assert [(obj.path, why) for obj, why in got.refused] == [
+        ("../x", "'..' path segment; it would not stay inside the target folder"),
+        ("full/", "the key ends in '/' (a folder's name) but the object holds 3 bytes: no file can have that name"),
+    ]
     assert [op.path for op in got.plan.transfers] == ["ok"]
     assert plan_download(objs, [], [], PlanOptions()) == got.plan
 

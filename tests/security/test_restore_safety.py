@@ -4,7 +4,8 @@
 - a folder inside DST swapped for a symlink *while* the restore runs redirects nothing outside DST
   (no file, no temp file, no delete), and every file reported as downloaded is inside DST;
 - a symlinked folder inside DST is not written through (rsync's default; no `--keep-dirlinks`);
-- one object with unusable metadata (an mtime or a length that is no number) fails or degrades alone.
+- one object with unusable metadata (an mtime or a length that is no number) fails or degrades alone;
+- a non-empty object whose key ends in '/' is reported as failed, not skipped in silence.
 """
 
 from __future__ import annotations
@@ -229,3 +230,31 @@ def test_an_encrypted_object_whose_length_is_no_number_fails_alone(
     assert sorted(failed) == sorted(f"bad-{name}" for name in BAD_NUMBERS), run.summary
     assert all(length in message for message in failed.values())
     assert folder_files(dst) == tree
+
+
+# ------------------------------------------------------------------------------------------ keys ending in '/'
+
+
+def test_a_non_empty_key_ending_in_slash_is_reported_and_a_folder_marker_is_not(
+        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    """``full/`` holds data no file can be named after: a failure naming it (so the pass exits 1 and
+    runs no deletes, as for other keys that cannot become files). ``marker/`` and ``e/`` (0 bytes) are
+    folder markers: skipped without a word, and no folder is made for them (as before)."""
+    _put_many(local_server, bucket, {"p/full/": b"data", "p/marker/": b"", "p/e/": b"", "p/e/inner.txt": b"i",
+                                     "p/ok": b"ok"})
+    dst = tmp_path / "dst"
+    run = _mirror_json(local_server, f"ks3://{bucket}/p/", dst, tmp_path / "j.db")
+    assert run.returncode == 1, run.stderr[-2000:]
+    failed = run.failed
+    assert list(failed) == ["full/"], run.summary
+    assert "ends in '/'" in failed["full/"] and "4 bytes" in failed["full/"]
+    assert run.summary["downloaded"] == 2 and "marker" not in run.stderr and "marker" not in str(run.summary)
+    assert folder_files(dst) == {"e/inner.txt": b"i", "ok": b"ok"}
+    assert not (dst / "marker").exists() and not (dst / "full").exists()
+    # Uploading to that prefix with --delete leaves such objects alone, as before they were listed.
+    (dst / "ok").write_bytes(b"changed")
+    up = mirror(local_server, dst, f"ks3://{bucket}/p/", tmp_path / "j.db", "--delete", "--force")
+    assert up.returncode == 0, up.stderr[-2000:]
+    with client_for(local_server) as client:
+        keys = {o.key: o.size for o in client.iter_objects(bucket, prefix="p/") if not isinstance(o, str)}
+    assert keys == {"p/full/": 4, "p/marker/": 0, "p/e/": 0, "p/e/inner.txt": 1, "p/ok": 7}

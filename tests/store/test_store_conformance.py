@@ -79,6 +79,13 @@ def test_listing_is_sorted_by_utf8_bytes_and_relative(store: Store) -> None:
     assert by_path["b"].storage_class == "STANDARD"
 
 
+def test_folder_markers_are_not_listed_but_objects_named_like_a_folder_are(store: Store) -> None:
+    put(store, "dir/", b"")  # a console's folder marker
+    put(store, "dir/file", b"x")
+    put(store, "full/", b"data")  # data under a folder-like name: the planners decide (D9)
+    assert [(e.path, e.size) for e in store.list()] == [("dir/file", 1), ("full/", 4)]
+
+
 def test_body_that_lies_about_its_md5_is_refused(store: Store) -> None:
     with pytest.raises(IntegrityError):
         store.put("liar", WrongMD5Body(b"data"), WriteOptions())
