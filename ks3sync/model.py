@@ -83,8 +83,12 @@ class Exclusion(enum.Enum):
     nor deleted, whatever the options: the rules that might exclude them could not be read."""
 
     INCLUDED = "included"
-    EXCLUDED = "excluded"  # by --exclude, --exclude-from, a .ks3ignore, or as one of ks3sync's own files
+    EXCLUDED = "excluded"  # by --exclude, --exclude-from or a .ks3ignore
     PROTECTED = "protected"
+    # ks3sync's state (the journal and its companions, the state folder), which no rule of the user's
+    # excludes: excluded like EXCLUDED, except that a restore reports an object of such a name as
+    # failed instead of leaving it out in silence, since it is data that will not be restored (D9).
+    OWN = "own"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ks3sync.model import (
 )
 from ks3sync.plan.exclude import ExclusionTest, delete_reason, nothing_excluded
 from ks3sync.plan.guard import guard_deletes
-from ks3sync.plan.keys import is_directory_marker, restore_refusal
+from ks3sync.plan.keys import OWN_STATE, is_directory_marker, restore_refusal
 from ks3sync.plan.march import march, sorted_records
 from ks3sync.plan.options import PlanOptions
 
@@ -82,7 +82,7 @@ def march_download(
             if is_directory_marker(obj.path, obj.size):
                 continue  # a console's "folder" object: nothing to create
             why = restore_refusal(obj.path, obj.size)
-            if why is not None and excluded(obj.path) is not Exclusion.INCLUDED:
+            if why is not None and excluded(obj.path) in (Exclusion.EXCLUDED, Exclusion.PROTECTED):
                 continue  # excluded: not fetched, so nothing to refuse
             if why is not None:
                 refused.append((obj, why))
@@ -105,6 +105,13 @@ def march_download(
         if (loc is None and rem is not None) or (loc is not None and local_unfiltered):
             # A filtered local entry is included already; only these can be excluded.
             exclusion = excluded(path)
+        if exclusion is Exclusion.OWN and rem is not None:
+            # Named like ks3sync's journal or state: never written over, so the object is not restored,
+            # and it is data the user may want, so it is reported as failed, not left out in silence.
+            refused.append((rem, OWN_STATE))
+            warnings.append(f"skipping key {path!r}: {OWN_STATE}")
+            counts[0] -= 1
+            continue
         if exclusion is not Exclusion.INCLUDED:
             # Outside the sync: never fetched (so an excluded local file is never overwritten), and
             # the local file is deleted only with --delete-excluded (guarded like every delete).

@@ -31,7 +31,7 @@ def delete_reason(exclusion: Exclusion, *, delete: bool, delete_excluded: bool) 
         return None
     if exclusion is Exclusion.INCLUDED:
         return "not-in-source"
-    if exclusion is Exclusion.EXCLUDED and delete_excluded:
+    if exclusion in (Exclusion.EXCLUDED, Exclusion.OWN) and delete_excluded:
         return "excluded"
     # Excluded without --delete-excluded, or protected: outside the sync, kept.
     return None

@@ -27,6 +27,11 @@ def unsafe_reason(path: str) -> str | None:
     return None
 
 
+# Why a restore does not fetch an object named like one of ks3sync's own files (Exclusion.OWN, D9).
+OWN_STATE = ("it is named like ks3sync's own state (the journal, its companion files, the state folder), "
+             "which a restore never writes over; restore it elsewhere, or exclude it")
+
+
 def restore_refusal(path: str, size: int) -> str | None:
     """Why the object at ``path`` (``size`` bytes) cannot become a local file, as a complete clause for
     a message, or ``None``. Folder markers (:func:`is_directory_marker`) are skipped before this."""

@@ -91,6 +91,7 @@ class Filters:
     # folder ("" = the root) -> (excluded itself or through a parent, the .ks3ignore rules its entries see)
     _folders: dict[str, tuple[bool, tuple[RuleSet, ...]]] = field(default_factory=dict, compare=False, repr=False)
     _unreadable: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _without_state: list[Filters] = field(default_factory=list, compare=False, repr=False)  # _rules_only
 
     @classmethod
     def build(
@@ -156,12 +157,28 @@ class Filters:
     def exclusion(self, path: str) -> Exclusion:
         """What the rules say about a local path or a remote key (relative to the prefix; a trailing
         ``/`` marks a folder). A ``.ks3ignore`` that cannot be read protects what it might exclude:
-        such a path is neither transferred nor deleted (the scan reports the file)."""
+        such a path is neither transferred nor deleted (the scan reports the file). ks3sync's state
+        (the journal, its companions, the state folder and what is in it) is ``OWN`` unless the user's
+        own rules exclude it too (a restore reports an ``OWN`` key; an excluded one stays silent)."""
         is_dir = path.endswith("/")
+        rel = path[:-1] if is_dir else path
         try:
-            return Exclusion.EXCLUDED if self.is_excluded(path[:-1] if is_dir else path, is_dir) else Exclusion.INCLUDED
+            if not self.is_excluded(rel, is_dir):
+                return Exclusion.INCLUDED
+            if self.always and self._is_state(rel) and not self._rules_only().is_excluded(rel, is_dir):
+                return Exclusion.OWN
+            return Exclusion.EXCLUDED
         except (OSError, ValueError):  # FiltersError is a ValueError; so is a NUL byte in a path
             return Exclusion.PROTECTED
+
+    def _is_state(self, rel: str) -> bool:
+        return any(rel == own or rel.startswith(own + "/") for own in self.always)
+
+    def _rules_only(self) -> Filters:
+        """The same rules without ks3sync's state paths (made once, only when a key names our state)."""
+        if not self._without_state:
+            self._without_state.append(Filters(self.root, self.command_line, frozenset(), self.read_ignore_files))
+        return self._without_state[0]
 
     def _folder(self, folder: str) -> tuple[bool, tuple[RuleSet, ...]]:
         """Whether ``folder`` is excluded (itself or through a parent) and the rules its entries see,

@@ -14,7 +14,8 @@ counts as excluded exactly when a local file of that name would be, which is the
 
 Checked after the second pass: the destination entries that went are exactly the expected ones (not in
 the filtered source; plus the excluded ones with ``--delete-excluded``; never ks3sync's own local
-files), or none at all when a guard refused the pass; every excluded destination entry that stayed
+files), or none at all when a guard refused the pass or the pass failed; a restore fails exactly for
+the keys that name ks3sync's state and that no rule of the user's excludes (D9); every excluded destination entry that stayed
 is byte-for-byte unchanged (never overwritten, never fetched over); no excluded path was fetched into
 the folder; every journal record names an object that exists with the recorded ETag.
 
@@ -100,8 +101,10 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 # the oracle
 
 
-def judge(paths: set[str], ignore_files: dict[str, tuple[str, ...]], excludes: tuple[str, ...]) -> dict[str, str]:
-    """path -> "included" | "excluded", by walking a scratch tree that holds every path."""
+def judge(paths: set[str], ignore_files: dict[str, tuple[str, ...]], excludes: tuple[str, ...], *,
+          state: bool = True) -> dict[str, str]:
+    """path -> "included" | "excluded", by walking a scratch tree that holds every path (``state``:
+    with ks3sync's state folder among the tree's own files, as a sync has it)."""
     scratch = Path(tempfile.mkdtemp(prefix="ks3sync-oracle-"))
     try:
         for path in paths:
@@ -109,11 +112,18 @@ def judge(paths: set[str], ignore_files: dict[str, tuple[str, ...]], excludes: t
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(b"")
         write_ignore_files(scratch, ignore_files)
-        filters = Filters.build(scratch, excludes, state_paths=[scratch / STATE])
+        filters = Filters.build(scratch, excludes, state_paths=[scratch / STATE] if state else [])
         seen = {item.path for item in scan_tree(scratch, filters) if isinstance(item, LocalEntry)}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {path: "included" if path in seen else "excluded" for path in paths}
+
+
+def refused_as_state(keys: set[str], ignore_files: dict[str, tuple[str, ...]], excludes: tuple[str, ...]) -> set[str]:
+    """Keys a restore reports instead of fetching (D9): those naming ks3sync's state that no rule of the
+    user's excludes (an excluded one is left out in silence, like any excluded key)."""
+    own = keys & set(OWN)
+    return {key for key, verdict in judge(own, ignore_files, excludes, state=False).items() if verdict == "included"}
 
 
 def write_ignore_files(root: Path, ignore_files: dict[str, tuple[str, ...]]) -> None:
@@ -253,7 +263,8 @@ def download_property(case: Scenario, make_rig: RigFactory) -> None:
             verdict = judge(set(local_before) | set(case.remote), case.ignore_files, case.first_excludes)
             first = run_mirror(rig.store, rig.journal, rig.sync_id, dst, Direction.DOWNLOAD,
                                options(case.first_excludes, dst))
-            assert not first.failed, first.failed
+            refused = refused_as_state(set(case.remote), case.ignore_files, case.first_excludes)
+            assert {path for path, _ in first.failed} == refused, first.failed
             local = read_tree(dst)
             for path, data in local.items():
                 if verdict[path] != "included":
@@ -269,12 +280,16 @@ def download_property(case: Scenario, make_rig: RigFactory) -> None:
             second = run_mirror(rig.store, rig.journal, rig.sync_id, dst, Direction.DOWNLOAD,
                                 options(case.second_excludes, dst, delete=True, force=case.force,
                                         delete_excluded=case.delete_excluded))
-            assert not second.failed, second.failed
+            refused = refused_as_state(set(remote), case.ignore_files, case.second_excludes)
+            assert {path for path, _ in second.failed} == refused, second.failed
             after = read_tree(dst)
             in_source = {p for p in remote if verdict[p] == "included"}
             expected = {p for p in local if (verdict[p] == "included" and p not in in_source)
                         or (case.delete_excluded and verdict[p] == "excluded" and p not in OWN)}
-            check_deletes(second, set(local), set(after), expected)
+            if refused:  # a pass with failures runs no deletes
+                assert set(local) - set(after) == set(), sorted(set(local) - set(after))
+            else:
+                check_deletes(second, set(local), set(after), expected)
             for path, data in after.items():
                 if verdict[path] != "included":
                     assert local.get(path) == data, f"excluded local file {path!r} was written"

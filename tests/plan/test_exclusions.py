@@ -83,3 +83,29 @@ def test_restore_counts_listed_objects_and_excluded_unsafe_keys_are_not_refused(
     assert result.listed == 3
     assert [obj.path for obj, _ in result.refused] == ["../up.txt"]
     assert march_download([], [], [], DELETE).listed == 0
+
+
+def own(*paths: str):  # type: ignore[no-untyped-def]
+    """ks3sync's own files (the journal, its companions, the state folder) as Filters.exclusion says."""
+    def exclusion(path: str) -> Exclusion:
+        return Exclusion.OWN if path in paths else Exclusion.INCLUDED
+
+    return exclusion
+
+
+def test_restore_reports_an_object_named_like_ks3syncs_own_state_as_refused() -> None:
+    """Not fetched (the journal is never written over) and, unlike a key the user excluded, reported:
+    it is data that will not be restored (D9). The guard does not count it as part of the source."""
+    journal, txt = remote("journal.db", b"planted"), remote("a.txt", b"a")
+    got = march_download([txt, journal], [local("old", b"o")], {}, DELETE, own("journal.db"))
+    assert got.plan.transfers == (Download("a.txt", txt),)
+    assert [(obj.path, "ks3sync's own state" in why) for obj, why in got.refused] == [("journal.db", True)]
+    assert got.plan.deletes == (DeleteLocal("old"),)
+
+
+def test_upload_treats_objects_named_like_ks3syncs_own_state_as_excluded() -> None:
+    """D8: kept, and deleted only with --delete-excluded."""
+    journal = remote("journal.db", b"j")
+    assert plan_upload([local("a", b"a")], [journal], {}, DELETE, own("journal.db")).deletes == ()
+    plan = plan_upload([local("a", b"a")], [journal], {}, DELETE_EXCLUDED, own("journal.db"))
+    assert plan.deletes == (DeleteRemote("journal.db", journal, "excluded"),)

@@ -114,9 +114,14 @@ def test_remote_keys_are_judged_by_the_same_rules_as_the_walk(tmp_path: Path) ->
 def test_own_files_are_excluded_keys_and_unreadable_rules_protect(tmp_path: Path) -> None:
     make(tmp_path, "state/journal.db", "sub/a.txt")
     f = Filters.build(tmp_path, state_paths=[tmp_path / "state"])
-    assert f.exclusion("state/journal.db") is Exclusion.EXCLUDED  # never fetched over our journal
-    assert f.exclusion("state/") is Exclusion.EXCLUDED
-    assert f.exclusion("x/.ks3sync-tmp-abc") is Exclusion.EXCLUDED
+    # ks3sync's state: never fetched over our journal, and a restore reports such keys (D9)
+    assert f.exclusion("state/journal.db") is Exclusion.OWN
+    assert f.exclusion("state/") is Exclusion.OWN and f.exclusion("state") is Exclusion.OWN
+    assert f.exclusion("x/.ks3sync-tmp-abc") is Exclusion.EXCLUDED  # a restore's temp file: just excluded
+    assert f.exclusion("statement") is Exclusion.INCLUDED
+    # ... unless the user's rules exclude them as well: then they are left out in silence like the rest
+    ruled = Filters.build(tmp_path, ["state/j*"], state_paths=[tmp_path / "state"])
+    assert ruled.exclusion("state/journal.db") is Exclusion.EXCLUDED and ruled.exclusion("state/x") is Exclusion.OWN
     assert f.unreadable_ignore_files() == []
     (tmp_path / "sub" / ".ks3ignore").write_bytes(b"\xff\xfe not utf-8\n")
     assert f.exclusion("sub/a.txt") is Exclusion.PROTECTED  # the rules might exclude it: leave it alone

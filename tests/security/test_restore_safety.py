@@ -5,7 +5,9 @@
   (no file, no temp file, no delete), and every file reported as downloaded is inside DST;
 - a symlinked folder inside DST is not written through (rsync's default; no `--keep-dirlinks`);
 - one object with unusable metadata (an mtime or a length that is no number) fails or degrades alone;
-- a non-empty object whose key ends in '/' is reported as failed, not skipped in silence.
+- a non-empty object whose key ends in '/' is reported as failed, not skipped in silence;
+- ks3sync's own state (the journal, its -wal/-shm/-journal files, the state folder) is never
+  restored over, whatever path leads to it: such keys are reported as failed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from reliability.helpers import cli_env, client_for, folder_files, mirror, run_cli
 from serverkit import ServerHandle
 
@@ -258,3 +261,63 @@ def test_a_non_empty_key_ending_in_slash_is_reported_and_a_folder_marker_is_not(
     with client_for(local_server) as client:
         keys = {o.key: o.size for o in client.iter_objects(bucket, prefix="p/") if not isinstance(o, str)}
     assert keys == {"p/full/": 4, "p/marker/": 0, "p/e/": 0, "p/e/inner.txt": 1, "p/ok": 7}
+
+
+# ------------------------------------------------------------------------------------------ own state
+
+STATE_NAMES = ("journal.db", "journal.db-wal", "journal.db-shm", "journal.db-journal", "journal.db.lock")
+OWN_STATE = "ks3sync's own state"  # in the planner's refusal and in the executor's
+
+
+def _assert_journal_intact(state_db: Path, restored: str) -> None:
+    from ks3sync.journal import Journal
+
+    with Journal.open(state_db) as journal:  # still a ks3sync journal, not the planted bytes
+        assert journal.integrity_check() == []
+        recorded = {path for sync in journal.syncs() for path in journal.synced_entries(sync.id)}
+    assert restored in recorded
+
+
+@pytest.mark.parametrize("layout", ["state-db-inside-dst", "dst-is-a-symlink-to-the-journal-folder"])
+def test_the_journal_and_its_companion_files_are_never_restored_over(
+        local_server: ServerHandle, bucket: str, tmp_path: Path, layout: str) -> None:
+    planted = {f"p/{name}": b"planted by whoever can write the bucket" for name in STATE_NAMES}
+    _put_many(local_server, bucket, planted | {"p/fine.txt": b"fine"})
+    if layout == "state-db-inside-dst":
+        dst = tmp_path / "dst"
+        state_db = dst / "journal.db"
+    else:  # the user's DST argument is itself a symlink: followed once, and the journal is still known
+        (tmp_path / "real").mkdir()
+        state_db = tmp_path / "real" / "journal.db"
+        dst = tmp_path / "link"
+        dst.symlink_to(tmp_path / "real", target_is_directory=True)
+    run = _mirror_json(local_server, f"ks3://{bucket}/p/", dst, state_db, "--jobs", "4")
+    assert run.returncode == 1, run.stderr[-2000:]
+    failed = run.failed
+    assert sorted(failed) == sorted(STATE_NAMES), run.summary
+    assert all(OWN_STATE in message for message in failed.values())
+    assert (dst / "fine.txt").read_bytes() == b"fine"
+    assert not [p for p in (tmp_path).rglob("*") if p.is_file() and p.read_bytes() == planted["p/journal.db"]]
+    _assert_journal_intact(state_db, "fine.txt")
+
+
+def test_a_restore_into_home_leaves_the_default_state_folder_alone(
+        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    """No --state-db: the journal is ~/.local/state/ks3sync/journal.db, inside the restore target $HOME.
+    Nothing is written into that folder (its other files are ks3sync's too), the rest is restored."""
+    state = ".local/state/ks3sync"
+    _put_many(local_server, bucket, {f"p/{state}/journal.db": b"planted", f"p/{state}/service.json": b"{}",
+                                     "p/.local/state/other/x": b"x", "p/docs/a.txt": b"a"})
+    home = tmp_path / "home"
+    home.mkdir()
+    env = cli_env(local_server, HOME=str(home))
+    for name in ("XDG_STATE_HOME", "STATE_DIRECTORY"):
+        env.pop(name, None)
+    run = _mirror_json(local_server, f"ks3://{bucket}/p/", home, None, env=env)
+    assert run.returncode == 1, run.stderr[-2000:]
+    failed = run.failed
+    assert sorted(failed) == [f"{state}/journal.db", f"{state}/service.json"], run.summary
+    assert all(OWN_STATE in message for message in failed.values())
+    assert (home / "docs" / "a.txt").read_bytes() == b"a" and (home / ".local/state/other/x").read_bytes() == b"x"
+    assert not (home / state / "service.json").exists()
+    _assert_journal_intact(home / state / "journal.db", "docs/a.txt")
