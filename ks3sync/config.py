@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ks3sync.digits import parse_decimal
+
 if TYPE_CHECKING:
     import yaml
 
@@ -209,8 +211,8 @@ def parse_max_delete(value: object) -> MaxDelete:
                 raise ValueError(f"{expected}, got {value!r}") from None
             if 0 <= percent <= 100:
                 return MaxDelete(count=None, percent=percent)
-        elif text.isdigit():
-            return MaxDelete(count=int(text), percent=None)
+        elif (count := parse_decimal(text)) is not None:
+            return MaxDelete(count=count, percent=None)
     raise ValueError(f"{expected}, got {value!r}")
 
 
@@ -524,8 +526,8 @@ class _Reader:
         raise self.fail(key, f"expected true or false, got {_kind(value)}")
 
     def integer(self, value: Any, key: str, *, minimum: int) -> int:
-        if isinstance(value, _Expanded) and value.strip().isdigit():
-            value = int(value)
+        if isinstance(value, _Expanded) and (number := parse_decimal(value)) is not None:
+            value = number
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, f"expected an integer, got {_kind(value)}")
         if value < minimum:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from ks3sync.digits import parse_decimal
+
 LOCK_FILE = "service.lock"
 ACQUIRE_PATIENCE = 1.0  # seconds; a status probe holds its shared lock for microseconds
 
@@ -75,7 +77,7 @@ def probe(state_dir: Path) -> LockState:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             text = os.read(fd, 32).decode("ascii", "replace").strip()
-            return LockState(True, int(text) if text.isdigit() else None)
+            return LockState(True, parse_decimal(text))
         except OSError:
             return LockState(None)
         fcntl.flock(fd, fcntl.LOCK_UN)

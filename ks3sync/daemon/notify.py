@@ -16,6 +16,8 @@ import os
 import socket
 from collections.abc import Mapping
 
+from ks3sync.digits import parse_decimal
+
 log = logging.getLogger(__name__)
 
 
@@ -29,8 +31,9 @@ class Notifier:
         pid = env.get("WATCHDOG_PID", "")
         # WATCHDOG_PID names the process the watchdog is meant for; another pid (a child) must not ping.
         for_us = not pid or pid == str(os.getpid())
+        timeout_us = parse_decimal(usec)
         self.watchdog_interval: float | None = (
-            int(usec) / 1e6 / 2 if usec.isdigit() and int(usec) > 0 and for_us else None
+            timeout_us / 1e6 / 2 if timeout_us and for_us else None
         )  # ping at half the timeout, as sd_watchdog_enabled(3) advises
 
     @property

@@ -154,6 +154,7 @@ def one_line_error(path: Path, environ: dict[str, str] | None = None, **kw: bool
         ("delte: true", "", "syncs[0].delte", "did you mean 'delete'"),
         ("max_delete: lots", "", "syncs[0].max_delete", "percentage like '10%'"),
         ("max_delete: 150%", "", "syncs[0].max_delete", "percentage"),
+        ("max_delete: '²'", "", "syncs[0].max_delete", "percentage"),
         ("storage_class: GOLD", "", "syncs[0].storage_class", "STANDARD_IA"),
         ("acl: public-read-write", "", "syncs[0].acl", "private"),
         ("rescan_interval: 0s", "", "syncs[0].rescan_interval", "at least 1s"),

@@ -56,6 +56,9 @@ def test_watchdog_interval_is_half_the_timeout() -> None:
     env = {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}
     assert Notifier(env).watchdog_interval == 15.0
     assert Notifier({"WATCHDOG_USEC": "0"}).watchdog_interval is None
+    # not a decimal number: no watchdog, and no crash at start-up ('²' passes str.isdigit())
+    for bad in ("²", "-5", "1_000", "9" * 30):
+        assert Notifier({"WATCHDOG_USEC": bad}).watchdog_interval is None
     assert Notifier({}).watchdog_interval is None
     # meant for another process (e.g. our parent): we must not ping
     assert Notifier(dict(env, WATCHDOG_PID=str(os.getpid() + 1))).watchdog_interval is None
