@@ -1,20 +1,27 @@
-"""Sync httpx.Client shared by threads vs httpx.AsyncClient, for small signed PUTs against a real
-`ks3sync local-server` on loopback (run with --no-fsync so the disk does not hide client costs);
-plus the full ks3sync.ks3.Client on the same workload.
+"""Client CPU per small signed PUT: the ks3sync client against the HTTP layers it could be built on, from
+threads sharing one pool, against a real `ks3sync local-server --no-fsync` on loopback (the disk must not
+hide client costs).
 
-Why: the KS3 client had to pick one transport shape (docs/decisions.md). This measures requests/s and
-client-process CPU per request; the server runs as a separate process so its CPU is not counted.
+Modes:
+- ``ks3sync.ks3.Client``: the real client (signing, MD5, CRC-64, ETag/CRC checks, its deadline-aware
+  httpcore pool; docs/decisions.md D6).
+- ``httpcore.ConnectionPool``: httpcore's pool driven directly with pre-signed requests: the floor of
+  the stack the client is built on.
+- ``httpx.Client``: ``httpx.Client.put`` shared by threads: what using httpx's own API would cost.
 
-    /work/venv/bin/python -m bench.bench_client --requests 2000 --concurrency 8 --size 4096
+This measures requests/s and client-process CPU per request; the server runs as a separate process so
+its CPU is not counted. To compare with an older client, run the same command with that tree first on
+``PYTHONPATH`` (its ``ks3sync.ks3.Client`` mode is then the old client).
 
-Requests are signed exactly like the client does (ks3sync.ks3.signing), so the raw-httpx modes pay
-the same signing cost as the real client.
+    python -m bench.bench_client --requests 2000 --concurrency 8 --size 4096
+
+Requests are signed exactly like the client does (ks3sync.ks3.signing), so the raw modes pay the same
+signing cost as the real client (but not its CRC-64 and checks).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import email.utils
 import hashlib
@@ -27,6 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpcore
 import httpx
 
 from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
@@ -59,11 +67,11 @@ def signed_headers(key: str, body: bytes) -> dict[str, str]:
     return headers
 
 
-def run_sync(endpoint: str, n: int, concurrency: int, body: bytes) -> None:
+def run_httpx_client(endpoint: str, n: int, concurrency: int, body: bytes) -> None:
     with httpx.Client(limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-                      headers={"Accept-Encoding": "identity"}) as http:
+                      headers={"Accept-Encoding": "identity"}, trust_env=False) as http:
         def put(i: int) -> None:
-            key = f"sync/{i}"
+            key = f"httpx/{i}"
             response = http.put(f"{endpoint}/{BUCKET}/{key}", content=body, headers=signed_headers(key, body))
             if response.status_code != 200:
                 raise SystemExit(f"PUT {key}: {response.status_code} {response.text[:200]}")
@@ -72,23 +80,28 @@ def run_sync(endpoint: str, n: int, concurrency: int, body: bytes) -> None:
             list(pool.map(put, range(n)))
 
 
-def run_async(endpoint: str, n: int, concurrency: int, body: bytes) -> None:
-    async def main() -> None:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(limits=limits, headers={"Accept-Encoding": "identity"}) as http:
-            counter = iter(range(n))
+def run_httpcore_pool(endpoint: str, n: int, concurrency: int, body: bytes) -> None:
+    scheme, _, netloc = endpoint.partition("://")
+    host, _, port = netloc.rpartition(":")
+    timeouts = {"connect": 10.0, "read": 60.0, "write": 60.0, "pool": 60.0}
+    with httpcore.ConnectionPool(max_connections=concurrency, keepalive_expiry=30.0) as pool:
+        def put(i: int) -> None:
+            key = f"httpcore/{i}"
+            headers = [(b"Host", netloc.encode()), (b"Accept-Encoding", b"identity"),
+                       *((k.encode(), v.encode()) for k, v in signed_headers(key, body).items())]
+            url = httpcore.URL(scheme=scheme.encode(), host=host.encode(), port=int(port),
+                               target=f"/{BUCKET}/{key}".encode())
+            response = pool.handle_request(httpcore.Request("PUT", url, headers=headers, content=body,
+                                                            extensions={"timeout": timeouts}))
+            try:
+                b"".join(response.stream)
+            finally:
+                response.stream.close()
+            if response.status != 200:
+                raise SystemExit(f"PUT {key}: {response.status}")
 
-            async def worker() -> None:
-                for i in counter:
-                    key = f"async/{i}"
-                    response = await http.put(f"{endpoint}/{BUCKET}/{key}", content=body,
-                                              headers=signed_headers(key, body))
-                    if response.status_code != 200:
-                        raise SystemExit(f"PUT {key}: {response.status_code}")
-
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-    asyncio.run(main())
+        with ThreadPoolExecutor(concurrency) as executor:
+            list(executor.map(put, range(n)))
 
 
 def run_ks3_client(endpoint: str, n: int, concurrency: int, body: bytes) -> None:
@@ -99,9 +112,9 @@ def run_ks3_client(endpoint: str, n: int, concurrency: int, body: bytes) -> None
 
 
 MODES: dict[str, Callable[[str, int, int, bytes], None]] = {
-    "httpx.Client+threads": run_sync,
-    "httpx.AsyncClient": run_async,
-    "ks3sync.ks3.Client+threads": run_ks3_client,
+    "ks3sync.ks3.Client": run_ks3_client,
+    "httpcore.ConnectionPool": run_httpcore_pool,
+    "httpx.Client": run_httpx_client,
 }
 
 
@@ -118,7 +131,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--modes", default=",".join(MODES), help="comma list of: " + ", ".join(MODES))
     args = parser.parse_args()
+    modes = [mode for mode in args.modes.split(",") if mode]
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}")
     body = os.urandom(args.size)
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
         proc, endpoint = start_server(Path(tmp))
@@ -126,11 +144,12 @@ def main() -> None:
             with Client(ClientConfig(endpoint=endpoint, access_key=AK, secret_key=SK)) as client:
                 client.create_bucket(BUCKET)
             print(f"{args.requests} PUTs of {args.size} B, concurrency {args.concurrency}, {os.cpu_count()} CPUs, "
-                  f"httpx {httpx.__version__}, server --no-fsync, load {os.getloadavg()[0]:.1f}")
+                  f"httpcore {httpcore.__version__}, httpx {httpx.__version__}, server --no-fsync, "
+                  f"load {os.getloadavg()[0]:.1f}")
             for round_number in range(1, args.rounds + 1):
-                for mode in MODES:
+                for mode in modes:
                     rate, cpu_ms = measure(mode, endpoint, args.requests, args.concurrency, body)
-                    print(f"round {round_number}  {mode:28s} {rate:7.0f} req/s  {cpu_ms:5.2f} ms client CPU/req")
+                    print(f"round {round_number}  {mode:24s} {rate:7.0f} req/s  {cpu_ms * 1000:5.0f} us client CPU/req")
         finally:
             proc.terminate()
             proc.wait(timeout=10)

@@ -1,6 +1,6 @@
-"""ks3sync.ks3: a complete KS3 protocol client on the standard library's http.client. A leaf: imports
-nothing else from ks3sync but ``ks3sync.digits`` (a leaf itself: the one parser of decimal numbers from
-the wire).
+"""ks3sync.ks3: a complete KS3 protocol client on httpcore (httpx's transport). A leaf: imports nothing
+else from ks3sync but ``ks3sync.digits`` (a leaf itself: the one parser of decimal numbers from the
+wire). httpcore itself is imported when the first request is made (wire.py).
 
 Modules, one job each:
   signing      KSS v2 string-to-sign and signature, key encoding (golden vectors in tests)
@@ -13,8 +13,8 @@ Modules, one job each:
   retry        THE retry wrapper (exponential backoff, full jitter, injectable sleep)
   models       frozen result dataclasses
   objectinfo   response headers -> ObjectInfo; the streamed GetResponse
-  http11       keep-alive HTTP/1.1 connection pool over http.client; the response wrapper
-  transport    one signed exchange over the shared pool
+  wire         the httpcore pool, TLS, the response wrapper, httpcore errors -> the tree above
+  transport    one signed exchange: ClientConfig, request assembly, error responses
   client       the operations
 """
 

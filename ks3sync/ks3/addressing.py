@@ -3,7 +3,7 @@
 Owns: endpoint parsing, the path-style/virtual-host decision (path style automatically for IP
 literals and localhost, where ``<bucket>.<host>`` cannot resolve), custom-domain mode (the SDK's
 ``domain_mode``: the host is one bucket's own domain, used as given), and query-string encoding.
-Must not import: anything else from ks3sync, nor httpx.
+Must not import: anything else from ks3sync, nor httpcore.
 
 Query values are percent-encoded like the SDK (``quote``, ``/`` kept); sub-resources with an empty
 value are sent bare (``?acl``, ``?uploads``) because that is also how they are signed.
@@ -84,15 +84,16 @@ class Addressing:
         return cls(parsed, path_style, domain_mode)
 
     def host_and_path(self, bucket: str | None, key: str | None) -> tuple[str, str]:
-        """(netloc, encoded path) for a request on ``bucket``/``key`` (both None: ListBuckets)."""
+        """(host, encoded path) for a request on ``bucket``/``key`` (both None: ListBuckets). The host has
+        no brackets and no port: the port is always the endpoint's."""
         if not bucket:
-            return self.endpoint.netloc(), "/"
+            return self.endpoint.host, "/"
         if self.domain_mode:
-            return self.endpoint.netloc(), key_path(key)
+            return self.endpoint.host, key_path(key)
         if self.path_style:
-            return self.endpoint.netloc(), resource_path(bucket, key)
-        return self.endpoint.netloc(f"{bucket}.{self.endpoint.host}"), key_path(key)
+            return self.endpoint.host, resource_path(bucket, key)
+        return f"{bucket}.{self.endpoint.host}", key_path(key)
 
     def url(self, bucket: str | None, key: str | None, params: Mapping[str, str] | None = None) -> str:
-        netloc, path = self.host_and_path(bucket, key)
-        return f"{self.endpoint.scheme}://{netloc}{path}{encode_query(params)}"
+        host, path = self.host_and_path(bucket, key)
+        return f"{self.endpoint.scheme}://{self.endpoint.netloc(host)}{path}{encode_query(params)}"

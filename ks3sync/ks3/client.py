@@ -29,7 +29,6 @@ from .errors import (
     NoSuchUpload,
     service_error,
 )
-from .http11 import HttpResponse
 from .models import (
     BucketInfo,
     CompleteResult,
@@ -47,6 +46,7 @@ from .objectinfo import CRC_HEADER, GetResponse, object_info, parse_crc
 from .presign import presign_url
 from .retry import call_with_retry
 from .transport import REQUEST_ID_HEADER, ClientConfig, Request, Transport
+from .wire import HttpResponse
 from .xml import (
     MalformedResponse,
     build_complete,

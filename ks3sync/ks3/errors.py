@@ -1,8 +1,8 @@
-"""The one exception tree of the KS3 client. Lower-layer errors (httpx, XML) are mapped here, at the
-client boundary, and nowhere else.
+"""The one exception tree of the KS3 client. Lower-layer errors (httpcore in wire.py, XML in xml.py) are
+mapped onto it at those boundaries, and nowhere else.
 
     KS3Error                      anything the client raises on purpose
-     +-- KS3TransportError        no usable HTTP response: connect/read/write failure, timeout
+     +-- KS3TransportError        no usable HTTP response: connect/read/write failure, timeout, broken HTTP
      +-- KS3IntegrityError        the service answered, but the bytes do not match what we sent or expect
      |                            (ETag != Content-MD5, CRC-64 mismatch, source file changed while read)
      +-- KS3ServiceError          an error response: .status .code .message .request_id .method .bucket .key
@@ -18,7 +18,7 @@ Every error carries ``retryable``: what the retry wrapper (retry.py) acts on. Er
 what to do about them, not only by type.
 
 Owns: the tree, error-XML parsing into code/message/request id, and the retry classification.
-Must not import: anything else from ks3sync, nor httpx. Never put the secret key or the Authorization
+Must not import: anything else from ks3sync, nor httpx/httpcore. Never put the secret key or the Authorization
 header in a message; nothing here ever receives them.
 """
 

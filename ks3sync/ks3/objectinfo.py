@@ -3,7 +3,8 @@
 Owns: header parsing (size from Content-Length or Content-Range, quoted ETag, RFC 1123 Last-Modified,
 ``x-kss-meta-*`` metadata, CRC-64, restore state) and ``GetResponse``, which streams the body and checks
 its length and, for whole-object reads, its CRC-64 against the service's header.
-Must not import: anything else from ks3sync but the leaf ks3sync.digits.
+Must not import: anything else from ks3sync but the leaf ks3sync.digits, nor httpcore (the response comes
+from wire.py).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import email.utils
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING
 
 from ks3sync.digits import UINT64_MAX, parse_decimal
 
 from .checksums import crc64, unquote_etag
 from .errors import KS3IntegrityError, KS3TransportError
-from .http11 import HttpResponse, HttpTransportError
 from .models import ObjectInfo
+
+if TYPE_CHECKING:
+    from .wire import HttpResponse
 
 META_PREFIX = "x-kss-meta-"
 CRC_HEADER = "x-kss-checksum-crc64ecma"
@@ -88,8 +92,6 @@ class GetResponse:
                 crc = crc64(chunk, crc)
                 received += len(chunk)
                 yield chunk
-        except HttpTransportError as exc:
-            raise KS3TransportError("GET", self._target, f"reading body: {exc}") from exc
         finally:
             self._response.close()
         if self.content_length is not None and received != self.content_length:

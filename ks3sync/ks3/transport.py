@@ -1,16 +1,12 @@
-"""One signed HTTP exchange with KS3, and the boundary where connection failures become KS3 errors.
+"""One signed HTTP exchange with KS3, its limits, and the request side of the error mapping.
 
-Owns: the shared connection pool (http11.py), request assembly (Date, Content-MD5, Content-Length,
-x-kss-* headers, signature, URL), mapping of transport failures and error responses to the exception
-tree (errors.py), the upload integrity check (returned ETag == MD5 sent, returned CRC-64 == CRC of the
-bytes sent), and request logging without secrets. Retrying is NOT done here: ``Transport.send`` hands
-one-shot attempts to retry.py's wrapper; every attempt is rebuilt from scratch (fresh Date and
-signature, body iterated again from its first byte).
+Owns: ``ClientConfig`` (endpoint, credentials, timeouts, pool size, TLS trust), request assembly (Date,
+Content-MD5, Content-Length, x-kss-* headers, signature, target), mapping error responses to the
+exception tree (errors.py), the upload integrity check (returned ETag == MD5 sent, returned CRC-64 ==
+CRC of the bytes sent), and request logging without secrets. The HTTP itself is wire.py's (httpcore).
+Retrying is NOT done here: ``Transport.send`` hands one-shot attempts to retry.py's wrapper; every
+attempt is rebuilt from scratch (fresh Date and signature, body iterated again from its first byte).
 Must not import: anything else from ks3sync.
-
-Why blocking keep-alive connections shared by threads, with our own HTTP/1.1 framing rather than httpx
-(sync or async) or ``http.client``: the client's CPU per small request is what bounds a mirror of many
-small files on a machine shared with the server; see docs/decisions.md D1.
 """
 
 from __future__ import annotations
@@ -25,10 +21,10 @@ from .addressing import Addressing, encode_query
 from .bodies import Body
 from .checksums import crc64, md5_base64, unquote_etag
 from .errors import KS3IntegrityError, KS3ServiceError, KS3TransportError, service_error
-from .http11 import ConnectionPool, HttpResponse, HttpTransportError
 from .objectinfo import CRC_HEADER, parse_crc
 from .retry import RetryPolicy, call_with_retry
 from .signing import authorization
+from .wire import HttpResponse, Wire, WireSettings
 
 log = logging.getLogger("ks3sync.ks3")
 
@@ -46,9 +42,11 @@ class ClientConfig:
     secret_key: str = field(repr=False)
     path_style: bool | None = None
     domain_mode: bool = False
-    timeout: float = 60.0
-    connect_timeout: float = 10.0
+    timeout: float = 60.0  # each read and write (idle time), and the wait for a free connection
+    connect_timeout: float = 10.0  # TCP connect and TLS handshake
     max_connections: int = 32
+    keepalive_expiry: float = 30.0  # an idle connection older than this is closed, not reused
+    ca_bundle: str | None = None  # PEM file of trusted CAs for https; None = the system's trust store
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     user_agent: str = "ks3sync"
 
@@ -57,8 +55,11 @@ class ClientConfig:
             raise ValueError("ClientConfig: access_key and secret_key must not be empty")
         if self.max_connections < 1:
             raise ValueError(f"ClientConfig.max_connections must be >= 1, not {self.max_connections}")
-        if self.timeout <= 0:
-            raise ValueError(f"ClientConfig.timeout must be > 0, not {self.timeout}")
+        for name in ("timeout", "connect_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ClientConfig.{name} must be > 0, not {getattr(self, name)}")
+        if self.keepalive_expiry < 0:
+            raise ValueError(f"ClientConfig.keepalive_expiry must be >= 0, not {self.keepalive_expiry}")
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,8 @@ def target_name(bucket: str | None, key: str | None) -> str:
     return f"{bucket or ''}/{key}" if key is not None else (bucket or "/")
 
 
-# Bodies up to this size are joined into one bytes object before sending: head and body then leave in
-# one send() and the CRC-64 is taken in one call.
+# Bodies up to this size are joined into one bytes object before sending: the CRC-64 is taken in one
+# call and httpcore sends it with one write.
 _INLINE_BODY_MAX = 256 * 1024
 
 
@@ -105,19 +106,26 @@ class Transport:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self.addressing = Addressing.from_config(config.endpoint, config.path_style, config.domain_mode)
-        self._pool = ConnectionPool(
-            self.addressing.endpoint.scheme,
-            timeout=config.timeout,
-            connect_timeout=config.connect_timeout,
-            max_connections=config.max_connections,
+        endpoint = self.addressing.endpoint
+        self.wire = Wire(
+            WireSettings(
+                scheme=endpoint.scheme,
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.timeout,
+                max_connections=config.max_connections,
+                keepalive_expiry=config.keepalive_expiry,
+                ca_bundle=config.ca_bundle,
+            )
         )
-        self._default_headers = (
-            ("User-Agent", config.user_agent), ("Accept-Encoding", "identity"), ("Accept", "*/*"),
-        )
+        # Bytes, once: httpcore takes header fields as (name, value) byte pairs.
+        self._default_headers = [
+            (b"User-Agent", config.user_agent.encode("latin-1")), (b"Accept-Encoding", b"identity"),
+            (b"Accept", b"*/*"),
+        ]
         self._date = (0, "")  # (whole second, its RFC 1123 form), replaced as one tuple: thread-safe
 
     def close(self) -> None:
-        self._pool.close()
+        self.wire.close()
 
     def _date_header(self) -> str:
         now = int(time.time())
@@ -140,6 +148,7 @@ class Transport:
         sent_crc = 0
         sent_bytes = 0
         body = request.body
+        target = target_name(request.bucket, request.key)
         if body is not None:
             headers["Content-MD5"] = md5_base64(body.content_md5())
             headers["Content-Length"] = str(body.length)
@@ -147,6 +156,10 @@ class Transport:
                 content = b"".join(body.chunks())
                 sent_crc = crc64(content, 0)
                 sent_bytes = len(content)
+                if sent_bytes != body.length:
+                    raise KS3IntegrityError(
+                        f"{request.method} {target}: body has {sent_bytes} bytes but declared {body.length}"
+                    )
             else:
                 content = counter = _CrcCounter(body.chunks())
         elif request.method in ("PUT", "POST"):
@@ -155,17 +168,25 @@ class Transport:
             self.config.access_key, self.config.secret_key, request.method, request.bucket, request.key,
             headers, request.params,
         )
-        netloc, path = self.addressing.host_and_path(request.bucket, request.key)
-        target = target_name(request.bucket, request.key)
+        host, path = self.addressing.host_and_path(request.bucket, request.key)
         started = time.monotonic()
         try:
-            response = self._pool.request(
-                request.method, netloc, path + encode_query(request.params),
-                [*self._default_headers, *headers.items()], content,
+            response = self.wire.request(
+                request.method, host, self.addressing.endpoint.port, path + encode_query(request.params),
+                [*self._default_headers, *((name.encode("latin-1"), value.encode("latin-1"))
+                                           for name, value in headers.items())],
+                content, target,
             )
-        except HttpTransportError as exc:
-            log.debug("%s %s failed: %s", request.method, target, exc)
-            raise KS3TransportError(request.method, target, str(exc)) from exc
+        except ValueError:
+            if counter is not None and body is not None and counter.sent != body.length:
+                # h11 refuses a body that is not its declared length: say which it was.
+                raise KS3IntegrityError(
+                    f"{request.method} {target}: sent {counter.sent} bytes but declared {body.length}"
+                ) from None
+            raise
+        except KS3TransportError as exc:
+            log.debug("%s %s failed: %s", request.method, target, exc.reason)
+            raise
         request_id = response.headers.get(REQUEST_ID_HEADER, "")
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -184,12 +205,7 @@ class Transport:
                 key=request.key, request_id=request_id, missing=request.missing,
             )
         if not request.stream:
-            try:
-                response.read()
-            except HttpTransportError as exc:
-                raise KS3TransportError(request.method, target, f"reading response: {exc}") from exc
-            finally:
-                response.close()
+            response.read()
         if request.verify_upload and body is not None:
             if counter is not None:
                 sent_crc, sent_bytes = counter.crc, counter.sent
@@ -205,8 +221,8 @@ class Transport:
                 chunks.append(chunk)
                 size += len(chunk)
                 if size >= _MAX_ERROR_BODY:
-                    break
-        except HttpTransportError as exc:
+                    break  # enough to name the error; the rest is never read
+        except KS3TransportError as exc:
             # The status line arrived, so the error is still meaningful without its body.
             log.debug("%s %s: error body unreadable: %s", method, target, exc)
         finally:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
-from ks3sync.ks3.http11 import Headers
+from ks3sync.ks3.wire import Headers
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,324 @@
+"""HTTP/1.1 exchanges with the KS3 endpoint, over httpcore (the transport httpx is built on).
+
+Owns: the connection pool (shared by every thread), the TLS context (a CA bundle or the system's trust
+store; host names checked), each request's timeouts, the Host value (checked to be a host name or
+address before it is written), ``HttpResponse`` (status, case-insensitive headers, the body read whole
+or streamed as it arrives, never decoded), and THE boundary where every httpcore failure becomes
+``KS3TransportError``. An exception raised by a request body's own iterator passes through unchanged
+(httpcore re-raises it after closing the connection).
+httpcore (and ssl) are imported when the first request is made, not with ``ks3sync.ks3``: ``--help``,
+``presign`` and ``status`` never pay for them.
+Must not import: anything else from ks3sync.
+
+What httpcore does that the client relies on (checked in tests/ks3): the request target goes out as
+given, never normalised (keys with ``.``/``..`` segments and ``//`` keep their signature); a server that
+answers early and closes while a body is still being sent is heard (httpcore reads the answer after a
+failed write); idle connections are checked for a peer close before reuse and expire after
+``keepalive_expiry``; h11 refuses CR/LF/NUL in header values and the target, caps one response head at
+100 KiB, and frames bodies by Content-Length or chunked coding, never reading past either.
+Why httpcore and not ``httpx.Client``: see docs/decisions.md D6.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, overload
+
+from .errors import KS3TransportError
+
+if TYPE_CHECKING:
+    import ssl
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?")
+
+
+class Headers(dict[str, str]):
+    """Response headers keyed by lower-case name; ``get``/``[]``/``in`` ignore case. Repeated fields
+    are joined with ", " (RFC 9110 5.3)."""
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
+        headers = cls()
+        for name, value in pairs:
+            lowered = name.lower()
+            previous = dict.get(headers, lowered)
+            dict.__setitem__(headers, lowered, value if previous is None else f"{previous}, {value}")
+        return headers
+
+    @classmethod
+    def from_raw(cls, pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
+        return cls.from_pairs((name.decode("latin-1"), value.decode("latin-1")) for name, value in pairs)
+
+    @overload  # type: ignore[override]
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+    @overload
+    def get(self, name: str, default: None) -> str | None: ...
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
+@dataclass(frozen=True)
+class WireSettings:
+    scheme: str  # of the endpoint: http or https
+    connect_timeout: float
+    read_timeout: float  # each read and write; also the wait for a free connection
+    max_connections: int
+    keepalive_expiry: float
+    ca_bundle: str | None = None  # PEM file of trusted CAs; None = the system's trust store
+
+
+# --- the one error boundary -------------------------------------------------------------------------
+
+_httpcore: ModuleType | None = None
+_FAILURES: tuple[type[Exception], ...] = ()
+
+
+def _load() -> ModuleType:
+    """httpcore, imported on first use; also fills ``_FAILURES`` (its transport failure classes)."""
+    global _httpcore, _FAILURES
+    if _httpcore is None:
+        import httpcore
+
+        _FAILURES = (
+            httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError,
+            httpcore.UnsupportedProtocol,
+        )
+        _httpcore = httpcore
+    return _httpcore
+
+
+def _failure(exc: Exception, method: str, label: str, where: str = "") -> Exception:
+    """The KS3 error for an httpcore failure. A request h11 would not put on the wire (a header value
+    with CR/LF, a body longer or shorter than its Content-Length) is a ValueError: retrying cannot help."""
+    assert _httpcore is not None
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, _httpcore.LocalProtocolError):
+        return ValueError(f"{method} {label}: the request cannot be sent: {text}")
+    return KS3TransportError(method, label, f"{where}{type(exc).__name__}: {text}")
+
+
+# --- responses --------------------------------------------------------------------------------------
+
+
+class HttpResponse:
+    """One response. Read it (``read``/``content``/``iter_raw``) or ``close`` it: a response left
+    half-read holds its connection until closed (the connection is then dropped, not reused)."""
+
+    __slots__ = ("status_code", "headers", "method", "label", "_stream", "_content", "_network_stream")
+
+    def __init__(self, status: int, headers: Headers, stream: Any, method: str, label: str,
+                 network_stream: Any = None) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.method = method
+        self.label = label
+        self._stream = stream
+        self._content: bytes | None = None
+        self._network_stream = network_stream  # network.GuardedStream: told when the exchange is over
+
+    def read(self) -> bytes:
+        """The whole body (read once, then kept)."""
+        if self._content is None:
+            chunks = list(self.iter_raw(1 << 20))
+            self._content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._content
+
+    @property
+    def content(self) -> bytes:
+        """The body; ``read()`` must have been called (the transport reads every non-streamed response)."""
+        if self._content is None:
+            raise RuntimeError("response body not read yet")
+        return self._content
+
+    def iter_raw(self, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The body as it arrives, in chunks of up to ``chunk_size`` bytes (never content-decoded)."""
+        if self._content is not None:
+            for start in range(0, len(self._content), chunk_size):
+                yield self._content[start : start + chunk_size]
+            return
+        pending: list[bytes] = []
+        size = 0
+        try:
+            for piece in self._stream:
+                if not pending and len(piece) == chunk_size:
+                    yield piece
+                    continue
+                pending.append(piece)
+                size += len(piece)
+                if size >= chunk_size:
+                    data = b"".join(pending)
+                    whole = len(data) - len(data) % chunk_size
+                    for start in range(0, whole, chunk_size):
+                        yield data[start : start + chunk_size]
+                    pending = [data[whole:]] if whole < len(data) else []
+                    size = len(data) - whole
+        except _FAILURES as exc:
+            raise _failure(exc, self.method, self.label, "reading the body: ") from exc
+        finally:
+            self.close()
+        if pending:
+            yield b"".join(pending)
+
+    iter_bytes = iter_raw  # bodies are never content-decoded (Accept-Encoding: identity)
+
+    def close(self) -> None:
+        network_stream, self._network_stream = self._network_stream, None
+        exchange_done = getattr(network_stream, "exchange_done", None)
+        if exchange_done is not None:
+            exchange_done()  # before httpcore marks the connection idle (network.py says why)
+        stream, self._stream = self._stream, ()
+        close = getattr(stream, "close", None)
+        if close is not None:
+            try:
+                close()
+            except _FAILURES:
+                pass  # closing a connection that already failed: nothing left to release
+
+
+# --- routes and pools -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Route:
+    pool: Any  # httpcore.ConnectionPool
+    scheme: bytes
+    host: bytes
+    port: int
+    host_header: tuple[bytes, bytes]
+
+
+def check_host(host: str) -> None:
+    """A host name or IP address that can be written as the Host value and connected to as it is."""
+    if _HOST_NAME.fullmatch(host):
+        return
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not a valid host name") from None
+
+
+class Wire:
+    """The pools of one client; thread-safe. Pools and the TLS context are made on first use."""
+
+    def __init__(self, settings: WireSettings, default_port: int | None = None) -> None:
+        if settings.scheme not in ("http", "https"):
+            raise ValueError(f"unsupported scheme {settings.scheme!r}")
+        self.settings = settings
+        self._scheme = settings.scheme.encode("ascii")
+        self._default_port = default_port or (443 if settings.scheme == "https" else 80)
+        self._lock = threading.Lock()
+        self._routes: dict[tuple[str, int | None], _Route] = {}
+        self._pool: Any = None
+        self._ssl_context: ssl.SSLContext | None = None
+        self._closed = False
+        if settings.ca_bundle is not None:
+            self._ssl_context = make_ssl_context(settings.ca_bundle)  # a bad bundle fails here, not mid-run
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            self._routes = {}
+        if pool is not None:
+            pool.close()
+
+    def _route(self, host: str, port: int | None) -> _Route:
+        route = self._routes.get((host, port))
+        if route is not None:
+            return route
+        check_host(host)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the client is closed")
+            if self._pool is None:
+                self._pool = self._new_pool()
+            pool = self._pool
+            shown_host = f"[{host}]" if ":" in host else host
+            netloc = shown_host if port is None else f"{shown_host}:{port}"
+            route = _Route(pool, self._scheme, host.encode("ascii"), port or self._default_port,
+                           (b"Host", netloc.encode("ascii")))
+            self._routes[(host, port)] = route
+            return route
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = make_ssl_context(None)
+        return self._ssl_context
+
+    def _new_pool(self) -> Any:
+        httpcore = _load()
+        from .network import GuardedBackend
+
+        settings = self.settings
+        return httpcore.ConnectionPool(
+            ssl_context=self._context() if settings.scheme == "https" else None,
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+            keepalive_expiry=settings.keepalive_expiry,
+            network_backend=GuardedBackend(),
+        )
+
+    def request(
+        self,
+        method: str,
+        host: str,
+        port: int | None,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes | Iterable[bytes] | None,
+        label: str,
+    ) -> HttpResponse:
+        """Send one request to ``host`` (no brackets) and ``port`` (None: the scheme's default, and then
+        absent from the Host value) for ``target`` (path and query, already encoded, sent as it is).
+        Returns once the response head has arrived."""
+        route = self._route(host, port)
+        httpcore = _load()
+        settings = self.settings
+        timeouts = {
+            "connect": min(settings.connect_timeout, settings.read_timeout),
+            "read": settings.read_timeout,
+            "write": settings.read_timeout,
+            "pool": settings.read_timeout,
+        }
+        try:
+            request = httpcore.Request(
+                method, httpcore.URL(scheme=route.scheme, host=route.host, port=route.port, target=target),
+                headers=[route.host_header, *headers], content=content, extensions={"timeout": timeouts},
+            )
+            response = route.pool.handle_request(request)
+        except _FAILURES as exc:
+            raise _failure(exc, method, label) from exc
+        except TypeError as exc:  # httpcore refuses a str that is not ASCII
+            raise ValueError(f"{method} {label}: the request cannot be sent: {exc}") from None
+        return HttpResponse(response.status, Headers.from_raw(response.headers), response.stream, method, label,
+                            response.extensions.get("network_stream"))
+
+
+def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Certificates and host names checked against ``ca_bundle`` (PEM) or the system's trust store."""
+    import ssl
+
+    if ca_bundle is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except FileNotFoundError:
+        raise ValueError(f"CA bundle {ca_bundle}: no such file") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"CA bundle {ca_bundle}: not a readable PEM file of certificates ({exc})") from None
+
+
