@@ -41,6 +41,7 @@ __all__ = [
     "MaxDelete",
     "MetricsConfig",
     "SyncConfig",
+    "TimeoutsConfig",
     "TransferConfig",
     "load_config",
     "parse_duration",
@@ -328,6 +329,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeoutsConfig:
+    """``timeouts:`` how long a request may take. The defaults are the KS3 client's own
+    (``ks3sync.ks3.ClientConfig``; a test keeps them equal)."""
+
+    connect: float = 10.0  # TCP connect and TLS handshake
+    read: float = 60.0  # silence while a request is under way: each read or write
+    request: float = 300.0  # the floor of each request's overall deadline, which grows with its bytes
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
     format: str = "text"  # "text" (key=value) or "json"
@@ -343,6 +354,7 @@ class Config:
     syncs: tuple[SyncConfig, ...] = ()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
     warnings: tuple[str, ...] = ()  # non-fatal findings (e.g. a world-readable file holding a secret)
 
     @property
@@ -369,6 +381,7 @@ class Config:
                 "multipart_threshold": format_size(self.transfer.multipart_threshold),
                 "bwlimit": f"{format_size(self.transfer.bwlimit)}/s" if self.transfer.bwlimit else "off",
             },
+            "timeouts": {name: format_duration(getattr(self.timeouts, name)) for name in TIMEOUT_KEYS},
             "metrics": {"listen": self.metrics.listen},
             "logging": {"level": self.logging.level, "format": self.logging.format},
             "syncs": [_sync_effective(s) for s in self.syncs],
@@ -576,11 +589,12 @@ def _close_match(word: str, options: tuple[str, ...]) -> str | None:
     return close[0] if close else None
 
 
-TOP_KEYS = ("endpoint", "credentials", "state_dir", "transfer", "syncs", "metrics", "logging")
+TOP_KEYS = ("endpoint", "credentials", "state_dir", "transfer", "syncs", "metrics", "logging", "timeouts")
 CRED_KEYS = ("access_key", "secret_key")
 TRANSFER_KEYS = ("jobs", "part_size", "multipart_threshold", "bwlimit")
 METRICS_KEYS = ("listen",)
 LOGGING_KEYS = ("level", "format")
+TIMEOUT_KEYS = ("connect", "read", "request")
 SYNC_KEYS = (
     "name",
     "source",
@@ -679,6 +693,7 @@ def load_config(
         state_dir = reader.path(top["state_dir"], "state_dir", base)
 
     transfer = _read_transfer(reader, top.get("transfer"))
+    timeouts = _read_timeouts(reader, top.get("timeouts"))
     metrics = MetricsConfig()
     if top.get("metrics") is not None:
         m = reader.mapping(top["metrics"], "metrics", METRICS_KEYS)
@@ -737,6 +752,7 @@ def load_config(
         syncs=tuple(syncs),
         metrics=metrics,
         logging=logging_cfg,
+        timeouts=timeouts,
         warnings=tuple(reader.warnings),
     )
 
@@ -772,6 +788,20 @@ def _read_transfer(reader: _Reader, value: Any) -> TransferConfig:
         threshold = reader.parsed(t["multipart_threshold"], "transfer.multipart_threshold", parse_multipart_threshold)
     bwlimit = reader.parsed(t.get("bwlimit"), "transfer.bwlimit", parse_rate) if "bwlimit" in t else None
     return TransferConfig(jobs=jobs, part_size=part_size, multipart_threshold=threshold, bwlimit=bwlimit)
+
+
+def _read_timeouts(reader: _Reader, value: Any) -> TimeoutsConfig:
+    if value is None:
+        return TimeoutsConfig()
+    t = reader.mapping(value, "timeouts", TIMEOUT_KEYS)
+    seconds: dict[str, float] = {}
+    for name in TIMEOUT_KEYS:
+        if t.get(name) is None:
+            continue
+        seconds[name] = reader.parsed(t[name], f"timeouts.{name}", parse_duration)
+        if seconds[name] <= 0:
+            raise reader.fail(f"timeouts.{name}", "must be more than 0s")
+    return TimeoutsConfig(**seconds)
 
 
 def _read_sync(reader: _Reader, value: Any, key: str, base: Path, check_sources: bool) -> SyncConfig:

@@ -295,7 +295,7 @@ def _decrypted_md5(store: Store, meta: ObjectMeta, key: Any) -> str | None:
     try:
         decryptor = ObjectDecryptor(key, meta.metadata, ciphertext_length=meta.size, name=meta.path,
                                     object_key=store.key_for(meta.path))
-        with store.open(meta.path) as reader:
+        with store.open(meta.path, meta.size) as reader:
             if reader.meta.etag != meta.etag:
                 return None  # replaced since the HEAD
             for chunk in reader.iter_bytes(1 << 20):

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from ks3sync.cli.network import NetworkSettings
     from ks3sync.config import Config
     from ks3sync.ks3 import Client
 
@@ -280,8 +281,11 @@ def connect_flags(endpoint: str | None, config_path: Path | None) -> str:
 
 
 @contextlib.contextmanager
-def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_bucket: str | None = None) -> Iterator[Client]:
-    """A client for ``conn``; for ``local`` the embedded server runs for the duration of the block."""
+def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_bucket: str | None = None,
+                network: NetworkSettings | None = None, bwlimit: int | None = None) -> Iterator[Client]:
+    """A client for ``conn``; for ``local`` the embedded server runs for the duration of the block.
+    ``network``: timeouts (cli/network.py); ``bwlimit`` lowers the request deadline's minimum rate."""
+    from ks3sync.cli.network import NetworkSettings, client_options
     from ks3sync.ks3 import Client, ClientConfig
 
     with contextlib.ExitStack() as stack:
@@ -303,6 +307,7 @@ def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_buck
                     access_key=conn.access_key,
                     secret_key=conn.secret_key,
                     max_connections=max(32, 2 * jobs + 4),
+                    **client_options(network or NetworkSettings(), jobs=jobs, bwlimit=bwlimit),
                 )
             )
         )

@@ -61,7 +61,9 @@ def ls(url: str | None, endpoint: str | None, config_path: Path | None, recursiv
     conn = resolve_connection(endpoint, config, state_dir)
     count = 0
     total = 0
-    with open_client(conn, state_dir) as client:
+    from ks3sync.cli.network import network_settings
+
+    with open_client(conn, state_dir, network=network_settings(config)) as client:
         items: Any = client.iter_objects(bucket, prefix=prefix, delimiter=None if recursive else "/")
         try:
             for item in items:

@@ -118,6 +118,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     opts = settings.mirror_options()
 
     from ks3sync.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, add_freezer
+    from ks3sync.cli.network import network_settings
     from ks3sync.cli.progress import abandon_message
     from ks3sync.cli.report import report
     from ks3sync.journal import Journal
@@ -144,7 +145,8 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
                 )
                 # The embedded server creates the bucket on first upload; a restore from a missing bucket is an error.
                 ensure = target.bucket if upload else None
-                with open_client(conn, state_dir, jobs=opts.transfer.jobs, ensure_bucket=ensure) as client:
+                with open_client(conn, state_dir, jobs=opts.transfer.jobs, ensure_bucket=ensure,
+                                 network=network_settings(config), bwlimit=opts.transfer.bwlimit) as client:
                     store = KS3Store(client, target.bucket, target.prefix)
                     result = run_mirror(store, journal, sync_id, local_root, direction, opts, progress=display,
                                         stop=stop.event)

@@ -119,7 +119,9 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
     try:
         sync_id = journal.register_sync(target.name, str(target.local_root), target.bucket, target.prefix,
                                         target.options_hash)
-        with open_client(conn, state_dir, jobs=opts.jobs) as client:
+        from ks3sync.cli.network import network_settings
+
+        with open_client(conn, state_dir, jobs=opts.jobs, network=network_settings(config)) as client:
             result = rebuild(KS3Store(client, target.bucket, target.prefix), journal, sync_id, target.local_root,
                              opts, moved_aside=moved)
     finally:

@@ -103,7 +103,10 @@ def _serve(
             from ks3sync.cli.common import die
 
             die(f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: {exc.strerror}")
-    with open_client(conn, config.state_dir, jobs=config.transfer.jobs) as client:
+    from ks3sync.cli.network import network_settings
+
+    with open_client(conn, config.state_dir, jobs=config.transfer.jobs, network=network_settings(config),
+                     bwlimit=config.transfer.bwlimit) as client:
         # a missing bucket's message says how to create it: `ks3sync mb ks3://b --config FILE`
         connect = connect_flags(None, config.path.absolute())
         stores = {s.name: KS3Store(client, s.bucket, s.prefix, connect=connect) for s in config.syncs}

@@ -132,6 +132,16 @@ def _xml_safe(key: str) -> bool:
     return _XML_UNSAFE.search(key) is None
 
 
+def _expected_size(byte_range: tuple[int, int | None] | None, listed: int | None) -> int | None:
+    """The most bytes a GET may answer: the range's length (at most the listed size), or the listed size."""
+    if byte_range is not None and byte_range[1] is not None:
+        length = byte_range[1] - byte_range[0] + 1
+        return length if listed is None else min(length, max(listed - byte_range[0], 0))
+    if byte_range is not None and listed is not None:
+        return max(listed - byte_range[0], 0)
+    return listed
+
+
 def _byte_range_header(byte_range: tuple[int, int | None]) -> str:
     start, end = byte_range
     if start < 0 or (end is not None and end < start):
@@ -269,19 +279,23 @@ class Client:
         *,
         byte_range: tuple[int, int | None] | None = None,
         response_headers: Mapping[str, str] | None = None,
+        expected_size: int | None = None,
     ) -> GetResponse:
         """Streamed GET; the caller must close the result (it is a context manager). ``byte_range`` is
-        inclusive ``(first, last)``, ``last=None`` meaning to the end."""
+        inclusive ``(first, last)``, ``last=None`` meaning to the end. ``expected_size``: the object's
+        listed size, when known; a body longer than it (or than the range) is refused as it arrives."""
         params: dict[str, str] = {}
         for name, value in (response_headers or {}).items():
             if name not in RESPONSE_OVERRIDES:
                 raise ValueError(f"unsupported response header override {name!r}")
             params[name] = value
         headers = {"Range": _byte_range_header(byte_range)} if byte_range is not None else {}
+        expected = _expected_size(byte_range, expected_size)
         response = self._send(
-            Request("GET", bucket, key, params=params, headers=headers, stream=True, missing=NoSuchKey)
+            Request("GET", bucket, key, params=params, headers=headers, stream=True, missing=NoSuchKey,
+                    expected_size=expected)
         )
-        return GetResponse(response, key)
+        return GetResponse(response, key, expected_size=expected)
 
     def download_to_file(
         self,
@@ -290,14 +304,18 @@ class Client:
         path: str | os.PathLike[str],
         *,
         byte_range: tuple[int, int | None] | None = None,
+        expected_size: int | None = None,
     ) -> ObjectInfo:
         """Stream the object (or range) into ``path`` (created or truncated). The whole download is one
-        retried unit: a connection lost mid-body starts it again from the first byte."""
+        retried unit: a connection lost mid-body starts it again from the first byte. ``expected_size``
+        as for ``get_object``."""
         headers = {"Range": _byte_range_header(byte_range)} if byte_range is not None else {}
-        request = Request("GET", bucket, key, headers=headers, stream=True, missing=NoSuchKey)
+        expected = _expected_size(byte_range, expected_size)
+        request = Request("GET", bucket, key, headers=headers, stream=True, missing=NoSuchKey, expected_size=expected)
 
         def attempt(_number: int) -> ObjectInfo:
-            with GetResponse(self._transport.attempt(request), key) as response, open(path, "wb") as out:
+            response = GetResponse(self._transport.attempt(request), key, expected_size=expected)
+            with response, open(path, "wb") as out:
                 for chunk in response.iter_bytes():
                     out.write(chunk)
                 return response.info

@@ -1,21 +1,30 @@
-"""The sockets under httpcore: its own blocking backend, each stream wrapped to know whether it carries an
-exchange.
+"""The sockets under httpcore: its own blocking backend, each stream wrapped to hold every exchange to its
+request's budget and to know whether it carries an exchange at all.
 
-Owns: ``GuardedBackend`` and ``GuardedStream``. A stream is "in an exchange" from the first byte of a
-request until the response is closed (wire.py says so with ``exchange_done``); it reports itself
-readable only if no exchange was under way before or after it looked, nor began while it did.
+Owns: ``Budget`` (one request's overall deadline and the bytes it may read before its response head is
+complete), ``BudgetedTimeout`` (the carrier that takes a budget through httpcore's ``timeout`` request
+extension down to the socket calls), ``GuardedStream`` and ``GuardedBackend``.
 Imports httpcore at module level: import this module only where a connection is about to be made
 (wire.py does, lazily), not with ``ks3sync.ks3``.
 Must not import: anything else from ks3sync.
+
+Why the budget lives here: httpcore bounds each socket call by the idle timeouts it is given, so a
+server that sends one byte every few seconds, or interim ``100 Continue`` answers without end, never
+trips them; and it hands its streams the request's own timeout values unchanged. A float that also
+carries the request's budget therefore reaches every read, write, connect and TLS handshake of that
+request, which clip their timeout to what is left of the deadline -- without per-thread state.
 
 Why the guard: httpcore's pool decides whether an idle connection was closed by the server by asking
 its stream ``is_readable`` after reading the connection's state without the connection's lock
 (``HTTP11Connection.has_expired``, httpcore 1.0.9). When another thread takes that connection in
 between and the server answers fast (loopback), the answer makes the socket readable and the pool
 closes the connection under the request waiting for it ("Bad file descriptor", or a hang until the
-read timeout; encode/httpcore#1110; tests/ks3/test_ks3_wire.py::test_threads_share_the_pool failed
-about one run in three without this). A stream that carries an exchange is never idle, so it says it
-is not readable.
+read timeout; encode/httpcore#1110). A stream is "in an exchange" from the first byte of a request
+until the response is closed (wire.py says so with ``exchange_done``), and then, or when one began
+while it looked, it says it is not readable.
+
+Why writes are held back: h11 hands the head and the body to the socket as two writes; held until
+``COALESCE`` bytes are pending or the answer is awaited, a head and a small body leave in one send.
 """
 
 from __future__ import annotations
@@ -26,9 +35,62 @@ import typing
 
 import httpcore
 
-# Writes are held back until this much is pending or the response is awaited: a request head and a
-# small body then leave in one send (one segment, one wake-up of the server) instead of two.
 COALESCE = 64 * 1024
+# Bytes that may arrive before the final response head is complete: h11 refuses a head still
+# incomplete past 100 KiB and httpcore reads 64 KiB at a time, so an honest answer (a few interim 1xx
+# heads of a few dozen bytes, then its own head) stays far below this; a stream of interim answers
+# (each a complete head, which h11's cap never sees) ends here.
+HEAD_ALLOWANCE = 256 * 1024
+
+
+class Budget:
+    """What one request may still spend. ``seconds`` is the whole allowance (grown by ``extend`` once
+    the response says how long its body is); ``head_done`` is set when the response head was read."""
+
+    __slots__ = ("seconds", "deadline", "head_left", "head_done")
+
+    def __init__(self, seconds: float, head_allowance: int = HEAD_ALLOWANCE) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.head_left = head_allowance
+        self.head_done = False
+
+    def extend(self, seconds: float) -> None:
+        self.seconds += seconds
+        self.deadline += seconds
+
+    def clip(self, timeout: float | None, error: type[Exception]) -> float:
+        """``timeout`` shortened to the time left; ``error`` if none is left."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise error(f"request deadline passed ({self.seconds:.1f} s for the whole exchange)")
+        return left if timeout is None or left < timeout else float(timeout)
+
+    def received(self, count: int) -> None:
+        if self.head_done:
+            return
+        self.head_left -= count
+        if self.head_left < 0:
+            raise httpcore.RemoteProtocolError(
+                f"more than {HEAD_ALLOWANCE // 1024} KiB arrived before the final response head "
+                "(interim 1xx answers without end?)"
+            )
+
+
+class BudgetedTimeout(float):
+    """A timeout in seconds that also names the request's budget (see the module docstring)."""
+
+    __slots__ = ("budget",)
+    budget: Budget
+
+    def __new__(cls, seconds: float, budget: Budget) -> BudgetedTimeout:
+        value = super().__new__(cls, seconds)
+        value.budget = budget
+        return value
+
+
+def _budget(timeout: float | None) -> Budget | None:
+    return timeout.budget if isinstance(timeout, BudgetedTimeout) else None
 
 
 class GuardedStream(httpcore.NetworkStream):
@@ -49,7 +111,16 @@ class GuardedStream(httpcore.NetworkStream):
                 self._flush(timeout)
             except httpcore.WriteError:
                 pass  # as httpcore does: a server that answered early and closed is heard by the read
-        return self._inner.read(max_bytes, timeout)
+        budget = _budget(timeout)
+        if budget is None:
+            return self._inner.read(max_bytes, timeout)
+        try:
+            data = self._inner.read(max_bytes, budget.clip(timeout, httpcore.ReadTimeout))
+        except httpcore.ReadTimeout:
+            budget.clip(None, httpcore.ReadTimeout)  # says so when it was the deadline that ran out
+            raise
+        budget.received(len(data))
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not self.in_exchange:
@@ -63,13 +134,24 @@ class GuardedStream(httpcore.NetworkStream):
             return
         if self._pending:
             self._flush(timeout)
-        self._inner.write(buffer, timeout)
+        self._send(buffer, timeout)
 
     def _flush(self, timeout: float | None) -> None:
         pending = self._pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         self._pending, self._pending_size = [], 0
-        self._inner.write(data, timeout)
+        self._send(data, timeout)
+
+    def _send(self, data: bytes, timeout: float | None) -> None:
+        budget = _budget(timeout)
+        if budget is None:
+            self._inner.write(data, timeout)
+            return
+        try:
+            self._inner.write(data, budget.clip(timeout, httpcore.WriteTimeout))
+        except httpcore.WriteTimeout:
+            budget.clip(None, httpcore.WriteTimeout)
+            raise
 
     def close(self) -> None:
         self._pending, self._pending_size = [], 0
@@ -78,6 +160,9 @@ class GuardedStream(httpcore.NetworkStream):
     def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
+        budget = _budget(timeout)
+        if budget is not None:
+            timeout = budget.clip(timeout, httpcore.ConnectTimeout)
         return GuardedStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> typing.Any:
@@ -105,6 +190,9 @@ class GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
+        budget = _budget(timeout)
+        if budget is not None:
+            timeout = budget.clip(timeout, httpcore.ConnectTimeout)
         return GuardedStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
 
     def connect_unix_socket(

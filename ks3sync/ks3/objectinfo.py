@@ -2,9 +2,9 @@
 
 Owns: header parsing (size from Content-Length or Content-Range, quoted ETag, RFC 1123 Last-Modified,
 ``x-kss-meta-*`` metadata, CRC-64, restore state) and ``GetResponse``, which streams the body and checks
-its length and, for whole-object reads, its CRC-64 against the service's header.
-Must not import: anything else from ks3sync but the leaf ks3sync.digits, nor httpcore (the response comes
-from wire.py).
+its length (a body longer than its Content-Length, or than the size the caller expects, is an error
+the moment the excess arrives) and, for whole-object reads, its CRC-64 against the service's header.
+Must not import: anything else from ks3sync but the leaf ks3sync.digits, nor httpcore (the response comes from wire.py).
 """
 
 from __future__ import annotations
@@ -74,23 +74,38 @@ class GetResponse:
 
     When the whole object is read (status 200) and the service sent a CRC-64, the CRC of the bytes
     received is compared at the end and a mismatch raises ``KS3IntegrityError``; a body shorter than
-    Content-Length raises ``KS3TransportError``.
+    Content-Length raises ``KS3TransportError``. ``expected_size`` (the listed size of the object, or of
+    the range asked for) bounds the body too: a longer Content-Length is refused before any byte is
+    read, and a body of no declared length stops the moment it passes that size.
     """
 
-    def __init__(self, response: HttpResponse, key: str, method: str = "GET") -> None:
+    def __init__(self, response: HttpResponse, key: str, method: str = "GET", expected_size: int | None = None) -> None:
         self._response = response
         self._target = f"{method} {key}"
         self.status = response.status_code
         self.info = object_info(key, response.headers)
         self.content_length: int | None = parse_decimal(response.headers.get("content-length"))
+        self._limit = self.content_length if self.content_length is not None else expected_size
+        if expected_size is not None and self._limit is not None and self._limit > expected_size:
+            response.close()
+            raise KS3IntegrityError(
+                f"{self._target}: the response declares {self._limit} bytes, more than the {expected_size} "
+                "expected (the object changed since it was listed, or the server is broken)"
+            )
 
     def iter_bytes(self, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         crc = 0
         received = 0
+        limit = self._limit
         try:
             for chunk in self._response.iter_raw(chunk_size):
                 crc = crc64(chunk, crc)
                 received += len(chunk)
+                if limit is not None and received > limit:
+                    raise KS3IntegrityError(
+                        f"{self._target}: the body goes on past the {limit} bytes "
+                        f"{'declared' if limit == self.content_length else 'expected'}; stopped reading it"
+                    )
                 yield chunk
         finally:
             self._response.close()

@@ -1,12 +1,18 @@
 """One signed HTTP exchange with KS3, its limits, and the request side of the error mapping.
 
-Owns: ``ClientConfig`` (endpoint, credentials, timeouts, pool size, TLS trust), request assembly (Date,
-Content-MD5, Content-Length, x-kss-* headers, signature, target), mapping error responses to the
-exception tree (errors.py), the upload integrity check (returned ETag == MD5 sent, returned CRC-64 ==
-CRC of the bytes sent), and request logging without secrets. The HTTP itself is wire.py's (httpcore).
-Retrying is NOT done here: ``Transport.send`` hands one-shot attempts to retry.py's wrapper; every
-attempt is rebuilt from scratch (fresh Date and signature, body iterated again from its first byte).
+Owns: ``ClientConfig`` (endpoint, credentials, timeouts, pool size, TLS trust), request
+assembly (Date, Content-MD5, Content-Length, x-kss-* headers, signature, target), each request's
+overall deadline (below), the cap on bodies read whole, mapping error responses to the exception tree
+(errors.py), the upload integrity check (returned ETag == MD5 sent, returned CRC-64 == CRC of the bytes
+sent), and request logging without secrets. The HTTP itself is wire.py's (httpcore). Retrying is NOT
+done here: ``Transport.send`` hands one-shot attempts to retry.py's wrapper; every attempt is rebuilt
+from scratch (fresh Date and signature, body iterated again from its first byte).
 Must not import: anything else from ks3sync.
+
+Each request's deadline (besides the idle ``timeout`` of every read and write): ``request_timeout`` plus
+the bytes it carries at ``min_rate`` -- the request body, and the response body once its length is
+known (Content-Length, or the size the caller expects). A slow but alive 1 GiB part at 16 KiB/s is not
+cut; a server that drips a byte every few seconds is, after ``request_timeout`` for a small request.
 """
 
 from __future__ import annotations
@@ -21,15 +27,20 @@ from .addressing import Addressing, encode_query
 from .bodies import Body
 from .checksums import crc64, md5_base64, unquote_etag
 from .errors import KS3IntegrityError, KS3ServiceError, KS3TransportError, service_error
-from .objectinfo import CRC_HEADER, parse_crc
+from .objectinfo import CRC_HEADER, parse_crc, parse_decimal
 from .retry import RetryPolicy, call_with_retry
 from .signing import authorization
-from .wire import HttpResponse, Wire, WireSettings
+from .wire import BodyTooLarge, HttpResponse, Wire, WireSettings
+from .xml import MalformedResponse
 
 log = logging.getLogger("ks3sync.ks3")
 
 REQUEST_ID_HEADER = "x-kss-request-id"
 _MAX_ERROR_BODY = 1024 * 1024
+# A body read whole (an XML document) may not be longer: a ListObjects page of 1,000 keys is at most
+# ~4 MiB even with 1,024-byte keys url-encoded at three characters a byte.
+MAX_DOCUMENT = 16 * 1024 * 1024
+DEFAULT_MIN_RATE = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,8 @@ class ClientConfig:
     domain_mode: bool = False
     timeout: float = 60.0  # each read and write (idle time), and the wait for a free connection
     connect_timeout: float = 10.0  # TCP connect and TLS handshake
+    request_timeout: float = 300.0  # the floor of every request's overall deadline (module docstring)
+    min_rate: float = DEFAULT_MIN_RATE  # bytes/s: the deadline grows by the bytes carried at this rate
     max_connections: int = 32
     keepalive_expiry: float = 30.0  # an idle connection older than this is closed, not reused
     ca_bundle: str | None = None  # PEM file of trusted CAs for https; None = the system's trust store
@@ -55,7 +68,7 @@ class ClientConfig:
             raise ValueError("ClientConfig: access_key and secret_key must not be empty")
         if self.max_connections < 1:
             raise ValueError(f"ClientConfig.max_connections must be >= 1, not {self.max_connections}")
-        for name in ("timeout", "connect_timeout"):
+        for name in ("timeout", "connect_timeout", "request_timeout", "min_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ClientConfig.{name} must be > 0, not {getattr(self, name)}")
         if self.keepalive_expiry < 0:
@@ -73,6 +86,7 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Body | None = None
     stream: bool = False  # leave a successful response unread (GET to iterate)
+    expected_size: int | None = None  # of the response body, when the caller knows it (a listed object)
     verify_upload: bool = False  # ETag must equal the body's MD5; CRC header must equal the body's CRC
     missing: type[KS3ServiceError] | None = None  # what a bodiless 404 means (HEAD)
     success: frozenset[int] | None = None  # None = any 2xx
@@ -169,13 +183,17 @@ class Transport:
             headers, request.params,
         )
         host, path = self.addressing.host_and_path(request.bucket, request.key)
+        config = self.config
+        seconds = config.request_timeout + (
+            (body.length if body is not None else 0) + (request.expected_size or 0)
+        ) / config.min_rate
         started = time.monotonic()
         try:
             response = self.wire.request(
                 request.method, host, self.addressing.endpoint.port, path + encode_query(request.params),
                 [*self._default_headers, *((name.encode("latin-1"), value.encode("latin-1"))
                                            for name, value in headers.items())],
-                content, target,
+                content, seconds, target,
             )
         except ValueError:
             if counter is not None and body is not None and counter.sent != body.length:
@@ -204,8 +222,20 @@ class Transport:
                 status=response.status_code, body=error_body, method=request.method, bucket=request.bucket,
                 key=request.key, request_id=request_id, missing=request.missing,
             )
-        if not request.stream:
-            response.read()
+        declared = parse_decimal(response.headers.get("content-length"))
+        if request.stream:
+            if declared is not None and request.expected_size is None:
+                response.allow_more_time(declared / config.min_rate)
+        else:
+            if declared is not None:
+                response.allow_more_time(min(declared, MAX_DOCUMENT) / config.min_rate)
+            try:
+                response.read(MAX_DOCUMENT)
+            except BodyTooLarge:
+                raise MalformedResponse(
+                    f"{request.method} {target}: response body longer than {MAX_DOCUMENT // (1024 * 1024)} MiB, "
+                    "the most any KS3 document needs"
+                ) from None
         if request.verify_upload and body is not None:
             if counter is not None:
                 sent_crc, sent_bytes = counter.crc, counter.sent

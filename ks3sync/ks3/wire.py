@@ -1,10 +1,10 @@
 """HTTP/1.1 exchanges with the KS3 endpoint, over httpcore (the transport httpx is built on).
 
 Owns: the connection pool (shared by every thread), the TLS context (a CA bundle or the system's trust
-store; host names checked), each request's timeouts, the Host value (checked to be a host name or
-address before it is written), ``HttpResponse`` (status, case-insensitive headers, the body read whole
-or streamed as it arrives, never decoded), and THE boundary where every httpcore failure becomes
-``KS3TransportError``. An exception raised by a request body's own iterator passes through unchanged
+store; host names checked), each request's timeouts and overall budget (network.py enforces them at
+the socket), the Host value (checked to be a host name or address before it is written),
+``HttpResponse`` (status, case-insensitive headers, the body read whole under a cap or streamed as it
+arrives, never decoded), and THE boundary where every httpcore failure becomes ``KS3TransportError``. An exception raised by a request body's own iterator passes through unchanged
 (httpcore re-raises it after closing the connection).
 httpcore (and ssl) are imported when the first request is made, not with ``ks3sync.ks3``: ``--help``,
 ``presign`` and ``status`` never pay for them.
@@ -33,6 +33,8 @@ from .errors import KS3TransportError
 
 if TYPE_CHECKING:
     import ssl
+
+    from .network import Budget
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?")
 
@@ -114,13 +116,18 @@ def _failure(exc: Exception, method: str, label: str, where: str = "") -> Except
 # --- responses --------------------------------------------------------------------------------------
 
 
+class BodyTooLarge(Exception):
+    """A body read whole was longer than the caller's cap."""
+
+
+
 class HttpResponse:
     """One response. Read it (``read``/``content``/``iter_raw``) or ``close`` it: a response left
     half-read holds its connection until closed (the connection is then dropped, not reused)."""
 
-    __slots__ = ("status_code", "headers", "method", "label", "_stream", "_content", "_network_stream")
+    __slots__ = ("status_code", "headers", "method", "label", "_stream", "_content", "_network_stream", "_budget")
 
-    def __init__(self, status: int, headers: Headers, stream: Any, method: str, label: str,
+    def __init__(self, status: int, headers: Headers, stream: Any, method: str, label: str, budget: Budget,
                  network_stream: Any = None) -> None:
         self.status_code = status
         self.headers = headers
@@ -128,12 +135,25 @@ class HttpResponse:
         self.label = label
         self._stream = stream
         self._content: bytes | None = None
+        self._budget = budget
         self._network_stream = network_stream  # network.GuardedStream: told when the exchange is over
 
-    def read(self) -> bytes:
-        """The whole body (read once, then kept)."""
+    def allow_more_time(self, seconds: float) -> None:
+        """Grow the request's deadline (for a body whose length is now known)."""
+        self._budget.extend(seconds)
+
+    def read(self, limit: int | None = None) -> bytes:
+        """The whole body (read once, then kept). More than ``limit`` bytes: BodyTooLarge, the moment
+        the limit is passed (the connection is dropped)."""
         if self._content is None:
-            chunks = list(self.iter_raw(1 << 20))
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in self.iter_raw(1 << 20):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    self.close()
+                    raise BodyTooLarge(f"response body longer than {limit} bytes")
+                chunks.append(chunk)
             self._content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return self._content
 
@@ -280,18 +300,24 @@ class Wire:
         target: str,
         headers: list[tuple[bytes, bytes]],
         content: bytes | Iterable[bytes] | None,
+        seconds: float,
         label: str,
     ) -> HttpResponse:
         """Send one request to ``host`` (no brackets) and ``port`` (None: the scheme's default, and then
         absent from the Host value) for ``target`` (path and query, already encoded, sent as it is).
-        Returns once the response head has arrived."""
+        ``seconds`` is the whole exchange's deadline, until the response's body is read (see
+        ``HttpResponse.allow_more_time``). Returns once the response head has arrived."""
         route = self._route(host, port)
         httpcore = _load()
+        from .network import Budget, BudgetedTimeout
+
+        budget = Budget(seconds)
         settings = self.settings
+        io_timeout = BudgetedTimeout(settings.read_timeout, budget)
         timeouts = {
-            "connect": min(settings.connect_timeout, settings.read_timeout),
-            "read": settings.read_timeout,
-            "write": settings.read_timeout,
+            "connect": BudgetedTimeout(min(settings.connect_timeout, settings.read_timeout), budget),
+            "read": io_timeout,
+            "write": io_timeout,
             "pool": settings.read_timeout,
         }
         try:
@@ -304,8 +330,9 @@ class Wire:
             raise _failure(exc, method, label) from exc
         except TypeError as exc:  # httpcore refuses a str that is not ASCII
             raise ValueError(f"{method} {label}: the request cannot be sent: {exc}") from None
+        budget.head_done = True
         return HttpResponse(response.status, Headers.from_raw(response.headers), response.stream, method, label,
-                            response.extensions.get("network_stream"))
+                            budget, response.extensions.get("network_stream"))
 
 
 def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:

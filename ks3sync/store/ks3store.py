@@ -168,9 +168,9 @@ class KS3Store:
         )
 
     @contextlib.contextmanager
-    def open(self, path: str) -> Iterator[_Reader]:
+    def open(self, path: str, size: int | None = None) -> Iterator[_Reader]:
         try:
-            response = self.client.get_object(self.bucket, self.key_for(path))
+            response = self.client.get_object(self.bucket, self.key_for(path), expected_size=size)
         except KS3Error as exc:
             raise self._error(exc) from exc
         with response:

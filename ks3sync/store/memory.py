@@ -312,11 +312,13 @@ class MemoryStore:
         return failed
 
     @contextlib.contextmanager
-    def open(self, path: str) -> Iterator[_Reader]:
+    def open(self, path: str, size: int | None = None) -> Iterator[_Reader]:
         self._enter("get", path)
         with self._lock:
             obj = self.objects.get(self.key_for(path))
             if obj is None:
                 raise RemoteNotFound(f"{self.key_for(path)!r}: no such key")
+            if size is not None and len(obj.data) > size:  # as KS3Store: longer than listed is refused
+                raise IntegrityError(f"{self.key_for(path)!r}: {len(obj.data)} bytes, more than the {size} expected")
             reader = _Reader(self._meta(path, obj), obj.data)
         yield reader

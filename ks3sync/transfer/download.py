@@ -69,8 +69,9 @@ def key_segments(path: str) -> list[str]:
     return parts
 
 
-def download_file(ctx: TransferContext, path: str) -> int:
+def download_file(ctx: TransferContext, path: str, listed_size: int | None = None) -> int:
     """Fetch ``path`` into the local folder; returns bytes received. Raises ks3sync.errors classes.
+    ``listed_size`` bounds the body: an endpoint sending more fails the file, it cannot fill the disk.
 
     Everything local goes through the folder's descriptor (``localtree``): the temp file is created,
     written, fsynced, given its mtime and renamed over the key's name inside the folder that was opened
@@ -86,7 +87,7 @@ def download_file(ctx: TransferContext, path: str) -> int:
         try:
             # An explicit buffer size: open() need not ask the kernel whether a fresh temp file is a terminal.
             with open(fd, "wb", buffering=CHUNK) as out:
-                received, meta, plain_md5 = _fetch(ctx, path, out)
+                received, meta, plain_md5 = _fetch(ctx, path, out, listed_size)
                 _set_mtime(path, out.fileno(), meta)
                 os.fsync(out.fileno())
                 tree.replace(folder, tmp, name, path)
@@ -127,7 +128,7 @@ def _mtime_ns(path: str, meta: ObjectMeta) -> int | None:
     return meta.last_modified_ns or None
 
 
-def _fetch(ctx: TransferContext, path: str, out: BinaryIO) -> tuple[int, ObjectMeta, str]:
+def _fetch(ctx: TransferContext, path: str, out: BinaryIO, listed_size: int | None) -> tuple[int, ObjectMeta, str]:
     """Stream the object into ``out`` (flushed, not fsynced), verify it; returns (bytes received, meta,
     plaintext MD5).
 
@@ -143,7 +144,7 @@ def _fetch(ctx: TransferContext, path: str, out: BinaryIO) -> tuple[int, ObjectM
     received = 0
     crc = 0
     written = 0
-    with ctx.store.open(path) as reader:
+    with ctx.store.open(path, listed_size) as reader:
         meta = reader.meta
         md5: Any = hashlib.md5()  # noqa: S324 - the protocol's checksum
         if meta.size >= PIPELINE_MD5_FROM:

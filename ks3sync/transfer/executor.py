@@ -262,7 +262,7 @@ class Executor:
         if isinstance(op, Adopt):
             return adopt_object(ctx, op)[0]
         if isinstance(op, Download):
-            download_file(ctx, op.path)
+            download_file(ctx, op.path, op.remote.size)
             return "downloaded"
         if isinstance(op, Forget):
             ctx.checkpoint.removed([op.path])

@@ -104,7 +104,7 @@ def adopt_object(ctx: TransferContext, op: Adopt) -> tuple[str, int]:
         if ctx.options.direction is Direction.DOWNLOAD:
             from ks3sync.transfer.download import download_file
 
-            return "downloaded", download_file(ctx, op.path)
+            return "downloaded", download_file(ctx, op.path, op.remote.size)
         backup_before_overwrite(ctx, op.path)
         return "uploaded", upload_file(ctx, op.path)
     remote = op.remote

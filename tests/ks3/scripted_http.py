@@ -4,9 +4,14 @@ short, a wrong ETag or CRC, a stall past the client's timeout. The client talks 
 socket, so its connection pool, keep-alive handling and error mapping are what is tested.
 
 Each request pops the next entry of the script: a ``Reply``, a function of the request returning one,
-``Raw(bytes)`` (an answer sent verbatim), ``Early(reply)`` (answered before the body is read), ``DROP`` (read the request, close without answering) or
-``Stall(seconds)`` (read it, say nothing for that long, then close). Every request is recorded (``requests``) before it is answered; connections
-opened and closed (by either side) are counted.
+``Raw(bytes)`` (an answer sent verbatim), ``Early(reply)`` (answered before the body is read), ``DROP``
+(read the request, close without answering), ``Stall(seconds)`` (read it, say nothing for that long,
+then close) or ``Endless(head, piece, interval)`` (a hostile or broken server: ``head`` verbatim, then
+``piece`` again and again, ``interval`` seconds apart, until the client goes away: an endless body,
+a flood of interim answers, a drip). Once the script is used up, ``handler`` (if given) answers every
+further request. Every request is recorded (``requests``) before it is answered; connections opened
+and closed (by either side) are counted, and so are the bytes of ``Endless`` answers sent
+(``endless_bytes_sent``).
 """
 
 from __future__ import annotations
@@ -77,16 +82,27 @@ class Stall:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Endless:
+    head: bytes
+    piece: bytes
+    interval: float = 0.0
+    limit: int = 8 << 30  # bytes of pieces at most: a test that fails still ends
+
+
 DROP = object()
 
-Entry = Reply | Raw | Early | Stall | object | Callable[[Seen], Reply]
+Entry = Reply | Raw | Early | Stall | Endless | object | Callable[[Seen], Reply]
 
 
 class ScriptedServer:
-    def __init__(self, *replies: Entry, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *replies: Entry, tls: ssl.SSLContext | None = None,
+                 handler: Callable[[Seen], Entry] | None = None) -> None:
         """``tls``: a server-side context; every accepted connection is wrapped in it (https)."""
         self.replies = list(replies)
+        self._handler = handler
         self._tls = tls
+        self.endless_bytes_sent = 0
         self.requests: list[Seen] = []
         self.connections_opened = 0
         self.connections_closed = 0
@@ -132,9 +148,11 @@ class ScriptedServer:
     def _next_entry(self, seen: Seen) -> Entry:
         with self._lock:
             self.requests.append(seen)
-            if not self.replies:
-                return Reply(500, {"x-kss-request-id": "unscripted"}, b"no reply scripted")
-            return self.replies.pop(0)
+            if self.replies:
+                return self.replies.pop(0)
+        if self._handler is not None:
+            return self._handler(seen)
+        return Reply(500, {"x-kss-request-id": "unscripted"}, b"no reply scripted")
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = bytearray()
@@ -144,6 +162,8 @@ class ScriptedServer:
                 if seen is None:
                     return
                 entry = self._next_entry(seen)
+                if callable(entry):
+                    entry = entry(seen)
                 if entry is DROP:
                     return
                 if isinstance(entry, Stall):
@@ -153,7 +173,11 @@ class ScriptedServer:
                     conn.settimeout(5)
                     conn.sendall(entry.reply.encode(seen.method))
                     return  # closed with the body unread
-                reply = entry if isinstance(entry, Reply | Raw) else entry(seen)  # type: ignore[operator]
+                if isinstance(entry, Endless):
+                    self._send_endless(conn, entry)
+                    return
+                reply = entry
+                assert isinstance(reply, Reply | Raw), reply
                 conn.settimeout(5)
                 data = reply.encode(seen.method)
                 pieces = reply.pieces if isinstance(reply, Raw) else 1
@@ -171,6 +195,19 @@ class ScriptedServer:
             conn.close()
             with self._lock:
                 self.connections_closed += 1
+
+    def _send_endless(self, conn: socket.socket, entry: Endless) -> None:
+        """Until the client stops reading (its close, or 5 s of a full socket buffer) or the server stops."""
+        conn.settimeout(5)
+        conn.sendall(entry.head)
+        sent = 0
+        while sent < entry.limit and not self._stop.is_set():
+            conn.sendall(entry.piece)
+            sent += len(entry.piece)
+            with self._lock:
+                self.endless_bytes_sent += len(entry.piece)
+            if entry.interval:
+                self._stop.wait(entry.interval)
 
     def _receive(self, conn: socket.socket, buffer: bytearray) -> bool:
         """Append what arrives to ``buffer``; False once the client closed or the server stops."""
