@@ -355,6 +355,9 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
+    # None: the environment's (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY); "none": connect directly;
+    # else a proxy URL, which may hold credentials (masked wherever it is shown).
+    proxy: str | None = field(default=None, repr=False)
     warnings: tuple[str, ...] = ()  # non-fatal findings (e.g. a world-readable file holding a secret)
 
     @property
@@ -381,6 +384,7 @@ class Config:
                 "multipart_threshold": format_size(self.transfer.multipart_threshold),
                 "bwlimit": f"{format_size(self.transfer.bwlimit)}/s" if self.transfer.bwlimit else "off",
             },
+            "proxy": mask_url_credentials(self.proxy) if self.proxy else "from the environment",
             "timeouts": {name: format_duration(getattr(self.timeouts, name)) for name in TIMEOUT_KEYS},
             "metrics": {"listen": self.metrics.listen},
             "logging": {"level": self.logging.level, "format": self.logging.format},
@@ -589,7 +593,9 @@ def _close_match(word: str, options: tuple[str, ...]) -> str | None:
     return close[0] if close else None
 
 
-TOP_KEYS = ("endpoint", "credentials", "state_dir", "transfer", "syncs", "metrics", "logging", "timeouts")
+TOP_KEYS = (
+    "endpoint", "credentials", "state_dir", "transfer", "syncs", "metrics", "logging", "timeouts", "proxy",
+)
 CRED_KEYS = ("access_key", "secret_key")
 TRANSFER_KEYS = ("jobs", "part_size", "multipart_threshold", "bwlimit")
 METRICS_KEYS = ("listen",)
@@ -694,6 +700,7 @@ def load_config(
 
     transfer = _read_transfer(reader, top.get("transfer"))
     timeouts = _read_timeouts(reader, top.get("timeouts"))
+    proxy = _read_proxy(reader, top.get("proxy"))
     metrics = MetricsConfig()
     if top.get("metrics") is not None:
         m = reader.mapping(top["metrics"], "metrics", METRICS_KEYS)
@@ -753,6 +760,7 @@ def load_config(
         metrics=metrics,
         logging=logging_cfg,
         timeouts=timeouts,
+        proxy=proxy,
         warnings=tuple(reader.warnings),
     )
 
@@ -788,6 +796,35 @@ def _read_transfer(reader: _Reader, value: Any) -> TransferConfig:
         threshold = reader.parsed(t["multipart_threshold"], "transfer.multipart_threshold", parse_multipart_threshold)
     bwlimit = reader.parsed(t.get("bwlimit"), "transfer.bwlimit", parse_rate) if "bwlimit" in t else None
     return TransferConfig(jobs=jobs, part_size=part_size, multipart_threshold=threshold, bwlimit=bwlimit)
+
+
+_PROXY_URL = re.compile(
+    r"(?:https?://)?(?:[^@/\s]+@)?(?:[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::\d{1,5})?/?", re.IGNORECASE
+)
+
+
+def mask_url_credentials(text: str) -> str:
+    """``scheme://user:secret@host`` shown as ``scheme://user:****@host``."""
+    scheme, sep, rest = text.rpartition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return text
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':****' if colon else ''}@{host}"
+
+
+def _read_proxy(reader: _Reader, value: Any) -> str | None:
+    """None (the environment's), "none" (direct), or a proxy URL; the URL is never echoed unmasked."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return "none"
+    expected = "expected a proxy URL like 'http://proxy.example:3128', or none"
+    if not isinstance(value, str):
+        raise reader.fail("proxy", f"{expected}, got {_kind(value)}")
+    if not _PROXY_URL.fullmatch(value.strip()):
+        raise reader.fail("proxy", f"{expected}, got {mask_url_credentials(value.strip())!r}")
+    return value.strip()
 
 
 def _read_timeouts(reader: _Reader, value: Any) -> TimeoutsConfig:

@@ -9,11 +9,14 @@
 - `ks3sdk_conn` (function): an official SDK `Connection` to `local_server`, path-style, plain HTTP;
   `sdk_connection(handle)` builds one for any other server.
 
-Every server is stopped (SIGTERM, bounded wait, then SIGKILL) when its fixture ends.
+Every server is stopped (SIGTERM, bounded wait, then SIGKILL) when its fixture ends. A developer's proxy
+variables (HTTP_PROXY and friends, which the client honours) are removed for the session: every test
+talks to loopback servers; the proxy tests set their own.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +24,15 @@ from typing import Any
 
 import pytest
 from serverkit import ServerHandle, sdk_connection, start_server, unique_bucket_name
+
+PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_proxy_from_the_environment() -> Iterator[None]:
+    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.lower() in PROXY_VARIABLES}
+    yield
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

@@ -88,6 +88,9 @@ def check_config(config_path: Path, systemd_drop_in: bool) -> None:
     """Validate a configuration file and print the effective configuration (secrets masked)."""
     config = load_config_or_exit(config_path)
     check_key_files(config)
+    from ks3sync.cli.network import network_settings
+
+    network_settings(config)  # the proxy URL (the config's or the environment's) parses, or exit 2
     if systemd_drop_in:
         click.echo(_drop_in_text(config), nl=False)
         return

@@ -284,13 +284,16 @@ def connect_flags(endpoint: str | None, config_path: Path | None) -> str:
 def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_bucket: str | None = None,
                 network: NetworkSettings | None = None, bwlimit: int | None = None) -> Iterator[Client]:
     """A client for ``conn``; for ``local`` the embedded server runs for the duration of the block.
-    ``network``: timeouts (cli/network.py); ``bwlimit`` lowers the request deadline's minimum rate."""
+    ``network``: proxy and timeouts (cli/network.py); ``bwlimit`` lowers the request deadline's minimum
+    rate."""
     from ks3sync.cli.network import NetworkSettings, client_options
-    from ks3sync.ks3 import Client, ClientConfig
+    from ks3sync.ks3 import Client, ClientConfig, ProxySettings
 
     with contextlib.ExitStack() as stack:
         endpoint = conn.endpoint
+        options = client_options(network or NetworkSettings(), jobs=jobs, bwlimit=bwlimit)
         if conn.is_local:
+            options["proxy"] = ProxySettings.direct()  # the embedded server: plain HTTP on loopback
             from ks3sync.cli.output import note
             from ks3sync.localserver import RootInUse, shared_server
 
@@ -307,7 +310,7 @@ def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_buck
                     access_key=conn.access_key,
                     secret_key=conn.secret_key,
                     max_connections=max(32, 2 * jobs + 4),
-                    **client_options(network or NetworkSettings(), jobs=jobs, bwlimit=bwlimit),
+                    **options,
                 )
             )
         )

@@ -22,6 +22,7 @@ from ks3sync.cli.common import (
     open_client,
     resolve_connection,
 )
+from ks3sync.cli.network import network_options, network_settings
 from ks3sync.cli.output import line
 from ks3sync.display import human_size
 
@@ -36,9 +37,10 @@ def _when(value: datetime | None) -> str:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file.")
 @click.option("-r", "--recursive", is_flag=True, help="List every object under the prefix.")
 @click.option("-H", "--human-readable", is_flag=True, help="Sizes in KiB/MiB/GiB.")
+@network_options
 @handle_errors
-def ls(url: str | None, endpoint: str | None, config_path: Path | None, recursive: bool, human_readable: bool
-       ) -> None:
+def ls(url: str | None, endpoint: str | None, config_path: Path | None, recursive: bool, human_readable: bool,
+       proxy: str | None, no_proxy: bool) -> None:
     """List objects under ks3://bucket/prefix: date, storage class, size, key. Without a URL (or with
     ks3://): list the buckets: creation date, region, name."""
     from ks3sync.errors import BucketMissing
@@ -59,11 +61,10 @@ def ls(url: str | None, endpoint: str | None, config_path: Path | None, recursiv
     config = load_config_file(config_path)
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(endpoint, config, state_dir)
+    network = network_settings(config, proxy=proxy, no_proxy=no_proxy)
     count = 0
     total = 0
-    from ks3sync.cli.network import network_settings
-
-    with open_client(conn, state_dir, network=network_settings(config)) as client:
+    with open_client(conn, state_dir, network=network) as client:
         items: Any = client.iter_objects(bucket, prefix=prefix, delimiter=None if recursive else "/")
         try:
             for item in items:

@@ -35,6 +35,7 @@ from ks3sync.cli.common import (
     setup_logging,
     split_mirror_args,
 )
+from ks3sync.cli.network import network_options, network_settings
 
 if TYPE_CHECKING:
     from ks3sync.cli.progress import LineDisplay
@@ -92,6 +93,7 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 @click.option("-v", "--verbose", count=True, help="A line per finished entry, every failed path (-vv: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors, warnings and failures: no bar, no summary.")
 @click.option("--no-progress", is_flag=True, help="No live progress bar, even on a terminal.")
+@network_options
 @click.pass_context
 @handle_errors
 def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
@@ -115,10 +117,10 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     settings = _Settings(ctx, flags, config, sync_cfg)
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
+    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"])
     opts = settings.mirror_options()
 
     from ks3sync.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, add_freezer
-    from ks3sync.cli.network import network_settings
     from ks3sync.cli.progress import abandon_message
     from ks3sync.cli.report import report
     from ks3sync.journal import Journal
@@ -146,7 +148,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
                 # The embedded server creates the bucket on first upload; a restore from a missing bucket is an error.
                 ensure = target.bucket if upload else None
                 with open_client(conn, state_dir, jobs=opts.transfer.jobs, ensure_bucket=ensure,
-                                 network=network_settings(config), bwlimit=opts.transfer.bwlimit) as client:
+                                 network=network, bwlimit=opts.transfer.bwlimit) as client:
                     store = KS3Store(client, target.bucket, target.prefix)
                     result = run_mirror(store, journal, sync_id, local_root, direction, opts, progress=display,
                                         stop=stop.event)

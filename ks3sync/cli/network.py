@@ -1,34 +1,84 @@
-"""How the commands that talk to KS3 reach it: the config's ``timeouts:``, and what they become in the
-client's ``ClientConfig``.
+"""How the commands that talk to KS3 reach it: ``--proxy`` / ``--no-proxy``, the config's ``proxy:`` and
+``timeouts:``, and what they become in the client's ``ClientConfig``.
 
-Owns: ``NetworkSettings`` (what the command line and the config file chose) and ``client_options`` (the
-``ClientConfig`` keywords for them, including the request deadline's minimum rate under ``--bwlimit``).
-Imports stay inside functions (like cli/common.py): building settings must not import the client.
+Owns: the click options every connecting command shares (``network_options``), ``NetworkSettings`` (what
+the command line and the config file chose, checked), and ``client_options`` (the ``ClientConfig``
+keywords, including the request deadline's minimum rate under ``--bwlimit``).
+
+Proxies, as curl, rclone and the aws cli do: the environment's HTTPS_PROXY / HTTP_PROXY / ALL_PROXY by
+default, minus NO_PROXY; ``proxy: URL`` in the config or ``--proxy URL`` instead (NO_PROXY still
+applies); ``proxy: none`` or ``--no-proxy``: direct. The command line beats the config. A proxy URL's
+password never appears in a message.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
 
 if TYPE_CHECKING:
     from ks3sync.config import Config
+    from ks3sync.ks3 import ProxySettings
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True, slots=True)
+def network_options(func: F) -> F:
+    """``--proxy URL`` and ``--no-proxy``, for every command that talks to KS3."""
+    func = click.option(
+        "--no-proxy", is_flag=True, help="Connect directly, whatever the environment or the config says."
+    )(func)
+    func = click.option(
+        "--proxy", metavar="URL",
+        help="Forward proxy for every request: http(s)://[user:password@]host:port (default: "
+        "HTTPS_PROXY / HTTP_PROXY / ALL_PROXY from the environment, except hosts in NO_PROXY).",
+    )(func)
+    return func
+
+
+@dataclass(frozen=True)
 class NetworkSettings:
     connect_timeout: float | None = None  # None: the client's default
     read_timeout: float | None = None
     request_timeout: float | None = None
+    proxies: ProxySettings | None = field(default=None)  # None: the client's default (the environment's)
 
 
-def network_settings(config: Config | None) -> NetworkSettings:
-    """The settings of ``config`` (the client's defaults without one)."""
-    if config is None:
-        return NetworkSettings()
-    timeouts = config.timeouts
-    return NetworkSettings(connect_timeout=timeouts.connect, read_timeout=timeouts.read,
-                           request_timeout=timeouts.request)
+def network_settings(config: Config | None, *, proxy: str | None = None, no_proxy: bool = False) -> NetworkSettings:
+    """What the command line (``proxy``, ``no_proxy``) and ``config`` chose; a bad proxy URL (given, or
+    in the environment) ends the command with one line and exit 2."""
+    from ks3sync.cli.common import die
+    from ks3sync.ks3 import ProxySettings, ProxyURL
+
+    if proxy is not None and no_proxy:
+        die("give --proxy URL or --no-proxy, not both")
+    chosen, where = (proxy, "--proxy") if proxy is not None else (
+        config.proxy if config is not None else None, f"{config.path}: proxy" if config is not None else ""
+    )
+    if no_proxy or chosen == "none":
+        proxies = ProxySettings.direct()
+    elif chosen is not None:
+        try:
+            proxies = ProxySettings(ProxyURL.parse(chosen))
+        except ValueError as exc:
+            die(f"{where}: {exc}")
+    else:
+        proxies = ProxySettings()
+    try:
+        proxies.resolve("https")  # the environment's proxy URLs too: a bad one fails here, not mid-run
+        proxies.resolve("http")
+    except ValueError as exc:
+        die(str(exc))
+    timeouts = config.timeouts if config is not None else None
+    return NetworkSettings(
+        connect_timeout=timeouts.connect if timeouts else None,
+        read_timeout=timeouts.read if timeouts else None,
+        request_timeout=timeouts.request if timeouts else None,
+        proxies=proxies,
+    )
 
 
 def client_options(network: NetworkSettings, *, jobs: int, bwlimit: int | None) -> dict[str, Any]:
@@ -44,6 +94,8 @@ def client_options(network: NetworkSettings, *, jobs: int, bwlimit: int | None) 
         options["timeout"] = network.read_timeout
     if network.request_timeout is not None:
         options["request_timeout"] = network.request_timeout
+    if network.proxies is not None:
+        options["proxy"] = network.proxies
     if bwlimit:
         options["min_rate"] = min(DEFAULT_MIN_RATE, max(bwlimit / (2 * max(jobs, 1)), 1024.0))
     return options

@@ -38,6 +38,7 @@ from ks3sync.cli.common import (
     setup_logging,
     split_mirror_args,
 )
+from ks3sync.cli.network import network_options, network_settings
 
 if TYPE_CHECKING:
     from ks3sync.config import Config
@@ -83,6 +84,7 @@ class _Target:
 @click.option("--dry-run", is_flag=True, help="Report what would be recorded; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="A machine-readable summary on stdout.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv: debug).")
+@network_options
 @handle_errors
 def repair(paths: tuple[str, ...], **flags: Any) -> None:
     from ks3sync.cli.output import set_json_errors, warning
@@ -92,6 +94,7 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
     config = load_config_file(flags["config_path"])
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
+    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"])
     if flags["sync_name"] is not None:
         if paths:
             die("give either SRC DST or --config FILE --sync NAME, not both")
@@ -119,9 +122,7 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
     try:
         sync_id = journal.register_sync(target.name, str(target.local_root), target.bucket, target.prefix,
                                         target.options_hash)
-        from ks3sync.cli.network import network_settings
-
-        with open_client(conn, state_dir, jobs=opts.jobs, network=network_settings(config)) as client:
+        with open_client(conn, state_dir, jobs=opts.jobs, network=network) as client:
             result = rebuild(KS3Store(client, target.bucket, target.prefix), journal, sync_id, target.local_root,
                              opts, moved_aside=moved)
     finally:

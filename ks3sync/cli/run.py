@@ -51,8 +51,13 @@ def run(config_path: Path, stop_timeout: float) -> None:
     if not config.syncs:
         die(f"{config_path}: syncs: nothing to run (the list is empty)")
     conn = resolve_connection(None, config, config.state_dir)
-    # the secret in use (from the environment or the file) is scrubbed from every log line
-    logs.configure(config.logging.level, config.logging.format, secrets=[conn.secret_key])
+    from ks3sync.cli.network import network_settings
+
+    network = network_settings(config)
+    proxy = network.proxies.proxy if network.proxies is not None else None
+    # the secrets in use (from the environment or the file) are scrubbed from every log line
+    logs.configure(config.logging.level, config.logging.format,
+                   secrets=[conn.secret_key, *([proxy.password] if proxy is not None and proxy.password else [])])
     transfer_for = _transfer_options_factory(config)  # key files: a bad one is exit 2 before anything
     retry_ns = _retry_ns()
 
@@ -65,7 +70,7 @@ def run(config_path: Path, stop_timeout: float) -> None:
         die(str(exc).splitlines()[0])
     stop = threading.Event()
     _install_signal_handlers(stop)
-    clean = _serve(config, conn, journal, transfer_for, stop, stop_timeout, retry_ns)
+    clean = _serve(config, conn, network, journal, transfer_for, stop, stop_timeout, retry_ns)
     if not clean:
         # Transfer threads still hold requests open; their work is checkpointed in the journal and
         # resumes at the next start. Leave now rather than outlive systemd's stop timeout.
@@ -78,6 +83,7 @@ def run(config_path: Path, stop_timeout: float) -> None:
 def _serve(
     config: Any,
     conn: Any,
+    network: Any,
     journal: Any,
     transfer_for: Callable[[Any], Any],
     stop: threading.Event,
@@ -103,9 +109,7 @@ def _serve(
             from ks3sync.cli.common import die
 
             die(f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: {exc.strerror}")
-    from ks3sync.cli.network import network_settings
-
-    with open_client(conn, config.state_dir, jobs=config.transfer.jobs, network=network_settings(config),
+    with open_client(conn, config.state_dir, jobs=config.transfer.jobs, network=network,
                      bwlimit=config.transfer.bwlimit) as client:
         # a missing bucket's message says how to create it: `ks3sync mb ks3://b --config FILE`
         connect = connect_flags(None, config.path.absolute())

@@ -13,8 +13,10 @@ Modules, one job each:
   retry        THE retry wrapper (exponential backoff, full jitter, injectable sleep)
   models       frozen result dataclasses
   objectinfo   response headers -> ObjectInfo; the streamed GetResponse
-  wire         the httpcore pool, TLS, the response wrapper, httpcore errors -> the tree above
-  transport    one signed exchange: ClientConfig, request assembly, error responses
+  proxies      which proxy carries a request (HTTP(S)_PROXY / ALL_PROXY / NO_PROXY, or explicit)
+  network      the sockets under httpcore: each request's deadline and head allowance, a pool-race guard
+  wire         httpcore pools (direct, or per proxy), TLS, the response wrapper, httpcore errors -> the tree
+  transport    one signed exchange: ClientConfig, request assembly, deadlines, body caps, error answers
   client       the operations
 """
 
@@ -50,6 +52,7 @@ from .models import (
 )
 from .objectinfo import GetResponse
 from .presign import presign_url
+from .proxies import ProxySettings, ProxyURL
 from .retry import RetryPolicy
 from .signing import sign_v2
 from .transport import ClientConfig
@@ -84,6 +87,8 @@ __all__ = [
     "ObjectSummary",
     "PartInfo",
     "PartResult",
+    "ProxySettings",
+    "ProxyURL",
     "PutResult",
     "RetryPolicy",
     "SourceChangedError",

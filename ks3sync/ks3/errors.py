@@ -2,7 +2,8 @@
 mapped onto it at those boundaries, and nowhere else.
 
     KS3Error                      anything the client raises on purpose
-     +-- KS3TransportError        no usable HTTP response: connect/read/write failure, timeout, broken HTTP
+     +-- KS3TransportError        no usable HTTP response: connect/read/write failure, timeout, the
+     |                            request's deadline, a proxy refusing the tunnel, broken HTTP
      +-- KS3IntegrityError        the service answered, but the bytes do not match what we sent or expect
      |                            (ETag != Content-MD5, CRC-64 mismatch, source file changed while read)
      +-- KS3ServiceError          an error response: .status .code .message .request_id .method .bucket .key
@@ -145,9 +146,11 @@ _BY_CODE: dict[str, type[KS3ServiceError]] = {
 # Bodiless responses (HEAD) carry only a status; name the usual code for it.
 _CODE_BY_STATUS: dict[int, str] = {
     400: "BadRequest",
+    401: "Unauthorized",  # never KS3's own (it answers 403); some proxies refuse credentials with it
     403: "AccessDenied",
     404: "NotFound",
     405: "MethodNotAllowed",
+    407: "ProxyAuthenticationRequired",  # a forward proxy's own answer (plain http through a proxy)
     409: "Conflict",
     412: "PreconditionFailed",
     416: "InvalidRange",

@@ -1,6 +1,6 @@
 """One signed HTTP exchange with KS3, its limits, and the request side of the error mapping.
 
-Owns: ``ClientConfig`` (endpoint, credentials, timeouts, pool size, TLS trust), request
+Owns: ``ClientConfig`` (endpoint, credentials, timeouts, pool size, proxy and TLS settings), request
 assembly (Date, Content-MD5, Content-Length, x-kss-* headers, signature, target), each request's
 overall deadline (below), the cap on bodies read whole, mapping error responses to the exception tree
 (errors.py), the upload integrity check (returned ETag == MD5 sent, returned CRC-64 == CRC of the bytes
@@ -28,6 +28,7 @@ from .bodies import Body
 from .checksums import crc64, md5_base64, unquote_etag
 from .errors import KS3IntegrityError, KS3ServiceError, KS3TransportError, service_error
 from .objectinfo import CRC_HEADER, parse_crc, parse_decimal
+from .proxies import ProxySettings
 from .retry import RetryPolicy, call_with_retry
 from .signing import authorization
 from .wire import BodyTooLarge, HttpResponse, Wire, WireSettings
@@ -59,6 +60,7 @@ class ClientConfig:
     min_rate: float = DEFAULT_MIN_RATE  # bytes/s: the deadline grows by the bytes carried at this rate
     max_connections: int = 32
     keepalive_expiry: float = 30.0  # an idle connection older than this is closed, not reused
+    proxy: ProxySettings = field(default_factory=ProxySettings)  # default: the environment's, as curl
     ca_bundle: str | None = None  # PEM file of trusted CAs for https; None = the system's trust store
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     user_agent: str = "ks3sync"
@@ -128,6 +130,7 @@ class Transport:
                 read_timeout=config.timeout,
                 max_connections=config.max_connections,
                 keepalive_expiry=config.keepalive_expiry,
+                proxies=config.proxy,
                 ca_bundle=config.ca_bundle,
             )
         )

@@ -1,8 +1,9 @@
 """HTTP/1.1 exchanges with the KS3 endpoint, over httpcore (the transport httpx is built on).
 
-Owns: the connection pool (shared by every thread), the TLS context (a CA bundle or the system's trust
-store; host names checked), each request's timeouts and overall budget (network.py enforces them at
-the socket), the Host value (checked to be a host name or address before it is written),
+Owns: the connection pools (one direct, one per proxy in use, each shared by every thread), which route
+a host takes (proxies.py decides), the TLS context (a CA bundle or the system's trust store; host names
+checked), each request's timeouts and overall budget (network.py enforces them at the socket), the
+Host value (checked to be a host name or address before it is written),
 ``HttpResponse`` (status, case-insensitive headers, the body read whole under a cap or streamed as it
 arrives, never decoded), and THE boundary where every httpcore failure becomes ``KS3TransportError``. An exception raised by a request body's own iterator passes through unchanged
 (httpcore re-raises it after closing the connection).
@@ -25,11 +26,12 @@ import ipaddress
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, overload
 
 from .errors import KS3TransportError
+from .proxies import ProxyRoute, ProxySettings, ProxyURL
 
 if TYPE_CHECKING:
     import ssl
@@ -80,6 +82,7 @@ class WireSettings:
     read_timeout: float  # each read and write; also the wait for a free connection
     max_connections: int
     keepalive_expiry: float
+    proxies: ProxySettings = field(default_factory=ProxySettings)
     ca_bundle: str | None = None  # PEM file of trusted CAs; None = the system's trust store
 
 
@@ -214,7 +217,7 @@ class HttpResponse:
 
 @dataclass(frozen=True)
 class _Route:
-    pool: Any  # httpcore.ConnectionPool
+    pool: Any  # httpcore.ConnectionPool or httpcore.HTTPProxy
     scheme: bytes
     host: bytes
     port: int
@@ -242,18 +245,19 @@ class Wire:
         self._default_port = default_port or (443 if settings.scheme == "https" else 80)
         self._lock = threading.Lock()
         self._routes: dict[tuple[str, int | None], _Route] = {}
-        self._pool: Any = None
+        self._pools: dict[ProxyURL | None, Any] = {}
         self._ssl_context: ssl.SSLContext | None = None
         self._closed = False
         if settings.ca_bundle is not None:
             self._ssl_context = make_ssl_context(settings.ca_bundle)  # a bad bundle fails here, not mid-run
+        self._proxy_route: ProxyRoute | None = None  # the environment is read at the first request
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            pool, self._pool = self._pool, None
+            pools, self._pools = list(self._pools.values()), {}
             self._routes = {}
-        if pool is not None:
+        for pool in pools:
             pool.close()
 
     def _route(self, host: str, port: int | None) -> _Route:
@@ -264,9 +268,12 @@ class Wire:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the client is closed")
-            if self._pool is None:
-                self._pool = self._new_pool()
-            pool = self._pool
+            if self._proxy_route is None:
+                self._proxy_route = self.settings.proxies.resolve(self.settings.scheme)
+            proxy = self._proxy_route.for_host(host)
+            pool = self._pools.get(proxy)
+            if pool is None:
+                pool = self._pools[proxy] = self._new_pool(proxy)
             shown_host = f"[{host}]" if ":" in host else host
             netloc = shown_host if port is None else f"{shown_host}:{port}"
             route = _Route(pool, self._scheme, host.encode("ascii"), port or self._default_port,
@@ -279,17 +286,31 @@ class Wire:
             self._ssl_context = make_ssl_context(None)
         return self._ssl_context
 
-    def _new_pool(self) -> Any:
+    def _new_pool(self, proxy: ProxyURL | None) -> Any:
+        """A pool for direct connections, or for connections through ``proxy``: plain http is
+        forwarded (the target in absolute form), https is tunnelled with CONNECT (TLS to the endpoint
+        inside, so the proxy sees only host and port). Proxy credentials go in Proxy-Authorization."""
         httpcore = _load()
         from .network import GuardedBackend
 
         settings = self.settings
-        return httpcore.ConnectionPool(
-            ssl_context=self._context() if settings.scheme == "https" else None,
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-            keepalive_expiry=settings.keepalive_expiry,
-            network_backend=GuardedBackend(),
+        tls = settings.scheme == "https" or (proxy is not None and proxy.scheme == "https")
+        common: dict[str, Any] = {
+            "ssl_context": self._context() if tls else None,
+            "max_connections": settings.max_connections,
+            "max_keepalive_connections": settings.max_connections,
+            "keepalive_expiry": settings.keepalive_expiry,
+            "network_backend": GuardedBackend(),
+        }
+        if proxy is None:
+            return httpcore.ConnectionPool(**common)
+        auth = (proxy.username.encode(), proxy.password.encode()) if proxy.username or proxy.password else None
+        return httpcore.HTTPProxy(
+            proxy_url=httpcore.URL(scheme=proxy.scheme.encode(), host=proxy.host.encode("idna"), port=proxy.port,
+                                   target=b"/"),
+            proxy_auth=auth,
+            proxy_ssl_context=self._context() if proxy.scheme == "https" else None,
+            **common,
         )
 
     def request(

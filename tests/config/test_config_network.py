@@ -1,5 +1,5 @@
-"""The config's network keys next to ``endpoint``: ``timeouts:`` (connect, read, request), what they become
-in the client's ClientConfig, and each mistake as one line naming its key."""
+"""The config's network keys next to ``endpoint``: ``timeouts:`` (connect, read, request) and ``proxy:``, what
+they become in the client's ClientConfig, and each mistake as one line naming its key."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from ks3sync.cli.network import client_options, network_settings
 from ks3sync.config import ConfigError, TimeoutsConfig, load_config
-from ks3sync.ks3 import ClientConfig
+from ks3sync.ks3 import ClientConfig, ProxySettings, ProxyURL
 
 
 def config_file(tmp_path: Path, top: str) -> Path:
@@ -44,7 +44,7 @@ def test_timeouts_are_durations_and_reach_the_client(tmp_path: Path) -> None:
     assert config.timeouts == TimeoutsConfig(connect=2.0, read=90.0, request=600.0)
     assert config.effective()["timeouts"] == {"connect": "2s", "read": "90s", "request": "10m"}
     options = client_options(network_settings(config), jobs=8, bwlimit=None)
-    assert options == {"connect_timeout": 2.0, "timeout": 90.0, "request_timeout": 600.0}
+    assert options == {"connect_timeout": 2.0, "timeout": 90.0, "request_timeout": 600.0, "proxy": ProxySettings()}
     client = ClientConfig(endpoint="https://h", access_key="a", secret_key="s", **options)
     assert (client.connect_timeout, client.timeout, client.request_timeout) == (2.0, 90.0, 600.0)
 
@@ -76,3 +76,27 @@ def test_each_timeouts_mistake_names_its_key(tmp_path: Path, top: str, key: str,
         load_config(path)
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"{path}: {key}: ") and words in message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected", "shown"),
+    [(None, ProxySettings(), "from the environment"), ("none", ProxySettings.direct(), "none"),
+     ("NONE", ProxySettings.direct(), "none"),
+     ("http://user:pw@proxy.example:3128", ProxySettings(ProxyURL.parse("http://user:pw@proxy.example:3128")),
+      "http://user:****@proxy.example:3128")],
+)
+def test_proxy_reaches_the_client_and_shows_masked(tmp_path: Path, value: str | None, expected: ProxySettings,
+                                                   shown: str) -> None:
+    config = load_config(config_file(tmp_path, f"proxy: {value}\n" if value is not None else ""))
+    assert client_options(network_settings(config), jobs=8, bwlimit=None)["proxy"] == expected
+    assert config.effective()["proxy"] == shown
+    assert "pw" not in repr(config)
+
+
+@pytest.mark.parametrize("value", ["{a: 1}", "'http://user:pw@ bad host'", "ftp//nope"])
+def test_a_bad_proxy_names_its_key_and_never_its_password(tmp_path: Path, value: str) -> None:
+    path = config_file(tmp_path, f"proxy: {value}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: proxy: expected a proxy URL") and ":pw@" not in message
