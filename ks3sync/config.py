@@ -358,6 +358,7 @@ class Config:
     # None: the environment's (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY); "none": connect directly;
     # else a proxy URL, which may hold credentials (masked wherever it is shown).
     proxy: str | None = field(default=None, repr=False)
+    ca_bundle: Path | None = None  # PEM file of CAs trusted for https; None: the system's trust store
     warnings: tuple[str, ...] = ()  # non-fatal findings (e.g. a world-readable file holding a secret)
 
     @property
@@ -385,6 +386,7 @@ class Config:
                 "bwlimit": f"{format_size(self.transfer.bwlimit)}/s" if self.transfer.bwlimit else "off",
             },
             "proxy": mask_url_credentials(self.proxy) if self.proxy else "from the environment",
+            "ca_bundle": str(self.ca_bundle) if self.ca_bundle else "the system trust store",
             "timeouts": {name: format_duration(getattr(self.timeouts, name)) for name in TIMEOUT_KEYS},
             "metrics": {"listen": self.metrics.listen},
             "logging": {"level": self.logging.level, "format": self.logging.format},
@@ -595,6 +597,7 @@ def _close_match(word: str, options: tuple[str, ...]) -> str | None:
 
 TOP_KEYS = (
     "endpoint", "credentials", "state_dir", "transfer", "syncs", "metrics", "logging", "timeouts", "proxy",
+    "ca_bundle",
 )
 CRED_KEYS = ("access_key", "secret_key")
 TRANSFER_KEYS = ("jobs", "part_size", "multipart_threshold", "bwlimit")
@@ -701,6 +704,9 @@ def load_config(
     transfer = _read_transfer(reader, top.get("transfer"))
     timeouts = _read_timeouts(reader, top.get("timeouts"))
     proxy = _read_proxy(reader, top.get("proxy"))
+    ca_bundle = reader.path(top["ca_bundle"], "ca_bundle", base) if top.get("ca_bundle") is not None else None
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise reader.fail("ca_bundle", f"file {str(ca_bundle)!r} does not exist")
     metrics = MetricsConfig()
     if top.get("metrics") is not None:
         m = reader.mapping(top["metrics"], "metrics", METRICS_KEYS)
@@ -761,6 +767,7 @@ def load_config(
         logging=logging_cfg,
         timeouts=timeouts,
         proxy=proxy,
+        ca_bundle=ca_bundle,
         warnings=tuple(reader.warnings),
     )
 

@@ -6,6 +6,7 @@ Ks3SyncError                      base of everything ks3sync raises on purpose
 ├── FatalError                    stop the whole run cleanly (exit 1): journal unusable, service unusable.
 │   │                             Retrying another entry would fail the same way.
 │   ├── AuthError                 access key unknown / signature refused / access denied (CLI: exit 2)
+│   ├── CertificateRefused        the endpoint's TLS certificate is not trusted (CLI: exit 2, a setup error)
 │   └── BucketMissing             the bucket does not exist (CLI: exit 2, it is a usage error)
 └── EntryError                    one path failed; the run goes on with the others and reports it
     ├── RetryableError            worth one more attempt later in the same pass
@@ -47,6 +48,11 @@ class FatalError(Ks3SyncError):
 
 class AuthError(FatalError):
     pass
+
+
+class CertificateRefused(FatalError):
+    """TLS verification failed (unknown issuer, host-name mismatch, expired): every request would fail
+    the same way, so the run stops; the message names the endpoint and what failed."""
 
 
 class BucketMissing(FatalError):

@@ -77,6 +77,7 @@ def start_server(root: Path, log_dir: Path, **flags: Any) -> ServerHandle:
     secret_key = flags.pop("secret_key", TEST_SECRET_KEY)
     # One session server serves every test's fresh bucket: lift KS3's 100-bucket account limit.
     flags.setdefault("max_buckets", 100_000)
+    scheme = "https" if flags.get("tls_cert") else "http"
     args = [sys.executable, "-m", "ks3sync", "local-server", "--root", str(root), "--port", str(flags.pop("port", 0)),
             "--port-file", str(port_file), "--request-log", str(request_log)]
     for flag, value in flags.items():
@@ -99,8 +100,8 @@ def start_server(root: Path, log_dir: Path, **flags: Any) -> ServerHandle:
     port = int(port_file.read_text().strip())
     assert process.stdout is not None
     first_line = process.stdout.readline().decode().strip()
-    assert first_line == f"listening on http://127.0.0.1:{port}", first_line
-    return ServerHandle(f"http://127.0.0.1:{port}", "127.0.0.1", port, access_key, secret_key, root, request_log,
+    assert first_line == f"listening on {scheme}://127.0.0.1:{port}", first_line
+    return ServerHandle(f"{scheme}://127.0.0.1:{port}", "127.0.0.1", port, access_key, secret_key, root, request_log,
                         process)
 
 def sdk_connection(handle: ServerHandle, secret_key: str | None = None, **kwargs: Any) -> Any:

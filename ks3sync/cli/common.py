@@ -55,10 +55,15 @@ def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
     fail(message, code)
 
 
-def exit_code_for(exc: BaseException) -> int:
-    from ks3sync.errors import AuthError, BucketMissing, UsageError
+# What a refused certificate asks of the user; appended wherever one stops a command.
+CERTIFICATE_HINT = ("; trust the endpoint's CA with --ca-bundle FILE or ca_bundle: in the config "
+                    "(default: the system trust store)")
 
-    if isinstance(exc, UsageError | AuthError | BucketMissing):
+
+def exit_code_for(exc: BaseException) -> int:
+    from ks3sync.errors import AuthError, BucketMissing, CertificateRefused, UsageError
+
+    if isinstance(exc, UsageError | AuthError | BucketMissing | CertificateRefused):
         return EXIT_USAGE
     return EXIT_FAILED
 
@@ -82,7 +87,10 @@ def handle_errors(func: F) -> F:
                 exc = BucketMissing(exc.bucket, connect_flags(params.get("endpoint"), params.get("config_path")))
             die(str(exc), exit_code_for(exc))
         except Ks3SyncError as exc:
-            die(describe(exc), exit_code_for(exc))
+            from ks3sync.errors import CertificateRefused
+
+            hint = CERTIFICATE_HINT if isinstance(exc, CertificateRefused) else ""
+            die(describe(exc) + hint, exit_code_for(exc))
         except KeyboardInterrupt:
             from ks3sync.cli.interrupt import EXIT_INTERRUPTED
             from ks3sync.cli.output import error_document, json_errors, note
@@ -108,10 +116,12 @@ def _foreign_usage_error(exc: Exception) -> str | None:
 
     if isinstance(exc, KeyFileError | JournalError):
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    from ks3sync.ks3 import KS3AuthError, KS3TransportError
+    from ks3sync.ks3 import KS3AuthError, KS3CertificateError, KS3TransportError
 
     if isinstance(exc, KS3AuthError):
         return f"credentials refused by KS3: {exc}"
+    if isinstance(exc, KS3CertificateError):
+        return f"{exc}{CERTIFICATE_HINT}"
     if isinstance(exc, KS3TransportError):
         return f"cannot reach the endpoint: {exc}"
     return None
@@ -294,6 +304,7 @@ def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_buck
         options = client_options(network or NetworkSettings(), jobs=jobs, bwlimit=bwlimit)
         if conn.is_local:
             options["proxy"] = ProxySettings.direct()  # the embedded server: plain HTTP on loopback
+            options.pop("ca_bundle", None)
             from ks3sync.cli.output import note
             from ks3sync.localserver import RootInUse, shared_server
 

@@ -17,6 +17,21 @@ def _codes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[in
     return codes
 
 
+def _tls_pair(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
+    """Both files or neither; a pair that does not load is a usage error before anything is bound."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise click.BadParameter(f"{cert} / {key}: not a PEM certificate and its key ({exc})") from exc
+    return cert, key
+
+
 @click.command("local-server")
 @click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory holding the buckets (created if missing; survives restarts).")
@@ -51,17 +66,22 @@ def _codes(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[in
               help="Host names <bucket>.<domain> address a bucket (virtual-host style); path style always works.")
 @click.option("--max-buckets", default=100, show_default=True, type=click.IntRange(1),
               help="Buckets allowed before TooManyBuckets (KS3's per-account limit is 100).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Serve HTTPS with this PEM certificate (chain); needs --tls-key. A self-signed pair: see README.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The PEM private key of --tls-cert.")
 def local_server(root: Path, host: str, port: int, port_file: Path | None, access_key: str, secret_key: str,
                  request_log: Path | None, fault_rate: float, fault_codes: tuple[int, ...], latency_ms: float,
                  drop_rate: float, seed: int | None, no_fsync: bool, body_timeout: float, head_timeout: float,
                  restore_seconds: float, inline_max: int | None, virtual_host_domain: str,
-                 max_buckets: int) -> None:
+                 max_buckets: int, tls_cert: Path | None, tls_key: Path | None) -> None:
     """Run a KS3-compatible server on loopback (KSS V2, presigned URLs and S3 SigV4)."""
     from ks3sync.cli.common import EXIT_USAGE, die
     from ks3sync.localserver import RootInUse, ServerConfig, serve_forever
 
     if fault_rate + drop_rate > 1:
         raise click.BadParameter("--fault-rate plus --drop-rate must not exceed 1")
+    tls = _tls_pair(tls_cert, tls_key)
     config = ServerConfig(
         root=root, access_key=access_key, secret_key=secret_key, host=host, port=port, request_log=request_log,
         fault_rate=fault_rate, fault_codes=fault_codes, latency_ms=latency_ms, drop_rate=drop_rate, seed=seed,
@@ -69,7 +89,7 @@ def local_server(root: Path, host: str, port: int, port_file: Path | None, acces
         inline_max=inline_max, max_buckets=max_buckets, virtual_host_domain=virtual_host_domain.lower() or None,
     )
     try:
-        status = serve_forever(config, port_file)
+        status = serve_forever(config, port_file, tls)
     except RootInUse as exc:
         die(str(exc), EXIT_USAGE)
     except OSError as exc:

@@ -40,7 +40,7 @@ def _when(value: datetime | None) -> str:
 @network_options
 @handle_errors
 def ls(url: str | None, endpoint: str | None, config_path: Path | None, recursive: bool, human_readable: bool,
-       proxy: str | None, no_proxy: bool) -> None:
+       proxy: str | None, no_proxy: bool, ca_bundle: Path | None) -> None:
     """List objects under ks3://bucket/prefix: date, storage class, size, key. Without a URL (or with
     ks3://): list the buckets: creation date, region, name."""
     from ks3sync.errors import BucketMissing
@@ -61,7 +61,7 @@ def ls(url: str | None, endpoint: str | None, config_path: Path | None, recursiv
     config = load_config_file(config_path)
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(endpoint, config, state_dir)
-    network = network_settings(config, proxy=proxy, no_proxy=no_proxy)
+    network = network_settings(config, proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle)
     count = 0
     total = 0
     with open_client(conn, state_dir, network=network) as client:

@@ -117,7 +117,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     settings = _Settings(ctx, flags, config, sync_cfg)
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
-    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"])
+    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"])
     opts = settings.mirror_options()
 
     from ks3sync.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, add_freezer

@@ -94,7 +94,7 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
     config = load_config_file(flags["config_path"])
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
-    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"])
+    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"])
     if flags["sync_name"] is not None:
         if paths:
             die("give either SRC DST or --config FILE --sync NAME, not both")

@@ -4,6 +4,8 @@ mapped onto it at those boundaries, and nowhere else.
     KS3Error                      anything the client raises on purpose
      +-- KS3TransportError        no usable HTTP response: connect/read/write failure, timeout, the
      |                            request's deadline, a proxy refusing the tunnel, broken HTTP
+     +-- KS3CertificateError      the endpoint's TLS certificate was refused (unknown issuer, host-name
+     |                            mismatch, expired): a setup problem, never retried
      +-- KS3IntegrityError        the service answered, but the bytes do not match what we sent or expect
      |                            (ETag != Content-MD5, CRC-64 mismatch, source file changed while read)
      +-- KS3ServiceError          an error response: .status .code .message .request_id .method .bucket .key
@@ -52,6 +54,13 @@ class KS3TransportError(KS3Error):
         self.method = method
         self.target = target
         self.reason = reason
+
+
+class KS3CertificateError(KS3Error):
+    """The endpoint (or the proxy) presented a certificate the trust store refuses. Not retryable: the
+    same certificate comes back every time; the message names the endpoint and what failed."""
+
+    retryable = False
 
 
 class KS3IntegrityError(KS3Error):

@@ -5,7 +5,8 @@ a host takes (proxies.py decides), the TLS context (a CA bundle or the system's 
 checked), each request's timeouts and overall budget (network.py enforces them at the socket), the
 Host value (checked to be a host name or address before it is written),
 ``HttpResponse`` (status, case-insensitive headers, the body read whole under a cap or streamed as it
-arrives, never decoded), and THE boundary where every httpcore failure becomes ``KS3TransportError``. An exception raised by a request body's own iterator passes through unchanged
+arrives, never decoded), and THE boundary where every httpcore failure becomes ``KS3TransportError``,
+or ``KS3CertificateError`` when a certificate was refused (naming the endpoint and what failed). An exception raised by a request body's own iterator passes through unchanged
 (httpcore re-raises it after closing the connection).
 httpcore (and ssl) are imported when the first request is made, not with ``ks3sync.ks3``: ``--help``,
 ``presign`` and ``status`` never pay for them.
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, overload
 
-from .errors import KS3TransportError
+from .errors import KS3CertificateError, KS3TransportError
 from .proxies import ProxyRoute, ProxySettings, ProxyURL
 
 if TYPE_CHECKING:
@@ -106,14 +107,47 @@ def _load() -> ModuleType:
     return _httpcore
 
 
-def _failure(exc: Exception, method: str, label: str, where: str = "") -> Exception:
+def _failure(exc: Exception, method: str, label: str, where: str = "", origin: str = "") -> Exception:
     """The KS3 error for an httpcore failure. A request h11 would not put on the wire (a header value
-    with CR/LF, a body longer or shorter than its Content-Length) is a ValueError: retrying cannot help."""
+    with CR/LF, a body longer or shorter than its Content-Length) is a ValueError: retrying cannot help.
+    A refused certificate is KS3CertificateError naming ``origin`` (scheme://host:port), not retried:
+    the same certificate comes back every time."""
     assert _httpcore is not None
     text = str(exc) or type(exc).__name__
     if isinstance(exc, _httpcore.LocalProtocolError):
         return ValueError(f"{method} {label}: the request cannot be sent: {text}")
+    refused = _refused_certificate(exc)
+    if refused is not None:
+        return KS3CertificateError(f"{origin or label}: TLS certificate refused: {_certificate_problem(refused)}")
     return KS3TransportError(method, label, f"{where}{type(exc).__name__}: {text}")
+
+
+def _refused_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind ``exc`` (httpcore chains it as the cause), if any."""
+    import ssl
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen and not isinstance(cause, ssl.SSLCertVerificationError):
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return cause if isinstance(cause, ssl.SSLCertVerificationError) else None
+
+
+# OpenSSL's X509_V_ERR_* codes, in words a user can act on.
+_CERTIFICATE_PROBLEMS = {
+    9: "not yet valid", 10: "expired", 18: "unknown issuer (self-signed)",
+    19: "unknown issuer (self-signed CA in the chain)", 20: "unknown issuer", 21: "unknown issuer",
+    62: "host-name mismatch", 64: "host-name mismatch (IP address)",
+}
+
+
+def _certificate_problem(error: ssl.SSLCertVerificationError) -> str:
+    """What failed: unknown issuer, host-name mismatch, expired, ... then OpenSSL's own words."""
+    code = getattr(error, "verify_code", None)
+    reason = getattr(error, "verify_message", "") or str(error)
+    kind = _CERTIFICATE_PROBLEMS.get(code) if isinstance(code, int) else None
+    return f"{kind} ({reason})" if kind else reason
 
 
 # --- responses --------------------------------------------------------------------------------------
@@ -222,6 +256,7 @@ class _Route:
     host: bytes
     port: int
     host_header: tuple[bytes, bytes]
+    origin: str  # scheme://host[:port], for messages
 
 
 def check_host(host: str) -> None:
@@ -277,7 +312,7 @@ class Wire:
             shown_host = f"[{host}]" if ":" in host else host
             netloc = shown_host if port is None else f"{shown_host}:{port}"
             route = _Route(pool, self._scheme, host.encode("ascii"), port or self._default_port,
-                           (b"Host", netloc.encode("ascii")))
+                           (b"Host", netloc.encode("ascii")), f"{self.settings.scheme}://{netloc}")
             self._routes[(host, port)] = route
             return route
 
@@ -348,7 +383,7 @@ class Wire:
             )
             response = route.pool.handle_request(request)
         except _FAILURES as exc:
-            raise _failure(exc, method, label) from exc
+            raise _failure(exc, method, label, origin=route.origin) from exc
         except TypeError as exc:  # httpcore refuses a str that is not ASCII
             raise ValueError(f"{method} {label}: the request cannot be sent: {exc}") from None
         budget.head_done = True

@@ -9,6 +9,7 @@ and the graceful stop (stop accepting, close idle connections, give requests in 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -34,12 +35,15 @@ class HttpServer:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def serve(self, sock: Any, on_started: Callable[[], None] | None = None) -> None:
+    async def serve(self, sock: Any, on_started: Callable[[], None] | None = None,
+                    ssl_context: ssl.SSLContext | None = None) -> None:
+        """``ssl_context``: serve HTTPS (``local-server --tls-cert/--tls-key``)."""
         self.loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         if self._stop_requested:
             return
-        listener = await self.loop.create_server(lambda: HttpConnection(self), sock=sock, backlog=1024)
+        listener = await self.loop.create_server(lambda: HttpConnection(self), sock=sock, backlog=1024,
+                                                 ssl=ssl_context)
         self.started = True
         sweep = self.loop.create_task(self._sweep())
         try:

@@ -21,6 +21,7 @@ from datetime import datetime
 from ks3sync.errors import (
     AuthError,
     BucketMissing,
+    CertificateRefused,
     FileChangedError,
     IntegrityError,
     Ks3SyncError,
@@ -32,6 +33,7 @@ from ks3sync.errors import (
 from ks3sync.ks3 import (
     Client,
     KS3AuthError,
+    KS3CertificateError,
     KS3Error,
     KS3IntegrityError,
     KS3ServiceError,
@@ -64,6 +66,8 @@ def mapped(exc: KS3Error, bucket: str, connect: str = "") -> Ks3SyncError:
     text = str(exc)
     if isinstance(exc, KS3AuthError):
         return AuthError(f"credentials refused by KS3: {text}")
+    if isinstance(exc, KS3CertificateError):
+        return CertificateRefused(text)
     if isinstance(exc, NoSuchBucket):
         return BucketMissing(bucket, connect)
     if isinstance(exc, NoSuchKey):

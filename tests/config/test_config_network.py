@@ -100,3 +100,14 @@ def test_a_bad_proxy_names_its_key_and_never_its_password(tmp_path: Path, value:
         load_config(path)
     message = str(info.value)
     assert message.startswith(f"{path}: proxy: expected a proxy URL") and ":pw@" not in message
+
+
+def test_ca_bundle_is_a_file_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    config = load_config(config_file(tmp_path, "ca_bundle: ca.pem\n"))
+    assert config.ca_bundle == tmp_path / "ca.pem"
+    assert config.effective()["ca_bundle"] == str(tmp_path / "ca.pem")
+    assert load_config(config_file(tmp_path, "")).effective()["ca_bundle"] == "the system trust store"
+    path = config_file(tmp_path, "ca_bundle: missing.pem\n")
+    with pytest.raises(ConfigError, match=r": ca_bundle: file .*missing.pem' does not exist"):
+        load_config(path)

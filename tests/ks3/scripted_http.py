@@ -11,7 +11,7 @@ then close) or ``Endless(head, piece, interval)`` (a hostile or broken server: `
 a flood of interim answers, a drip). Once the script is used up, ``handler`` (if given) answers every
 further request. Every request is recorded (``requests``) before it is answered; connections opened
 and closed (by either side) are counted, and so are the bytes of ``Endless`` answers sent
-(``endless_bytes_sent``).
+(``endless_bytes_sent``) and the TLS handshakes that failed (``tls_handshakes_failed``).
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ class ScriptedServer:
         self._handler = handler
         self._tls = tls
         self.endless_bytes_sent = 0
+        self.tls_handshakes_failed = 0
         self.requests: list[Seen] = []
         self.connections_opened = 0
         self.connections_closed = 0
@@ -137,6 +138,8 @@ class ScriptedServer:
                     conn = self._tls.wrap_socket(conn, server_side=True)
                 except (OSError, ssl.SSLError):
                     conn.close()  # the client refused the certificate: nothing to serve
+                    with self._lock:
+                        self.tls_handshakes_failed += 1
                     continue
             conn.settimeout(0.1)
             with self._lock:

@@ -11,7 +11,7 @@ import ssl
 import pytest
 from proxykit import TinyProxy
 from scripted_http import Reply, ScriptedServer, Seen
-from test_ks3_wire import _self_signed
+from tlskit import make_ca, make_cert
 
 from ks3sync.ks3 import (
     Client,
@@ -135,11 +135,17 @@ def test_plain_http_is_forwarded_by_the_proxy_with_the_target_as_signed(servers,
     assert [request.target for request in server.requests] == ["/bk/a/../b", "/bk/a/../b"]
 
 
-def test_https_goes_through_a_connect_tunnel(servers, tmp_path) -> None:
-    cert, key = _self_signed(tmp_path, "IP:127.0.0.1")
+def tls_server(servers, tmp_path, *replies) -> tuple[ScriptedServer, str]:
+    """A scripted https server with a certificate for 127.0.0.1, and the CA bundle that trusts it."""
+    ca = make_ca(tmp_path)
+    pair = make_cert(tmp_path, ca)
     server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_side.load_cert_chain(cert, key)
-    server = servers(ok, ok, tls=server_side)
+    server_side.load_cert_chain(pair.cert, pair.key)
+    return servers(*replies, tls=server_side), str(ca.cert)
+
+
+def test_https_goes_through_a_connect_tunnel(servers, tmp_path) -> None:
+    server, cert = tls_server(servers, tmp_path, ok, ok)
     with TinyProxy(tmp_path / "proxy") as proxy, client_for(server, proxy=via(proxy.url), ca_bundle=cert) as client:
         client.put_object("bk", "secret-path", b"data")
         client.put_object("bk", "again", b"data")
@@ -182,10 +188,7 @@ def test_proxy_credentials_are_sent_and_never_shown(servers, tmp_path) -> None:
 
 
 def test_a_refused_tunnel_is_a_transport_error_without_the_password(servers, tmp_path) -> None:
-    cert, key = _self_signed(tmp_path, "IP:127.0.0.1")
-    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_side.load_cert_chain(cert, key)
-    server = servers(ok, tls=server_side)
+    server, cert = tls_server(servers, tmp_path, ok)
     with TinyProxy(tmp_path / "proxy", auth=("ks3user", PASSWORD)) as proxy:
         wrong = f"http://ks3user:wrong-{PASSWORD}@127.0.0.1:{proxy.port}"
         with client_for(server, proxy=via(wrong), ca_bundle=cert) as client:

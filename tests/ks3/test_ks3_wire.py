@@ -7,19 +7,19 @@ passing through unchanged."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import ssl
-import subprocess
 
 import pytest
 from scripted_http import DROP, Early, Raw, Reply, ScriptedServer, Seen, Stall
 from threadkit import run_together
+from tlskit import Pair, make_ca, make_cert, self_signed
 
 from ks3sync.ks3 import (
     Client,
     ClientConfig,
     FileRangeBody,
     KS3AuthError,
+    KS3CertificateError,
     KS3TransportError,
     RetryPolicy,
     SourceChangedError,
@@ -343,46 +343,49 @@ def test_equal_repeated_content_lengths_are_one_length(servers) -> None:
 # --- https ------------------------------------------------------------------------------------------
 
 
-def _self_signed(tmp_path, san: str, days: int = 1) -> tuple[str, str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl command not available to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", str(days), "-subj", "/CN=ks3sync-test", "-addext", f"subjectAltName={san}"],
-        check=True, capture_output=True, timeout=60,
-    )
-    return str(cert), str(key)
-
-
-def _tls_server(servers, tmp_path, san: str, *replies) -> tuple[ScriptedServer, str]:
-    cert, key = _self_signed(tmp_path, san)
+def _tls_server(servers, cert: Pair, *replies) -> ScriptedServer:
     server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_side.load_cert_chain(cert, key)
-    return servers(*replies, tls=server_side), cert
+    server_side.load_cert_chain(cert.cert, cert.key)
+    return servers(*replies, tls=server_side)
 
 
 def test_https_exchanges_reuse_one_tls_connection(servers, tmp_path) -> None:
-    server, cert = _tls_server(servers, tmp_path, "IP:127.0.0.1", ok, Reply(200, {}, b"x" * 100_000))
-    with client_for(server, ca_bundle=cert) as client:
+    ca = make_ca(tmp_path)
+    server = _tls_server(servers, make_cert(tmp_path, ca), ok, Reply(200, {}, b"x" * 100_000))
+    with client_for(server, ca_bundle=str(ca.cert)) as client:
         client.put_object("bk", "k", b"data")
         with client.get_object("bk", "k") as response:
             assert response.read() == b"x" * 100_000
     assert server.requests[0].body == b"data" and server.connections_opened == 1
 
 
-def test_https_refuses_an_untrusted_certificate(servers, tmp_path) -> None:
-    server, _cert = _tls_server(servers, tmp_path, "IP:127.0.0.1", ok)
-    with client_for(server) as client, pytest.raises(KS3TransportError, match="CERTIFICATE_VERIFY_FAILED"):
-        client.head_bucket("bk")  # the system trust store
-    assert server.requests == []
+@pytest.mark.parametrize(
+    ("problem", "words"),
+    [("untrusted", "unknown issuer"), ("other-name", "host-name mismatch"), ("expired", "expired")],
+)
+def test_a_refused_certificate_is_one_error_naming_the_endpoint_and_what_failed(servers, tmp_path, wait_until,
+                                                                                problem: str, words: str) -> None:
+    ca = make_ca(tmp_path)
+    if problem == "untrusted":
+        cert = self_signed(tmp_path / "own")
+    else:
+        cert = make_cert(tmp_path, ca, "DNS:other.example" if problem == "other-name" else "IP:127.0.0.1",
+                         expired=problem == "expired")
+    server = _tls_server(servers, cert, ok)
+    attempts = RetryPolicy(max_attempts=3, sleep=lambda _s: None)
+    with client_for(server, retry=attempts, ca_bundle=str(ca.cert)) as client:
+        with pytest.raises(KS3CertificateError, match=words) as info:
+            client.head_bucket("bk")
+    assert str(info.value).startswith(f"{server.endpoint}: TLS certificate refused: {words}")
+    assert not info.value.retryable and server.requests == []
+    wait_until(lambda: server.tls_handshakes_failed >= 1, timeout=5)
+    assert (server.tls_handshakes_failed, server.connections_opened) == (1, 0)  # refused once, not retried
 
 
-def test_https_checks_the_host_name(servers, tmp_path) -> None:
-    server, cert = _tls_server(servers, tmp_path, "DNS:other.example", ok)
-    with client_for(server, ca_bundle=cert) as client, pytest.raises(KS3TransportError, match="mismatch"):
+def test_the_system_trust_store_is_the_default(servers, tmp_path) -> None:
+    server = _tls_server(servers, self_signed(tmp_path), ok)
+    with client_for(server) as client, pytest.raises(KS3CertificateError, match="unknown issuer"):
         client.head_bucket("bk")
-    assert server.requests == []
 
 
 def test_a_ca_bundle_that_is_not_pem_is_refused_at_once(tmp_path) -> None:
