@@ -22,7 +22,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 
+from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
 from ks3sync.ks3.wire import Headers
 
 
@@ -245,3 +247,9 @@ class ScriptedServer:
         body = bytes(buffer[:length])
         del buffer[:length]
         return Seen(method, target, headers, body)
+
+
+def client_for(server: ScriptedServer, **options: Any) -> Client:
+    """A KS3 client of ``server`` (test credentials); one attempt per request unless ``retry`` says more."""
+    options.setdefault("retry", RetryPolicy(max_attempts=1))
+    return Client(ClientConfig(endpoint=server.endpoint, access_key="AK", secret_key="SK", **options))

@@ -14,18 +14,14 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
-from scripted_http import Endless, Reply, ScriptedServer
+from scripted_http import Endless, Reply, client_for
 
 from ks3sync.ks3 import (
-    Client,
-    ClientConfig,
     KS3IntegrityError,
     KS3ServiceError,
     KS3TransportError,
-    RetryPolicy,
 )
 from ks3sync.ks3.transport import MAX_DOCUMENT
 from ks3sync.ks3.xml import MalformedResponse
@@ -35,23 +31,6 @@ ENDLESS_CHUNKS = Endless(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n
                          b"%x\r\n" % CHUNK + b"<Contents>" + b"x" * (CHUNK - 21) + b"</Contents>\r\n")
 
 
-@pytest.fixture()
-def servers() -> Iterator:
-    started: list[ScriptedServer] = []
-
-    def start(*replies, **options) -> ScriptedServer:
-        server = ScriptedServer(*replies, **options)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
-
-
-def client_for(server: ScriptedServer, **options) -> Client:
-    options.setdefault("retry", RetryPolicy(max_attempts=1))
-    return Client(ClientConfig(endpoint=server.endpoint, access_key="AK", secret_key="SK", **options))
 
 
 class Bounded:

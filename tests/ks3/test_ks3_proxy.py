@@ -10,17 +10,14 @@ import ssl
 
 import pytest
 from proxykit import TinyProxy
-from scripted_http import Reply, ScriptedServer, Seen
+from scripted_http import Reply, ScriptedServer, Seen, client_for
 from tlskit import make_ca, make_cert
 
 from ks3sync.ks3 import (
-    Client,
-    ClientConfig,
     KS3ServiceError,
     KS3TransportError,
     ProxySettings,
     ProxyURL,
-    RetryPolicy,
 )
 from ks3sync.ks3.checksums import crc64
 from ks3sync.ks3.proxies import mask_url_credentials
@@ -35,23 +32,6 @@ def ok(request: Seen) -> Reply:
                  body)
 
 
-@pytest.fixture()
-def servers():
-    started: list[ScriptedServer] = []
-
-    def start(*replies, tls: ssl.SSLContext | None = None) -> ScriptedServer:
-        server = ScriptedServer(*replies, tls=tls)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
-
-
-def client_for(server: ScriptedServer, **options) -> Client:
-    options.setdefault("retry", RetryPolicy(max_attempts=1))
-    return Client(ClientConfig(endpoint=server.endpoint, access_key="AK", secret_key="SK", **options))
 
 
 def via(url: str) -> ProxySettings:

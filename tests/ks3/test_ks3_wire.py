@@ -10,7 +10,7 @@ import hashlib
 import ssl
 
 import pytest
-from scripted_http import DROP, Early, Raw, Reply, ScriptedServer, Seen, Stall
+from scripted_http import DROP, Early, Raw, Reply, ScriptedServer, Seen, Stall, client_for
 from threadkit import run_together
 from tlskit import Pair, make_ca, make_cert, self_signed
 
@@ -33,23 +33,6 @@ def ok(request: Seen) -> Reply:
                        str(crc64(request.body, 0))}, b"" if request.method != "GET" else b"g" * 1000)
 
 
-@pytest.fixture()
-def servers():
-    started: list[ScriptedServer] = []
-
-    def start(*replies, tls: ssl.SSLContext | None = None) -> ScriptedServer:
-        server = ScriptedServer(*replies, tls=tls)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.close()
-
-
-def client_for(server: ScriptedServer, **options) -> Client:
-    options.setdefault("retry", RetryPolicy(max_attempts=1))
-    return Client(ClientConfig(endpoint=server.endpoint, access_key="AK", secret_key="SK", **options))
 
 
 def get(server: ScriptedServer, **options) -> bytes:
