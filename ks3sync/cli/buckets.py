@@ -1,8 +1,8 @@
 """Buckets: ``ks3sync mb ks3://bucket`` (make), ``ks3sync rb ks3://bucket`` (remove, only when empty),
 and the bucket listing that ``ks3sync ls`` prints without an argument (or with ``ks3://``).
 
-Each takes the endpoint and credential options ``ls`` takes (``--endpoint``, ``--config``,
-``$KS3_ENDPOINT``, ``$KS3_ACCESS_KEY``/``$KS3_SECRET_KEY``). Exit status: 0 done; 1 KS3 refused for a
+Each takes the endpoint, credential and network options ``ls`` takes (``--endpoint``, ``--config``,
+``$KS3_ENDPOINT``, ``$KS3_ACCESS_KEY``/``$KS3_SECRET_KEY``, ``--proxy``/``--no-proxy``, ``--ca-bundle``). Exit status: 0 done; 1 KS3 refused for a
 reason of state (the name is taken, the bucket is not empty, too many buckets); 2 usage error (a bad
 name or option, a missing bucket, credentials refused), one line each.
 """
@@ -28,6 +28,7 @@ from ks3sync.cli.common import (
     parse_target,
     resolve_connection,
 )
+from ks3sync.cli.network import network_options, network_settings
 from ks3sync.cli.output import line
 
 BUCKET_ACLS = ("private", "public-read", "public-read-write")  # KS3's canned ACLs for a bucket
@@ -37,6 +38,7 @@ _REGION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _endpoint_options(func: Any) -> Any:
+    func = network_options(func)
     func = click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file.")(func)
     return click.option("--endpoint", help=ENDPOINT_HELP)(func)
 
@@ -49,10 +51,12 @@ def _bucket_of(url: str) -> str:
     return target.bucket
 
 
-def _client(endpoint: str | None, config_path: Path | None) -> Any:
+def _client(endpoint: str | None, config_path: Path | None, network: dict[str, Any]) -> Any:
+    """``network``: the ``--proxy`` / ``--no-proxy`` / ``--ca-bundle`` values (cli/network.py)."""
     config = load_config_file(config_path)
     state_dir = config.state_dir if config is not None else default_state_dir()
-    return open_client(resolve_connection(endpoint, config, state_dir), state_dir)
+    conn = resolve_connection(endpoint, config, state_dir)
+    return open_client(conn, state_dir, network=network_settings(config, **network))
 
 
 @click.command("mb", context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,14 +66,15 @@ def _client(endpoint: str | None, config_path: Path | None) -> Any:
 @click.option("--acl", type=click.Choice(BUCKET_ACLS), help="Canned ACL of the bucket (default: private).")
 @_endpoint_options
 @handle_errors
-def mb(url: str, region: str | None, acl: str | None, endpoint: str | None, config_path: Path | None) -> None:
+def mb(url: str, region: str | None, acl: str | None, endpoint: str | None, config_path: Path | None,
+       **network: Any) -> None:
     """Make a bucket."""
     from ks3sync.ks3 import BucketAlreadyExists, KS3AuthError, KS3ServiceError
 
     bucket = _bucket_of(url)
     if region is not None and not _REGION.fullmatch(region):
         die(f"--region: expected a KS3 region name such as BEIJING (letters, digits, '_', '-'), got {region!r}")
-    with _client(endpoint, config_path) as client:
+    with _client(endpoint, config_path, network) as client:
         try:
             client.create_bucket(bucket, acl=acl, region=region)
         except BucketAlreadyExists:
@@ -95,13 +100,13 @@ def mb(url: str, region: str | None, acl: str | None, endpoint: str | None, conf
 @click.argument("url", metavar="ks3://BUCKET")
 @_endpoint_options
 @handle_errors
-def rb(url: str, endpoint: str | None, config_path: Path | None) -> None:
+def rb(url: str, endpoint: str | None, config_path: Path | None, **network: Any) -> None:
     """Remove an empty bucket (a bucket with objects or unfinished uploads is refused)."""
     from ks3sync.errors import BucketMissing
     from ks3sync.ks3 import BucketNotEmpty, NoSuchBucket
 
     bucket = _bucket_of(url)
-    with _client(endpoint, config_path) as client:
+    with _client(endpoint, config_path, network) as client:
         try:
             client.delete_bucket(bucket)
         except NoSuchBucket:
@@ -121,9 +126,9 @@ def _not_empty(client: Any, bucket: str) -> str:
             "abort them first (e.g. aws s3api abort-multipart-upload), then remove the bucket")
 
 
-def list_buckets(endpoint: str | None, config_path: Path | None) -> None:
+def list_buckets(endpoint: str | None, config_path: Path | None, **network: Any) -> None:
     """``ks3sync ls`` without a bucket: one line per bucket, creation date, region, name."""
-    with _client(endpoint, config_path) as client:
+    with _client(endpoint, config_path, network) as client:
         buckets = client.list_buckets()
     for b in sorted(buckets, key=lambda b: b.name):
         # names and regions come from the endpoint: escaped like every key (ks3sync.display)

@@ -50,7 +50,7 @@ def ls(url: str | None, endpoint: str | None, config_path: Path | None, recursiv
     if url in (None, "ks3://", "ks3:"):
         from ks3sync.cli.buckets import list_buckets
 
-        list_buckets(endpoint, config_path)
+        list_buckets(endpoint, config_path, proxy=proxy, no_proxy=no_proxy, ca_bundle=ca_bundle)
         return
     assert url is not None
     if not url.startswith("ks3://"):

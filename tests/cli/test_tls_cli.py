@@ -188,3 +188,19 @@ def test_local_server_wants_both_tls_files(tmp_path: Path) -> None:
                              "--access-key", "AK", "--secret-key", "SK", "--tls-cert", str(pair.key), "--tls-key",
                              str(pair.key)], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2 and "not a PEM certificate" in result.stderr
+
+
+def test_bucket_commands_take_the_network_options(tls_server: Any, tmp_path: Path) -> None:
+    server, bundle = tls_server
+    bucket = unique_bucket_name()
+    common = ["--endpoint", server.endpoint, "--ca-bundle", str(bundle)]
+    with TinyProxy(tmp_path / "proxy") as proxy:
+        made = ks3sync(server, "mb", f"ks3://{bucket}", *common, "--proxy", proxy.url)
+        assert made.returncode == 0, made.stderr
+        assert proxy.requests(at_least=1) == [f"CONNECT 127.0.0.1:{server.port} HTTP/1.1"]
+    listed = ks3sync(server, "ls", *common)
+    assert listed.returncode == 0 and bucket in listed.stdout
+    refused = ks3sync(server, "ls", "--endpoint", server.endpoint)  # the system trust store: refused
+    assert refused.returncode == 2 and "TLS certificate refused: unknown issuer" in refused.stderr
+    removed = ks3sync(server, "rb", f"ks3://{bucket}", *common, "--no-proxy")
+    assert removed.returncode == 0, removed.stderr
