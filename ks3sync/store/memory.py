@@ -3,9 +3,14 @@ multipart ETag ``<md5-of-md5s>-N``, CRC-64 on every write, Content-MD5 verified,
 size except the last, byte-ordered listings. It passes the same conformance suite as ``KS3Store``.
 
 Fault injection: ``inject(op, exc, times=1, path=None)`` makes the next matching calls raise ``exc``
-before doing anything; ``hook`` (a callable(op, path)) runs before every call, for finer control
-(e.g. modify a local file in the middle of an upload). ``calls`` records (op, path) of every call so
-tests can count writes the way they count requests in local-server's log.
+before doing anything (``op`` ``"delete_many"``: the whole batch call raises, nothing is deleted);
+``tamper(op, change, times=1, path=None)`` lets the next matching calls happen and then answers
+``change(result)`` instead (a wrong ETag or CRC-64, as a lying or buggy server would);
+``lose_uploads(before=op)`` makes every multipart upload in flight disappear just before the next
+matching call (aborted by someone else, expired by a lifecycle rule); ``hook`` (a callable(op, path))
+runs before every call, for finer control (e.g. modify a local file in the middle of an upload).
+``calls`` records (op, path) of every call so tests can count writes the way they count requests in
+local-server's log.
 
 Thread-safe (one lock); the executor's workers call it concurrently.
 """
@@ -20,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ks3sync.errors import IntegrityError, RemoteNotFound, RemoteRejected, UploadGone
 from ks3sync.model import RemoteEntry
@@ -60,7 +66,15 @@ class _Upload:
 @dataclass(slots=True)
 class _Fault:
     op: str
-    exc: BaseException
+    exc: BaseException | None  # None: the uploads in flight vanish instead (``lose_uploads``)
+    remaining: int
+    path: str | None
+
+
+@dataclass(slots=True)
+class _Tamper:
+    op: str
+    change: Callable[[Any], Any]
     remaining: int
     path: str | None
 
@@ -98,12 +112,31 @@ class MemoryStore:
         self.uploads: dict[str, _Upload] = shared.uploads if shared else {}
         self.calls: builtins.list[tuple[str, str]] = shared.calls if shared else []
         self._faults: list[_Fault] = shared._faults if shared else []
+        self._tampers: list[_Tamper] = shared._tampers if shared else []
 
     # ------------------------------------------------------------------ test helpers
 
     def inject(self, op: str, exc: BaseException, *, times: int = 1, path: str | None = None) -> None:
         with self._lock:
             self._faults.append(_Fault(op, exc, times, path))
+
+    def tamper(self, op: str, change: Callable[[Any], Any], *, times: int = 1, path: str | None = None) -> None:
+        """The next ``times`` calls of ``op`` (on ``path``) do their work, then answer ``change(result)``."""
+        with self._lock:
+            self._tampers.append(_Tamper(op, change, times, path))
+
+    def lose_uploads(self, *, before: str, times: int = 1, path: str | None = None) -> None:
+        """Just before the next ``times`` calls of ``before`` (on ``path``), every upload in flight vanishes."""
+        with self._lock:
+            self._faults.append(_Fault(before, None, times, path))
+
+    def _answer(self, op: str, path: str, result: Any) -> Any:
+        with self._lock:
+            for tamper in self._tampers:
+                if tamper.op == op and tamper.remaining > 0 and tamper.path in (None, path):
+                    tamper.remaining -= 1
+                    return tamper.change(result)
+        return result
 
     def writes(self) -> builtins.list[tuple[str, str]]:
         with self._lock:
@@ -115,12 +148,18 @@ class MemoryStore:
     def _enter(self, op: str, path: str) -> None:
         with self._lock:
             self.calls.append((op, path))
-            for fault in self._faults:
-                if fault.op == op and fault.remaining > 0 and fault.path in (None, path):
-                    fault.remaining -= 1
-                    raise fault.exc
+            self._raise_fault(op, path)
         if self.hook is not None:
             self.hook(op, path)
+
+    def _raise_fault(self, op: str, path: str) -> None:
+        for fault in self._faults:
+            if fault.op == op and fault.remaining > 0 and fault.path in (None, path):
+                fault.remaining -= 1
+                if fault.exc is None:
+                    self.uploads.clear()
+                    continue
+                raise fault.exc
 
     # ------------------------------------------------------------------ Store
 
@@ -188,7 +227,7 @@ class MemoryStore:
         )
         with self._lock:
             self.objects[key] = obj
-        return WriteResult(obj.etag, obj.crc64)
+        return self._answer("put", path, WriteResult(obj.etag, obj.crc64))
 
     def create_upload(self, path: str, options: WriteOptions) -> str:
         self._enter("create_upload", path)
@@ -215,16 +254,17 @@ class MemoryStore:
         crc = crc64_update(0, data)
         with self._lock:
             self._upload(path, upload_id).parts[part_number] = (data, md5, crc)
-        return PartResult(part_number, md5, len(data), crc)
+        return self._answer("upload_part", path, PartResult(part_number, md5, len(data), crc))
 
     def list_parts(self, path: str, upload_id: str) -> builtins.list[PartResult]:
         self._enter("list_parts", path)
         with self._lock:
             upload = self._upload(path, upload_id)
-            return [
+            listed = [
                 PartResult(number, md5, len(data), crc)
                 for number, (data, md5, crc) in sorted(upload.parts.items())
             ]
+        return self._answer("list_parts", path, listed)
 
     def complete_upload(
         self, path: str, upload_id: str, parts: Sequence[PartResult], *, expected_crc64: int | None = None
@@ -259,7 +299,7 @@ class MemoryStore:
             )
             self.objects[upload.key] = obj
             del self.uploads[upload_id]
-        return WriteResult(obj.etag, obj.crc64)
+        return self._answer("complete_upload", path, WriteResult(obj.etag, obj.crc64))
 
     def abort_upload(self, path: str, upload_id: str) -> None:
         self._enter("abort_upload", path)
@@ -297,9 +337,11 @@ class MemoryStore:
                 last_modified_ns=self._clock(),
             )
             self.objects[target] = obj
-        return WriteResult(obj.etag, obj.crc64)
+        return self._answer("copy", dst_path, WriteResult(obj.etag, obj.crc64))
 
     def delete_many(self, paths: Sequence[str]) -> builtins.list[tuple[str, str]]:
+        with self._lock:
+            self._raise_fault("delete_many", "")  # the whole request fails (not recorded as a call)
         failed: builtins.list[tuple[str, str]] = []
         for path in paths:
             try:

@@ -1,0 +1,141 @@
+"""The service's per-change delete selection when a change's own transfer fails for good: a rename whose
+server-side copy is refused must not delete the old object (the bucket would end with neither name).
+
+The scheduler is stepped with a fake clock, as in test_worker.py, against two stores: the in-memory
+Store with an injected copy fault, and ``KS3Store`` talking to a real local-server through a rewriting
+proxy that refuses the copy on the wire (400 InvalidArgument: a permanent, non-fatal answer).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability.proxy import Exchange, RewritingProxy
+from serverkit import ServerHandle, client_config
+
+from ks3sync.config import Ks3Url, SyncConfig
+from ks3sync.daemon.backoff import SECOND, Backoff
+from ks3sync.daemon.worker import SyncWorker
+from ks3sync.errors import RemoteRejected
+from ks3sync.journal import Journal
+from ks3sync.store.base import Store
+from ks3sync.store.memory import MemoryStore
+from ks3sync.transfer.context import TransferOptions
+from ks3sync.watch.translate import Note, Observed
+
+PREFIX = "p/"
+REFUSED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code>'
+           b"<Message>copy refused (test)</Message></Error>")
+
+
+class Bucket:
+    """What the test needs of either store: make the next copies fail, and list what is there."""
+
+    def __init__(self, store: Store, refuse_copies: Callable[[bool], None]) -> None:
+        self.store = store
+        self.refuse_copies = refuse_copies
+
+    def objects(self) -> dict[str, bytes]:
+        out = {}
+        for entry in self.store.list():
+            with self.store.open(entry.path) as reader:
+                out[entry.path] = b"".join(reader.iter_bytes())
+        return out
+
+
+@pytest.fixture(params=["memory", "local-server"])
+def bucket_store(request: pytest.FixtureRequest) -> Iterator[Bucket]:
+    if request.param == "memory":
+        store = MemoryStore("bkt", PREFIX)
+
+        def refuse_memory(on: bool) -> None:
+            if on:
+                store.inject("copy", RemoteRejected("InvalidArgument: copy refused (test)"), times=100)
+            else:
+                store._faults.clear()
+
+        yield Bucket(store, refuse_memory)
+        return
+    from ks3sync.ks3 import Client
+    from ks3sync.store.ks3store import KS3Store
+
+    server: ServerHandle = request.getfixturevalue("local_server")
+    name = request.getfixturevalue("bucket")
+    refusing = [False]
+
+    def short_circuit(method: str, target: str) -> Exchange | None:
+        # Only the rename's destination is ever PUT in this test's second half: that PUT is the copy.
+        if refusing[0] and method == "PUT" and target.split("?")[0].endswith("/new.bin"):
+            return Exchange(method, target, {}, 400, [("Content-Type", "application/xml")], REFUSED)
+        return None
+
+    with RewritingProxy(server.endpoint, lambda exchange: None, short_circuit) as proxy:
+        from dataclasses import replace
+
+        with Client(client_config(replace(server, endpoint=proxy.endpoint))) as client:
+            yield Bucket(KS3Store(client, name, PREFIX), lambda on: refusing.__setitem__(0, on))
+        refused = [e for e in proxy.seen if e.status == 400 and e.method == "PUT"]
+        assert refused or not refusing[0], "the proxy refused no copy: the case tested nothing"
+
+
+def _settle(worker: SyncWorker, journal: Journal, clock: Any, wait_until: Callable[..., object]) -> None:
+    quiet: list[bool] = []
+
+    def idle() -> bool:
+        was_busy = worker.busy()
+        worker.poke()
+        worker.step()
+        if was_busy or worker.busy():
+            return False
+        stats = journal.stats(worker.sync_id)
+        due = stats.next_due_ns is not None and stats.next_due_ns <= clock.now
+        quiet.append(not due and stats.in_flight == 0)
+        return quiet[-2:] == [True, True]
+
+    wait_until(idle, timeout=60)
+
+
+def test_a_rename_whose_copy_is_refused_keeps_the_old_object(bucket_store: Bucket, tmp_path: Path,
+                                                             fake_clock: Any, wait_until: Callable[..., object]) -> None:
+    """Guards worker.py's ``and ch.id not in failures`` in the per-change delete selection."""
+    root = tmp_path / "src"
+    root.mkdir()
+    data = os.urandom(50_000)
+    journal = Journal.open(tmp_path / "journal.db", clock=fake_clock)
+    sync = SyncConfig(name="docs", source=root, target=Ks3Url("bkt", PREFIX), delete=True)
+    worker = SyncWorker(sync, journal, bucket_store.store, TransferOptions(jobs=2),
+                        reconcile=lambda worker, stop: None, clock=fake_clock, watch=False,
+                        backoff=Backoff(base_ns=SECOND, cap_ns=8 * SECOND, park_after=3))
+    worker.start()
+    try:
+        (root / "old.bin").write_bytes(data)
+        worker.buffer.add([Observed(Note.FILE_CHANGED, "old.bin")])
+        fake_clock.advance(3)
+        _settle(worker, journal, fake_clock, wait_until)
+        assert bucket_store.objects() == {"old.bin": data}
+
+        os.rename(root / "old.bin", root / "new.bin")
+        bucket_store.refuse_copies(True)
+        worker.buffer.add([Observed(Note.FILE_MOVED, "new.bin", "old.bin")])
+        fake_clock.advance(3)
+        _settle(worker, journal, fake_clock, wait_until)
+        # The copy failed, so the change failed: its delete of the old name must not have run.
+        assert bucket_store.objects() == {"old.bin": data}
+        stats = journal.stats(worker.sync_id)
+        assert stats.queue_depth == 1 and stats.last_errors, stats
+        assert "copy refused" in stats.last_errors[0].message
+        assert set(journal.synced_entries(worker.sync_id)) == {"old.bin"}
+
+        bucket_store.refuse_copies(False)  # the service answers again: the retry completes the rename
+        fake_clock.advance(10)
+        _settle(worker, journal, fake_clock, wait_until)
+        assert bucket_store.objects() == {"new.bin": data}
+        assert set(journal.synced_entries(worker.sync_id)) == {"new.bin"}
+    finally:
+        worker.begin_stop()
+        worker.finish_stop(10)
+        journal.close()
