@@ -347,45 +347,56 @@ def test_synced_count_counts_one_sync_up_to_a_bound(journal: Journal) -> None:
     assert journal.synced_count(journal.register_sync("c", "/c", "bucket", "c/", "h"), at_most=5) == 0
 
 
-def _slow_writes(journal: Journal, monkeypatch: pytest.MonkeyPatch, *, fail: int | None = None) -> list[int]:
-    """Make each write transaction of ``journal`` hold the writer for 20 ms (so other threads' entries
-    pile up meanwhile), optionally failing transaction number ``fail``; returns the numbers begun."""
+def _held_writes(journal: Journal, monkeypatch: pytest.MonkeyPatch, cp: object, *, others: int,
+                 fail: int | None = None) -> list[int]:
+    """Make the first write transaction of ``journal`` hold the writer until ``others`` entries are
+    waiting in ``cp``'s group commit (polled, bounded: no sleep decides the outcome), optionally failing
+    transaction number ``fail``; returns the numbers of the transactions begun. So the batching the test
+    sees does not depend on how the threads happen to be scheduled (it did: 8 of 10 runs on one core
+    had each entry committed alone)."""
     real_write = journal._write
     begun: list[int] = []
+    coalescer = cp._confirmed  # type: ignore[attr-defined]  # the checkpoint's group commit
+
+    def waiting() -> int:
+        with coalescer._lock:
+            return len(coalescer._pending)
 
     @contextlib.contextmanager
-    def slow_write(*, durable: bool = False):  # type: ignore[no-untyped-def]
+    def held_write(*, durable: bool = False):  # type: ignore[no-untyped-def]
         begun.append(len(begun) + 1)
         number = len(begun)
         with real_write(durable=durable) as db:
-            time.sleep(0.02)
+            deadline = time.monotonic() + 30
+            while number == 1 and waiting() < others and time.monotonic() < deadline:
+                time.sleep(0.001)
             if number == fail:
                 raise sqlite3.OperationalError("disk I/O error (simulated)")
             yield db
 
-    monkeypatch.setattr(journal, "_write", slow_write)
+    monkeypatch.setattr(journal, "_write", held_write)
     return begun
 
 
 def test_synced_commits_as_a_group_and_returns_only_once_recorded(
     journal: Journal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """While one thread commits, the entries of the 7 others wait; the next commit takes them all."""
     sid = journal.register_sync("s", "/src", "b", "", "h")
     cp = journal.checkpoint(sid)
-    begun = _slow_writes(journal, monkeypatch)
+    begun = _held_writes(journal, monkeypatch, cp, others=7)
     unseen: list[str] = []
 
     def work(t: int) -> None:
-        for i in range(5):
-            path = f"t{t}/f{i}"
-            cp.synced(entry(path, i + 1))
-            if path not in journal.synced_for(sid, [path]):  # a separate reader connection
-                unseen.append(path)
+        path = f"t{t}"
+        cp.synced(entry(path, t + 1))
+        if path not in journal.synced_for(sid, [path]):  # a separate reader connection
+            unseen.append(path)
 
     assert run_together(8, work) == []
     assert unseen == []
-    assert len(journal.synced_entries(sid)) == 40
-    assert len(begun) < 20  # one transaction per entry would be 40
+    assert len(journal.synced_entries(sid)) == 8
+    assert begun == [1, 2]  # one transaction per entry would be 8
 
 
 def test_a_failed_group_commit_fails_only_its_committer(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -394,7 +405,7 @@ def test_a_failed_group_commit_fails_only_its_committer(journal: Journal, monkey
     transaction fails: it carries every entry that arrived while the first one was committing."""
     sid = journal.register_sync("s", "/src", "b", "", "h")
     cp = journal.checkpoint(sid)
-    begun = _slow_writes(journal, monkeypatch, fail=2)
+    begun = _held_writes(journal, monkeypatch, cp, others=5, fail=2)
     recorded: list[str] = []
 
     def work(t: int) -> None:
@@ -404,4 +415,4 @@ def test_a_failed_group_commit_fails_only_its_committer(journal: Journal, monkey
     errors = run_together(6, work)
     assert len(errors) == 1 and isinstance(errors[0], JournalError)
     assert sorted(journal.synced_entries(sid)) == sorted(recorded) and len(recorded) == 5
-    assert len(begun) >= 3
+    assert begun == [1, 2, 3]  # the first alone, the failed batch of five, its four others again
