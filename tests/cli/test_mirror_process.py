@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from click.testing import CliRunner
+from reliability.proxy import RewritingProxy
 
 from ks3sync.cli.main import cli
 from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
@@ -45,6 +46,28 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+class InFlight:
+    """Counts requests a proxy forwarded and the answers it received (``forwarded`` is the proxy's
+    short-circuit hook, answering nothing itself; ``answered`` its rewrite hook, changing nothing)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._back = 0
+
+    def forwarded(self, method: str, target: str) -> None:
+        with self._lock:
+            self._sent += 1
+
+    def answered(self, exchange: object) -> None:
+        with self._lock:
+            self._back += 1
+
+    def idle(self) -> bool:
+        with self._lock:
+            return self._sent == self._back
 
 
 def part_numbers(entries: list[dict[str, Any]], *, ok_only: bool) -> list[int]:
@@ -84,6 +107,7 @@ def test_endpoint_local_on_a_fresh_machine(tmp_path: Path) -> None:
 def test_kill_9_during_multipart_then_resume_sends_only_missing_parts(server_factory: Any, tmp_path: Path,
                                                                       encrypted: bool) -> None:
     server = server_factory(latency_ms=120)
+    in_flight = InFlight()
     with client_for(server) as client:
         client.create_bucket("killed")
     data = os.urandom(31 * 100 * KIB + 77)  # 32 parts of 100 KiB
@@ -97,20 +121,25 @@ def test_kill_9_during_multipart_then_resume_sends_only_missing_parts(server_fac
         key_file.write_bytes(b"0123456789abcdef")
         key_file.chmod(0o600)
         args += ["--encrypt-key", str(key_file)]
-    proc = ks3sync(*args, env=server_env(server))
-    try:
-        wait_for(lambda: len(part_numbers(server.requests(), ok_only=True)) >= 8)
-    finally:
-        proc.kill()
-        proc.communicate(timeout=TIMEOUT)
-    time.sleep(0.5)  # let the server finish answering whatever was in flight
-    before = server.requests()
-    confirmed_before = set(part_numbers(before, ok_only=True))
-    assert 8 <= len(confirmed_before) < 32
-    mark = len(before)
+    # Through a proxy that counts the requests it forwarded and the answers it got back: after the kill,
+    # the server may still be answering parts that were in flight; the test waits until it has answered
+    # every one (a fixed pause did not always suffice under load), so the log holds all KS3 confirmed.
+    with RewritingProxy(server.endpoint, in_flight.answered, in_flight.forwarded) as proxy:
+        args[args.index(server.endpoint)] = proxy.endpoint
+        proc = ks3sync(*args, env=server_env(server))
+        try:
+            wait_for(lambda: len(part_numbers(server.requests(), ok_only=True)) >= 8)
+        finally:
+            proc.kill()
+            proc.communicate(timeout=TIMEOUT)
+        wait_for(in_flight.idle)
+        before = server.requests()
+        confirmed_before = set(part_numbers(before, ok_only=True))
+        assert 8 <= len(confirmed_before) < 32
+        mark = len(before)
 
-    rerun = ks3sync(*args, env=server_env(server))
-    _, err = rerun.communicate(timeout=TIMEOUT)
+        rerun = ks3sync(*args, env=server_env(server))  # the same endpoint: the journal's same sync
+        _, err = rerun.communicate(timeout=TIMEOUT)
     assert rerun.returncode == 0, err.decode()
     after = server.requests()[mark:]
     resent = part_numbers(after, ok_only=False)

@@ -103,6 +103,11 @@ class RewritingProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # The client went away mid-body: a server discards such a request, so nothing is
+                    # forwarded (and the hooks never see it).
+                    self.close_connection = True
+                    return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 exchange = proxy._short_circuit(self.command, self.path) if proxy._short_circuit else None
                 if exchange is None:
