@@ -1,6 +1,9 @@
-"""Crashes: `ks3sync mirror` killed with SIGKILL at seeded random points (after a PUT, a part, the
-initiate or complete of a multipart upload, a server-side copy, a delete, or after a random delay that
-lands anywhere, journal writes included); the server adds latency to widen the windows. After a re-run:
+"""Crashes: `ks3sync mirror` killed with SIGKILL inside a chosen operation - the answer to a PUT, a part,
+the initiate or complete of a multipart upload, a server-side copy or a DeleteObjects is held at a proxy
+(killpoint.py) until the kill, so the server has acted and the client has not heard - or right after the
+n-th journal commit, or after a random delay (soak). Each trial first asserts that the kill landed while
+the pass was running and inside that operation (for DeleteObjects: the server deleted the objects and the
+journal still records them; for a part: the journal has the upload in flight), then, after a re-run:
 
 - exit 0, and the bucket equals the folder byte for byte;
 - no multipart upload is left (ListMultipartUploads is empty);
@@ -11,7 +14,8 @@ lands anywhere, journal writes included); the server adds latency to widen the w
 
 The re-run passes ``--abort-stale-after 0s``: an upload initiated just before the kill, whose id never
 reached the journal, is otherwise kept for the grace period (for other writers' sake) and would still be
-listed. Default run: 3 trials; ``-m soak``: 24.
+listed. Default run: 3 trials; ``-m soak``: 24. A restore killed in the middle of a download (a temp file
+exists, or the answer to the n-th GET is held) leaves only whole files and converges on a re-run.
 """
 
 from __future__ import annotations
@@ -23,21 +27,25 @@ from typing import Any
 
 import pytest
 
+from ks3sync.journal import Journal
+
 from .helpers import (
     assert_bucket_equals_folder,
     assert_journal_healthy,
     assert_no_multipart_uploads,
+    bucket_contents,
     create_bucket,
     data_writes,
     folder_files,
+    journal_paths,
     kill9,
     make_tree,
     mirror,
     part_upload_counts,
     start_mirror,
-    wait_for_requests,
     write_tree,
 )
+from .killpoint import KillPoint
 
 JOBS = 2
 FLAGS = ("--jobs", str(JOBS), "--part-size", "100KiB", "--multipart-threshold", "400KiB", "--delete")
@@ -89,41 +97,61 @@ def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, i
     src = tmp_path / "src"
     make_tree(src, seed, files=16, big=2, big_size=900_000)
     state = tmp_path / "journal.db"
-    first = mirror(server, src, f"ks3://{bucket}/data/", state, *FLAGS)
-    assert first.returncode == 0, first.stderr[-3000:]
-    _mutate(src, rng)
-
     op, count = trigger or rng.choice(TRIGGERS)
-    mark = server.mark()
-    process = start_mirror(server, src, f"ks3://{bucket}/data/", state, *FLAGS)
-    try:
-        if op == "delay":
-            time.sleep(rng.uniform(0.2, 2.5))
-            reached = process.poll() is None
-        elif op == "journal":
-            reached = _wait_for_journal_writes(state, count, process)
-        else:
-            reached = wait_for_requests(server, mark, [op], count, process)
-            time.sleep(rng.uniform(0, 0.03))  # land anywhere after it: the journal write, the next request
-        killed = process.poll() is None
-    finally:
-        kill9(process)
+    held = op not in ("delay", "journal")
+    # Every run of the trial goes through the kill point's proxy: the journal's sync is per endpoint.
+    with KillPoint(server, op if held else "", count) as point:
+        via = point.via
+        first = mirror(via, src, f"ks3://{bucket}/data/", state, *FLAGS)
+        assert first.returncode == 0, first.stderr[-3000:]
+        _mutate(src, rng)
+        before_kill = journal_paths(state)
 
-    rerun = mirror(server, src, f"ks3://{bucket}/data/", state, *FLAGS, "--abort-stale-after", "0s")
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert_bucket_equals_folder(server, bucket, "data/", src)
-    assert_no_multipart_uploads(server, bucket)
-    assert_journal_healthy(state)
-    counts = part_upload_counts(server.requests()[mark:])
-    twice = [pair for pair, n in counts.items() if n == 2]
-    more = [pair for pair, n in counts.items() if n > 2]
-    assert not more, f"parts sent 3+ times: {more}"
-    assert len(twice) <= JOBS, f"parts sent twice beyond the {JOBS} in flight: {twice}"
+        mark = server.mark()
+        point.arm()
+        process = start_mirror(via, src, f"ks3://{bucket}/data/", state, *FLAGS)
+        try:
+            if op == "delay":
+                time.sleep(rng.uniform(0.2, 2.5))
+                reached = process.poll() is None
+            elif op == "journal":
+                reached = _wait_for_journal_writes(state, count, process)
+            else:
+                # The answer to the count-th request is held at the proxy: the kill lands inside it.
+                reached = point.wait(process)
+            killed = process.poll() is None
+        finally:
+            kill9(process)
+            point.release()
+        # The kill must have landed inside the operation under test, or this was only a normal re-run.
+        assert reached and killed, f"the kill missed {op} #{count}: reached={reached}, killed={killed}"
+        requests = server.requests()[mark:]
+        if held:
+            assert point.held is not None and [r["op"] for r in requests].count(op) >= count, [r["op"] for r in requests]
+        if op == "DeleteObjects":
+            # The server deleted the old names; the killed client never recorded it.
+            remote = set(bucket_contents(server, bucket, "data/"))
+            deleted = before_kill - set(folder_files(src)) - remote
+            assert deleted and deleted <= journal_paths(state), (deleted, journal_paths(state))
+        if op in ("UploadPart", "InitiateMultipartUpload"):
+            with Journal.open(state) as journal:
+                assert sum(journal.stats(s.id).uploads_in_flight for s in journal.syncs()) >= 1
 
-    settled = server.mark()
-    quiet = mirror(server, src, f"ks3://{bucket}/data/", state, *FLAGS)
-    assert quiet.returncode == 0, quiet.stderr[-3000:]
-    assert data_writes(server.requests()[settled:]) == []
+        rerun = mirror(via, src, f"ks3://{bucket}/data/", state, *FLAGS, "--abort-stale-after", "0s")
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert_bucket_equals_folder(server, bucket, "data/", src)
+        assert_no_multipart_uploads(server, bucket)
+        assert_journal_healthy(state)
+        counts = part_upload_counts(server.requests()[mark:])
+        twice = [pair for pair, n in counts.items() if n == 2]
+        more = [pair for pair, n in counts.items() if n > 2]
+        assert not more, f"parts sent 3+ times: {more}"
+        assert len(twice) <= JOBS, f"parts sent twice beyond the {JOBS} in flight: {twice}"
+
+        settled = server.mark()
+        quiet = mirror(via, src, f"ks3://{bucket}/data/", state, *FLAGS)
+        assert quiet.returncode == 0, quiet.stderr[-3000:]
+        assert data_writes(server.requests()[settled:]) == []
     server.stop()
     return {"trigger": (op, count), "reached": reached, "killed": killed, "resent_parts": len(twice)}
 
@@ -146,7 +174,6 @@ def test_kill9_mirror_soak(server_factory: Any, tmp_path: Path, seed: int) -> No
 def _restore_trial(server_factory: Any, tmp_path: Path, seed: int, kill_after_gets: int) -> None:
     """kill -9 during a restore: what appeared in the target is whole (files appear only by rename of a
     verified temp file); after a re-run the folder equals the bucket exactly, temp files included."""
-    rng = random.Random(seed)
     server = server_factory(latency_ms=15, seed=seed)
     bucket = create_bucket(server)
     src = tmp_path / "src"
@@ -155,25 +182,35 @@ def _restore_trial(server_factory: Any, tmp_path: Path, seed: int, kill_after_ge
     assert up.returncode == 0, up.stderr[-3000:]
     target = tmp_path / "restore"
     state = tmp_path / "down.db"
-    mark = server.mark()
-    # --bwlimit keeps each large file in flight long enough for the kill to land inside one.
-    process = start_mirror(server, f"ks3://{bucket}/r/", target, state, "--jobs", str(JOBS), "--bwlimit", "2MB/s")
-    try:
-        if kill_after_gets:
-            wait_for_requests(server, mark, ["GetObject"], kill_after_gets, process)
-            time.sleep(rng.uniform(0, 0.05))
-        else:  # the moment a temp file exists: a download is half done
-            deadline = time.monotonic() + 30
-            while process.poll() is None and time.monotonic() < deadline and not (
-                    target.exists() and any(p.name.startswith(".ks3sync-tmp-") for p in target.rglob("*"))):
-                time.sleep(0.005)
-    finally:
-        kill9(process)
-    for path in target.rglob("*") if target.exists() else []:
-        if path.is_file() and not path.name.startswith(".ks3sync-tmp-"):
-            rel = path.relative_to(target).as_posix()
-            assert path.read_bytes() == tree[rel], f"{rel} appeared partial or wrong after the kill"
-    rerun = mirror(server, f"ks3://{bucket}/r/", target, state, "--jobs", str(JOBS))
+
+    def temp_files() -> list[Path]:
+        return [p for p in target.rglob("*") if p.name.startswith(".ks3sync-tmp-")] if target.exists() else []
+
+    with KillPoint(server, "GetObject", kill_after_gets) as point:
+        via = point.via  # the killed run and the re-run: one journal sync
+        point.arm()
+        # --bwlimit keeps each large file in flight long enough for the kill to land inside one.
+        process = start_mirror(via, f"ks3://{bucket}/r/", target, state, "--jobs", str(JOBS), "--bwlimit", "2MB/s")
+        try:
+            if kill_after_gets:  # the answer to the n-th GET is held: the kill lands inside that download
+                landed = point.wait(process)
+            else:  # the moment a temp file exists: a download is half done
+                deadline = time.monotonic() + 30
+                while process.poll() is None and time.monotonic() < deadline and not temp_files():
+                    time.sleep(0.005)
+                landed = process.poll() is None and bool(temp_files())
+        finally:
+            kill9(process)
+            point.release()
+        # The kill landed inside a download (else this was a normal re-run): a GET was held unanswered,
+        # or a verified-then-renamed temp file was still being written.
+        assert landed, "the restore was not killed in the middle of a download"
+        assert kill_after_gets or temp_files(), "no temp file left by the kill: it did not land mid-download"
+        for path in target.rglob("*") if target.exists() else []:
+            if path.is_file() and not path.name.startswith(".ks3sync-tmp-"):
+                rel = path.relative_to(target).as_posix()
+                assert path.read_bytes() == tree[rel], f"{rel} appeared partial or wrong after the kill"
+        rerun = mirror(via, f"ks3://{bucket}/r/", target, state, "--jobs", str(JOBS))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert folder_files(target) == tree, "the restored folder differs from the bucket (leftover temp files?)"
     assert_journal_healthy(state)

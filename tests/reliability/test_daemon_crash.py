@@ -1,8 +1,11 @@
-"""Crashes of the service: `ks3sync run` killed with SIGKILL at seeded points while it uploads what the
-watcher saw (after a PUT, after some parts of a multipart upload, after a random delay), then started
-again. It must converge: the bucket equals the folder byte for byte, no multipart upload is left, the
-journal passes ``integrity_check()``, no part was sent more than once beyond those in flight, and a
-SIGTERM then stops it with exit 0. Default: 2 trials; ``-m soak``: 20.
+"""Crashes of the service: `ks3sync run` killed with SIGKILL while it uploads what the watcher saw -
+inside a PUT or a part of a multipart upload (its answer held at a proxy until the kill: see
+killpoint.py), or at a random moment soon after the first data write - then started again. Each trial
+first asserts that the kill landed while work remained (the bucket lacked files), then that the service
+converges: the bucket equals the folder byte for byte, no multipart upload is left, the journal passes
+``integrity_check()``, no part was sent more than once beyond those in flight, and a SIGTERM then stops
+it with exit 0. Default: 2 trials; ``-m soak``: 20. (An upload initiated by KS3 but killed before the
+journal recorded it is left for the 24 h grace period, as designed; the check allows it only unused.)
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from .helpers import (
     client_for,
     create_bucket,
     data_writes,
+    folder_files,
     make_tree,
     part_upload_counts,
     wait_for_requests,
 )
+from .killpoint import KillPoint
 from .service import JOBS, Service
 
 
@@ -35,37 +40,50 @@ def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, i
     rng = random.Random(seed)
     server = server_factory(latency_ms=15, seed=seed)
     bucket = create_bucket(server)
-    service = Service(server, tmp_path, bucket)
-    try:
-        service.start()
-        mark = server.mark()
-        make_tree(service.root, seed, files=10, big=2, big_size=900_000)
-        op, count = trigger or rng.choice([("PutObject", 2), ("UploadPart", 3), ("UploadPart", 8), ("delay", 0)])
-        assert service.process is not None
-        if op == "delay":
-            time.sleep(rng.uniform(0.3, 3.0))
-        else:
-            wait_for_requests(server, mark, [op], count, service.process)
-            time.sleep(rng.uniform(0, 0.03))
-        service.kill9()
-        service.start()
-        service.converge(bucket)
-        assert service.stop() == 0, service.log.read_text()[-3000:]
-    finally:
-        if service.process is not None and service.process.poll() is None:
-            service.process.kill()
-            service.process.wait(10)
+    op, count = trigger or rng.choice([("PutObject", 2), ("UploadPart", 3), ("UploadPart", 8), ("delay", 0)])
+    # The service talks to the server through the kill point's proxy, before and after the kill.
+    with KillPoint(server, op, count) as point:
+        service = Service(point.via, tmp_path, bucket)
+        try:
+            service.start()
+            mark = server.mark()
+            point.arm()
+            make_tree(service.root, seed, files=10, big=2, big_size=900_000)
+            assert service.process is not None
+            if op == "delay":  # anywhere shortly after the first data write
+                wait_for_requests(server, mark, ["PutObject", "UploadPart"], 1, service.process)
+                time.sleep(rng.uniform(0, 0.1))
+            else:  # the answer to the count-th request is held: the kill lands inside that request
+                assert point.wait(service.process), f"{op} #{count} was never reached"
+            service.kill9()
+            point.release()
+            # Proof that the kill landed mid-work (else the restart only re-checked a finished sync):
+            # the bucket lacked files at that moment, and a held request was the one named.
+            assert bucket_contents(server, bucket, "svc/") != folder_files(service.root), "killed after the work"
+            assert op == "delay" or (point.held is not None and "/svc/" in point.held.path)
+            service.start()
+            service.converge(bucket)
+            assert service.stop() == 0, service.log.read_text()[-3000:]
+        finally:
+            if service.process is not None and service.process.poll() is None:
+                service.process.kill()
+                service.process.wait(10)
     with client_for(server) as client:
         uploads = [(u.key, u.upload_id) for u in client.iter_multipart_uploads(bucket)]
-    assert uploads == [], f"orphaned multipart uploads after the restart: {uploads}"
+    requests = server.requests()[mark:]
+    # One upload may be left, by design: one the kill caught between KS3's answer to its Initiate and the
+    # journal's record of it. The service cannot know it is its own, so its start-up sweep leaves it to
+    # the grace period (24 h) for other writers' sake. Such an upload was never used: no request names it.
+    used = [(key, upload_id) for key, upload_id in uploads if any(upload_id in r["query"] for r in requests)]
+    assert used == [] and len(uploads) <= 1, f"orphaned multipart uploads after the restart: {uploads}"
     assert_journal_healthy(service.state / "journal.db")
-    counts = part_upload_counts(server.requests()[mark:])
+    counts = part_upload_counts(requests)
     assert not [p for p, n in counts.items() if n > 2], counts
     assert len([p for p, n in counts.items() if n == 2]) <= JOBS, counts
     return {"trigger": (op, count)}
 
 
-@pytest.mark.parametrize(("seed", "trigger"), [(301, ("UploadPart", 4)), (302, ("delay", 0))])
+@pytest.mark.parametrize(("seed", "trigger"), [(301, ("UploadPart", 4)), (302, ("PutObject", 2))])
 def test_kill9_service_then_restart_converges(server_factory: Any, tmp_path: Path, seed: int,
                                               trigger: tuple[str, int]) -> None:
     print(_trial(server_factory, tmp_path, seed, trigger))
