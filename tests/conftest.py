@@ -89,3 +89,16 @@ def poll(condition: Callable[[], object], timeout: float = 30.0, interval: float
 def wait_until() -> Callable[..., object]:
     """Bounded polling for tests that wait on a watcher, a service or a server."""
     return poll
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Tests that skipped here verified nothing here (file modes as root, mounts without CAP_SYS_ADMIN,
+    a missing systemd-analyze or peer tool): said at the end of the log, where nobody can miss it."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    terminalreporter.write_sep("!", f"{len(skipped)} test(s) SKIPPED: what they check was NOT verified on this "
+                                    "machine", yellow=True, bold=True)
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        terminalreporter.write_line(f"NOT VERIFIED {report.nodeid}: {reason.removeprefix('Skipped: ')}", yellow=True)

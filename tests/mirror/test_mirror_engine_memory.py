@@ -1,6 +1,8 @@
 """run_mirror end to end on real files with MemoryStore + MemoryJournal: fast checks of the pass logic
-(what gets written, what is skipped, guards, dry run, stale uploads). tests/mirror/test_mirror_local_server.py
-runs the same scenarios over HTTP with the SQLite journal."""
+(what gets written, what is skipped, guards, dry run, stale uploads). The same pass over HTTP against
+local-server with the SQLite journal is run by the `ks3sync mirror` subprocess tests in tests/cli
+(round trips, options, errors, kill -9 and resume) and tests/reliability (faults, crashes, bad input);
+MemoryStore itself is held to KS3Store's behaviour by tests/store/test_store_conformance.py."""
 
 from __future__ import annotations
 
