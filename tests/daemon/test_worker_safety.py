@@ -139,3 +139,54 @@ def test_a_rename_whose_copy_is_refused_keeps_the_old_object(bucket_store: Bucke
         worker.begin_stop()
         worker.finish_stop(10)
         journal.close()
+
+
+def test_a_stop_between_a_renames_copy_and_its_delete_resumes_at_the_next_start(
+        tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object]) -> None:
+    """The service is told to stop while a rename's copy runs: the old object is not deleted in the
+    shutdown, the change stays claimed, and the next start finishes it (copy verified, old name deleted).
+    Guards the batch's 'deletes after a stop are interrupted, not dropped' branch."""
+    root = tmp_path / "src"
+    root.mkdir()
+    store = MemoryStore("bkt", PREFIX)
+    data = os.urandom(50_000)
+
+    def new_worker(journal: Journal) -> SyncWorker:
+        sync = SyncConfig(name="docs", source=root, target=Ks3Url("bkt", PREFIX), delete=True)
+        worker = SyncWorker(sync, journal, store, TransferOptions(jobs=2), reconcile=lambda worker, stop: None,
+                            clock=fake_clock, watch=False, backoff=Backoff(base_ns=SECOND, cap_ns=8 * SECOND))
+        worker.start()
+        return worker
+
+    journal = Journal.open(tmp_path / "journal.db", clock=fake_clock)
+    worker = new_worker(journal)
+    try:
+        (root / "old.bin").write_bytes(data)
+        worker.buffer.add([Observed(Note.FILE_CHANGED, "old.bin")])
+        fake_clock.advance(3)
+        _settle(worker, journal, fake_clock, wait_until)
+        os.rename(root / "old.bin", root / "new.bin")
+        store.hook = lambda op, path: worker.begin_stop() if op == "copy" else None
+        worker.buffer.add([Observed(Note.FILE_MOVED, "new.bin", "old.bin")])
+        fake_clock.advance(3)
+        worker.poke()
+        worker.step()
+        wait_until(lambda: worker._stop.is_set() and not worker.busy())
+        assert worker.finish_stop(10)
+    finally:
+        store.hook = None
+        worker.begin_stop()
+        worker.finish_stop(10)
+    assert set(Bucket(store, lambda on: None).objects()) == {"old.bin", "new.bin"}  # copied, not yet deleted
+    assert journal.stats(worker.sync_id).in_flight == 1  # the change is still claimed: nothing was lost
+
+    worker = new_worker(journal)  # the next start releases the claim and finishes the rename
+    try:
+        fake_clock.advance(3)
+        _settle(worker, journal, fake_clock, wait_until)
+        assert Bucket(store, lambda on: None).objects() == {"new.bin": data}
+        assert set(journal.synced_entries(worker.sync_id)) == {"new.bin"}
+    finally:
+        worker.begin_stop()
+        worker.finish_stop(10)
+        journal.close()

@@ -236,3 +236,21 @@ def test_a_delete_call_that_raises_forgets_nothing(tmp_path: Path) -> None:
     report = run(store, cp, tmp_path, [], deletes)
     assert report.ok and report.counts["deleted"] == 2 and cp.synced_entries == {}
     assert not [k for k in store.objects if k.startswith("data/")]
+
+
+def test_a_stop_requested_during_the_transfers_runs_no_delete(tmp_path: Path) -> None:
+    """The caller asks the run to stop (a service shutting down) while a transfer is running: the pass
+    ends as stopped and its deletes are skipped, not run after the fact."""
+    import threading
+
+    store, cp = MemoryStore(prefix="data/"), MemoryCheckpoint()
+    deletes = _bucket_with(store, cp, ["old.txt"])
+    entry = write(tmp_path, "new.txt", b"new")
+    stop = threading.Event()
+    store.hook = lambda op, path: stop.set() if op == "put" else None
+    remote = {e.path: e for e in store.list()}
+    with Executor(store, cp, tmp_path, TransferOptions(jobs=1), remote=remote, stop=stop) as ex:
+        report = ex.run([Upload("new.txt", entry, "new")], deletes)
+    assert report.stopped is not None and "stopped on request" in report.stopped
+    assert report.deletes_skipped == 1 and calls(store, "delete") == 0
+    assert "data/old.txt" in store.objects and "old.txt" in cp.synced_entries
