@@ -74,8 +74,8 @@ TARGETS: dict[str, Target] = {
     # The journal's record paths: what is written when KS3 confirmed a file, a part, a delete.
     "journal-records": Target(
         ("ks3sync/journal/checkpoint.py",),
-        ("tests/journal/test_journal.py", "tests/transfer/test_transfer_executor_memory.py",
-         "tests/mirror/test_mirror_engine_memory.py"),
+        ("tests/journal", "tests/daemon/test_worker.py",
+         "tests/daemon/test_worker_safety.py"),
     ),
 }
 
@@ -131,14 +131,23 @@ def _selected(target: Target, results: dict[str, int | None]) -> dict[str, int |
     return {k: v for k, v in results.items() if any(fnmatch.fnmatch(k, g) for g in target.functions)}
 
 
-def _diff(work: Path, mutant: str) -> str:
+def _diff(work: Path, mutant: str) -> tuple[str, str]:
+    """(the original line, the mutated line) of a mutant, from ``mutmut show``."""
     shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=work, capture_output=True,
                            text=True, check=False).stdout
-    changed = [line for line in shown.splitlines() if re.match(r"^[+-](?![+-])", line)]
-    return " | ".join(line.strip() for line in changed)
+    removed = [line[1:].strip() for line in shown.splitlines() if re.match(r"^-(?!-)", line)]
+    added = [line[1:].strip() for line in shown.splitlines() if re.match(r"^\+(?!\+)", line)]
+    return " / ".join(removed), " / ".join(added)
+
+
+def _order(mutant: str) -> tuple[str, int]:
+    function, _, number = mutant.rpartition("__mutmut_")
+    return function, int(number)
 
 
 def report(name: str, target: Target) -> int:
+    """The score, then the mutants not killed grouped by function and original line (the mutant numbers
+    and what each changed), the form docs/mutation.md explains them in."""
     work = WORK / name
     results = _selected(target, _results(work))
     if not results:
@@ -149,10 +158,19 @@ def report(name: str, target: Target) -> int:
         status = STATUS.get(code, "suspicious")
         counts[status] = counts.get(status, 0) + 1
     print(f"{name}: {len(results)} mutants: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    for mutant, code in sorted(results.items()):
-        status = STATUS.get(code, "suspicious")
-        if status in ("survived", "no tests", "suspicious", "not checked"):
-            print(f"  {status}: {mutant}: {_diff(work, mutant)}")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for mutant in sorted(results, key=_order):
+        status = STATUS.get(results[mutant], "suspicious")
+        if status in ("killed", "timeout"):
+            continue
+        function, number = _order(mutant)
+        original, mutated = _diff(work, mutant)
+        note = "" if status == "survived" else f" ({status})"
+        groups.setdefault((function, original), []).append(f"{number}{note}: {mutated}")
+    for (function, original), mutants in groups.items():
+        print(f"- {function.rpartition('.')[2]}: `{original}`")
+        for item in mutants:
+            print(f"    {item}")
     return 0
 
 
