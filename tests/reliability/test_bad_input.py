@@ -201,14 +201,26 @@ def _as_nobody() -> list[str]:
     pytest.skip("no setpriv/runuser to drop root (root ignores file modes)")
 
 
-def test_unreadable_file_and_folder_are_reported_and_their_objects_kept(local_server: ServerHandle, bucket: str,
-                                                                        tmp_path_factory: Any) -> None:
-    # Root reads everything regardless of modes, so this mirror runs as 'nobody' in a world-usable folder.
-    base = Path(tmp_path_factory.mktemp("perm", numbered=True))
+@pytest.fixture
+def world_usable_dir() -> Any:
+    """A folder 'nobody' can use, outside pytest's per-user temp root: pytest resets that root to 0700
+    whenever another pytest process on the machine starts, which made this test fail under load."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="ks3sync-perm-"))
     base.chmod(0o777)
-    for parent in base.parents:
-        if str(parent).startswith("/tmp/pytest-of-"):
-            parent.chmod(parent.stat().st_mode | 0o711)
+    try:
+        yield base
+    finally:
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o777 if path.is_dir() else 0o666)
+        shutil.rmtree(base)
+
+
+def test_unreadable_file_and_folder_are_reported_and_their_objects_kept(local_server: ServerHandle, bucket: str,
+                                                                        world_usable_dir: Path) -> None:
+    # Root reads everything regardless of modes, so this mirror runs as 'nobody' in a world-usable folder.
+    base = world_usable_dir
     src = base / "src"
     write_tree(src, {"open.txt": b"open", "locked/inside.txt": b"inside", "secret.txt": b"s"})
     for path in [src, *src.rglob("*")]:
