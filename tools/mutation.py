@@ -45,7 +45,8 @@ TARGETS: dict[str, Target] = {
     ),
     "decide": Target(
         ("ks3sync/daemon/decide.py",),
-        ("tests/daemon/test_decide.py", "tests/daemon/test_worker.py", "tests/daemon/test_worker_safety.py"),
+        ("tests/daemon/test_decide.py", "tests/daemon/test_decide_table.py", "tests/daemon/test_worker.py",
+         "tests/daemon/test_worker_safety.py"),
     ),
     # The per-change delete selection of the service: which deletes a batch may run.
     "worker-deletes": Target(
