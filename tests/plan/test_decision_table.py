@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ks3sync.model import Adopt, Copy, DeleteLocal, Download, Forget, Upload
-from ks3sync.plan import PlanOptions, plan_download, plan_upload, unsafe_reason
+from ks3sync.plan import DeleteGuardError, PlanOptions, plan_download, plan_upload, unsafe_reason
 from ks3sync.plan.keys import is_directory_marker
 
 from .helpers import local, md5, record, remote
@@ -188,3 +188,41 @@ def test_unsafe_reasons_are_exact(key: str, reason: str | None) -> None:
 ])
 def test_folder_markers(key: str, size: int, marker: bool) -> None:
     assert is_directory_marker(key, size) is marker
+
+
+def test_a_hashed_file_whose_content_changed_is_sent_not_adopted() -> None:
+    obj = remote("a", b"x")
+    old = local("a", b"x")
+    changed = local("a", b"y", mtime=5, hashed=True)
+    assert _up(changed, obj, record(old, b"x", obj)) == Upload("a", changed, "changed")
+    assert _down(changed, obj, record(old, b"x", obj)) == Download("a", obj, "local-changed")
+
+
+# ------------------------------------------------------------------------------------------ guard
+
+
+def test_max_delete_allows_exactly_n_and_refuses_n_plus_one() -> None:
+    objs = [remote(f"f{i}", b"x") for i in range(6)]
+    keep = [local("f0", b"x")]
+    two = plan_upload(keep + [local(f"f{i}", b"x") for i in range(1, 4)], objs, {},
+                      PlanOptions(delete=True, max_delete=2, max_delete_percent=None))
+    assert len(two.deletes) == 2 and two.refused_deletes == 0
+    three = plan_upload(keep + [local(f"f{i}", b"x") for i in range(1, 3)], objs, {},
+                        PlanOptions(delete=True, max_delete=2, max_delete_percent=None))
+    assert three.deletes == () and three.refused_deletes == 3
+    assert "more than --max-delete 2" in three.warnings[0] and "raise --max-delete or use --force" in three.warnings[0]
+
+
+def test_the_percent_guard_holds_with_a_single_destination_entry() -> None:
+    # One local file the bucket lacks, one object: deleting it is 100% of the folder's entries.
+    plan = plan_download([remote("o", b"o")], [local("o", b"o"), local("x", b"x")][1:], {},
+                         PlanOptions(delete=True, max_delete_percent=50))
+    assert plan.deletes == () and plan.refused_deletes == 1 and "100.0%" in plan.warnings[0]
+
+
+def test_guard_messages_name_the_way_out() -> None:
+    empty = plan_download([], [local("x", b"x")], {}, PlanOptions(delete=True, max_delete_percent=None))
+    assert "the source is empty" in empty.warnings[0] and "use --force to delete anyway" in empty.warnings[0]
+    with pytest.raises(DeleteGuardError) as err:
+        plan_download([], [local("x", b"x")], {}, PlanOptions(delete=True, strict_guard=True))
+    assert str(err.value) == empty.warnings[0]
