@@ -254,3 +254,32 @@ def test_a_stop_requested_during_the_transfers_runs_no_delete(tmp_path: Path) ->
     assert report.stopped is not None and "stopped on request" in report.stopped
     assert report.deletes_skipped == 1 and calls(store, "delete") == 0
     assert "data/old.txt" in store.objects and "old.txt" in cp.synced_entries
+
+
+def test_restore_deletes_remove_the_file_its_empty_folders_and_its_record(tmp_path: Path) -> None:
+    """A restore with --delete removes local files the bucket lacks (after the transfers), prunes the
+    folders that became empty, forgets their records, and never touches anything outside the target
+    folder (invariant 6), even for a path that tries."""
+    from ks3sync.model import DeleteLocal, Direction
+
+    root = tmp_path / "target"
+    write(root, "a.txt", b"a")
+    write(root, "d/e/b.txt", b"b")
+    write(root, "keep/c.txt", b"c")
+    write(root, "keep/x.txt", b"x")  # deleted; its folder still holds c.txt, so the pruning stops there
+    outside = write(tmp_path, "outside.txt", b"not ours")
+    cp = MemoryCheckpoint()
+    for path in ("a.txt", "d/e/b.txt", "keep/x.txt"):
+        ident = identity_of(os.stat(root / path))
+        cp.synced(SyncedEntry(path, ident, "0" * 32, "0" * 32, ident.size, False, 1))
+    cp.events.clear()
+    deletes = [DeleteLocal("a.txt"), DeleteLocal("d/e/b.txt"), DeleteLocal("keep/x.txt"),
+               DeleteLocal("../outside.txt")]
+    with Executor(MemoryStore(), cp, root, TransferOptions(jobs=2, direction=Direction.DOWNLOAD)) as ex:
+        report = ex.run([], deletes)
+    assert report.counts["deleted"] == 3
+    assert failed_paths(report) == ["../outside.txt"]
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["keep", "keep/c.txt"]
+    assert (tmp_path / outside.path).read_bytes() == b"not ours"
+    assert cp.synced_entries == {}
+    assert sorted(cp.events) == [("removed", "a.txt"), ("removed", "d/e/b.txt"), ("removed", "keep/x.txt")]
