@@ -5,7 +5,7 @@ size except the last, byte-ordered listings. It passes the same conformance suit
 Fault injection: ``inject(op, exc, times=1, path=None)`` makes the next matching calls raise ``exc``
 before doing anything (``op`` ``"delete_many"``: the whole batch call raises, nothing is deleted);
 ``tamper(op, change, times=1, path=None)`` lets the next matching calls happen and then answers
-``change(result)`` instead (a wrong ETag or CRC-64, as a lying or buggy server would);
+``change(result)`` instead (a wrong ETag, size or CRC-64, as a lying or buggy server would);
 ``lose_uploads(before=op)`` makes every multipart upload in flight disappear just before the next
 matching call (aborted by someone else, expired by a lifecycle rule); ``hook`` (a callable(op, path))
 runs before every call, for finer control (e.g. modify a local file in the middle of an upload).
@@ -205,7 +205,8 @@ class MemoryStore:
         self._enter("head", path)
         with self._lock:
             obj = self.objects.get(self.key_for(path))
-            return None if obj is None else self._meta(path, obj)
+            meta = None if obj is None else self._meta(path, obj)
+        return self._answer("head", path, meta)
 
     def _read_body(self, what: str, body: Body) -> bytes:
         data = b"".join(body.chunks())

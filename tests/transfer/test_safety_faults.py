@@ -283,3 +283,80 @@ def test_restore_deletes_remove_the_file_its_empty_folders_and_its_record(tmp_pa
     assert (tmp_path / outside.path).read_bytes() == b"not ours"
     assert cp.synced_entries == {}
     assert sorted(cp.events) == [("removed", "a.txt"), ("removed", "d/e/b.txt"), ("removed", "keep/x.txt")]
+
+
+def test_an_opaque_complete_etag_is_recorded_only_when_head_proves_the_bytes(tmp_path: Path) -> None:
+    """KS3 does not document its multipart ETag form: an answer not in the S3 form is accepted only if
+    a HEAD shows the size and CRC-64 of the bytes sent. A HEAD that shows anything else (another size,
+    another CRC-64, no object) means: not recorded."""
+    data = os.urandom(300 * KIB)
+    entry = write(tmp_path, "big.bin", data)
+    lies = {"size": lambda m: replace(m, size=m.size + 1), "crc": lambda m: replace(m, crc64=(m.crc64 or 0) ^ 1),
+            "gone": lambda m: None}
+    for what, lie in lies.items():
+        store, cp = MemoryStore(), MemoryCheckpoint()
+        store.tamper("complete_upload", lambda r: replace(r, etag="opaque-form"), times=2)
+        store.tamper("head", lie, times=2)
+        report = run(store, cp, tmp_path, [Upload("big.bin", entry, "new")])
+        assert failed_paths(report) == ["big.bin"], what
+        assert "cannot be shown to hold the bytes sent" in report.failed[0][1], (what, report.failed)
+        assert cp.synced_entries == {}, what
+    store, cp = MemoryStore(), MemoryCheckpoint()
+    store.tamper("complete_upload", lambda r: replace(r, etag="opaque-form"))
+    assert run(store, cp, tmp_path, [Upload("big.bin", entry, "new")]).ok
+    assert cp.synced_entries["big.bin"].remote_etag == store.head("big.bin").etag  # what HEAD showed
+
+
+def test_a_file_above_the_in_memory_size_is_hashed_then_streamed_and_recorded(tmp_path: Path) -> None:
+    """A single PUT of a file larger than SMALL_FILE hashes the open file first, then streams it."""
+    from ks3sync.transfer.context import SMALL_FILE
+
+    data = os.urandom(SMALL_FILE + 4097)
+    entry = write(tmp_path, "large.bin", data)
+    store, cp = MemoryStore(), MemoryCheckpoint()
+    report = run(store, cp, tmp_path, [Upload("large.bin", entry, "new")], multipart_threshold=2 * SMALL_FILE)
+    assert report.ok, report.failed
+    assert calls(store, "put") == 1 and calls(store, "create_upload") == 0
+    assert store.data("large.bin") == data
+    assert cp.synced_entries["large.bin"].md5 == hashlib.md5(data).hexdigest() == store.head("large.bin").etag
+
+
+def test_an_upload_recorded_without_encryption_is_not_resumed_with_it(tmp_path: Path) -> None:
+    """Encryption switched on while a plain upload is recorded: its parts are plaintext, so it is
+    aborted and the file goes up encrypted from the start (never a mix of plain and encrypted parts)."""
+    from ks3sync.crypto.key import EncryptionKey
+
+    data = os.urandom(300 * KIB)
+    entry = write(tmp_path, "big.bin", data)
+    store, cp = MemoryStore(), MemoryCheckpoint()
+    store.inject("complete_upload", TransientError("down"), times=2)
+    assert failed_paths(run(store, cp, tmp_path, [Upload("big.bin", entry, "new")])) == ["big.bin"]
+    plain = cp.uploads["big.bin"].upload_id
+    store.calls.clear()
+    report = run(store, cp, tmp_path, [Upload("big.bin", entry, "new")], encryption_key=EncryptionKey.generate())
+    assert report.ok, report.failed
+    assert calls(store, "abort_upload") == 1 and plain not in store.uploads and calls(store, "list_parts") == 0
+    assert store.data("big.bin") != data and store.head("big.bin").is_encrypted
+    assert cp.synced_entries["big.bin"].encrypted
+
+
+def test_a_recorded_encrypted_part_the_server_lost_is_sent_again(tmp_path: Path) -> None:
+    """Resuming an encrypted upload skips re-encrypting a part only when KS3 still holds it as
+    recorded; a recorded part missing from ListParts is encrypted and sent again, and Complete works."""
+    from ks3sync.crypto.key import EncryptionKey
+
+    key = EncryptionKey.generate()
+    data = os.urandom(450 * KIB)
+    entry = write(tmp_path, "big.bin", data)
+    store, cp = MemoryStore(), MemoryCheckpoint()
+    store.inject("complete_upload", TransientError("down"), times=2)
+    assert failed_paths(run(store, cp, tmp_path, [Upload("big.bin", entry, "new")], encryption_key=key)) == ["big.bin"]
+    upload_id = cp.uploads["big.bin"].upload_id
+    assert len(cp.uploads["big.bin"].parts) == 5
+    del store.uploads[upload_id].parts[2]  # the server lost part 2 (the record still has it)
+    store.calls.clear()
+    report = run(store, cp, tmp_path, [Upload("big.bin", entry, "new")], encryption_key=key)
+    assert report.ok, report.failed
+    assert [call for call in store.calls if call[0] == "upload_part"] == [("upload_part", "big.bin")]
+    assert calls(store, "create_upload") == 0 and store.uploads == {}
+    assert cp.synced_entries["big.bin"].md5 == hashlib.md5(data).hexdigest()
