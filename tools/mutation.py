@@ -69,7 +69,8 @@ TARGETS: dict[str, Target] = {
         ("ks3sync/transfer/upload.py",),
         ("tests/transfer/test_transfer_executor_memory.py", "tests/transfer/test_safety_faults.py",
          "tests/transfer/test_transfer_part_pool.py", "tests/transfer/test_transfer_memory_body.py",
-         "tests/mirror/test_mirror_engine_memory.py"),
+         "tests/mirror/test_mirror_engine_memory.py", "tests/crypto/test_crypto_interop.py",
+         "tests/crypto/test_crypto_sealed_parts.py"),
     ),
     "download": Target(
         ("ks3sync/transfer/download.py",),
