@@ -190,3 +190,163 @@ def test_a_stop_between_a_renames_copy_and_its_delete_resumes_at_the_next_start(
         worker.begin_stop()
         worker.finish_stop(10)
         journal.close()
+
+
+# ------------------------------------------------------------------------------------------ from the
+# mutation run of the delete selection (docs/mutation.md): each guards a line no test noticed changing
+
+
+class _Rig:
+    def __init__(self, tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object], **sync_kw: Any) -> None:
+        self.root = tmp_path / "src"
+        self.root.mkdir(exist_ok=True)
+        self.store = MemoryStore("bkt", PREFIX)
+        self.clock = fake_clock
+        self.wait_until = wait_until
+        self.journal = Journal.open(tmp_path / "journal.db", clock=fake_clock)
+        self.sync = SyncConfig(name="docs", source=self.root, target=Ks3Url("bkt", PREFIX),
+                               **{"delete": True, **sync_kw})
+        self.worker = self.start()
+        self.settle()  # the start-up reconcile
+
+    def start(self) -> SyncWorker:
+        worker = SyncWorker(self.sync, self.journal, self.store,
+                            TransferOptions(jobs=2, part_size=100 * 1024, multipart_threshold=256 * 1024),
+                            reconcile=lambda worker, stop: None, clock=self.clock, watch=False,
+                            backoff=Backoff(base_ns=SECOND, cap_ns=8 * SECOND, park_after=5))
+        worker.start()
+        return worker
+
+    def settle(self) -> None:
+        _settle(self.worker, self.journal, self.clock, self.wait_until)
+
+    def write(self, name: str, data: bytes) -> None:
+        (self.root / name).write_bytes(data)
+        self.worker.buffer.add([Observed(Note.FILE_CHANGED, name)])
+
+    def objects(self) -> dict[str, bytes]:
+        return Bucket(self.store, lambda on: None).objects()
+
+    def close(self) -> None:
+        self.store.hook = None
+        self.worker.begin_stop()
+        self.worker.finish_stop(10)
+
+
+def test_a_stop_in_the_middle_of_an_upload_keeps_its_change_claimed(tmp_path: Path, fake_clock: Any,
+                                                                    wait_until: Callable[..., object]) -> None:
+    """A transfer cut short by the service's stop is interrupted, not failed and not done: the change
+    stays claimed (no attempt counted) and the next start sends the file."""
+    rig = _Rig(tmp_path, fake_clock, wait_until)
+    data = os.urandom(450 * 1024)
+    try:
+        rig.store.hook = lambda op, path: rig.worker.begin_stop() if op == "upload_part" else None
+        rig.write("big.bin", data)
+        fake_clock.advance(3)
+        rig.worker.poke()
+        rig.worker.step()
+        wait_until(lambda: rig.worker._stop.is_set() and not rig.worker.busy())
+        assert rig.worker.finish_stop(10)
+        stats = rig.journal.stats(rig.worker.sync_id)
+        assert (stats.in_flight, stats.queue_depth, stats.last_errors) == (1, 0, ()), stats
+        assert "big.bin" not in rig.objects()
+        rig.store.hook = None
+        rig.worker = rig.start()
+        fake_clock.advance(3)
+        rig.settle()
+        assert rig.objects() == {"big.bin": data}
+    finally:
+        rig.close()
+        rig.journal.close()
+
+
+def test_a_failed_delete_fails_its_change_which_is_retried(tmp_path: Path, fake_clock: Any,
+                                                          wait_until: Callable[..., object]) -> None:
+    """A delete KS3 refuses is that change's failure: retried later, never marked done with the object
+    still there."""
+    from ks3sync.config import MaxDelete
+
+    # A delete that KS3 refused still used its share of max_delete: the retry needs room for another.
+    rig = _Rig(tmp_path, fake_clock, wait_until, max_delete=MaxDelete(count=None, percent=100.0))
+    try:
+        rig.write("a.txt", b"a")
+        rig.write("keep.txt", b"keep")  # an emptied source would hold every delete instead
+        fake_clock.advance(3)
+        rig.settle()
+        (rig.root / "a.txt").unlink()
+        rig.store.inject("delete", RemoteRejected("AccessDenied for this key (test)"), path="a.txt")
+        rig.worker.buffer.add([Observed(Note.FILE_DELETED, "a.txt")])
+        fake_clock.advance(3)
+        rig.settle()
+        assert set(rig.objects()) == {"a.txt", "keep.txt"}
+        stats = rig.journal.stats(rig.worker.sync_id)
+        assert stats.queue_depth == 1 and "AccessDenied" in stats.last_errors[0].message
+        fake_clock.advance(10)
+        rig.settle()
+        assert set(rig.objects()) == {"keep.txt"} and set(rig.journal.synced_entries(rig.worker.sync_id)) == {"keep.txt"}
+    finally:
+        rig.close()
+        rig.journal.close()
+
+
+def test_a_source_emptied_during_the_batch_holds_its_deletes(tmp_path: Path, fake_clock: Any,
+                                                            wait_until: Callable[..., object]) -> None:
+    """The source is probed again right before a batch's deletes: emptied meanwhile (an unmount racing
+    the batch), the deletes are held (retried later, not failed, not parked) and nothing is deleted."""
+    from ks3sync.config import MaxDelete
+
+    rig = _Rig(tmp_path, fake_clock, wait_until, max_delete=MaxDelete(count=None, percent=100.0))
+    try:
+        for name in ("a.txt", "b.txt"):
+            rig.write(name, name.encode())
+        fake_clock.advance(3)
+        rig.settle()
+        (rig.root / "a.txt").unlink()
+        rig.worker.buffer.add([Observed(Note.FILE_DELETED, "a.txt")])
+        fake_clock.advance(3)
+        claim = rig.worker._synced_for
+
+        def emptied_after_the_step_probed(paths: set[str]) -> Any:
+            # The batch starts after step() found the source healthy; now the last file goes.
+            (rig.root / "b.txt").unlink(missing_ok=True)
+            return claim(paths)
+
+        rig.worker._synced_for = emptied_after_the_step_probed  # type: ignore[method-assign]
+        rig.worker.poke()
+        rig.worker.step()
+        wait_until(lambda: not rig.worker.busy() and rig.journal.stats(rig.worker.sync_id).in_flight == 0)
+        assert set(rig.objects()) == {"a.txt", "b.txt"}
+        stats = rig.journal.stats(rig.worker.sync_id)
+        assert stats.queue_depth == 1 and stats.parked == 0
+        assert stats.last_errors[0].message.startswith("delete held: "), stats.last_errors
+        assert stats.next_due_ns is not None and stats.next_due_ns >= fake_clock.now + 10 * SECOND
+        assert rig.worker.counters.held_deletes == 1
+    finally:
+        rig.close()
+        rig.journal.close()
+
+
+def test_a_rename_is_not_held_by_max_delete(tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object]) -> None:
+    """max_delete budgets real deletions only: a rename's old name goes once its copy succeeded, even
+    when the budget is used up."""
+    from ks3sync.config import MaxDelete
+
+    rig = _Rig(tmp_path, fake_clock, wait_until, max_delete=MaxDelete(count=1, percent=None))
+    try:
+        for name in ("a.txt", "b.txt", "c.txt"):
+            rig.write(name, name.encode())
+        fake_clock.advance(3)
+        rig.settle()
+        (rig.root / "a.txt").unlink()  # uses the budget of one
+        rig.worker.buffer.add([Observed(Note.FILE_DELETED, "a.txt")])
+        fake_clock.advance(3)
+        rig.settle()
+        os.rename(rig.root / "b.txt", rig.root / "d.txt")
+        rig.worker.buffer.add([Observed(Note.FILE_MOVED, "d.txt", "b.txt")])
+        fake_clock.advance(3)
+        rig.settle()
+        assert rig.objects() == {"c.txt": b"c.txt", "d.txt": b"b.txt"}
+        assert rig.worker.counters.held_deletes == 0
+    finally:
+        rig.close()
+        rig.journal.close()
