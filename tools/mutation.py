@@ -75,7 +75,8 @@ TARGETS: dict[str, Target] = {
     "download": Target(
         ("ks3sync/transfer/download.py",),
         ("tests/transfer/test_transfer_download_and_crypto.py", "tests/transfer/test_transfer_executor_memory.py",
-         "tests/transfer/test_durable.py", "tests/mirror/test_mirror_engine_memory.py"),
+         "tests/transfer/test_durable.py", "tests/transfer/test_restore_safety.py",
+         "tests/transfer/test_safety_faults.py", "tests/mirror/test_mirror_engine_memory.py"),
     ),
     # The journal's record paths: what is written when KS3 confirmed a file, a part, a delete.
     "journal-records": Target(
