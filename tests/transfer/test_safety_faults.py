@@ -360,3 +360,15 @@ def test_a_recorded_encrypted_part_the_server_lost_is_sent_again(tmp_path: Path)
     assert [call for call in store.calls if call[0] == "upload_part"] == [("upload_part", "big.bin")]
     assert calls(store, "create_upload") == 0 and store.uploads == {}
     assert cp.synced_entries["big.bin"].md5 == hashlib.md5(data).hexdigest()
+
+
+def test_forget_drops_only_the_record_of_a_path_gone_from_both_sides(tmp_path: Path) -> None:
+    from ks3sync.model import Forget
+
+    store, cp = MemoryStore(), MemoryCheckpoint()
+    _bucket_with(store, cp, ["kept.txt"])
+    ident = identity_of(os.stat(__file__))
+    cp.synced(SyncedEntry("gone.txt", ident, "0" * 32, "0" * 32, 1, False, 1))
+    report = run(store, cp, tmp_path, [Forget("gone.txt")])
+    assert report.ok and report.counts["forgotten"] == 1
+    assert sorted(cp.synced_entries) == ["kept.txt"] and calls(store, "delete") == 0
