@@ -87,3 +87,20 @@ def test_deletes_that_empty_the_target_keep_the_target_folder(tmp_path: Path) ->
     assert report.ok and report.counts["deleted"] == 1
     assert target.is_dir() and list(target.iterdir()) == []  # d/ pruned, the target itself kept
     assert tmp_path.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["target"]
+
+
+def test_a_corrupted_encrypted_multipart_object_is_never_restored(tmp_path: Path) -> None:
+    """An encrypted multipart object records no plaintext MD5 (the SDK's format): a flipped ciphertext
+    byte in a middle block still decrypts (to garbage) with a valid pad, so only the ciphertext's
+    CRC-64 can catch it. Nothing may be renamed into place."""
+    key = EncryptionKey(b"0123456789abcdef")
+    data = os.urandom(450 * KIB)
+    store = _uploaded(tmp_path, data, encryption_key=key)
+    obj = store.objects["big.bin"]
+    assert obj.etag.endswith("-5") and "unencrypted-content-md5" not in obj.metadata
+    middle = len(obj.data) // 2
+    obj.data = obj.data[:middle] + bytes([obj.data[middle] ^ 0x01]) + obj.data[middle + 1:]
+    target = tmp_path / "restore"
+    report, cp = _restore(store, target, encryption_key=key)
+    assert [p for p, _ in report.failed] == ["big.bin"] and "CRC-64" in report.failed[0][1]
+    assert [p.name for p in target.iterdir()] == [] and cp.synced_entries == {}
