@@ -10,6 +10,8 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from ks3sync.crypto.key import EncryptionKey
 from ks3sync.model import DeleteLocal, Direction, Download, LocalEntry, SyncedEntry, Upload
 from ks3sync.store.base import WriteOptions
@@ -89,18 +91,25 @@ def test_deletes_that_empty_the_target_keep_the_target_folder(tmp_path: Path) ->
     assert tmp_path.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["target"]
 
 
-def test_a_corrupted_encrypted_multipart_object_is_never_restored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tagged", [True, False], ids=["ks3sync-tagged", "sdk-untagged"])
+def test_a_corrupted_encrypted_multipart_object_is_never_restored(tmp_path: Path, tagged: bool) -> None:
     """An encrypted multipart object records no plaintext MD5 (the SDK's format): a flipped ciphertext
-    byte in a middle block still decrypts (to garbage) with a valid pad, so only the ciphertext's
-    CRC-64 can catch it. Nothing may be renamed into place."""
+    byte in a middle block still decrypts (to garbage) with a valid pad. ks3sync's integrity tag catches
+    it; for an object without the tag (written by the SDK) only the ciphertext's CRC-64 can. Nothing may
+    be renamed into place either way."""
+    from ks3sync.crypto import TAG_METADATA
+
     key = EncryptionKey(b"0123456789abcdef")
     data = os.urandom(450 * KIB)
     store = _uploaded(tmp_path, data, encryption_key=key)
     obj = store.objects["big.bin"]
     assert obj.etag.endswith("-5") and "unencrypted-content-md5" not in obj.metadata
+    if not tagged:
+        del obj.metadata[TAG_METADATA]
     middle = len(obj.data) // 2
     obj.data = obj.data[:middle] + bytes([obj.data[middle] ^ 0x01]) + obj.data[middle + 1:]
     target = tmp_path / "restore"
     report, cp = _restore(store, target, encryption_key=key)
-    assert [p for p, _ in report.failed] == ["big.bin"] and "CRC-64" in report.failed[0][1]
+    assert [p for p, _ in report.failed] == ["big.bin"]
+    assert ("integrity tag" if tagged else "CRC-64") in report.failed[0][1], report.failed
     assert [p.name for p in target.iterdir()] == [] and cp.synced_entries == {}
