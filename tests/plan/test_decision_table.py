@@ -159,15 +159,17 @@ def test_upload_local_only_reasons_and_copy_sources() -> None:
 
 
 def test_an_encrypted_record_is_no_copy_source_for_a_plain_sync() -> None:
-    src = local("src", b"content")
-    obj = remote("src", b"content")
+    # The encrypted record comes first in path order, so a 'break' instead of 'continue' there would
+    # also lose the plain source after it.
+    src = local("a-src", b"content")
+    obj = remote("a-src", b"content")
     enc = record(src, b"content", obj, encrypted=True)
-    plain = record(local("other", b"content"), b"content", remote("other", b"content"))
+    plain = record(local("z-other", b"content"), b"content", remote("z-other", b"content"))
     dup = local("dup", b"content", hashed=True)
-    plan = plan_upload([dup], [remote("other", b"content"), obj], {"src": enc, "other": plain},
+    plan = plan_upload([dup], [obj, remote("z-other", b"content")], {"a-src": enc, "z-other": plain},
                        PlanOptions(max_delete_percent=None))
     copies = [op for op in plan.transfers if isinstance(op, Copy)]
-    assert copies == [Copy("dup", "other", dup, md5(b"content"), "same-content")]
+    assert copies == [Copy("dup", "z-other", dup, md5(b"content"), "same-content")]
 
 
 # ------------------------------------------------------------------------------------------ keys
