@@ -353,13 +353,20 @@ def test_a_recorded_encrypted_part_the_server_lost_is_sent_again(tmp_path: Path)
     assert failed_paths(run(store, cp, tmp_path, [Upload("big.bin", entry, "new")], encryption_key=key)) == ["big.bin"]
     upload_id = cp.uploads["big.bin"].upload_id
     assert len(cp.uploads["big.bin"].parts) == 5
-    del store.uploads[upload_id].parts[2]  # the server lost part 2 (the record still has it)
+    # The server lost part 1 (the record still has it): re-encrypting it must start from the upload's
+    # recorded IV (the later parts chain from the recorded blocks).
+    del store.uploads[upload_id].parts[1]
     store.calls.clear()
     report = run(store, cp, tmp_path, [Upload("big.bin", entry, "new")], encryption_key=key)
     assert report.ok, report.failed
     assert [call for call in store.calls if call[0] == "upload_part"] == [("upload_part", "big.bin")]
     assert calls(store, "create_upload") == 0 and store.uploads == {}
     assert cp.synced_entries["big.bin"].md5 == hashlib.md5(data).hexdigest()
+    # The object recorded as synced decrypts to the file: the resumed chain used the recorded IV.
+    from ks3sync.crypto.decrypt import decrypt_object
+
+    meta = store.head("big.bin")
+    assert decrypt_object(key, meta.metadata, store.data("big.bin"), object_key=store.key_for("big.bin")) == data
 
 
 def test_forget_drops_only_the_record_of_a_path_gone_from_both_sides(tmp_path: Path) -> None:
