@@ -379,3 +379,23 @@ def test_forget_drops_only_the_record_of_a_path_gone_from_both_sides(tmp_path: P
     report = run(store, cp, tmp_path, [Forget("gone.txt")])
     assert report.ok and report.counts["forgotten"] == 1
     assert sorted(cp.synced_entries) == ["kept.txt"] and calls(store, "delete") == 0
+
+
+def test_encrypted_single_puts_of_one_byte_and_above_the_in_memory_size_decrypt_to_the_file(tmp_path: Path) -> None:
+    """With a key every non-empty file is stored encrypted (one byte too), including a single PUT
+    streamed from the open file (above SMALL_FILE), and the object recorded decrypts to the file."""
+    from ks3sync.crypto.decrypt import decrypt_object
+    from ks3sync.crypto.key import EncryptionKey
+    from ks3sync.transfer.context import SMALL_FILE
+
+    key = EncryptionKey.generate()
+    files = {"one.bin": b"x", "large.bin": os.urandom(SMALL_FILE + 4097)}
+    entries = [Upload(name, write(tmp_path, name, data), "new") for name, data in files.items()]
+    store, cp = MemoryStore(), MemoryCheckpoint()
+    report = run(store, cp, tmp_path, entries, encryption_key=key, multipart_threshold=2 * SMALL_FILE)
+    assert report.ok, report.failed
+    for name, data in files.items():
+        meta = store.head(name)
+        assert meta.is_encrypted and store.data(name) != data, name
+        assert decrypt_object(key, meta.metadata, store.data(name), object_key=store.key_for(name)) == data
+        assert cp.synced_entries[name].encrypted and cp.synced_entries[name].md5 == hashlib.md5(data).hexdigest()
