@@ -121,9 +121,10 @@ def test_an_unencrypted_object_in_an_encrypted_prefix_fails_alone(local_server: 
     tree = _upload(local_server, bucket, tmp_path, key)
     with client_for(local_server) as client:
         client.put_object(bucket, "e/planted.txt", b"not encrypted at all")
+        client.put_object(bucket, "e/one-byte.txt", b"x")  # the smallest object that is not the SDK's empty file
     run, target = _restore(local_server, bucket, tmp_path, "restore", "--encrypt-key", str(key))
     assert run.returncode == 1, run.stderr[-3000:]
-    assert "ks3sync: failed: planted.txt:" in run.stderr and "not client-side encrypted" in run.stderr
+    assert "not client-side encrypted" in run.stderr and "(one-byte.txt, planted.txt)" in run.stderr
     assert "--allow-unencrypted" in run.stderr
     assert folder_files(target) == tree  # the rest of the pass went on; nothing written for it
     assert _no_temp_files(target)
@@ -131,14 +132,14 @@ def test_an_unencrypted_object_in_an_encrypted_prefix_fails_alone(local_server: 
     # --allow-unencrypted accepts it as plaintext; the encrypted ones are still decrypted and checked.
     run, target = _restore(local_server, bucket, tmp_path, "allowed", "--encrypt-key", str(key), "--allow-unencrypted")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert folder_files(target) == tree | {"planted.txt": b"not encrypted at all"}
+    assert folder_files(target) == tree | {"planted.txt": b"not encrypted at all", "one-byte.txt": b"x"}
 
     # ... and so does a configured sync's `allow_unencrypted: true` (the sync lends its settings to mirror).
     folder = tmp_path / "configured"
     config = _config(tmp_path, local_server, folder, bucket, "e/", key, allow_unencrypted=True)
     run = mirror(local_server, f"ks3://{bucket}/e/", folder, tmp_path / "cfg.db", *FLAGS, "--config", str(config))
     assert run.returncode == 0, run.stderr[-3000:]
-    assert folder_files(folder) == tree | {"planted.txt": b"not encrypted at all"}
+    assert folder_files(folder) == tree | {"planted.txt": b"not encrypted at all", "one-byte.txt": b"x"}
 
 
 def test_allow_unencrypted_and_require_integrity_need_a_key(local_server: ServerHandle, bucket: str,
