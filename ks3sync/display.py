@@ -24,6 +24,10 @@ escapes C0, ``"`` and ``\\``; with ``ensure_ascii=False`` it would pass C1, bidi
 separators through raw, and a lone surrogate would make the write fail). The document parses to the
 same value.
 
+A URL that may carry credentials (a proxy's ``user:password@``) is shown by :func:`mask_url_credentials`
+with the password as ``****``: the config's proxy key, ``check-config`` and the protocol client's proxy
+errors all go through it.
+
 Sizes are binary everywhere ks3sync prints them (the bar, rates, summaries, ``ls -H``): 1 KiB = 1024 B,
 with the IEC names, as rclone and ``ls -h`` count.
 
@@ -95,3 +99,16 @@ def human_size(n: float) -> str:
 
 def human_rate(bytes_per_second: float) -> str:
     return f"{human_size(bytes_per_second)}/s"
+
+
+def mask_url_credentials(text: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:****@host``; anything else unchanged. For showing
+    a proxy URL (or a bad one) in a message."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
+        return text
+    user, colon, _secret = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{':****' if colon else ''}@{hostpart}"

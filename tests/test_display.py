@@ -15,7 +15,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ks3sync.display import escape, human_rate, human_size, json_text
+from ks3sync.display import escape, human_rate, human_size, json_text, mask_url_credentials
 
 UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 _ESCAPE = re.compile(r"\\(\\|t|n|r|x[0-9a-f]{2}|u[0-9a-f]{4})")
@@ -71,3 +71,11 @@ def test_the_documented_examples() -> None:
     assert escape("中文 😀\u200d👍") == "中文 😀\u200d👍"  # scripts and emoji sequences stay readable
     assert human_size(0) == "0 B" and human_size(1536) == "1.5 KiB" and human_size(60_000_000) == "57.2 MiB"
     assert human_rate(2 * 1024 * 1024) == "2.0 MiB/s"
+
+
+def test_mask_url_credentials() -> None:
+    assert mask_url_credentials("http://u:p@h:1") == "http://u:****@h:1"
+    assert mask_url_credentials("u:p@h") == "u:****@h"
+    assert mask_url_credentials("http://h:1") == "http://h:1"
+    # The password may hold "://" (the config's own copy of this helper used to show it).
+    assert mask_url_credentials("http://u:p://w@h") == "http://u:****@h"

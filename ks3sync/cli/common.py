@@ -169,11 +169,10 @@ def setup_logging(verbose: int, *, quiet: bool = False) -> None:
 
 
 def default_state_dir() -> Path:
-    """$STATE_DIRECTORY (systemd), else $XDG_STATE_HOME/ks3sync, else ~/.local/state/ks3sync."""
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
-    xdg = os.environ.get("XDG_STATE_HOME")
-    return Path(xdg) / "ks3sync" if xdg else Path.home() / ".local" / "state" / "ks3sync"
+    """Where the journal lives without ``--config``: the same place as a config without ``state_dir``."""
+    from ks3sync.config import default_state_dir as config_default
+
+    return config_default()
 
 
 def load_config_file(path: Path | None) -> Config | None:

@@ -9,7 +9,8 @@ name lower-case first, then upper-case (except ``HTTP_PROXY`` under CGI, where `
 and the upper-case name may come from a request header: "httpoxy"). ``NO_PROXY`` is a comma list of host
 names (matching the name and every name under it; a leading ``.`` or ``*.`` changes nothing), IP
 addresses, CIDR ranges, or ``*`` for every host. It applies to an explicit proxy too, as curl's does.
-Must not import: anything else from ks3sync, nor httpx or httpcore (wire.py builds the pools).
+Must not import: anything else from ks3sync but the leaf ``display`` (whose ``mask_url_credentials`` the
+config's proxy key shares), nor httpx or httpcore (wire.py builds the pools).
 """
 
 from __future__ import annotations
@@ -20,20 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from ks3sync.display import mask_url_credentials
+
 PROXY_SCHEMES = ("http", "https")
-
-
-def mask_url_credentials(text: str) -> str:
-    """``scheme://user:secret@host`` -> ``scheme://user:****@host``; anything else unchanged. For showing
-    a proxy URL (or a bad one) in a message."""
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        scheme, rest = "", text
-    userinfo, at, hostpart = rest.rpartition("@")
-    if not at:
-        return text
-    user, colon, _secret = userinfo.partition(":")
-    return f"{scheme}{sep}{user}{':****' if colon else ''}@{hostpart}"
 
 
 @dataclass(frozen=True)

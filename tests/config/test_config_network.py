@@ -93,13 +93,13 @@ def test_proxy_reaches_the_client_and_shows_masked(tmp_path: Path, value: str | 
     assert "pw" not in repr(config)
 
 
-@pytest.mark.parametrize("value", ["{a: 1}", "'http://user:pw@ bad host'", "ftp//nope"])
+@pytest.mark.parametrize("value", ["{a: 1}", "'http://user:pw@ bad host'", "ftp//nope", "'http://user:pw://x@host'"])
 def test_a_bad_proxy_names_its_key_and_never_its_password(tmp_path: Path, value: str) -> None:
     path = config_file(tmp_path, f"proxy: {value}\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     message = str(info.value)
-    assert message.startswith(f"{path}: proxy: expected a proxy URL") and ":pw@" not in message
+    assert message.startswith(f"{path}: proxy: expected a proxy URL") and "pw" not in message
 
 
 def test_ca_bundle_is_a_file_relative_to_the_config(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ from ks3sync.ks3 import (
     ProxyURL,
 )
 from ks3sync.ks3.checksums import crc64
-from ks3sync.ks3.proxies import mask_url_credentials
 
 PASSWORD = "pr0xy-s3cret-never-shown"
 
@@ -60,12 +59,6 @@ def test_bad_proxy_urls_are_refused_with_the_password_masked(text: str) -> None:
     with pytest.raises(ValueError, match="proxy") as info:
         ProxyURL.parse(text)
     assert "secret" not in str(info.value)
-
-
-def test_mask_url_credentials() -> None:
-    assert mask_url_credentials("http://u:p@h:1") == "http://u:****@h:1"
-    assert mask_url_credentials("u:p@h") == "u:****@h"
-    assert mask_url_credentials("http://h:1") == "http://h:1"
 
 
 def test_the_environment_is_read_like_curl() -> None:
