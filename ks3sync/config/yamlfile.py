@@ -14,6 +14,7 @@ Must not import: anything of ks3sync outside this package.
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -106,6 +107,8 @@ def _construct_unique_mapping(
     seen_keys: set[object] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            break  # a list or mapping as a key: construct_mapping refuses it, naming the line
         if key in seen_keys:
             raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen_keys.add(key)

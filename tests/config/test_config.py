@@ -285,6 +285,9 @@ def test_duplicate_yaml_key(tmp_path: Path, src: Path) -> None:
         ("endpoint: 'not a host!'\nsyncs: []\n", "endpoint: expected a host name"),
         ("endpoint: http://h\nsyncs: [{name: a}]\n", "syncs[0].source: missing"),
         ("endpoint: http://h\ncredentials: {access_key: a}\nsyncs: []\n", "credentials.secret_key: missing"),
+        # A list or mapping as a key: one line, not a TypeError traceback.
+        ("endpoint: http://h\n? [a, b]\n: c\n", "line 2, column 3: found unhashable key"),
+        ("endpoint: http://h\nsyncs: [{{x: 1}: y}]\n", "line 2, column 10: found unhashable key"),
     ],
 )
 def test_file_level_mistakes(tmp_path: Path, body: str, words: str) -> None:
