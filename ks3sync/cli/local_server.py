@@ -47,7 +47,14 @@ def _tls_pair(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
               help="Fraction of data-plane requests answered with an error from --fault-codes.")
 @click.option("--fault-codes", default="500,503", callback=_codes, show_default=True,
               help="Comma-separated statuses for injected errors (503 is answered as SlowDown).")
-@click.option("--latency-ms", default=0.0, type=click.FloatRange(0), help="Added delay per data-plane request.")
+@click.option("--latency-ms", default=0.0, type=click.FloatRange(0),
+              help="Added delay per request (a slow link's round trip; every request, control plane included).")
+@click.option("--max-inflight", type=click.IntRange(1), default=None,
+              help="Answer 503 SlowDown to requests beyond N in flight, as a throttled KS3 does (a request is in "
+                   "flight from its arrival to the end of its response, --latency-ms included). Default: no limit.")
+@click.option("--retry-after", type=click.IntRange(0), default=None,
+              help="Add 'Retry-After: SECONDS' to every 503 SlowDown answer (throttled or injected). KS3 sends "
+                   "none; this is for testing clients that honour it.")
 @click.option("--drop-rate", default=0.0, type=click.FloatRange(0, 1),
               help="Fraction of data-plane requests whose connection is closed without a response.")
 @click.option("--seed", type=int, default=None, help="Seed for fault injection (deterministic runs).")
@@ -72,7 +79,7 @@ def _tls_pair(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
               help="The PEM private key of --tls-cert.")
 def local_server(root: Path, host: str, port: int, port_file: Path | None, access_key: str, secret_key: str,
                  request_log: Path | None, fault_rate: float, fault_codes: tuple[int, ...], latency_ms: float,
-                 drop_rate: float, seed: int | None, no_fsync: bool, body_timeout: float, head_timeout: float,
+                 max_inflight: int | None, retry_after: int | None, drop_rate: float, seed: int | None, no_fsync: bool, body_timeout: float, head_timeout: float,
                  restore_seconds: float, inline_max: int | None, virtual_host_domain: str,
                  max_buckets: int, tls_cert: Path | None, tls_key: Path | None) -> None:
     """Run a KS3-compatible server on loopback (KSS V2, presigned URLs and S3 SigV4)."""
@@ -84,7 +91,8 @@ def local_server(root: Path, host: str, port: int, port_file: Path | None, acces
     tls = _tls_pair(tls_cert, tls_key)
     config = ServerConfig(
         root=root, access_key=access_key, secret_key=secret_key, host=host, port=port, request_log=request_log,
-        fault_rate=fault_rate, fault_codes=fault_codes, latency_ms=latency_ms, drop_rate=drop_rate, seed=seed,
+        fault_rate=fault_rate, fault_codes=fault_codes, latency_ms=latency_ms, max_inflight=max_inflight,
+        retry_after=retry_after, drop_rate=drop_rate, seed=seed,
         fsync=not no_fsync, body_timeout=body_timeout, head_timeout=head_timeout, restore_seconds=restore_seconds,
         inline_max=inline_max, max_buckets=max_buckets, virtual_host_domain=virtual_host_domain.lower() or None,
     )

@@ -1,10 +1,12 @@
 """The application: one request in, one KS3 response out, logged.
 
-Per request: parse the raw target (request.py), pick the operation (routing.py), authenticate
-(auth.py), maybe inject a fault (faults.py), run the handler, send the response with KS3's header
-conventions (x-kss-request-id always; header names in their canonical spelling, which http1.py keeps),
-and write one request-log line. An ASGI-shaped callable served by http1.py, no framework: per-request
-overhead is what the small-PUT benchmark measures. Imports nothing else from ks3sync.
+Per request: take an in-flight slot when `--max-inflight` is set (throttle.py), parse the raw target
+(request.py), pick the operation (routing.py), wait the added latency, refuse with 503 SlowDown when no
+slot was free, authenticate (auth.py), maybe inject a fault (faults.py), run the handler, send the
+response with KS3's header conventions (x-kss-request-id always; header names in their canonical
+spelling, which http1.py keeps), write one request-log line, and give the slot back. An ASGI-shaped
+callable served by http1.py, no framework: per-request overhead is what the small-PUT benchmark
+measures. Imports nothing else from ks3sync.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ks3sync.localserver.reqlog import RequestLog, redact_query
 from ks3sync.localserver.request import Request, parse_request
 from ks3sync.localserver.routing import route
 from ks3sync.localserver.storage import Storage
+from ks3sync.localserver.throttle import InflightLimit
 
 logger = logging.getLogger("ks3sync.localserver")
 
@@ -46,6 +49,7 @@ class KS3App:
         self.faults = FaultInjector(config.fault_rate, config.fault_codes, config.drop_rate, config.latency_ms,
                                     config.seed)
         self.request_log = RequestLog(config.request_log) if config.request_log else None
+        self.inflight = InflightLimit(config.max_inflight) if config.max_inflight is not None else None
         self._ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}{int(time.time()):x}"
         self._date_cache: tuple[int, bytes] = (0, b"")
@@ -62,6 +66,20 @@ class KS3App:
         return self._date_cache[1]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        inflight = self.inflight
+        if inflight is None:
+            await self._handle(scope, receive, send, admitted=True)
+            return
+        # The slot is taken before anything else and given back however the request ends (an error
+        # answer, a client that vanished, a bug, the server stopping): a leaked slot would throttle for ever.
+        admitted = inflight.try_acquire()
+        try:
+            await self._handle(scope, receive, send, admitted=admitted)
+        finally:
+            if admitted:
+                inflight.release()
+
+    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any, *, admitted: bool) -> None:
         started = time.perf_counter()
         request_id = f"{self._id_prefix}{next(self._ids):08x}"
         client = scope.get("client")
@@ -76,13 +94,17 @@ class KS3App:
         try:
             selected = route(request)
             op = selected.op
+            if self.faults.latency:
+                # The link's round trip: every request pays it, control plane and refusals included.
+                await _sleep_at_least(self.faults.latency)
+            if not admitted:
+                fault_kind = "throttle"
+                await self._refuse(request, body)
             now = time.time()
             auth = authenticate(request, self.credentials, now)
             decoder = ChunkedDecoder(auth.streaming, auth.chunk_signing) if auth.streaming else None
             body = BodyReader(receive, self.config.body_timeout, auth.payload_sha256, decoder)
             if selected.data_plane:
-                if self.faults.latency:
-                    await _sleep_at_least(self.faults.latency)
                 fault = self.faults.decide()
                 if fault is not None:
                     fault_kind = fault.kind
@@ -113,10 +135,20 @@ class KS3App:
 
         await self._send(send, request, response, request_id, log)
 
+    async def _refuse(self, request: Request, body: BodyReader) -> None:
+        """No in-flight slot: answer 503 SlowDown. A body the client is already sending is read and dropped,
+        so the connection carries on; one held back for `100 Continue` is never asked for (the answer then
+        ends the connection, as for any error before the body)."""
+        if request.headers.get("expect", "").lower() != "100-continue":
+            await body.drain()
+        raise S3Error("SlowDown", "Please reduce your request rate (ks3sync local-server --max-inflight).")
+
     def _error_response(self, request: Request, error: S3Error, request_id: str) -> Response:
         if error.status == 304:
             return Response(304, list(error.headers))
         headers = [("Content-Type", "application/xml"), *error.headers]
+        if error.code == "SlowDown" and self.config.retry_after is not None:
+            headers.append(("Retry-After", str(self.config.retry_after)))
         if request.method == "HEAD":
             return Response(error.status, headers)
         resource = request.raw_path

@@ -14,10 +14,14 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 0
     request_log: Path | None = None
-    # fault injection (data plane only, see faults.py)
+    # fault injection (data plane only, see faults.py); the latency applies to every request
     fault_rate: float = 0.0
     fault_codes: tuple[int, ...] = (500, 503)
     latency_ms: float = 0.0
+    # throttling (throttle.py): requests beyond this many in flight get 503 SlowDown; None = no limit
+    max_inflight: int | None = None
+    # seconds for a Retry-After header on every SlowDown answer; None = no header (KS3 and S3 send none)
+    retry_after: int | None = None
     drop_rate: float = 0.0
     seed: int | None = None
     # durability / timing

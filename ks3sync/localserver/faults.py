@@ -1,4 +1,5 @@
-"""Fault injection for data-plane requests: error statuses, dropped connections, added latency.
+"""Fault injection for data-plane requests: error statuses, dropped connections; and the added latency,
+which app.py applies to every request (a slow link delays the control plane too).
 
 Deterministic: one seeded PRNG drawn in request-arrival order, so a serial client sees the same faults
 on every run with the same seed. A 503 is answered as KS3's throttling error (SlowDown); other statuses
