@@ -1,8 +1,9 @@
-"""Turns rows + limits into the stdout table, the goal verdicts, and docs/benchmarks.md.
+"""Turns rows + limits into the stdout table, the goal verdicts of issue 7, and the request mix.
 
-Owns: presentation, the "fraction of this machine's limit" arithmetic and the goal checks from issue 7.
-Must not import: ks3sync. Pure functions of their inputs (the machine description is gathered by
-`machine_info`, the only function here that looks at the system).
+Owns: presentation, the "fraction of this machine's limit" arithmetic, the ratio to the fastest tuned peer
+shown on ks3sync's rows, and the goal checks from issue 7 (at 0 ms, against peers as installed; issue 16's
+goals are in goals.py). Must not import: ks3sync. Pure functions of their inputs (the machine description
+is gathered by `machine_info`, the only function here that looks at the system).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.limits import Limits
-from bench.runner import Row, Scale
+from bench.measure import median
+from bench.peers import DEFAULTS, ONLY, SUBJECT, TUNED
+from bench.runner import SMALL_REQUEST_WORKLOADS, Row, Scale
 
 MB = 1_000_000
 GOAL_W4_LARGE_S = 5.0
@@ -40,9 +43,15 @@ def limit_seconds(row: Row, scale: Scale, limits: Limits | None) -> tuple[float,
     w = row.workload
     if w == "W1":
         return small.files / limits.small_put_req_s, "small PUT/s"
+    if w == "W1-throttled":
+        return None     # the point is the refusals, not the speed
     if w == "W3":
         # Walk the tree, send the modified files, copy the renamed ones, one batch delete.
         return (small.files / limits.stat_walk_files_s + (modified + renamed + 1) / limits.small_put_req_s,
+                "stat walk + small PUT/s")
+    if w == "W3-20k" and scale.w3_large is not None:
+        lm, _ld, lr = scale.w3_large_mutation
+        return (scale.w3_large.files / limits.stat_walk_files_s + (lm + lr + 1) / limits.small_put_req_s,
                 "stat walk + small PUT/s")
     if w == "W4-2k":
         return small.files / limits.stat_walk_files_s, "stat walk"
@@ -60,28 +69,46 @@ def limit_seconds(row: Row, scale: Scale, limits: Limits | None) -> tuple[float,
 
 
 # -- table ----------------------------------------------------------------------------------------
-HEADER = ("workload", "tool", "status", "wall s", "CPU s", "peak RSS MB", "requests", "MB in", "MB out",
-          "server CPU s", "% of limit")
+HEADER = ("workload", "tool", "status", "wall s", "CPU s", "peak RSS MB", "requests", "CPU ms/req", "MB in",
+          "MB out", "server CPU s", "% of limit", "vs fastest tuned peer")
 
 
-def table_rows(rows: Sequence[Row], scale: Scale, limits: Limits | None) -> list[tuple[str, ...]]:
+def table_rows(rows: Sequence[Row], scale: Scale, limits: Limits | None,
+               variants: Mapping[str, str] | None = None) -> list[tuple[str, ...]]:
+    by_key = {(r.workload, r.tool): r for r in rows}
     out: list[tuple[str, ...]] = []
     for row in rows:
+        blank = ("-",) * (len(HEADER) - 3)
         if row.skipped is not None:
-            out.append((row.workload, row.tool, f"skipped: {row.skipped}", *("-",) * 8))
+            out.append((row.workload, row.tool, f"skipped: {row.skipped}", *blank))
             continue
         if not row.ok:
-            out.append((row.workload, row.tool, f"FAILED: {row.failed}", *("-",) * 8))
+            out.append((row.workload, row.tool, f"FAILED: {row.failed}", *blank))
             continue
         lim = limit_seconds(row, scale, limits)
         wall = row.med("wall_s")
         pct = f"{100 * lim[0] / wall:.0f}% ({lim[1]})" if lim else "-"
+        per_req = f"{row.med_cpu_ms_per_request():.2f}" if row.workload in SMALL_REQUEST_WORKLOADS else "-"
+        vs = "-"
+        if row.tool == "ks3sync" and variants is not None and row.workload != "W1-throttled":
+            best = fastest_peer(by_key, row.workload, variants, tuned=True)
+            if best is not None:
+                vs = f"{best.med('wall_s') / wall:.2f}x ({best.tool})"
         out.append((
             row.workload, row.tool, f"ok x{len(row.runs)}", f"{wall:.2f}", f"{row.med('cpu_s'):.2f}",
-            f"{row.med('max_rss_mb'):.0f}", f"{row.med_requests():.0f}", f"{row.med_bytes_in() / MB:.1f}",
-            f"{row.med_bytes_out() / MB:.1f}", f"{row.med('server_cpu_s'):.2f}", pct,
+            f"{row.med('max_rss_mb'):.0f}", f"{row.med_requests():.0f}", per_req, f"{row.med_bytes_in() / MB:.1f}",
+            f"{row.med_bytes_out() / MB:.1f}", f"{row.med('server_cpu_s'):.2f}", pct, vs,
         ))
     return out
+
+
+def fastest_peer(rows: Mapping[tuple[str, str], Row], workload: str, variants: Mapping[str, str], *,
+                 tuned: bool) -> Row | None:
+    """The fastest successful peer row of `workload`: among peers as tuned by their docs (`tuned`: the
+    tuned variants, and the tools with nothing to tune) or as installed (the defaults, and those tools)."""
+    wanted = (TUNED, ONLY) if tuned else (DEFAULTS, ONLY)
+    peers = [r for (w, t), r in rows.items() if w == workload and variants.get(t) in wanted and r.ok]
+    return min(peers, key=lambda r: r.med("wall_s")) if peers else None
 
 
 def render_text(table: Sequence[tuple[str, ...]]) -> str:
@@ -104,14 +131,35 @@ def render_markdown(table: Sequence[tuple[str, ...]]) -> str:
 
 
 def render_request_mix(rows: Sequence[Row]) -> str:
-    """Markdown: requests by method for each successful cell (its first run), e.g. `PUT 500, GET 1`."""
-    lines = ["| workload | tool | requests by method (first run) | error responses |", "|---|---|---|---|"]
+    """Markdown: requests by operation for each cell that ran (its first run), e.g. `PutObject 500,
+    ListObjects 1`, with the error answers among them and how many of those were throttling refusals."""
+    lines = ["| workload | tool | requests by operation (first run) | error responses | of which refused (503) |",
+             "|---|---|---|---|---|"]
     for row in rows:
-        if not row.ok:
+        if row.skipped is not None or not row.runs:
             continue
         stats = row.runs[0].requests
-        mix = ", ".join(f"{m} {n}" for m, n in sorted(stats.by_method.items(), key=lambda kv: -kv[1]))
-        lines.append(f"| {row.workload} | {row.tool} | {mix or '-'} | {stats.errors} |")
+        counts = stats.by_op or stats.by_method
+        mix = ", ".join(f"{m} {n}" for m, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        lines.append(f"| {row.workload} | {row.tool} | {mix or '-'} | {stats.errors} | {stats.refused} |")
+    return "\n".join(lines)
+
+
+def render_throttled(rows: Sequence[Row], max_inflight: int | None, latency_ms: float) -> str:
+    """Markdown: W1 against a server that refuses requests beyond N in flight: did each tool end with an exact
+    mirror, and what share of its requests was refused (medians over runs, failed runs included)."""
+    lines = [f"W1 against `local-server --max-inflight {max_inflight} --latency-ms {latency_ms:g}` (requests beyond "
+             f"{max_inflight} in flight get 503 SlowDown):", "",
+             "| tool | exact mirror | wall s | requests | refused (503) | refused share |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        if row.workload != "W1-throttled" or row.skipped is not None or not row.runs:
+            continue
+        exact = "yes" if row.ok else f"no: {row.failed}".replace("|", "\\|")
+        requests = median([float(r.requests.requests) for r in row.runs])
+        refused = median([float(r.requests.refused) for r in row.runs])
+        share = median([r.requests.refused / max(1, r.requests.requests) for r in row.runs])
+        lines.append(f"| {row.tool} | {exact} | {row.med('wall_s'):.2f} | {requests:.0f} | {refused:.0f} | "
+                     f"{100 * share:.1f}% |")
     return "\n".join(lines)
 
 
@@ -121,15 +169,11 @@ def _ok(rows: Mapping[tuple[str, str], Row], workload: str, tool: str) -> Row | 
     return row if row is not None and row.ok else None
 
 
-def _fastest_peer(rows: Mapping[tuple[str, str], Row], workload: str, exclude: str = "ks3sync") -> Row | None:
-    peers = [r for (w, t), r in rows.items() if w == workload and t != exclude and r.ok]
-    return min(peers, key=lambda r: r.med("wall_s")) if peers else None
-
-
-def _speedup_goal(rows: Mapping[tuple[str, str], Row], workload: str, factor: float) -> Goal:
+def _speedup_goal(rows: Mapping[tuple[str, str], Row], workload: str, factor: float,
+                  variants: Mapping[str, str]) -> Goal:
     name = f"{workload}: >= {factor:g}x faster than the fastest peer"
     ours = _ok(rows, workload, "ks3sync")
-    best = _fastest_peer(rows, workload)
+    best = fastest_peer(rows, workload, variants, tuned=False)
     if ours is None or best is None:
         return Goal(name, "not measured", "ks3sync or every peer missing/failed")
     ratio = best.med("wall_s") / ours.med("wall_s")
@@ -137,8 +181,13 @@ def _speedup_goal(rows: Mapping[tuple[str, str], Row], workload: str, factor: fl
                 f"ks3sync {ours.med('wall_s'):.2f} s vs {best.tool} {best.med('wall_s'):.2f} s = {ratio:.2f}x")
 
 
-def evaluate_goals(rows: Mapping[tuple[str, str], Row], scale: Scale, limits: Limits | None) -> list[Goal]:
-    goals = [_speedup_goal(rows, "W1", 1.5), _speedup_goal(rows, "W3", 1.5)]
+def evaluate_goals(rows: Mapping[tuple[str, str], Row], scale: Scale, limits: Limits | None,
+                   variants: Mapping[str, str] | None = None) -> list[Goal]:
+    """Issue 7's goals (at 0 ms), against the peers as installed (`variants`: tool -> variant; without it
+    every tool but ks3sync counts as a peer as installed)."""
+    if variants is None:
+        variants = {t: (SUBJECT if t == "ks3sync" else DEFAULTS) for (_w, t) in rows}
+    goals = [_speedup_goal(rows, "W1", 1.5, variants), _speedup_goal(rows, "W3", 1.5, variants)]
 
     w3 = _ok(rows, "W3", "ks3sync")
     modified, _deleted, renamed = scale.mutation
@@ -153,7 +202,7 @@ def evaluate_goals(rows: Mapping[tuple[str, str], Row], scale: Scale, limits: Li
 
     name = "W4 2k: no slower than any peer"
     ours = _ok(rows, "W4-2k", "ks3sync")
-    best = _fastest_peer(rows, "W4-2k")
+    best = fastest_peer(rows, "W4-2k", variants, tuned=False)
     if ours is None or best is None:
         goals.append(Goal(name, "not measured", "ks3sync or every peer missing/failed"))
     else:
@@ -166,7 +215,7 @@ def evaluate_goals(rows: Mapping[tuple[str, str], Row], scale: Scale, limits: Li
                        "W4-100k not run (quick mode or failed)"),
                   Goal(f"Memory: < {GOAL_RSS_MB:.0f} MB peak RSS at W4 100k", "not measured", "W4-100k not run")]
     else:
-        g = _speedup_goal(rows, "W4-100k", 3.0)
+        g = _speedup_goal(rows, "W4-100k", 3.0, variants)
         wall = big.med("wall_s")
         under = wall < GOAL_W4_LARGE_S
         goals.append(Goal("W4 100k: >= 3x faster than the fastest peer and < 5 s",

@@ -7,6 +7,12 @@ Starting states (each run starts from the same one; buckets are fresh per tool a
   small chain  fresh bucket, fresh journal -> W1 (upload 2,000 files) -> W4-2k (re-run, nothing changed)
                -> apply the W3 mutation to the run's private copy -> W3 (incremental with delete).
                Workloads not selected in the chain still run, untimed, to build the next one's state.
+  W1-throttled W1 again, against a second server that refuses requests beyond --max-inflight (the
+               session's latency too): fresh bucket and journal per run; a run that does not end with an
+               exact mirror is recorded (its refusals counted) and reported FAILED.
+  W3-20k       one seeding upload of the 20,000-file tree per tool (untimed); per run: apply the
+               mutation (500 modified, 200 deleted, 300 renamed), W3 timed; before every run after the
+               first, the mutation is reverted and synced back (untimed, checked).
   W4-100k      one seeding upload per tool (untimed), then `runs` timed re-runs on that state.
   W2 / W2e     fresh bucket and journal, the large file warm in the page cache, one upload.
   W5           one neutral bucket seeded by the harness (plain PUTs), restored into an empty folder.
@@ -26,7 +32,15 @@ from bench.measure import Invocation, median, run_measured, settle_disk
 from bench.peers import Peer, PeerContext, Target
 from bench.server import LocalServer, RequestStats
 from bench.verify import Digest, check_bucket, check_folder
-from bench.workloads import TreeSpec, apply_mutation, copy_tree, file_md5, plan_mutation, tree_digest
+from bench.workloads import (
+    TreeSpec,
+    apply_mutation,
+    copy_tree,
+    file_md5,
+    plan_mutation,
+    revert_mutation,
+    tree_digest,
+)
 
 
 @dataclass(frozen=True)
@@ -39,27 +53,39 @@ class Scale:
     daemon_files: int
     runs: int
     timeout_s: float
+    w3_large: TreeSpec | None = None      # W3-20k tree; None = skipped
+    w3_large_mutation: tuple[int, int, int] = (500, 200, 300)
 
 
+# The 20,000-file tree is the 2,000-file one ten times over: same file size, 100 files per folder.
 FULL = Scale("full", TreeSpec(2000, 20, 4096), (50, 20, 30), 1 << 30, TreeSpec(100_000, 100, 4096),
-             1_000_000, 3, 1800.0)
+             1_000_000, 3, 1800.0, TreeSpec(20_000, 200, 4096), (500, 200, 300))
 QUICK = Scale("quick", TreeSpec(500, 20, 4096), (13, 5, 8), 64 << 20, None, 2000, 1, 300.0)
 
-WORKLOADS = ("W1", "W2", "W2e", "W3", "W4-2k", "W4-100k", "W5-W1", "W5-W2", "W6")
+WORKLOADS = ("W1", "W1-throttled", "W2", "W2e", "W3", "W3-20k", "W4-2k", "W4-100k", "W5-W1", "W5-W2", "W6")
 SMALL_CHAIN = ("W1", "W4-2k", "W3")
+# Workloads made of many small requests: the table gives the client's CPU per request for these.
+SMALL_REQUEST_WORKLOADS = frozenset({"W1", "W1-throttled", "W3", "W3-20k", "W5-W1"})
 
 
 def select_workloads(spec: str | None) -> list[str]:
-    """`W1,W3` -> those; a family name (`W4`, `W5`) selects all its members."""
+    """`W1,W3` -> exactly those; a name that is only a family (`W4`, `W5`) selects all its members."""
     if not spec:
         return list(WORKLOADS)
     wanted: list[str] = []
     for token in (t.strip() for t in spec.split(",") if t.strip()):
-        hits = [w for w in WORKLOADS if w.lower() == token.lower() or w.lower().startswith(token.lower() + "-")]
+        hits = [w for w in WORKLOADS if w.lower() == token.lower()]
+        if not hits:
+            hits = [w for w in WORKLOADS if w.lower().startswith(token.lower() + "-")]
         if not hits:
             raise ValueError(f"unknown workload {token!r}; choose from {', '.join(WORKLOADS)}")
         wanted += [h for h in hits if h not in wanted]
     return [w for w in WORKLOADS if w in wanted]
+
+
+def mutation_for(files: int) -> tuple[int, int, int]:
+    """W3's proportions (2.5% modified, 1% deleted, 1.5% renamed) for a tree of `files`, at least one each."""
+    return (max(1, files * 50 // 2000), max(1, files * 20 // 2000), max(1, files * 30 // 2000))
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,10 @@ class Row:
 
     def med_bytes_out(self) -> float:
         return median([float(r.requests.bytes_out) for r in self.runs])
+
+    def med_cpu_ms_per_request(self) -> float:
+        """The client's CPU per request the server saw (ms), median over runs."""
+        return median([1000.0 * r.cpu_s / max(1, r.requests.requests) for r in self.runs])
 
 
 class StepFailed(RuntimeError):
@@ -156,7 +186,8 @@ class Runner:
         rec = self._step(inv, check)
         if workload in self.selected:
             self.row(workload, peer.name).runs.append(rec)
-            self.log(f"  {workload:8} {peer.name:8} {rec.wall_s:7.2f} s  {rec.requests.requests:6d} req  "
+            refused = f"  {rec.requests.refused} refused" if rec.requests.refused else ""
+            self.log(f"  {workload:12} {peer.name:12} {rec.wall_s:7.2f} s  {rec.requests.requests:6d} req{refused}  "
                      f"{'ok' if rec.problem is None else 'FAILED: ' + rec.problem}")
         if rec.problem is not None:
             raise StepFailed(f"{workload} by {peer.name} failed: {rec.problem}")
@@ -205,6 +236,67 @@ class Runner:
                 finally:
                     shutil.rmtree(src, ignore_errors=True)
 
+    # -- W1-throttled ----------------------------------------------------------------------------
+    def run_throttled(self, base: Path, base_digest: Digest) -> None:
+        """W1 against this runner's server, which refuses requests beyond its --max-inflight. Every run is
+        recorded, a failed one too (its refusals are the point)."""
+        for peer in self.peers:
+            for r in range(self.runs):
+                src = self.workdir / "runs" / peer.name / f"throttled-{r}"
+                state = self.workdir / "runs" / peer.name / f"throttled-{r}-state"
+                for d in (src, state):
+                    shutil.rmtree(d, ignore_errors=True)
+                copy_tree(base, src)
+                state.mkdir(parents=True)
+                target = Target(f"t-{peer.name}-{r}", "w1")
+                self.mini.create_bucket(target.bucket)
+                inv = peer.upload(self.ctx, src, target, delete=True, state=state)
+                try:
+                    self._timed_or_seed("W1-throttled", peer, inv, partial(
+                        check_bucket, self.mini, target.bucket, target.prefix, base_digest))
+                except StepFailed:
+                    pass    # recorded as FAILED in its row, with its request counts
+                finally:
+                    shutil.rmtree(src, ignore_errors=True)
+
+    # -- W3-20k ----------------------------------------------------------------------------------
+    def run_w3_large(self, base: Path, base_digest: Digest, spec: TreeSpec, mutation_counts: tuple[int, int, int],
+                     peers: Sequence[Peer]) -> None:
+        if "W3-20k" not in self.selected:
+            return
+        mutation = plan_mutation(spec, *mutation_counts)
+        mutated_digest: Digest | None = None
+        for peer in peers:
+            run_dir = self.workdir / "runs" / peer.name / "w3-large"
+            src, state = run_dir / "src", run_dir / "state"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            copy_tree(base, src)
+            state.mkdir(parents=True)
+            target = Target(f"m-{peer.name}", "w3")
+            self.mini.create_bucket(target.bucket)
+
+            def sync(workload: str, expected: Digest, peer: Peer = peer, src: Path = src, state: Path = state,
+                     target: Target = target) -> None:
+                inv = peer.upload(self.ctx, src, target, delete=True, state=state)
+                self._timed_or_seed(workload, peer, inv, partial(
+                    check_bucket, self.mini, target.bucket, target.prefix, expected))
+
+            try:
+                self.log(f"  W3-20k       {peer.name:12} seeding {len(base_digest)} files (untimed)")
+                sync("W3-20k-seed", base_digest)
+                for r in range(self.runs):
+                    if r:
+                        revert_mutation(src, base, mutation)
+                        sync("W3-20k-revert", base_digest)
+                    apply_mutation(src, mutation, spec.size)
+                    if mutated_digest is None:
+                        mutated_digest = tree_digest(src)
+                    sync("W3-20k", mutated_digest)
+            except StepFailed as exc:
+                self._skip_all(["W3-20k"], peer, f"not run: {exc}")
+            finally:
+                shutil.rmtree(run_dir, ignore_errors=True)
+
     # -- W4-100k ---------------------------------------------------------------------------------
     def run_w4_large(self, base: Path, digest: Digest, peers: Sequence[Peer]) -> None:
         if "W4-100k" not in self.selected:
@@ -218,7 +310,7 @@ class Runner:
             check = partial(check_bucket, self.mini, target.bucket, target.prefix, digest)
             inv = peer.upload(self.ctx, base, target, delete=True, state=state)
             try:
-                self.log(f"  W4-100k  {peer.name:8} seeding {len(digest)} files (untimed)")
+                self.log(f"  W4-100k      {peer.name:12} seeding {len(digest)} files (untimed)")
                 self._timed_or_seed("W4-100k-seed", peer, inv, check)
                 for _ in range(self.runs):
                     self._timed_or_seed("W4-100k", peer, inv, check)

@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.ks3mini import Ks3Mini
@@ -41,11 +41,19 @@ class RequestStats:
     bytes_in: int
     bytes_out: int
     by_method: dict[str, int]
-    errors: int          # responses with status >= 400 (retries, 404 probes, ...)
+    errors: int          # responses with status >= 400 (retries, 404 probes, refusals, ...)
+    by_op: dict[str, int] = field(default_factory=dict)    # PutObject, HeadObject, ListObjects, ...
+    refused: int = 0     # answered 503 SlowDown by --max-inflight (request log: fault "throttle")
 
     @staticmethod
     def empty() -> RequestStats:
         return RequestStats(0, 0, 0, {}, 0)
+
+    def listings(self) -> int:
+        return sum(n for op, n in self.by_op.items() if op in LISTING_OPS)
+
+
+LISTING_OPS = frozenset({"ListObjects", "ListObjectsV2", "ListObjectVersions"})
 
 
 @dataclass(frozen=True)
@@ -58,9 +66,11 @@ class LocalServer:
     """A running `ks3sync local-server`; use as a context manager so it is always stopped."""
 
     def __init__(self, root: Path, log_path: Path, creds: Credentials, *, quiet_log: Path,
-                 fsync: bool = False) -> None:
+                 fsync: bool = False, latency_ms: float = 0.0, max_inflight: int | None = None) -> None:
         self.root = root
         self.fsync = fsync
+        self.latency_ms = latency_ms
+        self.max_inflight = max_inflight
         self.log_path = log_path
         self.creds = creds
         self._quiet_log = quiet_log
@@ -92,6 +102,10 @@ class LocalServer:
         if not self.fsync:
             # Without fsync per object the disk does not hide differences between clients.
             argv.append("--no-fsync")
+        if self.latency_ms:
+            argv += ["--latency-ms", f"{self.latency_ms:g}"]
+        if self.max_inflight is not None:
+            argv += ["--max-inflight", str(self.max_inflight)]
         stderr = self._quiet_log.open("ab")
         try:
             self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL)
@@ -184,18 +198,23 @@ class LocalServer:
     def stats_between(self, start: int, end: int) -> RequestStats:
         """Counters for the log lines in [start, end), excluding the closing mark line itself."""
         by_method: dict[str, int] = {}
-        requests = bytes_in = bytes_out = errors = 0
+        by_op: dict[str, int] = {}
+        requests = bytes_in = bytes_out = errors = refused = 0
         for rec in self._records(start, end):
             if "bench-mark-" in str(rec.get("path", "")):
                 continue
             method = str(rec.get("method", "?"))
             by_method[method] = by_method.get(method, 0) + 1
+            op = str(rec.get("op", "?"))
+            by_op[op] = by_op.get(op, 0) + 1
             requests += 1
             bytes_in += _int(rec.get("bytes_in"))
             bytes_out += _int(rec.get("bytes_out"))
             if _int(rec.get("status")) >= 400:
                 errors += 1
-        return RequestStats(requests, bytes_in, bytes_out, by_method, errors)
+            if rec.get("fault") == "throttle":
+                refused += 1
+        return RequestStats(requests, bytes_in, bytes_out, by_method, errors, by_op, refused)
 
     def _records(self, start: int, end: int) -> Iterator[dict[str, object]]:
         with self.log_path.open("rb") as f:

@@ -10,6 +10,7 @@ import hashlib
 import os
 import random
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,21 @@ def apply_mutation(root: Path, m: Mutation, size: int, seed: int = MUTATE_SEED) 
         (root / rel).unlink()
     for old, new in m.renamed:
         (root / old).rename(root / new)
+
+
+def revert_mutation(root: Path, base: Path, m: Mutation) -> None:
+    """Undo `apply_mutation` from the pristine tree `base`, so a tool that synced the mutated tree can be
+    brought back to the starting state (by a sync, untimed) and W3 measured again without re-seeding.
+    Reverted files get a fresh mtime (a little in the future): a tool that compares mtimes with the
+    object's upload time (aws s3 sync) must see them as newer than what it uploaded in the last W3."""
+    for old, new in m.renamed:
+        (root / new).rename(root / old)
+    for rel in m.deleted:
+        shutil.copy2(base / rel, root / rel)
+    fresh = time.time_ns() + 2_000_000_000
+    for rel in m.modified:
+        shutil.copyfile(base / rel, root / rel)
+        os.utime(root / rel, ns=(fresh, fresh))
 
 
 def tree_digest(root: Path) -> dict[str, tuple[int, str]]:

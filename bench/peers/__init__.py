@@ -36,10 +36,27 @@ class Target:
         return f"{self.prefix}/{rel}" if self.prefix else rel
 
 
+# How a tool is configured in a row of the table. Goals compare ks3sync with peers "as a user would tune
+# them" (issue 16: TUNED and ONLY) or "out of the box" (issue 7: DEFAULTS and ONLY).
+SUBJECT = "subject"          # ks3sync itself, always with its defaults
+DEFAULTS = "defaults"        # a peer as installed
+TUNED = "tuned"              # the same peer with its documented small-file tuning
+ONLY = "only"                # a peer with nothing to tune (s3cmd is serial; the SDK script is as written)
+
+
 class Peer(ABC):
     name: str = ""
+    variant = DEFAULTS
     encrypts = False         # can it do client-side encryption (W2e)?
     notes = ""               # flags and why, for the report
+
+    @property
+    def compared_as_tuned(self) -> bool:
+        return self.variant in (TUNED, ONLY)
+
+    @property
+    def compared_as_default(self) -> bool:
+        return self.variant in (DEFAULTS, ONLY)
 
     def missing(self) -> str | None:
         """None when the tool can run here; else why not (the harness reports it as skipped)."""
@@ -78,4 +95,9 @@ def all_peers() -> list[Peer]:
     from bench.peers.rclone import Rclone
     from bench.peers.s3cmd import S3cmd
 
-    return [Ks3Sync(), Rclone(), AwsCli(), S3cmd(), Ks3Sdk()]
+    return [Ks3Sync(), Rclone(), Rclone(tuned=True), AwsCli(), AwsCli(tuned=True), S3cmd(), Ks3Sdk()]
+
+
+def variants(peers: list[Peer]) -> dict[str, str]:
+    """tool name -> variant, for the report and the JSON results."""
+    return {p.name: p.variant for p in peers}

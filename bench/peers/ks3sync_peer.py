@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.measure import Invocation
-from bench.peers import Peer, PeerContext, Target, first_line
+from bench.peers import SUBJECT, Peer, PeerContext, Target, first_line
 
 
 def ks3sync_argv0() -> list[str]:
@@ -28,6 +28,7 @@ def command_missing(name: str) -> str | None:
 
 
 class Ks3Sync(Peer):
+    variant = SUBJECT
     name = "ks3sync"
     encrypts = True
     notes = (

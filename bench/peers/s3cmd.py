@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.measure import Invocation
-from bench.peers import Peer, PeerContext, Target, first_line, which_or_reason
+from bench.peers import ONLY, Peer, PeerContext, Target, first_line, which_or_reason
 
 
 class S3cmd(Peer):
+    variant = ONLY
     name = "s3cmd"
     notes = (
         "`s3cmd -c CFG sync --no-progress SRC/ s3://bucket/prefix/ [--delete-removed]`; CFG sets "
         "host_base = host_bucket = 127.0.0.1:PORT (path style), use_https False, signature_v2 False, "
-        "bucket_location us-east-1. Defaults otherwise: size+MD5 comparison, one transfer at a time, "
+        "bucket_location us-east-1. Defaults otherwise: size+MD5 comparison, one transfer at a time "
+        "(s3cmd has no concurrency setting: it runs once and stands as its own tuned variant), "
         "multipart in 15 MiB chunks, renames become server-side copies. Restore: "
         "`s3cmd -c CFG sync --no-progress s3://bucket/prefix/ DST/`."
     )
