@@ -58,9 +58,11 @@ def ratio_goal(rows: Mapping[tuple[str, str], Row], workload: str, factor: float
 
 
 def throttle_goal(rows: Mapping[tuple[str, str], Row], max_inflight: int | None, latency_ms: float) -> Goal:
-    name = (f"throttling, N = {max_inflight} at {latency_ms:g} ms: W1 ends an exact mirror in every run, under "
+    """`max_inflight` is None when the throttled W1 did not run in this session."""
+    n = STATED_INFLIGHT if max_inflight is None else max_inflight
+    name = (f"throttling, N = {n} at {latency_ms:g} ms: W1 ends an exact mirror in every run, under "
             f"{100 * THROTTLE_SHARE:.0f}% of its requests refused")
-    if max_inflight != STATED_INFLIGHT or latency_ms != STATED_LATENCY_MS:
+    if n != STATED_INFLIGHT or latency_ms != STATED_LATENCY_MS:
         name += f" (the goal is stated for N = {STATED_INFLIGHT} at {STATED_LATENCY_MS:g} ms)"
     row = rows.get(("W1-throttled", "ks3sync"))
     if row is None or row.skipped is not None or not row.runs:

@@ -1,7 +1,8 @@
 """One `ks3sync local-server` subprocess per benchmark session, and reading its request log.
 
-Owns: starting the server (fresh root, request log on, free port), stopping it on every exit path, and
-turning the JSON-lines request log into per-run counters between two marks.
+Owns: starting the server (fresh root, request log on, free port, the session's `--latency-ms`, and
+`--max-inflight` for the throttled W1), stopping it on every exit path, and turning the JSON-lines
+request log into per-run counters between two marks (by method, by operation, refusals).
 Must not import: the rest of ks3sync (the server is driven as a subprocess, like any user would).
 
 A mark is a real request with a unique path; the server answers it and logs it like any other, so

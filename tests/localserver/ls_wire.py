@@ -63,6 +63,18 @@ def error_code(response: httpx.Response) -> str | None:
     return text.split("<Code>", 1)[1].split("</Code>", 1)[0]
 
 
+def read_head(sock: socket.socket) -> bytes:
+    """Read until the end of a response head (or the connection's end): the status line and headers, and
+    whatever part of the body came with them."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def raw_exchange(server: ServerHandle, data: bytes, timeout: float = 10.0) -> bytes:
     """Send raw bytes, return everything the server answers until it closes or goes quiet."""
     with socket.create_connection((server.host, server.port), timeout=timeout) as sock:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ls_wire import error_code, request, resource_path, sign_headers
+from ls_wire import error_code, read_head, request, resource_path, sign_headers
 from serverkit import ServerHandle, sdk_connection
 
 
@@ -105,16 +105,6 @@ def test_fault_kinds_and_the_control_plane(server_factory) -> None:  # type: ign
     assert dropper.requests()[-1]["fault"] == "drop"
 
 
-def _read_response(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def test_a_stalled_body_times_out_with_request_timeout(server_factory) -> None:  # type: ignore[no-untyped-def]
     server = server_factory(body_timeout=0.5)
     request(server, "PUT", "stall")
@@ -123,7 +113,7 @@ def test_a_stalled_body_times_out_with_request_timeout(server_factory) -> None: 
         head = ["PUT /stall/k HTTP/1.1", f"Host: {server.host}:{server.port}", "Content-Length: 100",
                 *(f"{k}: {v}" for k, v in headers.items())]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"only ten..")
-        answer = _read_response(sock)
+        answer = read_head(sock)
         assert answer.startswith(b"HTTP/1.1 400 ")
         assert b"<Code>RequestTimeout</Code>" in answer + sock.recv(65536)
         sock.settimeout(5)
@@ -138,16 +128,16 @@ def test_expect_100_continue(local_server: ServerHandle, bucket: str) -> None:
         head = [f"PUT /{bucket}/continued HTTP/1.1", f"Host: {local_server.host}:{local_server.port}",
                 "Content-Length: 5", "Expect: 100-continue", *(f"{k}: {v}" for k, v in headers.items())]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-        assert _read_response(sock).startswith(b"HTTP/1.1 100 Continue")
+        assert read_head(sock).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(b"hello")
-        assert _read_response(sock).startswith(b"HTTP/1.1 200 OK")
+        assert read_head(sock).startswith(b"HTTP/1.1 200 OK")
     assert request(local_server, "GET", bucket, "continued").content == b"hello"
     bad = sign_headers(local_server, "PUT", bucket, "refused", secret="wrong")
     with socket.create_connection((local_server.host, local_server.port), timeout=10) as sock:
         head = [f"PUT /{bucket}/refused HTTP/1.1", f"Host: {local_server.host}:{local_server.port}",
                 "Content-Length: 5", "Expect: 100-continue", *(f"{k}: {v}" for k, v in bad.items())]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-        answer = _read_response(sock)
+        answer = read_head(sock)
         assert answer.startswith(b"HTTP/1.1 403 ")  # refused before the body is asked for
         assert b"connection: close" in answer.lower()
 

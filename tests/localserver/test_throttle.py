@@ -10,18 +10,8 @@ import threading
 from pathlib import Path
 
 import httpx
-from ls_wire import error_code, request, resource_path, sign_headers
+from ls_wire import error_code, read_head, request, resource_path, sign_headers
 from serverkit import TEST_ACCESS_KEY, TEST_SECRET_KEY, ServerHandle
-
-
-def _read_head(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def _hold(server: ServerHandle, bucket: str, key: str) -> tuple[socket.socket, bytes]:
@@ -32,7 +22,7 @@ def _hold(server: ServerHandle, bucket: str, key: str) -> tuple[socket.socket, b
     head = [f"PUT {resource_path(bucket, key)} HTTP/1.1", f"Host: {server.host}:{server.port}", "Content-Length: 5",
             "Expect: 100-continue", *(f"{k}: {v}" for k, v in headers.items())]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-    return sock, _read_head(sock)
+    return sock, read_head(sock)
 
 
 def _two_held_and_a_third_refused(server: ServerHandle, bucket: str) -> bool:
@@ -46,7 +36,7 @@ def _two_held_and_a_third_refused(server: ServerHandle, bucket: str) -> bool:
         assert (third.status_code, error_code(third)) == (503, "SlowDown"), third.text
         for sock in (a, b):
             sock.sendall(b"hello")
-            assert _read_head(sock).startswith(b"HTTP/1.1 200 ")
+            assert read_head(sock).startswith(b"HTTP/1.1 200 ")
     return True
 
 
@@ -68,7 +58,7 @@ def test_requests_beyond_the_limit_get_slowdown(server_factory) -> None:  # type
         assert refused_put.status_code == 503 and server.requests()[-1]["bytes_in"] == 3
         a.sendall(b"hello")
         b.sendall(b"world")
-        assert _read_head(a).startswith(b"HTTP/1.1 200 ") and _read_head(b).startswith(b"HTTP/1.1 200 ")
+        assert read_head(a).startswith(b"HTTP/1.1 200 ") and read_head(b).startswith(b"HTTP/1.1 200 ")
     assert request(server, "GET", "throttled", "a").content == b"hello"
     assert request(server, "GET", "throttled", "c").status_code == 404  # the refused PUT stored nothing
     unlimited = server_factory()
@@ -138,7 +128,7 @@ def test_slots_come_back_after_errors_and_disconnects(server_factory, wait_until
         head = ["PUT /leaks/stalled HTTP/1.1", f"Host: {server.host}:{server.port}", "Content-Length: 10",
                 *(f"{k}: {v}" for k, v in headers.items())]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"abc")
-        assert _read_head(sock).startswith(b"HTTP/1.1 400 ")
+        assert read_head(sock).startswith(b"HTTP/1.1 400 ")
     assert _ended(server) == (rounds, rounds)
     wait_until(lambda: _two_held_and_a_third_refused(server, "leaks"), timeout=30)
     # Nothing was refused before that last check: the errors and disconnects left no slot taken.
