@@ -121,6 +121,11 @@ class Store(Protocol):
 
     def list(self) -> Iterator[RemoteEntry]: ...
 
+    def list_under(self, sub: str, *, start_after: str | None = None) -> Iterator[RemoteEntry]:
+        """Like ``list`` for the paths that start with ``sub`` and come after ``start_after`` (a path),
+        read from there on (the service skips what comes before; the versions area is read this way)."""
+        ...
+
     def head(self, path: str) -> ObjectMeta | None: ...
 
     def put(self, path: str, body: Body, options: WriteOptions) -> WriteResult: ...
@@ -142,11 +147,13 @@ class Store(Protocol):
     def list_uploads(self) -> builtins.list[PendingUpload]: ...
 
     def copy(
-        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None
+        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None,
+        storage_class: str | None = None,
     ) -> WriteResult:
         """Server-side copy of ``src_path`` to ``dst_path`` (or to the absolute ``dst_key`` in the same
-        bucket, e.g. under a backup prefix). Without ``options`` the metadata is copied; with them it is
-        replaced by ``options`` (metadata, storage class, ACL, content type)."""
+        bucket, e.g. under a backup prefix). Without ``options`` the metadata is copied (and
+        ``storage_class``, if given, is the copy's class: a copy onto itself moves an object to another
+        class); with them it is replaced by ``options`` (metadata, storage class, ACL, content type)."""
         ...
 
     def delete_many(self, paths: Sequence[str]) -> builtins.list[tuple[str, str]]:

@@ -129,12 +129,16 @@ class KS3Store:
     def list(self) -> Iterator[RemoteEntry]:
         """The objects under the prefix, page by page as KS3 sends them (UTF-8 byte order of the key;
         the planner's march checks that order and stops the pass if it is broken)."""
+        return self.list_under("")
+
+    def list_under(self, sub: str, *, start_after: str | None = None) -> Iterator[RemoteEntry]:
         skip = len(self.prefix)  # hoisted: this loop runs once per object of the sync
         # Objects written together share a timestamp, and the client hands equal ones out as one
         # datetime: convert each once (timestamp() is a third of this loop's cost when done per object).
         times: dict[datetime | None, int] = {}
         try:
-            for item in self.client.iter_objects(self.bucket, prefix=self.prefix):
+            after = self.prefix + start_after if start_after is not None else None
+            for item in self.client.iter_objects(self.bucket, prefix=self.prefix + sub, start_after=after):
                 if isinstance(item, str):
                     continue  # a common prefix (none without a delimiter)
                 key = item.key
@@ -269,12 +273,14 @@ class KS3Store:
             raise self._error(exc) from exc
 
     def copy(
-        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None
+        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None,
+        storage_class: str | None = None,
     ) -> WriteResult:
         target = dst_key if dst_key is not None else self.key_for(dst_path)
         try:
             if options is None:
-                result = self.client.copy_object(self.bucket, self.key_for(src_path), self.bucket, target)
+                result = self.client.copy_object(self.bucket, self.key_for(src_path), self.bucket, target,
+                                                 storage_class=storage_class)
             else:
                 result = self.client.copy_object(
                     self.bucket, self.key_for(src_path), self.bucket, target, metadata_directive="REPLACE",

@@ -173,12 +173,18 @@ class MemoryStore:
         return key
 
     def list(self) -> Iterator[RemoteEntry]:
-        self._enter("list", "")
+        return self.list_under("")
+
+    def list_under(self, sub: str, *, start_after: str | None = None) -> Iterator[RemoteEntry]:
+        self._enter("list", sub)
+        start = self.prefix + sub
+        after = (self.prefix + start_after).encode("utf-8") if start_after is not None else None
         with self._lock:
             rows = [
                 (key, obj)
                 for key, obj in self.objects.items()
-                if key.startswith(self.prefix) and not (len(obj.data) == 0 and key.endswith("/"))
+                if key.startswith(start) and not (len(obj.data) == 0 and key.endswith("/"))
+                and (after is None or key.encode("utf-8") > after)
             ]
         rows.sort(key=lambda row: row[0].encode("utf-8"))
         for key, obj in rows:
@@ -319,7 +325,8 @@ class MemoryStore:
         return sorted(rows, key=lambda row: (row.key.encode("utf-8"), row.upload_id))
 
     def copy(
-        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None
+        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None,
+        storage_class: str | None = None,
     ) -> WriteResult:
         self._enter("copy", dst_path)
         src_key = self.key_for(src_path)
@@ -334,7 +341,7 @@ class MemoryStore:
                 etag=hashlib.md5(src.data).hexdigest(),  # noqa: S324
                 crc64=src.crc64,
                 metadata=dict(src.metadata) if options is None else {k.lower(): v for k, v in options.metadata.items()},
-                storage_class=(options.storage_class if options is not None else None) or src.storage_class,
+                storage_class=(options.storage_class if options is not None else storage_class) or src.storage_class,
                 last_modified_ns=self._clock(),
             )
             self.objects[target] = obj
