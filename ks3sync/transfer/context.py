@@ -25,6 +25,7 @@ from ks3sync.transfer.throttle import ByteBudget
 
 if TYPE_CHECKING:
     from ks3sync.crypto.key import EncryptionKey
+    from ks3sync.transfer.keep import Keeper
 
 SMALL_FILE = 8 * 1024 * 1024  # single PUTs up to this size are read once into memory
 PART_BUFFER_BUDGET = 256 * 1024 * 1024  # at most this much part data in memory (more if one part is bigger)
@@ -96,6 +97,25 @@ class Tally:
             return self._value
 
 
+class Once:
+    """Paths already kept in this pass (thread-safe): a retried write must not copy the pass's own new
+    content over the copy of what the path held before it (``transfer.keep``)."""
+
+    __slots__ = ("_done", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: set[str] = set()
+
+    def done(self, path: str) -> bool:
+        with self._lock:
+            return path in self._done
+
+    def add(self, path: str) -> None:
+        with self._lock:
+            self._done.add(path)
+
+
 @dataclass(slots=True)
 class TransferContext:
     store: Store
@@ -113,6 +133,8 @@ class TransferContext:
     # Restores share folder fsyncs, through the folders' open descriptors.
     folder_syncs: FolderSyncer[Folder] = field(default_factory=lambda: FolderSyncer(sync_folder))
     untagged_reads: Tally = field(default_factory=Tally)  # encrypted objects accepted without a tag
+    keeper: Keeper | None = None  # copies what a write or delete replaces (backup prefix, versions)
+    kept: Once = field(default_factory=Once)  # paths the keeper kept in this pass
     _local: LocalTree | None = field(default=None, init=False, repr=False)
     _local_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 

@@ -5,8 +5,10 @@ its file); multipart parts go to a second pool of ``jobs`` part workers so a big
 concurrency without starving small ones, and without a worker ever waiting on a task queued behind it.
 Every exception is classified once (ks3sync.errors.classify): RETRY entries get one more attempt at the
 end of the pass, SKIP entries are reported, STOP ends the run cleanly (queued entries are reported as
-not attempted). Deletes run only when the transfers all succeeded (invariant 4); with a backup prefix,
-each object is copied there first and is deleted only if that copy succeeded.
+not attempted). Deletes run only when the transfers all succeeded (invariant 4); with a keeper (a backup
+prefix, or the pass's versions: ``transfer.keep``) each object is copied away first (a batch of deletes:
+the first copy alone, then the rest side by side on the file pool) and is deleted only if its copy
+succeeded.
 
 Must not import: ks3sync.ks3, the journal, the planner, the CLI.
 """
@@ -48,8 +50,9 @@ from ks3sync.store.base import Store
 from ks3sync.transfer.checkpoint import GuardedCheckpoint
 from ks3sync.transfer.context import PART_BUFFER_BUDGET, StopSignal, TransferContext, TransferOptions
 from ks3sync.transfer.download import delete_local, download_file
+from ks3sync.transfer.keep import BackupKeeper, Keeper, keep_before_delete, keep_before_overwrite
 from ks3sync.transfer.progress import NullProgress, ProgressSubscriber
-from ks3sync.transfer.tasks import adopt_object, backup_before_overwrite, copy_object
+from ks3sync.transfer.tasks import adopt_object, copy_object
 from ks3sync.transfer.throttle import ByteBudget, TokenBucket
 from ks3sync.transfer.upload import upload_file
 
@@ -105,12 +108,15 @@ class Executor:
         clock: Callable[[], int] = time.time_ns,
         throttle: TokenBucket | None = None,
         stop: threading.Event | None = None,
+        keeper: Keeper | None = None,
     ) -> None:
         """``stop``: the caller's "finish up" event. Once set, no new entry or part starts; parts already
         sending finish and are checkpointed (their uploads resume next time), and the report says
         ``stopped``. ``synced`` and ``remote`` are only looked up by the paths of the operations run (an
         operation's own path, a copy's source): callers pass just those, never a whole tree's map.
-        ``remote=None`` means "not listed": a backup HEADs the object instead."""
+        ``remote=None`` means "not listed": keeping what a write replaces HEADs the object instead.
+        ``keeper``: what copies replaced objects away (the caller's pass of versions); by default a
+        ``BackupKeeper`` when ``options.backup_prefix`` is set, else none."""
         self.progress = progress or NullProgress()
         self._lock = threading.Lock()
         self._sent = 0
@@ -133,6 +139,8 @@ class Executor:
             synced=synced or {},
             remote=remote,
             clock=clock,
+            keeper=keeper if keeper is not None else (
+                BackupKeeper(options.backup_prefix) if options.backup_prefix is not None else None),
         )
 
     def __enter__(self) -> Executor:
@@ -254,7 +262,7 @@ class Executor:
             raise NotAttempted(f"{op.path}: not attempted, the run stopped")
         ctx = self.ctx
         if isinstance(op, Upload):
-            backup_before_overwrite(ctx, op.path)
+            keep_before_overwrite(ctx, op.path)
             upload_file(ctx, op.path)
             return "uploaded"
         if isinstance(op, Copy):
@@ -295,25 +303,20 @@ class Executor:
         self, batch: Sequence[DeleteRemote], report: ExecutionReport, *, announce: bool = True
     ) -> None:
         store = self.ctx.store
-        prefix = self.ctx.options.backup_prefix
         to_delete: list[str] = []
         failures: dict[str, str] = {}
+        kept = self._keep_all(batch, announce=announce, stopped=report.stopped)
         for op in batch:
-            if announce:
-                self.progress.entry_started(op)
-            if report.stopped is not None:
-                failures[op.path] = f"not deleted, the run stopped: {report.stopped}"
-                continue
-            if prefix is not None:
-                try:
-                    store.copy(op.path, op.path, dst_key=prefix + op.path)
-                except Ks3SyncError as exc:
-                    if classify(exc) is Disposition.STOP:
-                        report.stopped = describe(exc)
-                    # Without its backup the object must not be destroyed (invariant 4).
-                    failures[op.path] = f"backup copy failed, not deleted: {describe(exc)}"
-                    continue
-            to_delete.append(op.path)
+            outcome = kept[op.path]
+            if isinstance(outcome, Exception):
+                if classify(outcome) is Disposition.STOP and report.stopped is None:
+                    report.stopped = describe(outcome)
+                # Without its copy the object must not be destroyed (invariant 4).
+                failures[op.path] = f"backup copy failed, not deleted: {describe(outcome)}"
+            elif isinstance(outcome, str):
+                failures[op.path] = outcome
+            else:
+                to_delete.append(op.path)
         if to_delete:
             try:
                 failures.update(store.delete_many(to_delete))
@@ -331,6 +334,46 @@ class Executor:
                 self.progress.entry_done(path, "deleted", True)
             for path, message in failures.items():
                 self.progress.entry_done(path, "delete", False, message)
+
+    def _keep_all(
+        self, batch: Sequence[DeleteRemote], *, announce: bool, stopped: str | None
+    ) -> dict[str, bool | str | Ks3SyncError]:
+        """Keep every object of a delete batch first (the keeper's copies): by path, True (kept, or
+        nothing to keep), False (already gone), a refusal message, or the copy's error. The first copy
+        runs alone; if it succeeds the rest run side by side on the file pool. After a fatal answer no
+        copy is started any more (those already sent finish, like parts in flight)."""
+        if announce:
+            for op in batch:
+                self.progress.entry_started(op)
+        if stopped is not None:
+            return {op.path: f"not deleted, the run stopped: {stopped}" for op in batch}
+        if self.ctx.keeper is None:
+            return {op.path: True for op in batch}
+        fatal: list[str] = []
+        lock = threading.Lock()
+
+        def keep(op: DeleteRemote) -> bool | str | Ks3SyncError:
+            with lock:
+                if fatal:
+                    return f"not deleted, the run stopped: {fatal[0]}"
+            if self.ctx.stop.is_set():
+                return "not deleted, the run stopped"
+            try:
+                return keep_before_delete(self.ctx, op.remote)
+            except Ks3SyncError as exc:
+                if classify(exc) is Disposition.STOP:
+                    with lock:
+                        fatal.append(describe(exc))
+                return exc
+
+        first, rest = batch[0], batch[1:]
+        outcomes = {first.path: keep(first)}
+        if len(rest) == 1 or not announce:
+            # A single delete runs on a file worker already (it must not wait on the pool it occupies).
+            outcomes.update((op.path, keep(op)) for op in rest)
+        elif rest:
+            outcomes.update(zip((op.path for op in rest), self._file_pool.map(keep, rest), strict=True))
+        return outcomes
 
 
 def _verb(op: Operation) -> str:

@@ -1,5 +1,5 @@
-"""The per-operation tasks that are not plain uploads/downloads: server-side Copy, Adopt, and the
-backup copy taken before an object is overwritten or deleted.
+"""The per-operation tasks that are not plain uploads/downloads: server-side Copy and Adopt. Both keep
+what they are about to overwrite first (``transfer.keep``: backup prefix or versions).
 
 Copy: the local file must really hold the expected content (hashed here, not trusted), the copy result
 must carry the expected ETag, and the file must be unchanged afterwards; otherwise it falls back to an
@@ -30,6 +30,7 @@ from ks3sync.store.base import (
 )
 from ks3sync.transfer.context import TransferContext
 from ks3sync.transfer.files import FileDigest, hash_file, identity_of
+from ks3sync.transfer.keep import keep_before_overwrite
 from ks3sync.transfer.tagging import TagVerdict, tag_metadata, tag_verdict
 from ks3sync.transfer.upload import upload_file, write_options
 
@@ -47,6 +48,9 @@ def _still_same(ctx: TransferContext, path: str, before: SyncedEntry) -> None:
 
 def copy_object(ctx: TransferContext, op: Copy) -> tuple[str, int]:
     """Returns (action, bytes sent): ("copied", 0), or ("uploaded", n) when a copy cannot be proven."""
+    # Every way out below writes op.path (a copy, or an upload instead): keep what is there first. (A
+    # moved file may land on a path that has an object: the service's Copy does not know.)
+    keep_before_overwrite(ctx, op.path)
     key = ctx.options.encryption_key
     encrypting = key is not None
     digest = hash_file(op.path, ctx.abs_path(op.path), sha256=encrypting)
@@ -78,7 +82,6 @@ def copy_object(ctx: TransferContext, op: Copy) -> tuple[str, int]:
         extra = {name: meta.metadata[name] for name in _ENVELOPE_METADATA if name in meta.metadata}
         assert digest.sha256 is not None
         extra.update(tag_metadata(key, ctx.store.key_for(op.path), digest.size, digest.sha256))
-    backup_before_overwrite(ctx, op.path)
     try:
         # REPLACE, not COPY: a duplicate's x-kss-meta-mtime must be its own, or a restore would give it
         # the source file's modification time.
@@ -105,7 +108,7 @@ def adopt_object(ctx: TransferContext, op: Adopt) -> tuple[str, int]:
             from ks3sync.transfer.download import download_file
 
             return "downloaded", download_file(ctx, op.path, op.remote.size)
-        backup_before_overwrite(ctx, op.path)
+        keep_before_overwrite(ctx, op.path)
         return "uploaded", upload_file(ctx, op.path)
     remote = op.remote
     entry = SyncedEntry(op.path, digest.identity, digest.md5, remote.etag, remote.size, encrypted, ctx.clock())
@@ -166,19 +169,3 @@ def _holds_encrypted(ctx: TransferContext, path: str, meta: ObjectMeta, digest: 
 def _fingerprint_matches(ctx: TransferContext, fingerprint: str) -> bool:
     key = ctx.options.encryption_key
     return key is not None and bool(fingerprint) and key.matches_fingerprint(fingerprint.strip())
-
-
-def backup_before_overwrite(ctx: TransferContext, path: str) -> None:
-    """With --backup-prefix, copy the object at ``path`` (if any) there before it is replaced."""
-    prefix = ctx.options.backup_prefix
-    if prefix is None:
-        return
-    if ctx.remote is not None:
-        if path not in ctx.remote:
-            return
-    elif ctx.store.head(path) is None:
-        return
-    try:
-        ctx.store.copy(path, path, dst_key=prefix + path)
-    except RemoteNotFound:
-        return  # nothing to back up any more: the object is already gone
