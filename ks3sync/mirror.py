@@ -16,8 +16,11 @@ One pass:
 3. the planner's decision table; ``--dry-run`` stops here and returns the plan;
 4. stale multipart uploads are aborted (invariant 5), the executor runs the transfers on its pools
    with the records and objects of the plan's paths only, then the deletes, only if nothing failed
-   (invariant 4);
+   (invariant 4); with versions, what they replace is copied to the pass's versions first and the
+   pass's manifest is written last (``ks3sync.versions``, docs/versions.md);
 5. the pass summary goes to the journal.
+
+The target's versions area is never part of the listing (``versions.hide``), nor of the local walk.
 
 Imports the planner, the scanner, the store protocol and the executor; not the CLI, not the protocol
 client, not a concrete journal (it takes anything with the ``JournalLike`` methods).
@@ -30,6 +33,7 @@ import contextlib
 import gc
 import itertools
 import logging
+import os
 import queue
 import sys
 import threading
@@ -37,9 +41,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ks3sync.errors import FatalError, Ks3SyncError, UnsafeKeyError, UsageError
+from ks3sync.config import VersionsConfig
+from ks3sync.errors import FatalError, Ks3SyncError, UnsafeKeyError, UsageError, describe
 from ks3sync.model import (
     Adopt,
     Checkpoint,
@@ -63,6 +68,10 @@ from ks3sync.transfer.executor import STOP_REQUESTED, ExecutionReport, Executor
 from ks3sync.transfer.localtree import remove_stale_temp_files
 from ks3sync.transfer.progress import ProgressSubscriber
 from ks3sync.transfer.stale import DEFAULT_GRACE_NS, abort_stale_uploads
+from ks3sync.versions.stamp import StampClock
+
+if TYPE_CHECKING:
+    from ks3sync.versions.recorder import VersionPass
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +114,14 @@ class MirrorOptions:
     transfer: TransferOptions = field(default_factory=TransferOptions)
     stale_grace_ns: int = DEFAULT_GRACE_NS
     state_paths: tuple[Path, ...] = ()  # ks3sync's own files, never synced even inside the folder
+    versions: VersionsConfig | None = None  # upload: keep a version of what each pass replaces
+
+    @property
+    def reserved(self) -> tuple[str, ...]:
+        """The target's sub-prefixes that hold ks3sync's own objects (never listed, walked or synced)."""
+        from ks3sync.versions.hide import reserved_prefixes
+
+        return reserved_prefixes(self.versions.prefix if self.versions is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +145,8 @@ class MirrorResult:
     stopped: str | None = None  # the fatal error that ended the pass early
     dry_run: bool = False
     plan: Plan | None = None
+    versions_kept: int = 0  # objects this pass copied to its versions before replacing them
+    version_pass: str | None = None  # the pass's stamp, when it kept versions
 
     # Scan problems that left data unsynced (FAILING_PROBLEM_KINDS: unreadable files or folders, names
     # that cannot be keys), also in ``problems``: they count as failed entries of the pass.
@@ -171,6 +190,8 @@ class MirrorResult:
             "warnings": list(self.warnings),
             "stopped": self.stopped,
             "dry_run": self.dry_run,
+            "versions_kept": self.versions_kept,
+            "version_pass": self.version_pass,
         }
 
 
@@ -209,10 +230,12 @@ def run_mirror(
     progress: ProgressSubscriber | None = None,
     clock: Callable[[], int] = time.time_ns,
     stop: threading.Event | None = None,
+    stamps: StampClock | None = None,
 ) -> MirrorResult:
     """One pass. ``stop`` (a daemon's SIGTERM): once set, no new transfer or part starts, parts already
     sending finish and are checkpointed, deletes do not run, and the result says ``stopped``. Set during
-    the scan, the listing or the planning, the pass ends before executing anything and records no pass."""
+    the scan, the listing or the planning, the pass ends before executing anything and records no pass.
+    ``stamps``: the sync's pass stamps (the service shares one between its batches and reconciles)."""
     started = time.monotonic()
     started_ns = clock()
     try:
@@ -251,10 +274,19 @@ def run_mirror(
     # ks3sync's own files are never restored over or deleted, even inside the folder (D9).
     transfer_opts = replace(opts.transfer, direction=direction, protected_paths=state_files(opts.state_paths))
     # The executor looks records and objects up by the plan's paths only: hand it just those.
-    synced = journal.synced_for(sync_id, _paths_read_by(planned.plan.transfers))
+    # With versions, a deleted path's record tells its version's mtime and encryption (the manifest's).
+    read = planned.plan.transfers + (planned.deletes if opts.versions is not None else ())
+    synced = journal.synced_for(sync_id, _paths_read_by(read))
+    vpass: VersionPass | None = None
+    if opts.versions is not None and direction is Direction.UPLOAD:
+        from ks3sync.versions.layout import Layout
+        from ks3sync.versions.recorder import VersionPass
+
+        vpass = VersionPass(store, Layout(opts.versions.prefix), (stamps or StampClock()).next(started_ns), clock=clock)
+        checkpoint = vpass.watch(checkpoint)
     try:
         with Executor(store, checkpoint, local_root, transfer_opts, progress=progress, synced=synced,
-                      remote=planned.objects, clock=clock, stop=stop) as executor:
+                      remote=planned.objects, clock=clock, stop=stop, keeper=vpass) as executor:
             if planned.unsafe:
                 # Refused keys are failures of this pass: no deletes after them (invariant 4).
                 report = executor.run(planned.plan.transfers, ())
@@ -264,9 +296,21 @@ def run_mirror(
     finally:
         if progress is not None:
             progress.close()
-    result = _result(report, planned, started, len(aborted))
+    kept = _finish_versions(vpass, report) if vpass is not None else (0, None)
+    result = _result(report, planned, started, len(aborted), kept)
     journal.record_pass(sync_id, pass_summary(result, direction, started_ns, clock()))
     return result
+
+
+def _finish_versions(vpass: VersionPass, report: ExecutionReport) -> tuple[int, str | None]:
+    """Write the pass's manifest, last: (versions kept, the pass's stamp if it kept any). A failure is
+    the pass's failure; its versions stay, found by readers without the manifest (docs/versions.md §3)."""
+    try:
+        vpass.finish()
+    except Ks3SyncError as exc:
+        report.failed.append((vpass.layout.manifest_path(vpass.stamp), f"manifest not written: {describe(exc)}"))
+    kept = vpass.kept
+    return kept, vpass.stamp if kept else None
 
 
 def _paths_read_by(transfers: Iterable[Operation]) -> list[str]:
@@ -339,7 +383,7 @@ def _plan(
     excluded = scan.filters.exclusion  # remote keys are judged by the same rules, .ks3ignore files included
     unsafe: list[tuple[str, str]] = []
     if direction is Direction.UPLOAD:
-        with (_fewer_collections(), _Listing(store, stop) as listing,
+        with (_fewer_collections(), _Listing(store, stop, opts.reserved) as listing,
               _closing(journal.iter_synced_entries(sync_id)) as records):
             marched = march_upload(scan, listing, records, plan_opts, excluded)
         sources = NO_SOURCES
@@ -353,7 +397,7 @@ def _plan(
     else:
         # A restore into a new folder sees an empty one (created only when not a dry run).
         local: Iterable[LocalEntry] = scan if local_root.exists() else ()
-        with (_fewer_collections(), _Listing(store, stop) as listing,
+        with (_fewer_collections(), _Listing(store, stop, opts.reserved) as listing,
               _closing(journal.iter_synced_entries(sync_id)) as records):
             restore = march_download(listing, local, records, plan_opts, excluded)
         if restore.listed == 0:
@@ -376,6 +420,9 @@ def _plan(
     warnings = [w for w in plan.warnings if not any(r in w for r in refused_reprs)]
     if withheld:
         warnings.append(f"{withheld} deletes withheld: they lie under paths the scan could not read")
+    if direction is Direction.UPLOAD:
+        warnings.extend(f"{area} in the source folder is not uploaded: the target reserves it for versions"
+                        for area in opts.reserved if os.path.lexists(local_root / area.rstrip("/")))
     return _Planned(
         plan=plan,
         deletes=deletes,
@@ -396,9 +443,10 @@ class _Listing:
     CHUNK = 1000  # one KS3 page: one queue hand-over per page, not per object
     DEPTH = 4
 
-    def __init__(self, store: Store, stop: threading.Event | None) -> None:
+    def __init__(self, store: Store, stop: threading.Event | None, areas: tuple[str, ...] = ()) -> None:
         self._store = store
         self._stop = stop
+        self._areas = areas  # the target's own sub-prefixes, left out of the listing
         self._queue: queue.Queue[list[RemoteEntry] | BaseException | None] = queue.Queue(self.DEPTH)
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="ks3sync-list", daemon=True)
@@ -422,7 +470,9 @@ class _Listing:
 
     def _produce(self) -> None:
         try:
-            entries = self._store.list()
+            from ks3sync.versions.hide import without_areas
+
+            entries = without_areas(self._store, self._areas) if self._areas else self._store.list()
             while chunk := list(itertools.islice(entries, self.CHUNK)):
                 if not self._put(chunk):
                     return
@@ -525,7 +575,9 @@ def pass_summary(result: MirrorResult, direction: Direction, started_ns: int, fi
     )
 
 
-def _result(report: ExecutionReport, planned: _Planned, started: float, aborted: int) -> MirrorResult:
+def _result(
+    report: ExecutionReport, planned: _Planned, started: float, aborted: int, kept: tuple[int, str | None] = (0, None)
+) -> MirrorResult:
     counts = report.counts
     warnings = planned.warnings
     if report.untagged_reads:
@@ -553,6 +605,8 @@ def _result(report: ExecutionReport, planned: _Planned, started: float, aborted:
         problems=planned.problems,
         unsynced=planned.unsynced,
         stopped=report.stopped,
+        versions_kept=kept[0],
+        version_pass=kept[1],
     )
 
 
@@ -589,7 +643,7 @@ class _LocalScan:
         try:
             # Built even when a worker walks: a bad rule is the caller's usage error, raised here.
             self.filters = Filters.build(root, excludes=opts.excludes, exclude_from=opts.exclude_from,
-                                         state_paths=opts.state_paths)
+                                         state_paths=opts.state_paths, reserved=opts.reserved)
         except FiltersError as exc:
             raise UsageError(str(exc)) from exc
         self._rules = rules  # False: the walk leaves out only ks3sync's own files
@@ -610,7 +664,8 @@ class _LocalScan:
         from ks3sync.scan.worker import scan_tree_in_worker
 
         return scan_tree_in_worker(self._root, excludes=self._opts.excludes, exclude_from=self._opts.exclude_from,
-                                   state_paths=self._opts.state_paths, follow_symlinks=self._opts.follow_symlinks,
+                                   state_paths=self._opts.state_paths, reserved=self._opts.reserved,
+                                   follow_symlinks=self._opts.follow_symlinks,
                                    key_prefix=self._key_prefix, rules=self._rules)
 
     def __iter__(self) -> Iterator[LocalEntry]:

@@ -38,11 +38,13 @@ from ks3sync.config.schema import (
     SyncConfig,
     TimeoutsConfig,
     TransferConfig,
+    VersionsConfig,
     default_state_dir,
 )
 from ks3sync.config.values import (
     Ks3Url,
     MaxDelete,
+    check_versions_prefix,
     format_duration,
     format_size,
     parse_duration,
@@ -69,6 +71,8 @@ __all__ = [
     "SyncConfig",
     "TimeoutsConfig",
     "TransferConfig",
+    "VersionsConfig",
+    "check_versions_prefix",
     "default_state_dir",
     "format_duration",
     "format_size",

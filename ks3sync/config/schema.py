@@ -72,7 +72,9 @@ SYNC_KEYS = (
     "acl",
     "rescan_interval",
     "follow_symlinks",
+    "versions",
 )
+VERSIONS_KEYS = ("prefix", "keep", "keep_passes", "cold_after")
 
 STORAGE_CLASSES = (
     "STANDARD",
@@ -109,6 +111,18 @@ class TransferConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionsConfig:
+    """``versions:`` of a sync (docs/versions.md): where versions live, relative to the target, and how
+    long they stay (``keep`` seconds, ``keep_passes`` newest passes; None = forever); ``cold_after``
+    seconds moves them to STANDARD_IA."""
+
+    prefix: str = ".versions/"
+    keep: float | None = None
+    keep_passes: int | None = None
+    cold_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SyncConfig:
     name: str
     source: Path  # absolute
@@ -127,6 +141,7 @@ class SyncConfig:
     acl: str | None = None
     rescan_interval: float = 3600.0
     follow_symlinks: bool = False
+    versions: VersionsConfig | None = None  # keep a version of everything overwritten or deleted
 
     @property
     def bucket(self) -> str:
@@ -264,4 +279,16 @@ def _sync_effective(sync: SyncConfig) -> dict[str, object]:
         "acl": sync.acl,
         "rescan_interval": format_duration(sync.rescan_interval),
         "follow_symlinks": sync.follow_symlinks,
+        "versions": _versions_effective(sync.versions),
+    }
+
+
+def _versions_effective(versions: VersionsConfig | None) -> dict[str, object] | None:
+    if versions is None:
+        return None
+    return {
+        "prefix": versions.prefix,
+        "keep": format_duration(versions.keep) if versions.keep is not None else None,
+        "keep_passes": versions.keep_passes,
+        "cold_after": format_duration(versions.cold_after) if versions.cold_after is not None else None,
     }

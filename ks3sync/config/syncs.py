@@ -12,9 +12,17 @@ import stat
 from pathlib import Path
 
 from ks3sync.config.reader import Reader, Section, kind_of
-from ks3sync.config.schema import OBJECT_ACLS, STORAGE_CLASSES, SYNC_KEYS, SyncConfig
+from ks3sync.config.schema import (
+    OBJECT_ACLS,
+    STORAGE_CLASSES,
+    SYNC_KEYS,
+    VERSIONS_KEYS,
+    SyncConfig,
+    VersionsConfig,
+)
 from ks3sync.config.values import (
     Ks3Url,
+    check_versions_prefix,
     format_duration,
     has_bad_segment,
     parse_duration,
@@ -64,6 +72,12 @@ def _read_sync(section: Section, base: Path, check_sources: bool) -> SyncConfig:
     backup_prefix = _read_backup_prefix(section, target)
     excludes, exclude_from = _read_excludes(section, base)
     key_file, allow_unencrypted, require_integrity = _read_encryption(section, base, defaults)
+    storage_class, acl = _read_storage_class(section), _read_acl(section)
+    follow_symlinks = section.optional_boolean("follow_symlinks", defaults.follow_symlinks)
+    versions = _read_versions(section)
+    if versions is not None and backup_prefix is not None:
+        raise section.fail("versions", "cannot be combined with backup_prefix (versions keep every generation "
+                           "the backup would; drop backup_prefix)")
     return SyncConfig(
         name=name,
         source=source,
@@ -78,10 +92,11 @@ def _read_sync(section: Section, base: Path, check_sources: bool) -> SyncConfig:
         encrypt_key_file=key_file,
         allow_unencrypted=allow_unencrypted,
         require_integrity=require_integrity,
-        storage_class=_read_storage_class(section),
-        acl=_read_acl(section),
+        storage_class=storage_class,
+        acl=acl,
         rescan_interval=rescan_interval,
-        follow_symlinks=section.optional_boolean("follow_symlinks", defaults.follow_symlinks),
+        follow_symlinks=follow_symlinks,
+        versions=versions,
     )
 
 
@@ -196,3 +211,35 @@ def _read_acl(section: Section) -> str | None:
     if acl is not None and acl not in OBJECT_ACLS:
         raise section.fail("acl", f"expected one of {', '.join(OBJECT_ACLS)}, got {acl!r}")
     return acl
+
+
+def _read_versions(section: Section) -> VersionsConfig | None:
+    """``versions:``, a mapping (``versions: {}`` keeps every version forever under ``.versions/``)."""
+    value = section.values.get("versions")
+    if value is None:
+        return None
+    versions = section.reader.section(value, section.key("versions"), VERSIONS_KEYS)
+    defaults = VersionsConfig()
+    prefix = defaults.prefix
+    if versions.values.get("prefix") is not None:
+        prefix = versions.reader.parsed(versions.string("prefix"), versions.key("prefix"), _prefix)
+
+    def duration(name: str) -> float | None:
+        seconds = versions.optional_parsed(name, parse_duration, None)
+        if seconds is not None and seconds < 1:
+            raise versions.fail(name, f"must be at least 1s, got {format_duration(seconds)}")
+        return seconds
+
+    keep = duration("keep")
+    cold_after = duration("cold_after")
+    keep_passes = versions.optional("keep_passes", lambda v, k: versions.reader.integer(v, k, minimum=1), None)
+    if cold_after is not None and keep is not None and cold_after >= keep:
+        raise versions.fail("cold_after", f"must be shorter than keep ({format_duration(keep)}), "
+                            f"got {format_duration(cold_after)}")
+    return VersionsConfig(prefix=prefix, keep=keep, keep_passes=keep_passes, cold_after=cold_after)
+
+
+def _prefix(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a relative prefix such as '.versions/', got {kind_of(value)}")
+    return check_versions_prefix(value)

@@ -257,6 +257,17 @@ def has_bad_segment(key_prefix: str) -> bool:
     return any(segment in ("", ".", "..") for segment in key_prefix.split("/"))
 
 
+def check_versions_prefix(value: str) -> str:
+    """A versions prefix, relative to the sync's target, normalised to end in ``/`` (ValueError if not
+    plain: no leading '/', no empty, '.' or '..' segment). ``ks3sync.versions.layout`` uses the same rule."""
+    if value.startswith("/"):
+        raise ValueError(f"must be relative to the sync's target (no leading '/'), got {value!r}")
+    normal = value if value.endswith("/") else value + "/"
+    if has_bad_segment(normal[:-1]) or "\x00" in normal:
+        raise ValueError(f"must not contain empty, '.' or '..' segments, got {value!r}")
+    return normal
+
+
 # --------------------------------------------------------------------------------------------------
 # Booleans written as text (a ``${VAR}`` always expands to text)
 

@@ -87,6 +87,7 @@ class Filters:
     command_line: tuple[RuleSet, ...] = ()  # --exclude-from files, then --exclude patterns
     always: frozenset[str] = frozenset()  # relative paths of ks3sync's own files inside the root
     read_ignore_files: bool = True  # False: the walk skips .ks3ignore files (see without_rules)
+    reserved: tuple[str, ...] = ()  # sub-prefixes holding ks3sync's own objects (versions), each ending in "/"
     _cache: dict[str, RuleSet | None] = field(default_factory=dict, compare=False, repr=False)
     # folder ("" = the root) -> (excluded itself or through a parent, the .ks3ignore rules its entries see)
     _folders: dict[str, tuple[bool, tuple[RuleSet, ...]]] = field(default_factory=dict, compare=False, repr=False)
@@ -101,9 +102,13 @@ class Filters:
         exclude_from: Sequence[Path] = (),
         *,
         state_paths: Sequence[Path] = (),
+        reserved: Sequence[str] = (),
     ) -> Filters:
         """``state_paths``: ks3sync's own files or folders (the journal, its state dir); those inside
-        ``root`` are never synced (a journal file also takes its ``-wal``/``-shm`` files along)."""
+        ``root`` are never synced (a journal file also takes its ``-wal``/``-shm`` files along).
+        ``reserved``: sub-prefixes of the target that hold ks3sync's own objects (the versions area,
+        ending in ``/``): never walked or uploaded, and their keys are protected (never deleted, even
+        by ``--delete-excluded``)."""
         rules: list[RuleSet] = []
         for path in exclude_from:
             try:
@@ -121,13 +126,14 @@ class Filters:
             parsed = parse_rules(list(excludes), "", "--exclude")
             if parsed is not None:
                 rules.append(parsed)
-        return cls(Path(root), tuple(rules), _own_paths(Path(root), state_paths))
+        own = _own_paths(Path(root), state_paths) | {prefix.rstrip("/") for prefix in reserved}
+        return cls(Path(root), tuple(rules), frozenset(own), reserved=tuple(reserved))
 
     def without_rules(self) -> Filters:
         """Filters that leave out only ks3sync's own files: a walk with them sees the excluded files
         too, for a restore that must delete them (``--delete-excluded``); ``exclusion`` still judges
         each path by every rule of ``self``."""
-        return Filters(self.root, (), self.always, read_ignore_files=False)
+        return Filters(self.root, (), self.always, read_ignore_files=False, reserved=self.reserved)
 
     # -- used by the walk ---------------------------------------------------------------------------
 
@@ -161,6 +167,8 @@ class Filters:
         (the journal, its companions, the state folder and what is in it) is ``OWN`` unless the user's
         own rules exclude it too (a restore reports an ``OWN`` key; an excluded one stays silent)."""
         is_dir = path.endswith("/")
+        if self.reserved and any(path.startswith(prefix) for prefix in self.reserved):
+            return Exclusion.PROTECTED  # ks3sync's own objects (versions): no rule or option may delete them
         rel = path[:-1] if is_dir else path
         try:
             if not self.is_excluded(rel, is_dir):

@@ -51,6 +51,7 @@ def scan_tree_in_worker(
     excludes: Sequence[str] = (),
     exclude_from: Sequence[Path] = (),
     state_paths: Sequence[Path] = (),
+    reserved: Sequence[str] = (),
     follow_symlinks: bool = False,
     key_prefix: str = "",
     rules: bool = True,
@@ -64,6 +65,7 @@ def scan_tree_in_worker(
         "excludes": list(excludes),
         "exclude_from": [os.fsdecode(p) for p in exclude_from],
         "state_paths": [os.fsdecode(p) for p in state_paths],
+        "reserved": list(reserved),
         "follow_symlinks": follow_symlinks,
         "key_prefix": key_prefix,
         "rules": rules,
@@ -136,7 +138,7 @@ def _write_frame(out: IO[bytes], value: list[tuple[Any, ...]] | tuple[Any, ...])
 def _run(spec: dict[str, Any], out: IO[bytes]) -> None:
     root = Path(spec["root"])
     filters = Filters.build(root, excludes=spec["excludes"], exclude_from=[Path(p) for p in spec["exclude_from"]],
-                            state_paths=[Path(p) for p in spec["state_paths"]])
+                            state_paths=[Path(p) for p in spec["state_paths"]], reserved=spec["reserved"])
     if not spec.get("rules", True):
         filters = filters.without_rules()
     batch: list[tuple[Any, ...]] = []
