@@ -70,6 +70,11 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 @click.option("--max-delete", metavar="N|P%", help="Refuse a pass that would delete more (default 50%).")
 @click.option("--force", is_flag=True, help="Override the max-delete and empty-source guards.")
 @click.option("--backup-prefix", metavar="PREFIX", help="Copy overwritten/deleted objects under this key prefix first.")
+@click.option("--keep-versions", metavar="PREFIX",
+              help="Keep a version of every overwritten/deleted object under PREFIX inside the target "
+              "(e.g. .versions/), per pass, with a manifest (docs/versions.md).")
+@click.option("--keep", metavar="DURATION", help="With --keep-versions: delete versions older than this after "
+              "the pass (e.g. 30d).")
 @click.option("--checksum", is_flag=True, help="Compare by content (MD5), not size + mtime.")
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="gitignore-style pattern (repeatable).")
 @click.option("--exclude-from", multiple=True, type=click.Path(path_type=Path), help="File of patterns.")
@@ -113,6 +118,9 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
         die(f"SRC: {local_arg}: not a folder" if local_root.exists() else f"SRC: {local_arg}: no such folder")
     if not upload and local_root.exists() and not local_root.is_dir():
         die(f"DST: {local_arg}: exists and is not a folder")
+    if not upload and (flags["keep_versions"] or flags["keep"]):
+        die("--keep-versions/--keep: versions are kept when uploading; a restore as of a time is "
+            "'ks3sync restore SRC DST --as-of TIME'")
     sync_cfg = _matching_sync(config, local_root, target)
     settings = _Settings(ctx, flags, config, sync_cfg)
     state_dir = config.state_dir if config is not None else default_state_dir()
@@ -152,6 +160,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
                     store = KS3Store(client, target.bucket, target.prefix)
                     result = run_mirror(store, journal, sync_id, local_root, direction, opts, progress=display,
                                         stop=stop.event)
+                    pruned = _prune_after(store, opts, result, upload)
             finally:
                 display.close()
                 journal.close()
@@ -159,11 +168,30 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
         remove_freezer()
     interrupted = stop.requested and result.stopped is not None
     report(result, upload=upload, as_json=flags["as_json"], verbose=flags["verbose"] > 0, quiet=flags["quiet"],
-           interrupted=interrupted, delete=opts.delete)
+           interrupted=interrupted, delete=opts.delete,
+           extra={"versions_pruned": pruned.summary()} if pruned is not None else None)
+    if opts.versions is not None and upload and not flags["as_json"]:
+        from ks3sync.cli.versioning import say_versions
+
+        say_versions(result, pruned, quiet=flags["quiet"], verbose=flags["verbose"] > 0)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
     # A pass whose deletes the guard refused did not reach "in sync": say so in the exit status.
-    sys.exit(EXIT_OK if result.ok and not result.refused_deletes else EXIT_FAILED)
+    pruned_ok = pruned is None or pruned.ok
+    sys.exit(EXIT_OK if result.ok and not result.refused_deletes and pruned_ok else EXIT_FAILED)
+
+
+def _prune_after(store: Any, opts: Any, result: Any, upload: bool) -> Any:
+    """With versions and a retention, a clean upload pass ends by pruning expired passes (guarded)."""
+    versions = opts.versions
+    if not upload or versions is None or opts.dry_run or result.stopped is not None:
+        return None
+    if versions.keep is None and versions.keep_passes is None and versions.cold_after is None:
+        return None
+    from ks3sync.cli.versioning import prune_now
+
+    return prune_now(store, versions, max_delete=opts.max_delete, max_delete_percent=opts.max_delete_percent,
+                     force=opts.force, jobs=opts.transfer.jobs)
 
 
 def _display(flags: dict[str, Any], upload: bool) -> LineDisplay:
@@ -264,6 +292,12 @@ class _Settings:
         if threshold is None:
             threshold = transfer_cfg.multipart_threshold if transfer_cfg is not None else DEFAULT_MULTIPART_THRESHOLD
         backup = self._sync_value("backup_prefix", "backup_prefix", None)
+        from ks3sync.cli.versioning import mirror_versions
+
+        versions = mirror_versions(flags.get("keep_versions"), flags.get("keep"), self.sync)
+        if versions is not None and backup is not None:
+            die("--keep-versions cannot be combined with --backup-prefix (versions keep every generation the "
+                "backup would)")
         allow_unencrypted = bool(self._sync_value("allow_unencrypted", "allow_unencrypted", False))
         require_integrity = bool(self._sync_value("require_integrity", "require_integrity", False))
         if key_file is None and (allow_unencrypted or require_integrity):
@@ -295,4 +329,5 @@ class _Settings:
             dry_run=bool(flags["dry_run"]),
             transfer=transfer,
             stale_grace_ns=int(grace_s * 1_000_000_000),
+            versions=versions,
         )

@@ -138,10 +138,11 @@ def summary_line(result: MirrorResult, *, upload: bool, rows: Sequence[PlanRow] 
 
 
 def report(result: MirrorResult, *, upload: bool, as_json: bool, verbose: bool, quiet: bool,
-           interrupted: bool, delete: bool = False) -> None:
+           interrupted: bool, delete: bool = False, extra: dict[str, Any] | None = None) -> None:
+    """``extra``: more fields for the JSON document (what a command did after the pass)."""
     rows = plan_rows(result, upload=upload) if result.dry_run else []
     if as_json:
-        summary: dict[str, Any] = result.summary()
+        summary: dict[str, Any] = {**result.summary(), **(extra or {})}
         if result.dry_run:
             summary["plan"] = [{k: v for k, v in row._asdict().items() if v is not None} for row in rows]
         summary["interrupted"] = interrupted
