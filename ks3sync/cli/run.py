@@ -243,6 +243,7 @@ def _mirror_options_factory(transfer_for: Callable[[Any], Any]) -> Callable[[Any
             follow_symlinks=sync.follow_symlinks,
             transfer=worker.transfer,
             state_paths=worker.state_paths,
+            versions=sync.versions,
         )
 
     return options_for

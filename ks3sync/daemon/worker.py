@@ -15,6 +15,9 @@ Work runs on a small thread pool; the journal's ``due()`` never hands out two ro
 A batch decides each change against the file as it is *now* (``decide``), runs the transfers, then the
 deletes of the changes whose own transfers succeeded (a move's source is deleted only after its copy),
 and settles every change in the journal: done, retried with backoff, or parked after repeated failure.
+With ``versions:`` a batch is a pass (docs/versions.md §2): what it overwrites or deletes is copied to
+its versions first, and it writes a manifest if it kept any; the reconcile is a pass too, and prunes
+expired versions after it.
 On stop, interrupted changes stay claimed and go back to the queue at the next start
 (``release_claims``): a kill -9 at any point loses nothing but time.
 
@@ -44,6 +47,7 @@ from ks3sync.daemon.decide import Decision, Outcome, decide
 from ks3sync.daemon.guard import DeleteBudget, SourceState, probe_source
 from ks3sync.daemon.health import Health, SyncHealth
 from ks3sync.daemon.logs import event
+from ks3sync.daemon.versioning import finish_pass, prune_after_reconcile, start_pass
 from ks3sync.errors import Ks3SyncError, describe
 from ks3sync.journal import Change, ChangeKind, Journal, JournalError, QueuedChange
 from ks3sync.model import (
@@ -59,6 +63,8 @@ from ks3sync.scan import IGNORE_FILE, Filters
 from ks3sync.store.base import Store
 from ks3sync.transfer.context import TMP_PREFIX, TransferOptions
 from ks3sync.transfer.executor import ExecutionReport, Executor
+from ks3sync.versions.hide import reserved_prefixes
+from ks3sync.versions.stamp import StampClock
 from ks3sync.watch import ChangeBuffer, FsChange, Kind, Watcher, WatchMode
 
 log = logging.getLogger("ks3sync.daemon")
@@ -133,7 +139,8 @@ class SyncWorker:
             # the same rules the scanner applies (--exclude, exclude_from, .ks3ignore files, our own
             # state files inside the root); a FiltersError here is a config problem and propagates
             self._filters = Filters.build(
-                sync.source, sync.excludes, sync.exclude_from, state_paths=state_paths
+                sync.source, sync.excludes, sync.exclude_from, state_paths=state_paths,
+                reserved=reserved_prefixes(sync.versions.prefix if sync.versions is not None else None),
             )
         self.excluded = excluded or self._is_excluded
         self.backoff = backoff
@@ -147,6 +154,7 @@ class SyncWorker:
             Watcher(self.root, self.buffer, follow_symlinks=sync.follow_symlinks) if watch else None
         )
         self.counters = Counters()
+        self.stamps = StampClock()  # pass stamps of this sync: batches and reconciles (docs/versions.md §2)
         self._reconcile = reconcile
         self._on_done = on_done
         self._on_pass = on_pass
@@ -657,15 +665,18 @@ class SyncWorker:
                 transfers.append(op)
                 owner[op.path] = ch.id
         progress = _OpLog(self.name)
+        vpass = start_pass(self.sync, self.store, self.stamps, started_ns, self.clock)
+        checkpoint = self.journal.checkpoint(self.sync_id)
         executor = Executor(
             self.store,
-            self.journal.checkpoint(self.sync_id),
+            vpass.watch(checkpoint) if vpass is not None else checkpoint,
             self.root,
             self.transfer,
             progress=progress,
             synced=synced,
             clock=self.clock,
             stop=self._stop,
+            keeper=vpass,
         )
         with self._lock:
             if self._stop.is_set():
@@ -716,6 +727,9 @@ class SyncWorker:
                 interrupted.update(delete_owner.values())
             with self._lock:
                 self.counters.bytes_sent += report.bytes_sent
+            if vpass is not None and not finish_pass(self.name, vpass):
+                with self._lock:
+                    self.counters.errors += 1
             self._record(counts, len(failures), report.bytes_sent, report.stopped, started_ns)
             return failures, interrupted, held
         finally:
@@ -952,16 +966,18 @@ def mirror_reconciler(options_for: Callable[[SyncWorker], Any]) -> Reconciler:
 
         started = time.monotonic()
         event(log, logging.INFO, "reconcile_started", sync=worker.name)
+        options = options_for(worker)
         result = run_mirror(
             worker.store,
             worker.journal,
             worker.sync_id,
             worker.root,
             Direction.UPLOAD,
-            options_for(worker),
+            options,
             progress=_OpLog(worker.name),
             clock=worker.clock,
             stop=stop,  # SIGTERM ends a long rescan too, with in-flight parts checkpointed
+            stamps=worker.stamps,
         )
         event(
             log,
@@ -981,6 +997,8 @@ def mirror_reconciler(options_for: Callable[[SyncWorker], Any]) -> Reconciler:
         )
         for warning in result.warnings:
             event(log, logging.WARNING, "reconcile_warning", sync=worker.name, warning=warning)
+        if result.stopped is None and not stop.is_set():
+            prune_after_reconcile(worker.name, worker.sync, worker.store, options, worker.clock(), worker.transfer.jobs)
         return result
 
     return reconcile
