@@ -5,8 +5,9 @@ for ``backup_prefix`` (one generation at ``<backup_prefix><path>``) and for vers
 Before an object is overwritten or deleted, the executor calls :func:`keep_before_overwrite` or
 :func:`keep_before_delete`; the context's :class:`Keeper` makes a server-side copy, and the change is
 sent only after that copy succeeded. A path is kept at most once per pass (``context.Once``): a retried
-write must not copy the pass's own new content over the version of what the path held before it.
-A path with no object is not copied; the keeper is told it is being created.
+write must not copy the pass's own new content over the version of what the path held before it, nor
+keep it as if it had been there before the pass. A path with no object is not copied; the keeper is
+told it is being created.
 
 Must not import: ks3sync.ks3, the journal, the planner, the CLI, ks3sync.versions (which implements
 the Keeper protocol structurally).
@@ -70,14 +71,15 @@ def keep_before_overwrite(ctx: TransferContext, path: str) -> None:
     else:
         meta = ctx.store.head(path)
         previous = None if meta is None else Previous(path, meta.etag, meta.size, meta.last_modified_ns)
+    if previous is not None:
+        try:
+            keeper.keep(ctx.store, previous, ctx.synced.get(path))
+        except RemoteNotFound:
+            previous = None  # gone since it was listed: nothing to keep, the write creates it
     if previous is None:
         keeper.creating(path)
-        return
-    try:
-        keeper.keep(ctx.store, previous, ctx.synced.get(path))
-    except RemoteNotFound:
-        keeper.creating(path)  # gone since it was listed: nothing to keep, the write creates it
-        return
+    # Either way this pass has decided what the path held before it: a retried write (whose first
+    # attempt may have landed) must not keep the pass's own content as that.
     ctx.kept.add(path)
 
 

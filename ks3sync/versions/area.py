@@ -12,16 +12,20 @@ Imports the store protocol, errors and sibling modules.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from ks3sync.errors import Ks3SyncError, RemoteNotFound, describe
 from ks3sync.model import RemoteEntry
-from ks3sync.store.base import Store
+from ks3sync.store.base import META_MTIME, Store
 from ks3sync.versions.layout import Layout
 from ks3sync.versions.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, decode
 from ks3sync.versions.resolve import Pass, StoredVersion
 from ks3sync.versions.stamp import parse_stamp
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
@@ -92,8 +96,10 @@ def load_passes(
     store: Store, area: AreaListing, stamps: Iterable[str], *, jobs: int = 8
 ) -> tuple[list[Pass], list[tuple[str, str]]]:
     """Every pass of ``area`` as the resolver takes it, with the manifests of ``stamps`` read (in
-    parallel); returns (passes, problems: (manifest key, why it was not used))."""
-    wanted = [s for s in stamps if s in area.passes and area.passes[s].manifest is not None]
+    parallel), and, for the versions of those passes that no manifest entry describes (a pass killed
+    before its manifest, a write that failed after its version was kept), the file mtime each carries
+    (one HEAD each: docs/versions.md §5). Returns (passes, problems: (key, why it was not used))."""
+    chosen = [s for s in stamps if s in area.passes]
     problems: list[tuple[str, str]] = []
     manifests: dict[str, Manifest] = {}
 
@@ -107,18 +113,38 @@ def load_passes(
         except Ks3SyncError as exc:
             return stamp, f"cannot read the manifest: {describe(exc)}"
 
-    if wanted:
-        with concurrent.futures.ThreadPoolExecutor(max(1, min(jobs, len(wanted)))) as pool:
-            for stamp, got in pool.map(fetch, wanted):
-                if isinstance(got, str):
-                    problems.append((store.key_for(area.layout.manifest_path(stamp)), got))
-                else:
-                    manifests[stamp] = got
+    for stamp, got in _parallel(fetch, [s for s in chosen if area.passes[s].manifest is not None], jobs):
+        if isinstance(got, str):
+            problems.append((store.key_for(area.layout.manifest_path(stamp)), got))
+        else:
+            manifests[stamp] = got
+    unexplained: list[StoredVersion] = []
+    for stamp in chosen:
+        described = {e.path for e in manifests[stamp].entries} if stamp in manifests else set()
+        unexplained.extend(v for path, v in area.passes[stamp].versions.items() if path not in described)
+
+    def mtime(version: StoredVersion) -> StoredVersion:
+        try:
+            meta = store.head(area.layout.version_path(version.stamp, version.path))
+        except Ks3SyncError:
+            return version  # unknown: the version counts as there (the rule's default)
+        text = meta.metadata.get(META_MTIME, "").strip() if meta is not None else ""
+        return replace(version, mtime_ns=int(text)) if text.isdigit() and len(text) < 20 else version
+
+    for version in _parallel(mtime, unexplained, jobs):
+        area.passes[version.stamp].versions[version.path] = version
     passes = [
         Pass(p.stamp, p.stamp_ns, p.versions, manifests.get(p.stamp), p.manifest is not None, p.version_bytes)
         for p in area.ordered()
     ]
     return passes, problems
+
+
+def _parallel(func: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
+    if not items:
+        return []
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(jobs, len(items)))) as pool:
+        return list(pool.map(func, items))
 
 
 def stamps_from(area: AreaListing, from_ns: int) -> Sequence[str]:

@@ -31,6 +31,9 @@ class StoredVersion:
     size: int
     last_modified_ns: int = 0  # of the copy, not of the original content
     storage_class: str = "STANDARD"
+    # The local file's mtime the object carries (x-kss-meta-mtime, copied with it), read only for
+    # versions no manifest describes: content cannot have been uploaded before its file was modified.
+    mtime_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +129,11 @@ def resolve(current: Iterable[RemoteEntry], passes: Sequence[Pass], as_of_ns: in
             version = p.versions.get(path)
             entry = entries.get(path)
             if version is not None:
-                modified = entry.before.modified_ns if entry is not None and entry.before is not None else None
-                if modified is not None and modified > as_of_ns:
+                if entry is not None and entry.before is not None:
+                    written = entry.before.modified_ns  # the server's time of the original write
+                else:
+                    written = version.mtime_ns  # no manifest: its file's mtime bounds the upload from below
+                if written is not None and written > as_of_ns:
                     touched[path] = ("left-out", f"the content pass {p.stamp} replaced was written after that time")
                 else:
                     touched[path] = version
