@@ -160,7 +160,8 @@ class _State:
     modes SRC asked for (``file``: the one choice; ``under``: the folder's path prefix)."""
 
     def __init__(self, layout: Any, choices: list[Any], resolution: Any, problems: list[tuple[str, str]],
-                 under: str, file: Any) -> None:
+                 under: str, file: Any, asked: str = "") -> None:
+        self.asked = asked  # the path under the target that SRC named
         self.layout = layout
         self.choices = choices
         self.resolution = resolution
@@ -183,10 +184,12 @@ def _state_at(store: Any, prefix: str, as_of_ns: int, sub: str, reserved: tuple[
     if sub and not sub.endswith("/"):
         exact = next((c for c in choices if c.path == sub), None)
         if exact is not None:
-            return _State(layout, choices, resolution, problems, sub, exact)
-        sub += "/"  # a folder (or nothing at all)
+            return _State(layout, choices, resolution, problems, sub, exact, sub)
+    asked = sub
+    if sub and not sub.endswith("/"):
+        sub += "/"  # not a file then: a folder (or nothing at all)
     under = [c for c in choices if c.path.startswith(sub)]
-    return _State(layout, under, resolution, problems, sub, None)
+    return _State(layout, under, resolution, problems, sub, None, asked)
 
 
 def _restore_folder(store: Any, state: _State, local: Path, target: Target, endpoint: str, state_dir: Path,
@@ -207,7 +210,8 @@ def _restore_folder(store: Any, state: _State, local: Path, target: Target, endp
     if not state.choices:
         if missing:
             say_groups("failed", missing, verbose=flags["verbose"] > 0)
-        die(f"nothing to restore: {sub_target} held no objects at {when}", EXIT_FAILED if missing else 2)
+        asked = f"ks3://{target.bucket}/{target.prefix}{state.asked}"
+        die(f"nothing to restore: {asked} held no object at {when}", EXIT_FAILED if missing else 2)
     view = PointInTimeView(store, state.layout, state.choices, under=state.under)
     state_db = Path(flags["state_db"] or state_dir / "journal.db").absolute()
     opts = replace(opts, state_paths=(state_db, state_dir.absolute()))

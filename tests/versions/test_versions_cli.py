@@ -1,0 +1,214 @@
+"""Versions through the command line against local-server, with real files (docs/versions.md): passes
+that overwrite, delete, rename and create; ``restore --as-of`` each earlier pass byte for byte (also
+after the journal is lost, from the bucket alone); one file; a sub-folder; kill -9 between the version
+copy and the overwrite; retention exactly; cold storage; encrypted syncs and their integrity tag; the
+versions area that no other run may delete or download; usage errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from ks3sync.cli.main import cli
+from ks3sync.crypto.decrypt import decrypt_object
+from ks3sync.crypto.errors import CryptoError
+from ks3sync.crypto.key import EncryptionKey
+from ks3sync.ks3 import Client, ClientConfig
+from ks3sync.versions.stamp import format_stamp
+
+KIB = 1024
+Tree = dict[str, tuple[bytes, int]]  # path -> (content, mtime_ns)
+
+
+def run(server: Any, *args: str) -> Any:
+    env = {"KS3_ACCESS_KEY": server.access_key, "KS3_SECRET_KEY": server.secret_key}
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def client_for(server: Any) -> Client:
+    return Client(ClientConfig(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key))
+
+
+def write(root: Path, files: dict[str, bytes | None]) -> None:
+    for path, data in files.items():
+        target = root / path
+        if data is None:
+            target.unlink()
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def snapshot(root: Path) -> Tree:
+    found: Tree = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            found[path.relative_to(root).as_posix()] = (path.read_bytes(), path.stat().st_mtime_ns)
+    return found
+
+
+class Sync:
+    """A folder mirrored to ks3://bucket/docs/ with versions, one journal, passes run on request."""
+
+    def __init__(self, server: Any, bucket: str, tmp: Path, *extra: str) -> None:
+        self.server, self.bucket, self.tmp = server, bucket, tmp
+        self.src = tmp / "src"
+        self.src.mkdir()
+        self.journal = tmp / "j.db"
+        self.common = ["--endpoint", server.endpoint, "--part-size", "100KiB", "--multipart-threshold", "200KiB",
+                       *extra]
+        self.target = f"ks3://{bucket}/docs/"
+
+    def mirror(self, *args: str) -> Any:
+        result = run(self.server, "mirror", str(self.src), self.target, "--delete", "--force", "--keep-versions",
+                     ".versions/", "--state-db", str(self.journal), *self.common, *args)
+        assert result.exit_code == 0, result.stderr
+        return result
+
+    def restore(self, as_of: str, dest: str, *args: str, src: str | None = None, code: int = 0) -> Any:
+        result = run(self.server, "restore", src or self.target, str(self.tmp / dest), "--as-of", as_of,
+                     "--endpoint", self.server.endpoint, "--state-db", str(self.tmp / f"{dest}.db"),
+                     *[a for a in self.common if a.startswith("--encrypt") or a.endswith(".key")], *args)
+        assert result.exit_code == code, result.stderr
+        return result
+
+    def passes(self) -> list[dict[str, Any]]:
+        result = run(self.server, "versions", self.target, "--endpoint", self.server.endpoint, "--json")
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)["passes"]
+
+
+def three_passes(sync: Sync) -> tuple[list[Tree], list[str]]:
+    """Pass 1 creates, pass 2 overwrites/deletes/renames/creates, pass 3 overwrites again, deletes a
+    new file and re-creates a deleted name. Returns the tree after each pass and the stamps of 2 and 3."""
+    write(sync.src, {"a.txt": b"a1", "b.txt": b"b1", "d/c.txt": b"c1", "big.bin": os.urandom(300 * KIB),
+                     "empty": b"", "same.txt": b"unchanged"})
+    trees = []
+    sync.mirror()
+    trees.append(snapshot(sync.src))
+    write(sync.src, {"a.txt": b"a2 longer", "big.bin": os.urandom(310 * KIB), "b.txt": None, "new.txt": b"n2"})
+    (sync.src / "e").mkdir()
+    (sync.src / "d" / "c.txt").rename(sync.src / "e" / "c.txt")
+    sync.mirror()
+    trees.append(snapshot(sync.src))
+    write(sync.src, {"a.txt": b"a3", "new.txt": None, "b.txt": b"b3, a new file of an old name"})
+    sync.mirror()
+    trees.append(snapshot(sync.src))
+    stamps = [p["pass"] for p in sync.passes()]
+    assert len(stamps) == 2  # pass 1 only created files: nothing to keep, no pass in the area
+    return trees, stamps
+
+
+@pytest.mark.parametrize("journal_lost", [False, True])
+def test_restore_as_of_each_pass_byte_for_byte(local_server: Any, bucket: str, tmp_path: Path,
+                                               journal_lost: bool) -> None:
+    sync = Sync(local_server, bucket, tmp_path)
+    write(sync.src, {"a.txt": b"a1", "b.txt": b"b1", "d/c.txt": b"c1", "big.bin": os.urandom(300 * KIB),
+                     "empty": b"", "same.txt": b"unchanged"})
+    sync.mirror()
+    first = snapshot(sync.src)
+    write(sync.src, {"a.txt": b"a2 longer", "big.bin": os.urandom(310 * KIB), "b.txt": None, "new.txt": b"n2"})
+    (sync.src / "e").mkdir()
+    (sync.src / "d" / "c.txt").rename(sync.src / "e" / "c.txt")
+    sync.mirror()
+    second = snapshot(sync.src)
+    between = time.time_ns()
+    if journal_lost:
+        sync.journal.unlink()  # pass 3 adopts what it finds; the history lives in the bucket alone
+    write(sync.src, {"a.txt": b"a3", "new.txt": None, "b.txt": b"b3, a new file of an old name"})
+    out = sync.mirror()
+    assert "versions: kept" in out.stderr
+    third = snapshot(sync.src)
+    stamps = [p["pass"] for p in sync.passes()]
+    assert len(stamps) == 2  # pass 1 only created files: nothing kept, no pass in the area
+    for i, (as_of, expected) in enumerate([(stamps[0], first), (stamps[1], second), ("now", third)]):
+        sync.restore(as_of, f"r{i}")
+        assert snapshot(tmp_path / f"r{i}") == expected, as_of  # bytes and mtimes
+    iso = datetime.fromtimestamp(between / 1e9, UTC).isoformat(timespec="milliseconds")  # …T18:30:05.123+00:00
+    result = sync.restore(iso, "iso", "--json")
+    assert snapshot(tmp_path / "iso") == second
+    doc = json.loads(result.stdout)
+    # a.txt and new.txt from pass 3's versions; b.txt was created by pass 3: absent then, not left out.
+    assert (doc["as_of"], doc["from_versions"], doc["left_out"]) == (format_stamp(between), 2, 0)
+
+
+def test_one_file_and_a_sub_folder_as_of_a_pass(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    sync = Sync(local_server, bucket, tmp_path)
+    trees, stamps = three_passes(sync)
+    sync.restore(stamps[0], "a-then.txt", src=f"ks3://{bucket}/docs/a.txt")
+    assert (tmp_path / "a-then.txt").read_bytes() == b"a1"
+    assert (tmp_path / "a-then.txt").stat().st_mtime_ns == trees[0]["a.txt"][1]
+    (tmp_path / "into").mkdir()
+    gone = sync.restore(stamps[1], "into", src=f"ks3://{bucket}/docs/b.txt", code=2)  # deleted by pass 2
+    assert f"nothing to restore: ks3://{bucket}/docs/b.txt held no object at {stamps[1]}" in gone.stderr
+    assert list((tmp_path / "into").iterdir()) == []
+    sync.restore("now", "into", src=f"ks3://{bucket}/docs/b.txt")
+    assert (tmp_path / "into" / "b.txt").read_bytes() == b"b3, a new file of an old name"
+    sync.restore(stamps[0], "sub", src=f"ks3://{bucket}/docs/d/")
+    assert snapshot(tmp_path / "sub") == {"c.txt": trees[0]["d/c.txt"]}
+
+
+def test_nothing_there_then_is_an_error_not_an_empty_file(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    sync = Sync(local_server, bucket, tmp_path)
+    _, stamps = three_passes(sync)
+    result = sync.restore(stamps[0], "x.txt", src=f"ks3://{bucket}/docs/new.txt", code=2)
+    assert "held no object" in result.stderr and not (tmp_path / "x.txt").exists()
+
+
+def test_kill_9_between_the_version_copy_and_the_overwrite_loses_nothing(local_server: Any, bucket: str,
+                                                                         tmp_path: Path) -> None:
+    sync = Sync(local_server, bucket, tmp_path)
+    v1, v2 = os.urandom(2 * 1024 * KIB), os.urandom(2 * 1024 * KIB)
+    write(sync.src, {"big.bin": v1, "small.txt": b"s"})
+    sync.mirror()
+    write(sync.src, {"big.bin": v2})
+    env = dict(os.environ, KS3_ACCESS_KEY=local_server.access_key, KS3_SECRET_KEY=local_server.secret_key)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ks3sync", "mirror", str(sync.src), sync.target, "--keep-versions", ".versions/",
+         "--state-db", str(sync.journal), "--bwlimit", "256KiB/s", *sync.common],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with client_for(local_server) as client:
+            def kept() -> list[str]:
+                return [o.key for o in client.iter_objects(bucket, prefix="docs/.versions/")
+                        if not isinstance(o, str)]
+
+            wait(lambda: bool(kept()), 60)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            keys = kept()
+            assert len(keys) == 1 and keys[0].endswith("/big.bin")  # a version, and no manifest yet
+            stamp = keys[0].split("/")[2]
+            assert client.get_object(bucket, keys[0]).read() == v1
+            assert client.get_object(bucket, "docs/big.bin").read() == v1  # the overwrite never completed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    sync.restore(stamp, "killed")
+    assert (tmp_path / "killed" / "big.bin").read_bytes() == v1
+    sync.mirror()  # the next pass finishes the job, with its own version and manifest
+    assert len(sync.passes()) == 2
+    sync.restore(stamp, "before")
+    sync.restore("now", "after")
+    assert (tmp_path / "before" / "big.bin").read_bytes() == v1
+    assert (tmp_path / "after" / "big.bin").read_bytes() == v2
+
+
+def wait(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
