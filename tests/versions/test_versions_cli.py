@@ -212,3 +212,150 @@ def wait(condition: Callable[[], bool], timeout: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+# -- retention --------------------------------------------------------------------------------------
+
+DAY_NS = 86400 * 1_000_000_000
+
+
+def craft_pass(client: Client, bucket: str, days_ago: float, paths: list[str], *, manifest: bool) -> str:
+    """A pass as an older ks3sync would have left it (its stamp in the past): server-side copies of the
+    current objects, and a manifest in the documented format (docs/versions.md §4)."""
+    stamp = format_stamp(time.time_ns() - int(days_ago * DAY_NS))
+    entries = []
+    for path in sorted(paths):
+        result = client.copy_object(bucket, f"docs/{path}", bucket, f"docs/.versions/{stamp}/{path}")
+        entries.append({"path": path, "before": {"etag": result.etag, "size": 2, "modified_ns": None, "mtime_ns": None,
+                                                  "encrypted": None}, "after": None})
+    if manifest:
+        body = json.dumps({"ks3sync_manifest": 1, "pass": stamp, "finished": stamp, "entries": entries}).encode()
+        client.put_object(bucket, f"docs/.versions/{stamp}.json", body)
+    return stamp
+
+
+def area_keys(client: Client, bucket: str) -> set[str]:
+    return {o.key[len("docs/.versions/"):] for o in client.iter_objects(bucket, prefix="docs/.versions/")
+            if not isinstance(o, str)}
+
+
+def test_retention_deletes_exactly_what_expired_versions_first_and_moves_old_ones_cold(
+        local_server: Any, bucket: str, tmp_path: Path) -> None:
+    sync = Sync(local_server, bucket, tmp_path)
+    write(sync.src, {"a.txt": b"a1", "b.txt": b"b1"})
+    sync.mirror()
+    common = [f"ks3://{bucket}/docs/", "--endpoint", local_server.endpoint]
+    with client_for(local_server) as client:
+        p40 = craft_pass(client, bucket, 40, ["a.txt", "b.txt"], manifest=True)
+        p20 = craft_pass(client, bucket, 20, ["a.txt"], manifest=False)
+        p10 = craft_pass(client, bucket, 10, ["b.txt"], manifest=True)
+        write(sync.src, {"a.txt": b"a2"})
+        sync.mirror()
+        now_pass = [p["pass"] for p in sync.passes()][-1]
+        before = area_keys(client, bucket)
+        assert len(before) == 8
+
+        dry = run(local_server, "prune", *common, "--keep", "30d", "--dry-run", "--json")
+        assert dry.exit_code == 0 and json.loads(dry.stdout)["expired_passes"] == [p40]
+        assert json.loads(dry.stdout)["to_delete"] == 3 and area_keys(client, bucket) == before
+
+        mark = local_server.mark()
+        done = run(local_server, "prune", *common, "--keep", "30d")
+        assert done.exit_code == 0, done.stderr
+        assert area_keys(client, bucket) == {k for k in before if not k.startswith(p40)}
+        deletes = [r for r in local_server.requests()[mark:] if r["op"] == "DeleteObjects"]
+        assert len(deletes) == 2  # the pass's versions, then its manifest in a request of its own
+
+        cold = run(local_server, "prune", *common, "--keep", "30d", "--cold-after", "7d")
+        assert cold.exit_code == 0 and "moved 2 versions to STANDARD_IA" in cold.stderr
+        for key in (f"{p20}/a.txt", f"{p10}/b.txt"):
+            info = client.head_object(bucket, f"docs/.versions/{key}")
+            assert info.storage_class == "STANDARD_IA" and "mtime" in info.metadata  # metadata kept
+        assert client.head_object(bucket, f"docs/.versions/{now_pass}/a.txt").storage_class in (None, "STANDARD")
+        sync.restore(p10, "from-cold")  # cold versions are read directly
+        assert (tmp_path / "from-cold" / "b.txt").read_bytes() == b"b1"
+
+        refused = run(local_server, "prune", *common, "--keep-passes", "1")
+        assert refused.exit_code == 1 and "refusing to delete 3 of 5" in refused.stderr
+        assert len(area_keys(client, bucket)) == 5
+        forced = run(local_server, "prune", *common, "--keep-passes", "1", "--max-delete", "100%")
+        assert forced.exit_code == 0, forced.stderr
+        assert area_keys(client, bucket) == {f"{now_pass}.json", f"{now_pass}/a.txt"}
+
+
+# -- encrypted syncs ----------------------------------------------------------------------------------
+
+
+def test_encrypted_versions_restore_and_are_verified_against_the_original_key(
+        local_server: Any, bucket: str, tmp_path: Path) -> None:
+    key_file = tmp_path / "sync.key"
+    key_file.write_bytes(b"0123456789abcdef")
+    key_file.chmod(0o600)
+    sync = Sync(local_server, bucket, tmp_path, "--encrypt-key", str(key_file))
+    big = os.urandom(300 * KIB)
+    write(sync.src, {"a.txt": b"secret a1", "b.txt": b"secret b1", "big.bin": big})
+    sync.mirror()
+    first = snapshot(sync.src)
+    write(sync.src, {"a.txt": b"secret a2", "b.txt": None, "big.bin": os.urandom(300 * KIB)})
+    sync.mirror()
+    [stamp] = [p["pass"] for p in sync.passes()]
+    sync.restore(stamp, "then")
+    assert snapshot(tmp_path / "then") == first  # decrypted, tags checked against docs/<path>
+    key = EncryptionKey(b"0123456789abcdef")
+    with client_for(local_server) as client:
+        with client.get_object(bucket, f"docs/.versions/{stamp}/a.txt") as response:
+            stored, meta = response.read(), response.info.metadata
+        assert stored != b"secret a1"
+        assert decrypt_object(key, meta, stored, object_key="docs/a.txt") == b"secret a1"
+        with pytest.raises(CryptoError):  # the tag is bound to the original key, not the version's
+            decrypt_object(key, meta, stored, object_key=f"docs/.versions/{stamp}/a.txt")
+        # A version moved under another path's name is refused: its tag names docs/b.txt.
+        client.copy_object(bucket, f"docs/.versions/{stamp}/b.txt", bucket, f"docs/.versions/{stamp}/a.txt")
+    forged = sync.restore(stamp, "forged.txt", src=f"ks3://{bucket}/docs/a.txt", code=1)
+    assert "integrity tag" in forged.stderr and not (tmp_path / "forged.txt").exists()
+
+
+# -- the versions area belongs to ks3sync ---------------------------------------------------------------
+
+
+def test_no_other_run_deletes_or_downloads_the_versions_area(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    sync = Sync(local_server, bucket, tmp_path)
+    _, stamps = three_passes(sync)
+    with client_for(local_server) as client:
+        kept = area_keys(client, bucket)
+        write(sync.src, {".versions/mine.txt": b"a local folder of that name"})
+        plain = run(local_server, "mirror", str(sync.src), sync.target, "--delete", "--delete-excluded", "--exclude",
+                    ".versions", "--exclude", "*.bin", "--force", "--endpoint", local_server.endpoint, "--state-db",
+                    str(tmp_path / "other.db"))
+        assert plain.exit_code == 0, plain.stderr
+        assert ".versions/ in the source folder is not uploaded" in plain.stderr
+        assert area_keys(client, bucket) == kept  # nothing deleted, nothing uploaded into it
+        assert not any(o.key == "docs/big.bin" for o in client.iter_objects(bucket, prefix="docs/"))  # it did run
+    down = run(local_server, "mirror", sync.target, str(tmp_path / "down"), "--endpoint", local_server.endpoint,
+               "--state-db", str(tmp_path / "down.db"))
+    assert down.exit_code == 0, down.stderr
+    assert not (tmp_path / "down" / ".versions").exists() and (tmp_path / "down" / "a.txt").exists()
+
+
+# -- usage --------------------------------------------------------------------------------------------
+
+
+def test_usage_errors_say_what_is_wrong(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write(src, {"a.txt": b"a"})
+    ep = ["--endpoint", local_server.endpoint, "--state-db", str(tmp_path / "j.db")]
+    cases = [
+        (["mirror", str(src), f"ks3://{bucket}/x/", "--keep", "30d", *ep], "--keep: only means something"),
+        (["mirror", str(src), f"ks3://{bucket}/x/", "--keep-versions", "../up/", *ep], "--keep-versions:"),
+        (["mirror", str(src), f"ks3://{bucket}/x/", "--keep-versions", ".v/", "--backup-prefix", "bak/", *ep],
+         "cannot be combined with --backup-prefix"),
+        (["mirror", f"ks3://{bucket}/x/", str(tmp_path / "d"), "--keep-versions", ".v/", *ep], "versions are kept when uploading"),
+        (["restore", f"ks3://{bucket}/x/", str(tmp_path / "r"), "--as-of", "yesterday", *ep], "--as-of:"),
+        (["restore", f"ks3://{bucket}/x/", str(tmp_path / "r"), "--as-of", "2h", *ep], "no versions found"),
+        (["prune", f"ks3://{bucket}/x/", "--endpoint", local_server.endpoint], "nothing to do"),
+        (["versions", f"ks3://{bucket}/x/", "../a", "--endpoint", local_server.endpoint], "PATH:"),
+    ]
+    for args, message in cases:
+        result = run(local_server, *args)
+        assert result.exit_code == 2 and message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
