@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ks3sync.errors import TransientError
+from ks3sync.errors import RemoteRejected, TransientError
 from ks3sync.model import Copy, DeleteRemote, Direction, LocalEntry, RemoteEntry, Upload
 from ks3sync.store.base import Body, WriteOptions, WriteResult
 from ks3sync.store.memory import MemoryStore
@@ -169,3 +169,26 @@ def test_remote_entry_of_a_choice_keeps_the_version_identity() -> None:
     version = area.passes[STAMP].versions["a.txt"]
     assert isinstance(version.etag, str) and version.size == 3
     assert RemoteEntry("a.txt", 3, version.etag).etag == version.etag
+
+
+def test_prune_deletes_a_passs_versions_before_its_manifest_and_keeps_the_manifest_if_one_fails() -> None:
+    from ks3sync.versions.prune import prune
+    from ks3sync.versions.retention import Retention
+    from ks3sync.versions.stamp import format_stamp
+
+    store = seeded(**{"a.txt": b"a", "b.txt": b"b"})
+    now = 1_900_000_000 * 1_000_000_000
+    old, older = format_stamp(now - 50 * 86400 * 10**9), format_stamp(now - 60 * 86400 * 10**9)
+    for stamp in (old, older):
+        for path in ("a.txt", "b.txt"):
+            store.copy(path, f".versions/{stamp}/{path}")
+        store.put(f".versions/{stamp}.json", MemoryBody(b"{}"), WriteOptions())
+    store.inject("delete", RemoteRejected("AccessDenied"), path=f".versions/{old}/b.txt")  # one key refused
+    store.calls.clear()
+    report = prune(store, LAYOUT, Retention(keep=30 * 86400), now, max_delete_percent=None)
+    deletes = [path for op, path in store.calls if op == "delete"]
+    assert deletes.index(f".versions/{older}.json") > deletes.index(f".versions/{older}/b.txt")
+    assert report.deleted_passes == 1 and report.deleted == 4
+    left = {e.path for e in store.list_under(".versions/")}
+    assert left == {f".versions/{old}/b.txt", f".versions/{old}.json"}  # the manifest stays with its version
+    assert [key for key, _ in report.failed] == [f"docs/.versions/{old}/b.txt", f"docs/.versions/{old}.json"]
