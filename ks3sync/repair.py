@@ -177,11 +177,13 @@ def rebuild(
     """Re-derive the synced entries of ``sync_id`` from a scan of ``local_root`` and a listing of
     ``store``; replaces whatever the journal held for this sync (unless ``opts.dry_run``)."""
     from ks3sync.mirror import MirrorOptions, scan_local
+    from ks3sync.versions.hide import without_areas
 
     started = time.monotonic()
-    remote = {obj.path: obj for obj in store.list()}
     scan_opts = MirrorOptions(excludes=opts.excludes, exclude_from=opts.exclude_from,
                               follow_symlinks=opts.follow_symlinks)
+    # The versions area is ks3sync's own, not a synced path (docs/versions.md §1).
+    remote = {obj.path: obj for obj in without_areas(store, scan_opts.reserved)}
     local, problems = scan_local(local_root, scan_opts, key_prefix=store.prefix)
     local_by = {entry.path: entry for entry in local}
     candidates: list[tuple[LocalEntry, RemoteEntry]] = []
