@@ -359,3 +359,43 @@ def test_usage_errors_say_what_is_wrong(local_server: Any, bucket: str, tmp_path
         result = run(local_server, *args)
         assert result.exit_code == 2 and message in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_restore_as_of_over_a_newer_folder_with_delete(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    sync = Sync(local_server, bucket, tmp_path)
+    trees, stamps = three_passes(sync)
+    sync.restore("now", "x")
+    assert snapshot(tmp_path / "x") == trees[2]
+    (tmp_path / "x" / "local-only.txt").write_bytes(b"never in the bucket")
+    back = sync.restore(stamps[0], "x", "--delete", "--max-delete", "100%")
+    assert snapshot(tmp_path / "x") == trees[0]  # rewound, extra files gone
+    assert "deleted 2" in back.stderr  # b.txt of pass 3 was a different file; local-only.txt and e/c.txt go
+
+
+def test_mirror_prunes_after_a_clean_pass_with_the_syncs_retention(local_server: Any, bucket: str,
+                                                                    tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write(src, {"a.txt": b"a0"})
+    config = tmp_path / "ks3sync.yaml"
+    config.write_text(f"""\
+endpoint: {local_server.endpoint}
+state_dir: {tmp_path / "state"}
+syncs:
+  - name: docs
+    source: {src}
+    target: ks3://{bucket}/docs/
+    delete: true
+    max_delete: 100%
+    versions: {{keep_passes: 1}}
+""")
+    seen = []
+    for i in range(1, 4):
+        write(src, {"a.txt": f"a{i}".encode()})
+        result = run(local_server, "mirror", str(src), f"ks3://{bucket}/docs/", "--config", str(config), "--json")
+        assert result.exit_code == 0, result.stderr
+        doc = json.loads(result.stdout)
+        seen.append(doc["version_pass"])
+        # Pass 1 only creates a.txt: nothing kept. Pass 2 keeps a1; pass 3 keeps a2 and expires pass 2.
+        assert (doc["versions_kept"], doc["versions_pruned"]["deleted_passes"]) == [(0, 0), (1, 0), (1, 1)][i - 1]
+    with client_for(local_server) as client:
+        assert area_keys(client, bucket) == {f"{seen[-1]}.json", f"{seen[-1]}/a.txt"}
