@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ks3sync.cli.common import (
-    ENDPOINT_HELP,
     EXIT_FAILED,
     EXIT_OK,
     Target,
@@ -36,6 +35,7 @@ from ks3sync.cli.common import (
     split_mirror_args,
 )
 from ks3sync.cli.network import network_options, network_settings
+from ks3sync.cli.options import exclude_options, key_options, run_options, where_options
 
 if TYPE_CHECKING:
     from ks3sync.cli.progress import LineDisplay
@@ -61,9 +61,7 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 )
 @click.argument("src")
 @click.argument("dst")
-@click.option("--endpoint", help=ENDPOINT_HELP)
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses.")
-@click.option("--state-db", type=click.Path(path_type=Path), help="The journal (default: XDG state dir).")
+@where_options
 @click.option("--delete", is_flag=True, help="Remove destination entries that are not in the source.")
 @click.option("--delete-excluded", is_flag=True,
               help="Also remove excluded destination entries (implies --delete; excluded ones are kept otherwise).")
@@ -76,13 +74,8 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 @click.option("--keep", metavar="DURATION", help="With --keep-versions: delete versions older than this after "
               "the pass (e.g. 30d).")
 @click.option("--checksum", is_flag=True, help="Compare by content (MD5), not size + mtime.")
-@click.option("--exclude", multiple=True, metavar="PATTERN", help="gitignore-style pattern (repeatable).")
-@click.option("--exclude-from", multiple=True, type=click.Path(path_type=Path), help="File of patterns.")
-@click.option("--encrypt-key", type=click.Path(path_type=Path), help="16-byte key file: client-side encryption.")
-@click.option("--allow-unencrypted", is_flag=True,
-              help="With --encrypt-key, restore objects that are not encrypted as plaintext (default: an error).")
-@click.option("--require-integrity", is_flag=True,
-              help="With --encrypt-key, refuse encrypted objects without ks3sync's integrity tag (SDK-written).")
+@exclude_options
+@key_options
 @click.option("--storage-class", help="STANDARD, STANDARD_IA, ARCHIVE, ...")
 @click.option("--acl", help="Canned ACL for new objects: private or public-read.")
 @click.option("--jobs", type=click.IntRange(1, 256), help="Parallel transfers (default 8).")
@@ -92,12 +85,7 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 @click.option("--abort-stale-after", metavar="DURATION", default="24h", show_default=True,
               help="Abort unknown multipart uploads under the prefix older than this.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (with loop detection).")
-@click.option("-n", "--dry-run", is_flag=True, help="Print the plan, change nothing.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON document on stdout: the summary, or {\"error\": ..., \"exit\": N} on a fatal error.")
-@click.option("-v", "--verbose", count=True, help="A line per finished entry, every failed path (-vv: debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors, warnings and failures: no bar, no summary.")
-@click.option("--no-progress", is_flag=True, help="No live progress bar, even on a terminal.")
+@run_options
 @network_options
 @click.pass_context
 @handle_errors

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from ks3sync.cli.common import (
+    ENDPOINT_HELP,
     EXIT_FAILED,
     EXIT_OK,
     default_state_dir,
@@ -36,7 +37,7 @@ from ks3sync.cli.common import (
 @click.option("--max-delete", metavar="N|P%", help="Refuse to delete more objects than this (default 50%).")
 @click.option("--force", is_flag=True, help="Override the max-delete guard.")
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be deleted or moved, change nothing.")
-@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local' for the embedded local-server.")
+@click.option("--endpoint", help=ENDPOINT_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file.")
 @click.option("--jobs", type=click.IntRange(1, 256), default=8, show_default=True, help="Parallel copies.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")

@@ -34,6 +34,7 @@ from ks3sync.cli.common import (
     resolve_connection,
     setup_logging,
 )
+from ks3sync.cli.options import exclude_options, key_options, run_options, where_options
 
 # mirror's flags that restore does not offer, at their defaults (restore reuses mirror's settings).
 _MIRROR_DEFAULTS: dict[str, Any] = {
@@ -56,23 +57,14 @@ _MIRROR_DEFAULTS: dict[str, Any] = {
 @click.option("--as-of", "as_of", required=True, metavar="TIME", help="The moment to restore.")
 @click.option("--versions-prefix", metavar="PREFIX", help="Where the sync keeps versions, relative to its "
               "target (default .versions/, or the --config sync's).")
-@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local' for an embedded local-server.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses.")
-@click.option("--state-db", type=click.Path(path_type=Path), help="The journal (default: XDG state dir).")
+@where_options
 @click.option("--delete", is_flag=True, help="Remove local files the folder did not have at TIME.")
 @click.option("--max-delete", metavar="N|P%", help="Refuse a restore that would delete more (default 50%).")
 @click.option("--force", is_flag=True, help="Override the max-delete guard.")
-@click.option("--exclude", multiple=True, metavar="PATTERN", help="gitignore-style pattern (repeatable).")
-@click.option("--exclude-from", multiple=True, type=click.Path(path_type=Path), help="File of patterns.")
-@click.option("--encrypt-key", type=click.Path(path_type=Path), help="16-byte key file of an encrypted sync.")
-@click.option("--allow-unencrypted", is_flag=True, help="With --encrypt-key, accept objects that are not encrypted.")
-@click.option("--require-integrity", is_flag=True, help="With --encrypt-key, refuse objects without an integrity tag.")
+@exclude_options
+@key_options
 @click.option("--jobs", type=click.IntRange(1, 256), help="Parallel transfers (default 8).")
-@click.option("-n", "--dry-run", is_flag=True, help="Print the plan, change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-@click.option("-v", "--verbose", count=True, help="A line per finished entry, every failed path.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors, warnings and failures.")
-@click.option("--no-progress", is_flag=True, help="No live progress bar.")
+@run_options
 @click.pass_context
 @handle_errors
 def restore(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:

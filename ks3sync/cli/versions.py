@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ks3sync.cli.common import (
+    ENDPOINT_HELP,
     default_state_dir,
     die,
     handle_errors,
@@ -32,7 +33,7 @@ def _when(ns: int | None) -> str:
 @click.argument("target")
 @click.argument("path", required=False)
 @click.option("--versions-prefix", metavar="PREFIX", help="Where the sync keeps versions (default .versions/).")
-@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local' for the embedded local-server.")
+@click.option("--endpoint", help=ENDPOINT_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file.")
 @click.option("-H", "--human-readable", is_flag=True, help="Sizes in KiB/MiB/GiB.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
