@@ -31,11 +31,10 @@ from ks3sync.cli.common import (
     open_client,
     parse_target,
     resolve_connection,
-    setup_logging,
     split_mirror_args,
 )
 from ks3sync.cli.network import network_options, network_settings
-from ks3sync.cli.options import exclude_options, key_options, run_options, where_options
+from ks3sync.cli.options import exclude_options, key_options, run_options, start_run, where_options
 
 if TYPE_CHECKING:
     from ks3sync.cli.progress import LineDisplay
@@ -90,12 +89,9 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 @click.pass_context
 @handle_errors
 def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
-    from ks3sync.cli.output import set_json_errors, warning
+    from ks3sync.cli.output import warning
 
-    set_json_errors(flags["as_json"])
-    if flags["quiet"] and flags["verbose"]:
-        die("-q and -v cannot be combined")
-    setup_logging(flags["verbose"], quiet=flags["quiet"])
+    start_run(flags)
     local_arg, target_arg, upload = split_mirror_args(src, dst)
     target = parse_target(target_arg, what="DST" if upload else "SRC")
     config = load_config_file(flags["config_path"])

@@ -1,6 +1,6 @@
 """Option groups that ``mirror`` and ``restore`` share, declared once (same names, same help): where the
 state and the endpoint are, which paths are left out, the key of an encrypted sync, and how a run is
-shown. Imports click and ks3sync.cli.common only.
+shown (``run_options``, set up by :func:`start_run`). Imports click and ks3sync.cli.common only.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ks3sync.cli.common import ENDPOINT_HELP
+from ks3sync.cli.common import ENDPOINT_HELP, die, setup_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,3 +52,13 @@ run_options = _group(
     click.option("-q", "--quiet", is_flag=True, help="Only errors, warnings and failures: no bar, no summary."),
     click.option("--no-progress", is_flag=True, help="No live progress bar, even on a terminal."),
 )
+
+
+def start_run(flags: dict[str, Any]) -> None:
+    """What ``run_options`` ask for, before anything else: the JSON error mode, -q against -v, logging."""
+    from ks3sync.cli.output import set_json_errors
+
+    set_json_errors(flags["as_json"])
+    if flags["quiet"] and flags["verbose"]:
+        die("-q and -v cannot be combined")
+    setup_logging(flags["verbose"], quiet=flags["quiet"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,8 @@ from ks3sync.cli.common import (
     open_client,
     parse_target,
     resolve_connection,
-    setup_logging,
 )
-from ks3sync.cli.options import exclude_options, key_options, run_options, where_options
+from ks3sync.cli.options import exclude_options, key_options, run_options, start_run, where_options
 
 # mirror's flags that restore does not offer, at their defaults (restore reuses mirror's settings).
 _MIRROR_DEFAULTS: dict[str, Any] = {
@@ -68,14 +67,11 @@ _MIRROR_DEFAULTS: dict[str, Any] = {
 @click.pass_context
 @handle_errors
 def restore(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
-    from ks3sync.cli.output import set_json_errors, warning
+    from ks3sync.cli.output import warning
     from ks3sync.config import parse_duration
     from ks3sync.versions.stamp import format_stamp, parse_as_of
 
-    set_json_errors(flags["as_json"])
-    if flags["quiet"] and flags["verbose"]:
-        die("-q and -v cannot be combined")
-    setup_logging(flags["verbose"], quiet=flags["quiet"])
+    start_run(flags)
     if not src.startswith("ks3://") or dst.startswith("ks3://"):
         die("SRC must be ks3://bucket[/prefix[/path]] and DST a local folder or file")
     bucket, _, key = src[len("ks3://"):].partition("/")
@@ -147,19 +143,18 @@ def _options(ctx: click.Context, flags: dict[str, Any], config: Any, sync: Any, 
     return replace(opts, versions=VersionsConfig(prefix=prefix))
 
 
+@dataclass(frozen=True, slots=True)
 class _State:
     """The state at T: the choices (path order), what was left out or is missing, and which of the two
     modes SRC asked for (``file``: the one choice; ``under``: the folder's path prefix)."""
 
-    def __init__(self, layout: Any, choices: list[Any], resolution: Any, problems: list[tuple[str, str]],
-                 under: str, file: Any, asked: str = "") -> None:
-        self.asked = asked  # the path under the target that SRC named
-        self.layout = layout
-        self.choices = choices
-        self.resolution = resolution
-        self.problems = problems
-        self.under = under
-        self.file = file
+    layout: Any
+    choices: list[Any]
+    resolution: Any
+    problems: list[tuple[str, str]]
+    under: str
+    file: Any
+    asked: str = ""  # the path under the target that SRC named
 
 
 def _state_at(store: Any, prefix: str, as_of_ns: int, sub: str, reserved: tuple[str, ...], jobs: int) -> _State:
