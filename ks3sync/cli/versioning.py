@@ -70,8 +70,14 @@ def find_target(client: Client, bucket: str, key: str, prefix: str) -> tuple[str
     parts = folder.rstrip("/").split("/") if folder else []
     for n in range(len(parts) - 1, -1, -1):
         candidates.append("/".join(parts[:n]) + "/" if n else "")
+    from ks3sync.ks3 import KS3Error
+    from ks3sync.store.ks3store import mapped
+
     for root in candidates:
-        page = client.list_objects(bucket, prefix=root + prefix, max_keys=1)
+        try:
+            page = client.list_objects(bucket, prefix=root + prefix, max_keys=1)
+        except KS3Error as exc:
+            raise mapped(exc, bucket) from exc  # a missing bucket, refused credentials: one line, exit 2
         if page.objects:
             return root, key[len(root):]
     return None

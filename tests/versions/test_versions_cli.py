@@ -352,6 +352,7 @@ def test_usage_errors_say_what_is_wrong(local_server: Any, bucket: str, tmp_path
         (["mirror", f"ks3://{bucket}/x/", str(tmp_path / "d"), "--keep-versions", ".v/", *ep], "versions are kept when uploading"),
         (["restore", f"ks3://{bucket}/x/", str(tmp_path / "r"), "--as-of", "yesterday", *ep], "--as-of:"),
         (["restore", f"ks3://{bucket}/x/", str(tmp_path / "r"), "--as-of", "2h", *ep], "no versions found"),
+        (["restore", "ks3://no-such-bucket-here/x/", str(tmp_path / "r"), "--as-of", "2h", *ep], "does not exist"),
         (["prune", f"ks3://{bucket}/x/", "--endpoint", local_server.endpoint], "nothing to do"),
         (["versions", f"ks3://{bucket}/x/", "../a", "--endpoint", local_server.endpoint], "PATH:"),
     ]
