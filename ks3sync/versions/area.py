@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from ks3sync.digits import parse_decimal
 from ks3sync.errors import Ks3SyncError, RemoteNotFound, describe
 from ks3sync.model import RemoteEntry
 from ks3sync.store.base import META_MTIME, Store
@@ -128,8 +129,8 @@ def load_passes(
             meta = store.head(area.layout.version_path(version.stamp, version.path))
         except Ks3SyncError:
             return version  # unknown: the version counts as there (the rule's default)
-        text = meta.metadata.get(META_MTIME, "").strip() if meta is not None else ""
-        return replace(version, mtime_ns=int(text)) if text.isdigit() and len(text) < 20 else version
+        mtime = parse_decimal(meta.metadata.get(META_MTIME)) if meta is not None else None
+        return replace(version, mtime_ns=mtime) if mtime is not None else version
 
     for version in _parallel(mtime, unexplained, jobs):
         area.passes[version.stamp].versions[version.path] = version

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 MS = 1_000_000  # nanoseconds per millisecond
-_STAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})\.(\d{3})Z")
+_STAMP = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})\.(\d{3})Z", re.ASCII)  # 0-9 only
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -63,7 +63,8 @@ class StampClock:
 
 _ISO = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
-    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?",
+    re.ASCII,
 )
 
 
@@ -81,18 +82,24 @@ def parse_as_of(text: str, now_ns: int, *, parse_age: object = None) -> int:
         return parse_stamp(value)
     match = _ISO.fullmatch(value)
     if match is not None:
-        return _iso_ns(match, value)
-    if callable(parse_age) and value and value[0].isdigit():
+        return _after_1970(_iso_ns(match, value), text)
+    if callable(parse_age) and value[:1].isascii() and value[:1].isdigit():
         try:
             seconds = float(parse_age(value))
         except ValueError:
             pass
         else:
-            return now_ns - int(seconds * 1_000_000_000)
+            return _after_1970(now_ns - int(seconds * 1_000_000_000), text)
     raise ValueError(
         f"expected an ISO 8601 time (2026-12-06T18:30[:05][Z|+08:00]), a pass stamp, 'now' or an age "
         f"like 2h or 3d, got {text!r}"
     )
+
+
+def _after_1970(ns: int, text: str) -> int:
+    if ns < 0:
+        raise ValueError(f"{text!r} is before 1970-01-01T00:00Z: no pass can be that old")
+    return ns
 
 
 def _iso_ns(match: re.Match[str], text: str) -> int:
@@ -111,8 +118,6 @@ def _iso_ns(match: re.Match[str], text: str) -> int:
         hours, minutes = int(digits[:2]), int(digits[2:] or 0)
         if hours > 23 or minutes > 59:
             raise ValueError(f"{text!r}: bad zone offset {zone!r}")
-        from datetime import timezone
-
         when = naive.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
     nanos = int((fraction or "").ljust(9, "0")) if fraction else 0
     return int((when - _EPOCH) // timedelta(microseconds=1)) * 1000 + nanos

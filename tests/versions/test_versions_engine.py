@@ -192,3 +192,15 @@ def test_prune_deletes_a_passs_versions_before_its_manifest_and_keeps_the_manife
     left = {e.path for e in store.list_under(".versions/")}
     assert left == {f".versions/{old}/b.txt", f".versions/{old}.json"}  # the manifest stays with its version
     assert [key for key, _ in report.failed] == [f"docs/.versions/{old}/b.txt", f"docs/.versions/{old}.json"]
+
+
+def test_an_unindexed_versions_mtime_is_read_as_hostile_metadata() -> None:
+    from ks3sync.versions.area import load_passes
+
+    store = seeded(**{"a.txt": b"a", "b.txt": b"b"})
+    for path, mtime in (("a.txt", "\u00b2"), ("b.txt", " 1765045700000000000 ")):
+        store.put(f".versions/{STAMP}/{path}", MemoryBody(b"v"), WriteOptions(metadata={"mtime": mtime}))
+    area = list_area(store, LAYOUT)
+    [p], problems = load_passes(store, area, [STAMP])
+    assert problems == [] and p.manifest is None
+    assert (p.versions["a.txt"].mtime_ns, p.versions["b.txt"].mtime_ns) == (None, 1765045700000000000)
