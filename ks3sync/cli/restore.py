@@ -105,7 +105,8 @@ def restore(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
         state = _state_at(store, prefix, as_of_ns, sub, opts.reserved, opts.transfer.jobs)
         when = format_stamp(as_of_ns)
         if state.file is not None:
-            code = _restore_file(store, state, local, opts, flags, when)
+            state_db = Path(flags["state_db"] or state_dir / "journal.db").absolute()
+            code = _restore_file(store, state, local, opts, flags, when, (state_db, state_dir.absolute()))
         else:
             code = _restore_folder(store, state, local, target, conn.endpoint, state_dir, opts, flags, when)
     sys.exit(code)
@@ -233,11 +234,13 @@ def _restore_folder(store: Any, state: _State, local: Path, target: Target, endp
     return EXIT_OK if result.ok and not result.refused_deletes and not missing else EXIT_FAILED
 
 
-def _restore_file(store: Any, state: _State, local: Path, opts: Any, flags: dict[str, Any], when: str) -> int:
+def _restore_file(store: Any, state: _State, local: Path, opts: Any, flags: dict[str, Any], when: str,
+                  state_paths: tuple[Path, ...]) -> int:
     from ks3sync.cli import output
     from ks3sync.display import json_text
     from ks3sync.errors import describe
     from ks3sync.model import Direction, Download
+    from ks3sync.scan.filters import state_files
     from ks3sync.transfer.checkpoint import MemoryCheckpoint
     from ks3sync.transfer.executor import Executor
     from ks3sync.versions.view import PointInTimeView
@@ -255,7 +258,8 @@ def _restore_file(store: Any, state: _State, local: Path, opts: Any, flags: dict
         return EXIT_OK
     dest.parent.mkdir(parents=True, exist_ok=True)
     view = PointInTimeView(store, state.layout, [], rename=(dest.name, choice))
-    transfer = replace(opts.transfer, direction=Direction.DOWNLOAD)
+    # Never over ks3sync's own state (D9), even when DST names the journal.
+    transfer = replace(opts.transfer, direction=Direction.DOWNLOAD, protected_paths=state_files(state_paths))
     with Executor(view, MemoryCheckpoint(), dest.parent, transfer) as executor:
         run = executor.run([Download(dest.name, choice.as_remote(dest.name), "as-of")])
     failed = [(choice.path, message) for _, message in run.failed]

@@ -400,3 +400,13 @@ syncs:
         assert (doc["versions_kept"], doc["versions_pruned"]["deleted_passes"]) == [(0, 0), (1, 0), (1, 1)][i - 1]
     with client_for(local_server) as client:
         assert area_keys(client, bucket) == {f"{seen[-1]}.json", f"{seen[-1]}/a.txt"}
+
+
+def test_one_file_is_never_restored_over_ks3syncs_own_state(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    sync = Sync(local_server, bucket, tmp_path)
+    _, stamps = three_passes(sync)
+    journal = tmp_path / "own.db"
+    journal.write_bytes(b"not to be replaced")
+    result = run(local_server, "restore", f"ks3://{bucket}/docs/a.txt", str(journal), "--as-of", stamps[0],
+                 "--endpoint", local_server.endpoint, "--state-db", str(journal))
+    assert result.exit_code == 1 and journal.read_bytes() == b"not to be replaced", result.stderr
