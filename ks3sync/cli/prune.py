@@ -26,6 +26,7 @@ from ks3sync.cli.common import (
     parse_target,
     resolve_connection,
 )
+from ks3sync.cli.network import network_options, network_settings
 
 
 @click.command("prune", context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +44,7 @@ from ks3sync.cli.common import (
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Every failed key.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and warnings.")
+@network_options
 @handle_errors
 def prune(target: str, **flags: Any) -> None:
     """Delete the versions of ks3://bucket/prefix that the retention expires (at least one of --keep and
@@ -82,7 +84,8 @@ def prune(target: str, **flags: Any) -> None:
         max_count, max_percent = limit.count, limit.percent
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
-    with open_client(conn, state_dir, jobs=flags["jobs"]) as client:
+    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"])
+    with open_client(conn, state_dir, jobs=flags["jobs"], network=network) as client:
         store = KS3Store(client, where.bucket, where.prefix)
         report = prune_now(store, settings, max_delete=max_count, max_delete_percent=max_percent,
                            force=flags["force"], dry_run=flags["dry_run"], jobs=flags["jobs"])

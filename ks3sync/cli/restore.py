@@ -33,6 +33,7 @@ from ks3sync.cli.common import (
     parse_target,
     resolve_connection,
 )
+from ks3sync.cli.network import network_options, network_settings
 from ks3sync.cli.options import exclude_options, key_options, run_options, start_run, where_options
 
 # mirror's flags that restore does not offer, at their defaults (restore reuses mirror's settings).
@@ -64,6 +65,7 @@ _MIRROR_DEFAULTS: dict[str, Any] = {
 @key_options
 @click.option("--jobs", type=click.IntRange(1, 256), help="Parallel transfers (default 8).")
 @run_options
+@network_options
 @click.pass_context
 @handle_errors
 def restore(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
@@ -89,7 +91,8 @@ def restore(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     from ks3sync.cli.versioning import find_target, versions_prefix
     from ks3sync.store.ks3store import KS3Store
 
-    with open_client(conn, state_dir, jobs=flags["jobs"] or 8) as client:
+    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"])
+    with open_client(conn, state_dir, jobs=flags["jobs"] or 8, network=network) as client:
         prefix = _prefix(flags["versions_prefix"], config, bucket, key)
         found = find_target(client, bucket, key, prefix)
         if found is None:

@@ -21,6 +21,7 @@ from ks3sync.cli.common import (
     parse_target,
     resolve_connection,
 )
+from ks3sync.cli.network import network_options, network_settings
 
 
 def _when(ns: int | None) -> str:
@@ -37,9 +38,10 @@ def _when(ns: int | None) -> str:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file.")
 @click.option("-H", "--human-readable", is_flag=True, help="Sizes in KiB/MiB/GiB.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@network_options
 @handle_errors
 def versions(target: str, path: str | None, versions_prefix: str | None, endpoint: str | None,
-             config_path: Path | None, human_readable: bool, as_json: bool) -> None:
+             config_path: Path | None, human_readable: bool, as_json: bool, **network: Any) -> None:
     """List the passes of ks3://bucket/prefix that kept versions (times are local), or with PATH the
     versions of that path, oldest first, and its current object."""
     from ks3sync.cli.output import set_json_errors
@@ -62,7 +64,7 @@ def versions(target: str, path: str | None, versions_prefix: str | None, endpoin
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(endpoint, config, state_dir)
     layout = Layout(prefix)
-    with open_client(conn, state_dir) as client:
+    with open_client(conn, state_dir, network=network_settings(config, **network)) as client:
         store = KS3Store(client, where.bucket, where.prefix)
         area = list_area(store, layout)
         if path is None:

@@ -77,12 +77,13 @@ def list_area(store: Store, layout: Layout) -> AreaListing:
     return area
 
 
-def read_manifest(store: Store, layout: Layout, stamp: str) -> Manifest:
-    """Fetch and check one manifest (ManifestError, or the store's errors)."""
+def read_manifest(store: Store, layout: Layout, stamp: str, listed_size: int | None = None) -> Manifest:
+    """Fetch and check one manifest (ManifestError, or the store's errors); ``listed_size`` bounds the
+    body the server may send."""
     path = layout.manifest_path(stamp)
     chunks: list[bytes] = []
     size = 0
-    with store.open(path) as reader:
+    with store.open(path, listed_size) as reader:
         if reader.meta.size > MAX_MANIFEST_BYTES:
             raise ManifestError(f"larger than {MAX_MANIFEST_BYTES} bytes")
         for chunk in reader.iter_bytes():
@@ -106,7 +107,8 @@ def load_passes(
 
     def fetch(stamp: str) -> tuple[str, Manifest | str]:
         try:
-            return stamp, read_manifest(store, area.layout, stamp)
+            listed = area.passes[stamp].manifest
+            return stamp, read_manifest(store, area.layout, stamp, listed.size if listed is not None else None)
         except ManifestError as exc:
             return stamp, f"unusable manifest: {exc}"
         except RemoteNotFound:

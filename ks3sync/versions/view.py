@@ -85,8 +85,8 @@ class PointInTimeView:
             return None
         return self._store.head(self.source(path))
 
-    def open(self, path: str) -> contextlib.AbstractContextManager[ObjectReader]:
-        return self._store.open(self.source(path))
+    def open(self, path: str, size: int | None = None) -> contextlib.AbstractContextManager[ObjectReader]:
+        return self._store.open(self.source(path), size)
 
     # A restore never writes to the bucket: everything below refuses.
 

@@ -79,13 +79,13 @@ class Sync:
 
     def restore(self, as_of: str, dest: str, *args: str, src: str | None = None, code: int = 0) -> Any:
         result = run(self.server, "restore", src or self.target, str(self.tmp / dest), "--as-of", as_of,
-                     "--endpoint", self.server.endpoint, "--state-db", str(self.tmp / f"{dest}.db"),
+                     "--endpoint", self.server.endpoint, "--state-db", str(self.tmp / f"{dest}.db"), "--no-proxy",
                      *[a for a in self.common if a.startswith("--encrypt") or a.endswith(".key")], *args)
         assert result.exit_code == code, result.stderr
         return result
 
     def passes(self) -> list[dict[str, Any]]:
-        result = run(self.server, "versions", self.target, "--endpoint", self.server.endpoint, "--json")
+        result = run(self.server, "versions", self.target, "--endpoint", self.server.endpoint, "--json", "--no-proxy")
         assert result.exit_code == 0, result.stderr
         return json.loads(result.stdout)["passes"]
 
@@ -244,7 +244,7 @@ def test_retention_deletes_exactly_what_expired_versions_first_and_moves_old_one
     sync = Sync(local_server, bucket, tmp_path)
     write(sync.src, {"a.txt": b"a1", "b.txt": b"b1"})
     sync.mirror()
-    common = [f"ks3://{bucket}/docs/", "--endpoint", local_server.endpoint]
+    common = [f"ks3://{bucket}/docs/", "--endpoint", local_server.endpoint, "--no-proxy"]
     with client_for(local_server) as client:
         p40 = craft_pass(client, bucket, 40, ["a.txt", "b.txt"], manifest=True)
         p20 = craft_pass(client, bucket, 20, ["a.txt"], manifest=False)
