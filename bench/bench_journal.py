@@ -74,10 +74,18 @@ def main() -> None:
             t.join()
     timed(f"checkpoint.synced from 8 threads, {n:,} calls total", n, threaded)
 
+    from sqlalchemy import bindparam, update
+
+    from ks3sync.journal.schema import syncs
+    from ks3sync.journal.sql import Prepared, dbapi
+
+    one_update = Prepared(update(syncs).where(syncs.c.id == bindparam("row")).values(options_hash=bindparam("h")),
+                          "h", "row")
+
     def one_row(durable: bool) -> None:
         for i in range(n):
             with j._write(durable=durable) as db:
-                db.execute("UPDATE syncs SET options_hash = ? WHERE id = ?", (str(i), sid))
+                one_update.run(dbapi(db), (str(i), sid))
     timed(f"same one-row commit x{n:,}, synchronous=NORMAL", n, lambda: one_row(False))
     timed(f"same one-row commit x{n:,}, synchronous=FULL", n, lambda: one_row(True))
 

@@ -5,7 +5,8 @@ generated once and remembered in a 0600 file), opening a client/store, and mappi
 Exit codes: 0 all done; 1 some entries failed or the run stopped; 2 usage or configuration error
 (one line, no traceback). Secrets never reach a message.
 
-Imports stay inside functions: `ks3sync --help` and a no-op mirror must not pay for the local server, yaml, SQLAlchemy.
+Imports stay inside functions: `ks3sync --help` must not pay for the local server, yaml or SQLAlchemy,
+nor a no-op mirror for the local server or yaml (it does need SQLAlchemy: the journal, D16).
 """
 
 from __future__ import annotations

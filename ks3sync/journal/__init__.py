@@ -2,8 +2,9 @@
 
 Public surface: :class:`Journal` (open, syncs, synced entries, the change queue, status),
 :class:`JournalCheckpoint` (the durable ``model.Checkpoint``), the queue's value types and
-:class:`JournalError`. Must not import the store, the transfer engine, the planner, the CLI or httpx;
-SQLAlchemy only when a file is created or migrated (``migrations.py``).
+:class:`JournalError`. Built on SQLAlchemy Core (``schema.py`` is the schema's one definition; Alembic
+only to migrate an older file). Must not import the store, the transfer engine, the planner, the CLI or
+httpx.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -1,34 +1,60 @@
-"""Opening the SQLite file: sanity checks, per-connection settings, the reader pool, error mapping.
+"""Opening the SQLite file through one SQLAlchemy ``Engine``: sanity checks, the pool, the
+connection and transaction rules as engine events, error mapping.
 
-Settings and why (see docs/journal.md, "Durability"):
-- WAL: readers (``status``, the planner's bulk read) never block the writer and vice versa.
-- ``synchronous`` is chosen per write transaction by the journal's writer: NORMAL by default (in WAL
-  mode a commit survives a killed process; only an OS crash or power cut can roll back the last
-  transactions), FULL for write-ahead records whose loss the rest of the system could not recover from
-  cheaply (the change queue, multipart upload ids).
-- We issue ``BEGIN`` ourselves (pysqlite's implicit transactions are switched off) so that writers take
-  the write lock up front with ``BEGIN IMMEDIATE`` and never fail half-way on a lock upgrade.
-- ``busy_timeout``: another process (a second ks3sync on the same journal) waits instead of failing.
+Rules and why (see docs/journal.md, "Durability" and "Concurrency"):
+- WAL (persistent in the file, switched on once at open): readers (``status``, the planner's bulk
+  read) never block the writer and vice versa.
+- ``connect`` event: ``foreign_keys`` on, ``busy_timeout`` (another process on the same journal waits
+  instead of failing), and pysqlite's implicit transactions off: the ``begin`` event issues them.
+- ``begin`` event: a connection whose execution options carry ``SYNCHRONOUS`` is the writer; it
+  takes the write lock up front with ``BEGIN IMMEDIATE`` (never a failed lock upgrade half-way) after
+  setting ``PRAGMA synchronous`` to the transaction's level when it differs from the connection's:
+  NORMAL by default (in WAL mode a commit survives a killed process; only an OS crash or power cut can
+  roll back the last transactions), FULL for write-ahead records whose loss the rest of the system
+  could not recover from cheaply (the change queue, multipart upload ids, migrations). Any other
+  connection is a reader: plain ``BEGIN``, one snapshot for the whole lease.
+- The pool (``QueuePool``): the writer holds one connection for the journal's life; readers lease the
+  others (``Readers``: 8 kept idle, at most 40 open; a caller that finds all leased waits 60 s and
+  then gets a ``JournalError``, a leak or a stuck reader).
 
-Only the standard library: opening an up-to-date journal must not pay for SQLAlchemy (~0.15 s of
-imports, a large part of a no-change mirror's run time); only creating or migrating the schema
-(``migrations.py``) loads it. Imports nothing else from ks3sync but the journal's errors.
+Imports: SQLAlchemy, the standard library, the journal's errors.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import QueuePool
 
 from ks3sync.journal.errors import JournalError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Bounds of the reader pool: ``keep`` idle, at most ``limit`` open, ``wait_s`` for a free one."""
+
+    keep: int = 8
+    limit: int = 40
+    wait_s: float = 60.0
+
+
+DEFAULT_READERS = Readers()
+
+# The execution option that makes a connection the writer; its value is the transaction's
+# ``PRAGMA synchronous`` ("FULL" or "NORMAL"). Also the key, in the pooled connection's ``info``,
+# of the level last set on it (a per-connection setting: issued only when it changes).
+SYNCHRONOUS = "ks3sync_synchronous"
 
 
 def check_file(path: Path) -> None:
@@ -50,97 +76,58 @@ def check_file(path: Path) -> None:
         raise JournalError(f"{path}: not a ks3sync journal (the file is not an SQLite database)")
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection with the journal's settings; transactions are the caller's (``BEGIN`` ...)."""
-    # str(path), not a URI: any file name works, including '?' and '%'.
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
-                           isolation_level=None)
+def journal_engine(path: Path, readers: Readers = DEFAULT_READERS) -> Engine:
+    """The engine of one journal file: the writer's connection plus the readers'."""
+
+    def creator() -> sqlite3.Connection:
+        # str(path), not a URI: any file name works, including '?' and '%'.
+        return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                               isolation_level=None)
+
+    engine = create_engine("sqlite+pysqlite://", creator=creator, poolclass=QueuePool,
+                           pool_size=readers.keep + 1, max_overflow=readers.limit - readers.keep,
+                           pool_timeout=readers.wait_s)
+    event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
+    return engine
+
+
+def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # transactions are begun by _on_begin, not by pysqlite
+    dbapi_conn.execute("PRAGMA foreign_keys = ON")
+    dbapi_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+def _on_begin(conn: Connection) -> None:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    level = conn.get_execution_options().get(SYNCHRONOUS)
+    if level is None:
+        raw.execute("BEGIN")
+        return
+    info = conn.connection.info
+    if info.get(SYNCHRONOUS) != level:
+        raw.execute(f"PRAGMA synchronous = {level}")
+        info[SYNCHRONOUS] = level
+    raw.execute("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def read_lease(engine: Engine, path: Path, readers: Readers, closed: Callable[[], bool]) -> Iterator[Connection]:
+    """A pooled reader inside one read transaction, given back (the snapshot ended) however the block
+    ends; closed instead of pooled when ``closed()`` says the journal closed meanwhile."""
     try:
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    except sqlite3.Error:
-        conn.close()
-        raise
-    return conn
-
-
-class ReaderPool:
-    """Read connections for any thread: at most ``limit`` open at once, ``keep`` of them kept idle.
-
-    Each lease runs in one read transaction (``BEGIN`` ... ``ROLLBACK``), so a method that issues several
-    statements sees one snapshot, and WAL lets it run beside the writer. A caller that finds every
-    connection leased waits up to ``wait_s`` (a leak or a stuck reader), then gets a ``JournalError``."""
-
-    def __init__(self, path: Path, *, keep: int = 8, limit: int = 40, wait_s: float = 60.0) -> None:
-        self._path = path
-        self._keep = keep
-        self._limit = limit
-        self._wait_s = wait_s
-        self._idle: list[sqlite3.Connection] = []
-        self._open = 0  # idle + leased
-        self._closed = False
-        self._cond = threading.Condition(threading.Lock())
-
-    @contextmanager
-    def lease(self) -> Iterator[sqlite3.Connection]:
-        """A connection inside a read transaction; returned to the pool however the block ends."""
-        conn = self._take()
-        try:
-            conn.execute("BEGIN")
-            yield conn
-        finally:
-            self._give_back(conn)
-
-    def _take(self) -> sqlite3.Connection:
-        deadline = time.monotonic() + self._wait_s
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise JournalError(f"{self._path}: the journal is closed")
-                if self._idle:
-                    return self._idle.pop()
-                if self._open < self._limit:
-                    self._open += 1
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise JournalError(f"{self._path}: all {self._limit} journal read connections stayed "
-                                       f"busy for {self._wait_s:.0f} s")
-                self._cond.wait(left)
-        try:
-            return connect(self._path)  # outside the pool's lock: opening a file may block
-        except BaseException:
-            with self._cond:
-                self._open -= 1
-                self._cond.notify()
-            raise
-
-    def _give_back(self, conn: sqlite3.Connection) -> None:
-        try:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")  # readers change nothing; this only ends the snapshot
-            keep = True
-        except sqlite3.Error:
-            keep = False  # a connection that cannot even roll back is not worth reusing
-        with self._cond:
-            pooled = keep and not self._closed and len(self._idle) < self._keep
-            if pooled:
-                self._idle.append(conn)
-            else:
-                self._open -= 1
-            self._cond.notify()
-        if not pooled:
-            conn.close()
-
-    def close(self) -> None:
-        """Close the idle connections now; leased ones close when they come back."""
-        with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._open -= len(idle)
-            self._cond.notify_all()
-        for conn in idle:
-            conn.close()
+        conn = engine.connect()
+    except sa_exc.TimeoutError as exc:
+        raise JournalError(f"{path}: all {readers.limit} journal read connections stayed busy for "
+                           f"{readers.wait_s:.0f} s") from exc
+    try:
+        conn.begin()
+        yield conn
+    finally:
+        if closed():
+            conn.invalidate()  # the journal closed while this reader was out: close it, do not pool it
+        conn.close()  # rolls the read transaction back and returns the connection
 
 
 def restrict_permissions(path: Path) -> None:
@@ -152,10 +139,20 @@ def restrict_permissions(path: Path) -> None:
         return
 
 
-def as_journal_error(path: Path, exc: Exception) -> JournalError:
+def is_database_error(exc: BaseException) -> bool:
+    """SQLite's own errors, raw or wrapped by SQLAlchemy. A UnicodeDecodeError is one too: the journal
+    writes only valid text, so undecodable bytes (in a row, or in an error message quoting a damaged
+    schema) mean a damaged file."""
+    return isinstance(exc, (sqlite3.Error, sa_exc.DBAPIError, UnicodeDecodeError))
+
+
+def as_journal_error(path: Path, exc: BaseException) -> JournalError:
     """One line naming the file, from whatever SQLite said (directly, or wrapped by SQLAlchemy's
-    DBAPIError during a migration: its ``orig`` is the sqlite3 error)."""
+    DBAPIError: its ``orig`` is the sqlite3 error)."""
     orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, UnicodeDecodeError):
+        return JournalError(f"{path}: the journal is corrupted (SQLite returned bytes that are not UTF-8 text);"
+                            " move it aside to rebuild it from a scan and a listing")
     text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
     if "file is not a database" in text or "malformed" in text:
         return JournalError(f"{path}: the journal is corrupted ({text}); move it aside to rebuild it "

@@ -5,47 +5,58 @@ with which error) and from a service that is not running; the service writes the
 and with its heartbeat (``daemon/health.py`` bounds the rate). Messages arrive already one line and
 free of secrets; they are cut to ``MAX_ERROR_CHARS`` here as a last bound.
 
-Written against the raw sqlite3 connection of the journal, inside the caller's transaction (as
-``queue.py``). Imports: sqlite3 + the journal's types.
+Core statements over ``schema.py``'s tables, run with SQLAlchemy's ``execute`` on the journal's
+connection, inside the caller's transaction (a few rows every few seconds: no need to prepare them).
+Imports: SQLAlchemy, the journal's schema and types.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable
+from collections.abc import Sequence
 
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from ks3sync.journal.schema import health, service
 from ks3sync.journal.types import HealthRecord, ServiceRecord
 
 MAX_ERROR_CHARS = 1000
 
+_ONE_ROW = 1  # the service table's only id (a CHECK holds it there)
 
-def service_started(db: sqlite3.Connection, pid: int, now_ns: int) -> None:
-    db.execute("INSERT OR REPLACE INTO service (id, pid, started_ns, heartbeat_ns, stopped_ns)"
-               " VALUES (1, ?, ?, ?, NULL)", (pid, now_ns, now_ns))
+_SERVICE_STARTED = insert(service).prefix_with("OR REPLACE")
+_HEARTBEAT = update(service).where(service.c.id == _ONE_ROW, service.c.pid == bindparam("for_pid"))
+_WRITE_HEALTH = insert(health).prefix_with("OR REPLACE")
+_READ_SERVICE = select(service.c.pid, service.c.started_ns, service.c.heartbeat_ns, service.c.stopped_ns).where(
+    service.c.id == _ONE_ROW)
+_READ_HEALTH = select(health.c.sync_id, health.c.activity, health.c.reason, health.c.failing_since_ns,
+                      health.c.last_error, health.c.last_error_ns, health.c.updated_ns)
 
 
-def heartbeat(db: sqlite3.Connection, pid: int, now_ns: int, *, stopped: bool = False) -> None:
+def service_started(db: Connection, pid: int, now_ns: int) -> None:
+    db.execute(_SERVICE_STARTED, {"id": _ONE_ROW, "pid": pid, "started_ns": now_ns, "heartbeat_ns": now_ns,
+                                  "stopped_ns": None})
+
+
+def heartbeat(db: Connection, pid: int, now_ns: int, *, stopped: bool = False) -> None:
     """Refresh the row of ``pid`` (a row another process wrote since is left alone)."""
-    db.execute("UPDATE service SET heartbeat_ns = ?, stopped_ns = ? WHERE id = 1 AND pid = ?",
-               (now_ns, now_ns if stopped else None, pid))
+    db.execute(_HEARTBEAT, {"for_pid": pid, "heartbeat_ns": now_ns, "stopped_ns": now_ns if stopped else None})
 
 
-def write_health(db: sqlite3.Connection, records: Iterable[HealthRecord]) -> None:
-    db.executemany(
-        "INSERT OR REPLACE INTO health (sync_id, activity, reason, failing_since_ns, last_error, last_error_ns,"
-        " updated_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(r.sync_id, r.activity, r.reason, r.failing_since_ns,
-          None if r.last_error is None else r.last_error[:MAX_ERROR_CHARS], r.last_error_ns, r.updated_ns)
-         for r in records],
-    )
+def write_health(db: Connection, records: Sequence[HealthRecord]) -> None:
+    if not records:
+        return
+    db.execute(_WRITE_HEALTH, [
+        {"sync_id": r.sync_id, "activity": r.activity, "reason": r.reason, "failing_since_ns": r.failing_since_ns,
+         "last_error": None if r.last_error is None else r.last_error[:MAX_ERROR_CHARS],
+         "last_error_ns": r.last_error_ns, "updated_ns": r.updated_ns}
+        for r in records
+    ])
 
 
-def read_service(db: sqlite3.Connection) -> ServiceRecord | None:
-    row = db.execute("SELECT pid, started_ns, heartbeat_ns, stopped_ns FROM service WHERE id = 1").fetchone()
+def read_service(db: Connection) -> ServiceRecord | None:
+    row = db.execute(_READ_SERVICE).first()
     return None if row is None else ServiceRecord(*row)
 
 
-def read_health(db: sqlite3.Connection) -> dict[int, HealthRecord]:
-    rows = db.execute("SELECT sync_id, activity, reason, failing_since_ns, last_error, last_error_ns, updated_ns"
-                      " FROM health").fetchall()
-    return {r[0]: HealthRecord(*r) for r in rows}
+def read_health(db: Connection) -> dict[int, HealthRecord]:
+    return {r[0]: HealthRecord(*r) for r in db.execute(_READ_HEALTH)}

@@ -3,23 +3,23 @@ multipart uploads are in flight, in one SQLite file.
 
 Concurrency: one writer connection behind one lock (SQLite allows a single writer anyway; taking the
 lock in Python keeps transfer threads from spinning on SQLITE_BUSY), and a pool of reader connections
-that WAL lets run beside the writer. Every public method is safe to call from any thread.
+that WAL lets run beside the writer, all from one SQLAlchemy engine per journal (``connection.py``,
+whose events carry the durability rules). Every public method is safe to call from any thread.
 
-SQL text on the standard library's sqlite3 (tables and columns as ``schema.py`` describes them): a
-no-change mirror is mostly start-up, and SQLAlchemy's import alone cost ~0.15 s of it. SQLAlchemy is
-loaded only to create or migrate the file (``migrations.upgrade``).
+Statements are SQLAlchemy Core constructs over ``schema.py``'s tables, built once at module level;
+how each is run (SQLAlchemy's execute, or compiled once and run on the DBAPI cursor where it runs
+per file or per change) is ``sql.py``'s subject.
 
-Owns: opening/migrating the file, syncs, synced entries, the change queue (rules in ``queue.py``),
-multipart checkpoints (``checkpoint.py``), pass history and status, the service's liveness and each
-sync's health (``health.py``). Must not import: the store, the
-transfer engine, the planner, the CLI, httpx.
+Owns: opening/creating/migrating the file, syncs, synced entries, the change queue (rules in
+``queue.py``), multipart checkpoints (``checkpoint.py``), pass history and status, the service's
+liveness and each sync's health (``health.py``). Must not import: the store, the transfer engine, the
+planner, the CLI, httpx.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import sqlite3
 import sys
 import threading
 import time
@@ -29,13 +29,43 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    Integer,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+
 from ks3sync.journal.checkpoint import JournalCheckpoint, delete_entries, read_uploads, write_entries
-from ks3sync.journal.connection import ReaderPool, as_journal_error, check_file, connect, restrict_permissions
+from ks3sync.journal.connection import (
+    DEFAULT_READERS,
+    SYNCHRONOUS,
+    Readers,
+    as_journal_error,
+    check_file,
+    is_database_error,
+    journal_engine,
+    read_lease,
+    restrict_permissions,
+)
 from ks3sync.journal.errors import JournalError
+from ks3sync.journal.schema import changes, entries, errors, parts, passes, syncs, uploads
+from ks3sync.journal.sql import Prepared, dbapi
 from ks3sync.journal.version import SCHEMA_VERSION, refuse_unknown
 from ks3sync.model import Direction, FileIdentity, PassSummary, SyncedEntry, UploadRecord
 
 if TYPE_CHECKING:
+    from sqlalchemy import Select, Table
+
     from ks3sync.journal.types import (
         Change,
         HealthRecord,
@@ -56,12 +86,110 @@ KEEP_ERRORS = 100
 
 Clock = Callable[[], int]
 
-_ENTRY_SELECT = ("SELECT path, size, mtime_ns, inode, ctime_ns, md5, remote_etag, remote_size, encrypted,"
-                 " synced_at_ns FROM entries")
+# --------------------------------------------------------------------------------------------------
+# Statements (Core constructs; SQLAlchemy compiles each once and caches it)
+
+_ENTRY_COLUMNS = (entries.c.path, entries.c.size, entries.c.mtime_ns, entries.c.inode, entries.c.ctime_ns,
+                  entries.c.md5, entries.c.remote_etag, entries.c.remote_size, entries.c.encrypted,
+                  entries.c.synced_at_ns)
+_SYNC_ID: BindParameter[int] = bindparam("sync_id", type_=Integer)
+_ENTRIES_OF_SYNC = select(*_ENTRY_COLUMNS).where(entries.c.sync_id == _SYNC_ID)
+_ENTRIES_IN_PATH_ORDER = _ENTRIES_OF_SYNC.order_by(entries.c.path)
+_ENTRIES_OF_PATHS = _ENTRIES_OF_SYNC.where(entries.c.path.in_(bindparam("paths", expanding=True)))
+_PATHS_OF_SYNC = select(entries.c.path).where(entries.c.sync_id == _SYNC_ID).order_by(entries.c.path)
+_PATHS_IN_RANGE = _PATHS_OF_SYNC.where(entries.c.path >= bindparam("low"), entries.c.path < bindparam("high"))
+_COUNT_UP_TO = select(func.count()).select_from(
+    select(literal_column("1")).where(entries.c.sync_id == _SYNC_ID).limit(bindparam("at_most")).subquery())
+
+_SYNC_BY_NAME = select(syncs.c.id, syncs.c.source, syncs.c.bucket, syncs.c.prefix).where(
+    syncs.c.name == bindparam("name"))
+_INSERT_SYNC = insert(syncs)
+_UPDATE_SYNC = update(syncs).where(syncs.c.id == _SYNC_ID)
+_DROP_ENTRIES = delete(entries).where(entries.c.sync_id == _SYNC_ID)
+_DROP_PENDING = delete(changes).where(changes.c.sync_id == _SYNC_ID, changes.c.claimed == 0)
+_ALL_SYNCS = select(syncs.c.id, syncs.c.name, syncs.c.source, syncs.c.bucket, syncs.c.prefix,
+                    syncs.c.options_hash).order_by(syncs.c.name)
+_REMOVE_SYNC = delete(syncs).where(syncs.c.id == _SYNC_ID)
+# A sync named the way an older ks3sync named it (a prefix of the name) that holds the same pair of trees;
+# the most recently active first (its last pass, then the newest row).
+_FORMER_SYNCS = (
+    select(syncs.c.id)
+    .where(func.substr(syncs.c.name, 1, func.length(bindparam("former"))) == bindparam("former"),
+           syncs.c.source == bindparam("source"), syncs.c.bucket == bindparam("bucket"),
+           syncs.c.prefix == bindparam("prefix"))
+    .order_by(select(func.max(passes.c.finished_ns)).where(passes.c.sync_id == syncs.c.id)
+              .scalar_subquery().desc().nulls_last(), syncs.c.id.desc())
+    .limit(1)
+)
+
+_INSERT_PASS = insert(passes)
+_INSERT_ERROR = Prepared(insert(errors).values(sync_id=bindparam("e_sync"), path=bindparam("e_path"),
+                                               message=bindparam("e_message"), at_ns=bindparam("e_at")),
+                         "e_sync", "e_path", "e_message", "e_at")
 
 
-def _entry_from_row(r: tuple[Any, ...]) -> SyncedEntry:
-    size, md5, etag, remote_size = r[1], r[5], r[6], r[7]
+def _pending_filter() -> Any:
+    return (changes.c.claimed == 0) & (changes.c.parked == 0)
+
+
+_QUEUE_COUNTS = select(
+    func.count().filter(_pending_filter()),
+    func.count().filter(changes.c.parked == 1),
+    func.count().filter(changes.c.claimed == 1),
+).where(changes.c.sync_id == _SYNC_ID)
+_QUEUE_STATS = _QUEUE_COUNTS.add_columns(func.min(changes.c.due_ns).filter(_pending_filter()))
+_SYNC_TOTALS = select(syncs.c.name, syncs.c.files_done, syncs.c.bytes_done, syncs.c.last_success_ns).where(
+    syncs.c.id == _SYNC_ID)
+_COUNT_ENTRIES = select(func.count()).select_from(entries).where(entries.c.sync_id == _SYNC_ID)
+_COUNT_UPLOADS = select(func.count()).select_from(uploads).where(uploads.c.sync_id == _SYNC_ID)
+_PASS_COLUMNS = (passes.c.started_ns, passes.c.finished_ns, passes.c.direction, passes.c.uploaded, passes.c.copied,
+                 passes.c.deleted, passes.c.downloaded, passes.c.adopted, passes.c.skipped, passes.c.failed,
+                 passes.c.bytes_sent, passes.c.bytes_received, passes.c.refused_deletes, passes.c.error)
+_LAST_PASS = (select(*_PASS_COLUMNS).where(passes.c.sync_id == _SYNC_ID)
+              .order_by(passes.c.finished_ns.desc(), passes.c.id.desc()).limit(1))
+_RECENT_ERRORS = (select(errors.c.path, errors.c.message, errors.c.at_ns).where(errors.c.sync_id == _SYNC_ID)
+                  .order_by(errors.c.at_ns.desc(), errors.c.id.desc()).limit(bindparam("n")))
+
+
+def _pruning(table: Table) -> tuple[Prepared, Prepared]:
+    """(the id of the newest row past ``keep``, delete up to that id) for ``passes`` or ``errors``."""
+    cutoff = Prepared(select(table.c.id).where(table.c.sync_id == bindparam("p_sync"))
+                      .order_by(table.c.id.desc()).limit(literal_column("1")).offset(bindparam("p_keep")), "p_sync", "p_keep")
+    drop = Prepared(delete(table).where(table.c.sync_id == bindparam("p_sync"), table.c.id <= bindparam("p_id")),
+                    "p_sync", "p_id")
+    return cutoff, drop
+
+
+_PRUNE = {"passes": _pruning(passes), "errors": _pruning(errors)}
+
+
+def _integrity_checks() -> dict[str, Select[Any]]:
+    def count(table: Table, *where: Any) -> Select[Any]:
+        return select(func.count()).select_from(table).where(*where)
+
+    def bad_path(table: Table) -> Any:
+        return or_(table.c.path == "", table.c.path.startswith("/", autoescape=True))
+
+    pending_dupes = (select(literal_column("1")).where(changes.c.claimed == 0)
+                     .group_by(changes.c.sync_id, changes.c.path).having(func.count() > 1).subquery())
+    return {
+        "parts whose upload is gone": count(parts, parts.c.upload_row.not_in(select(uploads.c.id))),
+        "moves without a source path / other changes with one":
+            count(changes, (changes.c.kind == "move") != changes.c.src_path.is_not(None)),
+        "paths with more than one pending change": select(func.count()).select_from(pending_dupes),
+        "entries with a malformed MD5":
+            count(entries, or_(func.length(entries.c.md5) != 32, entries.c.md5.op("GLOB")("*[^0-9a-f]*"))),
+        "entries with negative sizes": count(entries, or_(entries.c.size < 0, entries.c.remote_size < 0)),
+        "absolute or empty paths":
+            select(count(entries, bad_path(entries)).scalar_subquery()
+                   + count(changes, bad_path(changes)).scalar_subquery()),
+        "parts numbered outside 1..10000":
+            count(parts, or_(parts.c.part_number < 1, parts.c.part_number > 10000)),
+    }
+
+
+def _entry_from_row(r: Any) -> SyncedEntry:
+    path, size, mtime_ns, inode, ctime_ns, md5, etag, remote_size, encrypted, synced_at_ns = r
     # SQLite hands out a new object per column: share the equal ones (a plain object's ETag is its MD5,
     # and its remote size is the file's size), ~110 bytes less per entry in a 100k-entry map. The path is
     # interned so the scan's and the listing's copies of it can be the same object too.
@@ -69,67 +197,70 @@ def _entry_from_row(r: tuple[Any, ...]) -> SyncedEntry:
         etag = md5
     if remote_size == size:
         remote_size = size
-    return SyncedEntry(sys.intern(r[0]), FileIdentity(size, r[2], r[3], r[4]), md5, etag, remote_size,
-                       bool(r[8]), r[9])
+    return SyncedEntry(sys.intern(path), FileIdentity(size, mtime_ns, inode, ctime_ns), md5, etag, remote_size,
+                       bool(encrypted), synced_at_ns)
 
 
 class Journal:
     """Open with :meth:`open`; close with :meth:`close` (or use as a context manager)."""
 
-    def __init__(self, path: Path, writer: sqlite3.Connection, clock: Clock) -> None:
+    def __init__(self, path: Path, engine: Engine, writer: Connection, readers: Readers, clock: Clock) -> None:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
-        self._writer: sqlite3.Connection | None = writer
-        self._writer_sync: str | None = None  # the writer's current PRAGMA synchronous, once we set it
-        self._readers = ReaderPool(path)
+        self._engine = engine
+        self._writer: Connection | None = writer
+        self._writer_level: str | None = None  # the writer's SYNCHRONOUS execution option, once set
+        self._readers = readers
         self._closed = False
 
     # ----------------------------------------------------------------------------------------------
     # Life cycle
 
     @classmethod
-    def open(cls, path: Path | str, *, clock: Clock = time.time_ns) -> Journal:
+    def open(cls, path: Path | str, *, clock: Clock = time.time_ns, readers: Readers = DEFAULT_READERS) -> Journal:
         """Open (creating parents and the file if needed) and migrate to ``SCHEMA_VERSION``.
 
         Raises :class:`JournalError` with one line naming ``path`` for a non-SQLite or corrupted file,
         a journal from a newer ks3sync, a foreign SQLite database, or an unwritable location."""
         path = Path(path)
         check_file(path)
+        engine = journal_engine(path, readers)
         try:
-            writer = connect(path)
-        except sqlite3.Error as exc:
+            writer = engine.connect()
+        except sa_exc.DBAPIError as exc:
+            engine.dispose()
             raise as_journal_error(path, exc) from exc
-        journal = cls(path, writer, clock)
+        journal = cls(path, engine, writer, readers, clock)
         try:
             journal._prepare(writer)
-        except sqlite3.Error as exc:
+        except Exception as exc:
             journal.close()
-            raise as_journal_error(path, exc) from exc
-        except JournalError:
-            journal.close()
+            if is_database_error(exc):
+                raise as_journal_error(path, exc) from exc
             raise
         restrict_permissions(path)
         return journal
 
-    def _prepare(self, writer: sqlite3.Connection) -> None:
+    def _prepare(self, writer: Connection) -> None:
         # Refuse foreign or newer files before changing anything in them (switching to WAL rewrites
-        # the header).
-        version = int(writer.execute("PRAGMA user_version").fetchone()[0])
-        objects = 0
-        if version == 0:
-            objects = writer.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
-                                     ).fetchone()[0]
-        refuse_unknown(self.path, version, objects)
-        mode = writer.execute("PRAGMA journal_mode = WAL").fetchone()
+        # the header). Outside any transaction: journal_mode cannot change inside one.
+        raw = dbapi(writer)
+        version = int(raw.execute("PRAGMA user_version").fetchone()[0])
+        if version >= SCHEMA_VERSION:
+            refuse_unknown(self.path, version, 0)
+        else:
+            from ks3sync.journal import migrations
+
+            refuse_unknown(self.path, version, migrations.foreign_objects(raw) if version == 0 else 0)
+        mode = raw.execute("PRAGMA journal_mode = WAL").fetchone()
         if mode is None or str(mode[0]).lower() != "wal":
             raise JournalError(f"{self.path}: cannot switch the journal to WAL mode (got {mode!r})")
         if version < SCHEMA_VERSION:
-            # Creating or migrating: the one path that loads SQLAlchemy. Versions never go down, so a
-            # file already at SCHEMA_VERSION needs no write lock to stay there.
-            from ks3sync.journal.migrations import upgrade
-
-            upgrade(self.path, refuse_unknown)
+            # Versions never go down, so a file already at SCHEMA_VERSION needs no write lock to stay
+            # there; creating or upgrading one does, and looks again once it holds the lock.
+            with self._write(durable=True) as db:
+                migrations.upgrade(db, self.path, refuse_unknown)
 
     def close(self) -> None:
         with self._lock:
@@ -139,7 +270,7 @@ class Journal:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
-            self._readers.close()
+            self._engine.dispose()  # idle readers close now; leased ones when they come back
 
     def __enter__(self) -> Journal:
         return self
@@ -152,111 +283,103 @@ class Journal:
         return f"Journal({str(self.path)!r})"
 
     @contextmanager
-    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction on the writer connection, under the writer lock: ``BEGIN IMMEDIATE``
-        (the write lock up front, never a failed lock upgrade half-way), COMMIT, or ROLLBACK on any
-        exception. FULL sync when ``durable``, NORMAL otherwise. sqlite3 errors become JournalErrors
-        naming the file; other exceptions pass through after the rollback."""
+    def _write(self, *, durable: bool = False) -> Iterator[Connection]:
+        """One write transaction on the writer connection, under the writer lock: the engine's
+        ``begin`` event takes the write lock up front (``BEGIN IMMEDIATE``) with FULL sync when
+        ``durable``, NORMAL otherwise; COMMIT, or ROLLBACK on any exception. SQLite errors (raw or
+        through SQLAlchemy) become JournalErrors naming the file; other exceptions pass through after
+        the rollback."""
         with self._lock:
             db = self._writer
             if self._closed or db is None:
                 raise JournalError(f"{self.path}: the journal is closed")
-            mode = "FULL" if durable else "NORMAL"
+            level = "FULL" if durable else "NORMAL"
+            if level != self._writer_level:  # setting an option dispatches an event: only on a change
+                db.execution_options(**{SYNCHRONOUS: level})
+                self._writer_level = level
             try:
-                if self._writer_sync != mode:  # a per-connection setting: issue it only on a change
-                    db.execute(f"PRAGMA synchronous = {mode}")
-                    self._writer_sync = mode
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise as_journal_error(self.path, exc) from exc
-            try:
-                yield db
-            except BaseException as exc:
-                self._rollback(db)
-                if isinstance(exc, sqlite3.Error):
+                with db.begin():
+                    yield db
+            except Exception as exc:
+                if is_database_error(exc):
                     raise as_journal_error(self.path, exc) from exc
                 raise
-            try:
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(db)
-                raise as_journal_error(self.path, exc) from exc
-
-    def _rollback(self, db: sqlite3.Connection) -> None:
-        if not db.in_transaction:
-            return  # SQLite already rolled back (e.g. after SQLITE_FULL)
-        try:
-            db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            # The original error is what the caller must see; this one only goes to the log.
-            log.warning("%s: rollback failed: %s", self.path, exc)
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[Connection]:
         """A pooled reader inside one read transaction (one snapshot for all its statements)."""
         if self._closed:
             raise JournalError(f"{self.path}: the journal is closed")
         try:
-            with self._readers.lease() as db:
+            with read_lease(self._engine, self.path, self._readers, lambda: self._closed) as db:
                 yield db
-        except sqlite3.Error as exc:
-            raise as_journal_error(self.path, exc) from exc
+        except Exception as exc:
+            if is_database_error(exc):
+                raise as_journal_error(self.path, exc) from exc
+            raise
 
     # ----------------------------------------------------------------------------------------------
     # Syncs
 
-    def register_sync(self, name: str, source: str, bucket: str, prefix: str, options_hash: str) -> int:
+    def register_sync(self, name: str, source: str, bucket: str, prefix: str, options_hash: str, *,
+                      formerly: str | None = None) -> int:
         """The id of the sync called ``name``, created or updated.
 
         If ``source``, ``bucket`` or ``prefix`` changed, the synced entries and pending changes describe
         another pair of trees and are dropped (a scan plus a listing rebuilds them, with Adopt instead
         of uploads). Multipart uploads in flight are kept so the caller can abort them
-        (:meth:`uploads`). ``options_hash`` is opaque to the journal: never put secrets in it."""
+        (:meth:`uploads`). ``options_hash`` is opaque to the journal: never put secrets in it.
+
+        ``formerly``: how an older ks3sync began this sync's name. When no sync is called ``name``
+        yet, the most recently active sync whose name starts so and which holds the same ``source``,
+        ``bucket`` and ``prefix`` is renamed ``name``, with its records and uploads in flight."""
+        values = {"source": source, "bucket": bucket, "prefix": prefix}
         with self._write() as db:
-            row = db.execute("SELECT id, source, bucket, prefix FROM syncs WHERE name = ?", (name,)).fetchone()
+            row = db.execute(_SYNC_BY_NAME, {"name": name}).first()
+            if row is None and formerly:
+                found = db.execute(_FORMER_SYNCS, {"former": formerly, **values}).first()
+                if found is not None:
+                    db.execute(_UPDATE_SYNC, {"sync_id": found[0], "name": name})
+                    row = db.execute(_SYNC_BY_NAME, {"name": name}).first()
             if row is None:
-                cur = db.execute(
-                    "INSERT INTO syncs (name, source, bucket, prefix, options_hash, created_at_ns)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, source, bucket, prefix, options_hash, self._clock()),
-                )
-                assert cur.lastrowid is not None
-                return int(cur.lastrowid)
+                result = db.execute(_INSERT_SYNC, {"name": name, "options_hash": options_hash,
+                                                   "created_at_ns": self._clock(), **values})
+                (sync_id,) = result.inserted_primary_key or (None,)
+                assert sync_id is not None
+                return int(sync_id)
             sync_id = int(row[0])
             if tuple(row[1:]) != (source, bucket, prefix):
-                db.execute("DELETE FROM entries WHERE sync_id = ?", (sync_id,))
-                db.execute("DELETE FROM changes WHERE sync_id = ? AND claimed = 0", (sync_id,))
-            db.execute("UPDATE syncs SET source = ?, bucket = ?, prefix = ?, options_hash = ? WHERE id = ?",
-                       (source, bucket, prefix, options_hash, sync_id))
+                db.execute(_DROP_ENTRIES, {"sync_id": sync_id})
+                db.execute(_DROP_PENDING, {"sync_id": sync_id})
+            db.execute(_UPDATE_SYNC, {"sync_id": sync_id, "options_hash": options_hash, **values})
             return sync_id
 
     def syncs(self) -> list[SyncRecord]:
         from ks3sync.journal.types import SyncRecord
 
         with self._read() as db:
-            rows = db.execute("SELECT id, name, source, bucket, prefix, options_hash FROM syncs ORDER BY name"
-                              ).fetchall()
+            rows = db.execute(_ALL_SYNCS).all()
         return [SyncRecord(*r) for r in rows]
 
     def remove_sync(self, sync_id: int) -> None:
         """Forget a sync and everything recorded for it. Abort its multipart uploads first."""
         with self._write() as db:
-            # entries, changes, uploads (and their parts), passes, errors go with it: ON DELETE CASCADE
-            db.execute("DELETE FROM syncs WHERE id = ?", (sync_id,))
+            # entries, changes, uploads (and their parts), passes, errors, health go with it: ON DELETE CASCADE
+            db.execute(_REMOVE_SYNC, {"sync_id": sync_id})
 
     # ----------------------------------------------------------------------------------------------
     # Synced entries
 
     def synced_entries(self, sync_id: int) -> dict[str, SyncedEntry]:
-        """The whole map for the planner. Reads through the raw cursor: 100k rows in well under 1 s."""
-        with self._read() as raw:
-            # Row by row (no fetchall list beside the map), with the cyclic GC paused: building 100k
-            # small objects otherwise triggers full collections that rescan everything built so far.
+        """The whole map (repair's view). Built row by row (no list of rows beside the map), with the
+        cyclic GC paused: building 100k small objects otherwise triggers full collections that rescan
+        everything built so far."""
+        with self._read() as db:
             gc_was_on = gc.isenabled()
             gc.disable()
             try:
                 found: dict[str, SyncedEntry] = {}
-                for r in raw.execute(f"{_ENTRY_SELECT} WHERE sync_id = ?", (sync_id,)):
+                for r in db.execute(_ENTRIES_OF_SYNC, {"sync_id": sync_id}):
                     entry = _entry_from_row(r)
                     found[entry.path] = entry
             finally:
@@ -266,66 +389,57 @@ class Journal:
 
     def iter_synced_entries(self, sync_id: int, *, batch: int = 2000) -> Generator[SyncedEntry, None, None]:
         """The sync's records in path order (SQLite's BINARY collation on UTF-8 text is UTF-8 byte order,
-        the order of the scan and of KS3 listings), fetched ``batch`` rows at a time: the reconcile
+        the order of the scan and of KS3 listings), streamed ``batch`` rows at a time: the reconcile
         marches them beside the scan and the listing without holding a million-row map.
 
         Holds one pooled read connection (one WAL snapshot) until exhausted or closed."""
-        with self._read() as raw:
-            cursor = raw.execute(f"{_ENTRY_SELECT} WHERE sync_id = ? ORDER BY path", (sync_id,))
+        with self._read() as db:
+            result = db.execute(_ENTRIES_IN_PATH_ORDER, {"sync_id": sync_id},
+                                execution_options={"yield_per": batch})
             try:
-                while rows := cursor.fetchmany(batch):
+                for rows in result.partitions():
                     for r in rows:
                         yield _entry_from_row(r)
-            except sqlite3.Error as exc:
-                raise as_journal_error(self.path, exc) from exc
             finally:
-                cursor.close()
+                result.close()
 
     def synced_count(self, sync_id: int, *, at_most: int) -> int:
         """How many records the sync has, counting no further than ``at_most`` (a bounded index range,
         however large the sync)."""
-        with self._read() as raw:
-            row = raw.execute("SELECT count(*) FROM (SELECT 1 FROM entries WHERE sync_id = ? LIMIT ?)",
-                              (sync_id, at_most)).fetchone()
-        return int(row[0])
+        with self._read() as db:
+            return int(db.execute(_COUNT_UP_TO, {"sync_id": sync_id, "at_most": at_most}).scalar_one())
 
     def synced_for(self, sync_id: int, paths: Iterable[str]) -> dict[str, SyncedEntry]:
         """Point lookups: the records of ``paths`` that exist (the service's per-batch view; it must not
         load a million-row map for every batch)."""
         wanted = list(dict.fromkeys(paths))
         found: dict[str, SyncedEntry] = {}
-        with self._read() as raw:
+        with self._read() as db:
             for start in range(0, len(wanted), 500):  # below SQLite's bound-parameter limit
-                chunk = wanted[start:start + 500]
-                marks = ", ".join("?" * len(chunk))
-                rows = raw.execute(f"{_ENTRY_SELECT} WHERE sync_id = ? AND path IN ({marks})",
-                                   (sync_id, *chunk)).fetchall()
+                rows = db.execute(_ENTRIES_OF_PATHS, {"sync_id": sync_id, "paths": wanted[start:start + 500]})
                 found.update((r[0], _entry_from_row(r)) for r in rows)
         return found
 
     def synced_paths_under(self, sync_id: int, prefix: str) -> list[str]:
         """Recorded paths starting with ``prefix`` (e.g. ``"dir/"`` for a moved or deleted folder), in
         key order; a range scan of the primary key, not a table scan."""
-        with self._read() as raw:
+        with self._read() as db:
             if not prefix:
-                rows = raw.execute("SELECT path FROM entries WHERE sync_id = ? ORDER BY path", (sync_id,))
+                rows = db.execute(_PATHS_OF_SYNC, {"sync_id": sync_id})
             else:
                 upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the first string after every prefix+...
-                rows = raw.execute(
-                    "SELECT path FROM entries WHERE sync_id = ? AND path >= ? AND path < ? ORDER BY path",
-                    (sync_id, prefix, upper),
-                )
-            return [r[0] for r in rows.fetchall()]
+                rows = db.execute(_PATHS_IN_RANGE, {"sync_id": sync_id, "low": prefix, "high": upper})
+            return list(rows.scalars())
 
     def record_synced(self, sync_id: int, batch: Iterable[SyncedEntry]) -> int:
         """Record many confirmed entries in one transaction."""
         with self._write() as db:
-            return write_entries(db, sync_id, batch)
+            return write_entries(dbapi(db), sync_id, batch)
 
     def remove_entries(self, sync_id: int, paths: Sequence[str]) -> None:
         if paths:
             with self._write() as db:
-                delete_entries(db, sync_id, paths)
+                delete_entries(dbapi(db), sync_id, paths)
 
     def checkpoint(self, sync_id: int) -> JournalCheckpoint:
         return JournalCheckpoint(self, sync_id)
@@ -333,9 +447,7 @@ class Journal:
     def uploads(self, sync_id: int | None = None) -> list[UploadRecord]:
         """Multipart uploads in flight (of one sync, or all), with their parts."""
         with self._read() as db:
-            if sync_id is None:
-                return read_uploads(db, "", ())
-            return read_uploads(db, "WHERE sync_id = ?", (sync_id,))
+            return read_uploads(db, sync_id=sync_id)
 
     # ----------------------------------------------------------------------------------------------
     # The change queue (write-ahead: FULL sync, an event is on disk before it is acted on)
@@ -346,7 +458,7 @@ class Journal:
         from ks3sync.journal import queue
 
         with self._write(durable=True) as db:
-            queue.enqueue(db, sync_id, batch)
+            queue.enqueue(dbapi(db), sync_id, batch)
 
     def due(self, sync_id: int, now_ns: int, limit: int, *, claim: bool = True) -> list[QueuedChange]:
         """Up to ``limit`` changes that may run now, claimed (in flight) unless ``claim=False``.
@@ -357,21 +469,21 @@ class Journal:
         from ks3sync.journal import queue
 
         with self._write() as db:
-            return queue.due_changes(db, sync_id, now_ns, limit, claim=claim)
+            return queue.due_changes(dbapi(db), sync_id, now_ns, limit, claim=claim)
 
     def pending(self, sync_id: int) -> list[QueuedChange]:
         """Every queued row (claimed or not, parked or not), oldest first."""
         from ks3sync.journal import queue
 
         with self._read() as db:
-            return queue.all_changes(db, sync_id)
+            return queue.all_changes(dbapi(db), sync_id)
 
     def done(self, change_ids: Sequence[int]) -> None:
         if change_ids:
             from ks3sync.journal import queue
 
             with self._write() as db:
-                queue.mark_done(db, list(change_ids))
+                queue.mark_done(dbapi(db), list(change_ids))
 
     def failed(self, change_id: int, error: str, retry_at_ns: int, park: bool) -> None:
         """Count an attempt, keep the error (also in the sync's recent errors), retry at
@@ -379,53 +491,53 @@ class Journal:
         from ks3sync.journal import queue
 
         with self._write() as db:
-            row = queue.mark_failed(db, change_id, error, retry_at_ns, park)
+            raw = dbapi(db)
+            row = queue.mark_failed(raw, change_id, error, retry_at_ns, park)
             if row is not None:
-                self._add_error(db, row.sync_id, row.path, error)
+                self._add_error(raw, row.sync_id, row.path, error)
 
     def release_claims(self, sync_id: int) -> int:
         """At service start: rows claimed by a previous (dead) process become pending again."""
         from ks3sync.journal import queue
 
         with self._write(durable=True) as db:
-            return queue.release_claims(db, sync_id)
+            return queue.release_claims(dbapi(db), sync_id)
 
     def unpark(self, sync_id: int) -> int:
         from ks3sync.journal import queue
 
         with self._write() as db:
-            return queue.unpark(db, sync_id, self._clock())
+            return queue.unpark(dbapi(db), sync_id, self._clock())
 
     # ----------------------------------------------------------------------------------------------
     # History and status
 
     def record_pass(self, sync_id: int, summary: PassSummary) -> None:
         with self._write() as db:
-            db.execute(
-                "INSERT INTO passes (sync_id, direction, started_ns, finished_ns, uploaded, copied, deleted,"
-                " downloaded, adopted, skipped, failed, bytes_sent, bytes_received, refused_deletes, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (sync_id, summary.direction.value, summary.started_ns, summary.finished_ns, summary.uploaded,
-                 summary.copied, summary.deleted, summary.downloaded, summary.adopted, summary.skipped,
-                 summary.failed, summary.bytes_sent, summary.bytes_received, summary.refused_deletes,
-                 None if summary.error is None else " ".join(summary.error.split())[:1000]),
-            )
+            db.execute(_INSERT_PASS, {
+                "sync_id": sync_id, "direction": summary.direction.value, "started_ns": summary.started_ns,
+                "finished_ns": summary.finished_ns, "uploaded": summary.uploaded, "copied": summary.copied,
+                "deleted": summary.deleted, "downloaded": summary.downloaded, "adopted": summary.adopted,
+                "skipped": summary.skipped, "failed": summary.failed, "bytes_sent": summary.bytes_sent,
+                "bytes_received": summary.bytes_received, "refused_deletes": summary.refused_deletes,
+                "error": None if summary.error is None else " ".join(summary.error.split())[:1000],
+            })
             files = summary.uploaded + summary.copied + summary.downloaded + summary.deleted
-            totals = "files_done = files_done + ?, bytes_done = bytes_done + ?"
-            params: tuple[int, ...] = (files, summary.bytes_sent + summary.bytes_received)
+            totals: dict[str, Any] = {
+                "files_done": syncs.c.files_done + files,
+                "bytes_done": syncs.c.bytes_done + summary.bytes_sent + summary.bytes_received,
+            }
             if summary.ok:
-                totals += ", last_success_ns = ?"
-                params += (summary.finished_ns,)
-            db.execute(f"UPDATE syncs SET {totals} WHERE id = ?", (*params, sync_id))
-            _prune(db, "passes", sync_id, KEEP_PASSES)
+                totals["last_success_ns"] = summary.finished_ns
+            db.execute(_UPDATE_SYNC.values(totals), {"sync_id": sync_id})
+            _prune(dbapi(db), "passes", sync_id, KEEP_PASSES)
 
     def record_error(self, sync_id: int, path: str | None, message: str) -> None:
         with self._write() as db:
-            self._add_error(db, sync_id, path, message)
+            self._add_error(dbapi(db), sync_id, path, message)
 
-    def _add_error(self, db: sqlite3.Connection, sync_id: int, path: str | None, message: str) -> None:
-        db.execute("INSERT INTO errors (sync_id, path, message, at_ns) VALUES (?, ?, ?, ?)",
-                   (sync_id, path, " ".join(message.split())[:1000], self._clock()))
+    def _add_error(self, db: Any, sync_id: int, path: str | None, message: str) -> None:
+        _INSERT_ERROR.run(db, (sync_id, path, " ".join(message.split())[:1000], self._clock()))
         _prune(db, "errors", sync_id, KEEP_ERRORS)
 
     def queue_counts(self, sync_id: int) -> QueueCounts:
@@ -434,36 +546,22 @@ class Journal:
         from ks3sync.journal.types import QueueCounts
 
         with self._read() as db:
-            counts = db.execute(
-                "SELECT count(*) FILTER (WHERE claimed = 0 AND parked = 0), count(*) FILTER (WHERE parked = 1),"
-                " count(*) FILTER (WHERE claimed = 1) FROM changes WHERE sync_id = ?", (sync_id,)
-            ).fetchone()
+            counts = db.execute(_QUEUE_COUNTS, {"sync_id": sync_id}).one()
         return QueueCounts(queue_depth=counts[0], parked=counts[1], in_flight=counts[2])
 
     def stats(self, sync_id: int, *, recent_errors: int = 10) -> SyncStats:
         from ks3sync.journal.types import ErrorRecord, SyncStats
 
+        params = {"sync_id": sync_id}
         with self._read() as db:
-            sync = db.execute("SELECT name, files_done, bytes_done, last_success_ns FROM syncs WHERE id = ?",
-                              (sync_id,)).fetchone()
+            sync = db.execute(_SYNC_TOTALS, params).first()
             if sync is None:
                 raise JournalError(f"{self.path}: no sync with id {sync_id}")
-            counts = db.execute(
-                "SELECT count(*) FILTER (WHERE claimed = 0 AND parked = 0), count(*) FILTER (WHERE parked = 1),"
-                " count(*) FILTER (WHERE claimed = 1), min(due_ns) FILTER (WHERE claimed = 0 AND parked = 0)"
-                " FROM changes WHERE sync_id = ?", (sync_id,)
-            ).fetchone()
-            n_entries = db.execute("SELECT count(*) FROM entries WHERE sync_id = ?", (sync_id,)).fetchone()[0]
-            n_uploads = db.execute("SELECT count(*) FROM uploads WHERE sync_id = ?", (sync_id,)).fetchone()[0]
-            last = db.execute(
-                "SELECT started_ns, finished_ns, direction, uploaded, copied, deleted, downloaded, adopted,"
-                " skipped, failed, bytes_sent, bytes_received, refused_deletes, error FROM passes"
-                " WHERE sync_id = ? ORDER BY finished_ns DESC, id DESC LIMIT 1", (sync_id,)
-            ).fetchone()
-            errs = db.execute(
-                "SELECT path, message, at_ns FROM errors WHERE sync_id = ? ORDER BY at_ns DESC, id DESC LIMIT ?",
-                (sync_id, recent_errors),
-            ).fetchall()
+            counts = db.execute(_QUEUE_STATS, params).one()
+            n_entries = db.execute(_COUNT_ENTRIES, params).scalar_one()
+            n_uploads = db.execute(_COUNT_UPLOADS, params).scalar_one()
+            last = db.execute(_LAST_PASS, params).first()
+            errs = db.execute(_RECENT_ERRORS, {**params, "n": recent_errors}).all()
         name, files_done, bytes_done, last_success_ns = sync
         return SyncStats(
             sync_id=sync_id, name=name, queue_depth=counts[0], parked=counts[1], in_flight=counts[2],
@@ -517,40 +615,23 @@ class Journal:
         """SQLite's own check plus the journal's invariants; an empty list means healthy."""
         problems: list[str] = []
         with self._read() as db:
-            for (line,) in db.execute("PRAGMA integrity_check").fetchall():
+            raw = dbapi(db)
+            for (line,) in raw.execute("PRAGMA integrity_check").fetchall():
                 if line != "ok":
                     problems.append(f"sqlite: {line}")
-            for row in db.execute("PRAGMA foreign_key_check").fetchall():
+            for row in raw.execute("PRAGMA foreign_key_check").fetchall():
                 problems.append(f"foreign key: row {row[1]} of {row[0]} points at a missing {row[2]} row")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+            version = raw.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 problems.append(f"schema version {version}, expected {SCHEMA_VERSION}")
-            checks = {
-                "parts whose upload is gone":
-                    "SELECT count(*) FROM parts WHERE upload_row NOT IN (SELECT id FROM uploads)",
-                "moves without a source path / other changes with one":
-                    "SELECT count(*) FROM changes WHERE (kind = 'move') != (src_path IS NOT NULL)",
-                "paths with more than one pending change":
-                    "SELECT count(*) FROM (SELECT 1 FROM changes WHERE claimed = 0 "
-                    "GROUP BY sync_id, path HAVING count(*) > 1)",
-                "entries with a malformed MD5":
-                    "SELECT count(*) FROM entries WHERE length(md5) != 32 OR md5 GLOB '*[^0-9a-f]*'",
-                "entries with negative sizes":
-                    "SELECT count(*) FROM entries WHERE size < 0 OR remote_size < 0",
-                "absolute or empty paths":
-                    "SELECT (SELECT count(*) FROM entries WHERE path = '' OR path LIKE '/%')"
-                    " + (SELECT count(*) FROM changes WHERE path = '' OR path LIKE '/%')",
-                "parts numbered outside 1..10000":
-                    "SELECT count(*) FROM parts WHERE part_number < 1 OR part_number > 10000",
-            }
-            for what, sql in checks.items():
-                n = db.execute(sql).fetchone()[0]
+            for what, query in _integrity_checks().items():
+                n = db.execute(query).scalar_one()
                 if n:
                     problems.append(f"{what}: {n}")
         return problems
 
 
-def _pass_from_row(r: tuple[Any, ...]) -> PassSummary:
+def _pass_from_row(r: Any) -> PassSummary:
     (started_ns, finished_ns, direction, uploaded, copied, deleted, downloaded, adopted, skipped, failed,
      bytes_sent, bytes_received, refused_deletes, error) = r
     return PassSummary(
@@ -561,9 +642,9 @@ def _pass_from_row(r: tuple[Any, ...]) -> PassSummary:
     )
 
 
-def _prune(db: sqlite3.Connection, table: str, sync_id: int, keep: int) -> None:
-    """Keep the newest ``keep`` rows of ``table`` (``passes`` or ``errors``, a constant) for the sync."""
-    cutoff = db.execute(f"SELECT id FROM {table} WHERE sync_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-                        (sync_id, keep)).fetchone()
+def _prune(db: Any, table: str, sync_id: int, keep: int) -> None:
+    """Keep the newest ``keep`` rows of ``table`` (``passes`` or ``errors``) for the sync."""
+    find_cutoff, drop = _PRUNE[table]
+    cutoff = find_cutoff.one(db, (sync_id, keep))
     if cutoff is not None:
-        db.execute(f"DELETE FROM {table} WHERE sync_id = ? AND id <= ?", (sync_id, cutoff[0]))
+        drop.run(db, (sync_id, cutoff[0]))

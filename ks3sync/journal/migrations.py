@@ -1,105 +1,71 @@
-"""Schema history of the journal: one function per version, applied in order inside one transaction.
+"""Creating the journal's schema, and bringing an older journal to it one Alembic step at a time.
 
-The schema version lives in SQLite's ``PRAGMA user_version`` (0 = empty file), which is transactional,
-so a migration and its version bump commit together or not at all. Migrations are written as frozen DDL
-(never derived from ``schema.py``'s current tables), because a migration must keep meaning what it
-meant when it shipped. Add a version by appending a function and bumping ``version.SCHEMA_VERSION``;
-never edit an old one. ``tests/journal/test_migrations.py`` checks that a fresh database and a migrated
-v1 database end up with identical tables, columns and indexes, and that they equal what SQLAlchemy
-would create from ``schema.py``.
+- A new file (version 0, empty) gets ``schema.metadata.create_all``: the tables as ``schema.py``
+  defines them, at ``SCHEMA_VERSION``.
+- An older file runs each :class:`Step` after its version, in order. A step is Alembic's
+  ``upgrade(op)`` (``alembic.operations.Operations`` on the journal's own connection, with neither an
+  ``alembic.ini`` nor a version table: the version is SQLite's ``PRAGMA user_version``). A step is
+  frozen: it names its tables and columns itself, never through ``schema.py``, because it must keep
+  meaning what it meant when it shipped. Adding a version: append a step, bump
+  ``version.SCHEMA_VERSION``, change ``schema.py`` to match; ``tests/journal/test_migrations.py``
+  migrates a file of every older version (built from that test's own frozen copies of each version's
+  DDL), checks its data, and requires the result to equal what ``create_all`` makes. A table that
+  SQLite cannot ``ALTER`` in place is rebuilt with Alembic's ``op.batch_alter_table``.
+- Everything (steps and version bump) runs in the caller's one write transaction (``BEGIN
+  IMMEDIATE``, FULL sync): ``user_version`` is transactional, so a failed migration leaves the file
+  exactly as it was. Downgrades do not exist: a journal from a newer ks3sync is refused
+  (``version.refuse_unknown``).
 
-This is the only place the journal runs through SQLAlchemy: :func:`upgrade` is imported (and
-SQLAlchemy with it) only when a file must be created or migrated; an up-to-date journal opens on the
-standard library's sqlite3 alone. Imports: SQLAlchemy, the standard library, the journal's connection
-settings, errors and version.
+Alembic is imported only when an older file is migrated, never to open or create one. Imports:
+SQLAlchemy (Alembic in ``upgrade``), the journal's schema, statements and version.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    ForeignKey,
+    Integer,
+    Text,
+    bindparam,
+    column,
+    func,
+    not_,
+    select,
+    table,
+    text,
+)
 
-from ks3sync.journal.connection import as_journal_error, connect
+from ks3sync.journal.schema import metadata
+from ks3sync.journal.sql import Prepared, dbapi
 from ks3sync.journal.version import SCHEMA_VERSION
 
-
-def _v1(conn: Connection) -> None:
-    """The DESIGN-NOTES sketch: syncs, entries, changes (the queue), uploads, parts."""
-    for ddl in (
-        """CREATE TABLE syncs (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            source TEXT NOT NULL,
-            bucket TEXT NOT NULL,
-            prefix TEXT NOT NULL,
-            options_hash TEXT NOT NULL,
-            created_at_ns INTEGER NOT NULL
-        )""",
-        "CREATE UNIQUE INDEX ix_syncs_name ON syncs (name)",
-        """CREATE TABLE entries (
-            sync_id INTEGER NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
-            path TEXT NOT NULL,
-            size INTEGER NOT NULL,
-            mtime_ns INTEGER NOT NULL,
-            inode INTEGER NOT NULL,
-            ctime_ns INTEGER NOT NULL,
-            md5 TEXT NOT NULL,
-            remote_etag TEXT NOT NULL,
-            remote_size INTEGER NOT NULL,
-            encrypted INTEGER NOT NULL DEFAULT 0,
-            synced_at_ns INTEGER NOT NULL,
-            PRIMARY KEY (sync_id, path)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE changes (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            sync_id INTEGER NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
-            path TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('upsert', 'delete', 'move')),
-            src_path TEXT,
-            observed_ns INTEGER NOT NULL,
-            due_ns INTEGER NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            last_error TEXT,
-            parked INTEGER NOT NULL DEFAULT 0
-        )""",
-        "CREATE UNIQUE INDEX ix_changes_sync_path ON changes (sync_id, path)",
-        "CREATE INDEX ix_changes_due ON changes (sync_id, parked, due_ns)",
-        """CREATE TABLE uploads (
-            id INTEGER PRIMARY KEY,
-            sync_id INTEGER NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
-            path TEXT NOT NULL,
-            key TEXT NOT NULL,
-            upload_id TEXT NOT NULL,
-            part_size INTEGER NOT NULL,
-            size INTEGER NOT NULL,
-            mtime_ns INTEGER NOT NULL,
-            inode INTEGER NOT NULL,
-            ctime_ns INTEGER NOT NULL,
-            iv BLOB,
-            started_at_ns INTEGER NOT NULL
-        )""",
-        "CREATE UNIQUE INDEX ix_uploads_upload_id ON uploads (upload_id)",
-        "CREATE UNIQUE INDEX ix_uploads_sync_path ON uploads (sync_id, path)",
-        """CREATE TABLE parts (
-            upload_row INTEGER NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
-            part_number INTEGER NOT NULL,
-            size INTEGER NOT NULL,
-            md5 TEXT NOT NULL,
-            etag TEXT NOT NULL,
-            crc64 INTEGER,
-            chain_block BLOB,
-            PRIMARY KEY (upload_row, part_number)
-        ) WITHOUT ROWID""",
-    ):
-        conn.exec_driver_sql(ddl)
+if TYPE_CHECKING:
+    from alembic.operations import Operations
 
 
-def _v2(conn: Connection) -> None:
+@dataclass(frozen=True)
+class Step:
+    """Turns a journal at ``down_revision`` into one at ``revision``."""
+
+    revision: int
+    down_revision: int
+    upgrade: Callable[[Operations], None]
+
+
+def _sync_fk() -> ForeignKey:
+    return ForeignKey("syncs.id", ondelete="CASCADE")
+
+
+def _v2(op: Operations) -> None:
     """What ``status`` needs, and in-flight claims for the queue.
 
     - ``changes.claimed``: a row handed out by ``due()`` and not yet done/failed. The per-path unique
@@ -107,48 +73,41 @@ def _v2(conn: Connection) -> None:
       operation is in flight queues behind it instead of being merged into work already running.
     - ``passes``: one row per mirror pass / service batch; ``errors``: recent per-path failures.
     - running totals and the last success time on ``syncs``."""
-    for ddl in (
-        "ALTER TABLE changes ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0",
-        "DROP INDEX ix_changes_sync_path",
-        "CREATE UNIQUE INDEX ix_changes_pending_path ON changes (sync_id, path) WHERE claimed = 0",
-        "CREATE INDEX ix_changes_path ON changes (sync_id, path)",
-        "CREATE INDEX ix_changes_src_path ON changes (sync_id, src_path) WHERE src_path IS NOT NULL",
-        "CREATE INDEX ix_changes_claimed ON changes (sync_id) WHERE claimed = 1",
-        "ALTER TABLE syncs ADD COLUMN files_done INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE syncs ADD COLUMN bytes_done INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE syncs ADD COLUMN last_success_ns INTEGER",
-        """CREATE TABLE passes (
-            id INTEGER PRIMARY KEY,
-            sync_id INTEGER NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
-            direction TEXT NOT NULL,
-            started_ns INTEGER NOT NULL,
-            finished_ns INTEGER NOT NULL,
-            uploaded INTEGER NOT NULL,
-            copied INTEGER NOT NULL,
-            deleted INTEGER NOT NULL,
-            downloaded INTEGER NOT NULL,
-            adopted INTEGER NOT NULL,
-            skipped INTEGER NOT NULL,
-            failed INTEGER NOT NULL,
-            bytes_sent INTEGER NOT NULL,
-            bytes_received INTEGER NOT NULL,
-            refused_deletes INTEGER NOT NULL,
-            error TEXT
-        )""",
-        "CREATE INDEX ix_passes_sync_finished ON passes (sync_id, finished_ns)",
-        """CREATE TABLE errors (
-            id INTEGER PRIMARY KEY,
-            sync_id INTEGER NOT NULL REFERENCES syncs (id) ON DELETE CASCADE,
-            path TEXT,
-            message TEXT NOT NULL,
-            at_ns INTEGER NOT NULL
-        )""",
-        "CREATE INDEX ix_errors_sync_at ON errors (sync_id, at_ns)",
-    ):
-        conn.exec_driver_sql(ddl)
+    op.add_column("changes", Column("claimed", Integer, nullable=False, server_default=text("0")))
+    op.drop_index("ix_changes_sync_path", table_name="changes")
+    op.create_index("ix_changes_pending_path", "changes", ["sync_id", "path"], unique=True,
+                    sqlite_where=text("claimed = 0"))
+    op.create_index("ix_changes_path", "changes", ["sync_id", "path"])
+    op.create_index("ix_changes_src_path", "changes", ["sync_id", "src_path"], sqlite_where=text("src_path IS NOT NULL"))
+    op.create_index("ix_changes_claimed", "changes", ["sync_id"], sqlite_where=text("claimed = 1"))
+    op.add_column("syncs", Column("files_done", Integer, nullable=False, server_default=text("0")))
+    op.add_column("syncs", Column("bytes_done", Integer, nullable=False, server_default=text("0")))
+    op.add_column("syncs", Column("last_success_ns", Integer))
+    counters = ("uploaded", "copied", "deleted", "downloaded", "adopted", "skipped", "failed", "bytes_sent",
+                "bytes_received", "refused_deletes")
+    op.create_table(
+        "passes",
+        Column("id", Integer, primary_key=True),
+        Column("sync_id", Integer, _sync_fk(), nullable=False),
+        Column("direction", Text, nullable=False),
+        Column("started_ns", Integer, nullable=False),
+        Column("finished_ns", Integer, nullable=False),
+        *(Column(name, Integer, nullable=False) for name in counters),
+        Column("error", Text),
+    )
+    op.create_index("ix_passes_sync_finished", "passes", ["sync_id", "finished_ns"])
+    op.create_table(
+        "errors",
+        Column("id", Integer, primary_key=True),
+        Column("sync_id", Integer, _sync_fk(), nullable=False),
+        Column("path", Text),
+        Column("message", Text, nullable=False),
+        Column("at_ns", Integer, nullable=False),
+    )
+    op.create_index("ix_errors_sync_at", "errors", ["sync_id", "at_ns"])
 
 
-def _v3(conn: Connection) -> None:
+def _v3(op: Operations) -> None:
     """What ``status`` needs to tell ok, failing and stopped apart (before v3 this lived in a status
     file beside the journal, which is not the journal, and had no failure in it).
 
@@ -156,67 +115,76 @@ def _v3(conn: Connection) -> None:
       heartbeat (written every few seconds) and clean stop.
     - ``health``: per sync, what the service is doing (``activity``: watching, reconciling, ...) and
       whether it is failing: since when, with which error (one line, no secret)."""
-    for ddl in (
-        """CREATE TABLE service (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            pid INTEGER NOT NULL,
-            started_ns INTEGER NOT NULL,
-            heartbeat_ns INTEGER NOT NULL,
-            stopped_ns INTEGER
-        )""",
-        """CREATE TABLE health (
-            sync_id INTEGER PRIMARY KEY REFERENCES syncs (id) ON DELETE CASCADE,
-            activity TEXT NOT NULL,
-            reason TEXT,
-            failing_since_ns INTEGER,
-            last_error TEXT,
-            last_error_ns INTEGER,
-            updated_ns INTEGER NOT NULL
-        )""",
-    ):
-        conn.exec_driver_sql(ddl)
+    op.create_table(
+        "service",
+        Column("id", Integer, primary_key=True),
+        Column("pid", Integer, nullable=False),
+        Column("started_ns", Integer, nullable=False),
+        Column("heartbeat_ns", Integer, nullable=False),
+        Column("stopped_ns", Integer),
+        CheckConstraint("id = 1"),
+    )
+    op.create_table(
+        "health",
+        Column("sync_id", Integer, _sync_fk(), primary_key=True),
+        Column("activity", Text, nullable=False),
+        Column("reason", Text),
+        Column("failing_since_ns", Integer),
+        Column("last_error", Text),
+        Column("last_error_ns", Integer),
+        Column("updated_ns", Integer, nullable=False),
+    )
 
 
-# MIGRATIONS[n] turns a version n-1 database into version n.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
-assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1)), "migrations must be contiguous"
+# Version 1 (the DESIGN-NOTES sketch: syncs, entries, changes, uploads, parts) is only ever a starting
+# point now: a new file is created at the current version.
+STEPS: tuple[Step, ...] = (
+    Step(2, 1, _v2),
+    Step(3, 2, _v3),
+)
+assert [(s.down_revision, s.revision) for s in STEPS] == [(v - 1, v) for v in range(2, SCHEMA_VERSION + 1)], \
+    "steps must be contiguous up to SCHEMA_VERSION"
+
+_sqlite_master = table("sqlite_master", column("name"))
+_FOREIGN_OBJECTS = Prepared(
+    select(func.count()).select_from(_sqlite_master).where(
+        not_(_sqlite_master.c.name.like(bindparam("internal"), escape="/"))),
+    "internal",
+)
 
 
-def migrate(conn: Connection, current: int, target: int = SCHEMA_VERSION) -> list[int]:
-    """Apply migrations ``current+1 .. target`` on ``conn`` (the caller owns the transaction) and set
-    ``user_version``. Returns the versions applied."""
-    applied = []
-    for version in range(current + 1, target + 1):
-        MIGRATIONS[version](conn)
-        applied.append(version)
+def foreign_objects(raw: sqlite3.Connection) -> int:
+    """Tables, indexes, views and triggers in the file that are not SQLite's own."""
+    return int(_FOREIGN_OBJECTS.one(raw, ("sqlite/_%",))[0])
+
+
+def upgrade(db: Connection, path: Path, refuse: Callable[[Path, int, int], None]) -> list[int]:
+    """Bring the file to ``SCHEMA_VERSION`` inside the caller's write transaction. ``refuse(path,
+    version, objects)`` runs first: another process may have created or migrated the file (or a newer
+    ks3sync written it) since the caller looked. Returns the versions reached (empty if none)."""
+    raw = dbapi(db)
+    version = int(raw.execute("PRAGMA user_version").fetchone()[0])
+    refuse(path, version, foreign_objects(raw) if version == 0 else 0)
+    if version == 0:
+        metadata.create_all(db, checkfirst=False)
+        applied = [SCHEMA_VERSION]
+    else:
+        applied = migrate(db, version)
     if applied:
-        conn.exec_driver_sql(f"PRAGMA user_version = {int(target)}")
+        raw.execute(f"PRAGMA user_version = {int(applied[-1])}")
     return applied
 
 
-def upgrade(path: Path, refuse: Callable[[Path, int, int], None]) -> list[int]:
-    """Bring the file at ``path`` to ``SCHEMA_VERSION`` in one write transaction taken up front
-    (``BEGIN IMMEDIATE``) with FULL sync, on a connection of its own. ``refuse(path, version, objects)``
-    runs again inside the write lock: another process may have migrated (or a newer ks3sync written)
-    since the caller looked. Returns the versions applied; SQLite errors become one-line JournalErrors."""
-    engine = create_engine("sqlite+pysqlite://", creator=lambda: connect(path), poolclass=NullPool)
+def migrate(db: Connection, current: int, target: int = SCHEMA_VERSION) -> list[int]:
+    """Run the steps from ``current`` up to ``target`` on ``db`` (the caller owns the transaction and
+    sets ``user_version``). Returns the revisions applied."""
+    pending = [step for step in STEPS if current <= step.down_revision and step.revision <= target]
+    if not pending:
+        return []
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
 
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # the transaction is ours (see _on_begin)
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("PRAGMA synchronous = FULL")
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    try:
-        with engine.begin() as conn:
-            version = int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
-            refuse(path, version, conn.exec_driver_sql(
-                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").scalar_one())
-            return migrate(conn, version)
-    except SQLAlchemyError as exc:
-        raise as_journal_error(path, exc) from exc
-    finally:
-        engine.dispose()
+    op = Operations(MigrationContext.configure(db))
+    for step in pending:
+        step.upgrade(op)
+    return [step.revision for step in pending]

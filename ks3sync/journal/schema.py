@@ -1,8 +1,11 @@
-"""The journal's current schema as SQLAlchemy Core tables, used to build queries.
+"""The journal's schema as SQLAlchemy Core tables: its one definition.
 
-The database itself is created and evolved by ``migrations.py`` (frozen DDL per version); these
-definitions must describe the result of the latest migration, which a test checks column by column
-and index by index. See ``docs/journal.md`` for what every table and column means.
+A new journal is created from these tables (``metadata.create_all``); every statement the journal runs
+is built from them (``journal.py``, ``checkpoint.py``, ``queue.py``, ``health.py``); an older journal is
+brought here by the steps of ``migrations.py``, and a test requires each old version, migrated, to equal
+what ``create_all`` makes (columns, defaults, constraints, indexes, foreign keys). Changing a table here
+therefore needs a migration step and a ``SCHEMA_VERSION`` bump. See ``docs/journal.md`` for what every
+table and column means. Imports: SQLAlchemy only.
 """
 
 from __future__ import annotations
@@ -76,6 +79,10 @@ changes = Table(
     Index("ix_changes_path", "sync_id", "path"),
     Index("ix_changes_src_path", "sync_id", "src_path", sqlite_where=text("src_path IS NOT NULL")),
     Index("ix_changes_claimed", "sync_id", sqlite_where=text("claimed = 1")),
+    CheckConstraint("kind IN ('upsert', 'delete', 'move')"),
+    # Ids are never reused: a worker still holding the id of a row that was dropped (superseded while
+    # in flight) must not finish a newer row that got the same id.
+    sqlite_autoincrement=True,
 )
 
 uploads = Table(

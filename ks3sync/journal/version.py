@@ -1,7 +1,7 @@
 """The journal's schema version and the refusal of files this ks3sync must not touch.
 
-Separate from ``migrations.py`` so that opening an up-to-date journal needs neither the migrations nor
-SQLAlchemy. Imports: the journal's errors only.
+Separate from ``migrations.py`` so that opening an up-to-date journal does not load the migrations.
+Imports: the journal's errors only.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ks3sync.journal.errors import JournalError
 
-# Bump together with a new function in migrations.MIGRATIONS (a test checks they agree).
+# Bump together with a new step in migrations.STEPS and schema.py (a test checks they agree).
 SCHEMA_VERSION = 3
 
 

@@ -60,6 +60,33 @@ def test_changing_the_target_drops_entries_but_keeps_uploads(journal: Journal) -
     assert [u.upload_id for u in journal.uploads(sid)] == ["U1"]  # still there to be aborted
 
 
+def test_a_sync_registered_under_a_former_name_is_found_and_renamed(journal: Journal) -> None:
+    """An older ks3sync named a mirror pair after its endpoint too: '<name> @ <endpoint>'. The first
+    registration under the new name takes over the most recently active of those rows (same trees),
+    with its records and its uploads in flight; the other rows, and rows of other trees, are left alone."""
+    old_quiet = journal.register_sync("mirror /src ks3://b/p/ @ http://a", "/src", "b", "p/", "h")
+    old_recent = journal.register_sync("mirror /src ks3://b/p/ @ http://b", "/src", "b", "p/", "h")
+    other_tree = journal.register_sync("mirror /src ks3://b/p/ @ http://c", "/elsewhere", "b", "p/", "h")
+    journal.record_pass(old_quiet, PassSummary(direction=Direction.UPLOAD, started_ns=1, finished_ns=2))
+    journal.record_pass(old_recent, PassSummary(direction=Direction.UPLOAD, started_ns=3, finished_ns=4))
+    journal.record_pass(other_tree, PassSummary(direction=Direction.UPLOAD, started_ns=5, finished_ns=6))
+    journal.record_synced(old_recent, [entry("a")])
+    journal.checkpoint(old_recent).upload_started(UploadRecord("big", "p/big", "U1", 8 << 20, IDENT, 5))
+
+    sid = journal.register_sync("mirror /src ks3://b/p/", "/src", "b", "p/", "h2", formerly="mirror /src ks3://b/p/ @ ")
+    assert sid == old_recent
+    assert list(journal.synced_entries(sid)) == ["a"]
+    assert journal.checkpoint(sid).upload_for("big") is not None  # resumable through the new endpoint
+    assert {s.id: s.name for s in journal.syncs()} == {
+        old_quiet: "mirror /src ks3://b/p/ @ http://a", old_recent: "mirror /src ks3://b/p/",
+        other_tree: "mirror /src ks3://b/p/ @ http://c"}
+    # From now on the new name is found first; a former name no longer matters.
+    assert journal.register_sync("mirror /src ks3://b/p/", "/src", "b", "p/", "h2", formerly="mirror /src ks3://b/p/ @ ") == sid
+    # A name prefix is matched as text, not as a LIKE pattern.
+    assert journal.register_sync("mirror /s_c ks3://b/p/", "/s_c", "b", "p/", "h", formerly="mirror /s%") not in (
+        old_quiet, old_recent, other_tree)
+
+
 def test_checkpoint_resume_data_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     crc_high = (1 << 64) - 12345  # uses the top bit: must survive SQLite's signed integers

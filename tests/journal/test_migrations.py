@@ -1,13 +1,20 @@
-"""Schema versions: a v1 and a v2 journal (as those ks3sync versions wrote them) migrate to the current
-one, keep their data, and end identical to a freshly created journal; schema.py describes that result."""
+"""Schema versions: a journal of every older version (v1, v2, v3, built from this test's own frozen copies
+of their DDL, as those ks3sync versions wrote them) migrates to the current one, keeps its data, and ends
+equal to a freshly created journal, which is what SQLAlchemy's ``metadata.create_all`` makes of
+``schema.py``; a failed migration changes nothing; Alembic is loaded only to migrate."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from ks3sync.journal import SCHEMA_VERSION, HealthRecord, Journal, ServiceRecord
-from ks3sync.journal.migrations import MIGRATIONS
+from ks3sync.journal.migrations import STEPS
 from ks3sync.journal.schema import metadata
 from ks3sync.model import FileIdentity
 
@@ -72,20 +79,60 @@ PRAGMA user_version = 2;
 """
 
 
+# What v3 added, as this test remembers it (the DDL v3's ks3sync ran for a new journal, on top of v2's).
+V3_DDL = V2_DDL.replace("PRAGMA user_version = 2;", "") + """
+CREATE TABLE service (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, started_ns INTEGER NOT NULL,
+  heartbeat_ns INTEGER NOT NULL, stopped_ns INTEGER);
+CREATE TABLE health (sync_id INTEGER PRIMARY KEY REFERENCES syncs (id) ON DELETE CASCADE,
+  activity TEXT NOT NULL, reason TEXT, failing_since_ns INTEGER, last_error TEXT, last_error_ns INTEGER,
+  updated_ns INTEGER NOT NULL);
+INSERT INTO service VALUES (1, 4242, 90, 95, NULL);
+INSERT INTO health VALUES (1, 'watching', NULL, 90, 'bucket gone', 91, 92);
+PRAGMA user_version = 3;
+"""
+
+OLD_VERSIONS = {1: V1_DDL, 2: V2_DDL, 3: V3_DDL}
+
+
+def _checks(sql: str) -> list[str]:
+    """The CHECK constraints of a CREATE TABLE statement, whitespace-normalised (balanced parentheses)."""
+    found = []
+    for match in re.finditer(r"CHECK\s*\(", sql, re.IGNORECASE):
+        depth, start = 1, match.end()
+        end = start
+        while depth:
+            depth += {"(": 1, ")": -1}.get(sql[end], 0)
+            end += 1
+        found.append(" ".join(sql[start:end - 1].split()))
+    return sorted(found)
+
+
 def schema_of(path: Path) -> dict[str, object]:
+    """Everything about the tables that decides what the journal can store and how it behaves: columns
+    (name, type, NOT NULL, default, primary key), CHECKs, indexes (unique, partial, columns, and their
+    SQL, WHERE included), foreign keys, WITHOUT ROWID, AUTOINCREMENT. NOT NULL on an INTEGER PRIMARY
+    KEY (the rowid, which cannot be NULL anyway) is not compared: SQLAlchemy writes it, the DDL of v1
+    did not."""
     db = sqlite3.connect(path)
     out: dict[str, object] = {}
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                       "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-    for table in tables:
+    tables = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                        "ORDER BY name").fetchall()
+    for table, sql in tables:
+        columns = db.execute(f"PRAGMA table_info({table})").fetchall()
+        single_pk = sum(1 for c in columns if c[5]) == 1
         out[table] = {
-            "columns": sorted(db.execute(f"PRAGMA table_info({table})").fetchall()),
+            "columns": sorted((name, kind, 0 if (single_pk and pk and kind == "INTEGER") else notnull, default, pk)
+                              for _, name, kind, notnull, default, pk in columns),
+            "checks": _checks(sql),
+            "without_rowid": " ".join(sql.split()).upper().endswith("WITHOUT ROWID"),
+            "autoincrement": "AUTOINCREMENT" in sql.upper(),
             "indexes": sorted(
-                (name, unique, partial, tuple(c[2] for c in db.execute(f"PRAGMA index_info({name})")))
+                (name, unique, partial, tuple(c[2] for c in db.execute(f"PRAGMA index_info({name})")),
+                 " ".join(db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0].split()))
                 for _, name, unique, origin, partial in db.execute(f"PRAGMA index_list({table})")
                 if origin == "c"
             ),
-            "fks": sorted(db.execute(f"PRAGMA foreign_key_list({table})").fetchall()),
+            "fks": sorted(row[2:] for row in db.execute(f"PRAGMA foreign_key_list({table})").fetchall()),
         }
     db.close()
     return out
@@ -105,9 +152,40 @@ def assert_same_schema_as_fresh(old: Path, tmp_path: Path) -> None:
     assert schema_of(old) == schema_of(fresh)
 
 
-def test_migrations_are_contiguous_up_to_the_current_version() -> None:
-    assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
-    assert SCHEMA_VERSION >= 3
+def test_steps_are_contiguous_up_to_the_current_version() -> None:
+    assert [(step.down_revision, step.revision) for step in STEPS] == [(v - 1, v) for v in range(2, SCHEMA_VERSION + 1)]
+    assert sorted(OLD_VERSIONS) == list(range(1, SCHEMA_VERSION + 1)), "freeze every shipped version's DDL here"
+
+
+@pytest.mark.parametrize("version", sorted(OLD_VERSIONS))
+def test_every_old_version_migrates_to_what_create_all_makes(tmp_path: Path, version: int) -> None:
+    old = old_journal(tmp_path / f"v{version}.db", OLD_VERSIONS[version])
+    Journal.open(old).close()
+    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert_same_schema_as_fresh(old, tmp_path)
+
+
+def test_a_new_journal_is_what_create_all_makes(tmp_path: Path) -> None:
+    """A new file is created from schema.py: the same schema as SQLAlchemy's own create_all on an engine
+    of its own, and every table and index schema.py names is there."""
+    from sqlalchemy import create_engine
+
+    emitted = tmp_path / "emitted.db"
+    engine = create_engine(f"sqlite:///{emitted}")
+    metadata.create_all(engine)
+    engine.dispose()
+    fresh = tmp_path / "fresh.db"
+    Journal.open(fresh).close()
+    assert schema_of(fresh) == schema_of(emitted)
+    schema = schema_of(fresh)
+    assert sorted(schema) == sorted(metadata.tables)
+    for name, table in metadata.tables.items():
+        info = schema[name]
+        assert isinstance(info, dict)
+        assert [i[0] for i in info["indexes"]] == sorted(str(i.name) for i in table.indexes), name
+    changes = schema["changes"]
+    assert isinstance(changes, dict) and changes["autoincrement"]  # queue ids are never reused
+    assert changes["checks"] == ["kind IN ('upsert', 'delete', 'move')"]
 
 
 def test_v1_database_migrates_keeping_its_data(tmp_path: Path) -> None:
@@ -125,8 +203,6 @@ def test_v1_database_migrates_keeping_its_data(tmp_path: Path) -> None:
         stats = j.stats(1)
         assert stats.files_done == 0 and stats.last_pass is None and stats.parked == 1
         assert j.integrity_check() == []
-
-    assert_same_schema_as_fresh(old, tmp_path)
 
 
 def test_v2_database_migrates_keeping_its_data(tmp_path: Path) -> None:
@@ -148,7 +224,17 @@ def test_v2_database_migrates_keeping_its_data(tmp_path: Path) -> None:
         assert j.service() == ServiceRecord(4242, 90, 100, 100)
         assert j.integrity_check() == []
 
-    assert_same_schema_as_fresh(old, tmp_path)
+
+def test_v3_database_opens_keeping_its_data(tmp_path: Path) -> None:
+    old = old_journal(tmp_path / "v3.db", V3_DDL)
+
+    with Journal.open(old) as j:
+        assert j.service() == ServiceRecord(4242, 90, 95, None)
+        assert j.health() == {1: HealthRecord(1, "watching", None, 90, "bucket gone", 91, 92)}
+        assert j.stats(1).files_done == 7
+        j.enqueue(1, [])  # the queue's statements run on the frozen v3 tables
+        assert [c.path for c in j.pending(1)] == ["new.txt"]
+        assert j.integrity_check() == []
 
 
 def test_a_removed_sync_takes_its_health_along(tmp_path: Path) -> None:
@@ -157,22 +243,6 @@ def test_a_removed_sync_takes_its_health_along(tmp_path: Path) -> None:
         j.write_health(1, 5, [HealthRecord(sid, "paused", None, 3, "credentials refused", 4, 5)])
         j.remove_sync(sid)
         assert j.health() == {}
-
-
-def test_schema_module_describes_the_migrated_database(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
-    Journal.open(path).close()
-    actual = schema_of(path)
-    assert sorted(actual) == sorted(metadata.tables)
-    for name, table in metadata.tables.items():
-        info = actual[name]
-        assert isinstance(info, dict)
-        assert sorted(c[1] for c in info["columns"]) == sorted(c.name for c in table.columns), name
-        assert {c[1]: bool(c[3]) for c in info["columns"]} == {
-            c.name: (not c.nullable) and not (c.primary_key and len(table.primary_key.columns) == 1)
-            for c in table.columns
-        }, name
-        assert sorted(i[0] for i in info["indexes"]) == sorted(str(i.name) for i in table.indexes), name
 
 
 def test_failed_migration_leaves_the_file_untouched(tmp_path: Path) -> None:
@@ -193,38 +263,23 @@ def test_failed_migration_leaves_the_file_untouched(tmp_path: Path) -> None:
     assert [r[1] for r in db.execute("PRAGMA table_info(changes)")][-1] == "parked"  # no half-applied ALTER
 
 
-def test_sqlalchemy_would_create_exactly_the_migrated_schema(tmp_path: Path) -> None:
-    """schema.py is the schema's one definition: the DDL SQLAlchemy emits from it and the live database
-    the frozen migrations build agree table by table, column by column, index by index (including the
-    partial indexes' WHERE clauses) and in their foreign keys. The only allowed difference: SQLAlchemy
-    writes NOT NULL on an INTEGER PRIMARY KEY, which is the rowid and cannot be NULL either way."""
-    from sqlalchemy import create_engine
+IMPORTS = """
+import sys
+from ks3sync.journal import Journal
+Journal.open(sys.argv[1]).close()
+print(sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "alembic"}))
+"""
 
-    emitted = tmp_path / "emitted.db"
-    engine = create_engine(f"sqlite:///{emitted}")
-    metadata.create_all(engine)
-    engine.dispose()
-    migrated = tmp_path / "migrated.db"
-    Journal.open(migrated).close()
 
-    def rowid_alias_nullable(schema: dict[str, object]) -> dict[str, object]:
-        for info in schema.values():
-            assert isinstance(info, dict)
-            single_pk = sum(1 for c in info["columns"] if c[5]) == 1
-            info["columns"] = [
-                (cid, name, kind, 0 if (single_pk and pk and kind == "INTEGER") else notnull, default, pk)
-                for cid, name, kind, notnull, default, pk in info["columns"]
-            ]
-        return schema
+def loaded_by_open(path: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", IMPORTS, str(path)], capture_output=True, text=True, timeout=60,
+                          check=True)
+    return done.stdout.strip()
 
-    assert rowid_alias_nullable(schema_of(emitted)) == rowid_alias_nullable(schema_of(migrated))
 
-    def index_sql(path: Path) -> list[tuple[str, str]]:
-        db = sqlite3.connect(path)
-        rows = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                          "ORDER BY name").fetchall()
-        db.close()
-        return [(name, " ".join(sql.split())) for name, sql in rows]
-
-    assert index_sql(emitted) == index_sql(migrated)
-    assert len(index_sql(migrated)) == sum(len(t.indexes) for t in metadata.tables.values())
+def test_alembic_is_loaded_only_to_migrate_an_older_journal(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh.db"
+    assert loaded_by_open(fresh) == "['sqlalchemy']"  # created by create_all
+    assert loaded_by_open(fresh) == "['sqlalchemy']"  # already current
+    old = old_journal(tmp_path / "v1.db", V1_DDL)
+    assert loaded_by_open(old) == "['alembic', 'sqlalchemy']"

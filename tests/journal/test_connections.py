@@ -1,47 +1,19 @@
-"""The journal's steady state runs on the standard library's sqlite3: opening an up-to-date journal does
-not load SQLAlchemy (start-up time of every `ks3sync mirror`), and the reader pool is bounded, reused,
-thread-safe and closes cleanly."""
+"""The journal's engine: the reader pool is bounded, reused, thread-safe and closes cleanly; readers see
+one snapshot beside the writer; write transactions take the write lock up front at their own
+``synchronous`` level (the engine's events)."""
 
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from ks3sync.journal import Journal, JournalError
-from ks3sync.journal.connection import ReaderPool
+from ks3sync.journal import Change, ChangeKind, Journal, JournalError
+from ks3sync.journal.connection import Readers
+from ks3sync.journal.sql import dbapi
 from ks3sync.model import FileIdentity, SyncedEntry
-
-OPEN_AND_USE = """
-import sys
-from ks3sync.journal import Journal
-with Journal.open(sys.argv[1]) as j:
-    sid = j.register_sync("s", "/src", "bucket", "", "h")
-    j.checkpoint(sid).synced(j.synced_entries(sid).get("x") or __import__("ks3sync.model").model.SyncedEntry(
-        "x", __import__("ks3sync.model").model.FileIdentity(1, 2, 3, 4), "0" * 32, "0" * 32, 1, False, 5))
-    j.stats(sid)
-    list(j.iter_synced_entries(sid))
-print("sqlalchemy" in sys.modules)
-"""
-
-
-def run_child(path: Path) -> bool:
-    done = subprocess.run([sys.executable, "-c", OPEN_AND_USE, str(path)], capture_output=True, text=True,
-                          timeout=60, check=True)
-    return done.stdout.strip() == "True"
-
-
-def test_an_up_to_date_journal_opens_and_works_without_sqlalchemy(tmp_path: Path) -> None:
-    path = tmp_path / "journal.db"
-    assert run_child(path) is True  # creating the schema is SQLAlchemy's job (migrations.py)
-    assert run_child(path) is False  # the second run finds version == SCHEMA_VERSION
-    with Journal.open(path) as j:
-        (sync,) = j.syncs()
-        assert list(j.synced_entries(sync.id)) == ["x"]
 
 
 def entry(path: str) -> SyncedEntry:
@@ -49,43 +21,61 @@ def entry(path: str) -> SyncedEntry:
 
 
 def test_the_pool_reuses_connections_and_is_bounded(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
-    Journal.open(path).close()
-    pool = ReaderPool(path, keep=1, limit=2, wait_s=0.2)
-    with pool.lease() as first:
-        assert first.in_transaction  # one snapshot per lease
-        with pool.lease() as second:
-            assert second is not first
-            with pytest.raises(JournalError, match=r"j\.db: all 2 journal read connections stayed busy"):
-                with pool.lease():
+    j = Journal.open(tmp_path / "j.db", readers=Readers(keep=1, limit=2, wait_s=0.2))
+    with j._read() as first:
+        assert dbapi(first).in_transaction  # one snapshot per lease
+        with j._read() as second:
+            seen = (dbapi(first), dbapi(second))
+            assert seen[0] is not seen[1]
+            with pytest.raises(JournalError, match=r"j\.db: all 2 journal read connections stayed busy for 0 s"):
+                with j._read():
                     pass
-    with pool.lease() as again:
-        assert again in (first, second) and again.in_transaction
-    pool.close()
+    with j._read() as again:
+        assert dbapi(again) in seen and dbapi(again).in_transaction
+    j.close()
     with pytest.raises(JournalError, match="closed"):
-        with pool.lease():
+        with j._read():
             pass
 
 
 def test_a_waiting_reader_gets_the_connection_given_back(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
-    Journal.open(path).close()
-    pool = ReaderPool(path, keep=1, limit=1, wait_s=10)
+    j = Journal.open(tmp_path / "j.db", readers=Readers(keep=1, limit=1, wait_s=10))
     got: list[int] = []
-    with pool.lease() as held:
-        waiter = threading.Thread(target=lambda: got.append(_one(pool)))
+    with j._read() as held:
+        waiter = threading.Thread(target=lambda: got.append(_one(j)))
         waiter.start()
         waiter.join(0.2)
         assert waiter.is_alive()  # waiting for the only connection
-        assert held.execute("SELECT 1").fetchone() == (1,)
+        assert dbapi(held).execute("SELECT 1").fetchone() == (1,)
     waiter.join(10)
     assert got == [1]
-    pool.close()
+    j.close()
 
 
-def _one(pool: ReaderPool) -> int:
-    with pool.lease() as db:
-        return int(db.execute("SELECT 1").fetchone()[0])
+def _one(j: Journal) -> int:
+    with j._read() as db:
+        return int(dbapi(db).execute("SELECT 1").fetchone()[0])
+
+
+def test_write_transactions_take_the_lock_up_front_at_their_own_sync_level(tmp_path: Path) -> None:
+    """BEGIN IMMEDIATE: while the journal's write transaction is open, nobody else can even begin one
+    (a deferred BEGIN would let both start and fail one at its first write). FULL for the queue's
+    write-ahead records, NORMAL otherwise; a reader's BEGIN is deferred and blocks no writer."""
+    path = tmp_path / "j.db"
+    with Journal.open(path) as j:
+        sid = j.register_sync("s", "/src", "bucket", "", "h")
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        with j._write() as db:
+            assert dbapi(db).execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        j.enqueue(sid, [Change("a", ChangeKind.UPSERT)])
+        with j._write(durable=True) as db:
+            assert dbapi(db).execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+        with j._read():
+            other.execute("BEGIN IMMEDIATE")  # a reader holds no write lock
+            other.execute("ROLLBACK")
+        other.close()
 
 
 def test_a_reader_sees_one_snapshot_while_the_writer_commits(tmp_path: Path) -> None:
@@ -128,11 +118,16 @@ def test_closing_the_journal_closes_its_readers(tmp_path: Path) -> None:
     j.record_synced(sid, [entry("a"), entry("b")])
     stream = j.iter_synced_entries(sid, batch=1)
     assert next(stream).path == "a"
+    lease = j._read()
+    raw = dbapi(lease.__enter__())
     j.close()
     with pytest.raises(JournalError, match="closed"):
         j.synced_entries(sid)
     assert [e.path for e in stream] == ["b"]  # a reader leased before close finishes its snapshot
-    assert j._readers._open == 0  # ...and its connection is closed, not pooled, when it comes back
+    assert raw.execute("SELECT count(*) FROM entries").fetchone() == (2,)
+    lease.__exit__(None, None, None)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):  # ...and is closed, not pooled, when it comes back
+        raw.execute("SELECT 1")
 
 
 def test_a_journal_error_from_a_reader_names_the_file(tmp_path: Path) -> None:
