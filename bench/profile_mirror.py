@@ -13,7 +13,8 @@ Must not import: ks3sync (the tool is driven as a user runs it).
 
 The W4-100k state (tree, bucket, journal) is kept under --work between invocations, since seeding it
 uploads 100,000 objects; delete the folder to start over. Each invocation first runs one untimed pass
-(the server's port, part of the journal's sync name, changes between invocations).
+(it warms the page cache; it also renames a journal row that a ks3sync before D16 named after the old
+server's port).
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def large(server: LocalServer, work: Path, profile: str | None, log: Path, runs:
         if m.returncode != 0:
             raise SystemExit(f"seeding failed (exit {m.returncode}); see {log}")
         seeded.write_text("ok")
-    # The journal names a sync by its endpoint, and this server's port is new each invocation: an
-    # untimed pass first re-adopts the objects under the new name (and is a no-op within one session).
+    # An untimed pass first: the page cache, and (with a journal seeded before D16, which named a pair
+    # after its endpoint, new each invocation) the rename of the pair's row.
     run_child("warm", mirror_argv(tree, "large/", state, server.endpoint), server, log)
     results = []
     for _ in range(runs):

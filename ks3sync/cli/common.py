@@ -343,13 +343,23 @@ def split_mirror_args(src: str, dst: str) -> tuple[str, str, bool]:
     return (src, dst, True) if dst_remote else (dst, src, False)
 
 
-def mirror_sync_name(local_root: Path, target: Target, endpoint: str) -> str:
-    """The journal's name for a mirror pair (``ks3sync repair`` must register the same one)."""
-    return f"mirror {local_root} {target} @ {endpoint}"
+def mirror_sync_name(local_root: Path, target: Target) -> str:
+    """The journal's name for a mirror pair (``ks3sync repair`` must register the same one): what the
+    pair is, the folder and the bucket's prefix, not the endpoint it is reached through. A bucket name
+    is unique across KS3's regions, and every pass checks each record against the listing's ETag and
+    size, so a changed endpoint (a region's internal one, a restarted test server) keeps the records
+    and resumes the multipart uploads in flight (docs/decisions.md D16)."""
+    return f"mirror {local_root} {target}"
 
 
-def mirror_options_hash(endpoint: str, encrypted: bool) -> str:
-    return hashlib.sha256(json.dumps([endpoint, encrypted]).encode()).hexdigest()[:16]
+def mirror_former_name(local_root: Path, target: Target) -> str:
+    """How ks3sync named the same pair before D16 began: ``<name> @ <endpoint URL>``. ``register_sync``
+    renames such a journal row on first use, so an upgrade forgets nothing."""
+    return f"{mirror_sync_name(local_root, target)} @ "
+
+
+def mirror_options_hash(encrypted: bool) -> str:
+    return hashlib.sha256(json.dumps([encrypted]).encode()).hexdigest()[:16]
 
 
 def load_encryption_key(path: Path) -> Any:

@@ -26,6 +26,7 @@ from ks3sync.cli.common import (
     handle_errors,
     load_config_file,
     load_encryption_key,
+    mirror_former_name,
     mirror_options_hash,
     mirror_sync_name,
     open_client,
@@ -131,11 +132,12 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
             journal = Journal.open(state_db)
             try:
                 sync_id = journal.register_sync(
-                    mirror_sync_name(local_root, target, conn.endpoint),
+                    mirror_sync_name(local_root, target),
                     str(local_root),
                     target.bucket,
                     target.prefix,
-                    mirror_options_hash(conn.endpoint, opts.transfer.encryption_key is not None),
+                    mirror_options_hash(opts.transfer.encryption_key is not None),
+                    formerly=mirror_former_name(local_root, target),
                 )
                 # The embedded server creates the bucket on first upload; a restore from a missing bucket is an error.
                 ensure = target.bucket if upload else None

@@ -24,12 +24,12 @@ import click
 from ks3sync.cli.common import (
     ENDPOINT_HELP,
     EXIT_OK,
-    Connection,
     default_state_dir,
     die,
     handle_errors,
     load_config_file,
     load_encryption_key,
+    mirror_former_name,
     mirror_options_hash,
     mirror_sync_name,
     open_client,
@@ -59,6 +59,7 @@ class _Target:
     excludes: tuple[str, ...]
     exclude_from: tuple[Path, ...]
     follow_symlinks: bool
+    formerly: str | None = None  # how an older ks3sync began this sync's name (Journal.register_sync)
 
 
 @click.command(
@@ -100,7 +101,7 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
             die("give either SRC DST or --config FILE --sync NAME, not both")
         target = _service_target(config, flags["sync_name"], flags)
     elif len(paths) == 2:
-        target = _mirror_target(paths[0], paths[1], conn, state_dir, flags)
+        target = _mirror_target(paths[0], paths[1], state_dir, flags)
     else:
         die("expected SRC DST (a folder and ks3://bucket/prefix), or --config FILE --sync NAME")
     if not target.local_root.is_dir():
@@ -121,7 +122,7 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
         warning(f"journal {target.state_db} was damaged; moved to {moved}")
     try:
         sync_id = journal.register_sync(target.name, str(target.local_root), target.bucket, target.prefix,
-                                        target.options_hash)
+                                        target.options_hash, formerly=target.formerly)
         with open_client(conn, state_dir, jobs=opts.jobs, network=network) as client:
             result = rebuild(KS3Store(client, target.bucket, target.prefix), journal, sync_id, target.local_root,
                              opts, moved_aside=moved)
@@ -131,14 +132,15 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
     sys.exit(EXIT_OK)
 
 
-def _mirror_target(src: str, dst: str, conn: Connection, state_dir: Path, flags: dict[str, Any]) -> _Target:
+def _mirror_target(src: str, dst: str, state_dir: Path, flags: dict[str, Any]) -> _Target:
     local_arg, target_arg, upload = split_mirror_args(src, dst)
     remote = parse_target(target_arg, what="DST" if upload else "SRC")
     local_root = Path(local_arg).expanduser().absolute()
     # The same name and options hash `ks3sync mirror` registers for this pair, so mirror finds the records.
     return _Target(
-        name=mirror_sync_name(local_root, remote, conn.endpoint), local_root=local_root, bucket=remote.bucket,
-        prefix=remote.prefix, options_hash=mirror_options_hash(conn.endpoint, flags["encrypt_key"] is not None),
+        name=mirror_sync_name(local_root, remote), formerly=mirror_former_name(local_root, remote),
+        local_root=local_root, bucket=remote.bucket, prefix=remote.prefix,
+        options_hash=mirror_options_hash(flags["encrypt_key"] is not None),
         state_db=Path(flags["state_db"] or state_dir / "journal.db"), key_file=flags["encrypt_key"],
         excludes=tuple(flags["exclude"]), exclude_from=tuple(flags["exclude_from"]),
         follow_symlinks=flags["follow_symlinks"],

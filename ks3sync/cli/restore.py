@@ -27,6 +27,7 @@ from ks3sync.cli.common import (
     die,
     handle_errors,
     load_config_file,
+    mirror_former_name,
     mirror_options_hash,
     mirror_sync_name,
     open_client,
@@ -111,7 +112,7 @@ def restore(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
             state_db = Path(flags["state_db"] or state_dir / "journal.db").absolute()
             code = _restore_file(store, state, local, opts, flags, when, (state_db, state_dir.absolute()))
         else:
-            code = _restore_folder(store, state, local, target, conn.endpoint, state_dir, opts, flags, when)
+            code = _restore_folder(store, state, local, target, state_dir, opts, flags, when)
     sys.exit(code)
 
 
@@ -183,7 +184,7 @@ def _state_at(store: Any, prefix: str, as_of_ns: int, sub: str, reserved: tuple[
     return _State(layout, under, resolution, problems, sub, None, asked)
 
 
-def _restore_folder(store: Any, state: _State, local: Path, target: Target, endpoint: str, state_dir: Path,
+def _restore_folder(store: Any, state: _State, local: Path, target: Target, state_dir: Path,
                     opts: Any, flags: dict[str, Any], when: str) -> int:
     from ks3sync.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, add_freezer
     from ks3sync.cli.mirror import _display
@@ -214,8 +215,9 @@ def _restore_folder(store: Any, state: _State, local: Path, target: Target, endp
             try:
                 # The records of `mirror ks3://… DST`: a later plain restore of the same pair reuses them.
                 sync_id = journal.register_sync(
-                    mirror_sync_name(local, sub_target, endpoint), str(local), sub_target.bucket,
-                    sub_target.prefix, mirror_options_hash(endpoint, opts.transfer.encryption_key is not None),
+                    mirror_sync_name(local, sub_target), str(local), sub_target.bucket,
+                    sub_target.prefix, mirror_options_hash(opts.transfer.encryption_key is not None),
+                    formerly=mirror_former_name(local, sub_target),
                 )
                 try:
                     result = run_mirror(view, journal, sync_id, local, Direction.DOWNLOAD, opts, progress=display,

@@ -1,11 +1,13 @@
 """`ks3sync mirror` as a real process: the fresh-machine `--endpoint local` command, kill -9 during a
-multipart upload and the resume, a file that keeps changing while it is uploaded, and a mirror of 500
-files through a server that fails 10% of data-plane requests."""
+multipart upload and the resume (also through a new endpoint), a journal named by an older ks3sync, a
+file that keeps changing while it is uploaded, and a mirror of 500 files through a server that fails
+10% of data-plane requests."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -157,6 +159,84 @@ def test_kill_9_during_multipart_then_resume_sends_only_missing_parts(server_fac
     # The official SDK decrypts what ks3sync uploaded across two processes and concurrent parts.
     sdk = official_sdk(server, key_file)
     assert sdk.get_bucket("killed").get_key("k/big.bin", validate=True).get_contents_as_string() == data
+
+
+def test_a_new_endpoint_keeps_the_journal_and_resumes_the_upload(server_factory: Any, tmp_path: Path) -> None:
+    """The same bucket reached through another endpoint (a region's internal one; here a second
+    local-server on the same root and another port, once the first has stopped) is the same pair:
+    nothing recorded is looked at again, and a multipart upload interrupted through the first endpoint
+    resumes through the second without re-sending a part (docs/decisions.md D16)."""
+    root = tmp_path / "root"
+    first = server_factory(root, latency_ms=120)
+    with client_for(first) as client:
+        client.create_bucket("moved")
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"small{i:02d}.txt").write_text(f"small file {i}\n")
+
+    def args(server: Any) -> list[str]:
+        return ["mirror", str(src), "ks3://moved/m/", "--endpoint", server.endpoint, "--state-db",
+                str(tmp_path / "journal.db"), "--part-size", "100KiB", "--multipart-threshold", "1MiB", "--jobs", "2"]
+
+    done = ks3sync(*args(first), env=server_env(first))
+    _, err = done.communicate(timeout=TIMEOUT)
+    assert done.returncode == 0, err.decode()
+    data = os.urandom(31 * 100 * KIB + 77)  # 32 parts of 100 KiB
+    (src / "big.bin").write_bytes(data)
+    proc = ks3sync(*args(first), env=server_env(first))
+    try:
+        wait_for(lambda: len(part_numbers(first.requests(), ok_only=True)) >= 8)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=TIMEOUT)
+    first.stop()  # one server per root at a time; it answers what was in flight before it exits
+    confirmed = set(part_numbers(first.requests(), ok_only=True))
+    assert 8 <= len(confirmed) < 32
+
+    second = server_factory(root, latency_ms=120)
+    assert second.endpoint != first.endpoint
+    rerun = ks3sync(*args(second), env=server_env(second))
+    _, err = rerun.communicate(timeout=TIMEOUT)
+    assert rerun.returncode == 0, err.decode()
+    assert b"uploaded 1, unchanged 20," in err  # the small files' records were kept, not re-adopted
+    after = second.requests()
+    assert [e for e in after if e["op"] == "PutObject"] == []
+    assert not [e for e in after if e["op"] == "InitiateMultipartUpload"], "the same upload must resume"
+    resent = part_numbers(after, ok_only=False)
+    assert sorted(resent) == sorted(set(range(1, 33)) - confirmed), "a part KS3 already held was sent again"
+    with client_for(second) as client:
+        assert list(client.iter_multipart_uploads("moved")) == []
+        with client.get_object("moved", "m/big.bin") as response:
+            assert hashlib.md5(response.read()).digest() == hashlib.md5(data).digest()
+
+
+def test_a_journal_named_by_an_older_ks3sync_is_found_after_the_upgrade(local_server: Any, bucket: str,
+                                                                         tmp_path: Path) -> None:
+    """Before D16 a mirror pair's journal row was named '<pair> @ <endpoint URL>'. The first run after
+    an upgrade finds that row, renames it and trusts its records: nothing is sent or re-adopted."""
+    from ks3sync.journal import Journal
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}.txt").write_text(f"file {i}\n")
+    state = tmp_path / "journal.db"
+    args = ["mirror", str(src), f"ks3://{bucket}/old/", "--endpoint", local_server.endpoint, "--state-db", str(state)]
+    done = ks3sync(*args, env=server_env(local_server))
+    _, err = done.communicate(timeout=TIMEOUT)
+    assert done.returncode == 0, err.decode()
+    with sqlite3.connect(state) as db:  # what an older ks3sync left behind
+        db.execute("UPDATE syncs SET name = name || ' @ ' || ?", (local_server.endpoint,))
+    mark = local_server.mark()
+
+    rerun = ks3sync(*args, env=server_env(local_server))
+    _, err = rerun.communicate(timeout=TIMEOUT)
+    assert rerun.returncode == 0, err.decode()
+    assert b"uploaded 0, unchanged 5," in err  # "recorded 5" would mean the old records were lost
+    assert [e["op"] for e in local_server.requests()[mark:] if e["method"] in ("PUT", "POST", "HEAD")] == []
+    with Journal.open(state) as journal:
+        assert [s.name for s in journal.syncs()] == [f"mirror {src} ks3://{bucket}/old/"]
 
 
 def test_file_that_keeps_changing_is_never_recorded(server_factory: Any, tmp_path: Path) -> None:
