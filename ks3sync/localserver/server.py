@@ -1,37 +1,98 @@
-"""Running the app: the CLI's foreground server and the embeddable background server.
+"""Running the app on uvicorn: the CLI's foreground server and the embeddable background server.
 
-Owns the process-level wiring around `http1.HttpServer`: a pre-bound socket (so `--port 0` is known
-before serving), the event loop (uvloop when installed), SIGTERM/SIGINT in the foreground server (stop
-gracefully, exit 0), and `EmbeddedServer`, a context manager that runs the same server in a thread for
-`mirror --endpoint local` and tests. Imports nothing else from ks3sync.
+Owns the process-level wiring: uvicorn's `Config` (the pinned protocol subclass of protocol.py through
+its public `http=` parameter, keep-alive and graceful-shutdown timeouts, TLS files), a pre-bound socket
+(so `--port 0` is known before serving), the event loop (uvloop when installed), SIGTERM/SIGINT in the
+foreground server (stop gracefully, exit 0), and `EmbeddedServer`, a context manager that runs the same
+server in a thread for `mirror --endpoint local` and tests. Imports nothing else from ks3sync.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ipaddress
 import logging
+import math
 import signal
 import socket
-import ssl
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
 from ks3sync.localserver.app import KS3App
 from ks3sync.localserver.config import ServerConfig
-from ks3sync.localserver.http1 import Limits
-from ks3sync.localserver.httpserver import HttpServer
+from ks3sync.localserver.protocol import Limits, protocol_class
 
 logger = logging.getLogger("ks3sync.localserver")
 
+# Requests in flight at a graceful stop get this long before their tasks are cancelled.
+SHUTDOWN_SECONDS = 5
 
-def limits(config: ServerConfig) -> Limits:
-    return Limits(max_head_bytes=config.max_head_bytes, head_timeout=config.head_timeout,
-                  idle_timeout=config.idle_timeout, write_timeout=config.body_timeout)
+
+def uvicorn_config(app: KS3App, config: ServerConfig, tls: tuple[Path, Path] | None = None) -> uvicorn.Config:
+    """uvicorn's settings for `app`; ``tls``: (certificate chain, private key) PEM files to serve HTTPS."""
+    limits = Limits(max_head_bytes=config.max_head_bytes, head_timeout=config.head_timeout,
+                    write_timeout=config.body_timeout)
+    return uvicorn.Config(
+        app,
+        http=protocol_class(limits),
+        ws="none",  # no WebSocket upgrades: the protocol refuses every upgrade
+        lifespan="off",
+        interface="asgi3",
+        server_header=False,  # the app writes Server and Date itself, in its own spelling
+        date_header=False,
+        access_log=False,  # the app's request log (--request-log) is the access log
+        # No reverse proxy sits in front of this server; the middleware would only add a call per request.
+        proxy_headers=False,
+        log_config=None,
+        log_level="warning",
+        # whole seconds in uvicorn; an idle connection, fresh or kept alive, is closed after this
+        timeout_keep_alive=math.ceil(config.idle_timeout),
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        backlog=1024,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with a hook for the moment it accepts connections, exit status 0 after a signal,
+    and no connection left open after a stop whose grace period ran out."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT stop the server gracefully and the process then exits 0 (uvicorn would re-raise
+        the signal afterwards, so the exit status would say "killed")."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_started is not None:
+            self._on_started()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        # uvicorn cancels the requests still running after the grace period but leaves their connections
+        for connection in list(self.server_state.connections):
+            connection.transport.abort()
 
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -64,15 +125,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def tls_context(tls: tuple[Path, Path] | None) -> ssl.SSLContext | None:
-    """A server-side TLS context for (certificate chain, private key) PEM files, or None for HTTP."""
-    if tls is None:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls[0], tls[1])
-    return context
-
-
 def tune_malloc() -> bool:
     """Keep glibc from mmap()ing (and page-faulting in) every 64 KiB-1 MiB body buffer: measured on the
     big-PUT benchmark, this cuts the server's CPU per MiB by about a quarter. No-op off glibc."""
@@ -100,8 +152,6 @@ def serve_forever(config: ServerConfig, port_file: Path | None = None, tls: tupl
         app.close()
         raise
     host, port = sock.getsockname()[:2]
-    server = HttpServer(app, limits(config))
-
     def announce() -> None:
         # The port file first: whoever reads the announcement may then rely on the file too.
         if port_file is not None:
@@ -111,14 +161,9 @@ def serve_forever(config: ServerConfig, port_file: Path | None = None, tls: tupl
         shown = f"[{host}]" if ":" in host else host
         print(f"listening on {'https' if tls else 'http'}://{shown}:{port}", flush=True)
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, server.stop)  # graceful, and a second signal changes nothing
-        await server.serve(sock, announce, tls_context(tls))
-
+    server = _Server(uvicorn_config(app, config, tls), announce)
     try:
-        run_loop(main())
+        run_loop(server.serve(sockets=[sock]))
     finally:
         app.close()
         sock.close()
@@ -133,7 +178,7 @@ class EmbeddedServer:
                  **options: Any) -> None:
         self.config = ServerConfig(Path(root), access_key, secret_key, host=host, port=port, **options)
         self._sock: socket.socket | None = None
-        self._server: HttpServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._app: KS3App | None = None
         self._started = threading.Event()
@@ -155,7 +200,7 @@ class EmbeddedServer:
             self.stop()
             raise
         self.port = self._sock.getsockname()[1]
-        self._server = HttpServer(self._app, limits(self.config))
+        self._server = _Server(uvicorn_config(self._app, self.config), self._started.set)
         self._thread = threading.Thread(target=self._run, name=f"ks3-local-server:{self.port}", daemon=True)
         self._thread.start()
         if not self._started.wait(timeout) or not self._server.started:
@@ -168,7 +213,7 @@ class EmbeddedServer:
     def _run(self) -> None:
         assert self._server is not None and self._sock is not None
         try:
-            run_loop(self._server.serve(self._sock, self._started.set))
+            run_loop(self._server.serve(sockets=[self._sock]))
         except (OSError, RuntimeError) as exc:
             self._error = exc
             logger.exception("embedded local server failed")
@@ -177,7 +222,7 @@ class EmbeddedServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._server is not None:
-            self._server.stop()
+            self._server.should_exit = True  # seen by uvicorn's main loop within 0.1 s
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

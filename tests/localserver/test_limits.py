@@ -1,6 +1,6 @@
 """What a client can make local-server hold, and for how long (issue 15 point 10): the request head's size,
-its header count and its time, a response nobody reads, bucket names that would break the reply, and the
-installed HTTP parser (issue 15 point 11: the server relies on httptools' public API only)."""
+its header count and its time, idle connections, a response nobody reads, a request body left unread, and
+bucket names that would break the reply. (The uvicorn the HTTP layer is pinned to: test_uvicorn_pin.py.)"""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import httpx
 import pytest
 from ls_wire import error_code, request, sign_headers
 from serverkit import ServerHandle
+
+from ks3sync.localserver import EmbeddedServer
 
 
 def _rss_kib(pid: int) -> int:
@@ -108,6 +110,36 @@ def test_a_slow_but_steady_head_is_still_bounded(server_factory: Callable[..., S
     assert closed, "a head trickling in byte by byte was never cut off"
 
 
+def test_idle_connections_are_closed_fresh_or_kept_alive(tmp_path: Path) -> None:
+    """A connection that never sends a byte is closed like a kept-alive one that sends no next request
+    (uvicorn itself times out only connections that have had a response)."""
+    with EmbeddedServer(tmp_path / "root", "AK", "SK", fsync=False, idle_timeout=1) as server:
+        with socket.create_connection((server.host, server.port), timeout=10) as fresh, \
+                socket.create_connection((server.host, server.port), timeout=10) as kept:
+            kept.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # unsigned: 403, and the connection stays
+            started = time.monotonic()
+            fresh_answer = _read_until_closed(fresh)
+            kept_answer = _read_until_closed(kept)
+            waited = time.monotonic() - started
+    assert fresh_answer == b""
+    assert kept_answer.startswith(b"HTTP/1.1 403 ") and b"Connection: close" not in kept_answer
+    assert waited < 8.0  # 1 s each, not the 10 s read timeout
+
+
+def test_a_response_that_leaves_the_request_body_unread_ends_the_connection(local_server: ServerHandle,
+                                                                            bucket: str) -> None:
+    """Refused before its body is read, a PUT announcing 1 GiB gets its answer and a closed connection,
+    not a server reading (and throwing away) the gigabyte to keep the connection."""
+    headers = sign_headers(local_server, "PUT", bucket, "k", secret="wrong")
+    head = [f"PUT /{bucket}/k HTTP/1.1", "Host: x", f"Content-Length: {1 << 30}",
+            *(f"{k}: {v}" for k, v in headers.items())]
+    with socket.create_connection((local_server.host, local_server.port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"x" * 1000)
+        answer = _read_until_closed(sock, limit=5.0)
+    assert answer.startswith(b"HTTP/1.1 403 "), answer[:200]
+    assert b"\r\nConnection: close\r\n" in answer
+
+
 def test_a_response_nobody_reads_does_not_hold_the_server(server_factory: Callable[..., ServerHandle],
                                                            tmp_path: Path) -> None:
     server = server_factory(body_timeout=0.5)
@@ -146,21 +178,6 @@ def test_response_overrides_with_control_characters_are_refused(local_server: Se
     response = request(local_server, "GET", bucket, "k", query="response-content-type=text%0D%0AX-Injected:%201")
     assert (response.status_code, error_code(response)) == (400, "InvalidArgument")
     assert "X-Injected" not in response.headers
-
-
-def test_the_http_layer_uses_only_public_httptools_api() -> None:
-    """The server is built on httptools' documented parser interface; fail loudly if an upgrade drops it."""
-    import httptools
-
-    from ks3sync.localserver import http1
-
-    parser = httptools.HttpRequestParser(object())
-    for name in ("feed_data", "get_method", "get_http_version", "should_keep_alive", "should_upgrade"):
-        assert callable(getattr(parser, name, None)), f"httptools.HttpRequestParser.{name} is gone"
-    assert callable(httptools.parse_url)
-    for error in ("HttpParserError", "HttpParserUpgrade", "HttpParserInvalidURLError"):
-        assert issubclass(getattr(httptools, error), Exception), error
-    assert http1.Limits().max_head_bytes == 64 * 1024
 
 
 def test_numbers_of_any_length_are_answered_4xx_not_500(local_server: ServerHandle, bucket: str) -> None:
