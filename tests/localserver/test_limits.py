@@ -68,6 +68,19 @@ def test_too_many_header_fields_are_refused(local_server: ServerHandle) -> None:
     assert b"<Code>RequestHeaderSectionTooLarge</Code>" in answer
 
 
+def test_an_oversized_pipelined_head_is_refused(local_server: ServerHandle) -> None:
+    """A head sent right behind another request (so it starts in the read that ends the first) is held to
+    the same limit: the first request is answered, the connection closes, the second is never served."""
+    mark = local_server.mark()
+    first = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    second = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * (100 * 1024) + b"\r\n\r\n"
+    with socket.create_connection((local_server.host, local_server.port), timeout=10) as sock:
+        sock.sendall(first + second)
+        answer = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 403 ") and answer.count(b"HTTP/1.1 ") == 1, answer[:300]
+    assert [entry["status"] for entry in local_server.requests()[mark:]] == [403]
+
+
 def test_a_head_of_the_largest_allowed_size_is_served(local_server: ServerHandle, bucket: str) -> None:
     # A long presigned-style query and big metadata fit well under the limit.
     padding = "p" * 30_000
