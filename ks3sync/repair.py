@@ -23,7 +23,7 @@ that the rebuilt journal cannot resume (their part records died with the old jou
 A damaged journal file is never deleted: it is renamed to ``<name>.corrupt-<UTC time>`` (with its
 ``-wal``/``-shm`` companions) so it can be inspected, and a fresh one is created in its place.
 
-Imports the journal, the scan (through ``ks3sync.mirror.scan_local`` so filters match a mirror pass),
+Imports the journal, the scan (through ``ks3sync.engine.mirror.scan_local`` so filters match a mirror pass),
 the store protocol and the file hashing of ``transfer.files``; not the CLI, not the protocol client.
 """
 
@@ -176,7 +176,7 @@ def rebuild(
 ) -> RepairResult:
     """Re-derive the synced entries of ``sync_id`` from a scan of ``local_root`` and a listing of
     ``store``; replaces whatever the journal held for this sync (unless ``opts.dry_run``)."""
-    from ks3sync.mirror import MirrorOptions, scan_local
+    from ks3sync.engine.mirror import MirrorOptions, scan_local
     from ks3sync.versions.hide import without_areas
 
     started = time.monotonic()

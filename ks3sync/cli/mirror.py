@@ -116,8 +116,8 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     from ks3sync.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, add_freezer
     from ks3sync.cli.progress import abandon_message
     from ks3sync.cli.report import report
+    from ks3sync.engine.mirror import run_mirror
     from ks3sync.journal import Journal
-    from ks3sync.mirror import run_mirror
     from ks3sync.model import Direction
     from ks3sync.store.ks3store import KS3Store
 
@@ -229,7 +229,7 @@ class _Settings:
             parse_part_size,
             parse_rate,
         )
-        from ks3sync.mirror import MirrorOptions
+        from ks3sync.engine.mirror import MirrorOptions
         from ks3sync.store.base import WriteOptions
         from ks3sync.transfer.context import TransferOptions
         from ks3sync.transfer.sizing import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE

@@ -30,7 +30,7 @@ from ks3sync.cli.words import PlanRow, plan_line, plan_row, where_it_is
 from ks3sync.display import human_size, json_text
 
 if TYPE_CHECKING:
-    from ks3sync.mirror import MirrorResult
+    from ks3sync.engine.mirror import MirrorResult
     from ks3sync.model import Operation
 
 EXAMPLES = 3  # paths shown per cause without -v

@@ -190,8 +190,8 @@ def _restore_folder(store: Any, state: _State, local: Path, target: Target, stat
     from ks3sync.cli.mirror import _display
     from ks3sync.cli.progress import abandon_message
     from ks3sync.cli.report import report, say_groups
+    from ks3sync.engine.mirror import NothingToRestore, run_mirror
     from ks3sync.journal import Journal
-    from ks3sync.mirror import NothingToRestore, run_mirror
     from ks3sync.model import Direction
     from ks3sync.versions.view import PointInTimeView
 

@@ -229,7 +229,7 @@ def _transfer_options_factory(config: Any) -> Callable[[Any], Any]:
 
 
 def _mirror_options_factory(transfer_for: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    from ks3sync.mirror import MirrorOptions
+    from ks3sync.engine.mirror import MirrorOptions
 
     def options_for(worker: Any) -> Any:
         sync = worker.sync

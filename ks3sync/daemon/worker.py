@@ -962,7 +962,7 @@ def mirror_reconciler(options_for: Callable[[SyncWorker], Any]) -> Reconciler:
     """The default reconcile: one ``run_mirror`` pass (scan + listing + plan + execute)."""
 
     def reconcile(worker: SyncWorker, stop: threading.Event) -> Any:
-        from ks3sync.mirror import run_mirror
+        from ks3sync.engine.mirror import run_mirror
 
         started = time.monotonic()
         event(log, logging.INFO, "reconcile_started", sync=worker.name)

@@ -4,7 +4,7 @@ Why: Python runs one thread at a time. A no-change pass over 100,000 files spend
 walking and stat-ing, in the same process (and under the same lock) as the listing's parse and the
 journal's rows. Here a child process walks while the parent lists and reads the journal; the parent
 only decodes what the child sends (~0.25 s per 100,000 files, measured). Starting the child costs
-~50 ms, so ``ks3sync.mirror`` uses this only for trees the journal already knows to be large.
+~50 ms, so the engine (``ks3sync.engine``) uses this only for trees the journal already knows to be large.
 
 The child runs the very same ``scan_tree`` with filters built from the same settings, so the two
 ways of scanning cannot disagree on what is synced (``tests/scan/test_scan_worker.py`` compares them).

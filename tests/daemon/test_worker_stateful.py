@@ -20,9 +20,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from ks3sync.config import Ks3Url, MaxDelete, SyncConfig
 from ks3sync.daemon.backoff import SECOND, Backoff
 from ks3sync.daemon.worker import SyncWorker, mirror_reconciler
+from ks3sync.engine.mirror import MirrorOptions
 from ks3sync.errors import TransientError
 from ks3sync.journal import Journal
-from ks3sync.mirror import MirrorOptions
 from ks3sync.store.memory import MemoryStore
 from ks3sync.transfer.context import TransferOptions
 from ks3sync.watch.translate import Note, Observed

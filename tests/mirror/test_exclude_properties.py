@@ -39,9 +39,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serverkit import ServerHandle, client_config
 
+from ks3sync.engine.mirror import MirrorOptions, MirrorResult, run_mirror
 from ks3sync.journal import Journal
 from ks3sync.ks3 import Client
-from ks3sync.mirror import MirrorOptions, MirrorResult, run_mirror
 from ks3sync.model import Direction, LocalEntry
 from ks3sync.scan import Filters, scan_tree
 from ks3sync.store.base import Store, WriteOptions

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ks3sync.mirror import MirrorOptions, run_mirror
+from ks3sync.engine.mirror import MirrorOptions, run_mirror
 from ks3sync.model import Direction, FileIdentity, UploadRecord
 from ks3sync.store.base import WriteOptions
 from ks3sync.store.memory import MemoryStore
@@ -206,8 +206,8 @@ def test_bandwidth_limit_and_jobs_reach_the_executor(setup) -> None:
 
 
 def test_execute_runs_queued_operations_deletes_last(setup) -> None:
+    from ks3sync.engine.mirror import execute
     from ks3sync.errors import TransientError
-    from ks3sync.mirror import execute
     from ks3sync.model import DeleteRemote, LocalEntry, Upload
     from ks3sync.transfer.checkpoint import MemoryCheckpoint
     from ks3sync.transfer.files import identity_of

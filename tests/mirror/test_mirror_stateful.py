@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from ks3sync.engine.mirror import MirrorOptions, run_mirror
 from ks3sync.errors import AuthError, IntegrityError, RemoteRejected, TransientError
-from ks3sync.mirror import MirrorOptions, run_mirror
 from ks3sync.model import Direction
 from ks3sync.store.memory import MemoryStore
 from ks3sync.transfer import TransferOptions

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from serverkit import client_config
 
-from ks3sync.mirror import MirrorOptions, run_mirror
+from ks3sync.engine.mirror import MirrorOptions, run_mirror
 from ks3sync.model import Direction
 from ks3sync.store.base import Store, WriteOptions
 from ks3sync.store.memory import MemoryStore

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ks3sync.engine.mirror import MirrorOptions, _LocalScan, run_mirror
 from ks3sync.errors import TransientError
-from ks3sync.mirror import MirrorOptions, _LocalScan, run_mirror
 from ks3sync.model import Direction, RemoteEntry, SyncedEntry
 from ks3sync.plan import OutOfOrderError
 from ks3sync.store.base import WriteOptions

@@ -234,7 +234,7 @@ def test_download_plan_converges(world: tuple, opts: PlanOptions, bad_key: str) 
 @settings(max_examples=300, deadline=None)
 @given(worlds(), options, st.randoms(use_true_random=False))
 def test_phased_upload_with_hashing_converges(world: tuple[Any, ...], opts: PlanOptions, rnd: Random) -> None:
-    """What ``ks3sync.mirror`` does: unhashed scan entries, phase 1, copy sources from the records read
+    """What ``ks3sync.engine.mirror`` does: unhashed scan entries, phase 1, copy sources from the records read
     again in any order, the candidates hashed, then phase 2. Every copy must read the promised content
     (``apply_upload`` checks) and the bucket must end equal to the folder."""
     local, remote, synced, _ = world

@@ -122,7 +122,7 @@ def test_the_listing_skips_the_versions_area_and_restarts_after_it(tmp_path: Pat
 
 
 def test_the_engine_never_deletes_or_downloads_the_versions_area(tmp_path: Path) -> None:
-    from ks3sync.mirror import MirrorOptions, run_mirror
+    from ks3sync.engine.mirror import MirrorOptions, run_mirror
     from ks3sync.transfer.checkpoint import MemoryCheckpoint as Cp
 
     class Journal:
