@@ -22,6 +22,9 @@ Ks3SyncError                      base of everything ks3sync raises on purpose
         └── RemoteRejected        a 4xx the service will repeat (invalid key, bad storage class, ...)
 ```
 
+`StopRequested` stands apart, deliberately not a `Ks3SyncError`: it is control flow (the caller's stop
+event was set while the scan or the listing was read), so no handler of errors can take it for a failure.
+
 Lower layers (`ks3sync.ks3`'s KS3Error tree, OSError) are mapped onto this tree at one boundary each:
 `ks3sync.store.ks3store` for the client, the transfer tasks for the file system. `classify()` answers
 "retry, skip or stop" for any exception so the executor needs no isinstance ladders.
@@ -112,6 +115,11 @@ class EncryptionError(PermanentError):
 
 class RemoteRejected(PermanentError):
     pass
+
+
+class StopRequested(Exception):
+    """The caller's stop event (a daemon's SIGTERM) was set while a stream of the pass (the local scan,
+    the remote listing) was being read: the engine ends the pass before it executes anything."""
 
 
 class Disposition(enum.Enum):

@@ -1,5 +1,5 @@
 """``ks3sync repair``: rebuild the journal's records for one sync from a scan plus a listing (the rules
-are in ks3sync.repair). Two ways to name the sync, matching how it was created:
+are in ks3sync.engine.repair). Two ways to name the sync, matching how it was created:
 
 - ``ks3sync repair SRC DST [--endpoint ...] [--state-db ...] [--encrypt-key ...]``: the pair that
   ``ks3sync mirror SRC DST`` uses (same sync name and options hash, so mirror finds the records);
@@ -42,7 +42,7 @@ from ks3sync.cli.network import network_options, network_settings
 
 if TYPE_CHECKING:
     from ks3sync.config import Config
-    from ks3sync.repair import RepairResult
+    from ks3sync.engine.repair import RepairResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
         die(f"{target.local_root}: {what}")
     key = load_encryption_key(target.key_file) if target.key_file is not None else None
 
-    from ks3sync.repair import RepairOptions, open_or_replace_journal, rebuild
+    from ks3sync.engine.repair import RepairOptions, open_or_replace_journal, rebuild
     from ks3sync.store.ks3store import KS3Store
 
     opts = RepairOptions(

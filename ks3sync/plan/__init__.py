@@ -10,6 +10,7 @@ which is what lets the property tests in ``tests/plan`` explore it.
 """
 
 from ks3sync.plan.download import DownloadPlan, march_download, plan_download
+from ks3sync.plan.guard import withhold_deletes_under
 from ks3sync.plan.keys import is_directory_marker, unsafe_reason
 from ks3sync.plan.march import OutOfOrderError
 from ks3sync.plan.options import DeleteGuardError, PlanOptions
@@ -41,4 +42,5 @@ __all__ = [
     "plan_download",
     "plan_upload",
     "unsafe_reason",
+    "withhold_deletes_under",
 ]

@@ -1,7 +1,11 @@
-"""The max-delete guard (invariant 4): an emptied or unmounted source never wipes the destination, and
-a pass that would delete "too much" is held back unless forced. Pure: standard library + model."""
+"""The delete guards (invariant 4). The max-delete guard: an emptied or unmounted source never wipes the
+destination, and a pass that would delete "too much" is held back unless forced. And no delete under a
+path the scan could not read: an unreadable folder must not look like an empty one.
+Pure: standard library + model."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from ks3sync.model import Operation
 from ks3sync.plan.options import DeleteGuardError, PlanOptions
@@ -46,3 +50,17 @@ def _trip_reason(n: int, source_count: int, destination_count: int, opts: PlanOp
                 f"than --max-delete {opts.max_delete_percent:g}%; raise --max-delete or use --force"
             )
     return None
+
+
+def withhold_deletes_under(
+    deletes: tuple[Operation, ...], problem_paths: Sequence[str]
+) -> tuple[tuple[Operation, ...], int]:
+    """``(deletes kept, how many were withheld)``: a delete at or under a path the scan reported a problem
+    for is withheld (a problem at the root, ``""``, withholds every delete)."""
+    if not problem_paths or not deletes:
+        return deletes, 0
+    roots = [path.rstrip("/") for path in problem_paths]
+    kept = tuple(
+        op for op in deletes if not any(op.path == r or op.path.startswith(r + "/") or not r for r in roots)
+    )
+    return kept, len(deletes) - len(kept)

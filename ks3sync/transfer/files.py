@@ -1,6 +1,7 @@
 """Local-file facts the transfer tasks rely on: identities (restic's size/mtime/inode/ctime rule),
 the "did it change while I read it" re-check (invariant 1), and one-pass hashing: MD5 + CRC-64 of a
-file by name (``hash_file``), MD5 (+ SHA-256 for an integrity tag) of an open file (``content_digests``).
+file by name (``hash_file``), MD5 (+ SHA-256 for an integrity tag) of an open file (``content_digests``),
+MD5s of many files on a thread pool (``hash_files``: the planner's copy candidates).
 
 OSErrors become ks3sync.errors classes here, at the file-system boundary.
 Must not import: the store, the journal, the CLI.
@@ -8,17 +9,22 @@ Must not import: the store, the journal, the CLI.
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import hashlib
+import logging
 import os
 import stat
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from ks3sync.errors import FileChangedError, LocalFileError
-from ks3sync.model import FileIdentity
+from ks3sync.errors import FileChangedError, Ks3SyncError, LocalFileError
+from ks3sync.model import FileIdentity, LocalEntry
 from ks3sync.store.checksums import crc64_update
+
+log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024 * 1024
 
@@ -91,6 +97,28 @@ def hash_file(path: str, abs_path: Path, *, sha256: bool = False) -> FileDigest:
 
 
 DIGEST_CHUNK = 4 * 1024 * 1024
+
+
+def hash_files(root: Path, entries: Sequence[LocalEntry], jobs: int) -> dict[str, str]:
+    """MD5 by path of new local files that could be renames or duplicates (the planner's
+    ``hash_candidates``), on ``jobs`` threads; a file that cannot be hashed stays unhashed (its upload
+    will report the problem)."""
+    if not entries:
+        return {}
+
+    def digest(entry: LocalEntry) -> str | None:
+        try:
+            return hash_file(entry.path, root / entry.path).md5
+        except (Ks3SyncError, OSError) as exc:
+            log.debug("could not hash %s for copy detection: %s", entry.path, exc)
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+        return {
+            entry.path: md5
+            for entry, md5 in zip(entries, pool.map(digest, entries), strict=True)
+            if md5 is not None
+        }
 
 
 def content_digests(path: str, fd: int, size: int, *, sha256: bool = False,

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ks3sync.errors import LocalFileError, UnsafeKeyError
+from ks3sync.scan.filters import TMP_PREFIX as TMP_PREFIX  # downloads land in such a file before the rename
 
 log = logging.getLogger(__name__)
 
-TMP_PREFIX = ".ks3sync-tmp-"  # downloads land in such a file in their folder before the rename
 DEFAULT_MAX_OPEN = 128  # folders kept open per pass: a restore's working set, well under RLIMIT_NOFILE
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -351,6 +351,13 @@ def _open_child(parent_fd: int, name: str, create: bool, path: str, rel: str) ->
 
 def _folder_error(path: str, rel: str, exc: OSError) -> LocalFileError:
     return LocalFileError(f"{path}: cannot open or create its folder {rel!r}: {exc.strerror or exc}")
+
+
+def prepare_restore_root(root: Path) -> int:
+    """Make ``root`` ready for a restore: created if missing, without the temp files a killed restore
+    left in it. Returns how many temp files were removed."""
+    root.mkdir(parents=True, exist_ok=True)
+    return remove_stale_temp_files(root)
 
 
 def remove_stale_temp_files(root: Path) -> int:

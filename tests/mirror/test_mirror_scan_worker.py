@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from serverkit import ServerHandle, client_config
 
-import ks3sync.engine.mirror
+import ks3sync.engine.planning
 import ks3sync.scan.worker
 from ks3sync.engine.mirror import MirrorOptions, run_mirror
 from ks3sync.errors import FatalError
@@ -25,7 +25,7 @@ from ks3sync.store.ks3store import KS3Store
 @pytest.fixture
 def setup(tmp_path: Path, local_server: ServerHandle, bucket: str,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, KS3Store, Journal, list[int]]]:
-    monkeypatch.setattr(ks3sync.engine.mirror, "WORKER_SCAN_MIN_FILES", 5)
+    monkeypatch.setattr(ks3sync.engine.planning, "WORKER_SCAN_MIN_FILES", 5)
     walks: list[int] = []
     real = ks3sync.scan.worker.scan_tree_in_worker
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ks3sync.engine.mirror import MirrorOptions, _LocalScan, run_mirror
+from ks3sync.engine.mirror import MirrorOptions, run_mirror
 from ks3sync.errors import TransientError
 from ks3sync.model import Direction, RemoteEntry, SyncedEntry
 from ks3sync.plan import OutOfOrderError
+from ks3sync.scan.local import LocalScan
 from ks3sync.store.base import WriteOptions
 from ks3sync.store.memory import MemoryStore
 from ks3sync.transfer import TransferOptions
@@ -131,16 +132,16 @@ def test_stop_during_the_scan_ends_the_pass_without_a_record(
     src, store, journal = synced_pair
     (src / "new.txt").write_bytes(b"would be uploaded")
     stop = threading.Event()
-    monkeypatch.setattr(_LocalScan, "STOP_CHECK_EVERY", 2)
-    original = _LocalScan.__iter__
+    monkeypatch.setattr(LocalScan, "STOP_CHECK_EVERY", 2)
+    original = LocalScan.__iter__
 
-    def set_stop_midway(self: _LocalScan) -> Iterator[object]:
+    def set_stop_midway(self: LocalScan) -> Iterator[object]:
         for n, entry in enumerate(original(self)):
             if n == 3:
                 stop.set()
             yield entry
 
-    monkeypatch.setattr(_LocalScan, "__iter__", set_stop_midway)
+    monkeypatch.setattr(LocalScan, "__iter__", set_stop_midway)
     result = run_mirror(store, journal, 1, src, Direction.UPLOAD, options(), stop=stop)
     assert result.stopped == STOP_REQUESTED and store.writes() == [] and len(journal.passes) == 1
 

@@ -1,4 +1,4 @@
-"""`ks3sync.repair` in-process: the journal file handling (a damaged file is moved aside, never deleted;
+"""`ks3sync.engine.repair` in-process: the journal file handling (a damaged file is moved aside, never deleted;
 an unusable location is a FatalError) and the rebuild rules over the in-memory store (recorded only when
 the object provably holds the file; nothing uploaded; stale records dropped; unknown uploads aborted).
 """
@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from ks3sync.engine.repair import RepairOptions, RepairResult, open_or_replace_journal, rebuild
 from ks3sync.errors import FatalError
 from ks3sync.journal import Journal
 from ks3sync.ks3 import BytesBody
 from ks3sync.model import FileIdentity, SyncedEntry, UploadRecord
-from ks3sync.repair import RepairOptions, RepairResult, open_or_replace_journal, rebuild
 from ks3sync.store.base import (
     META_ENC_IV,
     META_ENC_KEY,

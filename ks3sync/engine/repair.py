@@ -23,7 +23,7 @@ that the rebuilt journal cannot resume (their part records died with the old jou
 A damaged journal file is never deleted: it is renamed to ``<name>.corrupt-<UTC time>`` (with its
 ``-wal``/``-shm`` companions) so it can be inspected, and a fresh one is created in its place.
 
-Imports the journal, the scan (through ``ks3sync.engine.mirror.scan_local`` so filters match a mirror pass),
+Imports the journal, the scan (``scan.local.scan_local``, the scan a mirror pass marches, so filters match),
 the store protocol and the file hashing of ``transfer.files``; not the CLI, not the protocol client.
 """
 
@@ -176,14 +176,15 @@ def rebuild(
 ) -> RepairResult:
     """Re-derive the synced entries of ``sync_id`` from a scan of ``local_root`` and a listing of
     ``store``; replaces whatever the journal held for this sync (unless ``opts.dry_run``)."""
-    from ks3sync.engine.mirror import MirrorOptions, scan_local
-    from ks3sync.versions.hide import without_areas
+    from ks3sync.scan.local import ScanOptions, scan_local
+    from ks3sync.versions.hide import reserved_prefixes, without_areas
 
     started = time.monotonic()
-    scan_opts = MirrorOptions(excludes=opts.excludes, exclude_from=opts.exclude_from,
-                              follow_symlinks=opts.follow_symlinks)
     # The versions area is ks3sync's own, not a synced path (docs/versions.md §1).
-    remote = {obj.path: obj for obj in without_areas(store, scan_opts.reserved)}
+    reserved = reserved_prefixes()
+    remote = {obj.path: obj for obj in without_areas(store, reserved)}
+    scan_opts = ScanOptions(excludes=opts.excludes, exclude_from=opts.exclude_from,
+                            follow_symlinks=opts.follow_symlinks, reserved=reserved)
     local, problems = scan_local(local_root, scan_opts, key_prefix=store.prefix)
     local_by = {entry.path: entry for entry in local}
     candidates: list[tuple[LocalEntry, RemoteEntry]] = []
