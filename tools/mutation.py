@@ -50,15 +50,18 @@ TARGETS: dict[str, Target] = {
     ),
     # The per-change delete selection of the service: which deletes a batch may run.
     "worker-deletes": Target(
-        ("ks3sync/daemon/worker.py",),
+        ("ks3sync/daemon/batch.py",),
         ("tests/daemon/test_worker_safety.py",
          *(f"tests/daemon/test_worker.py::test_{name}" for name in (
              "rename_is_a_server_side_copy_then_delete", "delete_and_delete_off", "delete_off_keeps_the_object",
              "failures_back_off_then_park_without_blocking_others", "max_delete_holds_deletes_beyond_the_budget",
              "an_emptied_source_never_deletes", "a_missing_source_pauses_and_resumes"))),
-        ("ks3sync.daemon.worker.xǁSyncWorkerǁ_execute__mutmut_*",
-         "ks3sync.daemon.worker.xǁSyncWorkerǁ_guard_deletes__mutmut_*",
-         "ks3sync.daemon.worker.x__budgeted__mutmut_*"),
+        ("ks3sync.daemon.batch.xǁBatchRunnerǁ_execute__mutmut_*",
+         "ks3sync.daemon.batch.xǁBatchRunnerǁ_transfer_outcome__mutmut_*",
+         "ks3sync.daemon.batch.xǁBatchRunnerǁ_run_deletes__mutmut_*",
+         "ks3sync.daemon.batch.xǁBatchRunnerǁ_guard_deletes__mutmut_*",
+         "ks3sync.daemon.batch.xǁBatchOutcomeǁsettled__mutmut_*",
+         "ks3sync.daemon.batch.x__budgeted__mutmut_*"),
     ),
     "executor": Target(
         ("ks3sync/transfer/executor.py",),

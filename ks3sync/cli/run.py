@@ -93,8 +93,8 @@ def _serve(
     from ks3sync.cli.common import connect_flags, open_client
     from ks3sync.daemon.metrics import Metrics, MetricsUnavailable
     from ks3sync.daemon.notify import Notifier
+    from ks3sync.daemon.reconcile import mirror_reconciler
     from ks3sync.daemon.service import Service
-    from ks3sync.daemon.worker import mirror_reconciler
     from ks3sync.store.ks3store import KS3Store
 
     metrics = None
@@ -119,7 +119,7 @@ def _serve(
             journal,
             stores,
             transfer_for,
-            reconcile=mirror_reconciler(_mirror_options_factory(transfer_for)),
+            reconcile=mirror_reconciler(),
             notifier=Notifier(),
             metrics=metrics,
             retry_ns=retry_ns,
@@ -226,24 +226,3 @@ def _transfer_options_factory(config: Any) -> Callable[[Any], Any]:
     for sync in config.syncs:
         key_for(sync.encrypt_key_file)
     return transfer_for
-
-
-def _mirror_options_factory(transfer_for: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    from ks3sync.engine.mirror import MirrorOptions
-
-    def options_for(worker: Any) -> Any:
-        sync = worker.sync
-        return MirrorOptions(
-            delete=sync.delete,
-            delete_excluded=sync.delete_excluded,
-            max_delete=sync.max_delete.count,
-            max_delete_percent=sync.max_delete.percent,
-            excludes=sync.excludes,
-            exclude_from=sync.exclude_from,
-            follow_symlinks=sync.follow_symlinks,
-            transfer=worker.transfer,
-            state_paths=worker.state_paths,
-            versions=sync.versions,
-        )
-
-    return options_for

@@ -17,7 +17,7 @@ on every loop iteration: a service stepping ten times a second writes a few rows
 Error messages are one line, at most ``MAX_MESSAGE`` characters, with control characters replaced and
 the configured secrets scrubbed (``logs.scrub``) before they reach the journal (invariant 7).
 
-Imports the journal's types and the daemon's logs module; nothing else of ks3sync.
+Imports the journal's types, the error tree and the daemon's logs module; nothing else of ks3sync.
 """
 
 from __future__ import annotations
@@ -28,12 +28,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from ks3sync.daemon.backoff import SECOND
-from ks3sync.daemon.logs import scrub
+from ks3sync.daemon.logs import describe_exc, scrub
+from ks3sync.errors import Ks3SyncError, describe
 from ks3sync.journal import HealthRecord, Journal
 
 HEARTBEAT_NS = 10 * SECOND
 MAX_MESSAGE = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def failure_message(exc: BaseException) -> str:
+    """What ``status`` shows for a sync that failed: ks3sync's own errors are written for users (the
+    message alone), anything else keeps its type name."""
+    return describe(exc) if isinstance(exc, Ks3SyncError) else describe_exc(exc)
 
 
 def clean_message(text: str) -> str:

@@ -11,7 +11,10 @@ ks3sync.display escapes is written as a JSON string, with ks3sync.display.json_t
 control, bidirectional or separator character raw; the JSON format uses the same function. So no key
 can rewrite the terminal that shows the log or forge a log line (docs/decisions.md D12).
 
-Imports ks3sync.display only.
+``OpLog`` is the executor's progress subscriber for the service: one ``op`` line per operation.
+``describe_exc`` is how an unexpected exception appears in a line: its type and first line.
+
+Imports ks3sync.display, and the executor's progress protocol for ``OpLog``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from ks3sync.display import json_text, needs_escape
+from ks3sync.transfer.progress import NullProgress
 
 FIELDS = "ks3sync_fields"
 _secrets: tuple[str, ...] = ()
@@ -93,3 +97,24 @@ def configure(
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     return handler
+
+
+def describe_exc(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class OpLog(NullProgress):
+    """The executor's progress subscriber: one log line per operation (the rest of the protocol: no-ops)."""
+
+    def __init__(self, sync: str) -> None:
+        self.sync = sync
+        self._log = logging.getLogger("ks3sync.daemon")
+
+    def entry_done(self, path: str, action: str, ok: bool, message: str = "") -> None:
+        if ok:
+            event(self._log, logging.INFO, "op", sync=self.sync, action=action, path=path)
+        else:
+            event(
+                self._log, logging.WARNING, "op", sync=self.sync, action=action, path=path, ok=False, error=message
+            )

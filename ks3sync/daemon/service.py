@@ -28,9 +28,9 @@ from typing import Any
 from ks3sync.config import Config, SyncConfig
 from ks3sync.daemon.backoff import SECOND
 from ks3sync.daemon.health import HEARTBEAT_NS, HealthWriter
-from ks3sync.daemon.logs import event
+from ks3sync.daemon.logs import describe_exc, event
 from ks3sync.daemon.notify import Notifier
-from ks3sync.daemon.worker import RETRY_NS, Reconciler, State, SyncWorker, describe_exc
+from ks3sync.daemon.worker import RETRY_NS, Reconciler, State, SyncWorker
 from ks3sync.errors import Ks3SyncError
 from ks3sync.journal import Journal, JournalError
 from ks3sync.store.base import Store

@@ -1,28 +1,23 @@
-"""One sync's scheduler: watcher notes → journal queue → batches on the executor; periodic reconciles.
+"""One sync's scheduler and life cycle: watcher notes → journal queue → batches on a pool; reconciles.
 
 ``SyncWorker.step(now_ns)`` does one round of bookkeeping and returns at once (huey's consumer habit):
-1. probe the source folder (missing, unmounted or emptied → the sync pauses: nothing sent or deleted);
-2. drain the watcher's buffer and enqueue the changes durably (write-ahead, invariant 2) with
-   ``due = observed + debounce``;
-3. reap finished batches / the reconcile;
-4. start a reconcile (a full ``run_mirror`` pass) when one is due: at start-up, every
-   ``rescan_interval``, soon after lost events (inotify overflow, watch limit → polling mode);
-5. otherwise claim due changes from the journal and submit them as a batch.
-Work runs on a small thread pool; the journal's ``due()`` never hands out two rows touching one path
-(nor a move's source while the move is in flight), so per-path order holds across batches
-(invariant 3). Tests drive ``step`` with a fake clock and never sleep to wait.
+probe the source folder, enqueue what the watcher saw durably (write-ahead, invariant 2), reap
+finished work, then start a reconcile when one is due (at start-up, every ``rescan_interval``, soon
+after lost events) or else submit the due changes as a batch; its docstring lists the steps. Work runs
+on a small thread pool; the journal's ``due()`` never hands out two rows touching one path (nor a
+move's source while the move is in flight), so per-path order holds across batches (invariant 3).
+Tests drive ``step`` with a fake clock and never sleep to wait.
 
-A batch decides each change against the file as it is *now* (``decide``), runs the transfers, then the
-deletes of the changes whose own transfers succeeded (a move's source is deleted only after its copy),
-and settles every change in the journal: done, retried with backoff, or parked after repeated failure.
-With ``versions:`` a batch is a pass (docs/versions.md §2): what it overwrites or deletes is copied to
-its versions first, and it writes a manifest if it kept any; the reconcile is a pass too, and prunes
-expired versions after it.
-On stop, interrupted changes stay claimed and go back to the queue at the next start
-(``release_claims``): a kill -9 at any point loses nothing but time.
+What runs on the pool lives elsewhere: a batch (``daemon.batch``) decides each change against the file
+as it is *now*, runs the transfers, then the deletes of the changes whose own transfers succeeded, and
+settles every change in the journal, asking the worker for what only the scheduler knows (pause the
+sync, the source's health, when work is due) through ``batch.BatchHost``; a reconcile
+(``daemon.reconcile``) is one full mirror pass. With ``versions:`` each batch and each reconcile is a
+pass (docs/versions.md §2), stamped from the sync's one ``StampClock``. On stop, interrupted changes stay claimed and go back
+to the queue at the next start (``release_claims``): a kill -9 at any point loses nothing but time.
 
-Imports the journal, the scanner's filters, the store protocol, the executor and watch/; never the
-protocol client or the CLI (stores are built by ``ks3sync.cli.run`` and passed in).
+Imports the journal, the scanner's filters, the store protocol, the batch runner and watch/; never
+the engine, the protocol client or the CLI (stores are built by ``ks3sync.cli.run`` and passed in).
 """
 
 from __future__ import annotations
@@ -31,38 +26,23 @@ import concurrent.futures
 import enum
 import heapq
 import logging
-import os
-import stat
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from ks3sync.config import SyncConfig
 from ks3sync.daemon.backoff import SECOND, Backoff
-from ks3sync.daemon.decide import Decision, Outcome, decide
-from ks3sync.daemon.guard import DeleteBudget, SourceState, probe_source
-from ks3sync.daemon.health import Health, SyncHealth
-from ks3sync.daemon.logs import event
-from ks3sync.daemon.versioning import finish_pass, prune_after_reconcile, start_pass
-from ks3sync.errors import Ks3SyncError, describe
-from ks3sync.journal import Change, ChangeKind, Journal, JournalError, QueuedChange
-from ks3sync.model import (
-    DeleteRemote,
-    Direction,
-    FileIdentity,
-    LocalEntry,
-    Operation,
-    PassSummary,
-    SyncedEntry,
-)
+from ks3sync.daemon.batch import BatchRunner
+from ks3sync.daemon.counters import Counters
+from ks3sync.daemon.guard import SourceState, probe_source
+from ks3sync.daemon.health import Health, SyncHealth, failure_message
+from ks3sync.daemon.logs import describe_exc, event
+from ks3sync.journal import Change, ChangeKind, Journal, JournalError
 from ks3sync.scan import IGNORE_FILE, Filters
 from ks3sync.store.base import Store
-from ks3sync.transfer.context import TMP_PREFIX, TransferOptions
-from ks3sync.transfer.executor import ExecutionReport, Executor
+from ks3sync.transfer.context import TransferOptions
 from ks3sync.versions.hide import reserved_prefixes
 from ks3sync.versions.stamp import StampClock
 from ks3sync.watch import ChangeBuffer, FsChange, Kind, Watcher, WatchMode
@@ -92,23 +72,27 @@ class State(enum.Enum):
 
 
 class Reconciler(Protocol):
+    """What the worker calls for a reconcile, on its pool: one full pass of the sync, ended early when
+    ``stop`` is set; its result is kept as ``last_reconcile`` (``daemon.reconcile.mirror_reconciler``)."""
+
     def __call__(self, worker: SyncWorker, stop: threading.Event) -> Any: ...
 
 
-@dataclass
-class Counters:
-    """In-memory counters for logs, STATUS= and metrics (the journal keeps the durable ones)."""
-
-    files: int = 0
-    bytes_sent: int = 0
-    errors: int = 0
-    parked: int = 0
-    held_deletes: int = 0
-    reconciles: int = 0
-    latencies_ns: list[int] = field(default_factory=list)
-
-
 class SyncWorker:
+    """The scheduler and life cycle of one configured sync in the service.
+
+    Life cycle: ``start`` (register the sync, take back a dead predecessor's claims, start watching,
+    schedule the start-up reconcile), then ``step`` again and again from the service loop, then
+    ``begin_stop`` (no new work; running transfers told to stop) and ``finish_stop`` (wait for them).
+    ``state`` and ``reason`` say what it is doing (``State``), ``health`` whether it works, ``counters``
+    what it did; ``next_wakeup_ns`` tells the service how long it may sleep.
+
+    Scheduling only: the work runs on a pool of ``MAX_BATCHES`` threads, as batches of queued changes
+    (``batches``, a ``batch.BatchRunner``) or a reconcile (``Reconciler``), never both at once. The
+    methods a batch calls back (``pause``, ``reconcile_soon``, ``check_source``, ``recorded_count``,
+    ``hint_dues``, ``poke``: ``batch.BatchHost``) are safe from its threads. Every time comes from
+    ``clock``, so tests step it with a fake clock and never sleep."""
+
     def __init__(
         self,
         sync: SyncConfig,
@@ -148,24 +132,25 @@ class SyncWorker:
         self.health = Health(clock)
         self.debounce_ns = int(sync.debounce * SECOND)
         self.rescan_ns = int(sync.rescan_interval * SECOND)
-        self.budget = DeleteBudget(sync.max_delete.count, sync.max_delete.percent, self.rescan_ns)
         self.buffer = ChangeBuffer(self.root, clock=clock, follow_symlinks=sync.follow_symlinks)
         self.watcher = (
             Watcher(self.root, self.buffer, follow_symlinks=sync.follow_symlinks) if watch else None
         )
         self.counters = Counters()
-        self.stamps = StampClock()  # pass stamps of this sync: batches and reconciles (docs/versions.md §2)
         self._reconcile = reconcile
-        self._on_done = on_done
         self._on_pass = on_pass
         self._pool = concurrent.futures.ThreadPoolExecutor(
             MAX_BATCHES, thread_name_prefix=f"ks3sync-{self.name}"
         )
-        self._lock = threading.Lock()  # budget, executors, counters (batch threads)
+        self._lock = threading.Lock()  # the due-time heap and the next reconcile time (batch threads)
         self._batches: list[concurrent.futures.Future[None]] = []
         self._reconciling: concurrent.futures.Future[Any] | None = None
-        self._executors: set[Executor] = set()
         self._stop = threading.Event()
+        self.stamps = StampClock()  # pass stamps of this sync: batches and reconciles (docs/versions.md §2)
+        self.batches = BatchRunner(
+            self, sync, journal, store, transfer, clock=clock, backoff=backoff, excluded=self.excluded,
+            stop=self._stop, health=self.health, counters=self.counters, stamps=self.stamps, on_done=on_done,
+        )
         self.sync_id = -1
         self.state = State.STARTING
         self.reason = ""
@@ -175,7 +160,7 @@ class SyncWorker:
         self._next_check_ns = 0
         self._dues: list[int] = []  # heap of due times this worker enqueued: when to ask due() next
         self._paused_until_ns = 0
-        self._recorded = (0, 0)  # (files the journal records, valid until): see _recorded_count
+        self._recorded = (0, 0)  # (files the journal records, valid until): see recorded_count
         self._wake_listeners: list[Callable[[], None]] = []
         self._source = SourceState(False, "not probed yet")
         self.last_reconcile: Any = None
@@ -235,9 +220,7 @@ class SyncWorker:
             self.watcher.stop()
         # notes already observed are intents: keep them (write-ahead) for the next start
         self._enqueue_from_buffer()
-        with self._lock:
-            for executor in self._executors:
-                executor.ctx.stop.set()
+        self.batches.stop_running()
 
     def busy(self) -> bool:
         return any(not f.done() for f in self._batches) or (
@@ -260,6 +243,22 @@ class SyncWorker:
     # one step
 
     def step(self, now_ns: int | None = None) -> None:
+        """One round of bookkeeping at ``now_ns`` (default: the clock); returns at once, starting at
+        most one piece of work. In order:
+        1. probe the source folder, at most every ``PROBE_EVERY_NS`` (missing, unmounted or emptied:
+           the sync becomes ``UNAVAILABLE``; back again: it watches and reconciles at once);
+        2. enqueue what the watcher saw, durably, due after the debounce (write-ahead, invariant 2);
+        3. notice lost events (an inotify overflow, the watched folder replaced: a reconcile soon;
+           the watch limit reached: polling mode);
+        4. reap finished batches and the reconcile (its result schedules the next one, pauses the
+           sync or makes it ok);
+        5. stop here while the source is unavailable or the sync paused (a pause that ended goes
+           back to watching), or while a reconcile runs;
+        6. start a reconcile if one is due, once running batches have finished (a reconcile must not
+           race a batch on a path); otherwise
+        7. claim due changes from the journal and submit them as a batch, if fewer than
+           ``MAX_BATCHES`` run and the next due check has come.
+        After ``begin_stop`` a step only reaps."""
         now = self.clock() if now_ns is None else now_ns
         if self._stop.is_set():
             self._reap()
@@ -319,7 +318,7 @@ class SyncWorker:
 
     def _has_entries(self) -> bool:
         """Whether the journal records any synced file (an empty source is then suspicious)."""
-        return self.sync_id >= 0 and self._recorded_count() > 0
+        return self.sync_id >= 0 and self.recorded_count() > 0
 
     def _check_watch(self, now: int) -> None:
         overflowed, root_gone = self.buffer.take_flags()
@@ -355,7 +354,7 @@ class SyncWorker:
             # the journal works again
             self._next_reconcile_ns = min(self._next_reconcile_ns, self.clock() + self.debounce_ns)
             raise
-        self._hint_dues(c.due_ns for c in batch)
+        self.hint_dues(c.due_ns for c in batch)
         event(log, logging.DEBUG, "queued", sync=self.name, changes=len(batch))
 
     def _is_excluded(self, path: str) -> bool:
@@ -384,12 +383,7 @@ class SyncWorker:
         """Recorded paths under a moved or deleted folder (a range scan of the journal's key)."""
         return self.journal.synced_paths_under(self.sync_id, rel_dir + "/" if rel_dir else "")
 
-    def _synced_for(self, paths: set[str]) -> dict[str, SyncedEntry]:
-        """The journal's records for a batch's paths: point lookups, so a batch costs the same with a
-        million tracked files as with ten (never the whole map: ~0.5 s and ~70 MB per 100k files)."""
-        return self.journal.synced_for(self.sync_id, paths)
-
-    def _recorded_count(self) -> int:
+    def recorded_count(self) -> int:
         """How many files the journal records for this sync, re-counted at most every
         ``COUNT_EVERY_NS`` (any thread): counting a million rows takes ~70 ms, too much for every
         probe or every batch with a delete, and the guards it feeds need no exact figure."""
@@ -417,7 +411,7 @@ class SyncWorker:
             period = POLL_RESCAN_NS if polling else self.rescan_ns
             self._next_reconcile_ns = now + period
             if exc is not None:
-                self.counters.errors += 1
+                self.counters.error()
                 event(log, logging.ERROR, "reconcile_failed", sync=self.name, error=describe_exc(exc))
                 self._next_reconcile_ns = now + min(period, self.retry_ns)
                 if not self._stop.is_set():
@@ -433,12 +427,9 @@ class SyncWorker:
                 )
 
     def _after_reconcile(self, result: Any, now: int) -> None:
-        self.counters.reconciles += 1
         files = sum(getattr(result, k, 0) for k in ("uploaded", "copied", "deleted", "adopted"))
         sent = getattr(result, "bytes_sent", 0)
-        with self._lock:
-            self.counters.files += files
-            self.counters.bytes_sent += sent
+        self.counters.reconciled(files, sent)
         if self._on_pass is not None and (files or sent):
             self._on_pass(self.name, files, sent)
         stopped = getattr(result, "stopped", None)
@@ -479,11 +470,11 @@ class SyncWorker:
         upcoming = min(now + IDLE_CHECK_NS, soonest)
         self._next_check_ns = now if len(changes) == BATCH_LIMIT else upcoming
         if changes:
-            future = self._pool.submit(self._run_batch, changes)
+            future = self._pool.submit(self.batches.run, changes)
             future.add_done_callback(self._wake)
             self._batches.append(future)
 
-    def _hint_dues(self, dues: Iterable[int]) -> None:
+    def hint_dues(self, dues: Iterable[int]) -> None:
         """Remember when queued work becomes due, so the scheduler looks right then (any thread)."""
         with self._lock:
             for due in sorted(set(dues)):
@@ -507,303 +498,11 @@ class SyncWorker:
             callback()
 
     # ------------------------------------------------------------------------------------------------
-    # a batch (runs on the pool)
+    # what a batch asks of the scheduler (batch.BatchHost; any thread)
 
-    def _run_batch(self, changes: Sequence[QueuedChange]) -> None:
-        try:
-            self._settle_batch(changes)
-        except BaseException as exc:
-            # A bug or an unexpected error: the batch's changes must not stay claimed (blocking their
-            # paths until a restart). They count an attempt, so a path that always crashes is parked.
-            self._release_after_crash(changes, describe_exc(exc))
-            raise
-        finally:
-            self.poke()
-
-    def _release_after_crash(self, changes: Sequence[QueuedChange], why: str) -> None:
-        now = self.clock()
-        for ch in changes:
-            try:
-                # a change already settled is gone from the queue; failed() then does nothing
-                self.journal.failed(
-                    ch.id,
-                    f"internal error: {why}",
-                    now + self.backoff.delay_ns(ch.attempts),
-                    park=self.backoff.should_park(ch.attempts),
-                )
-            except JournalError as exc:
-                event(log, logging.ERROR, "release_failed", sync=self.name, path=ch.path, error=str(exc))
-
-    def _settle_batch(self, changes: Sequence[QueuedChange]) -> None:
-        now = self.clock()
-        synced = self._synced_for(
-            {ch.path for ch in changes} | {ch.src_path for ch in changes if ch.src_path}
-        )
-        decisions: dict[int, Decision] = {}
-        for ch in changes:
-            decisions[ch.id] = decide(
-                ch.path,
-                ch.src_path,
-                local_entry(self.root, ch.path, follow_symlinks=self.sync.follow_symlinks),
-                ch.src_path is not None and os.path.lexists(self.root / ch.src_path),
-                synced,
-                delete=self.sync.delete,
-                debounce_ns=self.debounce_ns,
-                now_ns=now,
-                excluded=self.excluded,
-            )
-        done: list[QueuedChange] = []
-        deferred: list[tuple[QueuedChange, int]] = []
-        to_send: list[QueuedChange] = []
-        for ch in changes:
-            d = decisions[ch.id]
-            if d.outcome is Outcome.DEFER:
-                assert d.defer_until_ns is not None
-                deferred.append((ch, d.defer_until_ns))
-            elif d.outcome is Outcome.SEND:
-                to_send.append(ch)
-            else:
-                done.append(ch)
-        self._defer(deferred)
-        failures: dict[int, str] = {}
-        interrupted: set[int] = set()
-        held: dict[int, tuple[str, int]] = {}
-        if to_send:
-            failures, interrupted, held = self._execute(to_send, decisions, synced, now)
-        for ch in to_send:
-            if ch.id in interrupted:
-                continue  # stays claimed; the next start releases it
-            if ch.id in held:
-                # not a failure of the change itself: retried later, never parked
-                message, retry_at = held[ch.id]
-                self.journal.failed(ch.id, message, retry_at, park=False)
-            elif ch.id in failures:
-                self._fail(ch, failures[ch.id], now)
-            else:
-                done.append(ch)
-        if done:
-            self.journal.done([ch.id for ch in done])
-            finished = self.clock()
-            for ch in done:
-                d = decisions[ch.id]
-                if d.outcome is Outcome.SEND:
-                    self._note_done(ch, d, finished)
-
-    def _defer(self, deferred: Sequence[tuple[QueuedChange, int]]) -> None:
-        if not deferred:
-            return
-        # Re-queue as a fresh change due when the file has been quiet long enough; the claimed row is
-        # then done. A move keeps its source (the copy is still possible after the writer finishes).
-        self.journal.enqueue(
-            self.sync_id,
-            [
-                Change(ch.path, ch.kind, ch.src_path, observed_ns=ch.observed_ns, due_ns=until)
-                for ch, until in deferred
-            ],
-        )
-        self.journal.done([ch.id for ch, _ in deferred])
-        self._hint_dues(until for _, until in deferred)
-        for ch, until in deferred:
-            event(
-                log,
-                logging.DEBUG,
-                "deferred",
-                sync=self.name,
-                path=ch.path,
-                reason="still being written",
-                until_ms=(until - self.clock()) // 1_000_000,
-            )
-
-    def _fail(self, ch: QueuedChange, error: str, now: int) -> None:
-        park = self.backoff.should_park(ch.attempts)
-        retry_at = now + self.backoff.delay_ns(ch.attempts)
-        self.journal.failed(ch.id, error, retry_at, park)
-        if not park:
-            self._hint_dues([retry_at])
-        with self._lock:
-            self.counters.errors += 1
-            self.counters.parked += int(park)
-        event(
-            log,
-            logging.WARNING if not park else logging.ERROR,
-            "op_failed",
-            sync=self.name,
-            path=ch.path,
-            kind=ch.kind.value,
-            attempt=ch.attempts + 1,
-            error=error,
-            next="parked" if park else f"retry in {(retry_at - now) / SECOND:.0f}s",
-        )
-
-    def _note_done(self, ch: QueuedChange, d: Decision, finished_ns: int) -> None:
-        latency = max(0, finished_ns - ch.observed_ns)
-        with self._lock:
-            self.counters.files += 1
-            self.counters.latencies_ns.append(latency)
-            del self.counters.latencies_ns[:-1000]
-        if self._on_done is not None:
-            action = d.note or "sent"
-            size = sum(op.local.size for op in d.transfers if hasattr(op, "local"))
-            self._on_done(self.name, action, size, latency)
-
-    def _execute(
-        self,
-        changes: Sequence[QueuedChange],
-        decisions: Mapping[int, Decision],
-        synced: Mapping[str, SyncedEntry],
-        started_ns: int,
-    ) -> tuple[dict[int, str], set[int], dict[int, tuple[str, int]]]:
-        """Run the batch's transfers, then each change's deletes if its transfers succeeded.
-        Returns (failures, interrupted, held: message and retry time) by change id."""
-        failures: dict[int, str] = {}
-        interrupted: set[int] = set()
-        held: dict[int, tuple[str, int]] = {}
-        transfers: list[Operation] = []
-        owner: dict[str, int] = {}
-        for ch in changes:
-            for op in decisions[ch.id].transfers:
-                transfers.append(op)
-                owner[op.path] = ch.id
-        progress = _OpLog(self.name)
-        vpass = start_pass(self.sync, self.store, self.stamps, started_ns, self.clock)
-        checkpoint = self.journal.checkpoint(self.sync_id)
-        executor = Executor(
-            self.store,
-            vpass.watch(checkpoint) if vpass is not None else checkpoint,
-            self.root,
-            self.transfer,
-            progress=progress,
-            synced=synced,
-            clock=self.clock,
-            stop=self._stop,
-            keeper=vpass,
-        )
-        with self._lock:
-            if self._stop.is_set():
-                executor.close()
-                return failures, {ch.id for ch in changes}, held
-            self._executors.add(executor)
-        try:
-            report = executor.run(transfers, ()) if transfers else ExecutionReport()
-            failed_paths = dict(report.failed)
-            shutting_down = self._stop.is_set()
-            if report.stopped is not None and not shutting_down:
-                # credentials refused, bucket gone...: nothing else can succeed now
-                self._pause(report.stopped)
-            elif not shutting_down:
-                self._note_batch_health(report)
-            for ch in changes:
-                errs = [failed_paths[op.path] for op in decisions[ch.id].transfers if op.path in failed_paths]
-                if errs and shutting_down:
-                    interrupted.add(ch.id)
-                elif errs and report.stopped is not None:
-                    held[ch.id] = (f"run stopped: {report.stopped}", self._paused_until_ns)
-                elif errs:
-                    failures[ch.id] = errs[0]
-            # deletes: only for changes whose own transfers all succeeded (invariant 3)
-            deletes: list[DeleteRemote] = []
-            delete_owner: dict[str, int] = {}
-            wanted = [
-                ch
-                for ch in changes
-                if decisions[ch.id].deletes
-                and ch.id not in failures
-                and ch.id not in interrupted
-                and ch.id not in held
-            ]
-            allowed_ids = self._guard_deletes(wanted, decisions, held)
-            for ch in wanted:
-                if ch.id in allowed_ids:
-                    for op in decisions[ch.id].deletes:
-                        deletes.append(op)
-                        delete_owner[op.path] = ch.id
-            counts = Counter(report.counts)
-            if deletes and not self._stop.is_set():
-                dreport = executor.run([], deletes)
-                counts.update(dreport.counts)
-                for path, message in dreport.failed:
-                    failures.setdefault(delete_owner[path], message)
-            elif deletes:
-                interrupted.update(delete_owner.values())
-            with self._lock:
-                self.counters.bytes_sent += report.bytes_sent
-            if vpass is not None and not finish_pass(self.name, vpass):
-                with self._lock:
-                    self.counters.errors += 1
-            self._record(counts, len(failures), report.bytes_sent, report.stopped, started_ns)
-            return failures, interrupted, held
-        finally:
-            with self._lock:
-                self._executors.discard(executor)
-            executor.close()
-
-    def _record(
-        self, counts: Counter[str], failed: int, bytes_sent: int, stopped: str | None, started_ns: int
-    ) -> None:
-        """The batch as a pass record: ``status`` shows files/bytes done and the last success from it."""
-        if not counts and not failed:
-            return
-        self.journal.record_pass(
-            self.sync_id,
-            PassSummary(
-                started_ns=started_ns,
-                finished_ns=self.clock(),
-                direction=Direction.UPLOAD,
-                uploaded=counts["uploaded"],
-                copied=counts["copied"],
-                deleted=counts["deleted"],
-                adopted=counts["adopted"],
-                failed=failed,
-                bytes_sent=bytes_sent,
-                error=stopped,
-            ),
-        )
-
-    def _guard_deletes(
-        self,
-        wanted: Sequence[QueuedChange],
-        decisions: Mapping[int, Decision],
-        held: dict[int, tuple[str, int]],
-    ) -> set[int]:
-        if not wanted:
-            return set()
-        now = self.clock()
-        source = probe_source(self.root, self._device, self._has_entries())
-        if not source.healthy:
-            for ch in wanted:
-                held[ch.id] = (f"delete held: {source.reason}", now + PROBE_EVERY_NS * 10)
-            self._note_held(len(wanted), source.reason)
-            return set()
-        recorded = self._recorded_count()
-        count = sum(_budgeted(decisions[ch.id]) for ch in wanted)
-        with self._lock:
-            granted = self.budget.allow(count, recorded, now)
-        allowed: set[int] = set()
-        used = 0
-        for ch in wanted:
-            n = _budgeted(decisions[ch.id])
-            if used + n <= granted:
-                allowed.add(ch.id)
-                used += n
-            else:
-                held[ch.id] = (
-                    f"delete held by max_delete ({self.budget.limit(recorded)} per "
-                    f"{self.sync.rescan_interval:g}s of {recorded} objects)",
-                    now + self.rescan_ns,
-                )
-        if used < granted:
-            with self._lock:
-                self.budget.refund(granted - used)
-        if held:
-            self._note_held(len(held), "max_delete guard")
-        return allowed
-
-    def _note_held(self, n: int, why: str) -> None:
-        with self._lock:
-            self.counters.held_deletes += n
-        event(log, logging.WARNING, "deletes_held", sync=self.name, count=n, reason=why)
-
-    def _pause(self, why: str) -> None:
+    def pause(self, why: str) -> int:
+        """The run was stopped (credentials refused, bucket gone): nothing else can succeed now. Pause
+        the sync for ``retry_ns``; returns until when."""
         self._paused_until_ns = self.clock() + self.retry_ns
         self.state = State.PAUSED
         self.reason = why
@@ -816,19 +515,16 @@ class SyncWorker:
             error=why,
             retry_in_s=self.retry_ns / SECOND,
         )
+        return self._paused_until_ns
 
-    def _note_batch_health(self, report: ExecutionReport) -> None:
-        """A transfer KS3 accepted makes the sync ok; a batch whose every transfer failed because KS3
-        could not be reached (network, 5xx outliving the client's retries) makes it failing, and brings
-        the reconcile forward: its listing tells whether KS3 is back, and it catches up."""
-        if report.counts:
-            self.health.ok()
-        elif report.failed and report.unreachable == len(report.failed):
-            path, message = report.failed[0]
-            n = len(report.failed)
-            self.health.failed(f"cannot reach KS3 ({n} transfer{'s' if n > 1 else ''} failed): {path}: {message}")
-            with self._lock:
-                self._next_reconcile_ns = min(self._next_reconcile_ns, self.clock() + self.retry_ns)
+    def reconcile_soon(self) -> None:
+        """Bring the next reconcile forward to within ``retry_ns`` (KS3 could not be reached)."""
+        with self._lock:
+            self._next_reconcile_ns = min(self._next_reconcile_ns, self.clock() + self.retry_ns)
+
+    def check_source(self) -> SourceState:
+        """The source folder now (before deletes run: still there, mounted, not emptied?)."""
+        return probe_source(self.root, self._device, self._has_entries())
 
     # ------------------------------------------------------------------------------------------------
 
@@ -862,50 +558,7 @@ class SyncWorker:
 
     def snapshot(self) -> dict[str, Any]:
         """What the service publishes about this worker (status file, STATUS=, metrics)."""
-        with self._lock:
-            return {
-                "state": self.state.value,
-                "reason": self.reason,
-                "root": str(self.root),
-                "files": self.counters.files,
-                "bytes_sent": self.counters.bytes_sent,
-                "errors": self.counters.errors,
-                "held_deletes": self.counters.held_deletes,
-                "reconciles": self.counters.reconciles,
-            }
-
-
-def _budgeted(decision: Decision) -> int:
-    """Deletes that count against max_delete: a renamed file's old name is not a loss (its copy
-    succeeded first), so only real deletions are budgeted."""
-    return sum(1 for op in decision.deletes if op.reason != "renamed")
-
-
-class _OpLog:
-    """The executor's progress subscriber: one log line per operation."""
-
-    def __init__(self, sync: str) -> None:
-        self.sync = sync
-
-    def plan_ready(self, entries: int, total_bytes: int) -> None:
-        return None
-
-    def bytes_moved(self, n: int) -> None:
-        return None
-
-    def entry_started(self, op: Operation) -> None:
-        return None
-
-    def entry_done(self, path: str, action: str, ok: bool, message: str = "") -> None:
-        if ok:
-            event(log, logging.INFO, "op", sync=self.sync, action=action, path=path)
-        else:
-            event(
-                log, logging.WARNING, "op", sync=self.sync, action=action, path=path, ok=False, error=message
-            )
-
-    def close(self) -> None:
-        return None
+        return {"state": self.state.value, "reason": self.reason, "root": str(self.root), **self.counters.snapshot()}
 
 
 def to_journal(change: FsChange, debounce_ns: int) -> Change:
@@ -921,23 +574,6 @@ def to_journal(change: FsChange, debounce_ns: int) -> Change:
     )
 
 
-def local_entry(root: Path, path: str, *, follow_symlinks: bool = False) -> LocalEntry | None:
-    """The file at ``path`` now, if it is a regular file (a symlink counts only with
-    ``follow_symlinks``, as in the scanner)."""
-    if path.rpartition("/")[2].startswith(TMP_PREFIX):
-        return None
-    try:
-        st = os.stat(root / path) if follow_symlinks else os.lstat(root / path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        event(log, logging.INFO, "stat_failed", path=path, error=exc.strerror)
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return LocalEntry(path, FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
-
-
 def options_hash(sync: SyncConfig) -> str:
     """What the journal compares to notice a sync whose meaning changed (never secrets)."""
     import hashlib
@@ -945,60 +581,3 @@ def options_hash(sync: SyncConfig) -> str:
 
     data = [str(sync.source), sync.bucket, sync.prefix, sync.encrypt_key_file is not None]
     return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
-
-
-def describe_exc(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def failure_message(exc: BaseException) -> str:
-    """What ``status`` shows for a sync that failed: ks3sync's own errors are written for users (the
-    message alone), anything else keeps its type name."""
-    return describe(exc) if isinstance(exc, Ks3SyncError) else describe_exc(exc)
-
-
-def mirror_reconciler(options_for: Callable[[SyncWorker], Any]) -> Reconciler:
-    """The default reconcile: one ``run_mirror`` pass (scan + listing + plan + execute)."""
-
-    def reconcile(worker: SyncWorker, stop: threading.Event) -> Any:
-        from ks3sync.engine.mirror import run_mirror
-
-        started = time.monotonic()
-        event(log, logging.INFO, "reconcile_started", sync=worker.name)
-        options = options_for(worker)
-        result = run_mirror(
-            worker.store,
-            worker.journal,
-            worker.sync_id,
-            worker.root,
-            Direction.UPLOAD,
-            options,
-            progress=_OpLog(worker.name),
-            clock=worker.clock,
-            stop=stop,  # SIGTERM ends a long rescan too, with in-flight parts checkpointed
-            stamps=worker.stamps,
-        )
-        event(
-            log,
-            logging.INFO if result.ok else logging.WARNING,
-            "reconcile_done",
-            sync=worker.name,
-            uploaded=result.uploaded,
-            copied=result.copied,
-            deleted=result.deleted,
-            adopted=result.adopted,
-            skipped=result.skipped,
-            failed=len(result.failed),
-            refused_deletes=result.refused_deletes,
-            bytes_sent=result.bytes_sent,
-            seconds=round(time.monotonic() - started, 3),
-            stopped=result.stopped,
-        )
-        for warning in result.warnings:
-            event(log, logging.WARNING, "reconcile_warning", sync=worker.name, warning=warning)
-        if result.stopped is None and not stop.is_set():
-            prune_after_reconcile(worker.name, worker.sync, worker.store, options, worker.clock(), worker.transfer.jobs)
-        return result
-
-    return reconcile

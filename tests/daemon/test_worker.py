@@ -357,18 +357,18 @@ def test_polling_mode_reconciles_every_30_seconds(tmp_path, fake_clock, wait_unt
 
 
 def test_a_crashing_batch_releases_its_changes(make_rig, wait_until, monkeypatch) -> None:
-    import ks3sync.daemon.worker as worker_module
+    import ks3sync.daemon.batch as batch_module
 
     rig = make_rig()
     rig.settle(wait_until)
-    real_decide = worker_module.decide
+    real_decide = batch_module.decide
 
     def buggy(path: str, *args: Any, **kwargs: Any) -> Any:
         if path == "boom":
             raise RuntimeError("a bug")
         return real_decide(path, *args, **kwargs)
 
-    monkeypatch.setattr(worker_module, "decide", buggy)
+    monkeypatch.setattr(batch_module, "decide", buggy)
     (rig.root / "boom").write_text("x")
     rig.note(Note.FILE_CHANGED, "boom")
     rig.clock.advance(3)
@@ -378,7 +378,7 @@ def test_a_crashing_batch_releases_its_changes(make_rig, wait_until, monkeypatch
     stats = rig.journal.stats(rig.worker.sync_id)
     assert stats.in_flight == 0 and stats.queue_depth == 1  # released, not stuck as claimed
     assert "internal error: RuntimeError: a bug" in stats.last_errors[0].message
-    monkeypatch.setattr(worker_module, "decide", real_decide)
+    monkeypatch.setattr(batch_module, "decide", real_decide)
     rig.clock.advance(5)
     rig.settle(wait_until)
     assert rig.objects() == {"boom": b"x"}

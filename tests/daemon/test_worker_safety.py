@@ -101,7 +101,8 @@ def _settle(worker: SyncWorker, journal: Journal, clock: Any, wait_until: Callab
 
 def test_a_rename_whose_copy_is_refused_keeps_the_old_object(bucket_store: Bucket, tmp_path: Path,
                                                              fake_clock: Any, wait_until: Callable[..., object]) -> None:
-    """Guards worker.py's ``and ch.id not in failures`` in the per-change delete selection."""
+    """Guards the per-change delete selection (daemon/batch.py: a change whose copy failed is settled,
+so its deletes do not run)."""
     root = tmp_path / "src"
     root.mkdir()
     data = os.urandom(50_000)
@@ -304,14 +305,14 @@ def test_a_source_emptied_during_the_batch_holds_its_deletes(tmp_path: Path, fak
         (rig.root / "a.txt").unlink()
         rig.worker.buffer.add([Observed(Note.FILE_DELETED, "a.txt")])
         fake_clock.advance(3)
-        claim = rig.worker._synced_for
+        claim = rig.worker.batches._synced_for
 
         def emptied_after_the_step_probed(paths: set[str]) -> Any:
             # The batch starts after step() found the source healthy; now the last file goes.
             (rig.root / "b.txt").unlink(missing_ok=True)
             return claim(paths)
 
-        rig.worker._synced_for = emptied_after_the_step_probed  # type: ignore[method-assign]
+        rig.worker.batches._synced_for = emptied_after_the_step_probed  # type: ignore[method-assign]
         rig.worker.poke()
         rig.worker.step()
         wait_until(lambda: not rig.worker.busy() and rig.journal.stats(rig.worker.sync_id).in_flight == 0)

@@ -19,7 +19,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from ks3sync.config import Ks3Url, MaxDelete, SyncConfig
 from ks3sync.daemon.backoff import SECOND, Backoff
-from ks3sync.daemon.worker import SyncWorker, mirror_reconciler
+from ks3sync.daemon.reconcile import mirror_reconciler
+from ks3sync.daemon.worker import SyncWorker
 from ks3sync.engine.mirror import MirrorOptions
 from ks3sync.errors import TransientError
 from ks3sync.journal import Journal
