@@ -279,14 +279,7 @@ class Executor:
             delete_local(ctx, op.path)
             ctx.checkpoint.removed([op.path])
             return "deleted"
-        if isinstance(op, DeleteRemote):
-            single = ExecutionReport()
-            self._delete_remote([op], single, announce=False)
-            if single.stopped is not None:
-                raise NotAttempted(f"{op.path}: {single.stopped}")
-            if single.failed:
-                raise PermanentError(single.failed[0][1])
-            return "deleted"
+        # A DeleteRemote never gets here: run() hands remote deletes to _delete_remote, in batches.
         raise TypeError(f"unknown operation {op!r}")
 
     # ------------------------------------------------------------------ deletes
@@ -299,13 +292,11 @@ class Executor:
         if other:
             self._run_round(other, report, final=True)
 
-    def _delete_remote(
-        self, batch: Sequence[DeleteRemote], report: ExecutionReport, *, announce: bool = True
-    ) -> None:
+    def _delete_remote(self, batch: Sequence[DeleteRemote], report: ExecutionReport) -> None:
         store = self.ctx.store
         to_delete: list[str] = []
         failures: dict[str, str] = {}
-        kept = self._keep_all(batch, announce=announce, stopped=report.stopped)
+        kept = self._keep_all(batch, stopped=report.stopped)
         for op in batch:
             outcome = kept[op.path]
             if isinstance(outcome, Exception):
@@ -329,22 +320,18 @@ class Executor:
             self.ctx.checkpoint.removed(deleted)
         report.counts["deleted"] += len(deleted)
         report.failed.extend(failures.items())
-        if announce:
-            for path in deleted:
-                self.progress.entry_done(path, "deleted", True)
-            for path, message in failures.items():
-                self.progress.entry_done(path, "delete", False, message)
+        for path in deleted:
+            self.progress.entry_done(path, "deleted", True)
+        for path, message in failures.items():
+            self.progress.entry_done(path, "delete", False, message)
 
-    def _keep_all(
-        self, batch: Sequence[DeleteRemote], *, announce: bool, stopped: str | None
-    ) -> dict[str, bool | str | Ks3SyncError]:
+    def _keep_all(self, batch: Sequence[DeleteRemote], *, stopped: str | None) -> dict[str, bool | str | Ks3SyncError]:
         """Keep every object of a delete batch first (the keeper's copies): by path, True (kept, or
         nothing to keep), False (already gone), a refusal message, or the copy's error. The first copy
         runs alone; if it succeeds the rest run side by side on the file pool. After a fatal answer no
         copy is started any more (those already sent finish, like parts in flight)."""
-        if announce:
-            for op in batch:
-                self.progress.entry_started(op)
+        for op in batch:
+            self.progress.entry_started(op)
         if stopped is not None:
             return {op.path: f"not deleted, the run stopped: {stopped}" for op in batch}
         if self.ctx.keeper is None:
@@ -368,8 +355,7 @@ class Executor:
 
         first, rest = batch[0], batch[1:]
         outcomes = {first.path: keep(first)}
-        if len(rest) == 1 or not announce:
-            # A single delete runs on a file worker already (it must not wait on the pool it occupies).
+        if len(rest) == 1:  # one more copy: not worth a hand-over to the pool
             outcomes.update((op.path, keep(op)) for op in rest)
         elif rest:
             outcomes.update(zip((op.path for op in rest), self._file_pool.map(keep, rest), strict=True))
