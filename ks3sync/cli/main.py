@@ -23,6 +23,7 @@ from ks3sync import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "local-server": ("ks3sync.cli.local_server", "local_server", "Run a KS3-compatible server on loopback."),
     "mirror": ("ks3sync.cli.mirror", "mirror", "Mirror a folder to ks3://bucket/prefix, or back."),
+    "check": ("ks3sync.cli.check", "check", "Compare a folder and ks3://bucket/prefix without transferring."),
     "ls": ("ks3sync.cli.ls", "ls", "List objects under ks3://bucket/prefix, or the buckets."),
     "mb": ("ks3sync.cli.buckets", "mb", "Make a bucket."),
     "rb": ("ks3sync.cli.buckets", "rb", "Remove an empty bucket."),

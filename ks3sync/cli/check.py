@@ -1,0 +1,261 @@
+"""``ks3sync check SRC DST``: compare a local folder and ks3://bucket/prefix (either order) without
+transferring anything: missing (in SRC, not in DST), extra (in DST, not in SRC) and differing entries.
+
+Wires the parts together (config, the journal's records when it has this pair, client, KS3Store,
+``check.run_check``) and presents the verdicts: one line per entry that is not equal on stdout as it is
+found (every entry with ``-v``), a summary line on stderr, or one JSON document with ``--json``.
+Exit 0 equal, 1 something differs, is missing or extra, or could not be compared, 2 usage/configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ks3sync.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Target,
+    default_state_dir,
+    die,
+    handle_errors,
+    load_config_file,
+    load_encryption_key,
+    mirror_sync_name,
+    open_client,
+    parse_target,
+    resolve_connection,
+    setup_logging,
+    split_mirror_args,
+)
+from ks3sync.cli.mirror import _matching_sync, _Settings
+
+if TYPE_CHECKING:
+    from ks3sync.check import CheckResult, Verdict
+    from ks3sync.model import SyncedEntry
+
+_STATUS_ORDER = ("equal", "differ", "missing", "extra", "error", "unverified")
+
+
+@click.command(
+    "check",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Compare SRC and DST (a local folder and ks3://bucket/prefix, in either order) without transferring "
+    "anything. Lists entries missing from DST, extra in DST and differing (size, then MD5 / CRC-64 / "
+    "multipart ETag / plaintext MD5, whatever the listing and one HEAD allow; --download reads the objects "
+    "back, decrypting them). Exit status: 0 equal; 1 something differs, is missing or extra, or could not "
+    "be compared; 2 usage or configuration error.",
+)
+@click.argument("src")
+@click.argument("dst")
+@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local' for an embedded local-server.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses.")
+@click.option("--state-db", type=click.Path(path_type=Path),
+              help="The journal whose records prove encrypted objects (default: XDG state dir; never created).")
+@click.option("--exclude", multiple=True, metavar="PATTERN", help="gitignore-style pattern (repeatable).")
+@click.option("--exclude-from", multiple=True, type=click.Path(path_type=Path), help="File of patterns.")
+@click.option("--encrypt-key", type=click.Path(path_type=Path),
+              help="16-byte key file: the objects are client-side encrypted with it.")
+@click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (with loop detection).")
+@click.option("--jobs", type=click.IntRange(1, 256), help="Files hashed / objects read in parallel (default 8).")
+@click.option("--download", is_flag=True, help="Read every object back and compare it byte for byte.")
+@click.option("--size-only", is_flag=True, help="Compare sizes only: no hashing, no HEAD.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout: counts and lists.")
+@click.option("-v", "--verbose", count=True, help="A line for equal entries too, with what was compared (-vv: debug).")
+@click.pass_context
+@handle_errors
+def check(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
+    setup_logging(flags["verbose"] - 1)
+    if flags["download"] and flags["size_only"]:
+        die("--download and --size-only cannot be combined")
+    local_arg, target_arg, local_is_source = split_mirror_args(src, dst)
+    target = parse_target(target_arg, what="DST" if local_is_source else "SRC")
+    config = load_config_file(flags["config_path"])
+    for message in config.warnings if config is not None else ():
+        click.echo(f"ks3sync: warning: {message}", err=True)
+    local_root = Path(local_arg).expanduser().absolute()
+    if not local_root.is_dir():
+        what = "SRC" if local_is_source else "DST"
+        die(f"{what}: {local_arg}: not a folder" if local_root.exists() else f"{what}: {local_arg}: no such folder")
+    settings = _CheckSettings(ctx, flags, config, _matching_sync(config, local_root, target))
+    state_dir = config.state_dir if config is not None else default_state_dir()
+    conn = resolve_connection(flags["endpoint"], config, state_dir)
+    state_db = Path(flags["state_db"] or state_dir / "journal.db").absolute()
+    opts = settings.check_options(local_is_source, state_paths=(state_db, state_dir.absolute()))
+
+    from ks3sync.check import run_check
+    from ks3sync.store.ks3store import KS3Store
+
+    show = _Printer(verbose=flags["verbose"] > 0) if not flags["as_json"] else None
+    with (_journal_records(state_db, local_root, target, conn.endpoint) as records,
+          open_client(conn, state_dir, jobs=opts.jobs) as client):
+        store = KS3Store(client, target.bucket, target.prefix)
+        result = run_check(store, local_root, opts, records=records, on_verdict=show)
+    _report(result, src, dst, flags)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+class _CheckSettings(_Settings):
+    """mirror's precedence (flag, then the matching sync of --config, then the config's transfer
+    section), for the options check shares with mirror."""
+
+    def check_options(self, local_is_source: bool, *, state_paths: tuple[Path, ...]) -> Any:
+        from ks3sync.check import CheckOptions, CompareOptions
+
+        flags = self.flags
+        transfer_cfg = self.config.transfer if self.config is not None else None
+        key_file = flags["encrypt_key"] or (self.sync.encrypt_key_file if self.sync is not None else None)
+        compare = CompareOptions(
+            key=load_encryption_key(key_file) if key_file is not None else None,
+            size_only=bool(flags["size_only"]),
+            download=bool(flags["download"]),
+            local_is_source=local_is_source,
+            part_sizes=(transfer_cfg.part_size,) if transfer_cfg is not None else (),
+        )
+        return CheckOptions(
+            compare=compare,
+            jobs=flags["jobs"] or (transfer_cfg.jobs if transfer_cfg is not None else 8),
+            excludes=tuple(self._sync_value("exclude", "excludes", ())),
+            exclude_from=tuple(Path(p) for p in self._sync_value("exclude_from", "exclude_from", ())),
+            follow_symlinks=bool(self._sync_value("follow_symlinks", "follow_symlinks", False)),
+            state_paths=state_paths,
+        )
+
+
+@contextlib.contextmanager
+def _journal_records(state_db: Path, local_root: Path, target: Target, endpoint: str) -> Iterator[Iterable[SyncedEntry]]:
+    """The journal's records of this folder and prefix, in path order, if a journal exists and knows the
+    pair (a mirror of it, or a configured sync); otherwise none. Never creates a journal; an unusable one
+    is a warning, not an error (the records only save requests)."""
+    if not state_db.is_file():
+        yield ()
+        return
+    from ks3sync.journal import Journal, JournalError
+
+    try:
+        journal = Journal.open(state_db)
+    except JournalError as exc:
+        click.echo(f"ks3sync: warning: {exc}; comparing without the journal's records", err=True)
+        yield ()
+        return
+    try:
+        sync_id = _sync_of(journal, local_root, target, endpoint)
+        if sync_id is None:
+            yield ()
+            return
+        records = journal.iter_synced_entries(sync_id)
+        try:
+            yield records
+        finally:
+            records.close()
+    finally:
+        journal.close()
+
+
+def _sync_of(journal: Any, local_root: Path, target: Target, endpoint: str) -> int | None:
+    """The pair's sync: the mirror of it through this endpoint, else any sync of the same folder and
+    prefix. A record speaks for an object only when the listing shows the very ETag and size it
+    recorded, and an ETag is a content hash, so a record reached through another endpoint cannot vouch
+    for different content."""
+    name = mirror_sync_name(local_root, target, endpoint)
+    syncs = journal.syncs()
+    for sync in syncs:
+        if sync.name == name:
+            return int(sync.id)
+    for sync in syncs:
+        if (sync.source, sync.bucket, sync.prefix) == (str(local_root), target.bucket, target.prefix):
+            return int(sync.id)
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# output
+
+
+def shown(text: str) -> str:
+    """A key or path as it may be written to a terminal: control, format (bidirectional) and separator
+    characters and the backslash escaped Python-style, everything else as it is. (To be replaced by the
+    project's display-escaping helper, ks3sync.display.escape, once it is on main.)"""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
+def verdict_line(verdict: Verdict) -> str:
+    status = verdict.status.value
+    if verdict.status.value == "equal":
+        detail = ", ".join(method.value for method in verdict.compared)
+    else:
+        detail = verdict.detail
+    return f"{status:<7} {shown(verdict.path)}" + (f" ({shown(detail)})" if detail else "")
+
+
+class _Printer:
+    """Prints each verdict as it is given: those that are not equal, and with -v every one."""
+
+    def __init__(self, *, verbose: bool) -> None:
+        self._verbose = verbose
+
+    def __call__(self, verdict: Verdict) -> None:
+        if self._verbose or verdict.status.value != "equal":
+            click.echo(verdict_line(verdict))
+
+
+def summary_line(result: CheckResult) -> str:
+    from ks3sync.check import Status
+
+    counts = result.counts
+    line = (f"{counts[Status.EQUAL]} equal, {counts[Status.DIFFER]} differ, {counts[Status.MISSING]} missing, "
+            f"{counts[Status.EXTRA]} extra, {counts[Status.ERROR]} errors")
+    if counts[Status.UNVERIFIED]:
+        line += f", {counts[Status.UNVERIFIED]} unverified"
+    return line
+
+
+def json_document(result: CheckResult, src: str, dst: str, flags: dict[str, Any]) -> dict[str, Any]:
+    from ks3sync.check import Status
+
+    by_status: dict[Status, list[Verdict]] = {status: [] for status in Status}
+    for verdict in result.entries:
+        by_status[verdict.status].append(verdict)
+    counts = {("errors" if s is Status.ERROR else s.value): result.counts[s] for s in Status}
+    return {
+        "src": src,
+        "dst": dst,
+        "mode": "download" if flags["download"] else "size-only" if flags["size_only"] else "metadata",
+        "ok": result.ok,
+        "counts": counts,
+        "differ": [{"path": v.path, "detail": v.detail, "compared": [m.value for m in v.compared]}
+                   for v in by_status[Status.DIFFER]],
+        "missing": [v.path for v in by_status[Status.MISSING]],
+        "extra": [v.path for v in by_status[Status.EXTRA]],
+        "errors": [{"path": v.path, "error": v.detail} for v in by_status[Status.ERROR]],
+        "unverified": [{"path": v.path, "detail": v.detail} for v in by_status[Status.UNVERIFIED]],
+        "verified_by": {method.value: n for method, n in sorted(result.verified_by.items(), key=lambda i: i[0].value)},
+        "notes": [{"path": path, "reason": reason} for path, reason in result.notes],
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def _report(result: CheckResult, src: str, dst: str, flags: dict[str, Any]) -> None:
+    from ks3sync.check import Status
+
+    for path, reason in result.notes:
+        click.echo(f"ks3sync: skipped {shown(path)}: {shown(reason)}", err=True)
+    if flags["as_json"]:
+        # ASCII-only JSON: no key can put a control or bidirectional character on a terminal raw.
+        click.echo(json.dumps(json_document(result, src, dst, flags), ensure_ascii=True, sort_keys=True))
+        return
+    unverified = result.counts[Status.UNVERIFIED]
+    if unverified:
+        entries = "entry has" if unverified == 1 else "entries have"
+        click.echo(f"ks3sync: {unverified} {entries} equal sizes but could not be verified without --download",
+                   err=True)
+    click.echo(summary_line(result), err=True)
