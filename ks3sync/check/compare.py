@@ -116,11 +116,13 @@ class LocalDigest:
 
 @dataclass(frozen=True, slots=True)
 class Hash:
-    """Hash the local file and compare with ``expected`` by ``method`` (:func:`settle`)."""
+    """Hash the local file and compare with ``expected`` by ``method`` (:func:`settle`); ``size`` is the
+    size the file had when it was found equal to the object's (a file read at another size changed)."""
 
     method: Method
     expected: str | int
     hashes: Hashes
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +159,10 @@ def triage(local: LocalEntry, remote: RemoteEntry, record: SyncedEntry | None, o
         return Download()
     if opts.key is not None:
         if _records(record, remote.etag, remote.size) and record is not None and record.encrypted:
-            return Hash(Method.JOURNAL, record.md5, Hashes(md5=True))
+            return Hash(Method.JOURNAL, record.md5, Hashes(md5=True), local.size)
         return Head()
     if _MD5_ETAG.fullmatch(remote.etag):
-        return Hash(Method.MD5, remote.etag, Hashes(md5=True))
+        return Hash(Method.MD5, remote.etag, Hashes(md5=True), local.size)
     return Head()
 
 
@@ -179,15 +181,15 @@ def after_head(local: LocalEntry, remote: RemoteEntry, record: SyncedEntry | Non
     if meta.size != local.size:  # replaced since the listing
         return Verdict(path, Status.DIFFER, size_detail(local.size, meta.size, opts), (Method.SIZE,))
     if meta.crc64 is not None:
-        return Hash(Method.CRC64, meta.crc64, Hashes(crc64=True))
+        return Hash(Method.CRC64, meta.crc64, Hashes(crc64=True), local.size)
     if _records(record, meta.etag, meta.size) and record is not None:
-        return Hash(Method.JOURNAL, record.md5, Hashes(md5=True))
+        return Hash(Method.JOURNAL, record.md5, Hashes(md5=True), local.size)
     if _MD5_ETAG.fullmatch(meta.etag):
-        return Hash(Method.MD5, meta.etag, Hashes(md5=True))
+        return Hash(Method.MD5, meta.etag, Hashes(md5=True), local.size)
     multipart = _MULTIPART_ETAG.fullmatch(meta.etag)
     sizes = part_size_candidates(local.size, int(multipart.group(1)), opts.part_sizes) if multipart else ()
     if sizes:
-        return Hash(Method.MULTIPART_ETAG, meta.etag, Hashes(part_sizes=sizes))
+        return Hash(Method.MULTIPART_ETAG, meta.etag, Hashes(part_sizes=sizes), local.size)
     return Verdict(path, Status.UNVERIFIED, "no CRC-64 and an ETag that is not an MD5: cannot verify without "
                    "--download", (Method.SIZE,))
 
@@ -208,15 +210,17 @@ def _encrypted_after_head(local: LocalEntry, record: SyncedEntry | None, meta: O
         return Verdict(path, Status.DIFFER, size_detail(local.size, int(plain_length), opts), (Method.SIZE,))
     plain_md5 = _hex_of_base64_md5(meta.metadata.get(META_ENC_PLAIN_MD5, ""))
     if plain_md5 is not None:
-        return Hash(Method.PLAINTEXT_MD5, plain_md5, Hashes(md5=True))
+        return Hash(Method.PLAINTEXT_MD5, plain_md5, Hashes(md5=True), local.size)
     if _records(record, meta.etag, meta.size) and record is not None and record.encrypted:
-        return Hash(Method.JOURNAL, record.md5, Hashes(md5=True))
+        return Hash(Method.JOURNAL, record.md5, Hashes(md5=True), local.size)
     return Verdict(path, Status.UNVERIFIED, "encrypted without a plaintext MD5: cannot verify without --download",
                    (Method.SIZE,))
 
 
-def settle(path: str, step: Hash, digest: LocalDigest) -> Verdict:
+def settle(path: str, step: Hash, digest: LocalDigest, opts: CompareOptions) -> Verdict:
     """The verdict once the local file was hashed as ``step.hashes`` asked."""
+    if digest.size != step.size:  # the file changed since the scan (and was stable while read)
+        return Verdict(path, Status.DIFFER, size_detail(digest.size, step.size, opts), (Method.SIZE,))
     compared = (Method.SIZE, step.method)
     if step.method is Method.MULTIPART_ETAG:
         if any(etag == step.expected for _, etag in digest.multipart_etags):
@@ -247,9 +251,12 @@ def size_detail(local_size: int, remote_size: int, opts: CompareOptions) -> str:
 
 
 def _encrypted_size_detail(local_size: int, remote_size: int, opts: CompareOptions) -> str:
+    """The sizes compared for an encrypted object are stored sizes: the file's once encrypted."""
     expected = _encrypted_size(local_size)
-    hint = ", as if not encrypted" if remote_size == local_size else ""
-    return f"{size_detail(local_size, remote_size, opts)} (encrypted, {local_size} bytes are {expected}{hint})"
+    note = f"encrypted: a {local_size}-byte file takes {expected} bytes"
+    if remote_size == local_size:
+        note += "; the object looks unencrypted"
+    return f"{size_detail(expected, remote_size, opts)}, {note}"
 
 
 def part_size_candidates(size: int, parts: int, preferred: tuple[int, ...] = ()) -> tuple[int, ...]:

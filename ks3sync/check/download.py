@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from typing import Any
 
 from ks3sync.check.compare import Method, Status, Verdict
@@ -27,10 +26,10 @@ from ks3sync.store.checksums import crc64_update
 _SAME = (Method.SIZE, Method.CONTENT)
 
 
-def compare_download(store: Store, root: Path, local: LocalEntry, key: Any | None) -> Verdict:
+def compare_download(store: Store, root: str, local: LocalEntry, key: Any | None) -> Verdict:
     """The verdict for ``local`` against its object, read back (``key``: an ``EncryptionKey`` or None)."""
     path = local.path
-    abs_path = root / path
+    abs_path = os.path.join(root, path)
     fd, before = open_local(path, abs_path)
     try:
         with open(fd, "rb", buffering=READ_CHUNK, closefd=False) as file, store.open(path) as reader:

@@ -10,8 +10,8 @@ Must not import: ks3sync.ks3, the journal, the CLI.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from ks3sync.check.compare import (
     CompareOptions,
@@ -43,7 +43,7 @@ class Examination:
     step: Head | Hash | Download
 
 
-def examine(store: Store, root: Path, job: Examination, opts: CompareOptions) -> Verdict:
+def examine(store: Store, root: str, job: Examination, opts: CompareOptions) -> Verdict:
     path = job.local.path
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -56,7 +56,7 @@ def examine(store: Store, root: Path, job: Examination, opts: CompareOptions) ->
     raise AssertionError("unreachable")
 
 
-def _run(store: Store, root: Path, job: Examination, opts: CompareOptions) -> Verdict:
+def _run(store: Store, root: str, job: Examination, opts: CompareOptions) -> Verdict:
     step: Step = job.step
     if isinstance(step, Head):
         step = after_head(job.local, job.remote, job.record, store.head(job.local.path), step, opts)
@@ -65,4 +65,4 @@ def _run(store: Store, root: Path, job: Examination, opts: CompareOptions) -> Ve
     if isinstance(step, Download):
         return compare_download(store, root, job.local, opts.key)
     assert isinstance(step, Hash)
-    return settle(job.local.path, step, digest_file(job.local.path, root / job.local.path, step.hashes))
+    return settle(job.local.path, step, digest_file(job.local.path, os.path.join(root, job.local.path), step.hashes), opts)

@@ -2,6 +2,9 @@
 CRC-64, multipart ETags for several part sizes at once), and a file that changed while it was read is
 an error, never a verdict (restic's rule: size, mtime, inode and ctime before and after).
 
+Paths are plain strings (``os.path.join(root, path)``): ``pathlib`` interns every name it parses, and
+the interpreter's table of interned strings grows with the number of files and never shrinks.
+
 OSErrors become ks3sync.errors classes here. Imports ``ks3sync.errors``, ``ks3sync.model``,
 ``ks3sync.scan.identity``, ``ks3sync.store.checksums`` and the sibling ``compare``.
 """
@@ -12,7 +15,6 @@ import errno
 import hashlib
 import os
 import stat
-from pathlib import Path
 
 from ks3sync.check.compare import Hashes, LocalDigest
 from ks3sync.errors import FileChangedError, LocalFileError
@@ -23,7 +25,7 @@ from ks3sync.store.checksums import crc64_update, multipart_etag
 READ_CHUNK = 1024 * 1024
 
 
-def open_local(path: str, abs_path: Path) -> tuple[int, FileIdentity]:
+def open_local(path: str, abs_path: str) -> tuple[int, FileIdentity]:
     """Open a regular file for reading; returns (fd, identity at open)."""
     try:
         # O_NONBLOCK: a path swapped for a FIFO after the scan must not hang a worker (fstat rejects it).
@@ -44,13 +46,13 @@ def read_chunk(path: str, fd: int, size: int = READ_CHUNK) -> bytes:
         raise _error(path, exc) from exc
 
 
-def ensure_unchanged(path: str, abs_path: Path, fd: int, before: FileIdentity) -> None:
+def ensure_unchanged(path: str, abs_path: str, fd: int, before: FileIdentity) -> None:
     """FileChangedError unless the open file and its name both still show ``before``."""
     if identity_of_fd(fd) != before or stat_identity(abs_path) != before:
         raise FileChangedError(f"{path}: the file changed while it was read; compare again")
 
 
-def digest_file(path: str, abs_path: Path, hashes: Hashes) -> LocalDigest:
+def digest_file(path: str, abs_path: str, hashes: Hashes) -> LocalDigest:
     """The file's size and what ``hashes`` asks for, from one sequential read."""
     fd, before = open_local(path, abs_path)
     try:
@@ -58,7 +60,9 @@ def digest_file(path: str, abs_path: Path, hashes: Hashes) -> LocalDigest:
         crc = 0
         parts = [_PartDigests(size) for size in hashes.part_sizes]
         size = 0
-        while chunk := read_chunk(path, fd):
+        # No 1 MiB buffer for a small file: read what the file should hold (and a little more, to see
+        # it end or grow).
+        while chunk := read_chunk(path, fd, min(READ_CHUNK, max(before.size - size + 1, 64 * 1024))):
             size += len(chunk)
             if md5 is not None:
                 md5.update(chunk)

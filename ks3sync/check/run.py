@@ -87,6 +87,7 @@ def run_check(
     scan = _LocalScan(local_root, scan_opts, key_prefix=store.prefix)
     problems = _Problems(scan.problems)
     compare = opts.compare
+    root = str(local_root)  # joined as strings by the workers (see check.local)
     one_sided = {True: Status.MISSING, False: Status.EXTRA}  # keyed by "only in SRC"
     window: deque[Future[Verdict] | Verdict] = deque()
     limit = max(16, opts.jobs * WINDOW_PER_JOB)
@@ -121,7 +122,7 @@ def run_check(
                         give(step)
                     else:
                         job = Examination(local, remote, record, step)
-                        give(pool.submit(examine, store, local_root, job, compare))
+                        give(pool.submit(examine, store, root, job, compare))
         for verdict in problems.new_errors():
             give(verdict)
         while window:

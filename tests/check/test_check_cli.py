@@ -1,0 +1,220 @@
+"""`ks3sync check` as a real process against the session local-server, on trees `ks3sync mirror` uploaded:
+plain (single PUT and multipart, small part sizes to keep them cheap) and client-side encrypted.
+
+Damage is done the way it happens: a same-size object written over ours by another client (the official
+SDK), an object deleted or added behind our back, a local file edited, and a byte flipped in the
+server's stored body file. local-server keeps an object's ETag and CRC-64 in its index and does not
+re-hash a body when it serves it, so the flipped byte is the silent corruption that only `--download`
+can find (the metadata check must still call the object equal: asserted, so the test shows the gap).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from serverkit import sdk_connection
+
+from ks3sync.cli.main import cli
+
+KIB = 1024
+SMALL_PARTS = ["--part-size", "100KiB", "--multipart-threshold", "200KiB"]
+
+
+def ks3sync(server: Any, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ks3sync ARGS --endpoint SERVER`` with its default state dir under ``home``."""
+    env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key,
+               XDG_STATE_HOME=str(home / "state"))
+    return subprocess.run([sys.executable, "-m", "ks3sync", *args, "--endpoint", server.endpoint],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def mirror(server: Any, state: Path, *args: str) -> None:
+    env = {"KS3_ACCESS_KEY": server.access_key, "KS3_SECRET_KEY": server.secret_key}
+    done = CliRunner().invoke(cli, ["mirror", *args, *SMALL_PARTS, "--endpoint", server.endpoint,
+                                    "--state-db", str(state)], env=env, catch_exceptions=False)
+    assert done.exit_code == 0, done.stderr
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+
+
+def flip_stored_byte(server: Any, bucket: str, key: str, offset: int) -> None:
+    """Flip one bit of the body file local-server keeps for ``key`` (its index is left alone)."""
+    with sqlite3.connect(f"file:{server.root / 'meta.sqlite3'}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT data_id FROM objects WHERE bucket = ? AND key = ?",
+                         (bucket, key.encode())).fetchone()
+    data_id = row[0]
+    assert not data_id.startswith("i"), "the session server keeps bodies in files"
+    with open(server.root / "data" / data_id[:2] / data_id, "r+b") as body:
+        body.seek(offset)
+        byte = body.read(1)
+        body.seek(offset)
+        body.write(bytes([byte[0] ^ 0x01]))
+
+
+def lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line]
+
+
+PLAIN_FILES = {
+    "a.txt": b"alpha\n",
+    "big.bin": os.urandom(350 * KIB + 5),  # four 100 KiB parts
+    "c.txt": b"charlie",
+    "empty": b"",
+    "sub/b.txt": b"bravo\n",
+}
+
+
+def test_plain_and_multipart_tree_equal_then_damaged_on_both_sides(local_server: Any, bucket: str,
+                                                                   tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, PLAIN_FILES)
+    target = f"ks3://{bucket}/plain/"
+    mirror(local_server, tmp_path / "j.db", str(src), target)
+
+    equal = ks3sync(local_server, tmp_path, "check", str(src), target, "-v")
+    assert equal.returncode == 0, equal.stderr
+    assert lines(equal.stdout) == ["equal   a.txt (size, md5)", "equal   big.bin (size, crc64)",
+                                   "equal   c.txt (size, md5)", "equal   empty (size)", "equal   sub/b.txt (size, md5)"]
+    assert lines(equal.stderr) == ["5 equal, 0 differ, 0 missing, 0 extra, 0 errors"]
+
+    sdk_bucket = sdk_connection(local_server).get_bucket(bucket)
+    sdk_bucket.new_key("plain/a.txt").set_contents_from_string(b"ALPHA\n")  # same size, other bytes
+    sdk_bucket.delete_key("plain/sub/b.txt")
+    sdk_bucket.new_key("plain/zz.txt").set_contents_from_string(b"not in the folder")
+    (src / "c.txt").write_bytes(b"Charlie")  # edited locally, same size
+    flip_stored_byte(local_server, bucket, "plain/big.bin", 123_456)
+
+    found = ks3sync(local_server, tmp_path, "check", str(src), target, "-v")
+    assert found.returncode == 1, found.stderr
+    assert lines(found.stdout) == [
+        "differ  a.txt (md5)",
+        "equal   big.bin (size, crc64)",  # the stored CRC-64 still matches the file: metadata cannot see it
+        "differ  c.txt (md5)",
+        "equal   empty (size)",
+        "missing sub/b.txt",
+        "extra   zz.txt",
+    ]
+    assert lines(found.stderr) == ["2 equal, 2 differ, 1 missing, 1 extra, 0 errors"]
+
+    read_back = ks3sync(local_server, tmp_path, "check", str(src), target, "--download")
+    assert read_back.returncode == 1, read_back.stderr
+    assert lines(read_back.stdout) == ["differ  a.txt (content at byte 0)", "differ  big.bin (content at byte 123456)",
+                                       "differ  c.txt (content at byte 0)", "missing sub/b.txt", "extra   zz.txt"]
+    assert lines(read_back.stderr) == ["1 equal, 3 differ, 1 missing, 1 extra, 0 errors"]
+
+    # The order of the arguments decides what is missing and what is extra.
+    backwards = ks3sync(local_server, tmp_path, "check", target, str(src), "--size-only")
+    assert backwards.returncode == 1
+    assert lines(backwards.stdout) == ["extra   sub/b.txt", "missing zz.txt"]
+    assert lines(backwards.stderr) == ["4 equal, 0 differ, 1 missing, 1 extra, 0 errors"]
+
+
+def test_json_document(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha", "big.bin": os.urandom(250 * KIB), "gone.txt": b"x", "z": b"zulu"})
+    target = f"ks3://{bucket}/j/"
+    mirror(local_server, tmp_path / "j.db", str(src), target)
+    (src / "a.txt").write_bytes(b"alpha, longer")
+    (src / "gone.txt").unlink()
+    (src / "new\nline.txt").write_bytes(b"a name a terminal must not act on")
+
+    done = ks3sync(local_server, tmp_path, "check", str(src), target, "--json")
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc == {
+        "src": str(src), "dst": target, "mode": "metadata", "ok": False,
+        "counts": {"equal": 2, "differ": 1, "missing": 1, "extra": 1, "errors": 0, "unverified": 0},
+        "differ": [{"path": "a.txt", "detail": "size 13 != 5", "compared": ["size"]}],
+        "missing": ["new\nline.txt"],
+        "extra": ["gone.txt"],
+        "errors": [],
+        "unverified": [],
+        "verified_by": {"crc64": 1, "md5": 1},
+        "notes": [],
+        "seconds": doc["seconds"],
+    }
+    assert "\n" not in done.stdout.strip() and done.stderr == ""
+    text = ks3sync(local_server, tmp_path, "check", str(src), target)
+    assert "missing new\\nline.txt" in lines(text.stdout)  # escaped, on one line
+
+
+def test_encrypted_tree_by_journal_metadata_and_download(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    files = {"a.txt": b"alpha\n", "big.bin": os.urandom(300 * KIB + 7), "c.txt": b"charlie", "empty": b""}
+    write_tree(src, files)
+    key = tmp_path / "key"
+    key.write_bytes(os.urandom(16))
+    key.chmod(0o600)
+    journal = tmp_path / "j.db"
+    target = f"ks3://{bucket}/enc/"
+    mirror(local_server, journal, str(src), target, "--encrypt-key", str(key))
+    keyed = ["--encrypt-key", str(key)]
+
+    # The journal recorded every object: their plaintext MD5s prove them without a request.
+    by_journal = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--state-db", str(journal), "-v")
+    assert by_journal.returncode == 0, by_journal.stderr
+    assert lines(by_journal.stdout) == ["equal   a.txt (size, journal-md5)", "equal   big.bin (size, journal-md5)",
+                                        "equal   c.txt (size, journal-md5)", "equal   empty (size)"]
+    # Without it: the plaintext MD5 metadata of single PUTs; an encrypted multipart object has none.
+    no_journal = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--state-db", str(tmp_path / "none.db"),
+                         "-v")
+    assert no_journal.returncode == 0, no_journal.stderr
+    assert lines(no_journal.stdout)[:2] == ["equal   a.txt (size, plaintext-md5)",
+                                            "unverified big.bin (encrypted without a plaintext MD5: cannot verify "
+                                            "without --download)"]
+    assert lines(no_journal.stderr) == [
+        "ks3sync: 1 entry has equal sizes but could not be verified without --download",
+        "3 equal, 0 differ, 0 missing, 0 extra, 0 errors, 1 unverified"]
+    assert not (tmp_path / "none.db").exists()  # check never creates a journal
+
+    flip_stored_byte(local_server, bucket, "enc/big.bin", 200_000)
+    (src / "c.txt").write_bytes(b"Charlie")
+    sdk_connection(local_server).get_bucket(bucket).new_key("enc/a.txt").set_contents_from_string(b"alpha\n")
+
+    found = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--state-db", str(journal))
+    assert found.returncode == 1
+    assert lines(found.stdout) == [
+        "differ  a.txt (size 32 != 6, encrypted: a 6-byte file takes 32 bytes; the object looks unencrypted)",
+        "differ  c.txt (md5, against the journal's record of this object)",
+    ]
+    read_back = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--download")
+    assert read_back.returncode == 1
+    out = lines(read_back.stdout)
+    assert out[0] == "differ  a.txt (size 32 != 6, encrypted: a 6-byte file takes 32 bytes; the object looks unencrypted)"
+    # The flipped bit garbles the plaintext block decrypted from the ciphertext block holding it.
+    first_bad = int(out[1].removeprefix("differ  big.bin (content at byte ").removesuffix(")"))
+    assert 200_000 - 16 <= first_bad < 200_000
+    assert out[2] == "differ  c.txt (content at byte 0)"
+    assert lines(read_back.stderr) == ["1 equal, 3 differ, 0 missing, 0 extra, 0 errors"]
+
+    forgot = ks3sync(local_server, tmp_path, "check", str(src), target)
+    assert forgot.returncode == 1
+    assert "error   big.bin (the object is client-side encrypted: pass --encrypt-key to compare it)" in forgot.stdout
+
+
+def test_usage_errors_exit_2_with_one_line(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    cases = [
+        (["check", str(folder), f"ks3://{bucket}/p/", "--download", "--size-only"],
+         "--download and --size-only cannot be combined"),
+        (["check", str(folder), str(tmp_path)], "exactly one of SRC and DST must be ks3://"),
+        (["check", str(tmp_path / "nope"), f"ks3://{bucket}/p/"], "SRC: " + str(tmp_path / "nope") + ": no such folder"),
+        (["check", f"ks3://{bucket}/p/", str(tmp_path / "nope")], "DST: " + str(tmp_path / "nope") + ": no such folder"),
+        (["check", str(folder), "ks3://no-such-bucket-for-check/p/"], "does not exist"),
+    ]
+    for args, message in cases:
+        done = ks3sync(local_server, tmp_path, *args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert len(lines(done.stderr)) == 1 and message in done.stderr and "Traceback" not in done.stderr
