@@ -52,8 +52,9 @@ def _compare(path: str, reader: ObjectReader, file: Any, key: Any | None) -> Ver
     md5 = hashlib.md5(usedforsecurity=False) if decryptor is None and not meta.is_multipart else None
     need_crc = meta.crc64 is not None and not reader.checks_crc64
     crc = received = offset = 0
-    from ks3sync.crypto.errors import CryptoError
-
+    # The cipher's refusals (bad pad, wrong length or MD5) are verdicts. Its package is loaded only when
+    # there is something to decrypt: run_check imported it before any worker started.
+    refusals = _crypto_errors() if decryptor is not None else ()
     try:
         for chunk in reader.iter_bytes(READ_CHUNK):
             received += len(chunk)
@@ -74,7 +75,7 @@ def _compare(path: str, reader: ObjectReader, file: Any, key: Any | None) -> Ver
             offset += len(tail)
     except IntegrityError as exc:
         return Verdict(path, Status.DIFFER, f"the object fails its own check: {exc}", _SAME)
-    except CryptoError as exc:
+    except refusals as exc:
         return Verdict(path, Status.DIFFER, f"the object does not decrypt: {exc}", _SAME)
     if file.read(1):
         return Verdict(path, Status.DIFFER, f"content at byte {offset} (the file is longer)", _SAME)
@@ -90,6 +91,12 @@ def _self_check(path: str, meta: ObjectMeta, received: int, md5: Any, crc: int |
     if crc is not None and crc != meta.crc64:
         return Verdict(path, Status.DIFFER, "the object's bytes do not match its CRC-64", _SAME)
     return Verdict(path, Status.EQUAL, compared=_SAME)
+
+
+def _crypto_errors() -> tuple[type[Exception], ...]:
+    from ks3sync.crypto.errors import CryptoError
+
+    return (CryptoError,)
 
 
 def _decryptor(path: str, meta: ObjectMeta, key: Any) -> Any:

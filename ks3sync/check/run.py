@@ -82,6 +82,10 @@ def run_check(
     order as it is given. ``records``: the journal's records of this pair, in path order."""
     started = time.monotonic()
     result = CheckResult()
+    if opts.compare.key is not None:
+        # Workers decrypt: the cipher package is imported here, once, not by several threads at a time
+        # (a package imported by two threads at once can be seen half initialised by one of them).
+        import ks3sync.crypto.decrypt  # noqa: F401
     scan_opts = MirrorOptions(excludes=opts.excludes, exclude_from=opts.exclude_from,
                               follow_symlinks=opts.follow_symlinks, state_paths=opts.state_paths)
     scan = _LocalScan(local_root, scan_opts, key_prefix=store.prefix)

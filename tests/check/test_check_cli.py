@@ -218,3 +218,30 @@ def test_usage_errors_exit_2_with_one_line(local_server: Any, bucket: str, tmp_p
         done = ks3sync(local_server, tmp_path, *args)
         assert done.returncode == 2, (args, done.stderr)
         assert len(lines(done.stderr)) == 1 and message in done.stderr and "Traceback" not in done.stderr
+
+
+# Runs the real entry point in a child and reports, at exit, whether the cipher package was imported.
+PROBE = """
+import atexit, sys
+atexit.register(lambda: print("CIPHER", "Crypto" in sys.modules))
+from ks3sync.cli.main import main
+sys.argv = ["ks3sync", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_plain_check_never_loads_the_cipher_on_its_worker_threads(local_server: Any, bucket: str,
+                                                                   tmp_path: Path) -> None:
+    """Worker threads that imported the cipher package while the march imported it too (for the first
+    size that differs) could see it half initialised: a plain --download check failed with an
+    ImportError on 20,000 files. Plain objects never need it, on any thread."""
+    src = tmp_path / "src"
+    write_tree(src, {f"f{i}": b"x" * i for i in range(1, 30)})
+    target = f"ks3://{bucket}/probe/"
+    mirror(local_server, tmp_path / "j.db", str(src), target)
+    env = dict(os.environ, KS3_ACCESS_KEY=local_server.access_key, KS3_SECRET_KEY=local_server.secret_key,
+               XDG_STATE_HOME=str(tmp_path / "state"))
+    done = subprocess.run([sys.executable, "-c", PROBE, "check", str(src), target, "--download", "--endpoint",
+                           local_server.endpoint], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout) == ["CIPHER False"]
