@@ -245,3 +245,42 @@ def test_a_plain_check_never_loads_the_cipher_on_its_worker_threads(local_server
                            local_server.endpoint], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert lines(done.stdout) == ["CIPHER False"]
+
+
+def test_a_configured_sync_lends_its_excludes_key_and_journal(local_server: Any, bucket: str,
+                                                              tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha", "skip.log": b"never synced"})
+    key = tmp_path / "key"
+    key.write_bytes(os.urandom(16))
+    key.chmod(0o600)
+    config = tmp_path / "ks3sync.yaml"
+    config.write_text(
+        f"endpoint: {local_server.endpoint}\nstate_dir: {tmp_path / 'state'}\n"
+        f"syncs:\n  - name: docs\n    source: {src}\n    target: ks3://{bucket}/cfg/\n"
+        f"    excludes: ['*.log']\n    encrypt_key_file: {key}\n"
+    )
+    env = {"KS3_ACCESS_KEY": local_server.access_key, "KS3_SECRET_KEY": local_server.secret_key}
+    up = CliRunner().invoke(cli, ["mirror", str(src), f"ks3://{bucket}/cfg/", "--config", str(config)], env=env,
+                            catch_exceptions=False)
+    assert up.exit_code == 0, up.stderr
+    sdk_connection(local_server).get_bucket(bucket).new_key("cfg/old.log").set_contents_from_string(b"excluded")
+
+    done = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/cfg/", "--config", str(config), "-v")
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout) == ["equal   a.txt (size, journal-md5)"]  # the key, and the journal in state_dir
+
+
+def test_the_journal_records_of_a_pair_are_found_by_name_then_by_folder_and_prefix(tmp_path: Path) -> None:
+    from ks3sync.cli.check import _sync_of
+    from ks3sync.cli.common import Target, mirror_sync_name
+    from ks3sync.journal import Journal
+
+    folder, target = tmp_path / "docs", Target("bkt", "p/")
+    with Journal.open(tmp_path / "j.db") as journal:
+        assert _sync_of(journal, folder, target, "http://a") is None
+        other = journal.register_sync("elsewhere", str(folder), "bkt", "q/", "h")
+        service = journal.register_sync("docs", str(folder), "bkt", "p/", "h")
+        assert _sync_of(journal, folder, target, "http://a") == service != other
+        mirrored = journal.register_sync(mirror_sync_name(folder, target, "http://a"), str(folder), "bkt", "p/", "h")
+        assert _sync_of(journal, folder, target, "http://a") == mirrored
