@@ -15,16 +15,18 @@ Decision table without ``--download`` (first match wins; "size" is always compar
 | same, no CRC-64 on the HEAD, journal record of this ETag | size, MD5 of the file = the record's | one HEAD |
 | same, no record, ``<md5>-N`` | size, multipart ETag recomputed for part sizes that give N parts; no match → unverified | one HEAD |
 | encrypted, journal record of this ETag | ciphertext size, MD5 of the file = the record's plaintext MD5 | none |
-| encrypted, no record | ciphertext size; HEAD: key fingerprint, plaintext length and MD5 metadata | one HEAD |
-| encrypted, no record, no plaintext MD5 (a multipart upload) | → unverified: "cannot verify without --download" | one HEAD |
+| encrypted, no record, ks3sync's integrity tag | ciphertext size; HEAD: key fingerprint, the tag of the file's SHA-256 at this key | one HEAD |
+| encrypted, untagged (the SDK's), plaintext MD5 metadata | ciphertext size; HEAD: fingerprint, plaintext length and MD5 | one HEAD |
+| encrypted, untagged, no plaintext MD5 (an SDK multipart upload) | → unverified: "cannot verify without --download" | one HEAD |
 
+With ``require_tag`` (``--require-integrity``) an untagged encrypted object differs: a restore refuses it.
 KS3 does not document its multipart ETag (docs/ks3-protocol.md §7), so a recomputed one that does not
 match never makes a path "differ", only "unverified". With ``--size-only`` only sizes are compared.
 With ``--download`` sizes are compared from the listing and everything else by reading the object back
 (``check.download``).
 
-Imports ``ks3sync.model`` and ``ks3sync.store.base`` (values only); ``ks3sync.crypto.envelope`` (pure
-arithmetic) is imported only where an encrypted size is computed, so a plain check never loads the cipher.
+Imports ``ks3sync.model`` and ``ks3sync.store.base`` (values only); ``ks3sync.crypto`` (its pure size
+arithmetic and the tag's HMAC) only where an object is encrypted, so a plain check never loads the cipher.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Method(enum.Enum):
     MULTIPART_ETAG = "multipart-etag"  # the multipart ETag recomputed from the file
     JOURNAL = "journal-md5"  # the file's MD5 against the journal's record of this very object
     PLAINTEXT_MD5 = "plaintext-md5"  # the file's MD5 against x-kss-meta-unencrypted-content-md5
+    TAG = "integrity-tag"  # ks3sync's keyed tag (x-kss-meta-ks3sync-tag) against the file's SHA-256
     CONTENT = "content"  # --download: byte for byte
 
 
@@ -81,20 +84,25 @@ class Verdict:
 
 
 class KeyLike(Protocol):
+    """What the comparison needs of ``crypto.EncryptionKey``; the tag's HMAC takes the key itself."""
+
     def matches_fingerprint(self, fingerprint: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
 class CompareOptions:
-    """``key``: the sync's encryption key (objects are expected to be client-side encrypted).
-    ``local_is_source``: sizes are shown SRC first. ``part_sizes``: part sizes to try first when a
-    multipart ETag has to be recomputed (the configured one)."""
+    """``key``: the sync's encryption key (objects are expected to be client-side encrypted);
+    ``require_tag``: an encrypted object must carry ks3sync's integrity tag. ``key_prefix``: the
+    store's prefix (a tag binds the object's full key). ``local_is_source``: sizes are shown SRC first.
+    ``part_sizes``: part sizes to try first when a multipart ETag has to be recomputed (the configured one)."""
 
     key: KeyLike | None = None
+    require_tag: bool = False
     size_only: bool = False
     download: bool = False
     local_is_source: bool = True
     part_sizes: tuple[int, ...] = ()
+    key_prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,7 @@ class Hashes:
 
     md5: bool = False
     crc64: bool = False
+    sha256: bool = False
     part_sizes: tuple[int, ...] = ()  # multipart ETags for these part sizes
 
 
@@ -111,18 +120,21 @@ class LocalDigest:
     size: int
     md5: str | None = None
     crc64: int | None = None
+    sha256: bytes | None = None
     multipart_etags: tuple[tuple[int, str], ...] = ()  # (part size, ETag)
 
 
 @dataclass(frozen=True, slots=True)
 class Hash:
     """Hash the local file and compare with ``expected`` by ``method`` (:func:`settle`); ``size`` is the
-    size the file had when it was found equal to the object's (a file read at another size changed)."""
+    size the file had when it was found equal to the object's (a file read at another size changed).
+    For ``Method.TAG``, ``expected`` is the object's metadata entry and ``object_key`` its full key."""
 
     method: Method
     expected: str | int
     hashes: Hashes
     size: int
+    object_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,13 +220,21 @@ def _encrypted_after_head(local: LocalEntry, record: SyncedEntry | None, meta: O
     plain_length = meta.metadata.get(META_ENC_PLAIN_LENGTH, "").strip()
     if plain_length.isdigit() and int(plain_length) != local.size:
         return Verdict(path, Status.DIFFER, size_detail(local.size, int(plain_length), opts), (Method.SIZE,))
+    from ks3sync.crypto.integrity import stored_tag
+
+    tag = stored_tag(meta.metadata)
+    if tag is not None:
+        return Hash(Method.TAG, tag, Hashes(sha256=True), local.size, opts.key_prefix + path)
+    if opts.require_tag:
+        return Verdict(path, Status.DIFFER, "no integrity tag (written by the SDK?), and it is required",
+                       (Method.SIZE,))
     plain_md5 = _hex_of_base64_md5(meta.metadata.get(META_ENC_PLAIN_MD5, ""))
     if plain_md5 is not None:
         return Hash(Method.PLAINTEXT_MD5, plain_md5, Hashes(md5=True), local.size)
     if _records(record, meta.etag, meta.size) and record is not None and record.encrypted:
         return Hash(Method.JOURNAL, record.md5, Hashes(md5=True), local.size)
-    return Verdict(path, Status.UNVERIFIED, "encrypted without a plaintext MD5: cannot verify without --download",
-                   (Method.SIZE,))
+    return Verdict(path, Status.UNVERIFIED, "encrypted without an integrity tag or a plaintext MD5: cannot "
+                   "verify without --download", (Method.SIZE,))
 
 
 def settle(path: str, step: Hash, digest: LocalDigest, opts: CompareOptions) -> Verdict:
@@ -228,6 +248,8 @@ def settle(path: str, step: Hash, digest: LocalDigest, opts: CompareOptions) -> 
         tried = ", ".join(_size_text(size) for size, _ in digest.multipart_etags)
         return Verdict(path, Status.UNVERIFIED, f"no part size tried ({tried}) reproduces the multipart ETag: "
                        "cannot verify without --download", (Method.SIZE,))
+    if step.method is Method.TAG:
+        return _settle_tag(path, step, digest, opts)
     actual = digest.crc64 if step.method is Method.CRC64 else digest.md5
     if actual is None:
         raise ValueError(f"{path}: the digest lacks what {step.method.value} needs")
@@ -236,12 +258,40 @@ def settle(path: str, step: Hash, digest: LocalDigest, opts: CompareOptions) -> 
     return Verdict(path, Status.DIFFER, _DIFFER_DETAIL[step.method], compared)
 
 
+def _settle_tag(path: str, step: Hash, digest: LocalDigest, opts: CompareOptions) -> Verdict:
+    """The object's integrity tag against the file's SHA-256 and length at the object's key."""
+    from ks3sync.crypto.errors import IntegrityTagError
+    from ks3sync.crypto.integrity import TAG_METADATA, TAG_VERSION, verify_tag
+
+    if digest.sha256 is None:
+        raise ValueError(f"{path}: the digest lacks the SHA-256 the integrity tag needs")
+    stored = str(step.expected)
+    if stored.strip().partition(":")[0] != TAG_VERSION:
+        return Verdict(path, Status.DIFFER, "integrity tag of an unknown version (a newer ks3sync, or damaged)",
+                       (Method.SIZE, Method.TAG))
+    try:
+        verify_tag(opts.key, {TAG_METADATA: stored}, object_key=step.object_key,  # type: ignore[arg-type]
+                   plaintext_length=digest.size, plaintext_sha256=digest.sha256, name=path)
+    except IntegrityTagError:
+        return Verdict(path, Status.DIFFER, "integrity tag", (Method.SIZE, Method.TAG))
+    return Verdict(path, Status.EQUAL, compared=(Method.SIZE, Method.TAG))
+
+
 _DIFFER_DETAIL = {
     Method.MD5: "md5",
     Method.CRC64: "crc64",
     Method.JOURNAL: "md5, against the journal's record of this object",
     Method.PLAINTEXT_MD5: "plaintext md5",
 }
+
+
+def detail_of(path: str, message: str) -> str:
+    """An error message as a verdict's detail: the line already names the path, so a message that
+    starts with it (most of ks3sync's do) loses that prefix."""
+    for prefix in (f"{path}: ", f"{path!r}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
 
 
 def size_detail(local_size: int, remote_size: int, opts: CompareOptions) -> str:

@@ -3,8 +3,9 @@ streaming (one chunk of each side in memory, no temp file), decrypting client-si
 
 The object must also pass what a restore checks (``transfer.download``): the bytes received match the
 object's size, a single-PUT object's ETag is their MD5, the CRC-64 header holds (the KS3 reader checks
-it itself), and an encrypted object decrypts with this key, with a valid pad and the recorded plaintext
-length and MD5 (``crypto.ObjectDecryptor``). An object that fails those differs even when its bytes
+it itself), and an encrypted object decrypts with this key, with a valid pad, the recorded plaintext
+length and MD5, and ks3sync's integrity tag over what was decrypted (``crypto.ObjectDecryptor``; with
+``--require-integrity`` an untagged object differs). An object that fails those differs even when its bytes
 equal the file: a restore would refuse it.
 
 Must not import: ks3sync.ks3, the journal, the CLI.
@@ -16,7 +17,7 @@ import hashlib
 import os
 from typing import Any
 
-from ks3sync.check.compare import Method, Status, Verdict
+from ks3sync.check.compare import CompareOptions, Method, Status, Verdict, detail_of
 from ks3sync.check.local import READ_CHUNK, ensure_unchanged, open_local
 from ks3sync.errors import IntegrityError
 from ks3sync.model import LocalEntry
@@ -26,27 +27,29 @@ from ks3sync.store.checksums import crc64_update
 _SAME = (Method.SIZE, Method.CONTENT)
 
 
-def compare_download(store: Store, root: str, local: LocalEntry, key: Any | None) -> Verdict:
-    """The verdict for ``local`` against its object, read back (``key``: an ``EncryptionKey`` or None)."""
+def compare_download(store: Store, root: str, local: LocalEntry, opts: CompareOptions) -> Verdict:
+    """The verdict for ``local`` against its object, read back (decrypted with ``opts.key``, an
+    ``EncryptionKey``, when there is one)."""
     path = local.path
     abs_path = os.path.join(root, path)
     fd, before = open_local(path, abs_path)
     try:
         with open(fd, "rb", buffering=READ_CHUNK, closefd=False) as file, store.open(path) as reader:
-            verdict = _compare(path, reader, file, key)
+            verdict = _compare(path, reader, file, opts, store.key_for(path))
         ensure_unchanged(path, abs_path, fd, before)  # a verdict about a file being written means nothing
     finally:
         os.close(fd)
     return verdict
 
 
-def _compare(path: str, reader: ObjectReader, file: Any, key: Any | None) -> Verdict:
+def _compare(path: str, reader: ObjectReader, file: Any, opts: CompareOptions, object_key: str) -> Verdict:
     meta = reader.meta
+    key = opts.key
     if meta.is_encrypted and key is None:
         return Verdict(path, Status.ERROR, "the object is client-side encrypted: pass --encrypt-key to compare it")
     if key is not None and not meta.is_encrypted and meta.size > 0:
         return Verdict(path, Status.DIFFER, "not client-side encrypted", (Method.SIZE,))
-    decryptor = _decryptor(path, meta, key) if key is not None else None
+    decryptor = _decryptor(path, meta, opts, object_key) if key is not None else None
     if isinstance(decryptor, Verdict):
         return decryptor
     md5 = hashlib.md5(usedforsecurity=False) if decryptor is None and not meta.is_multipart else None
@@ -74,12 +77,15 @@ def _compare(path: str, reader: ObjectReader, file: Any, key: Any | None) -> Ver
                 return Verdict(path, Status.DIFFER, f"content at byte {offset + where}", _SAME)
             offset += len(tail)
     except IntegrityError as exc:
-        return Verdict(path, Status.DIFFER, f"the object fails its own check: {exc}", _SAME)
+        return Verdict(path, Status.DIFFER, f"the object fails its own check: {detail_of(path, str(exc))}", _SAME)
     except refusals as exc:
-        return Verdict(path, Status.DIFFER, f"the object does not decrypt: {exc}", _SAME)
+        return Verdict(path, Status.DIFFER, f"the object does not decrypt: {detail_of(path, str(exc))}", _SAME)
     if file.read(1):
         return Verdict(path, Status.DIFFER, f"content at byte {offset} (the file is longer)", _SAME)
-    return _self_check(path, meta, received, md5, crc if need_crc else None)
+    verdict = _self_check(path, meta, received, md5, crc if need_crc else None)
+    if verdict.status is Status.EQUAL and decryptor is not None and decryptor.integrity == "verified":
+        return Verdict(path, Status.EQUAL, compared=(*_SAME, Method.TAG))
+    return verdict
 
 
 def _self_check(path: str, meta: ObjectMeta, received: int, md5: Any, crc: int | None) -> Verdict:
@@ -99,17 +105,21 @@ def _crypto_errors() -> tuple[type[Exception], ...]:
     return (CryptoError,)
 
 
-def _decryptor(path: str, meta: ObjectMeta, key: Any) -> Any:
-    """An ``ObjectDecryptor``, or the verdict when the object cannot be decrypted with ``key`` at all."""
+def _decryptor(path: str, meta: ObjectMeta, opts: CompareOptions, object_key: str) -> Any:
+    """An ``ObjectDecryptor`` (its integrity tag binds ``object_key``), or the verdict when the object
+    cannot be decrypted with the key at all (another key, no tag where one is required, malformed
+    encryption metadata)."""
     from ks3sync.crypto.decrypt import ObjectDecryptor
     from ks3sync.crypto.errors import CryptoError, WrongKeyError
 
     try:
-        return ObjectDecryptor(key, meta.metadata, ciphertext_length=meta.size, name=path)
+        return ObjectDecryptor(opts.key, meta.metadata, ciphertext_length=meta.size, name=path,  # type: ignore[arg-type]
+                               object_key=object_key, require_tag=opts.require_tag)
     except WrongKeyError:
         return Verdict(path, Status.DIFFER, "encrypted with a different key", (Method.SIZE,))
     except CryptoError as exc:
-        return Verdict(path, Status.DIFFER, f"the object does not decrypt: {exc}", (Method.SIZE,))
+        return Verdict(path, Status.DIFFER, f"the object does not decrypt: {detail_of(path, str(exc))}",
+                       (Method.SIZE,))
 
 
 _SCAN = 64 * 1024

@@ -22,6 +22,7 @@ from ks3sync.check.compare import (
     Step,
     Verdict,
     after_head,
+    detail_of,
     settle,
 )
 from ks3sync.check.download import compare_download
@@ -50,9 +51,9 @@ def examine(store: Store, root: str, job: Examination, opts: CompareOptions) -> 
             return _run(store, root, job, opts)
         except (TransientError, FileChangedError) as exc:
             if attempt == ATTEMPTS:
-                return Verdict(path, Status.ERROR, describe(exc))
+                return Verdict(path, Status.ERROR, detail_of(path, describe(exc)))
         except (EntryError, OSError) as exc:
-            return Verdict(path, Status.ERROR, describe(exc))
+            return Verdict(path, Status.ERROR, detail_of(path, describe(exc)))
     raise AssertionError("unreachable")
 
 
@@ -63,6 +64,6 @@ def _run(store: Store, root: str, job: Examination, opts: CompareOptions) -> Ver
     if isinstance(step, Verdict):
         return step
     if isinstance(step, Download):
-        return compare_download(store, root, job.local, opts.key)
+        return compare_download(store, root, job.local, opts)
     assert isinstance(step, Hash)
     return settle(job.local.path, step, digest_file(job.local.path, os.path.join(root, job.local.path), step.hashes), opts)

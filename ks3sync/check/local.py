@@ -1,6 +1,7 @@
 """Reading a local file for ``ks3sync check``: one read computes whatever the comparison asked for (MD5,
-CRC-64, multipart ETags for several part sizes at once), and a file that changed while it was read is
-an error, never a verdict (restic's rule: size, mtime, inode and ctime before and after).
+CRC-64, SHA-256 for an integrity tag, multipart ETags for several part sizes at once), and a file that
+changed while it was read is an error, never a verdict (restic's rule: size, mtime, inode and ctime
+before and after).
 
 Paths are plain strings (``os.path.join(root, path)``): ``pathlib`` interns every name it parses, and
 the interpreter's table of interned strings grows with the number of files and never shrinks.
@@ -57,6 +58,7 @@ def digest_file(path: str, abs_path: str, hashes: Hashes) -> LocalDigest:
     fd, before = open_local(path, abs_path)
     try:
         md5 = hashlib.md5(usedforsecurity=False) if hashes.md5 else None
+        sha = hashlib.sha256() if hashes.sha256 else None
         crc = 0
         parts = [_PartDigests(size) for size in hashes.part_sizes]
         size = 0
@@ -66,6 +68,8 @@ def digest_file(path: str, abs_path: str, hashes: Hashes) -> LocalDigest:
             size += len(chunk)
             if md5 is not None:
                 md5.update(chunk)
+            if sha is not None:
+                sha.update(chunk)
             if hashes.crc64:
                 crc = crc64_update(crc, chunk)
             for part in parts:
@@ -77,6 +81,7 @@ def digest_file(path: str, abs_path: str, hashes: Hashes) -> LocalDigest:
         size=size,
         md5=md5.hexdigest() if md5 is not None else None,
         crc64=crc if hashes.crc64 else None,
+        sha256=sha.digest() if sha is not None else None,
         multipart_etags=tuple((part.part_size, part.etag()) for part in parts),
     )
 

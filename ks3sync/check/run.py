@@ -24,7 +24,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ def run_check(
                               follow_symlinks=opts.follow_symlinks, state_paths=opts.state_paths)
     scan = _LocalScan(local_root, scan_opts, key_prefix=store.prefix)
     problems = _Problems(scan.problems)
-    compare = opts.compare
+    compare = replace(opts.compare, key_prefix=store.prefix)  # a tag binds the object's full key
     root = str(local_root)  # joined as strings by the workers (see check.local)
     one_sided = {True: Status.MISSING, False: Status.EXTRA}  # keyed by "only in SRC"
     window: deque[Future[Verdict] | Verdict] = deque()

@@ -10,7 +10,6 @@ Exit 0 equal, 1 something differs, is missing or extra, or could not be compared
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ks3sync.cli.common import (
+    ENDPOINT_HELP,
     EXIT_FAILED,
     EXIT_OK,
     Target,
@@ -35,6 +35,7 @@ from ks3sync.cli.common import (
     split_mirror_args,
 )
 from ks3sync.cli.mirror import _matching_sync, _Settings
+from ks3sync.cli.output import line
 
 if TYPE_CHECKING:
     from ks3sync.check import CheckResult, Verdict
@@ -54,7 +55,7 @@ _STATUS_ORDER = ("equal", "differ", "missing", "extra", "error", "unverified")
 )
 @click.argument("src")
 @click.argument("dst")
-@click.option("--endpoint", help="http(s)://host[:port] of KS3, or 'local' for an embedded local-server.")
+@click.option("--endpoint", help=ENDPOINT_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses.")
 @click.option("--state-db", type=click.Path(path_type=Path),
               help="The journal whose records prove encrypted objects (default: XDG state dir; never created).")
@@ -62,15 +63,21 @@ _STATUS_ORDER = ("equal", "differ", "missing", "extra", "error", "unverified")
 @click.option("--exclude-from", multiple=True, type=click.Path(path_type=Path), help="File of patterns.")
 @click.option("--encrypt-key", type=click.Path(path_type=Path),
               help="16-byte key file: the objects are client-side encrypted with it.")
+@click.option("--require-integrity", is_flag=True,
+              help="With --encrypt-key, an encrypted object without ks3sync's integrity tag (SDK-written) differs.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (with loop detection).")
 @click.option("--jobs", type=click.IntRange(1, 256), help="Files hashed / objects read in parallel (default 8).")
 @click.option("--download", is_flag=True, help="Read every object back and compare it byte for byte.")
 @click.option("--size-only", is_flag=True, help="Compare sizes only: no hashing, no HEAD.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout: counts and lists.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document on stdout: counts and lists, or {\"error\": ..., \"exit\": N} on a fatal error.")
 @click.option("-v", "--verbose", count=True, help="A line for equal entries too, with what was compared (-vv: debug).")
 @click.pass_context
 @handle_errors
 def check(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
+    from ks3sync.cli.output import set_json_errors, warning
+
+    set_json_errors(flags["as_json"])
     setup_logging(flags["verbose"] - 1)
     if flags["download"] and flags["size_only"]:
         die("--download and --size-only cannot be combined")
@@ -78,7 +85,7 @@ def check(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     target = parse_target(target_arg, what="DST" if local_is_source else "SRC")
     config = load_config_file(flags["config_path"])
     for message in config.warnings if config is not None else ():
-        click.echo(f"ks3sync: warning: {message}", err=True)
+        warning(message)
     local_root = Path(local_arg).expanduser().absolute()
     if not local_root.is_dir():
         what = "SRC" if local_is_source else "DST"
@@ -111,8 +118,12 @@ class _CheckSettings(_Settings):
         flags = self.flags
         transfer_cfg = self.config.transfer if self.config is not None else None
         key_file = flags["encrypt_key"] or (self.sync.encrypt_key_file if self.sync is not None else None)
+        require_integrity = bool(self._sync_value("require_integrity", "require_integrity", False))
+        if key_file is None and require_integrity:
+            die("--require-integrity: only means something with --encrypt-key (or a sync's encrypt_key_file)")
         compare = CompareOptions(
             key=load_encryption_key(key_file) if key_file is not None else None,
+            require_tag=require_integrity,
             size_only=bool(flags["size_only"]),
             download=bool(flags["download"]),
             local_is_source=local_is_source,
@@ -141,7 +152,9 @@ def _journal_records(state_db: Path, local_root: Path, target: Target, endpoint:
     try:
         journal = Journal.open(state_db)
     except JournalError as exc:
-        click.echo(f"ks3sync: warning: {exc}; comparing without the journal's records", err=True)
+        from ks3sync.cli.output import warning
+
+        warning(f"{exc}; comparing without the journal's records")
         yield ()
         return
     try:
@@ -178,34 +191,26 @@ def _sync_of(journal: Any, local_root: Path, target: Target, endpoint: str) -> i
 # output
 
 
-def shown(text: str) -> str:
-    """A key or path as it may be written to a terminal: control, format (bidirectional) and separator
-    characters and the backslash escaped Python-style, everything else as it is. (To be replaced by the
-    project's display-escaping helper, ks3sync.display.escape, once it is on main.)"""
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(ch if ch.isprintable() and ch != "\\" else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
-
-
 def verdict_line(verdict: Verdict) -> str:
+    """``STATUS  path (detail)``, raw: ``output.line`` escapes it where it is written."""
     status = verdict.status.value
     if verdict.status.value == "equal":
         detail = ", ".join(method.value for method in verdict.compared)
     else:
         detail = verdict.detail
-    return f"{status:<7} {shown(verdict.path)}" + (f" ({shown(detail)})" if detail else "")
+    return f"{status:<7} {verdict.path}" + (f" ({detail})" if detail else "")
 
 
 class _Printer:
-    """Prints each verdict as it is given: those that are not equal, and with -v every one."""
+    """Prints each verdict as it is given: those that are not equal, and with -v every one (escaped,
+    docs/decisions.md D12)."""
 
     def __init__(self, *, verbose: bool) -> None:
         self._verbose = verbose
 
     def __call__(self, verdict: Verdict) -> None:
         if self._verbose or verdict.status.value != "equal":
-            click.echo(verdict_line(verdict))
+            line(verdict_line(verdict))
 
 
 def summary_line(result: CheckResult) -> str:
@@ -246,16 +251,16 @@ def json_document(result: CheckResult, src: str, dst: str, flags: dict[str, Any]
 
 def _report(result: CheckResult, src: str, dst: str, flags: dict[str, Any]) -> None:
     from ks3sync.check import Status
+    from ks3sync.cli.output import note
+    from ks3sync.display import json_text
 
-    for path, reason in result.notes:
-        click.echo(f"ks3sync: skipped {shown(path)}: {shown(reason)}", err=True)
     if flags["as_json"]:
-        # ASCII-only JSON: no key can put a control or bidirectional character on a terminal raw.
-        click.echo(json.dumps(json_document(result, src, dst, flags), ensure_ascii=True, sort_keys=True))
+        click.echo(json_text(json_document(result, src, dst, flags), sort_keys=True))
         return
+    for path, reason in result.notes:
+        note(f"skipped {path}: {reason}")
     unverified = result.counts[Status.UNVERIFIED]
     if unverified:
         entries = "entry has" if unverified == 1 else "entries have"
-        click.echo(f"ks3sync: {unverified} {entries} equal sizes but could not be verified without --download",
-                   err=True)
-    click.echo(summary_line(result), err=True)
+        note(f"{unverified} {entries} equal sizes but could not be verified without --download")
+    line(summary_line(result), err=True)

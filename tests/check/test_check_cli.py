@@ -149,7 +149,21 @@ def test_json_document(local_server: Any, bucket: str, tmp_path: Path) -> None:
     assert "missing new\\nline.txt" in lines(text.stdout)  # escaped, on one line
 
 
-def test_encrypted_tree_by_journal_metadata_and_download(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def strip_integrity_tag(server: Any, bucket: str, key: str) -> None:
+    """Copy the object onto itself without ks3sync's tag: what an SDK-written object looks like (the
+    copy's ETag is the MD5 of its bytes, so the journal's record no longer speaks for it either)."""
+    from serverkit import client_config
+
+    from ks3sync.crypto.integrity import TAG_METADATA
+    from ks3sync.ks3 import Client
+
+    with Client(client_config(server)) as client:
+        metadata = dict(client.head_object(bucket, key).metadata)
+        assert metadata.pop(TAG_METADATA)
+        client.copy_object(bucket, key, bucket, key, metadata_directive="REPLACE", metadata=metadata)
+
+
+def test_encrypted_tree_by_journal_tag_metadata_and_download(local_server: Any, bucket: str, tmp_path: Path) -> None:
     src = tmp_path / "src"
     files = {"a.txt": b"alpha\n", "big.bin": os.urandom(300 * KIB + 7), "c.txt": b"charlie", "empty": b""}
     write_tree(src, files)
@@ -160,23 +174,37 @@ def test_encrypted_tree_by_journal_metadata_and_download(local_server: Any, buck
     target = f"ks3://{bucket}/enc/"
     mirror(local_server, journal, str(src), target, "--encrypt-key", str(key))
     keyed = ["--encrypt-key", str(key)]
+    no_journal = ["--state-db", str(tmp_path / "none.db")]
 
     # The journal recorded every object: their plaintext MD5s prove them without a request.
     by_journal = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--state-db", str(journal), "-v")
     assert by_journal.returncode == 0, by_journal.stderr
     assert lines(by_journal.stdout) == ["equal   a.txt (size, journal-md5)", "equal   big.bin (size, journal-md5)",
                                         "equal   c.txt (size, journal-md5)", "equal   empty (size)"]
-    # Without it: the plaintext MD5 metadata of single PUTs; an encrypted multipart object has none.
-    no_journal = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--state-db", str(tmp_path / "none.db"),
-                         "-v")
-    assert no_journal.returncode == 0, no_journal.stderr
-    assert lines(no_journal.stdout)[:2] == ["equal   a.txt (size, plaintext-md5)",
-                                            "unverified big.bin (encrypted without a plaintext MD5: cannot verify "
-                                            "without --download)"]
-    assert lines(no_journal.stderr) == [
+    # Without it: one HEAD each, and ks3sync's integrity tag proves the file's content, multipart too.
+    by_tag = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, *no_journal, "-v")
+    assert by_tag.returncode == 0, by_tag.stderr
+    assert lines(by_tag.stdout) == ["equal   a.txt (size, integrity-tag)", "equal   big.bin (size, integrity-tag)",
+                                    "equal   c.txt (size, integrity-tag)", "equal   empty (size)"]
+    assert not (tmp_path / "none.db").exists()  # check never creates a journal
+
+    # An untagged (SDK-written) multipart object has no plaintext digest in its metadata at all.
+    strip_integrity_tag(local_server, bucket, "enc/big.bin")
+    untagged = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, *no_journal)
+    assert untagged.returncode == 0, untagged.stderr
+    assert lines(untagged.stdout) == ["unverified big.bin (encrypted without an integrity tag or a plaintext MD5: "
+                                      "cannot verify without --download)"]
+    assert lines(untagged.stderr) == [
         "ks3sync: 1 entry has equal sizes but could not be verified without --download",
         "3 equal, 0 differ, 0 missing, 0 extra, 0 errors, 1 unverified"]
-    assert not (tmp_path / "none.db").exists()  # check never creates a journal
+    required = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, *no_journal, "--require-integrity")
+    assert required.returncode == 1
+    assert lines(required.stdout) == ["differ  big.bin (no integrity tag (written by the SDK?), and it is required)"]
+    read_untagged = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--download", "-v")
+    assert read_untagged.returncode == 0, read_untagged.stderr
+    assert lines(read_untagged.stdout) == [
+        "equal   a.txt (size, content, integrity-tag)", "equal   big.bin (size, content)",
+        "equal   c.txt (size, content, integrity-tag)", "equal   empty (size)"]
 
     flip_stored_byte(local_server, bucket, "enc/big.bin", 200_000)
     (src / "c.txt").write_bytes(b"Charlie")
@@ -186,8 +214,11 @@ def test_encrypted_tree_by_journal_metadata_and_download(local_server: Any, buck
     assert found.returncode == 1
     assert lines(found.stdout) == [
         "differ  a.txt (size 32 != 6, encrypted: a 6-byte file takes 32 bytes; the object looks unencrypted)",
+        "unverified big.bin (encrypted without an integrity tag or a plaintext MD5: cannot verify without --download)",
         "differ  c.txt (md5, against the journal's record of this object)",
     ]
+    by_tag = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, *no_journal)
+    assert "differ  c.txt (integrity tag)" in lines(by_tag.stdout)
     read_back = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--download")
     assert read_back.returncode == 1
     out = lines(read_back.stdout)
@@ -201,6 +232,33 @@ def test_encrypted_tree_by_journal_metadata_and_download(local_server: Any, buck
     forgot = ks3sync(local_server, tmp_path, "check", str(src), target)
     assert forgot.returncode == 1
     assert "error   big.bin (the object is client-side encrypted: pass --encrypt-key to compare it)" in forgot.stdout
+
+
+def test_download_verifies_the_integrity_tag_even_when_the_bytes_equal_the_file(local_server: Any, bucket: str,
+                                                                                 tmp_path: Path) -> None:
+    """A tag bound to another key (the object was moved there whole, metadata and all) fails the
+    read-back although every decrypted byte equals the file: a restore would refuse it."""
+    from serverkit import client_config
+
+    from ks3sync.ks3 import Client
+
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha\n"})
+    key = tmp_path / "key"
+    key.write_bytes(os.urandom(16))
+    key.chmod(0o600)
+    mirror(local_server, tmp_path / "j.db", str(src), f"ks3://{bucket}/one/", "--encrypt-key", str(key))
+    with Client(client_config(local_server)) as client:
+        client.copy_object(bucket, "one/a.txt", bucket, "two/a.txt")  # metadata copied: the tag names one/a.txt
+    done = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/two/", "--encrypt-key", str(key),
+                   "--download")
+    assert done.returncode == 1
+    (only,) = lines(done.stdout)
+    assert only.startswith("differ  a.txt (the object does not decrypt: decrypted content does not match its "
+                           "integrity tag")  # the message's own "a.txt: " is left out: the line names the path
+    by_metadata = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/two/", "--encrypt-key", str(key),
+                          "--state-db", str(tmp_path / "none.db"))
+    assert lines(by_metadata.stdout) == ["differ  a.txt (integrity tag)"]
 
 
 def test_usage_errors_exit_2_with_one_line(local_server: Any, bucket: str, tmp_path: Path) -> None:

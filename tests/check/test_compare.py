@@ -247,3 +247,40 @@ def test_a_recomputed_multipart_etag_that_matches_proves_the_content() -> None:
     step = Hash(Method.MULTIPART_ETAG, etag, Hashes(part_sizes=(part,)), len(data))
     verdict = settle("f", step, LocalDigest(len(data), multipart_etags=((9_999, "x"), (part, etag))), PLAIN)
     assert verdict == Verdict("f", Status.EQUAL, compared=(Method.SIZE, Method.MULTIPART_ETAG))
+
+
+# ------------------------------------------------------------------ ks3sync's integrity tag
+
+
+def test_a_tagged_object_is_proven_by_its_tag_over_the_files_sha256_at_its_full_key() -> None:
+    from ks3sync.crypto.integrity import TAG_METADATA, tag_value
+    from ks3sync.crypto.key import EncryptionKey
+
+    key = EncryptionKey(b"k" * 16)
+    sha = hashlib.sha256(CONTENT).digest()
+    opts = CompareOptions(key=key, key_prefix="p/")
+    obj = remote(ENCRYPTED_SIZE, "b" * 32 + "-2")  # multipart: no plaintext MD5, the tag still proves it
+    tagged = encrypted_meta(key=key.fingerprint, length=None)
+    tagged = ObjectMeta("f", ENCRYPTED_SIZE, obj.etag,
+                        metadata={**tagged.metadata, TAG_METADATA: tag_value(key, "p/f", 10, sha)})
+    step = after_head(local(), obj, None, tagged, Head(), opts)
+    assert step == Hash(Method.TAG, tagged.metadata[TAG_METADATA], Hashes(sha256=True), 10, "p/f")
+    assert isinstance(step, Hash)
+    assert settle("f", step, LocalDigest(10, sha256=sha), opts) == Verdict(
+        "f", Status.EQUAL, compared=(Method.SIZE, Method.TAG))
+    other = hashlib.sha256(b"9123456789").digest()
+    assert settle("f", step, LocalDigest(10, sha256=other), opts) == Verdict(
+        "f", Status.DIFFER, "integrity tag", (Method.SIZE, Method.TAG))
+    moved = Hash(Method.TAG, step.expected, Hashes(sha256=True), 10, "q/f")  # a tag binds the object's key
+    assert settle("f", moved, LocalDigest(10, sha256=sha), opts).status is Status.DIFFER
+    newer = Hash(Method.TAG, "v9:abc", Hashes(sha256=True), 10, "p/f")
+    assert "unknown version" in settle("f", newer, LocalDigest(10, sha256=sha), opts).detail
+
+
+def test_with_require_tag_an_untagged_encrypted_object_differs() -> None:
+    obj = remote(ENCRYPTED_SIZE, "b" * 32)
+    untagged = encrypted_meta(md5=hashlib.md5(CONTENT).digest())
+    required = after_head(local(), obj, None, untagged, Head(), CompareOptions(key=Key(), require_tag=True))
+    assert isinstance(required, Verdict) and required.status is Status.DIFFER
+    assert required.detail.startswith("no integrity tag")
+    assert isinstance(after_head(local(), obj, None, untagged, Head(), KEYED), Hash)
