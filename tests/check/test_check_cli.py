@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -168,7 +169,7 @@ def test_encrypted_tree_by_journal_tag_metadata_and_download(local_server: Any, 
     files = {"a.txt": b"alpha\n", "big.bin": os.urandom(300 * KIB + 7), "c.txt": b"charlie", "empty": b""}
     write_tree(src, files)
     key = tmp_path / "key"
-    key.write_bytes(os.urandom(16))
+    key.write_bytes(secrets.token_hex(8).encode())  # 16 bytes, none of them whitespace (which is stripped)
     key.chmod(0o600)
     journal = tmp_path / "j.db"
     target = f"ks3://{bucket}/enc/"
@@ -245,7 +246,7 @@ def test_download_verifies_the_integrity_tag_even_when_the_bytes_equal_the_file(
     src = tmp_path / "src"
     write_tree(src, {"a.txt": b"alpha\n"})
     key = tmp_path / "key"
-    key.write_bytes(os.urandom(16))
+    key.write_bytes(secrets.token_hex(8).encode())  # 16 bytes, none of them whitespace (which is stripped)
     key.chmod(0o600)
     mirror(local_server, tmp_path / "j.db", str(src), f"ks3://{bucket}/one/", "--encrypt-key", str(key))
     with Client(client_config(local_server)) as client:
@@ -310,7 +311,7 @@ def test_a_configured_sync_lends_its_excludes_key_and_journal(local_server: Any,
     src = tmp_path / "src"
     write_tree(src, {"a.txt": b"alpha", "skip.log": b"never synced"})
     key = tmp_path / "key"
-    key.write_bytes(os.urandom(16))
+    key.write_bytes(secrets.token_hex(8).encode())  # 16 bytes, none of them whitespace (which is stripped)
     key.chmod(0o600)
     config = tmp_path / "ks3sync.yaml"
     config.write_text(
