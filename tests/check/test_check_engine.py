@@ -276,3 +276,13 @@ def test_memory_follows_the_differences_not_the_files(tmp_path: Path, monkeypatc
         held[count] = max(sampler.samples)
     # Holding 9,000 more entries (path, verdict) would add over 1 MB; the check holds the same for both.
     assert held[10_000] < held[1_000] + 512 * KIB, held
+
+
+def test_a_non_empty_object_named_like_a_folder_is_extra_and_an_empty_marker_is_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+    src, store = pair
+    store.objects["p/b/"] = _object_like(store, b"a body under a folder's name")  # no file can be it
+    store.objects["p/marker/"] = _object_like(store, b"")  # a folder marker: not an entry at all
+    result, _ = check(store, src)
+    assert rows(result.entries) == [("b/", "extra", "")]
+    reverse, _ = check(store, src, local_is_source=False)
+    assert rows(reverse.entries) == [("b/", "missing", "")]
