@@ -41,15 +41,12 @@ if TYPE_CHECKING:
     from ks3sync.check import CheckResult, Verdict
     from ks3sync.model import SyncedEntry
 
-_STATUS_ORDER = ("equal", "differ", "missing", "extra", "error", "unverified")
-
-
 @click.command(
     "check",
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Compare SRC and DST (a local folder and ks3://bucket/prefix, in either order) without transferring "
     "anything. Lists entries missing from DST, extra in DST and differing (size, then MD5 / CRC-64 / "
-    "multipart ETag / plaintext MD5, whatever the listing and one HEAD allow; --download reads the objects "
+    "integrity tag / plaintext MD5, whatever the listing and one HEAD allow; --download reads the objects "
     "back, decrypting them). Exit status: 0 equal; 1 something differs, is missing or extra, or could not "
     "be compared; 2 usage or configuration error.",
 )
