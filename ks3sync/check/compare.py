@@ -25,7 +25,7 @@ match never makes a path "differ", only "unverified". With ``--size-only`` only 
 With ``--download`` sizes are compared from the listing and everything else by reading the object back
 (``check.download``).
 
-Imports ``ks3sync.model`` and ``ks3sync.store.base`` (values only); ``ks3sync.crypto`` (its pure size
+Imports ``ks3sync.model``, ``ks3sync.digits`` and ``ks3sync.store.base`` (values only); ``ks3sync.crypto`` (its pure size
 arithmetic and the tag's HMAC) only where an object is encrypted, so a plain check never loads the cipher.
 """
 
@@ -38,6 +38,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from ks3sync.digits import parse_decimal
 from ks3sync.model import LocalEntry, RemoteEntry, SyncedEntry
 from ks3sync.store.base import META_ENC_KEY, META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5, ObjectMeta
 
@@ -217,9 +218,10 @@ def _encrypted_after_head(local: LocalEntry, record: SyncedEntry | None, meta: O
     fingerprint = meta.metadata.get(META_ENC_KEY, "").strip()
     if not fingerprint or not opts.key.matches_fingerprint(fingerprint):
         return Verdict(path, Status.DIFFER, "encrypted with a different key", (Method.SIZE,))
-    plain_length = meta.metadata.get(META_ENC_PLAIN_LENGTH, "").strip()
-    if plain_length.isdigit() and int(plain_length) != local.size:
-        return Verdict(path, Status.DIFFER, size_detail(local.size, int(plain_length), opts), (Method.SIZE,))
+    # Hostile text: a length that is not a plain number is left to the tag or the MD5 to judge.
+    plain_length = parse_decimal(meta.metadata.get(META_ENC_PLAIN_LENGTH))
+    if plain_length is not None and plain_length != local.size:
+        return Verdict(path, Status.DIFFER, size_detail(local.size, plain_length, opts), (Method.SIZE,))
     from ks3sync.crypto.integrity import stored_tag
 
     tag = stored_tag(meta.metadata)

@@ -68,7 +68,7 @@ def meta(size: int = len(CONTENT), etag: str = "a" * 32 + "-2", *, crc64: int | 
     return ObjectMeta("f", size, etag, metadata=metadata, crc64=crc64)
 
 
-def encrypted_meta(*, key: str = "good", length: int | None = len(CONTENT), md5: bytes | None = None,
+def encrypted_meta(*, key: str = "good", length: int | str | None = len(CONTENT), md5: bytes | None = None,
                    etag: str = "b" * 32) -> ObjectMeta:
     metadata = {META_ENC_KEY: key, META_ENC_IV: base64.b64encode(b"\0" * 16).decode()}
     if length is not None:
@@ -192,6 +192,9 @@ def test_an_encrypted_object_is_judged_by_its_key_fingerprint_and_plaintext_meta
     assert after(encrypted_meta(length=11, md5=digest)) == Verdict("f", Status.DIFFER, "size 10 != 11", (Method.SIZE,))
     plaintext = after(meta(size=ENCRYPTED_SIZE, etag="b" * 32))
     assert isinstance(plaintext, Verdict) and plaintext.detail == "not client-side encrypted"
+    # A length that is not a plain number ('²' passes str.isdigit() and fails int()) decides nothing.
+    for hostile in ("\u00b2", "+10", "1_0", "99999999999999999999999"):
+        assert after(encrypted_meta(length=hostile, md5=digest)) == Hash(Method.PLAINTEXT_MD5, MD5, Hashes(md5=True), 10)
     multipart = after(encrypted_meta(length=None))
     assert isinstance(multipart, Verdict) and multipart.status is Status.UNVERIFIED
     assert "cannot verify without --download" in multipart.detail
