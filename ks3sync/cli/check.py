@@ -35,6 +35,7 @@ from ks3sync.cli.common import (
     split_mirror_args,
 )
 from ks3sync.cli.mirror import _matching_sync, _Settings
+from ks3sync.cli.network import network_options, network_settings
 from ks3sync.cli.output import line
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document on stdout: counts and lists, or {\"error\": ..., \"exit\": N} on a fatal error.")
 @click.option("-v", "--verbose", count=True, help="A line for equal entries too, with what was compared (-vv: debug).")
+@network_options
 @click.pass_context
 @handle_errors
 def check(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
@@ -90,6 +92,7 @@ def check(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     settings = _CheckSettings(ctx, flags, config, _matching_sync(config, local_root, target))
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
+    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"])
     state_db = Path(flags["state_db"] or state_dir / "journal.db").absolute()
     opts = settings.check_options(local_is_source, state_paths=(state_db, state_dir.absolute()))
 
@@ -98,7 +101,7 @@ def check(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
 
     show = _Printer(verbose=flags["verbose"] > 0) if not flags["as_json"] else None
     with (_journal_records(state_db, local_root, target, conn.endpoint) as records,
-          open_client(conn, state_dir, jobs=opts.jobs) as client):
+          open_client(conn, state_dir, jobs=opts.jobs, network=network) as client):
         store = KS3Store(client, target.bucket, target.prefix)
         result = run_check(store, local_root, opts, records=records, on_verdict=show)
     _report(result, src, dst, flags)

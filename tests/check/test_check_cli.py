@@ -28,10 +28,10 @@ KIB = 1024
 SMALL_PARTS = ["--part-size", "100KiB", "--multipart-threshold", "200KiB"]
 
 
-def ks3sync(server: Any, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def ks3sync(server: Any, home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     """``ks3sync ARGS --endpoint SERVER`` with its default state dir under ``home``."""
     env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key,
-               XDG_STATE_HOME=str(home / "state"))
+               XDG_STATE_HOME=str(home / "state"), **extra_env)
     return subprocess.run([sys.executable, "-m", "ks3sync", *args, "--endpoint", server.endpoint],
                           env=env, capture_output=True, text=True, timeout=120, check=False)
 
@@ -343,3 +343,26 @@ def test_the_journal_records_of_a_pair_are_found_by_name_then_by_folder_and_pref
         assert _sync_of(journal, folder, target, "http://a") == service != other
         mirrored = journal.register_sync(mirror_sync_name(folder, target, "http://a"), str(folder), "bkt", "p/", "h")
         assert _sync_of(journal, folder, target, "http://a") == mirrored
+
+
+def test_check_reaches_ks3_as_every_command_does_through_the_proxy_options(local_server: Any, bucket: str,
+                                                                          tmp_path: Path) -> None:
+    import socket
+
+    from proxykit import TinyProxy
+
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha"})
+    target = f"ks3://{bucket}/proxied/"
+    mirror(local_server, tmp_path / "j.db", str(src), target)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nobody listens there once the socket is closed
+    with TinyProxy(tmp_path / "proxy") as proxy:
+        through = ks3sync(local_server, tmp_path, "check", str(src), target, "--proxy", proxy.url)
+        assert through.returncode == 0, through.stderr
+        assert proxy.requests(at_least=1)
+    refused = ks3sync(local_server, tmp_path, "check", str(src), target, "--proxy", dead)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    direct = ks3sync(local_server, tmp_path, "check", str(src), target, "--no-proxy", HTTP_PROXY=dead)
+    assert direct.returncode == 0, direct.stderr
