@@ -366,3 +366,21 @@ def test_check_reaches_ks3_as_every_command_does_through_the_proxy_options(local
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     direct = ks3sync(local_server, tmp_path, "check", str(src), target, "--no-proxy", HTTP_PROXY=dead)
     assert direct.returncode == 0, direct.stderr
+
+
+def test_an_unusable_journal_is_a_warning_and_the_check_goes_on_without_it(local_server: Any, bucket: str,
+                                                                          tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha"})
+    target = f"ks3://{bucket}/badjournal/"
+    mirror(local_server, tmp_path / "j.db", str(src), target)
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"this is not an SQLite database, just some bytes" * 100)
+    done = ks3sync(local_server, tmp_path, "check", str(src), target, "--state-db", str(broken), "-v")
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout) == ["equal   a.txt (size, md5)"]
+    warning, summary = lines(done.stderr)
+    assert warning.startswith("ks3sync: warning: ") and str(broken) in warning
+    assert warning.endswith("comparing without the journal's records")
+    assert summary == "1 equal, 0 differ, 0 missing, 0 extra, 0 errors"
+    assert broken.read_bytes().startswith(b"this is not an SQLite database")  # left as it was
