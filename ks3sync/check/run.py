@@ -10,6 +10,9 @@ Verdicts come out in path order through a bounded window (``WINDOW_PER_JOB`` per
 when the oldest examination is still running, so at most that many entries are in flight, and only the
 verdicts that are not "equal" are kept. Memory follows the differences, not the files.
 
+The target's versions area (``.versions/``, and a configured one) is ks3sync's own, as for ``mirror``:
+the listing skips it and the walk leaves a local folder of that name out, so neither is compared.
+
 Scan problems: an unreadable file or folder, or a name that cannot be a key, is an error entry (as it
 makes ``mirror`` fail); objects under any path the scan could not use are errors too ("not compared"),
 never "missing" or "extra". Other problems (special files, unfollowed symlinks) are notes.
@@ -20,13 +23,14 @@ protocol client or the CLI.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ks3sync.check.compare import CompareOptions, Method, Status, Verdict, triage
 from ks3sync.check.examine import Examination, examine
@@ -34,6 +38,9 @@ from ks3sync.mirror import FAILING_PROBLEM_KINDS, MirrorOptions, _fewer_collecti
 from ks3sync.model import Exclusion, SyncedEntry
 from ks3sync.plan.march import march
 from ks3sync.store.base import Store
+
+if TYPE_CHECKING:
+    from ks3sync.config import VersionsConfig
 
 WINDOW_PER_JOB = 4
 
@@ -46,6 +53,7 @@ class CheckOptions:
     exclude_from: tuple[Path, ...] = ()
     follow_symlinks: bool = False
     state_paths: tuple[Path, ...] = ()  # ks3sync's own files: never compared, even inside the folder
+    versions: VersionsConfig | None = None  # a configured versions area (the default one is always reserved)
 
 
 @dataclass(slots=True)
@@ -87,7 +95,8 @@ def run_check(
         # (a package imported by two threads at once can be seen half initialised by one of them).
         import ks3sync.crypto.decrypt  # noqa: F401
     scan_opts = MirrorOptions(excludes=opts.excludes, exclude_from=opts.exclude_from,
-                              follow_symlinks=opts.follow_symlinks, state_paths=opts.state_paths)
+                              follow_symlinks=opts.follow_symlinks, state_paths=opts.state_paths,
+                              versions=opts.versions)
     scan = _LocalScan(local_root, scan_opts, key_prefix=store.prefix)
     problems = _Problems(scan.problems)
     compare = replace(opts.compare, key_prefix=store.prefix)  # a tag binds the object's full key
@@ -103,7 +112,7 @@ def run_check(
 
     pool = ThreadPoolExecutor(max_workers=opts.jobs, thread_name_prefix="ks3sync-check")
     try:
-        with _fewer_collections(), _Listing(store, None) as listing:
+        with _fewer_collections(), _Listing(store, None, scan_opts.reserved) as listing:
             for path, local, remote, record in march(scan, listing, records):
                 for verdict in problems.new_errors():
                     give(verdict)
@@ -134,7 +143,9 @@ def run_check(
     finally:
         # A fatal error (credentials, bucket) ends the check: queued examinations are not started.
         pool.shutdown(wait=True, cancel_futures=True)
-    result.notes = problems.notes
+    result.notes = problems.notes + [
+        (area, "the target reserves it for versions: not compared")
+        for area in scan_opts.reserved if os.path.lexists(local_root / area.rstrip("/"))]
     result.seconds = time.monotonic() - started
     return result
 

@@ -27,6 +27,7 @@ from ks3sync.cli.common import (
     handle_errors,
     load_config_file,
     load_encryption_key,
+    mirror_former_name,
     mirror_sync_name,
     open_client,
     parse_target,
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
               help="16-byte key file: the objects are client-side encrypted with it.")
 @click.option("--require-integrity", is_flag=True,
               help="With --encrypt-key, an encrypted object without ks3sync's integrity tag (SDK-written) differs.")
+@click.option("--versions-prefix", metavar="PREFIX", help="Where the sync keeps versions, relative to the "
+              "target: not compared, like .versions/ (default: the --config sync's).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (with loop detection).")
 @click.option("--jobs", type=click.IntRange(1, 256), help="Files hashed / objects read in parallel (default 8).")
 @click.option("--download", is_flag=True, help="Read every object back and compare it byte for byte.")
@@ -100,7 +103,7 @@ def check(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     from ks3sync.store.ks3store import KS3Store
 
     show = _Printer(verbose=flags["verbose"] > 0) if not flags["as_json"] else None
-    with (_journal_records(state_db, local_root, target, conn.endpoint) as records,
+    with (_journal_records(state_db, local_root, target) as records,
           open_client(conn, state_dir, jobs=opts.jobs, network=network) as client):
         store = KS3Store(client, target.bucket, target.prefix)
         result = run_check(store, local_root, opts, records=records, on_verdict=show)
@@ -136,11 +139,21 @@ class _CheckSettings(_Settings):
             exclude_from=tuple(Path(p) for p in self._sync_value("exclude_from", "exclude_from", ())),
             follow_symlinks=bool(self._sync_value("follow_symlinks", "follow_symlinks", False)),
             state_paths=state_paths,
+            versions=self._versions(),
         )
+
+    def _versions(self) -> Any:
+        """The versions area mirror keeps under this target: never compared, like ``.versions/``."""
+        from ks3sync.cli.versioning import versions_prefix
+        from ks3sync.config import VersionsConfig
+
+        if self.flags["versions_prefix"] is not None:
+            return VersionsConfig(prefix=versions_prefix(self.flags["versions_prefix"], "--versions-prefix"))
+        return self.sync.versions if self.sync is not None else None
 
 
 @contextlib.contextmanager
-def _journal_records(state_db: Path, local_root: Path, target: Target, endpoint: str) -> Iterator[Iterable[SyncedEntry]]:
+def _journal_records(state_db: Path, local_root: Path, target: Target) -> Iterator[Iterable[SyncedEntry]]:
     """The journal's records of this folder and prefix, in path order, if a journal exists and knows the
     pair (a mirror of it, or a configured sync); otherwise none. Never creates a journal; an unusable one
     is a warning, not an error (the records only save requests)."""
@@ -158,7 +171,7 @@ def _journal_records(state_db: Path, local_root: Path, target: Target, endpoint:
         yield ()
         return
     try:
-        sync_id = _sync_of(journal, local_root, target, endpoint)
+        sync_id = _sync_of(journal, local_root, target)
         if sync_id is None:
             yield ()
             return
@@ -171,19 +184,18 @@ def _journal_records(state_db: Path, local_root: Path, target: Target, endpoint:
         journal.close()
 
 
-def _sync_of(journal: Any, local_root: Path, target: Target, endpoint: str) -> int | None:
-    """The pair's sync: the mirror of it through this endpoint, else any sync of the same folder and
-    prefix. A record speaks for an object only when the listing shows the very ETag and size it
-    recorded, and an ETag is a content hash, so a record reached through another endpoint cannot vouch
-    for different content."""
-    name = mirror_sync_name(local_root, target, endpoint)
-    syncs = journal.syncs()
-    for sync in syncs:
-        if sync.name == name:
-            return int(sync.id)
-    for sync in syncs:
-        if (sync.source, sync.bucket, sync.prefix) == (str(local_root), target.bucket, target.prefix):
-            return int(sync.id)
+def _sync_of(journal: Any, local_root: Path, target: Target) -> int | None:
+    """The pair's sync: the mirror of it (named by folder and prefix, D16), else one an older ks3sync
+    named ``<that> @ <endpoint>`` (the latest registered; check renames nothing, it only reads),
+    else any sync of the same folder and prefix. A record speaks for an object only when the listing
+    shows the very ETag and size it recorded, and an ETag is a content hash, so a record written
+    through another endpoint cannot vouch for different content."""
+    name, former = mirror_sync_name(local_root, target), mirror_former_name(local_root, target)
+    pair = (str(local_root), target.bucket, target.prefix)
+    same = [sync for sync in journal.syncs() if (sync.source, sync.bucket, sync.prefix) == pair]
+    for matches in ([s for s in same if s.name == name], [s for s in same if s.name.startswith(former)], same):
+        if matches:
+            return int(max(matches, key=lambda s: s.id).id)
     return None
 
 

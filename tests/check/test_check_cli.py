@@ -330,19 +330,27 @@ def test_a_configured_sync_lends_its_excludes_key_and_journal(local_server: Any,
     assert lines(done.stdout) == ["equal   a.txt (size, journal-md5)"]  # the key, and the journal in state_dir
 
 
-def test_the_journal_records_of_a_pair_are_found_by_name_then_by_folder_and_prefix(tmp_path: Path) -> None:
+def test_the_journal_records_of_a_pair_are_found_by_name_then_former_name_then_folder_and_prefix(
+        tmp_path: Path) -> None:
     from ks3sync.cli.check import _sync_of
-    from ks3sync.cli.common import Target, mirror_sync_name
+    from ks3sync.cli.common import Target, mirror_former_name, mirror_sync_name
     from ks3sync.journal import Journal
 
     folder, target = tmp_path / "docs", Target("bkt", "p/")
     with Journal.open(tmp_path / "j.db") as journal:
-        assert _sync_of(journal, folder, target, "http://a") is None
+        assert _sync_of(journal, folder, target) is None
         other = journal.register_sync("elsewhere", str(folder), "bkt", "q/", "h")
         service = journal.register_sync("docs", str(folder), "bkt", "p/", "h")
-        assert _sync_of(journal, folder, target, "http://a") == service != other
-        mirrored = journal.register_sync(mirror_sync_name(folder, target, "http://a"), str(folder), "bkt", "p/", "h")
-        assert _sync_of(journal, folder, target, "http://a") == mirrored
+        assert _sync_of(journal, folder, target) == service != other
+        # A mirror named by an older ks3sync (with its endpoint), twice: the latest one.
+        former = mirror_former_name(folder, target)
+        journal.register_sync(former + "http://a", str(folder), "bkt", "p/", "h")
+        latest_former = journal.register_sync(former + "http://b", str(folder), "bkt", "p/", "h")
+        assert _sync_of(journal, folder, target) == latest_former
+        mirrored = journal.register_sync(mirror_sync_name(folder, target), str(folder), "bkt", "p/", "h")
+        assert _sync_of(journal, folder, target) == mirrored
+        # check only reads: the older names stay as they were.
+        assert {former + "http://a", former + "http://b"} <= {sync.name for sync in journal.syncs()}
 
 
 def test_check_reaches_ks3_as_every_command_does_through_the_proxy_options(local_server: Any, bucket: str,
@@ -384,3 +392,47 @@ def test_an_unusable_journal_is_a_warning_and_the_check_goes_on_without_it(local
     assert warning.endswith("comparing without the journal's records")
     assert summary == "1 equal, 0 differ, 0 missing, 0 extra, 0 errors"
     assert broken.read_bytes().startswith(b"this is not an SQLite database")  # left as it was
+
+
+def test_the_versions_area_is_not_compared_as_for_mirror(local_server: Any, bucket: str, tmp_path: Path) -> None:
+    """Versions mirror kept (under .versions/, always reserved, or a configured prefix) are never
+    "extra"; a local folder of that name is not "missing" (mirror does not upload it either)."""
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha\n", "b.txt": b"bravo\n"})
+    journal = tmp_path / "j.db"
+    for where, keep in (("kept/", ".versions/"), ("old/", ".old/")):
+        target = f"ks3://{bucket}/{where}"
+        mirror(local_server, journal, str(src), target, "--keep-versions", keep)
+        (src / "a.txt").write_bytes(b"alpha, second\n")
+        mirror(local_server, journal, str(src), target, "--keep-versions", keep, "--delete")
+        (src / "a.txt").write_bytes(b"alpha\n")
+        mirror(local_server, journal, str(src), target, "--keep-versions", keep, "--delete")
+    listed = {key.name for key in sdk_connection(local_server).get_bucket(bucket).list(delimiter="")}
+    assert any(name.startswith("kept/.versions/") for name in listed), listed
+    assert any(name.startswith("old/.old/") for name in listed)
+
+    kept = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/kept/", "-v")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert lines(kept.stdout) == ["equal   a.txt (size, md5)", "equal   b.txt (size, md5)"]
+
+    # Another prefix is ks3sync's only when told (as for restore and prune), or by the --config sync.
+    unnamed = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/old/")
+    assert unnamed.returncode == 1
+    assert lines(unnamed.stdout) and all(line.startswith("extra   .old/") for line in lines(unnamed.stdout))
+    named = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/old/", "--versions-prefix", ".old/")
+    assert named.returncode == 0, named.stdout + named.stderr
+    config = tmp_path / "ks3sync.yaml"
+    config.write_text(f"endpoint: {local_server.endpoint}\nsyncs:\n  - name: docs\n    source: {src}\n"
+                      f"    target: ks3://{bucket}/old/\n    versions: {{prefix: .old/}}\n")
+    configured = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/old/", "--config", str(config))
+    assert configured.returncode == 0, configured.stdout + configured.stderr
+
+    # A local folder called .versions is the target's reserved name: a note, not a missing entry.
+    write_tree(src, {".versions/x.txt": b"mine\n"})
+    local_area = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/kept/")
+    assert local_area.returncode == 0, local_area.stdout + local_area.stderr
+    assert lines(local_area.stdout) == []
+    assert "ks3sync: skipped .versions/: the target reserves it for versions: not compared" in lines(local_area.stderr)
+    bad = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/kept/", "--versions-prefix", "/abs")
+    assert bad.returncode == 2
+    assert lines(bad.stderr)[0].startswith("ks3sync: error: --versions-prefix: ")
