@@ -436,3 +436,35 @@ def test_the_versions_area_is_not_compared_as_for_mirror(local_server: Any, buck
     bad = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/kept/", "--versions-prefix", "/abs")
     assert bad.returncode == 2
     assert lines(bad.stderr)[0].startswith("ks3sync: error: --versions-prefix: ")
+
+
+def test_an_object_the_official_sdk_encrypted_is_proven_by_its_plaintext_md5(local_server: Any, bucket: str,
+                                                                             tmp_path: Path) -> None:
+    """The SDK's single PUT (local_encrypt=True) carries no integrity tag but records the plaintext
+    MD5 in x-kss-meta-unencrypted-content-md5: one HEAD proves or disproves the file; --download
+    reads it back; --require-integrity refuses it, as a restore with that setting would."""
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha\n", "sdk.txt": b"written by the SDK\n"})
+    key = tmp_path / "key"
+    key.write_bytes(secrets.token_hex(8).encode())
+    key.chmod(0o600)
+    target = f"ks3://{bucket}/sdk/"
+    mirror(local_server, tmp_path / "j.db", str(src), target, "--encrypt-key", str(key))
+    sdk = sdk_connection(local_server, local_encrypt=True, local_key_path=str(key))
+    sdk.get_bucket(bucket).new_key("sdk/sdk.txt").set_contents_from_string(b"written by the SDK\n")
+    keyed = ["--encrypt-key", str(key), "--state-db", str(tmp_path / "none.db")]
+
+    equal = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "-v")
+    assert equal.returncode == 0, equal.stderr
+    assert lines(equal.stdout) == ["equal   a.txt (size, integrity-tag)", "equal   sdk.txt (size, plaintext-md5)"]
+    read_back = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--download", "-v")
+    assert read_back.returncode == 0, read_back.stderr
+    assert lines(read_back.stdout) == ["equal   a.txt (size, content, integrity-tag)", "equal   sdk.txt (size, content)"]
+    required = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--require-integrity")
+    assert required.returncode == 1
+    assert lines(required.stdout) == ["differ  sdk.txt (no integrity tag (written by the SDK?), and it is required)"]
+
+    (src / "sdk.txt").write_bytes(b"edited by the user\n")  # the same size
+    edited = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed)
+    assert edited.returncode == 1
+    assert lines(edited.stdout) == ["differ  sdk.txt (plaintext md5)"]
