@@ -37,6 +37,7 @@ from ks3sync.cli.common import (
 )
 from ks3sync.cli.mirror import _matching_sync, _Settings
 from ks3sync.cli.network import network_options, network_settings
+from ks3sync.cli.options import exclude_options
 from ks3sync.cli.output import line
 
 if TYPE_CHECKING:
@@ -58,8 +59,7 @@ if TYPE_CHECKING:
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses.")
 @click.option("--state-db", type=click.Path(path_type=Path),
               help="The journal whose records prove encrypted objects (default: XDG state dir; never created).")
-@click.option("--exclude", multiple=True, metavar="PATTERN", help="gitignore-style pattern (repeatable).")
-@click.option("--exclude-from", multiple=True, type=click.Path(path_type=Path), help="File of patterns.")
+@exclude_options
 @click.option("--encrypt-key", type=click.Path(path_type=Path),
               help="16-byte key file: the objects are client-side encrypted with it.")
 @click.option("--require-integrity", is_flag=True,

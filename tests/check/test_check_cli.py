@@ -63,6 +63,15 @@ def flip_stored_byte(server: Any, bucket: str, key: str, offset: int) -> None:
         body.write(bytes([byte[0] ^ 0x01]))
 
 
+def one_file_mirrored(server: Any, bucket: str, tmp_path: Path, prefix: str) -> tuple[Path, str]:
+    """``tmp_path/src`` holding a.txt, mirrored to ``ks3://bucket/prefix`` (journal ``tmp_path/j.db``)."""
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha"})
+    target = f"ks3://{bucket}/{prefix}"
+    mirror(server, tmp_path / "j.db", str(src), target)
+    return src, target
+
+
 def lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line]
 
@@ -359,10 +368,7 @@ def test_check_reaches_ks3_as_every_command_does_through_the_proxy_options(local
 
     from proxykit import TinyProxy
 
-    src = tmp_path / "src"
-    write_tree(src, {"a.txt": b"alpha"})
-    target = f"ks3://{bucket}/proxied/"
-    mirror(local_server, tmp_path / "j.db", str(src), target)
+    src, target = one_file_mirrored(local_server, bucket, tmp_path, "proxied/")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # nobody listens there once the socket is closed
@@ -378,10 +384,7 @@ def test_check_reaches_ks3_as_every_command_does_through_the_proxy_options(local
 
 def test_an_unusable_journal_is_a_warning_and_the_check_goes_on_without_it(local_server: Any, bucket: str,
                                                                           tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    write_tree(src, {"a.txt": b"alpha"})
-    target = f"ks3://{bucket}/badjournal/"
-    mirror(local_server, tmp_path / "j.db", str(src), target)
+    src, target = one_file_mirrored(local_server, bucket, tmp_path, "badjournal/")
     broken = tmp_path / "broken.db"
     broken.write_bytes(b"this is not an SQLite database, just some bytes" * 100)
     done = ks3sync(local_server, tmp_path, "check", str(src), target, "--state-db", str(broken), "-v")
