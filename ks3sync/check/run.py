@@ -23,6 +23,7 @@ protocol client or the CLI.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter, deque
@@ -34,10 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 from ks3sync.check.compare import CompareOptions, Method, Status, Verdict, triage
 from ks3sync.check.examine import Examination, examine
-from ks3sync.mirror import FAILING_PROBLEM_KINDS, MirrorOptions, _fewer_collections, _Listing, _LocalScan
+from ks3sync.engine.types import MirrorOptions
+from ks3sync.gctune import fewer_collections
 from ks3sync.model import Exclusion, SyncedEntry
 from ks3sync.plan.march import march
+from ks3sync.scan.local import FAILING_PROBLEM_KINDS, LocalScan
 from ks3sync.store.base import Store
+from ks3sync.store.prefetch import PrefetchedListing
+from ks3sync.versions.hide import without_areas
 
 if TYPE_CHECKING:
     from ks3sync.config import VersionsConfig
@@ -97,7 +102,7 @@ def run_check(
     scan_opts = MirrorOptions(excludes=opts.excludes, exclude_from=opts.exclude_from,
                               follow_symlinks=opts.follow_symlinks, state_paths=opts.state_paths,
                               versions=opts.versions)
-    scan = _LocalScan(local_root, scan_opts, key_prefix=store.prefix)
+    scan = LocalScan(local_root, scan_opts.scan, key_prefix=store.prefix)
     problems = _Problems(scan.problems)
     compare = replace(opts.compare, key_prefix=store.prefix)  # a tag binds the object's full key
     root = str(local_root)  # joined as strings by the workers (see check.local)
@@ -112,7 +117,8 @@ def run_check(
 
     pool = ThreadPoolExecutor(max_workers=opts.jobs, thread_name_prefix="ks3sync-check")
     try:
-        with _fewer_collections(), _Listing(store, None, scan_opts.reserved) as listing:
+        listed = functools.partial(without_areas, store, scan_opts.reserved)
+        with fewer_collections(), PrefetchedListing(listed, None) as listing:
             for path, local, remote, record in march(scan, listing, records):
                 for verdict in problems.new_errors():
                     give(verdict)

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from ks3sync import mirror as mirror_engine
 from ks3sync.check import CheckOptions, CompareOptions, Method, Status, Verdict, run_check
 from ks3sync.check import local as check_local
 from ks3sync.check.examine import ATTEMPTS
+from ks3sync.engine.mirror import MirrorOptions, run_mirror
 from ks3sync.errors import AuthError, TransientError
-from ks3sync.mirror import MirrorOptions, run_mirror
 from ks3sync.model import Direction, RemoteEntry
 from ks3sync.store.base import ObjectMeta
 from ks3sync.store.memory import MemoryStore
+from ks3sync.store.prefetch import PrefetchedListing
 from ks3sync.transfer import TransferOptions
 from ks3sync.transfer.checkpoint import MemoryJournal
 
@@ -254,7 +254,7 @@ class HeldMemory:
 def test_memory_follows_the_differences_not_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The listing runs a few chunks ahead of the march: small chunks make that look-ahead (bounded, but
     # larger than a 1,000-object listing at the default 1,000 per chunk) the same for both trees.
-    monkeypatch.setattr(mirror_engine._Listing, "CHUNK", 100)
+    monkeypatch.setattr(PrefetchedListing, "CHUNK", 100)
     import ks3sync.crypto.envelope  # noqa: F401 - loaded by the first size difference; not part of what is held
     held = {}
     for count in (1_000, 10_000):
