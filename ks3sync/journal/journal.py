@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sqlite3
 import sys
 import threading
 import time
@@ -47,6 +48,7 @@ from sqlalchemy import exc as sa_exc
 
 from ks3sync.journal.checkpoint import JournalCheckpoint, delete_entries, read_uploads, write_entries
 from ks3sync.journal.connection import (
+    BUSY_TIMEOUT_MS,
     DEFAULT_READERS,
     SYNCHRONOUS,
     Readers,
@@ -246,16 +248,22 @@ class Journal:
         # Refuse foreign or newer files before changing anything in them (switching to WAL rewrites
         # the header). Outside any transaction: journal_mode cannot change inside one.
         raw = dbapi(writer)
-        version = int(raw.execute("PRAGMA user_version").fetchone()[0])
-        if version >= SCHEMA_VERSION:
-            refuse_unknown(self.path, version, 0)
-        else:
-            from ks3sync.journal import migrations
+        # The version and the tables are read in one snapshot: another process (a `status` while the
+        # service starts) may create the file between two separate reads, and a version 0 read before
+        # its commit with its tables counted after would call our own journal foreign.
+        raw.execute("BEGIN")
+        try:
+            version = int(raw.execute("PRAGMA user_version").fetchone()[0])
+            if version >= SCHEMA_VERSION:
+                objects = 0
+            else:
+                from ks3sync.journal import migrations
 
-            refuse_unknown(self.path, version, migrations.foreign_objects(raw) if version == 0 else 0)
-        mode = raw.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode is None or str(mode[0]).lower() != "wal":
-            raise JournalError(f"{self.path}: cannot switch the journal to WAL mode (got {mode!r})")
+                objects = migrations.foreign_objects(raw) if version == 0 else 0
+        finally:
+            raw.execute("COMMIT")
+        refuse_unknown(self.path, version, objects)
+        _switch_to_wal(raw, self.path)
         if version < SCHEMA_VERSION:
             # Versions never go down, so a file already at SCHEMA_VERSION needs no write lock to stay
             # there; creating or upgrading one does, and looks again once it holds the lock.
@@ -629,6 +637,27 @@ class Journal:
                 if n:
                     problems.append(f"{what}: {n}")
         return problems
+
+
+def _switch_to_wal(raw: sqlite3.Connection, path: Path) -> None:
+    """Put the file in WAL mode (a no-op once any process did: the mode is stored in the file).
+
+    Switching needs the file to itself, and while another process creates the same new journal SQLite
+    may answer "database is locked" at once instead of calling the busy handler (a lock upgrade it
+    refuses to wait for, as it could deadlock): try again, for as long as the busy timeout allows."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            mode = raw.execute("PRAGMA journal_mode = WAL").fetchone()
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+    if mode is None or str(mode[0]).lower() != "wal":
+        raise JournalError(f"{path}: cannot switch the journal to WAL mode (got {mode!r})")
 
 
 def _pass_from_row(r: Any) -> PassSummary:

@@ -140,3 +140,62 @@ def test_a_journal_error_from_a_reader_names_the_file(tmp_path: Path) -> None:
         raw.close()
         with pytest.raises(JournalError, match=r"j\.db: journal error: no such table: errors"):
             j.stats(sid)
+
+
+def test_a_journal_created_by_another_process_while_opening_is_not_called_foreign(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `status` run while the service starts: both open the same new journal. The opener read version
+    # 0, the other process then created the journal, and the opener counted its tables as a foreign
+    # database's ("not a ks3sync journal", the service exited 2). The two reads are one snapshot now.
+    from ks3sync.journal import migrations
+
+    path = tmp_path / "journal.db"
+    real_count = migrations.foreign_objects
+    other: list[JournalError | None] = []
+
+    def create_elsewhere() -> None:
+        try:
+            Journal.open(path).close()
+            other.append(None)
+        except JournalError as exc:  # reported by the assertion below
+            other.append(exc)
+
+    def count_after_another_creator(raw: sqlite3.Connection) -> int:
+        # The other creator runs between our version read and our table count; it can finish only if
+        # nothing holds the file (the old code, two separate reads), so wait for it a bounded time.
+        if threads:  # the creator's own open counts for real
+            return real_count(raw)
+        creator = threading.Thread(target=create_elsewhere)
+        creator.start()
+        threads.append(creator)
+        creator.join(timeout=3)
+        return real_count(raw)
+
+    threads: list[threading.Thread] = []
+    monkeypatch.setattr(migrations, "foreign_objects", count_after_another_creator)
+    with Journal.open(path) as journal:
+        monkeypatch.setattr(migrations, "foreign_objects", real_count)
+        for creator in threads:
+            creator.join(timeout=60)
+            assert not creator.is_alive()
+        assert other and all(result is None for result in other), other
+        assert journal.integrity_check() == []
+
+
+def test_opening_waits_for_another_writer_before_switching_to_wal(tmp_path: Path) -> None:
+    # Another process writing the new file (creating the same journal) holds its write lock; SQLite
+    # answers the switch to WAL with "database is locked" at once, without its busy wait (it will not
+    # wait for a lock upgrade that could deadlock). Opening must wait for the writer, not fail.
+    path = tmp_path / "journal.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.5, other.execute, ("COMMIT",))
+        release.start()
+        try:
+            with Journal.open(path) as journal:
+                assert journal.integrity_check() == []
+        finally:
+            release.join(10)
+    finally:
+        other.close()
