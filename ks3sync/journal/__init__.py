@@ -24,10 +24,11 @@ if TYPE_CHECKING:
         ServiceRecord,
         SyncRecord,
         SyncStats,
+        VerifyState,
     )
 
 _TYPES = frozenset({"Change", "ChangeKind", "ErrorRecord", "HealthRecord", "QueuedChange", "ServiceRecord",
-                    "SyncRecord", "SyncStats"})
+                    "SyncRecord", "SyncStats", "VerifyState"})
 
 
 def __getattr__(name: str) -> Any:
@@ -52,4 +53,5 @@ __all__ = [
     "SyncRecord",
     "SyncStats",
     "UnknownUploadError",
+    "VerifyState",
 ]

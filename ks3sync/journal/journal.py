@@ -76,6 +76,7 @@ if TYPE_CHECKING:
         ServiceRecord,
         SyncRecord,
         SyncStats,
+        VerifyState,
     )
 
 # The change queue (queue.py) and the status/record types (types.py) are imported by the methods that
@@ -97,6 +98,8 @@ _ENTRY_COLUMNS = (entries.c.path, entries.c.size, entries.c.mtime_ns, entries.c.
 _SYNC_ID: BindParameter[int] = bindparam("sync_id", type_=Integer)
 _ENTRIES_OF_SYNC = select(*_ENTRY_COLUMNS).where(entries.c.sync_id == _SYNC_ID)
 _ENTRIES_IN_PATH_ORDER = _ENTRIES_OF_SYNC.order_by(entries.c.path)
+_ENTRIES_FROM_START = _ENTRIES_IN_PATH_ORDER.limit(bindparam("n"))
+_ENTRIES_AFTER = _ENTRIES_IN_PATH_ORDER.where(entries.c.path > bindparam("after")).limit(bindparam("n"))
 _ENTRIES_OF_PATHS = _ENTRIES_OF_SYNC.where(entries.c.path.in_(bindparam("paths", expanding=True)))
 _PATHS_OF_SYNC = select(entries.c.path).where(entries.c.sync_id == _SYNC_ID).order_by(entries.c.path)
 _PATHS_IN_RANGE = _PATHS_OF_SYNC.where(entries.c.path >= bindparam("low"), entries.c.path < bindparam("high"))
@@ -578,6 +581,51 @@ class Journal:
             last_pass=None if last is None else _pass_from_row(last),
             last_errors=tuple(ErrorRecord(*e) for e in errs),
         )
+
+    # ----------------------------------------------------------------------------------------------
+    # Continuous verification (the service's verifier, daemon/verify.py; rules in verification.py)
+
+    def records_after(self, sync_id: int, after: str | None, limit: int) -> list[SyncedEntry]:
+        """Up to ``limit`` records in path order after the path ``after`` (from the first when None)."""
+        with self._read() as db:
+            if after is None:
+                rows = db.execute(_ENTRIES_FROM_START, {"sync_id": sync_id, "n": limit})
+            else:
+                rows = db.execute(_ENTRIES_AFTER, {"sync_id": sync_id, "after": after, "n": limit})
+            return [_entry_from_row(r) for r in rows]
+
+    def verify_state(self, sync_id: int) -> VerifyState | None:
+        from ks3sync.journal import verification
+
+        with self._read() as db:
+            return verification.read_state(db, sync_id)
+
+    def verify_progress(self, sync_id: int, *, cursor: str | None, checked: int, round_started_ns: int,
+                        finished_ns: int | None = None) -> None:
+        """``checked`` more objects verified, the round now at ``cursor``; ``finished_ns`` ends the round
+        (everything was verified by then)."""
+        from ks3sync.journal import verification
+
+        with self._write() as db:
+            verification.save_progress(db, sync_id, cursor=cursor, checked=checked,
+                                       round_started_ns=round_started_ns, finished_ns=finished_ns,
+                                       now_ns=self._clock())
+
+    def verify_mismatch(self, sync_id: int, record: SyncedEntry, message: str, *, requeue: Change | None) -> bool:
+        """The object of ``record`` does not match it: counted, kept in the recent errors, and with
+        ``requeue`` the record is dropped and the change queued, in one durable transaction. Nothing
+        happens (False) when the record changed meanwhile or a change of the path is queued or in
+        flight: the sync path is rewriting it."""
+        from ks3sync.journal import queue, verification
+
+        with self._write(durable=True) as db:
+            if not verification.confirm_mismatch(db, sync_id, record, self._clock(), requeue=requeue is not None):
+                return False
+            raw = dbapi(db)
+            if requeue is not None:
+                queue.enqueue(raw, sync_id, [requeue])
+            self._add_error(raw, sync_id, record.path, message)
+            return True
 
     # ----------------------------------------------------------------------------------------------
     # The service's liveness and each sync's health (``status``; rules in health.py)

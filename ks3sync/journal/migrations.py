@@ -136,11 +136,29 @@ def _v3(op: Operations) -> None:
     )
 
 
+def _v4(op: Operations) -> None:
+    """Continuous verification (the service re-checks what it uploaded, ``daemon/verify.py``): per sync,
+    the cursor of the round under way, when the last full round ended, and the mismatches found."""
+    op.create_table(
+        "verification",
+        Column("sync_id", Integer, _sync_fk(), primary_key=True),
+        Column("cursor", Text),
+        Column("round_started_ns", Integer),
+        Column("last_full_ns", Integer),
+        Column("rounds", Integer, nullable=False, server_default=text("0")),
+        Column("checked", Integer, nullable=False, server_default=text("0")),
+        Column("mismatches", Integer, nullable=False, server_default=text("0")),
+        Column("last_mismatch_ns", Integer),
+        Column("updated_ns", Integer, nullable=False),
+    )
+
+
 # Version 1 (the DESIGN-NOTES sketch: syncs, entries, changes, uploads, parts) is only ever a starting
 # point now: a new file is created at the current version.
 STEPS: tuple[Step, ...] = (
     Step(2, 1, _v2),
     Step(3, 2, _v3),
+    Step(4, 3, _v4),
 )
 assert [(s.down_revision, s.revision) for s in STEPS] == [(v - 1, v) for v in range(2, SCHEMA_VERSION + 1)], \
     "steps must be contiguous up to SCHEMA_VERSION"

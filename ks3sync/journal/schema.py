@@ -173,3 +173,17 @@ health = Table(
     Column("last_error_ns", Integer),
     Column("updated_ns", Integer, nullable=False),
 )
+
+verification = Table(
+    "verification",
+    metadata,
+    Column("sync_id", Integer, ForeignKey("syncs.id", ondelete="CASCADE"), primary_key=True),
+    Column("cursor", Text),
+    Column("round_started_ns", Integer),
+    Column("last_full_ns", Integer),
+    Column("rounds", Integer, nullable=False, server_default=text("0")),
+    Column("checked", Integer, nullable=False, server_default=text("0")),
+    Column("mismatches", Integer, nullable=False, server_default=text("0")),
+    Column("last_mismatch_ns", Integer),
+    Column("updated_ns", Integer, nullable=False),
+)

@@ -125,3 +125,18 @@ class HealthRecord:
                                       self.last_error, self.last_error_ns) == (
             other.sync_id, other.activity, other.reason, other.failing_since_ns, other.last_error,
             other.last_error_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyState:
+    """Where one sync's continuous verification stands (the ``verification`` row, schema v4)."""
+
+    sync_id: int
+    cursor: str | None  # the last path checked in the round under way; None: the round starts at the first
+    round_started_ns: int | None  # None: no round under way
+    last_full_ns: int | None  # end of the last completed round: everything was verified by then
+    rounds: int  # completed rounds
+    checked: int  # objects checked, all rounds
+    mismatches: int  # objects found not to match their record, all rounds
+    last_mismatch_ns: int | None
+    updated_ns: int

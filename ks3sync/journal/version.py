@@ -11,7 +11,7 @@ from pathlib import Path
 from ks3sync.journal.errors import JournalError
 
 # Bump together with a new step in migrations.STEPS and schema.py (a test checks they agree).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def refuse_unknown(path: Path, version: int, objects: int) -> None:

@@ -91,7 +91,17 @@ INSERT INTO health VALUES (1, 'watching', NULL, 90, 'bucket gone', 91, 92);
 PRAGMA user_version = 3;
 """
 
-OLD_VERSIONS = {1: V1_DDL, 2: V2_DDL, 3: V3_DDL}
+# What v4 added, as this test remembers it: the continuous verifier's state per sync.
+V4_DDL = V3_DDL.replace("PRAGMA user_version = 3;", "") + """
+CREATE TABLE verification (sync_id INTEGER PRIMARY KEY REFERENCES syncs (id) ON DELETE CASCADE, cursor TEXT,
+  round_started_ns INTEGER, last_full_ns INTEGER, rounds INTEGER NOT NULL DEFAULT 0,
+  checked INTEGER NOT NULL DEFAULT 0, mismatches INTEGER NOT NULL DEFAULT 0, last_mismatch_ns INTEGER,
+  updated_ns INTEGER NOT NULL);
+INSERT INTO verification VALUES (1, 'a/b.txt', 80, 70, 2, 9, 1, 75, 81);
+PRAGMA user_version = 4;
+"""
+
+OLD_VERSIONS = {1: V1_DDL, 2: V2_DDL, 3: V3_DDL, 4: V4_DDL}
 
 
 def _checks(sql: str) -> list[str]:
@@ -235,6 +245,35 @@ def test_v3_database_opens_keeping_its_data(tmp_path: Path) -> None:
         j.enqueue(1, [])  # the queue's statements run on the frozen v3 tables
         assert [c.path for c in j.pending(1)] == ["new.txt"]
         assert j.integrity_check() == []
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_a_journal_older_than_v4_gains_an_empty_verification_state_that_works(tmp_path: Path, version: int) -> None:
+    old = old_journal(tmp_path / f"v{version}.db", OLD_VERSIONS[version])
+
+    with Journal.open(old) as j:
+        assert j.verify_state(1) is None
+        j.verify_progress(1, cursor="a/b.txt", checked=1, round_started_ns=5)
+        state = j.verify_state(1)
+        assert state is not None and (state.cursor, state.checked, state.last_full_ns) == ("a/b.txt", 1, None)
+        j.verify_progress(1, cursor=None, checked=0, round_started_ns=5, finished_ns=6)
+        state = j.verify_state(1)
+        assert state is not None and (state.cursor, state.rounds, state.last_full_ns) == (None, 1, 6)
+        assert j.integrity_check() == []
+
+
+def test_v4_database_opens_keeping_its_verification_state(tmp_path: Path) -> None:
+    old = old_journal(tmp_path / "v4.db", V4_DDL)
+
+    with Journal.open(old) as j:
+        state = j.verify_state(1)
+        assert state is not None
+        assert (state.cursor, state.round_started_ns, state.last_full_ns, state.rounds, state.checked,
+                state.mismatches, state.last_mismatch_ns) == ("a/b.txt", 80, 70, 2, 9, 1, 75)
+        assert [e.path for e in j.records_after(1, None, 10)] == ["a/b.txt"]
+        assert j.records_after(1, "a/b.txt", 10) == []
+        j.remove_sync(1)
+        assert j.verify_state(1) is None
 
 
 def test_a_removed_sync_takes_its_health_along(tmp_path: Path) -> None:
