@@ -38,6 +38,7 @@ from ks3sync.config.schema import (
     SyncConfig,
     TimeoutsConfig,
     TransferConfig,
+    VerifyConfig,
     VersionsConfig,
     default_state_dir,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "SyncConfig",
     "TimeoutsConfig",
     "TransferConfig",
+    "VerifyConfig",
     "VersionsConfig",
     "check_versions_prefix",
     "default_state_dir",

@@ -73,8 +73,10 @@ SYNC_KEYS = (
     "rescan_interval",
     "follow_symlinks",
     "versions",
+    "verify",
 )
 VERSIONS_KEYS = ("prefix", "keep", "keep_passes", "cold_after")
+VERIFY_KEYS = ("objects_per_day", "bytes_per_day")
 
 STORAGE_CLASSES = (
     "STANDARD",
@@ -123,6 +125,16 @@ class VersionsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifyConfig:
+    """``verify:`` of a sync (docs/decisions.md D21): the service re-checks what it uploaded, within one
+    budget: ``objects_per_day`` (each object's metadata; encrypted ones also decrypted in part) or
+    ``bytes_per_day`` (each object read back whole). Exactly one is set."""
+
+    objects_per_day: int | None = None
+    bytes_per_day: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SyncConfig:
     name: str
     source: Path  # absolute
@@ -142,6 +154,7 @@ class SyncConfig:
     rescan_interval: float = 3600.0
     follow_symlinks: bool = False
     versions: VersionsConfig | None = None  # keep a version of everything overwritten or deleted
+    verify: VerifyConfig | None = None  # continuous verification; None = off
 
     @property
     def bucket(self) -> str:
@@ -280,6 +293,7 @@ def _sync_effective(sync: SyncConfig) -> dict[str, object]:
         "rescan_interval": format_duration(sync.rescan_interval),
         "follow_symlinks": sync.follow_symlinks,
         "versions": _versions_effective(sync.versions),
+        "verify": _verify_effective(sync.verify),
     }
 
 
@@ -292,3 +306,11 @@ def _versions_effective(versions: VersionsConfig | None) -> dict[str, object] | 
         "keep_passes": versions.keep_passes,
         "cold_after": format_duration(versions.cold_after) if versions.cold_after is not None else None,
     }
+
+
+def _verify_effective(verify: VerifyConfig | None) -> dict[str, object] | None:
+    if verify is None:
+        return None
+    if verify.bytes_per_day is not None:
+        return {"bytes_per_day": format_size(verify.bytes_per_day)}
+    return {"objects_per_day": verify.objects_per_day}

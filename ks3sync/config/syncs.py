@@ -16,8 +16,10 @@ from ks3sync.config.schema import (
     OBJECT_ACLS,
     STORAGE_CLASSES,
     SYNC_KEYS,
+    VERIFY_KEYS,
     VERSIONS_KEYS,
     SyncConfig,
+    VerifyConfig,
     VersionsConfig,
 )
 from ks3sync.config.values import (
@@ -28,6 +30,7 @@ from ks3sync.config.values import (
     parse_duration,
     parse_ks3_url,
     parse_max_delete,
+    parse_size,
 )
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -78,6 +81,7 @@ def _read_sync(section: Section, base: Path, check_sources: bool) -> SyncConfig:
     if versions is not None and backup_prefix is not None:
         raise section.fail("versions", "cannot be combined with backup_prefix (versions keep every generation "
                            "the backup would; drop backup_prefix)")
+    verify = _read_verify(section)
     return SyncConfig(
         name=name,
         source=source,
@@ -97,6 +101,7 @@ def _read_sync(section: Section, base: Path, check_sources: bool) -> SyncConfig:
         rescan_interval=rescan_interval,
         follow_symlinks=follow_symlinks,
         versions=versions,
+        verify=verify,
     )
 
 
@@ -237,6 +242,27 @@ def _read_versions(section: Section) -> VersionsConfig | None:
         raise versions.fail("cold_after", f"must be shorter than keep ({format_duration(keep)}), "
                             f"got {format_duration(cold_after)}")
     return VersionsConfig(prefix=prefix, keep=keep, keep_passes=keep_passes, cold_after=cold_after)
+
+
+def _read_verify(section: Section) -> VerifyConfig | None:
+    """``verify:``, a mapping with exactly one budget: ``objects_per_day`` (an integer) or
+    ``bytes_per_day`` (a size, like ``part_size``); absent means off."""
+    value = section.values.get("verify")
+    if value is None:
+        return None
+    verify = section.reader.section(value, section.key("verify"), VERIFY_KEYS)
+    given = [name for name in VERIFY_KEYS if verify.values.get(name) is not None]
+    if not given:
+        raise section.fail("verify", "set a budget: objects_per_day: N or bytes_per_day: SIZE")
+    if len(given) > 1:
+        raise verify.fail(given[1], f"set objects_per_day or bytes_per_day, not both (got {given[0]} too)")
+    if given[0] == "objects_per_day":
+        return VerifyConfig(objects_per_day=verify.optional(
+            "objects_per_day", lambda v, k: verify.reader.integer(v, k, minimum=1), None))
+    size = verify.parsed("bytes_per_day", parse_size)
+    if size < 1:
+        raise verify.fail("bytes_per_day", "must be more than 0")
+    return VerifyConfig(bytes_per_day=size)
 
 
 def _prefix(value: object) -> str:
