@@ -81,6 +81,14 @@ class PartResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RangeRead:
+    """Bytes ``first..last`` (inclusive) of an object, and the ETag of the object they came from."""
+
+    etag: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class PendingUpload:
     """A multipart upload the service knows about (ListMultipartUploads)."""
 
@@ -163,4 +171,9 @@ class Store(Protocol):
     def open(self, path: str, size: int | None = None) -> contextlib.AbstractContextManager[ObjectReader]:
         """A GET of ``path``. ``size``: its listed size, when known; a body that goes on past it is an
         IntegrityError the moment it does (a broken or hostile endpoint cannot fill the disk)."""
+        ...
+
+    def read_range(self, path: str, first: int, last: int) -> RangeRead:
+        """A small ranged GET: bytes ``first..last`` (inclusive, within the object) held in memory; a
+        body of another length is an IntegrityError. No CRC-64 covers a range: the caller checks."""
         ...

@@ -49,6 +49,7 @@ from ks3sync.store.base import (
     ObjectMeta,
     PartResult,
     PendingUpload,
+    RangeRead,
     WriteOptions,
     WriteResult,
 )
@@ -183,6 +184,19 @@ class KS3Store:
             raise self._error(exc) from exc
         with response:
             yield _Reader(self._meta(path, response.info), response, self.bucket)
+
+    def read_range(self, path: str, first: int, last: int) -> RangeRead:
+        if not 0 <= first <= last:
+            raise ValueError(f"bad byte range {first}-{last}")
+        try:
+            with self.client.get_object(self.bucket, self.key_for(path), byte_range=(first, last)) as response:
+                data = b"".join(response.iter_bytes())
+                etag = response.info.etag
+        except KS3Error as exc:
+            raise self._error(exc) from exc
+        if len(data) != last - first + 1:
+            raise IntegrityError(f"{self.key_for(path)!r}: asked for bytes {first}-{last}, got {len(data)} bytes")
+        return RangeRead(etag, data)
 
     # ------------------------------------------------------------------ writing
 

@@ -34,6 +34,7 @@ from ks3sync.store.base import (
     ObjectMeta,
     PartResult,
     PendingUpload,
+    RangeRead,
     WriteOptions,
     WriteResult,
 )
@@ -372,3 +373,15 @@ class MemoryStore:
                 raise IntegrityError(f"{self.key_for(path)!r}: {len(obj.data)} bytes, more than the {size} expected")
             reader = _Reader(self._meta(path, obj), obj.data)
         yield reader
+
+    def read_range(self, path: str, first: int, last: int) -> RangeRead:
+        if not 0 <= first <= last:
+            raise ValueError(f"bad byte range {first}-{last}")
+        self._enter("get", path)
+        with self._lock:
+            obj = self.objects.get(self.key_for(path))
+            if obj is None:
+                raise RemoteNotFound(f"{self.key_for(path)!r}: no such key")
+            if last >= len(obj.data):
+                raise RemoteRejected(f"{self.key_for(path)!r}: bytes {first}-{last} are past its end")
+            return RangeRead(obj.etag, obj.data[first : last + 1])

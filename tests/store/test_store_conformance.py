@@ -59,6 +59,18 @@ def test_put_head_open_round_trip(store: Store) -> None:
     assert store.key_for("dir/a b.txt") == PREFIX + "dir/a b.txt"
 
 
+def test_read_range_gives_those_bytes_and_the_objects_etag(store: Store) -> None:
+    data = os.urandom(3000)
+    etag = put(store, "r.bin", data)
+    for first, last in ((0, 0), (0, 2999), (1000, 1031), (2968, 2999)):
+        got = store.read_range("r.bin", first, last)
+        assert (got.etag, got.data) == (etag, data[first : last + 1])
+    with pytest.raises(RemoteNotFound):
+        store.read_range("nope", 0, 15)
+    with pytest.raises(ValueError, match="bad byte range"):
+        store.read_range("r.bin", 10, 9)
+
+
 def test_missing_objects(store: Store) -> None:
     assert store.head("nope") is None
     with pytest.raises(RemoteNotFound), store.open("nope") as reader:
