@@ -163,6 +163,7 @@ def _sync_item(sync: Any, record: Any, health: dict[int, Any], service: dict[str
     if record is not None:
         stats = journal.stats(record.id)
         item.update(_stats(stats))
+        item["verification"] = _verification(sync, journal.verify_state(record.id))
         if stats.parked:
             item["parked_changes"] = [
                 {"path": q.path, "kind": q.kind.value, "attempts": q.attempts, "error": q.last_error}
@@ -186,6 +187,26 @@ def _stats(stats: Any) -> dict[str, Any]:
         "last_errors": [
             {"at": _seconds(e.at_ns), "path": e.path, "message": e.message} for e in stats.last_errors
         ],
+    }
+
+
+def _verification(sync: Any, state: Any) -> dict[str, Any] | None:
+    """Continuous verification (D21): its budget, when everything was last fully verified, and the
+    mismatches found; None for a sync that has never been verified and does not ask for it."""
+    if sync.verify is None and state is None:
+        return None
+    budget = None
+    if sync.verify is not None:
+        budget = ({"bytes_per_day": sync.verify.bytes_per_day} if sync.verify.bytes_per_day is not None
+                  else {"objects_per_day": sync.verify.objects_per_day})
+    return {
+        "budget": budget,
+        "last_full": _seconds(state.last_full_ns) if state is not None else None,
+        "rounds": state.rounds if state is not None else 0,
+        "checked": state.checked if state is not None else 0,
+        "mismatches": state.mismatches if state is not None else 0,
+        "last_mismatch": _seconds(state.last_mismatch_ns) if state is not None else None,
+        "round_at": state.cursor if state is not None else None,
     }
 
 
@@ -249,6 +270,8 @@ def _sync_lines(s: dict[str, Any], now: float) -> list[str]:
     )
     last = "never" if s["last_success"] is None else _when(s["last_success"], now)
     lines.append(f"  last success: {last}")
+    if s.get("verification") is not None:
+        lines.append(_verification_line(s["verification"], now))
     if s.get("parked_changes"):
         lines.append("  parked (retried after the next clean rescan, or when the file changes):")
         for p in s["parked_changes"][:10]:
@@ -259,6 +282,21 @@ def _sync_lines(s: dict[str, Any], now: float) -> list[str]:
             where = f"{e['path']}: " if e["path"] else ""
             lines.append(f"    {_when(e['at'], now)}  {where}{e['message']}")
     return lines
+
+
+def _verification_line(v: dict[str, Any], now: float) -> str:
+    if v["budget"] is None:
+        budget = "off"
+    elif "bytes_per_day" in v["budget"]:
+        budget = f"{_bytes(v['budget']['bytes_per_day'])} a day"
+    else:
+        budget = f"{v['budget']['objects_per_day']} objects a day"
+    last = "never" if v["last_full"] is None else _when(v["last_full"], now)
+    found = v["mismatches"]
+    mismatches = f"{found} mismatch{'es' if found != 1 else ''} found"
+    if v["last_mismatch"] is not None:
+        mismatches += f", the last {_when(v['last_mismatch'], now)}"
+    return f"  verification ({budget}): last fully verified {last}; {mismatches}"
 
 
 def _when(t: float, now: float) -> str:

@@ -1,7 +1,8 @@
 """Optional Prometheus metrics (``metrics: {listen: host:port}``; needs ``pip install 'ks3sync[metrics]'``).
 
 Off by default: nothing is imported or listened on unless configured. Exposes per sync: files synced,
-bytes sent, queue depth, parked changes, errors, state, and the latency from a change being observed to
+bytes sent, queue depth, parked changes, errors, state, verification (objects re-checked, mismatches,
+the end of the last full round), and the latency from a change being observed to
 it being confirmed by KS3. Uses its own registry so tests can run several services in one process.
 
 Imports only ks3sync.daemon.logs; prometheus_client only when enabled.
@@ -48,6 +49,17 @@ class Metrics:
         self.up = prom.Gauge(
             "ks3sync_sync_up", "1 while the sync is watching or polling, else 0", ["sync"], registry=r
         )
+        # continuous verification (D21), for syncs with verify:
+        self.verified = prom.Gauge("ks3sync_verified_objects", "Objects re-checked since start", ["sync"], registry=r)
+        self.mismatches = prom.Gauge(
+            "ks3sync_verify_mismatches", "Objects found not to match their record, ever", ["sync"], registry=r
+        )
+        self.last_full = prom.Gauge(
+            "ks3sync_verify_last_full_timestamp_seconds",
+            "When every recorded object had last been verified (end of the last full round)",
+            ["sync"],
+            registry=r,
+        )
         self.latency = prom.Histogram(
             "ks3sync_change_latency_seconds",
             "From a change being observed to KS3 confirming it",
@@ -79,6 +91,11 @@ class Metrics:
             self.parked.labels(sync).set(stats.parked)
         self.errors.labels(sync).set(snapshot.get("errors", 0))
         self.up.labels(sync).set(1 if snapshot.get("state") in ("watching", "polling", "reconciling") else 0)
+        if "verified" in snapshot:
+            self.verified.labels(sync).set(snapshot["verified"])
+            self.mismatches.labels(sync).set(snapshot["verify_mismatches"])
+            if snapshot["last_full_verification_ns"] is not None:
+                self.last_full.labels(sync).set(snapshot["last_full_verification_ns"] / 1e9)
 
     def close(self) -> None:
         if self._server is not None:

@@ -30,6 +30,7 @@ from ks3sync.daemon.backoff import SECOND
 from ks3sync.daemon.health import HEARTBEAT_NS, HealthWriter
 from ks3sync.daemon.logs import describe_exc, event
 from ks3sync.daemon.notify import Notifier
+from ks3sync.daemon.verify import Verifier
 from ks3sync.daemon.worker import RETRY_NS, Reconciler, State, SyncWorker
 from ks3sync.errors import Ks3SyncError
 from ks3sync.journal import Journal, JournalError
@@ -93,6 +94,8 @@ class Service:
                     retry_ns=retry_ns,
                 )
             )
+        # continuous verification (D21): one verifier beside each worker whose sync asks for it
+        self.verifiers = {w.name: Verifier(w, w.sync.verify) for w in self.workers if w.sync.verify is not None}
 
     # ------------------------------------------------------------------------------------------------
 
@@ -132,6 +135,8 @@ class Service:
                     self._retry_start_ns[worker.name] = now + self.retry_ns
                     worker.start()  # it could not start before: try again now and then
                 worker.step(now)
+                if worker.name in self.verifiers:
+                    self.verifiers[worker.name].step(now)
             except STEP_ERRORS as exc:
                 self._worker_failed(worker, exc, "step")
             else:
@@ -164,7 +169,8 @@ class Service:
         while not stop.is_set():
             self.step()
             now = self.clock()
-            soonest = min((w.next_wakeup_ns() for w in self.workers), default=now + SECOND)
+            soonest = min([w.next_wakeup_ns() for w in self.workers]
+                          + [v.next_wakeup_ns(now) for v in self.verifiers.values()], default=now + SECOND)
             timeout = min(TICK, max(0.0, (soonest - now) / SECOND))
             if timeout > 0:
                 self._wake.wait(timeout)
@@ -175,10 +181,14 @@ class Service:
         True if everything in flight finished (else the rest resumes at the next start)."""
         self.notifier.stopping("stopping: finishing transfers in flight")
         event(log, logging.INFO, "service_stopping", timeout_s=timeout)
+        for verifier in self.verifiers.values():
+            verifier.stop()
         for worker in self.workers:
             worker.begin_stop()
         deadline = time.monotonic() + timeout
         clean = True
+        for verifier in self.verifiers.values():
+            clean &= verifier.close(max(0.0, deadline - time.monotonic()))
         for worker in self.workers:
             clean &= worker.finish_stop(max(0.0, deadline - time.monotonic()))
         self.publish(force=True, stopped=True)
@@ -212,6 +222,8 @@ class Service:
         queues: dict[str, tuple[int, int]] = {}
         for w in self.workers:
             snap = w.snapshot()
+            if w.name in self.verifiers:
+                snap.update(self.verifiers[w.name].snapshot())
             counts = None
             if w.sync_id >= 0:
                 try:

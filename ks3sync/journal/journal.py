@@ -614,8 +614,8 @@ class Journal:
     def verify_mismatch(self, sync_id: int, record: SyncedEntry, message: str, *, requeue: Change | None) -> bool:
         """The object of ``record`` does not match it: counted, kept in the recent errors, and with
         ``requeue`` the record is dropped and the change queued, in one durable transaction. Nothing
-        happens (False) when the record changed meanwhile or a change of the path is queued or in
-        flight: the sync path is rewriting it."""
+        happens (False) when the record changed meanwhile or a change of the path is in flight: the
+        sync path is rewriting it."""
         from ks3sync.journal import queue, verification
 
         with self._write(durable=True) as db:

@@ -35,8 +35,8 @@ _NEW_STATE = insert(verification).prefix_with("OR IGNORE")
 _UPDATE_STATE = update(verification).where(_v.sync_id == bindparam("v_sync"))
 _RECORD_NOW = select(entries.c.remote_etag, entries.c.remote_size, entries.c.md5, entries.c.synced_at_ns).where(
     entries.c.sync_id == bindparam("sync_id"), entries.c.path == bindparam("path"))
-_CHANGES_OF_PATH = select(func.count()).select_from(changes).where(
-    changes.c.sync_id == bindparam("sync_id"),
+_IN_FLIGHT_ON_PATH = select(func.count()).select_from(changes).where(
+    changes.c.sync_id == bindparam("sync_id"), changes.c.claimed == 1,
     or_(changes.c.path == bindparam("path"), changes.c.src_path == bindparam("path")))
 _DROP_RECORD = delete(entries).where(entries.c.sync_id == bindparam("sync_id"), entries.c.path == bindparam("path"))
 
@@ -64,13 +64,13 @@ def save_progress(db: Connection, sync_id: int, *, cursor: str | None, checked: 
 
 def confirm_mismatch(db: Connection, sync_id: int, record: SyncedEntry, now_ns: int, *, requeue: bool) -> bool:
     """Count a mismatch of ``record`` (and with ``requeue`` drop the record, for the caller to queue the
-    upload in the same transaction) if the record is unchanged and no change touches the path. False:
+    upload in the same transaction) if the record is unchanged and no change of the path is in flight. False:
     nothing written, the sync path owns the path right now."""
     params = {"sync_id": sync_id, "path": record.path}
     now = db.execute(_RECORD_NOW, params).first()
     if now is None or tuple(now) != (record.remote_etag, record.remote_size, record.md5, record.synced_at_ns):
         return False
-    if db.execute(_CHANGES_OF_PATH, params).scalar_one():
+    if db.execute(_IN_FLIGHT_ON_PATH, params).scalar_one():
         return False
     _ensure(db, sync_id, now_ns)
     db.execute(_UPDATE_STATE.values(mismatches=_v.mismatches + 1, last_mismatch_ns=now_ns, updated_ns=now_ns),

@@ -25,6 +25,7 @@ from ks3sync.store.base import (
     ObjectReader,
     PartResult,
     PendingUpload,
+    RangeRead,
     Store,
     WriteOptions,
     WriteResult,
@@ -87,6 +88,9 @@ class PointInTimeView:
 
     def open(self, path: str, size: int | None = None) -> contextlib.AbstractContextManager[ObjectReader]:
         return self._store.open(self.source(path), size)
+
+    def read_range(self, path: str, first: int, last: int) -> RangeRead:
+        return self._store.read_range(self.source(path), first, last)
 
     # A restore never writes to the bucket: everything below refuses.
 
