@@ -14,12 +14,13 @@ trips them; and it hands its streams the request's own timeout values unchanged.
 carries the request's budget therefore reaches every read, write, connect and TLS handshake of that
 request, which clip their timeout to what is left of the deadline -- without per-thread state.
 
-Why the guard: httpcore's pool decides whether an idle connection was closed by the server by asking
-its stream ``is_readable`` after reading the connection's state without the connection's lock
-(``HTTP11Connection.has_expired``, httpcore 1.0.9). When another thread takes that connection in
-between and the server answers fast (loopback), the answer makes the socket readable and the pool
-closes the connection under the request waiting for it ("Bad file descriptor", or a hang until the
-read timeout; encode/httpcore#1110). A stream is "in an exchange" from the first byte of a request
+Why the guard (for the proxied routes, which keep httpcore's pool; pool.py's direct pool never polls
+a connection another thread holds): httpcore's pool decides whether an idle connection was closed by
+the server by asking its stream ``is_readable`` after reading the connection's state without the
+connection's lock (``HTTP11Connection.has_expired``, httpcore 1.0.9). When another thread takes that
+connection in between and the server answers fast (loopback), the answer makes the socket readable and
+the pool closes the connection under the request waiting for it ("Bad file descriptor", or a hang until
+the read timeout; encode/httpcore#1110). A stream is "in an exchange" from the first byte of a request
 until the response is closed (wire.py says so with ``exchange_done``), and then, or when one began
 while it looked, it says it is not readable.
 

@@ -1,7 +1,7 @@
 """HTTP/1.1 exchanges with the KS3 endpoint, over httpcore (the transport httpx is built on).
 
-Owns: the connection pools (one direct, one per proxy in use, each shared by every thread), which route
-a host takes (proxies.py decides), the TLS context (a CA bundle or the system's trust store; host names
+Owns: the connection pools (one per origin reached directly, pool.py; one per proxy in use, httpcore's
+``HTTPProxy``; each shared by every thread), which route a host takes (proxies.py decides), the TLS context (a CA bundle or the system's trust store; host names
 checked), each request's timeouts and overall budget (network.py enforces them at the socket), the
 Host value (checked to be a host name or address before it is written),
 ``HttpResponse`` (status, case-insensitive headers, the body read whole under a cap or streamed as it
@@ -280,7 +280,8 @@ class Wire:
         self._default_port = default_port or (443 if settings.scheme == "https" else 80)
         self._lock = threading.Lock()
         self._routes: dict[tuple[str, int | None], _Route] = {}
-        self._pools: dict[ProxyURL | None, Any] = {}
+        # One pool per proxy in use (httpcore's HTTPProxy), one per origin reached directly (pool.py).
+        self._pools: dict[ProxyURL | tuple[str, int], Any] = {}
         self._ssl_context: ssl.SSLContext | None = None
         self._closed = False
         if settings.ca_bundle is not None:
@@ -306,9 +307,10 @@ class Wire:
             if self._proxy_route is None:
                 self._proxy_route = self.settings.proxies.resolve(self.settings.scheme)
             proxy = self._proxy_route.for_host(host)
-            pool = self._pools.get(proxy)
+            pool_key: ProxyURL | tuple[str, int] = proxy if proxy is not None else (host, port or self._default_port)
+            pool = self._pools.get(pool_key)
             if pool is None:
-                pool = self._pools[proxy] = self._new_pool(proxy)
+                pool = self._pools[pool_key] = self._new_pool(proxy, host, port or self._default_port)
             shown_host = f"[{host}]" if ":" in host else host
             netloc = shown_host if port is None else f"{shown_host}:{port}"
             route = _Route(pool, self._scheme, host.encode("ascii"), port or self._default_port,
@@ -321,15 +323,24 @@ class Wire:
             self._ssl_context = make_ssl_context(None)
         return self._ssl_context
 
-    def _new_pool(self, proxy: ProxyURL | None) -> Any:
-        """A pool for direct connections, or for connections through ``proxy``: plain http is
-        forwarded (the target in absolute form), https is tunnelled with CONNECT (TLS to the endpoint
-        inside, so the proxy sees only host and port). Proxy credentials go in Proxy-Authorization."""
+    def _new_pool(self, proxy: ProxyURL | None, host: str, port: int) -> Any:
+        """A pool of direct connections to ``host``:``port`` (pool.py), or of connections through
+        ``proxy``: plain http is forwarded (the target in absolute form), https is tunnelled with CONNECT
+        (TLS to the endpoint inside, so the proxy sees only host and port). Proxy credentials go in
+        Proxy-Authorization."""
         httpcore = _load()
         from .network import GuardedBackend
 
         settings = self.settings
         tls = settings.scheme == "https" or (proxy is not None and proxy.scheme == "https")
+        if proxy is None:
+            from .pool import OriginPool
+
+            return OriginPool(
+                httpcore.Origin(self._scheme, host.encode("ascii"), port),
+                ssl_context=self._context() if tls else None, max_connections=settings.max_connections,
+                keepalive_expiry=settings.keepalive_expiry, network_backend=GuardedBackend(),
+            )
         common: dict[str, Any] = {
             "ssl_context": self._context() if tls else None,
             "max_connections": settings.max_connections,
@@ -337,8 +348,6 @@ class Wire:
             "keepalive_expiry": settings.keepalive_expiry,
             "network_backend": GuardedBackend(),
         }
-        if proxy is None:
-            return httpcore.ConnectionPool(**common)
         auth = (proxy.username.encode(), proxy.password.encode()) if proxy.username or proxy.password else None
         return httpcore.HTTPProxy(
             proxy_url=httpcore.URL(scheme=proxy.scheme.encode(), host=proxy.host.encode("idna"), port=proxy.port,
