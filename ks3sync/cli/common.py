@@ -291,17 +291,22 @@ def connect_flags(endpoint: str | None, config_path: Path | None) -> str:
 
 
 @contextlib.contextmanager
-def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_bucket: str | None = None,
+def open_client(conn: Connection, state_dir: Path, *, jobs: int | None = None, ensure_bucket: str | None = None,
                 network: NetworkSettings | None = None, bwlimit: int | None = None) -> Iterator[Client]:
     """A client for ``conn``; for ``local`` the embedded server runs for the duration of the block.
-    ``network``: proxy and timeouts (cli/network.py); ``bwlimit`` lowers the request deadline's minimum
-    rate."""
+    ``jobs``: the most small requests in flight (the client adapts below it; None: the client's
+    defaults, for commands that send one request at a time); ``network``: proxy and timeouts
+    (cli/network.py); ``bwlimit`` lowers the request deadline's minimum rate."""
     from ks3sync.cli.network import NetworkSettings, client_options
     from ks3sync.ks3 import Client, ClientConfig, ProxySettings
 
     with contextlib.ExitStack() as stack:
         endpoint = conn.endpoint
-        options = client_options(network or NetworkSettings(), jobs=jobs, bwlimit=bwlimit)
+        options = client_options(network or NetworkSettings(), jobs=jobs or 1, bwlimit=bwlimit)
+        if jobs is not None:
+            # Small requests hold at most ``jobs`` connections; large ones (parts, ranges) take no
+            # request slot and need their own.
+            options.update(max_in_flight=jobs, max_connections=2 * jobs + 4)
         if conn.is_local:
             options["proxy"] = ProxySettings.direct()  # the embedded server: plain HTTP on loopback
             options.pop("ca_bundle", None)
@@ -320,7 +325,6 @@ def open_client(conn: Connection, state_dir: Path, *, jobs: int = 8, ensure_buck
                     endpoint=endpoint,
                     access_key=conn.access_key,
                     secret_key=conn.secret_key,
-                    max_connections=max(32, 2 * jobs + 4),
                     **options,
                 )
             )

@@ -78,7 +78,8 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 @key_options
 @click.option("--storage-class", help="STANDARD, STANDARD_IA, ARCHIVE, ...")
 @click.option("--acl", help="Canned ACL for new objects: private or public-read.")
-@click.option("--jobs", type=click.IntRange(1, 256), help="Parallel transfers (default 8).")
+@click.option("--jobs", type=click.IntRange(1, 256),
+              help="Most requests in flight (default 64); fewer while KS3 answers 503 SlowDown.")
 @click.option("--part-size", metavar="SIZE", help="Multipart part size (default 8MiB; grown to fit 10,000 parts).")
 @click.option("--multipart-threshold", metavar="SIZE", help="Use multipart from this size (default 16MiB).")
 @click.option("--bwlimit", metavar="RATE", help="Bandwidth limit shared by all transfers, e.g. 10MB/s.")
@@ -232,7 +233,7 @@ class _Settings:
         from ks3sync.engine.mirror import MirrorOptions
         from ks3sync.store.base import WriteOptions
         from ks3sync.transfer.context import TransferOptions
-        from ks3sync.transfer.sizing import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE
+        from ks3sync.transfer.sizing import DEFAULT_JOBS, DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE
 
         flags = self.flags
         transfer_cfg = self.config.transfer if self.config is not None else None
@@ -269,7 +270,7 @@ class _Settings:
                 die(f"--storage-class: expected one of {', '.join(STORAGE_CLASSES)}, got {storage_class!r}")
         if acl is not None and acl not in ("private", "public-read"):
             die(f"--acl: expected private or public-read, got {acl!r}")
-        jobs = flags["jobs"] or (transfer_cfg.jobs if transfer_cfg is not None else 8)
+        jobs = flags["jobs"] or (transfer_cfg.jobs if transfer_cfg is not None else DEFAULT_JOBS)
         # Outside KS3's limits is refused (exit 2), never silently raised or capped.
         part_size = _size(flags["part_size"], "--part-size", parse_part_size)
         if part_size is None:

@@ -106,7 +106,7 @@ class Credentials:
 
 @dataclass(frozen=True, slots=True)
 class TransferConfig:
-    jobs: int = 8  # concurrent transfers (and parts) per process; the same defaults as `mirror`
+    jobs: int = 64  # most requests in flight per process (transfer.sizing.DEFAULT_JOBS); as `mirror`
     part_size: int = 8 * 1024**2
     multipart_threshold: int = 16 * 1024**2
     bwlimit: int | None = None  # bytes per second across all transfers; None = unlimited

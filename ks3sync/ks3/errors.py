@@ -17,8 +17,9 @@ mapped onto it at those boundaries, and nowhere else.
           +-- KS3AuthError        403 AccessDenied / InvalidAccessKeyId / SignatureDoesNotMatch /
                                   RequestTimeTooSkewed: retrying cannot help, the caller should stop
 
-Every error carries ``retryable``: what the retry wrapper (retry.py) acts on. Errors are classified by
-what to do about them, not only by type.
+Every error carries ``retryable``: what the retry wrapper (retry.py) acts on, and ``throttling``: what
+the request limit (limiter.py) shrinks on (a 503/429 or a throttling code, with the ``Retry-After`` it
+came with; a timeout). Errors are classified by what to do about them, not only by type.
 
 Owns: the tree, error-XML parsing into code/message/request id, and the retry classification.
 Must not import: anything else from ks3sync, nor httpx/httpcore. Never put the secret key or the Authorization
@@ -33,6 +34,11 @@ RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
 RETRYABLE_CODES: frozenset[str] = frozenset(
     {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
 )
+# Answers that say "too many requests": the request limit shrinks (limiter.py). 500 InternalError is
+# retried but is not a signal of load.
+THROTTLING_STATUSES: frozenset[int] = frozenset({429, 503})
+THROTTLING_CODES: frozenset[str] = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+                                              "TooManyRequests", "ServiceUnavailable"})
 AUTH_CODES: frozenset[str] = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed"}
 )
@@ -42,6 +48,12 @@ class KS3Error(Exception):
     """Base of everything the client raises on purpose."""
 
     retryable: bool = False
+    throttling: bool = False  # the service is overloaded: fewer requests in flight (limiter.py)
+    retry_after: float | None = None  # seconds the service asked us to wait (Retry-After), when it did
+
+    def retry_reason(self) -> str:
+        """``METHOD target: what went wrong``, in a few words, for the retry line at -v (retry.py)."""
+        return str(self)
 
 
 class KS3TransportError(KS3Error):
@@ -49,11 +61,13 @@ class KS3TransportError(KS3Error):
 
     retryable = True
 
-    def __init__(self, method: str, target: str, reason: str) -> None:
+    def __init__(self, method: str, target: str, reason: str, *, timed_out: bool = False) -> None:
         super().__init__(f"{method} {target}: {reason}")
         self.method = method
         self.target = target
         self.reason = reason
+        # A timeout (or the request's deadline) is taken as a sign of load, like a 503.
+        self.throttling = timed_out
 
 
 class KS3CertificateError(KS3Error):
@@ -93,6 +107,7 @@ class KS3ServiceError(KS3Error):
         bucket: str | None = None,
         key: str | None = None,
         resource: str = "",
+        retry_after: float | None = None,
     ) -> None:
         self.status = status
         self.code = code
@@ -103,13 +118,24 @@ class KS3ServiceError(KS3Error):
         self.key = key
         self.resource = resource
         self.retryable = status in RETRYABLE_STATUSES or code in RETRYABLE_CODES
+        self.throttling = status in THROTTLING_STATUSES or code in THROTTLING_CODES
+        self.retry_after = retry_after if self.throttling else None
         super().__init__(self._describe())
 
-    def _describe(self) -> str:
+    def _target(self) -> str:
         target = self.bucket or ""
         if self.key is not None:
             target += "/" + self.key
-        text = f"{self.method} {target or '/'}: HTTP {self.status} {self.code}"
+        return target or "/"
+
+    def retry_reason(self) -> str:
+        text = f"{self.method} {self._target()}: {self.status} {self.code}"
+        if self.retry_after is not None:
+            text += f" (Retry-After {self.retry_after:g} s)"
+        return text
+
+    def _describe(self) -> str:
+        text = f"{self.method} {self._target()}: HTTP {self.status} {self.code}"
         if self.message:
             text += f": {self.message}"
         if self.request_id:
@@ -201,9 +227,11 @@ def service_error(
     key: str | None,
     request_id: str = "",
     missing: type[KS3ServiceError] | None = None,
+    retry_after: float | None = None,
 ) -> KS3ServiceError:
     """Map an error response to the right exception. ``missing`` says what a bodiless 404 means for
-    this request (NoSuchKey for an object HEAD, NoSuchBucket for a bucket HEAD)."""
+    this request (NoSuchKey for an object HEAD, NoSuchBucket for a bucket HEAD); ``retry_after`` is the
+    answer's ``Retry-After`` in seconds (kept only on a throttling answer)."""
     code, message, body_request_id, resource = parse_error_body(body)
     if not code:
         code = _CODE_BY_STATUS.get(status, f"HTTP{status}")
@@ -221,4 +249,5 @@ def service_error(
         bucket=bucket,
         key=key,
         resource=resource,
+        retry_after=retry_after,
     )

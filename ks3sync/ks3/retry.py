@@ -1,7 +1,10 @@
 """THE retry wrapper: every request the client makes goes through ``call_with_retry`` exactly once.
 
-Owns: the policy (attempts, exponential backoff with full jitter, injectable sleep) and the loop.
-What is retryable is decided by the error itself (``KS3Error.retryable``, see errors.py); the caller's
+Owns: the policy (attempts, exponential backoff with full jitter, injectable sleep), the loop, and the
+retry line logged at INFO (shown by ``-v``): ``retry 2/5 PUT bucket/a/b.txt: 503 SlowDown (Retry-After
+1 s)``. A ``Retry-After`` the service sent is waited at least (the request limit, limiter.py, also
+pauses every other request for it). What is retryable is decided by the error itself
+(``KS3Error.retryable``, see errors.py); the caller's
 ``attempt`` function must rebuild the request from scratch each time (fresh Date and signature, body
 re-iterated from its first byte), which is what makes retrying a PUT safe.
 Must not import: anything else from ks3sync, nor httpx.
@@ -9,6 +12,7 @@ Must not import: anything else from ks3sync, nor httpx.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -18,6 +22,8 @@ from typing import TypeVar
 from .errors import KS3Error
 
 T = TypeVar("T")
+
+log = logging.getLogger("ks3sync.ks3")
 
 
 @dataclass(frozen=True)
@@ -52,5 +58,9 @@ def call_with_retry(policy: RetryPolicy, attempt: Callable[[int], T]) -> T:
         except KS3Error as exc:
             if not exc.retryable or number >= policy.max_attempts:
                 raise
-        policy.sleep(policy.delay(number))
+            delay = policy.delay(number)
+            if exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
+            log.info("retry %d/%d %s", number + 1, policy.max_attempts, exc.retry_reason())
+        policy.sleep(delay)
         number += 1

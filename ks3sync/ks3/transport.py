@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from .addressing import Addressing, encode_query
 from .bodies import Body
 from .checksums import crc64, md5_base64, unquote_etag
-from .errors import KS3IntegrityError, KS3ServiceError, KS3TransportError, service_error
+from .errors import KS3Error, KS3IntegrityError, KS3ServiceError, KS3TransportError, service_error
+from .limiter import LARGE_REQUEST, MAX_PAUSE, Outcome, RequestLimit, SlotTimeout
 from .objectinfo import CRC_HEADER, parse_crc, parse_decimal
 from .proxies import ProxySettings
 from .retry import RetryPolicy, call_with_retry
@@ -59,6 +60,8 @@ class ClientConfig:
     request_timeout: float = 300.0  # the floor of every request's overall deadline (module docstring)
     min_rate: float = DEFAULT_MIN_RATE  # bytes/s: the deadline grows by the bytes carried at this rate
     max_connections: int = 32
+    # The ceiling of the adaptive number of requests in flight (limiter.py); None: max_connections.
+    max_in_flight: int | None = None
     keepalive_expiry: float = 30.0  # an idle connection older than this is closed, not reused
     proxy: ProxySettings = field(default_factory=ProxySettings)  # default: the environment's, as curl
     ca_bundle: str | None = None  # PEM file of trusted CAs for https; None = the system's trust store
@@ -70,6 +73,8 @@ class ClientConfig:
             raise ValueError("ClientConfig: access_key and secret_key must not be empty")
         if self.max_connections < 1:
             raise ValueError(f"ClientConfig.max_connections must be >= 1, not {self.max_connections}")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ValueError(f"ClientConfig.max_in_flight must be >= 1, not {self.max_in_flight}")
         for name in ("timeout", "connect_timeout", "request_timeout", "min_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ClientConfig.{name} must be > 0, not {getattr(self, name)}")
@@ -118,6 +123,23 @@ def target_name(bucket: str | None, key: str | None) -> str:
 _INLINE_BODY_MAX = 256 * 1024
 
 
+def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """A ``Retry-After`` value (delay-seconds or an HTTP date, RFC 9110 10.2.3) in seconds from now,
+    at most ``MAX_PAUSE``; None when absent or unusable (a hostile value is ignored, not obeyed)."""
+    if not value:
+        return None
+    seconds = parse_decimal(value.strip())
+    if seconds is None:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        return min(MAX_PAUSE, max(0.0, when.timestamp() - now()))
+    return min(MAX_PAUSE, float(seconds))
+
+
 class Transport:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
@@ -134,6 +156,9 @@ class Transport:
                 ca_bundle=config.ca_bundle,
             )
         )
+        # Every attempt of a small request holds a slot from the time it is built until its response is
+        # closed: the client's requests in flight adapt to what the service takes (limiter.py).
+        self.limit = RequestLimit(config.max_in_flight or config.max_connections)
         # Bytes, once: httpcore takes header fields as (name, value) byte pairs.
         self._default_headers = [
             (b"User-Agent", config.user_agent.encode("latin-1")), (b"Accept-Encoding", b"identity"),
@@ -157,7 +182,45 @@ class Transport:
 
     def attempt(self, request: Request) -> HttpResponse:
         """Send ``request`` once. Returns a successful response (read, unless ``request.stream``);
-        raises KS3TransportError / KS3ServiceError / KS3IntegrityError otherwise."""
+        raises KS3TransportError / KS3ServiceError / KS3IntegrityError otherwise.
+
+        A small request (limiter.py) first waits for a slot of the request limit, given back when the
+        response is closed (at once unless streamed) with what the exchange says about the service's
+        load; a large one takes no slot, and only a throttling answer to it is reported."""
+        limit = self.limit
+        carried = (request.body.length if request.body is not None else 0) + (request.expected_size or 0)
+        if carried > LARGE_REQUEST:
+            try:
+                return self._exchange(request)
+            except KS3Error as exc:
+                if exc.throttling:
+                    limit.observe(Outcome.THROTTLED, exc.retry_after)
+                raise
+        try:
+            ticket = limit.acquire(self.config.timeout)
+        except SlotTimeout as exc:
+            raise KS3TransportError(request.method, target_name(request.bucket, request.key), str(exc)) from None
+        try:
+            response = self._exchange(request)
+        except KS3Error as exc:
+            if exc.throttling:
+                limit.release(ticket, Outcome.THROTTLED, exc.retry_after)
+            else:
+                # Any other answer (an error status, a wrong checksum) means the service kept up.
+                limit.release(ticket, Outcome.FAILED if isinstance(exc, KS3TransportError) else Outcome.ANSWERED)
+            raise
+        except BaseException:
+            limit.release(ticket, Outcome.FAILED)
+            raise
+        if request.stream:
+            response.call_on_close(
+                lambda failed: limit.release(ticket, Outcome.FAILED if failed else Outcome.ANSWERED)
+            )
+        else:
+            limit.release(ticket, Outcome.ANSWERED)
+        return response
+
+    def _exchange(self, request: Request) -> HttpResponse:
         headers: dict[str, str] = {"Date": self._date_header()}
         headers.update(request.headers)
         content: bytes | _CrcCounter | None = None
@@ -224,6 +287,7 @@ class Transport:
             raise service_error(
                 status=response.status_code, body=error_body, method=request.method, bucket=request.bucket,
                 key=request.key, request_id=request_id, missing=request.missing,
+                retry_after=retry_after_seconds(response.headers.get("retry-after")),
             )
         declared = parse_decimal(response.headers.get("content-length"))
         if request.stream:

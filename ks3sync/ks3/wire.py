@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, overload
@@ -119,7 +119,10 @@ def _failure(exc: Exception, method: str, label: str, where: str = "", origin: s
     refused = _refused_certificate(exc)
     if refused is not None:
         return KS3CertificateError(f"{origin or label}: TLS certificate refused: {_certificate_problem(refused)}")
-    return KS3TransportError(method, label, f"{where}{type(exc).__name__}: {text}")
+    # A timeout (a silent peer, or the request's deadline) is a sign of load; waiting for one of our
+    # own connections (PoolTimeout) is not.
+    timed_out = isinstance(exc, _httpcore.TimeoutException) and not isinstance(exc, _httpcore.PoolTimeout)
+    return KS3TransportError(method, label, f"{where}{type(exc).__name__}: {text}", timed_out=timed_out)
 
 
 def _refused_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -162,7 +165,8 @@ class HttpResponse:
     """One response. Read it (``read``/``content``/``iter_raw``) or ``close`` it: a response left
     half-read holds its connection until closed (the connection is then dropped, not reused)."""
 
-    __slots__ = ("status_code", "headers", "method", "label", "_stream", "_content", "_network_stream", "_budget")
+    __slots__ = ("status_code", "headers", "method", "label", "_stream", "_content", "_network_stream", "_budget",
+                 "_on_close", "_failed")
 
     def __init__(self, status: int, headers: Headers, stream: Any, method: str, label: str, budget: Budget,
                  network_stream: Any = None) -> None:
@@ -174,6 +178,13 @@ class HttpResponse:
         self._content: bytes | None = None
         self._budget = budget
         self._network_stream = network_stream  # network.GuardedStream: told when the exchange is over
+        self._on_close: Callable[[bool], None] | None = None
+        self._failed = False  # reading the body failed
+
+    def call_on_close(self, callback: Callable[[bool], None]) -> None:
+        """Have ``callback(failed)`` called once, when the response is closed (read to the end, given
+        up, or broken: ``failed`` says whether reading the body failed)."""
+        self._on_close = callback
 
     def allow_more_time(self, seconds: float) -> None:
         """Grow the request's deadline (for a body whose length is now known)."""
@@ -224,6 +235,7 @@ class HttpResponse:
                     pending = [data[whole:]] if whole < len(data) else []
                     size = len(data) - whole
         except _FAILURES as exc:
+            self._failed = True
             raise _failure(exc, self.method, self.label, "reading the body: ") from exc
         finally:
             self.close()
@@ -239,11 +251,16 @@ class HttpResponse:
             exchange_done()  # before httpcore marks the connection idle (network.py says why)
         stream, self._stream = self._stream, ()
         close = getattr(stream, "close", None)
-        if close is not None:
-            try:
-                close()
-            except _FAILURES:
-                pass  # closing a connection that already failed: nothing left to release
+        try:
+            if close is not None:
+                try:
+                    close()
+                except _FAILURES:
+                    pass  # closing a connection that already failed: nothing left to release
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close(self._failed)
 
 
 # --- routes and pools -------------------------------------------------------------------------------

@@ -1,8 +1,13 @@
 """Carry out a plan: transfers on a bounded thread pool, then deletes, last, only if nothing failed.
 
 rclone's shape: the plan's transfers go to ``jobs`` file workers (each file worker reads/hashes/encrypts
-its file); multipart parts go to a second pool of ``jobs`` part workers so a big file uploads with full
-concurrency without starving small ones, and without a worker ever waiting on a task queued behind it.
+its file); multipart parts (and the ranges of a large restore) go to a second, smaller pool of part
+workers so a big file moves with full concurrency without starving small ones, and without a worker ever
+waiting on a task queued behind it. Two different limits apply (docs/decisions.md D19): small requests
+are limited by round trips, so there are many file workers (``jobs``, 64 by default) and the client's
+request limit adapts how many of their requests are in flight (ks3/limiter.py); large ones are limited
+by memory and bandwidth, so the part workers are as many as the byte budget
+(``TransferOptions.bytes_in_flight``) holds parts of the part size.
 Every exception is classified once (ks3sync.errors.classify): RETRY entries get one more attempt at the
 end of the pass, SKIP entries are reported, STOP ends the run cleanly (queued entries are reported as
 not attempted). Deletes run only when the transfers all succeeded (invariant 4); with a keeper (a backup
@@ -48,7 +53,7 @@ from ks3sync.model import (
 )
 from ks3sync.store.base import Store
 from ks3sync.transfer.checkpoint import GuardedCheckpoint
-from ks3sync.transfer.context import PART_BUFFER_BUDGET, StopSignal, TransferContext, TransferOptions
+from ks3sync.transfer.context import StopSignal, TransferContext, TransferOptions
 from ks3sync.transfer.download import delete_local, download_file
 from ks3sync.transfer.keep import BackupKeeper, Keeper, keep_before_delete, keep_before_overwrite
 from ks3sync.transfer.progress import NullProgress, ProgressSubscriber
@@ -80,6 +85,11 @@ class ExecutionReport:
     @property
     def ok(self) -> bool:
         return not self.failed and self.stopped is None
+
+
+def part_workers(options: TransferOptions) -> int:
+    """As many part workers as the byte budget holds parts (8 at the defaults), at most ``jobs``."""
+    return max(1, min(options.jobs, max(2, options.bytes_in_flight // options.part_size)))
 
 
 def operation_bytes(op: Operation) -> int:
@@ -124,15 +134,15 @@ class Executor:
         # One bucket for every worker and both directions: --bwlimit is the process's total rate.
         self._bucket = throttle or (TokenBucket(options.bwlimit) if options.bwlimit else None)
         self._file_pool = concurrent.futures.ThreadPoolExecutor(options.jobs, thread_name_prefix="ks3sync-file")
-        self._part_pool = concurrent.futures.ThreadPoolExecutor(options.jobs, thread_name_prefix="ks3sync-part")
+        self._part_pool = concurrent.futures.ThreadPoolExecutor(part_workers(options),
+                                                                thread_name_prefix="ks3sync-part")
         self.ctx = TransferContext(
             store=store,
             checkpoint=GuardedCheckpoint(checkpoint),
             root=root,
             options=options,
             part_pool=self._part_pool,
-            # Enough for every part worker to hold a default-size part, within the memory budget.
-            part_budget=ByteBudget(min(PART_BUFFER_BUDGET, max(2, options.jobs) * options.part_size)),
+            part_budget=ByteBudget(max(options.bytes_in_flight, 2 * options.part_size)),
             meter_sent=self._on_sent,
             meter_received=self._on_received,
             stop=StopSignal(stop),

@@ -14,6 +14,8 @@ MAX_PART_SIZE = 5 * GIB
 MAX_PARTS = 10_000
 DEFAULT_PART_SIZE = 8 * MIB
 DEFAULT_MULTIPART_THRESHOLD = 16 * MIB
+# File workers, and the most small requests in flight (the client adapts below it: ks3/limiter.py, D19).
+DEFAULT_JOBS = 64
 CIPHER_BLOCK = 16  # encrypted parts must stay whole AES blocks
 
 

@@ -10,9 +10,10 @@ Multipart (s3transfer's task graph, flattened): the file worker reads parts in o
 whole file and, with a key, encrypting each part into memory (the CBC chain is sequential) — and hands
 each part to the shared part pool, which hashes it (part MD5s run in parallel with the reader) and
 uploads concurrently; an encrypted part is sent from its ciphertext buffer, never encrypted twice.
-Memory is bounded by ``part_budget`` (bytes of part buffers in flight, shared by all uploads). Every
-finished part is recorded through the Checkpoint (MD5, ETag, CRC and, when encrypted, the chain block)
-so a killed run resumes: ListParts is reconciled with the record and only missing parts are sent.
+Memory is bounded by ``part_budget`` (bytes of part buffers and whole bodies in memory, shared by all
+transfers). Every finished part is recorded through the Checkpoint (MD5, ETag, CRC and, when
+encrypted, the chain block) so a killed run resumes: ListParts is reconciled with the record and only
+missing parts are sent.
 
 Single PUT: files up to ``SMALL_FILE`` are read once into memory; larger ones are hashed, then streamed
 from the same open descriptor (pread), so the bytes sent are those of the file that was hashed.
@@ -48,7 +49,7 @@ from ks3sync.model import FileIdentity, PartRecord, SyncedEntry, UploadRecord
 from ks3sync.store.base import META_MTIME, PartResult, WriteOptions
 from ks3sync.store.checksums import crc64_combine, multipart_etag
 from ks3sync.transfer.bodies import FdSource, FileBody, MemoryBody, MeteredBody
-from ks3sync.transfer.context import SMALL_FILE, TransferContext
+from ks3sync.transfer.context import BUDGETED_BODY, SMALL_FILE, TransferContext
 from ks3sync.transfer.files import check_unchanged, content_digests, open_for_read, read_exactly
 from ks3sync.transfer.sizing import choose_part_size, part_count
 from ks3sync.transfer.tagging import check_completed_tag, tag_metadata
@@ -94,6 +95,19 @@ def _crypto_error(path: str, exc: Exception) -> Exception:
 
 
 def _single_put(ctx: TransferContext, path: str, abs_path: Path, fd: int, identity: FileIdentity) -> int:
+    """A body read into memory counts against the byte budget (all but the smallest), so that many
+    file workers cannot hold many megabytes each; an encrypted one twice (plaintext and ciphertext)."""
+    held = 0
+    if BUDGETED_BODY < identity.size <= SMALL_FILE:
+        held = ctx.part_budget.acquire(identity.size * (2 if ctx.options.encryption_key is not None else 1))
+    try:
+        return _put_whole(ctx, path, abs_path, fd, identity)
+    finally:
+        if held:
+            ctx.part_budget.release(held)
+
+
+def _put_whole(ctx: TransferContext, path: str, abs_path: Path, fd: int, identity: FileIdentity) -> int:
     key = ctx.options.encryption_key
     body: Any
     extra: dict[str, str] = {}

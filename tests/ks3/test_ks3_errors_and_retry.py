@@ -432,3 +432,65 @@ def test_unparseable_crc_on_upload_is_an_integrity_error():
     client, _ = make_client(Script(weird), attempts=1)
     with pytest.raises(KS3IntegrityError, match="unparseable"):
         client.put_object("bk", "k", b"data")
+
+
+# --- throttling: the retry line, Retry-After, the request limit ------------------------------------
+
+
+def test_a_slowdown_with_retry_after_is_waited_logged_and_shrinks_the_request_limit(caplog):
+    throttled = Reply(503, {"x-kss-request-id": "r503", "Retry-After": "3"}, error_xml("SlowDown"))
+    script = Script(throttled, ok_put)
+    client, sleeps = make_client(script)
+    before = client._transport.limit.allowed
+    with caplog.at_level("INFO", logger="ks3sync.ks3"):
+        client.put_object("bk", "a/b.txt", b"data")
+    assert sleeps == [3.0]  # at least what the service asked for (the backoff alone is ~0.01 s)
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("retry")] == [
+        "retry 2/4 PUT bk/a/b.txt: 503 SlowDown (Retry-After 3 s)"
+    ]
+    limit = client._transport.limit
+    assert limit.throttles == 1 and limit.allowed < before
+    client.close()
+
+
+def test_every_retry_is_logged_with_its_reason(caplog):
+    script = Script(DROP, status(500, error_xml("InternalError")), ok_put)
+    client, _ = make_client(script)
+    with caplog.at_level("INFO", logger="ks3sync.ks3"):
+        client.put_object("bk", "k", b"data")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retry")]
+    assert lines[0].startswith("retry 2/4 PUT bk/k: RemoteProtocolError")
+    assert lines[1] == "retry 3/4 PUT bk/k: 500 InternalError"
+    # An internal error is retried, but it is not the service asking for less: the limit keeps.
+    assert client._transport.limit.throttles == 0
+    client.close()
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("0", 0.0), ("7", 7.0), (" 12 ", 12.0), ("100000", 60.0), ("-1", None), ("1.5", None), ("soon", None),
+    ("²", None), ("", None),
+])
+def test_retry_after_in_seconds_is_bounded_and_junk_is_ignored(value, seconds):
+    from ks3sync.ks3.transport import retry_after_seconds
+
+    assert retry_after_seconds(value) == seconds
+
+
+def test_retry_after_as_a_date_counts_from_now():
+    from ks3sync.ks3.transport import retry_after_seconds
+
+    when = email.utils.formatdate(1_000_020, usegmt=True)
+    assert retry_after_seconds(when, now=lambda: 1_000_000.0) == 20.0
+    assert retry_after_seconds(email.utils.formatdate(999_000, usegmt=True), now=lambda: 1_000_000.0) == 0.0
+
+
+def test_a_retry_after_on_an_answer_that_is_not_throttling_is_not_obeyed():
+    error = service_error(status=500, body=error_xml("InternalError"), method="GET", bucket="b", key="k",
+                          retry_after=30.0)
+    assert error.retryable and not error.throttling and error.retry_after is None
+
+
+def test_a_timeout_is_a_throttling_signal_but_a_refused_connection_is_not():
+    timed_out = KS3TransportError("GET", "b/k", "ReadTimeout: timed out", timed_out=True)
+    refused = KS3TransportError("GET", "b/k", "ConnectError: refused")
+    assert timed_out.throttling and not refused.throttling and timed_out.retryable and refused.retryable

@@ -59,7 +59,7 @@ def _pool(client) -> OriginPool:
 
 def test_closing_the_client_refuses_requests_waiting_for_a_connection(servers, wait_until) -> None:
     server = servers(Reply(200, {}, b"x" * 10), handler=lambda _r: Reply(200))
-    client = client_for(server, max_connections=1, timeout=10)
+    client = client_for(server, max_connections=1, max_in_flight=2, timeout=10)
     held = client.get_object("bk", "held")  # keeps the only connection
     outcome: list[BaseException | None] = []
 

@@ -86,7 +86,8 @@ def test_a_half_read_response_closes_its_connection(servers) -> None:
 
 def test_max_connections_bounds_requests_in_flight(servers) -> None:
     server = servers(Reply(200, {}, b"x" * 10), ok)
-    with client_for(server, max_connections=1, timeout=0.3) as client:
+    # Two request slots (limiter.py), so that the wait is for the pool's one connection.
+    with client_for(server, max_connections=1, max_in_flight=2, timeout=0.3) as client:
         held = client.get_object("bk", "held")  # not read: keeps the only connection
         with pytest.raises(KS3TransportError, match="PoolTimeout"):
             client.put_object("bk", "k", b"data")

@@ -132,7 +132,9 @@ def test_multipart_memory_stays_within_the_budget(tmp_path) -> None:
 
     peak = [0]
     store = MemoryStore()
-    options = TransferOptions(jobs=4, part_size=100 * 1024, multipart_threshold=200 * 1024)
+    # Many jobs, a budget of four parts: the budget, not the jobs, bounds the part bytes in memory.
+    options = TransferOptions(jobs=64, bytes_in_flight=4 * 100 * 1024, part_size=100 * 1024,
+                              multipart_threshold=200 * 1024)
     ops = []
     for i in range(3):
         (tmp_path / f"f{i}").write_bytes(os.urandom(1024 * 1024))
@@ -141,6 +143,32 @@ def test_multipart_memory_stays_within_the_budget(tmp_path) -> None:
         store.hook = lambda op, path: peak.__setitem__(0, max(peak[0], executor.ctx.part_budget.in_use))
         assert executor.run(ops).ok
     assert 0 < peak[0] <= 4 * 100 * 1024
+
+
+def test_whole_bodies_in_memory_stay_within_the_budget(tmp_path) -> None:
+    # 64 file workers, 40 files of 1 MiB read whole for their single PUT: at most the budget's worth
+    # is in memory at once (without it, 40 MiB could be).
+    import os
+
+    from ks3sync.model import LocalEntry, Upload
+    from ks3sync.store.memory import MemoryStore
+    from ks3sync.transfer import Executor, MemoryCheckpoint, TransferOptions
+    from ks3sync.transfer.files import identity_of
+
+    peak = [0]
+    store = MemoryStore()
+    options = TransferOptions(jobs=64, bytes_in_flight=3 * 1024 * 1024, part_size=1024 * 1024)
+    ops = []
+    for i in range(40):
+        (tmp_path / f"f{i}").write_bytes(os.urandom(1024 * 1024))
+        ops.append(Upload(f"f{i}", LocalEntry(f"f{i}", identity_of(os.stat(tmp_path / f"f{i}"))), "new"))
+    with Executor(store, MemoryCheckpoint(), tmp_path, options) as executor:
+        budget = executor.ctx.part_budget
+        store.hook = lambda op, path: peak.__setitem__(0, max(peak[0], budget.in_use))
+        assert executor.run(ops).ok
+        assert budget.in_use == 0
+    assert 1024 * 1024 <= peak[0] <= 3 * 1024 * 1024
+    assert len(store.objects) == 40
 
 
 def test_crc64_combine_over_part_sized_lengths() -> None:
