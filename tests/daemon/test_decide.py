@@ -191,10 +191,22 @@ def test_delete_budget_counts_percent_and_window() -> None:
 
 
 def test_backoff_doubles_caps_and_parks() -> None:
-    b = Backoff(base_ns=SECOND, cap_ns=10 * SECOND, park_after=4)
+    b = Backoff(base_ns=SECOND, cap_ns=10 * SECOND, park_after=4, jitter=0.0)
     assert [b.delay_ns(a) // SECOND for a in range(6)] == [1, 2, 4, 8, 10, 10]
     assert [b.should_park(a) for a in range(5)] == [False, False, False, True, True]
     assert b.delay_ns(10_000) == 10 * SECOND
+
+
+def test_backoff_jitter_spreads_delays_below_the_exponential_one() -> None:
+    draws = iter([0.0, 0.5, 0.999])
+    b = Backoff(base_ns=SECOND, cap_ns=10 * SECOND, jitter=0.5, draw=lambda: next(draws))
+    assert [b.delay_ns(3) for _ in range(3)] == [8 * SECOND, 6 * SECOND, 8 * SECOND - int(8 * SECOND * 0.5 * 0.999)]
+    default = Backoff()  # the service's: jittered with a real random draw, within [d/2, d]
+    delays = {default.delay_ns(2) for _ in range(50)}
+    assert len(delays) > 1 and all(2 * SECOND <= d <= 4 * SECOND for d in delays)
+    assert max(Backoff().delay_ns(40) for _ in range(20)) <= Backoff().cap_ns
+    with pytest.raises(ValueError, match="jitter"):
+        Backoff(jitter=1.5)
 
 
 # -- logs -------------------------------------------------------------------------------------------
