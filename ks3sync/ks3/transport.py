@@ -43,6 +43,9 @@ _MAX_ERROR_BODY = 1024 * 1024
 # ~4 MiB even with 1,024-byte keys url-encoded at three characters a byte.
 MAX_DOCUMENT = 16 * 1024 * 1024
 DEFAULT_MIN_RATE = 16 * 1024
+# A streamed body of at least this size is read from the socket this much at a time (httpcore asks
+# for 64 KiB; each read is one h11 event, a few dozen Python calls).
+LARGE_READ = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -293,6 +296,8 @@ class Transport:
         if request.stream:
             if declared is not None and request.expected_size is None:
                 response.allow_more_time(declared / config.min_rate)
+            if (declared or 0) >= LARGE_READ:
+                response.read_in(LARGE_READ)
         else:
             if declared is not None:
                 response.allow_more_time(min(declared, MAX_DOCUMENT) / config.min_rate)

@@ -190,6 +190,10 @@ class HttpResponse:
         """Grow the request's deadline (for a body whose length is now known)."""
         self._budget.extend(seconds)
 
+    def read_in(self, size: int) -> None:
+        """Read the body from the socket ``size`` bytes at a time (for a large one)."""
+        self._budget.read_size = size
+
     def read(self, limit: int | None = None) -> bytes:
         """The whole body (read once, then kept). More than ``limit`` bytes: BodyTooLarge, the moment
         the limit is passed (the connection is dropped)."""
@@ -213,17 +217,20 @@ class HttpResponse:
         return self._content
 
     def iter_raw(self, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
-        """The body as it arrives, in chunks of up to ``chunk_size`` bytes (never content-decoded)."""
+        """The body as it arrives, in chunks of up to ``chunk_size`` bytes (never content-decoded):
+        small pieces are joined to ``chunk_size``, a piece of at least a quarter of it is passed on as
+        it came (a large body's reads are large: ``read_in``)."""
         if self._content is not None:
             for start in range(0, len(self._content), chunk_size):
                 yield self._content[start : start + chunk_size]
             return
         pending: list[bytes] = []
         size = 0
+        large = chunk_size // 4
         try:
             for piece in self._stream:
-                if not pending and len(piece) == chunk_size:
-                    yield piece
+                if not pending and large <= len(piece) <= chunk_size:
+                    yield piece  # large enough as it is: not copied into a joined chunk
                     continue
                 pending.append(piece)
                 size += len(piece)
