@@ -280,16 +280,21 @@ class Client:
         byte_range: tuple[int, int | None] | None = None,
         response_headers: Mapping[str, str] | None = None,
         expected_size: int | None = None,
+        if_match: str | None = None,
     ) -> GetResponse:
         """Streamed GET; the caller must close the result (it is a context manager). ``byte_range`` is
         inclusive ``(first, last)``, ``last=None`` meaning to the end. ``expected_size``: the object's
-        listed size, when known; a body longer than it (or than the range) is refused as it arrives."""
+        listed size, when known; a body longer than it (or than the range) is refused as it arrives.
+        ``if_match``: an ETag the object must still have (else ``412 PreconditionFailed``): the ranges
+        of one object read in parallel all come from the same version."""
         params: dict[str, str] = {}
         for name, value in (response_headers or {}).items():
             if name not in RESPONSE_OVERRIDES:
                 raise ValueError(f"unsupported response header override {name!r}")
             params[name] = value
         headers = {"Range": _byte_range_header(byte_range)} if byte_range is not None else {}
+        if if_match is not None:
+            headers["If-Match"] = f'"{if_match}"'
         expected = _expected_size(byte_range, expected_size)
         response = self._send(
             Request("GET", bucket, key, params=params, headers=headers, stream=True, missing=NoSuchKey,

@@ -168,9 +168,16 @@ class Store(Protocol):
         """Delete the objects; returns (path, reason) for each one that could not be deleted."""
         ...
 
-    def open(self, path: str, size: int | None = None) -> contextlib.AbstractContextManager[ObjectReader]:
+    def open(
+        self, path: str, size: int | None = None, *, byte_range: tuple[int, int] | None = None,
+        if_match: str | None = None,
+    ) -> contextlib.AbstractContextManager[ObjectReader]:
         """A GET of ``path``. ``size``: its listed size, when known; a body that goes on past it is an
-        IntegrityError the moment it does (a broken or hostile endpoint cannot fill the disk)."""
+        IntegrityError the moment it does (a broken or hostile endpoint cannot fill the disk).
+        ``byte_range``: only bytes ``first..last`` (inclusive; the last clipped to the object's end);
+        ``meta.size`` is still the whole object's, and the reader checks no CRC (it has only a piece).
+        ``if_match``: the ETag the object must still have; another one is an IntegrityError (the
+        object changed while its ranges were being read)."""
         ...
 
     def read_range(self, path: str, first: int, last: int) -> RangeRead:

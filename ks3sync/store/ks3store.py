@@ -91,13 +91,13 @@ def mapped(exc: KS3Error, bucket: str, connect: str = "") -> Ks3SyncError:
 
 
 class _Reader:
-    def __init__(self, meta: ObjectMeta, response: object, bucket: str) -> None:
+    def __init__(self, meta: ObjectMeta, response: object, bucket: str, *, whole: bool) -> None:
         self.meta = meta
         self._response = response
         self._bucket = bucket
         # The client's GetResponse compares a whole-object (200) body with the service's CRC-64 header,
-        # which is where meta.crc64 comes from; open() never sends a Range.
-        self.checks_crc64 = meta.crc64 is not None
+        # which is where meta.crc64 comes from; a range is only a piece of what that CRC covers.
+        self.checks_crc64 = whole and meta.crc64 is not None
 
     def iter_bytes(self, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
         try:
@@ -177,13 +177,23 @@ class KS3Store:
         )
 
     @contextlib.contextmanager
-    def open(self, path: str, size: int | None = None) -> Iterator[_Reader]:
+    def open(
+        self, path: str, size: int | None = None, *, byte_range: tuple[int, int] | None = None,
+        if_match: str | None = None,
+    ) -> Iterator[_Reader]:
         try:
-            response = self.client.get_object(self.bucket, self.key_for(path), expected_size=size)
+            response = self.client.get_object(
+                self.bucket, self.key_for(path), expected_size=size, byte_range=byte_range, if_match=if_match
+            )
+        except KS3ServiceError as exc:
+            if exc.status == 412 and if_match is not None:
+                raise IntegrityError(f"{path}: the object changed while it was being read (ETag no longer "
+                                     f"{if_match})") from exc
+            raise self._error(exc) from exc
         except KS3Error as exc:
             raise self._error(exc) from exc
         with response:
-            yield _Reader(self._meta(path, response.info), response, self.bucket)
+            yield _Reader(self._meta(path, response.info), response, self.bucket, whole=byte_range is None)
 
     def read_range(self, path: str, first: int, last: int) -> RangeRead:
         if not 0 <= first <= last:

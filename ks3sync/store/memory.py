@@ -363,15 +363,26 @@ class MemoryStore:
         return failed
 
     @contextlib.contextmanager
-    def open(self, path: str, size: int | None = None) -> Iterator[_Reader]:
+    def open(
+        self, path: str, size: int | None = None, *, byte_range: tuple[int, int] | None = None,
+        if_match: str | None = None,
+    ) -> Iterator[_Reader]:
         self._enter("get", path)
         with self._lock:
             obj = self.objects.get(self.key_for(path))
             if obj is None:
                 raise RemoteNotFound(f"{self.key_for(path)!r}: no such key")
+            if if_match is not None and obj.etag != if_match:
+                raise IntegrityError(f"{path}: the object changed while it was being read (ETag no longer {if_match})")
             if size is not None and len(obj.data) > size:  # as KS3Store: longer than listed is refused
                 raise IntegrityError(f"{self.key_for(path)!r}: {len(obj.data)} bytes, more than the {size} expected")
-            reader = _Reader(self._meta(path, obj), obj.data)
+            data = obj.data
+            if byte_range is not None:
+                first, last = byte_range
+                if first >= len(data):
+                    raise RemoteRejected(f"{self.key_for(path)!r}: range {first}-{last} is past the end (InvalidRange)")
+                data = data[first : last + 1]
+            reader = _Reader(self._meta(path, obj), data)
         yield reader
 
     def read_range(self, path: str, first: int, last: int) -> RangeRead:

@@ -20,10 +20,11 @@ Must not import: ks3sync.ks3, the journal, the planner, the CLI.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from ks3sync.digits import parse_decimal
@@ -39,7 +40,9 @@ from ks3sync.store.base import (
 )
 from ks3sync.store.checksums import crc64_update
 from ks3sync.transfer.context import TMP_PREFIX, TransferContext
+from ks3sync.transfer.durable import WritebackAhead
 from ks3sync.transfer.files import identity_of
+from ks3sync.transfer.ranged import open_object, ranged
 
 log = logging.getLogger(__name__)
 
@@ -137,25 +140,31 @@ def _fetch(ctx: TransferContext, path: str, out: BinaryIO, listed_size: int | No
     The CRC-64 is computed here only when the reader does not already check it (``checks_crc64``: the
     KS3 client compares the whole body with the service's CRC header itself) and something needs it.
 
-    One sequential GET, not ranged parallel ones: on loopback the restore is bound by this process's
-    CPU and the local disk rather than one connection's throughput, a single-PUT object's ETag needs
-    one in-order MD5 pass anyway, and the recorded plaintext MD5 (the planner's content identity) needs
-    the bytes in order too."""
+    An object of two parts or more arrives as parallel ranged GETs (ranged.py), handed over in order:
+    a single-PUT object's ETag and the recorded plaintext MD5 (the planner's content identity) need
+    one in-order MD5 pass, and the CBC chain and the integrity tag need the bytes in order too. The
+    hashes of a large object run on threads of their own (``_PipelinedHash``), overlapping the write;
+    for a ranged one not on the part pool, which its ranges keep busy."""
     received = 0
     crc = 0
     written = 0
-    with ctx.store.open(path, listed_size) as reader:
+    with contextlib.ExitStack() as stack:
+        hash_pool: Executor = ctx.part_pool
+        if ranged(ctx, listed_size):
+            hash_pool = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="ks3sync-hash"))
+        reader = stack.enter_context(open_object(ctx, path, listed_size))
         meta = reader.meta
         md5: Any = hashlib.md5()  # noqa: S324 - the protocol's checksum
         if meta.size >= PIPELINE_MD5_FROM:
-            md5 = _PipelinedHash(ctx.part_pool, md5)
-        decryptor = _decryptor(ctx, path, meta)
+            md5 = _PipelinedHash(hash_pool, md5)
+        decryptor = _decryptor(ctx, path, meta, hash_pool)
         need_crc = (
             meta.crc64 is not None
             and (meta.is_multipart or meta.is_encrypted)
             and not reader.checks_crc64
         )
         meter = ctx.meter_received
+        writeback = WritebackAhead(out.fileno(), out.flush) if meta.size >= PIPELINE_MD5_FROM else None
         for chunk in reader.iter_bytes(CHUNK):
             meter(len(chunk))
             received += len(chunk)
@@ -166,6 +175,8 @@ def _fetch(ctx: TransferContext, path: str, out: BinaryIO, listed_size: int | No
                 md5.update(plain)
                 out.write(plain)
                 written += len(plain)
+                if writeback is not None:
+                    writeback.wrote(written)
         if decryptor is not None:
             tail = _finish(path, decryptor)
             md5.update(tail)
@@ -231,7 +242,7 @@ def _verify_encrypted(path: str, meta: ObjectMeta, plain_md5: bytes, plain_len: 
         raise IntegrityError(f"{path}: downloaded ciphertext does not match the object's CRC-64")
 
 
-def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta) -> Any:
+def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta, hash_pool: Executor) -> Any:
     key = ctx.options.encryption_key
     enveloped = META_ENC_IV in meta.metadata or META_ENC_KEY in meta.metadata
     if key is None:
@@ -257,7 +268,7 @@ def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta) -> Any:
         return ObjectDecryptor(
             key, meta.metadata, ciphertext_length=meta.size, name=path, object_key=ctx.store.key_for(path),
             require_tag=ctx.options.require_integrity,
-            plaintext_sha256=_PipelinedHash(ctx.part_pool, hashlib.sha256()) if meta.size >= PIPELINE_MD5_FROM else None,
+            plaintext_sha256=_PipelinedHash(hash_pool, hashlib.sha256()) if meta.size >= PIPELINE_MD5_FROM else None,
         )
     except CryptoError as exc:
         raise _crypto_error(path, exc) from exc

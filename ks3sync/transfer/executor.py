@@ -143,6 +143,7 @@ class Executor:
             options=options,
             part_pool=self._part_pool,
             part_budget=ByteBudget(max(options.bytes_in_flight, 2 * options.part_size)),
+            parallel_ranges=part_workers(options),
             meter_sent=self._on_sent,
             meter_received=self._on_received,
             stop=StopSignal(stop),

@@ -64,6 +64,15 @@ class ByteBudget:
             self._used += n
         return n
 
+    def try_acquire(self, n: int) -> int | None:
+        """As ``acquire`` without waiting: the amount taken, or None when it does not fit now."""
+        n = max(0, min(n, self.limit))
+        with self._cond:
+            if self._used + n > self.limit:
+                return None
+            self._used += n
+        return n
+
     def release(self, n: int) -> None:
         with self._cond:
             self._used -= n

@@ -86,8 +86,11 @@ class PointInTimeView:
             return None
         return self._store.head(self.source(path))
 
-    def open(self, path: str, size: int | None = None) -> contextlib.AbstractContextManager[ObjectReader]:
-        return self._store.open(self.source(path), size)
+    def open(
+        self, path: str, size: int | None = None, *, byte_range: tuple[int, int] | None = None,
+        if_match: str | None = None,
+    ) -> contextlib.AbstractContextManager[ObjectReader]:
+        return self._store.open(self.source(path), size, byte_range=byte_range, if_match=if_match)
 
     def read_range(self, path: str, first: int, last: int) -> RangeRead:
         return self._store.read_range(self.source(path), first, last)

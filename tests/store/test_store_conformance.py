@@ -134,6 +134,25 @@ def test_multipart_round_trip(store: Store) -> None:
     assert not [u for u in store.list_uploads() if u.path == "big file"]
 
 
+def test_a_range_is_the_slice_with_the_whole_objects_metadata(store: Store) -> None:
+    data = os.urandom(10_000)
+    etag = put(store, "r", data, mtime="5")
+    with store.open("r", len(data), byte_range=(1000, 2999), if_match=etag) as reader:
+        assert b"".join(reader.iter_bytes(700)) == data[1000:3000]
+        assert (reader.meta.size, reader.meta.etag, reader.meta.metadata["mtime"]) == (len(data), etag, "5")
+        assert reader.meta.crc64 == crc64_update(0, data) and not reader.checks_crc64
+    with store.open("r", len(data), byte_range=(9000, 20_000)) as reader:  # clipped at the end
+        assert b"".join(reader.iter_bytes()) == data[9000:]
+
+
+def test_a_range_of_an_object_that_changed_is_an_integrity_error(store: Store) -> None:
+    old = put(store, "c", b"first version")
+    put(store, "c", b"second version")
+    with pytest.raises(IntegrityError, match="changed while it was being read"), \
+            store.open("c", byte_range=(0, 3), if_match=old):
+        pass
+
+
 def test_complete_rejects_small_parts_and_wrong_crc(store: Store) -> None:
     upload_id = store.create_upload("m", WriteOptions())
     small = [store.upload_part("m", upload_id, n, MemoryBody(os.urandom(1000))) for n in (1, 2)]

@@ -1,9 +1,11 @@
 """FolderSyncer: concurrent renames into one folder share fsyncs, and nobody returns before a fsync
-that began after their rename has finished."""
+that began after their rename has finished. WritebackAhead: each step of a large file is handed to the
+disk once, after the file's buffer was emptied."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 from threadkit import run_together
 
-from ks3sync.transfer.durable import FolderSyncer
+from ks3sync.transfer.durable import FolderSyncer, WritebackAhead
 from ks3sync.transfer.localtree import LocalTree, sync_folder
 
 
@@ -106,3 +108,20 @@ def test_settled_folders_are_forgotten(tmp_path: Path) -> None:
     covered, errors = _hammer(syncer, fsync, [tmp_path / "a", tmp_path / "b"] * 3, per_thread=2)
     assert errors == [] and all(covered)
     assert syncer._folders == {}
+
+
+def test_writeback_ahead_hands_each_step_to_the_disk_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    advised: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, offset, length, advice: advised.append((offset, length, advice)))
+    with open(tmp_path / "f", "wb") as out:
+        flushes = []
+        ahead = WritebackAhead(out.fileno(), lambda: flushes.append(out.flush()), step=1000)
+        written = 0
+        for size in (600, 600, 300, 900, 50):
+            out.write(b"x" * size)
+            written += size
+            ahead.wrote(written)
+    # 1,200 bytes written: the first 1,200 go; 2,400: the next 1,200; the last 50 stay (the fsync's).
+    assert advised == [(0, 1200, os.POSIX_FADV_DONTNEED), (1200, 1200, os.POSIX_FADV_DONTNEED)]
+    assert len(flushes) == 2  # the buffer is emptied before each, so the kernel sees the bytes
+    assert (tmp_path / "f").stat().st_size == 2450

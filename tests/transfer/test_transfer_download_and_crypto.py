@@ -74,7 +74,8 @@ def test_corrupted_object_is_never_renamed_into_place(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("corrupt", [False, True])
 def test_a_large_restore_hashes_on_a_pool_thread_and_still_verifies(tmp_path: Path, corrupt: bool) -> None:
-    """Objects from PIPELINE_MD5_FROM up are hashed by _PipelinedHash: same digest, same ETag check."""
+    """Objects from PIPELINE_MD5_FROM up are hashed by _PipelinedHash: same digest, same ETag check.
+    (One GET: the part size is larger than the object; ranged restores are test_transfer_ranged.py's.)"""
     from ks3sync.transfer.download import PIPELINE_MD5_FROM
 
     data = os.urandom(PIPELINE_MD5_FROM + 12345)
@@ -83,12 +84,13 @@ def test_a_large_restore_hashes_on_a_pool_thread_and_still_verifies(tmp_path: Pa
     if corrupt:
         store.objects["big"].data = data[:-1] + bytes([data[-1] ^ 1])
     cp = MemoryCheckpoint()
-    report = download(store, cp, tmp_path, ["big"])
+    report = download(store, cp, tmp_path, ["big"], part_size=16 * 1024 * KIB, multipart_threshold=32 * 1024 * KIB)
     if corrupt:
         assert [p for p, _ in report.failed] == ["big"] and "ETag" in report.failed[0][1]
         assert list(tmp_path.iterdir()) == [] and not cp.synced_entries
     else:
         assert report.ok, report.failed
+        assert store.calls.count(("get", "big")) == 1  # one GET of the whole object, no ranges
         assert (tmp_path / "big").read_bytes() == data
         assert cp.synced_entries["big"].md5 == hashlib.md5(data).hexdigest()
 
