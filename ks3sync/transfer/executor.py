@@ -57,6 +57,7 @@ from ks3sync.transfer.context import StopSignal, TransferContext, TransferOption
 from ks3sync.transfer.download import delete_local, download_file
 from ks3sync.transfer.keep import BackupKeeper, Keeper, keep_before_delete, keep_before_overwrite
 from ks3sync.transfer.progress import NullProgress, ProgressSubscriber
+from ks3sync.transfer.ranged import MAX_RANGES_AHEAD
 from ks3sync.transfer.tasks import adopt_object, copy_object
 from ks3sync.transfer.throttle import ByteBudget, TokenBucket
 from ks3sync.transfer.upload import upload_file
@@ -143,7 +144,7 @@ class Executor:
             options=options,
             part_pool=self._part_pool,
             part_budget=ByteBudget(max(options.bytes_in_flight, 2 * options.part_size)),
-            parallel_ranges=part_workers(options),
+            parallel_ranges=min(MAX_RANGES_AHEAD, part_workers(options)),
             meter_sent=self._on_sent,
             meter_received=self._on_received,
             stop=StopSignal(stop),
