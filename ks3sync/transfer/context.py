@@ -143,7 +143,7 @@ class TransferContext:
     untagged_reads: Tally = field(default_factory=Tally)  # encrypted objects accepted without a tag
     keeper: Keeper | None = None  # copies what a write or delete replaces (backup prefix, versions)
     kept: Once = field(default_factory=Once)  # paths the keeper kept in this pass
-    parallel_ranges: int = 1  # ranges of one large restore fetched at once (the part workers; ranged.py)
+    parallel_ranges: int = 1  # ranges of one large restore fetched ahead (ranged.MAX_RANGES_AHEAD at most)
     _local: LocalTree | None = field(default=None, init=False, repr=False)
     _local_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 

@@ -2,8 +2,8 @@
 
 Owns: ``open_object``, the reader a restore streams an object from. An object of at least two parts
 (by its listed size) is read as part-size ranges: the first range's answer gives the object's metadata
-and is streamed to the caller as it arrives, while the next ranges are fetched on the part pool into
-memory; the caller gets every byte in order, so the restore's single pass over them (the plaintext MD5
+and is streamed to the caller as it arrives, while the next ranges (at most ``MAX_RANGES_AHEAD``) are
+fetched on the part pool into memory; the caller gets every byte in order, so the restore's single pass over them (the plaintext MD5
 the journal records and a single-PUT ETag is checked against, the CBC chain and the integrity tag's
 SHA-256 of an encrypted object, the write) stays sequential and unchanged (download.py).
 Must not import: ks3sync.ks3, the journal, the planner, the CLI.
