@@ -36,10 +36,11 @@ def listed(store: MemoryStore, path: str) -> RemoteEntry:
     return next(e for e in store.list() if e.path == path)
 
 
-def restore(store: MemoryStore, root: Path, path: str, **kw: object):
+def restore(store: MemoryStore, root: Path, path: str, entry: RemoteEntry | None = None, **kw: object):
+    """Restore ``path`` as listed now, or as ``entry`` says (listed before the test changes the store)."""
     cp = MemoryCheckpoint()
     with Executor(store, cp, root, opts(**kw)) as ex:
-        report = ex.run([Download(path, listed(store, path))])
+        report = ex.run([Download(path, entry or listed(store, path))])
     return report, cp
 
 
@@ -105,9 +106,7 @@ def test_an_object_replaced_during_the_restore_is_never_stitched_from_two_versio
 
     entry = listed(store, "v")
     store.hook = replace_after_the_first_range
-    cp = MemoryCheckpoint()
-    with Executor(store, cp, tmp_path, opts()) as ex:
-        report = ex.run([Download("v", entry)])
+    report, cp = restore(store, tmp_path, "v", entry)
     # The first round fails (the ETag changed under it); the retry round reads the new version whole.
     assert report.ok, report.failed
     assert (tmp_path / "v").read_bytes() == second
@@ -147,9 +146,7 @@ def test_a_range_that_breaks_off_is_fetched_again(tmp_path: Path) -> None:
                 raise TransientError("connection reset reading the body")
 
     store.hook = fail_the_third_get_once
-    cp = MemoryCheckpoint()
-    with Executor(store, cp, tmp_path, opts()) as ex:
-        report = ex.run([Download("b", entry)])
+    report, _cp = restore(store, tmp_path, "b", entry)
     assert report.ok, report.failed
     assert (tmp_path / "b").read_bytes() == data
     assert store.calls.count(("get", "b")) - gets_before == 1 + 4 + 1  # failed first, 4 ranges, 1 again
