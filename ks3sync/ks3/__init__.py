@@ -10,12 +10,15 @@ Modules, one job each:
   bodies       re-iterable request bodies (bytes, file ranges streamed from disk)
   xml          parsing every response document, building request documents
   errors       the exception tree (drawn in its docstring) and error-response mapping
-  retry        THE retry wrapper (exponential backoff, full jitter, injectable sleep)
+  retry        THE retry wrapper (exponential backoff, full jitter, Retry-After, injectable sleep)
+  limiter      the adaptive number of small requests in flight (AIMD, 503/timeouts, Retry-After pauses)
   models       frozen result dataclasses
   objectinfo   response headers -> ObjectInfo; the streamed GetResponse
   proxies      which proxy carries a request (HTTP(S)_PROXY / ALL_PROXY / NO_PROXY, or explicit)
   network      the sockets under httpcore: each request's deadline and head allowance, a pool-race guard
-  wire         httpcore pools (direct, or per proxy), TLS, the response wrapper, httpcore errors -> the tree
+  pool         keep-alive httpcore.HTTPConnections per origin for direct routes
+  wire         routes (the pool, or httpcore's HTTPProxy per proxy), TLS, the response wrapper,
+               httpcore errors -> the tree
   transport    one signed exchange: ClientConfig, request assembly, deadlines, body caps, error answers
   client       the operations
 """
