@@ -17,8 +17,8 @@ Scan problems: an unreadable file or folder, or a name that cannot be a key, is 
 makes ``mirror`` fail); objects under any path the scan could not use are errors too ("not compared"),
 never "missing" or "extra". Other problems (special files, unfollowed symlinks) are notes.
 
-Imports the mirror engine's scan and listing streams and the planner's march; not the journal, the
-protocol client or the CLI.
+Imports the scan and listing streams mirror uses (``scan.local``, ``store.prefetch``) and the planner's
+march; not the engine, the journal, the protocol client or the CLI.
 """
 
 from __future__ import annotations
@@ -35,14 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 from ks3sync.check.compare import CompareOptions, Method, Status, Verdict, triage
 from ks3sync.check.examine import Examination, examine
-from ks3sync.engine.types import MirrorOptions
 from ks3sync.gctune import fewer_collections
 from ks3sync.model import Exclusion, SyncedEntry
 from ks3sync.plan.march import march
-from ks3sync.scan.local import FAILING_PROBLEM_KINDS, LocalScan
+from ks3sync.scan.local import FAILING_PROBLEM_KINDS, LocalScan, ScanOptions
 from ks3sync.store.base import Store
 from ks3sync.store.prefetch import PrefetchedListing
-from ks3sync.versions.hide import without_areas
+from ks3sync.versions.hide import reserved_prefixes, without_areas
 
 if TYPE_CHECKING:
     from ks3sync.config import VersionsConfig
@@ -99,10 +98,11 @@ def run_check(
         # Workers decrypt: the cipher package is imported here, once, not by several threads at a time
         # (a package imported by two threads at once can be seen half initialised by one of them).
         import ks3sync.crypto.decrypt  # noqa: F401
-    scan_opts = MirrorOptions(excludes=opts.excludes, exclude_from=opts.exclude_from,
-                              follow_symlinks=opts.follow_symlinks, state_paths=opts.state_paths,
-                              versions=opts.versions)
-    scan = LocalScan(local_root, scan_opts.scan, key_prefix=store.prefix)
+    # mirror's scan: the same rules, the same versions areas left out
+    reserved = reserved_prefixes(opts.versions.prefix if opts.versions is not None else None)
+    scan_opts = ScanOptions(excludes=opts.excludes, exclude_from=opts.exclude_from,
+                            follow_symlinks=opts.follow_symlinks, state_paths=opts.state_paths, reserved=reserved)
+    scan = LocalScan(local_root, scan_opts, key_prefix=store.prefix)
     problems = _Problems(scan.problems)
     compare = replace(opts.compare, key_prefix=store.prefix)  # a tag binds the object's full key
     root = str(local_root)  # joined as strings by the workers (see check.local)
