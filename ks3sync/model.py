@@ -203,6 +203,17 @@ class UploadRecord:
     parts: tuple[PartRecord, ...] = field(default=())
 
 
+class RegisteredSync(Protocol):
+    """A sync a journal knows, as the stale-upload sweep reads it (``journal.SyncRecord`` is one)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+
+
 class Checkpoint(Protocol):
     """How the executor talks to the journal (and nothing else of it). Implemented by the journal;
     an in-memory version serves the executor's tests. Every method is durable when it returns."""

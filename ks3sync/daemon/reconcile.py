@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ks3sync.daemon.logs import OpLog, event
 from ks3sync.daemon.versioning import prune_after_reconcile
@@ -25,7 +25,7 @@ from ks3sync.model import Direction
 
 if TYPE_CHECKING:
     from ks3sync.daemon.worker import Reconciler, SyncWorker
-    from ks3sync.engine.mirror import MirrorOptions
+    from ks3sync.engine.mirror import MirrorOptions, MirrorResult
 
 log = logging.getLogger("ks3sync.daemon")
 
@@ -53,7 +53,7 @@ def mirror_options(worker: SyncWorker) -> MirrorOptions:
 def mirror_reconciler(options_for: Callable[[SyncWorker], MirrorOptions] = mirror_options) -> Reconciler:
     """The default reconcile: one ``run_mirror`` pass (scan + listing + plan + execute)."""
 
-    def reconcile(worker: SyncWorker, stop: threading.Event) -> Any:
+    def reconcile(worker: SyncWorker, stop: threading.Event) -> MirrorResult:
         from ks3sync.engine.mirror import run_mirror
 
         started = time.monotonic()

@@ -71,11 +71,36 @@ class State(enum.Enum):
     STOPPED = "stopped"
 
 
+class ReconcileResult(Protocol):
+    """What the worker reads of a reconcile's result (``engine.types.MirrorResult`` is one; the worker
+    does not import the engine, so it names only what it reads)."""
+
+    @property
+    def uploaded(self) -> int: ...
+    @property
+    def copied(self) -> int: ...
+    @property
+    def deleted(self) -> int: ...
+    @property
+    def adopted(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def stopped(self) -> str | None:
+        """The fatal error that ended the pass early."""
+        ...
+    @property
+    def ok(self) -> bool:
+        """Everything that should be in sync is."""
+        ...
+
+
 class Reconciler(Protocol):
     """What the worker calls for a reconcile, on its pool: one full pass of the sync, ended early when
-    ``stop`` is set; its result is kept as ``last_reconcile`` (``daemon.reconcile.mirror_reconciler``)."""
+    ``stop`` is set; its result is kept as ``last_reconcile`` (``daemon.reconcile.mirror_reconciler``).
+    ``None`` is a reconcile with nothing to report (nothing sent, not stopped, not clean)."""
 
-    def __call__(self, worker: SyncWorker, stop: threading.Event) -> Any: ...
+    def __call__(self, worker: SyncWorker, stop: threading.Event) -> ReconcileResult | None: ...
 
 
 class SyncWorker:
@@ -144,7 +169,7 @@ class SyncWorker:
         )
         self._lock = threading.Lock()  # the due-time heap and the next reconcile time (batch threads)
         self._batches: list[concurrent.futures.Future[None]] = []
-        self._reconciling: concurrent.futures.Future[Any] | None = None
+        self._reconciling: concurrent.futures.Future[ReconcileResult | None] | None = None
         self._stop = threading.Event()
         self.stamps = StampClock()  # pass stamps of this sync: batches and reconciles (docs/versions.md §2)
         self.batches = BatchRunner(
@@ -163,7 +188,7 @@ class SyncWorker:
         self._recorded = (0, 0)  # (files the journal records, valid until): see recorded_count
         self._wake_listeners: list[Callable[[], None]] = []
         self._source = SourceState(False, "not probed yet")
-        self.last_reconcile: Any = None
+        self.last_reconcile: ReconcileResult | None = None
 
     # ------------------------------------------------------------------------------------------------
     # life cycle
@@ -230,7 +255,8 @@ class SyncWorker:
     def finish_stop(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for running work; True if everything finished."""
         deadline = time.monotonic() + timeout
-        pending = [f for f in self._batches if not f.done()]
+        # batches and the reconcile, waited for together: only whether they are done is read here
+        pending: list[concurrent.futures.Future[Any]] = [f for f in self._batches if not f.done()]
         if self._reconciling is not None and not self._reconciling.done():
             pending.append(self._reconciling)
         done, not_done = concurrent.futures.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
@@ -404,8 +430,8 @@ class SyncWorker:
             if exc is not None:
                 event(log, logging.ERROR, "batch_crashed", sync=self.name, error=repr(exc))
         if self._reconciling is not None and self._reconciling.done():
-            future, self._reconciling = self._reconciling, None
-            exc = future.exception()
+            reconciled, self._reconciling = self._reconciling, None
+            exc = reconciled.exception()
             now = self.clock()
             polling = self.watcher is not None and self.watcher.mode is WatchMode.POLLING
             period = POLL_RESCAN_NS if polling else self.rescan_ns
@@ -417,7 +443,7 @@ class SyncWorker:
                 if not self._stop.is_set():
                     self.health.failed(failure_message(exc))
             else:
-                self.last_reconcile = future.result()
+                self.last_reconcile = reconciled.result()
                 self._after_reconcile(self.last_reconcile, now)
             if self.state is State.RECONCILING:
                 self.state = (
@@ -426,13 +452,13 @@ class SyncWorker:
                     else State.WATCHING
                 )
 
-    def _after_reconcile(self, result: Any, now: int) -> None:
-        files = sum(getattr(result, k, 0) for k in ("uploaded", "copied", "deleted", "adopted"))
-        sent = getattr(result, "bytes_sent", 0)
+    def _after_reconcile(self, result: ReconcileResult | None, now: int) -> None:
+        files = result.uploaded + result.copied + result.deleted + result.adopted if result is not None else 0
+        sent = result.bytes_sent if result is not None else 0
         self.counters.reconciled(files, sent)
         if self._on_pass is not None and (files or sent):
             self._on_pass(self.name, files, sent)
-        stopped = getattr(result, "stopped", None)
+        stopped = result.stopped if result is not None else None
         if stopped:
             if self._stop.is_set():
                 return  # our own SIGTERM stopped it: not a failure; the next start redoes the pass
@@ -444,7 +470,7 @@ class SyncWorker:
             return
         # the pass ran to its end: KS3 and the folder work (a file's own failures are reported apart)
         self.health.ok()
-        if getattr(result, "ok", False):
+        if result is not None and result.ok:
             # a clean pass: parked paths get another chance
             unparked = self.journal.unpark(self.sync_id)
             if unparked:

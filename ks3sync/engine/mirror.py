@@ -168,10 +168,7 @@ def _other_targets_uploads(journal: JournalLike, sync_id: int) -> set[str]:
     """Upload ids that syncs of this journal with *other* targets have in flight: never "unknown" to us,
     whatever their age. A sync with the same bucket and prefix (the same pair reached through another
     endpoint URL) is not another owner: its leftovers are ours to clean up."""
-    syncs = getattr(journal, "syncs", None)
-    if syncs is None:
-        return set()
-    records = syncs()
+    records = journal.syncs()
     mine = next(((r.bucket, r.prefix) for r in records if r.id == sync_id), None)
     return {
         upload.upload_id

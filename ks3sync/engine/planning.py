@@ -21,7 +21,7 @@ import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +161,5 @@ def _closing(records: Iterator[SyncedEntry]) -> Iterator[Iterator[SyncedEntry]]:
     try:
         yield records
     finally:
-        close = getattr(records, "close", None)
-        if close is not None:
-            close()
+        if isinstance(records, Generator):
+            records.close()

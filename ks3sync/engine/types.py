@@ -7,13 +7,13 @@ nothing that does work.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ks3sync.config import VersionsConfig
-from ks3sync.model import Checkpoint, Direction, PassSummary, Plan, SyncedEntry, UploadRecord
+from ks3sync.model import Checkpoint, Direction, PassSummary, Plan, RegisteredSync, SyncedEntry, UploadRecord
 from ks3sync.scan.local import ScanOptions
 from ks3sync.transfer.context import TransferOptions
 from ks3sync.transfer.stale import DEFAULT_GRACE_NS
@@ -40,10 +40,11 @@ class JournalLike(Protocol):
 
     def uploads(self, sync_id: int | None = None) -> list[UploadRecord]: ...
 
-    # Optional: ``syncs() -> list[SyncRecord-like]`` (id, bucket, prefix) lets the stale sweep spare
-    # other syncs' uploads.
+    def syncs(self) -> Sequence[RegisteredSync]:
+        """Every sync of the journal: the stale-upload sweep spares other targets' uploads."""
+        ...
 
-    def record_pass(self, sync_id: int, summary: Any) -> None: ...
+    def record_pass(self, sync_id: int, summary: PassSummary) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +108,5 @@ class LocalScan:
         except ScanWorkerError as exc:
             raise FatalError(f"{self._root}: {exc}; nothing was transferred or deleted") from exc
         finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()  # a march that stops early stops the walk (and a worker) with it
+            if isinstance(items, Generator):
+                items.close()  # a march that stops early stops the walk (and a worker) with it

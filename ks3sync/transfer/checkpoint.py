@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from ks3sync.errors import JournalUnavailable, Ks3SyncError
-from ks3sync.model import Checkpoint, PartRecord, SyncedEntry, UploadRecord
+from ks3sync.model import Checkpoint, PartRecord, RegisteredSync, SyncedEntry, UploadRecord
 
 
 class MemoryCheckpoint:
@@ -100,6 +100,9 @@ class MemoryJournal:
 
     def uploads(self, sync_id: int | None = None) -> list[UploadRecord]:
         return self.cp.known_uploads()
+
+    def syncs(self) -> list[RegisteredSync]:
+        return []  # one sync, no other target's uploads to spare
 
     def record_pass(self, sync_id: int, summary: object) -> None:
         self.passes.append(summary)

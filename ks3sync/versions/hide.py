@@ -9,7 +9,7 @@ Imports the store protocol and model only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 
 from ks3sync.model import RemoteEntry
 from ks3sync.store.base import Store
@@ -53,6 +53,5 @@ def without_areas(store: Store, areas: Iterable[str]) -> Iterator[RemoteEntry]:
 
 
 def _close(entries: Iterator[RemoteEntry]) -> None:
-    close = getattr(entries, "close", None)
-    if close is not None:
-        close()
+    if isinstance(entries, Generator):  # a listing that holds a connection or a thread
+        entries.close()

@@ -144,6 +144,9 @@ def test_the_engine_never_deletes_or_downloads_the_versions_area(tmp_path: Path)
         def uploads(self, sync_id=None):  # type: ignore[no-untyped-def]
             return []
 
+        def syncs(self) -> list[object]:
+            return []
+
         def record_pass(self, sync_id: int, summary: object) -> None:
             return None
 
