@@ -36,11 +36,14 @@ import binascii
 import enum
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from ks3sync.digits import parse_decimal
 from ks3sync.model import LocalEntry, RemoteEntry, SyncedEntry
 from ks3sync.store.base import META_ENC_KEY, META_ENC_PLAIN_LENGTH, META_ENC_PLAIN_MD5, ObjectMeta
+
+if TYPE_CHECKING:  # the cipher package is imported only when a key is used
+    from ks3sync.crypto.key import EncryptionKey
 
 MIB = 1024 * 1024
 # Part sizes that produced most multipart objects: ks3sync's and the aws cli's 8 MiB, rclone's 5 MiB,
@@ -84,12 +87,6 @@ class Verdict:
     compared: tuple[Method, ...] = ()
 
 
-class KeyLike(Protocol):
-    """What the comparison needs of ``crypto.EncryptionKey``; the tag's HMAC takes the key itself."""
-
-    def matches_fingerprint(self, fingerprint: str) -> bool: ...
-
-
 @dataclass(frozen=True, slots=True)
 class CompareOptions:
     """``key``: the sync's encryption key (objects are expected to be client-side encrypted);
@@ -97,7 +94,7 @@ class CompareOptions:
     store's prefix (a tag binds the object's full key). ``local_is_source``: sizes are shown SRC first.
     ``part_sizes``: part sizes to try first when a multipart ETag has to be recomputed (the configured one)."""
 
-    key: KeyLike | None = None
+    key: EncryptionKey | None = None
     require_tag: bool = False
     size_only: bool = False
     download: bool = False
@@ -272,7 +269,8 @@ def _settle_tag(path: str, step: Hash, digest: LocalDigest, opts: CompareOptions
         return Verdict(path, Status.DIFFER, "integrity tag of an unknown version (a newer ks3sync, or damaged)",
                        (Method.SIZE, Method.TAG))
     try:
-        verify_tag(opts.key, {TAG_METADATA: stored}, object_key=step.object_key,  # type: ignore[arg-type]
+        assert opts.key is not None  # a tag step is planned only with a key
+        verify_tag(opts.key, {TAG_METADATA: stored}, object_key=step.object_key,
                    plaintext_length=digest.size, plaintext_sha256=digest.sha256, name=path)
     except IntegrityTagError:
         return Verdict(path, Status.DIFFER, "integrity tag", (Method.SIZE, Method.TAG))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ks3sync.check.compare import CompareOptions, Method, Status, Verdict, detail_of
 from ks3sync.check.local import READ_CHUNK, ensure_unchanged, open_local
@@ -23,6 +23,10 @@ from ks3sync.errors import IntegrityError
 from ks3sync.model import LocalEntry
 from ks3sync.store.base import ObjectMeta, ObjectReader, Store
 from ks3sync.store.checksums import crc64_update
+
+if TYPE_CHECKING:  # the cipher package is imported on first use
+    from ks3sync.crypto.decrypt import ObjectDecryptor
+    from ks3sync.crypto.key import EncryptionKey
 
 _SAME = (Method.SIZE, Method.CONTENT)
 
@@ -49,7 +53,7 @@ def _compare(path: str, reader: ObjectReader, file: Any, opts: CompareOptions, o
         return Verdict(path, Status.ERROR, "the object is client-side encrypted: pass --encrypt-key to compare it")
     if key is not None and not meta.is_encrypted and meta.size > 0:
         return Verdict(path, Status.DIFFER, "not client-side encrypted", (Method.SIZE,))
-    decryptor = _decryptor(path, meta, opts, object_key) if key is not None else None
+    decryptor = _decryptor(path, meta, key, opts, object_key) if key is not None else None
     if isinstance(decryptor, Verdict):
         return decryptor
     md5 = hashlib.md5(usedforsecurity=False) if decryptor is None and not meta.is_multipart else None
@@ -105,7 +109,9 @@ def _crypto_errors() -> tuple[type[Exception], ...]:
     return (CryptoError,)
 
 
-def _decryptor(path: str, meta: ObjectMeta, opts: CompareOptions, object_key: str) -> Any:
+def _decryptor(
+    path: str, meta: ObjectMeta, key: EncryptionKey, opts: CompareOptions, object_key: str
+) -> ObjectDecryptor | Verdict:
     """An ``ObjectDecryptor`` (its integrity tag binds ``object_key``), or the verdict when the object
     cannot be decrypted with the key at all (another key, no tag where one is required, malformed
     encryption metadata)."""
@@ -113,7 +119,7 @@ def _decryptor(path: str, meta: ObjectMeta, opts: CompareOptions, object_key: st
     from ks3sync.crypto.errors import CryptoError, WrongKeyError
 
     try:
-        return ObjectDecryptor(opts.key, meta.metadata, ciphertext_length=meta.size, name=path,  # type: ignore[arg-type]
+        return ObjectDecryptor(key, meta.metadata, ciphertext_length=meta.size, name=path,
                                object_key=object_key, require_tag=opts.require_tag)
     except WrongKeyError:
         return Verdict(path, Status.DIFFER, "encrypted with a different key", (Method.SIZE,))

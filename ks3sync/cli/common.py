@@ -30,6 +30,7 @@ import click
 if TYPE_CHECKING:
     from ks3sync.cli.network import NetworkSettings
     from ks3sync.config import Config
+    from ks3sync.crypto.key import EncryptionKey
     from ks3sync.ks3 import Client
 
 EXIT_OK = 0
@@ -366,7 +367,7 @@ def mirror_options_hash(encrypted: bool) -> str:
     return hashlib.sha256(json.dumps([encrypted]).encode()).hexdigest()[:16]
 
 
-def load_encryption_key(path: Path) -> Any:
+def load_encryption_key(path: Path) -> EncryptionKey:
     """The key file as an EncryptionKey; its warnings (e.g. readable by others) go to stderr."""
     from ks3sync.crypto.key import EncryptionKey
 

@@ -52,6 +52,7 @@ from ks3sync.store.base import (
 )
 
 if TYPE_CHECKING:
+    from ks3sync.crypto.key import EncryptionKey  # the cipher package is imported only with a key
     from ks3sync.transfer.files import FileDigest
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class RepairOptions:
     exclude_from: tuple[Path, ...] = ()
     follow_symlinks: bool = False
     jobs: int = 8
-    encryption_key: Any = None  # ks3sync.crypto.EncryptionKey; only its fingerprint check is used
+    encryption_key: EncryptionKey | None = None
     abort_unknown_uploads: bool = True
     dry_run: bool = False
 
@@ -257,7 +258,9 @@ def _verify(store: Store, root: Path, local: LocalEntry, remote: RemoteEntry, op
     return _Verdict(local.path, entry=entry)
 
 
-def _remote_holds(store: Store, remote: RemoteEntry, digest: FileDigest, key: Any) -> tuple[bool, bool]:
+def _remote_holds(
+    store: Store, remote: RemoteEntry, digest: FileDigest, key: EncryptionKey | None
+) -> tuple[bool, bool]:
     """(does the object hold exactly the file's bytes in the form this sync writes, is it encrypted)."""
     if key is None and not remote.is_multipart_etag:
         # A single-PUT object's ETag is the MD5 of its bytes. (An encrypted single PUT's ETag is the
@@ -289,7 +292,7 @@ def _remote_holds(store: Store, remote: RemoteEntry, digest: FileDigest, key: An
     return meta.size == digest.size and meta.crc64 is not None and meta.crc64 == digest.crc64, False
 
 
-def _decrypted_md5(store: Store, meta: ObjectMeta, key: Any) -> str | None:
+def _decrypted_md5(store: Store, meta: ObjectMeta, key: EncryptionKey) -> str | None:
     """MD5 (hex) of the object's plaintext, or None if it does not decrypt (wrong pad, truncated)."""
     from ks3sync.crypto.decrypt import ObjectDecryptor
     from ks3sync.crypto.errors import CryptoError

@@ -32,6 +32,7 @@ from ks3sync.errors import (
 )
 from ks3sync.ks3 import (
     Client,
+    GetResponse,
     KS3AuthError,
     KS3CertificateError,
     KS3Error,
@@ -41,6 +42,7 @@ from ks3sync.ks3 import (
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
+    ObjectInfo,
     SourceChangedError,
 )
 from ks3sync.model import RemoteEntry
@@ -91,7 +93,7 @@ def mapped(exc: KS3Error, bucket: str, connect: str = "") -> Ks3SyncError:
 
 
 class _Reader:
-    def __init__(self, meta: ObjectMeta, response: object, bucket: str, *, whole: bool) -> None:
+    def __init__(self, meta: ObjectMeta, response: GetResponse, bucket: str, *, whole: bool) -> None:
         self.meta = meta
         self._response = response
         self._bucket = bucket
@@ -101,7 +103,7 @@ class _Reader:
 
     def iter_bytes(self, chunk_size: int = 256 * 1024) -> Iterator[bytes]:
         try:
-            yield from self._response.iter_bytes(chunk_size)  # type: ignore[attr-defined]
+            yield from self._response.iter_bytes(chunk_size)
         except KS3Error as exc:
             raise mapped(exc, self._bucket) from exc
 
@@ -165,15 +167,15 @@ class KS3Store:
         return self._meta(path, info)
 
     @staticmethod
-    def _meta(path: str, info: object) -> ObjectMeta:
+    def _meta(path: str, info: ObjectInfo) -> ObjectMeta:
         return ObjectMeta(
             path=path,
-            size=info.size,  # type: ignore[attr-defined]
-            etag=info.etag,  # type: ignore[attr-defined]
-            last_modified_ns=_ns(info.last_modified),  # type: ignore[attr-defined]
-            storage_class=info.storage_class or "STANDARD",  # type: ignore[attr-defined]
-            metadata=dict(info.metadata),  # type: ignore[attr-defined]
-            crc64=info.crc64,  # type: ignore[attr-defined]
+            size=info.size,
+            etag=info.etag,
+            last_modified_ns=_ns(info.last_modified),
+            storage_class=info.storage_class or "STANDARD",
+            metadata=dict(info.metadata),
+            crc64=info.crc64,
         )
 
     @contextlib.contextmanager

@@ -25,7 +25,7 @@ import hashlib
 import logging
 import os
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ks3sync.digits import parse_decimal
 from ks3sync.errors import EncryptionError, IntegrityError, LocalFileError, UnsafeKeyError
@@ -43,6 +43,9 @@ from ks3sync.transfer.context import TMP_PREFIX, TransferContext
 from ks3sync.transfer.durable import WritebackAhead
 from ks3sync.transfer.files import identity_of
 from ks3sync.transfer.ranged import open_object, ranged
+
+if TYPE_CHECKING:  # the cipher package is imported only when a key is used
+    from ks3sync.crypto.decrypt import ObjectDecryptor
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +245,7 @@ def _verify_encrypted(path: str, meta: ObjectMeta, plain_md5: bytes, plain_len: 
         raise IntegrityError(f"{path}: downloaded ciphertext does not match the object's CRC-64")
 
 
-def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta, hash_pool: Executor) -> Any:
+def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta, hash_pool: Executor) -> ObjectDecryptor | None:
     key = ctx.options.encryption_key
     enveloped = META_ENC_IV in meta.metadata or META_ENC_KEY in meta.metadata
     if key is None:
@@ -282,7 +285,7 @@ def _crypto_error(path: str, exc: Exception) -> Exception:
     return EncryptionError(str(exc) if path in str(exc) else f"{path}: {exc}")
 
 
-def _decrypt(path: str, decryptor: Any, chunk: bytes) -> bytes:
+def _decrypt(path: str, decryptor: ObjectDecryptor, chunk: bytes) -> bytes:
     from ks3sync.crypto.errors import CryptoError
 
     try:
@@ -291,7 +294,7 @@ def _decrypt(path: str, decryptor: Any, chunk: bytes) -> bytes:
         raise _crypto_error(path, exc) from exc
 
 
-def _finish(path: str, decryptor: Any) -> bytes:
+def _finish(path: str, decryptor: ObjectDecryptor) -> bytes:
     from ks3sync.crypto.errors import CryptoError
 
     try:

@@ -35,7 +35,7 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ks3sync.errors import (
     EncryptionError,
@@ -46,13 +46,17 @@ from ks3sync.errors import (
     UploadGone,
 )
 from ks3sync.model import FileIdentity, PartRecord, SyncedEntry, UploadRecord
-from ks3sync.store.base import META_MTIME, PartResult, WriteOptions
+from ks3sync.store.base import META_MTIME, Body, PartResult, WriteOptions
 from ks3sync.store.checksums import crc64_combine, multipart_etag
 from ks3sync.transfer.bodies import FdSource, FileBody, MemoryBody, MeteredBody
 from ks3sync.transfer.context import BUDGETED_BODY, SMALL_FILE, TransferContext
 from ks3sync.transfer.files import check_unchanged, content_digests, open_for_read, read_exactly
 from ks3sync.transfer.sizing import choose_part_size, part_count
 from ks3sync.transfer.tagging import check_completed_tag, tag_metadata
+
+if TYPE_CHECKING:  # the cipher package is imported only when a key is used
+    from ks3sync.crypto.multipart import MultipartEncryptor
+    from ks3sync.crypto.source import PlaintextSource
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,7 @@ def _single_put(ctx: TransferContext, path: str, abs_path: Path, fd: int, identi
 
 def _put_whole(ctx: TransferContext, path: str, abs_path: Path, fd: int, identity: FileIdentity) -> int:
     key = ctx.options.encryption_key
-    body: Any
+    body: Body
     extra: dict[str, str] = {}
     plain_sha: bytes | None = None
     if identity.size <= SMALL_FILE:
@@ -117,7 +121,7 @@ def _put_whole(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
         plain_md5 = hashlib.md5(data).digest()  # noqa: S324 - the protocol's content checksum
         if key is not None:
             plain_sha = hashlib.sha256(data).digest()
-        source: Any = data
+        source: bytes | None = data
         body = MemoryBody(data, plain_md5)
     else:
         plain_md5, plain_sha = content_digests(path, fd, identity.size, sha256=key is not None, pool=ctx.part_pool)
@@ -130,9 +134,10 @@ def _put_whole(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
         from ks3sync.crypto.errors import CryptoError
 
         try:
-            plain = source if source is not None else FdSource(fd, 0, identity.size)
-            body = EncryptedFileBody(key, plain, plaintext_md5=plain_md5)
-            extra = body.metadata()  # runs the hashing pass (Content-MD5 of the ciphertext)
+            plain: bytes | PlaintextSource = source if source is not None else FdSource(fd, 0, identity.size)
+            sealed = EncryptedFileBody(key, plain, plaintext_md5=plain_md5)
+            extra = sealed.metadata()  # runs the hashing pass (Content-MD5 of the ciphertext)
+            body = sealed
         except CryptoError as exc:
             raise _crypto_error(path, exc) from exc
     if key is not None:
@@ -194,7 +199,7 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
     key = ctx.options.encryption_key
     record, on_server = _resume_state(ctx, path, identity)
     resumed = record is not None
-    encryptor: Any = None
+    encryptor: MultipartEncryptor | None = None
     digests: tuple[bytes, bytes | None] | None = None
     if key is not None:
         # The tag must go with Initiate, before the parts are read: a first read hashes the file (MD5
@@ -256,6 +261,7 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
     total = sum(p.size for p in ordered)
     etag = _confirmed_multipart_etag(ctx, path, result.etag, ordered, total, expected_crc)
     if digests is None:
+        assert file_md5 is not None  # whole_md5: the parts' read hashed the file
         md5_hex = file_md5.hexdigest()
     else:
         md5_hex = digests[0].hex()
@@ -292,10 +298,10 @@ def _send_parts(
     identity: FileIdentity,
     record: UploadRecord,
     on_server: dict[int, PartResult],
-    encryptor: Any,
+    encryptor: MultipartEncryptor | None,
     *,
     whole_md5: bool,
-) -> tuple[dict[int, PartRecord], Any, int]:
+) -> tuple[dict[int, PartRecord], hashlib._Hash | None, int]:
     """Read the parts in order — the whole file's MD5 (unless ``whole_md5`` is False: known already) and,
     with a key, the CBC chain are sequential — and hand each to the part pool, which hashes it and sends
     it unless KS3 already holds it. Returns every part's record, the whole file's MD5 object (or None)
@@ -360,10 +366,12 @@ class _PendingPart(Protocol):
     @property
     def chain_block(self) -> bytes | None: ...  # encrypted parts: the next part's chain IV
 
-    def hashed(self) -> Any: ...  # the part's Body, its MD5(s) computed on the calling thread
+    def hashed(self) -> Body: ...  # the part's body, its MD5(s) computed on the calling thread
+
+    def metadata(self) -> dict[str, str] | None: ...  # encrypted parts: the SDK's per-part metadata
 
 
-def _part_body(path: str, encryptor: Any, data: bytes, *, last: bool) -> _PendingPart:
+def _part_body(path: str, encryptor: MultipartEncryptor | None, data: bytes, *, last: bool) -> _PendingPart:
     """The part's body, not yet hashed: the plain bytes, or (with a key) the next link of the CBC chain
     encrypted into memory — the only step that must run in part order."""
     if encryptor is None:
@@ -387,6 +395,9 @@ class _PlainPart:
 
     def hashed(self) -> MemoryBody:
         return MemoryBody(self.data)
+
+    def metadata(self) -> None:
+        return None
 
 
 def _finish_part(
@@ -414,8 +425,7 @@ def _finish_part(
         if ctx.stop.is_set():
             # Queued but not started when the run stopped: leave it for the resumed upload.
             raise TransientError(f"{path}: run stopped before part {number} was sent (resumable)")
-        # Only encrypted parts carry a chain block, and with it the SDK's per-part plaintext metadata.
-        metadata = body.metadata() if chain is not None else None
+        metadata = part.metadata()  # encrypted parts: the SDK's per-part plaintext metadata
         result = ctx.store.upload_part(path, upload_id, number, MeteredBody(body, ctx.meter_sent), metadata)
         if result.etag != md5_hex:
             raise IntegrityError(f"{path}: part {number} stored with ETag {result.etag}, sent MD5 {md5_hex}")
