@@ -16,11 +16,19 @@ import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from ks3sync.cli.check_config import load_config_or_exit
+
+if TYPE_CHECKING:  # each imported where it is used, so that `run --help` stays quick
+    from ks3sync.cli.common import Connection
+    from ks3sync.cli.network import NetworkSettings
+    from ks3sync.config import Config, SyncConfig
+    from ks3sync.crypto.key import EncryptionKey
+    from ks3sync.journal import Journal
+    from ks3sync.transfer.context import TransferOptions
 
 log = logging.getLogger("ks3sync.daemon")
 
@@ -81,11 +89,11 @@ def run(config_path: Path, stop_timeout: float) -> None:
 
 
 def _serve(
-    config: Any,
-    conn: Any,
-    network: Any,
-    journal: Any,
-    transfer_for: Callable[[Any], Any],
+    config: Config,
+    conn: Connection,
+    network: NetworkSettings,
+    journal: Journal,
+    transfer_for: Callable[[SyncConfig], TransferOptions],
     stop: threading.Event,
     stop_timeout: float,
     retry_ns: int,
@@ -129,7 +137,7 @@ def _serve(
         return service.shutdown(stop_timeout)
 
 
-def _lock_state_dir(state_dir: Path) -> Any:
+def _lock_state_dir(state_dir: Path) -> TextIO:
     """One service per state directory: a second `ks3sync run` on the same journal would release the
     first one's claims and race it on every path. The lock dies with the process (even on kill -9);
     `status` probes it to tell a running service from a dead one (daemon/lock.py)."""
@@ -186,13 +194,13 @@ def _install_signal_handlers(stop: threading.Event) -> None:
     )
 
 
-def _transfer_options_factory(config: Any) -> Callable[[Any], Any]:
+def _transfer_options_factory(config: Config) -> Callable[[SyncConfig], TransferOptions]:
     from ks3sync.store.base import WriteOptions
     from ks3sync.transfer.context import TransferOptions
 
-    keys: dict[Path, Any] = {}
+    keys: dict[Path, EncryptionKey] = {}
 
-    def key_for(path: Path | None) -> Any:
+    def key_for(path: Path | None) -> EncryptionKey | None:
         if path is None:
             return None
         if path not in keys:
@@ -208,7 +216,7 @@ def _transfer_options_factory(config: Any) -> Callable[[Any], Any]:
                 die(f"{config.path}: encrypt_key_file: {exc}")
         return keys[path]
 
-    def transfer_for(sync: Any) -> Any:
+    def transfer_for(sync: SyncConfig) -> TransferOptions:
         t = config.transfer
         return TransferOptions(
             jobs=t.jobs,

@@ -11,9 +11,12 @@ Imports only ks3sync.daemon.logs; prometheus_client only when enabled.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ks3sync.daemon.logs import event
+
+if TYPE_CHECKING:
+    from ks3sync.journal.types import QueueCounts
 
 log = logging.getLogger("ks3sync.daemon")
 
@@ -84,7 +87,7 @@ class Metrics:
         self.files.labels(sync).inc(files)
         self.bytes.labels(sync).inc(sent)
 
-    def update(self, sync: str, stats: Any, snapshot: dict[str, Any]) -> None:
+    def update(self, sync: str, stats: QueueCounts | None, snapshot: dict[str, Any]) -> None:
         if stats is not None:
             self.queue.labels(sync).set(stats.queue_depth)
             self.in_flight.labels(sync).set(stats.in_flight)

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ks3sync.config import Config, SyncConfig
 from ks3sync.daemon.backoff import SECOND
@@ -36,6 +36,9 @@ from ks3sync.errors import Ks3SyncError
 from ks3sync.journal import Journal, JournalError
 from ks3sync.store.base import Store
 from ks3sync.transfer.context import TransferOptions
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are configured
+    from ks3sync.daemon.metrics import Metrics
 
 log = logging.getLogger("ks3sync.daemon")
 
@@ -59,7 +62,7 @@ class Service:
         clock: Callable[[], int] = time.time_ns,
         notifier: Notifier | None = None,
         watch: bool = True,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         retry_ns: int = RETRY_NS,
         heartbeat_ns: int = HEARTBEAT_NS,
     ) -> None:
@@ -77,7 +80,7 @@ class Service:
         self._next_status_ns = 0
         self._next_watchdog = 0.0
         self._retry_start_ns: dict[str, int] = {}
-        self._published_states: tuple[Any, ...] = ()
+        self._published_states: tuple[tuple[State, str], ...] = ()
         for sync in config.syncs:
             self.workers.append(
                 SyncWorker(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ks3sync.config import SyncConfig
 from ks3sync.daemon.logs import event
@@ -49,8 +49,10 @@ def finish_pass(name: str, vpass: VersionPass) -> bool:
     return True
 
 
-def prune_after_reconcile(name: str, sync: SyncConfig, store: Store, options: Any, now_ns: int, jobs: int) -> None:
-    """Delete the sync's expired versions and move old ones to cold storage (the sync's max_delete)."""
+def prune_after_reconcile(name: str, sync: SyncConfig, store: Store, now_ns: int, jobs: int, *,
+                          max_delete: int | None, max_delete_percent: float | None) -> None:
+    """Delete the sync's expired versions and move old ones to cold storage (with the reconcile's delete
+    guard: ``max_delete``, ``max_delete_percent``)."""
     versions = sync.versions
     if versions is None or (versions.keep is None and versions.keep_passes is None and versions.cold_after is None):
         return
@@ -60,8 +62,8 @@ def prune_after_reconcile(name: str, sync: SyncConfig, store: Store, options: An
 
     policy = Retention(keep=versions.keep, keep_passes=versions.keep_passes, cold_after=versions.cold_after)
     try:
-        report = prune(store, Layout(versions.prefix), policy, now_ns, max_delete=options.max_delete,
-                       max_delete_percent=options.max_delete_percent, jobs=jobs)
+        report = prune(store, Layout(versions.prefix), policy, now_ns, max_delete=max_delete,
+                       max_delete_percent=max_delete_percent, jobs=jobs)
     except Ks3SyncError as exc:
         event(log, logging.WARNING, "prune_failed", sync=name, error=describe(exc))
         return
