@@ -163,6 +163,19 @@ class Forget:
 Operation = Upload | Copy | Adopt | DeleteRemote | Download | DeleteLocal | Forget
 
 
+class Action(enum.StrEnum):
+    """What the executor did with an entry: the keys of its counts and the ``action`` of a finished
+    entry. The values are the words logs and counters use (a ``StrEnum``: a member is its word in text and
+    JSON); the CLI says ``recorded`` for ``ADOPTED`` (cli/words.py)."""
+
+    UPLOADED = "uploaded"
+    COPIED = "copied"
+    ADOPTED = "adopted"  # already in the destination: hashed, recorded, nothing sent
+    DOWNLOADED = "downloaded"
+    DELETED = "deleted"
+    FORGOTTEN = "forgotten"  # a record dropped: the path is gone from both sides
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """Transfers first, then deletes (invariant 4: deletes run last, and only if nothing failed)."""

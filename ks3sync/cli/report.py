@@ -19,6 +19,7 @@ entries failed or the pass stopped; a fatal error before that prints ``{"error":
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ks3sync.cli import output
-from ks3sync.cli.words import PlanRow, plan_line, plan_row, where_it_is
+from ks3sync.cli.words import Planned, PlanRow, plan_line, plan_row, where_it_is
 from ks3sync.display import human_size, json_text
 
 if TYPE_CHECKING:
@@ -115,14 +116,13 @@ def summary_line(result: MirrorResult, *, upload: bool, rows: Sequence[PlanRow] 
     there are some or when they were asked for (``--delete``: "deleted 0" is an answer)."""
     refused = [f"deletes refused {result.refused_deletes}"] if result.refused_deletes else []
     if result.dry_run:
-        counts = {action: sum(1 for row in rows if row.action == action)
-                  for action in ("upload", "download", "copy", "record", "delete")}
-        main = "upload" if upload else "download"
+        counts = Counter(row.action for row in rows)
+        main = Planned.UPLOAD if upload else Planned.DOWNLOAD
         words = [f"{main} {counts[main]}"]
-        words += [f"copy {counts['copy']}"] if counts["copy"] else []
-        words += [f"delete {counts['delete']}"] if counts["delete"] or delete else []
-        if counts["record"]:
-            words.append(f"record {counts['record']} ({where_it_is(upload)})")
+        words += [f"copy {counts[Planned.COPY]}"] if counts[Planned.COPY] else []
+        words += [f"delete {counts[Planned.DELETE]}"] if counts[Planned.DELETE] or delete else []
+        if counts[Planned.RECORD]:
+            words.append(f"record {counts[Planned.RECORD]} ({where_it_is(upload)})")
         tail = [f"unchanged {result.skipped}", *refused]
         return f"dry run: would {', '.join(words)}; {', '.join(tail)}; nothing changed"
     words = [f"uploaded {result.uploaded}" if upload else f"downloaded {result.downloaded}"]

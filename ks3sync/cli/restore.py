@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -36,6 +36,10 @@ from ks3sync.cli.common import (
 )
 from ks3sync.cli.network import network_options, network_settings
 from ks3sync.cli.options import exclude_options, key_options, run_options, start_run, where_options
+
+if TYPE_CHECKING:
+    from ks3sync.config import Config, SyncConfig
+    from ks3sync.engine.mirror import MirrorOptions
 
 # mirror's flags that restore does not offer, at their defaults (restore reuses mirror's settings).
 _MIRROR_DEFAULTS: dict[str, Any] = {
@@ -116,7 +120,7 @@ def restore(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     sys.exit(code)
 
 
-def _prefix(flag: str | None, config: Any, bucket: str, key: str) -> str:
+def _prefix(flag: str | None, config: Config | None, bucket: str, key: str) -> str:
     from ks3sync.cli.versioning import versions_prefix
     from ks3sync.versions.layout import DEFAULT_PREFIX
 
@@ -129,14 +133,15 @@ def _prefix(flag: str | None, config: Any, bucket: str, key: str) -> str:
     return DEFAULT_PREFIX
 
 
-def _matching_sync(config: Any, target: Target) -> Any:
+def _matching_sync(config: Config | None, target: Target) -> SyncConfig | None:
     for sync in config.syncs if config is not None else ():
         if (sync.bucket, sync.prefix) == (target.bucket, target.prefix):
             return sync
     return None
 
 
-def _options(ctx: click.Context, flags: dict[str, Any], config: Any, sync: Any, prefix: str) -> Any:
+def _options(ctx: click.Context, flags: dict[str, Any], config: Config | None, sync: SyncConfig | None,
+             prefix: str) -> MirrorOptions:
     """mirror's options (the same settings code, restore's flags plus mirror's defaults), with the
     versions prefix reserved so the history itself is never restored as files."""
     from ks3sync.cli.mirror import _Settings
@@ -244,7 +249,7 @@ def _restore_file(store: Any, state: _State, local: Path, opts: Any, flags: dict
     from ks3sync.cli import output
     from ks3sync.display import json_text
     from ks3sync.errors import describe
-    from ks3sync.model import Direction, Download
+    from ks3sync.model import Action, Direction, Download
     from ks3sync.scan.filters import state_files
     from ks3sync.transfer.checkpoint import MemoryCheckpoint
     from ks3sync.transfer.executor import Executor
@@ -270,8 +275,9 @@ def _restore_file(store: Any, state: _State, local: Path, opts: Any, flags: dict
     failed = [(choice.path, message) for _, message in run.failed]
     if run.stopped is not None and not failed:
         failed = [(choice.path, describe(Exception(run.stopped)))]
-    doc = {"path": choice.path, "to": str(dest), "from": source, "as_of": when, "downloaded": run.counts["downloaded"],
-           "bytes_received": run.bytes_received, "failed": [{"path": p, "error": m} for p, m in failed]}
+    doc = {"path": choice.path, "to": str(dest), "from": source, "as_of": when,
+           "downloaded": run.counts[Action.DOWNLOADED], "bytes_received": run.bytes_received,
+           "failed": [{"path": p, "error": m} for p, m in failed]}
     if flags["as_json"]:
         click.echo(json_text(doc, sort_keys=True))
     for path, message in failed:

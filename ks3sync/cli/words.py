@@ -16,10 +16,11 @@ journal is written. Reasons are the planner's codes said in words. Pure: imports
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Container
 from typing import NamedTuple
 
-from ks3sync.model import Adopt, Copy, DeleteLocal, DeleteRemote, Download, Forget, Operation, Upload
+from ks3sync.model import Action, Adopt, Copy, DeleteLocal, DeleteRemote, Download, Forget, Operation, Upload
 
 # The planner's reason codes (plan/upload.py, plan/download.py, the service's decisions) in words.
 REASONS = {
@@ -35,19 +36,29 @@ REASONS = {
     "renamed": "renamed",
 }
 
-# Executor action (what was done) -> the past-tense word shown; None: not shown.
-DONE = {
-    "uploaded": "uploaded",
-    "copied": "copied",
-    "adopted": "recorded",
-    "downloaded": "downloaded",
-    "deleted": "deleted",
-    "forgotten": None,
+# What the executor did -> the past-tense word shown; None: not shown.
+DONE: dict[str, str | None] = {
+    Action.UPLOADED: "uploaded",
+    Action.COPIED: "copied",
+    Action.ADOPTED: "recorded",
+    Action.DOWNLOADED: "downloaded",
+    Action.DELETED: "deleted",
+    Action.FORGOTTEN: None,
 }
 
 
+class Planned(enum.StrEnum):
+    """What ``--dry-run`` says it would do with an entry (the word shown and the JSON plan's ``action``)."""
+
+    UPLOAD = "upload"
+    DOWNLOAD = "download"
+    COPY = "copy"
+    RECORD = "record"
+    DELETE = "delete"
+
+
 class PlanRow(NamedTuple):
-    action: str  # upload, copy, record, download, delete
+    action: Planned
     path: str
     reason: str  # in words
     source: str | None = None  # a copy's source path
@@ -65,19 +76,19 @@ def plan_row(op: Operation, *, upload: bool, deleted: Container[str] = ()) -> Pl
     """How ``--dry-run`` shows one planned operation (None: nothing to show). ``deleted``: the paths the
     plan deletes; a copy from one of them is a rename."""
     if isinstance(op, Upload):
-        return PlanRow("upload", op.path, reason_words(op.reason))
+        return PlanRow(Planned.UPLOAD, op.path, reason_words(op.reason))
     if isinstance(op, Copy):
         renamed = op.reason == "renamed" or op.source_path in deleted
         how = "renamed from" if renamed else "same content as"
-        return PlanRow("copy", op.path, f"{how} {op.source_path}", op.source_path)
+        return PlanRow(Planned.COPY, op.path, f"{how} {op.source_path}", op.source_path)
     if isinstance(op, Adopt):
-        return PlanRow("record", op.path, f"{where_it_is(upload)}, if the content matches")
+        return PlanRow(Planned.RECORD, op.path, f"{where_it_is(upload)}, if the content matches")
     if isinstance(op, Download):
-        return PlanRow("download", op.path, reason_words(op.reason))
+        return PlanRow(Planned.DOWNLOAD, op.path, reason_words(op.reason))
     if isinstance(op, DeleteRemote):
-        return PlanRow("delete", op.path, "not in the source" if op.reason == "not-in-source" else reason_words(op.reason))
+        return PlanRow(Planned.DELETE, op.path, "not in the source" if op.reason == "not-in-source" else reason_words(op.reason))
     if isinstance(op, DeleteLocal):
-        return PlanRow("delete", op.path, "not in the bucket" if op.reason == "not-in-source" else reason_words(op.reason))
+        return PlanRow(Planned.DELETE, op.path, "not in the bucket" if op.reason == "not-in-source" else reason_words(op.reason))
     if isinstance(op, Forget):
         return None
     raise TypeError(f"unknown operation {op!r}")
@@ -92,9 +103,9 @@ def done_line(path: str, action: str, op: Operation | None, *, upload: bool) -> 
     word = DONE.get(action, action)
     if word is None:
         return None
-    if action == "copied" and isinstance(op, Copy):
+    if action == Action.COPIED and isinstance(op, Copy):
         how = "renamed from" if op.reason == "renamed" else "server-side, from"
         return f"{word} {path} ({how} {op.source_path})"
-    if action == "adopted":
+    if action == Action.ADOPTED:
         return f"{word} {path} ({where_it_is(upload)})"
     return f"{word} {path}"

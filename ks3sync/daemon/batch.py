@@ -48,6 +48,9 @@ from ks3sync.daemon.logs import OpLog, describe_exc, event
 from ks3sync.daemon.versioning import finish_pass, start_pass
 from ks3sync.journal import Change, Journal, JournalError, QueuedChange
 from ks3sync.model import (
+    Action,
+    Adopt,
+    Copy,
     DeleteRemote,
     Direction,
     FileIdentity,
@@ -55,6 +58,7 @@ from ks3sync.model import (
     Operation,
     PassSummary,
     SyncedEntry,
+    Upload,
 )
 from ks3sync.scan import TMP_PREFIX
 from ks3sync.store.base import Store
@@ -298,7 +302,7 @@ class BatchRunner:
         self.counters.file_done(latency)
         if self._on_done is not None:
             action = d.note or "sent"
-            size = sum(op.local.size for op in d.transfers if hasattr(op, "local"))
+            size = sum(op.local.size for op in d.transfers if isinstance(op, Upload | Copy | Adopt))
             self._on_done(self.name, action, size, latency)
 
     # ------------------------------------------------------------------------------------------------
@@ -375,7 +379,7 @@ class BatchRunner:
         changes: Sequence[QueuedChange],
         decisions: Mapping[int, Decision],
         outcome: BatchOutcome,
-    ) -> Counter[str]:
+    ) -> Counter[Action]:
         """The deletes of changes whose own transfers all succeeded (invariant 3), as far as the guards
         allow; their failures and interruptions go into ``outcome``. Returns the deletes' counts."""
         wanted = [ch for ch in changes if decisions[ch.id].deletes and not outcome.settled(ch.id)]
@@ -397,7 +401,7 @@ class BatchRunner:
         return Counter()
 
     def _record(
-        self, counts: Counter[str], failed: int, bytes_sent: int, stopped: str | None, started_ns: int
+        self, counts: Counter[Action], failed: int, bytes_sent: int, stopped: str | None, started_ns: int
     ) -> None:
         """The batch as a pass record: ``status`` shows files/bytes done and the last success from it."""
         if not counts and not failed:
@@ -408,10 +412,10 @@ class BatchRunner:
                 started_ns=started_ns,
                 finished_ns=self.clock(),
                 direction=Direction.UPLOAD,
-                uploaded=counts["uploaded"],
-                copied=counts["copied"],
-                deleted=counts["deleted"],
-                adopted=counts["adopted"],
+                uploaded=counts[Action.UPLOADED],
+                copied=counts[Action.COPIED],
+                deleted=counts[Action.DELETED],
+                adopted=counts[Action.ADOPTED],
                 failed=failed,
                 bytes_sent=bytes_sent,
                 error=stopped,

@@ -34,6 +34,7 @@ from ks3sync.engine.planning import NothingToRestore, Planned, plan_pass
 from ks3sync.engine.types import JournalLike, MirrorOptions, MirrorResult, pass_summary
 from ks3sync.errors import Ks3SyncError, StopRequested, describe
 from ks3sync.model import (
+    Action,
     Checkpoint,
     Copy,
     DeleteLocal,
@@ -211,12 +212,12 @@ def _result(
             f"an older ks3sync): accepted with the SDK format's checks only; --require-integrity refuses them",
         )
     return MirrorResult(
-        uploaded=counts["uploaded"],
-        copied=counts["copied"],
-        deleted=counts["deleted"],
-        downloaded=counts["downloaded"],
-        adopted=counts["adopted"],
-        forgotten=counts["forgotten"],
+        uploaded=counts[Action.UPLOADED],
+        copied=counts[Action.COPIED],
+        deleted=counts[Action.DELETED],
+        downloaded=counts[Action.DOWNLOADED],
+        adopted=counts[Action.ADOPTED],
+        forgotten=counts[Action.FORGOTTEN],
         skipped=planned.plan.skipped,
         failed=planned.unsafe + tuple(report.failed),
         bytes_sent=report.bytes_sent,

@@ -20,7 +20,7 @@ import base64
 import os
 
 from ks3sync.errors import FileChangedError, RemoteNotFound
-from ks3sync.model import Adopt, Copy, Direction, SyncedEntry
+from ks3sync.model import Action, Adopt, Copy, Direction, SyncedEntry
 from ks3sync.store.base import (
     META_ENC_IV,
     META_ENC_KEY,
@@ -46,8 +46,8 @@ def _still_same(ctx: TransferContext, path: str, before: SyncedEntry) -> None:
         raise FileChangedError(f"{path}: file changed while it was being synced; not recorded")
 
 
-def copy_object(ctx: TransferContext, op: Copy) -> tuple[str, int]:
-    """Returns (action, bytes sent): ("copied", 0), or ("uploaded", n) when a copy cannot be proven."""
+def copy_object(ctx: TransferContext, op: Copy) -> tuple[Action, int]:
+    """Returns (action, bytes sent): (COPIED, 0), or (UPLOADED, n) when a copy cannot be proven."""
     # Every way out below writes op.path (a copy, or an upload instead): keep what is there first. (A
     # moved file may land on a path that has an object: the service's Copy does not know.)
     keep_before_overwrite(ctx, op.path)
@@ -57,7 +57,7 @@ def copy_object(ctx: TransferContext, op: Copy) -> tuple[str, int]:
     source = ctx.synced.get(op.source_path)
     source_encrypted = source.encrypted if source is not None else False
     if digest.md5 != op.expected_md5 or source_encrypted != encrypting:
-        return "uploaded", upload_file(ctx, op.path)
+        return Action.UPLOADED, upload_file(ctx, op.path)
     if source_encrypted:
         # The copy carries the source's ciphertext; its ETag is the ciphertext MD5 we recorded.
         assert source is not None  # source_encrypted is only True with a record
@@ -67,18 +67,18 @@ def copy_object(ctx: TransferContext, op: Copy) -> tuple[str, int]:
         expected_etag = op.expected_md5
         remote_size = digest.size
     if expected_etag is None:
-        return "uploaded", upload_file(ctx, op.path)
+        return Action.UPLOADED, upload_file(ctx, op.path)
     extra: dict[str, str] = {}
     if source_encrypted:
         # The copy's metadata is replaced (the file's own mtime); the envelope's must come along.
         meta = ctx.store.head(op.source_path)
         if meta is None or meta.etag != expected_etag:
-            return "uploaded", upload_file(ctx, op.path)
+            return Action.UPLOADED, upload_file(ctx, op.path)
         assert key is not None
         source_key = ctx.store.key_for(op.source_path)
         if tag_verdict(key, source_key, meta.metadata, digest.size, digest.sha256) is not TagVerdict.VERIFIED:
             # Only a tag proves the source's ciphertext holds this content; an upload tags it anew.
-            return "uploaded", upload_file(ctx, op.path)
+            return Action.UPLOADED, upload_file(ctx, op.path)
         extra = {name: meta.metadata[name] for name in _ENVELOPE_METADATA if name in meta.metadata}
         assert digest.sha256 is not None
         extra.update(tag_metadata(key, ctx.store.key_for(op.path), digest.size, digest.sha256))
@@ -87,34 +87,34 @@ def copy_object(ctx: TransferContext, op: Copy) -> tuple[str, int]:
         # the source file's modification time.
         result = ctx.store.copy(op.source_path, op.path, options=write_options(ctx, digest.identity, extra))
     except RemoteNotFound:
-        return "uploaded", upload_file(ctx, op.path)
+        return Action.UPLOADED, upload_file(ctx, op.path)
     if result.etag != expected_etag:
         # The source object changed since it was listed: the bytes now at op.path are not the file's.
-        return "uploaded", upload_file(ctx, op.path)
+        return Action.UPLOADED, upload_file(ctx, op.path)
     entry = SyncedEntry(op.path, digest.identity, digest.md5, result.etag, remote_size, source_encrypted,
                         ctx.clock())
     _still_same(ctx, op.path, entry)
     ctx.checkpoint.synced(entry)
-    return "copied", 0
+    return Action.COPIED, 0
 
 
-def adopt_object(ctx: TransferContext, op: Adopt) -> tuple[str, int]:
-    """Returns ("adopted", 0) when the remote object already holds the file; otherwise the file is
-    uploaded (upload direction: ("uploaded", n)) or the object downloaded (("downloaded", n))."""
+def adopt_object(ctx: TransferContext, op: Adopt) -> tuple[Action, int]:
+    """Returns (ADOPTED, 0) when the remote object already holds the file; otherwise the file is
+    uploaded (upload direction: (UPLOADED, n)) or the object downloaded ((DOWNLOADED, n))."""
     digest = hash_file(op.path, ctx.abs_path(op.path), sha256=ctx.options.encryption_key is not None)
     matches, encrypted = _remote_holds(ctx, op, digest)
     if not matches:
         if ctx.options.direction is Direction.DOWNLOAD:
             from ks3sync.transfer.download import download_file
 
-            return "downloaded", download_file(ctx, op.path, op.remote.size)
+            return Action.DOWNLOADED, download_file(ctx, op.path, op.remote.size)
         keep_before_overwrite(ctx, op.path)
-        return "uploaded", upload_file(ctx, op.path)
+        return Action.UPLOADED, upload_file(ctx, op.path)
     remote = op.remote
     entry = SyncedEntry(op.path, digest.identity, digest.md5, remote.etag, remote.size, encrypted, ctx.clock())
     _still_same(ctx, op.path, entry)
     ctx.checkpoint.synced(entry)
-    return "adopted", 0
+    return Action.ADOPTED, 0
 
 
 def _remote_holds(ctx: TransferContext, op: Adopt, digest: FileDigest) -> tuple[bool, bool]:
