@@ -293,7 +293,7 @@ def connect_flags(endpoint: str | None, config_path: Path | None) -> str:
 
 @contextlib.contextmanager
 def open_client(conn: Connection, state_dir: Path, *, jobs: int | None = None, ensure_bucket: str | None = None,
-                network: NetworkSettings | None = None, bwlimit: int | None = None) -> Iterator[Client]:
+                network: NetworkSettings | None = None, bwlimit: float | None = None) -> Iterator[Client]:
     """A client for ``conn``; for ``local`` the embedded server runs for the duration of the block.
     ``jobs``: the most small requests in flight (the client adapts below it; None: the client's
     defaults, for commands that send one request at a time); ``network``: proxy and timeouts

@@ -40,6 +40,9 @@ from ks3sync.cli.options import exclude_options, key_options, run_options, start
 if TYPE_CHECKING:
     from ks3sync.cli.progress import LineDisplay
     from ks3sync.config import Config, SyncConfig
+    from ks3sync.engine.mirror import MirrorOptions, MirrorResult
+    from ks3sync.store.base import Store
+    from ks3sync.versions.prune import PruneReport
 
 
 def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | None:
@@ -168,7 +171,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     sys.exit(EXIT_OK if result.ok and not result.refused_deletes and pruned_ok else EXIT_FAILED)
 
 
-def _prune_after(store: Any, opts: Any, result: Any, upload: bool) -> Any:
+def _prune_after(store: Store, opts: MirrorOptions, result: MirrorResult, upload: bool) -> PruneReport | None:
     """With versions and a retention, a clean upload pass ends by pruning expired passes (guarded)."""
     versions = opts.versions
     if not upload or versions is None or opts.dry_run or result.stopped is not None:
@@ -222,7 +225,7 @@ class _Settings:
             return default if value is None or value == () else value
         return getattr(self.sync, attribute)
 
-    def mirror_options(self) -> Any:
+    def mirror_options(self) -> MirrorOptions:
         from ks3sync.config import (
             parse_duration,
             parse_max_delete,

@@ -100,7 +100,7 @@ def network_settings(config: Config | None, *, proxy: str | None = None, no_prox
     )
 
 
-def client_options(network: NetworkSettings, *, jobs: int, bwlimit: int | None) -> dict[str, Any]:
+def client_options(network: NetworkSettings, *, jobs: int, bwlimit: float | None) -> dict[str, Any]:
     """``ClientConfig`` keywords. Under a bandwidth limit shared by ``jobs`` transfers, each may get
     less than the client's minimum rate, so the deadline's rate is lowered to half a fair share: a
     throttled transfer is slow, not dead."""

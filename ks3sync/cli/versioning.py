@@ -8,12 +8,13 @@ Imports inside functions, like every command module: ``mirror`` without versions
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ks3sync.cli.common import die
 
 if TYPE_CHECKING:
     from ks3sync.config import SyncConfig, VersionsConfig
+    from ks3sync.engine.mirror import MirrorResult
     from ks3sync.ks3 import Client
     from ks3sync.store.base import Store
     from ks3sync.versions.prune import PruneReport
@@ -119,7 +120,7 @@ def say_prune(report: PruneReport, *, quiet: bool, verbose: bool) -> None:
         output.line(prune_words(report), err=True)
 
 
-def say_versions(result: Any, pruned: PruneReport | None, *, quiet: bool, verbose: bool) -> None:
+def say_versions(result: MirrorResult, pruned: PruneReport | None, *, quiet: bool, verbose: bool) -> None:
     """After a ``mirror`` pass with versions: what it kept, then what the prune did."""
     from ks3sync.cli import output
 

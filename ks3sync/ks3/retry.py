@@ -44,7 +44,7 @@ class RetryPolicy:
             raise ValueError("RetryPolicy delays must be >= 0")
 
     def delay(self, retry_number: int) -> float:
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
+        ceiling: float = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
         return ceiling * self.random()
 
 

@@ -384,7 +384,8 @@ def parse_acl(body: bytes) -> AccessControlPolicy:
 
 
 def _serialise(root: ET.Element) -> bytes:
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return body
 
 
 def build_complete(parts: Sequence[tuple[int, str]]) -> bytes:

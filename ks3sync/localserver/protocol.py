@@ -104,7 +104,8 @@ class _Exchange:
         """Called by uvicorn's `cycle.run_asgi` (which awaits it, and answers 500 or closes if the app
         fails) in place of the app: the app's own coroutine, with this exchange's receive and send
         instead of the cycle's."""
-        return self.app(scope, self.receive, self.send)
+        run: Awaitable[None] = self.app(scope, self.receive, self.send)
+        return run
 
     async def receive(self) -> dict[str, Any]:
         cycle = self.cycle

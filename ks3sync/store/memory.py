@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ks3sync.errors import IntegrityError, RemoteNotFound, RemoteRejected, UploadGone
 from ks3sync.model import RemoteEntry
@@ -44,6 +44,7 @@ MIN_PART_SIZE = 100 * 1024
 MAX_KEY_BYTES = 1024
 
 WRITE_OPS = frozenset({"put", "create_upload", "upload_part", "complete_upload", "copy", "delete"})
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -131,12 +132,13 @@ class MemoryStore:
         with self._lock:
             self._faults.append(_Fault(before, None, times, path))
 
-    def _answer(self, op: str, path: str, result: Any) -> Any:
+    def _answer(self, op: str, path: str, result: _T) -> _T:
         with self._lock:
             for tamper in self._tampers:
                 if tamper.op == op and tamper.remaining > 0 and tamper.path in (None, path):
                     tamper.remaining -= 1
-                    return tamper.change(result)
+                    changed: _T = tamper.change(result)  # a test's tamper answers in the same shape
+                    return changed
         return result
 
     def writes(self) -> builtins.list[tuple[str, str]]:
