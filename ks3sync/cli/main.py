@@ -71,8 +71,7 @@ def cli() -> None:
 
 # Young-generation collections every 50,000 net allocations instead of 700. A pass builds a few hundred
 # thousand long-lived objects (journal map, listing, scan), and at 700 the collector keeps re-walking
-# them: W4 at 100,000 files spent ~1.5 of ~5.8 s CPU in the GC (measured, docs/decisions.md D-entry on
-# mirror performance). Cycles are still collected, just in larger, rarer batches.
+# them (D20). Cycles are still collected, just in larger, rarer batches.
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
@@ -102,8 +101,7 @@ def main() -> None:
         sys.exit(interrupt.EXIT_INTERRUPTED)
     finally:
         # Interpreter shutdown runs full collections over everything still alive (every imported module,
-        # the pass's objects): ~15-20 ms CPU of a ~0.2 s no-change mirror, measured. Frozen objects are
-        # skipped. Nothing is lost: atexit handlers and std-stream flushes still run, and the journal and
+        # the pass's objects), a visible share of a no-change mirror (D20). Frozen objects are skipped. Nothing is lost: atexit handlers and std-stream flushes still run, and the journal and
         # clients are closed explicitly before we get here; only cyclic garbage left at exit is not
         # finalised, which the OS reclaims with the process.
         gc.freeze()

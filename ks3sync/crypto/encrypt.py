@@ -34,8 +34,7 @@ from ks3sync.crypto.key import EncryptionKey
 from ks3sync.crypto.source import BytesSource, FileSlice, PlaintextSource, opened, read_exactly
 
 # 64 KiB: large enough that per-call overhead vanishes, small enough that the one bytes object per
-# chunk that ``chunks()`` must hand out stays a cheap heap allocation (1 MiB allocations cost ~40% of
-# AES throughput here in page faults; see bench/bench_crypto.py).
+# chunk that ``chunks()`` must hand out stays a cheap heap allocation (1 MiB ones page-fault: D20).
 CHUNK_SIZE = 64 * 1024
 
 # Bodies up to this size keep their ciphertext after the hashing pass (bounded memory, and for the many
@@ -141,8 +140,8 @@ class EncryptedStream:
         plain = None if self._known_plaintext_md5 is not None else hashlib.md5(usedforsecurity=False)
         keep: list[bytes] | None = [] if self.length <= self._cache_limit else None
         tail = b""
-        # One thread on purpose: hashing on a helper thread while AES encrypts the next chunk was tried;
-        # on this 2-core machine it was no faster (wall time == CPU time) and cost 15% more CPU.
+        # One thread on purpose: hashing on a helper thread while AES encrypts the next chunk was no
+        # faster and cost more CPU (D20).
         for plain_view, cipher_view in self._pieces():
             if plain is not None:
                 plain.update(plain_view)

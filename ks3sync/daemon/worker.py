@@ -411,8 +411,8 @@ class SyncWorker:
 
     def recorded_count(self) -> int:
         """How many files the journal records for this sync, re-counted at most every
-        ``COUNT_EVERY_NS`` (any thread): counting a million rows takes ~70 ms, too much for every
-        probe or every batch with a delete, and the guards it feeds need no exact figure."""
+        ``COUNT_EVERY_NS`` (any thread): counting every record is too slow for every probe or every
+        batch with a delete with a million records (D20), and the guards it feeds need no exact figure."""
         now = self.clock()
         count, until = self._recorded
         if until > now:
@@ -560,8 +560,7 @@ class SyncWorker:
         Only work that ``step`` could start then counts: a due check or reconcile that must wait for a
         running reconcile or batches is started when they finish, and their completion wakes the
         service (``add_wake_listener``). Counting such a past time would make the service loop spin
-        for as long as they run, taking the GIL from the transfer threads: the initial sync ran ~3x
-        slower than ``mirror`` because of it."""
+        for as long as they run, taking the GIL from the transfer threads (D20)."""
         now = self.clock()
         if self.sync_id < 0:
             return now + SECOND  # not started: the service retries the start on its own schedule

@@ -59,8 +59,8 @@ class Planned:
     unsynced: tuple[tuple[str, str], ...]
 
 
-# From this many files a pass walks the tree in a child process: starting one costs ~50 ms, walking
-# in-process ~7 us per file of the one core Python code runs on (measured, docs/benchmarks.md).
+# From this many files a pass walks the tree in a child process: below it, starting the child costs
+# more than walking in-process on the core Python code runs on saves (D5, D20).
 WORKER_SCAN_MIN_FILES = 20_000
 
 

@@ -21,7 +21,7 @@ Rules (each keeps "the remote ends equal to the folder" and per-path order, inva
 
 The service's hot path (a burst of 1,000 events is one call, several statements per change): Core
 statements over ``schema.changes``, compiled once and run on the writer's DBAPI connection inside the
-caller's transaction (``sql.Prepared``; SQLAlchemy's own execute cost ~10x the SQL itself here).
+caller's transaction (``sql.Prepared``: SQLAlchemy's own execute costs several times the SQL itself; D16).
 Imports: SQLAlchemy, sqlite3, the journal's schema, statements and types.
 """
 

@@ -1,10 +1,11 @@
 """``scan_tree`` on a second core: a child interpreter walks the tree and streams its results back.
 
-Why: Python runs one thread at a time. A no-change pass over 100,000 files spends ~0.7 s of its CPU
+Why: Python runs one thread at a time. A no-change pass over a large tree spends much of its CPU
 walking and stat-ing, in the same process (and under the same lock) as the listing's parse and the
 journal's rows. Here a child process walks while the parent lists and reads the journal; the parent
-only decodes what the child sends (~0.25 s per 100,000 files, measured). Starting the child costs
-~50 ms, so the engine (``ks3sync.engine``) uses this only for trees the journal already knows to be large.
+only decodes what the child sends, a fraction of the walk's cost. Starting the child has a cost of
+its own, so the engine (``ks3sync.engine``) uses this only for trees the journal already knows to be
+large (the figures: D5, D20).
 
 The child runs the very same ``scan_tree`` with filters built from the same settings, so the two
 ways of scanning cannot disagree on what is synced (``tests/scan/test_scan_worker.py`` compares them).
