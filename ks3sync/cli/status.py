@@ -22,11 +22,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ks3sync.cli.check_config import load_config_or_exit
+
+if TYPE_CHECKING:
+    from ks3sync.config import SyncConfig
+    from ks3sync.journal.types import VerifyState
 
 MAX_PARKED_SHOWN = 50
 NOT_RESPONDING_AFTER_S = 60.0  # a running service's heartbeat (every 10 s) older than this: hung
@@ -190,7 +194,7 @@ def _stats(stats: Any) -> dict[str, Any]:
     }
 
 
-def _verification(sync: Any, state: Any) -> dict[str, Any] | None:
+def _verification(sync: SyncConfig, state: VerifyState | None) -> dict[str, Any] | None:
     """Continuous verification (D21): its budget, when everything was last fully verified, and the
     mismatches found; None for a sync that has never been verified and does not ask for it."""
     if sync.verify is None and state is None:

@@ -32,12 +32,12 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from ks3sync.config import SyncConfig, VerifyConfig
-from ks3sync.crypto import CryptoError, ObjectDecryptor, plan_range
+from ks3sync.crypto import CryptoError, EncryptionKey, ObjectDecryptor, plan_range
 from ks3sync.daemon.backoff import SECOND
 from ks3sync.daemon.logs import event
 from ks3sync.daemon.verifyrules import (
@@ -256,9 +256,12 @@ class Verifier:
         except (IntegrityError, CryptoError) as exc:
             return describe(exc)
 
-    def _key(self, record: SyncedEntry) -> Any:
+    def _key(self, record: SyncedEntry) -> EncryptionKey | None:
+        """The key that decrypts the object of ``record``; None when it is stored plain."""
+        if not record.encrypted:
+            return None
         key = self.host.transfer.encryption_key
-        if record.encrypted and key is None:
+        if key is None:
             raise IntegrityError(f"{record.path}: recorded as encrypted, but the sync has no key")
         return key
 
@@ -274,7 +277,7 @@ class Verifier:
             if moved is not None:
                 return moved
             decryptor = None
-            if record.encrypted:
+            if key is not None:  # the record is encrypted
                 decryptor = ObjectDecryptor(key, reader.meta.metadata, ciphertext_length=record.remote_size,
                                             name=record.path, object_key=store.key_for(record.path))
             for chunk in reader.iter_bytes():
@@ -291,7 +294,7 @@ class Verifier:
             return "read back, its content does not match the recorded MD5"
         return None
 
-    def _read_tail(self, record: SyncedEntry, metadata: Any) -> str | None:
+    def _read_tail(self, record: SyncedEntry, metadata: Mapping[str, str]) -> str | None:
         """The end of a large encrypted object: one ranged GET, decrypted. Proves the key (its
         fingerprint, and a pad that decrypts right), the recorded length, and, while the local file is
         still the recorded one, that these bytes are the file's."""
@@ -300,7 +303,10 @@ class Verifier:
         got = store.read_range(record.path, plan.fetch_start, plan.fetch_end)
         if got.etag != record.remote_etag:
             return f"the object's ETag is {got.etag}, {record.remote_etag} was recorded"
-        decryptor = ObjectDecryptor(self._key(record), metadata, plan=plan, name=record.path)
+        key = self._key(record)
+        if key is None:
+            raise IntegrityError(f"{record.path}: a tail read decrypts, but the object is recorded as plain")
+        decryptor = ObjectDecryptor(key, metadata, plan=plan, name=record.path)
         plain = decryptor.update(got.data) + decryptor.finish()
         if plan.start + len(plain) != record.identity.size:
             return f"its end decrypts to a length of {plan.start + len(plain)} bytes, {record.identity.size} were recorded"
