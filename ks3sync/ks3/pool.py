@@ -13,8 +13,8 @@ Must not import: anything else from ks3sync.
 
 Why not ``httpcore.ConnectionPool`` for direct routes: on every request and every response close it
 walks all its connections and all queued requests under one lock, polling each idle socket, so its
-cost per request grows with the connections open and the threads waiting: at 64 threads on a 20 ms link
-it cost 0.9 ms of client CPU per 4 KiB PUT, and 5 ms at 128 threads (docs/decisions.md D19). Here each
+cost per request grows with the connections open and the threads waiting (measured in docs/decisions.md
+D19). Here each
 request costs one lock round trip to take a connection and one to give it back. An idle connection here
 belongs to nobody until it is taken, so the check-while-another-thread-sends race of that pool
 (network.py) cannot happen. Proxied routes keep httpcore's ``HTTPProxy``.
