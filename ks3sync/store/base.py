@@ -20,15 +20,49 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from ks3sync.digits import parse_decimal
 from ks3sync.model import RemoteEntry
 
 # Metadata names (without the x-kss-meta- prefix) that ks3sync writes on every object it uploads.
-META_MTIME = "mtime"  # st_mtime_ns of the source file, decimal
+META_MTIME = "mtime"  # the source file's mtime: see format_mtime
 # Encryption metadata written by the official SDK and by ks3sync.crypto (protocol §8).
 META_ENC_KEY = "key"
 META_ENC_IV = "iv"
 META_ENC_PLAIN_LENGTH = "unencrypted-content-length"
 META_ENC_PLAIN_MD5 = "unencrypted-content-md5"
+
+
+def format_mtime(mtime_ns: int) -> str:
+    """The file's mtime as ``META_MTIME`` holds it: seconds since the epoch with nine decimals, the
+    format rclone reads and writes under the same key, so either tool keeps the other's times (D22)."""
+    if mtime_ns < 0:  # before 1970: the integer nanoseconds older ks3sync wrote (parse_mtime reads both)
+        return str(mtime_ns)
+    seconds, nanos = divmod(mtime_ns, 1_000_000_000)
+    return f"{seconds}.{nanos:09d}"
+
+
+def parse_mtime(text: str | None) -> int | None:
+    """Nanoseconds from ``META_MTIME``: ``S.FFFFFFFFF`` (rclone, ks3sync since D22; up to nine
+    decimals) or an integer count of nanoseconds (older ks3sync). ``None`` for anything else; the value
+    comes from the network, so only ASCII digits pass (digits.parse_decimal)."""
+    if text is None:
+        return None
+    text = text.strip(" \t\r\n")
+    if not text.isascii() or not text.isprintable() or " " in text:
+        return None
+    whole, dot, fraction = text.partition(".")
+    if not dot:
+        return parse_decimal(whole)
+    seconds = parse_decimal(whole, limit=_MAX_MTIME_SECONDS)
+    nanos = parse_decimal(fraction) if 0 < len(fraction) <= 9 else None
+    if seconds is None or nanos is None:
+        return None
+    scale: int = 10 ** (9 - len(fraction))
+    return seconds * 1_000_000_000 + nanos * scale
+
+
+_MAX_MTIME_SECONDS = 9_000_000_000  # ~year 2255; keeps the nanoseconds inside a signed 64-bit value
+
 
 
 @runtime_checkable

@@ -37,6 +37,7 @@ from ks3sync.store.base import (
     META_ENC_PLAIN_MD5,
     META_MTIME,
     ObjectMeta,
+    parse_mtime,
 )
 from ks3sync.store.checksums import crc64_update
 from ks3sync.transfer.context import TMP_PREFIX, TransferContext
@@ -126,7 +127,7 @@ def _mtime_ns(path: str, meta: ObjectMeta) -> int | None:
     (an unusable one is also reported: D9)."""
     text = meta.metadata.get(META_MTIME)
     if text is not None:
-        mtime = parse_decimal(text)
+        mtime = parse_mtime(text)
         if mtime is not None:
             return mtime
         log.warning("%s: x-kss-meta-%s is not a time (%r); restored with the object's Last-Modified time",

@@ -46,7 +46,7 @@ from ks3sync.errors import (
     UploadGone,
 )
 from ks3sync.model import FileIdentity, PartRecord, SyncedEntry, UploadRecord
-from ks3sync.store.base import META_MTIME, Body, PartResult, WriteOptions
+from ks3sync.store.base import META_MTIME, Body, PartResult, WriteOptions, format_mtime
 from ks3sync.store.checksums import crc64_combine, multipart_etag
 from ks3sync.transfer.bodies import FdSource, FileBody, MemoryBody, MeteredBody
 from ks3sync.transfer.context import BUDGETED_BODY, SMALL_FILE, TransferContext
@@ -85,7 +85,7 @@ def upload_file(ctx: TransferContext, path: str) -> int:
 def write_options(ctx: TransferContext, identity: FileIdentity, extra: dict[str, str]) -> WriteOptions:
     """The options of an object ks3sync writes for a file: the run's options plus the file's mtime."""
     metadata = dict(ctx.options.write.metadata)
-    metadata[META_MTIME] = str(identity.mtime_ns)
+    metadata[META_MTIME] = format_mtime(identity.mtime_ns)
     metadata.update(extra)
     return replace(ctx.options.write, metadata=metadata)
 

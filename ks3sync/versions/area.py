@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from ks3sync.digits import parse_decimal
 from ks3sync.errors import Ks3SyncError, RemoteNotFound, describe
 from ks3sync.model import RemoteEntry
-from ks3sync.store.base import META_MTIME, Store
+from ks3sync.store.base import META_MTIME, Store, parse_mtime
 from ks3sync.versions.layout import Layout
 from ks3sync.versions.manifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, decode
 from ks3sync.versions.resolve import Pass, StoredVersion
@@ -131,7 +130,7 @@ def load_passes(
             meta = store.head(area.layout.version_path(version.stamp, version.path))
         except Ks3SyncError:
             return version  # unknown: the version counts as there (the rule's default)
-        mtime = parse_decimal(meta.metadata.get(META_MTIME)) if meta is not None else None
+        mtime = parse_mtime(meta.metadata.get(META_MTIME)) if meta is not None else None
         return replace(version, mtime_ns=mtime) if mtime is not None else version
 
     for version in _parallel(mtime, unexplained, jobs):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,53 @@ def test_s3cmd_sync_round_trip(peer_server: ServerHandle, tmp_path: Path) -> Non
                lambda src: run([*base, "--delete-removed", f"{src}/", f"s3://{bucket}/s3cmd/"], clean_env()),
                lambda dst: run([*base, f"s3://{bucket}/s3cmd/", f"{dst}/"], clean_env()))
     assert "DeleteObjects" in {entry["op"] for entry in local_server.requests()[mark:]}
+
+
+def rclone_env(server: ServerHandle, tmp_path: Path) -> dict[str, str]:
+    return clean_env(
+        RCLONE_CONFIG=str(tmp_path / "rclone.conf"),
+        RCLONE_CONFIG_LS_TYPE="s3", RCLONE_CONFIG_LS_PROVIDER="Other",
+        RCLONE_CONFIG_LS_ACCESS_KEY_ID=server.access_key,
+        RCLONE_CONFIG_LS_SECRET_ACCESS_KEY=server.secret_key,
+        RCLONE_CONFIG_LS_ENDPOINT=server.endpoint, RCLONE_CONFIG_LS_FORCE_PATH_STYLE="true",
+    )
+
+
+def ks3sync_mirror(server: ServerHandle, src: str, dst: str, tmp_path: Path) -> None:
+    env = clean_env(KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
+    run([sys.executable, "-m", "ks3sync", "mirror", src, dst, "--endpoint", server.endpoint,
+         "--state-db", str(tmp_path / "journal.db"), "-q"], env)
+
+
+# 2023-11-14 22:13:20.123456789 UTC: a time with every digit of its nanoseconds set
+MTIME_NS = 1_700_000_000_123_456_789
+
+
+def test_rclone_and_ks3sync_read_each_others_modification_times(local_server: ServerHandle,
+                                                                tmp_path: Path) -> None:
+    # Both keep a file's mtime in the same user metadata ("mtime"; the server answers x-amz- and
+    # x-kss- alike). ks3sync wrote nanoseconds, rclone reads seconds with a fraction: rclone logged
+    # "value out of range" for every object and lost the times, and ks3sync restored rclone's objects
+    # with the upload time.
+    rclone = require("rclone")
+    env = rclone_env(local_server, tmp_path)
+    bucket = unique_bucket_name("mtime")
+    sdk_connection(local_server).create_bucket(bucket)
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    for folder in (mine, theirs):
+        folder.mkdir()
+        (folder / "f.txt").write_text(folder.name)
+        os.utime(folder / "f.txt", ns=(MTIME_NS, MTIME_NS))
+
+    ks3sync_mirror(local_server, str(mine), f"ks3://{bucket}/mine", tmp_path)
+    listed = subprocess.run([rclone, "lsl", f"ls:{bucket}/mine"], env=clean_env(TZ="UTC", **env),
+                            capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert listed.stdout.split()[1:] == ["2023-11-14", "22:13:20.123456789", "f.txt"], listed.stdout
+    assert "out of range" not in listed.stderr, listed.stderr[-2000:]
+
+    run([rclone, "copy", str(theirs), f"ls:{bucket}/theirs"], env)
+    restored = tmp_path / "restored"
+    ks3sync_mirror(local_server, f"ks3://{bucket}/theirs", str(restored), tmp_path)
+    assert (restored / "f.txt").read_text() == "theirs"
+    assert (restored / "f.txt").stat().st_mtime_ns == MTIME_NS

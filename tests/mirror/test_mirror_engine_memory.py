@@ -13,7 +13,7 @@ import pytest
 
 from ks3sync.engine.mirror import MirrorOptions, run_mirror
 from ks3sync.model import Direction, FileIdentity, UploadRecord
-from ks3sync.store.base import WriteOptions
+from ks3sync.store.base import WriteOptions, format_mtime
 from ks3sync.store.memory import MemoryStore
 from ks3sync.transfer import TransferOptions
 from ks3sync.transfer.bodies import MemoryBody
@@ -231,8 +231,8 @@ def test_duplicate_copy_carries_its_own_mtime_and_restores_it(setup, tmp_path: P
     os.utime(src / "dup.txt", ns=(1_234_567_890_123_456_789, 1_234_567_890_123_456_789))
     result = up(src, store, journal)
     assert result.copied == 1
-    assert store.head("dup.txt").metadata["mtime"] == "1234567890123456789"
-    assert store.head("dir/b.txt").metadata["mtime"] == str(os.stat(src / "dir" / "b.txt").st_mtime_ns)
+    assert store.head("dup.txt").metadata["mtime"] == "1234567890.123456789"
+    assert store.head("dir/b.txt").metadata["mtime"] == format_mtime(os.stat(src / "dir" / "b.txt").st_mtime_ns)
     dst = tmp_path / "restore"
     assert run_mirror(store, MemoryJournal(), 1, dst, Direction.DOWNLOAD, options()).ok
     assert os.stat(dst / "dup.txt").st_mtime_ns == 1_234_567_890_123_456_789

@@ -18,7 +18,7 @@ from ks3sync.model import (
     RemoteEntry,
     Upload,
 )
-from ks3sync.store.base import META_MTIME, WriteOptions
+from ks3sync.store.base import META_MTIME, WriteOptions, format_mtime
 from ks3sync.store.memory import MemoryStore
 from ks3sync.transfer import Executor, MemoryCheckpoint, TransferOptions
 from ks3sync.transfer.bodies import MemoryBody
@@ -61,7 +61,7 @@ def test_single_put_records_confirmed_md5_and_mtime(tmp_path: Path) -> None:
     assert store.data("a b/c.txt") == b"hello"
     entry = cp.synced_entries["a b/c.txt"]
     assert entry.md5 == md5(b"hello") == entry.remote_etag
-    assert store.head("a b/c.txt").metadata[META_MTIME] == str(os.stat(tmp_path / "a b/c.txt").st_mtime_ns)
+    assert store.head("a b/c.txt").metadata[META_MTIME] == format_mtime(os.stat(tmp_path / "a b/c.txt").st_mtime_ns)
 
 
 def test_multipart_upload_parts_and_etag(tmp_path: Path) -> None:
