@@ -43,7 +43,7 @@ from ks3sync.store.checksums import crc64_update
 from ks3sync.transfer.context import TMP_PREFIX, TransferContext
 from ks3sync.transfer.durable import WritebackAhead
 from ks3sync.transfer.files import identity_of
-from ks3sync.transfer.ranged import open_object, ranged
+from ks3sync.transfer.ranged import in_place, open_object, ranged
 
 if TYPE_CHECKING:  # the cipher package is imported only when a key is used
     from ks3sync.crypto.decrypt import ObjectDecryptor
@@ -156,12 +156,15 @@ def _fetch(ctx: TransferContext, path: str, out: BinaryIO, listed_size: int | No
         hash_pool: Executor = ctx.part_pool
         if ranged(ctx, listed_size):
             hash_pool = stack.enter_context(ThreadPoolExecutor(2, thread_name_prefix="ks3sync-hash"))
-        reader = stack.enter_context(open_object(ctx, path, listed_size))
+        reader = stack.enter_context(open_object(ctx, path, listed_size, out.fileno()))
         meta = reader.meta
         md5: Any = hashlib.md5()  # noqa: S324 - the protocol's checksum
         if meta.size >= PIPELINE_MD5_FROM:
             md5 = _PipelinedHash(hash_pool, md5)
         decryptor = _decryptor(ctx, path, meta, hash_pool)
+        # Ranges are already in the temp file at their offsets: only an encrypted object's plaintext is
+        # written (over its ciphertext, behind the reading position), then its padding cut off.
+        write = out.write if decryptor is not None or not in_place(reader) else None
         need_crc = (
             meta.crc64 is not None
             and (meta.is_multipart or meta.is_encrypted)
@@ -177,7 +180,8 @@ def _fetch(ctx: TransferContext, path: str, out: BinaryIO, listed_size: int | No
             plain = _decrypt(path, decryptor, chunk) if decryptor is not None else chunk
             if plain:
                 md5.update(plain)
-                out.write(plain)
+                if write is not None:
+                    write(plain)
                 written += len(plain)
                 if writeback is not None:
                     writeback.wrote(written)
@@ -186,6 +190,8 @@ def _fetch(ctx: TransferContext, path: str, out: BinaryIO, listed_size: int | No
             md5.update(tail)
             out.write(tail)
             written += len(tail)
+            if in_place(reader):
+                out.truncate(written)
         out.flush()
     if received != meta.size:
         raise IntegrityError(f"{path}: received {received} bytes, object size is {meta.size}")

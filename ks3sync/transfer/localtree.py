@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OPEN = 128  # folders kept open per pass: a restore's working set, well under RLIMIT_NOFILE
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_ROUNDS = 4  # looks at a folder name that changes under the restore before giving up on it
 
 
@@ -258,7 +258,8 @@ class LocalTree:
     # ------------------------------------------------------------------ entries
 
     def create_temp(self, folder: Folder, path: str) -> tuple[str, int]:
-        """A new, empty temp file in ``folder``; returns (its name, a descriptor open for writing)."""
+        """A new, empty temp file in ``folder``; returns (its name, a descriptor open for reading and writing:
+        a ranged restore reads back what it wrote, ranged.py)."""
         name = f"{TMP_PREFIX}{os.urandom(16).hex()}"
         try:
             return name, os.open(name, _NEW_FILE_FLAGS, 0o666, dir_fd=folder.fd)

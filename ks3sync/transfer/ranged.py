@@ -1,11 +1,17 @@
-"""A large restore as parallel ranged GETs, handed to the restore in order.
+"""A large restore as parallel ranged GETs, written into the temp file at their offsets.
 
-Owns: ``open_object``, the reader a restore streams an object from. An object of at least two parts
-(by its listed size) is read as part-size ranges: the first range's answer gives the object's metadata
-and is streamed to the caller as it arrives, while the next ranges (at most ``MAX_RANGES_AHEAD``) are
-fetched on the part pool into memory; the caller gets every byte in order, so the restore's single pass over them (the plaintext MD5
-the journal records and a single-PUT ETag is checked against, the CBC chain and the integrity tag's
-SHA-256 of an encrypted object, the write) stays sequential and unchanged (download.py).
+Owns: ``open_object``, the reader a restore streams an object from, and ``in_place``. An object of at
+least two parts (by its listed size) is read as part-size ranges. The first range's answer gives the
+object's metadata and is streamed to the caller as it arrives; the next ranges (at most
+``MAX_RANGES_AHEAD`` ahead) are fetched on the part pool, each written with ``pwrite`` into the
+restore's temp file at its offset as its body arrives (as rclone's multi-thread download does), holding
+one chunk at a time. The caller still gets every byte in order: once a range is complete, its bytes are
+read back from the temp file (the page cache: a memory copy, no disk), so the restore's single pass over
+them (the plaintext MD5 the journal records and a single-PUT ETag is checked against, the CBC chain and
+the integrity tag's SHA-256 of an encrypted object) stays sequential and unchanged (download.py). The
+bytes are already in place: a plain object's restore does not write them again; an encrypted one writes
+its plaintext over the ciphertext behind the reading position (CBC plaintext is never longer than the
+ciphertext read so far) and truncates the padding.
 Must not import: ks3sync.ks3, the journal, the planner, the CLI.
 
 - *One version*: every range after the first asks ``If-Match`` the first one's ETag, and must report
@@ -14,16 +20,18 @@ Must not import: ks3sync.ks3, the journal, the planner, the CLI.
 - *Verified*: each range's CRC-64 is computed as it arrives (on the pool thread) and the CRCs are
   combined in order into the whole object's, compared with the service's ``x-kss-checksum-crc64ecma``
   (KS3 sends the whole object's CRC with every ranged answer) at the end; each range must be exactly
-  its length; the object may not be longer than listed (a hostile endpoint cannot fill the disk).
-- *Memory*: a range is held against the transfer's byte budget from before it is requested until the
-  caller has taken its bytes. The budget is taken by the caller's thread (waiting only when it has
-  no range in hand), never by a pool thread, so restores sharing the budget and the pool cannot
-  deadlock: every range started will be fetched and then consumed.
+  its length and nothing is written past it (a hostile endpoint cannot write outside the object, nor
+  make it longer than listed). Unverified bytes live only in the temp file, which is renamed into
+  place by the caller only after everything checked out, and removed otherwise.
+- *Memory*: a range being fetched holds one socket read (``CHUNK``) against the transfer's byte budget from
+  before it is requested until it is complete. The budget is taken by the caller's thread (waiting
+  only when no range of its own is in flight), never by a pool thread, so restores sharing the budget
+  and the pool cannot deadlock.
+- *No write after the end*: ``close`` stops the ranges not started and waits for those running (they
+  stop at their next chunk), so no pool thread writes to the descriptor once the restore has returned
+  and the caller closed (and perhaps reused) it.
 - A range whose body breaks off is fetched once more (the client retries a request that got no
-  answer by itself, but not a body cut halfway).
-Why the bytes are not written in place with ``pwrite`` by the range workers: the MD5, the CBC chain
-and the tag must see them in order anyway, so they would have to be read back; ranges are small
-(the part size) and bounded in number by the budget.
+  answer by itself, but not a body cut halfway); the second attempt writes the same offsets again.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -41,9 +51,12 @@ from ks3sync.transfer.context import TransferContext
 
 CHUNK = 1024 * 1024
 RANGE_ATTEMPTS = 2
-# Ranges of one object fetched ahead of the restore at most (fewer with fewer part workers). Every one
-# is held in memory until its turn: at the default 8 MiB part size, 3 keep a 1 GiB restore near 150 MB
-# of peak RSS, where 8 (the part workers) reached 190-200 MB (D19).
+# What a range worker asks the body for at a time. Nothing downstream needs large pieces (each goes
+# straight to pwrite), and asking for 1 MiB made the HTTP layer join the socket's smaller pieces into
+# fresh 1 MiB buffers on 3-4 threads at once: memory the allocator gave back and faulted in again, a
+# second of system time per GiB (D19, "Ranged restores, revised").
+PIECE = 128 * 1024
+# Ranges of one object in flight ahead of the restore at most (fewer with fewer part workers): D19.
 MAX_RANGES_AHEAD = 3
 
 
@@ -52,9 +65,15 @@ def ranged(ctx: TransferContext, listed_size: int | None) -> bool:
     return listed_size is not None and listed_size >= 2 * ctx.options.part_size and ctx.parallel_ranges > 1
 
 
+def in_place(reader: ObjectReader) -> bool:
+    """Whether ``reader`` has already written each byte it yields into the temp file at its offset."""
+    return isinstance(reader, _RangedReader)
+
+
 @contextlib.contextmanager
-def open_object(ctx: TransferContext, path: str, listed_size: int | None) -> Iterator[ObjectReader]:
-    """The object's reader: one GET, or (``ranged``) parallel ranges read back in order."""
+def open_object(ctx: TransferContext, path: str, listed_size: int | None, fd: int) -> Iterator[ObjectReader]:
+    """The object's reader: one GET, or (``ranged``) parallel ranges written into ``fd`` (the restore's
+    temp file, opened for reading and writing) and read back from it in order."""
     if not ranged(ctx, listed_size):
         with ctx.store.open(path, listed_size) as reader:
             yield reader
@@ -62,7 +81,7 @@ def open_object(ctx: TransferContext, path: str, listed_size: int | None) -> Ite
     assert listed_size is not None
     size = ctx.options.part_size
     with ctx.store.open(path, listed_size, byte_range=(0, size - 1)) as first:
-        reader = _RangedReader(ctx, path, first, size, listed_size)
+        reader = _RangedReader(ctx, path, first, fd, size, listed_size)
         try:
             yield reader
         finally:
@@ -70,21 +89,24 @@ def open_object(ctx: TransferContext, path: str, listed_size: int | None) -> Ite
 
 
 class _RangedReader:
-    """``ObjectReader`` over ranges: the first streamed, the others fetched ahead on the part pool."""
+    """``ObjectReader`` over ranges: the first streamed, the others written in place on the part pool."""
 
-    def __init__(self, ctx: TransferContext, path: str, first: ObjectReader, range_size: int, listed: int) -> None:
+    def __init__(self, ctx: TransferContext, path: str, first: ObjectReader, fd: int, range_size: int,
+                 listed: int) -> None:
         self.meta: ObjectMeta = first.meta
         self.checks_crc64 = self.meta.crc64 is not None
         self._ctx = ctx
         self._path = path
         self._first = first
+        self._fd = fd
         self._range_size = range_size
         if self.meta.size > listed:
             raise IntegrityError(f"{path}: the object is {self.meta.size} bytes, more than the {listed} listed "
                                  "(it changed since it was listed, or the server is broken)")
         self._count = max(1, -(-self.meta.size // range_size))
         self._next = 1  # the next range to start
-        self._pending: collections.deque[tuple[Future[tuple[list[bytes], int]], int]] = collections.deque()
+        self._pending: collections.deque[tuple[Future[int], int]] = collections.deque()
+        self._abandon = threading.Event()  # set by close(): running ranges stop at their next chunk
 
     def _bounds(self, index: int) -> tuple[int, int]:
         first = index * self._range_size
@@ -92,18 +114,19 @@ class _RangedReader:
 
     def _start_more(self, *, wait: bool) -> None:
         """Start ranges while the part workers and the byte budget allow; with ``wait``, wait for the
-        budget of the first one (only when no range is in hand to be consumed meanwhile)."""
+        budget of the first one (only when no range is in flight to finish meanwhile)."""
         ctx = self._ctx
         while self._next < self._count and len(self._pending) < ctx.parallel_ranges:
             if ctx.stop.is_set():
                 raise TransientError(f"{self._path}: run stopped before the restore finished")
             first, last = self._bounds(self._next)
-            length = last - first + 1
-            taken = ctx.part_budget.acquire(length) if wait and not self._pending else ctx.part_budget.try_acquire(length)
+            held = min(CHUNK, last - first + 1)
+            taken = ctx.part_budget.acquire(held) if wait and not self._pending else ctx.part_budget.try_acquire(held)
             if taken is None:
                 return
             try:
-                future = ctx.part_pool.submit(_fetch_range, ctx, self._path, first, last, self.meta)
+                future = ctx.part_pool.submit(_fetch_range, ctx, self._path, self._fd, first, last, self.meta,
+                                              self._abandon)
             except BaseException:
                 ctx.part_budget.release(taken)
                 raise
@@ -115,29 +138,37 @@ class _RangedReader:
         received = 0
         expected = self._bounds(0)[1] + 1
         for chunk in self._first.iter_bytes(chunk_size):
+            if received + len(chunk) > expected:
+                break  # counted as a wrong length below, never written past the range
+            _write_at(self._fd, chunk, received)
             crc = crc64_update(crc, chunk)
             received += len(chunk)
             self._start_more(wait=False)
             yield chunk
         if received != expected:
             raise IntegrityError(f"{self._path}: the first range brought {received} bytes, not {expected}")
-        for _index in range(1, self._count):
+        for index in range(1, self._count):
             self._start_more(wait=True)
             future, taken = self._pending.popleft()
             try:
-                chunks, range_crc = future.result()
-                length = sum(len(chunk) for chunk in chunks)
-                crc = crc64_combine(crc, range_crc, length)
-                for chunk in chunks:
-                    yield chunk
-                    self._start_more(wait=False)
+                range_crc = future.result()
             finally:
                 self._ctx.part_budget.release(taken)
+            self._start_more(wait=False)
+            first, last = self._bounds(index)
+            crc = crc64_combine(crc, range_crc, last - first + 1)
+            # Back from the page cache, in order, for the caller's hashes and decryption.
+            for offset in range(first, last + 1, chunk_size):
+                chunk = os.pread(self._fd, min(chunk_size, last + 1 - offset), offset)
+                if not chunk:
+                    raise IntegrityError(f"{self._path}: the temp file is shorter than the bytes written to it")
+                yield chunk
         if self.meta.crc64 is not None and crc != self.meta.crc64:
             raise IntegrityError(f"{self._path}: the ranges' CRC-64 {crc} != the object's {self.meta.crc64}")
 
     def close(self) -> None:
         """Stop what has not started, wait for what has, and give back the budget of both."""
+        self._abandon.set()
         pending, self._pending = self._pending, collections.deque()
         for future, _taken in pending:
             future.cancel()
@@ -146,24 +177,38 @@ class _RangedReader:
             self._ctx.part_budget.release(taken)
 
 
-def _fetch_range(ctx: TransferContext, path: str, first: int, last: int, meta: ObjectMeta) -> tuple[list[bytes], int]:
-    """On the part pool: the bytes ``first..last`` of the version ``meta`` describes, and their CRC-64."""
+def _write_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view = view[done:]
+        offset += done
+
+
+def _fetch_range(ctx: TransferContext, path: str, fd: int, first: int, last: int, meta: ObjectMeta,
+                 abandon: threading.Event) -> int:
+    """On the part pool: write the bytes ``first..last`` of the version ``meta`` describes into ``fd`` at
+    their offsets; returns their CRC-64."""
     length = last - first + 1
     for attempt in range(1, RANGE_ATTEMPTS + 1):
+        crc = 0
+        got = 0
         try:
             with ctx.store.open(path, meta.size, byte_range=(first, last), if_match=meta.etag) as reader:
                 if reader.meta.size != meta.size:
                     raise IntegrityError(f"{path}: the object is {reader.meta.size} bytes now, {meta.size} before")
-                chunks = list(reader.iter_bytes(CHUNK))
+                for chunk in reader.iter_bytes(PIECE):
+                    if abandon.is_set():
+                        raise TransientError(f"{path}: restore abandoned")
+                    if got + len(chunk) > length:
+                        raise IntegrityError(f"{path}: bytes {first}-{last} brought more than {length} bytes")
+                    _write_at(fd, chunk, first + got)
+                    crc = crc64_update(crc, chunk)
+                    got += len(chunk)
             break
         except TransientError:
-            if attempt == RANGE_ATTEMPTS or ctx.stop.is_set():
+            if attempt == RANGE_ATTEMPTS or ctx.stop.is_set() or abandon.is_set():
                 raise
-    crc = 0
-    got = 0
-    for chunk in chunks:
-        crc = crc64_update(crc, chunk)
-        got += len(chunk)
     if got != length:
         raise IntegrityError(f"{path}: bytes {first}-{last} brought {got} bytes, not {length}")
-    return chunks, crc
+    return crc
