@@ -177,3 +177,29 @@ def test_a_large_encrypted_object_is_decrypted_and_its_tag_checked_across_ranges
     report, cp = restore(store, dst, "secret", encryption_key=key)
     assert [p for p, _ in report.failed] == ["secret"] and not cp.synced_entries
     assert list(dst.iterdir()) == []
+
+
+def test_a_range_that_fails_midway_leaves_no_file_and_no_temp_file(tmp_path: Path) -> None:
+    """Ranges are written into the temp file at their offsets as they arrive: when one fails for good
+    (here every GET of the fourth range), the ones written before it are not kept, the temp file is
+    removed, nothing is recorded, and every range's budget comes back."""
+    data = os.urandom(8 * PART)
+    store = MemoryStore()
+    store.put("big", MemoryBody(data), WriteOptions())
+    entry = listed(store, "big")
+    log = GetLog(store)
+    inner = store.open
+
+    def fourth_range_breaks(path, size=None, *, byte_range=None, if_match=None):
+        if byte_range is not None and byte_range[0] == 3 * PART:
+            raise TransientError("connection reset reading the body")
+        return inner(path, size, byte_range=byte_range, if_match=if_match)
+
+    store.open = fourth_range_breaks  # type: ignore[method-assign]
+    cp = MemoryCheckpoint()
+    with Executor(store, cp, tmp_path, opts()) as ex:
+        report = ex.run([Download("big", entry)])
+        assert ex.ctx.part_budget.in_use == 0
+    assert [p for p, _ in report.failed] == ["big"]
+    assert list(tmp_path.iterdir()) == [] and not cp.synced_entries
+    assert any(r is not None and r[0] > 3 * PART for r, _ in log.ranges)  # later ranges had started
