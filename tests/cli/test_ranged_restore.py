@@ -78,38 +78,59 @@ def test_a_large_encrypted_object_is_restored_through_ranges(local_server: Any, 
     assert len(statuses) > 2 and set(statuses) == {206}
 
 
-def test_an_object_replaced_mid_restore_is_never_stitched_from_two_versions(
-    server_factory: Callable[..., Any], wait_until: Callable[..., object], tmp_path: Path,
-) -> None:
-    # 150 ms a request and two ranges at a time (--jobs 2): the 20 ranges take over a second, and the
-    # object is replaced as soon as the server has answered the first one.
+def restore_while(server_factory: Callable[..., Any], wait_until: Callable[..., object], tmp_path: Path,
+                  change: Callable[[Any], None]) -> tuple[Any, subprocess.CompletedProcess[bytes], list[int]]:
+    """Restore one 20-part object and ``change(bucket)`` as soon as the server answered its first range;
+    returns the server, the finished restore, and the statuses of the GETs it made. 150 ms a request and
+    two ranges at a time (--jobs 2): the 20 ranges take over a second."""
     server = server_factory(latency_ms=150, no_fsync=True)
     name = unique_bucket_name()
     conn = sdk_connection(server)
     conn.create_bucket(name)
-    old, new = os.urandom(20 * PART), os.urandom(20 * PART)
-    conn.get_bucket(name).new_key("p/big.bin").set_contents_from_string(old)
-    dst = tmp_path / "dst"
+    conn.get_bucket(name).new_key("p/big.bin").set_contents_from_string(OLD)
     env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
     mark = server.mark()
-    with subprocess.Popen(
-        [sys.executable, "-m", "ks3sync", "mirror", f"ks3://{name}/p/", str(dst), "--endpoint", server.endpoint,
-         "--state-db", str(tmp_path / "journal.db"), "--part-size", f"{PART // KIB}KiB", "--jobs", "2", "-v"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    ) as process:
+    argv = [sys.executable, "-m", "ks3sync", "mirror", f"ks3://{name}/p/", str(tmp_path / "dst"), "--endpoint",
+            server.endpoint, "--state-db", str(tmp_path / "journal.db"), "--part-size", f"{PART // KIB}KiB",
+            "--jobs", "2", "-v"]
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         try:
             wait_until(lambda: any(e["op"] == "GetObject" for e in server.requests()[mark:]), timeout=60)
-            conn.get_bucket(name).new_key("p/big.bin").set_contents_from_string(new)
+            change(conn.get_bucket(name))
             out, err = process.communicate(timeout=120)
         finally:
             if process.poll() is None:
                 process.kill()
                 process.communicate()
-    assert process.returncode == 0, err.decode()
-    assert (dst / "big.bin").read_bytes() == new
-    statuses = [e["status"] for e in server.requests()[mark:] if e["op"] == "GetObject"]
+    done = subprocess.CompletedProcess(argv, process.returncode, out, err)
+    return server, done, [e["status"] for e in server.requests()[mark:] if e["op"] == "GetObject"]
+
+
+OLD, NEW = os.urandom(20 * PART), os.urandom(20 * PART)
+
+
+def test_an_object_replaced_mid_restore_is_never_stitched_from_two_versions(
+    server_factory: Callable[..., Any], wait_until: Callable[..., object], tmp_path: Path,
+) -> None:
+    _server, done, statuses = restore_while(
+        server_factory, wait_until, tmp_path, lambda b: b.new_key("p/big.bin").set_contents_from_string(NEW))
+    assert done.returncode == 0, done.stderr.decode()
+    assert (tmp_path / "dst" / "big.bin").read_bytes() == NEW
     # The old version's later ranges were refused (they asked If-Match its ETag); none of its bytes
     # were kept: the retry read the new version, all of it, range by range.
     assert 412 in statuses, statuses
     assert statuses[-20:] == [206] * 20, statuses
-    assert b"changed while it was being read" in err, err.decode()[-2000:]
+    assert b"changed while it was being read" in done.stderr, done.stderr.decode()[-2000:]
+
+
+def test_an_object_deleted_mid_restore_leaves_no_file_and_no_temp_file(
+    server_factory: Callable[..., Any], wait_until: Callable[..., object], tmp_path: Path,
+) -> None:
+    """Ranges are written into the temp file at their offsets as they arrive: when the later ones fail
+    (the object is gone), what was written is not kept, not even as a temp file."""
+    _server, done, statuses = restore_while(
+        server_factory, wait_until, tmp_path, lambda b: b.delete_key("p/big.bin"))
+    assert 206 in statuses and 404 in statuses, statuses
+    dst = tmp_path / "dst"
+    assert not dst.exists() or list(dst.iterdir()) == [], list(dst.iterdir())
+    assert b"Traceback" not in done.stderr, done.stderr.decode()[-2000:]

@@ -203,3 +203,17 @@ def test_a_range_that_fails_midway_leaves_no_file_and_no_temp_file(tmp_path: Pat
     assert [p for p, _ in report.failed] == ["big"]
     assert list(tmp_path.iterdir()) == [] and not cp.synced_entries
     assert any(r is not None and r[0] > 3 * PART for r, _ in log.ranges)  # later ranges had started
+
+
+def test_a_larger_object_is_read_in_ranges_of_several_parts(tmp_path: Path) -> None:
+    """About 16 ranges per object, whole parts each: 40 parts come as 20 ranges of 2 parts, the last
+    one short; every byte arrives once and in place."""
+    data = os.urandom(40 * PART - 5)
+    store = MemoryStore()
+    etag = store.put("big", MemoryBody(data), WriteOptions()).etag
+    log = GetLog(store)
+    report, cp = restore(store, tmp_path, "big")
+    assert report.ok, report.failed
+    assert (tmp_path / "big").read_bytes() == data and cp.synced_entries["big"].md5 == etag
+    size = 2 * PART
+    assert sorted(r for r, _ in log.ranges) == [(n * size, min(len(data), (n + 1) * size) - 1) for n in range(20)]
