@@ -51,6 +51,7 @@ from ks3sync.transfer.context import TransferContext
 
 CHUNK = 1024 * 1024
 RANGE_ATTEMPTS = 2
+STOP_CHECK_S = 0.5  # how often a restore waiting for a range's bytes looks at the run's stop flag
 # What a range worker asks the body for at a time. Nothing downstream needs large pieces (each goes
 # straight to pwrite), and asking for 1 MiB made the HTTP layer join the socket's smaller pieces into
 # fresh 1 MiB buffers on 3-4 threads at once: memory the allocator gave back and faulted in again, a
@@ -118,8 +119,9 @@ class _RangedReader:
                                  "(it changed since it was listed, or the server is broken)")
         self._count = max(1, -(-self.meta.size // range_size))
         self._next = 1  # the next range to start
-        self._pending: collections.deque[tuple[Future[int], int]] = collections.deque()
-        self._abandon = threading.Event()  # set by close(): running ranges stop at their next chunk
+        self._pending: collections.deque[tuple[Future[int], _Progress, int]] = collections.deque()
+        self._abandon = threading.Event()  # set by close(): running ranges stop at their next piece
+        self._moved = threading.Condition()  # a range wrote another CHUNK, or ended
 
     def _bounds(self, index: int) -> tuple[int, int]:
         first = index * self._range_size
@@ -137,13 +139,13 @@ class _RangedReader:
             taken = ctx.part_budget.acquire(held) if wait and not self._pending else ctx.part_budget.try_acquire(held)
             if taken is None:
                 return
+            progress = _Progress(self._fd, first, last, self._moved, self._abandon)
             try:
-                future = ctx.part_pool.submit(_fetch_range, ctx, self._path, self._fd, first, last, self.meta,
-                                              self._abandon)
+                future = ctx.part_pool.submit(_fetch_range, ctx, self._path, self.meta, progress)
             except BaseException:
                 ctx.part_budget.release(taken)
                 raise
-            self._pending.append((future, taken))
+            self._pending.append((future, progress, taken))
             self._next += 1
 
     def iter_bytes(self, chunk_size: int = CHUNK) -> Iterator[bytes]:
@@ -162,31 +164,47 @@ class _RangedReader:
             raise IntegrityError(f"{self._path}: the first range brought {received} bytes, not {expected}")
         for index in range(1, self._count):
             self._start_more(wait=True)
-            future, taken = self._pending.popleft()
-            try:
-                range_crc = future.result()
-            finally:
-                self._ctx.part_budget.release(taken)
-            self._start_more(wait=False)
+            future, progress, taken = self._pending[0]
             first, last = self._bounds(index)
-            crc = crc64_combine(crc, range_crc, last - first + 1)
-            # Back from the page cache, in order, for the caller's hashes and decryption.
+            # Back from the page cache, in order, for the caller's hashes and decryption, as soon as
+            # the range's worker has written them (not once the whole range is in).
             for offset in range(first, last + 1, chunk_size):
-                chunk = os.pread(self._fd, min(chunk_size, last + 1 - offset), offset)
-                if not chunk:
+                want = min(chunk_size, last + 1 - offset)
+                if not self._wait_for(progress, offset + want - first):
+                    future.result()  # the range ended short: its error
+                    raise IntegrityError(f"{self._path}: bytes {first}-{last} ended after {progress.written} bytes")
+                chunk = os.pread(self._fd, want, offset)
+                if len(chunk) != want:
                     raise IntegrityError(f"{self._path}: the temp file is shorter than the bytes written to it")
                 yield chunk
+            range_crc = future.result()
+            # Only a finished range leaves the queue: close() waits for every other one.
+            self._pending.popleft()
+            self._ctx.part_budget.release(taken)
+            self._start_more(wait=False)
+            crc = crc64_combine(crc, range_crc, last - first + 1)
         if self.meta.crc64 is not None and crc != self.meta.crc64:
             raise IntegrityError(f"{self._path}: the ranges' CRC-64 {crc} != the object's {self.meta.crc64}")
+
+    def _wait_for(self, progress: _Progress, written: int) -> bool:
+        """Wait until the range has ``written`` bytes in the file (True) or ended short of them (False)."""
+        with self._moved:
+            while progress.written < written:
+                if progress.ended:
+                    return False
+                if self._ctx.stop.is_set():
+                    raise TransientError(f"{self._path}: run stopped before the restore finished")
+                self._moved.wait(STOP_CHECK_S)
+        return True
 
     def close(self) -> None:
         """Stop what has not started, wait for what has, and give back the budget of both."""
         self._abandon.set()
         pending, self._pending = self._pending, collections.deque()
-        for future, _taken in pending:
+        for future, _progress, _taken in pending:
             future.cancel()
-        concurrent.futures.wait([future for future, _taken in pending])
-        for _future, taken in pending:
+        concurrent.futures.wait([future for future, _progress, _taken in pending])
+        for _future, _progress, taken in pending:
             self._ctx.part_budget.release(taken)
 
 
@@ -198,30 +216,61 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
         offset += done
 
 
-def _fetch_range(ctx: TransferContext, path: str, fd: int, first: int, last: int, meta: ObjectMeta,
-                 abandon: threading.Event) -> int:
-    """On the part pool: write the bytes ``first..last`` of the version ``meta`` describes into ``fd`` at
-    their offsets; returns their CRC-64."""
+class _Progress:
+    """One range being written into the file: how far (bytes from its start, contiguous), and whether
+    its worker is done (then ``written`` no longer moves)."""
+
+    __slots__ = ("fd", "first", "last", "moved", "abandon", "written", "ended")
+
+    def __init__(self, fd: int, first: int, last: int, moved: threading.Condition, abandon: threading.Event) -> None:
+        self.fd = fd
+        self.first = first
+        self.last = last
+        self.moved = moved
+        self.abandon = abandon
+        self.written = 0
+        self.ended = False
+
+    def wrote(self, total: int, *, ended: bool = False) -> None:
+        with self.moved:
+            self.written = total
+            self.ended = ended
+            self.moved.notify_all()
+
+
+def _fetch_range(ctx: TransferContext, path: str, meta: ObjectMeta, progress: _Progress) -> int:
+    """On the part pool: write the bytes ``first..last`` of the version ``meta`` describes into the file
+    at their offsets; returns their CRC-64. A second attempt resumes after the bytes already written
+    (the restore may have read them back already: they are never written twice)."""
+    first, last = progress.first, progress.last
     length = last - first + 1
-    for attempt in range(1, RANGE_ATTEMPTS + 1):
-        crc = 0
-        got = 0
-        try:
-            with ctx.store.open(path, meta.size, byte_range=(first, last), if_match=meta.etag) as reader:
-                if reader.meta.size != meta.size:
-                    raise IntegrityError(f"{path}: the object is {reader.meta.size} bytes now, {meta.size} before")
-                for chunk in reader.iter_bytes(PIECE):
-                    if abandon.is_set():
-                        raise TransientError(f"{path}: restore abandoned")
-                    if got + len(chunk) > length:
-                        raise IntegrityError(f"{path}: bytes {first}-{last} brought more than {length} bytes")
-                    _write_at(fd, chunk, first + got)
-                    crc = crc64_update(crc, chunk)
-                    got += len(chunk)
-            break
-        except TransientError:
-            if attempt == RANGE_ATTEMPTS or ctx.stop.is_set() or abandon.is_set():
-                raise
+    crc = 0
+    got = 0
+    told = 0
+    try:
+        for attempt in range(1, RANGE_ATTEMPTS + 1):
+            try:
+                byte_range = (first + got, last)
+                with ctx.store.open(path, meta.size, byte_range=byte_range, if_match=meta.etag) as reader:
+                    if reader.meta.size != meta.size:
+                        raise IntegrityError(f"{path}: the object is {reader.meta.size} bytes now, {meta.size} before")
+                    for piece in reader.iter_bytes(PIECE):
+                        if progress.abandon.is_set():
+                            raise TransientError(f"{path}: restore abandoned")
+                        if got + len(piece) > length:
+                            raise IntegrityError(f"{path}: bytes {first}-{last} brought more than {length} bytes")
+                        _write_at(progress.fd, piece, first + got)
+                        crc = crc64_update(crc, piece)
+                        got += len(piece)
+                        if got - told >= CHUNK:
+                            progress.wrote(got)
+                            told = got
+                break
+            except TransientError:
+                if attempt == RANGE_ATTEMPTS or ctx.stop.is_set() or progress.abandon.is_set():
+                    raise
+    finally:
+        progress.wrote(got, ended=True)
     if got != length:
         raise IntegrityError(f"{path}: bytes {first}-{last} brought {got} bytes, not {length}")
     return crc

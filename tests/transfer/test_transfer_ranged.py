@@ -5,6 +5,7 @@ failure leaves no temp file and no record. The real server's path: tests/cli/tes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -217,3 +218,38 @@ def test_a_larger_object_is_read_in_ranges_of_several_parts(tmp_path: Path) -> N
     assert (tmp_path / "big").read_bytes() == data and cp.synced_entries["big"].md5 == etag
     size = 2 * PART
     assert sorted(r for r, _ in log.ranges) == [(n * size, min(len(data), (n + 1) * size) - 1) for n in range(20)]
+
+
+def test_a_range_cut_off_midway_resumes_after_the_bytes_already_written(tmp_path: Path) -> None:
+    """The restore may already have read back (and, encrypted, overwritten with plaintext) what a range
+    wrote before its body broke off: the second attempt asks only for the rest, never the same bytes."""
+    data = os.urandom(6 * PART)
+    store = MemoryStore()
+    etag = store.put("c", MemoryBody(data), WriteOptions()).etag
+    log = GetLog(store)
+    inner = store.open
+    cut = [True]
+
+    class CutReader:
+        def __init__(self, reader) -> None:
+            self.meta, self.checks_crc64, self._reader = reader.meta, reader.checks_crc64, reader
+
+        def iter_bytes(self, chunk_size: int = 64 * KIB):
+            yield next(iter(self._reader.iter_bytes(30 * KIB)))
+            raise TransientError("connection reset reading the body")
+
+    @contextlib.contextmanager
+    def cut_the_third_range_once(path, size=None, *, byte_range=None, if_match=None):
+        with inner(path, size, byte_range=byte_range, if_match=if_match) as reader:
+            if byte_range is not None and byte_range[0] == 2 * PART and cut[0]:
+                cut[0] = False
+                reader = CutReader(reader)
+            yield reader
+
+    store.open = cut_the_third_range_once  # type: ignore[method-assign]
+    report, cp = restore(store, tmp_path, "c")
+    assert report.ok, report.failed
+    assert (tmp_path / "c").read_bytes() == data and cp.synced_entries["c"].md5 == etag
+    third = [r for r, _ in log.ranges if r is not None and 2 * PART <= r[0] < 3 * PART]
+    assert len(third) == 2 and third[0] == (2 * PART, 3 * PART - 1)
+    assert third[1] == (2 * PART + 30 * KIB, 3 * PART - 1), third  # the rest only
