@@ -1,17 +1,18 @@
 """A large restore as parallel ranged GETs, written into the temp file at their offsets.
 
 Owns: ``open_object``, the reader a restore streams an object from, and ``in_place``. An object of at
-least two parts (by its listed size) is read as ranges of whole parts (``range_size``). The first range's answer gives the
-object's metadata and is streamed to the caller as it arrives; the next ranges (at most
-``MAX_RANGES_AHEAD`` ahead) are fetched on the part pool, each written with ``pwrite`` into the
-restore's temp file at its offset as its body arrives (as rclone's multi-thread download does), holding
-one socket read at a time. The caller still gets every byte in order: once a range is complete, its bytes are
-read back from the temp file (the page cache: a memory copy, no disk), so the restore's single pass over
-them (the plaintext MD5 the journal records and a single-PUT ETag is checked against, the CBC chain and
-the integrity tag's SHA-256 of an encrypted object) stays sequential and unchanged (download.py). The
-bytes are already in place: a plain object's restore does not write them again; an encrypted one writes
-its plaintext over the ciphertext behind the reading position (CBC plaintext is never longer than the
-ciphertext read so far) and truncates the padding.
+least two parts (by its listed size) is read as ranges of whole parts (``range_size``). The first
+range's answer gives the object's metadata and is streamed to the caller as it arrives; the next
+ranges (at most ``MAX_RANGES_AHEAD`` ahead) are fetched on the part pool, each written with ``pwrite``
+into the restore's temp file at its offset as its body arrives (as rclone's multi-thread download
+does), holding one socket read at a time. The caller still gets every byte in order: each range's
+bytes are read back from the temp file (the page cache: a memory copy, no disk) as soon as its worker
+has written them, so the restore's single pass over them (the plaintext MD5 the journal records and a
+single-PUT ETag is checked against, the CBC chain and the integrity tag's SHA-256 of an encrypted
+object) stays sequential and unchanged (download.py). The bytes are already in place: a plain
+object's restore does not write them again; an encrypted one writes its plaintext over the ciphertext
+behind the reading position (CBC plaintext is never longer than the ciphertext read so far) and
+truncates the padding.
 Must not import: ks3sync.ks3, the journal, the planner, the CLI.
 
 - *One version*: every range after the first asks ``If-Match`` the first one's ETag, and must report
@@ -28,10 +29,11 @@ Must not import: ks3sync.ks3, the journal, the planner, the CLI.
   only when no range of its own is in flight), never by a pool thread, so restores sharing the budget
   and the pool cannot deadlock.
 - *No write after the end*: ``close`` stops the ranges not started and waits for those running (they
-  stop at their next chunk), so no pool thread writes to the descriptor once the restore has returned
+  stop at their next piece), so no pool thread writes to the descriptor once the restore has returned
   and the caller closed (and perhaps reused) it.
 - A range whose body breaks off is fetched once more (the client retries a request that got no
-  answer by itself, but not a body cut halfway); the second attempt writes the same offsets again.
+  answer by itself, but not a body cut halfway), from where it broke off: what it wrote may already be
+  read back (and, encrypted, overwritten with plaintext), so it is never written twice.
 """
 
 from __future__ import annotations
@@ -54,14 +56,14 @@ RANGE_ATTEMPTS = 2
 STOP_CHECK_S = 0.5  # how often a restore waiting for a range's bytes looks at the run's stop flag
 # What a range worker asks the body for at a time. Nothing downstream needs large pieces (each goes
 # straight to pwrite), and asking for 1 MiB made the HTTP layer join the socket's smaller pieces into
-# fresh 1 MiB buffers on 3-4 threads at once: memory the allocator gave back and faulted in again, a
-# second of system time per GiB (D19, "Ranged restores, revised").
+# fresh 1 MiB buffers on several threads at once: memory the allocator gave back and faulted in again
+# (D19, "Ranged restores, revised").
 PIECE = 128 * 1024
 # Ranges of one object in flight ahead of the restore at most (fewer with fewer part workers): D19.
 MAX_RANGES_AHEAD = 3
-# Ranges are written in place, so their size costs no memory, only the wait for the last one to be
-# read back: a 1 GiB object at 20 ms took 4.5-4.8 s in 128 ranges of 8 MiB, 3.3-3.7 s in 16 of 64 MiB
-# (rclone's --multi-thread-chunk-size is 64 MiB too). D19, "Ranged restores, revised".
+# Ranges are written in place, so their size costs no memory; each one costs a round trip, so a large
+# object is read in about TARGET_RANGES of them, none larger than MAX_RANGE (rclone's
+# --multi-thread-chunk-size is 64 MiB too). D19, "Ranged restores, revised".
 MAX_RANGE = 64 * 1024 * 1024
 TARGET_RANGES = 16
 
