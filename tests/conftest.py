@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverkit import ServerHandle, sdk_connection, start_server, unique_bucket_name
+
+from tests.serverkit import ServerHandle, sdk_connection, start_server, unique_bucket_name
 
 PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 

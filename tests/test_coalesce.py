@@ -6,9 +6,8 @@ from __future__ import annotations
 import itertools
 import time
 
-from threadkit import run_together
-
 from ks3sync.coalesce import Coalescer
+from tests.threadkit import run_together
 
 
 def test_every_item_is_served_once_before_its_caller_returns_and_batches_form() -> None:

@@ -41,7 +41,7 @@ class Target:
 TARGETS: dict[str, Target] = {
     "plan": Target(
         ("ks3sync/plan/*",),
-        ("tests/plan", "tests/mirror/test_mirror_engine_memory.py"),
+        ("tests/plan", "tests/mirror/test_engine_memory.py"),
     ),
     "decide": Target(
         ("ks3sync/daemon/decide.py",),
@@ -65,21 +65,21 @@ TARGETS: dict[str, Target] = {
     ),
     "executor": Target(
         ("ks3sync/transfer/executor.py",),
-        ("tests/transfer/test_transfer_executor_memory.py", "tests/transfer/test_safety_faults.py",
-         "tests/mirror/test_mirror_engine_memory.py", "tests/mirror/test_mirror_stop.py"),
+        ("tests/transfer/test_executor_memory.py", "tests/transfer/test_safety_faults.py",
+         "tests/mirror/test_engine_memory.py", "tests/mirror/test_stop.py"),
     ),
     "upload": Target(
         ("ks3sync/transfer/upload.py",),
-        ("tests/transfer/test_transfer_executor_memory.py", "tests/transfer/test_safety_faults.py",
-         "tests/transfer/test_transfer_part_pool.py", "tests/transfer/test_transfer_memory_body.py",
-         "tests/mirror/test_mirror_engine_memory.py", "tests/crypto/test_crypto_interop.py",
-         "tests/crypto/test_crypto_sealed_parts.py"),
+        ("tests/transfer/test_executor_memory.py", "tests/transfer/test_safety_faults.py",
+         "tests/transfer/test_part_pool.py", "tests/transfer/test_memory_body.py",
+         "tests/mirror/test_engine_memory.py", "tests/crypto/test_interop.py",
+         "tests/crypto/test_sealed_parts.py"),
     ),
     "download": Target(
         ("ks3sync/transfer/download.py",),
-        ("tests/transfer/test_transfer_download_and_crypto.py", "tests/transfer/test_transfer_executor_memory.py",
+        ("tests/transfer/test_download_and_crypto.py", "tests/transfer/test_executor_memory.py",
          "tests/transfer/test_durable.py", "tests/transfer/test_restore_safety.py",
-         "tests/transfer/test_safety_faults.py", "tests/mirror/test_mirror_engine_memory.py"),
+         "tests/transfer/test_safety_faults.py", "tests/mirror/test_engine_memory.py"),
     ),
     # The journal's record paths: what is written when KS3 confirmed a file, a part, a delete.
     "journal-records": Target(

@@ -3,7 +3,7 @@
 Owns: key encoding for paths and signatures (``url_encode`` + the ``//`` -> ``/%2F`` rule), the
 canonicalised resource (bucket, key, signed sub-resources), canonicalised ``x-kss-*`` headers, the
 string to sign, and the HMAC-SHA1 signature. See ks3-protocol.md §2.1-2.2 and the golden vectors in
-§2.5, which tests/ks3/test_ks3_signing.py pins.
+§2.5, which tests/ks3/test_signing.py pins.
 Must not import: anything else from ks3sync, nor httpx; this module is pure string work.
 
 The resource path put in the URL and the one signed are produced by the same function, so they can

@@ -8,7 +8,7 @@ its own, so the engine (``ks3sync.engine``) uses this only for trees the journal
 large (the figures: D5, D20).
 
 The child runs the very same ``scan_tree`` with filters built from the same settings, so the two
-ways of scanning cannot disagree on what is synced (``tests/scan/test_scan_worker.py`` compares them).
+ways of scanning cannot disagree on what is synced (``tests/scan/test_worker.py`` compares them).
 
 Wire format, child stdout: frames of a 4-byte little-endian length and a ``marshal`` payload:
 

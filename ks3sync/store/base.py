@@ -1,7 +1,7 @@
 """The narrow Store protocol: one bucket + prefix, addressed by relative sync paths, speaking model types.
 
 A Store is what the executor and the mirror engine see of KS3. Two implementations pass one conformance
-suite (tests/store/test_store_conformance.py): ``KS3Store`` over the protocol client and ``MemoryStore`` (a
+suite (tests/store/test_conformance.py): ``KS3Store`` over the protocol client and ``MemoryStore`` (a
 fake with fault injection for fast tests). Errors raised by a Store are already ks3sync.errors classes.
 
 Keys: the remote key of ``path`` is ``prefix + path``. Listings yield ``RemoteEntry`` sorted by the

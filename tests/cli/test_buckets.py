@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverkit import unique_bucket_name
 
 from ks3sync.ks3 import Client, ClientConfig
+from tests.serverkit import unique_bucket_name
 
 DEAD_ENDPOINT = "http://127.0.0.1:9"  # discard port: nothing listens
 

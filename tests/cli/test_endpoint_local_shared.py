@@ -12,9 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serverkit import TEST_ACCESS_KEY, TEST_SECRET_KEY
-
 from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
+from tests.serverkit import TEST_ACCESS_KEY, TEST_SECRET_KEY
 
 TIMEOUT = 120
 

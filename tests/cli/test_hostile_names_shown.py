@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ptykit import ended_at_exit
-from serverkit import client_config
-
 from ks3sync.ks3 import Client
+from tests.ptykit import ended_at_exit
+from tests.serverkit import client_config
 
 HOSTILE = {
     "title\x1b]0;pwned\x07.txt": "title\\x1b]0;pwned\\x07.txt",

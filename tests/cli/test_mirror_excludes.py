@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from test_mirror_limits import keys, mirror, put, read, write
+from tests.cli.test_mirror_limits import keys, mirror, put, read, write
 
 
 def test_upload_keeps_excluded_objects_unless_delete_excluded(local_server: Any, bucket: str,

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from serverkit import client_config
-
 from ks3sync.ks3 import Client
+from tests.serverkit import client_config
 
 TIMEOUT = 120
 

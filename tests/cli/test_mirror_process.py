@@ -19,10 +19,10 @@ from urllib.parse import parse_qs
 
 import pytest
 from click.testing import CliRunner
-from reliability.proxy import RewritingProxy
 
 from ks3sync.cli.main import cli
 from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
+from tests.reliability.proxy import RewritingProxy
 
 KIB = 1024
 TIMEOUT = 120

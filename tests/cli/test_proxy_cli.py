@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proxykit import TinyProxy
+
+from tests.proxykit import TinyProxy
 
 PASSWORD = "pr0xy-s3cret-never-shown"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
-from serverkit import sdk_connection, unique_bucket_name
 
 from ks3sync.cli.main import cli
+from tests.serverkit import sdk_connection, unique_bucket_name
 
 KIB = 1024
 PART = 256 * KIB

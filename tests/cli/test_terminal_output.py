@@ -26,7 +26,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from ptykit import TerminalRun, ended_at_exit
+
+from tests.ptykit import TerminalRun, ended_at_exit
 
 KIB = 1024
 # Generous: the machine running the tests is shared and often loaded. Typical values: docs/decisions.md D12.

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proxykit import TinyProxy
-from serverkit import unique_bucket_name
-from tlskit import make_ca, make_cert, self_signed
+
+from tests.proxykit import TinyProxy
+from tests.serverkit import unique_bucket_name
+from tests.tlskit import make_ca, make_cert, self_signed
 
 FILES = {"a.txt": b"alpha\n", "sub/b.bin": os.urandom(300_000), "sub/deeper/c.txt": b"gamma\n"}
 

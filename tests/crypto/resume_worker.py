@@ -1,4 +1,4 @@
-"""Child process for test_crypto_resume.py: starts an encrypted multipart upload, uploads every part
+"""Child process for test_resume.py: starts an encrypted multipart upload, uploads every part
 except the ones it is told to hold back (parts in flight when the process dies), records each confirmed
 part as the journal would (IV once, then part number, ETag and chain block), and then waits to be killed.
 

@@ -12,7 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import statuskit
+
+import tests.statuskit as statuskit
 
 
 def ks3sync(

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import statuskit
+
+import tests.statuskit as statuskit
 
 DEBOUNCE = "300ms"
 DATA_OPS = {"PutObject", "UploadPart"}

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_service_e2e import Service, bucket_contents
 
 from ks3sync.ks3 import Client
+from tests.daemon.test_service_e2e import Service, bucket_contents
 
 
 def md5(text: str) -> str:
@@ -74,7 +74,7 @@ def test_service_never_deletes_excluded_objects_unless_delete_excluded(excluding
     for name, text in {"a.txt": "a", "app.log": "my log", "c.txt": "c", "logs/x.txt": "x"}.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
-    from serverkit import client_config
+    from tests.serverkit import client_config
 
     with Client(client_config(svc.server)) as client:  # another client's objects, before the service
         for key, text in {"app.log": "old log", "other.log": "theirs", "stale.txt": "stale"}.items():

@@ -23,11 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import statuskit
-from serverkit import client_config
-from test_service_e2e import Service
-
+import tests.statuskit as statuskit
 from ks3sync.ks3 import Client
+from tests.daemon.test_service_e2e import Service
+from tests.serverkit import client_config
 
 PAST = time.time() - 7200
 

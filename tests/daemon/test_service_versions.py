@@ -12,9 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from test_service_e2e import Service, folder_contents
-
 from ks3sync.ks3 import Client, ClientConfig
+from tests.daemon.test_service_e2e import Service, folder_contents
 
 
 def write_config(tmp_path: Path, server: Any, bucket: str, versions: str) -> Path:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverkit import ServerHandle, unique_bucket_name
+
+from tests.serverkit import ServerHandle, unique_bucket_name
 
 RETRY = "300ms"
 WRONG_SECRET = "wrong-secret-0123456789abcdefghijklmnop"

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability.proxy import Exchange, RewritingProxy
-from serverkit import ServerHandle, client_config
 
 from ks3sync.config import Ks3Url, SyncConfig
 from ks3sync.daemon.backoff import SECOND, Backoff
@@ -26,6 +24,8 @@ from ks3sync.store.base import Store
 from ks3sync.store.memory import MemoryStore
 from ks3sync.transfer.context import TransferOptions
 from ks3sync.watch.translate import Note, Observed
+from tests.reliability.proxy import Exchange, RewritingProxy
+from tests.serverkit import ServerHandle, client_config
 
 PREFIX = "p/"
 REFUSED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code>'

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from serverkit import ServerHandle, sdk_connection, unique_bucket_name
+
+from tests.serverkit import ServerHandle, sdk_connection, unique_bucket_name
 
 pytestmark = pytest.mark.peers
 

@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from serverkit import ServerHandle, unique_bucket_name
+
+from tests.serverkit import ServerHandle, unique_bucket_name
 
 boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402

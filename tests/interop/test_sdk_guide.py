@@ -22,7 +22,8 @@ import pytest
 from ks3.exception import S3CreateError, S3ResponseError
 from ks3.key import Key
 from ks3.prefix import Prefix
-from serverkit import ServerHandle, sdk_connection, unique_bucket_name
+
+from tests.serverkit import ServerHandle, sdk_connection, unique_bucket_name
 
 ALL_USERS = "http://acs.ksyun.com/groups/global/AllUsers"
 

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from threadkit import run_together
 
 from ks3sync.journal import SCHEMA_VERSION, Journal, JournalError, UnknownUploadError
 from ks3sync.model import Direction, FileIdentity, PartRecord, PassSummary, SyncedEntry, UploadRecord
+from tests.threadkit import run_together
 
 IDENT = FileIdentity(size=30 << 20, mtime_ns=1_700_000_000_123_456_789, inode=424242, ctime_ns=17)
 

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from scripted_http import ScriptedServer
+
+from tests.ks3.scripted_http import ScriptedServer
 
 
 @pytest.fixture()

@@ -12,7 +12,8 @@ from email.utils import formatdate
 
 import httpx
 from ks3 import auth as sdk_auth
-from serverkit import ServerHandle
+
+from tests.serverkit import ServerHandle
 
 
 def resource_path(bucket: str | None, key: str | None) -> str:

@@ -10,12 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from ls_wire import request
-from serverkit import ServerHandle
-from test_multipart import complete, initiate, upload_part
 
 from ks3sync.localserver import assembly
 from ks3sync.localserver.crc64 import crc64
+from tests.localserver.ls_wire import request
+from tests.localserver.test_multipart import complete, initiate, upload_part
+from tests.serverkit import ServerHandle
 
 PART = 100 * 1024
 

@@ -11,12 +11,12 @@ from urllib.parse import quote, unquote
 
 import httpx
 import pytest
-from ls_wire import error_code, request, resource_path
-from serverkit import ServerHandle, sdk_connection
 
 from ks3sync.localserver.auth import Credentials, authenticate, kss_signature, kss_string_to_sign
 from ks3sync.localserver.errors import S3Error
 from ks3sync.localserver.request import parse_request
+from tests.localserver.ls_wire import error_code, request, resource_path
+from tests.serverkit import ServerHandle, sdk_connection
 
 AK = "AKLTexampleAccessKey01"
 SK = "exampleSecretKey/0123456789+abcdefgHIJ="

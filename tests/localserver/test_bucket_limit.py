@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from serverkit import sdk_connection
+
+from tests.serverkit import sdk_connection
 
 
 def test_bucket_limit_answers_too_many_buckets(server_factory) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ls_wire import error_code, read_head, request, resource_path, sign_headers
-from serverkit import ServerHandle, sdk_connection
+
+from tests.localserver.ls_wire import error_code, read_head, request, resource_path, sign_headers
+from tests.serverkit import ServerHandle, sdk_connection
 
 
 def _partial_bodies(root: Path) -> list[Path]:

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from ls_wire import error_code, request
-from serverkit import ServerHandle, sdk_connection
 
 from ks3sync.localserver.crc64 import crc64
+from tests.localserver.ls_wire import error_code, request
+from tests.serverkit import ServerHandle, sdk_connection
 
 SMALL = os.urandom(1000)
 EDGE = os.urandom(64 * 1024)  # exactly the inline limit

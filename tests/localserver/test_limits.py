@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ls_wire import error_code, request, sign_headers
-from serverkit import ServerHandle
 
 from ks3sync.localserver import EmbeddedServer
+from tests.localserver.ls_wire import error_code, request, sign_headers
+from tests.serverkit import ServerHandle
 
 
 def _rss_kib(pid: int) -> int:

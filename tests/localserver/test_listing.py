@@ -14,10 +14,10 @@ from xml.etree import ElementTree as ET
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ls_wire import request
-from serverkit import ServerHandle, sdk_connection
 
 from ks3sync.localserver.listing import list_page, prefix_successor
+from tests.localserver.ls_wire import request
+from tests.serverkit import ServerHandle, sdk_connection
 
 
 @dataclass(frozen=True)

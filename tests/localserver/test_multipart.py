@@ -9,10 +9,10 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from ls_wire import error_code, request
-from serverkit import ServerHandle
 
 from ks3sync.localserver.crc64 import combine, crc64
+from tests.localserver.ls_wire import error_code, request
+from tests.serverkit import ServerHandle
 
 PART = 100 * 1024
 

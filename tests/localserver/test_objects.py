@@ -9,10 +9,10 @@ import time
 from email.utils import formatdate
 
 import pytest
-from ls_wire import error_code, raw_exchange, request, resource_path, sign_headers
-from serverkit import ServerHandle, sdk_connection
 
 from ks3sync.localserver.crc64 import crc64
+from tests.localserver.ls_wire import error_code, raw_exchange, request, resource_path, sign_headers
+from tests.serverkit import ServerHandle, sdk_connection
 
 BODY = bytes(range(256)) * 40  # 10,240 bytes
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ls_wire import request
-from serverkit import TEST_ACCESS_KEY, TEST_SECRET_KEY, ServerHandle
 
 from ks3sync.localserver import EmbeddedServer, RootInUse
 from ks3sync.localserver.rootlock import current_owner
+from tests.localserver.ls_wire import request
+from tests.serverkit import TEST_ACCESS_KEY, TEST_SECRET_KEY, ServerHandle
 
 TIMEOUT = 30
 

@@ -10,8 +10,9 @@ import threading
 from pathlib import Path
 
 import httpx
-from ls_wire import error_code, read_head, request, resource_path, sign_headers
-from serverkit import TEST_ACCESS_KEY, TEST_SECRET_KEY, ServerHandle
+
+from tests.localserver.ls_wire import error_code, read_head, request, resource_path, sign_headers
+from tests.serverkit import TEST_ACCESS_KEY, TEST_SECRET_KEY, ServerHandle
 
 
 def _hold(server: ServerHandle, bucket: str, key: str) -> tuple[socket.socket, bytes]:

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from serverkit import TEST_ACCESS_KEY, TEST_SECRET_KEY
 
 from ks3sync.localserver import EmbeddedServer
 from ks3sync.localserver.crc64 import combine, crc64
 from ks3sync.localserver.reqlog import redact_query
 from ks3sync.localserver.request import split_target
 from ks3sync.localserver.server import is_loopback
+from tests.serverkit import TEST_ACCESS_KEY, TEST_SECRET_KEY
 
 
 def test_crc64_vectors() -> None:

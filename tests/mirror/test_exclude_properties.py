@@ -37,7 +37,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serverkit import ServerHandle, client_config
 
 from ks3sync.engine.mirror import MirrorOptions, MirrorResult, run_mirror
 from ks3sync.journal import Journal
@@ -49,6 +48,7 @@ from ks3sync.store.ks3store import KS3Store
 from ks3sync.store.memory import MemoryStore
 from ks3sync.transfer.bodies import MemoryBody
 from ks3sync.transfer.checkpoint import MemoryJournal
+from tests.serverkit import ServerHandle, client_config
 
 # File names and folder names never collide, so any set of these paths can exist at once.
 FOLDERS = ("", "a/", "a/build/", "build/", "logs/")

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serverkit import ServerHandle
-
 from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
 from ks3sync.ks3.errors import NoSuchKey
+from tests.serverkit import ServerHandle
 
 WRITE_OPS = frozenset({"PutObject", "UploadPart", "UploadPartCopy", "CopyObject", "DeleteObject", "DeleteObjects",
                        "InitiateMultipartUpload", "CompleteMultipartUpload", "AbortMultipartUpload",

@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from serverkit import ServerHandle
+from tests.serverkit import ServerHandle
 
 from .proxy import Exchange, RewritingProxy
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import statuskit
-from serverkit import ServerHandle
+import tests.statuskit as statuskit
+from tests.serverkit import ServerHandle
 
 from .helpers import bucket_contents, folder_files
 

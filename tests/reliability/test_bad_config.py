@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from serverkit import ServerHandle
 
 from ks3sync.cli.main import cli
+from tests.serverkit import ServerHandle
 
 from .helpers import run_cli
 

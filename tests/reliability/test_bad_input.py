@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverkit import ServerHandle
+
+from tests.serverkit import ServerHandle
 
 from .helpers import (
     assert_bucket_equals_folder,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from ks3.connection import Connection, PathCallingFormat
-from serverkit import ServerHandle
+
+from tests.serverkit import ServerHandle
 
 from .helpers import (
     client_for,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serverkit import ServerHandle
+from tests.serverkit import ServerHandle
 
 from .helpers import (
     assert_bucket_equals_folder,

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from serverkit import ServerHandle
+from tests.serverkit import ServerHandle
 
 from .helpers import (
     assert_bucket_equals_folder,

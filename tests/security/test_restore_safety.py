@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability.helpers import cli_env, client_for, folder_files, mirror, run_cli
-from serverkit import ServerHandle
+
+from tests.reliability.helpers import cli_env, client_for, folder_files, mirror, run_cli
+from tests.serverkit import ServerHandle
 
 RACE_FILES = 400
 RACE_DEADLINE_S = 90.0

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability.helpers import bucket_contents, cli_env, client_for, make_tree, mirror, run_cli
-from reliability.service import Service
-from serverkit import ServerHandle
 
 from ks3sync.ks3 import Client, ClientConfig, KS3Error
+from tests.reliability.helpers import bucket_contents, cli_env, client_for, make_tree, mirror, run_cli
+from tests.reliability.service import Service
+from tests.serverkit import ServerHandle
 
 
 def _forms(secret: bytes) -> list[bytes]:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serverkit import ServerHandle
 
 from ks3sync.ks3 import Client, ClientConfig, NoSuchKey
 from ks3sync.ks3.signing import authorization, url_encode
+from tests.serverkit import ServerHandle
 
 
 def _client(handle: ServerHandle, secret: str | None = None) -> Client:

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from threadkit import run_together
 
 from ks3sync.transfer.durable import FolderSyncer, WritebackAhead
 from ks3sync.transfer.localtree import LocalTree, sync_folder
+from tests.threadkit import run_together
 
 
 class SlowFsync:

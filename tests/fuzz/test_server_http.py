@@ -14,10 +14,10 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serverkit import ServerHandle
 
 from ks3sync.ks3 import Client, ClientConfig
 from ks3sync.ks3.signing import authorization, url_encode
+from tests.serverkit import ServerHandle
 
 from .strategies import HEADER_VALUE, complete_multipart_documents, delete_documents, mutated, xml_documents
 

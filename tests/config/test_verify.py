@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_config_versions import ENV, config
 
 from ks3sync.config import ConfigError, VerifyConfig, load_config
+from tests.config.test_versions import ENV, config
 
 
 def test_verify_budgets_and_the_default(tmp_path: Path) -> None:

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverkit import client_config, sdk_connection, unique_bucket_name
 
 from ks3sync.ks3 import Client, RetryPolicy
+from tests.serverkit import client_config, sdk_connection, unique_bucket_name
 
 FILES = 400
 TIMEOUT = 180

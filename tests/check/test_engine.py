@@ -1,6 +1,6 @@
 """run_check on real files against MemoryStore: the march (missing, extra, differ, in path order),
 the exclusion rules mirror uses, scan problems, errors per entry, --download, and memory that follows
-the differences. The same paths run over HTTP against local-server in test_check_cli.py."""
+the differences. The same paths run over HTTP against local-server in test_cli.py."""
 
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from ks3.connection import Connection, PathCallingFormat
-from serverkit import client_config
 
 from ks3sync.crypto import (
     EncryptedFileBody,
@@ -33,6 +32,7 @@ from ks3sync.crypto import (
     tail_range,
 )
 from ks3sync.ks3 import Client
+from tests.serverkit import client_config
 
 PART = 100 * 1024  # the local server's minimum non-last part size (a multiple of 16, as encryption needs)
 SINGLE_SIZES = [0, 1, 15, 16, 17, 8191, 8192, 8193, PART - 1, PART, PART + 1]

@@ -10,11 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_crypto_golden import LARGE
-from test_crypto_properties import multipart_layout
 
 from ks3sync.crypto import EncryptedFileBody, EncryptionKey, MultipartEncryptor, ObjectDecryptor
 from ks3sync.crypto.multipart import SEND_CHUNK, SealedPart
+from tests.crypto.test_golden import LARGE
+from tests.crypto.test_properties import multipart_layout
 
 KEY = EncryptionKey(b"0123456789abcdef")
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])

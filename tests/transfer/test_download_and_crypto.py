@@ -75,7 +75,7 @@ def test_corrupted_object_is_never_renamed_into_place(tmp_path: Path) -> None:
 @pytest.mark.parametrize("corrupt", [False, True])
 def test_a_large_restore_hashes_on_a_pool_thread_and_still_verifies(tmp_path: Path, corrupt: bool) -> None:
     """Objects from PIPELINE_MD5_FROM up are hashed by _PipelinedHash: same digest, same ETag check.
-    (One GET: the part size is larger than the object; ranged restores are test_transfer_ranged.py's.)"""
+    (One GET: the part size is larger than the object; ranged restores are test_ranged.py's.)"""
     from ks3sync.transfer.download import PIPELINE_MD5_FROM
 
     data = os.urandom(PIPELINE_MD5_FROM + 12345)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from serverkit import client_config
 
 from ks3sync.engine.mirror import MirrorOptions, run_mirror
 from ks3sync.model import Direction
@@ -21,6 +20,7 @@ from ks3sync.transfer import NullProgress, TransferOptions
 from ks3sync.transfer.bodies import MemoryBody
 from ks3sync.transfer.checkpoint import MemoryJournal
 from ks3sync.transfer.executor import STOP_REQUESTED
+from tests.serverkit import client_config
 
 KIB = 1024
 PART = 100 * KIB

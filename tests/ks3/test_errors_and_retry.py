@@ -1,7 +1,7 @@
 """Error mapping and the retry policy. A scripted loopback HTTP server (scripted_http.py) stands in for
 KS3 here ONLY, to produce failures (503 then 200, lost answers, cut bodies, stalls) that the local server
 cannot be made to give on cue; the client still talks real HTTP over a socket. Everything else runs
-against the real local server (test_ks3_integration.py)."""
+against the real local server (test_integration.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import email.utils
 import hashlib
 
 import pytest
-from scripted_http import DROP, Reply, ScriptedServer, Seen, Stall
 
 from ks3sync.ks3 import (
     BucketAlreadyExists,
@@ -31,6 +30,7 @@ from ks3sync.ks3 import (
 from ks3sync.ks3.errors import parse_error_body, service_error
 from ks3sync.ks3.objectinfo import object_info
 from ks3sync.ks3.retry import call_with_retry
+from tests.ks3.scripted_http import DROP, Reply, ScriptedServer, Seen, Stall
 
 SECRET = "s3cr3t-never-printed"
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from scripted_http import DROP, Reply, Stall, client_for
-from threadkit import run_together
 
 from ks3sync.ks3 import KS3ServiceError, KS3TransportError
 from ks3sync.ks3.pool import OriginPool
+from tests.ks3.scripted_http import DROP, Reply, Stall, client_for
+from tests.threadkit import run_together
 
 
 def test_a_failed_exchange_gives_its_place_back(servers) -> None:

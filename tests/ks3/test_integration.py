@@ -18,7 +18,6 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serverkit import client_config
 
 from ks3sync.ks3 import (
     BucketAlreadyExists,
@@ -37,6 +36,7 @@ from ks3sync.ks3 import (
     combine_parts,
     crc64,
 )
+from tests.serverkit import client_config
 
 # Keys that exercise every encoding rule: spaces, '+', non-ASCII, '~()', empty path segments (the
 # '//' -> '/%2F' rule), a leading '/', literal '%', and characters that mean something in a URL.

@@ -9,9 +9,6 @@ import hashlib
 import ssl
 
 import pytest
-from proxykit import TinyProxy
-from scripted_http import Reply, ScriptedServer, Seen, client_for
-from tlskit import make_ca, make_cert
 
 from ks3sync.ks3 import (
     KS3ServiceError,
@@ -20,6 +17,9 @@ from ks3sync.ks3 import (
     ProxyURL,
 )
 from ks3sync.ks3.checksums import crc64
+from tests.ks3.scripted_http import Reply, ScriptedServer, Seen, client_for
+from tests.proxykit import TinyProxy
+from tests.tlskit import make_ca, make_cert
 
 PASSWORD = "pr0xy-s3cret-never-shown"
 

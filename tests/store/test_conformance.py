@@ -8,13 +8,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from serverkit import client_config
 
 from ks3sync.errors import IntegrityError, RemoteNotFound, RemoteRejected, UploadGone
 from ks3sync.store.base import Store, WriteOptions
 from ks3sync.store.checksums import crc64_update, multipart_etag
 from ks3sync.store.memory import MemoryStore
 from ks3sync.transfer.bodies import MemoryBody
+from tests.serverkit import client_config
 
 PREFIX = "pre fix/ü+%/"
 PART = 100 * 1024

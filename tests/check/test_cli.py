@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
-from serverkit import sdk_connection
 
 from ks3sync.cli.main import cli
+from tests.serverkit import sdk_connection
 
 KIB = 1024
 SMALL_PARTS = ["--part-size", "100KiB", "--multipart-threshold", "200KiB"]
@@ -162,10 +162,9 @@ def test_json_document(local_server: Any, bucket: str, tmp_path: Path) -> None:
 def strip_integrity_tag(server: Any, bucket: str, key: str) -> None:
     """Copy the object onto itself without ks3sync's tag: what an SDK-written object looks like (the
     copy's ETag is the MD5 of its bytes, so the journal's record no longer speaks for it either)."""
-    from serverkit import client_config
-
     from ks3sync.crypto.integrity import TAG_METADATA
     from ks3sync.ks3 import Client
+    from tests.serverkit import client_config
 
     with Client(client_config(server)) as client:
         metadata = dict(client.head_object(bucket, key).metadata)
@@ -248,9 +247,8 @@ def test_download_verifies_the_integrity_tag_even_when_the_bytes_equal_the_file(
                                                                                  tmp_path: Path) -> None:
     """A tag bound to another key (the object was moved there whole, metadata and all) fails the
     read-back although every decrypted byte equals the file: a restore would refuse it."""
-    from serverkit import client_config
-
     from ks3sync.ks3 import Client
+    from tests.serverkit import client_config
 
     src = tmp_path / "src"
     write_tree(src, {"a.txt": b"alpha\n"})
@@ -366,7 +364,7 @@ def test_check_reaches_ks3_as_every_command_does_through_the_proxy_options(local
                                                                           tmp_path: Path) -> None:
     import socket
 
-    from proxykit import TinyProxy
+    from tests.proxykit import TinyProxy
 
     src, target = one_file_mirrored(local_server, bucket, tmp_path, "proxied/")
     with socket.socket() as sock:

@@ -16,7 +16,6 @@ import time
 import tracemalloc
 
 import pytest
-from scripted_http import Endless, Reply, client_for
 
 from ks3sync.ks3 import (
     KS3IntegrityError,
@@ -25,6 +24,7 @@ from ks3sync.ks3 import (
 )
 from ks3sync.ks3.transport import MAX_DOCUMENT
 from ks3sync.ks3.xml import MalformedResponse
+from tests.ks3.scripted_http import Endless, Reply, client_for
 
 CHUNK = 64 * 1024
 ENDLESS_CHUNKS = Endless(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",

@@ -10,9 +10,6 @@ import hashlib
 import ssl
 
 import pytest
-from scripted_http import DROP, Early, Raw, Reply, ScriptedServer, Seen, Stall, client_for
-from threadkit import run_together
-from tlskit import Pair, make_ca, make_cert, self_signed
 
 from ks3sync.ks3 import (
     Client,
@@ -26,6 +23,9 @@ from ks3sync.ks3 import (
 )
 from ks3sync.ks3.checksums import crc64
 from ks3sync.ks3.wire import Headers, check_host
+from tests.ks3.scripted_http import DROP, Early, Raw, Reply, ScriptedServer, Seen, Stall, client_for
+from tests.threadkit import run_together
+from tests.tlskit import Pair, make_ca, make_cert, self_signed
 
 
 def ok(request: Seen) -> Reply:

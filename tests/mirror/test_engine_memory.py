@@ -2,7 +2,7 @@
 (what gets written, what is skipped, guards, dry run, stale uploads). The same pass over HTTP against
 local-server with the SQLite journal is run by the `ks3sync mirror` subprocess tests in tests/cli
 (round trips, options, errors, kill -9 and resume) and tests/reliability (faults, crashes, bad input);
-MemoryStore itself is held to KS3Store's behaviour by tests/store/test_store_conformance.py."""
+MemoryStore itself is held to KS3Store's behaviour by tests/store/test_conformance.py."""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverkit import ServerHandle, client_config
 
 import ks3sync.engine.planning
 import ks3sync.scan.worker
@@ -20,6 +19,7 @@ from ks3sync.ks3 import Client
 from ks3sync.model import Direction
 from ks3sync.scan import ScanWorkerError
 from ks3sync.store.ks3store import KS3Store
+from tests.serverkit import ServerHandle, client_config
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from scripted_http import Reply, ScriptedServer, Seen
 
 from ks3sync.ks3 import Client, ClientConfig, FileRangeBody, KS3IntegrityError, RetryPolicy
 from ks3sync.ks3.checksums import crc64
 from ks3sync.ks3.objectinfo import CRC_HEADER
+from tests.ks3.scripted_http import Reply, ScriptedServer, Seen
 
 BODY = b"x" * 5000
 

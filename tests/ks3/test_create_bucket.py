@@ -12,7 +12,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 import pytest
-from scripted_http import Reply, ScriptedServer
+
+from tests.ks3.scripted_http import Reply, ScriptedServer
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
