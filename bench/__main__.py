@@ -60,36 +60,77 @@ CREDS = Credentials("AKLTbenchAccessKey01", "benchSecretKey/0123456789+abcdef")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller counts, 1 run, no W3-20k / W4-100k (< 5 min)")
-    ap.add_argument("--only", help=f"comma-separated workloads ({', '.join(WORKLOADS)}); a family name selects "
-                    "its members (W4 = W4-2k,W4-100k; W5 = W5-W1,W5-W2)")
+    ap.add_argument(
+        "--quick", action="store_true", help="smaller counts, 1 run, no W3-20k / W4-100k (< 5 min)"
+    )
+    ap.add_argument(
+        "--only",
+        help=f"comma-separated workloads ({', '.join(WORKLOADS)}); a family name selects "
+        "its members (W4 = W4-2k,W4-100k; W5 = W5-W1,W5-W2)",
+    )
     ap.add_argument("--tools", help="comma-separated tools: " + ",".join(p.name for p in all_peers()))
-    ap.add_argument("--large-tools", help="tools for W3-20k and W4-100k only (default: --tools); seeding "
-                    "those trees costs each tool minutes (aws s3 sync ~20 min for 100,000 files here)")
-    ap.add_argument("--latency-ms", default="0", metavar="N[,N...]",
-                    help="run every workload against a local-server answering each request N ms late; a list "
-                    "runs one session per value (default: %(default)s)")
-    ap.add_argument("--throttle-inflight", type=int, default=DEFAULT_THROTTLE_INFLIGHT, metavar="N",
-                    help="W1-throttled's server refuses requests beyond N in flight (default: %(default)s)")
+    ap.add_argument(
+        "--large-tools",
+        help="tools for W3-20k and W4-100k only (default: --tools); seeding "
+        "those trees costs each tool minutes (aws s3 sync ~20 min for 100,000 files here)",
+    )
+    ap.add_argument(
+        "--latency-ms",
+        default="0",
+        metavar="N[,N...]",
+        help="run every workload against a local-server answering each request N ms late; a list "
+        "runs one session per value (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--throttle-inflight",
+        type=int,
+        default=DEFAULT_THROTTLE_INFLIGHT,
+        metavar="N",
+        help="W1-throttled's server refuses requests beyond N in flight (default: %(default)s)",
+    )
     ap.add_argument("--runs", type=int, help="timed runs per (tool, workload); the median is reported")
     ap.add_argument("--files", type=int, help="override the small-tree file count (tests)")
-    ap.add_argument("--large-files", type=int, help="override the W3-20k and W4-100k tree sizes, and run them "
-                    "in --quick mode too (tests)")
+    ap.add_argument(
+        "--large-files",
+        type=int,
+        help="override the W3-20k and W4-100k tree sizes, and run them in --quick mode too (tests)",
+    )
     ap.add_argument("--big-mib", type=int, help="override the large file size in MiB (tests)")
     ap.add_argument("--daemon-files", type=int, help="override W6's tracked-file count")
-    ap.add_argument("--workdir", type=Path, help="keep this run's buckets, copies and logs here (default: a "
-                    "fresh folder under the data dir, removed at the end)")
-    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA,
-                    help="generated source trees and files, reused across runs (default: %(default)s)")
-    ap.add_argument("--markdown",
-                    help="where to write the report ('-' to skip). Default: docs/benchmarks.md for a run "
-                    "of every tool and workload (quick or full); partial runs write no report unless asked")
-    ap.add_argument("--append", action="store_true",
-                    help="add this run as a section at the end of --markdown instead of replacing it")
-    ap.add_argument("--json", help="where to write every run's numbers as JSON ('-' to skip; default: "
-                    "DATA_DIR/results/UTC-TIMESTAMP.json)")
-    ap.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
-                    help="print a before/after table of two --json results files and exit")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep this run's buckets, copies and logs here (default: a "
+        "fresh folder under the data dir, removed at the end)",
+    )
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="generated source trees and files, reused across runs (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--markdown",
+        help="where to write the report ('-' to skip). Default: docs/benchmarks.md for a run "
+        "of every tool and workload (quick or full); partial runs write no report unless asked",
+    )
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="add this run as a section at the end of --markdown instead of replacing it",
+    )
+    ap.add_argument(
+        "--json",
+        help="where to write every run's numbers as JSON ('-' to skip; default: "
+        "DATA_DIR/results/UTC-TIMESTAMP.json)",
+    )
+    ap.add_argument(
+        "--compare",
+        nargs=2,
+        type=Path,
+        metavar=("A.json", "B.json"),
+        help="print a before/after table of two --json results files and exit",
+    )
     ap.add_argument("--no-limits", action="store_true", help="skip measuring the machine's ceilings")
     return ap.parse_args(argv)
 
@@ -118,12 +159,17 @@ def build_scale(args: argparse.Namespace) -> Scale:
         scale = dataclasses.replace(scale, runs=args.runs)
     if args.files is not None:
         n = args.files
-        scale = dataclasses.replace(scale, small=TreeSpec(n, min(20, n), scale.small.size), mutation=mutation_for(n))
+        scale = dataclasses.replace(
+            scale, small=TreeSpec(n, min(20, n), scale.small.size), mutation=mutation_for(n)
+        )
     if args.large_files is not None:
         n = args.large_files
-        scale = dataclasses.replace(scale, large=TreeSpec(n, max(1, min(100, n // 100)), scale.small.size),
-                                    w3_large=TreeSpec(n, max(1, min(200, n // 100)), scale.small.size),
-                                    w3_large_mutation=mutation_for(n))
+        scale = dataclasses.replace(
+            scale,
+            large=TreeSpec(n, max(1, min(100, n // 100)), scale.small.size),
+            w3_large=TreeSpec(n, max(1, min(200, n // 100)), scale.small.size),
+            w3_large_mutation=mutation_for(n),
+        )
     if args.big_mib is not None:
         scale = dataclasses.replace(scale, big_size=args.big_mib << 20)
     if args.daemon_files is not None:
@@ -205,12 +251,25 @@ def main(argv: list[str] | None = None) -> int:
         data = Data(data_dir, scale, log)
         for latency in latencies:
             plan = SessionPlan(
-                latency_ms=latency, selected=session_workloads(selected, latency, explicit), peers=runnable,
-                large_peers=[p for p in runnable if p.name in large_names], skipped=skipped,
-                measure_limits=not args.no_limits and latency == 0, throttle_inflight=args.throttle_inflight)
+                latency_ms=latency,
+                selected=session_workloads(selected, latency, explicit),
+                peers=runnable,
+                large_peers=[p for p in runnable if p.name in large_names],
+                skipped=skipped,
+                measure_limits=not args.no_limits and latency == 0,
+                throttle_inflight=args.throttle_inflight,
+            )
             log(f"session at {latency:g} ms: {', '.join(plan.selected)}")
-            results.append(run_session(plan, scale=scale, data=data, workdir=workdir / f"latency-{latency:g}ms",
-                                       creds=CREDS, log=log))
+            results.append(
+                run_session(
+                    plan,
+                    scale=scale,
+                    data=data,
+                    workdir=workdir / f"latency-{latency:g}ms",
+                    creds=CREDS,
+                    log=log,
+                )
+            )
     finally:
         if own_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -233,29 +292,63 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ngoals at {res.latency_ms:g} ms (issue 16):\n" + render_goals(goals))
         if goals7:
             print("\ngoals (issue 7):\n" + render_goals(goals7))
-        reports.append(SessionReport(res.latency_ms, render_markdown(table), render_request_mix(ordered), throttled,
-                                     res.limits, res.daemon, goals, goals7))
+        reports.append(
+            SessionReport(
+                res.latency_ms,
+                render_markdown(table),
+                render_request_mix(ordered),
+                throttled,
+                res.limits,
+                res.daemon,
+                goals,
+                goals7,
+            )
+        )
     print(f"\ntotal {elapsed:.0f} s")
     run_argv = sys.argv[1:] if argv is None else argv
     json_path = args.json or str(data_dir / "results" / f"{started:%Y%m%dT%H%M%SZ}.json")
     if json_path != "-":
-        write_results(Path(json_path), started=started.isoformat(timespec="seconds"), elapsed_s=elapsed,
-                      argv=run_argv, machine=machine, versions=versions, variants=tool_variants, scale=scale,
-                      sessions=[(res.latency_ms, res.max_inflight, list(res.rows.values()), res.limits, res.daemon,
-                                 rep.goals) for res, rep in zip(results, reports, strict=True)])
+        write_results(
+            Path(json_path),
+            started=started.isoformat(timespec="seconds"),
+            elapsed_s=elapsed,
+            argv=run_argv,
+            machine=machine,
+            versions=versions,
+            variants=tool_variants,
+            scale=scale,
+            sessions=[
+                (res.latency_ms, res.max_inflight, list(res.rows.values()), res.limits, res.daemon, rep.goals)
+                for res, rep in zip(results, reports, strict=True)
+            ],
+        )
         log(f"wrote {json_path}")
     markdown = args.markdown
     if markdown is None:
-        partial = any(v is not None for v in (args.only, args.tools, args.files, args.big_mib, args.daemon_files,
-                                              args.large_files))
+        partial = any(
+            v is not None
+            for v in (args.only, args.tools, args.files, args.big_mib, args.daemon_files, args.large_files)
+        )
         # A partial run (someone profiling one workload) must not replace the published page.
         markdown = "-" if partial else str(DEFAULT_MARKDOWN)
         if partial:
             log("partial run: docs/benchmarks.md left alone (use --markdown PATH to write a report)")
     if markdown != "-":
-        write_markdown(Path(markdown), started=started, elapsed_s=elapsed, argv=run_argv, scale=scale,
-                       machine=machine, versions=versions, peers=runnable, sessions=reports, skipped=skipped,
-                       workloads=selected, load_at_start=load_at_start, append=args.append)
+        write_markdown(
+            Path(markdown),
+            started=started,
+            elapsed_s=elapsed,
+            argv=run_argv,
+            scale=scale,
+            machine=machine,
+            versions=versions,
+            peers=runnable,
+            sessions=reports,
+            skipped=skipped,
+            workloads=selected,
+            load_at_start=load_at_start,
+            append=args.append,
+        )
         log(f"wrote {markdown}")
     return 0
 

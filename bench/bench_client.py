@@ -45,8 +45,23 @@ BUCKET = "bench-client"
 
 
 def start_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    argv = [sys.executable, "-m", "ks3sync", "local-server", "--root", str(root / "data"), "--host", "127.0.0.1",
-            "--port", "0", "--access-key", AK, "--secret-key", SK, "--no-fsync"]
+    argv = [
+        sys.executable,
+        "-m",
+        "ks3sync",
+        "local-server",
+        "--root",
+        str(root / "data"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--access-key",
+        AK,
+        "--secret-key",
+        SK,
+        "--no-fsync",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode().strip()
@@ -68,8 +83,12 @@ def signed_headers(key: str, body: bytes) -> dict[str, str]:
 
 
 def run_httpx_client(endpoint: str, n: int, concurrency: int, body: bytes) -> None:
-    with httpx.Client(limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-                      headers={"Accept-Encoding": "identity"}, trust_env=False) as http:
+    with httpx.Client(
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        headers={"Accept-Encoding": "identity"},
+        trust_env=False,
+    ) as http:
+
         def put(i: int) -> None:
             key = f"httpx/{i}"
             response = http.put(f"{endpoint}/{BUCKET}/{key}", content=body, headers=signed_headers(key, body))
@@ -85,14 +104,20 @@ def run_httpcore_pool(endpoint: str, n: int, concurrency: int, body: bytes) -> N
     host, _, port = netloc.rpartition(":")
     timeouts = {"connect": 10.0, "read": 60.0, "write": 60.0, "pool": 60.0}
     with httpcore.ConnectionPool(max_connections=concurrency, keepalive_expiry=30.0) as pool:
+
         def put(i: int) -> None:
             key = f"httpcore/{i}"
-            headers = [(b"Host", netloc.encode()), (b"Accept-Encoding", b"identity"),
-                       *((k.encode(), v.encode()) for k, v in signed_headers(key, body).items())]
-            url = httpcore.URL(scheme=scheme.encode(), host=host.encode(), port=int(port),
-                               target=f"/{BUCKET}/{key}".encode())
-            response = pool.handle_request(httpcore.Request("PUT", url, headers=headers, content=body,
-                                                            extensions={"timeout": timeouts}))
+            headers = [
+                (b"Host", netloc.encode()),
+                (b"Accept-Encoding", b"identity"),
+                *((k.encode(), v.encode()) for k, v in signed_headers(key, body).items()),
+            ]
+            url = httpcore.URL(
+                scheme=scheme.encode(), host=host.encode(), port=int(port), target=f"/{BUCKET}/{key}".encode()
+            )
+            response = pool.handle_request(
+                httpcore.Request("PUT", url, headers=headers, content=body, extensions={"timeout": timeouts})
+            )
             try:
                 b"".join(response.stream)
             finally:
@@ -105,8 +130,13 @@ def run_httpcore_pool(endpoint: str, n: int, concurrency: int, body: bytes) -> N
 
 
 def run_ks3_client(endpoint: str, n: int, concurrency: int, body: bytes) -> None:
-    config = ClientConfig(endpoint=endpoint, access_key=AK, secret_key=SK, max_connections=concurrency,
-                          retry=RetryPolicy(max_attempts=1))
+    config = ClientConfig(
+        endpoint=endpoint,
+        access_key=AK,
+        secret_key=SK,
+        max_connections=concurrency,
+        retry=RetryPolicy(max_attempts=1),
+    )
     with Client(config) as client, ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(lambda i: client.put_object(BUCKET, f"client/{i}", body), range(n)))
 
@@ -143,13 +173,17 @@ def main() -> None:
         try:
             with Client(ClientConfig(endpoint=endpoint, access_key=AK, secret_key=SK)) as client:
                 client.create_bucket(BUCKET)
-            print(f"{args.requests} PUTs of {args.size} B, concurrency {args.concurrency}, {os.cpu_count()} CPUs, "
-                  f"httpcore {httpcore.__version__}, httpx {httpx.__version__}, server --no-fsync, "
-                  f"load {os.getloadavg()[0]:.1f}")
+            print(
+                f"{args.requests} PUTs of {args.size} B, concurrency {args.concurrency}, {os.cpu_count()} CPUs, "
+                f"httpcore {httpcore.__version__}, httpx {httpx.__version__}, server --no-fsync, "
+                f"load {os.getloadavg()[0]:.1f}"
+            )
             for round_number in range(1, args.rounds + 1):
                 for mode in modes:
                     rate, cpu_ms = measure(mode, endpoint, args.requests, args.concurrency, body)
-                    print(f"round {round_number}  {mode:24s} {rate:7.0f} req/s  {cpu_ms * 1000:5.0f} us client CPU/req")
+                    print(
+                        f"round {round_number}  {mode:24s} {rate:7.0f} req/s  {cpu_ms * 1000:5.0f} us client CPU/req"
+                    )
         finally:
             proc.terminate()
             proc.wait(timeout=10)

@@ -76,8 +76,19 @@ AK, SK = "BENCHCRYPTOAK", "bench-crypto-secret"
 def local_server(root: Path) -> Iterator[tuple[str, int]]:
     port_file = root / "port"
     env = dict(os.environ, KS3_ACCESS_KEY=AK, KS3_SECRET_KEY=SK)
-    argv = [sys.executable, "-m", "ks3sync", "local-server", "--root", str(root / "data"), "--port", "0",
-            "--port-file", str(port_file), "--no-fsync"]
+    argv = [
+        sys.executable,
+        "-m",
+        "ks3sync",
+        "local-server",
+        "--root",
+        str(root / "data"),
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--no-fsync",
+    ]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -96,15 +107,22 @@ def local_server(root: Path) -> Iterator[tuple[str, int]]:
             process.wait(10)
 
 
-def upload_rows(tmp: Path, path: Path, key: EncryptionKey, part: int, skip_sdk: bool) -> list[tuple[str, float]]:
+def upload_rows(
+    tmp: Path, path: Path, key: EncryptionKey, part: int, skip_sdk: bool
+) -> list[tuple[str, float]]:
     size = path.stat().st_size
     key_file = tmp / "bench.key"
     key_file.write_bytes(b"bench-key-16byte")
     key_file.chmod(0o600)
     rows: list[tuple[str, float]] = []
     with local_server(tmp / "server") as (endpoint, port):
-        config = ClientConfig(endpoint=endpoint, access_key=AK, secret_key=SK, timeout=300.0,
-                              retry=RetryPolicy(max_attempts=2, base_delay=0.1))
+        config = ClientConfig(
+            endpoint=endpoint,
+            access_key=AK,
+            secret_key=SK,
+            timeout=300.0,
+            retry=RetryPolicy(max_attempts=2, base_delay=0.1),
+        )
         with Client(config) as client:
             client.create_bucket("bench-crypto")
 
@@ -124,20 +142,26 @@ def upload_rows(tmp: Path, path: Path, key: EncryptionKey, part: int, skip_sdk: 
                 encryptor = MultipartEncryptor(key)
                 name = "mp-enc" if encrypted else "mp-plain"
                 upload_id = client.initiate_multipart(
-                    "bench-crypto", name, metadata=encryptor.initiate_metadata() if encrypted else None)
+                    "bench-crypto", name, metadata=encryptor.initiate_metadata() if encrypted else None
+                )
                 with ThreadPoolExecutor(4) as pool:
                     futures = []
                     for number, offset in enumerate(range(0, size, part), start=1):
                         length = min(part, size - offset)
                         body: Body
                         if encrypted:
-                            body = encryptor.next_part(FileSlice(str(path), offset, length),
-                                                               last=offset + length == size)
+                            body = encryptor.next_part(
+                                FileSlice(str(path), offset, length), last=offset + length == size
+                            )
                         else:
                             body = FileRangeBody(path, offset, length)
-                        futures.append(pool.submit(client.upload_part, "bench-crypto", name, upload_id, number, body))
+                        futures.append(
+                            pool.submit(client.upload_part, "bench-crypto", name, upload_id, number, body)
+                        )
                     results = [f.result() for f in futures]
-                client.complete_multipart("bench-crypto", name, upload_id, [(r.part_number, r.etag) for r in results])
+                client.complete_multipart(
+                    "bench-crypto", name, upload_id, [(r.part_number, r.etag) for r in results]
+                )
 
             timed("upload: ks3sync PUT plain", put_plain)
             timed("upload: ks3sync PUT encrypted", put_encrypted)
@@ -148,9 +172,19 @@ def upload_rows(tmp: Path, path: Path, key: EncryptionKey, part: int, skip_sdk: 
 
             for encrypted in (False, True):
                 extra = {"local_encrypt": True, "local_key_path": str(key_file)} if encrypted else {}
-                connection = Connection(AK, SK, host="127.0.0.1", port=port, is_secure=False,
-                                        calling_format=PathCallingFormat(), timeout=300, **extra)
-                target = connection.get_bucket("bench-crypto").new_key("sdk-enc" if encrypted else "sdk-plain")
+                connection = Connection(
+                    AK,
+                    SK,
+                    host="127.0.0.1",
+                    port=port,
+                    is_secure=False,
+                    calling_format=PathCallingFormat(),
+                    timeout=300,
+                    **extra,
+                )
+                target = connection.get_bucket("bench-crypto").new_key(
+                    "sdk-enc" if encrypted else "sdk-plain"
+                )
                 label = "encrypted" if encrypted else "plain"
 
                 def sdk_put(target: Any = target) -> None:
@@ -161,7 +195,9 @@ def upload_rows(tmp: Path, path: Path, key: EncryptionKey, part: int, skip_sdk: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--part-mib", type=int, default=16)
@@ -199,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError:
                 print("ks3sdk not installed: SDK row skipped", file=sys.stderr)
             else:
+
                 def sdk() -> None:
                     context = Crypts(b"bench-key-16byte")
                     context.action_info = "put"
@@ -234,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
             encryptor = MultipartEncryptor(key)
             for offset in range(0, size, part):
                 length = min(part, size - offset)
-                encrypted = encryptor.next_part(FileSlice(str(path), offset, length), last=offset + length == size)
+                encrypted = encryptor.next_part(
+                    FileSlice(str(path), offset, length), last=offset + length == size
+                )
                 for _ in encrypted.chunks():
                     pass
 
@@ -265,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(upload_rows(Path(tmp), path, key, args.part_mib << 20, args.skip_sdk))
 
     aes = rows[0][1]
-    print(f"\nclient-side encryption, {args.size_mib} MiB, best of {args.runs}, CPU: {os.cpu_count()} cores shared")
+    print(
+        f"\nclient-side encryption, {args.size_mib} MiB, best of {args.runs}, CPU: {os.cpu_count()} cores shared"
+    )
     print(f"{'what':48} {'MB/s':>8} {'x raw AES time':>15}")
     for name, seconds in rows:
         print(f"{name:48} {size / seconds / MB:8.0f} {seconds / aes:15.2f}")

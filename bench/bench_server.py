@@ -50,7 +50,16 @@ def server_cpu_seconds(pid: int) -> float:
 
 def start_server(root: Path, fsync: bool) -> tuple[subprocess.Popen[bytes], str]:
     port_file = root.parent / "port"
-    args = [sys.executable, "-m", "ks3sync", "local-server", "--root", str(root), "--port-file", str(port_file)]
+    args = [
+        sys.executable,
+        "-m",
+        "ks3sync",
+        "local-server",
+        "--root",
+        str(root),
+        "--port-file",
+        str(port_file),
+    ]
     if not fsync:
         args.append("--no-fsync")
     env = dict(os.environ, KS3_ACCESS_KEY=AK, KS3_SECRET_KEY=SK)
@@ -144,8 +153,9 @@ def populate(root: Path, count: int) -> None:
     storage.db.execute("BEGIN")
     for i in range(count):
         key = f"dir{i % 100:03d}/sub{(i // 100) % 10}/file{i:07d}.dat"
-        storage.put_object(ObjectRecord("listing", key, 1, "0" * 32, 0, time.time(), "STANDARD", "private",
-                                        {}, "0" * 32))
+        storage.put_object(
+            ObjectRecord("listing", key, 1, "0" * 32, 0, time.time(), "STANDARD", "private", {}, "0" * 32)
+        )
     storage.db.execute("COMMIT")
     storage.close()
 
@@ -153,6 +163,7 @@ def populate(root: Path, count: int) -> None:
 def time_listings(endpoint: str, count: int) -> list[tuple[str, str, str]]:
     rows = []
     with httpx.Client(timeout=120) as client:
+
         def page(query: str) -> str:
             response = client.get(f"{endpoint}/listing/?{query}", headers=sign("GET", "/listing/"))
             assert response.status_code == 200
@@ -169,8 +180,13 @@ def time_listings(endpoint: str, count: int) -> list[tuple[str, str, str]]:
             marker = text.split("<NextMarker>")[1].split("</NextMarker>")[0]
         elapsed = time.monotonic() - started
         assert keys == count
-        rows.append((f"list all {count:,} keys (pages of 1000)", f"{elapsed * 1000:,.0f} ms",
-                     f"{elapsed / pages * 1000:.1f} ms per page"))
+        rows.append(
+            (
+                f"list all {count:,} keys (pages of 1000)",
+                f"{elapsed * 1000:,.0f} ms",
+                f"{elapsed / pages * 1000:.1f} ms per page",
+            )
+        )
         started = time.monotonic()
         text = page("delimiter=/")
         elapsed = time.monotonic() - started
@@ -189,26 +205,39 @@ def main() -> None:
     parser.add_argument("--no-fsync", action="store_true")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--big-mib", type=int, default=1024)
-    parser.add_argument("--list-objects", type=int, default=100_000, help="index size for the listing timings")
+    parser.add_argument(
+        "--list-objects", type=int, default=100_000, help="index size for the listing timings"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         populate(Path(tmp) / "root", args.list_objects)
         process, endpoint = start_server(Path(tmp) / "root", fsync=not args.no_fsync)
         try:
             with httpx.Client() as client:
-                assert client.put(f"{endpoint}/{BUCKET}/", headers=sign("PUT", f"/{BUCKET}/")).status_code == 200
+                assert (
+                    client.put(f"{endpoint}/{BUCKET}/", headers=sign("PUT", f"/{BUCKET}/")).status_code == 200
+                )
             rows = []
             body = os.urandom(1024)
             for concurrency in (1, 8, 32):
                 cpu_before = server_cpu_seconds(process.pid)
                 count, elapsed = small_puts(endpoint, concurrency, args.seconds, body)
                 cpu = server_cpu_seconds(process.pid) - cpu_before
-                rows.append((f"small PUT (1 KiB), concurrency {concurrency}", f"{count / elapsed:,.0f} PUT/s",
-                             f"{cpu / max(count, 1) * 1e6:,.0f} us server CPU per PUT"))
+                rows.append(
+                    (
+                        f"small PUT (1 KiB), concurrency {concurrency}",
+                        f"{count / elapsed:,.0f} PUT/s",
+                        f"{cpu / max(count, 1) * 1e6:,.0f} us server CPU per PUT",
+                    )
+                )
             rows.extend(time_listings(endpoint, args.list_objects))
             (put_mbs, put_cpu), (get_mbs, get_cpu) = big_put_get(endpoint, args.big_mib, process.pid)
-            rows.append((f"{args.big_mib} MiB PUT", f"{put_mbs:,.0f} MB/s", f"{put_cpu:.2f} ms server CPU per MiB"))
-            rows.append((f"{args.big_mib} MiB GET", f"{get_mbs:,.0f} MB/s", f"{get_cpu:.2f} ms server CPU per MiB"))
+            rows.append(
+                (f"{args.big_mib} MiB PUT", f"{put_mbs:,.0f} MB/s", f"{put_cpu:.2f} ms server CPU per MiB")
+            )
+            rows.append(
+                (f"{args.big_mib} MiB GET", f"{get_mbs:,.0f} MB/s", f"{get_cpu:.2f} ms server CPU per MiB")
+            )
         finally:
             process.terminate()
             process.wait(20)

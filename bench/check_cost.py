@@ -39,11 +39,30 @@ def rclone_argv(server: LocalServer, conf: Path, src: Path, *extra: str) -> list
     """``rclone check`` through ``env``: the remote is defined by environment variables, AWS_CA_BUNDLE
     unset (rclone refuses to start with it), as bench.peers.rclone runs it."""
     p = f"RCLONE_CONFIG_{REMOTE}_"
-    env = [f"{p}TYPE=s3", f"{p}PROVIDER=Other", f"{p}ENDPOINT={server.endpoint}",
-           f"{p}ACCESS_KEY_ID={CREDS.access_key}", f"{p}SECRET_ACCESS_KEY={CREDS.secret_key}",
-           f"{p}FORCE_PATH_STYLE=true", f"{p}REGION=us-east-1"]
-    return ["env", "-u", "AWS_CA_BUNDLE", *env, "rclone", "check", "--config", str(conf), "--checkers", "32",
-            *extra, str(src), f"{REMOTE}:{BUCKET}/{PREFIX}"]
+    env = [
+        f"{p}TYPE=s3",
+        f"{p}PROVIDER=Other",
+        f"{p}ENDPOINT={server.endpoint}",
+        f"{p}ACCESS_KEY_ID={CREDS.access_key}",
+        f"{p}SECRET_ACCESS_KEY={CREDS.secret_key}",
+        f"{p}FORCE_PATH_STYLE=true",
+        f"{p}REGION=us-east-1",
+    ]
+    return [
+        "env",
+        "-u",
+        "AWS_CA_BUNDLE",
+        *env,
+        "rclone",
+        "check",
+        "--config",
+        str(conf),
+        "--checkers",
+        "32",
+        *extra,
+        str(src),
+        f"{REMOTE}:{BUCKET}/{PREFIX}",
+    ]
 
 
 def main() -> int:
@@ -70,11 +89,28 @@ def main() -> int:
     conf.touch()
     state = Path(tempfile.mkdtemp(prefix="state-", dir=work / "runs"))
     rows: list[Row] = []
-    with LocalServer(work / "server", work / "requests.jsonl", CREDS, quiet_log=work / "server.log",
-                     latency_ms=args.latency_ms) as server:
+    with LocalServer(
+        work / "server",
+        work / "requests.jsonl",
+        CREDS,
+        quiet_log=work / "server.log",
+        latency_ms=args.latency_ms,
+    ) as server:
         server.mini.create_bucket(BUCKET)
-        seeded = run_child("seed", ks3sync_argv("mirror", str(src), f"ks3://{BUCKET}/{PREFIX}", "--endpoint",
-                                                server.endpoint, "--state-db", str(state / "journal.db")), server, log)
+        seeded = run_child(
+            "seed",
+            ks3sync_argv(
+                "mirror",
+                str(src),
+                f"ks3://{BUCKET}/{PREFIX}",
+                "--endpoint",
+                server.endpoint,
+                "--state-db",
+                str(state / "journal.db"),
+            ),
+            server,
+            log,
+        )
         endpoint = ["--endpoint", server.endpoint, "--state-db", str(state / "none.db")]  # no journal
         if seeded.returncode != 0:
             raise SystemExit(f"seeding failed; see {log}")
@@ -84,10 +120,12 @@ def main() -> int:
         edited.write_bytes(bytes(data))
         runs = {
             "ks3sync check": ks3sync_argv("check", str(src), f"ks3://{BUCKET}/{PREFIX}", *endpoint),
-            "ks3sync check --dl": ks3sync_argv("check", str(src), f"ks3://{BUCKET}/{PREFIX}", *endpoint,
-                                                     "--download"),
-            "ks3sync --dl --jobs 32": ks3sync_argv("check", str(src), f"ks3://{BUCKET}/{PREFIX}", *endpoint,
-                                                    "--download", "--jobs", "32"),
+            "ks3sync check --dl": ks3sync_argv(
+                "check", str(src), f"ks3://{BUCKET}/{PREFIX}", *endpoint, "--download"
+            ),
+            "ks3sync --dl --jobs 32": ks3sync_argv(
+                "check", str(src), f"ks3://{BUCKET}/{PREFIX}", *endpoint, "--download", "--jobs", "32"
+            ),
             "rclone check -c32": rclone_argv(server, conf, src),
             "rclone check -c32 --dl": rclone_argv(server, conf, src, "--download"),
         }
@@ -102,8 +140,10 @@ def main() -> int:
                     raise SystemExit(f"{name} exited {result.returncode}, not 1 (one difference); see {log}")
                 rows.append(Row(name, result, server.stats_between(start, end)))
             print(f"round {number + 1}/{args.rounds} done (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
-    print(f"\n{spec.files} files of {spec.size} bytes in {spec.folders} folders, --latency-ms {args.latency_ms:g}, "
-          f"one file edited locally")
+    print(
+        f"\n{spec.files} files of {spec.size} bytes in {spec.folders} folders, --latency-ms {args.latency_ms:g}, "
+        f"one file edited locally"
+    )
     print_table(rows)
     (work / "requests.jsonl").unlink(missing_ok=True)
     shutil.rmtree(state, ignore_errors=True)

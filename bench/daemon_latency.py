@@ -44,7 +44,7 @@ DEBOUNCE = "100ms"
 POLL_S = 0.005
 PROBE_TIMEOUT_S = 30.0
 PROBES = 30
-MAX_LOST_IN_A_ROW = 3     # the service is not delivering: stop probing instead of waiting 30 s each
+MAX_LOST_IN_A_ROW = 3  # the service is not delivering: stop probing instead of waiting 30 s each
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,9 @@ def _rss_mb(pid: int) -> tuple[float, float]:
     return cur, peak
 
 
-def write_config(path: Path, *, endpoint: str, source: Path, state: Path, bucket: str, prefix: str,
-                 name: str = "bench") -> None:
+def write_config(
+    path: Path, *, endpoint: str, source: Path, state: Path, bucket: str, prefix: str, name: str = "bench"
+) -> None:
     path.write_text(
         f"endpoint: {endpoint}\n"
         "credentials:\n"
@@ -107,8 +108,15 @@ def write_config(path: Path, *, endpoint: str, source: Path, state: Path, bucket
     )
 
 
-def run_daemon_workload(server: LocalServer, workdir: Path, files: int, *, log: Callable[[str], None],
-                        probes: int = PROBES, initial_timeout_s: float | None = None) -> DaemonResult:
+def run_daemon_workload(
+    server: LocalServer,
+    workdir: Path,
+    files: int,
+    *,
+    log: Callable[[str], None],
+    probes: int = PROBES,
+    initial_timeout_s: float | None = None,
+) -> DaemonResult:
     mini = server.mini
     bucket, prefix = "w6-daemon", "w6"
     mini.create_bucket(bucket)
@@ -134,8 +142,14 @@ def _start_daemon(server: LocalServer, config: Path, log_path: Path) -> subproce
     """``ks3sync run --config`` in its own session, output appended to ``log_path``."""
     env = {**os.environ, "KS3_ACCESS_KEY": server.creds.access_key, "KS3_SECRET_KEY": server.creds.secret_key}
     with log_path.open("ab") as out:
-        return subprocess.Popen([*ks3sync_argv0(), "run", "--config", str(config)], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [*ks3sync_argv0(), "run", "--config", str(config)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def _stop_daemon(proc: subprocess.Popen[bytes], *, grace_s: float) -> None:
@@ -153,8 +167,17 @@ def _count(mini: Ks3Mini, bucket: str, prefix: str) -> int:
     return sum(1 for _ in mini.list(bucket, prefix + "/"))
 
 
-def _measure(proc: subprocess.Popen[bytes], mini: Ks3Mini, bucket: str, prefix: str, source: Path,
-             files: int, probes: int, initial_timeout_s: float, log: Callable[[str], None]) -> DaemonResult:
+def _measure(
+    proc: subprocess.Popen[bytes],
+    mini: Ks3Mini,
+    bucket: str,
+    prefix: str,
+    source: Path,
+    files: int,
+    probes: int,
+    initial_timeout_s: float,
+    log: Callable[[str], None],
+) -> DaemonResult:
     t0 = time.monotonic()
     wait = 0.2
     log(f"W6: waiting for the daemon's initial sync of {files} files")
@@ -203,7 +226,7 @@ def _measure(proc: subprocess.Popen[bytes], mini: Ks3Mini, bucket: str, prefix: 
         else:
             lost += 1
             lost_in_a_row += 1
-        time.sleep(0.2)    # independent probes: the next write does not share the previous debounce
+        time.sleep(0.2)  # independent probes: the next write does not share the previous debounce
     _, peak = _rss_mb(proc.pid)
     summary = None if lost == 0 else f"{lost} of {probes} probes not visible within {PROBE_TIMEOUT_S:.0f} s"
     return DaemonResult(files, initial, rss_initial, peak, tuple(latencies), lost, summary)
@@ -234,8 +257,9 @@ def _tree_files(source: Path, spec: TreeSpec) -> Iterator[tuple[str, Path]]:
         yield rel, source / rel
 
 
-def seed_objects(server: LocalServer, source: Path, spec: TreeSpec, prefix: str,
-                 log: Callable[[str], None]) -> None:
+def seed_objects(
+    server: LocalServer, source: Path, spec: TreeSpec, prefix: str, log: Callable[[str], None]
+) -> None:
     """PUT every file of the tree to local-server under ``prefix`` (16 threads, one client each)."""
     local = threading.local()
     clients: list[Ks3Mini] = []
@@ -283,8 +307,9 @@ def seed_journal(db: Path, name: str, source: Path, spec: TreeSpec, prefix: str)
             journal.record_synced(sync_id, batch)
 
 
-def measure_reconcile(server: LocalServer, work: Path, files: int, *,
-                      log: Callable[[str], None]) -> ReconcileMemory:
+def measure_reconcile(
+    server: LocalServer, work: Path, files: int, *, log: Callable[[str], None]
+) -> ReconcileMemory:
     spec = TreeSpec(files, max(20, files // 1000), 64)
     prefix = f"n{files}/"
     source = (work / f"tree-{files}").resolve()
@@ -305,8 +330,15 @@ def measure_reconcile(server: LocalServer, work: Path, files: int, *,
         journal_stamp.write_text("ok")
     config = work / f"rss-{files}.yaml"
     # The sync's name must be the one seed_journal registered; the debounce plays no part (no events).
-    write_config(config, endpoint=server.endpoint, source=source, state=state, bucket=RSS_BUCKET, prefix=prefix,
-                 name="rss")
+    write_config(
+        config,
+        endpoint=server.endpoint,
+        source=source,
+        state=state,
+        bucket=RSS_BUCKET,
+        prefix=prefix,
+        name="rss",
+    )
     daemon_log = work / f"daemon-{files}.log"
     daemon_log.unlink(missing_ok=True)
     log(f"reconcile RSS, {files:,} files: ks3sync run")
@@ -341,8 +373,12 @@ def _field(line: str, name: str) -> int | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reconcile-rss", required=True, metavar="N,N,...",
-                    help="tracked-file counts whose no-change start-up reconcile is measured")
+    ap.add_argument(
+        "--reconcile-rss",
+        required=True,
+        metavar="N,N,...",
+        help="tracked-file counts whose no-change start-up reconcile is measured",
+    )
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ks3sync-reconcile-rss")
     args = ap.parse_args()
     sizes = [int(n.replace("_", "")) for n in args.reconcile_rss.split(",") if n.strip()]
@@ -365,8 +401,10 @@ def main() -> int:
         secs = f"{r.reconcile_s:.1f}" if r.reconcile_s is not None else "-"
         peak = f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb is not None else "-"
         after = f"{r.rss_after_mb:.0f}" if r.rss_after_mb is not None else "-"
-        print(f"| {r.files:,} | {secs} | {peak} | {after} | {r.skipped if r.skipped is not None else '-'} |"
-              + (f" {r.problem}" if r.problem else ""))
+        print(
+            f"| {r.files:,} | {secs} | {peak} | {after} | {r.skipped if r.skipped is not None else '-'} |"
+            + (f" {r.problem}" if r.problem else "")
+        )
     return 0 if all(r.problem is None for r in results) else 1
 
 

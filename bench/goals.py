@@ -42,8 +42,9 @@ def _ks3sync(rows: Mapping[tuple[str, str], Row], workload: str) -> Row | None:
     return row if row is not None and row.ok else None
 
 
-def ratio_goal(rows: Mapping[tuple[str, str], Row], workload: str, factor: float, variants: Mapping[str, str],
-               at: str) -> Goal:
+def ratio_goal(
+    rows: Mapping[tuple[str, str], Row], workload: str, factor: float, variants: Mapping[str, str], at: str
+) -> Goal:
     """ks3sync's wall time against the fastest tuned peer's: met when peer / ks3sync >= factor."""
     wording = "no slower than" if factor == 1.0 else f">= {factor:g}x"
     name = f"{at}: {workload} {wording} the fastest tuned peer"
@@ -53,15 +54,20 @@ def ratio_goal(rows: Mapping[tuple[str, str], Row], workload: str, factor: float
         why = "no successful ks3sync run" if ours is None else "no successful tuned peer run"
         return Goal(name, "not measured", f"{why} of {workload}")
     ratio = best.med("wall_s") / ours.med("wall_s")
-    return Goal(name, "met" if ratio >= factor else "NOT met",
-                f"ks3sync {ours.med('wall_s'):.2f} s vs {best.tool} {best.med('wall_s'):.2f} s = {ratio:.2f}x")
+    return Goal(
+        name,
+        "met" if ratio >= factor else "NOT met",
+        f"ks3sync {ours.med('wall_s'):.2f} s vs {best.tool} {best.med('wall_s'):.2f} s = {ratio:.2f}x",
+    )
 
 
 def throttle_goal(rows: Mapping[tuple[str, str], Row], max_inflight: int | None, latency_ms: float) -> Goal:
     """`max_inflight` is None when the throttled W1 did not run in this session."""
     n = STATED_INFLIGHT if max_inflight is None else max_inflight
-    name = (f"throttling, N = {n} at {latency_ms:g} ms: W1 ends an exact mirror in every run, under "
-            f"{100 * THROTTLE_SHARE:.0f}% of its requests refused")
+    name = (
+        f"throttling, N = {n} at {latency_ms:g} ms: W1 ends an exact mirror in every run, under "
+        f"{100 * THROTTLE_SHARE:.0f}% of its requests refused"
+    )
     if n != STATED_INFLIGHT or latency_ms != STATED_LATENCY_MS:
         name += f" (the goal is stated for N = {STATED_INFLIGHT} at {STATED_LATENCY_MS:g} ms)"
     row = rows.get(("W1-throttled", "ks3sync"))
@@ -70,9 +76,11 @@ def throttle_goal(rows: Mapping[tuple[str, str], Row], max_inflight: int | None,
     shares = [r.requests.refused / max(1, r.requests.requests) for r in row.runs]
     exact = row.failed is None
     worst = max(shares)
-    detail = (f"{'exact' if exact else 'NOT exact: ' + str(row.failed)}; refused {worst:.1%} of requests in the "
-              f"worst of {len(shares)} run(s) ({max(r.requests.refused for r in row.runs)} of "
-              f"{max(r.requests.requests for r in row.runs)})")
+    detail = (
+        f"{'exact' if exact else 'NOT exact: ' + str(row.failed)}; refused {worst:.1%} of requests in the "
+        f"worst of {len(shares)} run(s) ({max(r.requests.refused for r in row.runs)} of "
+        f"{max(r.requests.requests for r in row.runs)})"
+    )
     return Goal(name, "met" if exact and worst < THROTTLE_SHARE else "NOT met", detail)
 
 
@@ -83,15 +91,23 @@ def memory_goal(rows: Mapping[tuple[str, str], Row]) -> Goal:
         return Goal(name, "not measured", "no ks3sync run")
     worst = max(ours, key=lambda r: max(run.max_rss_mb for run in r.runs))
     peak = max(run.max_rss_mb for run in worst.runs)
-    return Goal(name, "met" if peak < GOAL_RSS_MB else "NOT met",
-                f"highest {peak:.0f} MB ({worst.workload}) over {len(ours)} workload(s)")
+    return Goal(
+        name,
+        "met" if peak < GOAL_RSS_MB else "NOT met",
+        f"highest {peak:.0f} MB ({worst.workload}) over {len(ours)} workload(s)",
+    )
 
 
 def request_count_goal(rows: Mapping[tuple[str, str], Row], scale: Scale) -> Goal:
-    name = (f"requests: no HEAD per object (at most {MAX_HEADS}), no listing per folder (at most one per "
-            f"1,000 objects + {EXTRA_LISTINGS})")
-    ours = [r for (w, t), r in rows.items()
-            if t == "ks3sync" and w != "W1-throttled" and r.skipped is None and r.runs]
+    name = (
+        f"requests: no HEAD per object (at most {MAX_HEADS}), no listing per folder (at most one per "
+        f"1,000 objects + {EXTRA_LISTINGS})"
+    )
+    ours = [
+        r
+        for (w, t), r in rows.items()
+        if t == "ks3sync" and w != "W1-throttled" and r.skipped is None and r.runs
+    ]
     if not ours:
         return Goal(name, "not measured", "no ks3sync run")
     problems: list[str] = []
@@ -109,19 +125,32 @@ def request_count_goal(rows: Mapping[tuple[str, str], Row], scale: Scale) -> Goa
             most = (row.workload, listings, objects)
     if problems:
         return Goal(name, "NOT met", "; ".join(problems))
-    return Goal(name, "met", f"most listings: {most[0]} {most[1]} for {most[2]} objects; HEADs within the bound")
+    return Goal(
+        name, "met", f"most listings: {most[0]} {most[1]} for {most[2]} objects; HEADs within the bound"
+    )
 
 
-def evaluate_issue16(rows: Mapping[tuple[str, str], Row], scale: Scale, latency_ms: float,
-                     variants: Mapping[str, str], max_inflight: int | None) -> list[Goal]:
+def evaluate_issue16(
+    rows: Mapping[tuple[str, str], Row],
+    scale: Scale,
+    latency_ms: float,
+    variants: Mapping[str, str],
+    max_inflight: int | None,
+) -> list[Goal]:
     goals: list[Goal] = []
     if latency_ms > 0:
-        at = f"at {latency_ms:g} ms" + ("" if latency_ms == STATED_LATENCY_MS else
-                                       f" (stated at {STATED_LATENCY_MS:g} ms)")
-        goals += [ratio_goal(rows, "W1", 1.5, variants, at), ratio_goal(rows, "W5-W1", 1.5, variants, at),
-                  ratio_goal(rows, "W3-20k", 1.5, variants, at), ratio_goal(rows, "W3", 1.0, variants, at),
-                  ratio_goal(rows, "W2", 1.0, variants, at), ratio_goal(rows, "W5-W2", 1.0, variants, at),
-                  throttle_goal(rows, max_inflight, latency_ms)]
+        at = f"at {latency_ms:g} ms" + (
+            "" if latency_ms == STATED_LATENCY_MS else f" (stated at {STATED_LATENCY_MS:g} ms)"
+        )
+        goals += [
+            ratio_goal(rows, "W1", 1.5, variants, at),
+            ratio_goal(rows, "W5-W1", 1.5, variants, at),
+            ratio_goal(rows, "W3-20k", 1.5, variants, at),
+            ratio_goal(rows, "W3", 1.0, variants, at),
+            ratio_goal(rows, "W2", 1.0, variants, at),
+            ratio_goal(rows, "W5-W2", 1.0, variants, at),
+            throttle_goal(rows, max_inflight, latency_ms),
+        ]
     else:
         at = "at 0 ms"
         goals += [ratio_goal(rows, w, 0.8, variants, at) for w in ("W1", "W3", "W5-W1", "W5-W2")]

@@ -74,8 +74,15 @@ class Ks3Mini:
         if r.status_code not in (200, 409):
             raise MiniError(f"create bucket {bucket}: HTTP {r.status_code} {r.text[:200]}")
 
-    def put(self, bucket: str, key: str, body: bytes | Iterable[bytes], *, length: int | None = None,
-            md5: bytes | None = None) -> str:
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes | Iterable[bytes],
+        *,
+        length: int | None = None,
+        md5: bytes | None = None,
+    ) -> str:
         res = self._resource(bucket, key)
         extra = {"Content-Type": "application/octet-stream"}
         if md5 is not None:
@@ -117,7 +124,9 @@ class Ks3Mini:
             last = ""
             for c in root.iter(f"{ns}Contents"):
                 key = c.findtext(f"{ns}Key") or ""
-                yield Listed(key, int(c.findtext(f"{ns}Size") or 0), (c.findtext(f"{ns}ETag") or "").strip('"'))
+                yield Listed(
+                    key, int(c.findtext(f"{ns}Size") or 0), (c.findtext(f"{ns}ETag") or "").strip('"')
+                )
                 last = key
             if (root.findtext(f"{ns}IsTruncated") or "false").lower() != "true":
                 return

@@ -38,7 +38,7 @@ class Limits:
     small_put_req_s: float
     server_us_per_small_put: float
     small_get_req_s: float
-    put_ingest_mb_s: float          # the better of one stream and 4 parallel streams
+    put_ingest_mb_s: float  # the better of one stream and 4 parallel streams
     get_egress_mb_s: float
     encrypt_md5_put_mb_s: float
 
@@ -111,8 +111,17 @@ def stat_walk_rate(root: Path) -> float:
     return _best(3, once)
 
 
-def small_rate(endpoint: str, ak: str, sk: str, bucket: str, op: str, *, processes: int = 2, threads: int = 4,
-               per_thread: int = 150) -> float:
+def small_rate(
+    endpoint: str,
+    ak: str,
+    sk: str,
+    bucket: str,
+    op: str,
+    *,
+    processes: int = 2,
+    threads: int = 4,
+    per_thread: int = 150,
+) -> float:
     """Small requests per second from `processes` x `threads` clients ("put" 4 KiB, or "get" them back).
 
     Several processes, so the harness's own GIL is not the ceiling; they start together at an agreed
@@ -121,15 +130,26 @@ def small_rate(endpoint: str, ak: str, sk: str, bucket: str, op: str, *, process
     ctx = multiprocessing.get_context("spawn")
     start_at = time.time() + 2.0
     with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
-        futures = [pool.submit(_small_worker, endpoint, ak, sk, bucket, op, p, threads, per_thread, start_at)
-                   for p in range(processes)]
+        futures = [
+            pool.submit(_small_worker, endpoint, ak, sk, bucket, op, p, threads, per_thread, start_at)
+            for p in range(processes)
+        ]
         spans = [f.result(timeout=600) for f in futures]
     busy = max(end for _, end in spans) - min(begin for begin, _ in spans)
     return processes * threads * per_thread / busy
 
 
-def _small_worker(endpoint: str, ak: str, sk: str, bucket: str, op: str, proc: int, threads: int,
-                  per_thread: int, start_at: float) -> tuple[float, float]:
+def _small_worker(
+    endpoint: str,
+    ak: str,
+    sk: str,
+    bucket: str,
+    op: str,
+    proc: int,
+    threads: int,
+    per_thread: int,
+    start_at: float,
+) -> tuple[float, float]:
     body = os.urandom(4096)
     errors: list[BaseException] = []
     minis = [Ks3Mini(endpoint, ak, sk) for _ in range(threads)]
@@ -144,7 +164,7 @@ def _small_worker(endpoint: str, ak: str, sk: str, bucket: str, op: str, proc: i
                 else:
                     for _ in mini.iter_get(bucket, key):
                         pass
-        except Exception as exc:   # reported below: a ceiling measured with errors is no ceiling
+        except Exception as exc:  # reported below: a ceiling measured with errors is no ceiling
             errors.append(exc)
 
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
@@ -193,7 +213,7 @@ def parallel_ingest_rate(endpoint: str, ak: str, sk: str, bucket: str, total: in
     def one(i: int) -> None:
         try:
             minis[i].put(bucket, f"limits/parallel-{i}", _chunks(buf, each), length=each)
-        except Exception as exc:   # a ceiling measured with errors is no ceiling
+        except Exception as exc:  # a ceiling measured with errors is no ceiling
             errors.append(exc)
 
     def once() -> float:
@@ -268,8 +288,17 @@ def encrypt_md5_put_rate(mini: Ks3Mini, bucket: str, path: Path) -> float:
     return _best(2, once)
 
 
-def measure_limits(mini: Ks3Mini, endpoint: str, ak: str, sk: str, bucket: str, big_file: Path,
-                   small_tree: Path, log: Callable[[str], None], server_cpu: Callable[[], float]) -> Limits:
+def measure_limits(
+    mini: Ks3Mini,
+    endpoint: str,
+    ak: str,
+    sk: str,
+    bucket: str,
+    big_file: Path,
+    small_tree: Path,
+    log: Callable[[str], None],
+    server_cpu: Callable[[], float],
+) -> Limits:
     mini.create_bucket(bucket)
     size = big_file.stat().st_size
     log("limits: md5, aes")

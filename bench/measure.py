@@ -33,7 +33,7 @@ class Invocation:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     cwd: Path | None = None
-    unset: tuple[str, ...] = ()     # inherited variables the tool must not see
+    unset: tuple[str, ...] = ()  # inherited variables the tool must not see
 
     def display(self) -> str:
         return " ".join(self.argv)
@@ -46,7 +46,7 @@ class ProcessMeasure:
     max_rss_mb: float
     returncode: int
     timed_out: bool
-    output_tail: str           # last lines of stdout+stderr, for failure reports
+    output_tail: str  # last lines of stdout+stderr, for failure reports
 
 
 GNU_TIME = "/usr/bin/time"
@@ -79,8 +79,13 @@ def run_measured(inv: Invocation, *, timeout_s: float, log_path: Path) -> Proces
         start_pos = log.tell()
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            argv, env=env, cwd=inv.cwd, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            argv,
+            env=env,
+            cwd=inv.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         timed_out = False
         deadline = t0 + timeout_s

@@ -52,15 +52,37 @@ class Measured:
     returncode: int
 
 
-def mirror_argv(src: Path, prefix: str, state: Path, endpoint: str, *, delete: bool = False,
-                profile_out: Path | None = None) -> list[str]:
+def mirror_argv(
+    src: Path,
+    prefix: str,
+    state: Path,
+    endpoint: str,
+    *,
+    delete: bool = False,
+    profile_out: Path | None = None,
+) -> list[str]:
     script = Path(sys.executable).with_name("ks3sync")
     if profile_out is not None:
-        head = [sys.executable, "-m", "bench.profile_mirror", "--child-profile", str(profile_out), str(script)]
+        head = [
+            sys.executable,
+            "-m",
+            "bench.profile_mirror",
+            "--child-profile",
+            str(profile_out),
+            str(script),
+        ]
     else:
         head = [str(script)]
-    argv = [*head, "mirror", str(src), f"ks3://{BUCKET}/{prefix}", "--endpoint", endpoint,
-            "--state-db", str(state / "journal.db")]
+    argv = [
+        *head,
+        "mirror",
+        str(src),
+        f"ks3://{BUCKET}/{prefix}",
+        "--endpoint",
+        endpoint,
+        "--state-db",
+        str(state / "journal.db"),
+    ]
     if delete:
         argv.append("--delete")
     return argv
@@ -82,12 +104,20 @@ def run_child(name: str, argv: list[str], server: LocalServer, log: Path) -> Mea
             raise
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(name, wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024.0,
-                    server.cpu_seconds() - server_cpu0, proc.returncode)
+    return Measured(
+        name,
+        wall,
+        usage.ru_utime,
+        usage.ru_stime,
+        usage.ru_maxrss / 1024.0,
+        server.cpu_seconds() - server_cpu0,
+        proc.returncode,
+    )
 
 
-def small_chain(server: LocalServer, work: Path, run: int, only: set[str], profile: str | None,
-                log: Path) -> list[Measured]:
+def small_chain(
+    server: LocalServer, work: Path, run: int, only: set[str], profile: str | None, log: Path
+) -> list[Measured]:
     """W1 (fresh bucket prefix + journal) -> W4-2k (nothing changed) -> W3 (mutation, --delete)."""
     tree = work / "trees" / "w1"
     make_tree(tree, W1_SPEC)
@@ -131,8 +161,11 @@ def large(server: LocalServer, work: Path, profile: str | None, log: Path, runs:
     results = []
     for _ in range(runs):
         prof = work / "W4-100k.prof" if profile == "W4-100k" else None
-        results.append(run_child("W4-100k", mirror_argv(tree, "large/", state, server.endpoint, profile_out=prof),
-                                 server, log))
+        results.append(
+            run_child(
+                "W4-100k", mirror_argv(tree, "large/", state, server.endpoint, profile_out=prof), server, log
+            )
+        )
         if prof is not None:
             print_profile(prof, "W4-100k")
     return results
@@ -155,13 +188,17 @@ def print_table(results: list[Measured]) -> None:
     by_name: dict[str, list[Measured]] = {}
     for r in results:
         by_name.setdefault(r.name, []).append(r)
-    print(f"\n{'workload':<9} {'runs':>4} {'wall s':>7} {'user s':>7} {'sys s':>6} {'RSS MB':>7} "
-          f"{'server cpu s':>12} {'exit':>5}")
+    print(
+        f"\n{'workload':<9} {'runs':>4} {'wall s':>7} {'user s':>7} {'sys s':>6} {'RSS MB':>7} "
+        f"{'server cpu s':>12} {'exit':>5}"
+    )
     for name, rows in by_name.items():
-        print(f"{name:<9} {len(rows):>4} {median([r.wall_s for r in rows]):>7.2f} "
-              f"{median([r.user_s for r in rows]):>7.2f} {median([r.sys_s for r in rows]):>6.2f} "
-              f"{median([r.rss_mb for r in rows]):>7.1f} {median([r.server_cpu_s for r in rows]):>12.2f} "
-              f"{','.join(str(r.returncode) for r in rows):>5}")
+        print(
+            f"{name:<9} {len(rows):>4} {median([r.wall_s for r in rows]):>7.2f} "
+            f"{median([r.user_s for r in rows]):>7.2f} {median([r.sys_s for r in rows]):>6.2f} "
+            f"{median([r.rss_mb for r in rows]):>7.1f} {median([r.server_cpu_s for r in rows]):>12.2f} "
+            f"{','.join(str(r.returncode) for r in rows):>5}"
+        )
 
 
 def child_profile(out: Path, script: str, argv: list[str]) -> None:
@@ -206,29 +243,44 @@ def client_loop(server: LocalServer, requests: int, rounds: int, jobs: int = 8) 
     from ks3sync.ks3 import Client, ClientConfig
 
     body = os.urandom(4096)
-    config = ClientConfig(endpoint=server.endpoint, access_key=CREDS.access_key, secret_key=CREDS.secret_key,
-                          max_connections=max(32, 2 * jobs + 4))
+    config = ClientConfig(
+        endpoint=server.endpoint,
+        access_key=CREDS.access_key,
+        secret_key=CREDS.secret_key,
+        max_connections=max(32, 2 * jobs + 4),
+    )
     with Client(config) as client, ThreadPoolExecutor(jobs) as pool:
         for number in range(rounds):
             cpu0, wall0 = time.process_time(), time.perf_counter()
             list(pool.map(lambda i: client.put_object(BUCKET, f"loop/{i}", body), range(requests)))
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-            print(f"client loop round {number + 1}: {requests} PUTs x 4 KiB, {jobs} threads: "
-                  f"{requests / wall:6.0f} req/s, {cpu / requests * 1e6:5.0f} us client CPU/req "
-                  f"(load {os.getloadavg()[0]:.1f})")
+            print(
+                f"client loop round {number + 1}: {requests} PUTs x 4 KiB, {jobs} threads: "
+                f"{requests / wall:6.0f} req/s, {cpu / requests * 1e6:5.0f} us client CPU/req "
+                f"(load {os.getloadavg()[0]:.1f})"
+            )
 
 
 def main() -> int:
     if len(sys.argv) > 3 and sys.argv[1] == "--child-profile":
         child_profile(Path(sys.argv[2]), sys.argv[3], sys.argv[4:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "ks3sync-profile",
-                    help="trees, server root and the W4-100k state live here (kept between runs)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "ks3sync-profile",
+        help="trees, server root and the W4-100k state live here (kept between runs)",
+    )
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--only", default="", help="comma list of W1,W4-2k,W3 to report (the chain still runs)")
     ap.add_argument("--large", action="store_true", help="also W4-100k")
-    ap.add_argument("--client-loop", type=int, default=0, metavar="N",
-                    help="instead: N put_object calls from 8 threads in-process, CPU per request")
+    ap.add_argument(
+        "--client-loop",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N put_object calls from 8 threads in-process, CPU per request",
+    )
     ap.add_argument("--profile", choices=("W1", "W4-2k", "W3", "W4-100k"), help="cProfile this workload")
     args = ap.parse_args()
     compile_bytecode(Path(__file__).resolve().parent.parent / "ks3sync")
@@ -237,7 +289,9 @@ def main() -> int:
     (work / "runs").mkdir(parents=True, exist_ok=True)
     log = work / "profile.log"
     results: list[Measured] = []
-    with LocalServer(work / "server", work / "requests.jsonl", CREDS, quiet_log=work / "server.log") as server:
+    with LocalServer(
+        work / "server", work / "requests.jsonl", CREDS, quiet_log=work / "server.log"
+    ) as server:
         stamp = work / "bucket.created"
         if not stamp.exists():
             server.mini.create_bucket(BUCKET)

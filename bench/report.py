@@ -28,7 +28,7 @@ GOAL_RSS_MB = 150.0
 @dataclass(frozen=True)
 class Goal:
     name: str
-    verdict: str      # "met", "NOT met", "not measured"
+    verdict: str  # "met", "NOT met", "not measured"
     detail: str
 
 
@@ -44,15 +44,19 @@ def limit_seconds(row: Row, scale: Scale, limits: Limits | None) -> tuple[float,
     if w == "W1":
         return small.files / limits.small_put_req_s, "small PUT/s"
     if w == "W1-throttled":
-        return None     # the point is the refusals, not the speed
+        return None  # the point is the refusals, not the speed
     if w == "W3":
         # Walk the tree, send the modified files, copy the renamed ones, one batch delete.
-        return (small.files / limits.stat_walk_files_s + (modified + renamed + 1) / limits.small_put_req_s,
-                "stat walk + small PUT/s")
+        return (
+            small.files / limits.stat_walk_files_s + (modified + renamed + 1) / limits.small_put_req_s,
+            "stat walk + small PUT/s",
+        )
     if w == "W3-20k" and scale.w3_large is not None:
         lm, _ld, lr = scale.w3_large_mutation
-        return (scale.w3_large.files / limits.stat_walk_files_s + (lm + lr + 1) / limits.small_put_req_s,
-                "stat walk + small PUT/s")
+        return (
+            scale.w3_large.files / limits.stat_walk_files_s + (lm + lr + 1) / limits.small_put_req_s,
+            "stat walk + small PUT/s",
+        )
     if w == "W4-2k":
         return small.files / limits.stat_walk_files_s, "stat walk"
     if w == "W4-100k" and scale.large is not None:
@@ -69,12 +73,26 @@ def limit_seconds(row: Row, scale: Scale, limits: Limits | None) -> tuple[float,
 
 
 # -- table ----------------------------------------------------------------------------------------
-HEADER = ("workload", "tool", "status", "wall s", "CPU s", "peak RSS MB", "requests", "CPU ms/req", "MB in",
-          "MB out", "server CPU s", "% of limit", "vs fastest tuned peer")
+HEADER = (
+    "workload",
+    "tool",
+    "status",
+    "wall s",
+    "CPU s",
+    "peak RSS MB",
+    "requests",
+    "CPU ms/req",
+    "MB in",
+    "MB out",
+    "server CPU s",
+    "% of limit",
+    "vs fastest tuned peer",
+)
 
 
-def table_rows(rows: Sequence[Row], scale: Scale, limits: Limits | None,
-               variants: Mapping[str, str] | None = None) -> list[tuple[str, ...]]:
+def table_rows(
+    rows: Sequence[Row], scale: Scale, limits: Limits | None, variants: Mapping[str, str] | None = None
+) -> list[tuple[str, ...]]:
     by_key = {(r.workload, r.tool): r for r in rows}
     out: list[tuple[str, ...]] = []
     for row in rows:
@@ -94,16 +112,29 @@ def table_rows(rows: Sequence[Row], scale: Scale, limits: Limits | None,
             best = fastest_peer(by_key, row.workload, variants, tuned=True)
             if best is not None:
                 vs = f"{best.med('wall_s') / wall:.2f}x ({best.tool})"
-        out.append((
-            row.workload, row.tool, f"ok x{len(row.runs)}", f"{wall:.2f}", f"{row.med('cpu_s'):.2f}",
-            f"{row.med('max_rss_mb'):.0f}", f"{row.med_requests():.0f}", per_req, f"{row.med_bytes_in() / MB:.1f}",
-            f"{row.med_bytes_out() / MB:.1f}", f"{row.med('server_cpu_s'):.2f}", pct, vs,
-        ))
+        out.append(
+            (
+                row.workload,
+                row.tool,
+                f"ok x{len(row.runs)}",
+                f"{wall:.2f}",
+                f"{row.med('cpu_s'):.2f}",
+                f"{row.med('max_rss_mb'):.0f}",
+                f"{row.med_requests():.0f}",
+                per_req,
+                f"{row.med_bytes_in() / MB:.1f}",
+                f"{row.med_bytes_out() / MB:.1f}",
+                f"{row.med('server_cpu_s'):.2f}",
+                pct,
+                vs,
+            )
+        )
     return out
 
 
-def fastest_peer(rows: Mapping[tuple[str, str], Row], workload: str, variants: Mapping[str, str], *,
-                 tuned: bool) -> Row | None:
+def fastest_peer(
+    rows: Mapping[tuple[str, str], Row], workload: str, variants: Mapping[str, str], *, tuned: bool
+) -> Row | None:
     """The fastest successful peer row of `workload`: among peers as tuned by their docs (`tuned`: the
     tuned variants, and the tools with nothing to tune) or as installed (the defaults, and those tools)."""
     wanted = (TUNED, ONLY) if tuned else (DEFAULTS, ONLY)
@@ -133,8 +164,10 @@ def render_markdown(table: Sequence[tuple[str, ...]]) -> str:
 def render_request_mix(rows: Sequence[Row]) -> str:
     """Markdown: requests by operation for each cell that ran (its first run), e.g. `PutObject 500,
     ListObjects 1`, with the error answers among them and how many of those were throttling refusals."""
-    lines = ["| workload | tool | requests by operation (first run) | error responses | of which refused (503) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| workload | tool | requests by operation (first run) | error responses | of which refused (503) |",
+        "|---|---|---|---|---|",
+    ]
     for row in rows:
         if row.skipped is not None or not row.runs:
             continue
@@ -148,9 +181,13 @@ def render_request_mix(rows: Sequence[Row]) -> str:
 def render_throttled(rows: Sequence[Row], max_inflight: int | None, latency_ms: float) -> str:
     """Markdown: W1 against a server that refuses requests beyond N in flight: did each tool end with an exact
     mirror, and what share of its requests was refused (medians over runs, failed runs included)."""
-    lines = [f"W1 against `local-server --max-inflight {max_inflight} --latency-ms {latency_ms:g}` (requests beyond "
-             f"{max_inflight} in flight get 503 SlowDown):", "",
-             "| tool | exact mirror | wall s | requests | refused (503) | refused share |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"W1 against `local-server --max-inflight {max_inflight} --latency-ms {latency_ms:g}` (requests beyond "
+        f"{max_inflight} in flight get 503 SlowDown):",
+        "",
+        "| tool | exact mirror | wall s | requests | refused (503) | refused share |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
         if row.workload != "W1-throttled" or row.skipped is not None or not row.runs:
             continue
@@ -158,8 +195,10 @@ def render_throttled(rows: Sequence[Row], max_inflight: int | None, latency_ms: 
         requests = median([float(r.requests.requests) for r in row.runs])
         refused = median([float(r.requests.refused) for r in row.runs])
         share = median([r.requests.refused / max(1, r.requests.requests) for r in row.runs])
-        lines.append(f"| {row.tool} | {exact} | {row.med('wall_s'):.2f} | {requests:.0f} | {refused:.0f} | "
-                     f"{100 * share:.1f}% |")
+        lines.append(
+            f"| {row.tool} | {exact} | {row.med('wall_s'):.2f} | {requests:.0f} | {refused:.0f} | "
+            f"{100 * share:.1f}% |"
+        )
     return "\n".join(lines)
 
 
@@ -169,20 +208,28 @@ def _ok(rows: Mapping[tuple[str, str], Row], workload: str, tool: str) -> Row | 
     return row if row is not None and row.ok else None
 
 
-def _speedup_goal(rows: Mapping[tuple[str, str], Row], workload: str, factor: float,
-                  variants: Mapping[str, str]) -> Goal:
+def _speedup_goal(
+    rows: Mapping[tuple[str, str], Row], workload: str, factor: float, variants: Mapping[str, str]
+) -> Goal:
     name = f"{workload}: >= {factor:g}x faster than the fastest peer"
     ours = _ok(rows, workload, "ks3sync")
     best = fastest_peer(rows, workload, variants, tuned=False)
     if ours is None or best is None:
         return Goal(name, "not measured", "ks3sync or every peer missing/failed")
     ratio = best.med("wall_s") / ours.med("wall_s")
-    return Goal(name, "met" if ratio >= factor else "NOT met",
-                f"ks3sync {ours.med('wall_s'):.2f} s vs {best.tool} {best.med('wall_s'):.2f} s = {ratio:.2f}x")
+    return Goal(
+        name,
+        "met" if ratio >= factor else "NOT met",
+        f"ks3sync {ours.med('wall_s'):.2f} s vs {best.tool} {best.med('wall_s'):.2f} s = {ratio:.2f}x",
+    )
 
 
-def evaluate_goals(rows: Mapping[tuple[str, str], Row], scale: Scale, limits: Limits | None,
-                   variants: Mapping[str, str] | None = None) -> list[Goal]:
+def evaluate_goals(
+    rows: Mapping[tuple[str, str], Row],
+    scale: Scale,
+    limits: Limits | None,
+    variants: Mapping[str, str] | None = None,
+) -> list[Goal]:
     """Issue 7's goals (at 0 ms), against the peers as installed (`variants`: tool -> variant; without it
     every tool but ks3sync counts as a peer as installed)."""
     if variants is None:
@@ -197,8 +244,13 @@ def evaluate_goals(rows: Mapping[tuple[str, str], Row], scale: Scale, limits: Li
     else:
         sent = w3.med_bytes_in()
         allowed = modified * scale.small.size + min(64 * 1024, renamed * scale.small.size // 2)
-        goals.append(Goal(name, "met" if sent <= allowed else "NOT met",
-                          f"{sent:.0f} bytes in; modified files account for {modified * scale.small.size}"))
+        goals.append(
+            Goal(
+                name,
+                "met" if sent <= allowed else "NOT met",
+                f"{sent:.0f} bytes in; modified files account for {modified * scale.small.size}",
+            )
+        )
 
     name = "W4 2k: no slower than any peer"
     ours = _ok(rows, "W4-2k", "ks3sync")
@@ -206,23 +258,43 @@ def evaluate_goals(rows: Mapping[tuple[str, str], Row], scale: Scale, limits: Li
     if ours is None or best is None:
         goals.append(Goal(name, "not measured", "ks3sync or every peer missing/failed"))
     else:
-        goals.append(Goal(name, "met" if ours.med("wall_s") <= best.med("wall_s") else "NOT met",
-                          f"ks3sync {ours.med('wall_s'):.2f} s vs {best.tool} {best.med('wall_s'):.2f} s"))
+        goals.append(
+            Goal(
+                name,
+                "met" if ours.med("wall_s") <= best.med("wall_s") else "NOT met",
+                f"ks3sync {ours.med('wall_s'):.2f} s vs {best.tool} {best.med('wall_s'):.2f} s",
+            )
+        )
 
     big = _ok(rows, "W4-100k", "ks3sync")
     if big is None:
-        goals += [Goal("W4 100k: >= 3x faster than the fastest peer and < 5 s", "not measured",
-                       "W4-100k not run (quick mode or failed)"),
-                  Goal(f"Memory: < {GOAL_RSS_MB:.0f} MB peak RSS at W4 100k", "not measured", "W4-100k not run")]
+        goals += [
+            Goal(
+                "W4 100k: >= 3x faster than the fastest peer and < 5 s",
+                "not measured",
+                "W4-100k not run (quick mode or failed)",
+            ),
+            Goal(f"Memory: < {GOAL_RSS_MB:.0f} MB peak RSS at W4 100k", "not measured", "W4-100k not run"),
+        ]
     else:
         g = _speedup_goal(rows, "W4-100k", 3.0, variants)
         wall = big.med("wall_s")
         under = wall < GOAL_W4_LARGE_S
-        goals.append(Goal("W4 100k: >= 3x faster than the fastest peer and < 5 s",
-                          "met" if g.verdict == "met" and under else "NOT met", f"{g.detail}; {wall:.2f} s"))
+        goals.append(
+            Goal(
+                "W4 100k: >= 3x faster than the fastest peer and < 5 s",
+                "met" if g.verdict == "met" and under else "NOT met",
+                f"{g.detail}; {wall:.2f} s",
+            )
+        )
         rss = big.med("max_rss_mb")
-        goals.append(Goal(f"Memory: < {GOAL_RSS_MB:.0f} MB peak RSS at W4 100k",
-                          "met" if rss < GOAL_RSS_MB else "NOT met", f"{rss:.0f} MB"))
+        goals.append(
+            Goal(
+                f"Memory: < {GOAL_RSS_MB:.0f} MB peak RSS at W4 100k",
+                "met" if rss < GOAL_RSS_MB else "NOT met",
+                f"{rss:.0f} MB",
+            )
+        )
 
     name = "W2: >= 80% of min(disk read, MD5, ingest)"
     w2 = _ok(rows, "W2", "ks3sync")
@@ -231,8 +303,13 @@ def evaluate_goals(rows: Mapping[tuple[str, str], Row], scale: Scale, limits: Li
     else:
         rate = scale.big_size / MB / w2.med("wall_s")
         frac = rate / limits.w2_ceiling_mb_s
-        goals.append(Goal(name, "met" if frac >= 0.8 else "NOT met",
-                          f"{rate:.0f} MB/s of {limits.w2_ceiling_mb_s:.0f} MB/s = {100 * frac:.0f}%"))
+        goals.append(
+            Goal(
+                name,
+                "met" if frac >= 0.8 else "NOT met",
+                f"{rate:.0f} MB/s of {limits.w2_ceiling_mb_s:.0f} MB/s = {100 * frac:.0f}%",
+            )
+        )
 
     name = "W2e: >= 1.5x the SDK's encrypted upload and >= 80% of read+AES+MD5+PUT"
     ours = _ok(rows, "W2e", "ks3sync")
@@ -243,9 +320,14 @@ def evaluate_goals(rows: Mapping[tuple[str, str], Row], scale: Scale, limits: Li
         ratio = sdk.med("wall_s") / ours.med("wall_s")
         rate = scale.big_size / MB / ours.med("wall_s")
         frac = rate / limits.encrypt_md5_put_mb_s
-        goals.append(Goal(name, "met" if ratio >= 1.5 and frac >= 0.8 else "NOT met",
-                          f"{ratio:.2f}x the SDK; {rate:.0f} of {limits.encrypt_md5_put_mb_s:.0f} MB/s "
-                          f"= {100 * frac:.0f}%"))
+        goals.append(
+            Goal(
+                name,
+                "met" if ratio >= 1.5 and frac >= 0.8 else "NOT met",
+                f"{ratio:.2f}x the SDK; {rate:.0f} of {limits.encrypt_md5_put_mb_s:.0f} MB/s "
+                f"= {100 * frac:.0f}%",
+            )
+        )
     return goals
 
 

@@ -48,19 +48,29 @@ from bench.workloads import (
 class Scale:
     name: str
     small: TreeSpec
-    mutation: tuple[int, int, int]        # modify, delete, rename
+    mutation: tuple[int, int, int]  # modify, delete, rename
     big_size: int
-    large: TreeSpec | None                # W4-100k tree; None = skipped
+    large: TreeSpec | None  # W4-100k tree; None = skipped
     daemon_files: int
     runs: int
     timeout_s: float
-    w3_large: TreeSpec | None = None      # W3-20k tree; None = skipped
+    w3_large: TreeSpec | None = None  # W3-20k tree; None = skipped
     w3_large_mutation: tuple[int, int, int] = (500, 200, 300)
 
 
 # The 20,000-file tree is the 2,000-file one ten times over: same file size, 100 files per folder.
-FULL = Scale("full", TreeSpec(2000, 20, 4096), (50, 20, 30), 1 << 30, TreeSpec(100_000, 100, 4096),
-             1_000_000, 3, 1800.0, TreeSpec(20_000, 200, 4096), (500, 200, 300))
+FULL = Scale(
+    "full",
+    TreeSpec(2000, 20, 4096),
+    (50, 20, 30),
+    1 << 30,
+    TreeSpec(100_000, 100, 4096),
+    1_000_000,
+    3,
+    1800.0,
+    TreeSpec(20_000, 200, 4096),
+    (500, 200, 300),
+)
 QUICK = Scale("quick", TreeSpec(500, 20, 4096), (13, 5, 8), 64 << 20, None, 2000, 1, 300.0)
 
 WORKLOADS = ("W1", "W1-throttled", "W2", "W2e", "W3", "W3-20k", "W4-2k", "W4-100k", "W5-W1", "W5-W2", "W6")
@@ -140,8 +150,17 @@ class StepFailed(RuntimeError):
 
 
 class Runner:
-    def __init__(self, *, scale: Scale, workdir: Path, server: LocalServer, peers: Sequence[Peer],
-                 selected: Sequence[str], runs: int, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        *,
+        scale: Scale,
+        workdir: Path,
+        server: LocalServer,
+        peers: Sequence[Peer],
+        selected: Sequence[str],
+        runs: int,
+        log: Callable[[str], None],
+    ) -> None:
         self.scale = scale
         self.workdir = workdir
         self.server = server
@@ -150,12 +169,18 @@ class Runner:
         self.runs = runs
         self.log = log
         self.rows: dict[tuple[str, str], Row] = {}
-        self.ctx = PeerContext(server.endpoint, "127.0.0.1", server.port, server.creds.access_key,
-                               server.creds.secret_key, workdir / "peer-config")
+        self.ctx = PeerContext(
+            server.endpoint,
+            "127.0.0.1",
+            server.port,
+            server.creds.access_key,
+            server.creds.secret_key,
+            workdir / "peer-config",
+        )
         self.ctx.workdir.mkdir(parents=True, exist_ok=True)
         self.tool_log = workdir / "tools.log"
         self.key_file = workdir / "encrypt.key"
-        self.key_file.write_bytes(b"bench-key-0123ab")    # 16 bytes, no edge whitespace (SDK rule)
+        self.key_file.write_bytes(b"bench-key-0123ab")  # 16 bytes, no edge whitespace (SDK rule)
         self.key_file.chmod(0o600)
 
     @property
@@ -183,14 +208,18 @@ class Runner:
             problem = check()
         return RunRecord(pm.wall_s, pm.cpu_s, pm.max_rss_mb, stats, server_cpu, problem)
 
-    def _timed_or_seed(self, workload: str, peer: Peer, inv: Invocation, check: Callable[[], str | None]) -> None:
+    def _timed_or_seed(
+        self, workload: str, peer: Peer, inv: Invocation, check: Callable[[], str | None]
+    ) -> None:
         """Run a chain step: recorded when its workload is selected, else a seed that must succeed."""
         rec = self._step(inv, check)
         if workload in self.selected:
             self.row(workload, peer.name).runs.append(rec)
             refused = f"  {rec.requests.refused} refused" if rec.requests.refused else ""
-            self.log(f"  {workload:12} {peer.name:12} {rec.wall_s:7.2f} s  {rec.requests.requests:6d} req{refused}  "
-                     f"{'ok' if rec.problem is None else 'FAILED: ' + rec.problem}")
+            self.log(
+                f"  {workload:12} {peer.name:12} {rec.wall_s:7.2f} s  {rec.requests.requests:6d} req{refused}  "
+                f"{'ok' if rec.problem is None else 'FAILED: ' + rec.problem}"
+            )
         if rec.problem is not None:
             raise StepFailed(f"{workload} by {peer.name} failed: {rec.problem}")
 
@@ -231,8 +260,12 @@ class Runner:
                         else:
                             expected = base_digest
                         inv = peer.upload(self.ctx, src, target, delete=True, state=state)
-                        self._timed_or_seed(w, peer, inv, partial(
-                            check_bucket, self.mini, target.bucket, target.prefix, expected))
+                        self._timed_or_seed(
+                            w,
+                            peer,
+                            inv,
+                            partial(check_bucket, self.mini, target.bucket, target.prefix, expected),
+                        )
                 except StepFailed as exc:
                     self._skip_all(chain, peer, f"not run: {exc}")
                 finally:
@@ -254,16 +287,26 @@ class Runner:
                 self.mini.create_bucket(target.bucket)
                 inv = peer.upload(self.ctx, src, target, delete=True, state=state)
                 try:
-                    self._timed_or_seed("W1-throttled", peer, inv, partial(
-                        check_bucket, self.mini, target.bucket, target.prefix, base_digest))
+                    self._timed_or_seed(
+                        "W1-throttled",
+                        peer,
+                        inv,
+                        partial(check_bucket, self.mini, target.bucket, target.prefix, base_digest),
+                    )
                 except StepFailed:
-                    pass    # recorded as FAILED in its row, with its request counts
+                    pass  # recorded as FAILED in its row, with its request counts
                 finally:
                     shutil.rmtree(src, ignore_errors=True)
 
     # -- W3-20k ----------------------------------------------------------------------------------
-    def run_w3_large(self, base: Path, base_digest: Digest, spec: TreeSpec, mutation_counts: tuple[int, int, int],
-                     peers: Sequence[Peer]) -> None:
+    def run_w3_large(
+        self,
+        base: Path,
+        base_digest: Digest,
+        spec: TreeSpec,
+        mutation_counts: tuple[int, int, int],
+        peers: Sequence[Peer],
+    ) -> None:
         if "W3-20k" not in self.selected:
             return
         mutation = plan_mutation(spec, *mutation_counts)
@@ -277,11 +320,21 @@ class Runner:
             target = Target(f"m-{peer.name}", "w3")
             self.mini.create_bucket(target.bucket)
 
-            def sync(workload: str, expected: Digest, peer: Peer = peer, src: Path = src, state: Path = state,
-                     target: Target = target) -> None:
+            def sync(
+                workload: str,
+                expected: Digest,
+                peer: Peer = peer,
+                src: Path = src,
+                state: Path = state,
+                target: Target = target,
+            ) -> None:
                 inv = peer.upload(self.ctx, src, target, delete=True, state=state)
-                self._timed_or_seed(workload, peer, inv, partial(
-                    check_bucket, self.mini, target.bucket, target.prefix, expected))
+                self._timed_or_seed(
+                    workload,
+                    peer,
+                    inv,
+                    partial(check_bucket, self.mini, target.bucket, target.prefix, expected),
+                )
 
             try:
                 self.log(f"  W3-20k       {peer.name:12} seeding {len(base_digest)} files (untimed)")
@@ -340,13 +393,24 @@ class Runner:
                     self.mini.create_bucket(target.bucket)
                     settle_disk()
                     for f in big_dir.iterdir():
-                        read_rate(f, cold=False)     # same warm page cache for every tool
+                        read_rate(f, cold=False)  # same warm page cache for every tool
                     inv = peer.upload(self.ctx, big_dir, target, delete=True, state=state, encrypt_key=key)
                     try:
-                        self._timed_or_seed(workload, peer, inv, partial(
-                            check_bucket, self.mini, target.bucket, target.prefix, big_digest, encrypt_key=aes_key))
+                        self._timed_or_seed(
+                            workload,
+                            peer,
+                            inv,
+                            partial(
+                                check_bucket,
+                                self.mini,
+                                target.bucket,
+                                target.prefix,
+                                big_digest,
+                                encrypt_key=aes_key,
+                            ),
+                        )
                     except StepFailed:
-                        pass    # recorded as FAILED in its row; the next run starts fresh anyway
+                        pass  # recorded as FAILED in its row; the next run starts fresh anyway
                     finally:
                         for obj in list(self.mini.list(target.bucket)):
                             self.mini.delete(target.bucket, obj.key)
@@ -358,16 +422,23 @@ class Runner:
         if "W5-W1" in self.selected:
             # Untimed set-up, but 2,000 serial PUTs cost 40 s of round trips on a 20 ms link: in parallel.
             with ThreadPoolExecutor(SEED_THREADS) as pool:
-                list(pool.map(lambda rel: self.mini.put(target.bucket, f"small/{rel}", (base / rel).read_bytes()),
-                              sorted(tree_digest(base))))
+                list(
+                    pool.map(
+                        lambda rel: self.mini.put(target.bucket, f"small/{rel}", (base / rel).read_bytes()),
+                        sorted(tree_digest(base)),
+                    )
+                )
         if "W5-W2" in self.selected:
             for f in sorted(big_dir.iterdir()):
                 self.mini.put(target.bucket, f"big/{f.name}", _file_chunks(f), length=f.stat().st_size)
         return target
 
     def run_restore(self, base: Path, base_digest: Digest, big_dir: Path, big_digest: Digest) -> None:
-        todo = [(w, p, d) for w, p, d in (("W5-W1", "small", base_digest), ("W5-W2", "big", big_digest))
-                if w in self.selected]
+        todo = [
+            (w, p, d)
+            for w, p, d in (("W5-W1", "small", base_digest), ("W5-W2", "big", big_digest))
+            if w in self.selected
+        ]
         if not todo:
             return
         src = self.seed_restore_bucket(base, big_dir)
@@ -384,7 +455,7 @@ class Runner:
                     try:
                         self._timed_or_seed(workload, peer, inv, partial(check_folder, dst, digest))
                     except StepFailed:
-                        pass    # recorded as FAILED in its row
+                        pass  # recorded as FAILED in its row
                     finally:
                         shutil.rmtree(dst, ignore_errors=True)
 

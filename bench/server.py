@@ -42,9 +42,9 @@ class RequestStats:
     bytes_in: int
     bytes_out: int
     by_method: dict[str, int]
-    errors: int          # responses with status >= 400 (retries, 404 probes, refusals, ...)
-    by_op: dict[str, int] = field(default_factory=dict)    # PutObject, HeadObject, ListObjects, ...
-    refused: int = 0     # answered 503 SlowDown by --max-inflight (request log: fault "throttle")
+    errors: int  # responses with status >= 400 (retries, 404 probes, refusals, ...)
+    by_op: dict[str, int] = field(default_factory=dict)  # PutObject, HeadObject, ListObjects, ...
+    refused: int = 0  # answered 503 SlowDown by --max-inflight (request log: fault "throttle")
 
     @staticmethod
     def empty() -> RequestStats:
@@ -66,8 +66,17 @@ class Credentials:
 class LocalServer:
     """A running `ks3sync local-server`; use as a context manager so it is always stopped."""
 
-    def __init__(self, root: Path, log_path: Path, creds: Credentials, *, quiet_log: Path,
-                 fsync: bool = False, latency_ms: float = 0.0, max_inflight: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        log_path: Path,
+        creds: Credentials,
+        *,
+        quiet_log: Path,
+        fsync: bool = False,
+        latency_ms: float = 0.0,
+        max_inflight: int | None = None,
+    ) -> None:
         self.root = root
         self.fsync = fsync
         self.latency_ms = latency_ms
@@ -94,11 +103,24 @@ class LocalServer:
         port_file = self.root.parent / "server.port"
         port_file.unlink(missing_ok=True)
         argv = [
-            sys.executable, "-m", "ks3sync", "local-server",
-            "--root", str(self.root), "--host", "127.0.0.1", "--port", "0",
-            "--port-file", str(port_file),
-            "--access-key", self.creds.access_key, "--secret-key", self.creds.secret_key,
-            "--request-log", str(self.log_path),
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "local-server",
+            "--root",
+            str(self.root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--access-key",
+            self.creds.access_key,
+            "--secret-key",
+            self.creds.secret_key,
+            "--request-log",
+            str(self.log_path),
         ]
         if not self.fsync:
             # Without fsync per object the disk does not hide differences between clients.
@@ -109,7 +131,9 @@ class LocalServer:
             argv += ["--max-inflight", str(self.max_inflight)]
         stderr = self._quiet_log.open("ab")
         try:
-            self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL
+            )
         finally:
             stderr.close()
         assert self._proc.stdout is not None

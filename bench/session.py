@@ -56,7 +56,7 @@ class Data:
 class SessionResult:
     latency_ms: float
     selected: list[str]
-    max_inflight: int | None                 # of the W1-throttled server (None: not run)
+    max_inflight: int | None  # of the W1-throttled server (None: not run)
     rows: dict[tuple[str, str], Row] = field(default_factory=dict)
     limits: Limits | None = None
     daemon: DaemonResult | None = None
@@ -67,28 +67,58 @@ class SessionPlan:
     latency_ms: float
     selected: list[str]
     peers: list[Peer]
-    large_peers: list[Peer]                  # W3-20k and W4-100k (seeding those trees costs minutes per tool)
-    skipped: dict[str, str]                  # tool -> why it cannot run here
+    large_peers: list[Peer]  # W3-20k and W4-100k (seeding those trees costs minutes per tool)
+    skipped: dict[str, str]  # tool -> why it cannot run here
     measure_limits: bool
     throttle_inflight: int
 
 
-def run_session(plan: SessionPlan, *, scale: Scale, data: Data, workdir: Path, creds: Credentials,
-                log: Callable[[str], None]) -> SessionResult:
+def run_session(
+    plan: SessionPlan,
+    *,
+    scale: Scale,
+    data: Data,
+    workdir: Path,
+    creds: Credentials,
+    log: Callable[[str], None],
+) -> SessionResult:
     result = SessionResult(plan.latency_ms, list(plan.selected), None)
     selected = plan.selected
     workdir.mkdir(parents=True, exist_ok=True)
     base, base_digest = data.tree(scale.small)
     big_dir, big_digest = data.big()
-    with LocalServer(workdir / "server-root", workdir / "requests.jsonl", creds, quiet_log=workdir / "server.log",
-                     latency_ms=plan.latency_ms) as server:
-        log(f"local-server at {server.endpoint} (latency {plan.latency_ms:g} ms, root {workdir / 'server-root'})")
+    with LocalServer(
+        workdir / "server-root",
+        workdir / "requests.jsonl",
+        creds,
+        quiet_log=workdir / "server.log",
+        latency_ms=plan.latency_ms,
+    ) as server:
+        log(
+            f"local-server at {server.endpoint} (latency {plan.latency_ms:g} ms, root {workdir / 'server-root'})"
+        )
         if plan.measure_limits:
-            result.limits = measure_limits(server.mini, server.endpoint, creds.access_key, creds.secret_key,
-                                           "limits", big_dir / "file.bin", base, log, server.cpu_seconds)
+            result.limits = measure_limits(
+                server.mini,
+                server.endpoint,
+                creds.access_key,
+                creds.secret_key,
+                "limits",
+                big_dir / "file.bin",
+                base,
+                log,
+                server.cpu_seconds,
+            )
             log("limits: " + ", ".join(f"{k}={v:.0f}" for k, v in result.limits.as_dict().items()))
-        runner = Runner(scale=scale, workdir=workdir, server=server, peers=plan.peers, selected=selected,
-                        runs=scale.runs, log=log)
+        runner = Runner(
+            scale=scale,
+            workdir=workdir,
+            server=server,
+            peers=plan.peers,
+            selected=selected,
+            runs=scale.runs,
+            log=log,
+        )
         for name, why in plan.skipped.items():
             for w in selected:
                 runner.row(w, name).skipped = why
@@ -100,7 +130,9 @@ def run_session(plan: SessionPlan, *, scale: Scale, data: Data, workdir: Path, c
         runner.run_restore(base, base_digest, big_dir, big_digest)
         if "W3-20k" in selected and scale.w3_large is not None:
             large_base, large_digest = data.tree(scale.w3_large)
-            runner.run_w3_large(large_base, large_digest, scale.w3_large, scale.w3_large_mutation, plan.large_peers)
+            runner.run_w3_large(
+                large_base, large_digest, scale.w3_large, scale.w3_large_mutation, plan.large_peers
+            )
         if "W4-100k" in selected and scale.large is not None:
             large_base, large_digest = data.tree(scale.large)
             runner.run_w4_large(large_base, large_digest, plan.large_peers)
@@ -115,21 +147,53 @@ def run_session(plan: SessionPlan, *, scale: Scale, data: Data, workdir: Path, c
         result.rows = runner.rows
     if "W1-throttled" in selected:
         result.max_inflight = plan.throttle_inflight
-        _run_throttled(plan, result, scale=scale, workdir=workdir / "throttled", creds=creds, base=base,
-                       base_digest=base_digest, log=log)
+        _run_throttled(
+            plan,
+            result,
+            scale=scale,
+            workdir=workdir / "throttled",
+            creds=creds,
+            base=base,
+            base_digest=base_digest,
+            log=log,
+        )
     return result
 
 
-def _run_throttled(plan: SessionPlan, result: SessionResult, *, scale: Scale, workdir: Path, creds: Credentials,
-                   base: Path, base_digest: Digest, log: Callable[[str], None]) -> None:
+def _run_throttled(
+    plan: SessionPlan,
+    result: SessionResult,
+    *,
+    scale: Scale,
+    workdir: Path,
+    creds: Credentials,
+    base: Path,
+    base_digest: Digest,
+    log: Callable[[str], None],
+) -> None:
     """W1 on a second server that refuses requests beyond `plan.throttle_inflight` in flight."""
     workdir.mkdir(parents=True, exist_ok=True)
-    with LocalServer(workdir / "server-root", workdir / "requests.jsonl", creds, quiet_log=workdir / "server.log",
-                     latency_ms=plan.latency_ms, max_inflight=plan.throttle_inflight) as server:
-        log(f"W1-throttled: local-server at {server.endpoint} (latency {plan.latency_ms:g} ms, "
-            f"--max-inflight {plan.throttle_inflight})")
-        runner = Runner(scale=scale, workdir=workdir, server=server, peers=plan.peers, selected=["W1-throttled"],
-                        runs=scale.runs, log=log)
+    with LocalServer(
+        workdir / "server-root",
+        workdir / "requests.jsonl",
+        creds,
+        quiet_log=workdir / "server.log",
+        latency_ms=plan.latency_ms,
+        max_inflight=plan.throttle_inflight,
+    ) as server:
+        log(
+            f"W1-throttled: local-server at {server.endpoint} (latency {plan.latency_ms:g} ms, "
+            f"--max-inflight {plan.throttle_inflight})"
+        )
+        runner = Runner(
+            scale=scale,
+            workdir=workdir,
+            server=server,
+            peers=plan.peers,
+            selected=["W1-throttled"],
+            runs=scale.runs,
+            log=log,
+        )
         for name, why in plan.skipped.items():
             runner.row("W1-throttled", name).skipped = why
         runner.run_throttled(base, base_digest)

@@ -23,14 +23,15 @@ from bench.workloads import tree_digest
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _PAD = "123456789abcdefg"
 
-Digest = Mapping[str, tuple[int, str]]   # relative path -> (size, md5 hex)
+Digest = Mapping[str, tuple[int, str]]  # relative path -> (size, md5 hex)
 
 
-def check_bucket(mini: Ks3Mini, bucket: str, prefix: str, expected: Digest, *,
-                 encrypt_key: bytes | None = None) -> str | None:
+def check_bucket(
+    mini: Ks3Mini, bucket: str, prefix: str, expected: Digest, *, encrypt_key: bytes | None = None
+) -> str | None:
     """None when bucket/prefix mirrors `expected` exactly, else the first few differences."""
     base = f"{prefix}/" if prefix else ""
-    listed = {o.key[len(base):]: o for o in mini.list(bucket, base) if o.key.startswith(base)}
+    listed = {o.key[len(base) :]: o for o in mini.list(bucket, base) if o.key.startswith(base)}
     problems = _key_set_problems(set(expected), set(listed))
     for rel in sorted(set(expected) & set(listed)):
         if len(problems) >= 5:

@@ -41,7 +41,9 @@ class _Idle(enum.Enum):
 class Host:
     """What the verifier needs of a worker, for a sync already uploaded by ``mirror``."""
 
-    def __init__(self, root: Path, journal: Journal, sync_id: int, store: KS3Store, key: EncryptionKey | None) -> None:
+    def __init__(
+        self, root: Path, journal: Journal, sync_id: int, store: KS3Store, key: EncryptionKey | None
+    ) -> None:
         self.name, self.sync_id, self.journal, self.store, self.root = "bench", sync_id, journal, store, root
         self.sync = None
         self.transfer = TransferOptions(encryption_key=key)
@@ -54,15 +56,32 @@ class Host:
 
 def upload(server: LocalServer, src: Path, prefix: str, db: Path, *flags: str) -> None:
     env = {**os.environ, "KS3_ACCESS_KEY": CREDS.access_key, "KS3_SECRET_KEY": CREDS.secret_key}
-    done = subprocess.run([sys.executable, "-m", "ks3sync", "mirror", str(src), f"ks3://{BUCKET}/{prefix}",
-                           "--endpoint", server.endpoint, "--state-db", str(db), *flags],
-                          capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "mirror",
+            str(src),
+            f"ks3://{BUCKET}/{prefix}",
+            "--endpoint",
+            server.endpoint,
+            "--state-db",
+            str(db),
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
 
 
-def measure(server: LocalServer, work: Path, name: str, sizes: list[int], config: VerifyConfig,
-            key_file: Path | None) -> None:
+def measure(
+    server: LocalServer, work: Path, name: str, sizes: list[int], config: VerifyConfig, key_file: Path | None
+) -> None:
     src = work / name
     for i, size in enumerate(sizes):
         (src / f"d{i % 10}").mkdir(parents=True, exist_ok=True)
@@ -87,9 +106,14 @@ def measure(server: LocalServer, work: Path, name: str, sizes: list[int], config
         verifier.close(5)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     n = len(sizes)
-    ops = ", ".join(f"{op} {count / n:.2f}" for op, count in sorted(stats.by_op.items()) if not op.startswith("mark"))
-    print(f"{name:<24} {n:>5} objects  wall {1000 * wall / n:7.2f} ms/object  client CPU {1000 * cpu / n:6.2f} "
-          f"ms/object  mismatches {verifier.mismatches}  requests/object: {ops}", flush=True)
+    ops = ", ".join(
+        f"{op} {count / n:.2f}" for op, count in sorted(stats.by_op.items()) if not op.startswith("mark")
+    )
+    print(
+        f"{name:<24} {n:>5} objects  wall {1000 * wall / n:7.2f} ms/object  client CPU {1000 * cpu / n:6.2f} "
+        f"ms/object  mismatches {verifier.mismatches}  requests/object: {ops}",
+        flush=True,
+    )
 
 
 class _Unlimited:
@@ -107,8 +131,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ks3sync-verify-cost-") as tmp:
         work = Path(tmp)
-        with LocalServer(work / "server", work / "requests.jsonl", CREDS, quiet_log=work / "server.log",
-                         latency_ms=args.latency_ms) as server:
+        with LocalServer(
+            work / "server",
+            work / "requests.jsonl",
+            CREDS,
+            quiet_log=work / "server.log",
+            latency_ms=args.latency_ms,
+        ) as server:
             server.mini.create_bucket(BUCKET)
             key_file = work / "k.key"
             EncryptionKey.generate().write_new_file(key_file)
@@ -116,7 +145,9 @@ def main() -> None:
             per_day = VerifyConfig(objects_per_day=1)
             measure(server, work, "plain-head", [4096] * n, per_day, None)
             measure(server, work, "encrypted-whole-64KiB", [64 * 1024] * n, per_day, key_file)
-            measure(server, work, "encrypted-tail-2MiB", [2 * 1024 * 1024] * max(1, n // 10), per_day, key_file)
+            measure(
+                server, work, "encrypted-tail-2MiB", [2 * 1024 * 1024] * max(1, n // 10), per_day, key_file
+            )
             measure(server, work, "bytes-whole-64KiB", [64 * 1024] * n, VerifyConfig(bytes_per_day=1), None)
 
 

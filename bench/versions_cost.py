@@ -52,8 +52,9 @@ def measured(server: LocalServer, name: str, argv: list[str], log: Path) -> Row:
     return Row(name, result, server.stats_between(start, end))
 
 
-def one_round(server: LocalServer, work: Path, spec: TreeSpec, mutation: tuple[int, int, int], number: int,
-              log: Path) -> list[Row]:
+def one_round(
+    server: LocalServer, work: Path, spec: TreeSpec, mutation: tuple[int, int, int], number: int, log: Path
+) -> list[Row]:
     tree = work / "trees" / f"w1-{spec.files}"
     make_tree(tree, spec)
     rows: list[Row] = []
@@ -67,18 +68,28 @@ def one_round(server: LocalServer, work: Path, spec: TreeSpec, mutation: tuple[i
         prefix = f"v-{os.getpid()}-{number}-{side}/"
         versions = ["--keep-versions", ".versions/"] if side == "B" else []
         common = ["--endpoint", server.endpoint, "--state-db", str(state / "journal.db"), "--delete"]
-        run_child("seed", ks3sync_argv("mirror", str(src), f"ks3://{BUCKET}/{prefix}", *common, *versions),
-                  server, log)
+        run_child(
+            "seed",
+            ks3sync_argv("mirror", str(src), f"ks3://{BUCKET}/{prefix}", *common, *versions),
+            server,
+            log,
+        )
         apply_mutation(src, plan_mutation(spec, *mutation), spec.size)
         name = "W3 --keep-versions" if side == "B" else "W3 plain"
-        rows.append(measured(server, name, ks3sync_argv("mirror", str(src), f"ks3://{BUCKET}/{prefix}", *common,
-                                                       *versions), log))
+        rows.append(
+            measured(
+                server,
+                name,
+                ks3sync_argv("mirror", str(src), f"ks3://{BUCKET}/{prefix}", *common, *versions),
+                log,
+            )
+        )
         if side == "B":
             prefix_b = prefix
             stamp = _last_pass(server, prefix)
         shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
-    for kind in (("plain", "as-of") if number % 2 == 0 else ("as-of", "plain")):
+    for kind in ("plain", "as-of") if number % 2 == 0 else ("as-of", "plain"):
         dest = work / "runs" / f"restore-{number}-{kind}"
         state = Path(tempfile.mkdtemp(prefix=f"rstate-{number}-{kind}-", dir=work / "runs"))
         common = ["--endpoint", server.endpoint, "--state-db", str(state / "journal.db")]
@@ -94,9 +105,13 @@ def one_round(server: LocalServer, work: Path, spec: TreeSpec, mutation: tuple[i
 
 
 def _last_pass(server: LocalServer, prefix: str) -> str:
-    out = subprocess.run(ks3sync_argv("versions", f"ks3://{BUCKET}/{prefix}", "--endpoint", server.endpoint, "--json"),
-                         capture_output=True, text=True, check=True,
-                         env={**os.environ, "KS3_ACCESS_KEY": CREDS.access_key, "KS3_SECRET_KEY": CREDS.secret_key})
+    out = subprocess.run(
+        ks3sync_argv("versions", f"ks3://{BUCKET}/{prefix}", "--endpoint", server.endpoint, "--json"),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "KS3_ACCESS_KEY": CREDS.access_key, "KS3_SECRET_KEY": CREDS.secret_key},
+    )
     passes = json.loads(out.stdout)["passes"]
     if len(passes) != 1:
         raise SystemExit(f"expected one pass with versions under {prefix}, found {len(passes)}")
@@ -107,8 +122,10 @@ def print_table(rows: list[Row]) -> None:
     by_name: dict[str, list[Row]] = {}
     for row in rows:
         by_name.setdefault(row.name, []).append(row)
-    print(f"\n{'run':<22} {'n':>2} {'wall s (median; each)':<32} {'user+sys s':>10} {'server s':>8} "
-          f"{'requests':>8}  by operation")
+    print(
+        f"\n{'run':<22} {'n':>2} {'wall s (median; each)':<32} {'user+sys s':>10} {'server s':>8} "
+        f"{'requests':>8}  by operation"
+    )
     for name, group in by_name.items():
         walls = [r.measured.wall_s for r in group]
         cpu = median([r.measured.user_s + r.measured.sys_s for r in group])
@@ -117,8 +134,10 @@ def print_table(rows: list[Row]) -> None:
         same = all(r.requests.by_op == ops for r in group)
         wall = f"{median(walls):.2f} ({', '.join(f'{w:.2f}' for w in walls)})"
         requests = ", ".join(f"{op} {n}" for op, n in sorted(ops.items())) + ("" if same else " (varied)")
-        print(f"{name:<22} {len(group):>2} {wall:<32} {cpu:>10.2f} {server_cpu:>8.2f} "
-              f"{group[0].requests.requests:>8}  {requests}")
+        print(
+            f"{name:<22} {len(group):>2} {wall:<32} {cpu:>10.2f} {server_cpu:>8.2f} "
+            f"{group[0].requests.requests:>8}  {requests}"
+        )
 
 
 def main() -> int:
@@ -135,7 +154,9 @@ def main() -> int:
     (work / "runs").mkdir(parents=True, exist_ok=True)
     log = work / "runs.log"
     rows: list[Row] = []
-    with LocalServer(work / "server", work / "requests.jsonl", CREDS, quiet_log=work / "server.log") as server:
+    with LocalServer(
+        work / "server", work / "requests.jsonl", CREDS, quiet_log=work / "server.log"
+    ) as server:
         if not (work / "bucket.created").exists():
             server.mini.create_bucket(BUCKET)
             (work / "bucket.created").write_text("ok")

@@ -36,7 +36,7 @@ class Mutation:
 
     modified: tuple[str, ...]
     deleted: tuple[str, ...]
-    renamed: tuple[tuple[str, str], ...]     # (old, new)
+    renamed: tuple[tuple[str, str], ...]  # (old, new)
 
 
 def make_tree(root: Path, spec: TreeSpec, seed: int = SMALL_SEED) -> None:
@@ -83,16 +83,17 @@ def make_big_file(path: Path, size: int, seed: int = BIG_SEED) -> None:
     stamp.write_text(repr((size, seed)))
 
 
-def plan_mutation(spec: TreeSpec, modify: int = 50, delete: int = 20, rename: int = 30,
-                  seed: int = MUTATE_SEED) -> Mutation:
+def plan_mutation(
+    spec: TreeSpec, modify: int = 50, delete: int = 20, rename: int = 30, seed: int = MUTATE_SEED
+) -> Mutation:
     rng = random.Random(seed)
     chosen = rng.sample(range(spec.files), modify + delete + rename)
     paths = [spec.rel_path(i) for i in chosen]
     renamed = []
-    for i, old in zip(chosen[modify + delete:], paths[modify + delete:], strict=True):
+    for i, old in zip(chosen[modify + delete :], paths[modify + delete :], strict=True):
         # Into the next folder, under a new name: a move, not an in-place change.
         renamed.append((old, f"d{(i + 1) % spec.folders:03d}/renamed-{i:07d}.bin"))
-    return Mutation(tuple(paths[:modify]), tuple(paths[modify:modify + delete]), tuple(renamed))
+    return Mutation(tuple(paths[:modify]), tuple(paths[modify : modify + delete]), tuple(renamed))
 
 
 def apply_mutation(root: Path, m: Mutation, size: int, seed: int = MUTATE_SEED) -> None:

@@ -66,7 +66,9 @@ class BucketMissing(FatalError):
     def __init__(self, bucket: str, connect: str = "") -> None:
         self.bucket = bucket
         self.connect = connect
-        super().__init__(f"bucket {bucket!r} does not exist (create it with: ks3sync mb ks3://{bucket}{connect})")
+        super().__init__(
+            f"bucket {bucket!r} does not exist (create it with: ks3sync mb ks3://{bucket}{connect})"
+        )
 
 
 class EntryError(Ks3SyncError):

@@ -98,8 +98,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     skipped = terminalreporter.stats.get("skipped", [])
     if not skipped:
         return
-    terminalreporter.write_sep("!", f"{len(skipped)} test(s) SKIPPED: what they check was NOT verified on this "
-                                    "machine", yellow=True, bold=True)
+    terminalreporter.write_sep(
+        "!",
+        f"{len(skipped)} test(s) SKIPPED: what they check was NOT verified on this machine",
+        yellow=True,
+        bold=True,
+    )
     for report in skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        terminalreporter.write_line(f"NOT VERIFIED {report.nodeid}: {reason.removeprefix('Skipped: ')}", yellow=True)
+        terminalreporter.write_line(
+            f"NOT VERIFIED {report.nodeid}: {reason.removeprefix('Skipped: ')}", yellow=True
+        )

@@ -53,7 +53,11 @@ class TinyProxy:
         answer."""
         deadline = time.monotonic() + timeout
         while True:
-            lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines() if self.log.exists() else []
+            lines = (
+                self.log.read_text(encoding="utf-8", errors="replace").splitlines()
+                if self.log.exists()
+                else []
+            )
             seen = [match.group(1) for line in lines if (match := _REQUEST.search(line))]
             if len(seen) >= at_least or time.monotonic() > deadline:
                 return seen
@@ -63,13 +67,25 @@ class TinyProxy:
         for _ in range(5):  # the free port may be taken between probing it and tinyproxy's bind
             self.port = _free_port()
             config = self.folder / "tinyproxy.conf"
-            lines = [f"Port {self.port}", "Listen 127.0.0.1", "Timeout 60", f'LogFile "{self.log}"',
-                     "LogLevel Connect", "MaxClients 200", "Allow 127.0.0.1", "DisableViaHeader Yes"]
+            lines = [
+                f"Port {self.port}",
+                "Listen 127.0.0.1",
+                "Timeout 60",
+                f'LogFile "{self.log}"',
+                "LogLevel Connect",
+                "MaxClients 200",
+                "Allow 127.0.0.1",
+                "DisableViaHeader Yes",
+            ]
             if self.auth:
                 lines.append(f"BasicAuth {self.auth[0]} {self.auth[1]}")
             config.write_text("\n".join(lines) + "\n")
-            self._process = subprocess.Popen([self._binary, "-d", "-c", str(config)], stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._process = subprocess.Popen(
+                [self._binary, "-d", "-c", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             if self._wait_listening():
                 return self
             self._stop()
@@ -99,6 +115,7 @@ class TinyProxy:
             process.kill()
             process.wait(10)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop()

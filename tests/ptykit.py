@@ -30,8 +30,15 @@ class TerminalRun:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         self.started = time.monotonic()
         # stdin, stdout and stderr are the terminal; a session of its own, so signals reach only it.
-        self.process = subprocess.Popen([sys.executable, "-m", "ks3sync", *args], stdin=slave, stdout=slave,
-                                        stderr=slave, env=dict(env), cwd=cwd, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ks3sync", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
         os.close(slave)
         self.pid = self.process.pid
         self._fd = master
@@ -71,7 +78,9 @@ class TerminalRun:
                 self._drain()
                 if condition(self.output):
                     return
-                raise AssertionError(f"process ended ({self.exit_code}) before the condition held:\n{self.output}")
+                raise AssertionError(
+                    f"process ended ({self.exit_code}) before the condition held:\n{self.output}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"condition not met within {timeout}s:\n{self.output[-4000:]}")
             self._read(0.05)

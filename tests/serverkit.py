@@ -19,6 +19,7 @@ TEST_SECRET_KEY = "localTestSecretKey/0123456789+abcdefgHIJ="
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
+
 @dataclass(frozen=True)
 class ServerHandle:
     endpoint: str
@@ -67,6 +68,7 @@ class ServerHandle:
             if pipe is not None and not pipe.closed:
                 pipe.close()
 
+
 def start_server(root: Path, log_dir: Path, **flags: Any) -> ServerHandle:
     """Start `python -m ks3sync local-server` and wait (bounded) for its port file."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -78,8 +80,20 @@ def start_server(root: Path, log_dir: Path, **flags: Any) -> ServerHandle:
     # One session server serves every test's fresh bucket: lift KS3's 100-bucket account limit.
     flags.setdefault("max_buckets", 100_000)
     scheme = "https" if flags.get("tls_cert") else "http"
-    args = [sys.executable, "-m", "ks3sync", "local-server", "--root", str(root), "--port", str(flags.pop("port", 0)),
-            "--port-file", str(port_file), "--request-log", str(request_log)]
+    args = [
+        sys.executable,
+        "-m",
+        "ks3sync",
+        "local-server",
+        "--root",
+        str(root),
+        "--port",
+        str(flags.pop("port", 0)),
+        "--port-file",
+        str(port_file),
+        "--request-log",
+        str(request_log),
+    ]
     for flag, value in flags.items():
         option = "--" + flag.replace("_", "-")
         if value is True:
@@ -95,21 +109,33 @@ def start_server(root: Path, log_dir: Path, **flags: Any) -> ServerHandle:
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             process.wait(STOP_TIMEOUT)
-            raise RuntimeError(f"local-server did not start: {stderr_path.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"local-server did not start: {stderr_path.read_text(errors='replace')[-2000:]}"
+            )
         time.sleep(0.02)
     port = int(port_file.read_text().strip())
     assert process.stdout is not None
     first_line = process.stdout.readline().decode().strip()
     assert first_line == f"listening on {scheme}://127.0.0.1:{port}", first_line
-    return ServerHandle(f"{scheme}://127.0.0.1:{port}", "127.0.0.1", port, access_key, secret_key, root, request_log,
-                        process)
+    return ServerHandle(
+        f"{scheme}://127.0.0.1:{port}", "127.0.0.1", port, access_key, secret_key, root, request_log, process
+    )
+
 
 def sdk_connection(handle: ServerHandle, secret_key: str | None = None, **kwargs: Any) -> Any:
     """An official ks3sdk Connection to `handle`: path style, plain HTTP, explicit port."""
     from ks3.connection import Connection, PathCallingFormat
 
-    return Connection(handle.access_key, secret_key or handle.secret_key, host=handle.host, port=handle.port,
-                      is_secure=False, calling_format=PathCallingFormat(), **kwargs)
+    return Connection(
+        handle.access_key,
+        secret_key or handle.secret_key,
+        host=handle.host,
+        port=handle.port,
+        is_secure=False,
+        calling_format=PathCallingFormat(),
+        **kwargs,
+    )
+
 
 def client_config(handle: ServerHandle, **overrides: Any) -> Any:
     """A ks3sync ``ClientConfig`` for `handle` with quick retries (3 attempts, 10-50 ms apart), so a test
@@ -117,8 +143,11 @@ def client_config(handle: ServerHandle, **overrides: Any) -> Any:
     from ks3sync.ks3 import ClientConfig, RetryPolicy
 
     settings: dict[str, Any] = dict(
-        endpoint=handle.endpoint, access_key=handle.access_key, secret_key=handle.secret_key,
-        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05), timeout=30.0,
+        endpoint=handle.endpoint,
+        access_key=handle.access_key,
+        secret_key=handle.secret_key,
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05),
+        timeout=30.0,
     )
     settings.update(overrides)
     return ClientConfig(**settings)

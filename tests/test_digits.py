@@ -9,14 +9,35 @@ from hypothesis import strategies as st
 from ks3sync.digits import INT64_MAX, UINT64_MAX, parse_decimal
 
 
-@pytest.mark.parametrize(("text", "value"), [("0", 0), ("0042", 42), (" 7\t", 7), ("\r\n12\n", 12),
-                                              (str(INT64_MAX), INT64_MAX)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("0", 0), ("0042", 42), (" 7\t", 7), ("\r\n12\n", 12), (str(INT64_MAX), INT64_MAX)]
+)
 def test_plain_ascii_decimals(text: str, value: int) -> None:
     assert parse_decimal(text) == value
 
 
-@pytest.mark.parametrize("text", [None, "", " ", "\u00b2", "\u0661", "\uff11", "1_0", "+1", "-1", "1.5", "1e3",
-                                  "0x10", "1 2", "\u00a01", str(INT64_MAX + 1), "9" * 21, "9" * 5000])
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        " ",
+        "\u00b2",
+        "\u0661",
+        "\uff11",
+        "1_0",
+        "+1",
+        "-1",
+        "1.5",
+        "1e3",
+        "0x10",
+        "1 2",
+        "\u00a01",
+        str(INT64_MAX + 1),
+        "9" * 21,
+        "9" * 5000,
+    ],
+)
 def test_anything_else_is_none(text: str | None) -> None:
     assert parse_decimal(text) is None
 

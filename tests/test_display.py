@@ -21,7 +21,8 @@ UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u
 _ESCAPE = re.compile(r"\\(\\|t|n|r|x[0-9a-f]{2}|u[0-9a-f]{4})")
 
 texts = st.text(st.characters(codec=None, exclude_categories=()), max_size=60) | st.text(
-    st.sampled_from(list("a\\\x1b\r\n\t\x07\x7f\x9b\u202e\u2028\u200d\udcff\udc80é中 ")), max_size=30)
+    st.sampled_from(list("a\\\x1b\r\n\t\x07\x7f\x9b\u202e\u2028\u200d\udcff\udc80é中 ")), max_size=30
+)
 
 
 def unescape(shown: str) -> str:

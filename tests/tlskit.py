@@ -31,8 +31,24 @@ def _openssl(*args: str, cwd: Path) -> None:
 def self_signed(folder: Path, san: str = "IP:127.0.0.1", name: str = "server") -> Pair:
     folder.mkdir(parents=True, exist_ok=True)
     pair = Pair(folder / f"{name}.pem", folder / f"{name}.key")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pair.key), "-out", str(pair.cert),
-             "-days", "2", "-subj", "/CN=ks3sync-test", "-addext", f"subjectAltName={san}", cwd=folder)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(pair.key),
+        "-out",
+        str(pair.cert),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ks3sync-test",
+        "-addext",
+        f"subjectAltName={san}",
+        cwd=folder,
+    )
     return pair
 
 
@@ -40,7 +56,9 @@ def make_ca(folder: Path) -> Pair:
     return self_signed(folder, "DNS:ks3sync-test-ca", name="ca")
 
 
-def make_cert(folder: Path, ca: Pair, san: str = "IP:127.0.0.1", *, expired: bool = False, name: str = "leaf") -> Pair:
+def make_cert(
+    folder: Path, ca: Pair, san: str = "IP:127.0.0.1", *, expired: bool = False, name: str = "leaf"
+) -> Pair:
     """A certificate for ``san`` signed by ``ca`` (``openssl ca``: it can date a certificate in the past)."""
     work = folder / f"{name}-ca-state"
     work.mkdir(parents=True, exist_ok=True)
@@ -53,9 +71,35 @@ def make_cert(folder: Path, ca: Pair, san: str = "IP:127.0.0.1", *, expired: boo
     )
     pair = Pair(folder / f"{name}.pem", folder / f"{name}.key")
     csr = work / "leaf.csr"
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pair.key), "-out", str(csr), "-subj",
-             f"/CN={name}", cwd=work)
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(pair.key),
+        "-out",
+        str(csr),
+        "-subj",
+        f"/CN={name}",
+        cwd=work,
+    )
     dates = ["-startdate", "20200101000000Z", "-enddate", "20200102000000Z"] if expired else ["-days", "2"]
-    _openssl("ca", "-batch", "-config", "ca.cnf", "-cert", str(ca.cert), "-keyfile", str(ca.key), "-in", str(csr),
-             "-out", str(pair.cert), "-notext", *dates, cwd=work)
+    _openssl(
+        "ca",
+        "-batch",
+        "-config",
+        "ca.cnf",
+        "-cert",
+        str(ca.cert),
+        "-keyfile",
+        str(ca.key),
+        "-in",
+        str(csr),
+        "-out",
+        str(pair.cert),
+        "-notext",
+        *dates,
+        cwd=work,
+    )
     return pair

@@ -45,55 +45,96 @@ TARGETS: dict[str, Target] = {
     ),
     "decide": Target(
         ("ks3sync/daemon/decide.py",),
-        ("tests/daemon/test_decide.py", "tests/daemon/test_decide_table.py", "tests/daemon/test_worker.py",
-         "tests/daemon/test_worker_safety.py"),
+        (
+            "tests/daemon/test_decide.py",
+            "tests/daemon/test_decide_table.py",
+            "tests/daemon/test_worker.py",
+            "tests/daemon/test_worker_safety.py",
+        ),
     ),
     # The per-change delete selection of the service: which deletes a batch may run.
     "worker-deletes": Target(
         ("ks3sync/daemon/batch.py",),
-        ("tests/daemon/test_worker_safety.py",
-         *(f"tests/daemon/test_worker.py::test_{name}" for name in (
-             "rename_is_a_server_side_copy_then_delete", "delete_and_delete_off", "delete_off_keeps_the_object",
-             "failures_back_off_then_park_without_blocking_others", "max_delete_holds_deletes_beyond_the_budget",
-             "an_emptied_source_never_deletes", "a_missing_source_pauses_and_resumes"))),
-        ("ks3sync.daemon.batch.xǁBatchRunnerǁ_execute__mutmut_*",
-         "ks3sync.daemon.batch.xǁBatchRunnerǁ_transfer_outcome__mutmut_*",
-         "ks3sync.daemon.batch.xǁBatchRunnerǁ_run_deletes__mutmut_*",
-         "ks3sync.daemon.batch.xǁBatchRunnerǁ_guard_deletes__mutmut_*",
-         "ks3sync.daemon.batch.xǁBatchOutcomeǁsettled__mutmut_*",
-         "ks3sync.daemon.batch.x__budgeted__mutmut_*"),
+        (
+            "tests/daemon/test_worker_safety.py",
+            *(
+                f"tests/daemon/test_worker.py::test_{name}"
+                for name in (
+                    "rename_is_a_server_side_copy_then_delete",
+                    "delete_and_delete_off",
+                    "delete_off_keeps_the_object",
+                    "failures_back_off_then_park_without_blocking_others",
+                    "max_delete_holds_deletes_beyond_the_budget",
+                    "an_emptied_source_never_deletes",
+                    "a_missing_source_pauses_and_resumes",
+                )
+            ),
+        ),
+        (
+            "ks3sync.daemon.batch.xǁBatchRunnerǁ_execute__mutmut_*",
+            "ks3sync.daemon.batch.xǁBatchRunnerǁ_transfer_outcome__mutmut_*",
+            "ks3sync.daemon.batch.xǁBatchRunnerǁ_run_deletes__mutmut_*",
+            "ks3sync.daemon.batch.xǁBatchRunnerǁ_guard_deletes__mutmut_*",
+            "ks3sync.daemon.batch.xǁBatchOutcomeǁsettled__mutmut_*",
+            "ks3sync.daemon.batch.x__budgeted__mutmut_*",
+        ),
     ),
     "executor": Target(
         ("ks3sync/transfer/executor.py",),
-        ("tests/transfer/test_executor_memory.py", "tests/transfer/test_safety_faults.py",
-         "tests/mirror/test_engine_memory.py", "tests/mirror/test_stop.py"),
+        (
+            "tests/transfer/test_executor_memory.py",
+            "tests/transfer/test_safety_faults.py",
+            "tests/mirror/test_engine_memory.py",
+            "tests/mirror/test_stop.py",
+        ),
     ),
     "upload": Target(
         ("ks3sync/transfer/upload.py",),
-        ("tests/transfer/test_executor_memory.py", "tests/transfer/test_safety_faults.py",
-         "tests/transfer/test_part_pool.py", "tests/transfer/test_memory_body.py",
-         "tests/mirror/test_engine_memory.py", "tests/crypto/test_interop.py",
-         "tests/crypto/test_sealed_parts.py"),
+        (
+            "tests/transfer/test_executor_memory.py",
+            "tests/transfer/test_safety_faults.py",
+            "tests/transfer/test_part_pool.py",
+            "tests/transfer/test_memory_body.py",
+            "tests/mirror/test_engine_memory.py",
+            "tests/crypto/test_interop.py",
+            "tests/crypto/test_sealed_parts.py",
+        ),
     ),
     "download": Target(
         ("ks3sync/transfer/download.py",),
-        ("tests/transfer/test_download_and_crypto.py", "tests/transfer/test_executor_memory.py",
-         "tests/transfer/test_durable.py", "tests/transfer/test_restore_safety.py",
-         "tests/transfer/test_safety_faults.py", "tests/mirror/test_engine_memory.py"),
+        (
+            "tests/transfer/test_download_and_crypto.py",
+            "tests/transfer/test_executor_memory.py",
+            "tests/transfer/test_durable.py",
+            "tests/transfer/test_restore_safety.py",
+            "tests/transfer/test_safety_faults.py",
+            "tests/mirror/test_engine_memory.py",
+        ),
     ),
     # The journal's record paths: what is written when KS3 confirmed a file, a part, a delete.
     "journal-records": Target(
         ("ks3sync/journal/checkpoint.py",),
-        ("tests/journal", "tests/daemon/test_worker.py",
-         "tests/daemon/test_worker_safety.py"),
+        ("tests/journal", "tests/daemon/test_worker.py", "tests/daemon/test_worker_safety.py"),
     ),
 }
 
 # Files the selected tests read from the repository besides the package and tests/.
 ALSO_COPY = ("README.md", "config", "systemd", "docs")
-STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
-          36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", 37: "type check",
-          None: "not checked"}
+STATUS = {
+    1: "killed",
+    3: "killed",
+    0: "survived",
+    5: "no tests",
+    33: "no tests",
+    34: "skipped",
+    36: "timeout",
+    -24: "timeout",
+    24: "timeout",
+    152: "timeout",
+    255: "timeout",
+    37: "type check",
+    None: "not checked",
+}
 
 
 def _pyproject(target: Target) -> str:
@@ -143,8 +184,13 @@ def _selected(target: Target, results: dict[str, int | None]) -> dict[str, int |
 
 def _diff(work: Path, mutant: str) -> tuple[str, str]:
     """(the original line, the mutated line) of a mutant, from ``mutmut show``."""
-    shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=work, capture_output=True,
-                           text=True, check=False).stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", mutant],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     removed = [line[1:].strip() for line in shown.splitlines() if re.match(r"^-(?!-)", line)]
     added = [line[1:].strip() for line in shown.splitlines() if re.match(r"^\+(?!\+)", line)]
     return " / ".join(removed), " / ".join(added)

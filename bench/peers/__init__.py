@@ -19,18 +19,18 @@ from bench.measure import Invocation
 
 @dataclass(frozen=True)
 class PeerContext:
-    endpoint: str            # http://127.0.0.1:PORT
+    endpoint: str  # http://127.0.0.1:PORT
     host: str
     port: int
     access_key: str
     secret_key: str
-    workdir: Path            # per-session scratch space for config files
+    workdir: Path  # per-session scratch space for config files
 
 
 @dataclass(frozen=True)
 class Target:
     bucket: str
-    prefix: str              # no leading/trailing slash; keys are prefix + "/" + relative path
+    prefix: str  # no leading/trailing slash; keys are prefix + "/" + relative path
 
     def key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
@@ -38,17 +38,17 @@ class Target:
 
 # How a tool is configured in a row of the table. Goals compare ks3sync with peers "as a user would tune
 # them" (issue 16: TUNED and ONLY) or "out of the box" (issue 7: DEFAULTS and ONLY).
-SUBJECT = "subject"          # ks3sync itself, always with its defaults
-DEFAULTS = "defaults"        # a peer as installed
-TUNED = "tuned"              # the same peer with its documented small-file tuning
-ONLY = "only"                # a peer with nothing to tune (s3cmd is serial; the SDK script is as written)
+SUBJECT = "subject"  # ks3sync itself, always with its defaults
+DEFAULTS = "defaults"  # a peer as installed
+TUNED = "tuned"  # the same peer with its documented small-file tuning
+ONLY = "only"  # a peer with nothing to tune (s3cmd is serial; the SDK script is as written)
 
 
 class Peer(ABC):
     name: str = ""
     variant = DEFAULTS
-    encrypts = False         # can it do client-side encryption (W2e)?
-    notes = ""               # flags and why, for the report
+    encrypts = False  # can it do client-side encryption (W2e)?
+    notes = ""  # flags and why, for the report
 
     @property
     def compared_as_tuned(self) -> bool:
@@ -66,12 +66,21 @@ class Peer(ABC):
     def version(self) -> str: ...
 
     @abstractmethod
-    def upload(self, ctx: PeerContext, src: Path, target: Target, *, delete: bool, state: Path,
-               encrypt_key: Path | None = None) -> Invocation: ...
+    def upload(
+        self,
+        ctx: PeerContext,
+        src: Path,
+        target: Target,
+        *,
+        delete: bool,
+        state: Path,
+        encrypt_key: Path | None = None,
+    ) -> Invocation: ...
 
     @abstractmethod
-    def download(self, ctx: PeerContext, target: Target, dst: Path, *, state: Path,
-                 encrypt_key: Path | None = None) -> Invocation: ...
+    def download(
+        self, ctx: PeerContext, target: Target, dst: Path, *, state: Path, encrypt_key: Path | None = None
+    ) -> Invocation: ...
 
 
 def first_line(argv: list[str]) -> str:

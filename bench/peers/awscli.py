@@ -36,7 +36,8 @@ class AwsCli(Peer):
         else:
             self.notes = (
                 "`aws s3 sync SRC s3://bucket/prefix --endpoint-url URL --only-show-errors [--delete]`, "
-                + _COMMON + " Defaults otherwise: 10 concurrent requests."
+                + _COMMON
+                + " Defaults otherwise: 10 concurrent requests."
             )
 
     def missing(self) -> str | None:
@@ -54,22 +55,50 @@ class AwsCli(Peer):
         creds = ctx.workdir / "aws.credentials"
         creds.touch()
         return {
-            "AWS_ACCESS_KEY_ID": ctx.access_key, "AWS_SECRET_ACCESS_KEY": ctx.secret_key,
-            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(conf),
-            "AWS_SHARED_CREDENTIALS_FILE": str(creds), "AWS_PAGER": "",
+            "AWS_ACCESS_KEY_ID": ctx.access_key,
+            "AWS_SECRET_ACCESS_KEY": ctx.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": str(conf),
+            "AWS_SHARED_CREDENTIALS_FILE": str(creds),
+            "AWS_PAGER": "",
         }
 
-    def upload(self, ctx: PeerContext, src: Path, target: Target, *, delete: bool, state: Path,
-               encrypt_key: Path | None = None) -> Invocation:
+    def upload(
+        self,
+        ctx: PeerContext,
+        src: Path,
+        target: Target,
+        *,
+        delete: bool,
+        state: Path,
+        encrypt_key: Path | None = None,
+    ) -> Invocation:
         assert encrypt_key is None, "aws s3 sync has no KS3-compatible client-side encryption"
-        argv = ["aws", "s3", "sync", str(src), f"s3://{target.bucket}/{target.prefix}",
-                "--endpoint-url", ctx.endpoint, "--only-show-errors"]
+        argv = [
+            "aws",
+            "s3",
+            "sync",
+            str(src),
+            f"s3://{target.bucket}/{target.prefix}",
+            "--endpoint-url",
+            ctx.endpoint,
+            "--only-show-errors",
+        ]
         if delete:
             argv.append("--delete")
         return Invocation(tuple(argv), self._env(ctx))
 
-    def download(self, ctx: PeerContext, target: Target, dst: Path, *, state: Path,
-                 encrypt_key: Path | None = None) -> Invocation:
-        argv = ("aws", "s3", "sync", f"s3://{target.bucket}/{target.prefix}", str(dst),
-                "--endpoint-url", ctx.endpoint, "--only-show-errors")
+    def download(
+        self, ctx: PeerContext, target: Target, dst: Path, *, state: Path, encrypt_key: Path | None = None
+    ) -> Invocation:
+        argv = (
+            "aws",
+            "s3",
+            "sync",
+            f"s3://{target.bucket}/{target.prefix}",
+            str(dst),
+            "--endpoint-url",
+            ctx.endpoint,
+            "--only-show-errors",
+        )
         return Invocation(argv, self._env(ctx))

@@ -39,20 +39,45 @@ class Ks3Sdk(Peer):
     def _env(self, ctx: PeerContext) -> dict[str, str]:
         return {"KS3_ACCESS_KEY": ctx.access_key, "KS3_SECRET_KEY": ctx.secret_key}
 
-    def upload(self, ctx: PeerContext, src: Path, target: Target, *, delete: bool, state: Path,
-               encrypt_key: Path | None = None) -> Invocation:
-        argv = [sys.executable, str(SCRIPT), "up", str(src), target.bucket, target.prefix,
-                "--endpoint", ctx.endpoint]
+    def upload(
+        self,
+        ctx: PeerContext,
+        src: Path,
+        target: Target,
+        *,
+        delete: bool,
+        state: Path,
+        encrypt_key: Path | None = None,
+    ) -> Invocation:
+        argv = [
+            sys.executable,
+            str(SCRIPT),
+            "up",
+            str(src),
+            target.bucket,
+            target.prefix,
+            "--endpoint",
+            ctx.endpoint,
+        ]
         if delete:
             argv.append("--delete")
         if encrypt_key is not None:
             argv += ["--encrypt-key", str(encrypt_key)]
         return Invocation(tuple(argv), self._env(ctx))
 
-    def download(self, ctx: PeerContext, target: Target, dst: Path, *, state: Path,
-                 encrypt_key: Path | None = None) -> Invocation:
-        argv = [sys.executable, str(SCRIPT), "down", target.bucket, target.prefix, str(dst),
-                "--endpoint", ctx.endpoint]
+    def download(
+        self, ctx: PeerContext, target: Target, dst: Path, *, state: Path, encrypt_key: Path | None = None
+    ) -> Invocation:
+        argv = [
+            sys.executable,
+            str(SCRIPT),
+            "down",
+            target.bucket,
+            target.prefix,
+            str(dst),
+            "--endpoint",
+            ctx.endpoint,
+        ]
         if encrypt_key is not None:
             argv += ["--encrypt-key", str(encrypt_key)]
         return Invocation(tuple(argv), self._env(ctx))

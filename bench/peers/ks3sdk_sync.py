@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 from ks3.connection import Connection, PathCallingFormat
 
 MULTIPART_THRESHOLD = 100 * 1024 * 1024
-THREADED_PART = 104857600       # the guide's threaded example
-ENCRYPTED_PART = 52428800       # the guide's encrypted example 2
+THREADED_PART = 104857600  # the guide's threaded example
+ENCRYPTED_PART = 52428800  # the guide's encrypted example 2
 THREADS = 5
 RETRIES = 3
 
@@ -70,9 +70,15 @@ class FileChunk(io.FileIO):
 def connect(endpoint: str, encrypt_key: str | None) -> Connection:
     url = urlsplit(endpoint)
     return Connection(
-        os.environ["KS3_ACCESS_KEY"], os.environ["KS3_SECRET_KEY"], host=url.hostname, port=url.port or 80,
-        is_secure=False, domain_mode=False, calling_format=PathCallingFormat(),
-        local_encrypt=bool(encrypt_key), local_key_path=encrypt_key or "",
+        os.environ["KS3_ACCESS_KEY"],
+        os.environ["KS3_SECRET_KEY"],
+        host=url.hostname,
+        port=url.port or 80,
+        is_secure=False,
+        domain_mode=False,
+        calling_format=PathCallingFormat(),
+        local_encrypt=bool(encrypt_key),
+        local_key_path=encrypt_key or "",
     )
 
 
@@ -107,7 +113,7 @@ def upload_part_task(mp, path: Path, offset: int, size: int, part_num: int) -> N
             with FileChunk(str(path), offset, size) as fp:
                 mp.upload_part_from_file(fp, part_num=part_num)
             return
-        except Exception:   # the guide retries any failure of a part, then gives up
+        except Exception:  # the guide retries any failure of a part, then gives up
             if attempt + 1 >= RETRIES:
                 raise
 
@@ -119,8 +125,14 @@ def multipart_threaded(bucket, key: str, path: Path) -> None:
         count = int(math.ceil(size / float(THREADED_PART)))
         with ThreadPoolExecutor(THREADS) as pool:
             futures = [
-                pool.submit(upload_part_task, mp, path, i * THREADED_PART,
-                            min(THREADED_PART, size - i * THREADED_PART), i + 1)
+                pool.submit(
+                    upload_part_task,
+                    mp,
+                    path,
+                    i * THREADED_PART,
+                    min(THREADED_PART, size - i * THREADED_PART),
+                    i + 1,
+                )
                 for i in range(count)
             ]
             for f in futures:
@@ -180,7 +192,7 @@ def down(args: argparse.Namespace) -> int:
     prefix = args.prefix.strip("/") + "/" if args.prefix.strip("/") else ""
     dst = Path(args.dst)
     for key in sorted(remote_objects(bucket, prefix)):
-        target = dst / key[len(prefix):]
+        target = dst / key[len(prefix) :]
         target.parent.mkdir(parents=True, exist_ok=True)
         # Encrypted GETs need the HEAD (validate=True) for the IV and size (protocol notes §12).
         k = bucket.get_key(key, validate=bool(args.encrypt_key))

@@ -52,20 +52,45 @@ class Ks3Sync(Peer):
     def _env(self, ctx: PeerContext) -> dict[str, str]:
         return {"KS3_ACCESS_KEY": ctx.access_key, "KS3_SECRET_KEY": ctx.secret_key}
 
-    def upload(self, ctx: PeerContext, src: Path, target: Target, *, delete: bool, state: Path,
-               encrypt_key: Path | None = None) -> Invocation:
-        argv = [*ks3sync_argv0(), "mirror", str(src), f"ks3://{target.bucket}/{target.prefix}",
-                "--endpoint", ctx.endpoint, "--state-db", str(state / "journal.db")]
+    def upload(
+        self,
+        ctx: PeerContext,
+        src: Path,
+        target: Target,
+        *,
+        delete: bool,
+        state: Path,
+        encrypt_key: Path | None = None,
+    ) -> Invocation:
+        argv = [
+            *ks3sync_argv0(),
+            "mirror",
+            str(src),
+            f"ks3://{target.bucket}/{target.prefix}",
+            "--endpoint",
+            ctx.endpoint,
+            "--state-db",
+            str(state / "journal.db"),
+        ]
         if delete:
             argv.append("--delete")
         if encrypt_key is not None:
             argv += ["--encrypt-key", str(encrypt_key)]
         return Invocation(tuple(argv), self._env(ctx))
 
-    def download(self, ctx: PeerContext, target: Target, dst: Path, *, state: Path,
-                 encrypt_key: Path | None = None) -> Invocation:
-        argv = [*ks3sync_argv0(), "mirror", f"ks3://{target.bucket}/{target.prefix}", str(dst),
-                "--endpoint", ctx.endpoint, "--state-db", str(state / "journal.db")]
+    def download(
+        self, ctx: PeerContext, target: Target, dst: Path, *, state: Path, encrypt_key: Path | None = None
+    ) -> Invocation:
+        argv = [
+            *ks3sync_argv0(),
+            "mirror",
+            f"ks3://{target.bucket}/{target.prefix}",
+            str(dst),
+            "--endpoint",
+            ctx.endpoint,
+            "--state-db",
+            str(state / "journal.db"),
+        ]
         if encrypt_key is not None:
             argv += ["--encrypt-key", str(encrypt_key)]
         return Invocation(tuple(argv), self._env(ctx))

@@ -33,12 +33,13 @@ class Rclone(Peer):
         if tuned:
             self.notes = (
                 f"`rclone sync {' '.join(TUNING)} SRC BENCH:bucket/prefix` (and the same flags to restore), "
-                + _COMMON + " The flags are the small-file tuning of rclone's S3 docs: more transfers and "
-                "checkers raise the rate of API requests (rclone.org/s3, \"Increasing the rate of API "
-                "requests\"; defaults 4 and 8 are called \"very conservative\"); `--checksum` compares size + "
+                + _COMMON
+                + " The flags are the small-file tuning of rclone's S3 docs: more transfers and "
+                'checkers raise the rate of API requests (rclone.org/s3, "Increasing the rate of API '
+                'requests"; defaults 4 and 8 are called "very conservative"); `--checksum` compares size + '
                 "MD5 (the ETag from the listing) instead of the modification time, which costs a HEAD per "
-                "object (\"Avoiding HEAD requests to read the modification time\"); `--s3-no-head` skips the "
-                "HEAD after each upload (\"Avoiding HEAD requests after PUT\")."
+                'object ("Avoiding HEAD requests to read the modification time"); `--s3-no-head` skips the '
+                'HEAD after each upload ("Avoiding HEAD requests after PUT").'
             )
         else:
             self.notes = (
@@ -57,9 +58,13 @@ class Rclone(Peer):
     def _env(self, ctx: PeerContext) -> dict[str, str]:
         p = f"RCLONE_CONFIG_{REMOTE}_"
         return {
-            p + "TYPE": "s3", p + "PROVIDER": "Other", p + "ENDPOINT": ctx.endpoint,
-            p + "ACCESS_KEY_ID": ctx.access_key, p + "SECRET_ACCESS_KEY": ctx.secret_key,
-            p + "FORCE_PATH_STYLE": "true", p + "REGION": "us-east-1",
+            p + "TYPE": "s3",
+            p + "PROVIDER": "Other",
+            p + "ENDPOINT": ctx.endpoint,
+            p + "ACCESS_KEY_ID": ctx.access_key,
+            p + "SECRET_ACCESS_KEY": ctx.secret_key,
+            p + "FORCE_PATH_STYLE": "true",
+            p + "REGION": "us-east-1",
         }
 
     def _config(self, ctx: PeerContext) -> str:
@@ -70,17 +75,40 @@ class Rclone(Peer):
     def _flags(self) -> tuple[str, ...]:
         return TUNING if self.tuned else ()
 
-    def upload(self, ctx: PeerContext, src: Path, target: Target, *, delete: bool, state: Path,
-               encrypt_key: Path | None = None) -> Invocation:
+    def upload(
+        self,
+        ctx: PeerContext,
+        src: Path,
+        target: Target,
+        *,
+        delete: bool,
+        state: Path,
+        encrypt_key: Path | None = None,
+    ) -> Invocation:
         assert encrypt_key is None, "rclone has no KS3-compatible client-side encryption"
         # `sync` always deletes; without delete semantics the equivalent is `copy`.
         verb = "sync" if delete else "copy"
-        argv = ("rclone", verb, "--config", self._config(ctx), *self._flags(), str(src),
-                f"{REMOTE}:{target.bucket}/{target.prefix}")
+        argv = (
+            "rclone",
+            verb,
+            "--config",
+            self._config(ctx),
+            *self._flags(),
+            str(src),
+            f"{REMOTE}:{target.bucket}/{target.prefix}",
+        )
         return Invocation(argv, self._env(ctx), unset=UNSET)
 
-    def download(self, ctx: PeerContext, target: Target, dst: Path, *, state: Path,
-                 encrypt_key: Path | None = None) -> Invocation:
-        argv = ("rclone", "sync", "--config", self._config(ctx), *self._flags(),
-                f"{REMOTE}:{target.bucket}/{target.prefix}", str(dst))
+    def download(
+        self, ctx: PeerContext, target: Target, dst: Path, *, state: Path, encrypt_key: Path | None = None
+    ) -> Invocation:
+        argv = (
+            "rclone",
+            "sync",
+            "--config",
+            self._config(ctx),
+            *self._flags(),
+            f"{REMOTE}:{target.bucket}/{target.prefix}",
+            str(dst),
+        )
         return Invocation(argv, self._env(ctx), unset=UNSET)

@@ -43,18 +43,41 @@ class S3cmd(Peer):
         conf.chmod(0o600)
         return str(conf)
 
-    def upload(self, ctx: PeerContext, src: Path, target: Target, *, delete: bool, state: Path,
-               encrypt_key: Path | None = None) -> Invocation:
+    def upload(
+        self,
+        ctx: PeerContext,
+        src: Path,
+        target: Target,
+        *,
+        delete: bool,
+        state: Path,
+        encrypt_key: Path | None = None,
+    ) -> Invocation:
         assert encrypt_key is None, "s3cmd's GPG encryption is not KS3-SDK compatible"
-        argv = ["s3cmd", "-c", self._config(ctx), "sync", "--no-progress",
-                f"{src}/", f"s3://{target.bucket}/{target.prefix}/"]
+        argv = [
+            "s3cmd",
+            "-c",
+            self._config(ctx),
+            "sync",
+            "--no-progress",
+            f"{src}/",
+            f"s3://{target.bucket}/{target.prefix}/",
+        ]
         if delete:
             argv.append("--delete-removed")
         return Invocation(tuple(argv), {})
 
-    def download(self, ctx: PeerContext, target: Target, dst: Path, *, state: Path,
-                 encrypt_key: Path | None = None) -> Invocation:
+    def download(
+        self, ctx: PeerContext, target: Target, dst: Path, *, state: Path, encrypt_key: Path | None = None
+    ) -> Invocation:
         dst.mkdir(parents=True, exist_ok=True)
-        argv = ("s3cmd", "-c", self._config(ctx), "sync", "--no-progress",
-                f"s3://{target.bucket}/{target.prefix}/", f"{dst}/")
+        argv = (
+            "s3cmd",
+            "-c",
+            self._config(ctx),
+            "sync",
+            "--no-progress",
+            f"s3://{target.bucket}/{target.prefix}/",
+            f"{dst}/",
+        )
         return Invocation(argv, {})

@@ -157,8 +157,9 @@ def triage(local: LocalEntry, remote: RemoteEntry, record: SyncedEntry | None, o
     if opts.key is not None:
         expected = _encrypted_size(local.size)
         if remote.size != expected:
-            return Verdict(path, Status.DIFFER, _encrypted_size_detail(local.size, remote.size, opts),
-                           (Method.SIZE,))
+            return Verdict(
+                path, Status.DIFFER, _encrypted_size_detail(local.size, remote.size, opts), (Method.SIZE,)
+            )
     elif remote.size != local.size:
         if _encrypted_size(local.size) == remote.size and local.size > 0:
             return Head(suspect_encrypted=True)
@@ -176,15 +177,23 @@ def triage(local: LocalEntry, remote: RemoteEntry, record: SyncedEntry | None, o
     return Head()
 
 
-def after_head(local: LocalEntry, remote: RemoteEntry, record: SyncedEntry | None, meta: ObjectMeta | None,
-               head: Head, opts: CompareOptions) -> Verdict | Hash:
+def after_head(
+    local: LocalEntry,
+    remote: RemoteEntry,
+    record: SyncedEntry | None,
+    meta: ObjectMeta | None,
+    head: Head,
+    opts: CompareOptions,
+) -> Verdict | Hash:
     """The next step once the object's HEAD (``None``: gone) is known."""
     path = local.path
     if meta is None:
         return Verdict(path, Status.ERROR, "the object vanished after it was listed", (Method.SIZE,))
     if head.suspect_encrypted or (opts.key is None and meta.is_encrypted):
         if meta.is_encrypted:
-            return Verdict(path, Status.ERROR, "the object is client-side encrypted: pass --encrypt-key to compare it")
+            return Verdict(
+                path, Status.ERROR, "the object is client-side encrypted: pass --encrypt-key to compare it"
+            )
         return Verdict(path, Status.DIFFER, size_detail(local.size, meta.size, opts), (Method.SIZE,))
     if opts.key is not None:
         return _encrypted_after_head(local, record, meta, opts)
@@ -200,15 +209,22 @@ def after_head(local: LocalEntry, remote: RemoteEntry, record: SyncedEntry | Non
     sizes = part_size_candidates(local.size, int(multipart.group(1)), opts.part_sizes) if multipart else ()
     if sizes:
         return Hash(Method.MULTIPART_ETAG, meta.etag, Hashes(part_sizes=sizes), local.size)
-    return Verdict(path, Status.UNVERIFIED, "no CRC-64 and an ETag that is not an MD5: cannot verify without "
-                   "--download", (Method.SIZE,))
+    return Verdict(
+        path,
+        Status.UNVERIFIED,
+        "no CRC-64 and an ETag that is not an MD5: cannot verify without --download",
+        (Method.SIZE,),
+    )
 
 
-def _encrypted_after_head(local: LocalEntry, record: SyncedEntry | None, meta: ObjectMeta,
-                          opts: CompareOptions) -> Verdict | Hash:
+def _encrypted_after_head(
+    local: LocalEntry, record: SyncedEntry | None, meta: ObjectMeta, opts: CompareOptions
+) -> Verdict | Hash:
     path = local.path
     if meta.size != _encrypted_size(local.size):  # replaced since the listing
-        return Verdict(path, Status.DIFFER, _encrypted_size_detail(local.size, meta.size, opts), (Method.SIZE,))
+        return Verdict(
+            path, Status.DIFFER, _encrypted_size_detail(local.size, meta.size, opts), (Method.SIZE,)
+        )
     if not meta.is_encrypted:
         return Verdict(path, Status.DIFFER, "not client-side encrypted", (Method.SIZE,))
     assert opts.key is not None
@@ -225,15 +241,20 @@ def _encrypted_after_head(local: LocalEntry, record: SyncedEntry | None, meta: O
     if tag is not None:
         return Hash(Method.TAG, tag, Hashes(sha256=True), local.size, opts.key_prefix + path)
     if opts.require_tag:
-        return Verdict(path, Status.DIFFER, "no integrity tag (written by the SDK?), and it is required",
-                       (Method.SIZE,))
+        return Verdict(
+            path, Status.DIFFER, "no integrity tag (written by the SDK?), and it is required", (Method.SIZE,)
+        )
     plain_md5 = _hex_of_base64_md5(meta.metadata.get(META_ENC_PLAIN_MD5, ""))
     if plain_md5 is not None:
         return Hash(Method.PLAINTEXT_MD5, plain_md5, Hashes(md5=True), local.size)
     if _records(record, meta.etag, meta.size) and record is not None and record.encrypted:
         return Hash(Method.JOURNAL, record.md5, Hashes(md5=True), local.size)
-    return Verdict(path, Status.UNVERIFIED, "encrypted without an integrity tag or a plaintext MD5: cannot "
-                   "verify without --download", (Method.SIZE,))
+    return Verdict(
+        path,
+        Status.UNVERIFIED,
+        "encrypted without an integrity tag or a plaintext MD5: cannot verify without --download",
+        (Method.SIZE,),
+    )
 
 
 def settle(path: str, step: Hash, digest: LocalDigest, opts: CompareOptions) -> Verdict:
@@ -245,8 +266,12 @@ def settle(path: str, step: Hash, digest: LocalDigest, opts: CompareOptions) -> 
         if any(etag == step.expected for _, etag in digest.multipart_etags):
             return Verdict(path, Status.EQUAL, compared=compared)
         tried = ", ".join(_size_text(size) for size, _ in digest.multipart_etags)
-        return Verdict(path, Status.UNVERIFIED, f"no part size tried ({tried}) reproduces the multipart ETag: "
-                       "cannot verify without --download", (Method.SIZE,))
+        return Verdict(
+            path,
+            Status.UNVERIFIED,
+            f"no part size tried ({tried}) reproduces the multipart ETag: cannot verify without --download",
+            (Method.SIZE,),
+        )
     if step.method is Method.TAG:
         return _settle_tag(path, step, digest, opts)
     actual = digest.crc64 if step.method is Method.CRC64 else digest.md5
@@ -266,12 +291,22 @@ def _settle_tag(path: str, step: Hash, digest: LocalDigest, opts: CompareOptions
         raise ValueError(f"{path}: the digest lacks the SHA-256 the integrity tag needs")
     stored = str(step.expected)
     if stored.strip().partition(":")[0] != TAG_VERSION:
-        return Verdict(path, Status.DIFFER, "integrity tag of an unknown version (a newer ks3sync, or damaged)",
-                       (Method.SIZE, Method.TAG))
+        return Verdict(
+            path,
+            Status.DIFFER,
+            "integrity tag of an unknown version (a newer ks3sync, or damaged)",
+            (Method.SIZE, Method.TAG),
+        )
     try:
         assert opts.key is not None  # a tag step is planned only with a key
-        verify_tag(opts.key, {TAG_METADATA: stored}, object_key=step.object_key,
-                   plaintext_length=digest.size, plaintext_sha256=digest.sha256, name=path)
+        verify_tag(
+            opts.key,
+            {TAG_METADATA: stored},
+            object_key=step.object_key,
+            plaintext_length=digest.size,
+            plaintext_sha256=digest.sha256,
+            name=path,
+        )
     except IntegrityTagError:
         return Verdict(path, Status.DIFFER, "integrity tag", (Method.SIZE, Method.TAG))
     return Verdict(path, Status.EQUAL, compared=(Method.SIZE, Method.TAG))
@@ -290,7 +325,7 @@ def detail_of(path: str, message: str) -> str:
     starts with it (most of ks3sync's do) loses that prefix."""
     for prefix in (f"{path}: ", f"{path!r}: "):
         if message.startswith(prefix):
-            return message[len(prefix):]
+            return message[len(prefix) :]
     return message
 
 

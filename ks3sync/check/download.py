@@ -50,7 +50,9 @@ def _compare(path: str, reader: ObjectReader, file: Any, opts: CompareOptions, o
     meta = reader.meta
     key = opts.key
     if meta.is_encrypted and key is None:
-        return Verdict(path, Status.ERROR, "the object is client-side encrypted: pass --encrypt-key to compare it")
+        return Verdict(
+            path, Status.ERROR, "the object is client-side encrypted: pass --encrypt-key to compare it"
+        )
     if key is not None and not meta.is_encrypted and meta.size > 0:
         return Verdict(path, Status.DIFFER, "not client-side encrypted", (Method.SIZE,))
     decryptor = _decryptor(path, meta, key, opts, object_key) if key is not None else None
@@ -81,9 +83,13 @@ def _compare(path: str, reader: ObjectReader, file: Any, opts: CompareOptions, o
                 return Verdict(path, Status.DIFFER, f"content at byte {offset + where}", _SAME)
             offset += len(tail)
     except IntegrityError as exc:
-        return Verdict(path, Status.DIFFER, f"the object fails its own check: {detail_of(path, str(exc))}", _SAME)
+        return Verdict(
+            path, Status.DIFFER, f"the object fails its own check: {detail_of(path, str(exc))}", _SAME
+        )
     except refusals as exc:
-        return Verdict(path, Status.DIFFER, f"the object does not decrypt: {detail_of(path, str(exc))}", _SAME)
+        return Verdict(
+            path, Status.DIFFER, f"the object does not decrypt: {detail_of(path, str(exc))}", _SAME
+        )
     if file.read(1):
         return Verdict(path, Status.DIFFER, f"content at byte {offset} (the file is longer)", _SAME)
     verdict = _self_check(path, meta, received, md5, crc if need_crc else None)
@@ -119,13 +125,20 @@ def _decryptor(
     from ks3sync.crypto.errors import CryptoError, WrongKeyError
 
     try:
-        return ObjectDecryptor(key, meta.metadata, ciphertext_length=meta.size, name=path,
-                               object_key=object_key, require_tag=opts.require_tag)
+        return ObjectDecryptor(
+            key,
+            meta.metadata,
+            ciphertext_length=meta.size,
+            name=path,
+            object_key=object_key,
+            require_tag=opts.require_tag,
+        )
     except WrongKeyError:
         return Verdict(path, Status.DIFFER, "encrypted with a different key", (Method.SIZE,))
     except CryptoError as exc:
-        return Verdict(path, Status.DIFFER, f"the object does not decrypt: {detail_of(path, str(exc))}",
-                       (Method.SIZE,))
+        return Verdict(
+            path, Status.DIFFER, f"the object does not decrypt: {detail_of(path, str(exc))}", (Method.SIZE,)
+        )
 
 
 _SCAN = 64 * 1024

@@ -66,4 +66,9 @@ def _run(store: Store, root: str, job: Examination, opts: CompareOptions) -> Ver
     if isinstance(step, Download):
         return compare_download(store, root, job.local, opts)
     assert isinstance(step, Hash)
-    return settle(job.local.path, step, digest_file(job.local.path, os.path.join(root, job.local.path), step.hashes), opts)
+    return settle(
+        job.local.path,
+        step,
+        digest_file(job.local.path, os.path.join(root, job.local.path), step.hashes),
+        opts,
+    )

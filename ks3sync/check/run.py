@@ -100,8 +100,13 @@ def run_check(
         import ks3sync.crypto.decrypt  # noqa: F401
     # mirror's scan: the same rules, the same versions areas left out
     reserved = reserved_prefixes(opts.versions.prefix if opts.versions is not None else None)
-    scan_opts = ScanOptions(excludes=opts.excludes, exclude_from=opts.exclude_from,
-                            follow_symlinks=opts.follow_symlinks, state_paths=opts.state_paths, reserved=reserved)
+    scan_opts = ScanOptions(
+        excludes=opts.excludes,
+        exclude_from=opts.exclude_from,
+        follow_symlinks=opts.follow_symlinks,
+        state_paths=opts.state_paths,
+        reserved=reserved,
+    )
     scan = LocalScan(local_root, scan_opts, key_prefix=store.prefix)
     problems = _Problems(scan.problems)
     compare = replace(opts.compare, key_prefix=store.prefix)  # a tag binds the object's full key
@@ -151,12 +156,16 @@ def run_check(
         pool.shutdown(wait=True, cancel_futures=True)
     result.notes = problems.notes + [
         (area, "the target reserves it for versions: not compared")
-        for area in scan_opts.reserved if os.path.lexists(local_root / area.rstrip("/"))]
+        for area in scan_opts.reserved
+        if os.path.lexists(local_root / area.rstrip("/"))
+    ]
     result.seconds = time.monotonic() - started
     return result
 
 
-def _deliver(item: Future[Verdict] | Verdict, result: CheckResult, on_verdict: Callable[[Verdict], None] | None) -> None:
+def _deliver(
+    item: Future[Verdict] | Verdict, result: CheckResult, on_verdict: Callable[[Verdict], None] | None
+) -> None:
     verdict = item.result() if isinstance(item, Future) else item
     result.add(verdict)
     if on_verdict is not None:

@@ -39,7 +39,9 @@ _REGION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 def _endpoint_options(func: Any) -> Any:
     func = network_options(func)
-    func = click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file.")(func)
+    func = click.option(
+        "--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file."
+    )(func)
     return click.option("--endpoint", help=ENDPOINT_HELP)(func)
 
 
@@ -61,19 +63,30 @@ def _client(endpoint: str | None, config_path: Path | None, network: dict[str, A
 
 @click.command("mb", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("url", metavar="ks3://BUCKET")
-@click.option("--region", metavar="REGION",
-              help="Where to create it (KS3's LocationConstraint, e.g. BEIJING); default: the endpoint's region.")
+@click.option(
+    "--region",
+    metavar="REGION",
+    help="Where to create it (KS3's LocationConstraint, e.g. BEIJING); default: the endpoint's region.",
+)
 @click.option("--acl", type=click.Choice(BUCKET_ACLS), help="Canned ACL of the bucket (default: private).")
 @_endpoint_options
 @handle_errors
-def mb(url: str, region: str | None, acl: str | None, endpoint: str | None, config_path: Path | None,
-       **network: Any) -> None:
+def mb(
+    url: str,
+    region: str | None,
+    acl: str | None,
+    endpoint: str | None,
+    config_path: Path | None,
+    **network: Any,
+) -> None:
     """Make a bucket."""
     from ks3sync.ks3 import BucketAlreadyExists, KS3AuthError, KS3ServiceError
 
     bucket = _bucket_of(url)
     if region is not None and not _REGION.fullmatch(region):
-        die(f"--region: expected a KS3 region name such as BEIJING (letters, digits, '_', '-'), got {region!r}")
+        die(
+            f"--region: expected a KS3 region name such as BEIJING (letters, digits, '_', '-'), got {region!r}"
+        )
     with _client(endpoint, config_path, network) as client:
         try:
             client.create_bucket(bucket, acl=acl, region=region)
@@ -87,11 +100,17 @@ def mb(url: str, region: str | None, acl: str | None, endpoint: str | None, conf
                 die(f"bucket {bucket!r} already exists (it is yours)", EXIT_FAILED)
             die(f"bucket name {bucket!r} is taken by another account (bucket names are global)", EXIT_FAILED)
         except KS3ServiceError as exc:
-            if exc.code in ("InvalidBucketName", "InvalidLocationConstraint", "IllegalLocationConstraintException"):
+            if exc.code in (
+                "InvalidBucketName",
+                "InvalidLocationConstraint",
+                "IllegalLocationConstraintException",
+            ):
                 die(f"{url}: KS3 refused it: {exc.code}: {exc.message}", EXIT_USAGE)
             if exc.code == "TooManyBuckets":
-                die(f"{url}: KS3 refused it: the account has as many buckets as it may ({exc.message})",
-                    EXIT_FAILED)
+                die(
+                    f"{url}: KS3 refused it: the account has as many buckets as it may ({exc.message})",
+                    EXIT_FAILED,
+                )
             raise
     line(f"made bucket ks3://{bucket}" + (f" in {region}" if region else ""))
 
@@ -120,10 +139,14 @@ def _not_empty(client: Any, bucket: str) -> str:
     """Why KS3 refused: objects, or (KS3 counts them too) multipart uploads nobody finished."""
     page = client.list_objects(bucket, max_keys=1)
     if page.objects:
-        return (f"bucket {bucket!r} is not empty (it holds objects, e.g. {page.objects[0].key!r}); "
-                "delete them first, then remove the bucket")
-    return (f"bucket {bucket!r} holds no objects but unfinished multipart uploads, which KS3 counts; "
-            "abort them first (e.g. aws s3api abort-multipart-upload), then remove the bucket")
+        return (
+            f"bucket {bucket!r} is not empty (it holds objects, e.g. {page.objects[0].key!r}); "
+            "delete them first, then remove the bucket"
+        )
+    return (
+        f"bucket {bucket!r} holds no objects but unfinished multipart uploads, which KS3 counts; "
+        "abort them first (e.g. aws s3api abort-multipart-upload), then remove the bucket"
+    )
 
 
 def list_buckets(endpoint: str | None, config_path: Path | None, **network: Any) -> None:

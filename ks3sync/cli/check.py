@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ks3sync.check import CheckResult, Verdict
     from ks3sync.model import SyncedEntry
 
+
 @click.command(
     "check",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -56,23 +57,46 @@ if TYPE_CHECKING:
 @click.argument("src")
 @click.argument("dst")
 @click.option("--endpoint", help=ENDPOINT_HELP)
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses.")
-@click.option("--state-db", type=click.Path(path_type=Path),
-              help="The journal whose records prove encrypted objects (default: XDG state dir; never created).")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses."
+)
+@click.option(
+    "--state-db",
+    type=click.Path(path_type=Path),
+    help="The journal whose records prove encrypted objects (default: XDG state dir; never created).",
+)
 @exclude_options
-@click.option("--encrypt-key", type=click.Path(path_type=Path),
-              help="16-byte key file: the objects are client-side encrypted with it.")
-@click.option("--require-integrity", is_flag=True,
-              help="With --encrypt-key, an encrypted object without ks3sync's integrity tag (SDK-written) differs.")
-@click.option("--versions-prefix", metavar="PREFIX", help="Where the sync keeps versions, relative to the "
-              "target: not compared, like .versions/ (default: the --config sync's).")
+@click.option(
+    "--encrypt-key",
+    type=click.Path(path_type=Path),
+    help="16-byte key file: the objects are client-side encrypted with it.",
+)
+@click.option(
+    "--require-integrity",
+    is_flag=True,
+    help="With --encrypt-key, an encrypted object without ks3sync's integrity tag (SDK-written) differs.",
+)
+@click.option(
+    "--versions-prefix",
+    metavar="PREFIX",
+    help="Where the sync keeps versions, relative to the "
+    "target: not compared, like .versions/ (default: the --config sync's).",
+)
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (with loop detection).")
-@click.option("--jobs", type=click.IntRange(1, 256), help="Files hashed / objects read in parallel (default 8).")
+@click.option(
+    "--jobs", type=click.IntRange(1, 256), help="Files hashed / objects read in parallel (default 8)."
+)
 @click.option("--download", is_flag=True, help="Read every object back and compare it byte for byte.")
 @click.option("--size-only", is_flag=True, help="Compare sizes only: no hashing, no HEAD.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON document on stdout: counts and lists, or {\"error\": ..., \"exit\": N} on a fatal error.")
-@click.option("-v", "--verbose", count=True, help="A line for equal entries too, with what was compared (-vv: debug).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='One JSON document on stdout: counts and lists, or {"error": ..., "exit": N} on a fatal error.',
+)
+@click.option(
+    "-v", "--verbose", count=True, help="A line for equal entries too, with what was compared (-vv: debug)."
+)
 @network_options
 @click.pass_context
 @handle_errors
@@ -91,11 +115,17 @@ def check(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     local_root = Path(local_arg).expanduser().absolute()
     if not local_root.is_dir():
         what = "SRC" if local_is_source else "DST"
-        die(f"{what}: {local_arg}: not a folder" if local_root.exists() else f"{what}: {local_arg}: no such folder")
+        die(
+            f"{what}: {local_arg}: not a folder"
+            if local_root.exists()
+            else f"{what}: {local_arg}: no such folder"
+        )
     settings = _CheckSettings(ctx, flags, config, _matching_sync(config, local_root, target))
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
-    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"])
+    network = network_settings(
+        config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"]
+    )
     state_db = Path(flags["state_db"] or state_dir / "journal.db").absolute()
     opts = settings.check_options(local_is_source, state_paths=(state_db, state_dir.absolute()))
 
@@ -103,8 +133,10 @@ def check(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     from ks3sync.store.ks3store import KS3Store
 
     show = _Printer(verbose=flags["verbose"] > 0) if not flags["as_json"] else None
-    with (_journal_records(state_db, local_root, target) as records,
-          open_client(conn, state_dir, jobs=opts.jobs, network=network) as client):
+    with (
+        _journal_records(state_db, local_root, target) as records,
+        open_client(conn, state_dir, jobs=opts.jobs, network=network) as client,
+    ):
         store = KS3Store(client, target.bucket, target.prefix)
         result = run_check(store, local_root, opts, records=records, on_verdict=show)
     _report(result, src, dst, flags)
@@ -193,7 +225,11 @@ def _sync_of(journal: Any, local_root: Path, target: Target) -> int | None:
     name, former = mirror_sync_name(local_root, target), mirror_former_name(local_root, target)
     pair = (str(local_root), target.bucket, target.prefix)
     same = [sync for sync in journal.syncs() if (sync.source, sync.bucket, sync.prefix) == pair]
-    for matches in ([s for s in same if s.name == name], [s for s in same if s.name.startswith(former)], same):
+    for matches in (
+        [s for s in same if s.name == name],
+        [s for s in same if s.name.startswith(former)],
+        same,
+    ):
         if matches:
             return int(max(matches, key=lambda s: s.id).id)
     return None
@@ -229,8 +265,10 @@ def summary_line(result: CheckResult) -> str:
     from ks3sync.check import Status
 
     counts = result.counts
-    line = (f"{counts[Status.EQUAL]} equal, {counts[Status.DIFFER]} differ, {counts[Status.MISSING]} missing, "
-            f"{counts[Status.EXTRA]} extra, {counts[Status.ERROR]} errors")
+    line = (
+        f"{counts[Status.EQUAL]} equal, {counts[Status.DIFFER]} differ, {counts[Status.MISSING]} missing, "
+        f"{counts[Status.EXTRA]} extra, {counts[Status.ERROR]} errors"
+    )
     if counts[Status.UNVERIFIED]:
         line += f", {counts[Status.UNVERIFIED]} unverified"
     return line
@@ -249,13 +287,17 @@ def json_document(result: CheckResult, src: str, dst: str, flags: dict[str, Any]
         "mode": "download" if flags["download"] else "size-only" if flags["size_only"] else "metadata",
         "ok": result.ok,
         "counts": counts,
-        "differ": [{"path": v.path, "detail": v.detail, "compared": [m.value for m in v.compared]}
-                   for v in by_status[Status.DIFFER]],
+        "differ": [
+            {"path": v.path, "detail": v.detail, "compared": [m.value for m in v.compared]}
+            for v in by_status[Status.DIFFER]
+        ],
         "missing": [v.path for v in by_status[Status.MISSING]],
         "extra": [v.path for v in by_status[Status.EXTRA]],
         "errors": [{"path": v.path, "error": v.detail} for v in by_status[Status.ERROR]],
         "unverified": [{"path": v.path, "detail": v.detail} for v in by_status[Status.UNVERIFIED]],
-        "verified_by": {method.value: n for method, n in sorted(result.verified_by.items(), key=lambda i: i[0].value)},
+        "verified_by": {
+            method.value: n for method, n in sorted(result.verified_by.items(), key=lambda i: i[0].value)
+        },
         "notes": [{"path": path, "reason": reason} for path, reason in result.notes],
         "seconds": round(result.seconds, 3),
     }

@@ -58,8 +58,10 @@ def die(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 # What a refused certificate asks of the user; appended wherever one stops a command.
-CERTIFICATE_HINT = ("; trust the endpoint's CA with --ca-bundle FILE or ca_bundle: in the config "
-                    "(default: the system trust store)")
+CERTIFICATE_HINT = (
+    "; trust the endpoint's CA with --ca-bundle FILE or ca_bundle: in the config "
+    "(default: the system trust store)"
+)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -86,7 +88,9 @@ def handle_errors(func: F) -> F:
         except BucketMissing as exc:
             if not exc.connect:  # say how to create it, with this command's own endpoint options
                 params = click.get_current_context().params
-                exc = BucketMissing(exc.bucket, connect_flags(params.get("endpoint"), params.get("config_path")))
+                exc = BucketMissing(
+                    exc.bucket, connect_flags(params.get("endpoint"), params.get("config_path"))
+                )
             die(str(exc), exit_code_for(exc))
         except Ks3SyncError as exc:
             from ks3sync.errors import CertificateRefused
@@ -159,7 +163,15 @@ class _EscapingFormatter(logging.Formatter):
 
 def setup_logging(verbose: int, *, quiet: bool = False) -> None:
     """stderr logging for a command: WARNING by default, INFO with -v, DEBUG with -vv, ERROR with -q."""
-    level = logging.ERROR if quiet else logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    level = (
+        logging.ERROR
+        if quiet
+        else logging.WARNING
+        if verbose <= 0
+        else logging.INFO
+        if verbose == 1
+        else logging.DEBUG
+    )
     handler = _CurrentStderr()
     handler.setFormatter(_EscapingFormatter())
     # force: each invocation replaces the handler (tests run many invocations in one process).
@@ -249,7 +261,9 @@ def local_credentials(state_dir: Path) -> tuple[str, str]:
         data = json.loads(path.read_text(encoding="utf-8"))
         return str(data["access_key"]), str(data["secret_key"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        die(f"{path}: unreadable local-server credentials ({type(exc).__name__}); delete the file to regenerate")
+        die(
+            f"{path}: unreadable local-server credentials ({type(exc).__name__}); delete the file to regenerate"
+        )
 
 
 def resolve_connection(endpoint: str | None, config: Config | None, state_dir: Path) -> Connection:
@@ -260,8 +274,10 @@ def resolve_connection(endpoint: str | None, config: Config | None, state_dir: P
         endpoint or (config.endpoint if config is not None else None) or os.environ.get(ENDPOINT_ENV) or None
     )
     if not chosen:
-        die(f"no endpoint: pass --endpoint URL (or 'local' for an embedded test server), --config FILE, "
-            f"or set {ENDPOINT_ENV}")
+        die(
+            f"no endpoint: pass --endpoint URL (or 'local' for an embedded test server), --config FILE, "
+            f"or set {ENDPOINT_ENV}"
+        )
     if chosen == LOCAL_ENDPOINT:
         local_access, local_secret = local_credentials(state_dir)
         return Connection(LOCAL_ENDPOINT, local_access, local_secret, True)
@@ -292,8 +308,15 @@ def connect_flags(endpoint: str | None, config_path: Path | None) -> str:
 
 
 @contextlib.contextmanager
-def open_client(conn: Connection, state_dir: Path, *, jobs: int | None = None, ensure_bucket: str | None = None,
-                network: NetworkSettings | None = None, bwlimit: float | None = None) -> Iterator[Client]:
+def open_client(
+    conn: Connection,
+    state_dir: Path,
+    *,
+    jobs: int | None = None,
+    ensure_bucket: str | None = None,
+    network: NetworkSettings | None = None,
+    bwlimit: float | None = None,
+) -> Iterator[Client]:
     """A client for ``conn``; for ``local`` the embedded server runs for the duration of the block.
     ``jobs``: the most small requests in flight (the client adapts below it; None: the client's
     defaults, for commands that send one request at a time); ``network``: proxy and timeouts
@@ -317,7 +340,9 @@ def open_client(conn: Connection, state_dir: Path, *, jobs: int | None = None, e
             root = state_dir / LOCAL_SERVER_DIR
             try:
                 # this process's own server, or the one another `--endpoint local` process runs on the root
-                endpoint = stack.enter_context(shared_server(root, conn.access_key, conn.secret_key, notice=note))
+                endpoint = stack.enter_context(
+                    shared_server(root, conn.access_key, conn.secret_key, notice=note)
+                )
             except RootInUse as exc:
                 die(f"--endpoint local: {exc}")
         client = stack.enter_context(

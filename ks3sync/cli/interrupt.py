@@ -95,7 +95,7 @@ def _write(fd: int, text: str) -> None:
     data = text.encode("utf-8", "backslashreplace")
     with contextlib.suppress(OSError):  # a closed or broken stream must not keep the process alive
         while data:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
 
 
 class GracefulStop:
@@ -105,8 +105,9 @@ class GracefulStop:
     run waits for. ``abandoned`` says, when the process has to quit now, what is left behind. Call
     :meth:`finished` once the run has returned: from then on nothing is abandoned by a timer."""
 
-    def __init__(self, on_stop: Callable[[], None], abandoned: Callable[[], str],
-                 grace: float = STOP_GRACE_S) -> None:
+    def __init__(
+        self, on_stop: Callable[[], None], abandoned: Callable[[], str], grace: float = STOP_GRACE_S
+    ) -> None:
         self.event = threading.Event()
         self._on_stop = on_stop
         self._abandoned = abandoned
@@ -124,8 +125,9 @@ class GracefulStop:
         _handler.graceful = self
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         _handler.graceful = None
         self.finished()
 

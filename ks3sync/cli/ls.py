@@ -39,8 +39,16 @@ def _when(value: datetime | None) -> str:
 @click.option("-H", "--human-readable", is_flag=True, help="Sizes in KiB/MiB/GiB.")
 @network_options
 @handle_errors
-def ls(url: str | None, endpoint: str | None, config_path: Path | None, recursive: bool, human_readable: bool,
-       proxy: str | None, no_proxy: bool, ca_bundle: Path | None) -> None:
+def ls(
+    url: str | None,
+    endpoint: str | None,
+    config_path: Path | None,
+    recursive: bool,
+    human_readable: bool,
+    proxy: str | None,
+    no_proxy: bool,
+    ca_bundle: Path | None,
+) -> None:
     """List objects under ks3://bucket/prefix: date, storage class, size, key. Without a URL (or with
     ks3://): list the buckets: creation date, region, name."""
     from ks3sync.errors import BucketMissing

@@ -32,7 +32,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("ks3sync.cli.run", "run", "Run the sync service in the foreground."),
     "status": ("ks3sync.cli.status", "status", "Show per-sync state from the journal."),
     "check-config": ("ks3sync.cli.check_config", "check_config", "Validate and print a configuration."),
-    "repair": ("ks3sync.cli.repair", "repair", "Rebuild a lost or corrupted journal from a scan and a listing."),
+    "repair": (
+        "ks3sync.cli.repair",
+        "repair",
+        "Rebuild a lost or corrupted journal from a scan and a listing.",
+    ),
     "restore": ("ks3sync.cli.restore", "restore", "Restore a folder or a file as it was at a point in time."),
     "versions": ("ks3sync.cli.versions", "versions", "List a sync's passes, or the versions of one path."),
     "prune": ("ks3sync.cli.prune", "prune", "Delete expired versions (and move old ones to cold storage)."),

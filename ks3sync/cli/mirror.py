@@ -66,28 +66,49 @@ def _size(value: str | None, flag: str, parse: Callable[[str], int]) -> int | No
 @click.argument("dst")
 @where_options
 @click.option("--delete", is_flag=True, help="Remove destination entries that are not in the source.")
-@click.option("--delete-excluded", is_flag=True,
-              help="Also remove excluded destination entries (implies --delete; excluded ones are kept otherwise).")
+@click.option(
+    "--delete-excluded",
+    is_flag=True,
+    help="Also remove excluded destination entries (implies --delete; excluded ones are kept otherwise).",
+)
 @click.option("--max-delete", metavar="N|P%", help="Refuse a pass that would delete more (default 50%).")
 @click.option("--force", is_flag=True, help="Override the max-delete and empty-source guards.")
-@click.option("--backup-prefix", metavar="PREFIX", help="Copy overwritten/deleted objects under this key prefix first.")
-@click.option("--keep-versions", metavar="PREFIX",
-              help="Keep a version of every overwritten/deleted object under PREFIX inside the target "
-              "(e.g. .versions/), per pass, with a manifest (docs/versions.md).")
-@click.option("--keep", metavar="DURATION", help="With --keep-versions: delete versions older than this after "
-              "the pass (e.g. 30d).")
+@click.option(
+    "--backup-prefix", metavar="PREFIX", help="Copy overwritten/deleted objects under this key prefix first."
+)
+@click.option(
+    "--keep-versions",
+    metavar="PREFIX",
+    help="Keep a version of every overwritten/deleted object under PREFIX inside the target "
+    "(e.g. .versions/), per pass, with a manifest (docs/versions.md).",
+)
+@click.option(
+    "--keep",
+    metavar="DURATION",
+    help="With --keep-versions: delete versions older than this after the pass (e.g. 30d).",
+)
 @click.option("--checksum", is_flag=True, help="Compare by content (MD5), not size + mtime.")
 @exclude_options
 @key_options
 @click.option("--storage-class", help="STANDARD, STANDARD_IA, ARCHIVE, ...")
 @click.option("--acl", help="Canned ACL for new objects: private or public-read.")
-@click.option("--jobs", type=click.IntRange(1, 256),
-              help="Most requests in flight (default 64); fewer while KS3 answers 503 SlowDown.")
-@click.option("--part-size", metavar="SIZE", help="Multipart part size (default 8MiB; grown to fit 10,000 parts).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 256),
+    help="Most requests in flight (default 64); fewer while KS3 answers 503 SlowDown.",
+)
+@click.option(
+    "--part-size", metavar="SIZE", help="Multipart part size (default 8MiB; grown to fit 10,000 parts)."
+)
 @click.option("--multipart-threshold", metavar="SIZE", help="Use multipart from this size (default 16MiB).")
 @click.option("--bwlimit", metavar="RATE", help="Bandwidth limit shared by all transfers, e.g. 10MB/s.")
-@click.option("--abort-stale-after", metavar="DURATION", default="24h", show_default=True,
-              help="Abort unknown multipart uploads under the prefix older than this.")
+@click.option(
+    "--abort-stale-after",
+    metavar="DURATION",
+    default="24h",
+    show_default=True,
+    help="Abort unknown multipart uploads under the prefix older than this.",
+)
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (with loop detection).")
 @run_options
 @network_options
@@ -108,13 +129,17 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     if not upload and local_root.exists() and not local_root.is_dir():
         die(f"DST: {local_arg}: exists and is not a folder")
     if not upload and (flags["keep_versions"] or flags["keep"]):
-        die("--keep-versions/--keep: versions are kept when uploading; a restore as of a time is "
-            "'ks3sync restore SRC DST --as-of TIME'")
+        die(
+            "--keep-versions/--keep: versions are kept when uploading; a restore as of a time is "
+            "'ks3sync restore SRC DST --as-of TIME'"
+        )
     sync_cfg = _matching_sync(config, local_root, target)
     settings = _Settings(ctx, flags, config, sync_cfg)
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
-    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"])
+    network = network_settings(
+        config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"]
+    )
     opts = settings.mirror_options()
 
     from ks3sync.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, add_freezer
@@ -145,11 +170,25 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
                 )
                 # The embedded server creates the bucket on first upload; a restore from a missing bucket is an error.
                 ensure = target.bucket if upload else None
-                with open_client(conn, state_dir, jobs=opts.transfer.jobs, ensure_bucket=ensure,
-                                 network=network, bwlimit=opts.transfer.bwlimit) as client:
+                with open_client(
+                    conn,
+                    state_dir,
+                    jobs=opts.transfer.jobs,
+                    ensure_bucket=ensure,
+                    network=network,
+                    bwlimit=opts.transfer.bwlimit,
+                ) as client:
                     store = KS3Store(client, target.bucket, target.prefix)
-                    result = run_mirror(store, journal, sync_id, local_root, direction, opts, progress=display,
-                                        stop=stop.event)
+                    result = run_mirror(
+                        store,
+                        journal,
+                        sync_id,
+                        local_root,
+                        direction,
+                        opts,
+                        progress=display,
+                        stop=stop.event,
+                    )
                     pruned = _prune_after(store, opts, result, upload)
             finally:
                 display.close()
@@ -157,9 +196,16 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     finally:
         remove_freezer()
     interrupted = stop.requested and result.stopped is not None
-    report(result, upload=upload, as_json=flags["as_json"], verbose=flags["verbose"] > 0, quiet=flags["quiet"],
-           interrupted=interrupted, delete=opts.delete,
-           extra={"versions_pruned": pruned.summary()} if pruned is not None else None)
+    report(
+        result,
+        upload=upload,
+        as_json=flags["as_json"],
+        verbose=flags["verbose"] > 0,
+        quiet=flags["quiet"],
+        interrupted=interrupted,
+        delete=opts.delete,
+        extra={"versions_pruned": pruned.summary()} if pruned is not None else None,
+    )
     if opts.versions is not None and upload and not flags["as_json"]:
         from ks3sync.cli.versioning import say_versions
 
@@ -180,8 +226,14 @@ def _prune_after(store: Store, opts: MirrorOptions, result: MirrorResult, upload
         return None
     from ks3sync.cli.versioning import prune_now
 
-    return prune_now(store, versions, max_delete=opts.max_delete, max_delete_percent=opts.max_delete_percent,
-                     force=opts.force, jobs=opts.transfer.jobs)
+    return prune_now(
+        store,
+        versions,
+        max_delete=opts.max_delete,
+        max_delete_percent=opts.max_delete_percent,
+        force=opts.force,
+        jobs=opts.transfer.jobs,
+    )
 
 
 def _display(flags: dict[str, Any], upload: bool) -> LineDisplay:
@@ -200,7 +252,10 @@ def _matching_sync(config: Config | None, local_root: Path, target: Target) -> S
     if config is None:
         return None
     for sync in config.syncs:
-        if sync.source == local_root and (sync.target.bucket, sync.target.prefix) == (target.bucket, target.prefix):
+        if sync.source == local_root and (sync.target.bucket, sync.target.prefix) == (
+            target.bucket,
+            target.prefix,
+        ):
             return sync
     return None
 
@@ -208,8 +263,9 @@ def _matching_sync(config: Config | None, local_root: Path, target: Target) -> S
 class _Settings:
     """Command-line flags, then the matching sync of --config, then the config's transfer section."""
 
-    def __init__(self, ctx: click.Context, flags: dict[str, Any], config: Config | None,
-                 sync: SyncConfig | None) -> None:
+    def __init__(
+        self, ctx: click.Context, flags: dict[str, Any], config: Config | None, sync: SyncConfig | None
+    ) -> None:
         self._ctx = ctx
         self.flags = flags
         self.config = config
@@ -280,14 +336,18 @@ class _Settings:
             part_size = transfer_cfg.part_size if transfer_cfg is not None else DEFAULT_PART_SIZE
         threshold = _size(flags["multipart_threshold"], "--multipart-threshold", parse_multipart_threshold)
         if threshold is None:
-            threshold = transfer_cfg.multipart_threshold if transfer_cfg is not None else DEFAULT_MULTIPART_THRESHOLD
+            threshold = (
+                transfer_cfg.multipart_threshold if transfer_cfg is not None else DEFAULT_MULTIPART_THRESHOLD
+            )
         backup = self._sync_value("backup_prefix", "backup_prefix", None)
         from ks3sync.cli.versioning import mirror_versions
 
         versions = mirror_versions(flags.get("keep_versions"), flags.get("keep"), self.sync)
         if versions is not None and backup is not None:
-            die("--keep-versions cannot be combined with --backup-prefix (versions keep every generation the "
-                "backup would)")
+            die(
+                "--keep-versions cannot be combined with --backup-prefix (versions keep every generation the "
+                "backup would)"
+            )
         allow_unencrypted = bool(self._sync_value("allow_unencrypted", "allow_unencrypted", False))
         require_integrity = bool(self._sync_value("require_integrity", "require_integrity", False))
         if key_file is None and (allow_unencrypted or require_integrity):

@@ -32,14 +32,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 def network_options(func: F) -> F:
     """``--proxy URL``, ``--no-proxy`` and ``--ca-bundle FILE``, for every command that talks to KS3."""
     func = click.option(
-        "--ca-bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+        "--ca-bundle",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        metavar="FILE",
         help="PEM file of CA certificates to trust for https (default: the system trust store).",
     )(func)
     func = click.option(
         "--no-proxy", is_flag=True, help="Connect directly, whatever the environment or the config says."
     )(func)
     func = click.option(
-        "--proxy", metavar="URL",
+        "--proxy",
+        metavar="URL",
         help="Forward proxy for every request: http(s)://[user:password@]host:port (default: "
         "HTTPS_PROXY / HTTP_PROXY / ALL_PROXY from the environment, except hosts in NO_PROXY).",
     )(func)
@@ -55,8 +58,9 @@ class NetworkSettings:
     ca_bundle: Path | None = None  # None: the system's trust store
 
 
-def network_settings(config: Config | None, *, proxy: str | None = None, no_proxy: bool = False,
-                     ca_bundle: Path | None = None) -> NetworkSettings:
+def network_settings(
+    config: Config | None, *, proxy: str | None = None, no_proxy: bool = False, ca_bundle: Path | None = None
+) -> NetworkSettings:
     """What the command line (``proxy``, ``no_proxy``, ``ca_bundle``) and ``config`` chose; a bad proxy
     URL (given, or in the environment) or CA bundle ends the command with one line and exit 2."""
     from ks3sync.cli.common import die
@@ -65,8 +69,10 @@ def network_settings(config: Config | None, *, proxy: str | None = None, no_prox
 
     if proxy is not None and no_proxy:
         die("give --proxy URL or --no-proxy, not both")
-    chosen, where = (proxy, "--proxy") if proxy is not None else (
-        (config.proxy, f"{config.path}: proxy") if config is not None else (None, "")
+    chosen, where = (
+        (proxy, "--proxy")
+        if proxy is not None
+        else ((config.proxy, f"{config.path}: proxy") if config is not None else (None, ""))
     )
     if no_proxy or chosen == "none":
         proxies = ProxySettings.direct()
@@ -82,8 +88,10 @@ def network_settings(config: Config | None, *, proxy: str | None = None, no_prox
         proxies.resolve("http")
     except ValueError as exc:
         die(str(exc))
-    bundle, where = (ca_bundle, "--ca-bundle") if ca_bundle is not None else (
-        (config.ca_bundle, f"{config.path}: ca_bundle") if config is not None else (None, "")
+    bundle, where = (
+        (ca_bundle, "--ca-bundle")
+        if ca_bundle is not None
+        else ((config.ca_bundle, f"{config.path}: ca_bundle") if config is not None else (None, ""))
     )
     if bundle is not None:
         try:

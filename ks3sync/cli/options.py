@@ -27,7 +27,9 @@ def _group(*options: Callable[[F], F]) -> Callable[[F], F]:
 
 where_options = _group(
     click.option("--endpoint", help=ENDPOINT_HELP),
-    click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses."),
+    click.option(
+        "--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the daemon uses."
+    ),
     click.option("--state-db", type=click.Path(path_type=Path), help="The journal (default: XDG state dir)."),
 )
 
@@ -37,19 +39,35 @@ exclude_options = _group(
 )
 
 key_options = _group(
-    click.option("--encrypt-key", type=click.Path(path_type=Path), help="16-byte key file: client-side encryption."),
-    click.option("--allow-unencrypted", is_flag=True,
-                 help="With --encrypt-key, restore objects that are not encrypted as plaintext (default: an error)."),
-    click.option("--require-integrity", is_flag=True,
-                 help="With --encrypt-key, refuse encrypted objects without ks3sync's integrity tag (SDK-written)."),
+    click.option(
+        "--encrypt-key", type=click.Path(path_type=Path), help="16-byte key file: client-side encryption."
+    ),
+    click.option(
+        "--allow-unencrypted",
+        is_flag=True,
+        help="With --encrypt-key, restore objects that are not encrypted as plaintext (default: an error).",
+    ),
+    click.option(
+        "--require-integrity",
+        is_flag=True,
+        help="With --encrypt-key, refuse encrypted objects without ks3sync's integrity tag (SDK-written).",
+    ),
 )
 
 run_options = _group(
     click.option("-n", "--dry-run", is_flag=True, help="Print the plan, change nothing."),
-    click.option("--json", "as_json", is_flag=True,
-                 help="One JSON document on stdout: the summary, or {\"error\": ..., \"exit\": N} on a fatal error."),
-    click.option("-v", "--verbose", count=True, help="A line per finished entry, every failed path (-vv: debug)."),
-    click.option("-q", "--quiet", is_flag=True, help="Only errors, warnings and failures: no bar, no summary."),
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help='One JSON document on stdout: the summary, or {"error": ..., "exit": N} on a fatal error.',
+    ),
+    click.option(
+        "-v", "--verbose", count=True, help="A line per finished entry, every failed path (-vv: debug)."
+    ),
+    click.option(
+        "-q", "--quiet", is_flag=True, help="Only errors, warnings and failures: no bar, no summary."
+    ),
     click.option("--no-progress", is_flag=True, help="No live progress bar, even on a terminal."),
 )
 

@@ -23,14 +23,22 @@ from ks3sync.cli.common import (
 
 @click.command("presign", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("url")
-@click.option("--expires", default="1h", show_default=True, help="How long the URL stays valid (e.g. 15m, 2h, 7d).")
+@click.option(
+    "--expires", default="1h", show_default=True, help="How long the URL stays valid (e.g. 15m, 2h, 7d)."
+)
 @click.option("--put", "for_put", is_flag=True, help="A URL to upload (PUT) instead of download (GET).")
 @click.option("--content-type", help="With --put: the Content-Type the uploader must send.")
 @click.option("--endpoint", help=ENDPOINT_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config file.")
 @handle_errors
-def presign(url: str, expires: str, for_put: bool, content_type: str | None, endpoint: str | None,
-            config_path: Path | None) -> None:
+def presign(
+    url: str,
+    expires: str,
+    for_put: bool,
+    content_type: str | None,
+    endpoint: str | None,
+    config_path: Path | None,
+) -> None:
     """Print a presigned GET (or --put) URL for ks3://bucket/key."""
     from ks3sync.config import parse_duration
 
@@ -51,10 +59,16 @@ def presign(url: str, expires: str, for_put: bool, content_type: str | None, end
         endpoint_url = "http://127.0.0.1:9000"
         from ks3sync.cli.output import warning
 
-        warning("--endpoint local: the embedded server runs only during ks3sync commands; this URL assumes "
-                "`ks3sync local-server --port 9000` is running")
+        warning(
+            "--endpoint local: the embedded server runs only during ks3sync commands; this URL assumes "
+            "`ks3sync local-server --port 9000` is running"
+        )
     from ks3sync.ks3 import Client, ClientConfig
 
     headers = {"Content-Type": content_type} if content_type else None
-    with Client(ClientConfig(endpoint=endpoint_url, access_key=conn.access_key, secret_key=conn.secret_key)) as client:
-        click.echo(client.presign("PUT" if for_put else "GET", bucket, key, expires_in=seconds, headers=headers))
+    with Client(
+        ClientConfig(endpoint=endpoint_url, access_key=conn.access_key, secret_key=conn.secret_key)
+    ) as client:
+        click.echo(
+            client.presign("PUT" if for_put else "GET", bucket, key, expires_in=seconds, headers=headers)
+        )

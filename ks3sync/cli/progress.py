@@ -38,8 +38,10 @@ def abandon_message(in_flight: int) -> str:
     if not in_flight:
         return "interrupted"
     what, them = ("transfer", "it") if in_flight == 1 else ("transfers", "them")
-    return (f"interrupted: quit with {in_flight} {what} in flight; nothing unconfirmed was recorded, a re-run "
-            f"sends {them} again (multipart uploads resume from their recorded parts)")
+    return (
+        f"interrupted: quit with {in_flight} {what} in flight; nothing unconfirmed was recorded, a re-run "
+        f"sends {them} again (multipart uploads resume from their recorded parts)"
+    )
 
 
 class LineDisplay:

@@ -34,7 +34,9 @@ from ks3sync.cli.network import network_options, network_settings
 @click.option("--keep", metavar="DURATION", help="Keep passes of the last DURATION (e.g. 30d).")
 @click.option("--keep-passes", type=click.IntRange(1), metavar="N", help="Keep the newest N passes.")
 @click.option("--cold-after", metavar="DURATION", help="Move versions older than this to STANDARD_IA.")
-@click.option("--versions-prefix", metavar="PREFIX", help="Where the sync keeps versions (default .versions/).")
+@click.option(
+    "--versions-prefix", metavar="PREFIX", help="Where the sync keeps versions (default .versions/)."
+)
 @click.option("--max-delete", metavar="N|P%", help="Refuse to delete more objects than this (default 50%).")
 @click.option("--force", is_flag=True, help="Override the max-delete guard.")
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be deleted or moved, change nothing.")
@@ -74,8 +76,10 @@ def prune(target: str, **flags: Any) -> None:
     if flags["cold_after"] is not None:
         settings = replace(settings, cold_after=duration(flags["cold_after"], "--cold-after"))
     if settings.keep is None and settings.keep_passes is None and settings.cold_after is None:
-        die("nothing to do: give --keep DURATION, --keep-passes N or --cold-after DURATION (or a --config "
-            "sync with versions: keep)")
+        die(
+            "nothing to do: give --keep DURATION, --keep-passes N or --cold-after DURATION (or a --config "
+            "sync with versions: keep)"
+        )
     if flags["max_delete"] is not None:
         try:
             limit = parse_max_delete(flags["max_delete"])
@@ -84,11 +88,20 @@ def prune(target: str, **flags: Any) -> None:
         max_count, max_percent = limit.count, limit.percent
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
-    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"])
+    network = network_settings(
+        config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"]
+    )
     with open_client(conn, state_dir, jobs=flags["jobs"], network=network) as client:
         store = KS3Store(client, where.bucket, where.prefix)
-        report = prune_now(store, settings, max_delete=max_count, max_delete_percent=max_percent,
-                           force=flags["force"], dry_run=flags["dry_run"], jobs=flags["jobs"])
+        report = prune_now(
+            store,
+            settings,
+            max_delete=max_count,
+            max_delete_percent=max_percent,
+            force=flags["force"],
+            dry_run=flags["dry_run"],
+            jobs=flags["jobs"],
+        )
     if flags["as_json"]:
         click.echo(json_text(report.summary(), sort_keys=True))
     else:

@@ -73,15 +73,21 @@ class _Target:
 )
 @click.argument("paths", nargs=-1, metavar="[SRC DST]")
 @click.option("--endpoint", help=ENDPOINT_HELP)
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the service uses.")
-@click.option("--sync", "sync_name", metavar="NAME", help="Repair this sync of --config (instead of SRC DST).")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="The YAML config the service uses."
+)
+@click.option(
+    "--sync", "sync_name", metavar="NAME", help="Repair this sync of --config (instead of SRC DST)."
+)
 @click.option("--state-db", type=click.Path(path_type=Path), help="The journal (default: XDG state dir).")
 @click.option("--encrypt-key", type=click.Path(path_type=Path), help="Key file of an encrypted sync.")
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="gitignore-style pattern (repeatable).")
 @click.option("--exclude-from", multiple=True, type=click.Path(path_type=Path), help="File of patterns.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links, as the mirror does with it.")
 @click.option("--jobs", type=click.IntRange(1, 256), default=8, show_default=True, help="Parallel hashing.")
-@click.option("--keep-uploads", is_flag=True, help="Do not abort multipart uploads the new journal cannot resume.")
+@click.option(
+    "--keep-uploads", is_flag=True, help="Do not abort multipart uploads the new journal cannot resume."
+)
 @click.option("--dry-run", is_flag=True, help="Report what would be recorded; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="A machine-readable summary on stdout.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv: debug).")
@@ -95,7 +101,9 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
     config = load_config_file(flags["config_path"])
     state_dir = config.state_dir if config is not None else default_state_dir()
     conn = resolve_connection(flags["endpoint"], config, state_dir)
-    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"])
+    network = network_settings(
+        config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"]
+    )
     if flags["sync_name"] is not None:
         if paths:
             die("give either SRC DST or --config FILE --sync NAME, not both")
@@ -113,19 +121,35 @@ def repair(paths: tuple[str, ...], **flags: Any) -> None:
     from ks3sync.store.ks3store import KS3Store
 
     opts = RepairOptions(
-        excludes=target.excludes, exclude_from=target.exclude_from, follow_symlinks=target.follow_symlinks,
-        jobs=flags["jobs"], encryption_key=key, abort_unknown_uploads=not flags["keep_uploads"],
+        excludes=target.excludes,
+        exclude_from=target.exclude_from,
+        follow_symlinks=target.follow_symlinks,
+        jobs=flags["jobs"],
+        encryption_key=key,
+        abort_unknown_uploads=not flags["keep_uploads"],
         dry_run=flags["dry_run"],
     )
     journal, moved = open_or_replace_journal(target.state_db)
     if moved is not None:
         warning(f"journal {target.state_db} was damaged; moved to {moved}")
     try:
-        sync_id = journal.register_sync(target.name, str(target.local_root), target.bucket, target.prefix,
-                                        target.options_hash, formerly=target.formerly)
+        sync_id = journal.register_sync(
+            target.name,
+            str(target.local_root),
+            target.bucket,
+            target.prefix,
+            target.options_hash,
+            formerly=target.formerly,
+        )
         with open_client(conn, state_dir, jobs=opts.jobs, network=network) as client:
-            result = rebuild(KS3Store(client, target.bucket, target.prefix), journal, sync_id, target.local_root,
-                             opts, moved_aside=moved)
+            result = rebuild(
+                KS3Store(client, target.bucket, target.prefix),
+                journal,
+                sync_id,
+                target.local_root,
+                opts,
+                moved_aside=moved,
+            )
     finally:
         journal.close()
     _report(result, as_json=flags["as_json"], verbose=flags["verbose"] > 0)
@@ -138,11 +162,16 @@ def _mirror_target(src: str, dst: str, state_dir: Path, flags: dict[str, Any]) -
     local_root = Path(local_arg).expanduser().absolute()
     # The same name and options hash `ks3sync mirror` registers for this pair, so mirror finds the records.
     return _Target(
-        name=mirror_sync_name(local_root, remote), formerly=mirror_former_name(local_root, remote),
-        local_root=local_root, bucket=remote.bucket, prefix=remote.prefix,
+        name=mirror_sync_name(local_root, remote),
+        formerly=mirror_former_name(local_root, remote),
+        local_root=local_root,
+        bucket=remote.bucket,
+        prefix=remote.prefix,
         options_hash=mirror_options_hash(flags["encrypt_key"] is not None),
-        state_db=Path(flags["state_db"] or state_dir / "journal.db"), key_file=flags["encrypt_key"],
-        excludes=tuple(flags["exclude"]), exclude_from=tuple(flags["exclude_from"]),
+        state_db=Path(flags["state_db"] or state_dir / "journal.db"),
+        key_file=flags["encrypt_key"],
+        excludes=tuple(flags["exclude"]),
+        exclude_from=tuple(flags["exclude_from"]),
         follow_symlinks=flags["follow_symlinks"],
     )
 
@@ -155,11 +184,19 @@ def _service_target(config: Config | None, name: str, flags: dict[str, Any]) -> 
     try:
         sync = config.sync(name)
     except KeyError:
-        die(f"{config.path}: no sync named {name!r} (have: {', '.join(s.name for s in config.syncs) or 'none'})")
+        die(
+            f"{config.path}: no sync named {name!r} (have: {', '.join(s.name for s in config.syncs) or 'none'})"
+        )
     return _Target(
-        name=sync.name, local_root=sync.source, bucket=sync.bucket, prefix=sync.prefix, options_hash=options_hash(sync),
-        state_db=Path(flags["state_db"] or config.journal_path), key_file=flags["encrypt_key"] or sync.encrypt_key_file,
-        excludes=sync.excludes + tuple(flags["exclude"]), exclude_from=sync.exclude_from + tuple(flags["exclude_from"]),
+        name=sync.name,
+        local_root=sync.source,
+        bucket=sync.bucket,
+        prefix=sync.prefix,
+        options_hash=options_hash(sync),
+        state_db=Path(flags["state_db"] or config.journal_path),
+        key_file=flags["encrypt_key"] or sync.encrypt_key_file,
+        excludes=sync.excludes + tuple(flags["exclude"]),
+        exclude_from=sync.exclude_from + tuple(flags["exclude_from"]),
         follow_symlinks=sync.follow_symlinks or flags["follow_symlinks"],
     )
 

@@ -111,7 +111,9 @@ def plan_rows(result: MirrorResult, *, upload: bool) -> list[PlanRow]:
     return [row for row in (plan_row(op, upload=upload, deleted=deleted) for op in ops) if row is not None]
 
 
-def summary_line(result: MirrorResult, *, upload: bool, rows: Sequence[PlanRow] = (), delete: bool = False) -> str:
+def summary_line(
+    result: MirrorResult, *, upload: bool, rows: Sequence[PlanRow] = (), delete: bool = False
+) -> str:
     """One line; a dry run says what it would do, from the plan's rows. The deletes are counted when
     there are some or when they were asked for (``--delete``: "deleted 0" is an answer)."""
     refused = [f"deletes refused {result.refused_deletes}"] if result.refused_deletes else []
@@ -133,12 +135,23 @@ def summary_line(result: MirrorResult, *, upload: bool, rows: Sequence[PlanRow] 
     words += [f"unchanged {result.skipped}", f"failed {len(result.failures)}", *refused]
     if result.deletes_skipped:
         words.append(f"deletes not run {result.deletes_skipped}")
-    moved = f"sent {human_size(result.bytes_sent)}" if upload else f"received {human_size(result.bytes_received)}"
+    moved = (
+        f"sent {human_size(result.bytes_sent)}" if upload else f"received {human_size(result.bytes_received)}"
+    )
     return f"{', '.join(words)}; {moved} in {result.seconds:.2f} s"
 
 
-def report(result: MirrorResult, *, upload: bool, as_json: bool, verbose: bool, quiet: bool,
-           interrupted: bool, delete: bool = False, extra: dict[str, Any] | None = None) -> None:
+def report(
+    result: MirrorResult,
+    *,
+    upload: bool,
+    as_json: bool,
+    verbose: bool,
+    quiet: bool,
+    interrupted: bool,
+    delete: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """``extra``: more fields for the JSON document (what a command did after the pass)."""
     rows = plan_rows(result, upload=upload) if result.dry_run else []
     if as_json:
@@ -152,13 +165,19 @@ def report(result: MirrorResult, *, upload: bool, as_json: bool, verbose: bool, 
             output.line(plan_line(row))
     failing = {path for path, _ in result.unsynced}
     if not quiet:  # what was not data (a FIFO, an unfollowed link): information, not a failure
-        say_groups("skipped", [(path, reason) for path, reason in result.problems if path not in failing],
-                   verbose=verbose)
+        say_groups(
+            "skipped",
+            [(path, reason) for path, reason in result.problems if path not in failing],
+            verbose=verbose,
+        )
     for warning in result.warnings:
         output.warning(warning)
     say_groups("failed", result.failures, verbose=verbose)
     if result.stopped is not None:
-        output.note("interrupted: the pass stopped early; a re-run continues where it stopped" if interrupted
-                    else f"stopped: {result.stopped}")
+        output.note(
+            "interrupted: the pass stopped early; a re-run continues where it stopped"
+            if interrupted
+            else f"stopped: {result.stopped}"
+        )
     if not as_json and not quiet:
         output.line(summary_line(result, upload=upload, rows=rows, delete=delete), err=True)

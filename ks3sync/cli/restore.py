@@ -43,9 +43,18 @@ if TYPE_CHECKING:
 
 # mirror's flags that restore does not offer, at their defaults (restore reuses mirror's settings).
 _MIRROR_DEFAULTS: dict[str, Any] = {
-    "backup_prefix": None, "keep_versions": None, "keep": None, "checksum": False, "storage_class": None,
-    "acl": None, "part_size": None, "multipart_threshold": None, "bwlimit": None, "abort_stale_after": "24h",
-    "follow_symlinks": False, "delete_excluded": False,
+    "backup_prefix": None,
+    "keep_versions": None,
+    "keep": None,
+    "checksum": False,
+    "storage_class": None,
+    "acl": None,
+    "part_size": None,
+    "multipart_threshold": None,
+    "bwlimit": None,
+    "abort_stale_after": "24h",
+    "follow_symlinks": False,
+    "delete_excluded": False,
 }
 
 
@@ -60,8 +69,12 @@ _MIRROR_DEFAULTS: dict[str, Any] = {
 @click.argument("src")
 @click.argument("dst")
 @click.option("--as-of", "as_of", required=True, metavar="TIME", help="The moment to restore.")
-@click.option("--versions-prefix", metavar="PREFIX", help="Where the sync keeps versions, relative to its "
-              "target (default .versions/, or the --config sync's).")
+@click.option(
+    "--versions-prefix",
+    metavar="PREFIX",
+    help="Where the sync keeps versions, relative to its "
+    "target (default .versions/, or the --config sync's).",
+)
 @where_options
 @click.option("--delete", is_flag=True, help="Remove local files the folder did not have at TIME.")
 @click.option("--max-delete", metavar="N|P%", help="Refuse a restore that would delete more (default 50%).")
@@ -81,7 +94,7 @@ def restore(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     start_run(flags)
     if not src.startswith("ks3://") or dst.startswith("ks3://"):
         die("SRC must be ks3://bucket[/prefix[/path]] and DST a local folder or file")
-    bucket, _, key = src[len("ks3://"):].partition("/")
+    bucket, _, key = src[len("ks3://") :].partition("/")
     parse_target(f"ks3://{bucket}", what="SRC")  # the bucket name's checks
     try:
         as_of_ns = parse_as_of(flags["as_of"], time.time_ns(), parse_age=parse_duration)
@@ -96,13 +109,17 @@ def restore(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     from ks3sync.cli.versioning import find_target, versions_prefix
     from ks3sync.store.ks3store import KS3Store
 
-    network = network_settings(config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"])
+    network = network_settings(
+        config, proxy=flags["proxy"], no_proxy=flags["no_proxy"], ca_bundle=flags["ca_bundle"]
+    )
     with open_client(conn, state_dir, jobs=flags["jobs"] or 8, network=network) as client:
         prefix = _prefix(flags["versions_prefix"], config, bucket, key)
         found = find_target(client, bucket, key, prefix)
         if found is None:
-            die(f"no versions found at ks3://{bucket}/{key} or any parent (looked for '{prefix}'): give the sync's "
-                f"target, or --versions-prefix if it keeps them elsewhere; 'mirror' restores the current state")
+            die(
+                f"no versions found at ks3://{bucket}/{key} or any parent (looked for '{prefix}'): give the sync's "
+                f"target, or --versions-prefix if it keeps them elsewhere; 'mirror' restores the current state"
+            )
         root, sub = found
         target = Target(bucket, root)
         sync = _matching_sync(config, target)
@@ -140,8 +157,9 @@ def _matching_sync(config: Config | None, target: Target) -> SyncConfig | None:
     return None
 
 
-def _options(ctx: click.Context, flags: dict[str, Any], config: Config | None, sync: SyncConfig | None,
-             prefix: str) -> MirrorOptions:
+def _options(
+    ctx: click.Context, flags: dict[str, Any], config: Config | None, sync: SyncConfig | None, prefix: str
+) -> MirrorOptions:
     """mirror's options (the same settings code, restore's flags plus mirror's defaults), with the
     versions prefix reserved so the history itself is never restored as files."""
     from ks3sync.cli.mirror import _Settings
@@ -167,7 +185,9 @@ class _State:
     asked: str = ""  # the path under the target that SRC named
 
 
-def _state_at(store: Any, prefix: str, as_of_ns: int, sub: str, reserved: tuple[str, ...], jobs: int) -> _State:
+def _state_at(
+    store: Any, prefix: str, as_of_ns: int, sub: str, reserved: tuple[str, ...], jobs: int
+) -> _State:
     from ks3sync.versions.area import list_area, load_passes, stamps_from
     from ks3sync.versions.hide import without_areas
     from ks3sync.versions.layout import Layout
@@ -189,8 +209,16 @@ def _state_at(store: Any, prefix: str, as_of_ns: int, sub: str, reserved: tuple[
     return _State(layout, under, resolution, problems, sub, None, asked)
 
 
-def _restore_folder(store: Any, state: _State, local: Path, target: Target, state_dir: Path,
-                    opts: Any, flags: dict[str, Any], when: str) -> int:
+def _restore_folder(
+    store: Any,
+    state: _State,
+    local: Path,
+    target: Target,
+    state_dir: Path,
+    opts: Any,
+    flags: dict[str, Any],
+    when: str,
+) -> int:
     from ks3sync.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, add_freezer
     from ks3sync.cli.mirror import _display
     from ks3sync.cli.progress import abandon_message
@@ -220,13 +248,24 @@ def _restore_folder(store: Any, state: _State, local: Path, target: Target, stat
             try:
                 # The records of `mirror ks3://… DST`: a later plain restore of the same pair reuses them.
                 sync_id = journal.register_sync(
-                    mirror_sync_name(local, sub_target), str(local), sub_target.bucket,
-                    sub_target.prefix, mirror_options_hash(opts.transfer.encryption_key is not None),
+                    mirror_sync_name(local, sub_target),
+                    str(local),
+                    sub_target.bucket,
+                    sub_target.prefix,
+                    mirror_options_hash(opts.transfer.encryption_key is not None),
                     formerly=mirror_former_name(local, sub_target),
                 )
                 try:
-                    result = run_mirror(view, journal, sync_id, local, Direction.DOWNLOAD, opts, progress=display,
-                                        stop=stop.event)
+                    result = run_mirror(
+                        view,
+                        journal,
+                        sync_id,
+                        local,
+                        Direction.DOWNLOAD,
+                        opts,
+                        progress=display,
+                        stop=stop.event,
+                    )
                 except NothingToRestore:
                     die(f"nothing to restore: {sub_target} held no objects at {when}", 2)
             finally:
@@ -236,16 +275,31 @@ def _restore_folder(store: Any, state: _State, local: Path, target: Target, stat
         remove_freezer()
     interrupted = stop.requested and result.stopped is not None
     extra = _extra(state, when)
-    report(result, upload=False, as_json=flags["as_json"], verbose=flags["verbose"] > 0, quiet=flags["quiet"],
-           interrupted=interrupted, delete=opts.delete, extra=extra)
+    report(
+        result,
+        upload=False,
+        as_json=flags["as_json"],
+        verbose=flags["verbose"] > 0,
+        quiet=flags["quiet"],
+        interrupted=interrupted,
+        delete=opts.delete,
+        extra=extra,
+    )
     _say_state(state, flags, when)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok and not result.refused_deletes and not missing else EXIT_FAILED
 
 
-def _restore_file(store: Any, state: _State, local: Path, opts: Any, flags: dict[str, Any], when: str,
-                  state_paths: tuple[Path, ...]) -> int:
+def _restore_file(
+    store: Any,
+    state: _State,
+    local: Path,
+    opts: Any,
+    flags: dict[str, Any],
+    when: str,
+    state_paths: tuple[Path, ...],
+) -> int:
     from ks3sync.cli import output
     from ks3sync.display import json_text
     from ks3sync.errors import describe
@@ -275,9 +329,15 @@ def _restore_file(store: Any, state: _State, local: Path, opts: Any, flags: dict
     failed = [(choice.path, message) for _, message in run.failed]
     if run.stopped is not None and not failed:
         failed = [(choice.path, describe(Exception(run.stopped)))]
-    doc = {"path": choice.path, "to": str(dest), "from": source, "as_of": when,
-           "downloaded": run.counts[Action.DOWNLOADED], "bytes_received": run.bytes_received,
-           "failed": [{"path": p, "error": m} for p, m in failed]}
+    doc = {
+        "path": choice.path,
+        "to": str(dest),
+        "from": source,
+        "as_of": when,
+        "downloaded": run.counts[Action.DOWNLOADED],
+        "bytes_received": run.bytes_received,
+        "failed": [{"path": p, "error": m} for p, m in failed],
+    }
     if flags["as_json"]:
         click.echo(json_text(doc, sort_keys=True))
     for path, message in failed:
@@ -312,4 +372,6 @@ def _say_state(state: _State, flags: dict[str, Any], when: str) -> None:
     from_versions = sum(1 for c in state.choices if c.version is not None)
     left = len(state.resolution.left_out)
     tail = f", left out {left} (no known content then)" if left else ""
-    output.line(f"as of {when}: {len(state.choices)} paths, {from_versions} of them from versions{tail}", err=True)
+    output.line(
+        f"as of {when}: {len(state.choices)} paths, {from_versions} of them from versions{tail}", err=True
+    )

@@ -64,8 +64,11 @@ def run(config_path: Path, stop_timeout: float) -> None:
     network = network_settings(config)
     proxy = network.proxies.proxy if network.proxies is not None else None
     # the secrets in use (from the environment or the file) are scrubbed from every log line
-    logs.configure(config.logging.level, config.logging.format,
-                   secrets=[conn.secret_key, *([proxy.password] if proxy is not None and proxy.password else [])])
+    logs.configure(
+        config.logging.level,
+        config.logging.format,
+        secrets=[conn.secret_key, *([proxy.password] if proxy is not None and proxy.password else [])],
+    )
     transfer_for = _transfer_options_factory(config)  # key files: a bad one is exit 2 before anything
     retry_ns = _retry_ns()
 
@@ -117,8 +120,9 @@ def _serve(
             from ks3sync.cli.common import die
 
             die(f"{config.path}: metrics.listen: cannot listen on {config.metrics.listen}: {exc.strerror}")
-    with open_client(conn, config.state_dir, jobs=config.transfer.jobs, network=network,
-                     bwlimit=config.transfer.bwlimit) as client:
+    with open_client(
+        conn, config.state_dir, jobs=config.transfer.jobs, network=network, bwlimit=config.transfer.bwlimit
+    ) as client:
         # a missing bucket's message says how to create it: `ks3sync mb ks3://b --config FILE`
         connect = connect_flags(None, config.path.absolute())
         stores = {s.name: KS3Store(client, s.bucket, s.prefix, connect=connect) for s in config.syncs}

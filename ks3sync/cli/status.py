@@ -83,15 +83,21 @@ def collect(config: Any) -> dict[str, Any]:
         service = _service_state(record, probe(config.state_dir), time.time())
         records = {r.name: r for r in journal.syncs()} if journal is not None else {}
         health = journal.health() if journal is not None else {}
-        syncs = [_sync_item(sync, records.get(sync.name), health, service, record, journal)
-                 for sync in config.syncs]
+        syncs = [
+            _sync_item(sync, records.get(sync.name), health, service, record, journal)
+            for sync in config.syncs
+        ]
     except JournalError as exc:
         die(str(exc).splitlines()[0])
     finally:
         if journal is not None:
             journal.close()
-    report: dict[str, Any] = {"config": str(config.path), "journal": str(journal_path), "service": service,
-                              "syncs": syncs}
+    report: dict[str, Any] = {
+        "config": str(config.path),
+        "journal": str(journal_path),
+        "service": service,
+        "syncs": syncs,
+    }
     report["exit"] = exit_code(report)
     return report
 
@@ -106,15 +112,32 @@ def exit_code(report: dict[str, Any]) -> int:
 def _service_state(record: Any, lock: Any, now: float) -> dict[str, Any]:
     """running / starting / not responding / stopped / never started, from the journal's service row
     and the lock probe (``lock.held``: True, False, or None when it cannot be told)."""
-    base: dict[str, Any] = {"state": "never started", "running": False, "reason": "", "pid": None,
-                            "started_at": None, "heartbeat_at": None, "stopped_at": None}
+    base: dict[str, Any] = {
+        "state": "never started",
+        "running": False,
+        "reason": "",
+        "pid": None,
+        "started_at": None,
+        "heartbeat_at": None,
+        "stopped_at": None,
+    }
     if record is not None:
-        base.update(pid=record.pid, started_at=_seconds(record.started_ns),
-                    heartbeat_at=_seconds(record.heartbeat_ns), stopped_at=_seconds(record.stopped_ns))
+        base.update(
+            pid=record.pid,
+            started_at=_seconds(record.started_ns),
+            heartbeat_at=_seconds(record.heartbeat_ns),
+            stopped_at=_seconds(record.stopped_ns),
+        )
     if lock.held and (record is None or lock.pid != record.pid):
         # a service holds the state directory but has not written its row yet: it is starting
-        return base | {"state": "starting", "running": True, "pid": lock.pid, "started_at": None,
-                       "heartbeat_at": None, "stopped_at": None}
+        return base | {
+            "state": "starting",
+            "running": True,
+            "pid": lock.pid,
+            "started_at": None,
+            "heartbeat_at": None,
+            "stopped_at": None,
+        }
     if record is None:
         return base
     if record.stopped_ns is not None:
@@ -137,8 +160,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _sync_item(sync: Any, record: Any, health: dict[int, Any], service: dict[str, Any], service_record: Any,
-               journal: Any) -> dict[str, Any]:
+def _sync_item(
+    sync: Any, record: Any, health: dict[int, Any], service: dict[str, Any], service_record: Any, journal: Any
+) -> dict[str, Any]:
     item: dict[str, Any] = {
         "name": sync.name,
         "source": str(sync.source),
@@ -152,16 +176,22 @@ def _sync_item(sync: Any, record: Any, health: dict[int, Any], service: dict[str
     }
     row = health.get(record.id) if record is not None else None
     if row is not None:
-        item.update(failing_since=_seconds(row.failing_since_ns), error=row.last_error,
-                    error_at=_seconds(row.last_error_ns))
+        item.update(
+            failing_since=_seconds(row.failing_since_ns),
+            error=row.last_error,
+            error_at=_seconds(row.last_error_ns),
+        )
     if service["state"] == "starting":
         item.update(state="ok", activity="starting")
     elif service["running"]:
         if row is None or row.updated_ns < service_record.started_ns:  # a row of an earlier run
             item["reason"] = "the running service does not run this sync (configured after it started?)"
         else:
-            item.update(state="failing" if row.failing_since_ns is not None else "ok", activity=row.activity,
-                        reason=row.reason or "")
+            item.update(
+                state="failing" if row.failing_since_ns is not None else "ok",
+                activity=row.activity,
+                reason=row.reason or "",
+            )
     elif not service["running"] and not sync.source.is_dir():
         item["reason"] = "source folder is missing"
     if record is not None:
@@ -201,8 +231,11 @@ def _verification(sync: SyncConfig, state: VerifyState | None) -> dict[str, Any]
         return None
     budget = None
     if sync.verify is not None:
-        budget = ({"bytes_per_day": sync.verify.bytes_per_day} if sync.verify.bytes_per_day is not None
-                  else {"objects_per_day": sync.verify.objects_per_day})
+        budget = (
+            {"bytes_per_day": sync.verify.bytes_per_day}
+            if sync.verify.bytes_per_day is not None
+            else {"objects_per_day": sync.verify.objects_per_day}
+        )
     return {
         "budget": budget,
         "last_full": _seconds(state.last_full_ns) if state is not None else None,
@@ -239,13 +272,17 @@ def _service_line(svc: dict[str, Any], now: float) -> str:
     if state == "starting":
         return f"service: starting (pid {svc['pid']})"
     if state == "not responding":
-        return (f"service: not responding (pid {svc['pid']}, last heartbeat {_when(svc['heartbeat_at'], now)}; "
-                "systemd's watchdog restarts a hung service)")
+        return (
+            f"service: not responding (pid {svc['pid']}, last heartbeat {_when(svc['heartbeat_at'], now)}; "
+            "systemd's watchdog restarts a hung service)"
+        )
     if state == "stopped" and svc["stopped_at"] is not None:
         return f"service: stopped (at {_when(svc['stopped_at'], now)})"
     if state == "stopped":
-        return (f"service: stopped (pid {svc['pid']} {svc['reason']}; last heartbeat "
-                f"{_when(svc['heartbeat_at'], now)})")
+        return (
+            f"service: stopped (pid {svc['pid']} {svc['reason']}; last heartbeat "
+            f"{_when(svc['heartbeat_at'], now)})"
+        )
     return "service: never started"
 
 

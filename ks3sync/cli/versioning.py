@@ -41,7 +41,9 @@ def duration(value: str, flag: str) -> float:
     return seconds
 
 
-def mirror_versions(keep_versions: str | None, keep: str | None, sync: SyncConfig | None) -> VersionsConfig | None:
+def mirror_versions(
+    keep_versions: str | None, keep: str | None, sync: SyncConfig | None
+) -> VersionsConfig | None:
     """``mirror``'s versions: ``--keep-versions PREFIX`` [``--keep DURATION``], else the matching sync's."""
     from dataclasses import replace
 
@@ -80,27 +82,46 @@ def find_target(client: Client, bucket: str, key: str, prefix: str) -> tuple[str
         except KS3Error as exc:
             raise mapped(exc, bucket) from exc  # a missing bucket, refused credentials: one line, exit 2
         if page.objects:
-            return root, key[len(root):]
+            return root, key[len(root) :]
     return None
 
 
-def prune_now(store: Store, versions: VersionsConfig, *, max_delete: int | None, max_delete_percent: float | None,
-              force: bool = False, dry_run: bool = False, jobs: int = 8, now_ns: int | None = None) -> PruneReport:
+def prune_now(
+    store: Store,
+    versions: VersionsConfig,
+    *,
+    max_delete: int | None,
+    max_delete_percent: float | None,
+    force: bool = False,
+    dry_run: bool = False,
+    jobs: int = 8,
+    now_ns: int | None = None,
+) -> PruneReport:
     from ks3sync.versions.layout import Layout
     from ks3sync.versions.prune import prune
     from ks3sync.versions.retention import Retention
 
     policy = Retention(keep=versions.keep, keep_passes=versions.keep_passes, cold_after=versions.cold_after)
-    return prune(store, Layout(versions.prefix), policy, time.time_ns() if now_ns is None else now_ns,
-                 max_delete=max_delete, max_delete_percent=max_delete_percent, force=force, dry_run=dry_run,
-                 jobs=jobs)
+    return prune(
+        store,
+        Layout(versions.prefix),
+        policy,
+        time.time_ns() if now_ns is None else now_ns,
+        max_delete=max_delete,
+        max_delete_percent=max_delete_percent,
+        force=force,
+        dry_run=dry_run,
+        jobs=jobs,
+    )
 
 
 def prune_words(report: PruneReport) -> str:
     """One line for a person: what the prune did (or, a dry run, would do)."""
     if report.dry_run:
-        return (f"versions: would delete {len(report.expired)} of {report.passes} passes ({report.to_delete} "
-                f"objects), move {report.cold} to STANDARD_IA; nothing changed")
+        return (
+            f"versions: would delete {len(report.expired)} of {report.passes} passes ({report.to_delete} "
+            f"objects), move {report.cold} to STANDARD_IA; nothing changed"
+        )
     words = [f"deleted {report.deleted_passes} of {report.passes} passes ({report.deleted} objects)"]
     if report.cold:
         words.append(f"moved {report.cold} versions to STANDARD_IA")

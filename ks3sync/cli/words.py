@@ -86,9 +86,17 @@ def plan_row(op: Operation, *, upload: bool, deleted: Container[str] = ()) -> Pl
     if isinstance(op, Download):
         return PlanRow(Planned.DOWNLOAD, op.path, reason_words(op.reason))
     if isinstance(op, DeleteRemote):
-        return PlanRow(Planned.DELETE, op.path, "not in the source" if op.reason == "not-in-source" else reason_words(op.reason))
+        return PlanRow(
+            Planned.DELETE,
+            op.path,
+            "not in the source" if op.reason == "not-in-source" else reason_words(op.reason),
+        )
     if isinstance(op, DeleteLocal):
-        return PlanRow(Planned.DELETE, op.path, "not in the bucket" if op.reason == "not-in-source" else reason_words(op.reason))
+        return PlanRow(
+            Planned.DELETE,
+            op.path,
+            "not in the bucket" if op.reason == "not-in-source" else reason_words(op.reason),
+        )
     if isinstance(op, Forget):
         return None
     raise TypeError(f"unknown operation {op!r}")

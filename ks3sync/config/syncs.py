@@ -79,8 +79,11 @@ def _read_sync(section: Section, base: Path, check_sources: bool) -> SyncConfig:
     follow_symlinks = section.optional_boolean("follow_symlinks", defaults.follow_symlinks)
     versions = _read_versions(section)
     if versions is not None and backup_prefix is not None:
-        raise section.fail("versions", "cannot be combined with backup_prefix (versions keep every generation "
-                           "the backup would; drop backup_prefix)")
+        raise section.fail(
+            "versions",
+            "cannot be combined with backup_prefix (versions keep every generation "
+            "the backup would; drop backup_prefix)",
+        )
     verify = _read_verify(section)
     return SyncConfig(
         name=name,
@@ -237,10 +240,14 @@ def _read_versions(section: Section) -> VersionsConfig | None:
 
     keep = duration("keep")
     cold_after = duration("cold_after")
-    keep_passes = versions.optional("keep_passes", lambda v, k: versions.reader.integer(v, k, minimum=1), None)
+    keep_passes = versions.optional(
+        "keep_passes", lambda v, k: versions.reader.integer(v, k, minimum=1), None
+    )
     if cold_after is not None and keep is not None and cold_after >= keep:
-        raise versions.fail("cold_after", f"must be shorter than keep ({format_duration(keep)}), "
-                            f"got {format_duration(cold_after)}")
+        raise versions.fail(
+            "cold_after",
+            f"must be shorter than keep ({format_duration(keep)}), got {format_duration(cold_after)}",
+        )
     return VersionsConfig(prefix=prefix, keep=keep, keep_passes=keep_passes, cold_after=cold_after)
 
 
@@ -257,8 +264,11 @@ def _read_verify(section: Section) -> VerifyConfig | None:
     if len(given) > 1:
         raise verify.fail(given[1], f"set objects_per_day or bytes_per_day, not both (got {given[0]} too)")
     if given[0] == "objects_per_day":
-        return VerifyConfig(objects_per_day=verify.optional(
-            "objects_per_day", lambda v, k: verify.reader.integer(v, k, minimum=1), None))
+        return VerifyConfig(
+            objects_per_day=verify.optional(
+                "objects_per_day", lambda v, k: verify.reader.integer(v, k, minimum=1), None
+            )
+        )
     size = verify.parsed("bytes_per_day", parse_size)
     if size < 1:
         raise verify.fail("bytes_per_day", "must be more than 0")

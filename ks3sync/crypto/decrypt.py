@@ -173,8 +173,10 @@ class ObjectDecryptor:
             self._tag = _TagCheck.start(key, metadata, object_key, None, require=require_tag, name=name)
             return
         if not key.matches_fingerprint(self.encryption.fingerprint):
-            raise WrongKeyError(f"{name} was encrypted with a different key (x-kss-meta-key does not match "
-                                f"the key from {key.source})")
+            raise WrongKeyError(
+                f"{name} was encrypted with a different key (x-kss-meta-key does not match "
+                f"the key from {key.source})"
+            )
         if ciphertext_length is not None:
             check_ciphertext_length(ciphertext_length)
         if plan is not None:
@@ -182,7 +184,9 @@ class ObjectDecryptor:
         elif ciphertext_length is not None:
             self._expected_ciphertext = ciphertext_length
         if plan is None:
-            self._tag = _TagCheck.start(key, metadata, object_key, plaintext_sha256, require=require_tag, name=name)
+            self._tag = _TagCheck.start(
+                key, metadata, object_key, plaintext_sha256, require=require_tag, name=name
+            )
             self._core = CbcDecryptStream(key, strip_pad=True, expected_iv=self.encryption.iv)
             if self.encryption.plaintext_md5 is not None:
                 self._plain_md5 = hashlib.md5(usedforsecurity=False)
@@ -262,8 +266,9 @@ class _Hash(Protocol):
 class _TagCheck:
     """SHA-256 of the plaintext as it is decrypted, then the tag check (``integrity.verify_tag``)."""
 
-    def __init__(self, key: EncryptionKey, metadata: Mapping[str, str], object_key: str, sha256: _Hash,
-                 name: str) -> None:
+    def __init__(
+        self, key: EncryptionKey, metadata: Mapping[str, str], object_key: str, sha256: _Hash, name: str
+    ) -> None:
         self._key = key
         self._metadata = metadata
         self._object_key = object_key
@@ -271,8 +276,16 @@ class _TagCheck:
         self.sha256 = sha256
 
     @classmethod
-    def start(cls, key: EncryptionKey, metadata: Mapping[str, str], object_key: str | None,
-              sha256: _Hash | None, *, require: bool, name: str) -> _TagCheck | None:
+    def start(
+        cls,
+        key: EncryptionKey,
+        metadata: Mapping[str, str],
+        object_key: str | None,
+        sha256: _Hash | None,
+        *,
+        require: bool,
+        name: str,
+    ) -> _TagCheck | None:
         """The check for a whole object, or None when it has no tag (refused when one is required)."""
         if stored_tag(metadata) is None:
             if require:
@@ -286,8 +299,14 @@ class _TagCheck:
         return cls(key, metadata, object_key, sha256 if sha256 is not None else hashlib.sha256(), name)
 
     def verify(self, plaintext_length: int) -> None:
-        verify_tag(self._key, self._metadata, object_key=self._object_key, plaintext_length=plaintext_length,
-                   plaintext_sha256=self.sha256.digest(), name=self._name)
+        verify_tag(
+            self._key,
+            self._metadata,
+            object_key=self._object_key,
+            plaintext_length=plaintext_length,
+            plaintext_sha256=self.sha256.digest(),
+            name=self._name,
+        )
 
 
 def decrypt_object(
@@ -299,7 +318,9 @@ def decrypt_object(
     object_key: str | None = None,
 ) -> bytes:
     """Whole-object convenience for small objects and tests."""
-    decryptor = ObjectDecryptor(key, metadata, ciphertext_length=len(ciphertext), name=name, object_key=object_key)
+    decryptor = ObjectDecryptor(
+        key, metadata, ciphertext_length=len(ciphertext), name=name, object_key=object_key
+    )
     return decryptor.update(ciphertext) + decryptor.finish()
 
 

@@ -48,7 +48,9 @@ def new_iv() -> bytes:
     return os.urandom(IV_SIZE)
 
 
-def as_source(source: str | os.PathLike[str] | bytes | bytearray | memoryview | PlaintextSource) -> PlaintextSource:
+def as_source(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview | PlaintextSource,
+) -> PlaintextSource:
     if isinstance(source, str | os.PathLike):
         return FileSlice(os.fspath(source))
     if isinstance(source, bytes | bytearray | memoryview):
@@ -99,7 +101,9 @@ class EncryptedStream:
         self._chunk_size = chunk_size
         self._known_plaintext_md5 = plaintext_md5
         self.plaintext_length = source.length
-        self.length = (IV_SIZE if iv_prefix else 0) + source.length + (pad_length(source.length) if padded else 0)
+        self.length = (
+            (IV_SIZE if iv_prefix else 0) + source.length + (pad_length(source.length) if padded else 0)
+        )
         self._cache_limit = cache_limit
         self._cached: bytes | None = None
         self._digests: StreamDigests | None = None

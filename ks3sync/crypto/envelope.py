@@ -137,7 +137,9 @@ class ObjectEncryption:
             length = parse_decimal(meta[META_PLAIN_LENGTH])
             if length is None:
                 text = meta[META_PLAIN_LENGTH]
-                raise EncryptionMetadataError(f"x-kss-meta-{META_PLAIN_LENGTH} is not a length: {text[:40]!r}")
+                raise EncryptionMetadataError(
+                    f"x-kss-meta-{META_PLAIN_LENGTH} is not a length: {text[:40]!r}"
+                )
         md5: bytes | None = None
         if META_PLAIN_MD5 in meta:
             md5 = _b64decode(meta[META_PLAIN_MD5], "x-kss-meta-" + META_PLAIN_MD5)

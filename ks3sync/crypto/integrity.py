@@ -45,8 +45,9 @@ def tag_message(object_key: str, plaintext_length: int, plaintext_sha256: bytes)
     if plaintext_length < 0:
         raise ValueError(f"plaintext length must be >= 0, got {plaintext_length}")
     name = object_key.encode("utf-8")
-    return b"".join((_LABEL, struct.pack(">I", len(name)), name, struct.pack(">Q", plaintext_length),
-                     plaintext_sha256))
+    return b"".join(
+        (_LABEL, struct.pack(">I", len(name)), name, struct.pack(">Q", plaintext_length), plaintext_sha256)
+    )
 
 
 def tag_value(key: EncryptionKey, object_key: str, plaintext_length: int, plaintext_sha256: bytes) -> str:
@@ -55,7 +56,9 @@ def tag_value(key: EncryptionKey, object_key: str, plaintext_length: int, plaint
     return f"{TAG_VERSION}:{base64.b64encode(mac).decode('ascii')}"
 
 
-def tag_metadata(key: EncryptionKey, object_key: str, plaintext_length: int, plaintext_sha256: bytes) -> dict[str, str]:
+def tag_metadata(
+    key: EncryptionKey, object_key: str, plaintext_length: int, plaintext_sha256: bytes
+) -> dict[str, str]:
     """The tag as user metadata (name without ``x-kss-meta-``, like ``ObjectEncryption.metadata()``)."""
     return {TAG_METADATA: tag_value(key, object_key, plaintext_length, plaintext_sha256)}
 

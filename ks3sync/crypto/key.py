@@ -98,7 +98,9 @@ class EncryptionKey:
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            raise KeyFileExistsError(f"{name} already exists; refusing to overwrite it with a new key") from None
+            raise KeyFileExistsError(
+                f"{name} already exists; refusing to overwrite it with a new key"
+            ) from None
         except OSError as exc:
             raise KeyFileError(f"cannot create key file {name}: {exc.strerror or exc}") from None
         try:

@@ -91,8 +91,15 @@ class SealedPart:
     ``content_md5()``, ``chunks()`` from the first byte on every call) whose hashes are computed once, by
     the first caller of ``hashed()`` (or of anything that needs them), on that caller's thread."""
 
-    def __init__(self, part_number: int, plaintext: bytes | bytearray | memoryview, ciphertext: bytearray,
-                 chain_block: bytes, *, is_last: bool) -> None:
+    def __init__(
+        self,
+        part_number: int,
+        plaintext: bytes | bytearray | memoryview,
+        ciphertext: bytearray,
+        chain_block: bytes,
+        *,
+        is_last: bool,
+    ) -> None:
         self.part_number = part_number
         self.length = len(ciphertext)
         self.plaintext_length = len(plaintext)
@@ -179,10 +186,18 @@ class MultipartEncryptor:
         if next_part_number == 1:
             return cls(key, iv, chunk_size=chunk_size, cache_limit=cache_limit)
         if chain_block is None or len(chain_block) != BLOCK_SIZE:
-            raise ValueError(f"resuming at part {next_part_number} needs the {BLOCK_SIZE}-byte chain block "
-                             f"of part {next_part_number - 1}")
-        return cls(key, iv, chunk_size=chunk_size, cache_limit=cache_limit, _next_part_number=next_part_number,
-                   _chain=chain_block)
+            raise ValueError(
+                f"resuming at part {next_part_number} needs the {BLOCK_SIZE}-byte chain block "
+                f"of part {next_part_number - 1}"
+            )
+        return cls(
+            key,
+            iv,
+            chunk_size=chunk_size,
+            cache_limit=cache_limit,
+            _next_part_number=next_part_number,
+            _chain=chain_block,
+        )
 
     @property
     def encryption(self) -> ObjectEncryption:

@@ -477,7 +477,9 @@ class BatchRunner:
         elif report.failed and report.unreachable == len(report.failed):
             path, message = report.failed[0]
             n = len(report.failed)
-            self.health.failed(f"cannot reach KS3 ({n} transfer{'s' if n > 1 else ''} failed): {path}: {message}")
+            self.health.failed(
+                f"cannot reach KS3 ({n} transfer{'s' if n > 1 else ''} failed): {path}: {message}"
+            )
             self.host.reconcile_soon()
 
 

@@ -115,8 +115,9 @@ class HealthWriter:
     """The service's side of ``service`` and ``health`` in the journal. Not thread-safe: the service
     loop calls it."""
 
-    def __init__(self, journal: Journal, pid: int, clock: Callable[[], int], heartbeat_ns: int = HEARTBEAT_NS
-                 ) -> None:
+    def __init__(
+        self, journal: Journal, pid: int, clock: Callable[[], int], heartbeat_ns: int = HEARTBEAT_NS
+    ) -> None:
         self.journal = journal
         self.pid = pid
         self.clock = clock
@@ -135,7 +136,9 @@ class HealthWriter:
         self._written = {r.sync_id: r for r in records}
         self._next_heartbeat_ns = now + self.heartbeat_ns
 
-    def publish(self, syncs: Sequence[SyncHealth], now_ns: int | None = None, *, stopped: bool = False) -> None:
+    def publish(
+        self, syncs: Sequence[SyncHealth], now_ns: int | None = None, *, stopped: bool = False
+    ) -> None:
         """Write what changed: at once if a sync's activity or ok/failing changed, else with the next
         heartbeat (or the stop)."""
         if not self._started:  # the journal refused the start: try it again, it holds the service row
@@ -152,8 +155,11 @@ class HealthWriter:
             if record.same_as(before):
                 continue
             changed.append(record)
-            transition |= before is None or (before.activity, before.reason, before.failing_since_ns is None) != (
-                record.activity, record.reason, record.failing_since_ns is None)
+            transition |= before is None or (
+                before.activity,
+                before.reason,
+                before.failing_since_ns is None,
+            ) != (record.activity, record.reason, record.failing_since_ns is None)
         if not heartbeat and not transition:
             return
         self.journal.write_health(self.pid, now, changed, heartbeat=heartbeat, stopped=stopped)
@@ -165,4 +171,6 @@ class HealthWriter:
     @staticmethod
     def _record(s: SyncHealth, now: int) -> HealthRecord:
         h = s.health.state
-        return HealthRecord(s.sync_id, s.activity, s.reason or None, h.failing_since_ns, h.error, h.error_ns, now)
+        return HealthRecord(
+            s.sync_id, s.activity, s.reason or None, h.failing_since_ns, h.error, h.error_ns, now
+        )

@@ -116,5 +116,12 @@ class OpLog(NullProgress):
             event(self._log, logging.INFO, "op", sync=self.sync, action=action, path=path)
         else:
             event(
-                self._log, logging.WARNING, "op", sync=self.sync, action=action, path=path, ok=False, error=message
+                self._log,
+                logging.WARNING,
+                "op",
+                sync=self.sync,
+                action=action,
+                path=path,
+                ok=False,
+                error=message,
             )

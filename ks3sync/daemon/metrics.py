@@ -53,7 +53,9 @@ class Metrics:
             "ks3sync_sync_up", "1 while the sync is watching or polling, else 0", ["sync"], registry=r
         )
         # continuous verification (D21), for syncs with verify:
-        self.verified = prom.Gauge("ks3sync_verified_objects", "Objects re-checked since start", ["sync"], registry=r)
+        self.verified = prom.Gauge(
+            "ks3sync_verified_objects", "Objects re-checked since start", ["sync"], registry=r
+        )
         self.mismatches = prom.Gauge(
             "ks3sync_verify_mismatches", "Objects found not to match their record, ever", ["sync"], registry=r
         )

@@ -90,8 +90,15 @@ def mirror_reconciler(options_for: Callable[[SyncWorker], MirrorOptions] = mirro
         for warning in result.warnings:
             event(log, logging.WARNING, "reconcile_warning", sync=worker.name, warning=warning)
         if result.stopped is None and not stop.is_set():
-            prune_after_reconcile(worker.name, worker.sync, worker.store, worker.clock(), worker.transfer.jobs,
-                                  max_delete=options.max_delete, max_delete_percent=options.max_delete_percent)
+            prune_after_reconcile(
+                worker.name,
+                worker.sync,
+                worker.store,
+                worker.clock(),
+                worker.transfer.jobs,
+                max_delete=options.max_delete,
+                max_delete_percent=options.max_delete_percent,
+            )
         return result
 
     return reconcile

@@ -98,7 +98,9 @@ class Service:
                 )
             )
         # continuous verification (D21): one verifier beside each worker whose sync asks for it
-        self.verifiers = {w.name: Verifier(w, w.sync.verify) for w in self.workers if w.sync.verify is not None}
+        self.verifiers = {
+            w.name: Verifier(w, w.sync.verify) for w in self.workers if w.sync.verify is not None
+        }
 
     # ------------------------------------------------------------------------------------------------
 
@@ -172,8 +174,11 @@ class Service:
         while not stop.is_set():
             self.step()
             now = self.clock()
-            soonest = min([w.next_wakeup_ns() for w in self.workers]
-                          + [v.next_wakeup_ns(now) for v in self.verifiers.values()], default=now + SECOND)
+            soonest = min(
+                [w.next_wakeup_ns() for w in self.workers]
+                + [v.next_wakeup_ns(now) for v in self.verifiers.values()],
+                default=now + SECOND,
+            )
             timeout = min(TICK, max(0.0, (soonest - now) / SECOND))
             if timeout > 0:
                 self._wake.wait(timeout)

@@ -94,10 +94,14 @@ class Verifier:
         self.host = host
         self.budget = Budget.of(config)
         self._pace: Pace | None = None
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"ks3sync-verify-{host.name}")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix=f"ks3sync-verify-{host.name}"
+        )
         self._chunk: concurrent.futures.Future[None] | None = None
         self._stop = threading.Event()
-        self._reconciles = 0  # steps that saw the sync reconciling: a chunk that saw it change concludes nothing
+        self._reconciles = (
+            0  # steps that saw the sync reconciling: a chunk that saw it change concludes nothing
+        )
         self._loaded = False
         self._cursor: str | None = None
         self._round_started_ns: int | None = None
@@ -156,8 +160,11 @@ class Verifier:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"verified": self.checked, "verify_mismatches": self.mismatches,
-                    "last_full_verification_ns": self.last_full_ns}
+            return {
+                "verified": self.checked,
+                "verify_mismatches": self.mismatches,
+                "last_full_verification_ns": self.last_full_ns,
+            }
 
     def _load(self, now_ns: int) -> None:
         state = self.host.journal.verify_state(self.host.sync_id)
@@ -206,17 +213,29 @@ class Verifier:
         if complete and len(records) < MAX_CHUNK:
             self._finish_round(host.clock(), checked)
         elif checked:
-            host.journal.verify_progress(host.sync_id, cursor=cursor, checked=checked, round_started_ns=started)
+            host.journal.verify_progress(
+                host.sync_id, cursor=cursor, checked=checked, round_started_ns=started
+            )
         with self._lock:
             self.checked += checked
 
     def _finish_round(self, now: int, checked: int = 0) -> None:
         assert self._round_started_ns is not None
         host = self.host
-        host.journal.verify_progress(host.sync_id, cursor=None, checked=checked,
-                                     round_started_ns=self._round_started_ns, finished_ns=now)
-        event(log, logging.INFO, "verify_round_done", sync=host.name,
-              seconds=round((now - self._round_started_ns) / SECOND, 3))
+        host.journal.verify_progress(
+            host.sync_id,
+            cursor=None,
+            checked=checked,
+            round_started_ns=self._round_started_ns,
+            finished_ns=now,
+        )
+        event(
+            log,
+            logging.INFO,
+            "verify_round_done",
+            sync=host.name,
+            seconds=round((now - self._round_started_ns) / SECOND, 3),
+        )
         self._cursor = self._round_started_ns = None
         with self._lock:
             self.last_full_ns = now
@@ -227,8 +246,15 @@ class Verifier:
         except Ks3SyncError as exc:
             # KS3 could not answer (network, 5xx after the client's retries, credentials): no verdict
             self._not_before_ns = self.host.clock() + RETRY_NS
-            event(log, logging.WARNING, "verify_unavailable", sync=self.host.name, path=record.path,
-                  error=describe(exc), retry_in_s=RETRY_NS / SECOND)
+            event(
+                log,
+                logging.WARNING,
+                "verify_unavailable",
+                sync=self.host.name,
+                path=record.path,
+                error=describe(exc),
+                retry_in_s=RETRY_NS / SECOND,
+            )
             return Outcome.AGAIN
         if problem is None:
             return Outcome.CHECKED
@@ -278,8 +304,13 @@ class Verifier:
                 return moved
             decryptor = None
             if key is not None:  # the record is encrypted
-                decryptor = ObjectDecryptor(key, reader.meta.metadata, ciphertext_length=record.remote_size,
-                                            name=record.path, object_key=store.key_for(record.path))
+                decryptor = ObjectDecryptor(
+                    key,
+                    reader.meta.metadata,
+                    ciphertext_length=record.remote_size,
+                    name=record.path,
+                    object_key=store.key_for(record.path),
+                )
             for chunk in reader.iter_bytes():
                 plain = decryptor.update(chunk) if decryptor is not None else chunk
                 md5.update(plain)
@@ -350,15 +381,31 @@ class Verifier:
         now = host.clock()
         change = Change(record.path, ChangeKind.UPSERT, observed_ns=now, due_ns=now) if reupload else None
         if not host.journal.verify_mismatch(host.sync_id, record, f"verification: {problem}", requeue=change):
-            event(log, logging.DEBUG, "verify_deferred", sync=host.name, path=record.path,
-                  reason="the sync is rewriting it")
+            event(
+                log,
+                logging.DEBUG,
+                "verify_deferred",
+                sync=host.name,
+                path=record.path,
+                reason="the sync is rewriting it",
+            )
             return Outcome.CHECKED
         with self._lock:
             self.mismatches += 1
         if len(self._reported) < MAX_REMEMBERED:
             self._reported.add(seen)
-        action = ("re-upload queued: the local file is unchanged since it was recorded" if reupload
-                  else "reported only: the local file changed too; the sync sends it when it sees the change")
-        event(log, logging.WARNING, "verify_mismatch", sync=host.name, path=record.path, problem=problem,
-              action=action)
+        action = (
+            "re-upload queued: the local file is unchanged since it was recorded"
+            if reupload
+            else "reported only: the local file changed too; the sync sends it when it sees the change"
+        )
+        event(
+            log,
+            logging.WARNING,
+            "verify_mismatch",
+            sync=host.name,
+            path=record.path,
+            problem=problem,
+            action=action,
+        )
         return Outcome.CHECKED

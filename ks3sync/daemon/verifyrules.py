@@ -125,8 +125,10 @@ def head_problem(record: SyncedEntry, meta: ObjectMeta | None) -> str | None:
     if encryption is None:
         return "the object is not client-side encrypted, the record says it was"
     if encryption.plaintext_length is not None and encryption.plaintext_length != record.identity.size:
-        return (f"its metadata says {encryption.plaintext_length} plaintext bytes, "
-                f"{record.identity.size} were recorded")
+        return (
+            f"its metadata says {encryption.plaintext_length} plaintext bytes, "
+            f"{record.identity.size} were recorded"
+        )
     if encryption.plaintext_md5 is not None and encryption.plaintext_md5.hex() != record.md5:
         md5 = base64.b64encode(encryption.plaintext_md5).decode("ascii")
         return f"its metadata's plaintext MD5 is {md5}, not the recorded file's"
@@ -134,8 +136,10 @@ def head_problem(record: SyncedEntry, meta: ObjectMeta | None) -> str | None:
 
 
 def same_size_and_mtime(record: SyncedEntry, identity: FileIdentity | None) -> bool:
-    return identity is not None and (identity.size, identity.mtime_ns) == (record.identity.size,
-                                                                           record.identity.mtime_ns)
+    return identity is not None and (identity.size, identity.mtime_ns) == (
+        record.identity.size,
+        record.identity.mtime_ns,
+    )
 
 
 def local_unchanged(record: SyncedEntry, identity: FileIdentity | None, md5: str | None) -> bool:

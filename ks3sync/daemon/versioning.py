@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # the recorder is imported only by syncs that keep versions
     from ks3sync.versions.recorder import VersionPass
 
 
-def start_pass(sync: SyncConfig, store: Store, stamps: StampClock, started_ns: int,
-               clock: Callable[[], int]) -> VersionPass | None:
+def start_pass(
+    sync: SyncConfig, store: Store, stamps: StampClock, started_ns: int, clock: Callable[[], int]
+) -> VersionPass | None:
     """The keeper of one batch, or None when the sync keeps no versions."""
     if sync.versions is None:
         return None
@@ -41,20 +42,39 @@ def finish_pass(name: str, vpass: VersionPass) -> bool:
     try:
         outcome = vpass.finish()
     except Ks3SyncError as exc:
-        event(log, logging.WARNING, "manifest_failed", sync=name, version_pass=vpass.stamp, error=describe(exc))
+        event(
+            log, logging.WARNING, "manifest_failed", sync=name, version_pass=vpass.stamp, error=describe(exc)
+        )
         return False
     if outcome.versions:
-        event(log, logging.INFO, "versions_kept", sync=name, version_pass=outcome.stamp,
-              versions=outcome.versions, entries=outcome.entries)
+        event(
+            log,
+            logging.INFO,
+            "versions_kept",
+            sync=name,
+            version_pass=outcome.stamp,
+            versions=outcome.versions,
+            entries=outcome.entries,
+        )
     return True
 
 
-def prune_after_reconcile(name: str, sync: SyncConfig, store: Store, now_ns: int, jobs: int, *,
-                          max_delete: int | None, max_delete_percent: float | None) -> None:
+def prune_after_reconcile(
+    name: str,
+    sync: SyncConfig,
+    store: Store,
+    now_ns: int,
+    jobs: int,
+    *,
+    max_delete: int | None,
+    max_delete_percent: float | None,
+) -> None:
     """Delete the sync's expired versions and move old ones to cold storage (with the reconcile's delete
     guard: ``max_delete``, ``max_delete_percent``)."""
     versions = sync.versions
-    if versions is None or (versions.keep is None and versions.keep_passes is None and versions.cold_after is None):
+    if versions is None or (
+        versions.keep is None and versions.keep_passes is None and versions.cold_after is None
+    ):
         return
     from ks3sync.versions.layout import Layout
     from ks3sync.versions.prune import prune
@@ -62,8 +82,15 @@ def prune_after_reconcile(name: str, sync: SyncConfig, store: Store, now_ns: int
 
     policy = Retention(keep=versions.keep, keep_passes=versions.keep_passes, cold_after=versions.cold_after)
     try:
-        report = prune(store, Layout(versions.prefix), policy, now_ns, max_delete=max_delete,
-                       max_delete_percent=max_delete_percent, jobs=jobs)
+        report = prune(
+            store,
+            Layout(versions.prefix),
+            policy,
+            now_ns,
+            max_delete=max_delete,
+            max_delete_percent=max_delete_percent,
+            jobs=jobs,
+        )
     except Ks3SyncError as exc:
         event(log, logging.WARNING, "prune_failed", sync=name, error=describe(exc))
         return
@@ -72,5 +99,12 @@ def prune_after_reconcile(name: str, sync: SyncConfig, store: Store, now_ns: int
     for key, why in report.failed[:10]:
         event(log, logging.WARNING, "prune_failed", sync=name, key=key, error=why)
     if report.deleted or report.cold:
-        event(log, logging.INFO, "versions_pruned", sync=name, passes=report.deleted_passes,
-              objects=report.deleted, cold=report.cold)
+        event(
+            log,
+            logging.INFO,
+            "versions_pruned",
+            sync=name,
+            passes=report.deleted_passes,
+            objects=report.deleted,
+            cold=report.cold,
+        )

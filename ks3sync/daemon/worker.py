@@ -89,6 +89,7 @@ class ReconcileResult(Protocol):
     def stopped(self) -> str | None:
         """The fatal error that ended the pass early."""
         ...
+
     @property
     def ok(self) -> bool:
         """Everything that should be in sync is."""
@@ -148,7 +149,10 @@ class SyncWorker:
             # the same rules the scanner applies (--exclude, exclude_from, .ks3ignore files, our own
             # state files inside the root); a FiltersError here is a config problem and propagates
             self._filters = Filters.build(
-                sync.source, sync.excludes, sync.exclude_from, state_paths=state_paths,
+                sync.source,
+                sync.excludes,
+                sync.exclude_from,
+                state_paths=state_paths,
                 reserved=reserved_prefixes(sync.versions.prefix if sync.versions is not None else None),
             )
         self.excluded = excluded or self._is_excluded
@@ -173,8 +177,19 @@ class SyncWorker:
         self._stop = threading.Event()
         self.stamps = StampClock()  # pass stamps of this sync: batches and reconciles (docs/versions.md §2)
         self.batches = BatchRunner(
-            self, sync, journal, store, transfer, clock=clock, backoff=backoff, excluded=self.excluded,
-            stop=self._stop, health=self.health, counters=self.counters, stamps=self.stamps, on_done=on_done,
+            self,
+            sync,
+            journal,
+            store,
+            transfer,
+            clock=clock,
+            backoff=backoff,
+            excluded=self.excluded,
+            stop=self._stop,
+            health=self.health,
+            counters=self.counters,
+            stamps=self.stamps,
+            on_done=on_done,
         )
         self.sync_id = -1
         self.state = State.STARTING
@@ -463,7 +478,9 @@ class SyncWorker:
             if self._stop.is_set():
                 return  # our own SIGTERM stopped it: not a failure; the next start redoes the pass
             self._paused_until_ns = now + self.retry_ns
-            self._next_reconcile_ns = min(self._next_reconcile_ns, self._paused_until_ns)  # the pass is unfinished
+            self._next_reconcile_ns = min(
+                self._next_reconcile_ns, self._paused_until_ns
+            )  # the pass is unfinished
             self.state = State.PAUSED
             self.reason = str(stopped)
             self.health.failed(str(stopped))
@@ -583,7 +600,12 @@ class SyncWorker:
 
     def snapshot(self) -> dict[str, Any]:
         """What the service publishes about this worker (status file, STATUS=, metrics)."""
-        return {"state": self.state.value, "reason": self.reason, "root": str(self.root), **self.counters.snapshot()}
+        return {
+            "state": self.state.value,
+            "reason": self.reason,
+            "root": str(self.root),
+            **self.counters.snapshot(),
+        }
 
 
 def to_journal(change: FsChange, debounce_ns: int) -> Change:

@@ -56,7 +56,13 @@ if TYPE_CHECKING:
     from ks3sync.versions.recorder import VersionPass
 
 __all__ = [
-    "JournalLike", "MirrorOptions", "MirrorResult", "NothingToRestore", "execute", "pass_summary", "run_mirror",
+    "JournalLike",
+    "MirrorOptions",
+    "MirrorResult",
+    "NothingToRestore",
+    "execute",
+    "pass_summary",
+    "run_mirror",
 ]
 
 
@@ -104,8 +110,13 @@ def run_mirror(
     aborted: list[str] = []
     if direction is Direction.UPLOAD:
         aborted = abort_stale_uploads(
-            store, checkpoint, journal.uploads(sync_id), still_wanted={op.path for op in planned.plan.transfers},
-            now_ns=clock(), grace_ns=opts.stale_grace_ns, also_known=_other_targets_uploads(journal, sync_id),
+            store,
+            checkpoint,
+            journal.uploads(sync_id),
+            still_wanted={op.path for op in planned.plan.transfers},
+            now_ns=clock(),
+            grace_ns=opts.stale_grace_ns,
+            also_known=_other_targets_uploads(journal, sync_id),
         )
     if direction is Direction.DOWNLOAD:
         prepare_restore_root(local_root)
@@ -122,11 +133,23 @@ def run_mirror(
         from ks3sync.versions.layout import Layout
         from ks3sync.versions.recorder import VersionPass
 
-        vpass = VersionPass(store, Layout(opts.versions.prefix), (stamps or StampClock()).next(started_ns), clock=clock)
+        vpass = VersionPass(
+            store, Layout(opts.versions.prefix), (stamps or StampClock()).next(started_ns), clock=clock
+        )
         checkpoint = vpass.watch(checkpoint)
     try:
-        with Executor(store, checkpoint, local_root, transfer_opts, progress=progress, synced=synced,
-                      remote=planned.objects, clock=clock, stop=stop, keeper=vpass) as executor:
+        with Executor(
+            store,
+            checkpoint,
+            local_root,
+            transfer_opts,
+            progress=progress,
+            synced=synced,
+            remote=planned.objects,
+            clock=clock,
+            stop=stop,
+            keeper=vpass,
+        ) as executor:
             if planned.unsafe:
                 # Refused keys are failures of this pass: no deletes after them (invariant 4).
                 report = executor.run(planned.plan.transfers, ())
@@ -148,7 +171,9 @@ def _finish_versions(vpass: VersionPass, report: ExecutionReport) -> tuple[int, 
     try:
         vpass.finish()
     except Ks3SyncError as exc:
-        report.failed.append((vpass.layout.manifest_path(vpass.stamp), f"manifest not written: {describe(exc)}"))
+        report.failed.append(
+            (vpass.layout.manifest_path(vpass.stamp), f"manifest not written: {describe(exc)}")
+        )
     kept = vpass.kept
     return kept, vpass.stamp if kept else None
 
@@ -195,13 +220,18 @@ def execute(
     only if every transfer succeeded. ``stop`` as for ``run_mirror``."""
     deletes = [op for op in operations if isinstance(op, DeleteRemote | DeleteLocal)]
     transfers = [op for op in operations if not isinstance(op, DeleteRemote | DeleteLocal)]
-    with Executor(store, checkpoint, local_root, options, progress=progress, synced=synced, clock=clock,
-                  stop=stop) as ex:
+    with Executor(
+        store, checkpoint, local_root, options, progress=progress, synced=synced, clock=clock, stop=stop
+    ) as ex:
         return ex.run(transfers, deletes)
 
 
 def _result(
-    report: ExecutionReport, planned: Planned, started: float, aborted: int, kept: tuple[int, str | None] = (0, None)
+    report: ExecutionReport,
+    planned: Planned,
+    started: float,
+    aborted: int,
+    kept: tuple[int, str | None] = (0, None),
 ) -> MirrorResult:
     counts = report.counts
     warnings = planned.warnings

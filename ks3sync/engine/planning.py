@@ -94,8 +94,14 @@ def plan_pass(
     # A restore that deletes excluded files must see them: it walks without the rules, and the
     # planner judges each path (an upload never sends an excluded file, so its walk always filters).
     walk_excluded = direction is Direction.DOWNLOAD and opts.delete and opts.delete_excluded
-    scan = LocalScan(local_root, opts.scan, key_prefix=store.prefix, stop=stop, in_worker=in_worker,
-                     rules=not walk_excluded)
+    scan = LocalScan(
+        local_root,
+        opts.scan,
+        key_prefix=store.prefix,
+        stop=stop,
+        in_worker=in_worker,
+        rules=not walk_excluded,
+    )
     excluded = scan.filters.exclusion  # remote keys are judged by the same rules, .ks3ignore files included
     from ks3sync.versions.hide import without_areas
 
@@ -103,8 +109,11 @@ def plan_pass(
     listed = functools.partial(without_areas, store, opts.reserved)
     unsafe: list[tuple[str, str]] = []
     if direction is Direction.UPLOAD:
-        with (fewer_collections(), PrefetchedListing(listed, stop) as listing,
-              _closing(journal.iter_synced_entries(sync_id)) as records):
+        with (
+            fewer_collections(),
+            PrefetchedListing(listed, stop) as listing,
+            _closing(journal.iter_synced_entries(sync_id)) as records,
+        ):
             marched = march_upload(scan, listing, records, plan_opts, excluded)
         sources = NO_SOURCES
         hashed: dict[str, str] = {}
@@ -117,12 +126,17 @@ def plan_pass(
     else:
         # A restore into a new folder sees an empty one (created only when not a dry run).
         local: Iterable[LocalEntry] = scan if local_root.exists() else ()
-        with (fewer_collections(), PrefetchedListing(listed, stop) as listing,
-              _closing(journal.iter_synced_entries(sync_id)) as records):
+        with (
+            fewer_collections(),
+            PrefetchedListing(listed, stop) as listing,
+            _closing(journal.iter_synced_entries(sync_id)) as records,
+        ):
             restore = march_download(listing, local, records, plan_opts, excluded)
         if restore.listed == 0:
             # Most likely a mistyped bucket or prefix: say so rather than create an empty folder.
-            raise NothingToRestore(f"nothing to restore: ks3://{store.bucket}/{store.prefix} holds no objects")
+            raise NothingToRestore(
+                f"nothing to restore: ks3://{store.bucket}/{store.prefix} holds no objects"
+            )
         plan = restore.plan
         for obj, why in restore.refused:
             if not (obj.size == 0 and obj.path.endswith("/")):
@@ -131,8 +145,10 @@ def plan_pass(
         objects = {op.path: op.remote for op in plan.transfers if isinstance(op, Download | Adopt)}
     if walk_excluded:
         # The walk read no .ks3ignore; the ones the planner could not read are reported here.
-        scan.problems.extend(ScanProblem(path, f"cannot use ignore file: {reason}", "ignore-file")
-                             for path, reason in scan.filters.unreadable_ignore_files())
+        scan.problems.extend(
+            ScanProblem(path, f"cannot use ignore file: {reason}", "ignore-file")
+            for path, reason in scan.filters.unreadable_ignore_files()
+        )
     problems = [(p.path, p.reason) for p in scan.problems]
     deletes, withheld = withhold_deletes_under(plan.deletes, [path for path, _ in problems])
     # Refused keys are reported once, as failures, not again as the planner's "skipping" warnings.
@@ -141,8 +157,11 @@ def plan_pass(
     if withheld:
         warnings.append(f"{withheld} deletes withheld: they lie under paths the scan could not read")
     if direction is Direction.UPLOAD:
-        warnings.extend(f"{area} in the source folder is not uploaded: the target reserves it for versions"
-                        for area in opts.reserved if os.path.lexists(local_root / area.rstrip("/")))
+        warnings.extend(
+            f"{area} in the source folder is not uploaded: the target reserves it for versions"
+            for area in opts.reserved
+            if os.path.lexists(local_root / area.rstrip("/"))
+        )
     return Planned(
         plan=plan,
         deletes=deletes,

@@ -105,7 +105,9 @@ class RepairResult:
 # The journal file
 
 
-def open_or_replace_journal(path: Path, *, clock: Callable[[], float] = time.time) -> tuple[Journal, Path | None]:
+def open_or_replace_journal(
+    path: Path, *, clock: Callable[[], float] = time.time
+) -> tuple[Journal, Path | None]:
     """Open the journal at ``path``; if it cannot be opened as a journal or fails its integrity check,
     move it aside and create a fresh one. Returns (journal, where the damaged file went or None).
 
@@ -184,8 +186,12 @@ def rebuild(
     # The versions area is ks3sync's own, not a synced path (docs/versions.md §1).
     reserved = reserved_prefixes()
     remote = {obj.path: obj for obj in without_areas(store, reserved)}
-    scan_opts = ScanOptions(excludes=opts.excludes, exclude_from=opts.exclude_from,
-                            follow_symlinks=opts.follow_symlinks, reserved=reserved)
+    scan_opts = ScanOptions(
+        excludes=opts.excludes,
+        exclude_from=opts.exclude_from,
+        follow_symlinks=opts.follow_symlinks,
+        reserved=reserved,
+    )
     local, problems = scan_local(local_root, scan_opts, key_prefix=store.prefix)
     local_by = {entry.path: entry for entry in local}
     candidates: list[tuple[LocalEntry, RemoteEntry]] = []
@@ -241,8 +247,14 @@ def _verify_all(
         return list(pool.map(lambda pair: _verify(store, root, pair[0], pair[1], opts, clock), candidates))
 
 
-def _verify(store: Store, root: Path, local: LocalEntry, remote: RemoteEntry, opts: RepairOptions,
-            clock: Callable[[], int]) -> _Verdict:
+def _verify(
+    store: Store,
+    root: Path,
+    local: LocalEntry,
+    remote: RemoteEntry,
+    opts: RepairOptions,
+    clock: Callable[[], int],
+) -> _Verdict:
     from ks3sync.transfer.files import hash_file
 
     try:
@@ -283,8 +295,9 @@ def _remote_holds(
             # known at Initiate): decrypt the object and hash what comes out. Reads, never writes.
             return _decrypted_md5(store, meta, key) == digest.md5, True
         md5_b64 = base64.b64encode(bytes.fromhex(digest.md5)).decode("ascii")
-        same = (recorded_md5 == md5_b64
-                and meta.metadata.get(META_ENC_PLAIN_LENGTH, "").strip() == str(digest.size))
+        same = recorded_md5 == md5_b64 and meta.metadata.get(META_ENC_PLAIN_LENGTH, "").strip() == str(
+            digest.size
+        )
         return same, True
     if key is not None:
         return False, False  # a plaintext object where this sync writes ciphertext: re-upload it
@@ -299,8 +312,13 @@ def _decrypted_md5(store: Store, meta: ObjectMeta, key: EncryptionKey) -> str | 
 
     md5 = hashlib.md5()  # noqa: S324 - content identity, compared with the file's MD5
     try:
-        decryptor = ObjectDecryptor(key, meta.metadata, ciphertext_length=meta.size, name=meta.path,
-                                    object_key=store.key_for(meta.path))
+        decryptor = ObjectDecryptor(
+            key,
+            meta.metadata,
+            ciphertext_length=meta.size,
+            name=meta.path,
+            object_key=store.key_for(meta.path),
+        )
         with store.open(meta.path, meta.size) as reader:
             if reader.meta.etag != meta.etag:
                 return None  # replaced since the HEAD

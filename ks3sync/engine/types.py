@@ -74,9 +74,13 @@ class MirrorOptions:
     @property
     def scan(self) -> ScanOptions:
         """What decides which local files the pass covers."""
-        return ScanOptions(excludes=self.excludes, exclude_from=self.exclude_from,
-                           follow_symlinks=self.follow_symlinks, state_paths=self.state_paths,
-                           reserved=self.reserved)
+        return ScanOptions(
+            excludes=self.excludes,
+            exclude_from=self.exclude_from,
+            follow_symlinks=self.follow_symlinks,
+            state_paths=self.state_paths,
+            reserved=self.reserved,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +154,9 @@ class MirrorResult:
         }
 
 
-def pass_summary(result: MirrorResult, direction: Direction, started_ns: int, finished_ns: int) -> PassSummary:
+def pass_summary(
+    result: MirrorResult, direction: Direction, started_ns: int, finished_ns: int
+) -> PassSummary:
     """The journal's record of a pass (``status`` shows it)."""
     return PassSummary(
         started_ns=started_ns,

@@ -27,8 +27,19 @@ if TYPE_CHECKING:
         VerifyState,
     )
 
-_TYPES = frozenset({"Change", "ChangeKind", "ErrorRecord", "HealthRecord", "QueuedChange", "ServiceRecord",
-                    "SyncRecord", "SyncStats", "VerifyState"})
+_TYPES = frozenset(
+    {
+        "Change",
+        "ChangeKind",
+        "ErrorRecord",
+        "HealthRecord",
+        "QueuedChange",
+        "ServiceRecord",
+        "SyncRecord",
+        "SyncStats",
+        "VerifyState",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -38,6 +49,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(types, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -46,8 +46,19 @@ def crc_from_sql(value: int | None) -> int | None:
     return value + _U64 if value < 0 else value
 
 
-_ENTRY_FIELDS = ("sync_id", "path", "size", "mtime_ns", "inode", "ctime_ns", "md5", "remote_etag", "remote_size",
-                 "encrypted", "synced_at_ns")
+_ENTRY_FIELDS = (
+    "sync_id",
+    "path",
+    "size",
+    "mtime_ns",
+    "inode",
+    "ctime_ns",
+    "md5",
+    "remote_etag",
+    "remote_size",
+    "encrypted",
+    "synced_at_ns",
+)
 _insert_entry = sqlite_insert(entries)
 ENTRY_UPSERT = Prepared(
     _insert_entry.on_conflict_do_update(
@@ -58,14 +69,26 @@ ENTRY_UPSERT = Prepared(
 )
 _ENTRY_DELETE = Prepared(
     delete(entries).where(entries.c.sync_id == bindparam("d_sync"), entries.c.path == bindparam("d_path")),
-    "d_sync", "d_path",
+    "d_sync",
+    "d_path",
 )
 
 
 def write_entries(db: sqlite3.Connection, sync_id: int, batch: Iterable[SyncedEntry]) -> int:
     rows = [
-        (sync_id, e.path, e.identity.size, e.identity.mtime_ns, e.identity.inode, e.identity.ctime_ns,
-         e.md5, e.remote_etag, e.remote_size, int(e.encrypted), e.synced_at_ns)
+        (
+            sync_id,
+            e.path,
+            e.identity.size,
+            e.identity.mtime_ns,
+            e.identity.inode,
+            e.identity.ctime_ns,
+            e.md5,
+            e.remote_etag,
+            e.remote_size,
+            int(e.encrypted),
+            e.synced_at_ns,
+        )
         for e in batch
     ]
     if len(rows) > 1:
@@ -93,17 +116,31 @@ class _UploadRow(NamedTuple):
     started_at_ns: int
 
 
-_UPLOADS = select(uploads.c.id, uploads.c.path, uploads.c.key, uploads.c.upload_id, uploads.c.part_size,
-                  uploads.c.size, uploads.c.mtime_ns, uploads.c.inode, uploads.c.ctime_ns, uploads.c.iv,
-                  uploads.c.started_at_ns).order_by(uploads.c.id)
+_UPLOADS = select(
+    uploads.c.id,
+    uploads.c.path,
+    uploads.c.key,
+    uploads.c.upload_id,
+    uploads.c.part_size,
+    uploads.c.size,
+    uploads.c.mtime_ns,
+    uploads.c.inode,
+    uploads.c.ctime_ns,
+    uploads.c.iv,
+    uploads.c.started_at_ns,
+).order_by(uploads.c.id)
 _UPLOADS_OF_SYNC = _UPLOADS.where(uploads.c.sync_id == bindparam("sync_id"))
 _UPLOAD_OF_PATH = _UPLOADS_OF_SYNC.where(uploads.c.path == bindparam("path"))
-_PARTS_OF_UPLOAD = select(parts.c.part_number, parts.c.size, parts.c.md5, parts.c.etag, parts.c.crc64,
-                          parts.c.chain_block).where(parts.c.upload_row == bindparam("row")).order_by(
-    parts.c.part_number)
+_PARTS_OF_UPLOAD = (
+    select(parts.c.part_number, parts.c.size, parts.c.md5, parts.c.etag, parts.c.crc64, parts.c.chain_block)
+    .where(parts.c.upload_row == bindparam("row"))
+    .order_by(parts.c.part_number)
+)
 
 
-def read_uploads(db: Connection, *, sync_id: int | None = None, path: str | None = None) -> list[UploadRecord]:
+def read_uploads(
+    db: Connection, *, sync_id: int | None = None, path: str | None = None
+) -> list[UploadRecord]:
     """The uploads (of one sync, of one of its paths, or all), oldest first, with their parts."""
     if sync_id is None:
         result = db.execute(_UPLOADS)
@@ -134,23 +171,47 @@ def _read_upload(db: Connection, row: _UploadRow) -> UploadRecord:
 
 _PART_FIELDS = ("part_number", "size", "md5", "etag", "crc64", "chain_block")
 _DROP_UPLOAD_OF = Prepared(
-    delete(uploads).where(or_(uploads.c.upload_id == bindparam("u_id"),
-                              (uploads.c.sync_id == bindparam("u_sync")) & (uploads.c.path == bindparam("u_path")))),
-    "u_id", "u_sync", "u_path",
+    delete(uploads).where(
+        or_(
+            uploads.c.upload_id == bindparam("u_id"),
+            (uploads.c.sync_id == bindparam("u_sync")) & (uploads.c.path == bindparam("u_path")),
+        )
+    ),
+    "u_id",
+    "u_sync",
+    "u_path",
 )
-_UPLOAD_FIELDS = ("sync_id", "path", "key", "upload_id", "part_size", "size", "mtime_ns", "inode", "ctime_ns",
-                  "iv", "started_at_ns")
-_INSERT_UPLOAD = Prepared(insert(uploads).values({name: bindparam(f"v_{name}") for name in _UPLOAD_FIELDS}),
-                          *(f"v_{name}" for name in _UPLOAD_FIELDS))
+_UPLOAD_FIELDS = (
+    "sync_id",
+    "path",
+    "key",
+    "upload_id",
+    "part_size",
+    "size",
+    "mtime_ns",
+    "inode",
+    "ctime_ns",
+    "iv",
+    "started_at_ns",
+)
+_INSERT_UPLOAD = Prepared(
+    insert(uploads).values({name: bindparam(f"v_{name}") for name in _UPLOAD_FIELDS}),
+    *(f"v_{name}" for name in _UPLOAD_FIELDS),
+)
 _INSERT_PART = Prepared(insert(parts), "upload_row", *_PART_FIELDS)
 # A part of an upload named by its id, which must belong to the sync: one statement, no lookup first.
 _PART_DONE = Prepared(
-    insert(parts).prefix_with("OR REPLACE").from_select(
+    insert(parts)
+    .prefix_with("OR REPLACE")
+    .from_select(
         ["upload_row", *_PART_FIELDS],
         select(uploads.c.id, *(bindparam(f"p_{name}") for name in _PART_FIELDS)).where(
-            uploads.c.upload_id == bindparam("p_upload"), uploads.c.sync_id == bindparam("p_sync")),
+            uploads.c.upload_id == bindparam("p_upload"), uploads.c.sync_id == bindparam("p_sync")
+        ),
     ),
-    *(f"p_{name}" for name in _PART_FIELDS), "p_upload", "p_sync",
+    *(f"p_{name}" for name in _PART_FIELDS),
+    "p_upload",
+    "p_sync",
 )
 _UPLOAD_FINISHED = Prepared(delete(uploads).where(uploads.c.upload_id == bindparam("f_upload")), "f_upload")
 
@@ -175,22 +236,50 @@ class JournalCheckpoint:
             db = dbapi(conn)
             _DROP_UPLOAD_OF.run(db, (record.upload_id, self.sync_id, record.path))
             ident = record.identity
-            row_id = _INSERT_UPLOAD.run(db, (
-                self.sync_id, record.path, record.key, record.upload_id, record.part_size, ident.size,
-                ident.mtime_ns, ident.inode, ident.ctime_ns, record.iv, record.started_at_ns,
-            )).lastrowid
+            row_id = _INSERT_UPLOAD.run(
+                db,
+                (
+                    self.sync_id,
+                    record.path,
+                    record.key,
+                    record.upload_id,
+                    record.part_size,
+                    ident.size,
+                    ident.mtime_ns,
+                    ident.inode,
+                    ident.ctime_ns,
+                    record.iv,
+                    record.started_at_ns,
+                ),
+            ).lastrowid
             if record.parts:
-                _INSERT_PART.run_many(db, [
-                    (row_id, p.part_number, p.size, p.md5, p.etag, crc_to_sql(p.crc64), p.chain_block)
-                    for p in record.parts
-                ])
+                _INSERT_PART.run_many(
+                    db,
+                    [
+                        (row_id, p.part_number, p.size, p.md5, p.etag, crc_to_sql(p.crc64), p.chain_block)
+                        for p in record.parts
+                    ],
+                )
 
     def part_done(self, upload_id: str, part: PartRecord) -> None:
         with self._journal._write() as conn:
-            cur = _PART_DONE.run(dbapi(conn), (part.part_number, part.size, part.md5, part.etag,
-                                               crc_to_sql(part.crc64), part.chain_block, upload_id, self.sync_id))
+            cur = _PART_DONE.run(
+                dbapi(conn),
+                (
+                    part.part_number,
+                    part.size,
+                    part.md5,
+                    part.etag,
+                    crc_to_sql(part.crc64),
+                    part.chain_block,
+                    upload_id,
+                    self.sync_id,
+                ),
+            )
             if cur.rowcount != 1:
-                raise UnknownUploadError(f"{self._journal.path}: no multipart upload {upload_id!r} in the journal")
+                raise UnknownUploadError(
+                    f"{self._journal.path}: no multipart upload {upload_id!r} in the journal"
+                )
 
     def upload_finished(self, upload_id: str) -> None:
         with self._journal._write() as conn:
@@ -217,5 +306,3 @@ class JournalCheckpoint:
         if paths:
             with self._journal._write() as conn:
                 delete_entries(dbapi(conn), self.sync_id, paths)
-
-

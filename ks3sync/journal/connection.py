@@ -81,12 +81,18 @@ def journal_engine(path: Path, readers: Readers = DEFAULT_READERS) -> Engine:
 
     def creator() -> sqlite3.Connection:
         # str(path), not a URI: any file name works, including '?' and '%'.
-        return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
-                               isolation_level=None)
+        return sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+        )
 
-    engine = create_engine("sqlite+pysqlite://", creator=creator, poolclass=QueuePool,
-                           pool_size=readers.keep + 1, max_overflow=readers.limit - readers.keep,
-                           pool_timeout=readers.wait_s)
+    engine = create_engine(
+        "sqlite+pysqlite://",
+        creator=creator,
+        poolclass=QueuePool,
+        pool_size=readers.keep + 1,
+        max_overflow=readers.limit - readers.keep,
+        pool_timeout=readers.wait_s,
+    )
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _on_begin)
     return engine
@@ -113,14 +119,17 @@ def _on_begin(conn: Connection) -> None:
 
 
 @contextmanager
-def read_lease(engine: Engine, path: Path, readers: Readers, closed: Callable[[], bool]) -> Iterator[Connection]:
+def read_lease(
+    engine: Engine, path: Path, readers: Readers, closed: Callable[[], bool]
+) -> Iterator[Connection]:
     """A pooled reader inside one read transaction, given back (the snapshot ended) however the block
     ends; closed instead of pooled when ``closed()`` says the journal closed meanwhile."""
     try:
         conn = engine.connect()
     except sa_exc.TimeoutError as exc:
-        raise JournalError(f"{path}: all {readers.limit} journal read connections stayed busy for "
-                           f"{readers.wait_s:.0f} s") from exc
+        raise JournalError(
+            f"{path}: all {readers.limit} journal read connections stayed busy for {readers.wait_s:.0f} s"
+        ) from exc
     try:
         conn.begin()
         yield conn
@@ -151,12 +160,16 @@ def as_journal_error(path: Path, exc: BaseException) -> JournalError:
     DBAPIError: its ``orig`` is the sqlite3 error)."""
     orig = getattr(exc, "orig", None) or exc
     if isinstance(orig, UnicodeDecodeError):
-        return JournalError(f"{path}: the journal is corrupted (SQLite returned bytes that are not UTF-8 text);"
-                            " move it aside to rebuild it from a scan and a listing")
+        return JournalError(
+            f"{path}: the journal is corrupted (SQLite returned bytes that are not UTF-8 text);"
+            " move it aside to rebuild it from a scan and a listing"
+        )
     text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
     if "file is not a database" in text or "malformed" in text:
-        return JournalError(f"{path}: the journal is corrupted ({text}); move it aside to rebuild it "
-                            "from a scan and a listing")
+        return JournalError(
+            f"{path}: the journal is corrupted ({text}); move it aside to rebuild it "
+            "from a scan and a listing"
+        )
     if "locked" in text or "busy" in text:
         return JournalError(f"{path}: the journal is locked by another process ({text})")
     if "readonly" in text or "unable to open" in text:

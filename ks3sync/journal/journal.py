@@ -92,9 +92,18 @@ Clock = Callable[[], int]
 # --------------------------------------------------------------------------------------------------
 # Statements (Core constructs; SQLAlchemy compiles each once and caches it)
 
-_ENTRY_COLUMNS = (entries.c.path, entries.c.size, entries.c.mtime_ns, entries.c.inode, entries.c.ctime_ns,
-                  entries.c.md5, entries.c.remote_etag, entries.c.remote_size, entries.c.encrypted,
-                  entries.c.synced_at_ns)
+_ENTRY_COLUMNS = (
+    entries.c.path,
+    entries.c.size,
+    entries.c.mtime_ns,
+    entries.c.inode,
+    entries.c.ctime_ns,
+    entries.c.md5,
+    entries.c.remote_etag,
+    entries.c.remote_size,
+    entries.c.encrypted,
+    entries.c.synced_at_ns,
+)
 _SYNC_ID: BindParameter[int] = bindparam("sync_id", type_=Integer)
 _ENTRIES_OF_SYNC = select(*_ENTRY_COLUMNS).where(entries.c.sync_id == _SYNC_ID)
 _ENTRIES_IN_PATH_ORDER = _ENTRIES_OF_SYNC.order_by(entries.c.path)
@@ -104,33 +113,54 @@ _ENTRIES_OF_PATHS = _ENTRIES_OF_SYNC.where(entries.c.path.in_(bindparam("paths",
 _PATHS_OF_SYNC = select(entries.c.path).where(entries.c.sync_id == _SYNC_ID).order_by(entries.c.path)
 _PATHS_IN_RANGE = _PATHS_OF_SYNC.where(entries.c.path >= bindparam("low"), entries.c.path < bindparam("high"))
 _COUNT_UP_TO = select(func.count()).select_from(
-    select(literal_column("1")).where(entries.c.sync_id == _SYNC_ID).limit(bindparam("at_most")).subquery())
+    select(literal_column("1")).where(entries.c.sync_id == _SYNC_ID).limit(bindparam("at_most")).subquery()
+)
 
 _SYNC_BY_NAME = select(syncs.c.id, syncs.c.source, syncs.c.bucket, syncs.c.prefix).where(
-    syncs.c.name == bindparam("name"))
+    syncs.c.name == bindparam("name")
+)
 _INSERT_SYNC = insert(syncs)
 _UPDATE_SYNC = update(syncs).where(syncs.c.id == _SYNC_ID)
 _DROP_ENTRIES = delete(entries).where(entries.c.sync_id == _SYNC_ID)
 _DROP_PENDING = delete(changes).where(changes.c.sync_id == _SYNC_ID, changes.c.claimed == 0)
-_ALL_SYNCS = select(syncs.c.id, syncs.c.name, syncs.c.source, syncs.c.bucket, syncs.c.prefix,
-                    syncs.c.options_hash).order_by(syncs.c.name)
+_ALL_SYNCS = select(
+    syncs.c.id, syncs.c.name, syncs.c.source, syncs.c.bucket, syncs.c.prefix, syncs.c.options_hash
+).order_by(syncs.c.name)
 _REMOVE_SYNC = delete(syncs).where(syncs.c.id == _SYNC_ID)
 # A sync named the way an older ks3sync named it (a prefix of the name) that holds the same pair of trees;
 # the most recently active first (its last pass, then the newest row).
 _FORMER_SYNCS = (
     select(syncs.c.id)
-    .where(func.substr(syncs.c.name, 1, func.length(bindparam("former"))) == bindparam("former"),
-           syncs.c.source == bindparam("source"), syncs.c.bucket == bindparam("bucket"),
-           syncs.c.prefix == bindparam("prefix"))
-    .order_by(select(func.max(passes.c.finished_ns)).where(passes.c.sync_id == syncs.c.id)
-              .scalar_subquery().desc().nulls_last(), syncs.c.id.desc())
+    .where(
+        func.substr(syncs.c.name, 1, func.length(bindparam("former"))) == bindparam("former"),
+        syncs.c.source == bindparam("source"),
+        syncs.c.bucket == bindparam("bucket"),
+        syncs.c.prefix == bindparam("prefix"),
+    )
+    .order_by(
+        select(func.max(passes.c.finished_ns))
+        .where(passes.c.sync_id == syncs.c.id)
+        .scalar_subquery()
+        .desc()
+        .nulls_last(),
+        syncs.c.id.desc(),
+    )
     .limit(1)
 )
 
 _INSERT_PASS = insert(passes)
-_INSERT_ERROR = Prepared(insert(errors).values(sync_id=bindparam("e_sync"), path=bindparam("e_path"),
-                                               message=bindparam("e_message"), at_ns=bindparam("e_at")),
-                         "e_sync", "e_path", "e_message", "e_at")
+_INSERT_ERROR = Prepared(
+    insert(errors).values(
+        sync_id=bindparam("e_sync"),
+        path=bindparam("e_path"),
+        message=bindparam("e_message"),
+        at_ns=bindparam("e_at"),
+    ),
+    "e_sync",
+    "e_path",
+    "e_message",
+    "e_at",
+)
 
 
 def _pending_filter() -> Any:
@@ -144,24 +174,56 @@ _QUEUE_COUNTS = select(
 ).where(changes.c.sync_id == _SYNC_ID)
 _QUEUE_STATS = _QUEUE_COUNTS.add_columns(func.min(changes.c.due_ns).filter(_pending_filter()))
 _SYNC_TOTALS = select(syncs.c.name, syncs.c.files_done, syncs.c.bytes_done, syncs.c.last_success_ns).where(
-    syncs.c.id == _SYNC_ID)
+    syncs.c.id == _SYNC_ID
+)
 _COUNT_ENTRIES = select(func.count()).select_from(entries).where(entries.c.sync_id == _SYNC_ID)
 _COUNT_UPLOADS = select(func.count()).select_from(uploads).where(uploads.c.sync_id == _SYNC_ID)
-_PASS_COLUMNS = (passes.c.started_ns, passes.c.finished_ns, passes.c.direction, passes.c.uploaded, passes.c.copied,
-                 passes.c.deleted, passes.c.downloaded, passes.c.adopted, passes.c.skipped, passes.c.failed,
-                 passes.c.bytes_sent, passes.c.bytes_received, passes.c.refused_deletes, passes.c.error)
-_LAST_PASS = (select(*_PASS_COLUMNS).where(passes.c.sync_id == _SYNC_ID)
-              .order_by(passes.c.finished_ns.desc(), passes.c.id.desc()).limit(1))
-_RECENT_ERRORS = (select(errors.c.path, errors.c.message, errors.c.at_ns).where(errors.c.sync_id == _SYNC_ID)
-                  .order_by(errors.c.at_ns.desc(), errors.c.id.desc()).limit(bindparam("n")))
+_PASS_COLUMNS = (
+    passes.c.started_ns,
+    passes.c.finished_ns,
+    passes.c.direction,
+    passes.c.uploaded,
+    passes.c.copied,
+    passes.c.deleted,
+    passes.c.downloaded,
+    passes.c.adopted,
+    passes.c.skipped,
+    passes.c.failed,
+    passes.c.bytes_sent,
+    passes.c.bytes_received,
+    passes.c.refused_deletes,
+    passes.c.error,
+)
+_LAST_PASS = (
+    select(*_PASS_COLUMNS)
+    .where(passes.c.sync_id == _SYNC_ID)
+    .order_by(passes.c.finished_ns.desc(), passes.c.id.desc())
+    .limit(1)
+)
+_RECENT_ERRORS = (
+    select(errors.c.path, errors.c.message, errors.c.at_ns)
+    .where(errors.c.sync_id == _SYNC_ID)
+    .order_by(errors.c.at_ns.desc(), errors.c.id.desc())
+    .limit(bindparam("n"))
+)
 
 
 def _pruning(table: Table) -> tuple[Prepared, Prepared]:
     """(the id of the newest row past ``keep``, delete up to that id) for ``passes`` or ``errors``."""
-    cutoff = Prepared(select(table.c.id).where(table.c.sync_id == bindparam("p_sync"))
-                      .order_by(table.c.id.desc()).limit(literal_column("1")).offset(bindparam("p_keep")), "p_sync", "p_keep")
-    drop = Prepared(delete(table).where(table.c.sync_id == bindparam("p_sync"), table.c.id <= bindparam("p_id")),
-                    "p_sync", "p_id")
+    cutoff = Prepared(
+        select(table.c.id)
+        .where(table.c.sync_id == bindparam("p_sync"))
+        .order_by(table.c.id.desc())
+        .limit(literal_column("1"))
+        .offset(bindparam("p_keep")),
+        "p_sync",
+        "p_keep",
+    )
+    drop = Prepared(
+        delete(table).where(table.c.sync_id == bindparam("p_sync"), table.c.id <= bindparam("p_id")),
+        "p_sync",
+        "p_id",
+    )
     return cutoff, drop
 
 
@@ -175,21 +237,30 @@ def _integrity_checks() -> dict[str, Select[Any]]:
     def bad_path(table: Table) -> Any:
         return or_(table.c.path == "", table.c.path.startswith("/", autoescape=True))
 
-    pending_dupes = (select(literal_column("1")).where(changes.c.claimed == 0)
-                     .group_by(changes.c.sync_id, changes.c.path).having(func.count() > 1).subquery())
+    pending_dupes = (
+        select(literal_column("1"))
+        .where(changes.c.claimed == 0)
+        .group_by(changes.c.sync_id, changes.c.path)
+        .having(func.count() > 1)
+        .subquery()
+    )
     return {
         "parts whose upload is gone": count(parts, parts.c.upload_row.not_in(select(uploads.c.id))),
-        "moves without a source path / other changes with one":
-            count(changes, (changes.c.kind == "move") != changes.c.src_path.is_not(None)),
+        "moves without a source path / other changes with one": count(
+            changes, (changes.c.kind == "move") != changes.c.src_path.is_not(None)
+        ),
         "paths with more than one pending change": select(func.count()).select_from(pending_dupes),
-        "entries with a malformed MD5":
-            count(entries, or_(func.length(entries.c.md5) != 32, entries.c.md5.op("GLOB")("*[^0-9a-f]*"))),
+        "entries with a malformed MD5": count(
+            entries, or_(func.length(entries.c.md5) != 32, entries.c.md5.op("GLOB")("*[^0-9a-f]*"))
+        ),
         "entries with negative sizes": count(entries, or_(entries.c.size < 0, entries.c.remote_size < 0)),
-        "absolute or empty paths":
-            select(count(entries, bad_path(entries)).scalar_subquery()
-                   + count(changes, bad_path(changes)).scalar_subquery()),
-        "parts numbered outside 1..10000":
-            count(parts, or_(parts.c.part_number < 1, parts.c.part_number > 10000)),
+        "absolute or empty paths": select(
+            count(entries, bad_path(entries)).scalar_subquery()
+            + count(changes, bad_path(changes)).scalar_subquery()
+        ),
+        "parts numbered outside 1..10000": count(
+            parts, or_(parts.c.part_number < 1, parts.c.part_number > 10000)
+        ),
     }
 
 
@@ -202,14 +273,23 @@ def _entry_from_row(r: Any) -> SyncedEntry:
         etag = md5
     if remote_size == size:
         remote_size = size
-    return SyncedEntry(sys.intern(path), FileIdentity(size, mtime_ns, inode, ctime_ns), md5, etag, remote_size,
-                       bool(encrypted), synced_at_ns)
+    return SyncedEntry(
+        sys.intern(path),
+        FileIdentity(size, mtime_ns, inode, ctime_ns),
+        md5,
+        etag,
+        remote_size,
+        bool(encrypted),
+        synced_at_ns,
+    )
 
 
 class Journal:
     """Open with :meth:`open`; close with :meth:`close` (or use as a context manager)."""
 
-    def __init__(self, path: Path, engine: Engine, writer: Connection, readers: Readers, clock: Clock) -> None:
+    def __init__(
+        self, path: Path, engine: Engine, writer: Connection, readers: Readers, clock: Clock
+    ) -> None:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
@@ -223,7 +303,9 @@ class Journal:
     # Life cycle
 
     @classmethod
-    def open(cls, path: Path | str, *, clock: Clock = time.time_ns, readers: Readers = DEFAULT_READERS) -> Journal:
+    def open(
+        cls, path: Path | str, *, clock: Clock = time.time_ns, readers: Readers = DEFAULT_READERS
+    ) -> Journal:
         """Open (creating parents and the file if needed) and migrate to ``SCHEMA_VERSION``.
 
         Raises :class:`JournalError` with one line naming ``path`` for a non-SQLite or corrupted file,
@@ -286,8 +368,9 @@ class Journal:
     def __enter__(self) -> Journal:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -332,8 +415,16 @@ class Journal:
     # ----------------------------------------------------------------------------------------------
     # Syncs
 
-    def register_sync(self, name: str, source: str, bucket: str, prefix: str, options_hash: str, *,
-                      formerly: str | None = None) -> int:
+    def register_sync(
+        self,
+        name: str,
+        source: str,
+        bucket: str,
+        prefix: str,
+        options_hash: str,
+        *,
+        formerly: str | None = None,
+    ) -> int:
         """The id of the sync called ``name``, created or updated.
 
         If ``source``, ``bucket`` or ``prefix`` changed, the synced entries and pending changes describe
@@ -353,8 +444,10 @@ class Journal:
                     db.execute(_UPDATE_SYNC, {"sync_id": found[0], "name": name})
                     row = db.execute(_SYNC_BY_NAME, {"name": name}).first()
             if row is None:
-                result = db.execute(_INSERT_SYNC, {"name": name, "options_hash": options_hash,
-                                                   "created_at_ns": self._clock(), **values})
+                result = db.execute(
+                    _INSERT_SYNC,
+                    {"name": name, "options_hash": options_hash, "created_at_ns": self._clock(), **values},
+                )
                 (sync_id,) = result.inserted_primary_key or (None,)
                 assert sync_id is not None
                 return int(sync_id)
@@ -405,8 +498,9 @@ class Journal:
 
         Holds one pooled read connection (one WAL snapshot) until exhausted or closed."""
         with self._read() as db:
-            result = db.execute(_ENTRIES_IN_PATH_ORDER, {"sync_id": sync_id},
-                                execution_options={"yield_per": batch})
+            result = db.execute(
+                _ENTRIES_IN_PATH_ORDER, {"sync_id": sync_id}, execution_options={"yield_per": batch}
+            )
             try:
                 for rows in result.partitions():
                     for r in rows:
@@ -427,7 +521,9 @@ class Journal:
         found: dict[str, SyncedEntry] = {}
         with self._read() as db:
             for start in range(0, len(wanted), 500):  # below SQLite's bound-parameter limit
-                rows = db.execute(_ENTRIES_OF_PATHS, {"sync_id": sync_id, "paths": wanted[start:start + 500]})
+                rows = db.execute(
+                    _ENTRIES_OF_PATHS, {"sync_id": sync_id, "paths": wanted[start : start + 500]}
+                )
                 found.update((r[0], _entry_from_row(r)) for r in rows)
         return found
 
@@ -525,14 +621,26 @@ class Journal:
 
     def record_pass(self, sync_id: int, summary: PassSummary) -> None:
         with self._write() as db:
-            db.execute(_INSERT_PASS, {
-                "sync_id": sync_id, "direction": summary.direction.value, "started_ns": summary.started_ns,
-                "finished_ns": summary.finished_ns, "uploaded": summary.uploaded, "copied": summary.copied,
-                "deleted": summary.deleted, "downloaded": summary.downloaded, "adopted": summary.adopted,
-                "skipped": summary.skipped, "failed": summary.failed, "bytes_sent": summary.bytes_sent,
-                "bytes_received": summary.bytes_received, "refused_deletes": summary.refused_deletes,
-                "error": None if summary.error is None else " ".join(summary.error.split())[:1000],
-            })
+            db.execute(
+                _INSERT_PASS,
+                {
+                    "sync_id": sync_id,
+                    "direction": summary.direction.value,
+                    "started_ns": summary.started_ns,
+                    "finished_ns": summary.finished_ns,
+                    "uploaded": summary.uploaded,
+                    "copied": summary.copied,
+                    "deleted": summary.deleted,
+                    "downloaded": summary.downloaded,
+                    "adopted": summary.adopted,
+                    "skipped": summary.skipped,
+                    "failed": summary.failed,
+                    "bytes_sent": summary.bytes_sent,
+                    "bytes_received": summary.bytes_received,
+                    "refused_deletes": summary.refused_deletes,
+                    "error": None if summary.error is None else " ".join(summary.error.split())[:1000],
+                },
+            )
             files = summary.uploaded + summary.copied + summary.downloaded + summary.deleted
             totals: dict[str, Any] = {
                 "files_done": syncs.c.files_done + files,
@@ -575,9 +683,17 @@ class Journal:
             errs = db.execute(_RECENT_ERRORS, {**params, "n": recent_errors}).all()
         name, files_done, bytes_done, last_success_ns = sync
         return SyncStats(
-            sync_id=sync_id, name=name, queue_depth=counts[0], parked=counts[1], in_flight=counts[2],
-            next_due_ns=counts[3], entries=n_entries, uploads_in_flight=n_uploads,
-            files_done=files_done, bytes_done=bytes_done, last_success_ns=last_success_ns,
+            sync_id=sync_id,
+            name=name,
+            queue_depth=counts[0],
+            parked=counts[1],
+            in_flight=counts[2],
+            next_due_ns=counts[3],
+            entries=n_entries,
+            uploads_in_flight=n_uploads,
+            files_done=files_done,
+            bytes_done=bytes_done,
+            last_success_ns=last_success_ns,
             last_pass=None if last is None else _pass_from_row(last),
             last_errors=tuple(ErrorRecord(*e) for e in errs),
         )
@@ -600,18 +716,33 @@ class Journal:
         with self._read() as db:
             return verification.read_state(db, sync_id)
 
-    def verify_progress(self, sync_id: int, *, cursor: str | None, checked: int, round_started_ns: int,
-                        finished_ns: int | None = None) -> None:
+    def verify_progress(
+        self,
+        sync_id: int,
+        *,
+        cursor: str | None,
+        checked: int,
+        round_started_ns: int,
+        finished_ns: int | None = None,
+    ) -> None:
         """``checked`` more objects verified, the round now at ``cursor``; ``finished_ns`` ends the round
         (everything was verified by then)."""
         from ks3sync.journal import verification
 
         with self._write() as db:
-            verification.save_progress(db, sync_id, cursor=cursor, checked=checked,
-                                       round_started_ns=round_started_ns, finished_ns=finished_ns,
-                                       now_ns=self._clock())
+            verification.save_progress(
+                db,
+                sync_id,
+                cursor=cursor,
+                checked=checked,
+                round_started_ns=round_started_ns,
+                finished_ns=finished_ns,
+                now_ns=self._clock(),
+            )
 
-    def verify_mismatch(self, sync_id: int, record: SyncedEntry, message: str, *, requeue: Change | None) -> bool:
+    def verify_mismatch(
+        self, sync_id: int, record: SyncedEntry, message: str, *, requeue: Change | None
+    ) -> bool:
         """The object of ``record`` does not match it: counted, kept in the recent errors, and with
         ``requeue`` the record is dropped and the change queued, in one durable transaction. Nothing
         happens (False) when the record changed meanwhile or a change of the path is in flight: the
@@ -619,7 +750,9 @@ class Journal:
         from ks3sync.journal import queue, verification
 
         with self._write(durable=True) as db:
-            if not verification.confirm_mismatch(db, sync_id, record, self._clock(), requeue=requeue is not None):
+            if not verification.confirm_mismatch(
+                db, sync_id, record, self._clock(), requeue=requeue is not None
+            ):
                 return False
             raw = dbapi(db)
             if requeue is not None:
@@ -638,8 +771,15 @@ class Journal:
             health.service_started(db, pid, now_ns)
             health.write_health(db, records)
 
-    def write_health(self, pid: int, now_ns: int, records: Sequence[HealthRecord], *, heartbeat: bool = False,
-                     stopped: bool = False) -> None:
+    def write_health(
+        self,
+        pid: int,
+        now_ns: int,
+        records: Sequence[HealthRecord],
+        *,
+        heartbeat: bool = False,
+        stopped: bool = False,
+    ) -> None:
         """Store ``records``; with ``heartbeat`` (or ``stopped``, a clean stop) also refresh the service
         row of ``pid`` to ``now_ns``. One transaction."""
         from ks3sync.journal import health
@@ -709,13 +849,37 @@ def _switch_to_wal(raw: sqlite3.Connection, path: Path) -> None:
 
 
 def _pass_from_row(r: Any) -> PassSummary:
-    (started_ns, finished_ns, direction, uploaded, copied, deleted, downloaded, adopted, skipped, failed,
-     bytes_sent, bytes_received, refused_deletes, error) = r
+    (
+        started_ns,
+        finished_ns,
+        direction,
+        uploaded,
+        copied,
+        deleted,
+        downloaded,
+        adopted,
+        skipped,
+        failed,
+        bytes_sent,
+        bytes_received,
+        refused_deletes,
+        error,
+    ) = r
     return PassSummary(
-        started_ns=started_ns, finished_ns=finished_ns, direction=Direction(direction), uploaded=uploaded,
-        copied=copied, deleted=deleted, downloaded=downloaded, adopted=adopted, skipped=skipped,
-        failed=failed, bytes_sent=bytes_sent, bytes_received=bytes_received,
-        refused_deletes=refused_deletes, error=error,
+        started_ns=started_ns,
+        finished_ns=finished_ns,
+        direction=Direction(direction),
+        uploaded=uploaded,
+        copied=copied,
+        deleted=deleted,
+        downloaded=downloaded,
+        adopted=adopted,
+        skipped=skipped,
+        failed=failed,
+        bytes_sent=bytes_sent,
+        bytes_received=bytes_received,
+        refused_deletes=refused_deletes,
+        error=error,
     )
 
 

@@ -75,16 +75,33 @@ def _v2(op: Operations) -> None:
     - running totals and the last success time on ``syncs``."""
     op.add_column("changes", Column("claimed", Integer, nullable=False, server_default=text("0")))
     op.drop_index("ix_changes_sync_path", table_name="changes")
-    op.create_index("ix_changes_pending_path", "changes", ["sync_id", "path"], unique=True,
-                    sqlite_where=text("claimed = 0"))
+    op.create_index(
+        "ix_changes_pending_path",
+        "changes",
+        ["sync_id", "path"],
+        unique=True,
+        sqlite_where=text("claimed = 0"),
+    )
     op.create_index("ix_changes_path", "changes", ["sync_id", "path"])
-    op.create_index("ix_changes_src_path", "changes", ["sync_id", "src_path"], sqlite_where=text("src_path IS NOT NULL"))
+    op.create_index(
+        "ix_changes_src_path", "changes", ["sync_id", "src_path"], sqlite_where=text("src_path IS NOT NULL")
+    )
     op.create_index("ix_changes_claimed", "changes", ["sync_id"], sqlite_where=text("claimed = 1"))
     op.add_column("syncs", Column("files_done", Integer, nullable=False, server_default=text("0")))
     op.add_column("syncs", Column("bytes_done", Integer, nullable=False, server_default=text("0")))
     op.add_column("syncs", Column("last_success_ns", Integer))
-    counters = ("uploaded", "copied", "deleted", "downloaded", "adopted", "skipped", "failed", "bytes_sent",
-                "bytes_received", "refused_deletes")
+    counters = (
+        "uploaded",
+        "copied",
+        "deleted",
+        "downloaded",
+        "adopted",
+        "skipped",
+        "failed",
+        "bytes_sent",
+        "bytes_received",
+        "refused_deletes",
+    )
     op.create_table(
         "passes",
         Column("id", Integer, primary_key=True),
@@ -160,13 +177,15 @@ STEPS: tuple[Step, ...] = (
     Step(3, 2, _v3),
     Step(4, 3, _v4),
 )
-assert [(s.down_revision, s.revision) for s in STEPS] == [(v - 1, v) for v in range(2, SCHEMA_VERSION + 1)], \
+assert [(s.down_revision, s.revision) for s in STEPS] == [(v - 1, v) for v in range(2, SCHEMA_VERSION + 1)], (
     "steps must be contiguous up to SCHEMA_VERSION"
+)
 
 _sqlite_master = table("sqlite_master", column("name"))
 _FOREIGN_OBJECTS = Prepared(
-    select(func.count()).select_from(_sqlite_master).where(
-        not_(_sqlite_master.c.name.like(bindparam("internal"), escape="/"))),
+    select(func.count())
+    .select_from(_sqlite_master)
+    .where(not_(_sqlite_master.c.name.like(bindparam("internal"), escape="/"))),
     "internal",
 )
 

@@ -61,60 +61,135 @@ def _rows(cur: sqlite3.Cursor) -> list[_Row]:
 
 
 c = changes.c
-_ROWS = select(c.id, c.sync_id, c.path, c.kind, c.src_path, c.observed_ns, c.due_ns, c.attempts, c.last_error,
-               c.parked, c.claimed)
+_ROWS = select(
+    c.id,
+    c.sync_id,
+    c.path,
+    c.kind,
+    c.src_path,
+    c.observed_ns,
+    c.due_ns,
+    c.attempts,
+    c.last_error,
+    c.parked,
+    c.claimed,
+)
 assert tuple(col.name for col in _ROWS.selected_columns) == _Row._fields
-_PENDING = Prepared(_ROWS.where(c.sync_id == bindparam("sync"), c.path == bindparam("path"), c.claimed == false()),
-                    "sync", "path")
+_PENDING = Prepared(
+    _ROWS.where(c.sync_id == bindparam("sync"), c.path == bindparam("path"), c.claimed == false()),
+    "sync",
+    "path",
+)
 _UNPIN = Prepared(
-    update(changes).where(c.sync_id == bindparam("sync"), c.src_path == bindparam("src"), c.claimed == false(),
-                          c.kind == bindparam("move")).values(kind=bindparam("upsert"), src_path=null()),
-    "upsert", "sync", "src", "move",
+    update(changes)
+    .where(
+        c.sync_id == bindparam("sync"),
+        c.src_path == bindparam("src"),
+        c.claimed == false(),
+        c.kind == bindparam("move"),
+    )
+    .values(kind=bindparam("upsert"), src_path=null()),
+    "upsert",
+    "sync",
+    "src",
+    "move",
 )
 _INSERT = Prepared(
-    insert(changes).values(sync_id=bindparam("i_sync"), path=bindparam("i_path"), kind=bindparam("i_kind"),
-                           src_path=bindparam("i_src"), observed_ns=bindparam("i_observed"),
-                           due_ns=bindparam("i_due")),
-    "i_sync", "i_path", "i_kind", "i_src", "i_observed", "i_due",
+    insert(changes).values(
+        sync_id=bindparam("i_sync"),
+        path=bindparam("i_path"),
+        kind=bindparam("i_kind"),
+        src_path=bindparam("i_src"),
+        observed_ns=bindparam("i_observed"),
+        due_ns=bindparam("i_due"),
+    ),
+    "i_sync",
+    "i_path",
+    "i_kind",
+    "i_src",
+    "i_observed",
+    "i_due",
 )
 # A fresh start for a replaced row (new content deserves a new chance). SET renders in column order.
 _REPLACE = Prepared(
-    update(changes).where(c.id == bindparam("row")).values(
-        kind=bindparam("r_kind"), src_path=bindparam("r_src"), observed_ns=bindparam("r_observed"),
-        due_ns=bindparam("r_due"), attempts=literal_column("0"), last_error=null(), parked=false()),
-    "r_kind", "r_src", "r_observed", "r_due", "row",
+    update(changes)
+    .where(c.id == bindparam("row"))
+    .values(
+        kind=bindparam("r_kind"),
+        src_path=bindparam("r_src"),
+        observed_ns=bindparam("r_observed"),
+        due_ns=bindparam("r_due"),
+        attempts=literal_column("0"),
+        last_error=null(),
+        parked=false(),
+    ),
+    "r_kind",
+    "r_src",
+    "r_observed",
+    "r_due",
+    "row",
 )
 _BECOME_DELETE = Prepared(
-    update(changes).where(c.id == bindparam("row")).values(
-        kind=bindparam("delete"), src_path=null(), due_ns=bindparam("r_due"), attempts=literal_column("0"),
-        last_error=null(), parked=false()),
-    "delete", "r_due", "row",
+    update(changes)
+    .where(c.id == bindparam("row"))
+    .values(
+        kind=bindparam("delete"),
+        src_path=null(),
+        due_ns=bindparam("r_due"),
+        attempts=literal_column("0"),
+        last_error=null(),
+        parked=false(),
+    ),
+    "delete",
+    "r_due",
+    "row",
 )
 # Candidates in due order (index ix_changes_due). Claimed rows are few (at most the worker count) and
 # found through the partial index ix_changes_claimed; the per-path exclusion is then done in Python.
 _DUE = Prepared(
-    _ROWS.where(c.sync_id == bindparam("sync"), c.parked == false(), c.due_ns <= bindparam("now"),
-                c.claimed == false()).order_by(c.due_ns, c.id),
-    "sync", "now",
+    _ROWS.where(
+        c.sync_id == bindparam("sync"),
+        c.parked == false(),
+        c.due_ns <= bindparam("now"),
+        c.claimed == false(),
+    ).order_by(c.due_ns, c.id),
+    "sync",
+    "now",
 )
-_CLAIMED = Prepared(select(c.path, c.src_path).where(c.sync_id == bindparam("sync"), c.claimed == true()), "sync")
+_CLAIMED = Prepared(
+    select(c.path, c.src_path).where(c.sync_id == bindparam("sync"), c.claimed == true()), "sync"
+)
 _CLAIM = Prepared(update(changes).where(c.id == bindparam("row")).values(claimed=true()), "row")
 _ALL = Prepared(_ROWS.where(c.sync_id == bindparam("sync")).order_by(c.id), "sync")
 _ROW = Prepared(_ROWS.where(c.id == bindparam("row")), "row")
 _CLAIMED_ROWS = Prepared(_ROWS.where(c.sync_id == bindparam("sync"), c.claimed == true()), "sync")
 _DELETE_ROW = Prepared(delete(changes).where(c.id == bindparam("row")), "row")
 _RETRY = Prepared(
-    update(changes).where(c.id == bindparam("row")).values(
-        claimed=false(), attempts=c.attempts + literal_column("1"), last_error=bindparam("f_error"),
-        due_ns=bindparam("f_due"), parked=bindparam("f_parked"), kind=bindparam("f_kind"),
-        src_path=bindparam("f_src")),
-    "f_kind", "f_src", "f_due", "f_error", "f_parked", "row",
+    update(changes)
+    .where(c.id == bindparam("row"))
+    .values(
+        claimed=false(),
+        attempts=c.attempts + literal_column("1"),
+        last_error=bindparam("f_error"),
+        due_ns=bindparam("f_due"),
+        parked=bindparam("f_parked"),
+        kind=bindparam("f_kind"),
+        src_path=bindparam("f_src"),
+    ),
+    "f_kind",
+    "f_src",
+    "f_due",
+    "f_error",
+    "f_parked",
+    "row",
 )
 _UNCLAIM = Prepared(update(changes).where(c.id == bindparam("row")).values(claimed=false()), "row")
 _UNPARK = Prepared(
-    update(changes).where(c.sync_id == bindparam("sync"), c.parked == true()).values(
-        parked=false(), attempts=literal_column("0"), due_ns=bindparam("u_due")),
-    "u_due", "sync",
+    update(changes)
+    .where(c.sync_id == bindparam("sync"), c.parked == true())
+    .values(parked=false(), attempts=literal_column("0"), due_ns=bindparam("u_due")),
+    "u_due",
+    "sync",
 )
 del c
 
@@ -184,7 +259,9 @@ def _delete_unless_pending(db: sqlite3.Connection, sync_id: int, path: str, ch: 
         _INSERT.run(db, (sync_id, path, _DELETE, None, ch.observed_ns, ch.due_ns))
 
 
-def due_changes(db: sqlite3.Connection, sync_id: int, now_ns: int, limit: int, *, claim: bool) -> list[QueuedChange]:
+def due_changes(
+    db: sqlite3.Connection, sync_id: int, now_ns: int, limit: int, *, claim: bool
+) -> list[QueuedChange]:
     """Pending, unparked rows whose due time has come, earliest due first (then oldest id), whose
     path and source are not touched by any claimed row nor by another row of the same batch."""
     busy: set[str] = set()
@@ -221,7 +298,9 @@ def mark_done(db: sqlite3.Connection, change_ids: Sequence[int]) -> None:
     _DELETE_ROW.run_many(db, [(i,) for i in change_ids])
 
 
-def mark_failed(db: sqlite3.Connection, change_id: int, error: str, retry_at_ns: int, park: bool) -> _Row | None:
+def mark_failed(
+    db: sqlite3.Connection, change_id: int, error: str, retry_at_ns: int, park: bool
+) -> _Row | None:
     """Back to pending with one more attempt, or dropped if a newer change superseded it. Returns the
     row as it was (``None`` if it no longer exists)."""
     found = _ROW.one(db, (change_id,))
@@ -249,11 +328,17 @@ def _drop_if_superseded(db: sqlite3.Connection, row: _Row, due_ns: int) -> bool:
     if newer is None:
         return False
     _DELETE_ROW.run(db, (row.id,))
-    if row.kind == _MOVE and row.src_path is not None and not (
-        newer.kind == _MOVE and newer.src_path == row.src_path
+    if (
+        row.kind == _MOVE
+        and row.src_path is not None
+        and not (newer.kind == _MOVE and newer.src_path == row.src_path)
     ):
-        _delete_unless_pending(db, row.sync_id, row.src_path,
-                               Change(row.path, ChangeKind.UPSERT, observed_ns=row.observed_ns, due_ns=due_ns))
+        _delete_unless_pending(
+            db,
+            row.sync_id,
+            row.src_path,
+            Change(row.path, ChangeKind.UPSERT, observed_ns=row.observed_ns, due_ns=due_ns),
+        )
     return True
 
 
@@ -274,7 +359,14 @@ def unpark(db: sqlite3.Connection, sync_id: int, now_ns: int) -> int:
 
 def _to_queued(row: _Row, *, claimed: bool) -> QueuedChange:
     return QueuedChange(
-        id=row.id, path=row.path, kind=ChangeKind(row.kind), src_path=row.src_path,
-        observed_ns=row.observed_ns, due_ns=row.due_ns, attempts=row.attempts,
-        last_error=row.last_error, parked=bool(row.parked), claimed=claimed,
+        id=row.id,
+        path=row.path,
+        kind=ChangeKind(row.kind),
+        src_path=row.src_path,
+        observed_ns=row.observed_ns,
+        due_ns=row.due_ns,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        parked=bool(row.parked),
+        claimed=claimed,
     )

@@ -28,8 +28,10 @@ class Change:
 
     def __post_init__(self) -> None:
         if (self.kind is ChangeKind.MOVE) != (self.src_path is not None):
-            raise ValueError(f"{self.kind.value} change for {self.path!r}: src_path is required for a move "
-                             "and only for a move")
+            raise ValueError(
+                f"{self.kind.value} change for {self.path!r}: src_path is required for a move "
+                "and only for a move"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +123,21 @@ class HealthRecord:
 
     def same_as(self, other: HealthRecord | None) -> bool:
         """Equal but for ``updated_ns`` (nothing new to write)."""
-        return other is not None and (self.sync_id, self.activity, self.reason, self.failing_since_ns,
-                                      self.last_error, self.last_error_ns) == (
-            other.sync_id, other.activity, other.reason, other.failing_since_ns, other.last_error,
-            other.last_error_ns)
+        return other is not None and (
+            self.sync_id,
+            self.activity,
+            self.reason,
+            self.failing_since_ns,
+            self.last_error,
+            self.last_error_ns,
+        ) == (
+            other.sync_id,
+            other.activity,
+            other.reason,
+            other.failing_since_ns,
+            other.last_error,
+            other.last_error_ns,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,16 +29,34 @@ from ks3sync.journal.types import VerifyState
 from ks3sync.model import SyncedEntry
 
 _v = verification.c
-_STATE = select(_v.sync_id, _v.cursor, _v.round_started_ns, _v.last_full_ns, _v.rounds, _v.checked, _v.mismatches,
-                _v.last_mismatch_ns, _v.updated_ns).where(_v.sync_id == bindparam("sync_id"))
+_STATE = select(
+    _v.sync_id,
+    _v.cursor,
+    _v.round_started_ns,
+    _v.last_full_ns,
+    _v.rounds,
+    _v.checked,
+    _v.mismatches,
+    _v.last_mismatch_ns,
+    _v.updated_ns,
+).where(_v.sync_id == bindparam("sync_id"))
 _NEW_STATE = insert(verification).prefix_with("OR IGNORE")
 _UPDATE_STATE = update(verification).where(_v.sync_id == bindparam("v_sync"))
-_RECORD_NOW = select(entries.c.remote_etag, entries.c.remote_size, entries.c.md5, entries.c.synced_at_ns).where(
-    entries.c.sync_id == bindparam("sync_id"), entries.c.path == bindparam("path"))
-_IN_FLIGHT_ON_PATH = select(func.count()).select_from(changes).where(
-    changes.c.sync_id == bindparam("sync_id"), changes.c.claimed == 1,
-    or_(changes.c.path == bindparam("path"), changes.c.src_path == bindparam("path")))
-_DROP_RECORD = delete(entries).where(entries.c.sync_id == bindparam("sync_id"), entries.c.path == bindparam("path"))
+_RECORD_NOW = select(
+    entries.c.remote_etag, entries.c.remote_size, entries.c.md5, entries.c.synced_at_ns
+).where(entries.c.sync_id == bindparam("sync_id"), entries.c.path == bindparam("path"))
+_IN_FLIGHT_ON_PATH = (
+    select(func.count())
+    .select_from(changes)
+    .where(
+        changes.c.sync_id == bindparam("sync_id"),
+        changes.c.claimed == 1,
+        or_(changes.c.path == bindparam("path"), changes.c.src_path == bindparam("path")),
+    )
+)
+_DROP_RECORD = delete(entries).where(
+    entries.c.sync_id == bindparam("sync_id"), entries.c.path == bindparam("path")
+)
 
 
 def read_state(db: Connection, sync_id: int) -> VerifyState | None:
@@ -50,8 +68,16 @@ def _ensure(db: Connection, sync_id: int, now_ns: int) -> None:
     db.execute(_NEW_STATE, {"sync_id": sync_id, "updated_ns": now_ns})
 
 
-def save_progress(db: Connection, sync_id: int, *, cursor: str | None, checked: int, round_started_ns: int,
-                  finished_ns: int | None, now_ns: int) -> None:
+def save_progress(
+    db: Connection,
+    sync_id: int,
+    *,
+    cursor: str | None,
+    checked: int,
+    round_started_ns: int,
+    finished_ns: int | None,
+    now_ns: int,
+) -> None:
     """After a batch: ``checked`` more objects, the round at ``cursor``; ``finished_ns`` ends the round."""
     _ensure(db, sync_id, now_ns)
     values: dict[str, Any] = {"checked": _v.checked + checked, "updated_ns": now_ns}
@@ -62,7 +88,9 @@ def save_progress(db: Connection, sync_id: int, *, cursor: str | None, checked: 
     db.execute(_UPDATE_STATE.values(values), {"v_sync": sync_id})
 
 
-def confirm_mismatch(db: Connection, sync_id: int, record: SyncedEntry, now_ns: int, *, requeue: bool) -> bool:
+def confirm_mismatch(
+    db: Connection, sync_id: int, record: SyncedEntry, now_ns: int, *, requeue: bool
+) -> bool:
     """Count a mismatch of ``record`` (and with ``requeue`` drop the record, for the caller to queue the
     upload in the same transaction) if the record is unchanged and no change of the path is in flight. False:
     nothing written, the sync path owns the path right now."""
@@ -73,8 +101,10 @@ def confirm_mismatch(db: Connection, sync_id: int, record: SyncedEntry, now_ns: 
     if db.execute(_IN_FLIGHT_ON_PATH, params).scalar_one():
         return False
     _ensure(db, sync_id, now_ns)
-    db.execute(_UPDATE_STATE.values(mismatches=_v.mismatches + 1, last_mismatch_ns=now_ns, updated_ns=now_ns),
-               {"v_sync": sync_id})
+    db.execute(
+        _UPDATE_STATE.values(mismatches=_v.mismatches + 1, last_mismatch_ns=now_ns, updated_ns=now_ns),
+        {"v_sync": sync_id},
+    )
     if requeue:
         db.execute(_DROP_RECORD, params)
     return True

@@ -66,7 +66,9 @@ def encode_query(params: Mapping[str, str] | None) -> str:
         return ""
     items = []
     for name, value in params.items():
-        items.append(quote(name, safe="") if value == "" else f"{quote(name, safe='')}={quote(value, safe='/')}")
+        items.append(
+            quote(name, safe="") if value == "" else f"{quote(name, safe='')}={quote(value, safe='/')}"
+        )
     return "?" + "&".join(items)
 
 

@@ -123,8 +123,12 @@ def _object_headers(
 def _raise_if_error_document(response: HttpResponse, request: Request) -> None:
     if _ERROR_DOCUMENT.match(response.content[:512]):
         raise service_error(
-            status=response.status_code, body=response.content, method=request.method,
-            bucket=request.bucket, key=request.key, request_id=response.headers.get(REQUEST_ID_HEADER, ""),
+            status=response.status_code,
+            body=response.content,
+            method=request.method,
+            bucket=request.bucket,
+            key=request.key,
+            request_id=response.headers.get(REQUEST_ID_HEADER, ""),
         )
 
 
@@ -238,7 +242,9 @@ class Client:
         return parse_acl(self._send_xml(Request("GET", bucket, params={"acl": ""})).content).canned()
 
     def put_bucket_acl(self, bucket: str, acl: str) -> None:
-        self._send(Request("PUT", bucket, params={"acl": ""}, headers={"x-kss-acl": acl}, success=frozenset({200})))
+        self._send(
+            Request("PUT", bucket, params={"acl": ""}, headers={"x-kss-acl": acl}, success=frozenset({200}))
+        )
 
     # --- objects -------------------------------------------------------------------------------
 
@@ -257,10 +263,15 @@ class Client:
         """Single PUT with Content-MD5. Raises KS3IntegrityError unless the returned ETag is the MD5
         sent and the returned CRC-64 (when present) is the CRC of the bytes sent."""
         request = Request(
-            "PUT", bucket, key,
+            "PUT",
+            bucket,
+            key,
             headers=_object_headers(
-                content_type=content_type or "application/octet-stream", acl=acl, storage_class=storage_class,
-                metadata=metadata, headers=headers,
+                content_type=content_type or "application/octet-stream",
+                acl=acl,
+                storage_class=storage_class,
+                metadata=metadata,
+                headers=headers,
             ),
             body=as_body(body),
             verify_upload=True,
@@ -297,8 +308,16 @@ class Client:
             headers["If-Match"] = f'"{if_match}"'
         expected = _expected_size(byte_range, expected_size)
         response = self._send(
-            Request("GET", bucket, key, params=params, headers=headers, stream=True, missing=NoSuchKey,
-                    expected_size=expected)
+            Request(
+                "GET",
+                bucket,
+                key,
+                params=params,
+                headers=headers,
+                stream=True,
+                missing=NoSuchKey,
+                expected_size=expected,
+            )
         )
         return GetResponse(response, key, expected_size=expected)
 
@@ -316,7 +335,9 @@ class Client:
         as for ``get_object``."""
         headers = {"Range": _byte_range_header(byte_range)} if byte_range is not None else {}
         expected = _expected_size(byte_range, expected_size)
-        request = Request("GET", bucket, key, headers=headers, stream=True, missing=NoSuchKey, expected_size=expected)
+        request = Request(
+            "GET", bucket, key, headers=headers, stream=True, missing=NoSuchKey, expected_size=expected
+        )
 
         def attempt(_number: int) -> ObjectInfo:
             response = GetResponse(self._transport.attempt(request), key, expected_size=expected)
@@ -345,7 +366,10 @@ class Client:
         for start in range(0, len(in_xml), MAX_DELETE_KEYS):
             batch = in_xml[start : start + MAX_DELETE_KEYS]
             request = Request(
-                "POST", bucket, params={"delete": ""}, headers={"Content-Type": "application/xml"},
+                "POST",
+                bucket,
+                params={"delete": ""},
+                headers={"Content-Type": "application/xml"},
                 body=BytesBody(build_delete(batch, quiet)),
             )
             result = parse_delete_result(self._send_xml(request).content)
@@ -385,11 +409,16 @@ class Client:
         )
         headers["x-kss-copy-source"] = copy_source(src_bucket, src_key)
         headers["x-kss-metadata-directive"] = metadata_directive
-        response = self._send_xml(Request("PUT", dst_bucket, dst_key, headers=headers, success=frozenset({200})))
+        response = self._send_xml(
+            Request("PUT", dst_bucket, dst_key, headers=headers, success=frozenset({200}))
+        )
         result = parse_copy_result(response.content)
         header_crc = parse_crc(response.headers.get(CRC_HEADER))
-        return CopyResult(etag=result.etag, crc64=result.crc64 if result.crc64 is not None else header_crc,
-                          last_modified=result.last_modified)
+        return CopyResult(
+            etag=result.etag,
+            crc64=result.crc64 if result.crc64 is not None else header_crc,
+            last_modified=result.last_modified,
+        )
 
     def list_objects(
         self,
@@ -426,7 +455,9 @@ class Client:
         across all pages (``max_keys`` per page; the service's default when None)."""
         marker = start_after
         while True:
-            page = self.list_objects(bucket, prefix=prefix, delimiter=delimiter, marker=marker, max_keys=max_keys)
+            page = self.list_objects(
+                bucket, prefix=prefix, delimiter=delimiter, marker=marker, max_keys=max_keys
+            )
             items: list[ObjectSummary | str]
             if page.common_prefixes:
                 # The page lists objects and prefixes apart: merge them into one order.
@@ -453,8 +484,15 @@ class Client:
     def restore_object(self, bucket: str, key: str, days: int = 1) -> int:
         """Start (202) or extend (200) a restore of an archived object; returns the status."""
         response = self._send(
-            Request("POST", bucket, key, params={"restore": ""}, body=BytesBody(build_restore(days)),
-                    headers={"Content-Type": "application/xml"}, success=frozenset({200, 202}))
+            Request(
+                "POST",
+                bucket,
+                key,
+                params={"restore": ""},
+                body=BytesBody(build_restore(days)),
+                headers={"Content-Type": "application/xml"},
+                success=frozenset({200, 202}),
+            )
         )
         return response.status_code
 
@@ -462,8 +500,11 @@ class Client:
         return parse_acl(self._send_xml(Request("GET", bucket, key, params={"acl": ""})).content).canned()
 
     def put_object_acl(self, bucket: str, key: str, acl: str) -> None:
-        self._send(Request("PUT", bucket, key, params={"acl": ""}, headers={"x-kss-acl": acl},
-                           success=frozenset({200})))
+        self._send(
+            Request(
+                "PUT", bucket, key, params={"acl": ""}, headers={"x-kss-acl": acl}, success=frozenset({200})
+            )
+        )
 
     # --- multipart -----------------------------------------------------------------------------
 
@@ -481,10 +522,16 @@ class Client:
         """Returns the upload id. (A retried initiate whose first answer was lost leaves an orphan
         upload; orphans are the caller's start-up cleanup's job, DESIGN-NOTES invariant 5.)"""
         request = Request(
-            "POST", bucket, key, params={"uploads": ""},
+            "POST",
+            bucket,
+            key,
+            params={"uploads": ""},
             headers=_object_headers(
-                content_type=content_type or "application/octet-stream", acl=acl, storage_class=storage_class,
-                metadata=metadata, headers=headers,
+                content_type=content_type or "application/octet-stream",
+                acl=acl,
+                storage_class=storage_class,
+                metadata=metadata,
+                headers=headers,
             ),
             success=frozenset({200}),
         )
@@ -502,8 +549,13 @@ class Client:
         """Verified like put_object: ETag == part MD5, CRC-64 header == CRC of the part sent."""
         part = as_body(body)
         request = Request(
-            "PUT", bucket, key, params={"partNumber": str(part_number), "uploadId": upload_id},
-            headers=dict(headers or {}), body=part, verify_upload=True,
+            "PUT",
+            bucket,
+            key,
+            params={"partNumber": str(part_number), "uploadId": upload_id},
+            headers=dict(headers or {}),
+            body=part,
+            verify_upload=True,
         )
         response = self._send(request)
         return PartResult(
@@ -534,8 +586,14 @@ class Client:
         else:
             size = self.head_object(src_bucket, src_key).size
         response = self._send_xml(
-            Request("PUT", bucket, key, params={"partNumber": str(part_number), "uploadId": upload_id},
-                    headers=headers, success=frozenset({200}))
+            Request(
+                "PUT",
+                bucket,
+                key,
+                params={"partNumber": str(part_number), "uploadId": upload_id},
+                headers=headers,
+                success=frozenset({200}),
+            )
         )
         result = parse_copy_result(response.content)
         crc = result.crc64 if result.crc64 is not None else parse_crc(response.headers.get(CRC_HEADER))
@@ -560,10 +618,17 @@ class Client:
         CRC-64 equals ``expected_crc64`` when both are known, that counts as success.
         """
         ordered = sorted(parts)
-        etag_if_done = unquote_etag(expected_etag) if expected_etag else multipart_etag([e for _, e in ordered])
+        etag_if_done = (
+            unquote_etag(expected_etag) if expected_etag else multipart_etag([e for _, e in ordered])
+        )
         request = Request(
-            "POST", bucket, key, params={"uploadId": upload_id}, headers={"Content-Type": "text/xml"},
-            body=BytesBody(build_complete(ordered)), success=frozenset({200}),
+            "POST",
+            bucket,
+            key,
+            params={"uploadId": upload_id},
+            headers={"Content-Type": "text/xml"},
+            body=BytesBody(build_complete(ordered)),
+            success=frozenset({200}),
         )
 
         def attempt(number: int) -> CompleteResult:
@@ -601,7 +666,11 @@ class Client:
         )
         if info is None or not matches:
             raise NoSuchUpload(
-                status=404, code="NoSuchUpload", method="POST", bucket=bucket, key=key,
+                status=404,
+                code="NoSuchUpload",
+                method="POST",
+                bucket=bucket,
+                key=key,
                 message=f"upload {upload_id} is gone after a retried complete and the object there is not "
                 f"the expected one (ETag {info.etag if info else '(none)'} vs {etag})",
             )
@@ -609,7 +678,9 @@ class Client:
         return CompleteResult(etag=info.etag, crc64=info.crc64)
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        request = Request("DELETE", bucket, key, params={"uploadId": upload_id}, success=frozenset({200, 204}))
+        request = Request(
+            "DELETE", bucket, key, params={"uploadId": upload_id}, success=frozenset({200, 204})
+        )
 
         def attempt(number: int) -> None:
             try:
@@ -686,12 +757,19 @@ class Client:
         or until the absolute Unix time ``expires_at``. The requester must send ``headers`` verbatim."""
         if expires_in is not None and expires_at is not None:
             raise ValueError("give expires_in or expires_at, not both")
-        expires = expires_at if expires_at is not None else int(time.time()) + (
-            DEFAULT_PRESIGN_SECONDS if expires_in is None else expires_in
+        expires = (
+            expires_at
+            if expires_at is not None
+            else int(time.time()) + (DEFAULT_PRESIGN_SECONDS if expires_in is None else expires_in)
         )
         return presign_url(
-            self._transport.addressing, self.config.access_key, self.config.secret_key, method, bucket, key,
-            expires, headers=headers, params=params,
+            self._transport.addressing,
+            self.config.access_key,
+            self.config.secret_key,
+            method,
+            bucket,
+            key,
+            expires,
+            headers=headers,
+            params=params,
         )
-
-

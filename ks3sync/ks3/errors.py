@@ -37,8 +37,16 @@ RETRYABLE_CODES: frozenset[str] = frozenset(
 # Answers that say "too many requests": the request limit shrinks (limiter.py). 500 InternalError is
 # retried but is not a signal of load.
 THROTTLING_STATUSES: frozenset[int] = frozenset({429, 503})
-THROTTLING_CODES: frozenset[str] = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
-                                              "TooManyRequests", "ServiceUnavailable"})
+THROTTLING_CODES: frozenset[str] = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "ServiceUnavailable",
+    }
+)
 AUTH_CODES: frozenset[str] = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestTimeTooSkewed"}
 )

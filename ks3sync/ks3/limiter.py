@@ -118,8 +118,14 @@ class RequestLimit:
     ``release`` gives it back with the exchange's outcome; ``observe`` takes the outcome of a request
     that held no slot (a large one). Thread-safe."""
 
-    def __init__(self, ceiling: int, *, initial: int = DEFAULT_INITIAL, backoff: float = DEFAULT_BACKOFF,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ceiling: int,
+        *,
+        initial: int = DEFAULT_INITIAL,
+        backoff: float = DEFAULT_BACKOFF,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._state = AimdLimit(ceiling, float(initial), backoff)
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
@@ -160,8 +166,10 @@ class RequestLimit:
                     return state.issue()
                 left = None if deadline is None else deadline - now
                 if left is not None and left <= 0:
-                    raise SlotTimeout(f"no request slot came free within {timeout:g} s "
-                                      f"({self._in_flight} requests in flight)")
+                    raise SlotTimeout(
+                        f"no request slot came free within {timeout:g} s "
+                        f"({self._in_flight} requests in flight)"
+                    )
                 self._cond.wait(left)
 
     def release(self, ticket: Ticket, outcome: Outcome, retry_after: float | None = None) -> None:

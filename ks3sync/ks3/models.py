@@ -142,7 +142,9 @@ class AccessControlPolicy:
 
     def canned(self) -> str:
         """The canned ACL these grants amount to (AllUsers READ[+WRITE] -> public-read[-write])."""
-        public = {g.permission for g in self.grants if g.grantee_type == "Group" and g.grantee.endswith("/AllUsers")}
+        public = {
+            g.permission for g in self.grants if g.grantee_type == "Group" and g.grantee.endswith("/AllUsers")
+        }
         if {"READ", "WRITE"} <= public or "FULL_CONTROL" in public:
             return "public-read-write"
         if "READ" in public:

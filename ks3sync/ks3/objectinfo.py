@@ -53,7 +53,7 @@ def _total_size(headers: Mapping[str, str]) -> int:
 def object_info(key: str, headers: Mapping[str, str]) -> ObjectInfo:
     lowered = {name.lower(): value for name, value in headers.items()}
     metadata = {
-        name[len(META_PREFIX):]: value for name, value in lowered.items() if name.startswith(META_PREFIX)
+        name[len(META_PREFIX) :]: value for name, value in lowered.items() if name.startswith(META_PREFIX)
     }
     return ObjectInfo(
         key=key,
@@ -79,7 +79,9 @@ class GetResponse:
     read, and a body of no declared length stops the moment it passes that size.
     """
 
-    def __init__(self, response: HttpResponse, key: str, method: str = "GET", expected_size: int | None = None) -> None:
+    def __init__(
+        self, response: HttpResponse, key: str, method: str = "GET", expected_size: int | None = None
+    ) -> None:
         self._response = response
         self._target = f"{method} {key}"
         self.status = response.status_code
@@ -131,6 +133,3 @@ class GetResponse:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-

@@ -125,7 +125,9 @@ class OriginPool:
                 return connection
             connection.close()  # its place is taken by a new connection below
         return httpcore.HTTPConnection(
-            self._origin, ssl_context=self._ssl_context, keepalive_expiry=self._keepalive_expiry,
+            self._origin,
+            ssl_context=self._ssl_context,
+            keepalive_expiry=self._keepalive_expiry,
             network_backend=self._backend,
         )
 

@@ -48,7 +48,9 @@ class ProxyURL:
         except ValueError as exc:
             raise ValueError(f"proxy {shown!r}: {exc}") from None
         if parts.scheme not in PROXY_SCHEMES:
-            raise ValueError(f"proxy {shown!r}: the scheme must be http or https (socks proxies are not supported)")
+            raise ValueError(
+                f"proxy {shown!r}: the scheme must be http or https (socks proxies are not supported)"
+            )
         if not parts.hostname:
             raise ValueError(f"proxy {shown!r}: no host")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
@@ -82,7 +84,9 @@ def _env(environ: Mapping[str, str], name: str) -> str:
     return (value or "").strip()
 
 
-def _no_proxy_rules(text: str) -> tuple[bool, tuple[str, ...], tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]:
+def _no_proxy_rules(
+    text: str,
+) -> tuple[bool, tuple[str, ...], tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]:
     """(every host, host-name suffixes, address ranges) from a NO_PROXY value."""
     names: list[str] = []
     networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []

@@ -122,9 +122,18 @@ def sign_v2(
 ) -> str:
     """Signature for a request; ``Authorization: KSS <AK>:<this>``. Uses the ``Date`` header unless
     ``date`` is given (the Expires integer, for presigned URLs)."""
-    return signature(secret_key, string_to_sign(method, canonical_resource(bucket, key, params), headers, date))
+    return signature(
+        secret_key, string_to_sign(method, canonical_resource(bucket, key, params), headers, date)
+    )
 
 
-def authorization(access_key: str, secret_key: str, method: str, bucket: str | None, key: str | None,
-                  headers: Mapping[str, str], params: Mapping[str, str] | None = None) -> str:
+def authorization(
+    access_key: str,
+    secret_key: str,
+    method: str,
+    bucket: str | None,
+    key: str | None,
+    headers: Mapping[str, str],
+    params: Mapping[str, str] | None = None,
+) -> str:
     return f"KSS {access_key}:{sign_v2(secret_key, method, bucket, key, headers, params)}"

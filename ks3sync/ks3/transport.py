@@ -164,7 +164,8 @@ class Transport:
         self.limit = RequestLimit(config.max_in_flight or config.max_connections)
         # Bytes, once: httpcore takes header fields as (name, value) byte pairs.
         self._default_headers = [
-            (b"User-Agent", config.user_agent.encode("latin-1")), (b"Accept-Encoding", b"identity"),
+            (b"User-Agent", config.user_agent.encode("latin-1")),
+            (b"Accept-Encoding", b"identity"),
             (b"Accept", b"*/*"),
         ]
         self._date = (0, "")  # (whole second, its RFC 1123 form), replaced as one tuple: thread-safe
@@ -202,7 +203,9 @@ class Transport:
         try:
             ticket = limit.acquire(self.config.timeout)
         except SlotTimeout as exc:
-            raise KS3TransportError(request.method, target_name(request.bucket, request.key), str(exc)) from None
+            raise KS3TransportError(
+                request.method, target_name(request.bucket, request.key), str(exc)
+            ) from None
         try:
             response = self._exchange(request)
         except KS3Error as exc:
@@ -210,7 +213,9 @@ class Transport:
                 limit.release(ticket, Outcome.THROTTLED, exc.retry_after)
             else:
                 # Any other answer (an error status, a wrong checksum) means the service kept up.
-                limit.release(ticket, Outcome.FAILED if isinstance(exc, KS3TransportError) else Outcome.ANSWERED)
+                limit.release(
+                    ticket, Outcome.FAILED if isinstance(exc, KS3TransportError) else Outcome.ANSWERED
+                )
             raise
         except BaseException:
             limit.release(ticket, Outcome.FAILED)
@@ -248,21 +253,34 @@ class Transport:
         elif request.method in ("PUT", "POST"):
             headers["Content-Length"] = "0"
         headers["Authorization"] = authorization(
-            self.config.access_key, self.config.secret_key, request.method, request.bucket, request.key,
-            headers, request.params,
+            self.config.access_key,
+            self.config.secret_key,
+            request.method,
+            request.bucket,
+            request.key,
+            headers,
+            request.params,
         )
         host, path = self.addressing.host_and_path(request.bucket, request.key)
         config = self.config
-        seconds = config.request_timeout + (
-            (body.length if body is not None else 0) + (request.expected_size or 0)
-        ) / config.min_rate
+        seconds = (
+            config.request_timeout
+            + ((body.length if body is not None else 0) + (request.expected_size or 0)) / config.min_rate
+        )
         started = time.monotonic()
         try:
             response = self.wire.request(
-                request.method, host, self.addressing.endpoint.port, path + encode_query(request.params),
-                [*self._default_headers, *((name.encode("latin-1"), value.encode("latin-1"))
-                                           for name, value in headers.items())],
-                content, seconds, target,
+                request.method,
+                host,
+                self.addressing.endpoint.port,
+                path + encode_query(request.params),
+                [
+                    *self._default_headers,
+                    *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
+                ],
+                content,
+                seconds,
+                target,
             )
         except ValueError:
             if counter is not None and body is not None and counter.sent != body.length:
@@ -278,7 +296,11 @@ class Transport:
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s %s -> %d (%.1f ms, request id %s)",
-                request.method, target, response.status_code, (time.monotonic() - started) * 1000, request_id,
+                request.method,
+                target,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+                request_id,
             )
         ok = (
             response.status_code in request.success
@@ -288,8 +310,13 @@ class Transport:
         if not ok:
             error_body = self._read_error_body(response, request.method, target)
             raise service_error(
-                status=response.status_code, body=error_body, method=request.method, bucket=request.bucket,
-                key=request.key, request_id=request_id, missing=request.missing,
+                status=response.status_code,
+                body=error_body,
+                method=request.method,
+                bucket=request.bucket,
+                key=request.key,
+                request_id=request_id,
+                missing=request.missing,
                 retry_after=retry_after_seconds(response.headers.get("retry-after")),
             )
         declared = parse_decimal(response.headers.get("content-length"))
@@ -332,8 +359,9 @@ class Transport:
         return b"".join(chunks)
 
     @staticmethod
-    def _verify_upload(response: HttpResponse, request: Request, sent_crc: int, sent_bytes: int,
-                       target: str) -> None:
+    def _verify_upload(
+        response: HttpResponse, request: Request, sent_crc: int, sent_bytes: int, target: str
+    ) -> None:
         assert request.body is not None
         if sent_bytes != request.body.length:
             raise KS3IntegrityError(
@@ -349,7 +377,9 @@ class Transport:
         if returned_crc is not None:
             value = parse_crc(returned_crc)
             if value is None:
-                raise KS3IntegrityError(f"{request.method} {target}: unparseable {CRC_HEADER}: {returned_crc[:40]!r}")
+                raise KS3IntegrityError(
+                    f"{request.method} {target}: unparseable {CRC_HEADER}: {returned_crc[:40]!r}"
+                )
             if value != sent_crc:
                 raise KS3IntegrityError(
                     f"{request.method} {target}: service CRC-64 {value} != CRC-64 sent {sent_crc}"

@@ -100,7 +100,10 @@ def _load() -> ModuleType:
         import httpcore
 
         _FAILURES = (
-            httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError,
+            httpcore.TimeoutException,
+            httpcore.NetworkError,
+            httpcore.ProtocolError,
+            httpcore.ProxyError,
             httpcore.UnsupportedProtocol,
         )
         _httpcore = httpcore
@@ -118,7 +121,9 @@ def _failure(exc: Exception, method: str, label: str, where: str = "", origin: s
         return ValueError(f"{method} {label}: the request cannot be sent: {text}")
     refused = _refused_certificate(exc)
     if refused is not None:
-        return KS3CertificateError(f"{origin or label}: TLS certificate refused: {_certificate_problem(refused)}")
+        return KS3CertificateError(
+            f"{origin or label}: TLS certificate refused: {_certificate_problem(refused)}"
+        )
     # A timeout (a silent peer, or the request's deadline) is a sign of load; waiting for one of our
     # own connections (PoolTimeout) is not.
     timed_out = isinstance(exc, _httpcore.TimeoutException) and not isinstance(exc, _httpcore.PoolTimeout)
@@ -139,9 +144,14 @@ def _refused_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | N
 
 # OpenSSL's X509_V_ERR_* codes, in words a user can act on.
 _CERTIFICATE_PROBLEMS = {
-    9: "not yet valid", 10: "expired", 18: "unknown issuer (self-signed)",
-    19: "unknown issuer (self-signed CA in the chain)", 20: "unknown issuer", 21: "unknown issuer",
-    62: "host-name mismatch", 64: "host-name mismatch (IP address)",
+    9: "not yet valid",
+    10: "expired",
+    18: "unknown issuer (self-signed)",
+    19: "unknown issuer (self-signed CA in the chain)",
+    20: "unknown issuer",
+    21: "unknown issuer",
+    62: "host-name mismatch",
+    64: "host-name mismatch (IP address)",
 }
 
 
@@ -160,16 +170,33 @@ class BodyTooLarge(Exception):
     """A body read whole was longer than the caller's cap."""
 
 
-
 class HttpResponse:
     """One response. Read it (``read``/``content``/``iter_raw``) or ``close`` it: a response left
     half-read holds its connection until closed (the connection is then dropped, not reused)."""
 
-    __slots__ = ("status_code", "headers", "method", "label", "_stream", "_content", "_network_stream", "_budget",
-                 "_on_close", "_failed")
+    __slots__ = (
+        "status_code",
+        "headers",
+        "method",
+        "label",
+        "_stream",
+        "_content",
+        "_network_stream",
+        "_budget",
+        "_on_close",
+        "_failed",
+    )
 
-    def __init__(self, status: int, headers: Headers, stream: Any, method: str, label: str, budget: Budget,
-                 network_stream: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        stream: Any,
+        method: str,
+        label: str,
+        budget: Budget,
+        network_stream: Any = None,
+    ) -> None:
         self.status_code = status
         self.headers = headers
         self.method = method
@@ -331,14 +358,22 @@ class Wire:
             if self._proxy_route is None:
                 self._proxy_route = self.settings.proxies.resolve(self.settings.scheme)
             proxy = self._proxy_route.for_host(host)
-            pool_key: ProxyURL | tuple[str, int] = proxy if proxy is not None else (host, port or self._default_port)
+            pool_key: ProxyURL | tuple[str, int] = (
+                proxy if proxy is not None else (host, port or self._default_port)
+            )
             pool = self._pools.get(pool_key)
             if pool is None:
                 pool = self._pools[pool_key] = self._new_pool(proxy, host, port or self._default_port)
             shown_host = f"[{host}]" if ":" in host else host
             netloc = shown_host if port is None else f"{shown_host}:{port}"
-            route = _Route(pool, self._scheme, host.encode("ascii"), port or self._default_port,
-                           (b"Host", netloc.encode("ascii")), f"{self.settings.scheme}://{netloc}")
+            route = _Route(
+                pool,
+                self._scheme,
+                host.encode("ascii"),
+                port or self._default_port,
+                (b"Host", netloc.encode("ascii")),
+                f"{self.settings.scheme}://{netloc}",
+            )
             self._routes[(host, port)] = route
             return route
 
@@ -362,8 +397,10 @@ class Wire:
 
             return OriginPool(
                 httpcore.Origin(self._scheme, host.encode("ascii"), port),
-                ssl_context=self._context() if tls else None, max_connections=settings.max_connections,
-                keepalive_expiry=settings.keepalive_expiry, network_backend=GuardedBackend(),
+                ssl_context=self._context() if tls else None,
+                max_connections=settings.max_connections,
+                keepalive_expiry=settings.keepalive_expiry,
+                network_backend=GuardedBackend(),
             )
         common: dict[str, Any] = {
             "ssl_context": self._context() if tls else None,
@@ -372,10 +409,13 @@ class Wire:
             "keepalive_expiry": settings.keepalive_expiry,
             "network_backend": GuardedBackend(),
         }
-        auth = (proxy.username.encode(), proxy.password.encode()) if proxy.username or proxy.password else None
+        auth = (
+            (proxy.username.encode(), proxy.password.encode()) if proxy.username or proxy.password else None
+        )
         return httpcore.HTTPProxy(
-            proxy_url=httpcore.URL(scheme=proxy.scheme.encode(), host=proxy.host.encode("idna"), port=proxy.port,
-                                   target=b"/"),
+            proxy_url=httpcore.URL(
+                scheme=proxy.scheme.encode(), host=proxy.host.encode("idna"), port=proxy.port, target=b"/"
+            ),
             proxy_auth=auth,
             proxy_ssl_context=self._context() if proxy.scheme == "https" else None,
             **common,
@@ -411,8 +451,11 @@ class Wire:
         }
         try:
             request = httpcore.Request(
-                method, httpcore.URL(scheme=route.scheme, host=route.host, port=route.port, target=target),
-                headers=[route.host_header, *headers], content=content, extensions={"timeout": timeouts},
+                method,
+                httpcore.URL(scheme=route.scheme, host=route.host, port=route.port, target=target),
+                headers=[route.host_header, *headers],
+                content=content,
+                extensions={"timeout": timeouts},
             )
             response = route.pool.handle_request(request)
         except _FAILURES as exc:
@@ -420,8 +463,15 @@ class Wire:
         except TypeError as exc:  # httpcore refuses a str that is not ASCII
             raise ValueError(f"{method} {label}: the request cannot be sent: {exc}") from None
         budget.head_done = True
-        return HttpResponse(response.status, Headers.from_raw(response.headers), response.stream, method, label,
-                            budget, response.extensions.get("network_stream"))
+        return HttpResponse(
+            response.status,
+            Headers.from_raw(response.headers),
+            response.stream,
+            method,
+            label,
+            budget,
+            response.extensions.get("network_stream"),
+        )
 
 
 def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -436,5 +486,3 @@ def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
         raise ValueError(f"CA bundle {ca_bundle}: no such file") from None
     except (OSError, ssl.SSLError) as exc:
         raise ValueError(f"CA bundle {ca_bundle}: not a readable PEM file of certificates ({exc})") from None
-
-

@@ -78,7 +78,9 @@ def parse_document(body: bytes, expected_root: str | Iterable[str]) -> ET.Elemen
         root = ET.fromstring(body)
     except (ET.ParseError, LookupError, ValueError) as exc:
         # LookupError: an unknown encoding in the XML declaration.
-        raise MalformedResponse(f"expected <{'|'.join(sorted(wanted))}> XML, got unparseable body: {exc}") from exc
+        raise MalformedResponse(
+            f"expected <{'|'.join(sorted(wanted))}> XML, got unparseable body: {exc}"
+        ) from exc
     if b"xmlns" in body:  # some element still declares a namespace (rare): strip it everywhere
         for element in root.iter():
             tag = element.tag
@@ -225,15 +227,28 @@ def _summaries(entries: list[Entry], encoded: bool) -> list[ObjectSummary]:
     summaries = []
     for key, last_modified, etag, size_text, storage_class in entries:
         size = parse_decimal(size_text)
-        if (size is None or len(etag) < 2 or etag[0] != '"' or etag[-1] != '"'
-                or (encoded and "%" in key) or not etag[1:-1].islower()):
+        if (
+            size is None
+            or len(etag) < 2
+            or etag[0] != '"'
+            or etag[-1] != '"'
+            or (encoded and "%" in key)
+            or not etag[1:-1].islower()
+        ):
             summaries.append(_summary(key, size_text, etag, last_modified, storage_class, encoded))
             continue
         when = times.get(last_modified, _UNSEEN)
         if when is _UNSEEN:
             when = times[last_modified] = parse_iso_time(last_modified)
-        summaries.append(ObjectSummary(key, size, etag[1:-1], when,  # type: ignore[arg-type]
-                                       storage_class or "STANDARD"))
+        summaries.append(
+            ObjectSummary(
+                key,
+                size,
+                etag[1:-1],
+                when,  # type: ignore[arg-type]
+                storage_class or "STANDARD",
+            )
+        )
     return summaries
 
 
@@ -270,12 +285,19 @@ def _object_summary(contents: ET.Element, encoded: bool) -> ObjectSummary:
     key = fields.get("Key")
     if key is None:
         raise MalformedResponse(f"<{contents.tag}> has no <Key>")
-    return _summary(key, fields.get("Size", ""), fields.get("ETag", ""), fields.get("LastModified"),
-                    fields.get("StorageClass"), encoded)
+    return _summary(
+        key,
+        fields.get("Size", ""),
+        fields.get("ETag", ""),
+        fields.get("LastModified"),
+        fields.get("StorageClass"),
+        encoded,
+    )
 
 
-def _summary(key: str, size_text: str, etag: str, last_modified: str | None, storage_class: str | None,
-             encoded: bool) -> ObjectSummary:
+def _summary(
+    key: str, size_text: str, etag: str, last_modified: str | None, storage_class: str | None, encoded: bool
+) -> ObjectSummary:
     if size_text.strip() == "":
         raise MalformedResponse("<Contents> has no <Size>")
     return ObjectSummary(
@@ -316,8 +338,9 @@ def parse_list_parts(body: bytes) -> PartsPage:
 
 def parse_complete(body: bytes) -> CompleteResult:
     root = parse_document(body, "CompleteMultipartUploadResult")
-    return CompleteResult(etag=unquote_etag(_text(root, "ETag")),
-                          crc64=_opt_int(root, "ChecksumCRC64ECMA", UINT64_MAX))
+    return CompleteResult(
+        etag=unquote_etag(_text(root, "ETag")), crc64=_opt_int(root, "ChecksumCRC64ECMA", UINT64_MAX)
+    )
 
 
 def parse_list_uploads(body: bytes) -> UploadsPage:
@@ -373,10 +396,14 @@ def parse_acl(body: bytes) -> AccessControlPolicy:
         if grantee is None:
             raise MalformedResponse("<Grant> has no <Grantee>")
         kind = grantee.get(_XSI_TYPE) or grantee.get("type") or ""
-        ident = _opt_text(grantee, "URI") or _opt_text(grantee, "ID") or _opt_text(grantee, "EmailAddress") or ""
+        ident = (
+            _opt_text(grantee, "URI") or _opt_text(grantee, "ID") or _opt_text(grantee, "EmailAddress") or ""
+        )
         if not kind:
             kind = "Group" if grantee.find("URI") is not None else "CanonicalUser"
-        grants.append(Grant(grantee_type=kind, grantee=ident.strip(), permission=_text(grant, "Permission").strip()))
+        grants.append(
+            Grant(grantee_type=kind, grantee=ident.strip(), permission=_text(grant, "Permission").strip())
+        )
     return AccessControlPolicy(owner_id=_text(owner, "ID", "") if owner is not None else "", grants=grants)
 
 

@@ -25,8 +25,15 @@ import re
 
 _TEXT = r"([^<]*)"
 _ENTRY = (
-    r"<Contents>\s*<Key>" + _TEXT + r"</Key>\s*<LastModified>" + _TEXT + r"</LastModified>\s*<ETag>" + _TEXT
-    + r"</ETag>\s*<Size>" + _TEXT + r"</Size>\s*"
+    r"<Contents>\s*<Key>"
+    + _TEXT
+    + r"</Key>\s*<LastModified>"
+    + _TEXT
+    + r"</LastModified>\s*<ETag>"
+    + _TEXT
+    + r"</ETag>\s*<Size>"
+    + _TEXT
+    + r"</Size>\s*"
     r"(?:<Owner>\s*(?:<ID>[^<]*</ID>\s*)?(?:<DisplayName>[^<]*</DisplayName>\s*)?</Owner>\s*)?"
     r"(?:<StorageClass>" + _TEXT + r"</StorageClass>\s*)?</Contents>"
 )
@@ -102,5 +109,9 @@ def _unescape(text: str) -> str | None:
 
 
 def _xml_char(code: int) -> bool:
-    return (code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD
-            or 0x10000 <= code <= 0x10FFFF)
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )

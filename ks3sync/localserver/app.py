@@ -43,11 +43,13 @@ _FILE_CHUNK = 1 << 20
 class KS3App:
     def __init__(self, config: ServerConfig, storage: Storage | None = None) -> None:
         self.config = config
-        self.storage = storage or Storage(config.root, fsync=config.fsync, inline_max=config.effective_inline_max,
-                                          shared=config.shared)
+        self.storage = storage or Storage(
+            config.root, fsync=config.fsync, inline_max=config.effective_inline_max, shared=config.shared
+        )
         self.credentials = Credentials(config.access_key, config.secret_key)
-        self.faults = FaultInjector(config.fault_rate, config.fault_codes, config.drop_rate, config.latency_ms,
-                                    config.seed)
+        self.faults = FaultInjector(
+            config.fault_rate, config.fault_codes, config.drop_rate, config.latency_ms, config.seed
+        )
         self.request_log = RequestLog(config.request_log) if config.request_log else None
         self.inflight = InflightLimit(config.max_inflight) if config.max_inflight is not None else None
         self._ids = itertools.count(1)
@@ -84,8 +86,12 @@ class KS3App:
         request_id = f"{self._id_prefix}{next(self._ids):08x}"
         client = scope.get("client")
         request = parse_request(
-            scope["method"], scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b""),
-            scope["headers"], f"{client[0]}:{client[1]}" if client else "", self.config.virtual_host_domain,
+            scope["method"],
+            scope.get("raw_path") or scope["path"].encode(),
+            scope.get("query_string", b""),
+            scope["headers"],
+            f"{client[0]}:{client[1]}" if client else "",
+            self.config.virtual_host_domain,
         )
         auth: AuthResult | None = None
         op = "Unknown"
@@ -114,8 +120,9 @@ class KS3App:
                         self._log(request, op, auth, 0, body.bytes_in, 0, started, request_id, fault_kind)
                         await send(DROP_MESSAGE)
                         return
-                    raise S3Error(fault.code, "Injected fault (ks3sync local-server --fault-rate).",
-                                  status=fault.status)
+                    raise S3Error(
+                        fault.code, "Injected fault (ks3sync local-server --fault-rate).", status=fault.status
+                    )
             ctx = Context(request, auth, body, self.storage, self.config, request_id, time.time)
             response = await selected.handler(ctx)
         except S3Error as error:
@@ -123,9 +130,16 @@ class KS3App:
         except ClientGone:
             self._log(request, op, auth, 499, body.bytes_in, 0, started, request_id, fault_kind)
             return
-        except (OSError, ValueError, LookupError, sqlite3.Error) as exc:  # a bug or a disk problem: answer, go on
+        except (
+            OSError,
+            ValueError,
+            LookupError,
+            sqlite3.Error,
+        ) as exc:  # a bug or a disk problem: answer, go on
             logger.exception("internal error handling %s %s", request.method, request.raw_path)
-            response = self._error_response(request, S3Error("InternalError", f"{type(exc).__name__}"), request_id)
+            response = self._error_response(
+                request, S3Error("InternalError", f"{type(exc).__name__}"), request_id
+            )
         if not body.done and response.status < 300:
             await body.drain()
         # (an error leaves the body unread, and http1 then ends the connection after the answer)
@@ -159,8 +173,14 @@ class KS3App:
         )
         return Response(error.status, headers, body)
 
-    async def _send(self, send: Any, request: Request, response: Response, request_id: str,
-                    before_last: Callable[[int, int], None]) -> None:
+    async def _send(
+        self,
+        send: Any,
+        request: Request,
+        response: Response,
+        request_id: str,
+        before_last: Callable[[int, int], None],
+    ) -> None:
         """Send the response; `before_last(status, bytes_out)` runs just before the final write, so the request-log
         line exists by the time the client has the whole response (tests read the log right after)."""
         headers: list[tuple[bytes, bytes]] = [
@@ -206,8 +226,18 @@ class KS3App:
                     before_last(response.status, file.length)
                 await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
 
-    def _log(self, request: Request, op: str, auth: AuthResult | None, status: int, bytes_in: int, bytes_out: int,
-             started: float, request_id: str, fault: str | None) -> None:
+    def _log(
+        self,
+        request: Request,
+        op: str,
+        auth: AuthResult | None,
+        status: int,
+        bytes_in: int,
+        bytes_out: int,
+        started: float,
+        request_id: str,
+        fault: str | None,
+    ) -> None:
         if self.request_log is None:
             return
         entry = {

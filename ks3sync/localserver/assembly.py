@@ -45,7 +45,7 @@ def file_id(upload_id: str) -> str:
 
 def parse(data_id: str) -> tuple[str, int, int]:
     """(upload id, offset, size) of a part id; offset and size are 0 for the whole-file id."""
-    upload_id, _, rest = data_id[len(PREFIX):].partition(":")
+    upload_id, _, rest = data_id[len(PREFIX) :].partition(":")
     if not rest:
         return upload_id, 0, 0
     offset, _, size = rest.partition(":")

@@ -145,7 +145,9 @@ def _check_kss_signature(request: Request, secret: str, date_line: str, given: s
     raise S3Error("SignatureDoesNotMatch", extra={"StringToSign": string_to_sign})
 
 
-def _verify_kss_header(request: Request, credentials: Credentials, authorization: str, now: float) -> AuthResult:
+def _verify_kss_header(
+    request: Request, credentials: Credentials, authorization: str, now: float
+) -> AuthResult:
     access_key, sep, signature = authorization[4:].strip().rpartition(":")
     if not sep or not access_key:
         raise S3Error("InvalidArgument", "Authorization header is malformed: expected 'KSS AK:Signature'.")
@@ -166,8 +168,7 @@ def _verify_kss_presigned(request: Request, credentials: Credentials, now: float
     if expires_param is None or not (expires_param.raw.isascii() and expires_param.raw.isdigit()):
         raise S3Error("AccessDenied", "Query-string authentication requires an integer Expires parameter.")
     if now > bounded_int(expires_param.raw):
-        raise S3Error("AccessDenied", "Request has expired.",
-                      extra={"Expires": expires_param.raw})
+        raise S3Error("AccessDenied", "Request has expired.", extra={"Expires": expires_param.raw})
     _check_kss_signature(request, secret, expires_param.raw, unquote(params["Signature"].raw))
     return AuthResult("kss-presigned", access_key)
 
@@ -186,8 +187,10 @@ def _parse_http_date(value: str) -> float:
 
 def _check_skew(request_time: float, now: float) -> None:
     if abs(request_time - now) > MAX_SKEW_SECONDS:
-        raise S3Error("RequestTimeTooSkewed",
-                      extra={"ServerTime": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+        raise S3Error(
+            "RequestTimeTooSkewed",
+            extra={"ServerTime": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+        )
 
 
 # ---------------------------------------------------------------- AWS SigV4
@@ -256,17 +259,30 @@ def _parse_credential(credential: str) -> tuple[str, str, str, str]:
     return pieces[0], pieces[1], pieces[2], pieces[3]
 
 
-def _check_sigv4(request: Request, secret: str, parts: _SigV4Parts, amz_date: str, payload_hash: str,
-                 canonical_query: str) -> None:
+def _check_sigv4(
+    request: Request, secret: str, parts: _SigV4Parts, amz_date: str, payload_hash: str, canonical_query: str
+) -> None:
     signing_key = _sigv4_signing_key(secret, parts.scope_date, parts.region, parts.service)
     canonical_headers = _canonical_headers(request, parts.signed_headers)
     string_to_sign = ""
     for uri in _canonical_uris(request):
         canonical_request = "\n".join(
-            [request.method, uri, canonical_query, canonical_headers, ";".join(parts.signed_headers), payload_hash]
+            [
+                request.method,
+                uri,
+                canonical_query,
+                canonical_headers,
+                ";".join(parts.signed_headers),
+                payload_hash,
+            ]
         )
         string_to_sign = "\n".join(
-            ["AWS4-HMAC-SHA256", amz_date, parts.scope, hashlib.sha256(canonical_request.encode()).hexdigest()]
+            [
+                "AWS4-HMAC-SHA256",
+                amz_date,
+                parts.scope,
+                hashlib.sha256(canonical_request.encode()).hexdigest(),
+            ]
         )
         expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected.encode(), parts.signature.encode()):
@@ -274,19 +290,23 @@ def _check_sigv4(request: Request, secret: str, parts: _SigV4Parts, amz_date: st
     raise S3Error("SignatureDoesNotMatch", extra={"StringToSign": string_to_sign})
 
 
-def _verify_sigv4_header(request: Request, credentials: Credentials, authorization: str, now: float) -> AuthResult:
+def _verify_sigv4_header(
+    request: Request, credentials: Credentials, authorization: str, now: float
+) -> AuthResult:
     fields: dict[str, str] = {}
     # s3cmd writes "a=b,c=d" without spaces; others "a=b, c=d"
-    for item in authorization[len("AWS4-HMAC-SHA256"):].split(","):
+    for item in authorization[len("AWS4-HMAC-SHA256") :].split(","):
         name, _, value = item.strip().partition("=")
         fields[name] = value
     try:
         access_key, scope_date, region, service = _parse_credential(fields["Credential"])
-        parts = _SigV4Parts(access_key, scope_date, region, service,
-                            fields["SignedHeaders"].split(";"), fields["Signature"])
+        parts = _SigV4Parts(
+            access_key, scope_date, region, service, fields["SignedHeaders"].split(";"), fields["Signature"]
+        )
     except KeyError as exc:
-        raise S3Error("AuthorizationHeaderMalformed", f"The authorization header lacks {exc.args[0]}.",
-                      status=400) from exc
+        raise S3Error(
+            "AuthorizationHeaderMalformed", f"The authorization header lacks {exc.args[0]}.", status=400
+        ) from exc
     secret = credentials.secret_for(access_key)
     amz_date = request.headers.get("x-amz-date")
     if amz_date is not None:
@@ -304,8 +324,12 @@ def _verify_sigv4_header(request: Request, credentials: Credentials, authorizati
         payload_hash = EMPTY_SHA256
     _check_sigv4(request, secret, parts, amz_date, payload_hash, _canonical_query(request.query))
     if payload_hash == awschunked.SIGNED:
-        signing = ChunkSigning(_sigv4_signing_key(secret, parts.scope_date, parts.region, parts.service), amz_date,
-                               parts.scope, parts.signature)
+        signing = ChunkSigning(
+            _sigv4_signing_key(secret, parts.scope_date, parts.region, parts.service),
+            amz_date,
+            parts.scope,
+            parts.signature,
+        )
         return AuthResult("sigv4", access_key, streaming=payload_hash, chunk_signing=signing)
     if payload_hash == awschunked.UNSIGNED_TRAILER:
         return AuthResult("sigv4", access_key, streaming=payload_hash)
@@ -323,14 +347,27 @@ def _verify_sigv4_presigned(request: Request, credentials: Credentials, now: flo
         access_key, scope_date, region, service = _parse_credential(params["X-Amz-Credential"])
         amz_date = params["X-Amz-Date"]
         expires = int(params["X-Amz-Expires"])
-        parts = _SigV4Parts(access_key, scope_date, region, service,
-                            params["X-Amz-SignedHeaders"].split(";"), params["X-Amz-Signature"])
+        parts = _SigV4Parts(
+            access_key,
+            scope_date,
+            region,
+            service,
+            params["X-Amz-SignedHeaders"].split(";"),
+            params["X-Amz-Signature"],
+        )
     except (KeyError, ValueError) as exc:
-        raise S3Error("AuthorizationQueryParametersError", "Presigned SigV4 parameters are incomplete.",
-                      status=400) from exc
+        raise S3Error(
+            "AuthorizationQueryParametersError", "Presigned SigV4 parameters are incomplete.", status=400
+        ) from exc
     secret = credentials.secret_for(access_key)
     if now > _parse_amz_date(amz_date) + expires:
         raise S3Error("AccessDenied", "Request has expired.")
-    _check_sigv4(request, secret, parts, amz_date, UNSIGNED_PAYLOAD,
-                 _canonical_query(request.query, exclude="X-Amz-Signature"))
+    _check_sigv4(
+        request,
+        secret,
+        parts,
+        amz_date,
+        UNSIGNED_PAYLOAD,
+        _canonical_query(request.query, exclude="X-Amz-Signature"),
+    )
     return AuthResult("sigv4-presigned", access_key)

@@ -68,13 +68,15 @@ class ChunkedDecoder:
                 if len(self._buffer) < self._size + 2:
                     break
                 data = bytes(self._buffer[: self._size])
-                if self._buffer[self._size: self._size + 2] != b"\r\n":
+                if self._buffer[self._size : self._size + 2] != b"\r\n":
                     raise _malformed("chunk data not followed by CRLF")
                 del self._buffer[: self._size + 2]
                 self._verify(data)
                 out += data
                 self.decoded += len(data)
-                self._state = "size" if self._size else ("trailer" if self._mode == UNSIGNED_TRAILER else "done")
+                self._state = (
+                    "size" if self._size else ("trailer" if self._mode == UNSIGNED_TRAILER else "done")
+                )
             elif self._state == "trailer":
                 line = self._take_line()
                 if line is None:
@@ -120,13 +122,21 @@ class ChunkedDecoder:
         signing = self._signing
         if self._mode != SIGNED or signing is None:
             return
-        string_to_sign = "\n".join([
-            "AWS4-HMAC-SHA256-PAYLOAD", signing.amz_date, signing.scope, self._previous, _EMPTY_SHA256,
-            hashlib.sha256(data).hexdigest(),
-        ])
+        string_to_sign = "\n".join(
+            [
+                "AWS4-HMAC-SHA256-PAYLOAD",
+                signing.amz_date,
+                signing.scope,
+                self._previous,
+                _EMPTY_SHA256,
+                hashlib.sha256(data).hexdigest(),
+            ]
+        )
         expected = hmac.new(signing.signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected.encode(), self._signature.encode()):
-            raise S3Error("SignatureDoesNotMatch", "A chunk signature of the aws-chunked body does not match.")
+            raise S3Error(
+                "SignatureDoesNotMatch", "A chunk signature of the aws-chunked body does not match."
+            )
         self._previous = self._signature
 
     def finish(self) -> None:

@@ -45,8 +45,10 @@ async def list_buckets(ctx: Context) -> Response:
         "<Region>BEIJING</Region><Type>NORMAL</Type></Bucket>"
         for b in ctx.storage.list_buckets()
     )
-    return xml_response(f'<ListAllMyBucketsResult xmlns="{xmlio.S3_NAMESPACE}">{_OWNER}'
-                        f"<Buckets>{buckets}</Buckets></ListAllMyBucketsResult>")
+    return xml_response(
+        f'<ListAllMyBucketsResult xmlns="{xmlio.S3_NAMESPACE}">{_OWNER}'
+        f"<Buckets>{buckets}</Buckets></ListAllMyBucketsResult>"
+    )
 
 
 async def create_bucket(ctx: Context) -> Response:
@@ -99,13 +101,17 @@ async def get_bucket_location(ctx: Context) -> Response:
     ctx.storage.require_bucket(ctx.bucket)
     if ctx.amz:  # S3 tools: an empty constraint means the default region, keeping them on this endpoint
         return xml_response(f'<LocationConstraint xmlns="{xmlio.S3_NAMESPACE}"></LocationConstraint>')
-    return xml_response("<CreateBucketConfiguration><LocationConstraint>BEIJING</LocationConstraint>"
-                        "</CreateBucketConfiguration>")
+    return xml_response(
+        "<CreateBucketConfiguration><LocationConstraint>BEIJING</LocationConstraint>"
+        "</CreateBucketConfiguration>"
+    )
 
 
 async def not_implemented(ctx: Context) -> Response:
-    raise S3Error("NotImplemented", f"{ctx.request.method} on this sub-resource is not supported by "
-                                    "ks3sync local-server.")
+    raise S3Error(
+        "NotImplemented",
+        f"{ctx.request.method} on this sub-resource is not supported by ks3sync local-server.",
+    )
 
 
 # ------------------------------------------------------------ listings
@@ -169,8 +175,10 @@ class _Listing:
         return f"<IsTruncated>{'true' if self.page.is_truncated else 'false'}</IsTruncated>"
 
     def common_prefixes(self) -> str:
-        return "".join(f"<CommonPrefixes><Prefix>{self.encode(p)}</Prefix></CommonPrefixes>"
-                       for p in self.page.common_prefixes)
+        return "".join(
+            f"<CommonPrefixes><Prefix>{self.encode(p)}</Prefix></CommonPrefixes>"
+            for p in self.page.common_prefixes
+        )
 
 
 def _list(ctx: Context, marker: str) -> _Listing:
@@ -179,7 +187,9 @@ def _list(ctx: Context, marker: str) -> _Listing:
     delimiter = ctx.request.arg("delimiter") or ""
     max_keys = _page_size(ctx, delimiter)
     encode = _encoder(ctx)
-    return _Listing(prefix, delimiter, max_keys, encode, list_page(_scan(ctx), prefix, delimiter, marker, max_keys))
+    return _Listing(
+        prefix, delimiter, max_keys, encode, list_page(_scan(ctx), prefix, delimiter, marker, max_keys)
+    )
 
 
 async def list_objects(ctx: Context) -> Response:
@@ -188,11 +198,17 @@ async def list_objects(ctx: Context) -> Response:
     page, encode = listing.page, listing.encode
     parts = [
         f'<ListBucketResult xmlns="{xmlio.S3_NAMESPACE}"><Name>{xmlio.text(ctx.bucket)}</Name>',
-        listing.head(), f"<Marker>{encode(marker)}</Marker>", listing.truncated(),
+        listing.head(),
+        f"<Marker>{encode(marker)}</Marker>",
+        listing.truncated(),
     ]
     if page.is_truncated and page.next_marker is not None:
         parts.append(f"<NextMarker>{encode(page.next_marker)}</NextMarker>")
-    parts += [_contents(ctx, page.contents, encode, with_owner=True), listing.common_prefixes(), "</ListBucketResult>"]
+    parts += [
+        _contents(ctx, page.contents, encode, with_owner=True),
+        listing.common_prefixes(),
+        "</ListBucketResult>",
+    ]
     return xml_response("".join(parts))
 
 
@@ -204,8 +220,11 @@ def _untoken(token: str) -> str:
     try:
         return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise S3Error("InvalidArgument", "The continuation token provided is incorrect.",
-                      extra={"ArgumentName": "continuation-token"}) from exc
+        raise S3Error(
+            "InvalidArgument",
+            "The continuation token provided is incorrect.",
+            extra={"ArgumentName": "continuation-token"},
+        ) from exc
 
 
 async def list_objects_v2(ctx: Context) -> Response:
@@ -215,7 +234,8 @@ async def list_objects_v2(ctx: Context) -> Response:
     page, encode = listing.page, listing.encode
     parts = [
         f'<ListBucketResult xmlns="{xmlio.S3_NAMESPACE}"><Name>{xmlio.text(ctx.bucket)}</Name>',
-        listing.head(), f"<KeyCount>{len(page.contents) + len(page.common_prefixes)}</KeyCount>",
+        listing.head(),
+        f"<KeyCount>{len(page.contents) + len(page.common_prefixes)}</KeyCount>",
     ]
     if token:
         parts.append(f"<ContinuationToken>{xmlio.text(token)}</ContinuationToken>")
@@ -225,7 +245,11 @@ async def list_objects_v2(ctx: Context) -> Response:
     if page.is_truncated and page.next_marker is not None:
         parts.append(f"<NextContinuationToken>{_token(page.next_marker)}</NextContinuationToken>")
     with_owner = ctx.request.arg("fetch-owner") == "true"
-    parts += [_contents(ctx, page.contents, encode, with_owner), listing.common_prefixes(), "</ListBucketResult>"]
+    parts += [
+        _contents(ctx, page.contents, encode, with_owner),
+        listing.common_prefixes(),
+        "</ListBucketResult>",
+    ]
     return xml_response("".join(parts))
 
 
@@ -235,12 +259,16 @@ async def list_object_versions(ctx: Context) -> Response:
     listing = _list(ctx, key_marker)
     page, encode = listing.page, listing.encode
     parts = [
-        f'<ListVersionsResult xmlns="{xmlio.S3_NAMESPACE}"><Name>{xmlio.text(ctx.bucket)}</Name>', listing.head(),
-        f"<KeyMarker>{encode(key_marker)}</KeyMarker><VersionIdMarker></VersionIdMarker>", listing.truncated(),
+        f'<ListVersionsResult xmlns="{xmlio.S3_NAMESPACE}"><Name>{xmlio.text(ctx.bucket)}</Name>',
+        listing.head(),
+        f"<KeyMarker>{encode(key_marker)}</KeyMarker><VersionIdMarker></VersionIdMarker>",
+        listing.truncated(),
     ]
     if page.is_truncated and page.next_marker is not None:
-        parts.append(f"<NextKeyMarker>{encode(page.next_marker)}</NextKeyMarker>"
-                     "<NextVersionIdMarker>null</NextVersionIdMarker>")
+        parts.append(
+            f"<NextKeyMarker>{encode(page.next_marker)}</NextKeyMarker>"
+            "<NextVersionIdMarker>null</NextVersionIdMarker>"
+        )
     parts.extend(
         f"<Version><Key>{encode(r.key)}</Key><VersionId>null</VersionId><IsLatest>true</IsLatest>"
         f"<LastModified>{xmlio.iso8601(r.mtime)}</LastModified><ETag>&quot;{r.etag}&quot;</ETag>"
@@ -286,8 +314,18 @@ async def list_multipart_uploads(ctx: Context) -> Response:
                 next_key, next_upload = prefixes[-1], ""
                 successor = prefix_successor(rolled)
                 if successor is None:
-                    return _uploads_response(ctx, encode, key_marker, upload_marker, next_key, next_upload,
-                                             max_uploads, False, uploads_xml, prefixes)
+                    return _uploads_response(
+                        ctx,
+                        encode,
+                        key_marker,
+                        upload_marker,
+                        next_key,
+                        next_upload,
+                        max_uploads,
+                        False,
+                        uploads_xml,
+                        prefixes,
+                    )
                 cursor = (successor, "")
                 break
             next_key, next_upload = upload.key, upload.upload_id
@@ -301,13 +339,32 @@ async def list_multipart_uploads(ctx: Context) -> Response:
         else:
             if len(batch) < 256:
                 break
-    return _uploads_response(ctx, encode, key_marker, upload_marker, next_key, next_upload, max_uploads,
-                             truncated, uploads_xml, prefixes)
+    return _uploads_response(
+        ctx,
+        encode,
+        key_marker,
+        upload_marker,
+        next_key,
+        next_upload,
+        max_uploads,
+        truncated,
+        uploads_xml,
+        prefixes,
+    )
 
 
-def _uploads_response(ctx: Context, encode: Encoder, key_marker: str, upload_marker: str, next_key: str,
-                      next_upload: str, max_uploads: int, truncated: bool, uploads_xml: list[str],
-                      prefixes: list[str]) -> Response:
+def _uploads_response(
+    ctx: Context,
+    encode: Encoder,
+    key_marker: str,
+    upload_marker: str,
+    next_key: str,
+    next_upload: str,
+    max_uploads: int,
+    truncated: bool,
+    uploads_xml: list[str],
+    prefixes: list[str],
+) -> Response:
     body = [
         f'<ListMultipartUploadsResult xmlns="{xmlio.S3_NAMESPACE}"><Bucket>{xmlio.text(ctx.bucket)}</Bucket>',
         f"<KeyMarker>{encode(key_marker)}</KeyMarker><UploadIdMarker>{xmlio.text(upload_marker)}</UploadIdMarker>",

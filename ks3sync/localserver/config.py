@@ -49,5 +49,7 @@ class ServerConfig:
         return 0 if self.fsync else 64 * 1024
 
     def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
-        return (f"ServerConfig(root={str(self.root)!r}, host={self.host!r}, port={self.port}, "
-                f"access_key={self.access_key!r}, secret_key='***')")
+        return (
+            f"ServerConfig(root={str(self.root)!r}, host={self.host!r}, port={self.port}, "
+            f"access_key={self.access_key!r}, secret_key='***')"
+        )

@@ -49,9 +49,15 @@ class Context:
         try:
             value = int(raw)
         except ValueError as exc:
-            raise S3Error("InvalidArgument", f"{name} must be an integer.",
-                          extra={"ArgumentName": name, "ArgumentValue": raw}) from exc
+            raise S3Error(
+                "InvalidArgument",
+                f"{name} must be an integer.",
+                extra={"ArgumentName": name, "ArgumentValue": raw},
+            ) from exc
         if value < low:
-            raise S3Error("InvalidArgument", f"{name} must be at least {low}.",
-                          extra={"ArgumentName": name, "ArgumentValue": raw})
+            raise S3Error(
+                "InvalidArgument",
+                f"{name} must be at least {low}.",
+                extra={"ArgumentName": name, "ArgumentValue": raw},
+            )
         return min(value, high)

@@ -10,8 +10,14 @@ from __future__ import annotations
 CATALOGUE: dict[str, tuple[int, str]] = {
     "AccessDenied": (403, "Access Denied"),
     "InvalidAccessKeyId": (403, "The KS3 access key Id you provided does not exist in our records."),
-    "SignatureDoesNotMatch": (403, "The request signature we calculated does not match the signature you provided."),
-    "RequestTimeTooSkewed": (403, "The difference between the request time and the server's time is too large."),
+    "SignatureDoesNotMatch": (
+        403,
+        "The request signature we calculated does not match the signature you provided.",
+    ),
+    "RequestTimeTooSkewed": (
+        403,
+        "The difference between the request time and the server's time is too large.",
+    ),
     "InvalidObjectState": (403, "The operation is not valid for the object's storage class or state."),
     "NoSuchBucket": (404, "The specified bucket does not exist."),
     "NoSuchKey": (404, "The specified key does not exist."),
@@ -33,11 +39,18 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "InvalidStorageClass": (400, "The storage class you specified is not valid."),
     "InvalidRequest": (400, "Invalid Request"),
     "MalformedXML": (400, "The XML you provided was not well-formed or did not validate against our schema."),
-    "IncompleteBody": (400, "You did not provide the number of bytes specified by the Content-Length header."),
-    "RequestTimeout": (400, "Your socket connection to the server was not read from or written to within the "
-                            "timeout period."),
-    "XAmzContentSHA256Mismatch": (400, "The provided 'x-amz-content-sha256' header does not match what was "
-                                       "computed."),
+    "IncompleteBody": (
+        400,
+        "You did not provide the number of bytes specified by the Content-Length header.",
+    ),
+    "RequestTimeout": (
+        400,
+        "Your socket connection to the server was not read from or written to within the timeout period.",
+    ),
+    "XAmzContentSHA256Mismatch": (
+        400,
+        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    ),
     "TooManyBuckets": (400, "You have attempted to create more buckets than allowed."),
     "InvalidURI": (400, "Could not parse the specified URI."),
     "MissingSecurityHeader": (400, "Your request is missing a required header."),

@@ -39,8 +39,13 @@ class ClientGone(Exception):
 
 
 class BodyReader:
-    def __init__(self, receive: Receive, timeout: float, expected_sha256: str | None,
-                 decoder: ChunkedDecoder | None = None) -> None:
+    def __init__(
+        self,
+        receive: Receive,
+        timeout: float,
+        expected_sha256: str | None,
+        decoder: ChunkedDecoder | None = None,
+    ) -> None:
         self._receive = receive
         self._decoder = decoder  # aws-chunked framing, removed here so handlers see only the payload
         self._timeout = timeout
@@ -81,9 +86,13 @@ class BodyReader:
 
     def _check_payload_hash(self) -> None:
         if self._sha256 is not None and self._sha256.hexdigest() != self._expected_sha256:
-            raise S3Error("XAmzContentSHA256Mismatch",
-                          extra={"ClientComputedContentSHA256": self._expected_sha256 or "",
-                                 "S3ComputedContentSHA256": self._sha256.hexdigest()})
+            raise S3Error(
+                "XAmzContentSHA256Mismatch",
+                extra={
+                    "ClientComputedContentSHA256": self._expected_sha256 or "",
+                    "S3ComputedContentSHA256": self._sha256.hexdigest(),
+                },
+            )
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as the connection delivers it (typically 64-256 KiB pieces), without copying."""

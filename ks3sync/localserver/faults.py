@@ -13,8 +13,14 @@ import random
 import threading
 from dataclasses import dataclass
 
-_CODES = {500: "InternalError", 502: "BadGateway", 503: "SlowDown", 504: "GatewayTimeout",
-          408: "RequestTimeout", 429: "SlowDown"}
+_CODES = {
+    500: "InternalError",
+    502: "BadGateway",
+    503: "SlowDown",
+    504: "GatewayTimeout",
+    408: "RequestTimeout",
+    429: "SlowDown",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +34,14 @@ class Fault:
 
 
 class FaultInjector:
-    def __init__(self, fault_rate: float, fault_codes: tuple[int, ...], drop_rate: float, latency_ms: float,
-                 seed: int | None) -> None:
+    def __init__(
+        self,
+        fault_rate: float,
+        fault_codes: tuple[int, ...],
+        drop_rate: float,
+        latency_ms: float,
+        seed: int | None,
+    ) -> None:
         if not 0 <= fault_rate <= 1 or not 0 <= drop_rate <= 1 or fault_rate + drop_rate > 1:
             raise ValueError("fault rate and drop rate must be in [0, 1] and sum to at most 1")
         if fault_rate and not fault_codes:

@@ -65,7 +65,9 @@ def declared_length(ctx: Context) -> int | None:
     except ValueError as exc:
         raise S3Error("InvalidArgument", "Content-Length is not an integer.") from exc
     if length > MAX_SINGLE_PUT:
-        raise S3Error("EntityTooLarge", extra={"ProposedSize": str(length), "MaxSizeAllowed": str(MAX_SINGLE_PUT)})
+        raise S3Error(
+            "EntityTooLarge", extra={"ProposedSize": str(length), "MaxSizeAllowed": str(MAX_SINGLE_PUT)}
+        )
     return length
 
 
@@ -87,7 +89,7 @@ class _Digester:
         if written < total:  # a short write to a regular file: finish it the slow way
             rest = b"".join(chunks)[written:]
             while rest:
-                rest = rest[os.write(self.fd, rest):]
+                rest = rest[os.write(self.fd, rest) :]
         self.size += total
 
 
@@ -96,8 +98,11 @@ def _check_digests(ctx: Context, digest: bytes, crc: int, expected_md5: bytes | 
         raise S3Error("BadDigest" if ctx.amz else "InvalidDigest")
     crc_header = ctx.request.headers.get("x-kss-checksum-crc64ecma")
     if crc_header is not None and crc_header.strip() != str(crc):
-        raise S3Error("InvalidDigest", "The x-kss-checksum-crc64ecma you specified did not match the body.",
-                      extra={"ClientCRC64": crc_header, "ServerCRC64": str(crc)})
+        raise S3Error(
+            "InvalidDigest",
+            "The x-kss-checksum-crc64ecma you specified did not match the body.",
+            extra={"ClientCRC64": crc_header, "ServerCRC64": str(crc)},
+        )
 
 
 async def _receive_inline(ctx: Context, declared: int, expected_md5: bytes | None) -> Received:

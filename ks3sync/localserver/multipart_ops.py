@@ -65,8 +65,11 @@ def _open_upload(ctx: Context, upload_id: str) -> UploadRecord | None:
 def _part_number(ctx: Context) -> int:
     raw = ctx.request.arg("partNumber") or ""
     if not (raw.isascii() and raw.isdigit()) or not 1 <= bounded_int(raw) <= MAX_PART_NUMBER:
-        raise S3Error("InvalidArgument", f"Part number must be an integer between 1 and {MAX_PART_NUMBER}.",
-                      extra={"ArgumentName": "partNumber", "ArgumentValue": raw[:40]})
+        raise S3Error(
+            "InvalidArgument",
+            f"Part number must be an integer between 1 and {MAX_PART_NUMBER}.",
+            extra={"ArgumentName": "partNumber", "ArgumentValue": raw[:40]},
+        )
     return int(raw)
 
 
@@ -78,7 +81,10 @@ async def initiate(ctx: Context) -> Response:
     await ctx.body.drain()
     headers = ctx.request.headers
     upload = ctx.storage.create_upload(
-        ctx.bucket, ctx.key, policy.storage_class(headers), policy.canned_acl(headers, policy.OBJECT_ACLS),
+        ctx.bucket,
+        ctx.key,
+        policy.storage_class(headers),
+        policy.canned_acl(headers, policy.OBJECT_ACLS),
         policy.stored_headers(headers),
     )
     # The SDK addresses every later request to the <Key> echoed here: it must be the exact key.
@@ -88,7 +94,9 @@ async def initiate(ctx: Context) -> Response:
     )
 
 
-def _store_part(ctx: Context, upload_id: str, number: int, size: int, etag: str, crc: int, data_id: str) -> None:
+def _store_part(
+    ctx: Context, upload_id: str, number: int, size: int, etag: str, crc: int, data_id: str
+) -> None:
     if not ctx.storage.upload_exists(upload_id):  # aborted or completed while the part was arriving
         ctx.storage.remove_data([data_id])
         raise S3Error("NoSuchUpload", extra={"UploadId": upload_id})
@@ -105,8 +113,9 @@ async def upload_part(ctx: Context) -> Response:
     slot = storage.open_part_slot(upload.upload_id, number, declared_length(ctx))
     try:
         received = await receive_body(ctx, allow_inline=False, slot=slot)
-        _store_part(ctx, upload.upload_id, number, received.size, received.etag, received.crc64,
-                    received.body.data_id)
+        _store_part(
+            ctx, upload.upload_id, number, received.size, received.etag, received.crc64, received.body.data_id
+        )
     finally:
         if slot is not None:
             storage.discard_slot(slot)  # closes the descriptor of a part that failed; no-op once sealed
@@ -116,13 +125,14 @@ async def upload_part(ctx: Context) -> Response:
     return Response(200, [("ETag", f'"{received.etag}"'), ("x-kss-checksum-crc64ecma", str(received.crc64))])
 
 
-def _copy_range(storage: Storage, source_id: str, first: int, length: int, temp: TempBody,
-                inline: bytes | None) -> tuple[str, int]:
+def _copy_range(
+    storage: Storage, source_id: str, first: int, length: int, temp: TempBody, inline: bytes | None
+) -> tuple[str, int]:
     """Copy bytes [first, first+length) of a body into `temp`, hashing them. Runs in a worker thread."""
     md5 = hashlib.md5()  # noqa: S324 - protocol ETag
     crc = 0
     if inline is not None:
-        block = inline[first: first + length]
+        block = inline[first : first + length]
         md5.update(block)
         os.write(temp.fd, block)
         return md5.hexdigest(), crc64(block)
@@ -248,9 +258,15 @@ def _completed_again(ctx: Context, upload_id: str, requested: list[tuple[int, st
     object that upload made. Otherwise NoSuchUpload, as KS3 documents for every finished upload."""
     done = ctx.storage.completed_upload(upload_id)
     current = ctx.storage.get_object(ctx.bucket, ctx.key)
-    if (done is None or done.bucket != ctx.bucket or done.key != ctx.key or done.parts != _parts_digest(requested)
-            or ctx.now() - done.completed > COMPLETE_REPLAY_SECONDS
-            or current is None or current.data_id != done.data_id):
+    if (
+        done is None
+        or done.bucket != ctx.bucket
+        or done.key != ctx.key
+        or done.parts != _parts_digest(requested)
+        or ctx.now() - done.completed > COMPLETE_REPLAY_SECONDS
+        or current is None
+        or current.data_id != done.data_id
+    ):
         raise S3Error("NoSuchUpload", extra={"UploadId": upload_id})
     return _complete_response(ctx, done.etag, done.crc64)
 
@@ -265,14 +281,20 @@ async def _complete(ctx: Context, upload: UploadRecord, requested: list[tuple[in
         previous = number
         part = stored.get(number)
         if part is None or part.etag != etag:
-            raise S3Error("InvalidPart", extra={"UploadId": upload.upload_id, "PartNumber": str(number),
-                                                "ETag": etag})
+            raise S3Error(
+                "InvalidPart", extra={"UploadId": upload.upload_id, "PartNumber": str(number), "ETag": etag}
+            )
         chosen.append(part)
     for part in chosen[:-1]:
         if part.size < MIN_PART_SIZE:
-            raise S3Error("EntityTooSmall", extra={"PartNumber": str(part.part_number),
-                                                   "ProposedSize": str(part.size),
-                                                   "MinSizeAllowed": str(MIN_PART_SIZE)})
+            raise S3Error(
+                "EntityTooSmall",
+                extra={
+                    "PartNumber": str(part.part_number),
+                    "ProposedSize": str(part.size),
+                    "MinSizeAllowed": str(MIN_PART_SIZE),
+                },
+            )
     storage = ctx.storage
     sealed = await _assemble(storage, upload.upload_id, chosen)
     md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
@@ -281,15 +303,29 @@ async def _complete(ctx: Context, upload: UploadRecord, requested: list[tuple[in
     for part in chosen:
         crc = combine(crc, part.crc64, part.size)
     record = ObjectRecord(
-        bucket=ctx.bucket, key=ctx.key, size=sum(p.size for p in chosen), etag=etag, crc64=crc, mtime=ctx.now(),
-        storage_class=upload.storage_class, acl=upload.acl, headers=upload.headers, data_id=sealed.data_id,
+        bucket=ctx.bucket,
+        key=ctx.key,
+        size=sum(p.size for p in chosen),
+        etag=etag,
+        crc64=crc,
+        mtime=ctx.now(),
+        storage_class=upload.storage_class,
+        acl=upload.acl,
+        headers=upload.headers,
+        data_id=sealed.data_id,
         restore_state="frozen" if upload.storage_class in policy.ARCHIVE_CLASSES else None,
     )
     if not storage.upload_exists(upload.upload_id):  # aborted while assembling
         storage.remove_data([sealed.data_id])
         raise S3Error("NoSuchUpload", extra={"UploadId": upload.upload_id})
-    storage.remove_data(storage.finish_upload(upload.upload_id, record, _parts_digest(requested),
-                                              forget_before=record.mtime - COMPLETE_REPLAY_SECONDS))
+    storage.remove_data(
+        storage.finish_upload(
+            upload.upload_id,
+            record,
+            _parts_digest(requested),
+            forget_before=record.mtime - COMPLETE_REPLAY_SECONDS,
+        )
+    )
     return _complete_response(ctx, etag, crc)
 
 

@@ -46,7 +46,11 @@ def current_restore(record: ObjectRecord, now: float) -> ObjectRecord:
     """The record with its restore state advanced to `now` (restores finish and lapse with time)."""
     if record.restore_state == "ongoing" and record.restore_ready is not None and now >= record.restore_ready:
         record = replace(record, restore_state="restored")
-    if record.restore_state == "restored" and record.restore_expiry is not None and now >= record.restore_expiry:
+    if (
+        record.restore_state == "restored"
+        and record.restore_expiry is not None
+        and now >= record.restore_expiry
+    ):
         record = replace(record, restore_state="frozen", restore_ready=None, restore_expiry=None)
     return record
 
@@ -63,8 +67,12 @@ def object_headers(ctx: Context, record: ObjectRecord) -> list[tuple[str, str]]:
     if record.restore_state == "ongoing":
         headers.append((ctx.kss("restore"), 'ongoing-request="true"'))
     elif record.restore_state == "restored" and record.restore_expiry is not None:
-        headers.append((ctx.kss("restore"),
-                        f'ongoing-request="false", expiry-date="{xmlio.http_date(record.restore_expiry)}"'))
+        headers.append(
+            (
+                ctx.kss("restore"),
+                f'ongoing-request="false", expiry-date="{xmlio.http_date(record.restore_expiry)}"',
+            )
+        )
     return headers
 
 
@@ -83,8 +91,15 @@ async def put_object(ctx: Context) -> Response:
         raise S3Error("KeyAlreadyExists")
     received = await receive_body(ctx)
     record = ObjectRecord(
-        bucket=ctx.bucket, key=ctx.key, size=received.size, etag=received.etag, crc64=received.crc64,
-        mtime=ctx.now(), storage_class=storage_class, acl=acl, headers=stored_headers,
+        bucket=ctx.bucket,
+        key=ctx.key,
+        size=received.size,
+        etag=received.etag,
+        crc64=received.crc64,
+        mtime=ctx.now(),
+        storage_class=storage_class,
+        acl=acl,
+        headers=stored_headers,
         data_id=received.body.data_id,
         restore_state="frozen" if storage_class in policy.ARCHIVE_CLASSES else None,
     )
@@ -145,12 +160,16 @@ def check_conditions(headers: dict[str, str], record: ObjectRecord, prefix: str 
         when = _http_time(since) if since else None
         unchanged = when is not None and last_modified <= when
     if unchanged and prefix:
-        raise S3Error("PreconditionFailed", extra={"Condition": "If-None-Match"
-                                                   if if_none_match is not None else "If-Modified-Since"})
+        raise S3Error(
+            "PreconditionFailed",
+            extra={"Condition": "If-None-Match" if if_none_match is not None else "If-Modified-Since"},
+        )
     if unchanged:
         # RFC 9110 15.4.5: a 304 carries the validators a 200 would (caches and S3 tools compare the ETag)
         validators = [("ETag", f'"{record.etag}"'), ("Last-Modified", xmlio.http_date(record.mtime))]
-        validators += [(name, value) for name, value in record.headers.items() if name in ("Cache-Control", "Expires")]
+        validators += [
+            (name, value) for name, value in record.headers.items() if name in ("Cache-Control", "Expires")
+        ]
         raise S3Error("NotModified", status=304, headers=validators)
 
 
@@ -167,16 +186,22 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first_s == "":
         suffix = bounded_int(last_s)
         if suffix == 0 or size == 0:
-            raise S3Error("InvalidRange", headers=[("Content-Range", f"bytes */{size}")],
-                          extra={"ActualObjectSize": str(size)})
+            raise S3Error(
+                "InvalidRange",
+                headers=[("Content-Range", f"bytes */{size}")],
+                extra={"ActualObjectSize": str(size)},
+            )
         return max(size - suffix, 0), size - 1
     first = bounded_int(first_s)
     last = bounded_int(last_s) if last_s else None
     if last is not None and last < first:  # syntactically invalid: ignored, as RFC 7233 says
         return None
     if first >= size:
-        raise S3Error("InvalidRange", headers=[("Content-Range", f"bytes */{size}")],
-                      extra={"ActualObjectSize": str(size)})
+        raise S3Error(
+            "InvalidRange",
+            headers=[("Content-Range", f"bytes */{size}")],
+            extra={"ActualObjectSize": str(size)},
+        )
     return first, size - 1 if last is None else min(last, size - 1)
 
 
@@ -184,15 +209,19 @@ async def _get_or_head(ctx: Context, with_body: bool) -> Response:
     record = _readable_object(ctx)
     check_conditions(ctx.request.headers, record)
     if with_body and record.storage_class in policy.ARCHIVE_CLASSES and record.restore_state != "restored":
-        raise S3Error("InvalidObjectState", "The object is archived; restore it before reading it.",
-                      extra={"StorageClass": record.storage_class})
+        raise S3Error(
+            "InvalidObjectState",
+            "The object is archived; restore it before reading it.",
+            extra={"StorageClass": record.storage_class},
+        )
     headers = object_headers(ctx, record)
     for param, header in RESPONSE_OVERRIDES.items():
         value = ctx.request.arg(param)
         if value is not None:
             if not _HEADER_VALUE.fullmatch(value):
-                raise S3Error("InvalidArgument", f"{param} must be a valid header value.",
-                              extra={"ArgumentName": param})
+                raise S3Error(
+                    "InvalidArgument", f"{param} must be a valid header value.", extra={"ArgumentName": param}
+                )
             headers = [(n, v) for n, v in headers if n != header]
             headers.append((header, value))
     byte_range = parse_range(ctx.request.headers.get("range"), record.size)
@@ -204,7 +233,7 @@ async def _get_or_head(ctx: Context, with_body: bool) -> Response:
     if not with_body:
         return Response(status, headers)
     if is_inline(record.data_id):
-        return Response(status, headers, ctx.storage.read_inline(record.data_id)[first: first + length])
+        return Response(status, headers, ctx.storage.read_inline(record.data_id)[first : first + length])
     return Response(status, headers, file=FileBody(ctx.storage.data_path(record.data_id), first, length))
 
 
@@ -238,8 +267,11 @@ def parse_copy_source(ctx: Context) -> tuple[str, str]:
     source = source.split("?versionId=", 1)[0]
     bucket, slash, encoded_key = source.lstrip("/").partition("/")
     if not slash or not bucket or not encoded_key:
-        raise S3Error("InvalidArgument", "x-kss-copy-source must be /bucket/key.",
-                      extra={"ArgumentName": "x-kss-copy-source"})
+        raise S3Error(
+            "InvalidArgument",
+            "x-kss-copy-source must be /bucket/key.",
+            extra={"ArgumentName": "x-kss-copy-source"},
+        )
     key = unquote(encoded_key) if ctx.amz else unquote_plus(encoded_key)
     return unquote(bucket), key
 
@@ -256,7 +288,9 @@ def readable_source(ctx: Context) -> ObjectRecord:
     if record.storage_class in policy.ARCHIVE_CLASSES and record.restore_state != "restored":
         raise S3Error("InvalidObjectState", "The source object is archived; restore it first.")
     # x-kss-copy-source-if-match etc. (x-amz-copy-source-* for S3 tools): 412 when they do not hold
-    check_conditions(ctx.request.headers, record, prefix="x-amz-copy-source-" if ctx.amz else "x-kss-copy-source-")
+    check_conditions(
+        ctx.request.headers, record, prefix="x-amz-copy-source-" if ctx.amz else "x-kss-copy-source-"
+    )
     return record
 
 
@@ -266,8 +300,11 @@ def _changes_attributes(headers: dict[str, str], source: ObjectRecord) -> bool:
     storage_class = policy.kss_header(headers, "storage-class")
     if storage_class is not None and storage_class.upper() != source.storage_class:
         return True
-    return any(name.startswith(("x-kss-server-side-encryption", "x-amz-server-side-encryption"))
-               or name == "x-amz-website-redirect-location" for name in headers)
+    return any(
+        name.startswith(("x-kss-server-side-encryption", "x-amz-server-side-encryption"))
+        or name == "x-amz-website-redirect-location"
+        for name in headers
+    )
 
 
 def _whole_md5(path: str) -> str:
@@ -289,11 +326,17 @@ async def copy_object(ctx: Context) -> Response:
     directive = (policy.kss_header(headers, "metadata-directive") or "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise S3Error("InvalidArgument", "x-kss-metadata-directive must be COPY or REPLACE.")
-    if (source.bucket, source.key) == (ctx.bucket, ctx.key) and directive == "COPY" and not _changes_attributes(
-            headers, source):
-        raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
-                                        "itself without changing the object's metadata, storage class, website "
-                                        "redirect location or encryption attributes.")
+    if (
+        (source.bucket, source.key) == (ctx.bucket, ctx.key)
+        and directive == "COPY"
+        and not _changes_attributes(headers, source)
+    ):
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to "
+            "itself without changing the object's metadata, storage class, website "
+            "redirect location or encryption attributes.",
+        )
     stored = policy.stored_headers(headers) if directive == "REPLACE" else dict(source.headers)
     if directive == "COPY" and policy.kss_header(headers, "tagging") is not None:
         stored["@tagging"] = policy.kss_header(headers, "tagging") or ""
@@ -306,15 +349,25 @@ async def copy_object(ctx: Context) -> Response:
         etag = await storage.run_io(_whole_md5, storage.data_path(new_id))
     now = ctx.now()
     record = ObjectRecord(
-        bucket=ctx.bucket, key=ctx.key, size=source.size, etag=etag, crc64=source.crc64, mtime=now,
-        storage_class=storage_class, acl=acl, headers=stored, data_id=new_id,
+        bucket=ctx.bucket,
+        key=ctx.key,
+        size=source.size,
+        etag=etag,
+        crc64=source.crc64,
+        mtime=now,
+        storage_class=storage_class,
+        acl=acl,
+        headers=stored,
+        data_id=new_id,
         restore_state="frozen" if storage_class in policy.ARCHIVE_CLASSES else None,
     )
     replaced = storage.put_object(record)
     if replaced:
         storage.remove_data([replaced])
-    body = (f"<CopyObjectResult><LastModified>{xmlio.iso8601(now)}</LastModified>"
-            f"<ETag>&quot;{etag}&quot;</ETag></CopyObjectResult>")
+    body = (
+        f"<CopyObjectResult><LastModified>{xmlio.iso8601(now)}</LastModified>"
+        f"<ETag>&quot;{etag}&quot;</ETag></CopyObjectResult>"
+    )
     response = xml_response(body)
     response.headers.append(("x-kss-checksum-crc64ecma", str(source.crc64)))
     return response
@@ -356,7 +409,9 @@ async def get_object_tagging(ctx: Context) -> Response:
     for pair in record.headers.get("@tagging", "").split("&"):
         if pair:
             name, _, value = pair.partition("=")
-            tags.append(f"<Tag><Key>{xmlio.text(unquote(name))}</Key><Value>{xmlio.text(unquote(value))}</Value></Tag>")
+            tags.append(
+                f"<Tag><Key>{xmlio.text(unquote(name))}</Key><Value>{xmlio.text(unquote(value))}</Value></Tag>"
+            )
     return xml_response(f"<Tagging><TagSet>{''.join(tags)}</TagSet></Tagging>")
 
 

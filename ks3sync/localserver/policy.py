@@ -13,14 +13,26 @@ from ks3sync.localserver import xmlio
 from ks3sync.localserver.errors import S3Error
 
 OWNER_ID = "1234567"
-ALL_USERS_URIS = ("http://acs.ksyun.com/groups/global/AllUsers", "http://acs.amazonaws.com/groups/global/AllUsers")
+ALL_USERS_URIS = (
+    "http://acs.ksyun.com/groups/global/AllUsers",
+    "http://acs.amazonaws.com/groups/global/AllUsers",
+)
 
 BUCKET_ACLS = frozenset({"private", "public-read", "public-read-write"})
 OBJECT_ACLS = frozenset({"private", "public-read", "public-read-write"})
-STORAGE_CLASSES = frozenset({
-    "STANDARD", "STANDARD_IA", "IA", "DEEP_IA", "ARCHIVE", "DEEP_COLD_ARCHIVE",
-    "EXTREME_PL1", "EXTREME_PL2", "EXTREME_PL3",
-})
+STORAGE_CLASSES = frozenset(
+    {
+        "STANDARD",
+        "STANDARD_IA",
+        "IA",
+        "DEEP_IA",
+        "ARCHIVE",
+        "DEEP_COLD_ARCHIVE",
+        "EXTREME_PL1",
+        "EXTREME_PL2",
+        "EXTREME_PL3",
+    }
+)
 ARCHIVE_CLASSES = frozenset({"ARCHIVE", "DEEP_COLD_ARCHIVE"})
 MAX_KEY_BYTES = 1024
 
@@ -61,8 +73,11 @@ def canned_acl(headers: dict[str, str], allowed: frozenset[str], default: str = 
     if value is None:
         return default
     if value not in allowed:
-        raise S3Error("InvalidArgument", f"Unsupported canned ACL {value!r}.",
-                      extra={"ArgumentName": "x-kss-acl", "ArgumentValue": value})
+        raise S3Error(
+            "InvalidArgument",
+            f"Unsupported canned ACL {value!r}.",
+            extra={"ArgumentName": "x-kss-acl", "ArgumentValue": value},
+        )
     return value
 
 
@@ -71,14 +86,19 @@ def storage_class(headers: dict[str, str], default: str = "STANDARD") -> str:
     if value is None:
         return default
     if value not in STORAGE_CLASSES:
-        raise S3Error("InvalidStorageClass", f"Unsupported storage class {value!r}.",
-                      extra={"StorageClassRequested": value})
+        raise S3Error(
+            "InvalidStorageClass",
+            f"Unsupported storage class {value!r}.",
+            extra={"StorageClassRequested": value},
+        )
     return value
 
 
 def stored_headers(headers: dict[str, str]) -> dict[str, str]:
     """System headers and user metadata to keep with an object; metadata names lower-cased, KS3-named."""
-    stored = {response: headers[request] for request, response in SYSTEM_HEADERS.items() if request in headers}
+    stored = {
+        response: headers[request] for request, response in SYSTEM_HEADERS.items() if request in headers
+    }
     stored.setdefault("Content-Type", DEFAULT_CONTENT_TYPE)
     if "Content-Encoding" in stored:  # aws-chunked describes the upload's framing, not the object
         encodings = [e.strip() for e in stored["Content-Encoding"].split(",") if e.strip() != "aws-chunked"]
@@ -90,7 +110,7 @@ def stored_headers(headers: dict[str, str]) -> dict[str, str]:
         if name.startswith("x-kss-meta-"):
             stored[name] = value
         elif name.startswith("x-amz-meta-"):
-            stored["x-kss-meta-" + name[len("x-amz-meta-"):]] = value
+            stored["x-kss-meta-" + name[len("x-amz-meta-") :]] = value
     sse = kss_header(headers, "server-side-encryption")
     if sse:
         stored["x-kss-server-side-encryption"] = sse
@@ -107,13 +127,16 @@ def response_headers(stored: dict[str, str], amz: bool) -> list[tuple[str, str]]
         if name.startswith("@"):
             continue
         if amz and name.startswith("x-kss-"):
-            name = "x-amz-" + name[len("x-kss-"):]
+            name = "x-amz-" + name[len("x-kss-") :]
         out.append((name, value))
     return out
 
 
 def anonymous_may_read(bucket_acl: str, object_acl: str | None) -> bool:
-    return object_acl in ("public-read", "public-read-write") or bucket_acl in ("public-read", "public-read-write")
+    return object_acl in ("public-read", "public-read-write") or bucket_acl in (
+        "public-read",
+        "public-read-write",
+    )
 
 
 def anonymous_may_write(bucket_acl: str) -> bool:

@@ -81,8 +81,13 @@ def _status_line(status: int) -> bytes:
 
 def _error_response(status: int, code: str, message: str) -> bytes:
     body = xmlio.document(f"<Error><Code>{code}</Code><Message>{xmlio.text(message)}</Message></Error>")
-    return (_status_line(status) + b"Content-Type: application/xml\r\nContent-Length: "
-            + str(len(body)).encode("ascii") + b"\r\nConnection: close\r\n\r\n" + body)
+    return (
+        _status_line(status)
+        + b"Content-Type: application/xml\r\nContent-Length: "
+        + str(len(body)).encode("ascii")
+        + b"\r\nConnection: close\r\n\r\n"
+        + body
+    )
 
 
 class _Exchange:
@@ -139,7 +144,9 @@ class _Exchange:
             lower = name.lower()
             if lower == b"content-length":
                 length = int(value)
-            elif lower == b"connection" and b"close" in [token.strip().lower() for token in value.split(b",")]:
+            elif lower == b"connection" and b"close" in [
+                token.strip().lower() for token in value.split(b",")
+            ]:
                 cycle.keep_alive = False
                 has_close = True
             elif lower == b"transfer-encoding":
@@ -204,8 +211,11 @@ class _Exchange:
         try:
             await asyncio.wait_for(cycle.flow.drain(), self.write_timeout)
         except TimeoutError:
-            logger.info("dropped %s: it read nothing of its response for %g s", cycle.scope.get("client"),
-                        self.write_timeout)
+            logger.info(
+                "dropped %s: it read nothing of its response for %g s",
+                cycle.scope.get("client"),
+                self.write_timeout,
+            )
             cycle.disconnected = True
             cycle.transport.abort()
 
@@ -238,7 +248,9 @@ class KS3HttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         # uvicorn arms its keep-alive timer after each response only: a connection that never sends a
         # byte would stay open for good. The first byte cancels it, as for a kept-alive connection.
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -279,8 +291,11 @@ class KS3HttpProtocol(HttpToolsProtocol):
         # not calling it saves a Python call per header (~8 per request), with the count check added.
         headers = self.headers
         if len(headers) >= self.limits.max_header_count:
-            self._stop(400, "RequestHeaderSectionTooLarge",
-                       f"A request may carry at most {self.limits.max_header_count} header fields.")
+            self._stop(
+                400,
+                "RequestHeaderSectionTooLarge",
+                f"A request may carry at most {self.limits.max_header_count} header fields.",
+            )
         name = name.lower()
         value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace, which is not part of the value
         if name == b"expect" and value.lower() == b"100-continue":
@@ -293,8 +308,9 @@ class KS3HttpProtocol(HttpToolsProtocol):
         self._in_head = False
         # What arrived since the head began bounds its size; only a read that crossed the limit (it may
         # also hold body bytes), or a head not counted from its start, needs the head itself measured.
-        if ((self._head_bytes > self.limits.max_head_bytes or self._head_uncounted)
-                and self._head_size() > self.limits.max_head_bytes):
+        if (
+            self._head_bytes > self.limits.max_head_bytes or self._head_uncounted
+        ) and self._head_size() > self.limits.max_head_bytes:
             self._stop(*self._too_large())
         if self.parser.should_upgrade():
             self._stop(400, "InvalidRequest", "Protocol upgrades and CONNECT are not supported.")
@@ -330,15 +346,21 @@ class KS3HttpProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        self._refuse(400, "RequestTimeout",
-                     f"The request head did not arrive within {self.limits.head_timeout:g} seconds.")
+        self._refuse(
+            400,
+            "RequestTimeout",
+            f"The request head did not arrive within {self.limits.head_timeout:g} seconds.",
+        )
 
     def _head_size(self) -> int:
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _too_large(self) -> tuple[int, str, str]:
-        return (400, "RequestHeaderSectionTooLarge",
-                f"The request head exceeds the maximum allowed size of {self.limits.max_head_bytes} bytes.")
+        return (
+            400,
+            "RequestHeaderSectionTooLarge",
+            f"The request head exceeds the maximum allowed size of {self.limits.max_head_bytes} bytes.",
+        )
 
     def _stop(self, status: int, code: str, message: str) -> None:
         """In a parser callback: stop parsing here; data_received answers."""

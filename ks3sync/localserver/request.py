@@ -71,8 +71,9 @@ def _decode(segment: str) -> str:
     try:
         return unquote(segment, encoding="utf-8", errors="strict")
     except UnicodeDecodeError as exc:
-        raise S3Error("InvalidURI", "The request path is not valid UTF-8 after percent-decoding.",
-                      status=400) from exc
+        raise S3Error(
+            "InvalidURI", "The request path is not valid UTF-8 after percent-decoding.", status=400
+        ) from exc
 
 
 def split_target(raw_path: str, host: str, virtual_host_domain: str | None) -> tuple[str | None, str | None]:

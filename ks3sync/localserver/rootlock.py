@@ -44,8 +44,9 @@ class RootInUse(Exception):
         self.root = root
         self.owner = owner
         pid = f"PID {owner.pid}" if owner.pid is not None else "PID unknown"
-        super().__init__(f"{root}: storage root in use by another process ({pid}); "
-                         f"stop it, or use the server it runs")
+        super().__init__(
+            f"{root}: storage root in use by another process ({pid}); stop it, or use the server it runs"
+        )
 
 
 def _read_pid(root: Path) -> int | None:
@@ -121,7 +122,9 @@ class RootLock:
                     owner = current_owner(root)
                     if owner is not None:
                         raise RootInUse(root, owner) from None
-                    time.sleep(0.001)  # only another process's probe (current_owner) held it, for microseconds
+                    time.sleep(
+                        0.001
+                    )  # only another process's probe (current_owner) held it, for microseconds
             else:
                 raise RootInUse(root, Owner(None))
         except BaseException:

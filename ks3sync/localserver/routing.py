@@ -20,8 +20,23 @@ from ks3sync.localserver.request import Request
 Handler = Callable[[Context], Awaitable[Response]]
 
 # Bucket sub-resources that real KS3 has and this server does not implement (answered 501).
-_UNSUPPORTED_BUCKET = ("policy", "cors", "lifecycle", "logging", "website", "crr", "versioning", "tagging",
-                       "notification", "encryption", "inventory", "mirror", "retention", "quota", "replication")
+_UNSUPPORTED_BUCKET = (
+    "policy",
+    "cors",
+    "lifecycle",
+    "logging",
+    "website",
+    "crr",
+    "versioning",
+    "tagging",
+    "notification",
+    "encryption",
+    "inventory",
+    "mirror",
+    "retention",
+    "quota",
+    "replication",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,11 @@ SHUTDOWN_SECONDS = 5
 
 def uvicorn_config(app: KS3App, config: ServerConfig, tls: tuple[Path, Path] | None = None) -> uvicorn.Config:
     """uvicorn's settings for `app`; ``tls``: (certificate chain, private key) PEM files to serve HTTPS."""
-    limits = Limits(max_head_bytes=config.max_head_bytes, head_timeout=config.head_timeout,
-                    write_timeout=config.body_timeout)
+    limits = Limits(
+        max_head_bytes=config.max_head_bytes,
+        head_timeout=config.head_timeout,
+        write_timeout=config.body_timeout,
+    )
     return uvicorn.Config(
         app,
         http=protocol_class(limits),
@@ -136,7 +139,9 @@ def tune_malloc() -> bool:
         return False
 
 
-def serve_forever(config: ServerConfig, port_file: Path | None = None, tls: tuple[Path, Path] | None = None) -> int:
+def serve_forever(
+    config: ServerConfig, port_file: Path | None = None, tls: tuple[Path, Path] | None = None
+) -> int:
     """The CLI's foreground server: returns an exit status once SIGTERM/SIGINT stopped it. Raises
     RootInUse (before binding anything) when another process owns the root. ``tls``: (certificate
     chain, private key) PEM files to serve HTTPS instead of HTTP."""
@@ -144,14 +149,18 @@ def serve_forever(config: ServerConfig, port_file: Path | None = None, tls: tupl
     app = KS3App(config)  # takes the root first: a refused root binds nothing and prints nothing
     try:
         if not is_loopback(config.host):
-            print(f"WARNING: binding {config.host}, a NON-LOOPBACK address: anyone who can reach this host and "
-                  "knows the access key can read and write everything under the root.", file=sys.stderr,
-                  flush=True)
+            print(
+                f"WARNING: binding {config.host}, a NON-LOOPBACK address: anyone who can reach this host and "
+                "knows the access key can read and write everything under the root.",
+                file=sys.stderr,
+                flush=True,
+            )
         sock = bind_socket(config.host, config.port)
     except BaseException:
         app.close()
         raise
     host, port = sock.getsockname()[:2]
+
     def announce() -> None:
         # The port file first: whoever reads the announcement may then rely on the file too.
         if port_file is not None:
@@ -174,8 +183,15 @@ class EmbeddedServer:
     """The local server in a background thread: `with EmbeddedServer(root, ak, sk) as srv: srv.endpoint`.
     `start()` raises RootInUse when another process owns the root."""
 
-    def __init__(self, root: Path | str, access_key: str, secret_key: str, host: str = "127.0.0.1", port: int = 0,
-                 **options: Any) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        access_key: str,
+        secret_key: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        **options: Any,
+    ) -> None:
         self.config = ServerConfig(Path(root), access_key, secret_key, host=host, port=port, **options)
         self._sock: socket.socket | None = None
         self._server: _Server | None = None

@@ -31,9 +31,14 @@ START_WAIT = 10.0
 
 
 @contextlib.contextmanager
-def shared_server(root: Path, access_key: str, secret_key: str, *,
-                  notice: Callable[[str], None] = lambda _message: None,
-                  start_wait: float = START_WAIT) -> Iterator[str]:
+def shared_server(
+    root: Path,
+    access_key: str,
+    secret_key: str,
+    *,
+    notice: Callable[[str], None] = lambda _message: None,
+    start_wait: float = START_WAIT,
+) -> Iterator[str]:
     """The endpoint of the server on `root` for the duration of the block: this process's own, or the
     one another process runs and shares. Raises RootInUse when the root's owner does not share."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -57,8 +62,9 @@ def shared_server(root: Path, access_key: str, secret_key: str, *,
         os.close(users)
 
 
-def _join_or_start(root: Path, access_key: str, secret_key: str,
-                   start_wait: float) -> tuple[str, EmbeddedServer | None]:
+def _join_or_start(
+    root: Path, access_key: str, secret_key: str, start_wait: float
+) -> tuple[str, EmbeddedServer | None]:
     deadline = time.monotonic() + start_wait
     while True:
         try:
@@ -78,6 +84,8 @@ def _wait_for_users(users: int, root: Path, notice: Callable[[str], None]) -> No
     try:
         fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        notice(f"waiting for the other ks3sync processes using the embedded server in {root} to finish "
-               "(Ctrl-C stops it now; they then fail and can be run again)")
+        notice(
+            f"waiting for the other ks3sync processes using the embedded server in {root} to finish "
+            "(Ctrl-C stops it now; they then fail and can be run again)"
+        )
         fcntl.flock(users, fcntl.LOCK_EX)

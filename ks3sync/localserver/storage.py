@@ -295,10 +295,14 @@ class Storage:
         self.db.execute("INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         self._remove_orphan_bodies()
         # Buckets are few and change only through this object: keep them in memory, skip a query per request.
-        self._buckets = {row[0]: BucketRecord(*row) for row in self.db.execute("SELECT name, created, acl FROM buckets")}
+        self._buckets = {
+            row[0]: BucketRecord(*row) for row in self.db.execute("SELECT name, created, acl FROM buckets")
+        }
         # fsync blocks for a journal commit; many in flight at once share commits (ext4 groups them), so
         # the pool is wide rather than the default executor's cpu+4 threads.
-        self._sync_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="ks3-fsync") if fsync else None
+        self._sync_pool = (
+            ThreadPoolExecutor(max_workers=64, thread_name_prefix="ks3-fsync") if fsync else None
+        )
         self._spares = _SpareFiles(self._tmp_prefix)
         # Hashing and writing big bodies, assembling parts, copying ranges.
         self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ks3-io")
@@ -323,12 +327,19 @@ class Storage:
             leftover.unlink(missing_ok=True)
 
     def _remove_orphan_bodies(self) -> None:
-        self.db.execute("DELETE FROM inline_bodies WHERE data_id NOT IN "
-                        "(SELECT data_id FROM objects UNION SELECT data_id FROM parts)")
-        referenced = {row[0] for row in self.db.execute("SELECT data_id FROM objects UNION SELECT data_id FROM parts")}
+        self.db.execute(
+            "DELETE FROM inline_bodies WHERE data_id NOT IN "
+            "(SELECT data_id FROM objects UNION SELECT data_id FROM parts)"
+        )
+        referenced = {
+            row[0] for row in self.db.execute("SELECT data_id FROM objects UNION SELECT data_id FROM parts")
+        }
         # a part placed in its upload's assembly file keeps that whole file
-        referenced.update(assembly.file_name(assembly.parse(data_id)[0]) for data_id in list(referenced)
-                          if assembly.is_assembled(data_id))
+        referenced.update(
+            assembly.file_name(assembly.parse(data_id)[0])
+            for data_id in list(referenced)
+            if assembly.is_assembled(data_id)
+        )
         for directory in self.data_dir.iterdir():
             for body in directory.iterdir():
                 if body.name not in referenced:
@@ -403,8 +414,10 @@ class Storage:
         immutable once named, so sharing the bytes is safe."""
         if is_inline(data_id):
             new_id = "i" + secrets.token_hex(15)
-            self.db.execute("INSERT INTO inline_bodies SELECT ?, data FROM inline_bodies WHERE data_id = ?",
-                            (new_id, data_id))
+            self.db.execute(
+                "INSERT INTO inline_bodies SELECT ?, data FROM inline_bodies WHERE data_id = ?",
+                (new_id, data_id),
+            )
             return new_id
         new_id = secrets.token_hex(16)
         await self.run_io(os.link, self.data_path(data_id), self.data_path(new_id))
@@ -424,7 +437,9 @@ class Storage:
                     remaining = os.fstat(source.fileno()).st_size
                 try:
                     while remaining:
-                        copied = os.copy_file_range(source.fileno(), temp.fd, min(remaining, 1 << 30), position)
+                        copied = os.copy_file_range(
+                            source.fileno(), temp.fd, min(remaining, 1 << 30), position
+                        )
                         if copied == 0:
                             raise OSError(f"short copy from part body {data_id}")
                         remaining -= copied
@@ -432,7 +447,9 @@ class Storage:
                 except (AttributeError, OSError) as exc:
                     if isinstance(exc, OSError) and exc.errno not in _NO_COPY_RANGE:
                         raise
-                    while remaining and (block := os.pread(source.fileno(), min(remaining, 1 << 20), position)):
+                    while remaining and (
+                        block := os.pread(source.fileno(), min(remaining, 1 << 20), position)
+                    ):
                         os.write(temp.fd, block)  # not Linux, or not this fs
                         remaining -= len(block)
                         position += len(block)
@@ -469,7 +486,9 @@ class Storage:
             position = 0
             while position < size:
                 try:
-                    copied = os.copy_file_range(source.fileno(), fd, size - position, position, offset + position)
+                    copied = os.copy_file_range(
+                        source.fileno(), fd, size - position, position, offset + position
+                    )
                 except (AttributeError, OSError) as exc:
                     if isinstance(exc, OSError) and exc.errno not in _NO_COPY_RANGE:
                         raise
@@ -493,8 +512,9 @@ class Storage:
         if self._sync_pool is None:
             self._close_slot(slot, sync=False)
         else:
-            await asyncio.get_running_loop().run_in_executor(self._sync_pool, functools.partial(
-                self._close_slot, slot, sync=True))
+            await asyncio.get_running_loop().run_in_executor(
+                self._sync_pool, functools.partial(self._close_slot, slot, sync=True)
+            )
         return StoredBody(slot.data_id, slot.path)
 
     def discard_slot(self, slot: PartSlot) -> None:
@@ -558,13 +578,19 @@ class Storage:
         self.require_bucket(name)
         if self.db.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (name,)).fetchone():
             raise S3Error("BucketNotEmpty", extra={"BucketName": name})
-        uploads = [str(row[0]) for row in self.db.execute("SELECT upload_id FROM uploads WHERE bucket = ?", (name,))]
+        uploads = [
+            str(row[0]) for row in self.db.execute("SELECT upload_id FROM uploads WHERE bucket = ?", (name,))
+        ]
         unused: list[str] = []
         self.db.execute("BEGIN IMMEDIATE")
         try:
             for upload_id in uploads:
-                unused += [str(row[0]) for row in self.db.execute(
-                    "DELETE FROM parts WHERE upload_id = ? RETURNING data_id", (upload_id,))]
+                unused += [
+                    str(row[0])
+                    for row in self.db.execute(
+                        "DELETE FROM parts WHERE upload_id = ? RETURNING data_id", (upload_id,)
+                    )
+                ]
             self.db.execute("DELETE FROM uploads WHERE bucket = ?", (name,))
             self.db.execute("DELETE FROM completed_uploads WHERE bucket = ?", (name,))
             self.db.execute("DELETE FROM buckets WHERE name = ?", (name,))
@@ -580,20 +606,33 @@ class Storage:
 
     # ------------------------------------------------------------ objects
 
-    _OBJECT_COLUMNS = ("bucket, key, size, etag, crc64, mtime, storage_class, acl, headers, data_id, "
-                       "restore_state, restore_ready, restore_expiry")
+    _OBJECT_COLUMNS = (
+        "bucket, key, size, etag, crc64, mtime, storage_class, acl, headers, data_id, "
+        "restore_state, restore_ready, restore_expiry"
+    )
 
     @staticmethod
     def _object(row: tuple[Any, ...]) -> ObjectRecord:
         return ObjectRecord(
-            bucket=row[0], key=row[1].decode("utf-8"), size=row[2], etag=row[3], crc64=int(row[4]), mtime=row[5],
-            storage_class=row[6], acl=row[7], headers=json.loads(row[8]), data_id=row[9],
-            restore_state=row[10], restore_ready=row[11], restore_expiry=row[12],
+            bucket=row[0],
+            key=row[1].decode("utf-8"),
+            size=row[2],
+            etag=row[3],
+            crc64=int(row[4]),
+            mtime=row[5],
+            storage_class=row[6],
+            acl=row[7],
+            headers=json.loads(row[8]),
+            data_id=row[9],
+            restore_state=row[10],
+            restore_ready=row[11],
+            restore_expiry=row[12],
         )
 
     def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
         row = self.db.execute(
-            f"SELECT {self._OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?", (bucket, _key_bytes(key))
+            f"SELECT {self._OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?",
+            (bucket, _key_bytes(key)),
         ).fetchone()
         return self._object(row) if row else None
 
@@ -616,13 +655,26 @@ class Storage:
 
     def _put_object_row(self, record: ObjectRecord) -> str | None:
         key = _key_bytes(record.key)
-        old = self.db.execute("SELECT data_id FROM objects WHERE bucket = ? AND key = ?",
-                              (record.bucket, key)).fetchone()
+        old = self.db.execute(
+            "SELECT data_id FROM objects WHERE bucket = ? AND key = ?", (record.bucket, key)
+        ).fetchone()
         self.db.execute(
             f"INSERT OR REPLACE INTO objects ({self._OBJECT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (record.bucket, key, record.size, record.etag, str(record.crc64), record.mtime,
-             record.storage_class, record.acl, json.dumps(record.headers), record.data_id,
-             record.restore_state, record.restore_ready, record.restore_expiry),
+            (
+                record.bucket,
+                key,
+                record.size,
+                record.etag,
+                str(record.crc64),
+                record.mtime,
+                record.storage_class,
+                record.acl,
+                json.dumps(record.headers),
+                record.data_id,
+                record.restore_state,
+                record.restore_ready,
+                record.restore_expiry,
+            ),
         )
         if old and old[0] != record.data_id:
             return str(old[0])
@@ -630,14 +682,20 @@ class Storage:
 
     def delete_object(self, bucket: str, key: str) -> str | None:
         """Remove the row; returns the body's data id (the caller removes it) or None if absent."""
-        row = self.db.execute("DELETE FROM objects WHERE bucket = ? AND key = ? RETURNING data_id",
-                              (bucket, _key_bytes(key))).fetchone()
+        row = self.db.execute(
+            "DELETE FROM objects WHERE bucket = ? AND key = ? RETURNING data_id", (bucket, _key_bytes(key))
+        ).fetchone()
         return str(row[0]) if row else None
 
     def data_in_use(self, data_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM objects WHERE data_id = ? LIMIT 1", (data_id,)).fetchone() is not None
+        return (
+            self.db.execute("SELECT 1 FROM objects WHERE data_id = ? LIMIT 1", (data_id,)).fetchone()
+            is not None
+        )
 
-    def scan(self, bucket: str, after: bytes, inclusive: bool, below: bytes | None, limit: int) -> list[ListedObject]:
+    def scan(
+        self, bucket: str, after: bytes, inclusive: bool, below: bytes | None, limit: int
+    ) -> list[ListedObject]:
         """Objects with `after` < key (or <= when inclusive) and key < `below`, in byte order: one range
         scan of the primary key."""
         op = ">=" if inclusive else ">"
@@ -656,17 +714,29 @@ class Storage:
 
     # ------------------------------------------------------------ multipart
 
-    def create_upload(self, bucket: str, key: str, storage_class: str, acl: str, headers: dict[str, str]) -> UploadRecord:
+    def create_upload(
+        self, bucket: str, key: str, storage_class: str, acl: str, headers: dict[str, str]
+    ) -> UploadRecord:
         record = UploadRecord(secrets.token_hex(16), bucket, key, time.time(), storage_class, acl, headers)
         self.db.execute(
             "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (record.upload_id, bucket, _key_bytes(key), record.initiated, storage_class, acl, json.dumps(headers)),
+            (
+                record.upload_id,
+                bucket,
+                _key_bytes(key),
+                record.initiated,
+                storage_class,
+                acl,
+                json.dumps(headers),
+            ),
         )
         return record
 
     @staticmethod
     def _upload(row: tuple[Any, ...]) -> UploadRecord:
-        return UploadRecord(row[0], row[1], row[2].decode("utf-8"), row[3], row[4], row[5], json.loads(row[6]))
+        return UploadRecord(
+            row[0], row[1], row[2].decode("utf-8"), row[3], row[4], row[5], json.loads(row[6])
+        )
 
     def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadRecord:
         row = self.db.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
@@ -674,8 +744,9 @@ class Storage:
             raise S3Error("NoSuchUpload", extra={"UploadId": upload_id})
         return self._upload(row)
 
-    def list_uploads(self, bucket: str, after_key: bytes, after_upload: str, below: bytes | None,
-                     limit: int) -> list[UploadRecord]:
+    def list_uploads(
+        self, bucket: str, after_key: bytes, after_upload: str, below: bytes | None, limit: int
+    ) -> list[UploadRecord]:
         below_clause = " AND key < ?" if below is not None else ""
         args: tuple[Any, ...] = (bucket, after_key, after_key, after_upload)
         if below is not None:
@@ -688,11 +759,21 @@ class Storage:
         return [self._upload(row) for row in rows]
 
     def put_part(self, part: PartRecord) -> str | None:
-        old = self.db.execute("SELECT data_id FROM parts WHERE upload_id = ? AND part_number = ?",
-                              (part.upload_id, part.part_number)).fetchone()
+        old = self.db.execute(
+            "SELECT data_id FROM parts WHERE upload_id = ? AND part_number = ?",
+            (part.upload_id, part.part_number),
+        ).fetchone()
         self.db.execute(
             "INSERT OR REPLACE INTO parts VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (part.upload_id, part.part_number, part.size, part.etag, str(part.crc64), part.mtime, part.data_id),
+            (
+                part.upload_id,
+                part.part_number,
+                part.size,
+                part.etag,
+                str(part.crc64),
+                part.mtime,
+                part.data_id,
+            ),
         )
         return str(old[0]) if old else None
 
@@ -704,17 +785,27 @@ class Storage:
         return [PartRecord(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6]) for r in rows]
 
     def part_exists(self, upload_id: str, part_number: int) -> bool:
-        return self.db.execute("SELECT 1 FROM parts WHERE upload_id = ? AND part_number = ?",
-                               (upload_id, part_number)).fetchone() is not None
+        return (
+            self.db.execute(
+                "SELECT 1 FROM parts WHERE upload_id = ? AND part_number = ?", (upload_id, part_number)
+            ).fetchone()
+            is not None
+        )
 
     def upload_exists(self, upload_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone() is not None
+        return (
+            self.db.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone() is not None
+        )
 
-    def finish_upload(self, upload_id: str, record: ObjectRecord | None, parts: str = "",
-                      forget_before: float = 0.0) -> list[str]:
+    def finish_upload(
+        self, upload_id: str, record: ObjectRecord | None, parts: str = "", forget_before: float = 0.0
+    ) -> list[str]:
         """Complete (record given; remembered with the `parts` digest, and completes older than
         `forget_before` forgotten) or abort (None) atomically; returns data ids no longer referenced."""
-        unused = [str(row[0]) for row in self.db.execute("SELECT data_id FROM parts WHERE upload_id = ?", (upload_id,))]
+        unused = [
+            str(row[0])
+            for row in self.db.execute("SELECT data_id FROM parts WHERE upload_id = ?", (upload_id,))
+        ]
         self.db.execute("BEGIN IMMEDIATE")
         try:
             if record is not None:
@@ -722,9 +813,19 @@ class Storage:
                 if replaced:
                     unused.append(replaced)
                 self.db.execute("DELETE FROM completed_uploads WHERE completed < ?", (forget_before,))
-                self.db.execute("INSERT OR REPLACE INTO completed_uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                (upload_id, record.bucket, _key_bytes(record.key), parts, record.data_id,
-                                 record.etag, str(record.crc64), record.mtime))
+                self.db.execute(
+                    "INSERT OR REPLACE INTO completed_uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        upload_id,
+                        record.bucket,
+                        _key_bytes(record.key),
+                        parts,
+                        record.data_id,
+                        record.etag,
+                        str(record.crc64),
+                        record.mtime,
+                    ),
+                )
             self.db.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
             self.db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
             self.db.execute("COMMIT")
@@ -739,14 +840,19 @@ class Storage:
         row = self.db.execute("SELECT * FROM completed_uploads WHERE upload_id = ?", (upload_id,)).fetchone()
         if row is None:
             return None
-        return CompletedUpload(row[0], row[1], row[2].decode("utf-8"), row[3], row[4], row[5], int(row[6]), row[7])
+        return CompletedUpload(
+            row[0], row[1], row[2].decode("utf-8"), row[3], row[4], row[5], int(row[6]), row[7]
+        )
 
-    def update_restore(self, bucket: str, key: str, state: str | None, ready: float | None,
-                       expiry: float | None) -> None:
+    def update_restore(
+        self, bucket: str, key: str, state: str | None, ready: float | None, expiry: float | None
+    ) -> None:
         self.db.execute(
             "UPDATE objects SET restore_state = ?, restore_ready = ?, restore_expiry = ? WHERE bucket = ? AND key = ?",
             (state, ready, expiry, bucket, _key_bytes(key)),
         )
 
     def set_object_acl(self, bucket: str, key: str, acl: str) -> None:
-        self.db.execute("UPDATE objects SET acl = ? WHERE bucket = ? AND key = ?", (acl, bucket, _key_bytes(key)))
+        self.db.execute(
+            "UPDATE objects SET acl = ? WHERE bucket = ? AND key = ?", (acl, bucket, _key_bytes(key))
+        )

@@ -28,8 +28,10 @@ def unsafe_reason(path: str) -> str | None:
 
 
 # Why a restore does not fetch an object named like one of ks3sync's own files (Exclusion.OWN, D9).
-OWN_STATE = ("it is named like ks3sync's own state (the journal, its companion files, the state folder), "
-             "which a restore never writes over; restore it elsewhere, or exclude it")
+OWN_STATE = (
+    "it is named like ks3sync's own state (the journal, its companion files, the state folder), "
+    "which a restore never writes over; restore it elsewhere, or exclude it"
+)
 
 
 def restore_refusal(path: str, size: int) -> str | None:

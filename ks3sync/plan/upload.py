@@ -174,7 +174,9 @@ def march_upload(
     )
 
 
-def collect_copy_sources(marched: UploadMarch, records: Iterable[SyncedEntry], opts: PlanOptions) -> CopySources:
+def collect_copy_sources(
+    marched: UploadMarch, records: Iterable[SyncedEntry], opts: PlanOptions
+) -> CopySources:
     """Phase 2: copy sources for the sizes of the local-only files, from the journal's records (read
     again, in any order) that phase 1 found intact, then from loose plain-ETag objects. A record that
     phase 1 did not see (written between the two reads) counts as intact: the executor confirms every

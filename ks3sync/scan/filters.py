@@ -57,7 +57,7 @@ class RuleSet:
         """True: excluded, False: re-included by a ``!`` pattern, None: no pattern matched."""
         if not rel.startswith(self.base):
             return None
-        sub = rel[len(self.base):]
+        sub = rel[len(self.base) :]
         return self.spec.check_file(sub + "/" if is_dir else sub).include
 
 
@@ -87,10 +87,14 @@ class Filters:
     command_line: tuple[RuleSet, ...] = ()  # --exclude-from files, then --exclude patterns
     always: frozenset[str] = frozenset()  # relative paths of ks3sync's own files inside the root
     read_ignore_files: bool = True  # False: the walk skips .ks3ignore files (see without_rules)
-    reserved: tuple[str, ...] = ()  # sub-prefixes holding ks3sync's own objects (versions), each ending in "/"
+    reserved: tuple[
+        str, ...
+    ] = ()  # sub-prefixes holding ks3sync's own objects (versions), each ending in "/"
     _cache: dict[str, RuleSet | None] = field(default_factory=dict, compare=False, repr=False)
     # folder ("" = the root) -> (excluded itself or through a parent, the .ks3ignore rules its entries see)
-    _folders: dict[str, tuple[bool, tuple[RuleSet, ...]]] = field(default_factory=dict, compare=False, repr=False)
+    _folders: dict[str, tuple[bool, tuple[RuleSet, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
     _unreadable: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     _without_state: list[Filters] = field(default_factory=list, compare=False, repr=False)  # _rules_only
 
@@ -185,7 +189,9 @@ class Filters:
     def _rules_only(self) -> Filters:
         """The same rules without ks3sync's state paths (made once, only when a key names our state)."""
         if not self._without_state:
-            self._without_state.append(Filters(self.root, self.command_line, frozenset(), self.read_ignore_files))
+            self._without_state.append(
+                Filters(self.root, self.command_line, frozenset(), self.read_ignore_files)
+            )
         return self._without_state[0]
 
     def _folder(self, folder: str) -> tuple[bool, tuple[RuleSet, ...]]:
@@ -283,4 +289,12 @@ def _own_paths(root: Path, state_paths: Sequence[Path]) -> frozenset[str]:
     return frozenset(own)
 
 
-__all__ = ["Filters", "FiltersError", "IGNORE_FILE", "RuleSet", "TMP_PREFIX", "load_ignore_file", "state_files"]
+__all__ = [
+    "Filters",
+    "FiltersError",
+    "IGNORE_FILE",
+    "RuleSet",
+    "TMP_PREFIX",
+    "load_ignore_file",
+    "state_files",
+]

@@ -38,7 +38,9 @@ class ScanOptions:
     exclude_from: tuple[Path, ...] = ()
     follow_symlinks: bool = False
     state_paths: tuple[Path, ...] = ()  # ks3sync's own files, never synced even inside the folder
-    reserved: tuple[str, ...] = ()  # the target's sub-prefixes for ks3sync's own objects (versions), never walked
+    reserved: tuple[
+        str, ...
+    ] = ()  # the target's sub-prefixes for ks3sync's own objects (versions), never walked
 
 
 def scan_local(
@@ -58,12 +60,25 @@ class LocalScan:
 
     STOP_CHECK_EVERY = 4096  # entries between looks at the stop event
 
-    def __init__(self, root: Path, opts: ScanOptions, *, key_prefix: str,
-                 stop: threading.Event | None = None, in_worker: bool = False, rules: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        opts: ScanOptions,
+        *,
+        key_prefix: str,
+        stop: threading.Event | None = None,
+        in_worker: bool = False,
+        rules: bool = True,
+    ) -> None:
         try:
             # Built even when a worker walks: a bad rule is the caller's usage error, raised here.
-            self.filters = Filters.build(root, excludes=opts.excludes, exclude_from=opts.exclude_from,
-                                         state_paths=opts.state_paths, reserved=opts.reserved)
+            self.filters = Filters.build(
+                root,
+                excludes=opts.excludes,
+                exclude_from=opts.exclude_from,
+                state_paths=opts.state_paths,
+                reserved=opts.reserved,
+            )
         except FiltersError as exc:
             raise UsageError(str(exc)) from exc
         self._rules = rules  # False: the walk leaves out only ks3sync's own files
@@ -71,20 +86,32 @@ class LocalScan:
         self._opts = opts
         self._key_prefix = key_prefix
         self._stop = stop
-        self._in_worker = in_worker and bool(sys.executable)  # an embedding without an interpreter path walks here
+        self._in_worker = in_worker and bool(
+            sys.executable
+        )  # an embedding without an interpreter path walks here
         self.problems: list[ScanProblem] = []
 
     def _items(self) -> Iterator[LocalEntry | ScanProblem]:
         if not self._in_worker:
             walk_filters = self.filters if self._rules else self.filters.without_rules()
-            return scan_tree(self._root, walk_filters, follow_symlinks=self._opts.follow_symlinks,
-                             key_prefix=self._key_prefix)
+            return scan_tree(
+                self._root,
+                walk_filters,
+                follow_symlinks=self._opts.follow_symlinks,
+                key_prefix=self._key_prefix,
+            )
         from ks3sync.scan.worker import scan_tree_in_worker
 
-        return scan_tree_in_worker(self._root, excludes=self._opts.excludes, exclude_from=self._opts.exclude_from,
-                                   state_paths=self._opts.state_paths, reserved=self._opts.reserved,
-                                   follow_symlinks=self._opts.follow_symlinks,
-                                   key_prefix=self._key_prefix, rules=self._rules)
+        return scan_tree_in_worker(
+            self._root,
+            excludes=self._opts.excludes,
+            exclude_from=self._opts.exclude_from,
+            state_paths=self._opts.state_paths,
+            reserved=self._opts.reserved,
+            follow_symlinks=self._opts.follow_symlinks,
+            key_prefix=self._key_prefix,
+            rules=self._rules,
+        )
 
     def __iter__(self) -> Iterator[LocalEntry]:
         stop = self._stop

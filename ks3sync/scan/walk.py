@@ -87,8 +87,9 @@ def scan_tree(
     prefix_bytes = len(key_prefix.encode("utf-8"))
     root_b = os.fsencode(root)
 
-    first, problems = _open_folder(root_b, "", 0, (), frozenset({(root_stat.st_dev, root_stat.st_ino)}),
-                                   filters, follow_symlinks)
+    first, problems = _open_folder(
+        root_b, "", 0, (), frozenset({(root_stat.st_dev, root_stat.st_ino)}), filters, follow_symlinks
+    )
     yield from problems
     stack = [first] if first is not None else []
     while stack:
@@ -102,11 +103,20 @@ def scan_tree(
         if is_dir:
             identity = _dir_identity(entry, follow_symlinks)
             if identity is not None and identity in folder.ancestors:
-                yield ScanProblem(rel, "symbolic link loop: leads back to a folder above it (skipped)", "loop")
+                yield ScanProblem(
+                    rel, "symbolic link loop: leads back to a folder above it (skipped)", "loop"
+                )
                 continue
             ancestors = folder.ancestors | {identity} if identity is not None else folder.ancestors
-            child, problems = _open_folder(entry.path, rel + "/", folder.rel_bytes + len(entry.name) + 1,
-                                           folder.ignore_files, ancestors, filters, follow_symlinks)
+            child, problems = _open_folder(
+                entry.path,
+                rel + "/",
+                folder.rel_bytes + len(entry.name) + 1,
+                folder.ignore_files,
+                ancestors,
+                filters,
+                follow_symlinks,
+            )
             yield from problems
             if child is not None:
                 stack.append(child)
@@ -141,7 +151,9 @@ def _open_folder(
             rules = load_ignore_file(Path(os.fsdecode(path_b)) / IGNORE_FILE, rel)
         except (OSError, FiltersError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            problems.append(ScanProblem(rel + IGNORE_FILE, f"cannot use ignore file: {reason}", "ignore-file"))
+            problems.append(
+                ScanProblem(rel + IGNORE_FILE, f"cannot use ignore file: {reason}", "ignore-file")
+            )
         else:
             if rules is not None:
                 ignore_files = (*ignore_files, rules)
@@ -207,8 +219,9 @@ def _file_item(
         return ScanProblem(rel, f"special file ({_kind_name(st.st_mode)}): not synced", "special")
     key_bytes = prefix_bytes + rel_bytes
     if key_bytes > MAX_KEY_BYTES:
-        return ScanProblem(rel, f"key would be {key_bytes} bytes, over KS3's {MAX_KEY_BYTES}-byte limit",
-                           "too-long")
+        return ScanProblem(
+            rel, f"key would be {key_bytes} bytes, over KS3's {MAX_KEY_BYTES}-byte limit", "too-long"
+        )
     # Not world-readable: ask the kernel (cheap enough for the few files this applies to).
     if not st.st_mode & stat.S_IROTH and not os.access(entry.path, os.R_OK):
         return ScanProblem(rel, "file is not readable (permission denied)", "unreadable")

@@ -72,8 +72,12 @@ def scan_tree_in_worker(
         "rules": rules,
     }
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "ks3sync.scan.worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env=_child_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ks3sync.scan.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_child_env(),
+        )
     except OSError as exc:  # e.g. out of processes or memory: worth another pass later
         raise ScanWorkerError(f"cannot start the scan worker: {exc.strerror or exc}") from exc
     assert proc.stdin is not None and proc.stdout is not None
@@ -138,13 +142,20 @@ def _write_frame(out: IO[bytes], value: list[tuple[Any, ...]] | tuple[Any, ...])
 
 def _run(spec: dict[str, Any], out: IO[bytes]) -> None:
     root = Path(spec["root"])
-    filters = Filters.build(root, excludes=spec["excludes"], exclude_from=[Path(p) for p in spec["exclude_from"]],
-                            state_paths=[Path(p) for p in spec["state_paths"]], reserved=spec["reserved"])
+    filters = Filters.build(
+        root,
+        excludes=spec["excludes"],
+        exclude_from=[Path(p) for p in spec["exclude_from"]],
+        state_paths=[Path(p) for p in spec["state_paths"]],
+        reserved=spec["reserved"],
+    )
     if not spec.get("rules", True):
         filters = filters.without_rules()
     batch: list[tuple[Any, ...]] = []
     files = 0
-    for item in scan_tree(root, filters, follow_symlinks=spec["follow_symlinks"], key_prefix=spec["key_prefix"]):
+    for item in scan_tree(
+        root, filters, follow_symlinks=spec["follow_symlinks"], key_prefix=spec["key_prefix"]
+    ):
         if type(item) is LocalEntry:
             identity = item.identity
             batch.append((item.path, identity.size, identity.mtime_ns, identity.inode, identity.ctime_ns))

@@ -64,7 +64,6 @@ def parse_mtime(text: str | None) -> int | None:
 _MAX_MTIME_SECONDS = 9_000_000_000  # ~year 2255; keeps the nanoseconds inside a signed 64-bit value
 
 
-
 @runtime_checkable
 class Body(Protocol):
     """A request body that knows its length and MD5 up front and can be read again from the start
@@ -175,7 +174,12 @@ class Store(Protocol):
     def create_upload(self, path: str, options: WriteOptions) -> str: ...
 
     def upload_part(
-        self, path: str, upload_id: str, part_number: int, body: Body, metadata: Mapping[str, str] | None = None
+        self,
+        path: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        metadata: Mapping[str, str] | None = None,
     ) -> PartResult: ...
 
     def list_parts(self, path: str, upload_id: str) -> builtins.list[PartResult]: ...
@@ -189,7 +193,12 @@ class Store(Protocol):
     def list_uploads(self) -> builtins.list[PendingUpload]: ...
 
     def copy(
-        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None,
+        self,
+        src_path: str,
+        dst_path: str,
+        *,
+        dst_key: str | None = None,
+        options: WriteOptions | None = None,
         storage_class: str | None = None,
     ) -> WriteResult:
         """Server-side copy of ``src_path`` to ``dst_path`` (or to the absolute ``dst_key`` in the same
@@ -203,7 +212,11 @@ class Store(Protocol):
         ...
 
     def open(
-        self, path: str, size: int | None = None, *, byte_range: tuple[int, int] | None = None,
+        self,
+        path: str,
+        size: int | None = None,
+        *,
+        byte_range: tuple[int, int] | None = None,
         if_match: str | None = None,
     ) -> contextlib.AbstractContextManager[ObjectReader]:
         """A GET of ``path``. ``size``: its listed size, when known; a body that goes on past it is an

@@ -180,7 +180,11 @@ class KS3Store:
 
     @contextlib.contextmanager
     def open(
-        self, path: str, size: int | None = None, *, byte_range: tuple[int, int] | None = None,
+        self,
+        path: str,
+        size: int | None = None,
+        *,
+        byte_range: tuple[int, int] | None = None,
         if_match: str | None = None,
     ) -> Iterator[_Reader]:
         try:
@@ -189,8 +193,9 @@ class KS3Store:
             )
         except KS3ServiceError as exc:
             if exc.status == 412 and if_match is not None:
-                raise IntegrityError(f"{path}: the object changed while it was being read (ETag no longer "
-                                     f"{if_match})") from exc
+                raise IntegrityError(
+                    f"{path}: the object changed while it was being read (ETag no longer {if_match})"
+                ) from exc
             raise self._error(exc) from exc
         except KS3Error as exc:
             raise self._error(exc) from exc
@@ -201,13 +206,17 @@ class KS3Store:
         if not 0 <= first <= last:
             raise ValueError(f"bad byte range {first}-{last}")
         try:
-            with self.client.get_object(self.bucket, self.key_for(path), byte_range=(first, last)) as response:
+            with self.client.get_object(
+                self.bucket, self.key_for(path), byte_range=(first, last)
+            ) as response:
                 data = b"".join(response.iter_bytes())
                 etag = response.info.etag
         except KS3Error as exc:
             raise self._error(exc) from exc
         if len(data) != last - first + 1:
-            raise IntegrityError(f"{self.key_for(path)!r}: asked for bytes {first}-{last}, got {len(data)} bytes")
+            raise IntegrityError(
+                f"{self.key_for(path)!r}: asked for bytes {first}-{last}, got {len(data)} bytes"
+            )
         return RangeRead(etag, data)
 
     # ------------------------------------------------------------------ writing
@@ -247,7 +256,12 @@ class KS3Store:
             raise self._error(exc) from exc
 
     def upload_part(
-        self, path: str, upload_id: str, part_number: int, body: Body, metadata: Mapping[str, str] | None = None
+        self,
+        path: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        metadata: Mapping[str, str] | None = None,
     ) -> PartResult:
         headers = {f"x-kss-meta-{name}": value for name, value in (metadata or {}).items()}
         try:
@@ -299,19 +313,31 @@ class KS3Store:
             raise self._error(exc) from exc
 
     def copy(
-        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None,
+        self,
+        src_path: str,
+        dst_path: str,
+        *,
+        dst_key: str | None = None,
+        options: WriteOptions | None = None,
         storage_class: str | None = None,
     ) -> WriteResult:
         target = dst_key if dst_key is not None else self.key_for(dst_path)
         try:
             if options is None:
-                result = self.client.copy_object(self.bucket, self.key_for(src_path), self.bucket, target,
-                                                 storage_class=storage_class)
+                result = self.client.copy_object(
+                    self.bucket, self.key_for(src_path), self.bucket, target, storage_class=storage_class
+                )
             else:
                 result = self.client.copy_object(
-                    self.bucket, self.key_for(src_path), self.bucket, target, metadata_directive="REPLACE",
-                    metadata=options.metadata, content_type=self._content_type(dst_path, options),
-                    storage_class=options.storage_class, acl=options.acl,
+                    self.bucket,
+                    self.key_for(src_path),
+                    self.bucket,
+                    target,
+                    metadata_directive="REPLACE",
+                    metadata=options.metadata,
+                    content_type=self._content_type(dst_path, options),
+                    storage_class=options.storage_class,
+                    acl=options.acl,
                 )
         except KS3Error as exc:
             raise self._error(exc) from exc
@@ -323,7 +349,10 @@ class KS3Store:
             result = self.client.delete_objects(self.bucket, list(by_key), quiet=True)
         except KS3Error as exc:
             raise self._error(exc) from exc
-        return [(by_key.get(key, self._path_of(key)), f"{code}: {message}") for key, code, message in result.errors]
+        return [
+            (by_key.get(key, self._path_of(key)), f"{code}: {message}")
+            for key, code, message in result.errors
+        ]
 
 
 @functools.lru_cache(maxsize=512)

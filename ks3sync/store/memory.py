@@ -122,7 +122,9 @@ class MemoryStore:
         with self._lock:
             self._faults.append(_Fault(op, exc, times, path))
 
-    def tamper(self, op: str, change: Callable[[Any], Any], *, times: int = 1, path: str | None = None) -> None:
+    def tamper(
+        self, op: str, change: Callable[[Any], Any], *, times: int = 1, path: str | None = None
+    ) -> None:
         """The next ``times`` calls of ``op`` (on ``path``) do their work, then answer ``change(result)``."""
         with self._lock:
             self._tampers.append(_Tamper(op, change, times, path))
@@ -186,7 +188,8 @@ class MemoryStore:
             rows = [
                 (key, obj)
                 for key, obj in self.objects.items()
-                if key.startswith(start) and not (len(obj.data) == 0 and key.endswith("/"))
+                if key.startswith(start)
+                and not (len(obj.data) == 0 and key.endswith("/"))
                 and (after is None or key.encode("utf-8") > after)
             ]
         rows.sort(key=lambda row: row[0].encode("utf-8"))
@@ -254,7 +257,12 @@ class MemoryStore:
         return upload
 
     def upload_part(
-        self, path: str, upload_id: str, part_number: int, body: Body, metadata: Mapping[str, str] | None = None
+        self,
+        path: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        metadata: Mapping[str, str] | None = None,
     ) -> PartResult:
         self._enter("upload_part", path)
         if not 1 <= part_number <= 10_000:
@@ -292,7 +300,9 @@ class MemoryStore:
                 if stored is None or stored[1] != part.etag:
                     raise RemoteRejected(f"{upload.key!r}: part {part.part_number} differs (InvalidPart)")
                 if index < len(parts) - 1 and len(stored[0]) < self.min_part_size:
-                    raise RemoteRejected(f"{upload.key!r}: part {part.part_number} too small (EntityTooSmall)")
+                    raise RemoteRejected(
+                        f"{upload.key!r}: part {part.part_number} too small (EntityTooSmall)"
+                    )
                 chunks.append(stored[0])
                 md5s.append(stored[1])
             data = b"".join(chunks)
@@ -328,7 +338,12 @@ class MemoryStore:
         return sorted(rows, key=lambda row: (row.key.encode("utf-8"), row.upload_id))
 
     def copy(
-        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None,
+        self,
+        src_path: str,
+        dst_path: str,
+        *,
+        dst_key: str | None = None,
+        options: WriteOptions | None = None,
         storage_class: str | None = None,
     ) -> WriteResult:
         self._enter("copy", dst_path)
@@ -343,8 +358,11 @@ class MemoryStore:
                 data=src.data,
                 etag=hashlib.md5(src.data).hexdigest(),  # noqa: S324
                 crc64=src.crc64,
-                metadata=dict(src.metadata) if options is None else {k.lower(): v for k, v in options.metadata.items()},
-                storage_class=(options.storage_class if options is not None else storage_class) or src.storage_class,
+                metadata=dict(src.metadata)
+                if options is None
+                else {k.lower(): v for k, v in options.metadata.items()},
+                storage_class=(options.storage_class if options is not None else storage_class)
+                or src.storage_class,
                 last_modified_ns=self._clock(),
             )
             self.objects[target] = obj
@@ -366,7 +384,11 @@ class MemoryStore:
 
     @contextlib.contextmanager
     def open(
-        self, path: str, size: int | None = None, *, byte_range: tuple[int, int] | None = None,
+        self,
+        path: str,
+        size: int | None = None,
+        *,
+        byte_range: tuple[int, int] | None = None,
         if_match: str | None = None,
     ) -> Iterator[_Reader]:
         self._enter("get", path)
@@ -375,14 +397,20 @@ class MemoryStore:
             if obj is None:
                 raise RemoteNotFound(f"{self.key_for(path)!r}: no such key")
             if if_match is not None and obj.etag != if_match:
-                raise IntegrityError(f"{path}: the object changed while it was being read (ETag no longer {if_match})")
+                raise IntegrityError(
+                    f"{path}: the object changed while it was being read (ETag no longer {if_match})"
+                )
             if size is not None and len(obj.data) > size:  # as KS3Store: longer than listed is refused
-                raise IntegrityError(f"{self.key_for(path)!r}: {len(obj.data)} bytes, more than the {size} expected")
+                raise IntegrityError(
+                    f"{self.key_for(path)!r}: {len(obj.data)} bytes, more than the {size} expected"
+                )
             data = obj.data
             if byte_range is not None:
                 first, last = byte_range
                 if first >= len(data):
-                    raise RemoteRejected(f"{self.key_for(path)!r}: range {first}-{last} is past the end (InvalidRange)")
+                    raise RemoteRejected(
+                        f"{self.key_for(path)!r}: range {first}-{last} is past the end (InvalidRange)"
+                    )
                 data = data[first : last + 1]
             reader = _Reader(self._meta(path, obj), data)
         yield reader

@@ -39,8 +39,9 @@ class MemoryCheckpoint:
                 if record.upload_id == upload_id:
                     parts = {p.part_number: p for p in record.parts}
                     parts[part.part_number] = part
-                    self.uploads[path] = replace(record, parts=tuple(sorted(parts.values(),
-                                                                             key=lambda p: p.part_number)))
+                    self.uploads[path] = replace(
+                        record, parts=tuple(sorted(parts.values(), key=lambda p: p.part_number))
+                    )
                     self.events.append(("part_done", f"{path}#{part.part_number}"))
                     return
             raise KeyError(f"unknown upload {upload_id}")

@@ -63,7 +63,7 @@ class TransferOptions:
 
 
 class StopSignal:
-    """"Start nothing new": set by the run itself (a fatal error, ``Executor.close()``) or by the caller's
+    """ "Start nothing new": set by the run itself (a fatal error, ``Executor.close()``) or by the caller's
     event (a daemon shutting down). The caller's event is only read, never set: closing an executor
     must not stop the caller's other work."""
 
@@ -131,7 +131,9 @@ class TransferContext:
     root: Path
     options: TransferOptions
     part_pool: ThreadPoolExecutor
-    part_budget: ByteBudget  # bytes of bodies and ranges in memory, shared by every transfer (BYTES_IN_FLIGHT)
+    part_budget: (
+        ByteBudget  # bytes of bodies and ranges in memory, shared by every transfer (BYTES_IN_FLIGHT)
+    )
     meter_sent: Callable[[int], None]
     meter_received: Callable[[int], None]
     stop: StopSignal

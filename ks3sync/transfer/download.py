@@ -107,7 +107,9 @@ def download_file(ctx: TransferContext, path: str, listed_size: int | None = Non
                 tree.remove_temp(folder, tmp)
         ctx.folder_syncs.renamed_into(folder)
     encrypted = meta.is_encrypted or (meta.size == 0 and ctx.options.encryption_key is not None)
-    ctx.checkpoint.synced(SyncedEntry(path, identity, plain_md5, meta.etag, meta.size, encrypted, ctx.clock()))
+    ctx.checkpoint.synced(
+        SyncedEntry(path, identity, plain_md5, meta.etag, meta.size, encrypted, ctx.clock())
+    )
     return received
 
 
@@ -130,12 +132,18 @@ def _mtime_ns(path: str, meta: ObjectMeta) -> int | None:
         mtime = parse_mtime(text)
         if mtime is not None:
             return mtime
-        log.warning("%s: x-kss-meta-%s is not a time (%r); restored with the object's Last-Modified time",
-                    path, META_MTIME, text[:40])
+        log.warning(
+            "%s: x-kss-meta-%s is not a time (%r); restored with the object's Last-Modified time",
+            path,
+            META_MTIME,
+            text[:40],
+        )
     return meta.last_modified_ns or None
 
 
-def _fetch(ctx: TransferContext, path: str, out: BinaryIO, listed_size: int | None) -> tuple[int, ObjectMeta, str]:
+def _fetch(
+    ctx: TransferContext, path: str, out: BinaryIO, listed_size: int | None
+) -> tuple[int, ObjectMeta, str]:
     """Stream the object into ``out`` (flushed, not fsynced), verify it; returns (bytes received, meta,
     plaintext MD5).
 
@@ -166,9 +174,7 @@ def _fetch(ctx: TransferContext, path: str, out: BinaryIO, listed_size: int | No
         # written (over its ciphertext, behind the reading position), then its padding cut off.
         write = out.write if decryptor is not None or not in_place(reader) else None
         need_crc = (
-            meta.crc64 is not None
-            and (meta.is_multipart or meta.is_encrypted)
-            and not reader.checks_crc64
+            meta.crc64 is not None and (meta.is_multipart or meta.is_encrypted) and not reader.checks_crc64
         )
         meter = ctx.meter_received
         writeback = WritebackAhead(out.fileno(), out.flush) if meta.size >= PIPELINE_MD5_FROM else None
@@ -252,12 +258,16 @@ def _verify_encrypted(path: str, meta: ObjectMeta, plain_md5: bytes, plain_len: 
         raise IntegrityError(f"{path}: downloaded ciphertext does not match the object's CRC-64")
 
 
-def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta, hash_pool: Executor) -> ObjectDecryptor | None:
+def _decryptor(
+    ctx: TransferContext, path: str, meta: ObjectMeta, hash_pool: Executor
+) -> ObjectDecryptor | None:
     key = ctx.options.encryption_key
     enveloped = META_ENC_IV in meta.metadata or META_ENC_KEY in meta.metadata
     if key is None:
         if enveloped:
-            raise EncryptionError(f"{path}: object is client-side encrypted; pass --encrypt-key to restore it")
+            raise EncryptionError(
+                f"{path}: object is client-side encrypted; pass --encrypt-key to restore it"
+            )
         return None
     if not enveloped and meta.size > 0:
         # docs/encryption.md §2: with a key, plaintext is never passed through unless asked for.
@@ -276,9 +286,15 @@ def _decryptor(ctx: TransferContext, path: str, meta: ObjectMeta, hash_pool: Exe
         # recorded plaintext length/MD5 and the integrity tag. An empty object (the SDK's form of an
         # empty file) goes through it too, for its tag.
         return ObjectDecryptor(
-            key, meta.metadata, ciphertext_length=meta.size, name=path, object_key=ctx.store.key_for(path),
+            key,
+            meta.metadata,
+            ciphertext_length=meta.size,
+            name=path,
+            object_key=ctx.store.key_for(path),
             require_tag=ctx.options.require_integrity,
-            plaintext_sha256=_PipelinedHash(hash_pool, hashlib.sha256()) if meta.size >= PIPELINE_MD5_FROM else None,
+            plaintext_sha256=_PipelinedHash(hash_pool, hashlib.sha256())
+            if meta.size >= PIPELINE_MD5_FROM
+            else None,
         )
     except CryptoError as exc:
         raise _crypto_error(path, exc) from exc

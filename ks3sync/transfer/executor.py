@@ -135,9 +135,12 @@ class Executor:
         self._received = 0
         # One bucket for every worker and both directions: --bwlimit is the process's total rate.
         self._bucket = throttle or (TokenBucket(options.bwlimit) if options.bwlimit else None)
-        self._file_pool = concurrent.futures.ThreadPoolExecutor(options.jobs, thread_name_prefix="ks3sync-file")
-        self._part_pool = concurrent.futures.ThreadPoolExecutor(part_workers(options),
-                                                                thread_name_prefix="ks3sync-part")
+        self._file_pool = concurrent.futures.ThreadPoolExecutor(
+            options.jobs, thread_name_prefix="ks3sync-file"
+        )
+        self._part_pool = concurrent.futures.ThreadPoolExecutor(
+            part_workers(options), thread_name_prefix="ks3sync-part"
+        )
         self.ctx = TransferContext(
             store=store,
             checkpoint=GuardedCheckpoint(checkpoint),
@@ -152,8 +155,9 @@ class Executor:
             synced=synced or {},
             remote=remote,
             clock=clock,
-            keeper=keeper if keeper is not None else (
-                BackupKeeper(options.backup_prefix) if options.backup_prefix is not None else None),
+            keeper=keeper
+            if keeper is not None
+            else (BackupKeeper(options.backup_prefix) if options.backup_prefix is not None else None),
         )
 
     def __enter__(self) -> Executor:
@@ -218,7 +222,9 @@ class Executor:
             report.stopped = STOP_REQUESTED
             log.info("stopping: %s", STOP_REQUESTED)
 
-    def _run_round(self, ops: Sequence[Operation], report: ExecutionReport, *, final: bool) -> list[Operation]:
+    def _run_round(
+        self, ops: Sequence[Operation], report: ExecutionReport, *, final: bool
+    ) -> list[Operation]:
         """Run ``ops`` concurrently; returns the ones to retry (only when not ``final``).
 
         ``jobs`` worker loops take the next operation from a shared cursor and record its outcome
@@ -338,7 +344,9 @@ class Executor:
         for path, message in failures.items():
             self.progress.entry_done(path, "delete", False, message)
 
-    def _keep_all(self, batch: Sequence[DeleteRemote], *, stopped: str | None) -> dict[str, bool | str | Ks3SyncError]:
+    def _keep_all(
+        self, batch: Sequence[DeleteRemote], *, stopped: str | None
+    ) -> dict[str, bool | str | Ks3SyncError]:
         """Keep every object of a delete batch first (the keeper's copies): by path, True (kept, or
         nothing to keep), False (already gone), a refusal message, or the copy's error. The first copy
         runs alone; if it succeeds the rest run side by side on the file pool. After a fatal answer no

@@ -121,8 +121,9 @@ def hash_files(root: Path, entries: Sequence[LocalEntry], jobs: int) -> dict[str
         }
 
 
-def content_digests(path: str, fd: int, size: int, *, sha256: bool = False,
-                    pool: Executor | None = None) -> tuple[bytes, bytes | None]:
+def content_digests(
+    path: str, fd: int, size: int, *, sha256: bool = False, pool: Executor | None = None
+) -> tuple[bytes, bytes | None]:
     """MD5 (and SHA-256) of the first ``size`` bytes of an open file, in one read; a short read raises
     FileChangedError. With ``pool``, the SHA-256 of each chunk runs there while this thread reads the
     next chunk and hashes it with MD5 (hashlib releases the GIL): the pre-pass of an encrypted multipart

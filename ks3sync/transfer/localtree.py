@@ -131,7 +131,9 @@ class StateGuard:
 class LocalTree:
     """The target folder of one restore pass. Thread-safe; ``close()`` once the pass is over."""
 
-    def __init__(self, root: Path, state_paths: Sequence[Path] = (), *, max_open: int = DEFAULT_MAX_OPEN) -> None:
+    def __init__(
+        self, root: Path, state_paths: Sequence[Path] = (), *, max_open: int = DEFAULT_MAX_OPEN
+    ) -> None:
         self.root = root
         self.guard = StateGuard.of(state_paths)
         self._max_open = max(1, max_open)
@@ -264,7 +266,9 @@ class LocalTree:
         try:
             return name, os.open(name, _NEW_FILE_FLAGS, 0o666, dir_fd=folder.fd)
         except OSError as exc:
-            raise LocalFileError(f"{path}: cannot create a temp file in its folder: {exc.strerror or exc}") from exc
+            raise LocalFileError(
+                f"{path}: cannot create a temp file in its folder: {exc.strerror or exc}"
+            ) from exc
 
     def remove_temp(self, folder: Folder, name: str) -> None:
         try:
@@ -272,7 +276,9 @@ class LocalTree:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            log.warning("cannot remove temp file %s in %s: %s", name, self.root / folder.rel, exc.strerror or exc)
+            log.warning(
+                "cannot remove temp file %s in %s: %s", name, self.root / folder.rel, exc.strerror or exc
+            )
 
     def replace(self, folder: Folder, tmp: str, name: str, path: str) -> None:
         """Rename ``tmp`` over ``name`` in ``folder`` (a symlink named ``name`` is replaced, not followed).

@@ -107,8 +107,9 @@ def open_object(ctx: TransferContext, path: str, listed_size: int | None, fd: in
 class _RangedReader:
     """``ObjectReader`` over ranges: the first streamed, the others written in place on the part pool."""
 
-    def __init__(self, ctx: TransferContext, path: str, first: ObjectReader, fd: int, range_size: int,
-                 listed: int) -> None:
+    def __init__(
+        self, ctx: TransferContext, path: str, first: ObjectReader, fd: int, range_size: int, listed: int
+    ) -> None:
         self.meta: ObjectMeta = first.meta
         self.checks_crc64 = self.meta.crc64 is not None
         self._ctx = ctx
@@ -117,8 +118,10 @@ class _RangedReader:
         self._fd = fd
         self._range_size = range_size
         if self.meta.size > listed:
-            raise IntegrityError(f"{path}: the object is {self.meta.size} bytes, more than the {listed} listed "
-                                 "(it changed since it was listed, or the server is broken)")
+            raise IntegrityError(
+                f"{path}: the object is {self.meta.size} bytes, more than the {listed} listed "
+                "(it changed since it was listed, or the server is broken)"
+            )
         self._count = max(1, -(-self.meta.size // range_size))
         self._next = 1  # the next range to start
         self._pending: collections.deque[tuple[Future[int], _Progress, int]] = collections.deque()
@@ -138,7 +141,11 @@ class _RangedReader:
                 raise TransientError(f"{self._path}: run stopped before the restore finished")
             first, last = self._bounds(self._next)
             held = min(CHUNK, last - first + 1)
-            taken = ctx.part_budget.acquire(held) if wait and not self._pending else ctx.part_budget.try_acquire(held)
+            taken = (
+                ctx.part_budget.acquire(held)
+                if wait and not self._pending
+                else ctx.part_budget.try_acquire(held)
+            )
             if taken is None:
                 return
             progress = _Progress(self._fd, first, last, self._moved, self._abandon)
@@ -174,10 +181,14 @@ class _RangedReader:
                 want = min(chunk_size, last + 1 - offset)
                 if not self._wait_for(progress, offset + want - first):
                     future.result()  # the range ended short: its error
-                    raise IntegrityError(f"{self._path}: bytes {first}-{last} ended after {progress.written} bytes")
+                    raise IntegrityError(
+                        f"{self._path}: bytes {first}-{last} ended after {progress.written} bytes"
+                    )
                 chunk = os.pread(self._fd, want, offset)
                 if len(chunk) != want:
-                    raise IntegrityError(f"{self._path}: the temp file is shorter than the bytes written to it")
+                    raise IntegrityError(
+                        f"{self._path}: the temp file is shorter than the bytes written to it"
+                    )
                 yield chunk
             range_crc = future.result()
             # Only a finished range leaves the queue: close() waits for every other one.
@@ -224,7 +235,9 @@ class _Progress:
 
     __slots__ = ("fd", "first", "last", "moved", "abandon", "written", "ended")
 
-    def __init__(self, fd: int, first: int, last: int, moved: threading.Condition, abandon: threading.Event) -> None:
+    def __init__(
+        self, fd: int, first: int, last: int, moved: threading.Condition, abandon: threading.Event
+    ) -> None:
         self.fd = fd
         self.first = first
         self.last = last
@@ -255,12 +268,16 @@ def _fetch_range(ctx: TransferContext, path: str, meta: ObjectMeta, progress: _P
                 byte_range = (first + got, last)
                 with ctx.store.open(path, meta.size, byte_range=byte_range, if_match=meta.etag) as reader:
                     if reader.meta.size != meta.size:
-                        raise IntegrityError(f"{path}: the object is {reader.meta.size} bytes now, {meta.size} before")
+                        raise IntegrityError(
+                            f"{path}: the object is {reader.meta.size} bytes now, {meta.size} before"
+                        )
                     for piece in reader.iter_bytes(PIECE):
                         if progress.abandon.is_set():
                             raise TransientError(f"{path}: restore abandoned")
                         if got + len(piece) > length:
-                            raise IntegrityError(f"{path}: bytes {first}-{last} brought more than {length} bytes")
+                            raise IntegrityError(
+                                f"{path}: bytes {first}-{last} brought more than {length} bytes"
+                            )
                         _write_at(progress.fd, piece, first + got)
                         crc = crc64_update(crc, piece)
                         got += len(piece)

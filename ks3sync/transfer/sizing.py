@@ -31,4 +31,3 @@ def choose_part_size(file_size: int, requested: int = DEFAULT_PART_SIZE) -> int:
 
 def part_count(file_size: int, part_size: int) -> int:
     return max(1, -(-file_size // part_size))
-

@@ -37,8 +37,9 @@ def tag_metadata(key: EncryptionKey, object_key: str, size: int, sha256: bytes) 
     return make(key, object_key, size, sha256)
 
 
-def tag_verdict(key: EncryptionKey, object_key: str, metadata: Mapping[str, str], size: int,
-                sha256: bytes | None) -> TagVerdict:
+def tag_verdict(
+    key: EncryptionKey, object_key: str, metadata: Mapping[str, str], size: int, sha256: bytes | None
+) -> TagVerdict:
     """What the object's tag (in ``metadata``) says about plaintext of ``size`` bytes and digest ``sha256``."""
     from ks3sync.crypto.errors import IntegrityTagError
     from ks3sync.crypto.integrity import stored_tag, verify_tag
@@ -63,4 +64,6 @@ def check_completed_tag(ctx: TransferContext, path: str, size: int, sha256: byte
     if meta is None or meta.etag != etag:
         raise IntegrityError(f"{path}: the object changed right after Complete; not recorded")
     if tag_verdict(key, ctx.store.key_for(path), meta.metadata, size, sha256) is not TagVerdict.VERIFIED:
-        raise IntegrityError(f"{path}: the resumed upload does not carry this file's integrity tag; not recorded")
+        raise IntegrityError(
+            f"{path}: the resumed upload does not carry this file's integrity tag; not recorded"
+        )

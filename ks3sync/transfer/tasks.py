@@ -91,8 +91,9 @@ def copy_object(ctx: TransferContext, op: Copy) -> tuple[Action, int]:
     if result.etag != expected_etag:
         # The source object changed since it was listed: the bytes now at op.path are not the file's.
         return Action.UPLOADED, upload_file(ctx, op.path)
-    entry = SyncedEntry(op.path, digest.identity, digest.md5, result.etag, remote_size, source_encrypted,
-                        ctx.clock())
+    entry = SyncedEntry(
+        op.path, digest.identity, digest.md5, result.etag, remote_size, source_encrypted, ctx.clock()
+    )
     _still_same(ctx, op.path, entry)
     ctx.checkpoint.synced(entry)
     return Action.COPIED, 0
@@ -111,7 +112,9 @@ def adopt_object(ctx: TransferContext, op: Adopt) -> tuple[Action, int]:
         keep_before_overwrite(ctx, op.path)
         return Action.UPLOADED, upload_file(ctx, op.path)
     remote = op.remote
-    entry = SyncedEntry(op.path, digest.identity, digest.md5, remote.etag, remote.size, encrypted, ctx.clock())
+    entry = SyncedEntry(
+        op.path, digest.identity, digest.md5, remote.etag, remote.size, encrypted, ctx.clock()
+    )
     _still_same(ctx, op.path, entry)
     ctx.checkpoint.synced(entry)
     return Action.ADOPTED, 0
@@ -162,8 +165,9 @@ def _holds_encrypted(ctx: TransferContext, path: str, meta: ObjectMeta, digest: 
     if not meta.is_encrypted:
         return digest.size == 0
     md5_b64 = base64.b64encode(bytes.fromhex(digest.md5)).decode("ascii")
-    return (meta.metadata.get(META_ENC_PLAIN_MD5, "").strip() == md5_b64
-            and meta.metadata.get(META_ENC_PLAIN_LENGTH, "").strip() == str(digest.size))
+    return meta.metadata.get(META_ENC_PLAIN_MD5, "").strip() == md5_b64 and meta.metadata.get(
+        META_ENC_PLAIN_LENGTH, ""
+    ).strip() == str(digest.size)
 
 
 def _fingerprint_matches(ctx: TransferContext, fingerprint: str) -> bool:

@@ -43,7 +43,6 @@ class TokenBucket:
             self._sleep(wait)
 
 
-
 class ByteBudget:
     """Bounds the bytes of part buffers in flight across all uploads (s3transfer bounds chunks by count;
     a byte budget also holds when part sizes grow for huge files). A request larger than the whole

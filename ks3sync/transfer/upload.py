@@ -124,7 +124,9 @@ def _put_whole(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
         source: bytes | None = data
         body = MemoryBody(data, plain_md5)
     else:
-        plain_md5, plain_sha = content_digests(path, fd, identity.size, sha256=key is not None, pool=ctx.part_pool)
+        plain_md5, plain_sha = content_digests(
+            path, fd, identity.size, sha256=key is not None, pool=ctx.part_pool
+        )
         source = None
         body = FileBody(fd, 0, identity.size, plain_md5)
     # Empty files are stored unencrypted, as the SDK does.
@@ -233,8 +235,9 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
         encryptor = MultipartEncryptor(key, record.iv)
     count = part_count(identity.size, record.part_size)
     try:
-        parts, file_md5, sent = _send_parts(ctx, path, fd, identity, record, on_server, encryptor,
-                                            whole_md5=digests is None)
+        parts, file_md5, sent = _send_parts(
+            ctx, path, fd, identity, record, on_server, encryptor, whole_md5=digests is None
+        )
         check_unchanged(path, abs_path, fd, identity)
     except FileChangedError:
         # What was sent belongs to no single version of the file: end the upload now (invariant 5).
@@ -269,7 +272,9 @@ def _multipart(ctx: TransferContext, path: str, abs_path: Path, fd: int, identit
             # Initiated by an earlier run, with the tag of the file as read then (or none, by a ks3sync
             # without tags): only the object can tell.
             check_completed_tag(ctx, path, identity.size, digests[1], etag)
-    ctx.checkpoint.synced(SyncedEntry(path, identity, md5_hex, etag, total, encryptor is not None, ctx.clock()))
+    ctx.checkpoint.synced(
+        SyncedEntry(path, identity, md5_hex, etag, total, encryptor is not None, ctx.clock())
+    )
     return sent
 
 
@@ -284,10 +289,14 @@ def _confirmed_multipart_etag(
     if etag == expected:
         return etag
     if _S3_MULTIPART_ETAG.fullmatch(etag):
-        raise IntegrityError(f"{path}: Complete answered ETag {etag}, the parts sent make {expected}; not recorded")
+        raise IntegrityError(
+            f"{path}: Complete answered ETag {etag}, the parts sent make {expected}; not recorded"
+        )
     meta = ctx.store.head(path)
     if meta is None or meta.size != total or crc is None or meta.crc64 != crc:
-        raise IntegrityError(f"{path}: after Complete the object cannot be shown to hold the bytes sent; not recorded")
+        raise IntegrityError(
+            f"{path}: after Complete the object cannot be shown to hold the bytes sent; not recorded"
+        )
     return meta.etag
 
 
@@ -343,8 +352,11 @@ def _send_parts(
                     parts[number] = done
                     continue
                 body = _part_body(path, encryptor, data, last=number == count)
-                futures.append(ctx.part_pool.submit(_finish_part, ctx, path, record.upload_id, number, body,
-                                                    server, done, taken))
+                futures.append(
+                    ctx.part_pool.submit(
+                        _finish_part, ctx, path, record.upload_id, number, body, server, done, taken
+                    )
+                )
                 handed_off = True
             finally:
                 if not handed_off:

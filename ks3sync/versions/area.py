@@ -71,8 +71,9 @@ def list_area(store: Store, layout: Layout) -> AreaListing:
         if original is None:
             group.manifest = obj
         else:
-            group.versions[original] = StoredVersion(stamp, original, obj.etag, obj.size, obj.last_modified_ns,
-                                                     obj.storage_class)
+            group.versions[original] = StoredVersion(
+                stamp, original, obj.etag, obj.size, obj.last_modified_ns, obj.storage_class
+            )
     return area
 
 
@@ -107,7 +108,9 @@ def load_passes(
     def fetch(stamp: str) -> tuple[str, Manifest | str]:
         try:
             listed = area.passes[stamp].manifest
-            return stamp, read_manifest(store, area.layout, stamp, listed.size if listed is not None else None)
+            return stamp, read_manifest(
+                store, area.layout, stamp, listed.size if listed is not None else None
+            )
         except ManifestError as exc:
             return stamp, f"unusable manifest: {exc}"
         except RemoteNotFound:

@@ -96,9 +96,14 @@ def _entry_doc(entry: Entry) -> dict[str, Any]:
     after = entry.after
     return {
         "path": entry.path,
-        "before": None if before is None else {
-            "etag": before.etag, "size": before.size, "modified_ns": before.modified_ns,
-            "mtime_ns": before.mtime_ns, "encrypted": before.encrypted,
+        "before": None
+        if before is None
+        else {
+            "etag": before.etag,
+            "size": before.size,
+            "modified_ns": before.modified_ns,
+            "mtime_ns": before.mtime_ns,
+            "encrypted": before.encrypted,
         },
         "after": None if after is None else {"etag": after.etag, "size": after.size},
     }
@@ -118,7 +123,9 @@ def decode(data: bytes, *, stamp: str, layout: Layout) -> Manifest:
         raise ManifestError(f"not JSON: {exc}") from None
     top = _fields(doc, _TOP, "the document")
     if top.get("ks3sync_manifest") != FORMAT or isinstance(top.get("ks3sync_manifest"), bool):
-        raise ManifestError(f"format {top.get('ks3sync_manifest')!r} is not {FORMAT} (written by a newer ks3sync?)")
+        raise ManifestError(
+            f"format {top.get('ks3sync_manifest')!r} is not {FORMAT} (written by a newer ks3sync?)"
+        )
     if top.get("pass") != stamp:
         raise ManifestError(f"'pass' is {_short(top.get('pass'))}, its key says {stamp}")
     finished = top.get("finished")

@@ -43,10 +43,16 @@ class PruneReport:
 
     def summary(self) -> dict[str, object]:
         return {
-            "passes": self.passes, "objects": self.objects, "expired_passes": self.expired,
-            "to_delete": self.to_delete, "deleted": self.deleted, "deleted_passes": self.deleted_passes,
-            "cold": self.cold, "refused": self.refused,
-            "failed": [{"key": key, "error": why} for key, why in self.failed], "dry_run": self.dry_run,
+            "passes": self.passes,
+            "objects": self.objects,
+            "expired_passes": self.expired,
+            "to_delete": self.to_delete,
+            "deleted": self.deleted,
+            "deleted_passes": self.deleted_passes,
+            "cold": self.cold,
+            "refused": self.refused,
+            "failed": [{"key": key, "error": why} for key, why in self.failed],
+            "dry_run": self.dry_run,
         }
 
 
@@ -83,11 +89,15 @@ def prune(
 
 def _guard(n: int, total: int, max_delete: int | None, percent: float | None) -> str | None:
     if max_delete is not None and n > max_delete:
-        return (f"refusing to delete {n} version objects: more than --max-delete {max_delete}; "
-                "raise --max-delete or use --force")
+        return (
+            f"refusing to delete {n} version objects: more than --max-delete {max_delete}; "
+            "raise --max-delete or use --force"
+        )
     if percent is not None and total > 0 and n * 100 > percent * total:
-        return (f"refusing to delete {n} of {total} objects in the versions area ({100.0 * n / total:.1f}%): "
-                f"more than --max-delete {percent:g}%; raise --max-delete or use --force")
+        return (
+            f"refusing to delete {n} of {total} objects in the versions area ({100.0 * n / total:.1f}%): "
+            f"more than --max-delete {percent:g}%; raise --max-delete or use --force"
+        )
     return None
 
 
@@ -106,8 +116,12 @@ def _delete_pass(store: Store, area: AreaListing, group: PassObjects, report: Pr
     if failures:
         report.failed.extend((store.key_for(path), why) for path, why in failures)
         if group.manifest is not None:
-            report.failed.append((store.key_for(layout.manifest_path(group.stamp)),
-                                  "kept: not every version of its pass could be deleted"))
+            report.failed.append(
+                (
+                    store.key_for(layout.manifest_path(group.stamp)),
+                    "kept: not every version of its pass could be deleted",
+                )
+            )
         return
     if group.manifest is not None:
         manifest = layout.manifest_path(group.stamp)
@@ -122,9 +136,15 @@ def _delete_pass(store: Store, area: AreaListing, group: PassObjects, report: Pr
     report.deleted_passes += 1
 
 
-def _move_cold(store: Store, layout: Layout, passes: Sequence[PassObjects], report: PruneReport, jobs: int) -> None:
-    moves = [layout.version_path(p.stamp, v.path) for p in passes for v in p.versions.values()
-             if v.storage_class != COLD_CLASS]
+def _move_cold(
+    store: Store, layout: Layout, passes: Sequence[PassObjects], report: PruneReport, jobs: int
+) -> None:
+    moves = [
+        layout.version_path(p.stamp, v.path)
+        for p in passes
+        for v in p.versions.values()
+        if v.storage_class != COLD_CLASS
+    ]
     if not moves:
         return
 

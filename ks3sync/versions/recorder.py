@@ -53,7 +53,10 @@ class VersionPass:
 
     def keep(self, store: Store, previous: Previous, record: SyncedEntry | None) -> None:
         result = store.copy(previous.path, self.layout.version_path(self.stamp, previous.path))
-        known = record is not None and (record.remote_etag, record.remote_size) == (previous.etag, previous.size)
+        known = record is not None and (record.remote_etag, record.remote_size) == (
+            previous.etag,
+            previous.size,
+        )
         modified = previous.modified_ns or (record.synced_at_ns if known and record is not None else 0)
         before = Before(
             etag=result.etag,  # the version as stored (a multipart original's copy has a plain MD5 ETag)

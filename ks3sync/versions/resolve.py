@@ -61,8 +61,13 @@ class Choice:
     version: StoredVersion | None = None
 
     def as_remote(self, path: str | None = None) -> RemoteEntry:
-        return RemoteEntry(path if path is not None else self.path, self.size, self.etag, self.last_modified_ns,
-                           self.storage_class)
+        return RemoteEntry(
+            path if path is not None else self.path,
+            self.size,
+            self.etag,
+            self.last_modified_ns,
+            self.storage_class,
+        )
 
 
 _ABSENT = object()  # the earliest later pass says: no object at T
@@ -112,10 +117,14 @@ class Resolution:
             return
         assert isinstance(decision, StoredVersion)
         self.from_versions += 1
-        yield Choice(path, decision.etag, decision.size, decision.last_modified_ns, decision.storage_class, decision)
+        yield Choice(
+            path, decision.etag, decision.size, decision.last_modified_ns, decision.storage_class, decision
+        )
 
 
-def resolve(current: Iterable[RemoteEntry], passes: Sequence[Pass], as_of_ns: int, *, under: str = "") -> Resolution:
+def resolve(
+    current: Iterable[RemoteEntry], passes: Sequence[Pass], as_of_ns: int, *, under: str = ""
+) -> Resolution:
     """The state at ``as_of_ns`` (see the module docstring). ``current`` must be in path order;
     ``passes`` in any order, with the manifests of every pass stamped at or after T read (those that
     have one). ``under`` restricts the result to paths starting with it."""
@@ -134,7 +143,10 @@ def resolve(current: Iterable[RemoteEntry], passes: Sequence[Pass], as_of_ns: in
                 else:
                     written = version.mtime_ns  # no manifest: its file's mtime bounds the upload from below
                 if written is not None and written > as_of_ns:
-                    touched[path] = ("left-out", f"the content pass {p.stamp} replaced was written after that time")
+                    touched[path] = (
+                        "left-out",
+                        f"the content pass {p.stamp} replaced was written after that time",
+                    )
                 else:
                     touched[path] = version
             elif entry is not None and entry.before is None:

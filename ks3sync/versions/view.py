@@ -40,7 +40,12 @@ class PointInTimeView:
     (a single file restored under another name)."""
 
     def __init__(
-        self, store: Store, layout: Layout, choices: Sequence[Choice], *, under: str = "",
+        self,
+        store: Store,
+        layout: Layout,
+        choices: Sequence[Choice],
+        *,
+        under: str = "",
         rename: tuple[str, Choice] | None = None,
     ) -> None:
         self._store = store
@@ -87,7 +92,11 @@ class PointInTimeView:
         return self._store.head(self.source(path))
 
     def open(
-        self, path: str, size: int | None = None, *, byte_range: tuple[int, int] | None = None,
+        self,
+        path: str,
+        size: int | None = None,
+        *,
+        byte_range: tuple[int, int] | None = None,
         if_match: str | None = None,
     ) -> contextlib.AbstractContextManager[ObjectReader]:
         return self._store.open(self.source(path), size, byte_range=byte_range, if_match=if_match)
@@ -107,7 +116,12 @@ class PointInTimeView:
         raise self._read_only()
 
     def upload_part(
-        self, path: str, upload_id: str, part_number: int, body: Body, metadata: Mapping[str, str] | None = None
+        self,
+        path: str,
+        upload_id: str,
+        part_number: int,
+        body: Body,
+        metadata: Mapping[str, str] | None = None,
     ) -> PartResult:
         raise self._read_only()
 
@@ -126,7 +140,12 @@ class PointInTimeView:
         return []
 
     def copy(
-        self, src_path: str, dst_path: str, *, dst_key: str | None = None, options: WriteOptions | None = None,
+        self,
+        src_path: str,
+        dst_path: str,
+        *,
+        dst_key: str | None = None,
+        options: WriteOptions | None = None,
         storage_class: str | None = None,
     ) -> WriteResult:
         raise self._read_only()

@@ -27,7 +27,7 @@ from bench.workloads import (
 
 
 def test_select_workloads_expands_families_and_rejects_unknown_names() -> None:
-    assert select_workloads("W1,W3") == ["W1", "W3"]     # an exact name is only itself
+    assert select_workloads("W1,W3") == ["W1", "W3"]  # an exact name is only itself
     assert select_workloads("w4") == ["W4-2k", "W4-100k"]
     assert select_workloads("W5,W2e") == ["W2e", "W5-W1", "W5-W2"]
     assert select_workloads("W2") == ["W2"]
@@ -53,7 +53,7 @@ def test_a_reverted_mutation_restores_the_tree_with_fresh_mtimes(tmp_path: Path)
     uploaded_at = time.time()
     revert_mutation(work, base, m)
     assert tree_digest(work) == tree_digest(base)
-    for rel in m.modified:    # newer than anything a tool uploaded before the revert (aws compares mtimes)
+    for rel in m.modified:  # newer than anything a tool uploaded before the revert (aws compares mtimes)
         assert (work / rel).stat().st_mtime > uploaded_at + 1
     apply_mutation(work, m, spec.size)
     assert (work / m.modified[0]).stat().st_mtime > (base / m.modified[0]).stat().st_mtime
@@ -96,8 +96,11 @@ def test_run_measured_reports_the_childs_own_rss_cpu_and_exit(tmp_path: Path) ->
 
 
 def test_run_measured_kills_a_tool_that_overruns(tmp_path: Path) -> None:
-    pm = run_measured(Invocation((sys.executable, "-c", "import time; time.sleep(30)"), {}), timeout_s=0.5,
-                      log_path=tmp_path / "log")
+    pm = run_measured(
+        Invocation((sys.executable, "-c", "import time; time.sleep(30)"), {}),
+        timeout_s=0.5,
+        log_path=tmp_path / "log",
+    )
     assert pm.timed_out and pm.wall_s < 10
 
 
@@ -109,27 +112,43 @@ def test_run_measured_hides_unset_variables(tmp_path: Path) -> None:
     assert "VAR=absent" in log.read_text()
 
 
-def _row(workload: str, tool: str, wall: float, *, bytes_in: int = 0, rss: float = 50.0,
-         ops: dict[str, int] | None = None, refused: int = 0, problem: str | None = None) -> Row:
+def _row(
+    workload: str,
+    tool: str,
+    wall: float,
+    *,
+    bytes_in: int = 0,
+    rss: float = 50.0,
+    ops: dict[str, int] | None = None,
+    refused: int = 0,
+    problem: str | None = None,
+) -> Row:
     ops = ops or {"PutObject": 10}
     stats = RequestStats(sum(ops.values()), bytes_in, 0, {"PUT": 10}, refused, ops, refused)
     return Row(workload, tool, [RunRecord(wall, 1.0, rss, stats, 0.1, problem)])
 
 
-VARIANTS = {"ks3sync": "subject", "rclone": "defaults", "rclone-tuned": "tuned", "aws": "defaults",
-            "aws-tuned": "tuned", "s3cmd": "only", "ks3sdk": "only"}
+VARIANTS = {
+    "ks3sync": "subject",
+    "rclone": "defaults",
+    "rclone-tuned": "tuned",
+    "aws": "defaults",
+    "aws-tuned": "tuned",
+    "s3cmd": "only",
+    "ks3sdk": "only",
+}
 
 
 def test_issue16_goals_compare_with_the_fastest_tuned_peer_only() -> None:
     rows = {
         ("W1", "ks3sync"): _row("W1", "ks3sync", 1.0),
-        ("W1", "rclone"): _row("W1", "rclone", 0.5),               # as installed: not what the goal compares
+        ("W1", "rclone"): _row("W1", "rclone", 0.5),  # as installed: not what the goal compares
         ("W1", "rclone-tuned"): _row("W1", "rclone-tuned", 1.6),
         ("W1", "s3cmd"): _row("W1", "s3cmd", 3.0),
         ("W3", "ks3sync"): _row("W3", "ks3sync", 1.0),
         ("W3", "aws-tuned"): _row("W3", "aws-tuned", 0.99),
         ("W5-W1", "ks3sync"): _row("W5-W1", "ks3sync", 1.0),
-        ("W5-W1", "ks3sdk"): _row("W5-W1", "ks3sdk", 0.2, problem="exit 1"),   # failed: does not count
+        ("W5-W1", "ks3sdk"): _row("W5-W1", "ks3sdk", 0.2, problem="exit 1"),  # failed: does not count
     }
     goals = {g.name: g for g in evaluate_issue16(rows, QUICK, 20.0, VARIANTS, 16)}
     w1 = goals["at 20 ms: W1 >= 1.5x the fastest tuned peer"]
@@ -150,14 +169,18 @@ def test_throttle_goal_needs_an_exact_mirror_and_few_refusals() -> None:
         return throttle_goal({("W1-throttled", "ks3sync"): row}, 16, 20.0).verdict
 
     assert verdict(9) == "met"
-    assert verdict(10) == "NOT met"     # 10 of 100: not under 10%
+    assert verdict(10) == "NOT met"  # 10 of 100: not under 10%
     assert verdict(0, problem="3 missing (e.g. d000/f0000001.bin)") == "NOT met"
     assert throttle_goal({}, 16, 20.0).verdict == "not measured"
 
 
 def test_request_count_and_memory_goals() -> None:
-    fine = {("W1", "ks3sync"): _row("W1", "ks3sync", 1.0, ops={"PutObject": 500, "ListObjects": 1}),
-            ("W5-W1", "ks3sync"): _row("W5-W1", "ks3sync", 1.0, ops={"GetObject": 500, "ListObjects": 1}, rss=140)}
+    fine = {
+        ("W1", "ks3sync"): _row("W1", "ks3sync", 1.0, ops={"PutObject": 500, "ListObjects": 1}),
+        ("W5-W1", "ks3sync"): _row(
+            "W5-W1", "ks3sync", 1.0, ops={"GetObject": 500, "ListObjects": 1}, rss=140
+        ),
+    }
     assert request_count_goal(fine, QUICK).verdict == "met"
     assert memory_goal(fine).verdict == "met"
     heads = {("W1", "ks3sync"): _row("W1", "ks3sync", 1.0, ops={"PutObject": 500, "HeadObject": 500})}
@@ -171,9 +194,17 @@ def test_results_round_trip_and_compare(tmp_path: Path) -> None:
     before = [_row("W1", "ks3sync", 2.0), _row("W1", "rclone-tuned", 1.0)]
     after = [_row("W1", "ks3sync", 1.0), _row("W1", "rclone-tuned", 1.0)]
     for name, rows in (("a.json", before), ("b.json", after)):
-        write_results(tmp_path / name, started="2026-01-01T00:00:00+00:00", elapsed_s=1.0, argv=["--quick"],
-                      machine={}, versions={"ks3sync": "v"}, variants=VARIANTS, scale=QUICK,
-                      sessions=[(20.0, 16, rows, None, None, [])])
+        write_results(
+            tmp_path / name,
+            started="2026-01-01T00:00:00+00:00",
+            elapsed_s=1.0,
+            argv=["--quick"],
+            machine={},
+            versions={"ks3sync": "v"},
+            variants=VARIANTS,
+            scale=QUICK,
+            sessions=[(20.0, 16, rows, None, None, [])],
+        )
     a = load_results(tmp_path / "a.json")
     assert a.sessions[0].rows[("W1", "ks3sync")] == before[0]
     text = render_compare(a, load_results(tmp_path / "b.json"))
@@ -192,7 +223,7 @@ def test_goals_compare_with_the_fastest_successful_peer() -> None:
         ("W3", "s3cmd"): _row("W3", "s3cmd", 0.5),
     }
     failed = Row("W1", "s3cmd", [RunRecord(0.1, 0.1, 1, RequestStats.empty(), 0, "exit 1")])
-    rows[("W1", "s3cmd")] = failed     # a failed peer's fast time must not count
+    rows[("W1", "s3cmd")] = failed  # a failed peer's fast time must not count
     goals = {g.name: g for g in evaluate_goals(rows, QUICK, None)}
     assert goals["W1: >= 1.5x faster than the fastest peer"].verdict == "NOT met"
     assert "rclone 1.40 s" in goals["W1: >= 1.5x faster than the fastest peer"].detail

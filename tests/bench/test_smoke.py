@@ -28,10 +28,32 @@ pytest.importorskip("ks3", reason="ks3sdk (the official SDK peer) is not install
 def _run_bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--files", "24", "--big-mib", "1", "--no-limits",
-         "--workdir", str(tmp_path / "wd"), "--data-dir", str(tmp_path / "data"), "--markdown", str(tmp_path / "report.md"),
-         "--json", str(tmp_path / "results.json"), *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=150, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--files",
+            "24",
+            "--big-mib",
+            "1",
+            "--no-limits",
+            "--workdir",
+            str(tmp_path / "wd"),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--markdown",
+            str(tmp_path / "report.md"),
+            "--json",
+            str(tmp_path / "results.json"),
+            *args,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
     )
 
 
@@ -51,7 +73,7 @@ def test_tiny_run_with_the_sdk_peer_verifies_and_reports(tmp_path: Path) -> None
         assert row.runs[0].requests.requests > 0
     # W1 uploads 24 files: one PUT each (the request log is read between marks).
     assert rows[("W1", "ks3sdk")].runs[0].requests.by_op["PutObject"] == 24
-    assert ("W1-throttled", "ks3sdk") not in rows    # a 0 ms session runs it only when named
+    assert ("W1-throttled", "ks3sdk") not in rows  # a 0 ms session runs it only when named
     report = (tmp_path / "report.md").read_text()
     assert "| W1 | ks3sdk | ok x1 |" in report and "## Results at 0 ms" in report
     assert "## Machine" in report and "ks3sdk 1.18.0" in report
@@ -67,8 +89,21 @@ def test_tiny_run_with_the_sdk_peer_verifies_and_reports(tmp_path: Path) -> None
 def test_slow_link_session_throttled_w1_and_the_large_w3(tmp_path: Path) -> None:
     # N = 2 against ks3sync's concurrency: some of its requests must be refused; the serial SDK script
     # never has two in flight. W3-20k on a 30-file stand-in, two runs (the second after a revert).
-    out = _run_bench(tmp_path, "--latency-ms", "20", "--only", "W1-throttled,W3-20k", "--tools", "ks3sync,ks3sdk",
-                     "--large-files", "30", "--throttle-inflight", "2", "--runs", "2")
+    out = _run_bench(
+        tmp_path,
+        "--latency-ms",
+        "20",
+        "--only",
+        "W1-throttled,W3-20k",
+        "--tools",
+        "ks3sync,ks3sdk",
+        "--large-files",
+        "30",
+        "--throttle-inflight",
+        "2",
+        "--runs",
+        "2",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = _rows(tmp_path, 20.0)
     sdk = rows[("W1-throttled", "ks3sdk")]
@@ -79,15 +114,31 @@ def test_slow_link_session_throttled_w1_and_the_large_w3(tmp_path: Path) -> None
         row = rows[("W3-20k", tool)]
         assert row.ok and len(row.runs) == 2, (tool, row.failed, row.skipped)
     # The latency reached the server and delays every request, bucket creation included.
-    log = [json.loads(line) for line in (tmp_path / "wd" / "latency-20ms" / "requests.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(line)
+        for line in (tmp_path / "wd" / "latency-20ms" / "requests.jsonl").read_text().splitlines()
+    ]
     assert {e["op"] for e in log} >= {"CreateBucket", "PutObject", "ListObjects"}
     assert min(e["ms"] for e in log) >= 20
     report = (tmp_path / "report.md").read_text()
     assert "### Throttled W1 at 20 ms" in report and "--max-inflight 2 --latency-ms 20" in report
     assert "throttling, N = 2 at 20 ms" in report
-    compare = subprocess.run([sys.executable, "-m", "bench", "--compare", str(tmp_path / "results.json"),
-                              str(tmp_path / "results.json")], cwd=REPO, capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    compare = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--compare",
+            str(tmp_path / "results.json"),
+            str(tmp_path / "results.json"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
     assert compare.returncode == 0, compare.stderr
     assert "| 20 ms | W3-20k | ks3sync |" in compare.stdout and "| 1.00x |" in compare.stdout
 
@@ -96,13 +147,20 @@ def test_check_bucket_reports_missing_and_wrong_objects(tmp_path: Path) -> None:
     from bench.server import Credentials, LocalServer
     from bench.verify import check_bucket, check_folder
 
-    with LocalServer(tmp_path / "root", tmp_path / "req.jsonl", Credentials("AK", "SK/secret"),
-                     quiet_log=tmp_path / "server.log") as server:
+    with LocalServer(
+        tmp_path / "root",
+        tmp_path / "req.jsonl",
+        Credentials("AK", "SK/secret"),
+        quiet_log=tmp_path / "server.log",
+    ) as server:
         mini = server.mini
         mini.create_bucket("verify")
         mini.put("verify", "p/a.bin", b"hello")
         mini.put("verify", "p/b.bin", b"world")
-        exact = {"a.bin": (5, "5d41402abc4b2a76b9719d911017c592"), "b.bin": (5, "7d793037a0760186574b0282f2f435e7")}
+        exact = {
+            "a.bin": (5, "5d41402abc4b2a76b9719d911017c592"),
+            "b.bin": (5, "7d793037a0760186574b0282f2f435e7"),
+        }
         assert check_bucket(mini, "verify", "p", exact) is None
         wrong = {**exact, "b.bin": (5, "0" * 32)}
         assert "md5" in (check_bucket(mini, "verify", "p", wrong) or "")

@@ -17,8 +17,22 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(200)
 def test_versions_cost_prints_its_table(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "bench.versions_cost", "--rounds", "1", "--files", "40", "--work", str(tmp_path / "w")],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "bench.versions_cost",
+            "--rounds",
+            "1",
+            "--files",
+            "40",
+            "--work",
+            str(tmp_path / "w"),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=180,
         check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -30,16 +30,31 @@ SMALL_PARTS = ["--part-size", "100KiB", "--multipart-threshold", "200KiB"]
 
 def ks3sync(server: Any, home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     """``ks3sync ARGS --endpoint SERVER`` with its default state dir under ``home``."""
-    env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key,
-               XDG_STATE_HOME=str(home / "state"), **extra_env)
-    return subprocess.run([sys.executable, "-m", "ks3sync", *args, "--endpoint", server.endpoint],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    env = dict(
+        os.environ,
+        KS3_ACCESS_KEY=server.access_key,
+        KS3_SECRET_KEY=server.secret_key,
+        XDG_STATE_HOME=str(home / "state"),
+        **extra_env,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "ks3sync", *args, "--endpoint", server.endpoint],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def mirror(server: Any, state: Path, *args: str) -> None:
     env = {"KS3_ACCESS_KEY": server.access_key, "KS3_SECRET_KEY": server.secret_key}
-    done = CliRunner().invoke(cli, ["mirror", *args, *SMALL_PARTS, "--endpoint", server.endpoint,
-                                    "--state-db", str(state)], env=env, catch_exceptions=False)
+    done = CliRunner().invoke(
+        cli,
+        ["mirror", *args, *SMALL_PARTS, "--endpoint", server.endpoint, "--state-db", str(state)],
+        env=env,
+        catch_exceptions=False,
+    )
     assert done.exit_code == 0, done.stderr
 
 
@@ -52,8 +67,9 @@ def write_tree(root: Path, files: dict[str, bytes]) -> None:
 def flip_stored_byte(server: Any, bucket: str, key: str, offset: int) -> None:
     """Flip one bit of the body file local-server keeps for ``key`` (its index is left alone)."""
     with sqlite3.connect(f"file:{server.root / 'meta.sqlite3'}?mode=ro", uri=True) as db:
-        row = db.execute("SELECT data_id FROM objects WHERE bucket = ? AND key = ?",
-                         (bucket, key.encode())).fetchone()
+        row = db.execute(
+            "SELECT data_id FROM objects WHERE bucket = ? AND key = ?", (bucket, key.encode())
+        ).fetchone()
     data_id = row[0]
     assert not data_id.startswith("i"), "the session server keeps bodies in files"
     with open(server.root / "data" / data_id[:2] / data_id, "r+b") as body:
@@ -85,8 +101,9 @@ PLAIN_FILES = {
 }
 
 
-def test_plain_and_multipart_tree_equal_then_damaged_on_both_sides(local_server: Any, bucket: str,
-                                                                   tmp_path: Path) -> None:
+def test_plain_and_multipart_tree_equal_then_damaged_on_both_sides(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     write_tree(src, PLAIN_FILES)
     target = f"ks3://{bucket}/plain/"
@@ -94,8 +111,13 @@ def test_plain_and_multipart_tree_equal_then_damaged_on_both_sides(local_server:
 
     equal = ks3sync(local_server, tmp_path, "check", str(src), target, "-v")
     assert equal.returncode == 0, equal.stderr
-    assert lines(equal.stdout) == ["equal   a.txt (size, md5)", "equal   big.bin (size, crc64)",
-                                   "equal   c.txt (size, md5)", "equal   empty (size)", "equal   sub/b.txt (size, md5)"]
+    assert lines(equal.stdout) == [
+        "equal   a.txt (size, md5)",
+        "equal   big.bin (size, crc64)",
+        "equal   c.txt (size, md5)",
+        "equal   empty (size)",
+        "equal   sub/b.txt (size, md5)",
+    ]
     assert lines(equal.stderr) == ["5 equal, 0 differ, 0 missing, 0 extra, 0 errors"]
 
     sdk_bucket = sdk_connection(local_server).get_bucket(bucket)
@@ -119,8 +141,13 @@ def test_plain_and_multipart_tree_equal_then_damaged_on_both_sides(local_server:
 
     read_back = ks3sync(local_server, tmp_path, "check", str(src), target, "--download")
     assert read_back.returncode == 1, read_back.stderr
-    assert lines(read_back.stdout) == ["differ  a.txt (content at byte 0)", "differ  big.bin (content at byte 123456)",
-                                       "differ  c.txt (content at byte 0)", "missing sub/b.txt", "extra   zz.txt"]
+    assert lines(read_back.stdout) == [
+        "differ  a.txt (content at byte 0)",
+        "differ  big.bin (content at byte 123456)",
+        "differ  c.txt (content at byte 0)",
+        "missing sub/b.txt",
+        "extra   zz.txt",
+    ]
     assert lines(read_back.stderr) == ["1 equal, 3 differ, 1 missing, 1 extra, 0 errors"]
 
     # The order of the arguments decides what is missing and what is extra.
@@ -143,7 +170,10 @@ def test_json_document(local_server: Any, bucket: str, tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     doc = json.loads(done.stdout)
     assert doc == {
-        "src": str(src), "dst": target, "mode": "metadata", "ok": False,
+        "src": str(src),
+        "dst": target,
+        "mode": "metadata",
+        "ok": False,
         "counts": {"equal": 2, "differ": 1, "missing": 1, "extra": 1, "errors": 0, "unverified": 0},
         "differ": [{"path": "a.txt", "detail": "size 13 != 5", "compared": ["size"]}],
         "missing": ["new\nline.txt"],
@@ -172,7 +202,9 @@ def strip_integrity_tag(server: Any, bucket: str, key: str) -> None:
         client.copy_object(bucket, key, bucket, key, metadata_directive="REPLACE", metadata=metadata)
 
 
-def test_encrypted_tree_by_journal_tag_metadata_and_download(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_encrypted_tree_by_journal_tag_metadata_and_download(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     files = {"a.txt": b"alpha\n", "big.bin": os.urandom(300 * KIB + 7), "c.txt": b"charlie", "empty": b""}
     write_tree(src, files)
@@ -186,34 +218,54 @@ def test_encrypted_tree_by_journal_tag_metadata_and_download(local_server: Any, 
     no_journal = ["--state-db", str(tmp_path / "none.db")]
 
     # The journal recorded every object: their plaintext MD5s prove them without a request.
-    by_journal = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--state-db", str(journal), "-v")
+    by_journal = ks3sync(
+        local_server, tmp_path, "check", str(src), target, *keyed, "--state-db", str(journal), "-v"
+    )
     assert by_journal.returncode == 0, by_journal.stderr
-    assert lines(by_journal.stdout) == ["equal   a.txt (size, journal-md5)", "equal   big.bin (size, journal-md5)",
-                                        "equal   c.txt (size, journal-md5)", "equal   empty (size)"]
+    assert lines(by_journal.stdout) == [
+        "equal   a.txt (size, journal-md5)",
+        "equal   big.bin (size, journal-md5)",
+        "equal   c.txt (size, journal-md5)",
+        "equal   empty (size)",
+    ]
     # Without it: one HEAD each, and ks3sync's integrity tag proves the file's content, multipart too.
     by_tag = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, *no_journal, "-v")
     assert by_tag.returncode == 0, by_tag.stderr
-    assert lines(by_tag.stdout) == ["equal   a.txt (size, integrity-tag)", "equal   big.bin (size, integrity-tag)",
-                                    "equal   c.txt (size, integrity-tag)", "equal   empty (size)"]
+    assert lines(by_tag.stdout) == [
+        "equal   a.txt (size, integrity-tag)",
+        "equal   big.bin (size, integrity-tag)",
+        "equal   c.txt (size, integrity-tag)",
+        "equal   empty (size)",
+    ]
     assert not (tmp_path / "none.db").exists()  # check never creates a journal
 
     # An untagged (SDK-written) multipart object has no plaintext digest in its metadata at all.
     strip_integrity_tag(local_server, bucket, "enc/big.bin")
     untagged = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, *no_journal)
     assert untagged.returncode == 0, untagged.stderr
-    assert lines(untagged.stdout) == ["unverified big.bin (encrypted without an integrity tag or a plaintext MD5: "
-                                      "cannot verify without --download)"]
+    assert lines(untagged.stdout) == [
+        "unverified big.bin (encrypted without an integrity tag or a plaintext MD5: "
+        "cannot verify without --download)"
+    ]
     assert lines(untagged.stderr) == [
         "ks3sync: 1 entry has equal sizes but could not be verified without --download",
-        "3 equal, 0 differ, 0 missing, 0 extra, 0 errors, 1 unverified"]
-    required = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, *no_journal, "--require-integrity")
+        "3 equal, 0 differ, 0 missing, 0 extra, 0 errors, 1 unverified",
+    ]
+    required = ks3sync(
+        local_server, tmp_path, "check", str(src), target, *keyed, *no_journal, "--require-integrity"
+    )
     assert required.returncode == 1
-    assert lines(required.stdout) == ["differ  big.bin (no integrity tag (written by the SDK?), and it is required)"]
+    assert lines(required.stdout) == [
+        "differ  big.bin (no integrity tag (written by the SDK?), and it is required)"
+    ]
     read_untagged = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--download", "-v")
     assert read_untagged.returncode == 0, read_untagged.stderr
     assert lines(read_untagged.stdout) == [
-        "equal   a.txt (size, content, integrity-tag)", "equal   big.bin (size, content)",
-        "equal   c.txt (size, content, integrity-tag)", "equal   empty (size)"]
+        "equal   a.txt (size, content, integrity-tag)",
+        "equal   big.bin (size, content)",
+        "equal   c.txt (size, content, integrity-tag)",
+        "equal   empty (size)",
+    ]
 
     flip_stored_byte(local_server, bucket, "enc/big.bin", 200_000)
     (src / "c.txt").write_bytes(b"Charlie")
@@ -231,7 +283,10 @@ def test_encrypted_tree_by_journal_tag_metadata_and_download(local_server: Any, 
     read_back = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--download")
     assert read_back.returncode == 1
     out = lines(read_back.stdout)
-    assert out[0] == "differ  a.txt (size 32 != 6, encrypted: a 6-byte file takes 32 bytes; the object looks unencrypted)"
+    assert (
+        out[0]
+        == "differ  a.txt (size 32 != 6, encrypted: a 6-byte file takes 32 bytes; the object looks unencrypted)"
+    )
     # The flipped bit garbles the plaintext block decrypted from the ciphertext block holding it.
     first_bad = int(out[1].removeprefix("differ  big.bin (content at byte ").removesuffix(")"))
     assert 200_000 - 16 <= first_bad < 200_000
@@ -240,11 +295,15 @@ def test_encrypted_tree_by_journal_tag_metadata_and_download(local_server: Any, 
 
     forgot = ks3sync(local_server, tmp_path, "check", str(src), target)
     assert forgot.returncode == 1
-    assert "error   big.bin (the object is client-side encrypted: pass --encrypt-key to compare it)" in forgot.stdout
+    assert (
+        "error   big.bin (the object is client-side encrypted: pass --encrypt-key to compare it)"
+        in forgot.stdout
+    )
 
 
-def test_download_verifies_the_integrity_tag_even_when_the_bytes_equal_the_file(local_server: Any, bucket: str,
-                                                                                 tmp_path: Path) -> None:
+def test_download_verifies_the_integrity_tag_even_when_the_bytes_equal_the_file(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     """A tag bound to another key (the object was moved there whole, metadata and all) fails the
     read-back although every decrypted byte equals the file: a restore would refuse it."""
     from ks3sync.ks3 import Client
@@ -257,15 +316,35 @@ def test_download_verifies_the_integrity_tag_even_when_the_bytes_equal_the_file(
     key.chmod(0o600)
     mirror(local_server, tmp_path / "j.db", str(src), f"ks3://{bucket}/one/", "--encrypt-key", str(key))
     with Client(client_config(local_server)) as client:
-        client.copy_object(bucket, "one/a.txt", bucket, "two/a.txt")  # metadata copied: the tag names one/a.txt
-    done = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/two/", "--encrypt-key", str(key),
-                   "--download")
+        client.copy_object(
+            bucket, "one/a.txt", bucket, "two/a.txt"
+        )  # metadata copied: the tag names one/a.txt
+    done = ks3sync(
+        local_server,
+        tmp_path,
+        "check",
+        str(src),
+        f"ks3://{bucket}/two/",
+        "--encrypt-key",
+        str(key),
+        "--download",
+    )
     assert done.returncode == 1
     (only,) = lines(done.stdout)
-    assert only.startswith("differ  a.txt (the object does not decrypt: decrypted content does not match its "
-                           "integrity tag")  # the message's own "a.txt: " is left out: the line names the path
-    by_metadata = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/two/", "--encrypt-key", str(key),
-                          "--state-db", str(tmp_path / "none.db"))
+    assert only.startswith(
+        "differ  a.txt (the object does not decrypt: decrypted content does not match its integrity tag"
+    )  # the message's own "a.txt: " is left out: the line names the path
+    by_metadata = ks3sync(
+        local_server,
+        tmp_path,
+        "check",
+        str(src),
+        f"ks3://{bucket}/two/",
+        "--encrypt-key",
+        str(key),
+        "--state-db",
+        str(tmp_path / "none.db"),
+    )
     assert lines(by_metadata.stdout) == ["differ  a.txt (integrity tag)"]
 
 
@@ -273,11 +352,19 @@ def test_usage_errors_exit_2_with_one_line(local_server: Any, bucket: str, tmp_p
     folder = tmp_path / "f"
     folder.mkdir()
     cases = [
-        (["check", str(folder), f"ks3://{bucket}/p/", "--download", "--size-only"],
-         "--download and --size-only cannot be combined"),
+        (
+            ["check", str(folder), f"ks3://{bucket}/p/", "--download", "--size-only"],
+            "--download and --size-only cannot be combined",
+        ),
         (["check", str(folder), str(tmp_path)], "exactly one of SRC and DST must be ks3://"),
-        (["check", str(tmp_path / "nope"), f"ks3://{bucket}/p/"], "SRC: " + str(tmp_path / "nope") + ": no such folder"),
-        (["check", f"ks3://{bucket}/p/", str(tmp_path / "nope")], "DST: " + str(tmp_path / "nope") + ": no such folder"),
+        (
+            ["check", str(tmp_path / "nope"), f"ks3://{bucket}/p/"],
+            "SRC: " + str(tmp_path / "nope") + ": no such folder",
+        ),
+        (
+            ["check", f"ks3://{bucket}/p/", str(tmp_path / "nope")],
+            "DST: " + str(tmp_path / "nope") + ": no such folder",
+        ),
         (["check", str(folder), "ks3://no-such-bucket-for-check/p/"], "does not exist"),
     ]
     for args, message in cases:
@@ -296,8 +383,9 @@ main()
 """
 
 
-def test_a_plain_check_never_loads_the_cipher_on_its_worker_threads(local_server: Any, bucket: str,
-                                                                   tmp_path: Path) -> None:
+def test_a_plain_check_never_loads_the_cipher_on_its_worker_threads(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     """Worker threads that imported the cipher package while the march imported it too (for the first
     size that differs) could see it half initialised: a plain --download check failed with an
     ImportError on 20,000 files. Plain objects never need it, on any thread."""
@@ -305,16 +393,37 @@ def test_a_plain_check_never_loads_the_cipher_on_its_worker_threads(local_server
     write_tree(src, {f"f{i}": b"x" * i for i in range(1, 30)})
     target = f"ks3://{bucket}/probe/"
     mirror(local_server, tmp_path / "j.db", str(src), target)
-    env = dict(os.environ, KS3_ACCESS_KEY=local_server.access_key, KS3_SECRET_KEY=local_server.secret_key,
-               XDG_STATE_HOME=str(tmp_path / "state"))
-    done = subprocess.run([sys.executable, "-c", PROBE, "check", str(src), target, "--download", "--endpoint",
-                           local_server.endpoint], env=env, capture_output=True, text=True, timeout=120, check=False)
+    env = dict(
+        os.environ,
+        KS3_ACCESS_KEY=local_server.access_key,
+        KS3_SECRET_KEY=local_server.secret_key,
+        XDG_STATE_HOME=str(tmp_path / "state"),
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PROBE,
+            "check",
+            str(src),
+            target,
+            "--download",
+            "--endpoint",
+            local_server.endpoint,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert lines(done.stdout) == ["CIPHER False"]
 
 
-def test_a_configured_sync_lends_its_excludes_key_and_journal(local_server: Any, bucket: str,
-                                                              tmp_path: Path) -> None:
+def test_a_configured_sync_lends_its_excludes_key_and_journal(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     write_tree(src, {"a.txt": b"alpha", "skip.log": b"never synced"})
     key = tmp_path / "key"
@@ -327,18 +436,29 @@ def test_a_configured_sync_lends_its_excludes_key_and_journal(local_server: Any,
         f"    excludes: ['*.log']\n    encrypt_key_file: {key}\n"
     )
     env = {"KS3_ACCESS_KEY": local_server.access_key, "KS3_SECRET_KEY": local_server.secret_key}
-    up = CliRunner().invoke(cli, ["mirror", str(src), f"ks3://{bucket}/cfg/", "--config", str(config)], env=env,
-                            catch_exceptions=False)
+    up = CliRunner().invoke(
+        cli,
+        ["mirror", str(src), f"ks3://{bucket}/cfg/", "--config", str(config)],
+        env=env,
+        catch_exceptions=False,
+    )
     assert up.exit_code == 0, up.stderr
-    sdk_connection(local_server).get_bucket(bucket).new_key("cfg/old.log").set_contents_from_string(b"excluded")
+    sdk_connection(local_server).get_bucket(bucket).new_key("cfg/old.log").set_contents_from_string(
+        b"excluded"
+    )
 
-    done = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/cfg/", "--config", str(config), "-v")
+    done = ks3sync(
+        local_server, tmp_path, "check", str(src), f"ks3://{bucket}/cfg/", "--config", str(config), "-v"
+    )
     assert done.returncode == 0, done.stderr
-    assert lines(done.stdout) == ["equal   a.txt (size, journal-md5)"]  # the key, and the journal in state_dir
+    assert lines(done.stdout) == [
+        "equal   a.txt (size, journal-md5)"
+    ]  # the key, and the journal in state_dir
 
 
 def test_the_journal_records_of_a_pair_are_found_by_name_then_former_name_then_folder_and_prefix(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     from ks3sync.cli.check import _sync_of
     from ks3sync.cli.common import Target, mirror_former_name, mirror_sync_name
     from ks3sync.journal import Journal
@@ -360,8 +480,9 @@ def test_the_journal_records_of_a_pair_are_found_by_name_then_former_name_then_f
         assert {former + "http://a", former + "http://b"} <= {sync.name for sync in journal.syncs()}
 
 
-def test_check_reaches_ks3_as_every_command_does_through_the_proxy_options(local_server: Any, bucket: str,
-                                                                          tmp_path: Path) -> None:
+def test_check_reaches_ks3_as_every_command_does_through_the_proxy_options(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     import socket
 
     from tests.proxykit import TinyProxy
@@ -380,8 +501,9 @@ def test_check_reaches_ks3_as_every_command_does_through_the_proxy_options(local
     assert direct.returncode == 0, direct.stderr
 
 
-def test_an_unusable_journal_is_a_warning_and_the_check_goes_on_without_it(local_server: Any, bucket: str,
-                                                                          tmp_path: Path) -> None:
+def test_an_unusable_journal_is_a_warning_and_the_check_goes_on_without_it(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src, target = one_file_mirrored(local_server, bucket, tmp_path, "badjournal/")
     broken = tmp_path / "broken.db"
     broken.write_bytes(b"this is not an SQLite database, just some bytes" * 100)
@@ -395,7 +517,9 @@ def test_an_unusable_journal_is_a_warning_and_the_check_goes_on_without_it(local
     assert broken.read_bytes().startswith(b"this is not an SQLite database")  # left as it was
 
 
-def test_the_versions_area_is_not_compared_as_for_mirror(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_the_versions_area_is_not_compared_as_for_mirror(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     """Versions mirror kept (under .versions/, always reserved, or a configured prefix) are never
     "extra"; a local folder of that name is not "missing" (mirror does not upload it either)."""
     src = tmp_path / "src"
@@ -420,12 +544,18 @@ def test_the_versions_area_is_not_compared_as_for_mirror(local_server: Any, buck
     unnamed = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/old/")
     assert unnamed.returncode == 1
     assert lines(unnamed.stdout) and all(line.startswith("extra   .old/") for line in lines(unnamed.stdout))
-    named = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/old/", "--versions-prefix", ".old/")
+    named = ks3sync(
+        local_server, tmp_path, "check", str(src), f"ks3://{bucket}/old/", "--versions-prefix", ".old/"
+    )
     assert named.returncode == 0, named.stdout + named.stderr
     config = tmp_path / "ks3sync.yaml"
-    config.write_text(f"endpoint: {local_server.endpoint}\nsyncs:\n  - name: docs\n    source: {src}\n"
-                      f"    target: ks3://{bucket}/old/\n    versions: {{prefix: .old/}}\n")
-    configured = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/old/", "--config", str(config))
+    config.write_text(
+        f"endpoint: {local_server.endpoint}\nsyncs:\n  - name: docs\n    source: {src}\n"
+        f"    target: ks3://{bucket}/old/\n    versions: {{prefix: .old/}}\n"
+    )
+    configured = ks3sync(
+        local_server, tmp_path, "check", str(src), f"ks3://{bucket}/old/", "--config", str(config)
+    )
     assert configured.returncode == 0, configured.stdout + configured.stderr
 
     # A local folder called .versions is the target's reserved name: a note, not a missing entry.
@@ -433,14 +563,19 @@ def test_the_versions_area_is_not_compared_as_for_mirror(local_server: Any, buck
     local_area = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/kept/")
     assert local_area.returncode == 0, local_area.stdout + local_area.stderr
     assert lines(local_area.stdout) == []
-    assert "ks3sync: skipped .versions/: the target reserves it for versions: not compared" in lines(local_area.stderr)
-    bad = ks3sync(local_server, tmp_path, "check", str(src), f"ks3://{bucket}/kept/", "--versions-prefix", "/abs")
+    assert "ks3sync: skipped .versions/: the target reserves it for versions: not compared" in lines(
+        local_area.stderr
+    )
+    bad = ks3sync(
+        local_server, tmp_path, "check", str(src), f"ks3://{bucket}/kept/", "--versions-prefix", "/abs"
+    )
     assert bad.returncode == 2
     assert lines(bad.stderr)[0].startswith("ks3sync: error: --versions-prefix: ")
 
 
-def test_an_object_the_official_sdk_encrypted_is_proven_by_its_plaintext_md5(local_server: Any, bucket: str,
-                                                                             tmp_path: Path) -> None:
+def test_an_object_the_official_sdk_encrypted_is_proven_by_its_plaintext_md5(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     """The SDK's single PUT (local_encrypt=True) carries no integrity tag but records the plaintext
     MD5 in x-kss-meta-unencrypted-content-md5: one HEAD proves or disproves the file; --download
     reads it back; --require-integrity refuses it, as a restore with that setting would."""
@@ -457,13 +592,21 @@ def test_an_object_the_official_sdk_encrypted_is_proven_by_its_plaintext_md5(loc
 
     equal = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "-v")
     assert equal.returncode == 0, equal.stderr
-    assert lines(equal.stdout) == ["equal   a.txt (size, integrity-tag)", "equal   sdk.txt (size, plaintext-md5)"]
+    assert lines(equal.stdout) == [
+        "equal   a.txt (size, integrity-tag)",
+        "equal   sdk.txt (size, plaintext-md5)",
+    ]
     read_back = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--download", "-v")
     assert read_back.returncode == 0, read_back.stderr
-    assert lines(read_back.stdout) == ["equal   a.txt (size, content, integrity-tag)", "equal   sdk.txt (size, content)"]
+    assert lines(read_back.stdout) == [
+        "equal   a.txt (size, content, integrity-tag)",
+        "equal   sdk.txt (size, content)",
+    ]
     required = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--require-integrity")
     assert required.returncode == 1
-    assert lines(required.stdout) == ["differ  sdk.txt (no integrity tag (written by the SDK?), and it is required)"]
+    assert lines(required.stdout) == [
+        "differ  sdk.txt (no integrity tag (written by the SDK?), and it is required)"
+    ]
 
     (src / "sdk.txt").write_bytes(b"edited by the user\n")  # the same size
     edited = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed)

@@ -63,13 +63,19 @@ def record(obj: RemoteEntry, md5: str = MD5, *, encrypted: bool = False) -> Sync
     return SyncedEntry(obj.path, FileIdentity(len(CONTENT), 1, 1, 1), md5, obj.etag, obj.size, encrypted)
 
 
-def meta(size: int = len(CONTENT), etag: str = "a" * 32 + "-2", *, crc64: int | None = None,
-         **metadata: str) -> ObjectMeta:
+def meta(
+    size: int = len(CONTENT), etag: str = "a" * 32 + "-2", *, crc64: int | None = None, **metadata: str
+) -> ObjectMeta:
     return ObjectMeta("f", size, etag, metadata=metadata, crc64=crc64)
 
 
-def encrypted_meta(*, key: str = "good", length: int | str | None = len(CONTENT), md5: bytes | None = None,
-                   etag: str = "b" * 32) -> ObjectMeta:
+def encrypted_meta(
+    *,
+    key: str = "good",
+    length: int | str | None = len(CONTENT),
+    md5: bytes | None = None,
+    etag: str = "b" * 32,
+) -> ObjectMeta:
     metadata = {META_ENC_KEY: key, META_ENC_IV: base64.b64encode(b"\0" * 16).decode()}
     if length is not None:
         metadata[META_ENC_PLAIN_LENGTH] = str(length)
@@ -82,7 +88,9 @@ def encrypted_meta(*, key: str = "good", length: int | str | None = len(CONTENT)
 
 
 def test_sizes_that_differ_are_shown_src_first_whichever_side_is_local() -> None:
-    assert triage(local(10), remote(12), None, PLAIN) == Verdict("f", Status.DIFFER, "size 10 != 12", (Method.SIZE,))
+    assert triage(local(10), remote(12), None, PLAIN) == Verdict(
+        "f", Status.DIFFER, "size 10 != 12", (Method.SIZE,)
+    )
     reversed_order = CompareOptions(local_is_source=False)
     assert triage(local(10), remote(12), None, reversed_order).detail == "size 12 != 10"
 
@@ -99,12 +107,15 @@ def test_a_single_put_etag_is_compared_with_the_files_md5_without_a_request() ->
     step = triage(local(), remote(), None, PLAIN)
     assert step == Hash(Method.MD5, MD5, Hashes(md5=True), 10)
     assert settle("f", step, LocalDigest(10, md5=MD5), PLAIN) == Verdict(
-        "f", Status.EQUAL, compared=(Method.SIZE, Method.MD5))
+        "f", Status.EQUAL, compared=(Method.SIZE, Method.MD5)
+    )
     # The file was read at another size than the scan saw: it changed, and now differs by size.
-    assert settle("f", step, LocalDigest(11, md5=MD5), PLAIN) == Verdict("f", Status.DIFFER, "size 11 != 10",
-                                                                           (Method.SIZE,))
+    assert settle("f", step, LocalDigest(11, md5=MD5), PLAIN) == Verdict(
+        "f", Status.DIFFER, "size 11 != 10", (Method.SIZE,)
+    )
     assert settle("f", step, LocalDigest(10, md5="0" * 32), PLAIN) == Verdict(
-        "f", Status.DIFFER, "md5", (Method.SIZE, Method.MD5))
+        "f", Status.DIFFER, "md5", (Method.SIZE, Method.MD5)
+    )
 
 
 def test_a_multipart_object_is_compared_by_the_crc64_of_its_head() -> None:
@@ -164,8 +175,9 @@ def test_sizes_that_differ_as_encryption_would_make_them_ask_whether_a_key_was_f
 
 def test_an_encrypted_size_is_the_ciphertext_length_of_the_file() -> None:
     wrong = triage(local(), remote(48, "b" * 32), None, KEYED)
-    assert wrong == Verdict("f", Status.DIFFER, "size 32 != 48, encrypted: a 10-byte file takes 32 bytes",
-                           (Method.SIZE,))
+    assert wrong == Verdict(
+        "f", Status.DIFFER, "size 32 != 48, encrypted: a 10-byte file takes 32 bytes", (Method.SIZE,)
+    )
     unencrypted = triage(local(), remote(), None, KEYED)
     assert isinstance(unencrypted, Verdict) and unencrypted.detail.endswith("; the object looks unencrypted")
     assert triage(local(0), remote(0, hashlib.md5(b"").hexdigest()), None, KEYED).status is Status.EQUAL
@@ -173,7 +185,9 @@ def test_an_encrypted_size_is_the_ciphertext_length_of_the_file() -> None:
 
 def test_an_encrypted_object_the_journal_recorded_needs_no_request() -> None:
     obj = remote(ENCRYPTED_SIZE, "b" * 32)
-    assert triage(local(), obj, record(obj, encrypted=True), KEYED) == Hash(Method.JOURNAL, MD5, Hashes(md5=True), 10)
+    assert triage(local(), obj, record(obj, encrypted=True), KEYED) == Hash(
+        Method.JOURNAL, MD5, Hashes(md5=True), 10
+    )
     # A record of another ETag (the object was replaced) does not speak for this one.
     stale = SyncedEntry("f", FileIdentity(10, 1, 1, 1), MD5, "e" * 32, ENCRYPTED_SIZE, True)
     assert triage(local(), obj, stale, KEYED) == Head()
@@ -188,13 +202,18 @@ def test_an_encrypted_object_is_judged_by_its_key_fingerprint_and_plaintext_meta
 
     assert after(encrypted_meta(md5=digest)) == Hash(Method.PLAINTEXT_MD5, MD5, Hashes(md5=True), 10)
     assert after(encrypted_meta(key="other", md5=digest)) == Verdict(
-        "f", Status.DIFFER, "encrypted with a different key", (Method.SIZE,))
-    assert after(encrypted_meta(length=11, md5=digest)) == Verdict("f", Status.DIFFER, "size 10 != 11", (Method.SIZE,))
+        "f", Status.DIFFER, "encrypted with a different key", (Method.SIZE,)
+    )
+    assert after(encrypted_meta(length=11, md5=digest)) == Verdict(
+        "f", Status.DIFFER, "size 10 != 11", (Method.SIZE,)
+    )
     plaintext = after(meta(size=ENCRYPTED_SIZE, etag="b" * 32))
     assert isinstance(plaintext, Verdict) and plaintext.detail == "not client-side encrypted"
     # A length that is not a plain number ('²' passes str.isdigit() and fails int()) decides nothing.
     for hostile in ("\u00b2", "+10", "1_0", "99999999999999999999999"):
-        assert after(encrypted_meta(length=hostile, md5=digest)) == Hash(Method.PLAINTEXT_MD5, MD5, Hashes(md5=True), 10)
+        assert after(encrypted_meta(length=hostile, md5=digest)) == Hash(
+            Method.PLAINTEXT_MD5, MD5, Hashes(md5=True), 10
+        )
     multipart = after(encrypted_meta(length=None))
     assert isinstance(multipart, Verdict) and multipart.status is Status.UNVERIFIED
     assert "cannot verify without --download" in multipart.detail
@@ -207,13 +226,20 @@ def test_download_compares_sizes_first_then_reads_the_object() -> None:
     download = CompareOptions(download=True)
     assert triage(local(), remote(etag="c" * 32 + "-2"), None, download) == Download()
     assert triage(local(), remote(11), None, download).status is Status.DIFFER  # type: ignore[union-attr]
-    assert triage(local(), remote(ENCRYPTED_SIZE), None, CompareOptions(key=Key(), download=True)) == Download()
+    assert (
+        triage(local(), remote(ENCRYPTED_SIZE), None, CompareOptions(key=Key(), download=True)) == Download()
+    )
 
 
-@pytest.mark.parametrize(("method", "detail"), [
-    (Method.MD5, "md5"), (Method.CRC64, "crc64"), (Method.PLAINTEXT_MD5, "plaintext md5"),
-    (Method.JOURNAL, "md5, against the journal's record of this object"),
-])
+@pytest.mark.parametrize(
+    ("method", "detail"),
+    [
+        (Method.MD5, "md5"),
+        (Method.CRC64, "crc64"),
+        (Method.PLAINTEXT_MD5, "plaintext md5"),
+        (Method.JOURNAL, "md5, against the journal's record of this object"),
+    ],
+)
 def test_every_mismatch_says_what_was_compared(method: Method, detail: str) -> None:
     expected: str | int = 1 if method is Method.CRC64 else MD5
     verdict = settle("f", Hash(method, expected, Hashes(), 10), LocalDigest(10, md5="0" * 32, crc64=2), PLAIN)
@@ -225,7 +251,8 @@ def test_every_mismatch_says_what_was_compared(method: Method, detail: str) -> N
 
 @given(size=st.integers(1, 50 * 1024**3), requested=st.sampled_from([100 * 1024, 5 * MIB, 8 * MIB, 32 * MIB]))
 def test_the_search_finds_the_part_size_ks3sync_used_and_only_sizes_that_give_n_parts(
-        size: int, requested: int) -> None:
+    size: int, requested: int
+) -> None:
     used = choose_part_size(size, requested)
     parts = part_count(size, used)
     found = part_size_candidates(size, parts, (requested,))
@@ -246,7 +273,7 @@ def test_the_common_part_sizes_are_tried_without_a_hint() -> None:
 def test_a_recomputed_multipart_etag_that_matches_proves_the_content() -> None:
     data = bytes(range(256)) * 100
     part = 10_000
-    etag = multipart_etag(hashlib.md5(data[i:i + part]).hexdigest() for i in range(0, len(data), part))
+    etag = multipart_etag(hashlib.md5(data[i : i + part]).hexdigest() for i in range(0, len(data), part))
     step = Hash(Method.MULTIPART_ETAG, etag, Hashes(part_sizes=(part,)), len(data))
     verdict = settle("f", step, LocalDigest(len(data), multipart_etags=((9_999, "x"), (part, etag))), PLAIN)
     assert verdict == Verdict("f", Status.EQUAL, compared=(Method.SIZE, Method.MULTIPART_ETAG))
@@ -264,16 +291,22 @@ def test_a_tagged_object_is_proven_by_its_tag_over_the_files_sha256_at_its_full_
     opts = CompareOptions(key=key, key_prefix="p/")
     obj = remote(ENCRYPTED_SIZE, "b" * 32 + "-2")  # multipart: no plaintext MD5, the tag still proves it
     tagged = encrypted_meta(key=key.fingerprint, length=None)
-    tagged = ObjectMeta("f", ENCRYPTED_SIZE, obj.etag,
-                        metadata={**tagged.metadata, TAG_METADATA: tag_value(key, "p/f", 10, sha)})
+    tagged = ObjectMeta(
+        "f",
+        ENCRYPTED_SIZE,
+        obj.etag,
+        metadata={**tagged.metadata, TAG_METADATA: tag_value(key, "p/f", 10, sha)},
+    )
     step = after_head(local(), obj, None, tagged, Head(), opts)
     assert step == Hash(Method.TAG, tagged.metadata[TAG_METADATA], Hashes(sha256=True), 10, "p/f")
     assert isinstance(step, Hash)
     assert settle("f", step, LocalDigest(10, sha256=sha), opts) == Verdict(
-        "f", Status.EQUAL, compared=(Method.SIZE, Method.TAG))
+        "f", Status.EQUAL, compared=(Method.SIZE, Method.TAG)
+    )
     other = hashlib.sha256(b"9123456789").digest()
     assert settle("f", step, LocalDigest(10, sha256=other), opts) == Verdict(
-        "f", Status.DIFFER, "integrity tag", (Method.SIZE, Method.TAG))
+        "f", Status.DIFFER, "integrity tag", (Method.SIZE, Method.TAG)
+    )
     moved = Hash(Method.TAG, step.expected, Hashes(sha256=True), 10, "q/f")  # a tag binds the object's key
     assert settle("f", moved, LocalDigest(10, sha256=sha), opts).status is Status.DIFFER
     newer = Hash(Method.TAG, "v9:abc", Hashes(sha256=True), 10, "p/f")

@@ -83,14 +83,22 @@ def test_missing_extra_and_differing_entries_in_path_order_and_swapped_with_the_
     (src / "b" / "new").write_bytes(b"n")
     store.objects["p/zz-extra"] = store.objects["p/a.txt"]
     result, seen = check(store, src)
-    expected = [("a.txt", "differ", "md5"), ("b/c.txt", "differ", "size 15 != 7"), ("b/new", "missing", ""),
-                ("zz-extra", "extra", "")]
+    expected = [
+        ("a.txt", "differ", "md5"),
+        ("b/c.txt", "differ", "size 15 != 7"),
+        ("b/new", "missing", ""),
+        ("zz-extra", "extra", ""),
+    ]
     assert rows(result.entries) == expected
     assert rows([v for v in seen if v.status is not Status.EQUAL]) == expected
     assert not result.ok and result.counts[Status.EQUAL] == 2
     reverse, _ = check(store, src, local_is_source=False)
-    assert rows(reverse.entries) == [("a.txt", "differ", "md5"), ("b/c.txt", "differ", "size 7 != 15"),
-                                     ("b/new", "extra", ""), ("zz-extra", "missing", "")]
+    assert rows(reverse.entries) == [
+        ("a.txt", "differ", "md5"),
+        ("b/c.txt", "differ", "size 7 != 15"),
+        ("b/new", "extra", ""),
+        ("zz-extra", "missing", ""),
+    ]
 
 
 def test_verdicts_come_in_path_order_when_examinations_finish_out_of_order(tmp_path: Path) -> None:
@@ -146,7 +154,10 @@ def test_objects_where_the_scan_could_not_look_are_errors_not_extra(pair) -> Non
     (src / "dangling").symlink_to(src / "nowhere")  # no object: only a note
     os.close(os.open(os.fsencode(src) + b"/bad\xffname", os.O_CREAT | os.O_WRONLY, 0o600))
     result, _ = check(store, src)
-    assert [(v.path, v.status.value) for v in result.entries] == [("bad\\xffname", "error"), ("link", "error")]
+    assert [(v.path, v.status.value) for v in result.entries] == [
+        ("bad\\xffname", "error"),
+        ("link", "error"),
+    ]
     assert result.entries[1].detail.startswith("not compared: symbolic link")
     assert [path for path, _ in result.notes] == ["dangling", "link"]
     assert not result.ok
@@ -201,7 +212,10 @@ def test_download_finds_what_the_metadata_cannot_and_proves_the_rest(pair) -> No
     read_back, seen = check(store, src, download=True)
     assert rows(read_back.entries) == [("b/d.bin", "differ", "content at byte 150000")]
     assert {v.path: v.compared for v in seen if v.status is Status.EQUAL} == {
-        "a.txt": (Method.SIZE, Method.CONTENT), "b/c.txt": (Method.SIZE, Method.CONTENT), "e": (Method.SIZE,)}
+        "a.txt": (Method.SIZE, Method.CONTENT),
+        "b/c.txt": (Method.SIZE, Method.CONTENT),
+        "e": (Method.SIZE,),
+    }
 
 
 def test_download_refuses_an_object_that_fails_its_own_etag(pair) -> None:  # type: ignore[no-untyped-def]
@@ -251,11 +265,14 @@ class HeldMemory:
             self.samples.append(tracemalloc.get_traced_memory()[0])
 
 
-def test_memory_follows_the_differences_not_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_follows_the_differences_not_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The listing runs a few chunks ahead of the march: small chunks make that look-ahead (bounded, but
     # larger than a 1,000-object listing at the default 1,000 per chunk) the same for both trees.
     monkeypatch.setattr(PrefetchedListing, "CHUNK", 100)
     import ks3sync.crypto.envelope  # noqa: F401 - loaded by the first size difference; not part of what is held
+
     held = {}
     for count in (1_000, 10_000):
         root = tmp_path / str(count)

@@ -21,14 +21,21 @@ DEAD_ENDPOINT = "http://127.0.0.1:9"  # discard port: nothing listens
 
 def ks3sync(server: Any, *args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {name: value for name, value in os.environ.items() if name != "KS3_ENDPOINT"}
-    full_env.update(KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key,
-                    XDG_STATE_HOME=str(tmp_path / "xdg"), **env)
-    return subprocess.run([sys.executable, "-m", "ks3sync", *args], capture_output=True, text=True,
-                          env=full_env, timeout=60)
+    full_env.update(
+        KS3_ACCESS_KEY=server.access_key,
+        KS3_SECRET_KEY=server.secret_key,
+        XDG_STATE_HOME=str(tmp_path / "xdg"),
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "ks3sync", *args], capture_output=True, text=True, env=full_env, timeout=60
+    )
 
 
 def client_for(server: Any) -> Client:
-    return Client(ClientConfig(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key))
+    return Client(
+        ClientConfig(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
+    )
 
 
 def bucket_names(server: Any) -> set[str]:
@@ -38,7 +45,9 @@ def bucket_names(server: Any) -> set[str]:
 
 def test_mb_ls_rb_round_trip(local_server: Any, tmp_path: Path) -> None:
     name = unique_bucket_name("mb")
-    made = ks3sync(local_server, "mb", f"ks3://{name}", "--endpoint", local_server.endpoint, tmp_path=tmp_path)
+    made = ks3sync(
+        local_server, "mb", f"ks3://{name}", "--endpoint", local_server.endpoint, tmp_path=tmp_path
+    )
     assert made.returncode == 0, made.stderr
     assert made.stdout.strip() == f"made bucket ks3://{name}"
     assert name in bucket_names(local_server)
@@ -52,11 +61,15 @@ def test_mb_ls_rb_round_trip(local_server: Any, tmp_path: Path) -> None:
         date, clock, region, shown = line.split()
         assert len(date) == 10 and len(clock) == 8 and region == "BEIJING" and shown == name
 
-    again = ks3sync(local_server, "mb", f"ks3://{name}", "--endpoint", local_server.endpoint, tmp_path=tmp_path)
+    again = ks3sync(
+        local_server, "mb", f"ks3://{name}", "--endpoint", local_server.endpoint, tmp_path=tmp_path
+    )
     assert again.returncode == 1
     assert again.stderr.strip() == f"ks3sync: error: bucket '{name}' already exists (it is yours)"
 
-    removed = ks3sync(local_server, "rb", f"ks3://{name}/", "--endpoint", local_server.endpoint, tmp_path=tmp_path)
+    removed = ks3sync(
+        local_server, "rb", f"ks3://{name}/", "--endpoint", local_server.endpoint, tmp_path=tmp_path
+    )
     assert removed.returncode == 0, removed.stderr
     assert removed.stdout.strip() == f"removed bucket ks3://{name}"
     assert name not in bucket_names(local_server)
@@ -64,8 +77,18 @@ def test_mb_ls_rb_round_trip(local_server: Any, tmp_path: Path) -> None:
 
 def test_mb_with_region_and_acl(local_server: Any, tmp_path: Path) -> None:
     name = unique_bucket_name("mb")
-    made = ks3sync(local_server, "mb", f"ks3://{name}", "--region", "BEIJING", "--acl", "public-read",
-                   "--endpoint", local_server.endpoint, tmp_path=tmp_path)
+    made = ks3sync(
+        local_server,
+        "mb",
+        f"ks3://{name}",
+        "--region",
+        "BEIJING",
+        "--acl",
+        "public-read",
+        "--endpoint",
+        local_server.endpoint,
+        tmp_path=tmp_path,
+    )
     assert made.returncode == 0, made.stderr
     assert made.stdout.strip() == f"made bucket ks3://{name} in BEIJING"
     with client_for(local_server) as client:
@@ -82,8 +105,9 @@ def test_mb_with_region_and_acl(local_server: Any, tmp_path: Path) -> None:
         (("rb", "not-a-url"), "BUCKET: "),
     ],
 )
-def test_bad_arguments_are_one_line_exit_2(local_server: Any, tmp_path: Path, args: tuple[str, ...],
-                                            message: str) -> None:
+def test_bad_arguments_are_one_line_exit_2(
+    local_server: Any, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
     done = ks3sync(local_server, *args, "--endpoint", local_server.endpoint, tmp_path=tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith(f"ks3sync: error: {message}") and done.stderr.count("\n") == 1, done.stderr
@@ -92,11 +116,14 @@ def test_bad_arguments_are_one_line_exit_2(local_server: Any, tmp_path: Path, ar
 def test_rb_refuses_a_bucket_with_objects(local_server: Any, bucket: str, tmp_path: Path) -> None:
     with client_for(local_server) as client:
         client.put_object(bucket, "keep/me.txt", b"data")
-    done = ks3sync(local_server, "rb", f"ks3://{bucket}", "--endpoint", local_server.endpoint, tmp_path=tmp_path)
+    done = ks3sync(
+        local_server, "rb", f"ks3://{bucket}", "--endpoint", local_server.endpoint, tmp_path=tmp_path
+    )
     assert done.returncode == 1
     assert done.stderr.strip() == (
         f"ks3sync: error: bucket '{bucket}' is not empty (it holds objects, e.g. 'keep/me.txt'); "
-        "delete them first, then remove the bucket")
+        "delete them first, then remove the bucket"
+    )
     assert bucket in bucket_names(local_server)
     with client_for(local_server) as client:
         assert client.head_object(bucket, "keep/me.txt").size == 4
@@ -106,8 +133,11 @@ def test_a_missing_bucket_says_how_to_create_it(local_server: Any, tmp_path: Pat
     name = unique_bucket_name("gone")
     endpoint = local_server.endpoint
     hint = f"bucket '{name}' does not exist (create it with: ks3sync mb ks3://{name} --endpoint {endpoint})"
-    for args in (("rb", f"ks3://{name}"), ("ls", f"ks3://{name}/p"),
-                 ("mirror", f"ks3://{name}/p", str(tmp_path / "restore"), "--state-db", str(tmp_path / "j.db"))):
+    for args in (
+        ("rb", f"ks3://{name}"),
+        ("ls", f"ks3://{name}/p"),
+        ("mirror", f"ks3://{name}/p", str(tmp_path / "restore"), "--state-db", str(tmp_path / "j.db")),
+    ):
         done = ks3sync(local_server, *args, "--endpoint", endpoint, tmp_path=tmp_path)
         assert (done.returncode, done.stderr.strip()) == (2, f"ks3sync: error: {hint}"), args
     # an upload too; and with the endpoint from a config file, the hint names the file
@@ -115,15 +145,21 @@ def test_a_missing_bucket_says_how_to_create_it(local_server: Any, tmp_path: Pat
     src.mkdir()
     (src / "a.txt").write_text("a")
     cfg = tmp_path / "my config.yaml"
-    cfg.write_text(textwrap.dedent(f"""\
+    cfg.write_text(
+        textwrap.dedent(f"""\
         endpoint: {endpoint}
-        state_dir: {tmp_path / 'state'}
+        state_dir: {tmp_path / "state"}
         syncs: []
-        """))
-    done = ks3sync(local_server, "mirror", str(src), f"ks3://{name}/p", "--config", str(cfg), tmp_path=tmp_path)
+        """)
+    )
+    done = ks3sync(
+        local_server, "mirror", str(src), f"ks3://{name}/p", "--config", str(cfg), tmp_path=tmp_path
+    )
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"ks3sync: error: bucket '{name}' does not exist (create it with: "
-                                   f"ks3sync mb ks3://{name} --config '{cfg}')")
+    assert done.stderr.strip() == (
+        f"ks3sync: error: bucket '{name}' does not exist (create it with: "
+        f"ks3sync mb ks3://{name} --config '{cfg}')"
+    )
     assert name not in bucket_names(local_server)  # nothing was created behind the user's back
 
 
@@ -131,29 +167,56 @@ def test_ks3_endpoint_saves_repeating_endpoint(local_server: Any, bucket: str, t
     with client_for(local_server) as client:
         client.put_object(bucket, "p/x.txt", b"x")
     # the environment alone
-    done = ks3sync(local_server, "ls", f"ks3://{bucket}/p/", tmp_path=tmp_path, KS3_ENDPOINT=local_server.endpoint)
+    done = ks3sync(
+        local_server, "ls", f"ks3://{bucket}/p/", tmp_path=tmp_path, KS3_ENDPOINT=local_server.endpoint
+    )
     assert done.returncode == 0 and done.stdout.rstrip().endswith("p/x.txt"), done.stderr
     # --endpoint beats it
-    done = ks3sync(local_server, "ls", f"ks3://{bucket}/p/", "--endpoint", local_server.endpoint,
-                   tmp_path=tmp_path, KS3_ENDPOINT=DEAD_ENDPOINT)
+    done = ks3sync(
+        local_server,
+        "ls",
+        f"ks3://{bucket}/p/",
+        "--endpoint",
+        local_server.endpoint,
+        tmp_path=tmp_path,
+        KS3_ENDPOINT=DEAD_ENDPOINT,
+    )
     assert done.returncode == 0 and "p/x.txt" in done.stdout, done.stderr
     # so does the endpoint of a --config file (named on this command line: more specific)
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"endpoint: {local_server.endpoint}\nstate_dir: {tmp_path / 'state'}\nsyncs: []\n")
-    done = ks3sync(local_server, "ls", f"ks3://{bucket}/p/", "--config", str(cfg), tmp_path=tmp_path,
-                   KS3_ENDPOINT=DEAD_ENDPOINT)
+    done = ks3sync(
+        local_server,
+        "ls",
+        f"ks3://{bucket}/p/",
+        "--config",
+        str(cfg),
+        tmp_path=tmp_path,
+        KS3_ENDPOINT=DEAD_ENDPOINT,
+    )
     assert done.returncode == 0 and "p/x.txt" in done.stdout, done.stderr
     # a missing bucket's hint needs no --endpoint when KS3_ENDPOINT gives it
-    done = ks3sync(local_server, "rb", "ks3://no-such-bucket-here", tmp_path=tmp_path,
-                   KS3_ENDPOINT=local_server.endpoint)
-    assert done.stderr.strip() == ("ks3sync: error: bucket 'no-such-bucket-here' does not exist "
-                                   "(create it with: ks3sync mb ks3://no-such-bucket-here)")
+    done = ks3sync(
+        local_server, "rb", "ks3://no-such-bucket-here", tmp_path=tmp_path, KS3_ENDPOINT=local_server.endpoint
+    )
+    assert done.stderr.strip() == (
+        "ks3sync: error: bucket 'no-such-bucket-here' does not exist "
+        "(create it with: ks3sync mb ks3://no-such-bucket-here)"
+    )
     # and mirror uses it too
     src = tmp_path / "src"
     src.mkdir()
     (src / "y.txt").write_text("y")
-    done = ks3sync(local_server, "mirror", str(src), f"ks3://{bucket}/m", "--state-db", str(tmp_path / "j.db"),
-                   tmp_path=tmp_path, KS3_ENDPOINT=local_server.endpoint)
+    done = ks3sync(
+        local_server,
+        "mirror",
+        str(src),
+        f"ks3://{bucket}/m",
+        "--state-db",
+        str(tmp_path / "j.db"),
+        tmp_path=tmp_path,
+        KS3_ENDPOINT=local_server.endpoint,
+    )
     assert done.returncode == 0, done.stderr
     with client_for(local_server) as client:
         assert client.head_object(bucket, "m/y.txt").size == 1
@@ -162,8 +225,10 @@ def test_ks3_endpoint_saves_repeating_endpoint(local_server: Any, bucket: str, t
 def test_no_endpoint_anywhere_is_one_line(local_server: Any, tmp_path: Path) -> None:
     done = ks3sync(local_server, "ls", tmp_path=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == ("ks3sync: error: no endpoint: pass --endpoint URL (or 'local' for an "
-                                   "embedded test server), --config FILE, or set KS3_ENDPOINT")
+    assert done.stderr.strip() == (
+        "ks3sync: error: no endpoint: pass --endpoint URL (or 'local' for an "
+        "embedded test server), --config FILE, or set KS3_ENDPOINT"
+    )
 
 
 def test_buckets_of_the_embedded_server(local_server: Any, tmp_path: Path) -> None:

@@ -38,14 +38,27 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _ks3sync(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "ks3sync", *args], env=_env(tmp_path), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ks3sync", *args],
+        env=_env(tmp_path),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
-def _holder(root: Path, access_key: str = TEST_ACCESS_KEY, secret_key: str = TEST_SECRET_KEY,
-            ) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), access_key, secret_key], text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _holder(
+    root: Path,
+    access_key: str = TEST_ACCESS_KEY,
+    secret_key: str = TEST_SECRET_KEY,
+) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(root), access_key, secret_key],
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout is not None
     endpoint = proc.stdout.readline().strip()
     assert endpoint.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
@@ -53,8 +66,15 @@ def _holder(root: Path, access_key: str = TEST_ACCESS_KEY, secret_key: str = TES
 
 
 def _client(endpoint: str) -> Client:
-    return Client(ClientConfig(endpoint=endpoint, access_key=TEST_ACCESS_KEY, secret_key=TEST_SECRET_KEY,
-                               retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02), timeout=10))
+    return Client(
+        ClientConfig(
+            endpoint=endpoint,
+            access_key=TEST_ACCESS_KEY,
+            secret_key=TEST_SECRET_KEY,
+            retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02),
+            timeout=10,
+        )
+    )
 
 
 def _users_registered(root: Path) -> bool:
@@ -99,8 +119,10 @@ def test_a_mirror_and_ls_at_once_share_one_server(tmp_path: Path) -> None:
     root = tmp_path / "state" / "ks3sync" / "local-server"
 
     mirror = _ks3sync(tmp_path, "mirror", str(src), "ks3://demo/big", "--endpoint", "local", "--jobs", "4")
-    _poll(lambda: _owner_record(root).get("pid") == mirror.pid and "endpoint" in _owner_record(root),
-          "the mirror owns the root and listens")
+    _poll(
+        lambda: _owner_record(root).get("pid") == mirror.pid and "endpoint" in _owner_record(root),
+        "the mirror owns the root and listens",
+    )
     listings = []
     for _ in range(3):
         ls = _ks3sync(tmp_path, "ls", "ks3://demo/", "--endpoint", "local")
@@ -192,8 +214,12 @@ def test_endpoint_local_on_a_root_a_local_server_owns_is_refused(tmp_path: Path)
     root.mkdir(parents=True)
     env = dict(os.environ, KS3_ACCESS_KEY=TEST_ACCESS_KEY, KS3_SECRET_KEY=TEST_SECRET_KEY)
     port_file = tmp_path / "port"
-    server = subprocess.Popen([sys.executable, "-m", "ks3sync", "local-server", "--root", str(root), "--port-file",
-                               str(port_file)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ks3sync", "local-server", "--root", str(root), "--port-file", str(port_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         _poll(port_file.exists, "the local-server is listening")
         ls = _ks3sync(tmp_path, "ls", "ks3://demo/", "--endpoint", "local")

@@ -26,8 +26,19 @@ CASES = {
     "keygen-existing-file": ["keygen", "existing.key"],
     "repair-no-endpoint": ["repair"],
     "local-server-no-root": ["local-server", "--access-key", "a", "--secret-key", "b"],
-    "local-server-bad-rates": ["local-server", "--root", "r", "--access-key", "a", "--secret-key", "b",
-                               "--fault-rate", "0.6", "--drop-rate", "0.6"],
+    "local-server-bad-rates": [
+        "local-server",
+        "--root",
+        "r",
+        "--access-key",
+        "a",
+        "--secret-key",
+        "b",
+        "--fault-rate",
+        "0.6",
+        "--drop-rate",
+        "0.6",
+    ],
     "unknown-command": ["no-such-command"],
 }
 
@@ -35,8 +46,9 @@ CASES = {
 def ks3sync(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KS3_")}
     env.update(HOME=str(cwd), XDG_STATE_HOME=str(cwd / "state"))
-    return subprocess.run([sys.executable, "-m", "ks3sync", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ks3sync", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("args", list(CASES.values()), ids=list(CASES))
@@ -55,8 +67,10 @@ def test_a_server_that_cannot_bind_says_so_in_the_same_style(tmp_path: Path) -> 
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = ks3sync(["local-server", "--root", "r", "--port", str(port), "--access-key", "a",
-                          "--secret-key", "b"], tmp_path)
+        result = ks3sync(
+            ["local-server", "--root", "r", "--port", str(port), "--access-key", "a", "--secret-key", "b"],
+            tmp_path,
+        )
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(f"ks3sync: error: cannot serve on 127.0.0.1:{port}"), result.stderr
     assert len(result.stderr.splitlines()) == 1

@@ -34,8 +34,9 @@ RAW = ("\x1b", "\r", "\u202e", "\x9b", "\x07")
 
 def run(server: Any, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
-    return subprocess.run([sys.executable, "-m", "ks3sync", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ks3sync", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def assert_no_raw(text: str) -> None:
@@ -57,8 +58,14 @@ def test_ls_mirror_and_json_show_hostile_keys_escaped(local_server: Any, bucket:
     assert "PRE  h/sub\\x1b[2J/\n" in listing.stdout
 
     restore = tmp_path / "restore"
-    common = [f"ks3://{bucket}/h/", str(restore), "--endpoint", local_server.endpoint, "--state-db",
-              str(tmp_path / "j.db")]
+    common = [
+        f"ks3://{bucket}/h/",
+        str(restore),
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "j.db"),
+    ]
     verbose = run(local_server, "mirror", *common, "-v")
     assert verbose.returncode == 0, verbose.stderr
     assert_no_raw(verbose.stderr)
@@ -87,24 +94,45 @@ def test_a_failure_naming_a_hostile_key_is_escaped(local_server: Any, bucket: st
     src = tmp_path / "src"
     src.mkdir()
     (src / "evil\x1b]0;x\x07\r.txt").write_bytes(b"secret")
-    up = run(local_server, "mirror", str(src), f"ks3://{bucket}/e/", "--endpoint", local_server.endpoint,
-             "--state-db", str(tmp_path / "up.db"), "--encrypt-key", str(key_file))
+    up = run(
+        local_server,
+        "mirror",
+        str(src),
+        f"ks3://{bucket}/e/",
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "up.db"),
+        "--encrypt-key",
+        str(key_file),
+    )
     assert up.returncode == 0, up.stderr
-    down = run(local_server, "mirror", f"ks3://{bucket}/e/", str(tmp_path / "out"), "--endpoint",
-               local_server.endpoint, "--state-db", str(tmp_path / "down.db"))
+    down = run(
+        local_server,
+        "mirror",
+        f"ks3://{bucket}/e/",
+        str(tmp_path / "out"),
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "down.db"),
+    )
     assert down.returncode == 1
     assert_no_raw(down.stderr)
     assert "ks3sync: failed: evil\\x1b]0;x\\x07\\r.txt: " in down.stderr, down.stderr
 
 
-def test_the_service_text_log_escapes_hostile_file_names(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_the_service_text_log_escapes_hostile_file_names(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     folder = tmp_path / "watched"
     folder.mkdir()
     # No space, quote or '=': the old formatter wrote such a value unquoted, so unescaped.
     name = "svc\x1b]0;pwned\x07\rerror\u202eforged.txt"
     (folder / name).write_bytes(b"watched")
     config = tmp_path / "ks3sync.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         endpoint: {local_server.endpoint}
         credentials:
           access_key: ${{KS3_ACCESS_KEY}}
@@ -117,12 +145,14 @@ def test_the_service_text_log_escapes_hostile_file_names(local_server: Any, buck
           - name: docs
             source: {folder}
             target: ks3://{bucket}/svc
-        """))
+        """)
+    )
     log = tmp_path / "service.log"
     env = dict(os.environ, KS3_ACCESS_KEY=local_server.access_key, KS3_SECRET_KEY=local_server.secret_key)
     with open(log, "wb") as out:
-        service = subprocess.Popen([sys.executable, "-m", "ks3sync", "run", "--config", str(config)], stdout=out,
-                                   stderr=out, env=env)
+        service = subprocess.Popen(
+            [sys.executable, "-m", "ks3sync", "run", "--config", str(config)], stdout=out, stderr=out, env=env
+        )
     with ended_at_exit(service), Client(client_config(local_server)) as client:
         deadline = time.monotonic() + 60
         while not [o for o in client.iter_objects(bucket, prefix="svc/") if not isinstance(o, str)]:

@@ -12,8 +12,9 @@ from ks3sync.cli.common import EXIT_USAGE, exit_code_for
 from ks3sync.cli.main import cli
 
 
-def test_a_state_db_that_is_not_a_journal_is_one_line_and_exit_2(local_server: Any, bucket: str,
-                                                                  tmp_path: Path) -> None:
+def test_a_state_db_that_is_not_a_journal_is_one_line_and_exit_2(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_bytes(b"a")
@@ -22,8 +23,18 @@ def test_a_state_db_that_is_not_a_journal_is_one_line_and_exit_2(local_server: A
     before = state.read_bytes()
     env = {"KS3_ACCESS_KEY": local_server.access_key, "KS3_SECRET_KEY": local_server.secret_key}
     result = CliRunner().invoke(
-        cli, ["mirror", "--endpoint", local_server.endpoint, "--state-db", str(state), str(src), f"ks3://{bucket}/"],
-        env=env, catch_exceptions=False,
+        cli,
+        [
+            "mirror",
+            "--endpoint",
+            local_server.endpoint,
+            "--state-db",
+            str(state),
+            str(src),
+            f"ks3://{bucket}/",
+        ],
+        env=env,
+        catch_exceptions=False,
     )
     assert result.exit_code == EXIT_USAGE
     lines = [line for line in result.output.splitlines() if line.strip()]

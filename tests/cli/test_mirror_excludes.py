@@ -9,8 +9,9 @@ from typing import Any
 from tests.cli.test_mirror_limits import keys, mirror, put, read, write
 
 
-def test_upload_keeps_excluded_objects_unless_delete_excluded(local_server: Any, bucket: str,
-                                                              tmp_path: Path) -> None:
+def test_upload_keeps_excluded_objects_unless_delete_excluded(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     write(src, {"a.txt": "a", "app.log": "log", "build/x.o": "obj", "sub/k.txt": "k", "sub/t.tmp": "tmp"})
     db = ["--state-db", str(tmp_path / "j.db")]
@@ -25,24 +26,44 @@ def test_upload_keeps_excluded_objects_unless_delete_excluded(local_server: Any,
 
     kept = mirror(local_server, tmp_path, str(src), f"ks3://{bucket}/p", *rules, "--delete", *db)
     assert kept.returncode == 0, kept.stderr
-    assert keys(local_server, bucket, "p/") == {"a.txt", "app.log", "build/x.o", "other.log", "sub/.ks3ignore",
-                                                "sub/k.txt", "sub/t.tmp"}  # only stale.txt went
-    plan = mirror(local_server, tmp_path, str(src), f"ks3://{bucket}/p", *rules, "--delete-excluded",
-                  "--dry-run", *db)
+    assert keys(local_server, bucket, "p/") == {
+        "a.txt",
+        "app.log",
+        "build/x.o",
+        "other.log",
+        "sub/.ks3ignore",
+        "sub/k.txt",
+        "sub/t.tmp",
+    }  # only stale.txt went
+    plan = mirror(
+        local_server, tmp_path, str(src), f"ks3://{bucket}/p", *rules, "--delete-excluded", "--dry-run", *db
+    )
     assert plan.returncode == 0, plan.stderr
     planned = sorted(line.split()[1] for line in plan.stdout.splitlines() if line.endswith("(excluded)"))
     assert planned == ["app.log", "build/x.o", "other.log", "sub/t.tmp"]
 
     # --delete-excluded is still guarded: an all-excluded source looks emptied, a count bound holds
-    emptied = mirror(local_server, tmp_path, str(src), f"ks3://{bucket}/p", "--exclude", "*",
-                     "--delete-excluded", *db)
+    emptied = mirror(
+        local_server, tmp_path, str(src), f"ks3://{bucket}/p", "--exclude", "*", "--delete-excluded", *db
+    )
     assert emptied.returncode == 1 and "the source is empty" in emptied.stderr
-    bounded = mirror(local_server, tmp_path, str(src), f"ks3://{bucket}/p", *rules[:-2], "--delete-excluded", *db)
+    bounded = mirror(
+        local_server, tmp_path, str(src), f"ks3://{bucket}/p", *rules[:-2], "--delete-excluded", *db
+    )
     assert bounded.returncode == 1 and "more than --max-delete 50%" in bounded.stderr  # the default bound
     assert len(keys(local_server, bucket, "p/")) == 7
 
-    gone = mirror(local_server, tmp_path, str(src), f"ks3://{bucket}/p", *rules, "--delete-excluded",
-                  "--backup-prefix", "bak/", *db)
+    gone = mirror(
+        local_server,
+        tmp_path,
+        str(src),
+        f"ks3://{bucket}/p",
+        *rules,
+        "--delete-excluded",
+        "--backup-prefix",
+        "bak/",
+        *db,
+    )
     assert gone.returncode == 0, gone.stderr
     assert keys(local_server, bucket, "p/") == {"a.txt", "sub/.ks3ignore", "sub/k.txt"}
     assert keys(local_server, bucket, "bak/") == {"app.log", "build/x.o", "other.log", "sub/t.tmp"}
@@ -50,13 +71,28 @@ def test_upload_keeps_excluded_objects_unless_delete_excluded(local_server: Any,
     assert again.returncode == 0 and "deleted 0" in again.stderr and "uploaded 0" in again.stderr
 
 
-def test_restore_never_overwrites_nor_deletes_excluded_files_unless_asked(local_server: Any, bucket: str,
-                                                                         tmp_path: Path) -> None:
-    put(local_server, bucket, {"r/a.txt": "a", "r/app.log": "remote log", "r/build/x.o": "remote obj",
-                               "r/.ks3ignore": "*.tmp\n", "r/z.tmp": "remote tmp"})
+def test_restore_never_overwrites_nor_deletes_excluded_files_unless_asked(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
+    put(
+        local_server,
+        bucket,
+        {
+            "r/a.txt": "a",
+            "r/app.log": "remote log",
+            "r/build/x.o": "remote obj",
+            "r/.ks3ignore": "*.tmp\n",
+            "r/z.tmp": "remote tmp",
+        },
+    )
     dst = tmp_path / "dst"
-    mine = {"app.log": "my log", "build/x.o": "my obj", "z.tmp": "my tmp", ".ks3ignore": "*.tmp\n",
-            "extra.txt": "not in the bucket"}
+    mine = {
+        "app.log": "my log",
+        "build/x.o": "my obj",
+        "z.tmp": "my tmp",
+        ".ks3ignore": "*.tmp\n",
+        "extra.txt": "not in the bucket",
+    }
     write(dst, mine)
     patterns = tmp_path / "patterns"
     patterns.write_text("build/\n")
@@ -67,7 +103,12 @@ def test_restore_never_overwrites_nor_deletes_excluded_files_unless_asked(local_
     assert kept.returncode == 0, kept.stderr
     files = read(dst)
     assert {k: v for k, v in files.items() if not k.startswith(".state/")} == {
-        "a.txt": "a", ".ks3ignore": "*.tmp\n", "app.log": "my log", "build/x.o": "my obj", "z.tmp": "my tmp"}
+        "a.txt": "a",
+        ".ks3ignore": "*.tmp\n",
+        "app.log": "my log",
+        "build/x.o": "my obj",
+        "z.tmp": "my tmp",
+    }
 
     gone = mirror(local_server, tmp_path, f"ks3://{bucket}/r", str(dst), *rules, "--delete-excluded", *state)
     assert gone.returncode == 0, gone.stderr

@@ -30,14 +30,21 @@ main()
 
 def mirror(server: Any, *args: str) -> tuple[int, set[str], str]:
     env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
-    done = subprocess.run([sys.executable, "-c", PROBE, "mirror", "--endpoint", server.endpoint, *args],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "mirror", "--endpoint", server.endpoint, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("MODULES ")]
     return done.returncode, set(json.loads(line.removeprefix("MODULES "))), done.stderr
 
 
 def test_a_plain_mirror_imports_none_of_the_heavy_packages(
-        local_server: Any, bucket: str, tmp_path: Path) -> None:
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)
     for i in range(20):
@@ -68,10 +75,13 @@ def test_the_probe_sees_packages_a_run_does_need(local_server: Any, bucket: str,
     key.write_bytes(b"0123456789abcdef")
     key.chmod(0o600)
     config = tmp_path / "ks3sync.yaml"
-    config.write_text(f"endpoint: {local_server.endpoint}\nstate_dir: {tmp_path / 'state'}\n"
-                      f"syncs:\n  - name: s\n    source: {src}\n    target: ks3://{bucket}/enc/\n")
-    code, seen, err = mirror(local_server, str(src), f"ks3://{bucket}/enc/", "--encrypt-key", str(key),
-                             "--config", str(config))
+    config.write_text(
+        f"endpoint: {local_server.endpoint}\nstate_dir: {tmp_path / 'state'}\n"
+        f"syncs:\n  - name: s\n    source: {src}\n    target: ks3://{bucket}/enc/\n"
+    )
+    code, seen, err = mirror(
+        local_server, str(src), f"ks3://{bucket}/enc/", "--encrypt-key", str(key), "--config", str(config)
+    )
     assert code == 0, err
     assert {"Crypto", "yaml"} <= seen
 
@@ -84,7 +94,9 @@ from ks3sync.cli.main import main
 sys.argv = ["ks3sync", "--version"]
 main()
 """
-    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("ks3sync, version")

@@ -25,7 +25,9 @@ def run(server: Any, *args: str, **env: str) -> Any:
 
 
 def client_for(server: Any) -> Client:
-    return Client(ClientConfig(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key))
+    return Client(
+        ClientConfig(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
+    )
 
 
 def test_encrypted_mirror_round_trip(local_server: Any, bucket: str, tmp_path: Path) -> None:
@@ -37,8 +39,18 @@ def test_encrypted_mirror_round_trip(local_server: Any, bucket: str, tmp_path: P
     files = {"small.txt": b"top secret", "empty": b"", "big.bin": os.urandom(350 * KIB + 9)}
     for name, data in files.items():
         (src / name).write_bytes(data)
-    common = ["--endpoint", local_server.endpoint, "--state-db", str(tmp_path / "j.db"), "--encrypt-key",
-              str(key_file), "--part-size", "100KiB", "--multipart-threshold", "200KiB"]
+    common = [
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "j.db"),
+        "--encrypt-key",
+        str(key_file),
+        "--part-size",
+        "100KiB",
+        "--multipart-threshold",
+        "200KiB",
+    ]
     up = run(local_server, "mirror", str(src), f"ks3://{bucket}/enc/", *common)
     assert up.exit_code == 0, up.stderr
     key = EncryptionKey(b"0123456789abcdef")
@@ -48,7 +60,9 @@ def test_encrypted_mirror_round_trip(local_server: Any, bucket: str, tmp_path: P
                 stored = response.read()
                 if data:
                     assert stored != data
-                    assert decrypt_object(key, response.info.metadata, stored, object_key=f"enc/{name}") == data
+                    assert (
+                        decrypt_object(key, response.info.metadata, stored, object_key=f"enc/{name}") == data
+                    )
                 else:
                     assert stored == b""
     again = run(local_server, "mirror", str(src), f"ks3://{bucket}/enc/", *common)
@@ -57,8 +71,16 @@ def test_encrypted_mirror_round_trip(local_server: Any, bucket: str, tmp_path: P
     down = run(local_server, "mirror", f"ks3://{bucket}/enc/", str(restore), *common)
     assert down.exit_code == 0, down.stderr
     assert {p.name: p.read_bytes() for p in restore.iterdir()} == files
-    plain = run(local_server, "mirror", f"ks3://{bucket}/enc/", str(tmp_path / "nokey"), "--endpoint",
-                local_server.endpoint, "--state-db", str(tmp_path / "j2.db"))
+    plain = run(
+        local_server,
+        "mirror",
+        f"ks3://{bucket}/enc/",
+        str(tmp_path / "nokey"),
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "j2.db"),
+    )
     assert plain.exit_code == 1 and "--encrypt-key" in plain.stderr
 
 
@@ -69,12 +91,30 @@ def test_backup_prefix_storage_class_and_ls(local_server: Any, bucket: str, tmp_
     (src / "drop.txt").write_bytes(b"bye")
     (src / "third.txt").write_bytes(b"3")
     common = ["--endpoint", local_server.endpoint, "--state-db", str(tmp_path / "j.db")]
-    assert run(local_server, "mirror", str(src), f"ks3://{bucket}/data/", "--storage-class", "standard_ia",
-               *common).exit_code == 0
+    assert (
+        run(
+            local_server,
+            "mirror",
+            str(src),
+            f"ks3://{bucket}/data/",
+            "--storage-class",
+            "standard_ia",
+            *common,
+        ).exit_code
+        == 0
+    )
     (src / "keep.txt").write_bytes(b"version 2")
     (src / "drop.txt").unlink()
-    result = run(local_server, "mirror", str(src), f"ks3://{bucket}/data/", "--delete", "--backup-prefix",
-                 "backup/", *common)
+    result = run(
+        local_server,
+        "mirror",
+        str(src),
+        f"ks3://{bucket}/data/",
+        "--delete",
+        "--backup-prefix",
+        "backup/",
+        *common,
+    )
     assert result.exit_code == 0, result.stderr
     with client_for(local_server) as client:
         assert client.get_object(bucket, "backup/keep.txt").read() == b"v1"
@@ -98,8 +138,15 @@ def test_backup_prefix_storage_class_and_ls(local_server: Any, bucket: str, tmp_
 def test_presign_get_and_put(local_server: Any, bucket: str) -> None:
     with client_for(local_server) as client:
         client.put_object(bucket, "shared/a b.txt", b"shared content")
-    get = run(local_server, "presign", f"ks3://{bucket}/shared/a b.txt", "--expires", "10m",
-              "--endpoint", local_server.endpoint)
+    get = run(
+        local_server,
+        "presign",
+        f"ks3://{bucket}/shared/a b.txt",
+        "--expires",
+        "10m",
+        "--endpoint",
+        local_server.endpoint,
+    )
     assert get.exit_code == 0, get.stderr
     url = get.stdout.strip()
     assert local_server.secret_key not in url
@@ -109,14 +156,17 @@ def test_presign_get_and_put(local_server: Any, bucket: str) -> None:
     assert httpx.put(put.stdout.strip(), content=b"uploaded").status_code == 200
     with client_for(local_server) as client:
         assert client.get_object(bucket, "up.bin").read() == b"uploaded"
-    bad = run(local_server, "presign", f"ks3://{bucket}/x", "--expires", "soon", "--endpoint", local_server.endpoint)
+    bad = run(
+        local_server, "presign", f"ks3://{bucket}/x", "--expires", "soon", "--endpoint", local_server.endpoint
+    )
     assert bad.exit_code == 2 and "--expires" in bad.stderr
     nokey = run(local_server, "presign", f"ks3://{bucket}", "--endpoint", local_server.endpoint)
     assert nokey.exit_code == 2
 
 
-def test_config_file_supplies_endpoint_credentials_and_sync_settings(local_server: Any, bucket: str,
-                                                                     tmp_path: Path) -> None:
+def test_config_file_supplies_endpoint_credentials_and_sync_settings(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_bytes(b"a")
@@ -130,9 +180,14 @@ def test_config_file_supplies_endpoint_credentials_and_sync_settings(local_serve
         f"    excludes: ['*.log']\n"
     )
     result = CliRunner().invoke(
-        cli, ["mirror", str(src), f"ks3://{bucket}/cfg", "--config", str(config)],
-        env={"MY_AK": local_server.access_key, "MY_SK": local_server.secret_key, "KS3_ACCESS_KEY": None,
-             "KS3_SECRET_KEY": None},
+        cli,
+        ["mirror", str(src), f"ks3://{bucket}/cfg", "--config", str(config)],
+        env={
+            "MY_AK": local_server.access_key,
+            "MY_SK": local_server.secret_key,
+            "KS3_ACCESS_KEY": None,
+            "KS3_SECRET_KEY": None,
+        },
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.stderr
@@ -141,7 +196,9 @@ def test_config_file_supplies_endpoint_credentials_and_sync_settings(local_serve
     assert (tmp_path / "state" / "journal.db").exists()
 
 
-def test_unknown_stale_uploads_under_the_prefix_are_aborted(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_unknown_stale_uploads_under_the_prefix_are_aborted(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "a").write_bytes(b"a")
@@ -172,8 +229,17 @@ def test_excludes_ignore_file_and_scan_problems(local_server: Any, bucket: str, 
     patterns.write_text("build/\n")
     os.mkfifo(src / "a-fifo")
     common = ["--endpoint", local_server.endpoint, "--state-db", str(tmp_path / "j.db")]
-    result = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude", "*.log",
-                 "--exclude-from", str(patterns), *common)
+    result = run(
+        local_server,
+        "mirror",
+        str(src),
+        f"ks3://{bucket}/x/",
+        "--exclude",
+        "*.log",
+        "--exclude-from",
+        str(patterns),
+        *common,
+    )
     assert result.exit_code == 0, result.stderr  # a FIFO is skipped and named, but it is not data
     assert "skipped: a-fifo" in result.stderr
     with client_for(local_server) as client:
@@ -182,16 +248,42 @@ def test_excludes_ignore_file_and_scan_problems(local_server: Any, bucket: str, 
 
     with open(os.path.join(os.fsencode(src), b"bad-\xff-name"), "wb") as fh:
         fh.write(b"unrepresentable")
-    bad = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude", "*.log",
-              "--exclude-from", str(patterns), *common)
+    bad = run(
+        local_server,
+        "mirror",
+        str(src),
+        f"ks3://{bucket}/x/",
+        "--exclude",
+        "*.log",
+        "--exclude-from",
+        str(patterns),
+        *common,
+    )
     # A file that cannot be synced: not in sync, and counted as failed (issue 14 point 6).
     assert bad.exit_code == 1 and "failed: bad-" in bad.stderr and "failed 1;" in bad.stderr, bad.stderr
-    as_json = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude", "*.log",
-                  "--exclude-from", str(patterns), "--json", *common)
+    as_json = run(
+        local_server,
+        "mirror",
+        str(src),
+        f"ks3://{bucket}/x/",
+        "--exclude",
+        "*.log",
+        "--exclude-from",
+        str(patterns),
+        "--json",
+        *common,
+    )
     summary = json.loads(as_json.stdout)
     assert as_json.exit_code == 1 and [f["path"] for f in summary["failed"]] == ["bad-\\xff-name"]
-    missing = run(local_server, "mirror", str(src), f"ks3://{bucket}/x/", "--exclude-from",
-                  str(tmp_path / "nope"), *common)
+    missing = run(
+        local_server,
+        "mirror",
+        str(src),
+        f"ks3://{bucket}/x/",
+        "--exclude-from",
+        str(tmp_path / "nope"),
+        *common,
+    )
     assert missing.exit_code == 2 and "nope" in missing.stderr
 
 
@@ -204,10 +296,22 @@ def test_restore_what_the_official_sdk_encrypted(local_server: Any, bucket: str,
     for name, data in files.items():
         sdk.get_bucket(bucket).new_key(f"sdk/{name}").set_contents_from_string(data)
     restore = tmp_path / "restore"
-    result = run(local_server, "mirror", f"ks3://{bucket}/sdk/", str(restore), "--encrypt-key", str(key_file),
-                 "--endpoint", local_server.endpoint, "--state-db", str(tmp_path / "j.db"))
+    result = run(
+        local_server,
+        "mirror",
+        f"ks3://{bucket}/sdk/",
+        str(restore),
+        "--encrypt-key",
+        str(key_file),
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "j.db"),
+    )
     assert result.exit_code == 0, result.stderr
-    assert {p.relative_to(restore).as_posix(): p.read_bytes() for p in restore.rglob("*") if p.is_file()} == files
+    assert {
+        p.relative_to(restore).as_posix(): p.read_bytes() for p in restore.rglob("*") if p.is_file()
+    } == files
 
 
 def official_sdk(server: Any, key_file: Path) -> Any:
@@ -215,5 +319,13 @@ def official_sdk(server: Any, key_file: Path) -> Any:
     makes ``import ks3`` find the SDK rather than tests/ks3)."""
     from ks3.connection import Connection, PathCallingFormat
 
-    return Connection(server.access_key, server.secret_key, host=server.host, port=server.port, is_secure=False,
-                      calling_format=PathCallingFormat(), local_encrypt=True, local_key_path=str(key_file))
+    return Connection(
+        server.access_key,
+        server.secret_key,
+        host=server.host,
+        port=server.port,
+        is_secure=False,
+        calling_format=PathCallingFormat(),
+        local_encrypt=True,
+        local_key_path=str(key_file),
+    )

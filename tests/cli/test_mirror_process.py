@@ -29,8 +29,13 @@ TIMEOUT = 120
 
 
 def ks3sync(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "ks3sync", *args], env=env, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ks3sync", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def server_env(server: Any, **extra: str) -> dict[str, str]:
@@ -38,9 +43,14 @@ def server_env(server: Any, **extra: str) -> dict[str, str]:
 
 
 def client_for(server: Any) -> Client:
-    return Client(ClientConfig(endpoint=server.endpoint, access_key=server.access_key,
-                               secret_key=server.secret_key,
-                               retry=RetryPolicy(max_attempts=8, base_delay=0.01, max_delay=0.1)))
+    return Client(
+        ClientConfig(
+            endpoint=server.endpoint,
+            access_key=server.access_key,
+            secret_key=server.secret_key,
+            retry=RetryPolicy(max_attempts=8, base_delay=0.01, max_delay=0.1),
+        )
+    )
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -95,8 +105,12 @@ def test_endpoint_local_on_a_fresh_machine(tmp_path: Path) -> None:
     _, err = down.communicate(timeout=TIMEOUT)
     assert down.returncode == 0, err.decode()
     assert (tmp_path / "restored" / "hello.txt").read_text() == "hello\n"
-    assert (tmp_path / "restored" / "sub" / "x.bin").read_bytes() == (tmp_path / "folder" / "sub" / "x.bin").read_bytes()
-    again = ks3sync("mirror", "./folder", "ks3://demo/folder", "--endpoint", "local", "--json", env=env, cwd=tmp_path)
+    assert (tmp_path / "restored" / "sub" / "x.bin").read_bytes() == (
+        tmp_path / "folder" / "sub" / "x.bin"
+    ).read_bytes()
+    again = ks3sync(
+        "mirror", "./folder", "ks3://demo/folder", "--endpoint", "local", "--json", env=env, cwd=tmp_path
+    )
     out, err = again.communicate(timeout=TIMEOUT)
     assert again.returncode == 0, err.decode()
     assert b'"uploaded": 0' in out and b'"unchanged": 2' in out
@@ -106,8 +120,9 @@ def test_endpoint_local_on_a_fresh_machine(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
-def test_kill_9_during_multipart_then_resume_sends_only_missing_parts(server_factory: Any, tmp_path: Path,
-                                                                      encrypted: bool) -> None:
+def test_kill_9_during_multipart_then_resume_sends_only_missing_parts(
+    server_factory: Any, tmp_path: Path, encrypted: bool
+) -> None:
     server = server_factory(latency_ms=120)
     in_flight = InFlight()
     with client_for(server) as client:
@@ -116,8 +131,21 @@ def test_kill_9_during_multipart_then_resume_sends_only_missing_parts(server_fac
     src = tmp_path / "src"
     src.mkdir()
     (src / "big.bin").write_bytes(data)
-    args = ["mirror", str(src), "ks3://killed/k/", "--endpoint", server.endpoint, "--state-db",
-            str(tmp_path / "journal.db"), "--part-size", "100KiB", "--multipart-threshold", "1MiB", "--jobs", "2"]
+    args = [
+        "mirror",
+        str(src),
+        "ks3://killed/k/",
+        "--endpoint",
+        server.endpoint,
+        "--state-db",
+        str(tmp_path / "journal.db"),
+        "--part-size",
+        "100KiB",
+        "--multipart-threshold",
+        "1MiB",
+        "--jobs",
+        "2",
+    ]
     key_file = tmp_path / "key"
     if encrypted:
         key_file.write_bytes(b"0123456789abcdef")
@@ -176,8 +204,21 @@ def test_a_new_endpoint_keeps_the_journal_and_resumes_the_upload(server_factory:
         (src / f"small{i:02d}.txt").write_text(f"small file {i}\n")
 
     def args(server: Any) -> list[str]:
-        return ["mirror", str(src), "ks3://moved/m/", "--endpoint", server.endpoint, "--state-db",
-                str(tmp_path / "journal.db"), "--part-size", "100KiB", "--multipart-threshold", "1MiB", "--jobs", "2"]
+        return [
+            "mirror",
+            str(src),
+            "ks3://moved/m/",
+            "--endpoint",
+            server.endpoint,
+            "--state-db",
+            str(tmp_path / "journal.db"),
+            "--part-size",
+            "100KiB",
+            "--multipart-threshold",
+            "1MiB",
+            "--jobs",
+            "2",
+        ]
 
     done = ks3sync(*args(first), env=server_env(first))
     _, err = done.communicate(timeout=TIMEOUT)
@@ -211,8 +252,9 @@ def test_a_new_endpoint_keeps_the_journal_and_resumes_the_upload(server_factory:
             assert hashlib.md5(response.read()).digest() == hashlib.md5(data).digest()
 
 
-def test_a_journal_named_by_an_older_ks3sync_is_found_after_the_upgrade(local_server: Any, bucket: str,
-                                                                         tmp_path: Path) -> None:
+def test_a_journal_named_by_an_older_ks3sync_is_found_after_the_upgrade(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     """Before D16 a mirror pair's journal row was named '<pair> @ <endpoint URL>'. The first run after
     an upgrade finds that row, renames it and trusts its records: nothing is sent or re-adopted."""
     from ks3sync.journal import Journal
@@ -222,7 +264,15 @@ def test_a_journal_named_by_an_older_ks3sync_is_found_after_the_upgrade(local_se
     for i in range(5):
         (src / f"f{i}.txt").write_text(f"file {i}\n")
     state = tmp_path / "journal.db"
-    args = ["mirror", str(src), f"ks3://{bucket}/old/", "--endpoint", local_server.endpoint, "--state-db", str(state)]
+    args = [
+        "mirror",
+        str(src),
+        f"ks3://{bucket}/old/",
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(state),
+    ]
     done = ks3sync(*args, env=server_env(local_server))
     _, err = done.communicate(timeout=TIMEOUT)
     assert done.returncode == 0, err.decode()
@@ -251,9 +301,22 @@ def test_file_that_keeps_changing_is_never_recorded(server_factory: Any, tmp_pat
     path.write_bytes(os.urandom(1200 * KIB))
     (src / "steady.txt").write_bytes(b"steady")
     state_db = tmp_path / "journal.db"
-    proc = ks3sync("mirror", str(src), "ks3://changing/c/", "--endpoint", server.endpoint, "--state-db",
-                   str(state_db), "--part-size", "100KiB", "--multipart-threshold", "1MiB", "--jobs", "2",
-                   env=server_env(server))
+    proc = ks3sync(
+        "mirror",
+        str(src),
+        "ks3://changing/c/",
+        "--endpoint",
+        server.endpoint,
+        "--state-db",
+        str(state_db),
+        "--part-size",
+        "100KiB",
+        "--multipart-threshold",
+        "1MiB",
+        "--jobs",
+        "2",
+        env=server_env(server),
+    )
     stop = threading.Event()
 
     def keep_appending() -> None:
@@ -299,8 +362,17 @@ def test_mirror_of_500_files_through_a_faulty_server(server_factory: Any, tmp_pa
         expected[f"f/{rel}"] = hashlib.md5(data).hexdigest()
     runner = CliRunner()
     env = {"KS3_ACCESS_KEY": server.access_key, "KS3_SECRET_KEY": server.secret_key}
-    args = ["mirror", str(src), "ks3://faulty/f/", "--endpoint", server.endpoint, "--state-db",
-            str(tmp_path / "journal.db"), "--jobs", "8"]
+    args = [
+        "mirror",
+        str(src),
+        "ks3://faulty/f/",
+        "--endpoint",
+        server.endpoint,
+        "--state-db",
+        str(tmp_path / "journal.db"),
+        "--jobs",
+        "8",
+    ]
     result = runner.invoke(cli, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     assert "uploaded 500" in result.stderr
@@ -317,5 +389,13 @@ def official_sdk(server: Any, key_file: Path) -> Any:
     makes ``import ks3`` find the SDK rather than tests/ks3)."""
     from ks3.connection import Connection, PathCallingFormat
 
-    return Connection(server.access_key, server.secret_key, host=server.host, port=server.port, is_secure=False,
-                      calling_format=PathCallingFormat(), local_encrypt=True, local_key_path=str(key_file))
+    return Connection(
+        server.access_key,
+        server.secret_key,
+        host=server.host,
+        port=server.port,
+        is_secure=False,
+        calling_format=PathCallingFormat(),
+        local_encrypt=True,
+        local_key_path=str(key_file),
+    )

@@ -16,8 +16,17 @@ from click.testing import CliRunner
 from ks3sync.cli.main import cli
 
 KIB = 1024
-WRITE_OPS = {"PutObject", "UploadPart", "CopyObject", "DeleteObject", "DeleteObjects", "InitiateMultipartUpload",
-             "CompleteMultipartUpload", "UploadPartCopy", "AbortMultipartUpload"}
+WRITE_OPS = {
+    "PutObject",
+    "UploadPart",
+    "CopyObject",
+    "DeleteObject",
+    "DeleteObjects",
+    "InitiateMultipartUpload",
+    "CompleteMultipartUpload",
+    "UploadPartCopy",
+    "AbortMultipartUpload",
+}
 PREFIX = "nasty/"
 SMALL_PARTS = ["--part-size", "100KiB", "--multipart-threshold", "200KiB", "--jobs", "4"]
 
@@ -26,7 +35,9 @@ def mirror(server: Any, state: Path, *args: str) -> Any:
     runner = CliRunner()
     env = {"KS3_ACCESS_KEY": server.access_key, "KS3_SECRET_KEY": server.secret_key}
     return runner.invoke(
-        cli, ["mirror", *args, "--endpoint", server.endpoint, "--state-db", str(state / "journal.db")], env=env,
+        cli,
+        ["mirror", *args, "--endpoint", server.endpoint, "--state-db", str(state / "journal.db")],
+        env=env,
         catch_exceptions=False,
     )
 
@@ -69,7 +80,9 @@ def read_tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def test_nasty_tree_round_trip_no_op_rerun_and_exact_delta(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_nasty_tree_round_trip_no_op_rerun_and_exact_delta(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     files = nasty_files()
     write_tree(src, files)
@@ -118,7 +131,10 @@ def test_json_summary_and_dry_run(local_server: Any, bucket: str, tmp_path: Path
     assert dry.exit_code == 0, dry.stderr
     summary = json.loads(dry.stdout)
     assert summary["dry_run"] is True and summary["uploaded"] == 0
-    assert sorted((row["action"], row["path"]) for row in summary["plan"]) == [("upload", "a"), ("upload", "b/c")]
+    assert sorted((row["action"], row["path"]) for row in summary["plan"]) == [
+        ("upload", "a"),
+        ("upload", "b/c"),
+    ]
     assert writes(local_server, mark) == Counter()
 
     real = mirror(local_server, tmp_path, str(src), target, "--json")
@@ -150,9 +166,19 @@ def test_exit_codes(local_server: Any, bucket: str, tmp_path: Path) -> None:
     assert no_bucket.exit_code == 2 and "no-such-bucket-here" in no_bucket.stderr
 
     runner = CliRunner()
-    wrong = runner.invoke(cli, ["mirror", str(src), f"ks3://{bucket}/p/", "--endpoint", local_server.endpoint,
-                                "--state-db", str(tmp_path / "j.db")],
-                          env={"KS3_ACCESS_KEY": local_server.access_key, "KS3_SECRET_KEY": "wrong-secret"})
+    wrong = runner.invoke(
+        cli,
+        [
+            "mirror",
+            str(src),
+            f"ks3://{bucket}/p/",
+            "--endpoint",
+            local_server.endpoint,
+            "--state-db",
+            str(tmp_path / "j.db"),
+        ],
+        env={"KS3_ACCESS_KEY": local_server.access_key, "KS3_SECRET_KEY": "wrong-secret"},
+    )
     assert wrong.exit_code == 2 and "wrong-secret" not in wrong.stderr + wrong.stdout
     assert len(wrong.stderr.strip().splitlines()) == 1 and "Traceback" not in wrong.stderr
 
@@ -166,7 +192,9 @@ def raw_put(server: Any, bucket: str, key: str, data: bytes) -> None:
     from ks3sync.ks3.signing import authorization, resource_path
 
     headers = {"Date": formatdate(usegmt=True), "Content-Type": "application/octet-stream"}
-    headers["Authorization"] = authorization(server.access_key, server.secret_key, "PUT", bucket, key, headers)
+    headers["Authorization"] = authorization(
+        server.access_key, server.secret_key, "PUT", bucket, key, headers
+    )
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     try:
         conn.request("PUT", resource_path(bucket, key), body=data, headers=headers)
@@ -202,8 +230,13 @@ def test_restore_with_delete_and_its_guard(local_server: Any, bucket: str, tmp_p
 
     from ks3sync.ks3 import Client, ClientConfig
 
-    with Client(ClientConfig(endpoint=local_server.endpoint, access_key=local_server.access_key,
-                             secret_key=local_server.secret_key)) as client:
+    with Client(
+        ClientConfig(
+            endpoint=local_server.endpoint,
+            access_key=local_server.access_key,
+            secret_key=local_server.secret_key,
+        )
+    ) as client:
         client.delete_objects(bucket, ["r/a", "r/b/c", "r/d"])
         nothing = mirror(local_server, tmp_path, target, str(restore), "--delete")
         assert nothing.exit_code == 1 and f"nothing to restore: {target} holds no objects" in nothing.stderr
@@ -214,11 +247,15 @@ def test_restore_with_delete_and_its_guard(local_server: Any, bucket: str, tmp_p
     assert read_tree(restore) == {"a": b"1", "b/c": b"2", "d": b"3"}
 
 
-def test_verbose_names_each_entry_and_quiet_default_does_not(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_verbose_names_each_entry_and_quiet_default_does_not(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     write_tree(src, {"one.txt": b"1", "two/three.txt": b"3"})
     quiet = mirror(local_server, tmp_path, str(src), f"ks3://{bucket}/v/")
-    assert quiet.exit_code == 0 and quiet.stderr.strip().splitlines() == [quiet.stderr.strip()]  # summary only
+    assert quiet.exit_code == 0 and quiet.stderr.strip().splitlines() == [
+        quiet.stderr.strip()
+    ]  # summary only
     (src / "one.txt").write_bytes(b"one, again")
     loud = mirror(local_server, tmp_path, str(src), f"ks3://{bucket}/v/", "-v")
     assert loud.exit_code == 0

@@ -21,18 +21,24 @@ KIB = 1024
 
 def mirror(server: Any, state_db: Path, *args: str) -> Any:
     env = {"KS3_ACCESS_KEY": server.access_key, "KS3_SECRET_KEY": server.secret_key}
-    return CliRunner().invoke(cli, ["mirror", *args, "--endpoint", server.endpoint, "--state-db", str(state_db)],
-                              env=env, catch_exceptions=False)
+    return CliRunner().invoke(
+        cli,
+        ["mirror", *args, "--endpoint", server.endpoint, "--state-db", str(state_db)],
+        env=env,
+        catch_exceptions=False,
+    )
 
 
 def process(server: Any, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
-    return subprocess.run([sys.executable, "-m", "ks3sync", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ks3sync", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_dry_run_and_summary_say_upload_copy_record_delete_and_do_not_count_records(
-        local_server: Any, bucket: str, tmp_path: Path) -> None:
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for name in ("a.txt", "b.txt", "c.txt", "old-name.txt", "gone.txt"):
@@ -53,10 +59,17 @@ def test_dry_run_and_summary_say_upload_copy_record_delete_and_do_not_count_reco
         "delete   old-name.txt (not in the source)",
     ]
     assert dry.stderr.strip().splitlines()[-1] == (
-        "dry run: would upload 1, copy 1, delete 2; unchanged 3; nothing changed")
-    plan = json.loads(mirror(local_server, journal, str(src), target, "--delete", "-n", "--json").stdout)["plan"]
-    assert {"action": "copy", "path": "new-name.txt", "reason": "renamed from old-name.txt",
-            "source": "old-name.txt"} in plan
+        "dry run: would upload 1, copy 1, delete 2; unchanged 3; nothing changed"
+    )
+    plan = json.loads(mirror(local_server, journal, str(src), target, "--delete", "-n", "--json").stdout)[
+        "plan"
+    ]
+    assert {
+        "action": "copy",
+        "path": "new-name.txt",
+        "reason": "renamed from old-name.txt",
+        "source": "old-name.txt",
+    } in plan
     assert {row["action"] for row in plan} == {"upload", "copy", "delete"}
 
     # A new journal (the first one lost) for the same bucket: the objects already there are recorded
@@ -64,7 +77,11 @@ def test_dry_run_and_summary_say_upload_copy_record_delete_and_do_not_count_reco
     fresh = tmp_path / "fresh.db"
     recorded = mirror(local_server, fresh, str(src), target, "-n")
     assert recorded.stdout.splitlines()[0] == "record   a.txt (already in the bucket, if the content matches)"
-    assert recorded.stderr.strip().splitlines()[-1].startswith("dry run: would upload 1, copy 1, record 3 (already")
+    assert (
+        recorded.stderr.strip()
+        .splitlines()[-1]
+        .startswith("dry run: would upload 1, copy 1, record 3 (already")
+    )
     real = mirror(local_server, fresh, str(src), target, "--delete", "--json")
     summary = json.loads(real.stdout)
     assert real.exit_code == 0, real.stderr
@@ -72,7 +89,9 @@ def test_dry_run_and_summary_say_upload_copy_record_delete_and_do_not_count_reco
     assert "adopted" not in summary and "skipped" not in summary
     text = mirror(local_server, fresh, str(src), target, "--delete")
     assert text.stderr.strip() == text.stderr.strip().splitlines()[0]
-    assert text.stderr.startswith("uploaded 0, deleted 0, unchanged 5, failed 0; sent 0 B in ")  # asked: answered
+    assert text.stderr.startswith(
+        "uploaded 0, deleted 0, unchanged 5, failed 0; sent 0 B in "
+    )  # asked: answered
 
     restore = tmp_path / "restore"
     down = mirror(local_server, tmp_path / "down.db", target, str(restore), "-n")
@@ -81,7 +100,9 @@ def test_dry_run_and_summary_say_upload_copy_record_delete_and_do_not_count_reco
         assert "adopt" not in words.output and "deleteremote" not in words.output
 
 
-def test_many_entries_failing_for_one_reason_make_one_line(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_many_entries_failing_for_one_reason_make_one_line(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for i in range(12):
@@ -90,7 +111,9 @@ def test_many_entries_failing_for_one_reason_make_one_line(local_server: Any, bu
     key.write_bytes(b"0123456789abcdef")
     key.chmod(0o600)
     target = f"ks3://{bucket}/enc/"
-    assert mirror(local_server, tmp_path / "up.db", str(src), target, "--encrypt-key", str(key)).exit_code == 0
+    assert (
+        mirror(local_server, tmp_path / "up.db", str(src), target, "--encrypt-key", str(key)).exit_code == 0
+    )
 
     plain = mirror(local_server, tmp_path / "down.db", target, str(tmp_path / "out"))
     assert plain.exit_code == 1
@@ -116,12 +139,23 @@ def test_json_prints_a_document_on_stdout_when_the_run_fails(local_server: Any, 
     usage = process(local_server, "mirror", str(src), "ks3://bucket-x/p", "--jobs", "0", "--json")
     assert usage.returncode == 2 and json.loads(usage.stdout) == {
         "error": "invalid value for '--jobs': 0 is not in the range 1<=x<=256 (see 'ks3sync mirror --help')",
-        "exit": 2}
+        "exit": 2,
+    }
     assert usage.stderr.startswith("ks3sync: error: invalid value for '--jobs'")
-    missing = process(local_server, "mirror", "ks3://no-such-bucket-json/p", str(tmp_path / "out"), "--json",
-                      "--endpoint", local_server.endpoint, "--state-db", str(tmp_path / "j.db"))
+    missing = process(
+        local_server,
+        "mirror",
+        "ks3://no-such-bucket-json/p",
+        str(tmp_path / "out"),
+        "--json",
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "j.db"),
+    )
     document = json.loads(missing.stdout)
     assert missing.returncode == 2 and document["exit"] == 2 and "no-such-bucket-json" in document["error"]
-    no_endpoint = process(local_server, "mirror", str(src), "ks3://bucket-x/p", "--json", "--state-db",
-                          str(tmp_path / "j.db"))
+    no_endpoint = process(
+        local_server, "mirror", str(src), "ks3://bucket-x/p", "--json", "--state-db", str(tmp_path / "j.db")
+    )
     assert no_endpoint.returncode == 2 and json.loads(no_endpoint.stdout)["error"].startswith("no endpoint")

@@ -25,7 +25,9 @@ PART = 256 * KIB
 def mirror(server: Any, state: Path, *args: str) -> Any:
     env = {"KS3_ACCESS_KEY": server.access_key, "KS3_SECRET_KEY": server.secret_key}
     return CliRunner().invoke(
-        cli, ["mirror", *args, "--endpoint", server.endpoint, "--state-db", str(state / "journal.db")], env=env,
+        cli,
+        ["mirror", *args, "--endpoint", server.endpoint, "--state-db", str(state / "journal.db")],
+        env=env,
         catch_exceptions=False,
     )
 
@@ -41,7 +43,9 @@ def test_large_objects_come_back_through_ranges(local_server: Any, bucket: str, 
     for name, data in files.items():
         (src / name).write_bytes(data)
     sizes = ["--part-size", f"{PART // KIB}KiB"]
-    up = mirror(local_server, tmp_path / "up", str(src), f"ks3://{bucket}/r/", *sizes, "--multipart-threshold", "2MiB")
+    up = mirror(
+        local_server, tmp_path / "up", str(src), f"ks3://{bucket}/r/", *sizes, "--multipart-threshold", "2MiB"
+    )
     assert up.exit_code == 0, up.stderr
     mark = len(local_server.requests())
     down = mirror(local_server, tmp_path / "down", f"ks3://{bucket}/r/", str(dst), *sizes)
@@ -59,7 +63,9 @@ def test_large_objects_come_back_through_ranges(local_server: Any, bucket: str, 
         assert sum(e["bytes_out"] for e in by_key[name]) == size  # each byte fetched once
 
 
-def test_a_large_encrypted_object_is_restored_through_ranges(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_a_large_encrypted_object_is_restored_through_ranges(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     key = tmp_path / "key"
     key.write_bytes(b"0123456789abcdef")
     os.chmod(key, 0o600)
@@ -78,8 +84,12 @@ def test_a_large_encrypted_object_is_restored_through_ranges(local_server: Any, 
     assert len(statuses) > 2 and set(statuses) == {206}
 
 
-def restore_while(server_factory: Callable[..., Any], wait_until: Callable[..., object], tmp_path: Path,
-                  change: Callable[[Any], None]) -> tuple[Any, subprocess.CompletedProcess[bytes], list[int]]:
+def restore_while(
+    server_factory: Callable[..., Any],
+    wait_until: Callable[..., object],
+    tmp_path: Path,
+    change: Callable[[Any], None],
+) -> tuple[Any, subprocess.CompletedProcess[bytes], list[int]]:
     """Restore one 20-part object and ``change(bucket)`` as soon as the server answered its first range;
     returns the server, the finished restore, and the statuses of the GETs it made. 150 ms a request and
     two ranges at a time (--jobs 2): the 20 ranges take over a second."""
@@ -90,9 +100,23 @@ def restore_while(server_factory: Callable[..., Any], wait_until: Callable[..., 
     conn.get_bucket(name).new_key("p/big.bin").set_contents_from_string(OLD)
     env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
     mark = server.mark()
-    argv = [sys.executable, "-m", "ks3sync", "mirror", f"ks3://{name}/p/", str(tmp_path / "dst"), "--endpoint",
-            server.endpoint, "--state-db", str(tmp_path / "journal.db"), "--part-size", f"{PART // KIB}KiB",
-            "--jobs", "2", "-v"]
+    argv = [
+        sys.executable,
+        "-m",
+        "ks3sync",
+        "mirror",
+        f"ks3://{name}/p/",
+        str(tmp_path / "dst"),
+        "--endpoint",
+        server.endpoint,
+        "--state-db",
+        str(tmp_path / "journal.db"),
+        "--part-size",
+        f"{PART // KIB}KiB",
+        "--jobs",
+        "2",
+        "-v",
+    ]
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         try:
             wait_until(lambda: any(e["op"] == "GetObject" for e in server.requests()[mark:]), timeout=60)
@@ -110,10 +134,13 @@ OLD, NEW = os.urandom(20 * PART), os.urandom(20 * PART)
 
 
 def test_an_object_replaced_mid_restore_is_never_stitched_from_two_versions(
-    server_factory: Callable[..., Any], wait_until: Callable[..., object], tmp_path: Path,
+    server_factory: Callable[..., Any],
+    wait_until: Callable[..., object],
+    tmp_path: Path,
 ) -> None:
     _server, done, statuses = restore_while(
-        server_factory, wait_until, tmp_path, lambda b: b.new_key("p/big.bin").set_contents_from_string(NEW))
+        server_factory, wait_until, tmp_path, lambda b: b.new_key("p/big.bin").set_contents_from_string(NEW)
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert (tmp_path / "dst" / "big.bin").read_bytes() == NEW
     # The old version's later ranges were refused (they asked If-Match its ETag); none of its bytes
@@ -124,12 +151,15 @@ def test_an_object_replaced_mid_restore_is_never_stitched_from_two_versions(
 
 
 def test_an_object_deleted_mid_restore_leaves_no_file_and_no_temp_file(
-    server_factory: Callable[..., Any], wait_until: Callable[..., object], tmp_path: Path,
+    server_factory: Callable[..., Any],
+    wait_until: Callable[..., object],
+    tmp_path: Path,
 ) -> None:
     """Ranges are written into the temp file at their offsets as they arrive: when the later ones fail
     (the object is gone), what was written is not kept, not even as a temp file."""
     _server, done, statuses = restore_while(
-        server_factory, wait_until, tmp_path, lambda b: b.delete_key("p/big.bin"))
+        server_factory, wait_until, tmp_path, lambda b: b.delete_key("p/big.bin")
+    )
     assert 206 in statuses and 404 in statuses, statuses
     dst = tmp_path / "dst"
     assert not dst.exists() or list(dst.iterdir()) == [], list(dst.iterdir())

@@ -60,7 +60,9 @@ def terminal() -> Iterator[list[TerminalRun]]:
         run.close()
 
 
-def start(runs: list[TerminalRun], args: list[str], env: dict[str, str], cwd: Path | None = None) -> TerminalRun:
+def start(
+    runs: list[TerminalRun], args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> TerminalRun:
     run = TerminalRun(args, env, cwd)
     runs.append(run)
     return run
@@ -77,16 +79,32 @@ def of_key(entries: list[dict[str, Any]], bucket: str, key: str, op: str) -> lis
 
 
 def ok_parts(entries: list[dict[str, Any]], bucket: str, key: str) -> set[int]:
-    return {int(parse_qs(e["query"])["partNumber"][0]) for e in of_key(entries, bucket, key, "UploadPart")
-            if e["status"] == 200}
+    return {
+        int(parse_qs(e["query"])["partNumber"][0])
+        for e in of_key(entries, bucket, key, "UploadPart")
+        if e["status"] == 200
+    }
 
 
 def test_verbose_lines_print_above_the_live_bar_in_binary_units(
-        local_server: Any, bucket: str, tmp_path: Path, terminal: list[TerminalRun]) -> None:
+    local_server: Any, bucket: str, tmp_path: Path, terminal: list[TerminalRun]
+) -> None:
     src = tmp_path / "src"
     make_tree(src, 12, 48 * KIB)
-    run = start(terminal, ["mirror", str(src), f"ks3://{bucket}/v/", "--endpoint", local_server.endpoint,
-                           "--state-db", str(tmp_path / "j.db"), "-v"], env_for(local_server))
+    run = start(
+        terminal,
+        [
+            "mirror",
+            str(src),
+            f"ks3://{bucket}/v/",
+            "--endpoint",
+            local_server.endpoint,
+            "--state-db",
+            str(tmp_path / "j.db"),
+            "-v",
+        ],
+        env_for(local_server),
+    )
     assert run.wait(120) == 0, run.output
     out = run.output
     assert "\x1b[?25l" in out, out  # the live display was active (rich hides the cursor while it draws)
@@ -101,12 +119,25 @@ def test_verbose_lines_print_above_the_live_bar_in_binary_units(
 
 
 def test_first_ctrl_c_says_what_it_waits_for_stops_within_seconds_and_a_rerun_resumes(
-        local_server: Any, bucket: str, tmp_path: Path, terminal: list[TerminalRun]) -> None:
+    local_server: Any, bucket: str, tmp_path: Path, terminal: list[TerminalRun]
+) -> None:
     src = tmp_path / "src"
     make_tree(src, 30, 256 * KIB)
     (src / "big.bin").write_bytes(os.urandom(4 * 1024 * KIB))  # sorts first: multipart from the start
-    common = [str(src), f"ks3://{bucket}/c/", "--endpoint", local_server.endpoint, "--state-db",
-              str(tmp_path / "j.db"), "--part-size", "256KiB", "--multipart-threshold", "1MiB", "--jobs", "4"]
+    common = [
+        str(src),
+        f"ks3://{bucket}/c/",
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "j.db"),
+        "--part-size",
+        "256KiB",
+        "--multipart-threshold",
+        "1MiB",
+        "--jobs",
+        "4",
+    ]
     mark = local_server.mark()
     run = start(terminal, ["mirror", *common, "--bwlimit", "2MiB/s", "-v"], env_for(local_server))
 
@@ -126,7 +157,9 @@ def test_first_ctrl_c_says_what_it_waits_for_stops_within_seconds_and_a_rerun_re
     out = run.output
     assert code == 130, out
     assert "Traceback" not in out, out
-    assert re.search(r"stopping: waiting for \d+ transfers? in flight \(Ctrl-C again to quit now\)", plain(out)), out
+    assert re.search(
+        r"stopping: waiting for \d+ transfers? in flight \(Ctrl-C again to quit now\)", plain(out)
+    ), out
     assert "\x1b[?25h" in out  # the cursor the bar hid is shown again
     assert "interrupted" in plain(out)
     assert latency < STOP_BOUND_S, f"{latency:.1f} s from Ctrl-C to exit\n{out}"
@@ -135,26 +168,43 @@ def test_first_ctrl_c_says_what_it_waits_for_stops_within_seconds_and_a_rerun_re
     completed = of_key(first_run, bucket, "c/big.bin", "CompleteMultipartUpload")
 
     second = local_server.mark()
-    again = subprocess.run([sys.executable, "-m", "ks3sync", "mirror", *common], env=env_for(local_server),
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "ks3sync", "mirror", *common],
+        env=env_for(local_server),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     rerun = local_server.requests()[second:]
     if not completed:  # the upload was cut off: the re-run resumes it, sending only the missing parts
         assert not of_key(rerun, bucket, "c/big.bin", "InitiateMultipartUpload"), rerun
         assert ok_parts(rerun, bucket, "c/big.bin") and not ok_parts(rerun, bucket, "c/big.bin") & sent_before
-    again_again = subprocess.run([sys.executable, "-m", "ks3sync", "mirror", *common, "--json"],
-                                 env=env_for(local_server), capture_output=True, text=True, timeout=120)
+    again_again = subprocess.run(
+        [sys.executable, "-m", "ks3sync", "mirror", *common, "--json"],
+        env=env_for(local_server),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     summary = json.loads(again_again.stdout)
     assert summary["unchanged"] == 31 and summary["uploaded"] == 0
 
 
 def test_a_transfer_that_outlasts_the_grace_period_is_abandoned_unrecorded(
-        local_server: Any, bucket: str, tmp_path: Path, terminal: list[TerminalRun]) -> None:
+    local_server: Any, bucket: str, tmp_path: Path, terminal: list[TerminalRun]
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "slow.bin").write_bytes(os.urandom(6 * 1024 * KIB))  # one single PUT, ~12 s at this rate
-    common = [str(src), f"ks3://{bucket}/g/", "--endpoint", local_server.endpoint, "--state-db",
-              str(tmp_path / "j.db")]
+    common = [
+        str(src),
+        f"ks3://{bucket}/g/",
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "j.db"),
+    ]
     run = start(terminal, ["mirror", *common, "--bwlimit", "512KiB/s"], env_for(local_server))
     run.wait_for(lambda out: re.search(r"[1-9][\d.]* (KiB|MiB)/", plain(out)) is not None, 60)  # bytes moving
     sent = run.interrupt()
@@ -162,22 +212,34 @@ def test_a_transfer_that_outlasts_the_grace_period_is_abandoned_unrecorded(
     latency = (run.ended or time.monotonic()) - sent
     out = plain(run.output)
     assert code == 130, out
-    assert "stopping: waiting for 1 transfer in flight" in out and "quit with 1 transfer in flight" in out, out
+    assert "stopping: waiting for 1 transfer in flight" in out and "quit with 1 transfer in flight" in out, (
+        out
+    )
     assert "Traceback" not in out
     assert latency < STOP_BOUND_S, f"{latency:.1f} s"
-    again = subprocess.run([sys.executable, "-m", "ks3sync", "mirror", *common, "--json"], env=env_for(local_server),
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "ks3sync", "mirror", *common, "--json"],
+        env=env_for(local_server),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["uploaded"] == 1  # nothing was recorded for the abandoned PUT
 
 
 def test_a_second_ctrl_c_quits_at_once_without_a_traceback_also_with_the_embedded_server(
-        tmp_path: Path, terminal: list[TerminalRun]) -> None:
+    tmp_path: Path, terminal: list[TerminalRun]
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KS3_")}
     env.update(HOME=str(tmp_path / "home"), XDG_STATE_HOME=str(tmp_path / "state"))
     make_tree(tmp_path / "src", 40, 256 * KIB)
-    run = start(terminal, ["mirror", "src", "ks3://demo/x", "--endpoint", "local", "--bwlimit", "1MiB/s", "-v",
-                           "--jobs", "8"], env, cwd=tmp_path)
+    run = start(
+        terminal,
+        ["mirror", "src", "ks3://demo/x", "--endpoint", "local", "--bwlimit", "1MiB/s", "-v", "--jobs", "8"],
+        env,
+        cwd=tmp_path,
+    )
     run.wait_for(lambda out: "uploaded f" in out, 60)
     run.interrupt()
     run.wait_for(lambda out: "stopping" in out, STOP_BOUND_S)
@@ -193,16 +255,34 @@ def test_a_second_ctrl_c_quits_at_once_without_a_traceback_also_with_the_embedde
     assert out.rfind("\x1b[?25h") > out.rfind("\x1b[?25l")  # the terminal is left with its cursor shown
 
 
-def test_a_second_ctrl_c_under_json_still_prints_a_json_document(local_server: Any, bucket: str,
-                                                                 tmp_path: Path) -> None:
+def test_a_second_ctrl_c_under_json_still_prints_a_json_document(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     make_tree(tmp_path / "src", 40, 256 * KIB)
     out_file, err_file = tmp_path / "out", tmp_path / "err"
     mark = local_server.mark()
     with open(out_file, "wb") as out, open(err_file, "wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ks3sync", "mirror", str(tmp_path / "src"), f"ks3://{bucket}/j/", "--endpoint",
-             local_server.endpoint, "--state-db", str(tmp_path / "j.db"), "--bwlimit", "1MiB/s", "--json"],
-            env=env_for(local_server), stdout=out, stderr=err, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "ks3sync",
+                "mirror",
+                str(tmp_path / "src"),
+                f"ks3://{bucket}/j/",
+                "--endpoint",
+                local_server.endpoint,
+                "--state-db",
+                str(tmp_path / "j.db"),
+                "--bwlimit",
+                "1MiB/s",
+                "--json",
+            ],
+            env=env_for(local_server),
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
     with ended_at_exit(process):
         deadline = time.monotonic() + 60
         while not [e for e in local_server.requests()[mark:] if e["op"] == "PutObject"]:
@@ -219,12 +299,19 @@ def test_a_second_ctrl_c_under_json_still_prints_a_json_document(local_server: A
     assert "Traceback" not in err_file.read_text()
 
 
-def test_quiet_no_progress_and_n(local_server: Any, bucket: str, tmp_path: Path,
-                                 terminal: list[TerminalRun]) -> None:
+def test_quiet_no_progress_and_n(
+    local_server: Any, bucket: str, tmp_path: Path, terminal: list[TerminalRun]
+) -> None:
     src = tmp_path / "src"
     make_tree(src, 3, KIB)
-    common = [str(src), f"ks3://{bucket}/q/", "--endpoint", local_server.endpoint, "--state-db",
-              str(tmp_path / "j.db")]
+    common = [
+        str(src),
+        f"ks3://{bucket}/q/",
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "j.db"),
+    ]
     dry = start(terminal, ["mirror", *common, "-n"], env_for(local_server))
     assert dry.wait(60) == 0, dry.output
     assert "upload   f00.bin (new)" in plain(dry.output) and "nothing changed" in dry.output
@@ -238,6 +325,11 @@ def test_quiet_no_progress_and_n(local_server: Any, bucket: str, tmp_path: Path,
     assert quiet.wait(60) == 0, quiet.output
     assert quiet.output == ""  # nothing to say: no bar, no summary
 
-    both = subprocess.run([sys.executable, "-m", "ks3sync", "mirror", *common, "-q", "-v"], env=env_for(local_server),
-                          capture_output=True, text=True, timeout=60)
+    both = subprocess.run(
+        [sys.executable, "-m", "ks3sync", "mirror", *common, "-q", "-v"],
+        env=env_for(local_server),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert both.returncode == 2 and both.stderr.startswith("ks3sync: error: -q and -v")

@@ -147,7 +147,8 @@ def test_systemd_drop_in_lists_state_dir_and_watched_folders_and_systemd_accepts
     for folder in (tmp_path / "docs", odd):
         folder.mkdir()
     cfg = tmp_path / "ks3sync.yaml"
-    cfg.write_text(textwrap.dedent(f"""\
+    cfg.write_text(
+        textwrap.dedent(f"""\
         endpoint: http://127.0.0.1:9000
         credentials: {{access_key: AK, secret_key: TOPSECRET}}
         state_dir: {tmp_path}/state
@@ -156,7 +157,8 @@ def test_systemd_drop_in_lists_state_dir_and_watched_folders_and_systemd_accepts
           - name: odd
             source: '{odd}'
             target: ks3://bucket/odd
-        """))
+        """)
+    )
     code, out, err = run(["check-config", "--config", str(cfg), "--systemd-drop-in"])
     assert code == 0, err
     assert "TOPSECRET" not in out
@@ -174,11 +176,17 @@ def test_systemd_drop_in_lists_state_dir_and_watched_folders_and_systemd_accepts
     (units / "ks3sync@docs.service.d").mkdir(parents=True)
     template = (Path(__file__).resolve().parents[2] / "systemd" / "ks3sync@.service").read_text()
     (units / "ks3sync@.service").write_text(
-        template.replace("/usr/local/bin/ks3sync", str(Path(sys.executable).with_name("ks3sync"))))
+        template.replace("/usr/local/bin/ks3sync", str(Path(sys.executable).with_name("ks3sync")))
+    )
     (units / "ks3sync@docs.service.d" / "ks3sync-paths.conf").write_text(out)
-    result = subprocess.run(["systemd-analyze", "verify", "--man=no", "ks3sync@docs.service"],
-                            capture_output=True, text=True, timeout=60, cwd=units,
-                            env={"SYSTEMD_UNIT_PATH": f"{units}:", "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", "ks3sync@docs.service"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=units,
+        env={"SYSTEMD_UNIT_PATH": f"{units}:", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert "ReadWritePaths" not in result.stderr and "Unknown key" not in result.stderr, result.stderr
 
@@ -187,16 +195,29 @@ def test_part_sizes_outside_ks3_limits_are_refused(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     cfg = tmp_path / "c.yaml"
     for transfer, expected in [
-        ("part_size: 50KiB", "transfer.part_size: must be between 100KiB and 5GiB (KS3's part size limits), "
-                             "got 50KiB"),
-        ("part_size: 6GiB", "transfer.part_size: must be between 100KiB and 5GiB (KS3's part size limits), "
-                            "got 6GiB"),
-        ("multipart_threshold: 6GiB", "transfer.multipart_threshold: must be between 100KiB and 5GiB (the "
-                                      "largest single PUT KS3 takes), got 6GiB"),
+        (
+            "part_size: 50KiB",
+            "transfer.part_size: must be between 100KiB and 5GiB (KS3's part size limits), got 50KiB",
+        ),
+        (
+            "part_size: 6GiB",
+            "transfer.part_size: must be between 100KiB and 5GiB (KS3's part size limits), got 6GiB",
+        ),
+        (
+            "multipart_threshold: 6GiB",
+            "transfer.multipart_threshold: must be between 100KiB and 5GiB (the "
+            "largest single PUT KS3 takes), got 6GiB",
+        ),
     ]:
-        cfg.write_text(f"endpoint: http://h\ntransfer: {{{transfer}}}\n"
-                       f"syncs: [{{name: a, source: {tmp_path}/d, target: 'ks3://bkt'}}]\n")
-        proc = subprocess.run([sys.executable, "-m", "ks3sync", "check-config", "--config", str(cfg)],
-                              capture_output=True, text=True, timeout=60)
+        cfg.write_text(
+            f"endpoint: http://h\ntransfer: {{{transfer}}}\n"
+            f"syncs: [{{name: a, source: {tmp_path}/d, target: 'ks3://bkt'}}]\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "ks3sync", "check-config", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2 and proc.stdout == ""
         assert proc.stderr == f"ks3sync: error: {cfg}: {expected}\n"

@@ -41,7 +41,10 @@ def test_alias_bomb_is_refused_quickly_in_bounded_memory(tmp_path: Path) -> None
     try:
         done = subprocess.run(
             [sys.executable, "-m", "ks3sync", "check-config", "--config", str(cfg)],
-            capture_output=True, text=True, timeout=CHILD_TIMEOUT, preexec_fn=limit_memory,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+            preexec_fn=limit_memory,
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"check-config still expanding the alias bomb after {CHILD_TIMEOUT}s")
@@ -53,13 +56,15 @@ def test_alias_in_a_sync_names_file_and_line(tmp_path: Path) -> None:
     src = tmp_path / "docs"
     src.mkdir()
     cfg = tmp_path / "ks3sync.yaml"
-    cfg.write_text(textwrap.dedent(f"""\
+    cfg.write_text(
+        textwrap.dedent(f"""\
         endpoint: http://127.0.0.1:9
         base: &base {{source: {src}, target: "ks3://bucket/p"}}
         syncs:
           - <<: *base
             name: docs
-        """))
+        """)
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(cfg, environ=ENV)
     assert str(caught.value) == f"{cfg}:4: YAML aliases (*base) are not supported"
@@ -69,5 +74,7 @@ def test_an_anchor_without_alias_is_harmless(tmp_path: Path) -> None:
     src = tmp_path / "docs"
     src.mkdir()
     cfg = tmp_path / "ks3sync.yaml"
-    cfg.write_text(f"endpoint: http://127.0.0.1:9\nsyncs:\n  - &docs {{name: docs, source: {src}, target: 'ks3://bucket/p'}}\n")
+    cfg.write_text(
+        f"endpoint: http://127.0.0.1:9\nsyncs:\n  - &docs {{name: docs, source: {src}, target: 'ks3://bucket/p'}}\n"
+    )
     assert [s.name for s in load_config(cfg, environ=ENV).syncs] == ["docs"]

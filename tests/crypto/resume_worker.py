@@ -31,13 +31,22 @@ def main() -> None:
     part_size = int(part_size_text)
     hold = {int(n) for n in hold_text.split(",") if n}
     key = EncryptionKey.load(key_file)
-    config = ClientConfig(endpoint=endpoint, access_key=os.environ["KS3_ACCESS_KEY"],
-                          secret_key=os.environ["KS3_SECRET_KEY"], retry=RetryPolicy(max_attempts=3, base_delay=0.01))
+    config = ClientConfig(
+        endpoint=endpoint,
+        access_key=os.environ["KS3_ACCESS_KEY"],
+        secret_key=os.environ["KS3_SECRET_KEY"],
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01),
+    )
     size = os.stat(path).st_size
     with Client(config) as client:
         encryptor = MultipartEncryptor(key)
         upload_id = client.initiate_multipart(bucket, name, metadata=encryptor.initiate_metadata())
-        record: dict[str, object] = {"upload_id": upload_id, "iv": encryptor.iv.hex(), "parts": {}, "ready": False}
+        record: dict[str, object] = {
+            "upload_id": upload_id,
+            "iv": encryptor.iv.hex(),
+            "parts": {},
+            "ready": False,
+        }
         save(record_path, record)  # write-ahead: the upload is known before any part is sent
         parts: dict[str, object] = {}
         for offset in range(0, size, part_size):
@@ -45,7 +54,9 @@ def main() -> None:
             part = encryptor.next_part(FileSlice(path, offset, length), last=offset + length == size)
             if part.part_number in hold:
                 continue
-            result = client.upload_part(bucket, name, upload_id, part.part_number, part, headers=part.headers())
+            result = client.upload_part(
+                bucket, name, upload_id, part.part_number, part, headers=part.headers()
+            )
             parts[str(part.part_number)] = {"etag": result.etag, "chain_block": part.chain_block.hex()}
             record["parts"] = parts
             save(record_path, record)

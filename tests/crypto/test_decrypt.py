@@ -108,7 +108,9 @@ def test_body_longer_or_shorter_than_announced() -> None:
     for body in (wire + bytes(16), wire[:-16]):
         decryptor = ObjectDecryptor(KEY, meta, ciphertext_length=len(wire), name="b/k")
         decryptor.update(body)
-        with pytest.raises(CorruptCiphertextError, match=f"b/k: received {len(body)} encrypted bytes, expected"):
+        with pytest.raises(
+            CorruptCiphertextError, match=f"b/k: received {len(body)} encrypted bytes, expected"
+        ):
             decryptor.finish()
 
 
@@ -137,8 +139,9 @@ def test_ranged_read_from_zero_checks_the_iv_prefix() -> None:
         ObjectDecryptor(KEY, meta, plan=plan).update(bytes(fetched))
 
 
-@pytest.mark.parametrize(("start", "end", "message"), [(-1, 5, ">= 0"), (10, 5, "before its start"),
-                                                       (2000, None, "past the end")])
+@pytest.mark.parametrize(
+    ("start", "end", "message"), [(-1, 5, ">= 0"), (10, 5, "before its start"), (2000, None, "past the end")]
+)
 def test_bad_ranges(start: int, end: int | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         plan_range(start, end, 1024)

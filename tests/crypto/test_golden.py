@@ -21,17 +21,28 @@ SMALL = {
     17: IV_HEX + "0b9b15da4b44a0f5151dcfc4c01f35d5" + "d5d7421752c2f27f9a516c94c9c244a0",
 }
 LARGE = {
-    8191: (8208, "76751c8551876eb73541d64e73c7ec51ab4b72e30127f8bc231d59d4e80a8caa",
-           "cba345d9e673826edcc6f0a57940086330bec661a06d1dc50f70a8d4b79a1fc2"),
-    8192: (8224, "cdb57df45dda2b96856803d4d04b629203e70fe7d847c628c597e59192a7954a",
-           "9bde39f86e11d6c9b5bb450731960880696ff6881483469178dc4c7dbd3e91f1"),
-    8193: (8224, "edb3c488f5cb8901c35da838d27b8d33ab4dcc9614cce7ab73760441771db299",
-           "9bde39f86e11d6c9b5bb45073196088073ebc15821acb59428a9cc14ae50d689"),
+    8191: (
+        8208,
+        "76751c8551876eb73541d64e73c7ec51ab4b72e30127f8bc231d59d4e80a8caa",
+        "cba345d9e673826edcc6f0a57940086330bec661a06d1dc50f70a8d4b79a1fc2",
+    ),
+    8192: (
+        8224,
+        "cdb57df45dda2b96856803d4d04b629203e70fe7d847c628c597e59192a7954a",
+        "9bde39f86e11d6c9b5bb450731960880696ff6881483469178dc4c7dbd3e91f1",
+    ),
+    8193: (
+        8224,
+        "edb3c488f5cb8901c35da838d27b8d33ab4dcc9614cce7ab73760441771db299",
+        "9bde39f86e11d6c9b5bb45073196088073ebc15821acb59428a9cc14ae50d689",
+    ),
     20000: (20032, "8df012c07a188a35de5a6c6d5cb9f9bc5b0fa8848bf35ef024392eb4ace76eaa", None),
 }
 
 
-def _encrypt(key: EncryptionKey, iv: bytes, data: bytes, chunk_size: int = 1024) -> tuple[EncryptedFileBody, bytes]:
+def _encrypt(
+    key: EncryptionKey, iv: bytes, data: bytes, chunk_size: int = 1024
+) -> tuple[EncryptedFileBody, bytes]:
     body = EncryptedFileBody(key, data, iv=iv, chunk_size=chunk_size)
     wire = b"".join(body.chunks())
     assert len(wire) == body.length == ciphertext_length(len(data))
@@ -40,7 +51,9 @@ def _encrypt(key: EncryptionKey, iv: bytes, data: bytes, chunk_size: int = 1024)
 
 
 @pytest.mark.parametrize("n", sorted(SMALL))
-def test_small_vectors(n: int, golden_key: EncryptionKey, golden_iv: bytes, plain: Callable[[int], bytes]) -> None:
+def test_small_vectors(
+    n: int, golden_key: EncryptionKey, golden_iv: bytes, plain: Callable[[int], bytes]
+) -> None:
     _, wire = _encrypt(golden_key, golden_iv, plain(n))
     assert wire.hex() == SMALL[n]
 
@@ -67,7 +80,9 @@ def test_empty_is_stored_unencrypted(golden_key: EncryptionKey, golden_iv: bytes
     assert body.metadata() == {} and body.headers() == {}
 
 
-def test_headers_for_one_byte(golden_key: EncryptionKey, golden_iv: bytes, plain: Callable[[int], bytes]) -> None:
+def test_headers_for_one_byte(
+    golden_key: EncryptionKey, golden_iv: bytes, plain: Callable[[int], bytes]
+) -> None:
     body, _ = _encrypt(golden_key, golden_iv, plain(1))
     assert body.headers() == {
         "x-kss-meta-key": "NDAzMmFmOGQ2MTAzNTEyMzkwNmU1OGUwNjcxNDBjYzU=",
@@ -80,7 +95,9 @@ def test_headers_for_one_byte(golden_key: EncryptionKey, golden_iv: bytes, plain
     assert body.length == 32
 
 
-def test_pad_blocks_use_the_sdk_alphabet(golden_key: EncryptionKey, golden_iv: bytes, plain: Callable[[int], bytes]) -> None:
+def test_pad_blocks_use_the_sdk_alphabet(
+    golden_key: EncryptionKey, golden_iv: bytes, plain: Callable[[int], bytes]
+) -> None:
     # n=16: the pad is a whole block of 'g'; n=1: fifteen 'f' (PKCS#7 would use 0x10 / 0x0f).
     for n, pad in ((16, b"g" * 16), (1, b"f" * 15)):
         _, wire = _encrypt(golden_key, golden_iv, plain(n))
@@ -128,4 +145,7 @@ def test_large_vectors_hash_first_then_send(
     wire = b"".join(body.chunks())
     assert hashlib.sha256(wire).hexdigest() == sha and len(wire) == size
     assert md5 == hashlib.md5(wire).digest()
-    assert body.metadata()["unencrypted-content-md5"] == base64.b64encode(hashlib.md5(plain(n)).digest()).decode()
+    assert (
+        body.metadata()["unencrypted-content-md5"]
+        == base64.b64encode(hashlib.md5(plain(n)).digest()).decode()
+    )

@@ -52,8 +52,13 @@ def _hkdf_sha256(ikm: bytes, info: bytes, length: int = 32) -> bytes:
 def _documented_tag(key: bytes, object_key: str, data: bytes) -> str:
     subkey = _hkdf_sha256(key, b"ks3sync integrity tag v1")
     name = object_key.encode()
-    message = (b"ks3sync-tag-v1\x00" + struct.pack(">I", len(name)) + name + struct.pack(">Q", len(data))
-               + hashlib.sha256(data).digest())
+    message = (
+        b"ks3sync-tag-v1\x00"
+        + struct.pack(">I", len(name))
+        + name
+        + struct.pack(">Q", len(data))
+        + hashlib.sha256(data).digest()
+    )
     return "v1:" + base64.b64encode(hmac.new(subkey, message, hashlib.sha256).digest()).decode()
 
 
@@ -67,9 +72,12 @@ def _tagged_multipart(data: bytes, part: int = 1024) -> tuple[dict[str, str], by
     encryptor = MultipartEncryptor(KEY)
     offsets = list(range(0, len(data), part))
     wire = b"".join(
-        b"".join(encryptor.next_part(data[o : o + part], last=o + part >= len(data)).chunks()) for o in offsets
+        b"".join(encryptor.next_part(data[o : o + part], last=o + part >= len(data)).chunks())
+        for o in offsets
     )
-    meta = encryptor.initiate_metadata() | tag_metadata(KEY, OBJECT_KEY, len(data), hashlib.sha256(data).digest())
+    meta = encryptor.initiate_metadata() | tag_metadata(
+        KEY, OBJECT_KEY, len(data), hashlib.sha256(data).digest()
+    )
     return meta, wire
 
 
@@ -129,8 +137,14 @@ def test_untagged_unknown_version_and_header_forms() -> None:
 def test_error_messages_show_no_tag_and_no_key() -> None:
     meta = tag_metadata(KEY, OBJECT_KEY, len(DATA), hashlib.sha256(DATA).digest())
     with pytest.raises(IntegrityTagError) as caught:
-        verify_tag(KEY, meta, object_key="other", plaintext_length=len(DATA),
-                   plaintext_sha256=hashlib.sha256(DATA).digest(), name="obj")
+        verify_tag(
+            KEY,
+            meta,
+            object_key="other",
+            plaintext_length=len(DATA),
+            plaintext_sha256=hashlib.sha256(DATA).digest(),
+            name="obj",
+        )
     text = str(caught.value)
     assert meta["ks3sync-tag"] not in text and meta["ks3sync-tag"][3:20] not in text
     assert GOLDEN_KEY.decode() not in text and GOLDEN_KEY.hex() not in text
@@ -214,8 +228,14 @@ def test_untagged_objects_pass_as_untagged_unless_a_tag_is_required() -> None:
     assert _decrypt(body.metadata(), wire, object_key=OBJECT_KEY) == (DATA, "untagged")
     with pytest.raises(MissingIntegrityTagError, match="obj: no ks3sync integrity tag"):
         # Refused at construction, before any byte is decrypted.
-        ObjectDecryptor(KEY, body.metadata(), ciphertext_length=len(wire), name="obj", object_key=OBJECT_KEY,
-                        require_tag=True)
+        ObjectDecryptor(
+            KEY,
+            body.metadata(),
+            ciphertext_length=len(wire),
+            name="obj",
+            object_key=OBJECT_KEY,
+            require_tag=True,
+        )
 
 
 def test_empty_objects_are_tagged_too() -> None:

@@ -67,8 +67,14 @@ def client(local_server: Any) -> Iterator[Client]:
 @pytest.fixture
 def sdk(local_server: Any, key_file: Path) -> Connection:
     return Connection(
-        local_server.access_key, local_server.secret_key, host=local_server.host, port=local_server.port,
-        is_secure=False, calling_format=PathCallingFormat(), local_encrypt=True, local_key_path=str(key_file),
+        local_server.access_key,
+        local_server.secret_key,
+        host=local_server.host,
+        port=local_server.port,
+        is_secure=False,
+        calling_format=PathCallingFormat(),
+        local_encrypt=True,
+        local_key_path=str(key_file),
     )
 
 
@@ -86,32 +92,47 @@ def ks3sync_put(client: Client, bucket: str, name: str, key: EncryptionKey, path
     assert result.etag == body.content_md5().hex()
 
 
-def ks3sync_multipart(client: Client, bucket: str, name: str, key: EncryptionKey, path: Path, part_size: int) -> None:
+def ks3sync_multipart(
+    client: Client, bucket: str, name: str, key: EncryptionKey, path: Path, part_size: int
+) -> None:
     size = path.stat().st_size
     encryptor = MultipartEncryptor(key)
     upload_id = client.initiate_multipart(bucket, name, metadata=encryptor.initiate_metadata())
     offsets = list(range(0, size, part_size)) or [0]
     # Encrypt-and-hash in order (cheap), upload concurrently.
     parts = [
-        encryptor.next_part(FileSlice(str(path), offset, min(part_size, size - offset)),
-                            last=offset + part_size >= size)
+        encryptor.next_part(
+            FileSlice(str(path), offset, min(part_size, size - offset)), last=offset + part_size >= size
+        )
         for offset in offsets
     ]
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(
-            lambda part: client.upload_part(bucket, name, upload_id, part.part_number, part, headers=part.headers()),
-            parts,
-        ))
+        results = list(
+            pool.map(
+                lambda part: client.upload_part(
+                    bucket, name, upload_id, part.part_number, part, headers=part.headers()
+                ),
+                parts,
+            )
+        )
     for part, result in zip(parts, results, strict=True):
         assert result.etag == part.content_md5().hex()
     client.complete_multipart(bucket, name, upload_id, [(r.part_number, r.etag) for r in results])
 
 
-def ks3sync_get(client: Client, bucket: str, name: str, key: EncryptionKey, byte_range: tuple[int, int | None] | None = None,
-                chunk_size: int = 7777) -> bytes:
+def ks3sync_get(
+    client: Client,
+    bucket: str,
+    name: str,
+    key: EncryptionKey,
+    byte_range: tuple[int, int | None] | None = None,
+    chunk_size: int = 7777,
+) -> bytes:
     info = client.head_object(bucket, name)
     plan = None if byte_range is None else plan_range(byte_range[0], byte_range[1], info.size)
-    decryptor = ObjectDecryptor(key, info.metadata, ciphertext_length=info.size, plan=plan, name=f"{bucket}/{name}")
+    decryptor = ObjectDecryptor(
+        key, info.metadata, ciphertext_length=info.size, plan=plan, name=f"{bucket}/{name}"
+    )
     out = []
     with client.get_object(bucket, name, byte_range=None if plan is None else plan.byte_range) as response:
         for chunk in response.iter_bytes(chunk_size):
@@ -145,8 +166,18 @@ def sdk_range_ok(start: int, end: int, plaintext_size: int) -> bool:
 
 
 def ranges_for(size: int) -> list[tuple[int, int]]:
-    candidates = [(0, 0), (0, size - 1), (size - 1, size - 1), (size // 3, size // 2), (1, size - 2),
-                  (15, 16), (16, 47), (8191, 8193), (PART - 1, PART + 20), (size // 2, size + 20)]
+    candidates = [
+        (0, 0),
+        (0, size - 1),
+        (size - 1, size - 1),
+        (size // 3, size // 2),
+        (1, size - 2),
+        (15, 16),
+        (16, 47),
+        (8191, 8193),
+        (PART - 1, PART + 20),
+        (size // 2, size + 20),
+    ]
     return [(a, b) for a, b in candidates if 0 <= a <= b and a < size]
 
 
@@ -171,7 +202,13 @@ def test_single_put_by_ks3sync_is_read_by_the_sdk(
 
 @pytest.mark.parametrize(("size", "part_size"), sorted(MULTIPART_LAYOUTS.items()))
 def test_multipart_by_ks3sync_is_read_by_the_sdk(
-    size: int, part_size: int, client: Client, sdk: Connection, bucket: str, key: EncryptionKey, tmp_path: Path
+    size: int,
+    part_size: int,
+    client: Client,
+    sdk: Connection,
+    bucket: str,
+    key: EncryptionKey,
+    tmp_path: Path,
 ) -> None:
     data = os.urandom(size)
     ks3sync_multipart(client, bucket, "mp", key, write(tmp_path / "f", data), part_size)
@@ -194,14 +231,23 @@ def test_sdk_put_is_read_by_ks3sync(
     sdk.get_bucket(bucket).new_key("sdk-obj").set_contents_from_filename(str(write(tmp_path / "f", data)))
     assert ks3sync_get(client, bucket, "sdk-obj", key) == data
     for start, end in ranges_for(size):
-        assert ks3sync_get(client, bucket, "sdk-obj", key, (start, end)) == data[start : end + 1], (start, end)
+        assert ks3sync_get(client, bucket, "sdk-obj", key, (start, end)) == data[start : end + 1], (
+            start,
+            end,
+        )
     if size:
         assert ks3sync_get(client, bucket, "sdk-obj", key, (size // 2, None)) == data[size // 2 :]
 
 
 @pytest.mark.parametrize(("size", "part_size"), sorted(MULTIPART_LAYOUTS.items()))
 def test_sdk_multipart_is_read_by_ks3sync(
-    size: int, part_size: int, client: Client, sdk: Connection, bucket: str, key: EncryptionKey, tmp_path: Path
+    size: int,
+    part_size: int,
+    client: Client,
+    sdk: Connection,
+    bucket: str,
+    key: EncryptionKey,
+    tmp_path: Path,
 ) -> None:
     data = os.urandom(size)
     upload = sdk.get_bucket(bucket).initiate_multipart_upload("sdk-mp")

@@ -46,14 +46,25 @@ def test_keygen_as_a_process(tmp_path: Path) -> None:
     path = tmp_path / "p.key"
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     first = subprocess.run(
-        [sys.executable, "-m", "ks3sync", "keygen", str(path)], capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-m", "ks3sync", "keygen", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert first.returncode == 0, first.stderr
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_size == 16
     original = path.read_bytes()
     second = subprocess.run(
-        [sys.executable, "-m", "ks3sync", "keygen", str(path)], capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-m", "ks3sync", "keygen", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert second.returncode == 2
-    assert second.stderr.strip() == f"ks3sync: error: {path} already exists; refusing to overwrite it with a new key"
+    assert (
+        second.stderr.strip()
+        == f"ks3sync: error: {path} already exists; refusing to overwrite it with a new key"
+    )
     assert path.read_bytes() == original

@@ -57,8 +57,14 @@ def test_round_trip_any_chunking(data: bytes, iv: bytes, chunk_size: int, cuts: 
 
 
 @SETTINGS
-@given(data=DATA, iv=IVS, start=st.integers(min_value=0), span=st.integers(min_value=0, max_value=6000),
-       open_ended=st.booleans(), cuts=st.lists(st.integers(min_value=0), max_size=6))
+@given(
+    data=DATA,
+    iv=IVS,
+    start=st.integers(min_value=0),
+    span=st.integers(min_value=0, max_value=6000),
+    open_ended=st.booleans(),
+    cuts=st.lists(st.integers(min_value=0), max_size=6),
+)
 def test_ranged_read_equals_slice(
     data: bytes, iv: bytes, start: int, span: int, open_ended: bool, cuts: list[int]
 ) -> None:
@@ -76,8 +82,11 @@ def test_ranged_read_equals_slice(
 
 
 @SETTINGS
-@given(length=st.integers(min_value=1, max_value=10**12), start=st.integers(min_value=0),
-       span=st.integers(min_value=0, max_value=10**9))
+@given(
+    length=st.integers(min_value=1, max_value=10**12),
+    start=st.integers(min_value=0),
+    span=st.integers(min_value=0, max_value=10**9),
+)
 def test_range_fetch_is_minimal(length: int, start: int, span: int) -> None:
     size = ciphertext_length(length)
     start %= length
@@ -104,7 +113,9 @@ def multipart_layout(draw: st.DrawFn) -> tuple[bytes, list[int]]:
     return data, sizes
 
 
-def encrypt_parts(encryptor: MultipartEncryptor, data: bytes, sizes: list[int], first_index: int = 0) -> list[bytes]:
+def encrypt_parts(
+    encryptor: MultipartEncryptor, data: bytes, sizes: list[int], first_index: int = 0
+) -> list[bytes]:
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
     wires = []
     for i in range(first_index, len(sizes)):
@@ -133,7 +144,9 @@ def test_multipart_equals_single_put(layout: tuple[bytes, list[int]], iv: bytes)
 
 @SETTINGS
 @given(layout=multipart_layout(), iv=IVS, resume_at=st.integers(min_value=0))
-def test_multipart_resumes_from_a_recorded_chain_block(layout: tuple[bytes, list[int]], iv: bytes, resume_at: int) -> None:
+def test_multipart_resumes_from_a_recorded_chain_block(
+    layout: tuple[bytes, list[int]], iv: bytes, resume_at: int
+) -> None:
     data, sizes = layout
     full = encrypt_parts(MultipartEncryptor(KEY, iv), data, sizes)
     done = resume_at % len(sizes)  # parts 1..done finished before the "crash"

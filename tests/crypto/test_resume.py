@@ -30,7 +30,9 @@ def wait_for_ready(record: Path, process: subprocess.Popen[bytes], timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"worker exited early: {process.stderr.read().decode() if process.stderr else ''}")
+            raise AssertionError(
+                f"worker exited early: {process.stderr.read().decode() if process.stderr else ''}"
+            )
         if record.exists():
             state: dict[str, Any] = json.loads(record.read_text())
             if state["ready"]:
@@ -48,9 +50,21 @@ def test_killed_encrypted_multipart_upload_resumes(local_server: Any, bucket: st
     record = tmp_path / "journal.json"
     env = dict(os.environ, KS3_ACCESS_KEY=local_server.access_key, KS3_SECRET_KEY=local_server.secret_key)
     worker = subprocess.Popen(
-        [sys.executable, str(WORKER), local_server.endpoint, bucket, "big", str(source), str(key_file), str(PART),
-         str(record), "2,5"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            str(WORKER),
+            local_server.endpoint,
+            bucket,
+            "big",
+            str(source),
+            str(key_file),
+            str(PART),
+            str(record),
+            "2,5",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         state = wait_for_ready(record, worker)
@@ -63,8 +77,12 @@ def test_killed_encrypted_multipart_upload_resumes(local_server: Any, bucket: st
 
     # A new process (this one) resumes with only the key file and the record.
     key = EncryptionKey.load(key_file)
-    config = ClientConfig(endpoint=local_server.endpoint, access_key=local_server.access_key,
-                          secret_key=local_server.secret_key, retry=RetryPolicy(max_attempts=3, base_delay=0.01))
+    config = ClientConfig(
+        endpoint=local_server.endpoint,
+        access_key=local_server.access_key,
+        secret_key=local_server.secret_key,
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01),
+    )
     done = {int(n): part for n, part in state["parts"].items()}
     contiguous = 0
     while contiguous + 1 in done:
@@ -72,8 +90,12 @@ def test_killed_encrypted_multipart_upload_resumes(local_server: Any, bucket: st
     with Client(config) as client:
         listed = {p.part_number: p.etag for p in client.iter_parts(bucket, "big", state["upload_id"])}
         assert listed == {n: part["etag"] for n, part in done.items()}
-        encryptor = MultipartEncryptor.resume(key, bytes.fromhex(state["iv"]), next_part_number=contiguous + 1,
-                                              chain_block=bytes.fromhex(done[contiguous]["chain_block"]))
+        encryptor = MultipartEncryptor.resume(
+            key,
+            bytes.fromhex(state["iv"]),
+            next_part_number=contiguous + 1,
+            chain_block=bytes.fromhex(done[contiguous]["chain_block"]),
+        )
         etags = {n: part["etag"] for n, part in done.items()}
         total_parts = -(-len(data) // PART)
         for number in range(contiguous + 1, total_parts + 1):
@@ -84,17 +106,27 @@ def test_killed_encrypted_multipart_upload_resumes(local_server: Any, bucket: st
             length = min(PART, len(data) - offset)
             part = encryptor.next_part(FileSlice(str(source), offset, length), last=number == total_parts)
             assert part.part_number == number
-            etags[number] = client.upload_part(bucket, "big", state["upload_id"], number, part,
-                                               headers=part.headers()).etag
+            etags[number] = client.upload_part(
+                bucket, "big", state["upload_id"], number, part, headers=part.headers()
+            ).etag
         client.complete_multipart(bucket, "big", state["upload_id"], sorted(etags.items()))
 
         info = client.head_object(bucket, "big")
         decryptor = ObjectDecryptor(key, info.metadata, ciphertext_length=info.size)
         with client.get_object(bucket, "big") as response:
-            plain = b"".join(decryptor.update(chunk) for chunk in response.iter_bytes(65536)) + decryptor.finish()
+            plain = (
+                b"".join(decryptor.update(chunk) for chunk in response.iter_bytes(65536)) + decryptor.finish()
+            )
         assert plain == data
 
-    sdk = Connection(local_server.access_key, local_server.secret_key, host=local_server.host,
-                     port=local_server.port, is_secure=False, calling_format=PathCallingFormat(),
-                     local_encrypt=True, local_key_path=str(key_file))
+    sdk = Connection(
+        local_server.access_key,
+        local_server.secret_key,
+        host=local_server.host,
+        port=local_server.port,
+        is_secure=False,
+        calling_format=PathCallingFormat(),
+        local_encrypt=True,
+        local_key_path=str(key_file),
+    )
     assert sdk.get_bucket(bucket).get_key("big", validate=True).get_contents_as_string() == data

@@ -62,8 +62,9 @@ def sdk_encrypt_parts(parts: list[bytes], iv: bytes) -> list[bytes]:
     for index, part in enumerate(parts):
         first, last = index == 0, index == len(parts) - 1
         context.part_num, context.is_last_part, context.action_info = index + 1, last, "upload_part"  # type: ignore[attr-defined]
-        fp = sdk_encrypt_fp.EncryptFp(io.BytesIO(part), context, "upload_part",
-                                      isUploadFirstPart=first, isUploadLastPart=last)
+        fp = sdk_encrypt_fp.EncryptFp(
+            io.BytesIO(part), context, "upload_part", isUploadFirstPart=first, isUploadLastPart=last
+        )
         wires.append(_drain(fp))
     return wires
 
@@ -115,14 +116,24 @@ def test_ks3sync_decrypts_sdk_objects(n: int) -> None:
 
 @pytest.mark.parametrize(
     "part_sizes",
-    [[8192, 1], [8192, 8192], [16384, 8192, 8191], [8192, 8192, 8193], [5 * 8192, 3 * 8192, 100], [16, 16, 1]],
+    [
+        [8192, 1],
+        [8192, 8192],
+        [16384, 8192, 8191],
+        [8192, 8192, 8193],
+        [5 * 8192, 3 * 8192, 100],
+        [16, 16, 1],
+    ],
 )
 def test_multipart_parts_equal_the_sdks(part_sizes: list[int]) -> None:
     data, iv = os.urandom(sum(part_sizes)), os.urandom(16)
     offsets = [sum(part_sizes[:i]) for i in range(len(part_sizes))]
     plain_parts = [data[o : o + s] for o, s in zip(offsets, part_sizes, strict=True)]
     encryptor = MultipartEncryptor(KEY, iv)
-    ours = [b"".join(encryptor.next_part(p, last=i == len(plain_parts) - 1).chunks()) for i, p in enumerate(plain_parts)]
+    ours = [
+        b"".join(encryptor.next_part(p, last=i == len(plain_parts) - 1).chunks())
+        for i, p in enumerate(plain_parts)
+    ]
     sdk = sdk_encrypt_parts(plain_parts, iv)
     assert [len(w) for w in ours] == [len(w) for w in sdk]
     assert ours == sdk

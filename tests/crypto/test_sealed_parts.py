@@ -26,9 +26,14 @@ def _cut(data: bytes, sizes: list[int]) -> list[bytes]:
 
 
 @SETTINGS
-@given(layout=multipart_layout(), iv=st.binary(min_size=16, max_size=16),
-       sealed=st.lists(st.booleans(), min_size=1, max_size=60))
-def test_sealed_parts_equal_streamed_parts(layout: tuple[bytes, list[int]], iv: bytes, sealed: list[bool]) -> None:
+@given(
+    layout=multipart_layout(),
+    iv=st.binary(min_size=16, max_size=16),
+    sealed=st.lists(st.booleans(), min_size=1, max_size=60),
+)
+def test_sealed_parts_equal_streamed_parts(
+    layout: tuple[bytes, list[int]], iv: bytes, sealed: list[bool]
+) -> None:
     data, sizes = layout
     pieces = _cut(data, sizes)
     reference = MultipartEncryptor(KEY, iv)
@@ -38,7 +43,11 @@ def test_sealed_parts_equal_streamed_parts(layout: tuple[bytes, list[int]], iv: 
         last = index == len(pieces) - 1
         expected = reference.next_part(piece, last=last)
         # Any mix of the two forms continues one chain.
-        part = mixed.seal_part(piece, last=last) if sealed[index % len(sealed)] else mixed.next_part(piece, last=last)
+        part = (
+            mixed.seal_part(piece, last=last)
+            if sealed[index % len(sealed)]
+            else mixed.next_part(piece, last=last)
+        )
         wire = b"".join(part.chunks())
         assert wire == b"".join(expected.chunks())
         assert (part.length, part.plaintext_length) == (expected.length, expected.plaintext_length)
@@ -56,11 +65,14 @@ def test_sealed_parts_equal_streamed_parts(layout: tuple[bytes, list[int]], iv: 
     assert decryptor.update(whole) + decryptor.finish() == data
 
 
-def test_sealed_parts_match_the_golden_multipart_vector(golden_key: EncryptionKey, golden_iv: bytes,
-                                                        plain) -> None:  # type: ignore[no-untyped-def]
+def test_sealed_parts_match_the_golden_multipart_vector(
+    golden_key: EncryptionKey, golden_iv: bytes, plain
+) -> None:  # type: ignore[no-untyped-def]
     data = plain(20000)
     encryptor = MultipartEncryptor(golden_key, golden_iv)
-    parts = [encryptor.seal_part(data[a:b], last=b == 20000) for a, b in [(0, 8192), (8192, 16384), (16384, 20000)]]
+    parts = [
+        encryptor.seal_part(data[a:b], last=b == 20000) for a, b in [(0, 8192), (8192, 16384), (16384, 20000)]
+    ]
     wires = [b"".join(part.chunks()) for part in parts]
     assert [len(w) for w in wires] == [8192 + 16, 8192, 3616 + 16]
     assert hashlib.sha256(b"".join(wires)).hexdigest() == LARGE[20000][1]

@@ -139,7 +139,9 @@ def test_metrics_endpoint_serves_prometheus_text_when_enabled(
 
         text = str(wait_until(scrape, timeout=30, interval=0.2))
         assert 'ks3sync_queue_depth{sync="docs"}' in text
-        wait_until(lambda: statuskit.activity(cfg, env, "docs", proc.pid) == "watching", timeout=30, interval=0.1)
+        wait_until(
+            lambda: statuskit.activity(cfg, env, "docs", proc.pid) == "watching", timeout=30, interval=0.1
+        )
         (tmp_path / "docs" / "one.txt").write_text("one")
         synced = 'ks3sync_files_synced_total{sync="docs"} 1.0'
         text = str(wait_until(lambda: (t := scrape()) and synced in t and t, timeout=30, interval=0.2))

@@ -130,7 +130,9 @@ def test_a_moved_source_that_became_excluded_keeps_its_object() -> None:
     excluded = {"x.tmp"}.__contains__
     d = run("y.txt", "x.tmp", local("y.txt"), synced={"x.tmp": record("x.tmp")}, excluded=excluded)
     assert d.deletes == () and [type(op) for op in d.transfers] == [Copy]
-    d = run("y.tmp", "x.tmp", None, synced={"x.tmp": record("x.tmp")}, excluded={"x.tmp", "y.tmp"}.__contains__)
+    d = run(
+        "y.tmp", "x.tmp", None, synced={"x.tmp": record("x.tmp")}, excluded={"x.tmp", "y.tmp"}.__contains__
+    )
     assert d.outcome is Outcome.NOTHING
 
 
@@ -200,7 +202,11 @@ def test_backoff_doubles_caps_and_parks() -> None:
 def test_backoff_jitter_spreads_delays_below_the_exponential_one() -> None:
     draws = iter([0.0, 0.5, 0.999])
     b = Backoff(base_ns=SECOND, cap_ns=10 * SECOND, jitter=0.5, draw=lambda: next(draws))
-    assert [b.delay_ns(3) for _ in range(3)] == [8 * SECOND, 6 * SECOND, 8 * SECOND - int(8 * SECOND * 0.5 * 0.999)]
+    assert [b.delay_ns(3) for _ in range(3)] == [
+        8 * SECOND,
+        6 * SECOND,
+        8 * SECOND - int(8 * SECOND * 0.5 * 0.999),
+    ]
     default = Backoff()  # the service's: jittered with a real random draw, within [d/2, d]
     delays = {default.delay_ns(2) for _ in range(50)}
     assert len(delays) > 1 and all(2 * SECOND <= d <= 4 * SECOND for d in delays)

@@ -23,8 +23,9 @@ def record(path: str, size: int = 10, etag: str = "ab" * 16) -> SyncedEntry:
 
 def test_the_debounce_window_is_zero_inclusive_and_debounce_exclusive() -> None:
     def outcome(age: int) -> Outcome:
-        return decide("a", None, local("a", NOW - age), False, {}, delete=True, debounce_ns=DEBOUNCE,
-                      now_ns=NOW).outcome
+        return decide(
+            "a", None, local("a", NOW - age), False, {}, delete=True, debounce_ns=DEBOUNCE, now_ns=NOW
+        ).outcome
 
     assert outcome(0) is Outcome.DEFER  # written this very nanosecond: still being written
     assert outcome(1) is Outcome.DEFER

@@ -141,7 +141,12 @@ def test_one_sync_losing_its_folder_does_not_stop_the_other(two_syncs, wait_unti
     assert [e.path for e in stores["b"].list()] == ["f.txt"]
     report = collect(service.config)  # status, from the journal
     a_item, b_item = report["syncs"]
-    assert (a_item["state"], a_item["activity"], b_item["state"], report["exit"]) == ("failing", "unavailable", "ok", 1)
+    assert (a_item["state"], a_item["activity"], b_item["state"], report["exit"]) == (
+        "failing",
+        "unavailable",
+        "ok",
+        1,
+    )
     assert a_item["error"] == f"{a.root}: source folder is missing"
     a.root.with_name("a-unmounted").rename(a.root)  # mounted again: ok as soon as the probe sees it
     clock.advance(2)
@@ -162,7 +167,11 @@ def test_credentials_refused_pauses_that_sync_only(two_syncs, wait_until) -> Non
     assert [e.path for e in stores["b"].list()] == ["y.txt"]
     assert service.journal.stats(service.worker("a").sync_id).parked == 0  # not the file's fault
     a_row = service.journal.health()[service.worker("a").sync_id]
-    assert (a_row.activity, a_row.last_error, a_row.failing_since_ns) == ("paused", "access key refused", clock.now)
+    assert (a_row.activity, a_row.last_error, a_row.failing_since_ns) == (
+        "paused",
+        "access key refused",
+        clock.now,
+    )
     clock.advance(31)  # the pause ends; the change is retried and succeeds
     settle(service, wait_until)
     clock.advance(1)
@@ -170,7 +179,11 @@ def test_credentials_refused_pauses_that_sync_only(two_syncs, wait_until) -> Non
     assert [e.path for e in stores["a"].list()] == ["x.txt"]
     assert service.worker("a").state is State.WATCHING
     a_row = service.journal.health()[service.worker("a").sync_id]
-    assert (a_row.activity, a_row.failing_since_ns, a_row.last_error) == ("watching", None, "access key refused")
+    assert (a_row.activity, a_row.failing_since_ns, a_row.last_error) == (
+        "watching",
+        None,
+        "access key refused",
+    )
 
 
 def test_health_is_written_on_changes_and_with_the_heartbeat_only(two_syncs, wait_until) -> None:

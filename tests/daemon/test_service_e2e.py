@@ -282,7 +282,11 @@ def test_sigterm_during_multipart_upload_then_restart_resumes(service: Service, 
 def test_status_while_running_and_after(service: Service, wait_until) -> None:
     svc = service
     result = svc.cli("status", "--config", str(svc.config))
-    assert result.returncode == 3 and "service: never started" in result.stdout and "docs: stopped" in result.stdout
+    assert (
+        result.returncode == 3
+        and "service: never started" in result.stdout
+        and "docs: stopped" in result.stdout
+    )
     svc.start(wait_until)
     (svc.root / "x.txt").write_text("x")
     wait_until(converged(svc), timeout=60, interval=0.2)

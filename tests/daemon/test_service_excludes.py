@@ -40,7 +40,11 @@ def config_text(server: Any, state: Path, root: Path, bucket: str, *, delete_exc
             debounce: 300ms
             max_delete: 100%
         """)
-    return text.replace("delete: true\n", "delete: true\n    delete_excluded: true\n") if delete_excluded else text
+    return (
+        text.replace("delete: true\n", "delete: true\n    delete_excluded: true\n")
+        if delete_excluded
+        else text
+    )
 
 
 @pytest.fixture()
@@ -67,8 +71,9 @@ def queue_empty(svc: Service) -> bool:
     return result.returncode == 0 and json.loads(result.stdout)["syncs"][0]["queue_depth"] == 0
 
 
-def test_service_never_deletes_excluded_objects_unless_delete_excluded(excluding_service: Service,
-                                                                        wait_until) -> None:
+def test_service_never_deletes_excluded_objects_unless_delete_excluded(
+    excluding_service: Service, wait_until
+) -> None:
     svc = excluding_service
     root = svc.root
     for name, text in {"a.txt": "a", "app.log": "my log", "c.txt": "c", "logs/x.txt": "x"}.items():
@@ -85,8 +90,12 @@ def test_service_never_deletes_excluded_objects_unless_delete_excluded(excluding
     wait_until(lambda: "stale.txt" not in bucket_contents(svc.server, svc.bucket, svc.prefix), timeout=60)
     wait_until(lambda: "logs/x.txt" in bucket_contents(svc.server, svc.bucket, svc.prefix), timeout=60)
     assert bucket_contents(svc.server, svc.bucket, svc.prefix) == {
-        "a.txt": md5("a"), "c.txt": md5("c"), "logs/x.txt": md5("x"), "app.log": md5("old log"),
-        "other.log": md5("theirs")}
+        "a.txt": md5("a"),
+        "c.txt": md5("c"),
+        "logs/x.txt": md5("x"),
+        "app.log": md5("old log"),
+        "other.log": md5("theirs"),
+    }
 
     # c.txt and logs/ become excluded after they were synced; then c.txt is renamed, logs/ deleted
     before = reconciles(svc)
@@ -99,8 +108,15 @@ def test_service_never_deletes_excluded_objects_unless_delete_excluded(excluding
     wait_until(lambda: "e.txt" in bucket_contents(svc.server, svc.bucket, svc.prefix), timeout=60)
     wait_until(lambda: queue_empty(svc), timeout=60)
     assert bucket_contents(svc.server, svc.bucket, svc.prefix) == {
-        "a.txt": md5("a"), "c.txt": md5("c"), "d.txt": md5("c"), "e.txt": md5("e"), "logs/x.txt": md5("x"),
-        ".ks3ignore": md5("c.txt\nlogs/\n"), "app.log": md5("old log"), "other.log": md5("theirs")}
+        "a.txt": md5("a"),
+        "c.txt": md5("c"),
+        "d.txt": md5("c"),
+        "e.txt": md5("e"),
+        "logs/x.txt": md5("x"),
+        ".ks3ignore": md5("c.txt\nlogs/\n"),
+        "app.log": md5("old log"),
+        "other.log": md5("theirs"),
+    }
     assert svc.sigterm() == 0
 
     # delete_excluded: the start-up reconcile deletes what the rules exclude, and only that
@@ -108,13 +124,18 @@ def test_service_never_deletes_excluded_objects_unless_delete_excluded(excluding
     svc.start(wait_until)
     wait_until(lambda: "other.log" not in bucket_contents(svc.server, svc.bucket, svc.prefix), timeout=60)
     assert bucket_contents(svc.server, svc.bucket, svc.prefix) == {
-        "a.txt": md5("a"), "d.txt": md5("c"), "e.txt": md5("e"), ".ks3ignore": md5("c.txt\nlogs/\n")}
+        "a.txt": md5("a"),
+        "d.txt": md5("c"),
+        "e.txt": md5("e"),
+        ".ks3ignore": md5("c.txt\nlogs/\n"),
+    }
     assert (root / "app.log").read_text() == "my log"  # the local side is only ever read
     assert svc.sigterm() == 0
 
 
-def test_a_state_dir_inside_the_source_is_never_uploaded(tmp_path: Path, local_server: Any, bucket: str,
-                                                         wait_until) -> None:
+def test_a_state_dir_inside_the_source_is_never_uploaded(
+    tmp_path: Path, local_server: Any, bucket: str, wait_until
+) -> None:
     # The watcher always skipped ks3sync's own files; the reconcile's scan did not, and sent the
     # journal, its -wal/-shm, service.json and service.lock to the bucket.
     root = tmp_path / "docs"

@@ -40,7 +40,8 @@ def write(root: Path, path: str, data: bytes) -> None:
 
 def config_for(tmp_path: Path, server: Any, bucket: str, verify: str, extra: str = "") -> Path:
     config = tmp_path / "ks3sync.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         endpoint: {server.endpoint}
         credentials:
           access_key: ${{KS3_ACCESS_KEY}}
@@ -52,7 +53,9 @@ def config_for(tmp_path: Path, server: Any, bucket: str, verify: str, extra: str
             target: ks3://{bucket}/backup
             debounce: 1h
             verify: {verify}
-        """) + textwrap.indent(textwrap.dedent(extra), " " * 4))
+        """)
+        + textwrap.indent(textwrap.dedent(extra), " " * 4)
+    )
     return config
 
 
@@ -78,11 +81,14 @@ def etag(server: Any, bucket: str, key: str) -> str:
 
 
 def puts_of(server: Any, mark: int, bucket: str, key: str) -> int:
-    return sum(1 for r in server.requests()[mark:] if r["op"] == "PutObject" and r["path"] == f"/{bucket}/{key}")
+    return sum(
+        1 for r in server.requests()[mark:] if r["op"] == "PutObject" and r["path"] == f"/{bucket}/{key}"
+    )
 
 
 def test_the_verifier_reuploads_an_object_changed_behind_its_back_and_reports_when_the_file_changed_too(
-        tmp_path: Path, local_server: Any, bucket: str, wait_until: Callable[..., object]) -> None:
+    tmp_path: Path, local_server: Any, bucket: str, wait_until: Callable[..., object]
+) -> None:
     root = tmp_path / "docs"
     files = {f"d{i % 3}/f{i:02d}.txt": f"file {i} ".encode() * (i + 1) for i in range(12)}
     for path, data in files.items():
@@ -103,8 +109,14 @@ def test_the_verifier_reuploads_an_object_changed_behind_its_back_and_reports_wh
             client.put_object(bucket, "backup/d0/f00.txt", b"not what was uploaded")
             client.put_object(bucket, "backup/d1/f01.txt", b"someone else's bytes")
         write(root, "d1/f01.txt", b"edited locally as well")
-        wait_until(lambda: etag(local_server, bucket, "backup/d0/f00.txt") == hashlib.md5(files["d0/f00.txt"]).hexdigest(),
-                   timeout=60, interval=0.1)
+        wait_until(
+            lambda: (
+                etag(local_server, bucket, "backup/d0/f00.txt")
+                == hashlib.md5(files["d0/f00.txt"]).hexdigest()
+            ),
+            timeout=60,
+            interval=0.1,
+        )
         wait_until(lambda: verification(svc)["mismatches"] == 2, timeout=60, interval=0.1)
         log = svc.log.read_text()
         assert "verify_mismatch" in log and "d0/f00.txt" in log and "d1/f01.txt" in log
@@ -112,7 +124,10 @@ def test_the_verifier_reuploads_an_object_changed_behind_its_back_and_reports_wh
         assert puts_of(local_server, mark, bucket, "backup/d0/f00.txt") == 2  # the foreign PUT, the re-upload
         # the changed file is the sync's business: it was not uploaded by the verifier
         assert puts_of(local_server, mark, bucket, "backup/d1/f01.txt") == 1  # only the foreign PUT
-        assert etag(local_server, bucket, "backup/d1/f01.txt") == hashlib.md5(b"someone else's bytes").hexdigest()
+        assert (
+            etag(local_server, bucket, "backup/d1/f01.txt")
+            == hashlib.md5(b"someone else's bytes").hexdigest()
+        )
 
         # status shows the last full verification and the mismatches, in JSON and in text; the mismatch
         # left to the sync is found again by every round, and reported once
@@ -120,9 +135,13 @@ def test_the_verifier_reuploads_an_object_changed_behind_its_back_and_reports_wh
         wait_until(rounds_after(svc, done + 1), timeout=60, interval=0.1)
         status = svc.cli("status", "--config", str(config), "--json")
         (sync,) = json.loads(status.stdout)["syncs"]
-        assert sync["verification"]["mismatches"] == 2 and sync["verification"]["last_full"] > first["last_full"]
+        assert (
+            sync["verification"]["mismatches"] == 2 and sync["verification"]["last_full"] > first["last_full"]
+        )
         assert svc.log.read_text().count("event=verify_mismatch") == 2
-        assert any("verification: " in e["message"] and e["path"] == "d0/f00.txt" for e in sync["last_errors"])
+        assert any(
+            "verification: " in e["message"] and e["path"] == "d0/f00.txt" for e in sync["last_errors"]
+        )
         text = svc.cli("status", "--config", str(config)).stdout
         assert "verification (1000000 objects a day): last fully verified " in text
         assert "mismatches found" in text
@@ -138,8 +157,9 @@ def flip_stored_byte(server: Any, bucket: str, key: str, offset: int) -> None:
     keeps the old ETag and CRC-64, so a HEAD shows nothing; only reading the bytes can."""
     db = sqlite3.connect(f"file:{server.root / 'meta.sqlite3'}?mode=ro", uri=True)
     try:
-        (data_id,) = db.execute("SELECT data_id FROM objects WHERE bucket = ? AND key = ?",
-                                (bucket, key.encode())).fetchone()
+        (data_id,) = db.execute(
+            "SELECT data_id FROM objects WHERE bucket = ? AND key = ?", (bucket, key.encode())
+        ).fetchone()
     finally:
         db.close()
     body = server.root / "data" / data_id[:2] / data_id
@@ -151,20 +171,25 @@ def flip_stored_byte(server: Any, bucket: str, key: str, offset: int) -> None:
 
 
 def test_encrypted_objects_are_read_back_and_a_flipped_stored_byte_is_found_and_reuploaded(
-        tmp_path: Path, server_factory: Callable[..., Any], wait_until: Callable[..., object]) -> None:
+    tmp_path: Path, server_factory: Callable[..., Any], wait_until: Callable[..., object]
+) -> None:
     server = server_factory()
     bucket = "verify-encrypted"
     with Client(client_config(server)) as client:
         client.create_bucket(bucket)
     key_file = tmp_path / "k.key"
-    made = subprocess.run([sys.executable, "-m", "ks3sync", "keygen", str(key_file)], capture_output=True, check=False)
+    made = subprocess.run(
+        [sys.executable, "-m", "ks3sync", "keygen", str(key_file)], capture_output=True, check=False
+    )
     assert made.returncode == 0, made.stderr
     root = tmp_path / "docs"
     small, large = os.urandom(5000), os.urandom(1_500_000)  # read whole / only its decrypted end
     write(root, "small.bin", small)
     write(root, "large.bin", large)
     write(root, "other.txt", b"left alone")
-    config = config_for(tmp_path, server, bucket, "{objects_per_day: 1000000}", f"encrypt_key_file: {key_file}\n")
+    config = config_for(
+        tmp_path, server, bucket, "{objects_per_day: 1000000}", f"encrypt_key_file: {key_file}\n"
+    )
     svc = Service(config, tmp_path / "state", root, bucket, "backup/", server, tmp_path / "service.log")
     try:
         svc.start(wait_until)
@@ -176,8 +201,14 @@ def test_encrypted_objects_are_read_back_and_a_flipped_stored_byte_is_found_and_
         wait_until(lambda: verification(svc)["mismatches"] == 2, timeout=60, interval=0.1)
         # both re-uploaded from their unchanged files (new IVs: new ETags), and the sync's own read-back
         # of the new objects finds them whole
-        wait_until(lambda: puts_of(server, mark, bucket, "backup/small.bin") == 1
-                   and puts_of(server, mark, bucket, "backup/large.bin") == 1, timeout=60, interval=0.1)
+        wait_until(
+            lambda: (
+                puts_of(server, mark, bucket, "backup/small.bin") == 1
+                and puts_of(server, mark, bucket, "backup/large.bin") == 1
+            ),
+            timeout=60,
+            interval=0.1,
+        )
         assert all(etag(server, bucket, f"backup/{name}") != old for name, old in before.items())
         done = verification(svc)["rounds"]
         wait_until(rounds_after(svc, done + 1), timeout=60, interval=0.1)
@@ -192,7 +223,16 @@ def test_encrypted_objects_are_read_back_and_a_flipped_stored_byte_is_found_and_
             svc.process.kill()
             svc.process.wait(10)
     restored = tmp_path / "restored"
-    run = svc.cli("mirror", f"ks3://{bucket}/backup/", str(restored), "--endpoint", server.endpoint,
-                  "--encrypt-key", str(key_file), "--state-db", str(tmp_path / "r.db"))
+    run = svc.cli(
+        "mirror",
+        f"ks3://{bucket}/backup/",
+        str(restored),
+        "--endpoint",
+        server.endpoint,
+        "--encrypt-key",
+        str(key_file),
+        "--state-db",
+        str(tmp_path / "r.db"),
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert (restored / "small.bin").read_bytes() == small and (restored / "large.bin").read_bytes() == large

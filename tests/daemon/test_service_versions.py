@@ -18,7 +18,8 @@ from tests.daemon.test_service_e2e import Service, folder_contents
 
 def write_config(tmp_path: Path, server: Any, bucket: str, versions: str) -> Path:
     config = tmp_path / "ks3sync.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         endpoint: {server.endpoint}
         credentials:
           access_key: ${{KS3_ACCESS_KEY}}
@@ -32,16 +33,21 @@ def write_config(tmp_path: Path, server: Any, bucket: str, versions: str) -> Pat
             debounce: 300ms
             max_delete: 100%
             versions: {versions}
-        """))
+        """)
+    )
     return config
 
 
 def listing(server: Any, bucket: str) -> dict[str, str]:
     """key under backup/ -> MD5 of its bytes (objects here are single PUTs or copies of them)."""
-    with Client(ClientConfig(endpoint=server.endpoint, access_key=server.access_key,
-                             secret_key=server.secret_key)) as client:
-        return {o.key[len("backup/"):]: o.etag for o in client.iter_objects(bucket, prefix="backup/")
-                if not isinstance(o, str)}
+    with Client(
+        ClientConfig(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
+    ) as client:
+        return {
+            o.key[len("backup/") :]: o.etag
+            for o in client.iter_objects(bucket, prefix="backup/")
+            if not isinstance(o, str)
+        }
 
 
 def synced(svc: Service) -> Callable[[], bool]:
@@ -54,12 +60,16 @@ def synced(svc: Service) -> Callable[[], bool]:
 
 
 def passes(svc: Service) -> set[str]:
-    return {k.split("/")[1].removesuffix(".json") for k in listing(svc.server, svc.bucket)
-            if k.startswith(".versions/")}
+    return {
+        k.split("/")[1].removesuffix(".json")
+        for k in listing(svc.server, svc.bucket)
+        if k.startswith(".versions/")
+    }
 
 
 def test_the_service_keeps_versions_and_a_restore_goes_back_before_a_batch(
-        tmp_path: Path, local_server: Any, bucket: str, wait_until: Callable[..., object]) -> None:
+    tmp_path: Path, local_server: Any, bucket: str, wait_until: Callable[..., object]
+) -> None:
     root = tmp_path / "docs"
     root.mkdir()
     config = write_config(tmp_path, local_server, bucket, "{}")
@@ -77,15 +87,29 @@ def test_the_service_keeps_versions_and_a_restore_goes_back_before_a_batch(
         (root / "b.txt").unlink()
         wait_until(synced(svc), timeout=60, interval=0.1)
         wait_until(lambda: any(k.endswith(".json") for k in listing(local_server, bucket)), timeout=30)
-        kept = [k for k in listing(local_server, bucket) if k.startswith(".versions/") and not k.endswith(".json")]
+        kept = [
+            k for k in listing(local_server, bucket) if k.startswith(".versions/") and not k.endswith(".json")
+        ]
         assert sorted(k.split("/", 2)[2] for k in kept) == ["a.txt", "b.txt"]
         (root / "a.txt").write_text("a, third")
         wait_until(synced(svc), timeout=60, interval=0.1)
         wait_until(lambda: len(passes(svc)) >= 2, timeout=30)
         assert svc.sigterm() == 0
-        iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(as_of // 10**9)) + f".{as_of // 10**6 % 1000:03d}Z"
-        result = svc.cli("restore", f"ks3://{bucket}/backup/", str(tmp_path / "then"), "--as-of", iso,
-                         "--config", str(config), "--state-db", str(tmp_path / "r.db"), "--json")
+        iso = (
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(as_of // 10**9)) + f".{as_of // 10**6 % 1000:03d}Z"
+        )
+        result = svc.cli(
+            "restore",
+            f"ks3://{bucket}/backup/",
+            str(tmp_path / "then"),
+            "--as-of",
+            iso,
+            "--config",
+            str(config),
+            "--state-db",
+            str(tmp_path / "r.db"),
+            "--json",
+        )
         assert result.returncode == 0, result.stderr
         assert folder_contents(tmp_path / "then") == before
         assert json.loads(result.stdout)["from_versions"] == 2

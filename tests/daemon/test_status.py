@@ -75,19 +75,41 @@ def test_running_service_with_one_sync_failing(tmp_path: Path) -> None:
     now = time.time_ns()
     with Journal.open(config.journal_path) as journal:
         a, b = register(journal, config, 0), register(journal, config, 1)
-        journal.service_started(os.getpid(), now - 60 * S, [
-            HealthRecord(a, "paused", "credentials refused", now - 50 * S, "credentials refused by KS3: 403",
-                         now - 5 * S, now - 5 * S),
-            HealthRecord(b, "polling", "inotify watch limit reached", None, None, None, now - 60 * S),
-        ])
+        journal.service_started(
+            os.getpid(),
+            now - 60 * S,
+            [
+                HealthRecord(
+                    a,
+                    "paused",
+                    "credentials refused",
+                    now - 50 * S,
+                    "credentials refused by KS3: 403",
+                    now - 5 * S,
+                    now - 5 * S,
+                ),
+                HealthRecord(b, "polling", "inotify watch limit reached", None, None, None, now - 60 * S),
+            ],
+        )
         journal.write_health(os.getpid(), now - 2 * S, [], heartbeat=True)
     report = collect(config)  # no lock file here: the pid (ours) and the heartbeat say it runs
-    assert (report["service"]["state"], report["service"]["pid"], report["exit"]) == ("running", os.getpid(), 1)
+    assert (report["service"]["state"], report["service"]["pid"], report["exit"]) == (
+        "running",
+        os.getpid(),
+        1,
+    )
     item_a, item_b = report["syncs"]
     assert (item_a["state"], item_a["activity"], item_a["error"]) == (
-        "failing", "paused", "credentials refused by KS3: 403")
+        "failing",
+        "paused",
+        "credentials refused by KS3: 403",
+    )
     assert item_a["failing_since"] == round((now - 50 * S) / 1e9, 3)
-    assert (item_b["state"], item_b["activity"], item_b["reason"]) == ("ok", "polling", "inotify watch limit reached")
+    assert (item_b["state"], item_b["activity"], item_b["reason"]) == (
+        "ok",
+        "polling",
+        "inotify watch limit reached",
+    )
     text = render(report)
     assert f"service: running (pid {os.getpid()}, up 1m)" in text
     assert "a: failing since " in text and "(50s ago)" in text
@@ -101,13 +123,16 @@ def test_all_ok_exits_0_and_json_is_one_document(tmp_path: Path) -> None:
     now = time.time_ns()
     with Journal.open(config.journal_path) as journal:
         ids = register(journal, config, 0), register(journal, config, 1)
-        journal.service_started(os.getpid(), now, [HealthRecord(i, "watching", None, None, None, None, now)
-                                                   for i in ids])
+        journal.service_started(
+            os.getpid(), now, [HealthRecord(i, "watching", None, None, None, None, now) for i in ids]
+        )
     result = CliRunner().invoke(cli, ["status", "--config", str(cfg), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert [(s["name"], s["state"], s["activity"]) for s in doc["syncs"]] == [("a", "ok", "watching"),
-                                                                            ("b", "ok", "watching")]
+    assert [(s["name"], s["state"], s["activity"]) for s in doc["syncs"]] == [
+        ("a", "ok", "watching"),
+        ("b", "ok", "watching"),
+    ]
     assert doc["service"]["running"] is True and doc["exit"] == 0
 
 
@@ -156,8 +181,9 @@ def test_a_silent_heartbeat_is_not_responding(tmp_path: Path) -> None:
     long_ago = time.time_ns() - 600 * S
     with Journal.open(config.journal_path) as journal:
         a = register(journal, config, 0)
-        journal.service_started(os.getpid(), long_ago, [HealthRecord(a, "watching", None, None, None, None,
-                                                                     long_ago)])
+        journal.service_started(
+            os.getpid(), long_ago, [HealthRecord(a, "watching", None, None, None, None, long_ago)]
+        )
     report = collect(config)
     assert (report["service"]["state"], report["exit"]) == ("not responding", 3)
     assert "service: not responding" in render(report)
@@ -168,7 +194,9 @@ def test_a_sync_the_running_service_does_not_run(tmp_path: Path) -> None:
     now = time.time_ns()
     with Journal.open(config.journal_path) as journal:
         a, b = register(journal, config, 0), register(journal, config, 1)
-        journal.write_health(1, now - 100 * S, [HealthRecord(b, "watching", None, None, None, None, now - 100 * S)])
+        journal.write_health(
+            1, now - 100 * S, [HealthRecord(b, "watching", None, None, None, None, now - 100 * S)]
+        )
         journal.service_started(os.getpid(), now, [HealthRecord(a, "watching", None, None, None, None, now)])
     report = collect(config)
     assert [s["state"] for s in report["syncs"]] == ["ok", "stopped"]

@@ -35,33 +35,48 @@ class Run:
         self.root = tmp_path / "docs"
         self.root.mkdir()
         self.config = tmp_path / "ks3sync.yaml"
-        self.config.write_text(textwrap.dedent(f"""\
+        self.config.write_text(
+            textwrap.dedent(f"""\
             endpoint: {server.endpoint}
             credentials:
               access_key: ${{KS3_ACCESS_KEY}}
               secret_key: ${{KS3_SECRET_KEY}}
-            state_dir: {tmp_path / 'state'}
+            state_dir: {tmp_path / "state"}
             syncs:
               - name: docs
                 source: {self.root}
                 target: {target}
                 debounce: 100ms
-            """))
+            """)
+        )
         self.log = tmp_path / "service.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def env(self, secret: str | None = None) -> dict[str, str]:
-        return dict(os.environ, KS3_ACCESS_KEY=self.server.access_key, KS3_SECRET_KEY=secret or self.server.secret_key,
-                    KS3SYNC_RETRY_INTERVAL=RETRY)
+        return dict(
+            os.environ,
+            KS3_ACCESS_KEY=self.server.access_key,
+            KS3_SECRET_KEY=secret or self.server.secret_key,
+            KS3SYNC_RETRY_INTERVAL=RETRY,
+        )
 
     def start(self, secret: str | None = None) -> None:
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "ks3sync", "run", "--config", str(self.config)],
-                                            stdout=log, stderr=log, env=self.env(secret))
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ks3sync", "run", "--config", str(self.config)],
+                stdout=log,
+                stderr=log,
+                env=self.env(secret),
+            )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ks3sync", *args], capture_output=True, text=True,
-                              env=self.env(), timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "ks3sync", *args],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=60,
+        )
 
     def status(self) -> tuple[int, dict[str, Any]]:
         done = self.cli("status", "--config", str(self.config), "--json")
@@ -73,7 +88,9 @@ class Run:
         seen: list[tuple[int, dict[str, Any]]] = []
 
         def reached() -> bool:
-            assert self.process is None or self.process.poll() is None or state == "stopped", self.log.read_text()
+            assert self.process is None or self.process.poll() is None or state == "stopped", (
+                self.log.read_text()
+            )
             seen.append(self.status())
             rc, doc = seen[-1]
             return rc == code and doc["syncs"][0]["state"] == state
@@ -105,14 +122,21 @@ def runs() -> Iterator[list[Run]]:
         run.stop()
 
 
-def test_wrong_secret_is_failing_then_ok_then_stopped(tmp_path: Path, local_server: ServerHandle, bucket: str,
-                                                      runs: list[Run], wait_until: Callable[..., object]) -> None:
+def test_wrong_secret_is_failing_then_ok_then_stopped(
+    tmp_path: Path,
+    local_server: ServerHandle,
+    bucket: str,
+    runs: list[Run],
+    wait_until: Callable[..., object],
+) -> None:
     run = Run(tmp_path, local_server, f"ks3://{bucket}/p")
     runs.append(run)
     run.start(secret=WRONG_SECRET)
     doc = run.wait_for(wait_until, "failing", 1)
     sync = doc["syncs"][0]
-    assert sync["error"].startswith("credentials refused by KS3: ") and "SignatureDoesNotMatch" in sync["error"]
+    assert (
+        sync["error"].startswith("credentials refused by KS3: ") and "SignatureDoesNotMatch" in sync["error"]
+    )
     assert sync["failing_since"] is not None and doc["service"]["pid"] == run.process.pid  # type: ignore[union-attr]
     text = run.cli("status", "--config", str(run.config))
     assert text.returncode == 1
@@ -138,8 +162,11 @@ def test_wrong_secret_is_failing_then_ok_then_stopped(tmp_path: Path, local_serv
     (run.root / "a.txt").write_text("a")
     run.start()
     run.wait_for(wait_until, "ok", 0)
-    wait_until(lambda: "p/a.txt" in run.cli("ls", f"ks3://{bucket}/p/", "--config", str(run.config)).stdout,
-               timeout=30, interval=0.1)
+    wait_until(
+        lambda: "p/a.txt" in run.cli("ls", f"ks3://{bucket}/p/", "--config", str(run.config)).stdout,
+        timeout=30,
+        interval=0.1,
+    )
 
     # kill -9: nothing is written on the way out, the lock tells status at once
     run.kill9()
@@ -149,8 +176,9 @@ def test_wrong_secret_is_failing_then_ok_then_stopped(tmp_path: Path, local_serv
     assert "did not stop cleanly" in run.cli("status", "--config", str(run.config)).stdout
 
 
-def test_missing_bucket_says_how_to_create_it_and_recovers(tmp_path: Path, local_server: ServerHandle,
-                                                           runs: list[Run], wait_until: Callable[..., object]) -> None:
+def test_missing_bucket_says_how_to_create_it_and_recovers(
+    tmp_path: Path, local_server: ServerHandle, runs: list[Run], wait_until: Callable[..., object]
+) -> None:
     name = unique_bucket_name("later")
     run = Run(tmp_path, local_server, f"ks3://{name}/p")
     runs.append(run)
@@ -163,15 +191,22 @@ def test_missing_bucket_says_how_to_create_it_and_recovers(tmp_path: Path, local
     made = run.cli(*hint.split()[1:])
     assert made.returncode == 0, made.stderr
     run.wait_for(wait_until, "ok", 0)
-    wait_until(lambda: "p/a.txt" in run.cli("ls", f"ks3://{name}/p/", "--config", str(run.config)).stdout,
-               timeout=30, interval=0.1)
+    wait_until(
+        lambda: "p/a.txt" in run.cli("ls", f"ks3://{name}/p/", "--config", str(run.config)).stdout,
+        timeout=30,
+        interval=0.1,
+    )
     assert run.sigterm() == 0
     code, doc = run.status()
     assert (code, doc["syncs"][0]["state"]) == (3, "stopped")
 
 
-def test_ks3_going_away_while_watching(tmp_path: Path, server_factory: Callable[..., ServerHandle], runs: list[Run],
-                                       wait_until: Callable[..., object]) -> None:
+def test_ks3_going_away_while_watching(
+    tmp_path: Path,
+    server_factory: Callable[..., ServerHandle],
+    runs: list[Run],
+    wait_until: Callable[..., object],
+) -> None:
     server = server_factory()
     run = Run(tmp_path, server, "ks3://away-bucket/p")
     runs.append(run)
@@ -179,18 +214,28 @@ def test_ks3_going_away_while_watching(tmp_path: Path, server_factory: Callable[
     run.start()
     doc = run.wait_for(wait_until, "ok", 0)
     # the start-up reconcile done (before it ends the sync is ok too: nothing has failed yet)
-    wait_until(lambda: (s := run.status()[1]["syncs"][0])["activity"] == "watching" and s["last_success"],
-               timeout=60, interval=0.1)
+    wait_until(
+        lambda: (s := run.status()[1]["syncs"][0])["activity"] == "watching" and s["last_success"],
+        timeout=60,
+        interval=0.1,
+    )
     server.stop()
     (run.root / "b.txt").write_text("b")  # a batch whose every transfer finds nobody to talk to
     doc = run.wait_for(wait_until, "failing", 1)
     # the batch's own message, or already that of the reconcile it brought forward (the next one was an
     # hour away: without the batch's verdict the sync would have stayed "ok" that long)
     error = doc["syncs"][0]["error"]
-    assert error.startswith(("cannot reach KS3 (1 transfer failed): b.txt: PUT away-bucket/p/b.txt: ",
-                             "GET away-bucket: ")) and "Connection refused" in error, error
+    assert (
+        error.startswith(
+            ("cannot reach KS3 (1 transfer failed): b.txt: PUT away-bucket/p/b.txt: ", "GET away-bucket: ")
+        )
+        and "Connection refused" in error
+    ), error
     server_factory(root=server.root, port=server.port)  # back, same data, same address
     run.wait_for(wait_until, "ok", 0)
-    wait_until(lambda: "p/b.txt" in run.cli("ls", "ks3://away-bucket/p/", "--config", str(run.config)).stdout,
-               timeout=60, interval=0.2)
+    wait_until(
+        lambda: "p/b.txt" in run.cli("ls", "ks3://away-bucket/p/", "--config", str(run.config)).stdout,
+        timeout=60,
+        interval=0.2,
+    )
     assert run.sigterm() == 0

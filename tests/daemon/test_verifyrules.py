@@ -31,8 +31,15 @@ MD5 = hashlib.md5(b"content").hexdigest()
 
 
 def record(size: int = 7, *, remote_size: int | None = None, encrypted: bool = False) -> SyncedEntry:
-    return SyncedEntry("a/b.txt", FileIdentity(size, 100, 5, 200), MD5, MD5 if not encrypted else "c" * 32,
-                       size if remote_size is None else remote_size, encrypted, 1)
+    return SyncedEntry(
+        "a/b.txt",
+        FileIdentity(size, 100, 5, 200),
+        MD5,
+        MD5 if not encrypted else "c" * 32,
+        size if remote_size is None else remote_size,
+        encrypted,
+        1,
+    )
 
 
 def verified_in(pace: Pace, budget: Budget, sizes: list[int], start: int, seconds: int, step_ns: int) -> int:
@@ -87,14 +94,17 @@ def test_a_byte_budget_charges_stored_size_and_lets_one_large_object_through_in_
     assert pace.ready(start + 1001 * SECOND)
 
 
-@pytest.mark.parametrize(("rec", "unit", "reading"), [
-    (record(7), Unit.OBJECTS, Reading.NONE),
-    (record(7), Unit.BYTES, Reading.WHOLE),
-    (record(0), Unit.BYTES, Reading.NONE),
-    (record(1000, remote_size=1024, encrypted=True), Unit.OBJECTS, Reading.WHOLE),
-    (record(WHOLE_READ_MAX, remote_size=WHOLE_READ_MAX + 16, encrypted=True), Unit.OBJECTS, Reading.TAIL),
-    (record(WHOLE_READ_MAX, remote_size=WHOLE_READ_MAX + 16, encrypted=True), Unit.BYTES, Reading.WHOLE),
-])
+@pytest.mark.parametrize(
+    ("rec", "unit", "reading"),
+    [
+        (record(7), Unit.OBJECTS, Reading.NONE),
+        (record(7), Unit.BYTES, Reading.WHOLE),
+        (record(0), Unit.BYTES, Reading.NONE),
+        (record(1000, remote_size=1024, encrypted=True), Unit.OBJECTS, Reading.WHOLE),
+        (record(WHOLE_READ_MAX, remote_size=WHOLE_READ_MAX + 16, encrypted=True), Unit.OBJECTS, Reading.TAIL),
+        (record(WHOLE_READ_MAX, remote_size=WHOLE_READ_MAX + 16, encrypted=True), Unit.BYTES, Reading.WHOLE),
+    ],
+)
 def test_what_is_read_of_each_object(rec: SyncedEntry, unit: Unit, reading: Reading) -> None:
     assert reading_for(rec, unit) is reading
 
@@ -121,13 +131,26 @@ def test_head_of_an_encrypted_record_needs_agreeing_encryption_metadata() -> Non
     good_md5 = base64.b64encode(bytes.fromhex(MD5)).decode()
     base = {"key": "fp", "iv": iv}
     assert head_problem(enc, meta(32, "c" * 32, **base)) is None
-    assert head_problem(enc, meta(32, "c" * 32, **base, **{"unencrypted-content-length": "7",
-                                                          "unencrypted-content-md5": good_md5})) is None
+    assert (
+        head_problem(
+            enc,
+            meta(
+                32,
+                "c" * 32,
+                **base,
+                **{"unencrypted-content-length": "7", "unencrypted-content-md5": good_md5},
+            ),
+        )
+        is None
+    )
     assert "not client-side encrypted" in str(head_problem(enc, meta(32, "c" * 32)))
-    assert "says 9 plaintext bytes" in str(head_problem(enc, meta(32, "c" * 32, **base,
-                                                                  **{"unencrypted-content-length": "9"})))
+    assert "says 9 plaintext bytes" in str(
+        head_problem(enc, meta(32, "c" * 32, **base, **{"unencrypted-content-length": "9"}))
+    )
     other = base64.b64encode(hashlib.md5(b"other").digest()).decode()
-    assert "plaintext MD5" in str(head_problem(enc, meta(32, "c" * 32, **base, **{"unencrypted-content-md5": other})))
+    assert "plaintext MD5" in str(
+        head_problem(enc, meta(32, "c" * 32, **base, **{"unencrypted-content-md5": other}))
+    )
     assert "damaged" in str(head_problem(enc, meta(32, "c" * 32, key="fp")))
 
 

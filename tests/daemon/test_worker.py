@@ -401,8 +401,13 @@ def test_service_sleeps_while_the_reconcile_runs_and_is_woken_when_it_ends(
     journal = Journal.open(tmp_path / "journal.db", clock=fake_clock)
     sync = SyncConfig(name="docs", source=root, target=Ks3Url("bkt", "p/"))
     worker = SyncWorker(
-        sync, journal, MemoryStore("bkt", "p/"), TransferOptions(jobs=1),
-        reconcile=slow_reconcile, clock=fake_clock, watch=False,
+        sync,
+        journal,
+        MemoryStore("bkt", "p/"),
+        TransferOptions(jobs=1),
+        reconcile=slow_reconcile,
+        clock=fake_clock,
+        watch=False,
     )
     woken = threading.Event()
     worker.add_wake_listener(woken.set)

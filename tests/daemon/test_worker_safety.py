@@ -28,8 +28,10 @@ from tests.reliability.proxy import Exchange, RewritingProxy
 from tests.serverkit import ServerHandle, client_config
 
 PREFIX = "p/"
-REFUSED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code>'
-           b"<Message>copy refused (test)</Message></Error>")
+REFUSED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code>'
+    b"<Message>copy refused (test)</Message></Error>"
+)
 
 
 class Bucket:
@@ -99,18 +101,26 @@ def _settle(worker: SyncWorker, journal: Journal, clock: Any, wait_until: Callab
     wait_until(idle, timeout=60)
 
 
-def test_a_rename_whose_copy_is_refused_keeps_the_old_object(bucket_store: Bucket, tmp_path: Path,
-                                                             fake_clock: Any, wait_until: Callable[..., object]) -> None:
+def test_a_rename_whose_copy_is_refused_keeps_the_old_object(
+    bucket_store: Bucket, tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object]
+) -> None:
     """Guards the per-change delete selection (daemon/batch.py: a change whose copy failed is settled,
-so its deletes do not run)."""
+    so its deletes do not run)."""
     root = tmp_path / "src"
     root.mkdir()
     data = os.urandom(50_000)
     journal = Journal.open(tmp_path / "journal.db", clock=fake_clock)
     sync = SyncConfig(name="docs", source=root, target=Ks3Url("bkt", PREFIX), delete=True)
-    worker = SyncWorker(sync, journal, bucket_store.store, TransferOptions(jobs=2),
-                        reconcile=lambda worker, stop: None, clock=fake_clock, watch=False,
-                        backoff=Backoff(base_ns=SECOND, cap_ns=8 * SECOND, park_after=3))
+    worker = SyncWorker(
+        sync,
+        journal,
+        bucket_store.store,
+        TransferOptions(jobs=2),
+        reconcile=lambda worker, stop: None,
+        clock=fake_clock,
+        watch=False,
+        backoff=Backoff(base_ns=SECOND, cap_ns=8 * SECOND, park_after=3),
+    )
     worker.start()
     try:
         (root / "old.bin").write_bytes(data)
@@ -143,7 +153,8 @@ so its deletes do not run)."""
 
 
 def test_a_stop_between_a_renames_copy_and_its_delete_resumes_at_the_next_start(
-        tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object]) -> None:
+    tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object]
+) -> None:
     """The service is told to stop while a rename's copy runs: the old object is not deleted in the
     shutdown, the change stays claimed, and the next start finishes it (copy verified, old name deleted).
     Guards the batch's 'deletes after a stop are interrupted, not dropped' branch."""
@@ -154,8 +165,16 @@ def test_a_stop_between_a_renames_copy_and_its_delete_resumes_at_the_next_start(
 
     def new_worker(journal: Journal) -> SyncWorker:
         sync = SyncConfig(name="docs", source=root, target=Ks3Url("bkt", PREFIX), delete=True)
-        worker = SyncWorker(sync, journal, store, TransferOptions(jobs=2), reconcile=lambda worker, stop: None,
-                            clock=fake_clock, watch=False, backoff=Backoff(base_ns=SECOND, cap_ns=8 * SECOND))
+        worker = SyncWorker(
+            sync,
+            journal,
+            store,
+            TransferOptions(jobs=2),
+            reconcile=lambda worker, stop: None,
+            clock=fake_clock,
+            watch=False,
+            backoff=Backoff(base_ns=SECOND, cap_ns=8 * SECOND),
+        )
         worker.start()
         return worker
 
@@ -198,23 +217,32 @@ def test_a_stop_between_a_renames_copy_and_its_delete_resumes_at_the_next_start(
 
 
 class _Rig:
-    def __init__(self, tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object], **sync_kw: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object], **sync_kw: Any
+    ) -> None:
         self.root = tmp_path / "src"
         self.root.mkdir(exist_ok=True)
         self.store = MemoryStore("bkt", PREFIX)
         self.clock = fake_clock
         self.wait_until = wait_until
         self.journal = Journal.open(tmp_path / "journal.db", clock=fake_clock)
-        self.sync = SyncConfig(name="docs", source=self.root, target=Ks3Url("bkt", PREFIX),
-                               **{"delete": True, **sync_kw})
+        self.sync = SyncConfig(
+            name="docs", source=self.root, target=Ks3Url("bkt", PREFIX), **{"delete": True, **sync_kw}
+        )
         self.worker = self.start()
         self.settle()  # the start-up reconcile
 
     def start(self) -> SyncWorker:
-        worker = SyncWorker(self.sync, self.journal, self.store,
-                            TransferOptions(jobs=2, part_size=100 * 1024, multipart_threshold=256 * 1024),
-                            reconcile=lambda worker, stop: None, clock=self.clock, watch=False,
-                            backoff=Backoff(base_ns=SECOND, cap_ns=8 * SECOND, park_after=5))
+        worker = SyncWorker(
+            self.sync,
+            self.journal,
+            self.store,
+            TransferOptions(jobs=2, part_size=100 * 1024, multipart_threshold=256 * 1024),
+            reconcile=lambda worker, stop: None,
+            clock=self.clock,
+            watch=False,
+            backoff=Backoff(base_ns=SECOND, cap_ns=8 * SECOND, park_after=5),
+        )
         worker.start()
         return worker
 
@@ -234,8 +262,9 @@ class _Rig:
         self.worker.finish_stop(10)
 
 
-def test_a_stop_in_the_middle_of_an_upload_keeps_its_change_claimed(tmp_path: Path, fake_clock: Any,
-                                                                    wait_until: Callable[..., object]) -> None:
+def test_a_stop_in_the_middle_of_an_upload_keeps_its_change_claimed(
+    tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object]
+) -> None:
     """A transfer cut short by the service's stop is interrupted, not failed and not done: the change
     stays claimed (no attempt counted) and the next start sends the file."""
     rig = _Rig(tmp_path, fake_clock, wait_until)
@@ -261,8 +290,9 @@ def test_a_stop_in_the_middle_of_an_upload_keeps_its_change_claimed(tmp_path: Pa
         rig.journal.close()
 
 
-def test_a_failed_delete_fails_its_change_which_is_retried(tmp_path: Path, fake_clock: Any,
-                                                          wait_until: Callable[..., object]) -> None:
+def test_a_failed_delete_fails_its_change_which_is_retried(
+    tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object]
+) -> None:
     """A delete KS3 refuses is that change's failure: retried later, never marked done with the object
     still there."""
     from ks3sync.config import MaxDelete
@@ -284,14 +314,17 @@ def test_a_failed_delete_fails_its_change_which_is_retried(tmp_path: Path, fake_
         assert stats.queue_depth == 1 and "AccessDenied" in stats.last_errors[0].message
         fake_clock.advance(10)
         rig.settle()
-        assert set(rig.objects()) == {"keep.txt"} and set(rig.journal.synced_entries(rig.worker.sync_id)) == {"keep.txt"}
+        assert set(rig.objects()) == {"keep.txt"} and set(rig.journal.synced_entries(rig.worker.sync_id)) == {
+            "keep.txt"
+        }
     finally:
         rig.close()
         rig.journal.close()
 
 
-def test_a_source_emptied_during_the_batch_holds_its_deletes(tmp_path: Path, fake_clock: Any,
-                                                            wait_until: Callable[..., object]) -> None:
+def test_a_source_emptied_during_the_batch_holds_its_deletes(
+    tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object]
+) -> None:
     """The source is probed again right before a batch's deletes: emptied meanwhile (an unmount racing
     the batch), the deletes are held (retried later, not failed, not parked) and nothing is deleted."""
     from ks3sync.config import MaxDelete
@@ -327,7 +360,9 @@ def test_a_source_emptied_during_the_batch_holds_its_deletes(tmp_path: Path, fak
         rig.journal.close()
 
 
-def test_a_rename_is_not_held_by_max_delete(tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object]) -> None:
+def test_a_rename_is_not_held_by_max_delete(
+    tmp_path: Path, fake_clock: Any, wait_until: Callable[..., object]
+) -> None:
     """max_delete budgets real deletions only: a rename's old name goes once its copy succeeded, even
     when the budget is used up."""
     from ks3sync.config import MaxDelete

@@ -16,9 +16,37 @@ from hypothesis import strategies as st
 # escapes that do not decode to UTF-8, quotes, whitespace, control-ish characters.
 TRICKY_TEXT = st.one_of(
     st.sampled_from(
-        ["", " ", "0", "1", "-1", "+5", "10000", "99999999999999999999999999", "²", "١٢", "1e3", "0x10", " 7 ",
-         "true", "TRUE", "url", "%FF", "%C3%A9", "%", "%%", "a%2Fb", '"abc"', "&quot;x&quot;",
-         "2024-03-05T08:00:00.000Z", "2024-13-45T99:99:99Z", "\u00e9", "\ufffd", "\t\n", "AAAA" * 20]
+        [
+            "",
+            " ",
+            "0",
+            "1",
+            "-1",
+            "+5",
+            "10000",
+            "99999999999999999999999999",
+            "²",
+            "١٢",
+            "1e3",
+            "0x10",
+            " 7 ",
+            "true",
+            "TRUE",
+            "url",
+            "%FF",
+            "%C3%A9",
+            "%",
+            "%%",
+            "a%2Fb",
+            '"abc"',
+            "&quot;x&quot;",
+            "2024-03-05T08:00:00.000Z",
+            "2024-13-45T99:99:99Z",
+            "\u00e9",
+            "\ufffd",
+            "\t\n",
+            "AAAA" * 20,
+        ]
     ),
     st.text(max_size=30),
 )
@@ -44,8 +72,14 @@ def xml_documents(root: str, tags: list[str], *, depth: int = 2) -> st.SearchStr
     """A document with ``root`` as root (sometimes namespaced, sometimes with a declaration)."""
     body = st.lists(_element(tags, depth), max_size=8).map("".join)
     opening = st.sampled_from([f"<{root}>", f'<{root} xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'])
-    declaration = st.sampled_from(["", '<?xml version="1.0" encoding="UTF-8"?>\n', '<?xml version="1.0" encoding="U-F-8"?>',
-                                   '<?xml version="1.0" encoding="UTF-16"?>'])
+    declaration = st.sampled_from(
+        [
+            "",
+            '<?xml version="1.0" encoding="UTF-8"?>\n',
+            '<?xml version="1.0" encoding="U-F-8"?>',
+            '<?xml version="1.0" encoding="UTF-16"?>',
+        ]
+    )
     return st.builds(lambda d, o, b: (d + o + b + f"</{root}>").encode("utf-8"), declaration, opening, body)
 
 
@@ -70,20 +104,46 @@ def mutated(documents: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
 
 HEADER_VALUE = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60),
-    st.sampled_from(["bytes=0-", "bytes=-0", "bytes=5-1", "bytes=²-3", "bytes=١-٢", "bytes=0-1,2-3", "bytes=-",
-                     "bytes=99999999999999999999999-", "KSS ", "KSS :", "KSS a:b", "AWS4-HMAC-SHA256",
-                     "AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request, SignedHeaders=host, Signature=x",
-                     "AWS4-HMAC-SHA256 Credential=,SignedHeaders=,Signature=", "/", "//", "/b", "/b/", "/b/%FF",
-                     "b/k?versionId=1", "/b/k%2", "Thu, 01 Jan 1970 00:00:00 GMT", "Mon, 99 Foo 99999 99:99:99",
-                     "Fri, 31 Dec 9999 23:59:59 -2359", "Sat, 01 Jan 0001 00:00:00 +2359"]),
+    st.sampled_from(
+        [
+            "bytes=0-",
+            "bytes=-0",
+            "bytes=5-1",
+            "bytes=²-3",
+            "bytes=١-٢",
+            "bytes=0-1,2-3",
+            "bytes=-",
+            "bytes=99999999999999999999999-",
+            "KSS ",
+            "KSS :",
+            "KSS a:b",
+            "AWS4-HMAC-SHA256",
+            "AWS4-HMAC-SHA256 Credential=a/b/c/d/aws4_request, SignedHeaders=host, Signature=x",
+            "AWS4-HMAC-SHA256 Credential=,SignedHeaders=,Signature=",
+            "/",
+            "//",
+            "/b",
+            "/b/",
+            "/b/%FF",
+            "b/k?versionId=1",
+            "/b/k%2",
+            "Thu, 01 Jan 1970 00:00:00 GMT",
+            "Mon, 99 Foo 99999 99:99:99",
+            "Fri, 31 Dec 9999 23:59:59 -2359",
+            "Sat, 01 Jan 0001 00:00:00 +2359",
+        ]
+    ),
 )
 
 
 def complete_multipart_documents() -> st.SearchStrategy[bytes]:
     """Well-formed CompleteMultipartUpload documents whose part numbers and ETags are tricky text."""
     part = st.builds(
-        lambda number, etag: f"<Part><PartNumber>{escape(number)}</PartNumber><ETag>{escape(etag)}</ETag></Part>",
-        TRICKY_TEXT, TRICKY_TEXT,
+        lambda number, etag: (
+            f"<Part><PartNumber>{escape(number)}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
+        ),
+        TRICKY_TEXT,
+        TRICKY_TEXT,
     )
     return st.lists(part, min_size=1, max_size=4).map(
         lambda parts: ("<CompleteMultipartUpload>" + "".join(parts) + "</CompleteMultipartUpload>").encode()
@@ -93,6 +153,9 @@ def complete_multipart_documents() -> st.SearchStrategy[bytes]:
 def delete_documents() -> st.SearchStrategy[bytes]:
     obj = st.builds(lambda key: f"<Object><Key>{escape(key)}</Key></Object>", TRICKY_TEXT)
     return st.builds(
-        lambda quiet, objs: (f"<Delete><Quiet>{escape(quiet)}</Quiet>" + "".join(objs) + "</Delete>").encode(),
-        TRICKY_TEXT, st.lists(obj, min_size=1, max_size=4),
+        lambda quiet, objs: (
+            f"<Delete><Quiet>{escape(quiet)}</Quiet>" + "".join(objs) + "</Delete>"
+        ).encode(),
+        TRICKY_TEXT,
+        st.lists(obj, min_size=1, max_size=4),
     )

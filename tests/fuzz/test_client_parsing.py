@@ -25,26 +25,87 @@ from .strategies import HEADER_VALUE, mutated, xml_documents
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-LIST_TAGS = ["Name", "Prefix", "Marker", "NextMarker", "MaxKeys", "Delimiter", "IsTruncated", "EncodingType",
-             "Contents", "Key", "LastModified", "ETag", "Size", "StorageClass", "Owner", "ID", "CommonPrefixes"]
-PARTS_TAGS = ["Bucket", "Key", "UploadId", "PartNumberMarker", "NextPartNumberMarker", "MaxParts", "IsTruncated",
-              "Part", "PartNumber", "LastModified", "ETag", "Size", "ChecksumCRC64ECMA"]
-UPLOADS_TAGS = ["Bucket", "KeyMarker", "UploadIdMarker", "NextKeyMarker", "NextUploadIdMarker", "EncodingType",
-                "IsTruncated", "Upload", "Key", "UploadId", "Initiated", "CommonPrefixes", "Prefix"]
-ACL_TAGS = ["Owner", "ID", "DisplayName", "AccessControlList", "Grant", "Grantee", "URI", "EmailAddress",
-            "Permission"]
+LIST_TAGS = [
+    "Name",
+    "Prefix",
+    "Marker",
+    "NextMarker",
+    "MaxKeys",
+    "Delimiter",
+    "IsTruncated",
+    "EncodingType",
+    "Contents",
+    "Key",
+    "LastModified",
+    "ETag",
+    "Size",
+    "StorageClass",
+    "Owner",
+    "ID",
+    "CommonPrefixes",
+]
+PARTS_TAGS = [
+    "Bucket",
+    "Key",
+    "UploadId",
+    "PartNumberMarker",
+    "NextPartNumberMarker",
+    "MaxParts",
+    "IsTruncated",
+    "Part",
+    "PartNumber",
+    "LastModified",
+    "ETag",
+    "Size",
+    "ChecksumCRC64ECMA",
+]
+UPLOADS_TAGS = [
+    "Bucket",
+    "KeyMarker",
+    "UploadIdMarker",
+    "NextKeyMarker",
+    "NextUploadIdMarker",
+    "EncodingType",
+    "IsTruncated",
+    "Upload",
+    "Key",
+    "UploadId",
+    "Initiated",
+    "CommonPrefixes",
+    "Prefix",
+]
+ACL_TAGS = [
+    "Owner",
+    "ID",
+    "DisplayName",
+    "AccessControlList",
+    "Grant",
+    "Grantee",
+    "URI",
+    "EmailAddress",
+    "Permission",
+]
 
 PARSERS: list[tuple[str, Callable[[bytes], object], str, list[str]]] = [
     ("list_objects", ks3xml.parse_list_objects, "ListBucketResult", LIST_TAGS),
     ("list_parts", ks3xml.parse_list_parts, "ListPartsResult", PARTS_TAGS),
     ("list_uploads", ks3xml.parse_list_uploads, "ListMultipartUploadsResult", UPLOADS_TAGS),
-    ("complete", ks3xml.parse_complete, "CompleteMultipartUploadResult", ["ETag", "ChecksumCRC64ECMA", "Key"]),
+    (
+        "complete",
+        ks3xml.parse_complete,
+        "CompleteMultipartUploadResult",
+        ["ETag", "ChecksumCRC64ECMA", "Key"],
+    ),
     ("initiate", ks3xml.parse_initiate, "InitiateMultipartUploadResult", ["Bucket", "Key", "UploadId"]),
     ("copy", ks3xml.parse_copy_result, "CopyObjectResult", ["ETag", "LastModified", "ChecksumCRC64ECMA"]),
     ("delete", ks3xml.parse_delete_result, "DeleteResult", ["Deleted", "Error", "Key", "Code", "Message"]),
     ("acl", ks3xml.parse_acl, "AccessControlPolicy", ACL_TAGS),
-    ("buckets", ks3xml.parse_list_buckets, "ListAllMyBucketsResult", ["Owner", "Buckets", "Bucket", "Name",
-                                                                     "CreationDate", "Region"]),
+    (
+        "buckets",
+        ks3xml.parse_list_buckets,
+        "ListAllMyBucketsResult",
+        ["Owner", "Buckets", "Bucket", "Name", "CreationDate", "Region"],
+    ),
 ]
 
 
@@ -54,8 +115,9 @@ def _url_encoded_listing(keys: list[str]) -> bytes:
 
 
 @pytest.mark.parametrize(("name", "parser", "root", "tags"), PARSERS, ids=[p[0] for p in PARSERS])
-def test_response_parser_returns_or_raises_ks3error(name: str, parser: Callable[[bytes], object], root: str,
-                                                    tags: list[str]) -> None:
+def test_response_parser_returns_or_raises_ks3error(
+    name: str, parser: Callable[[bytes], object], root: str, tags: list[str]
+) -> None:
     @FUZZ
     @given(mutated(xml_documents(root, tags, depth=2)))
     def check(body: bytes) -> None:
@@ -68,8 +130,11 @@ def test_response_parser_returns_or_raises_ks3error(name: str, parser: Callable[
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(["a", "%20", "%FF", "%C3%A9", "%", "%2", "b%2Fc", "%E2%82"]), min_size=1,
-                max_size=4).map("".join))
+@given(
+    st.lists(
+        st.sampled_from(["a", "%20", "%FF", "%C3%A9", "%", "%2", "b%2Fc", "%E2%82"]), min_size=1, max_size=4
+    ).map("".join)
+)
 def test_url_encoded_listing_keys_decode_or_raise_ks3error(key: str) -> None:
     try:
         page = ks3xml.parse_list_objects(_url_encoded_listing([key]))
@@ -79,7 +144,10 @@ def test_url_encoded_listing_keys_decode_or_raise_ks3error(key: str) -> None:
 
 
 @FUZZ
-@given(st.integers(100, 599), mutated(xml_documents("Error", ["Code", "Message", "RequestId", "Resource", "HostId"])))
+@given(
+    st.integers(100, 599),
+    mutated(xml_documents("Error", ["Code", "Message", "RequestId", "Resource", "HostId"])),
+)
 def test_error_bodies_always_map_to_a_service_error(status: int, body: bytes) -> None:
     code, message, request_id, resource = parse_error_body(body)
     assert all(isinstance(v, str) for v in (code, message, request_id, resource))
@@ -89,9 +157,20 @@ def test_error_bodies_always_map_to_a_service_error(status: int, body: bytes) ->
     str(error)  # formatting the message must not fail either
 
 
-HEADER_NAMES = st.sampled_from(["etag", "content-length", "content-range", "last-modified", "content-type",
-                                "x-kss-storage-class", "x-kss-checksum-crc64ecma", "x-kss-meta-mtime",
-                                "x-kss-meta-iv", "x-kss-restore"])
+HEADER_NAMES = st.sampled_from(
+    [
+        "etag",
+        "content-length",
+        "content-range",
+        "last-modified",
+        "content-type",
+        "x-kss-storage-class",
+        "x-kss-checksum-crc64ecma",
+        "x-kss-meta-mtime",
+        "x-kss-meta-iv",
+        "x-kss-restore",
+    ]
+)
 
 
 @FUZZ

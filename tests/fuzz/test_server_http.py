@@ -21,19 +21,31 @@ from tests.serverkit import ServerHandle
 
 from .strategies import HEADER_VALUE, complete_multipart_documents, delete_documents, mutated, xml_documents
 
-HTTP_FUZZ = settings(max_examples=40, deadline=None,
-                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+HTTP_FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
-def _send(server: ServerHandle, method: str, bucket: str, key: str | None, *, params: dict[str, str] | None = None,
-          headers: dict[str, str] | None = None, body: bytes = b"") -> httpx.Response:
+def _send(
+    server: ServerHandle,
+    method: str,
+    bucket: str,
+    key: str | None,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+) -> httpx.Response:
     # Header values travel as bytes; the server reads them as Latin-1, so that is what gets signed.
     headers = dict(headers or {})
     headers["Date"] = formatdate(usegmt=True)
     if body:
         headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
-    headers["Authorization"] = authorization(server.access_key, server.secret_key, method, bucket, key,
-                                             headers, params)
+    headers["Authorization"] = authorization(
+        server.access_key, server.secret_key, method, bucket, key, headers, params
+    )
     wire = {k.encode("latin-1"): v.encode("latin-1") for k, v in headers.items()}
     url = f"{server.endpoint}/{bucket}" + (f"/{url_encode(key)}" if key else "")
     query = "&".join(k if v == "" else f"{k}={v}" for k, v in (params or {}).items())
@@ -42,8 +54,13 @@ def _send(server: ServerHandle, method: str, bucket: str, key: str | None, *, pa
 
 @pytest.fixture
 def seeded(local_server: ServerHandle, bucket: str) -> tuple[ServerHandle, str, str]:
-    with Client(ClientConfig(endpoint=local_server.endpoint, access_key=local_server.access_key,
-                             secret_key=local_server.secret_key)) as client:
+    with Client(
+        ClientConfig(
+            endpoint=local_server.endpoint,
+            access_key=local_server.access_key,
+            secret_key=local_server.secret_key,
+        )
+    ) as client:
         client.put_object(bucket, "keep.txt", b"0123456789")
         upload_id = client.initiate_multipart(bucket, "mp.bin")
     return local_server, bucket, upload_id
@@ -55,8 +72,12 @@ def _alive(server: ServerHandle, bucket: str) -> None:
 
 
 @HTTP_FUZZ
-@given(body=st.one_of(complete_multipart_documents(),
-                      mutated(xml_documents("CompleteMultipartUpload", ["Part", "PartNumber", "ETag"]))))
+@given(
+    body=st.one_of(
+        complete_multipart_documents(),
+        mutated(xml_documents("CompleteMultipartUpload", ["Part", "PartNumber", "ETag"])),
+    )
+)
 def test_complete_multipart_bodies(seeded: tuple[ServerHandle, str, str], body: bytes) -> None:
     server, bucket, upload_id = seeded
     response = _send(server, "POST", bucket, "mp.bin", params={"uploadId": upload_id}, body=body)
@@ -65,7 +86,11 @@ def test_complete_multipart_bodies(seeded: tuple[ServerHandle, str, str], body: 
 
 
 @HTTP_FUZZ
-@given(body=st.one_of(delete_documents(), mutated(xml_documents("Delete", ["Object", "Key", "VersionId", "Quiet"]))))
+@given(
+    body=st.one_of(
+        delete_documents(), mutated(xml_documents("Delete", ["Object", "Key", "VersionId", "Quiet"]))
+    )
+)
 def test_multi_delete_bodies(seeded: tuple[ServerHandle, str, str], body: bytes) -> None:
     server, bucket, _ = seeded
     response = _send(server, "POST", bucket, None, params={"delete": ""}, body=body)
@@ -75,8 +100,15 @@ def test_multi_delete_bodies(seeded: tuple[ServerHandle, str, str], body: bytes)
 
 
 @HTTP_FUZZ
-@given(body=mutated(xml_documents("AccessControlPolicy", ["Owner", "ID", "AccessControlList", "Grant", "Grantee",
-                                                            "URI", "Permission"], depth=3)))
+@given(
+    body=mutated(
+        xml_documents(
+            "AccessControlPolicy",
+            ["Owner", "ID", "AccessControlList", "Grant", "Grantee", "URI", "Permission"],
+            depth=3,
+        )
+    )
+)
 def test_acl_bodies(seeded: tuple[ServerHandle, str, str], body: bytes) -> None:
     server, bucket, _ = seeded
     response = _send(server, "PUT", bucket, "keep.txt", params={"acl": ""}, body=body)
@@ -84,13 +116,26 @@ def test_acl_bodies(seeded: tuple[ServerHandle, str, str], body: bytes) -> None:
     _alive(server, bucket)
 
 
-HEADER_NAMES = st.sampled_from(["Range", "x-kss-copy-source", "x-kss-acl", "x-kss-meta-a", "If-Match",
-                                "If-Modified-Since", "x-kss-storage-class", "Content-Type"])
+HEADER_NAMES = st.sampled_from(
+    [
+        "Range",
+        "x-kss-copy-source",
+        "x-kss-acl",
+        "x-kss-meta-a",
+        "If-Match",
+        "If-Modified-Since",
+        "x-kss-storage-class",
+        "Content-Type",
+    ]
+)
 
 
 @HTTP_FUZZ
-@given(name=HEADER_NAMES, value=HEADER_VALUE.filter(lambda v: v.isprintable() and v == v.strip()),
-       method=st.sampled_from(["GET", "HEAD", "PUT"]))
+@given(
+    name=HEADER_NAMES,
+    value=HEADER_VALUE.filter(lambda v: v.isprintable() and v == v.strip()),
+    method=st.sampled_from(["GET", "HEAD", "PUT"]),
+)
 def test_hostile_headers(seeded: tuple[ServerHandle, str, str], name: str, value: str, method: str) -> None:
     server, bucket, _ = seeded
     headers = {name: value.encode("utf-8").decode("latin-1")}  # the UTF-8 bytes, as the server will read them

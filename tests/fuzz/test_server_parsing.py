@@ -28,11 +28,20 @@ from .strategies import HEADER_VALUE, complete_multipart_documents, delete_docum
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CREDS = Credentials("AKLTfuzz", "fuzz-secret")
 
-COMPLETE_DOCS = st.one_of(complete_multipart_documents(),
-                          mutated(xml_documents("CompleteMultipartUpload", ["Part", "PartNumber", "ETag"])))
-ACL_DOCS = mutated(xml_documents("AccessControlPolicy", ["Owner", "ID", "AccessControlList", "Grant", "Grantee",
-                                                          "URI", "Permission", "DisplayName"], depth=3))
-DELETE_DOCS = st.one_of(delete_documents(), mutated(xml_documents("Delete", ["Object", "Key", "VersionId", "Quiet"])))
+COMPLETE_DOCS = st.one_of(
+    complete_multipart_documents(),
+    mutated(xml_documents("CompleteMultipartUpload", ["Part", "PartNumber", "ETag"])),
+)
+ACL_DOCS = mutated(
+    xml_documents(
+        "AccessControlPolicy",
+        ["Owner", "ID", "AccessControlList", "Grant", "Grantee", "URI", "Permission", "DisplayName"],
+        depth=3,
+    )
+)
+DELETE_DOCS = st.one_of(
+    delete_documents(), mutated(xml_documents("Delete", ["Object", "Key", "VersionId", "Quiet"]))
+)
 
 
 @FUZZ
@@ -74,9 +83,11 @@ def test_delete_body_parses_or_raises_s3error(body: bytes) -> None:
 
 def test_xml_entity_expansion_is_refused_not_expanded() -> None:
     """A billion-laughs body must not be expanded into memory (expat's amplification limit)."""
-    lol = '<!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">' + "".join(
-        f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8)
-    ) + "]>"
+    lol = (
+        '<!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">'
+        + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8))
+        + "]>"
+    )
     body = (lol + "<Delete><Object><Key>&i;</Key></Object></Delete>").encode()
     started = time.monotonic()
     with pytest.raises(S3Error):
@@ -107,21 +118,48 @@ PATHS = st.one_of(
 )
 QUERIES = st.one_of(
     st.binary(max_size=40),
-    st.sampled_from([b"Signature=x&KSSAccessKeyId=AKLTfuzz&Expires=%C2%B2", b"Signature=x&KSSAccessKeyId=AKLTfuzz",
-                     b"Signature=x&KSSAccessKeyId=AKLTfuzz&Expires=\xc2\xb2", b"X-Amz-Signature=x",
-                     b"X-Amz-Signature=x&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=a/b/c/d/aws4_request"
-                     b"&X-Amz-Date=20240101T000000Z&X-Amz-Expires=-99999999999&X-Amz-SignedHeaders=host",
-                     b"uploads", b"acl=&uploadId=%FF"]),
+    st.sampled_from(
+        [
+            b"Signature=x&KSSAccessKeyId=AKLTfuzz&Expires=%C2%B2",
+            b"Signature=x&KSSAccessKeyId=AKLTfuzz",
+            b"Signature=x&KSSAccessKeyId=AKLTfuzz&Expires=\xc2\xb2",
+            b"X-Amz-Signature=x",
+            b"X-Amz-Signature=x&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=a/b/c/d/aws4_request"
+            b"&X-Amz-Date=20240101T000000Z&X-Amz-Expires=-99999999999&X-Amz-SignedHeaders=host",
+            b"uploads",
+            b"acl=&uploadId=%FF",
+        ]
+    ),
 )
 
 
 @FUZZ
-@given(st.sampled_from(["GET", "PUT", "HEAD", "POST", "DELETE"]), PATHS, QUERIES,
-       st.lists(st.tuples(st.sampled_from([b"authorization", b"date", b"x-amz-date", b"host", b"content-length",
-                                           b"x-amz-content-sha256", b"x-kss-acl", b"content-md5"]),
-                          HEADER_VALUE.map(lambda v: v.encode("utf-8"))), max_size=5))
-def test_request_line_and_auth_headers_parse_or_raise_s3error(method: str, path: bytes, query: bytes,
-                                                             headers: list[tuple[bytes, bytes]]) -> None:
+@given(
+    st.sampled_from(["GET", "PUT", "HEAD", "POST", "DELETE"]),
+    PATHS,
+    QUERIES,
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    b"authorization",
+                    b"date",
+                    b"x-amz-date",
+                    b"host",
+                    b"content-length",
+                    b"x-amz-content-sha256",
+                    b"x-kss-acl",
+                    b"content-md5",
+                ]
+            ),
+            HEADER_VALUE.map(lambda v: v.encode("utf-8")),
+        ),
+        max_size=5,
+    ),
+)
+def test_request_line_and_auth_headers_parse_or_raise_s3error(
+    method: str, path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
     try:
         request = _request(method, path, query, [(b"host", b"127.0.0.1:9000"), *headers])
         result = authenticate(request, CREDS, time.time())
@@ -135,7 +173,9 @@ def test_request_line_and_auth_headers_parse_or_raise_s3error(method: str, path:
 @FUZZ
 @given(HEADER_VALUE, st.booleans())
 def test_copy_source_header_parses_or_raises_s3error(value: str, amz: bool) -> None:
-    request = _request("PUT", b"/dst/key", b"", [(b"host", b"127.0.0.1"), (b"x-kss-copy-source", value.encode("utf-8"))])
+    request = _request(
+        "PUT", b"/dst/key", b"", [(b"host", b"127.0.0.1"), (b"x-kss-copy-source", value.encode("utf-8"))]
+    )
     ctx = SimpleNamespace(request=request, amz=amz)
     try:
         bucket, key = parse_copy_source(ctx)  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ def peer_server(request: pytest.FixtureRequest) -> ServerHandle:
         return request.getfixturevalue("local_server")  # type: ignore[no-any-return]
     return request.getfixturevalue("server_factory")(no_fsync=True)  # type: ignore[no-any-return]
 
+
 TOOL_TIMEOUT = 120
 
 
@@ -60,8 +61,11 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run(args: list[str], env: dict[str, str]) -> None:
     result = subprocess.run(args, env=env, capture_output=True, timeout=TOOL_TIMEOUT, check=False)
-    assert result.returncode == 0, (args, result.stdout.decode(errors="replace")[-2000:],
-                                    result.stderr.decode(errors="replace")[-2000:])
+    assert result.returncode == 0, (
+        args,
+        result.stdout.decode(errors="replace")[-2000:],
+        result.stderr.decode(errors="replace")[-2000:],
+    )
 
 
 def remote_keys(server: ServerHandle, bucket: str, prefix: str) -> set[str]:
@@ -97,14 +101,21 @@ def test_rclone_sync_round_trip(peer_server: ServerHandle, tmp_path: Path) -> No
     sdk_connection(local_server).create_bucket(bucket)
     env = clean_env(
         RCLONE_CONFIG=str(tmp_path / "rclone.conf"),
-        RCLONE_CONFIG_LS_TYPE="s3", RCLONE_CONFIG_LS_PROVIDER="Other",
+        RCLONE_CONFIG_LS_TYPE="s3",
+        RCLONE_CONFIG_LS_PROVIDER="Other",
         RCLONE_CONFIG_LS_ACCESS_KEY_ID=local_server.access_key,
         RCLONE_CONFIG_LS_SECRET_ACCESS_KEY=local_server.secret_key,
-        RCLONE_CONFIG_LS_ENDPOINT=local_server.endpoint, RCLONE_CONFIG_LS_FORCE_PATH_STYLE="true",
+        RCLONE_CONFIG_LS_ENDPOINT=local_server.endpoint,
+        RCLONE_CONFIG_LS_FORCE_PATH_STYLE="true",
     )
-    round_trip(tmp_path, local_server, bucket, "rc",
-               lambda src: run([rclone, "sync", str(src), f"ls:{bucket}/rc"], env),
-               lambda dst: run([rclone, "sync", f"ls:{bucket}/rc", str(dst)], env))
+    round_trip(
+        tmp_path,
+        local_server,
+        bucket,
+        "rc",
+        lambda src: run([rclone, "sync", str(src), f"ls:{bucket}/rc"], env),
+        lambda dst: run([rclone, "sync", f"ls:{bucket}/rc", str(dst)], env),
+    )
     # rclone keeps modification times in X-Amz-Meta-Mtime; the server must return it
     head = sdk_connection(local_server).get_bucket(bucket).get_key("rc/empty", validate=True)
     assert "x-kss-meta-mtime" in head.user_meta
@@ -117,14 +128,23 @@ def test_aws_cli_sync_round_trip(peer_server: ServerHandle, tmp_path: Path) -> N
     sdk_connection(local_server).create_bucket(bucket)
     config = tmp_path / "aws-config"
     config.write_text("[default]\nregion = us-east-1\n")
-    env = clean_env(AWS_ACCESS_KEY_ID=local_server.access_key, AWS_SECRET_ACCESS_KEY=local_server.secret_key,
-                    AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-                    AWS_DEFAULT_REGION="us-east-1")
+    env = clean_env(
+        AWS_ACCESS_KEY_ID=local_server.access_key,
+        AWS_SECRET_ACCESS_KEY=local_server.secret_key,
+        AWS_CONFIG_FILE=str(config),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     base = [aws, "--endpoint-url", local_server.endpoint, "s3", "sync", "--no-progress"]
     mark = local_server.mark()
-    round_trip(tmp_path, local_server, bucket, "aws",
-               lambda src: run([*base, "--delete", str(src), f"s3://{bucket}/aws"], env),
-               lambda dst: run([*base, f"s3://{bucket}/aws", str(dst)], env))
+    round_trip(
+        tmp_path,
+        local_server,
+        bucket,
+        "aws",
+        lambda src: run([*base, "--delete", str(src), f"s3://{bucket}/aws"], env),
+        lambda dst: run([*base, f"s3://{bucket}/aws", str(dst)], env),
+    )
     ops = {entry["op"] for entry in local_server.requests()[mark:]}
     assert {"ListObjectsV2", "CompleteMultipartUpload"} <= ops
 
@@ -143,34 +163,56 @@ def test_s3cmd_sync_round_trip(peer_server: ServerHandle, tmp_path: Path) -> Non
     )
     base = [s3cmd, "-c", str(config), "--no-progress", "sync"]
     mark = local_server.mark()
-    round_trip(tmp_path, local_server, bucket, "s3cmd",
-               lambda src: run([*base, "--delete-removed", f"{src}/", f"s3://{bucket}/s3cmd/"], clean_env()),
-               lambda dst: run([*base, f"s3://{bucket}/s3cmd/", f"{dst}/"], clean_env()))
+    round_trip(
+        tmp_path,
+        local_server,
+        bucket,
+        "s3cmd",
+        lambda src: run([*base, "--delete-removed", f"{src}/", f"s3://{bucket}/s3cmd/"], clean_env()),
+        lambda dst: run([*base, f"s3://{bucket}/s3cmd/", f"{dst}/"], clean_env()),
+    )
     assert "DeleteObjects" in {entry["op"] for entry in local_server.requests()[mark:]}
 
 
 def rclone_env(server: ServerHandle, tmp_path: Path) -> dict[str, str]:
     return clean_env(
         RCLONE_CONFIG=str(tmp_path / "rclone.conf"),
-        RCLONE_CONFIG_LS_TYPE="s3", RCLONE_CONFIG_LS_PROVIDER="Other",
+        RCLONE_CONFIG_LS_TYPE="s3",
+        RCLONE_CONFIG_LS_PROVIDER="Other",
         RCLONE_CONFIG_LS_ACCESS_KEY_ID=server.access_key,
         RCLONE_CONFIG_LS_SECRET_ACCESS_KEY=server.secret_key,
-        RCLONE_CONFIG_LS_ENDPOINT=server.endpoint, RCLONE_CONFIG_LS_FORCE_PATH_STYLE="true",
+        RCLONE_CONFIG_LS_ENDPOINT=server.endpoint,
+        RCLONE_CONFIG_LS_FORCE_PATH_STYLE="true",
     )
 
 
 def ks3sync_mirror(server: ServerHandle, src: str, dst: str, tmp_path: Path) -> None:
     env = clean_env(KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
-    run([sys.executable, "-m", "ks3sync", "mirror", src, dst, "--endpoint", server.endpoint,
-         "--state-db", str(tmp_path / "journal.db"), "-q"], env)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "mirror",
+            src,
+            dst,
+            "--endpoint",
+            server.endpoint,
+            "--state-db",
+            str(tmp_path / "journal.db"),
+            "-q",
+        ],
+        env,
+    )
 
 
 # 2023-11-14 22:13:20.123456789 UTC: a time with every digit of its nanoseconds set
 MTIME_NS = 1_700_000_000_123_456_789
 
 
-def test_rclone_and_ks3sync_read_each_others_modification_times(local_server: ServerHandle,
-                                                                tmp_path: Path) -> None:
+def test_rclone_and_ks3sync_read_each_others_modification_times(
+    local_server: ServerHandle, tmp_path: Path
+) -> None:
     # Both keep a file's mtime in the same user metadata ("mtime"; the server answers x-amz- and
     # x-kss- alike). ks3sync wrote nanoseconds, rclone reads seconds with a fraction: rclone logged
     # "value out of range" for every object and lost the times, and ks3sync restored rclone's objects
@@ -186,8 +228,14 @@ def test_rclone_and_ks3sync_read_each_others_modification_times(local_server: Se
         os.utime(folder / "f.txt", ns=(MTIME_NS, MTIME_NS))
 
     ks3sync_mirror(local_server, str(mine), f"ks3://{bucket}/mine", tmp_path)
-    listed = subprocess.run([rclone, "lsl", f"ls:{bucket}/mine"], env=clean_env(TZ="UTC", **env),
-                            capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+    listed = subprocess.run(
+        [rclone, "lsl", f"ls:{bucket}/mine"],
+        env=clean_env(TZ="UTC", **env),
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT,
+        check=False,
+    )
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert listed.stdout.split()[1:] == ["2023-11-14", "22:13:20.123456789", "f.txt"], listed.stdout
     assert "out of range" not in listed.stderr, listed.stderr[-2000:]

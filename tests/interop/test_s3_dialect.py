@@ -29,8 +29,11 @@ PART = 100 * 1024  # KS3's minimum part size (the server enforces it)
 @pytest.fixture
 def s3(local_server: ServerHandle) -> Any:
     return boto3.client(
-        "s3", endpoint_url=local_server.endpoint, region_name="us-east-1",
-        aws_access_key_id=local_server.access_key, aws_secret_access_key=local_server.secret_key,
+        "s3",
+        endpoint_url=local_server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=local_server.access_key,
+        aws_secret_access_key=local_server.secret_key,
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
     )
 
@@ -48,9 +51,15 @@ def _code(error: ClientError) -> tuple[int, str]:
 
 def _multipart(s3: Any, bucket: str, key: str, datas: list[bytes]) -> tuple[str, dict[str, Any]]:
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n,
-                                                      Body=data)["ETag"]}
-             for n, data in enumerate(datas, 1)]
+    parts = [
+        {
+            "PartNumber": n,
+            "ETag": s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=data)[
+                "ETag"
+            ],
+        }
+        for n, data in enumerate(datas, 1)
+    ]
     return upload_id, {"Parts": parts}
 
 
@@ -71,8 +80,12 @@ def test_not_modified_carries_the_etag(s3: Any, s3_bucket: str) -> None:
 def test_a_repeated_complete_returns_the_same_result(s3: Any, s3_bucket: str) -> None:
     datas = [os.urandom(PART), b"tail"]
     upload_id, parts = _multipart(s3, s3_bucket, "mp", datas)
-    first = s3.complete_multipart_upload(Bucket=s3_bucket, Key="mp", UploadId=upload_id, MultipartUpload=parts)
-    again = s3.complete_multipart_upload(Bucket=s3_bucket, Key="mp", UploadId=upload_id, MultipartUpload=parts)
+    first = s3.complete_multipart_upload(
+        Bucket=s3_bucket, Key="mp", UploadId=upload_id, MultipartUpload=parts
+    )
+    again = s3.complete_multipart_upload(
+        Bucket=s3_bucket, Key="mp", UploadId=upload_id, MultipartUpload=parts
+    )
     assert (again["ETag"], again["Key"], again["Bucket"]) == (first["ETag"], "mp", s3_bucket)
     assert s3.get_object(Bucket=s3_bucket, Key="mp")["Body"].read() == b"".join(datas)
     # Not for another part list ...
@@ -95,7 +108,9 @@ def test_a_complete_after_an_abort_is_no_such_upload(s3: Any, s3_bucket: str) ->
     upload_id, parts = _multipart(s3, s3_bucket, "aborted", [b"x"])
     s3.abort_multipart_upload(Bucket=s3_bucket, Key="aborted", UploadId=upload_id)
     with pytest.raises(ClientError) as raised:
-        s3.complete_multipart_upload(Bucket=s3_bucket, Key="aborted", UploadId=upload_id, MultipartUpload=parts)
+        s3.complete_multipart_upload(
+            Bucket=s3_bucket, Key="aborted", UploadId=upload_id, MultipartUpload=parts
+        )
     assert _code(raised.value) == (404, "NoSuchUpload")
 
 
@@ -132,8 +147,11 @@ def test_list_objects_v2_echoes_the_continuation_token(s3: Any, s3_bucket: str) 
     assert second["ContinuationToken"] == token
     assert second["StartAfter"] == "k0"  # echoed, though the token decides where the page starts
     assert [o["Key"] for o in second["Contents"]] == ["k2", "k3"]
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket, MaxKeys=2)
-            for o in page["Contents"]]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket, MaxKeys=2)
+        for o in page["Contents"]
+    ]
     assert keys == [f"k{i}" for i in range(5)]
 
 
@@ -153,7 +171,9 @@ def test_url_encoding_covers_prefix_delimiter_and_start_after(s3: Any, s3_bucket
     # V1's Prefix is encoded too (S3's documentation lists it), but botocore does not decode that one field
     assert v1["Prefix"] == quote(prefix, safe="/")
     assert v1["NextMarker"] == keys[0] and [o["Key"] for o in v1["Contents"]] == [keys[0]]
-    versions = s3.list_object_versions(Bucket=s3_bucket, Prefix=prefix, Delimiter="%/", KeyMarker=f"{prefix}a")
+    versions = s3.list_object_versions(
+        Bucket=s3_bucket, Prefix=prefix, Delimiter="%/", KeyMarker=f"{prefix}a"
+    )
     assert (versions["Prefix"], versions["Delimiter"], versions["KeyMarker"]) == (prefix, "%/", f"{prefix}a")
     assert [v["Key"] for v in versions["Versions"]] == [keys[0], keys[2]]
 
@@ -167,8 +187,9 @@ def test_a_copy_onto_itself_must_change_something(s3: Any, s3_bucket: str) -> No
     assert "copy an object to itself" in raised.value.response["Error"]["Message"]
     with pytest.raises(ClientError):  # the same storage class is no change either
         s3.copy_object(Bucket=s3_bucket, Key="self", CopySource=source, StorageClass="STANDARD")
-    s3.copy_object(Bucket=s3_bucket, Key="self", CopySource=source, MetadataDirective="REPLACE",
-                   Metadata={"a": "2"})
+    s3.copy_object(
+        Bucket=s3_bucket, Key="self", CopySource=source, MetadataDirective="REPLACE", Metadata={"a": "2"}
+    )
     assert s3.head_object(Bucket=s3_bucket, Key="self")["Metadata"] == {"a": "2"}
     s3.copy_object(Bucket=s3_bucket, Key="self", CopySource=source, StorageClass="STANDARD_IA")
     assert s3.head_object(Bucket=s3_bucket, Key="self")["StorageClass"] == "STANDARD_IA"

@@ -130,7 +130,9 @@ def test_bucket_acl_get_and_put(local_server: ServerHandle, bucket: str) -> None
     assert grants(b.get_acl()) == {("FULL_CONTROL", "1234567", None)}
 
 
-def test_bucket_crr_and_policy_are_refused_as_not_implemented(local_server: ServerHandle, bucket: str) -> None:
+def test_bucket_crr_and_policy_are_refused_as_not_implemented(
+    local_server: ServerHandle, bucket: str
+) -> None:
     """7.3.5 / 7.3.6: CRR and bucket policy are outside local-server's scope; they fail clearly (501)."""
     b = sdk_connection(local_server).get_bucket(bucket)
     with pytest.raises(S3ResponseError) as raised:
@@ -154,9 +156,14 @@ def test_put_from_filename_with_acl_storage_class_and_callback_headers(
     ret = b.new_key("plain.txt").set_contents_from_filename(str(source), policy="private")
     assert ret and ret.status == 200
     ia = b.new_key("ia.txt")
-    resp = ia.set_contents_from_filename(str(source), policy="private", headers={"x-kss-storage-class": "STANDARD_IA"})
+    resp = ia.set_contents_from_filename(
+        str(source), policy="private", headers={"x-kss-storage-class": "STANDARD_IA"}
+    )
     assert resp.status == 200
-    callback = {"x-kss-callbackurl": "http://127.0.0.1:9/cb", "x-kss-callbackbody": "objectKey=${key}&etag=${etag}"}
+    callback = {
+        "x-kss-callbackurl": "http://127.0.0.1:9/cb",
+        "x-kss-callbackbody": "objectKey=${key}&etag=${etag}",
+    }
     assert b.new_key("cb.txt").set_contents_from_filename(str(source), headers=callback).status == 200
     head = b.get_key("ia.txt", validate=True)
     assert head.storage_class == "STANDARD_IA"
@@ -165,7 +172,9 @@ def test_put_from_filename_with_acl_storage_class_and_callback_headers(
     assert b.get_key("plain.txt", validate=True).get_contents_as_string() == source.read_bytes()
 
 
-def test_put_string_get_as_string_and_to_filename(local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+def test_put_string_get_as_string_and_to_filename(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     """5.3 / 7.4.2: get_contents_as_string().decode(), get_contents_to_filename; 5.4 set_contents_from_string."""
     b = sdk_connection(local_server).get_bucket(bucket)
     k = b.new_key("目录/hello world+(1).txt")
@@ -220,10 +229,16 @@ def test_list_with_delimiter_prefix_and_time_filter(local_server: ServerHandle, 
     assert {("file", e.name) for e in entries if isinstance(e, Key)} == {("file", "top.txt")}
     assert {e.name for e in entries if isinstance(e, Prefix)} == {"photos/", "docs/"}
     assert sorted(k.name for k in b.list(prefix="photos/", delimiter="")) == [
-        "photos/2024/a.jpg", "photos/2024/b.jpg", "photos/c.jpg"]
+        "photos/2024/a.jpg",
+        "photos/2024/b.jpg",
+        "photos/c.jpg",
+    ]
     assert [e.name for e in b.list(prefix="photos/", delimiter="/")] == ["photos/c.jpg", "photos/2024/"]
     assert sorted(b.listObjects(prefix="photos/", delimiter="", end_time=int(time.time()) - 3600)) == [
-        "photos/2024/a.jpg", "photos/2024/b.jpg", "photos/c.jpg"]
+        "photos/2024/a.jpg",
+        "photos/2024/b.jpg",
+        "photos/c.jpg",
+    ]
 
 
 def test_list_pages_of_100_with_a_delimiter(local_server: ServerHandle, bucket: str) -> None:
@@ -268,8 +283,9 @@ def test_multipart_single_thread(local_server: ServerHandle, bucket: str, tmp_pa
     b = sdk_connection(local_server).get_bucket(bucket)
     source_path = _source_file(tmp_path, 1_000_000)
     source_size = os.stat(source_path).st_size
-    mp = b.initiate_multipart_upload(os.path.basename(source_path), policy="private",
-                                     headers={"x-kss-storage-class": "STANDARD_IA"})
+    mp = b.initiate_multipart_upload(
+        os.path.basename(source_path), policy="private", headers={"x-kss-storage-class": "STANDARD_IA"}
+    )
     chunk_size = 300 * 1024
     chunk_count = int(math.ceil(source_size * 1.0 / chunk_size * 1.0))
     for i in range(chunk_count):
@@ -339,11 +355,13 @@ def test_generate_url_fetched_with_plain_http(local_server: ServerHandle, bucket
     url = k.generate_url(60)
     response = httpx.get(url, timeout=10)
     assert (response.status_code, response.content) == (200, b"secret report")
-    absolute = conn.generate_url(int(time.time()) + 120, "GET", bucket, "private/report 1.txt",
-                                 expires_in_absolute=True)
+    absolute = conn.generate_url(
+        int(time.time()) + 120, "GET", bucket, "private/report 1.txt", expires_in_absolute=True
+    )
     assert httpx.get(absolute, timeout=10).content == b"secret report"
-    expired = conn.generate_url(int(time.time()) - 10, "GET", bucket, "private/report 1.txt",
-                                expires_in_absolute=True)
+    expired = conn.generate_url(
+        int(time.time()) - 10, "GET", bucket, "private/report 1.txt", expires_in_absolute=True
+    )
     response = httpx.get(expired, timeout=10)
     assert response.status_code == 403
     assert "<Code>AccessDenied</Code>" in response.text
@@ -368,8 +386,12 @@ def test_modify_object_meta_via_copy_replace(local_server: ServerHandle, bucket:
     """7.4.11: copy onto itself with x-kss-metadata-directive REPLACE and a new content-type."""
     b = sdk_connection(local_server).get_bucket(bucket)
     b.new_key("1copykey.jpg").set_contents_from_string("jpeg?", headers={"x-kss-meta-old": "1"})
-    b.copy_key("1copykey.jpg", bucket, "1copykey.jpg",
-               headers={"content-type": "text/plain", "x-kss-metadata-directive": "REPLACE"})
+    b.copy_key(
+        "1copykey.jpg",
+        bucket,
+        "1copykey.jpg",
+        headers={"content-type": "text/plain", "x-kss-metadata-directive": "REPLACE"},
+    )
     k = b.get_key("1copykey.jpg", validate=True)
     assert k.content_type == "text/plain"
     assert k.user_meta == {}
@@ -451,8 +473,11 @@ def test_fetch_is_refused(local_server: ServerHandle, bucket: str) -> None:
     conn = sdk_connection(local_server)
     if "fetch" not in auth.qsa_of_interest:
         auth.qsa_of_interest.append("fetch")
-    headers = {"x-kss-sourceurl": "http%3A%2F%2Fexample.com%2Fa.jpg", "x-kss-acl": "public-read",
-               "Content-Type": "application/xml"}
+    headers = {
+        "x-kss-sourceurl": "http%3A%2F%2Fexample.com%2Fa.jpg",
+        "x-kss-acl": "public-read",
+        "Content-Type": "application/xml",
+    }
     resp = conn.make_request("PUT", bucket, "testfetch", query_args="fetch", headers=headers)
     assert resp.status == 501
     assert b"NotImplemented" in resp.read()

@@ -23,10 +23,14 @@ def journal(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_recorded_uploads_and_parts_come_back_whole(journal: Journal) -> None:
     cp = journal.checkpoint(journal.register_sync("s", "/src", "b", "p/", "h"))
-    record = UploadRecord("dir/big.bin", "p/dir/big.bin", "up-1", 100, FileIdentity(700, 1, 2, 3), 99, iv=b"i" * 16)
+    record = UploadRecord(
+        "dir/big.bin", "p/dir/big.bin", "up-1", 100, FileIdentity(700, 1, 2, 3), 99, iv=b"i" * 16
+    )
     cp.upload_started(record)
     for number, crc in reversed(list(enumerate(CRCS, start=1))):  # recorded out of order
-        cp.part_done("up-1", PartRecord(number, 100, f"{number:032x}", f"{number:032x}", crc, bytes([number]) * 16))
+        cp.part_done(
+            "up-1", PartRecord(number, 100, f"{number:032x}", f"{number:032x}", crc, bytes([number]) * 16)
+        )
     got = cp.upload_for("dir/big.bin")
     assert got is not None and got.path == "dir/big.bin" and got.iv == b"i" * 16
     assert [p.part_number for p in got.parts] == list(range(1, len(CRCS) + 1))

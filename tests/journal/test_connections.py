@@ -27,7 +27,9 @@ def test_the_pool_reuses_connections_and_is_bounded(tmp_path: Path) -> None:
         with j._read() as second:
             seen = (dbapi(first), dbapi(second))
             assert seen[0] is not seen[1]
-            with pytest.raises(JournalError, match=r"j\.db: all 2 journal read connections stayed busy for 0 s"):
+            with pytest.raises(
+                JournalError, match=r"j\.db: all 2 journal read connections stayed busy for 0 s"
+            ):
                 with j._read():
                     pass
     with j._read() as again:
@@ -126,7 +128,9 @@ def test_closing_the_journal_closes_its_readers(tmp_path: Path) -> None:
     assert [e.path for e in stream] == ["b"]  # a reader leased before close finishes its snapshot
     assert raw.execute("SELECT count(*) FROM entries").fetchone() == (2,)
     lease.__exit__(None, None, None)
-    with pytest.raises(sqlite3.ProgrammingError, match="closed"):  # ...and is closed, not pooled, when it comes back
+    with pytest.raises(
+        sqlite3.ProgrammingError, match="closed"
+    ):  # ...and is closed, not pooled, when it comes back
         raw.execute("SELECT 1")
 
 
@@ -143,7 +147,8 @@ def test_a_journal_error_from_a_reader_names_the_file(tmp_path: Path) -> None:
 
 
 def test_a_journal_created_by_another_process_while_opening_is_not_called_foreign(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # `status` run while the service starts: both open the same new journal. The opener read version
     # 0, the other process then created the journal, and the opener counted its tables as a foreign
     # database's ("not a ks3sync journal", the service exited 2). The two reads are one snapshot now.

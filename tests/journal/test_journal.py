@@ -73,18 +73,28 @@ def test_a_sync_registered_under_a_former_name_is_found_and_renamed(journal: Jou
     journal.record_synced(old_recent, [entry("a")])
     journal.checkpoint(old_recent).upload_started(UploadRecord("big", "p/big", "U1", 8 << 20, IDENT, 5))
 
-    sid = journal.register_sync("mirror /src ks3://b/p/", "/src", "b", "p/", "h2", formerly="mirror /src ks3://b/p/ @ ")
+    sid = journal.register_sync(
+        "mirror /src ks3://b/p/", "/src", "b", "p/", "h2", formerly="mirror /src ks3://b/p/ @ "
+    )
     assert sid == old_recent
     assert list(journal.synced_entries(sid)) == ["a"]
     assert journal.checkpoint(sid).upload_for("big") is not None  # resumable through the new endpoint
     assert {s.id: s.name for s in journal.syncs()} == {
-        old_quiet: "mirror /src ks3://b/p/ @ http://a", old_recent: "mirror /src ks3://b/p/",
-        other_tree: "mirror /src ks3://b/p/ @ http://c"}
+        old_quiet: "mirror /src ks3://b/p/ @ http://a",
+        old_recent: "mirror /src ks3://b/p/",
+        other_tree: "mirror /src ks3://b/p/ @ http://c",
+    }
     # From now on the new name is found first; a former name no longer matters.
-    assert journal.register_sync("mirror /src ks3://b/p/", "/src", "b", "p/", "h2", formerly="mirror /src ks3://b/p/ @ ") == sid
+    assert (
+        journal.register_sync(
+            "mirror /src ks3://b/p/", "/src", "b", "p/", "h2", formerly="mirror /src ks3://b/p/ @ "
+        )
+        == sid
+    )
     # A name prefix is matched as text, not as a LIKE pattern.
-    assert journal.register_sync("mirror /s_c ks3://b/p/", "/s_c", "b", "p/", "h", formerly="mirror /s%") not in (
-        old_quiet, old_recent, other_tree)
+    assert journal.register_sync(
+        "mirror /s_c ks3://b/p/", "/s_c", "b", "p/", "h", formerly="mirror /s%"
+    ) not in (old_quiet, old_recent, other_tree)
 
 
 def test_checkpoint_resume_data_round_trips(tmp_path: Path) -> None:
@@ -93,17 +103,32 @@ def test_checkpoint_resume_data_round_trips(tmp_path: Path) -> None:
     with Journal.open(path) as j:
         sid = j.register_sync("s", "/src", "b", "", "h")
         cp = j.checkpoint(sid)
-        cp.upload_started(UploadRecord("big.bin", "big.bin", "UPLOAD-1", 8 << 20, IDENT, 123,
-                                       iv=bytes(range(16)),
-                                       parts=(PartRecord(1, 8 << 20, "a" * 32, "e1", 5, b"\x01" * 16),)))
+        cp.upload_started(
+            UploadRecord(
+                "big.bin",
+                "big.bin",
+                "UPLOAD-1",
+                8 << 20,
+                IDENT,
+                123,
+                iv=bytes(range(16)),
+                parts=(PartRecord(1, 8 << 20, "a" * 32, "e1", 5, b"\x01" * 16),),
+            )
+        )
         cp.part_done("UPLOAD-1", PartRecord(3, 8 << 20, "c" * 32, "e3", crc_high, b"\xff" * 16))
         cp.part_done("UPLOAD-1", PartRecord(2, 8 << 20, "b" * 32, "e2", None, None))
         cp.part_done("UPLOAD-1", PartRecord(2, 8 << 20, "b" * 32, "e2-again", 7, None))  # a re-sent part
     with Journal.open(path) as j:  # as after a kill -9: only committed state is read back
         record = j.checkpoint(sid).upload_for("big.bin")
         assert record is not None
-        assert (record.key, record.upload_id, record.part_size, record.identity, record.started_at_ns,
-                record.iv) == ("big.bin", "UPLOAD-1", 8 << 20, IDENT, 123, bytes(range(16)))
+        assert (
+            record.key,
+            record.upload_id,
+            record.part_size,
+            record.identity,
+            record.started_at_ns,
+            record.iv,
+        ) == ("big.bin", "UPLOAD-1", 8 << 20, IDENT, 123, bytes(range(16)))
         assert record.parts == (
             PartRecord(1, 8 << 20, "a" * 32, "e1", 5, b"\x01" * 16),
             PartRecord(2, 8 << 20, "b" * 32, "e2-again", 7, None),
@@ -181,7 +206,7 @@ def test_corrupted_sqlite_file_is_reported(tmp_path: Path) -> None:
     # Keep the header, trash the pages behind it (a torn disk write or a bad copy).
     data = bytearray(path.read_bytes())
     for offset in range(4096, len(data), 997):
-        data[offset:offset + 64] = b"\xa5" * 64
+        data[offset : offset + 64] = b"\xa5" * 64
     path.write_bytes(bytes(data))
     try:
         j = Journal.open(path)
@@ -257,7 +282,9 @@ def test_integrity_check_finds_orphans(tmp_path: Path) -> None:
         assert j.integrity_check() == []
     raw = sqlite3.connect(path)  # foreign keys are off on this connection: plant damage behind our back
     raw.execute("INSERT INTO parts (upload_row, part_number, size, md5, etag) VALUES (999, 1, 1, 'm', 'e')")
-    raw.execute("INSERT INTO changes (sync_id, path, kind, observed_ns, due_ns) VALUES (1, 'x', 'move', 0, 0)")
+    raw.execute(
+        "INSERT INTO changes (sync_id, path, kind, observed_ns, due_ns) VALUES (1, 'x', 'move', 0, 0)"
+    )
     raw.commit()
     raw.close()
     with Journal.open(path) as j:
@@ -294,8 +321,9 @@ def test_remove_sync_takes_everything_of_it_and_nothing_else(journal: Journal) -
     for sid in (a, b):
         journal.record_synced(sid, [entry("x")])
         journal.enqueue(sid, [Change("x", ChangeKind.UPSERT)])
-        journal.checkpoint(sid).upload_started(UploadRecord("big", "big", f"U{sid}", 1, IDENT, 0,
-                                                            parts=(PartRecord(1, 1, "m" * 32, "e"),)))
+        journal.checkpoint(sid).upload_started(
+            UploadRecord("big", "big", f"U{sid}", 1, IDENT, 0, parts=(PartRecord(1, 1, "m" * 32, "e"),))
+        )
         journal.record_pass(sid, PassSummary(1, 2, uploaded=1))
         journal.record_error(sid, "x", "boom")
     journal.remove_sync(a)
@@ -344,7 +372,9 @@ def test_iter_synced_entries_streams_in_utf8_byte_order_per_sync(journal: Journa
     sid = journal.register_sync("a", "/a", "bucket", "", "h")
     other = journal.register_sync("b", "/b", "bucket", "b/", "h")
     # Code points on both sides of the surrogate range and of U+FFFF: UTF-16 order would differ.
-    paths = ["z", "a/b", "a+b", "\u00e9", "\ufb01", "\U0001f600", "A", "a", "a/"] + [f"n/{i}" for i in range(50)]
+    paths = ["z", "a/b", "a+b", "\u00e9", "\ufb01", "\U0001f600", "A", "a", "a/"] + [
+        f"n/{i}" for i in range(50)
+    ]
     journal.record_synced(sid, [entry(p, i + 1) for i, p in enumerate(paths)])
     journal.record_synced(other, [entry("zz"), entry("0")])
     got = list(journal.iter_synced_entries(sid, batch=7))  # several fetchmany batches
@@ -374,8 +404,9 @@ def test_synced_count_counts_one_sync_up_to_a_bound(journal: Journal) -> None:
     assert journal.synced_count(journal.register_sync("c", "/c", "bucket", "c/", "h"), at_most=5) == 0
 
 
-def _held_writes(journal: Journal, monkeypatch: pytest.MonkeyPatch, cp: object, *, others: int,
-                 fail: int | None = None) -> list[int]:
+def _held_writes(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch, cp: object, *, others: int, fail: int | None = None
+) -> list[int]:
     """Make the first write transaction of ``journal`` hold the writer until ``others`` entries are
     waiting in ``cp``'s group commit (polled, bounded: no sleep decides the outcome), optionally failing
     transaction number ``fail``; returns the numbers of the transactions begun. So the batching the test
@@ -426,7 +457,9 @@ def test_synced_commits_as_a_group_and_returns_only_once_recorded(
     assert begun == [1, 2]  # one transaction per entry would be 8
 
 
-def test_a_failed_group_commit_fails_only_its_committer(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_group_commit_fails_only_its_committer(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The committer whose transaction failed raises and its entry is not recorded; the entries of the
     others that were in the same batch are handed back and recorded by their own owners. The second
     transaction fails: it carries every entry that arrived while the first one was committing."""

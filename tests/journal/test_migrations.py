@@ -53,7 +53,9 @@ PRAGMA user_version = 1;
 
 
 # What v2 added, as this test remembers it; applied on top of V1_DDL (and its data) it is a v2 journal.
-V2_DDL = V1_DDL.replace("PRAGMA user_version = 1;", "") + """
+V2_DDL = (
+    V1_DDL.replace("PRAGMA user_version = 1;", "")
+    + """
 ALTER TABLE changes ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
 DROP INDEX ix_changes_sync_path;
 CREATE UNIQUE INDEX ix_changes_pending_path ON changes (sync_id, path) WHERE claimed = 0;
@@ -77,10 +79,13 @@ INSERT INTO passes VALUES (1, 1, 'upload', 45, 50, 7, 0, 0, 0, 0, 3, 0, 700, 0, 
 INSERT INTO errors VALUES (1, 1, 'locked.db', 'Permission denied', 48);
 PRAGMA user_version = 2;
 """
+)
 
 
 # What v3 added, as this test remembers it (the DDL v3's ks3sync ran for a new journal, on top of v2's).
-V3_DDL = V2_DDL.replace("PRAGMA user_version = 2;", "") + """
+V3_DDL = (
+    V2_DDL.replace("PRAGMA user_version = 2;", "")
+    + """
 CREATE TABLE service (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, started_ns INTEGER NOT NULL,
   heartbeat_ns INTEGER NOT NULL, stopped_ns INTEGER);
 CREATE TABLE health (sync_id INTEGER PRIMARY KEY REFERENCES syncs (id) ON DELETE CASCADE,
@@ -90,9 +95,12 @@ INSERT INTO service VALUES (1, 4242, 90, 95, NULL);
 INSERT INTO health VALUES (1, 'watching', NULL, 90, 'bucket gone', 91, 92);
 PRAGMA user_version = 3;
 """
+)
 
 # What v4 added, as this test remembers it: the continuous verifier's state per sync.
-V4_DDL = V3_DDL.replace("PRAGMA user_version = 3;", "") + """
+V4_DDL = (
+    V3_DDL.replace("PRAGMA user_version = 3;", "")
+    + """
 CREATE TABLE verification (sync_id INTEGER PRIMARY KEY REFERENCES syncs (id) ON DELETE CASCADE, cursor TEXT,
   round_started_ns INTEGER, last_full_ns INTEGER, rounds INTEGER NOT NULL DEFAULT 0,
   checked INTEGER NOT NULL DEFAULT 0, mismatches INTEGER NOT NULL DEFAULT 0, last_mismatch_ns INTEGER,
@@ -100,6 +108,7 @@ CREATE TABLE verification (sync_id INTEGER PRIMARY KEY REFERENCES syncs (id) ON 
 INSERT INTO verification VALUES (1, 'a/b.txt', 80, 70, 2, 9, 1, 75, 81);
 PRAGMA user_version = 4;
 """
+)
 
 OLD_VERSIONS = {1: V1_DDL, 2: V2_DDL, 3: V3_DDL, 4: V4_DDL}
 
@@ -113,7 +122,7 @@ def _checks(sql: str) -> list[str]:
         while depth:
             depth += {"(": 1, ")": -1}.get(sql[end], 0)
             end += 1
-        found.append(" ".join(sql[start:end - 1].split()))
+        found.append(" ".join(sql[start : end - 1].split()))
     return sorted(found)
 
 
@@ -125,20 +134,32 @@ def schema_of(path: Path) -> dict[str, object]:
     did not."""
     db = sqlite3.connect(path)
     out: dict[str, object] = {}
-    tables = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-                        "ORDER BY name").fetchall()
+    tables = db.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
     for table, sql in tables:
         columns = db.execute(f"PRAGMA table_info({table})").fetchall()
         single_pk = sum(1 for c in columns if c[5]) == 1
         out[table] = {
-            "columns": sorted((name, kind, 0 if (single_pk and pk and kind == "INTEGER") else notnull, default, pk)
-                              for _, name, kind, notnull, default, pk in columns),
+            "columns": sorted(
+                (name, kind, 0 if (single_pk and pk and kind == "INTEGER") else notnull, default, pk)
+                for _, name, kind, notnull, default, pk in columns
+            ),
             "checks": _checks(sql),
             "without_rowid": " ".join(sql.split()).upper().endswith("WITHOUT ROWID"),
             "autoincrement": "AUTOINCREMENT" in sql.upper(),
             "indexes": sorted(
-                (name, unique, partial, tuple(c[2] for c in db.execute(f"PRAGMA index_info({name})")),
-                 " ".join(db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0].split()))
+                (
+                    name,
+                    unique,
+                    partial,
+                    tuple(c[2] for c in db.execute(f"PRAGMA index_info({name})")),
+                    " ".join(
+                        db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,))
+                        .fetchone()[0]
+                        .split()
+                    ),
+                )
                 for _, name, unique, origin, partial in db.execute(f"PRAGMA index_list({table})")
                 if origin == "c"
             ),
@@ -163,8 +184,12 @@ def assert_same_schema_as_fresh(old: Path, tmp_path: Path) -> None:
 
 
 def test_steps_are_contiguous_up_to_the_current_version() -> None:
-    assert [(step.down_revision, step.revision) for step in STEPS] == [(v - 1, v) for v in range(2, SCHEMA_VERSION + 1)]
-    assert sorted(OLD_VERSIONS) == list(range(1, SCHEMA_VERSION + 1)), "freeze every shipped version's DDL here"
+    assert [(step.down_revision, step.revision) for step in STEPS] == [
+        (v - 1, v) for v in range(2, SCHEMA_VERSION + 1)
+    ]
+    assert sorted(OLD_VERSIONS) == list(range(1, SCHEMA_VERSION + 1)), (
+        "freeze every shipped version's DDL here"
+    )
 
 
 @pytest.mark.parametrize("version", sorted(OLD_VERSIONS))
@@ -207,7 +232,12 @@ def test_v1_database_migrates_keeping_its_data(tmp_path: Path) -> None:
         assert entry.identity == FileIdentity(3, 10, 20, 30) and entry.synced_at_ns == 40
         (change,) = j.pending(1)
         assert (change.path, change.src_path, change.attempts, change.parked, change.claimed) == (
-            "new.txt", "old.txt", 3, True, False)
+            "new.txt",
+            "old.txt",
+            3,
+            True,
+            False,
+        )
         (upload,) = j.uploads(1)
         assert upload.upload_id == "U-1" and upload.parts[0].crc64 == (1 << 64) - 5
         stats = j.stats(1)
@@ -248,7 +278,9 @@ def test_v3_database_opens_keeping_its_data(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("version", [1, 2, 3])
-def test_a_journal_older_than_v4_gains_an_empty_verification_state_that_works(tmp_path: Path, version: int) -> None:
+def test_a_journal_older_than_v4_gains_an_empty_verification_state_that_works(
+    tmp_path: Path, version: int
+) -> None:
     old = old_journal(tmp_path / f"v{version}.db", OLD_VERSIONS[version])
 
     with Journal.open(old) as j:
@@ -268,8 +300,15 @@ def test_v4_database_opens_keeping_its_verification_state(tmp_path: Path) -> Non
     with Journal.open(old) as j:
         state = j.verify_state(1)
         assert state is not None
-        assert (state.cursor, state.round_started_ns, state.last_full_ns, state.rounds, state.checked,
-                state.mismatches, state.last_mismatch_ns) == ("a/b.txt", 80, 70, 2, 9, 1, 75)
+        assert (
+            state.cursor,
+            state.round_started_ns,
+            state.last_full_ns,
+            state.rounds,
+            state.checked,
+            state.mismatches,
+            state.last_mismatch_ns,
+        ) == ("a/b.txt", 80, 70, 2, 9, 1, 75)
         assert [e.path for e in j.records_after(1, None, 10)] == ["a/b.txt"]
         assert j.records_after(1, "a/b.txt", 10) == []
         j.remove_sync(1)
@@ -311,8 +350,9 @@ print(sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "alembic"})
 
 
 def loaded_by_open(path: Path) -> str:
-    done = subprocess.run([sys.executable, "-c", IMPORTS, str(path)], capture_output=True, text=True, timeout=60,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTS, str(path)], capture_output=True, text=True, timeout=60, check=True
+    )
     return done.stdout.strip()
 
 

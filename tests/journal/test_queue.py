@@ -329,7 +329,7 @@ def test_watcher_and_workers_on_threads(tmp_path: Path) -> None:
     def watcher() -> None:
         try:
             for start in range(0, len(paths), 20):
-                j.enqueue(sid, [up(p, start + k) for k, p in enumerate(paths[start:start + 20])])
+                j.enqueue(sid, [up(p, start + k) for k, p in enumerate(paths[start : start + 20])])
         except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
             errors.append(exc)
         finally:
@@ -357,7 +357,9 @@ def test_watcher_and_workers_on_threads(tmp_path: Path) -> None:
         except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=watcher)] + [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=watcher)] + [
+        threading.Thread(target=worker, args=(n,)) for n in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -377,7 +379,11 @@ def test_queue_counts_agree_with_stats_through_claim_park_and_done(q: Journal) -
 
     def both() -> tuple[int, int, int]:
         counts, st = q.queue_counts(sid), q.stats(sid)
-        assert (counts.queue_depth, counts.parked, counts.in_flight) == (st.queue_depth, st.parked, st.in_flight)
+        assert (counts.queue_depth, counts.parked, counts.in_flight) == (
+            st.queue_depth,
+            st.parked,
+            st.in_flight,
+        )
         return counts.queue_depth, counts.parked, counts.in_flight
 
     assert both() == (3, 0, 0)

@@ -11,8 +11,9 @@ from ks3sync.model import FileIdentity, SyncedEntry
 
 
 def entry(path: str, etag: str = "e" * 32, synced_at: int = 1) -> SyncedEntry:
-    return SyncedEntry(path, FileIdentity(3, 10, 20, 30), hashlib.md5(path.encode()).hexdigest(), etag, 3, False,
-                       synced_at)
+    return SyncedEntry(
+        path, FileIdentity(3, 10, 20, 30), hashlib.md5(path.encode()).hexdigest(), etag, 3, False, synced_at
+    )
 
 
 def journal_with(tmp_path: Path, paths: list[str]) -> tuple[Journal, int]:
@@ -39,19 +40,33 @@ def test_progress_and_a_finished_round(tmp_path: Path) -> None:
     with j:
         j.verify_progress(sid, cursor="a", checked=1, round_started_ns=500)
         state = j.verify_state(sid)
-        assert state is not None and (state.cursor, state.round_started_ns, state.checked, state.rounds) == ("a", 500, 1, 0)
+        assert state is not None and (state.cursor, state.round_started_ns, state.checked, state.rounds) == (
+            "a",
+            500,
+            1,
+            0,
+        )
         j.verify_progress(sid, cursor=None, checked=1, round_started_ns=500, finished_ns=900)
         state = j.verify_state(sid)
         assert state is not None
         assert (state.cursor, state.round_started_ns, state.last_full_ns, state.checked, state.rounds) == (
-            None, None, 900, 2, 1)
+            None,
+            None,
+            900,
+            2,
+            1,
+        )
 
 
 def test_a_mismatch_with_requeue_drops_the_record_and_queues_an_upload_in_one_go(tmp_path: Path) -> None:
     j, sid = journal_with(tmp_path, ["a", "b"])
     with j:
-        assert j.verify_mismatch(sid, entry("a"), "verification: the object is missing",
-                                 requeue=Change("a", ChangeKind.UPSERT, observed_ns=5, due_ns=5))
+        assert j.verify_mismatch(
+            sid,
+            entry("a"),
+            "verification: the object is missing",
+            requeue=Change("a", ChangeKind.UPSERT, observed_ns=5, due_ns=5),
+        )
         assert sorted(j.synced_entries(sid)) == ["b"]
         assert [(c.path, c.kind, c.due_ns) for c in j.pending(sid)] == [("a", ChangeKind.UPSERT, 5)]
         state = j.verify_state(sid)
@@ -76,8 +91,13 @@ def test_no_verdict_while_the_sync_rewrites_the_path(tmp_path: Path) -> None:
         # the record changed since it was verified (the sync re-sent the file meanwhile)
         assert not j.verify_mismatch(sid, entry("a", synced_at=0), "x", requeue=None)
         # an upload of the path is in flight (claimed), or a move from it
-        j.enqueue(sid, [Change("a", ChangeKind.UPSERT, observed_ns=1, due_ns=1),
-                        Change("dst", ChangeKind.MOVE, "src", observed_ns=1, due_ns=1)])
+        j.enqueue(
+            sid,
+            [
+                Change("a", ChangeKind.UPSERT, observed_ns=1, due_ns=1),
+                Change("dst", ChangeKind.MOVE, "src", observed_ns=1, due_ns=1),
+            ],
+        )
         assert len(j.due(sid, 2, 10)) == 2
         assert not j.verify_mismatch(sid, entry("a"), "x", requeue=Change("a", ChangeKind.UPSERT))
         assert not j.verify_mismatch(sid, entry("src"), "x", requeue=None)

@@ -98,8 +98,12 @@ Entry = Reply | Raw | Early | Stall | Endless | object | Callable[[Seen], Reply]
 
 
 class ScriptedServer:
-    def __init__(self, *replies: Entry, tls: ssl.SSLContext | None = None,
-                 handler: Callable[[Seen], Entry] | None = None) -> None:
+    def __init__(
+        self,
+        *replies: Entry,
+        tls: ssl.SSLContext | None = None,
+        handler: Callable[[Seen], Entry] | None = None,
+    ) -> None:
         """``tls``: a server-side context; every accepted connection is wrapped in it (https)."""
         self.replies = list(replies)
         self._handler = handler

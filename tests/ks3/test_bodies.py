@@ -30,7 +30,9 @@ def test_as_body_wraps_bytes_and_passes_bodies_through(tmp_path):
     assert as_body(body) is body
 
 
-@pytest.mark.parametrize(("offset", "length"), [(0, None), (5, None), (0, 0), (CHUNK_SIZE - 3, CHUNK_SIZE + 10), (17, 1)])
+@pytest.mark.parametrize(
+    ("offset", "length"), [(0, None), (5, None), (0, 0), (CHUNK_SIZE - 3, CHUNK_SIZE + 10), (17, 1)]
+)
 def test_file_range_body(tmp_path, offset, length):
     data = bytes(i % 249 for i in range(2 * CHUNK_SIZE + 100))
     path = tmp_path / "f"

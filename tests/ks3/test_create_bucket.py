@@ -27,8 +27,13 @@ def script() -> Iterator[ScriptedServer]:
 
 def mb(script: ScriptedServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, KS3_ACCESS_KEY="AK", KS3_SECRET_KEY="SK")
-    return subprocess.run([sys.executable, "-m", "ks3sync", "mb", "ks3://new-bucket", "--endpoint",
-                           script.endpoint, *args], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ks3sync", "mb", "ks3://new-bucket", "--endpoint", script.endpoint, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_region_and_acl_go_in_the_request(script: ScriptedServer) -> None:

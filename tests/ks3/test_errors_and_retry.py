@@ -42,7 +42,9 @@ ERROR_XML = (
 
 
 def error_xml(code: str, message: str = "m") -> bytes:
-    return f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>rid</RequestId></Error>".encode()
+    return (
+        f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>rid</RequestId></Error>".encode()
+    )
 
 
 # --- error parsing / mapping ---------------------------------------------------------------------
@@ -50,7 +52,10 @@ def error_xml(code: str, message: str = "m") -> bytes:
 
 def test_parse_error_body_fields():
     assert parse_error_body(ERROR_XML) == (
-        "NoSuchKey", "The specified key does not exist.", "7f3c", "/my-bucket/a.txt"
+        "NoSuchKey",
+        "The specified key does not exist.",
+        "7f3c",
+        "/my-bucket/a.txt",
     )
 
 
@@ -87,7 +92,9 @@ def test_service_error_mapping(status, body, cls, code, retryable):
 
 
 def test_bodiless_404_means_what_the_request_says():
-    assert isinstance(service_error(status=404, body=b"", method="HEAD", bucket="b", key="k", missing=NoSuchKey), NoSuchKey)
+    assert isinstance(
+        service_error(status=404, body=b"", method="HEAD", bucket="b", key="k", missing=NoSuchKey), NoSuchKey
+    )
     err = service_error(status=404, body=b"", method="HEAD", bucket="b", key=None, missing=NoSuchBucket)
     assert isinstance(err, NoSuchBucket) and str(err).startswith("HEAD b: HTTP 404 NoSuchBucket")
 
@@ -163,8 +170,12 @@ def Script(*replies) -> ScriptedServer:  # noqa: N802 - reads like the class it 
 def ok_put(request: Seen) -> Reply:
     body = request.body
     return Reply(
-        200, {"ETag": f'"{hashlib.md5(body).hexdigest()}"', "x-kss-checksum-crc64ecma": str(crc64(body)),
-              "x-kss-request-id": "r-ok"},
+        200,
+        {
+            "ETag": f'"{hashlib.md5(body).hexdigest()}"',
+            "x-kss-checksum-crc64ecma": str(crc64(body)),
+            "x-kss-request-id": "r-ok",
+        },
     )
 
 
@@ -175,7 +186,10 @@ def status(code: int, body: bytes = b"") -> Reply:
 def make_client(script: ScriptedServer, attempts: int = 4, timeout: float = 10.0) -> tuple[Client, Sleeps]:
     sleeps = Sleeps()
     config = ClientConfig(
-        endpoint=script.endpoint, access_key="AK", secret_key=SECRET, timeout=timeout,
+        endpoint=script.endpoint,
+        access_key="AK",
+        secret_key=SECRET,
+        timeout=timeout,
         retry=RetryPolicy(max_attempts=attempts, base_delay=0.01, sleep=sleeps),
     )
     return Client(config), sleeps
@@ -242,7 +256,9 @@ def test_etag_mismatch_is_an_integrity_error_after_retries():
 
 def test_crc_mismatch_is_an_integrity_error():
     def wrong_crc(request: Seen) -> Reply:
-        return Reply(200, {"ETag": f'"{hashlib.md5(request.body).hexdigest()}"', "x-kss-checksum-crc64ecma": "12345"})
+        return Reply(
+            200, {"ETag": f'"{hashlib.md5(request.body).hexdigest()}"', "x-kss-checksum-crc64ecma": "12345"}
+        )
 
     client, _ = make_client(Script(wrong_crc), attempts=1)
     with pytest.raises(KS3IntegrityError, match="CRC-64"):
@@ -271,7 +287,7 @@ def test_file_that_shrinks_while_sending_is_not_retried(tmp_path):
 
 def test_200_with_error_document_on_complete_is_retried():
     complete_ok = (
-        b"<CompleteMultipartUploadResult><Bucket>bk</Bucket><Key>k</Key><ETag>\"e-1\"</ETag>"
+        b'<CompleteMultipartUploadResult><Bucket>bk</Bucket><Key>k</Key><ETag>"e-1"</ETag>'
         b"<ChecksumCRC64ECMA>7</ChecksumCRC64ECMA></CompleteMultipartUploadResult>"
     )
     script = Script(status(200, error_xml("InternalError")), status(200, complete_ok))
@@ -393,8 +409,14 @@ def test_wire_format_of_a_put():
 
 @pytest.mark.parametrize(
     ("metadata", "message"),
-    [({"bad name": "v"}, "token"), ({"name\n": "v"}, "token"), ({"ok": "caf\u00e9"}, "printable"), ({"ok": "a\r\nX-Evil: 1"}, "printable"),
-     ({"ok": "\x01"}, "printable"), ({"ok": "trailing\n"}, "printable")],
+    [
+        ({"bad name": "v"}, "token"),
+        ({"name\n": "v"}, "token"),
+        ({"ok": "caf\u00e9"}, "printable"),
+        ({"ok": "a\r\nX-Evil: 1"}, "printable"),
+        ({"ok": "\x01"}, "printable"),
+        ({"ok": "trailing\n"}, "printable"),
+    ],
 )
 def test_bad_metadata_is_refused_before_sending(metadata, message):
     script = Script()
@@ -405,8 +427,9 @@ def test_bad_metadata_is_refused_before_sending(metadata, message):
 
 
 def test_error_body_with_unknown_encoding_falls_back_to_the_status():
-    err = service_error(status=503, body=b'<?xml version="1.0" encoding="nope"?><Error/>', method="GET",
-                        bucket="b", key="k")
+    err = service_error(
+        status=503, body=b'<?xml version="1.0" encoding="nope"?><Error/>', method="GET", bucket="b", key="k"
+    )
     assert (err.code, err.retryable) == ("ServiceUnavailable", True)
 
 
@@ -466,10 +489,20 @@ def test_every_retry_is_logged_with_its_reason(caplog):
     client.close()
 
 
-@pytest.mark.parametrize(("value", "seconds"), [
-    ("0", 0.0), ("7", 7.0), (" 12 ", 12.0), ("100000", 60.0), ("-1", None), ("1.5", None), ("soon", None),
-    ("²", None), ("", None),
-])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("0", 0.0),
+        ("7", 7.0),
+        (" 12 ", 12.0),
+        ("100000", 60.0),
+        ("-1", None),
+        ("1.5", None),
+        ("soon", None),
+        ("²", None),
+        ("", None),
+    ],
+)
 def test_retry_after_in_seconds_is_bounded_and_junk_is_ignored(value, seconds):
     from ks3sync.ks3.transport import retry_after_seconds
 
@@ -485,8 +518,9 @@ def test_retry_after_as_a_date_counts_from_now():
 
 
 def test_a_retry_after_on_an_answer_that_is_not_throttling_is_not_obeyed():
-    error = service_error(status=500, body=error_xml("InternalError"), method="GET", bucket="b", key="k",
-                          retry_after=30.0)
+    error = service_error(
+        status=500, body=error_xml("InternalError"), method="GET", bucket="b", key="k", retry_after=30.0
+    )
     assert error.retryable and not error.throttling and error.retry_after is None
 
 

@@ -27,10 +27,10 @@ from ks3sync.ks3.xml import MalformedResponse
 from tests.ks3.scripted_http import Endless, Reply, client_for
 
 CHUNK = 64 * 1024
-ENDLESS_CHUNKS = Endless(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                         b"%x\r\n" % CHUNK + b"<Contents>" + b"x" * (CHUNK - 21) + b"</Contents>\r\n")
-
-
+ENDLESS_CHUNKS = Endless(
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"%x\r\n" % CHUNK + b"<Contents>" + b"x" * (CHUNK - 21) + b"</Contents>\r\n",
+)
 
 
 class Bounded:
@@ -57,7 +57,9 @@ def test_an_endless_listing_page_stops_at_the_document_cap(servers) -> None:
 
 
 def test_an_endless_error_body_is_read_only_as_far_as_it_names_the_error(servers) -> None:
-    flood = Endless(b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n", ENDLESS_CHUNKS.piece)
+    flood = Endless(
+        b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n", ENDLESS_CHUNKS.piece
+    )
     server = servers(flood)
     with client_for(server) as client, Bounded() as bounded, pytest.raises(KS3ServiceError, match="HTTP 500"):
         client.head_bucket("bk")
@@ -110,7 +112,11 @@ def test_a_flood_of_interim_answers_is_cut_off(servers) -> None:
 
 def test_an_endless_response_head_is_cut_off(servers) -> None:
     server = servers(Endless(b"HTTP/1.1 200 OK\r\n", b"X-Filler: " + b"f" * 1000 + b"\r\n"))
-    with client_for(server) as client, Bounded() as bounded, pytest.raises(KS3TransportError, match="RemoteProtocolError"):
+    with (
+        client_for(server) as client,
+        Bounded() as bounded,
+        pytest.raises(KS3TransportError, match="RemoteProtocolError"),
+    ):
         client.head_bucket("bk")
     assert bounded.seconds < 30 and bounded.peak_mib < 16
 
@@ -127,7 +133,10 @@ def test_a_head_dripped_a_byte_at_a_time_meets_the_request_deadline(servers) -> 
 def test_a_body_dripped_a_byte_at_a_time_meets_the_request_deadline(servers) -> None:
     server = servers(Endless(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b"z", interval=0.05))
     with client_for(server, request_timeout=0.5) as client, Bounded() as bounded:
-        with client.get_object("bk", "k") as response, pytest.raises(KS3TransportError, match="request deadline passed"):
+        with (
+            client.get_object("bk", "k") as response,
+            pytest.raises(KS3TransportError, match="request deadline passed"),
+        ):
             response.read()
     assert bounded.seconds < 5
 
@@ -137,8 +146,12 @@ def test_the_deadline_grows_with_the_declared_body(servers, min_rate: int, finis
     # 20,000 bytes over ~1 s: alive but slower than the 0.5 s floor allows. At 10,000 B/s the deadline
     # grows by 2 s for this body and it finishes; at 1 GB/s it grows by nothing and it is cut.
     size, pieces = 20_000, 20
-    body = Endless(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size, b"s" * (size // pieces), interval=0.05,
-                   limit=size)
+    body = Endless(
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size,
+        b"s" * (size // pieces),
+        interval=0.05,
+        limit=size,
+    )
     server = servers(body)
     with client_for(server, request_timeout=0.5, min_rate=min_rate) as client:
         with client.get_object("bk", "k") as response:
@@ -151,10 +164,12 @@ def test_the_deadline_grows_with_the_declared_body(servers, min_rate: int, finis
 
 # --- end to end: a restore from a hostile endpoint ---------------------------------------------------
 
-LISTING = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>hostile</Name><Prefix>p/</Prefix>'
-           b"<Marker></Marker><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated><Contents><Key>p/f.bin</Key>"
-           b'<LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>"0123456789abcdef0123456789abcdef"</ETag>'
-           b"<Size>12</Size><StorageClass>STANDARD</StorageClass></Contents></ListBucketResult>")
+LISTING = (
+    b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>hostile</Name><Prefix>p/</Prefix>'
+    b"<Marker></Marker><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated><Contents><Key>p/f.bin</Key>"
+    b'<LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>"0123456789abcdef0123456789abcdef"</ETag>'
+    b"<Size>12</Size><StorageClass>STANDARD</StorageClass></Contents></ListBucketResult>"
+)
 
 
 def test_a_restore_from_an_endless_object_fails_that_file_without_filling_the_disk(servers, tmp_path) -> None:
@@ -164,16 +179,38 @@ def test_a_restore_from_an_endless_object_fails_that_file_without_filling_the_di
         if seen.method == "GET" and seen.target.startswith("/hostile/?"):
             return Reply(200, {"Content-Type": "application/xml"}, LISTING)
         if seen.method == "GET" and seen.target == "/hostile/p/f.bin":
-            return Endless(b'HTTP/1.1 200 OK\r\nETag: "0123456789abcdef0123456789abcdef"\r\nConnection: close\r\n\r\n',
-                           b"y" * CHUNK, limit=256 * 2**20)
+            return Endless(
+                b'HTTP/1.1 200 OK\r\nETag: "0123456789abcdef0123456789abcdef"\r\nConnection: close\r\n\r\n',
+                b"y" * CHUNK,
+                limit=256 * 2**20,
+            )
         return Reply(404)
 
     server = servers(handler=handler)
     dst = tmp_path / "dst"
-    env = {**os.environ, "KS3_ACCESS_KEY": "AK", "KS3_SECRET_KEY": "SK", "XDG_STATE_HOME": str(tmp_path / "state")}
+    env = {
+        **os.environ,
+        "KS3_ACCESS_KEY": "AK",
+        "KS3_SECRET_KEY": "SK",
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "ks3sync", "mirror", "ks3://hostile/p", str(dst), "--endpoint",
-                             server.endpoint], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "mirror",
+            "ks3://hostile/p",
+            str(dst),
+            "--endpoint",
+            server.endpoint,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stderr
     assert "f.bin: GET " in result.stderr and "the body goes on past the 12 bytes expected" in result.stderr
     assert time.monotonic() - started < 60
@@ -187,14 +224,31 @@ def test_the_configs_request_timeout_bounds_a_dripping_listing(servers, tmp_path
     drip = Endless(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b"<", interval=0.05, limit=1000)
     server = servers(handler=lambda seen: drip)
     config = tmp_path / "ks3sync.yaml"
-    config.write_text(f"endpoint: {server.endpoint}\ncredentials: {{access_key: AK, secret_key: SK}}\n"
-                      f"state_dir: {tmp_path / 'state'}\ntimeouts: {{request: 1s}}\n"
-                      f"syncs: [{{name: s, source: {tmp_path}, target: 'ks3://hostile/p'}}]\n")
+    config.write_text(
+        f"endpoint: {server.endpoint}\ncredentials: {{access_key: AK, secret_key: SK}}\n"
+        f"state_dir: {tmp_path / 'state'}\ntimeouts: {{request: 1s}}\n"
+        f"syncs: [{{name: s, source: {tmp_path}, target: 'ks3://hostile/p'}}]\n"
+    )
     config.chmod(0o600)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "ks3sync", "mirror", "ks3://hostile/p", str(tmp_path / "dst"),
-                             "--config", str(config)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "mirror",
+            "ks3://hostile/p",
+            str(tmp_path / "dst"),
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stderr
-    assert "GET hostile: reading the body: ReadTimeout: request deadline passed (1.1 s" in result.stderr, result.stderr
+    assert "GET hostile: reading the body: ReadTimeout: request deadline passed (1.1 s" in result.stderr, (
+        result.stderr
+    )
     assert time.monotonic() - started < 60
     assert len(server.requests) == 5  # the client's attempts, each cut at 1 s (not at the 60 s read timeout)

@@ -138,7 +138,9 @@ def test_wrong_secret_is_an_auth_error_without_the_secret(local_server, bucket):
 @pytest.mark.parametrize("key", TRICKY_KEYS)
 def test_put_head_get_delete_roundtrip_for_tricky_keys(client, bucket, key):
     data = payload(1000, seed=len(key))
-    put = client.put_object(bucket, key, data, content_type="text/plain", metadata={"Author": "alice", "x-y": "1"})
+    put = client.put_object(
+        bucket, key, data, content_type="text/plain", metadata={"Author": "alice", "x-y": "1"}
+    )
     assert put.etag == hashlib.md5(data).hexdigest()
     assert put.crc64 == crc64(data)
     assert put.request_id
@@ -187,7 +189,11 @@ def test_put_empty_object(client, bucket):
 
 def test_storage_class_acl_and_extra_headers(client, bucket):
     client.put_object(
-        bucket, "ia.txt", b"hello", storage_class="STANDARD_IA", acl="public-read",
+        bucket,
+        "ia.txt",
+        b"hello",
+        storage_class="STANDARD_IA",
+        acl="public-read",
         headers={"Cache-Control": "max-age=60", "Content-Disposition": "attachment"},
     )
     info = client.head_object(bucket, "ia.txt")
@@ -208,7 +214,10 @@ def test_ranged_get_and_response_header_overrides(client, bucket, tmp_path):
         assert response.read() == data[100:200]
     with client.get_object(bucket, "r.bin", byte_range=(9_990, None)) as response:
         assert response.read() == data[9_990:]
-    overrides = {"response-content-type": "text/csv", "response-content-disposition": "attachment; filename=a b.csv"}
+    overrides = {
+        "response-content-type": "text/csv",
+        "response-content-disposition": "attachment; filename=a b.csv",
+    }
     with client.get_object(bucket, "r.bin", response_headers=overrides) as response:
         assert response.info.content_type == "text/csv"
         assert response.info.headers["content-disposition"] == "attachment; filename=a b.csv"
@@ -252,17 +261,29 @@ def test_copy_object_same_and_other_bucket(client, bucket):
         assert (kept.content_type, kept.metadata, kept.crc64) == ("text/plain", {"k": "v"}, crc64(data))
 
         replaced = client.copy_object(
-            bucket, src_key, other, "x//y z+", metadata_directive="REPLACE", metadata={"new": "1"},
-            content_type="application/json", storage_class="STANDARD_IA",
+            bucket,
+            src_key,
+            other,
+            "x//y z+",
+            metadata_directive="REPLACE",
+            metadata={"new": "1"},
+            content_type="application/json",
+            storage_class="STANDARD_IA",
         )
         assert replaced.etag == hashlib.md5(data).hexdigest()
         info = client.head_object(other, "x//y z+")
-        assert (info.content_type, info.metadata, info.storage_class) == ("application/json", {"new": "1"}, "STANDARD_IA")
+        assert (info.content_type, info.metadata, info.storage_class) == (
+            "application/json",
+            {"new": "1"},
+            "STANDARD_IA",
+        )
         with client.get_object(other, "x//y z+") as response:
             assert response.read() == data
 
         # metadata / storage class change in place
-        client.copy_object(bucket, src_key, bucket, src_key, metadata_directive="REPLACE", metadata={"v": "2"})
+        client.copy_object(
+            bucket, src_key, bucket, src_key, metadata_directive="REPLACE", metadata={"v": "2"}
+        )
         assert client.head_object(bucket, src_key).metadata == {"v": "2"}
 
         with pytest.raises(NoSuchKey):
@@ -329,7 +350,9 @@ def test_list_objects_pages_prefixes_and_markers(client, bucket):
     rest = client.list_objects(bucket, marker=first.next_marker)
     assert [o.key for o in rest.objects] == keys[3:]
 
-    after = [o.key for o in client.iter_objects(bucket, start_after="d e/4.txt") if isinstance(o, ObjectSummary)]
+    after = [
+        o.key for o in client.iter_objects(bucket, start_after="d e/4.txt") if isinstance(o, ObjectSummary)
+    ]
     assert after == keys[keys.index("d e/4.txt") + 1 :]
 
 
@@ -359,7 +382,9 @@ def test_multipart_upload_list_parts_complete(client, bucket, tmp_path):
     data = os.urandom(sum(sizes))
     path.write_bytes(data)
 
-    upload_id = client.initiate_multipart(bucket, key, content_type="application/x-test", metadata={"Owner": "bob"})
+    upload_id = client.initiate_multipart(
+        bucket, key, content_type="application/x-test", metadata={"Owner": "bob"}
+    )
     assert any(u.upload_id == upload_id and u.key == key for u in client.iter_multipart_uploads(bucket))
 
     results = []
@@ -421,7 +446,9 @@ def test_upload_part_copy(client, bucket):
     src = os.urandom(3 * PART)
     client.put_object(bucket, "copy src+1.bin", src)
     upload_id = client.initiate_multipart(bucket, "assembled")
-    first = client.upload_part_copy(bucket, "assembled", upload_id, 1, bucket, "copy src+1.bin", (0, 2 * PART - 1))
+    first = client.upload_part_copy(
+        bucket, "assembled", upload_id, 1, bucket, "copy src+1.bin", (0, 2 * PART - 1)
+    )
     second = client.upload_part_copy(
         bucket, "assembled", upload_id, 2, bucket, "copy src+1.bin", (2 * PART, 3 * PART - 1)
     )
@@ -459,8 +486,13 @@ def test_presigned_get_and_put(client, bucket):
     put_url = client.presign("PUT", bucket, key, expires_in=300, headers={"Content-Type": "text/plain"})
     response = httpx.put(put_url, content=b"via url", headers={"Content-Type": "text/plain"})
     assert response.status_code == 200, response.text
-    get_url = client.presign("GET", bucket, key, expires_at=int(time.time()) + 300,
-                             params={"response-content-disposition": "attachment; filename=x y.txt"})
+    get_url = client.presign(
+        "GET",
+        bucket,
+        key,
+        expires_at=int(time.time()) + 300,
+        params={"response-content-disposition": "attachment; filename=x y.txt"},
+    )
     response = httpx.get(get_url)
     assert response.status_code == 200 and response.content == b"via url"
     assert response.headers["content-disposition"] == "attachment; filename=x y.txt"
@@ -491,8 +523,12 @@ def test_virtual_host_addressing(local_server, bucket, monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", loopback_dns)
     port = httpx.URL(local_server.endpoint).port
-    config = ClientConfig(endpoint=f"http://localhost:{port}", access_key=local_server.access_key,
-                          secret_key=local_server.secret_key, path_style=False)
+    config = ClientConfig(
+        endpoint=f"http://localhost:{port}",
+        access_key=local_server.access_key,
+        secret_key=local_server.secret_key,
+        path_style=False,
+    )
     with Client(config) as vhost:
         vhost.put_object(bucket, "/v//host key", b"vh")
         assert vhost.head_object(bucket, "/v//host key").size == 2
@@ -567,7 +603,9 @@ def wait_for_log(server, predicate, count: int = 1, timeout: float = 5.0) -> lis
 def test_request_log_sees_signed_put_of_exact_bytes(local_server, bucket, client):
     client.put_object(bucket, "wire key", b"abc", metadata={"MixedCase": "v"})
     entries = wait_for_log(local_server, lambda e: e.get("path") == f"/{bucket}/wire%20key")
-    assert [(e["method"], e["status"], e["bytes_in"], e["auth"]) for e in entries] == [("PUT", 200, 3, "kss-v2")]
+    assert [(e["method"], e["status"], e["bytes_in"], e["auth"]) for e in entries] == [
+        ("PUT", 200, 3, "kss-v2")
+    ]
 
 
 def test_delete_objects_sends_one_request_per_1000_keys(local_server, bucket, client):

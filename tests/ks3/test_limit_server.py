@@ -30,7 +30,8 @@ TIMEOUT = 180
 
 
 def test_mirror_with_its_defaults_settles_near_what_a_throttled_server_takes(
-    server_factory: Callable[..., Any], tmp_path: Path,
+    server_factory: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
     server = server_factory(max_inflight=16, latency_ms=20, no_fsync=True)
     name = unique_bucket_name()
@@ -44,9 +45,22 @@ def test_mirror_with_its_defaults_settles_near_what_a_throttled_server_takes(
     env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
     mark = server.mark()
     done = subprocess.run(
-        [sys.executable, "-m", "ks3sync", "mirror", str(src), f"ks3://{name}/w/", "--endpoint", server.endpoint,
-         "--state-db", str(tmp_path / "journal.db"), "-v"],
-        env=env, capture_output=True, timeout=TIMEOUT,
+        [
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "mirror",
+            str(src),
+            f"ks3://{name}/w/",
+            "--endpoint",
+            server.endpoint,
+            "--state-db",
+            str(tmp_path / "journal.db"),
+            "-v",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=TIMEOUT,
     )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     entries = server.requests()[mark:]
@@ -61,13 +75,15 @@ def test_mirror_with_its_defaults_settles_near_what_a_throttled_server_takes(
 
 
 def test_retry_after_pauses_every_new_request_and_the_retry_is_logged(
-    server_factory: Callable[..., Any], caplog: pytest.LogCaptureFixture,
+    server_factory: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = server_factory(max_inflight=2, retry_after=1, latency_ms=50, no_fsync=True)
     name = unique_bucket_name()
     sdk_connection(server).create_bucket(name)
-    config = client_config(server, max_connections=16,
-                           retry=RetryPolicy(max_attempts=10, base_delay=0.01, max_delay=0.05))
+    config = client_config(
+        server, max_connections=16, retry=RetryPolicy(max_attempts=10, base_delay=0.01, max_delay=0.05)
+    )
     mark = server.mark()
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -92,6 +108,8 @@ def test_retry_after_pauses_every_new_request_and_the_retry_is_logged(
     arrivals = sorted(e["ts"] - e["ms"] / 1000 for e in entries)
     early = [round(a - first, 3) for a in arrivals if first + 0.2 < a < first + 0.8]
     assert not early, f"requests arrived {early} s after a Retry-After of 1 s"
-    assert {e["path"].rsplit("/", 1)[1] for e in entries if e["status"] == 200} == {f"k{n}" for n in range(32)}
+    assert {e["path"].rsplit("/", 1)[1] for e in entries if e["status"] == 200} == {
+        f"k{n}" for n in range(32)
+    }
     retries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retry ")]
     assert retries and all("503 SlowDown" in m and "Retry-After 1 s" in m for m in retries), retries

@@ -17,7 +17,9 @@ BODY = b"x" * 5000
 
 
 def echo_put(request: Seen) -> Reply:
-    return Reply(200, {"ETag": f'"{hashlib.md5(request.body).hexdigest()}"', CRC_HEADER: str(crc64(request.body, 0))})
+    return Reply(
+        200, {"ETag": f'"{hashlib.md5(request.body).hexdigest()}"', CRC_HEADER: str(crc64(request.body, 0))}
+    )
 
 
 @pytest.fixture()
@@ -55,8 +57,9 @@ def test_a_wrong_crc_from_the_service_is_refused_for_inline_bodies() -> None:
         return Reply(200, {"ETag": hashlib.md5(request.body).hexdigest(), CRC_HEADER: "1"})
 
     server = ScriptedServer(answer)
-    config = ClientConfig(endpoint=server.endpoint, access_key="AK", secret_key="SK",
-                          retry=RetryPolicy(max_attempts=1))
+    config = ClientConfig(
+        endpoint=server.endpoint, access_key="AK", secret_key="SK", retry=RetryPolicy(max_attempts=1)
+    )
     try:
         with Client(config) as client, pytest.raises(KS3IntegrityError, match="CRC-64"):
             client.put_object("bkt", "k", BODY)

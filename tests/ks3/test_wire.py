@@ -29,10 +29,14 @@ from tests.tlskit import Pair, make_ca, make_cert, self_signed
 
 
 def ok(request: Seen) -> Reply:
-    return Reply(200, {"ETag": f'"{hashlib.md5(request.body).hexdigest()}"', "x-kss-checksum-crc64ecma":
-                       str(crc64(request.body, 0))}, b"" if request.method != "GET" else b"g" * 1000)
-
-
+    return Reply(
+        200,
+        {
+            "ETag": f'"{hashlib.md5(request.body).hexdigest()}"',
+            "x-kss-checksum-crc64ecma": str(crc64(request.body, 0)),
+        },
+        b"" if request.method != "GET" else b"g" * 1000,
+    )
 
 
 def get(server: ScriptedServer, **options) -> bytes:
@@ -196,7 +200,9 @@ def test_host_names_and_addresses_are_accepted(host: str) -> None:
     check_host(host)
 
 
-@pytest.mark.parametrize("host", ["bad bucket.example", "a/b.example", "x@evil.example", "h\r\nX: 1", "", ".x", "é.example"])
+@pytest.mark.parametrize(
+    "host", ["bad bucket.example", "a/b.example", "x@evil.example", "h\r\nX: 1", "", ".x", "é.example"]
+)
 def test_a_host_value_that_is_not_a_host_is_refused(host: str) -> None:
     with pytest.raises(ValueError, match="not a valid host name"):
         check_host(host)
@@ -204,15 +210,25 @@ def test_a_host_value_that_is_not_a_host_is_refused(host: str) -> None:
 
 def test_a_bucket_that_cannot_be_a_host_name_is_refused_before_connecting() -> None:
     # Virtual-host style puts the bucket into the Host value: it must stay a host name.
-    config = ClientConfig(endpoint="http://ks3.example.invalid:9", access_key="AK", secret_key="SK",
-                          path_style=False, retry=RetryPolicy(max_attempts=1))
+    config = ClientConfig(
+        endpoint="http://ks3.example.invalid:9",
+        access_key="AK",
+        secret_key="SK",
+        path_style=False,
+        retry=RetryPolicy(max_attempts=1),
+    )
     with Client(config) as client, pytest.raises(ValueError, match="not a valid host name"):
         client.head_object("bad/bucket", "k")
 
 
-@pytest.mark.parametrize(("headers", "message"), [({"X-A": "v\r\nX-Evil: 1"}, "cannot be sent"),
-                                                  ({"X-A": "v\x00"}, "cannot be sent"),
-                                                  ({"Bad Name": "v"}, "cannot be sent")])
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"X-A": "v\r\nX-Evil: 1"}, "cannot be sent"),
+        ({"X-A": "v\x00"}, "cannot be sent"),
+        ({"Bad Name": "v"}, "cannot be sent"),
+    ],
+)
 def test_requests_that_would_change_meaning_on_the_wire_are_refused(servers, headers, message) -> None:
     server = servers(ok)
     with client_for(server) as client, pytest.raises(ValueError, match=message):
@@ -225,8 +241,10 @@ def test_requests_that_would_change_meaning_on_the_wire_are_refused(servers, hea
 
 @pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
 def test_chunked_body_with_extensions_and_trailers(servers, chunk: int) -> None:
-    wire = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"5;name=value\r\nhello\r\n1A\r\n" + b"z" * 26 + b"\r\n0\r\nX-Trailer: t\r\n\r\n")
+    wire = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;name=value\r\nhello\r\n1A\r\n" + b"z" * 26 + b"\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
     server = servers(Raw(wire, close=False), Reply(204))
     with client_for(server) as client:
         with client.get_object("bk", "k") as response:
@@ -237,9 +255,11 @@ def test_chunked_body_with_extensions_and_trailers(servers, chunk: int) -> None:
 
 @pytest.mark.parametrize(
     "wire",
-    [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
-     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY0\r\n\r\n",
-     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc"],
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
+    ],
     ids=["bad-size", "no-crlf-after-data", "cut-inside-chunk"],
 )
 def test_broken_chunked_bodies_are_transport_errors(servers, wire: bytes) -> None:
@@ -255,7 +275,7 @@ def test_body_until_close_when_no_length_is_given(servers) -> None:
 
 @pytest.mark.parametrize("pieces", [2, 5, 40])
 def test_a_head_arriving_in_pieces_is_read_the_same(servers, pieces: int) -> None:
-    wire = b"HTTP/1.1 200 OK\r\nETag: \"abc\"\r\nX-Long: first\r\n second\r\nContent-Length: 4\r\n\r\nbody"
+    wire = b'HTTP/1.1 200 OK\r\nETag: "abc"\r\nX-Long: first\r\n second\r\nContent-Length: 4\r\n\r\nbody'
     server = servers(Raw(wire, close=False, pieces=pieces), Reply(200, {}, b"next"))
     with client_for(server) as client:
         with client.get_object("bk", "k") as response:
@@ -271,8 +291,11 @@ def test_interim_100_continue_is_skipped(servers) -> None:
 
 
 def test_head_and_204_have_no_body_whatever_the_headers_say(servers) -> None:
-    server = servers(Reply(200, {"Content-Length": "1000"}), Raw(b"HTTP/1.1 204 No Content\r\n\r\n", close=False),
-                     Reply(200, {}, b"after"))
+    server = servers(
+        Reply(200, {"Content-Length": "1000"}),
+        Raw(b"HTTP/1.1 204 No Content\r\n\r\n", close=False),
+        Reply(200, {}, b"after"),
+    )
     with client_for(server) as client:
         assert client.head_object("bk", "k").size == 1000
         client.delete_object("bk", "k")
@@ -298,14 +321,24 @@ def test_http_1_0_answers_close_unless_kept_alive(servers) -> None:
 
 @pytest.mark.parametrize(
     "wire",
-    [b"SSH-2.0-OpenSSH\r\n\r\n",
-     b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nx",
-     b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nx",
-     b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\nx",
-     b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
-     b"HTTP/1.1 200 OK\r\nContent-Len",
-     b"HTTP/1.1 200 OK\r\nX: " + b"a" * (300 * 1024) + b"\r\n\r\n"],
-    ids=["not-http", "two-lengths", "signed-length", "endless-length", "no-colon", "cut-head", "head-too-long"],
+    [
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\nx",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Len",
+        b"HTTP/1.1 200 OK\r\nX: " + b"a" * (300 * 1024) + b"\r\n\r\n",
+    ],
+    ids=[
+        "not-http",
+        "two-lengths",
+        "signed-length",
+        "endless-length",
+        "no-colon",
+        "cut-head",
+        "head-too-long",
+    ],
 )
 def test_malformed_answers_are_transport_errors(servers, wire: bytes) -> None:
     server = servers(Raw(wire))
@@ -347,14 +380,19 @@ def test_https_exchanges_reuse_one_tls_connection(servers, tmp_path) -> None:
     ("problem", "words"),
     [("untrusted", "unknown issuer"), ("other-name", "host-name mismatch"), ("expired", "expired")],
 )
-def test_a_refused_certificate_is_one_error_naming_the_endpoint_and_what_failed(servers, tmp_path, wait_until,
-                                                                                problem: str, words: str) -> None:
+def test_a_refused_certificate_is_one_error_naming_the_endpoint_and_what_failed(
+    servers, tmp_path, wait_until, problem: str, words: str
+) -> None:
     ca = make_ca(tmp_path)
     if problem == "untrusted":
         cert = self_signed(tmp_path / "own")
     else:
-        cert = make_cert(tmp_path, ca, "DNS:other.example" if problem == "other-name" else "IP:127.0.0.1",
-                         expired=problem == "expired")
+        cert = make_cert(
+            tmp_path,
+            ca,
+            "DNS:other.example" if problem == "other-name" else "IP:127.0.0.1",
+            expired=problem == "expired",
+        )
     server = _tls_server(servers, cert, ok)
     attempts = RetryPolicy(max_attempts=3, sleep=lambda _s: None)
     with client_for(server, retry=attempts, ca_bundle=str(ca.cert)) as client:
@@ -376,10 +414,20 @@ def test_a_ca_bundle_that_is_not_pem_is_refused_at_once(tmp_path) -> None:
     bundle = tmp_path / "bundle.pem"
     bundle.write_text("not a certificate\n")
     with pytest.raises(ValueError, match="CA bundle"):
-        Client(ClientConfig(endpoint="https://127.0.0.1:9", access_key="AK", secret_key="SK", ca_bundle=str(bundle)))
+        Client(
+            ClientConfig(
+                endpoint="https://127.0.0.1:9", access_key="AK", secret_key="SK", ca_bundle=str(bundle)
+            )
+        )
     with pytest.raises(ValueError, match="no such file"):
-        Client(ClientConfig(endpoint="https://127.0.0.1:9", access_key="AK", secret_key="SK",
-                            ca_bundle=str(tmp_path / "missing.pem")))
+        Client(
+            ClientConfig(
+                endpoint="https://127.0.0.1:9",
+                access_key="AK",
+                secret_key="SK",
+                ca_bundle=str(tmp_path / "missing.pem"),
+            )
+        )
 
 
 # --- an early answer --------------------------------------------------------------------------------
@@ -390,8 +438,11 @@ def test_an_early_error_answer_to_a_large_upload_is_heard(servers, tmp_path) -> 
     # (32 MiB does not fit in loopback socket buffers) when its sends start failing.
     path = tmp_path / "big"
     path.write_bytes(b"b" * (32 * 1024 * 1024))
-    denied = Reply(403, {"x-kss-request-id": "early", "Connection": "close"},
-                   b"<Error><Code>AccessDenied</Code><Message>no</Message><RequestId>early</RequestId></Error>")
+    denied = Reply(
+        403,
+        {"x-kss-request-id": "early", "Connection": "close"},
+        b"<Error><Code>AccessDenied</Code><Message>no</Message><RequestId>early</RequestId></Error>",
+    )
     server = servers(Early(denied), ok)
     with client_for(server) as client:
         with pytest.raises(KS3AuthError, match="AccessDenied"):

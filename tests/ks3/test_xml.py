@@ -82,8 +82,8 @@ def test_list_objects_encoding_type_url_is_percent_decoded_not_plus_decoded():
     body = doc(
         f"<ListBucketResult{NS}><Name>b</Name><EncodingType>url</EncodingType><Prefix>d%20x/</Prefix>"
         "<IsTruncated>true</IsTruncated><NextMarker>d%20x/%E6%96%87+1</NextMarker>"
-        "<Contents><Key>d%20x/%E6%96%87+1</Key><Size>3</Size><ETag>\"e\"</ETag></Contents>"
-        "<Contents><Key>d%20x/%25literal%0A</Key><Size>1</Size><ETag>\"e\"</ETag></Contents>"
+        '<Contents><Key>d%20x/%E6%96%87+1</Key><Size>3</Size><ETag>"e"</ETag></Contents>'
+        '<Contents><Key>d%20x/%25literal%0A</Key><Size>1</Size><ETag>"e"</ETag></Contents>'
         "<CommonPrefixes><Prefix>d%20x/sub%2Bdir/</Prefix></CommonPrefixes>"
         "</ListBucketResult>"
     )
@@ -94,8 +94,15 @@ def test_list_objects_encoding_type_url_is_percent_decoded_not_plus_decoded():
 
 
 def test_list_objects_not_truncated_without_next_marker():
-    page = parse_list_objects(doc("<ListBucketResult><Name>b</Name><IsTruncated>false</IsTruncated></ListBucketResult>"))
-    assert page.objects == [] and page.common_prefixes == [] and not page.is_truncated and page.next_marker is None
+    page = parse_list_objects(
+        doc("<ListBucketResult><Name>b</Name><IsTruncated>false</IsTruncated></ListBucketResult>")
+    )
+    assert (
+        page.objects == []
+        and page.common_prefixes == []
+        and not page.is_truncated
+        and page.next_marker is None
+    )
 
 
 @pytest.mark.parametrize("ns", ["", NS])
@@ -105,7 +112,11 @@ def test_initiate(ns):
         "<UploadId>0123456789abcdef0123456789abcdef</UploadId></InitiateMultipartUploadResult>"
     )
     result = parse_initiate(body)
-    assert (result.bucket, result.key, result.upload_id) == ("my-bucket", "big file", "0123456789abcdef0123456789abcdef")
+    assert (result.bucket, result.key, result.upload_id) == (
+        "my-bucket",
+        "big file",
+        "0123456789abcdef0123456789abcdef",
+    )
 
 
 def test_initiate_without_upload_id_is_malformed():
@@ -135,7 +146,11 @@ def test_list_parts(ns):
 
 def test_list_parts_with_bad_integer_is_malformed():
     with pytest.raises(MalformedResponse, match="PartNumber"):
-        parse_list_parts(doc("<ListPartsResult><Part><PartNumber>one</PartNumber><ETag>e</ETag><Size>1</Size></Part></ListPartsResult>"))
+        parse_list_parts(
+            doc(
+                "<ListPartsResult><Part><PartNumber>one</PartNumber><ETag>e</ETag><Size>1</Size></Part></ListPartsResult>"
+            )
+        )
 
 
 @pytest.mark.parametrize("ns", ["", NS])
@@ -161,7 +176,10 @@ def test_list_uploads(ns):
         "<CommonPrefixes><Prefix>logs/</Prefix></CommonPrefixes></ListMultipartUploadsResult>"
     )
     page = parse_list_uploads(body)
-    assert [(u.key, u.upload_id, u.initiated) for u in page.uploads] == [("a", "u1", T0), ("big file", "u2", T0)]
+    assert [(u.key, u.upload_id, u.initiated) for u in page.uploads] == [
+        ("a", "u1", T0),
+        ("big file", "u2", T0),
+    ]
     assert page.common_prefixes == ["logs/"]
     assert page.is_truncated and page.next_key_marker == "big file" and page.next_upload_id_marker == "u2"
 
@@ -278,8 +296,10 @@ def test_unknown_encoding_declaration_is_malformed():
 
 
 def test_url_encoded_key_that_is_not_utf8_is_malformed():
-    body = doc("<ListBucketResult><EncodingType>url</EncodingType><Contents><Key>%FF</Key><Size>1</Size>"
-               "</Contents></ListBucketResult>")
+    body = doc(
+        "<ListBucketResult><EncodingType>url</EncodingType><Contents><Key>%FF</Key><Size>1</Size>"
+        "</Contents></ListBucketResult>"
+    )
     with pytest.raises(MalformedResponse, match="not UTF-8"):
         parse_list_objects(body)
 
@@ -294,7 +314,9 @@ def test_sizes_must_be_plain_decimals(size):
 def test_a_crc64_may_use_all_64_bits_and_no_more():
     part = "<Part><PartNumber>1</PartNumber><ETag>e</ETag><Size>1</Size><ChecksumCRC64ECMA>{}</ChecksumCRC64ECMA></Part>"
     top = (1 << 64) - 1
-    assert parse_list_parts(doc(f"<ListPartsResult>{part.format(top)}</ListPartsResult>")).parts[0].crc64 == top
+    assert (
+        parse_list_parts(doc(f"<ListPartsResult>{part.format(top)}</ListPartsResult>")).parts[0].crc64 == top
+    )
     with pytest.raises(MalformedResponse, match="decimal"):
         parse_list_parts(doc(f"<ListPartsResult>{part.format(top + 1)}</ListPartsResult>"))
 
@@ -304,9 +326,11 @@ def test_namespace_handling_default_prefixed_nested_and_comments():
     prefixed declarations (xsi) keep working, and a comment before the root is not mistaken for it."""
     from ks3sync.ks3.xml import parse_document
 
-    body = (b'<?xml version="1.0"?>\n<!-- a comment --><ListBucketResult xmlns = \'urn:a\' '
-            b'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><Contents xmlns="urn:b"><Key>k</Key>'
-            b'<Size>1</Size></Contents><Name xsi:type="x">n</Name></ListBucketResult>')
+    body = (
+        b"<?xml version=\"1.0\"?>\n<!-- a comment --><ListBucketResult xmlns = 'urn:a' "
+        b'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><Contents xmlns="urn:b"><Key>k</Key>'
+        b'<Size>1</Size></Contents><Name xsi:type="x">n</Name></ListBucketResult>'
+    )
     root = parse_document(body, "ListBucketResult")
     assert [e.tag for e in root.iter()] == ["ListBucketResult", "Contents", "Key", "Size", "Name"]
     assert root.find("Name").get("{http://www.w3.org/2001/XMLSchema-instance}type") == "x"
@@ -314,24 +338,40 @@ def test_namespace_handling_default_prefixed_nested_and_comments():
 
 
 def test_list_objects_contents_first_child_wins_and_required_fields():
-    body = doc("<ListBucketResult><Contents><Key>a</Key><Key>b</Key><Size>1</Size><Size>2</Size>"
-               "<StorageClass></StorageClass></Contents></ListBucketResult>")
+    body = doc(
+        "<ListBucketResult><Contents><Key>a</Key><Key>b</Key><Size>1</Size><Size>2</Size>"
+        "<StorageClass></StorageClass></Contents></ListBucketResult>"
+    )
     [obj] = parse_list_objects(body).objects
-    assert (obj.key, obj.size, obj.storage_class, obj.etag, obj.last_modified) == ("a", 1, "STANDARD", "", None)
+    assert (obj.key, obj.size, obj.storage_class, obj.etag, obj.last_modified) == (
+        "a",
+        1,
+        "STANDARD",
+        "",
+        None,
+    )
     with pytest.raises(MalformedResponse, match="no <Key>"):
         parse_list_objects(doc("<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>"))
     with pytest.raises(MalformedResponse, match="no <Size>"):
-        parse_list_objects(doc("<ListBucketResult><Contents><Key>a</Key><Size> </Size></Contents></ListBucketResult>"))
+        parse_list_objects(
+            doc("<ListBucketResult><Contents><Key>a</Key><Size> </Size></Contents></ListBucketResult>")
+        )
     with pytest.raises(MalformedResponse, match="not a decimal"):
-        parse_list_objects(doc("<ListBucketResult><Contents><Key>a</Key><Size>+1</Size></Contents></ListBucketResult>"))
+        parse_list_objects(
+            doc("<ListBucketResult><Contents><Key>a</Key><Size>+1</Size></Contents></ListBucketResult>")
+        )
 
 
-@pytest.mark.parametrize("body", [
-    b'<?xml version="1.0"?>\n<!DOCTYPE ListBucketResult [<!ENTITY k "spoofed">]>'
-    b"<ListBucketResult><Contents><Key>&k;</Key><Size>1</Size><ETag>\"e\"</ETag></Contents></ListBucketResult>",
-    b'<!DOCTYPE ListBucketResult SYSTEM "http://attacker.invalid/dtd"><ListBucketResult/>',
-    '<?xml version="1.0" encoding="UTF-16"?><ListBucketResult/>'.encode("utf-16"),
-], ids=["internal-entity", "external-dtd", "utf-16"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<?xml version="1.0"?>\n<!DOCTYPE ListBucketResult [<!ENTITY k "spoofed">]>'
+        b'<ListBucketResult><Contents><Key>&k;</Key><Size>1</Size><ETag>"e"</ETag></Contents></ListBucketResult>',
+        b'<!DOCTYPE ListBucketResult SYSTEM "http://attacker.invalid/dtd"><ListBucketResult/>',
+        '<?xml version="1.0" encoding="UTF-16"?><ListBucketResult/>'.encode("utf-16"),
+    ],
+    ids=["internal-entity", "external-dtd", "utf-16"],
+)
 def test_a_doctype_in_a_response_is_refused_unparsed(body):
     """Issue 15 point 11: entities could forge keys or expand without bound; KS3 never sends a DOCTYPE."""
     with pytest.raises(MalformedResponse, match="DOCTYPE|UTF-16"):

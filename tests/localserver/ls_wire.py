@@ -25,24 +25,52 @@ def resource_path(bucket: str | None, key: str | None) -> str:
     return path.replace("//", "/%2F")
 
 
-def sign_headers(server: ServerHandle, method: str, bucket: str | None, key: str | None, query: str = "",
-                 headers: dict[str, str] | None = None, *, secret: str | None = None, access_key: str | None = None,
-                 date: float | None = None) -> dict[str, str]:
+def sign_headers(
+    server: ServerHandle,
+    method: str,
+    bucket: str | None,
+    key: str | None,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    *,
+    secret: str | None = None,
+    access_key: str | None = None,
+    date: float | None = None,
+) -> dict[str, str]:
     signed = dict(headers or {})
     signed.setdefault("Date", formatdate(time.time() if date is None else date, usegmt=True))
-    sdk_auth.add_auth_header(access_key or server.access_key, secret or server.secret_key, signed, method,
-                             bucket or "", key or "", query)
+    sdk_auth.add_auth_header(
+        access_key or server.access_key,
+        secret or server.secret_key,
+        signed,
+        method,
+        bucket or "",
+        key or "",
+        query,
+    )
     return signed
 
 
-def request(server: ServerHandle, method: str, bucket: str | None = None, key: str | None = None, query: str = "",
-            headers: dict[str, str] | None = None, content: bytes = b"", *, sign: bool = True,
-            secret: str | None = None, access_key: str | None = None, date: float | None = None,
-            timeout: float = 30) -> httpx.Response:
+def request(
+    server: ServerHandle,
+    method: str,
+    bucket: str | None = None,
+    key: str | None = None,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    content: bytes = b"",
+    *,
+    sign: bool = True,
+    secret: str | None = None,
+    access_key: str | None = None,
+    date: float | None = None,
+    timeout: float = 30,
+) -> httpx.Response:
     all_headers = dict(headers or {})
     if sign:
-        all_headers = sign_headers(server, method, bucket, key, query, all_headers, secret=secret,
-                                   access_key=access_key, date=date)
+        all_headers = sign_headers(
+            server, method, bucket, key, query, all_headers, secret=secret, access_key=access_key, date=date
+        )
     url = server.endpoint + resource_path(bucket, key) + ("?" + query if query else "")
     return _client().request(method, httpx.URL(url), headers=all_headers, content=content, timeout=timeout)
 

@@ -39,7 +39,7 @@ def _check_object(server: ServerHandle, bucket: str, key: str, datas: list[bytes
     assert got.headers["ETag"] == f'"{_expected_etag(datas)}"'
     assert got.headers["x-kss-checksum-crc64ecma"] == str(crc64(b"".join(datas)))
     ranged = request(server, "GET", bucket, key, headers={"Range": f"bytes={PART - 3}-{PART + 2}"})
-    assert ranged.content == b"".join(datas)[PART - 3: PART + 3]
+    assert ranged.content == b"".join(datas)[PART - 3 : PART + 3]
 
 
 def _make_bucket(server: ServerHandle, name: str) -> str:
@@ -91,8 +91,15 @@ def test_a_failed_part_leaves_nothing_recorded_and_can_be_sent_again(server_fact
     datas = [os.urandom(PART), os.urandom(PART)]
     etag1 = upload_part(server, bucket, "obj", upload_id, 1, datas[0])
     wrong_md5 = "1B2M2Y8AsgTpgAmY7PhCfg=="  # MD5 of the empty string
-    bad = request(server, "PUT", bucket, "obj", f"partNumber=2&uploadId={upload_id}", content=datas[1],
-                  headers={"Content-MD5": wrong_md5})
+    bad = request(
+        server,
+        "PUT",
+        bucket,
+        "obj",
+        f"partNumber=2&uploadId={upload_id}",
+        content=datas[1],
+        headers={"Content-MD5": wrong_md5},
+    )
     assert bad.status_code == 400
     listed = request(server, "GET", bucket, "obj", f"uploadId={upload_id}")
     assert "<PartNumber>2</PartNumber>" not in listed.text
@@ -169,7 +176,11 @@ def test_placements_never_overlap_and_a_closed_upload_places_nothing() -> None:
 def test_in_place_layout_requires_every_placed_part_where_the_object_needs_it() -> None:
     ids = [assembly.part_id("u", 0, 26), assembly.part_id("u", 26, 10), assembly.part_id("u", 36, 3)]
     assert assembly.in_place_layout("u", ids, [26, 10, 3]) == [0, 26, 36]
-    assert assembly.in_place_layout("u", [ids[0], "0123abcd", ids[2]], [26, 10, 3]) == [0, 26, 36]  # copied in
+    assert assembly.in_place_layout("u", [ids[0], "0123abcd", ids[2]], [26, 10, 3]) == [
+        0,
+        26,
+        36,
+    ]  # copied in
     assert assembly.in_place_layout("u", ids[1:], [10, 3]) is None  # part 2's bytes would have to move
     assert assembly.in_place_layout("u", [ids[0], ids[2]], [26, 3]) is None  # a gap
     assert assembly.in_place_layout("u", ["0123abcd", "4567ef01"], [10, 10]) is None  # nothing placed
@@ -235,6 +246,7 @@ def test_adopt_copies_unplaced_parts_in_and_concatenate_reads_placed_ones(  # ty
         os.write(temp.fd, datas[1])
         ids.insert(1, storage.seal_temp(temp).data_id)  # part 2 in a file of its own
         if refuse_copy_range:
+
             def refuse(*_args: object) -> int:
                 raise OSError(errno.EXDEV, "cross-device")
 

@@ -34,9 +34,14 @@ def test_data_survives_a_restart(server_factory, tmp_path: Path) -> None:  # typ
     got = request(second, "GET", "keep-me", "dir/ü file")
     assert (got.content, got.headers["x-kss-meta-a"]) == (b"persisted", "1")
     assert request(second, "GET", "keep-me", "dir/ü file", sign=False).status_code == 200  # bucket ACL kept
-    body = f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{part.headers['ETag']}</ETag></Part>" \
-           "</CompleteMultipartUpload>"
-    assert request(second, "POST", "keep-me", "pending", f"uploadId={upload}", content=body.encode()).status_code == 200
+    body = (
+        f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{part.headers['ETag']}</ETag></Part>"
+        "</CompleteMultipartUpload>"
+    )
+    assert (
+        request(second, "POST", "keep-me", "pending", f"uploadId={upload}", content=body.encode()).status_code
+        == 200
+    )
     assert request(second, "GET", "keep-me", "pending").content == b"p1"
 
 
@@ -47,8 +52,12 @@ def test_a_crash_mid_upload_exposes_nothing(server_factory, tmp_path: Path) -> N
     request(server, "PUT", "crash-test", "obj", content=b"old version")
     headers = sign_headers(server, "PUT", "crash-test", "obj")
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
-        head = [f"PUT {resource_path('crash-test', 'obj')} HTTP/1.1", f"Host: {server.host}:{server.port}",
-                "Content-Length: 3000000", *(f"{k}: {v}" for k, v in headers.items())]
+        head = [
+            f"PUT {resource_path('crash-test', 'obj')} HTTP/1.1",
+            f"Host: {server.host}:{server.port}",
+            "Content-Length: 3000000",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         # more than one 1 MiB block, so part of the body is already on disk when the server dies
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"n" * 1_500_000)
         deadline = time.monotonic() + 10
@@ -69,7 +78,9 @@ def _statuses(server: ServerHandle, count: int) -> list[int]:
         for i in range(count):
             headers = sign_headers(server, "PUT", "faulty", f"k{i}")
             try:
-                statuses.append(client.put(f"{server.endpoint}/faulty/k{i}", content=b"x", headers=headers).status_code)
+                statuses.append(
+                    client.put(f"{server.endpoint}/faulty/k{i}", content=b"x", headers=headers).status_code
+                )
             except httpx.TransportError:
                 statuses.append(0)  # dropped connection
     return statuses
@@ -93,7 +104,10 @@ def test_fault_injection_is_deterministic_with_a_seed(server_factory) -> None:  
 def test_fault_kinds_and_the_control_plane(server_factory) -> None:  # type: ignore[no-untyped-def]
     server = server_factory(fault_rate=1.0, fault_codes="503", latency_ms=30, seed=1)
     assert request(server, "PUT", "always-faulty").status_code == 200
-    assert request(server, "PUT", "always-faulty", query="acl", headers={"x-kss-acl": "private"}).status_code == 200
+    assert (
+        request(server, "PUT", "always-faulty", query="acl", headers={"x-kss-acl": "private"}).status_code
+        == 200
+    )
     assert request(server, "GET").status_code == 200
     response = request(server, "PUT", "always-faulty", "k", content=b"body")
     assert (response.status_code, error_code(response)) == (503, "SlowDown")
@@ -111,8 +125,12 @@ def test_a_stalled_body_times_out_with_request_timeout(server_factory) -> None: 
     request(server, "PUT", "stall")
     headers = sign_headers(server, "PUT", "stall", "k")
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
-        head = ["PUT /stall/k HTTP/1.1", f"Host: {server.host}:{server.port}", "Content-Length: 100",
-                *(f"{k}: {v}" for k, v in headers.items())]
+        head = [
+            "PUT /stall/k HTTP/1.1",
+            f"Host: {server.host}:{server.port}",
+            "Content-Length: 100",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"only ten..")
         answer = read_head(sock)
         assert answer.startswith(b"HTTP/1.1 400 ")
@@ -126,8 +144,13 @@ def test_a_stalled_body_times_out_with_request_timeout(server_factory) -> None: 
 def test_expect_100_continue(local_server: ServerHandle, bucket: str) -> None:
     headers = sign_headers(local_server, "PUT", bucket, "continued")
     with socket.create_connection((local_server.host, local_server.port), timeout=10) as sock:
-        head = [f"PUT /{bucket}/continued HTTP/1.1", f"Host: {local_server.host}:{local_server.port}",
-                "Content-Length: 5", "Expect: 100-continue", *(f"{k}: {v}" for k, v in headers.items())]
+        head = [
+            f"PUT /{bucket}/continued HTTP/1.1",
+            f"Host: {local_server.host}:{local_server.port}",
+            "Content-Length: 5",
+            "Expect: 100-continue",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
         assert read_head(sock).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(b"hello")
@@ -135,8 +158,13 @@ def test_expect_100_continue(local_server: ServerHandle, bucket: str) -> None:
     assert request(local_server, "GET", bucket, "continued").content == b"hello"
     bad = sign_headers(local_server, "PUT", bucket, "refused", secret="wrong")
     with socket.create_connection((local_server.host, local_server.port), timeout=10) as sock:
-        head = [f"PUT /{bucket}/refused HTTP/1.1", f"Host: {local_server.host}:{local_server.port}",
-                "Content-Length: 5", "Expect: 100-continue", *(f"{k}: {v}" for k, v in bad.items())]
+        head = [
+            f"PUT /{bucket}/refused HTTP/1.1",
+            f"Host: {local_server.host}:{local_server.port}",
+            "Content-Length: 5",
+            "Expect: 100-continue",
+            *(f"{k}: {v}" for k, v in bad.items()),
+        ]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
         answer = read_head(sock)
         assert answer.startswith(b"HTTP/1.1 403 ")  # refused before the body is asked for

@@ -52,15 +52,33 @@ def test_overwrite_copy_part_copy_and_delete(fast_server: ServerHandle) -> None:
     request(fast_server, "DELETE", "inline", "k")
     assert request(fast_server, "GET", "inline", "copy").content == SMALL  # the copy is independent
     upload = request(fast_server, "POST", "inline", "mp", "uploads").text.split("<UploadId>")[1][:32]
-    part = request(fast_server, "PUT", "inline", "mp", f"partNumber=1&uploadId={upload}",
-                   headers={"x-kss-copy-source": "/inline/copy", "x-kss-copy-source-range": "bytes=100-599"})
+    part = request(
+        fast_server,
+        "PUT",
+        "inline",
+        "mp",
+        f"partNumber=1&uploadId={upload}",
+        headers={"x-kss-copy-source": "/inline/copy", "x-kss-copy-source-range": "bytes=100-599"},
+    )
     assert f"<ChecksumCRC64ECMA>{crc64(SMALL[100:600])}</ChecksumCRC64ECMA>" in part.text
     etag = part.text.split("<ETag>")[1].split("</ETag>")[0].replace("&quot;", "")
-    body = f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>" \
-           "</CompleteMultipartUpload>"
-    assert request(fast_server, "POST", "inline", "mp", f"uploadId={upload}", content=body.encode()).status_code == 200
+    body = (
+        f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>"
+        "</CompleteMultipartUpload>"
+    )
+    assert (
+        request(fast_server, "POST", "inline", "mp", f"uploadId={upload}", content=body.encode()).status_code
+        == 200
+    )
     assert request(fast_server, "GET", "inline", "mp").content == SMALL[100:600]
-    bad = request(fast_server, "PUT", "inline", "bad", content=SMALL, headers={"Content-MD5": "AAAAAAAAAAAAAAAAAAAAAA=="})
+    bad = request(
+        fast_server,
+        "PUT",
+        "inline",
+        "bad",
+        content=SMALL,
+        headers={"Content-MD5": "AAAAAAAAAAAAAAAAAAAAAA=="},
+    )
     assert (bad.status_code, error_code(bad)) == (400, "InvalidDigest")
     assert request(fast_server, "GET", "inline", "bad").status_code == 404
 

@@ -38,8 +38,9 @@ def _read_until_closed(sock: socket.socket, limit: float = 10.0) -> bytes:
     return b"".join(chunks)
 
 
-def test_an_oversized_request_head_is_refused_without_buffering_it(server_factory: Callable[..., ServerHandle],
-                                                                 tmp_path: Path) -> None:
+def test_an_oversized_request_head_is_refused_without_buffering_it(
+    server_factory: Callable[..., ServerHandle], tmp_path: Path
+) -> None:
     server = server_factory()
     before = _rss_kib(server.process.pid)
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
@@ -127,8 +128,10 @@ def test_idle_connections_are_closed_fresh_or_kept_alive(tmp_path: Path) -> None
     """A connection that never sends a byte is closed like a kept-alive one that sends no next request
     (uvicorn itself times out only connections that have had a response)."""
     with EmbeddedServer(tmp_path / "root", "AK", "SK", fsync=False, idle_timeout=1) as server:
-        with socket.create_connection((server.host, server.port), timeout=10) as fresh, \
-                socket.create_connection((server.host, server.port), timeout=10) as kept:
+        with (
+            socket.create_connection((server.host, server.port), timeout=10) as fresh,
+            socket.create_connection((server.host, server.port), timeout=10) as kept,
+        ):
             kept.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # unsigned: 403, and the connection stays
             started = time.monotonic()
             fresh_answer = _read_until_closed(fresh)
@@ -139,13 +142,18 @@ def test_idle_connections_are_closed_fresh_or_kept_alive(tmp_path: Path) -> None
     assert waited < 8.0  # 1 s each, not the 10 s read timeout
 
 
-def test_a_response_that_leaves_the_request_body_unread_ends_the_connection(local_server: ServerHandle,
-                                                                            bucket: str) -> None:
+def test_a_response_that_leaves_the_request_body_unread_ends_the_connection(
+    local_server: ServerHandle, bucket: str
+) -> None:
     """Refused before its body is read, a PUT announcing 1 GiB gets its answer and a closed connection,
     not a server reading (and throwing away) the gigabyte to keep the connection."""
     headers = sign_headers(local_server, "PUT", bucket, "k", secret="wrong")
-    head = [f"PUT /{bucket}/k HTTP/1.1", "Host: x", f"Content-Length: {1 << 30}",
-            *(f"{k}: {v}" for k, v in headers.items())]
+    head = [
+        f"PUT /{bucket}/k HTTP/1.1",
+        "Host: x",
+        f"Content-Length: {1 << 30}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     with socket.create_connection((local_server.host, local_server.port), timeout=10) as sock:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"x" * 1000)
         answer = _read_until_closed(sock, limit=5.0)
@@ -153,8 +161,9 @@ def test_a_response_that_leaves_the_request_body_unread_ends_the_connection(loca
     assert b"\r\nConnection: close\r\n" in answer
 
 
-def test_a_response_nobody_reads_does_not_hold_the_server(server_factory: Callable[..., ServerHandle],
-                                                           tmp_path: Path) -> None:
+def test_a_response_nobody_reads_does_not_hold_the_server(
+    server_factory: Callable[..., ServerHandle], tmp_path: Path
+) -> None:
     server = server_factory(body_timeout=0.5)
     bucket = "unread"
     assert request(server, "PUT", bucket).status_code == 200
@@ -186,9 +195,13 @@ def test_bucket_names_with_control_characters_are_refused(local_server: ServerHa
     assert f"<Name>{name}</Name>" not in listing.text
 
 
-def test_response_overrides_with_control_characters_are_refused(local_server: ServerHandle, bucket: str) -> None:
+def test_response_overrides_with_control_characters_are_refused(
+    local_server: ServerHandle, bucket: str
+) -> None:
     assert request(local_server, "PUT", bucket, "k", content=b"x").status_code == 200
-    response = request(local_server, "GET", bucket, "k", query="response-content-type=text%0D%0AX-Injected:%201")
+    response = request(
+        local_server, "GET", bucket, "k", query="response-content-type=text%0D%0AX-Injected:%201"
+    )
     assert (response.status_code, error_code(response)) == (400, "InvalidArgument")
     assert "X-Injected" not in response.headers
 
@@ -199,19 +212,32 @@ def test_numbers_of_any_length_are_answered_4xx_not_500(local_server: ServerHand
     assert request(local_server, "PUT", bucket, "k", content=b"0123456789").status_code == 200
     upload = request(local_server, "POST", bucket, "mp", "uploads").text
     upload_id = upload.split("<UploadId>")[1].split("</UploadId>")[0]
-    complete = (f"<CompleteMultipartUpload><Part><PartNumber>{big}</PartNumber><ETag>e</ETag></Part>"
-                "</CompleteMultipartUpload>").encode()
+    complete = (
+        f"<CompleteMultipartUpload><Part><PartNumber>{big}</PartNumber><ETag>e</ETag></Part>"
+        "</CompleteMultipartUpload>"
+    ).encode()
     answers = {
-        "partNumber": request(local_server, "PUT", bucket, "mp", f"partNumber={big}&uploadId={upload_id}",
-                              content=b"x"),
+        "partNumber": request(
+            local_server, "PUT", bucket, "mp", f"partNumber={big}&uploadId={upload_id}", content=b"x"
+        ),
         "Range first": request(local_server, "GET", bucket, "k", headers={"Range": f"bytes={big}-"}),
         "Range suffix": request(local_server, "GET", bucket, "k", headers={"Range": f"bytes=-{big}"}),
-        "copy-source-range": request(local_server, "PUT", bucket, "mp", f"partNumber=1&uploadId={upload_id}",
-                                     headers={"x-kss-copy-source": f"/{bucket}/k",
-                                              "x-kss-copy-source-range": f"bytes=0-{big}"}),
-        "Complete PartNumber": request(local_server, "POST", bucket, "mp", f"uploadId={upload_id}", content=complete),
-        "presigned Expires": httpx.get(f"{local_server.endpoint}/{bucket}/k?KSSAccessKeyId={local_server.access_key}"
-                                       f"&Expires={big}&Signature=x", timeout=10),
+        "copy-source-range": request(
+            local_server,
+            "PUT",
+            bucket,
+            "mp",
+            f"partNumber=1&uploadId={upload_id}",
+            headers={"x-kss-copy-source": f"/{bucket}/k", "x-kss-copy-source-range": f"bytes=0-{big}"},
+        ),
+        "Complete PartNumber": request(
+            local_server, "POST", bucket, "mp", f"uploadId={upload_id}", content=complete
+        ),
+        "presigned Expires": httpx.get(
+            f"{local_server.endpoint}/{bucket}/k?KSSAccessKeyId={local_server.access_key}"
+            f"&Expires={big}&Signature=x",
+            timeout=10,
+        ),
     }
     statuses = {name: response.status_code for name, response in answers.items()}
     assert all(400 <= status < 500 or status == 206 for status in statuses.values()), statuses

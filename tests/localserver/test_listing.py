@@ -47,7 +47,7 @@ def model(keys: list[str], prefix: str, delimiter: str, marker: str) -> list[tup
     for key in sorted(set(keys), key=str.encode):
         if not key.startswith(prefix):
             continue
-        rest = key[len(prefix):]
+        rest = key[len(prefix) :]
         if delimiter and delimiter in rest:
             common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
             if common in rolled or common.encode() <= marker.encode():
@@ -59,7 +59,9 @@ def model(keys: list[str], prefix: str, delimiter: str, marker: str) -> list[tup
     return seen
 
 
-def page_through(keys: list[str], prefix: str, delimiter: str, marker: str, max_keys: int) -> list[tuple[str, str]]:
+def page_through(
+    keys: list[str], prefix: str, delimiter: str, marker: str, max_keys: int
+) -> list[tuple[str, str]]:
     scan = sorted_scan(keys)
     out: list[tuple[str, str]] = []
     for _ in range(10_000):
@@ -80,10 +82,16 @@ KEYS = st.lists(st.text(ALPHABET, min_size=1, max_size=6), max_size=40)
 
 
 @settings(max_examples=300, deadline=None)
-@given(keys=KEYS, prefix=st.text(ALPHABET, max_size=2), delimiter=st.sampled_from(["", "/", "a", "€"]),
-       marker=st.text(ALPHABET, max_size=3), max_keys=st.integers(1, 7))
-def test_paged_listing_matches_the_model(keys: list[str], prefix: str, delimiter: str, marker: str,
-                                         max_keys: int) -> None:
+@given(
+    keys=KEYS,
+    prefix=st.text(ALPHABET, max_size=2),
+    delimiter=st.sampled_from(["", "/", "a", "€"]),
+    marker=st.text(ALPHABET, max_size=3),
+    max_keys=st.integers(1, 7),
+)
+def test_paged_listing_matches_the_model(
+    keys: list[str], prefix: str, delimiter: str, marker: str, max_keys: int
+) -> None:
     expected = model(keys, prefix, delimiter, marker)
     got = page_through(keys, prefix, delimiter, marker, max_keys)
     assert sorted(got, key=lambda item: item[1].encode()) == expected
@@ -132,12 +140,24 @@ def test_random_keys_list_like_the_model_over_http(local_server: ServerHandle, b
     b = sdk_connection(local_server).get_bucket(bucket)
     for key in keys:
         b.new_key(key).set_contents_from_string(key)
-    for prefix, delimiter, max_keys in [("", "/", 7), ("a", "/", 3), ("dir/", "", 11), ("", "", 1000), ("b", "b", 5)]:
+    for prefix, delimiter, max_keys in [
+        ("", "/", 7),
+        ("a", "/", 3),
+        ("dir/", "", 11),
+        ("", "", 1000),
+        ("b", "b", 5),
+    ]:
         got: list[tuple[str, str]] = []
         marker = ""
         for _ in range(1000):
-            root = _list(local_server, bucket, prefix=prefix, delimiter=delimiter, marker=marker,
-                         max_keys=str(max_keys))
+            root = _list(
+                local_server,
+                bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                marker=marker,
+                max_keys=str(max_keys),
+            )
             page = [("key", c.findtext("Key") or "") for c in root.findall("Contents")]
             page += [("prefix", p.findtext("Prefix") or "") for p in root.findall("CommonPrefixes")]
             assert len(page) <= max_keys
@@ -146,8 +166,10 @@ def test_random_keys_list_like_the_model_over_http(local_server: ServerHandle, b
                 break
             marker = root.findtext("NextMarker") or ""
             assert marker, "a truncated page must carry NextMarker"
-        assert sorted(got, key=lambda item: item[1].encode()) == model(keys, prefix, delimiter, ""), (prefix,
-                                                                                                     delimiter)
+        assert sorted(got, key=lambda item: item[1].encode()) == model(keys, prefix, delimiter, ""), (
+            prefix,
+            delimiter,
+        )
 
 
 def test_v2_continuation_and_encoding_type_url(local_server: ServerHandle, bucket: str) -> None:
@@ -181,7 +203,8 @@ def test_list_object_versions_shows_null_versions(local_server: ServerHandle, bu
     root = _list(local_server, bucket, versions="")
     versions = root.findall("Version")
     assert [(v.findtext("Key"), v.findtext("VersionId"), v.findtext("IsLatest")) for v in versions] == [
-        ("v1", "null", "true")]
+        ("v1", "null", "true")
+    ]
 
 
 def test_max_keys_with_delimiter_is_capped_at_100(local_server: ServerHandle, bucket: str) -> None:

@@ -32,11 +32,20 @@ def upload_part(server: ServerHandle, bucket: str, key: str, upload_id: str, num
 
 
 def complete(server: ServerHandle, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]):  # type: ignore[no-untyped-def]
-    body = "<CompleteMultipartUpload>" + "".join(
-        f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>" for n, etag in parts
-    ) + "</CompleteMultipartUpload>"
-    return request(server, "POST", bucket, key, f"uploadId={upload_id}", content=body.encode(),
-                   headers={"Content-Type": "text/xml"})
+    body = (
+        "<CompleteMultipartUpload>"
+        + "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>" for n, etag in parts)
+        + "</CompleteMultipartUpload>"
+    )
+    return request(
+        server,
+        "POST",
+        bucket,
+        key,
+        f"uploadId={upload_id}",
+        content=body.encode(),
+        headers={"Content-Type": "text/xml"},
+    )
 
 
 def test_complete_yields_multipart_etag_and_combined_crc(local_server: ServerHandle, bucket: str) -> None:
@@ -45,8 +54,9 @@ def test_complete_yields_multipart_etag_and_combined_crc(local_server: ServerHan
     assert len(upload_id) == 32 and all(c in "0123456789abcdef" for c in upload_id)
     datas = [os.urandom(PART + 17), os.urandom(PART), os.urandom(5)]
     etags = [upload_part(local_server, bucket, key, upload_id, n, d) for n, d in enumerate(datas, 1)]
-    response = complete(local_server, bucket, key, upload_id, [(1, etags[0]), (2, etags[1].strip('"')),
-                                                               (3, etags[2])])
+    response = complete(
+        local_server, bucket, key, upload_id, [(1, etags[0]), (2, etags[1].strip('"')), (3, etags[2])]
+    )
     assert response.status_code == 200, response.text
     expected_etag = hashlib.md5(b"".join(hashlib.md5(d).digest() for d in datas)).hexdigest() + "-3"
     whole = b"".join(datas)
@@ -69,20 +79,31 @@ def test_complete_yields_multipart_etag_and_combined_crc(local_server: ServerHan
 def three_parts(local_server: ServerHandle, bucket: str):  # type: ignore[no-untyped-def]
     key = "validate"
     upload_id = initiate(local_server, bucket, key)
-    etags = [upload_part(local_server, bucket, key, upload_id, n, os.urandom(size))
-             for n, size in ((1, PART), (2, 1000), (3, PART))]
+    etags = [
+        upload_part(local_server, bucket, key, upload_id, n, os.urandom(size))
+        for n, size in ((1, PART), (2, 1000), (3, PART))
+    ]
     return key, upload_id, etags
 
 
-@pytest.mark.parametrize(("parts", "status", "code"), [
-    (lambda e: [(2, e[1]), (1, e[0])], 400, "InvalidPartOrder"),
-    (lambda e: [(1, e[0]), (1, e[0])], 400, "InvalidPartOrder"),
-    (lambda e: [(1, '"0123456789abcdef0123456789abcdef"')], 400, "InvalidPart"),
-    (lambda e: [(1, e[0]), (4, e[2])], 400, "InvalidPart"),
-    (lambda e: [(1, e[0]), (2, e[1]), (3, e[2])], 400, "EntityTooSmall"),
-])
-def test_complete_validation_errors(local_server: ServerHandle, bucket: str, three_parts, parts, status: int,  # type: ignore[no-untyped-def]
-                                    code: str) -> None:
+@pytest.mark.parametrize(
+    ("parts", "status", "code"),
+    [
+        (lambda e: [(2, e[1]), (1, e[0])], 400, "InvalidPartOrder"),
+        (lambda e: [(1, e[0]), (1, e[0])], 400, "InvalidPartOrder"),
+        (lambda e: [(1, '"0123456789abcdef0123456789abcdef"')], 400, "InvalidPart"),
+        (lambda e: [(1, e[0]), (4, e[2])], 400, "InvalidPart"),
+        (lambda e: [(1, e[0]), (2, e[1]), (3, e[2])], 400, "EntityTooSmall"),
+    ],
+)
+def test_complete_validation_errors(
+    local_server: ServerHandle,
+    bucket: str,
+    three_parts,
+    parts,
+    status: int,  # type: ignore[no-untyped-def]
+    code: str,
+) -> None:
     key, upload_id, etags = three_parts
     response = complete(local_server, bucket, key, upload_id, parts(etags))
     assert (response.status_code, error_code(response)) == (status, code)
@@ -91,21 +112,32 @@ def test_complete_validation_errors(local_server: ServerHandle, bucket: str, thr
     assert ok.status_code == 200, ok.text
 
 
-def test_malformed_complete_body_and_bad_part_numbers(local_server: ServerHandle, bucket: str, three_parts) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_complete_body_and_bad_part_numbers(
+    local_server: ServerHandle, bucket: str, three_parts
+) -> None:  # type: ignore[no-untyped-def]
     key, upload_id, _ = three_parts
     for body in (b"<CompleteMultipartUpload/>", b"not xml", b"<Other/>"):
         response = request(local_server, "POST", bucket, key, f"uploadId={upload_id}", content=body)
         assert (response.status_code, error_code(response)) == (400, "MalformedXML")
     for number in ("0", "10001", "x"):
-        response = request(local_server, "PUT", bucket, key, f"partNumber={number}&uploadId={upload_id}",
-                           content=b"x")
+        response = request(
+            local_server, "PUT", bucket, key, f"partNumber={number}&uploadId={upload_id}", content=b"x"
+        )
         assert (response.status_code, error_code(response)) == (400, "InvalidArgument")
-    response = request(local_server, "PUT", bucket, key, "partNumber=1&uploadId=ffffffffffffffffffffffffffffffff",
-                       content=b"x")
+    response = request(
+        local_server,
+        "PUT",
+        bucket,
+        key,
+        "partNumber=1&uploadId=ffffffffffffffffffffffffffffffff",
+        content=b"x",
+    )
     assert (response.status_code, error_code(response)) == (404, "NoSuchUpload")
 
 
-def test_list_parts_returns_all_without_max_parts_and_pages_with_it(local_server: ServerHandle, bucket: str) -> None:
+def test_list_parts_returns_all_without_max_parts_and_pages_with_it(
+    local_server: ServerHandle, bucket: str
+) -> None:
     key = "many-parts"
     upload_id = initiate(local_server, bucket, key)
     with ThreadPoolExecutor(8) as pool:
@@ -117,7 +149,9 @@ def test_list_parts_returns_all_without_max_parts_and_pages_with_it(local_server
     assert page.text.count("<Part>") == 1000
     assert "<IsTruncated>true</IsTruncated>" in page.text
     assert "<NextPartNumberMarker>1000</NextPartNumberMarker>" in page.text
-    rest = request(local_server, "GET", bucket, key, f"max-parts=1000&part-number-marker=1000&uploadId={upload_id}")
+    rest = request(
+        local_server, "GET", bucket, key, f"max-parts=1000&part-number-marker=1000&uploadId={upload_id}"
+    )
     assert rest.text.count("<Part>") == 101
     assert request(local_server, "DELETE", bucket, key, f"uploadId={upload_id}").status_code == 204
 
@@ -126,10 +160,16 @@ def test_upload_part_copy_with_range(local_server: ServerHandle, bucket: str) ->
     source = os.urandom(3 * PART)
     assert request(local_server, "PUT", bucket, "src", content=source).status_code == 200
     upload_id = initiate(local_server, bucket, "assembled")
-    copied = request(local_server, "PUT", bucket, "assembled", f"partNumber=1&uploadId={upload_id}",
-                     headers={"x-kss-copy-source": f"/{bucket}/src", "x-kss-copy-source-range": f"bytes=0-{PART}"})
+    copied = request(
+        local_server,
+        "PUT",
+        bucket,
+        "assembled",
+        f"partNumber=1&uploadId={upload_id}",
+        headers={"x-kss-copy-source": f"/{bucket}/src", "x-kss-copy-source-range": f"bytes=0-{PART}"},
+    )
     assert copied.status_code == 200, copied.text
-    assert f"<ChecksumCRC64ECMA>{crc64(source[:PART + 1])}</ChecksumCRC64ECMA>" in copied.text
+    assert f"<ChecksumCRC64ECMA>{crc64(source[: PART + 1])}</ChecksumCRC64ECMA>" in copied.text
     etag1 = copied.text.split("<ETag>")[1].split("</ETag>")[0].replace("&quot;", '"')
     etag2 = upload_part(local_server, bucket, "assembled", upload_id, 2, b"tail")
     assert complete(local_server, bucket, "assembled", upload_id, [(1, etag1), (2, etag2)]).status_code == 200
@@ -177,8 +217,10 @@ def test_list_multipart_uploads_pages(local_server: ServerHandle, bucket: str) -
     for _ in range(10):
         query = f"max-uploads=2&uploads&key-marker={key_marker}&upload-id-marker={upload_marker}"
         text = request(local_server, "GET", bucket, query=query).text
-        seen += [(u.split("<Key>")[1].split("</Key>")[0], u.split("<UploadId>")[1].split("</UploadId>")[0])
-                 for u in text.split("<Upload>")[1:]]
+        seen += [
+            (u.split("<Key>")[1].split("</Key>")[0], u.split("<UploadId>")[1].split("</UploadId>")[0])
+            for u in text.split("<Upload>")[1:]
+        ]
         if "<IsTruncated>true</IsTruncated>" not in text:
             break
         key_marker = text.split("<NextKeyMarker>")[1].split("</NextKeyMarker>")[0]
@@ -188,10 +230,14 @@ def test_list_multipart_uploads_pages(local_server: ServerHandle, bucket: str) -
     assert rolled.count("<CommonPrefixes>") == 2 and rolled.count("<Upload>") == 2
 
 
-@pytest.mark.parametrize("prolog", [
-    '<!DOCTYPE CompleteMultipartUpload [<!ENTITY e "x">]>',
-    '<!DOCTYPE CompleteMultipartUpload SYSTEM "file:///etc/passwd">',
-], ids=["internal-subset", "external-dtd"])
+@pytest.mark.parametrize(
+    "prolog",
+    [
+        '<!DOCTYPE CompleteMultipartUpload [<!ENTITY e "x">]>',
+        '<!DOCTYPE CompleteMultipartUpload SYSTEM "file:///etc/passwd">',
+    ],
+    ids=["internal-subset", "external-dtd"],
+)
 def test_a_doctype_in_a_request_body_is_refused(local_server: ServerHandle, bucket: str, prolog: str) -> None:
     """Issue 15 point 11: request XML with a DOCTYPE is refused unparsed (400 MalformedXML), for
     Complete, multi-object Delete and ACL bodies alike; nothing changes."""
@@ -200,21 +246,34 @@ def test_a_doctype_in_a_request_body_is_refused(local_server: ServerHandle, buck
     upload_id = upload.text.split("<UploadId>")[1].split("</UploadId>")[0]
     part = request(local_server, "PUT", bucket, "doc.bin", f"partNumber=1&uploadId={upload_id}", content=b"p")
     etag = part.headers["ETag"]
-    complete = (prolog + f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>"
-                "</CompleteMultipartUpload>").encode()
+    complete = (
+        prolog + f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part>"
+        "</CompleteMultipartUpload>"
+    ).encode()
     answer = request(local_server, "POST", bucket, "doc.bin", f"uploadId={upload_id}", content=complete)
     assert (answer.status_code, error_code(answer)) == (400, "MalformedXML")
     assert "Document type declarations" in answer.text
-    delete = (prolog.replace("CompleteMultipartUpload", "Delete") + "<Delete><Object><Key>kept</Key></Object></Delete>").encode()
+    delete = (
+        prolog.replace("CompleteMultipartUpload", "Delete")
+        + "<Delete><Object><Key>kept</Key></Object></Delete>"
+    ).encode()
     md5 = base64.b64encode(hashlib.md5(delete).digest()).decode()
-    answer = request(local_server, "POST", bucket, None, "delete", headers={"Content-MD5": md5}, content=delete)
+    answer = request(
+        local_server, "POST", bucket, None, "delete", headers={"Content-MD5": md5}, content=delete
+    )
     assert (answer.status_code, error_code(answer)) == (400, "MalformedXML")
-    acl = (prolog.replace("CompleteMultipartUpload", "AccessControlPolicy") + "<AccessControlPolicy/>").encode()
+    acl = (
+        prolog.replace("CompleteMultipartUpload", "AccessControlPolicy") + "<AccessControlPolicy/>"
+    ).encode()
     answer = request(local_server, "PUT", bucket, "kept", "acl", content=acl)
     assert (answer.status_code, error_code(answer)) == (400, "MalformedXML")
-    utf16 = '<?xml version="1.0" encoding="UTF-16"?><Delete><Object><Key>kept</Key></Object></Delete>'.encode("utf-16")
+    utf16 = '<?xml version="1.0" encoding="UTF-16"?><Delete><Object><Key>kept</Key></Object></Delete>'.encode(
+        "utf-16"
+    )
     md5 = base64.b64encode(hashlib.md5(utf16).digest()).decode()
-    answer = request(local_server, "POST", bucket, None, "delete", headers={"Content-MD5": md5}, content=utf16)
+    answer = request(
+        local_server, "POST", bucket, None, "delete", headers={"Content-MD5": md5}, content=utf16
+    )
     assert (answer.status_code, error_code(answer)) == (400, "MalformedXML")
     assert request(local_server, "GET", bucket, "kept").content == b"kept"
     assert upload_id in request(local_server, "GET", bucket, None, "uploads").text

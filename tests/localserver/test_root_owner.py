@@ -23,12 +23,18 @@ TIMEOUT = 30
 
 def _second_server(root: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, KS3_ACCESS_KEY=TEST_ACCESS_KEY, KS3_SECRET_KEY=TEST_SECRET_KEY)
-    return subprocess.run([sys.executable, "-m", "ks3sync", "local-server", "--root", str(root), "--port", "0"],
-                          env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    return subprocess.run(
+        [sys.executable, "-m", "ks3sync", "local-server", "--root", str(root), "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
 
 
-def test_a_second_server_on_a_root_is_refused_and_touches_nothing(server_factory: Callable[..., ServerHandle],
-                                                                  tmp_path: Path) -> None:
+def test_a_second_server_on_a_root_is_refused_and_touches_nothing(
+    server_factory: Callable[..., ServerHandle], tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     first = server_factory(root=root)
     assert request(first, "PUT", "owned").status_code == 200
@@ -66,8 +72,9 @@ def test_an_embedded_server_and_a_cli_server_exclude_each_other(tmp_path: Path) 
         assert current_owner(root) is not None
 
 
-def test_a_killed_owner_leaves_a_lock_the_next_server_takes_over(server_factory: Callable[..., ServerHandle],
-                                                                 tmp_path: Path) -> None:
+def test_a_killed_owner_leaves_a_lock_the_next_server_takes_over(
+    server_factory: Callable[..., ServerHandle], tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     first = server_factory(root=root)
     assert request(first, "PUT", "survives").status_code == 200

@@ -20,8 +20,13 @@ def _hold(server: ServerHandle, bucket: str, key: str) -> tuple[socket.socket, b
     handler (so it holds a slot); a refused one gets its 503 instead."""
     headers = sign_headers(server, "PUT", bucket, key)
     sock = socket.create_connection((server.host, server.port), timeout=15)
-    head = [f"PUT {resource_path(bucket, key)} HTTP/1.1", f"Host: {server.host}:{server.port}", "Content-Length: 5",
-            "Expect: 100-continue", *(f"{k}: {v}" for k, v in headers.items())]
+    head = [
+        f"PUT {resource_path(bucket, key)} HTTP/1.1",
+        f"Host: {server.host}:{server.port}",
+        "Content-Length: 5",
+        "Expect: 100-continue",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
     return sock, read_head(sock)
 
@@ -94,16 +99,23 @@ def test_the_third_of_three_slow_requests_is_refused(server_factory) -> None:  #
 def _abandon_mid_body(server: ServerHandle, bucket: str, key: str) -> None:
     headers = sign_headers(server, "PUT", bucket, key)
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
-        head = [f"PUT {resource_path(bucket, key)} HTTP/1.1", f"Host: {server.host}:{server.port}",
-                "Content-Length: 100", *(f"{k}: {v}" for k, v in headers.items())]
+        head = [
+            f"PUT {resource_path(bucket, key)} HTTP/1.1",
+            f"Host: {server.host}:{server.port}",
+            "Content-Length: 100",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"half")
 
 
 def _abandon_before_answer(server: ServerHandle, bucket: str) -> None:
     headers = sign_headers(server, "GET", bucket, None)
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
-        head = [f"GET /{bucket}/ HTTP/1.1", f"Host: {server.host}:{server.port}",
-                *(f"{k}: {v}" for k, v in headers.items())]
+        head = [
+            f"GET /{bucket}/ HTTP/1.1",
+            f"Host: {server.host}:{server.port}",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
 
 
@@ -114,7 +126,9 @@ def test_slots_come_back_after_errors_and_disconnects(server_factory, wait_until
     for i in range(rounds):
         assert request(server, "GET", "leaks", f"missing-{i}").status_code == 404
         assert request(server, "GET", "leaks", "x", secret="wrong-secret").status_code == 403
-        bad_md5 = request(server, "PUT", "leaks", "d", headers={"Content-MD5": "AAAAAAAAAAAAAAAAAAAAAA=="}, content=b"x")
+        bad_md5 = request(
+            server, "PUT", "leaks", "d", headers={"Content-MD5": "AAAAAAAAAAAAAAAAAAAAAA=="}, content=b"x"
+        )
         assert bad_md5.status_code == 400
         assert request(server, "GET", "no-such-bucket", "k").status_code == 404
         _abandon_mid_body(server, "leaks", f"gone-{i}")
@@ -126,8 +140,12 @@ def test_slots_come_back_after_errors_and_disconnects(server_factory, wait_until
     # A body that stalls until the server gives up on it (400 RequestTimeout).
     headers = sign_headers(server, "PUT", "leaks", "stalled")
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
-        head = ["PUT /leaks/stalled HTTP/1.1", f"Host: {server.host}:{server.port}", "Content-Length: 10",
-                *(f"{k}: {v}" for k, v in headers.items())]
+        head = [
+            "PUT /leaks/stalled HTTP/1.1",
+            f"Host: {server.host}:{server.port}",
+            "Content-Length: 10",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"abc")
         assert read_head(sock).startswith(b"HTTP/1.1 400 ")
     assert _ended(server) == (rounds, rounds)
@@ -139,12 +157,31 @@ def test_slots_come_back_after_errors_and_disconnects(server_factory, wait_until
 def _ended(server: ServerHandle) -> tuple[int, int]:
     """(abandoned bodies logged as 499, listings answered to nobody) so far."""
     entries = server.requests()
-    return (sum(e["status"] == 499 for e in entries),
-            sum(e["op"] == "ListObjects" and e["status"] == 200 for e in entries))
+    return (
+        sum(e["status"] == 499 for e in entries),
+        sum(e["op"] == "ListObjects" and e["status"] == 200 for e in entries),
+    )
 
 
 def test_max_inflight_must_be_positive(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "ks3sync", "local-server", "--root", str(tmp_path / "r"),
-                          "--access-key", TEST_ACCESS_KEY, "--secret-key", TEST_SECRET_KEY, "--max-inflight", "0"],
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "local-server",
+            "--root",
+            str(tmp_path / "r"),
+            "--access-key",
+            TEST_ACCESS_KEY,
+            "--secret-key",
+            TEST_SECRET_KEY,
+            "--max-inflight",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 2 and "--max-inflight" in out.stderr

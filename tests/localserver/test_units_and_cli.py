@@ -34,15 +34,18 @@ def test_crc64_combine_equals_crc_of_concatenation(a: bytes, b: bytes) -> None:
     assert combine(0, crc64(b), len(b)) == crc64(b)
 
 
-@pytest.mark.parametrize(("path", "host", "expected"), [
-    ("/", "127.0.0.1:9000", (None, None)),
-    ("/b", "127.0.0.1:9000", ("b", None)),
-    ("/b/", "127.0.0.1:9000", ("b", None)),
-    ("/b/%2Flead/%2Fx", "127.0.0.1", ("b", "/lead//x")),
-    ("/b/a//b", "127.0.0.1", ("b", "a//b")),
-    ("/b/%E6%96%87 x+y", "127.0.0.1", ("b", "文 x+y")),
-    ("/k/x", "mybucket.localhost:9000", ("mybucket", "k/x")),
-])
+@pytest.mark.parametrize(
+    ("path", "host", "expected"),
+    [
+        ("/", "127.0.0.1:9000", (None, None)),
+        ("/b", "127.0.0.1:9000", ("b", None)),
+        ("/b/", "127.0.0.1:9000", ("b", None)),
+        ("/b/%2Flead/%2Fx", "127.0.0.1", ("b", "/lead//x")),
+        ("/b/a//b", "127.0.0.1", ("b", "a//b")),
+        ("/b/%E6%96%87 x+y", "127.0.0.1", ("b", "文 x+y")),
+        ("/k/x", "mybucket.localhost:9000", ("mybucket", "k/x")),
+    ],
+)
 def test_split_target_never_normalises(path: str, host: str, expected: tuple[str | None, str | None]) -> None:
     assert split_target(path, host, "localhost") == expected
 
@@ -62,16 +65,26 @@ def test_embedded_server_round_trip(tmp_path: Path) -> None:
 
     with EmbeddedServer(tmp_path / "root", TEST_ACCESS_KEY, TEST_SECRET_KEY, fsync=False) as server:
         assert server.endpoint == f"http://127.0.0.1:{server.port}"
-        conn = Connection(TEST_ACCESS_KEY, TEST_SECRET_KEY, host="127.0.0.1", port=server.port, is_secure=False,
-                          calling_format=PathCallingFormat())
+        conn = Connection(
+            TEST_ACCESS_KEY,
+            TEST_SECRET_KEY,
+            host="127.0.0.1",
+            port=server.port,
+            is_secure=False,
+            calling_format=PathCallingFormat(),
+        )
         conn.create_bucket("embedded").new_key("k").set_contents_from_string("v")
         assert conn.get_bucket("embedded").get_key("k").get_contents_as_string() == b"v"
     assert "secret" not in repr(server.config).lower().replace("secret_key='***'", "")
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "ks3sync", "local-server", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env or dict(os.environ))
+    return subprocess.Popen(
+        [sys.executable, "-m", "ks3sync", "local-server", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env or dict(os.environ),
+    )
 
 
 def test_cli_announces_writes_port_file_and_stops_cleanly(tmp_path: Path) -> None:
@@ -101,7 +114,9 @@ def test_cli_refuses_missing_credentials_with_one_line(tmp_path: Path) -> None:
     out, err = process.communicate(timeout=20)
     assert process.returncode == 2
     assert b"--access-key" in err
-    bad = _cli("--root", str(tmp_path), "--access-key", "a", "--secret-key", "s", "--fault-codes", "200", env=env)
+    bad = _cli(
+        "--root", str(tmp_path), "--access-key", "a", "--secret-key", "s", "--fault-codes", "200", env=env
+    )
     out, err = bad.communicate(timeout=20)
     assert bad.returncode == 2 and b"fault codes" in err
 
@@ -110,12 +125,15 @@ def test_cli_refuses_missing_credentials_with_one_line(tmp_path: Path) -> None:
 def test_aws_chunked_decoder_handles_any_split(chunks: list[bytes], cuts: list[int]) -> None:
     from ks3sync.localserver.awschunked import UNSIGNED_TRAILER, ChunkedDecoder
 
-    framed = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in chunks) + b"0\r\nx-amz-checksum-crc32:x\r\n\r\n"
+    framed = (
+        b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in chunks)
+        + b"0\r\nx-amz-checksum-crc32:x\r\n\r\n"
+    )
     decoder = ChunkedDecoder(UNSIGNED_TRAILER, None)
     out = b""
     position = 0
     for cut in cuts:
-        out += decoder.feed(framed[position: position + cut])
+        out += decoder.feed(framed[position : position + cut])
         position += cut
     out += decoder.feed(framed[position:])
     decoder.finish()

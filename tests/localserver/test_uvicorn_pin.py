@@ -29,62 +29,126 @@ def _pin() -> Requirement:
 
 
 PIN = _pin()
-WHY = (f"ks3sync's local server subclasses uvicorn's httptools protocol at pinned hook points; pyproject.toml "
-       f"pins {PIN} (the tested range). Moving the pin means running tests/localserver, tests/interop and "
-       f"tests/fuzz against the new uvicorn and updating this test (docs/decisions.md D7)")
+WHY = (
+    f"ks3sync's local server subclasses uvicorn's httptools protocol at pinned hook points; pyproject.toml "
+    f"pins {PIN} (the tested range). Moving the pin means running tests/localserver, tests/interop and "
+    f"tests/fuzz against the new uvicorn and updating this test (docs/decisions.md D7)"
+)
 
 # (object path, parameters as (name, kind, default)): what protocol.py and server.py override or call.
 P = inspect.Parameter
 _EMPTY = P.empty
 HOOKS: dict[str, list[tuple[str, Any, Any]]] = {
-    "HttpToolsProtocol.__init__": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                   ("config", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                   ("server_state", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                   ("app_state", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                   ("_loop", P.POSITIONAL_OR_KEYWORD, None)],
-    "HttpToolsProtocol.connection_made": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                          ("transport", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
-    "HttpToolsProtocol.connection_lost": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                          ("exc", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
-    "HttpToolsProtocol.data_received": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                        ("data", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
+    "HttpToolsProtocol.__init__": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("config", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("server_state", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("app_state", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("_loop", P.POSITIONAL_OR_KEYWORD, None),
+    ],
+    "HttpToolsProtocol.connection_made": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("transport", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+    ],
+    "HttpToolsProtocol.connection_lost": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("exc", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+    ],
+    "HttpToolsProtocol.data_received": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("data", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+    ],
     "HttpToolsProtocol.on_message_begin": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
-    "HttpToolsProtocol.on_header": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                    ("name", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                    ("value", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
+    "HttpToolsProtocol.on_header": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("name", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("value", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+    ],
     "HttpToolsProtocol.on_headers_complete": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
-    "HttpToolsProtocol.on_body": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                  ("body", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
+    "HttpToolsProtocol.on_body": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("body", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+    ],
     "HttpToolsProtocol.on_message_complete": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
-    "HttpToolsProtocol._start_asgi_task": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                           ("cycle", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                           ("app", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
+    "HttpToolsProtocol._start_asgi_task": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("cycle", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("app", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+    ],
     "HttpToolsProtocol._unset_keepalive_if_required": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
     "HttpToolsProtocol.timeout_keep_alive_handler": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
     "HttpToolsProtocol.on_response_complete": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
     "HttpToolsProtocol.shutdown": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
-    "RequestResponseCycle.run_asgi": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                                      ("app", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
+    "RequestResponseCycle.run_asgi": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("app", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+    ],
     "FlowControl.drain": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
     "FlowControl.pause_reading": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
     "FlowControl.resume_reading": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
-    "Server.__init__": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY), ("config", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
+    "Server.__init__": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("config", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+    ],
     "Server.serve": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY), ("sockets", P.POSITIONAL_OR_KEYWORD, None)],
     "Server.startup": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY), ("sockets", P.POSITIONAL_OR_KEYWORD, None)],
-    "Server.shutdown": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY), ("sockets", P.POSITIONAL_OR_KEYWORD, None)],
+    "Server.shutdown": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("sockets", P.POSITIONAL_OR_KEYWORD, None),
+    ],
     "Server.capture_signals": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
-    "Server.handle_exit": [("self", P.POSITIONAL_OR_KEYWORD, _EMPTY), ("sig", P.POSITIONAL_OR_KEYWORD, _EMPTY),
-                           ("frame", P.POSITIONAL_OR_KEYWORD, _EMPTY)],
+    "Server.handle_exit": [
+        ("self", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("sig", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+        ("frame", P.POSITIONAL_OR_KEYWORD, _EMPTY),
+    ],
 }
 # uvicorn.Config parameters server.py passes (public, but a rename would only show as a TypeError at start)
-CONFIG_PARAMETERS = ("http", "ws", "lifespan", "interface", "server_header", "date_header", "access_log",
-                     "proxy_headers", "log_config", "log_level", "timeout_keep_alive", "timeout_graceful_shutdown",
-                     "backlog", "ssl_certfile", "ssl_keyfile")
+CONFIG_PARAMETERS = (
+    "http",
+    "ws",
+    "lifespan",
+    "interface",
+    "server_header",
+    "date_header",
+    "access_log",
+    "proxy_headers",
+    "log_config",
+    "log_level",
+    "timeout_keep_alive",
+    "timeout_graceful_shutdown",
+    "backlog",
+    "ssl_certfile",
+    "ssl_keyfile",
+)
 # Attributes protocol.py and server.py read or set, after one request has been parsed and answered.
-PROTOCOL_ATTRIBUTES = ("config", "loop", "parser", "flow", "transport", "client", "cycle", "url", "pipeline",
-                       "timeout_keep_alive", "timeout_keep_alive_task")
-CYCLE_ATTRIBUTES = ("scope", "transport", "flow", "body", "more_body", "message_event", "disconnected",
-                    "keep_alive", "waiting_for_100_continue", "response_started", "response_complete", "on_response")
+PROTOCOL_ATTRIBUTES = (
+    "config",
+    "loop",
+    "parser",
+    "flow",
+    "transport",
+    "client",
+    "cycle",
+    "url",
+    "pipeline",
+    "timeout_keep_alive",
+    "timeout_keep_alive_task",
+)
+CYCLE_ATTRIBUTES = (
+    "scope",
+    "transport",
+    "flow",
+    "body",
+    "more_body",
+    "message_event",
+    "disconnected",
+    "keep_alive",
+    "waiting_for_100_continue",
+    "response_started",
+    "response_complete",
+    "on_response",
+)
 FLOW_ATTRIBUTES = ("write_paused",)
 SERVER_ATTRIBUTES = ("started", "should_exit", "server_state")
 
@@ -93,9 +157,12 @@ def _owner(name: str) -> Any:
     import uvicorn
     from uvicorn.protocols.http import flow_control, httptools_impl
 
-    return {"HttpToolsProtocol": httptools_impl.HttpToolsProtocol,
-            "RequestResponseCycle": httptools_impl.RequestResponseCycle,
-            "FlowControl": flow_control.FlowControl, "Server": uvicorn.Server}[name]
+    return {
+        "HttpToolsProtocol": httptools_impl.HttpToolsProtocol,
+        "RequestResponseCycle": httptools_impl.RequestResponseCycle,
+        "FlowControl": flow_control.FlowControl,
+        "Server": uvicorn.Server,
+    }[name]
 
 
 def test_the_pin_is_a_closed_range() -> None:
@@ -116,7 +183,9 @@ def test_each_hook_point_keeps_its_parameters(hook: str) -> None:
     function = getattr(_owner(owner), name, None)
     assert callable(function), f"uvicorn {version('uvicorn')} has no {hook}. {WHY}."
     found = [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
-    assert found == HOOKS[hook], f"uvicorn {version('uvicorn')} changed {hook}{inspect.signature(function)}. {WHY}."
+    assert found == HOOKS[hook], (
+        f"uvicorn {version('uvicorn')} changed {hook}{inspect.signature(function)}. {WHY}."
+    )
 
 
 def test_the_config_parameters_exist() -> None:
@@ -172,15 +241,21 @@ def test_the_hooks_are_reached_and_the_attributes_are_there() -> None:
         seen["receive"] = getattr(receive, "__self__", None)
         message = await receive()
         seen["body"] = message["body"]
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"Content-Length", b"2"), (b"ETag", b'"x"')]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"Content-Length", b"2"), (b"ETag", b'"x"')],
+            }
+        )
         await send({"type": "http.response.body", "body": b"ok"})
 
     async def exchange() -> tuple[Any, _Transport]:
         config = uvicorn.Config(app, lifespan="off", interface="asgi3", ws="none", log_config=None)
         config.load()
-        protocol = protocol_class(Limits())(config=config, server_state=ServerState(), app_state={},
-                                            _loop=asyncio.get_running_loop())
+        protocol = protocol_class(Limits())(
+            config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+        )
         transport = _Transport()
         protocol.connection_made(transport)
         protocol.data_received(b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
@@ -192,14 +267,21 @@ def test_the_hooks_are_reached_and_the_attributes_are_there() -> None:
 
     protocol, transport = asyncio.run(exchange())
     where = f"uvicorn {version('uvicorn')}"
-    assert type(seen.get("receive")).__name__ == "_Exchange", f"{where} no longer starts requests through " \
-                                                              f"HttpToolsProtocol._start_asgi_task. {WHY}."
+    assert type(seen.get("receive")).__name__ == "_Exchange", (
+        f"{where} no longer starts requests through HttpToolsProtocol._start_asgi_task. {WHY}."
+    )
     assert seen["body"] == b"abc"
-    assert len(transport.writes) == 1 and transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n"), transport.writes
-    assert b"\r\nContent-Length: 2\r\nETag: \"x\"\r\n\r\nok" in transport.writes[0], transport.writes
+    assert len(transport.writes) == 1 and transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n"), (
+        transport.writes
+    )
+    assert b'\r\nContent-Length: 2\r\nETag: "x"\r\n\r\nok' in transport.writes[0], transport.writes
     missing = [f"protocol.{name}" for name in PROTOCOL_ATTRIBUTES if not hasattr(protocol, name)]
     missing += [f"cycle.{name}" for name in CYCLE_ATTRIBUTES if not hasattr(protocol.cycle, name)]
     missing += [f"flow.{name}" for name in FLOW_ATTRIBUTES if not hasattr(protocol.flow, name)]
-    missing += [f"Server.{name}" for name in SERVER_ATTRIBUTES if not hasattr(uvicorn.Server(uvicorn.Config(app)), name)]
+    missing += [
+        f"Server.{name}"
+        for name in SERVER_ATTRIBUTES
+        if not hasattr(uvicorn.Server(uvicorn.Config(app)), name)
+    ]
     assert not missing, f"{where} lacks {missing}. {WHY}."
     assert hasattr(ServerState(), "connections"), f"{where}: ServerState.connections is gone. {WHY}."

@@ -38,16 +38,16 @@ def tree(root: Path, files: dict[str, bytes]) -> None:
 
 
 def read_tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Path, MemoryStore, MemoryJournal]:
     src = tmp_path / "src"
     src.mkdir()
-    tree(src, {"a.txt": b"alpha", "dir/b.txt": b"bravo", "dir/sub/c.bin": os.urandom(300 * KIB), "empty": b""})
+    tree(
+        src, {"a.txt": b"alpha", "dir/b.txt": b"bravo", "dir/sub/c.bin": os.urandom(300 * KIB), "empty": b""}
+    )
     return src, MemoryStore(prefix="m/"), MemoryJournal()
 
 
@@ -76,8 +76,12 @@ def test_modify_delete_rename_sends_exactly_put_copy_delete(setup) -> None:
     store.calls.clear()
     result = up(src, store, journal, delete=True)
     assert result.ok, result.failed
-    assert sorted(store.writes()) == [("copy", "moved.txt"), ("delete", "dir/b.txt"), ("delete", "empty"),
-                                      ("put", "a.txt")]
+    assert sorted(store.writes()) == [
+        ("copy", "moved.txt"),
+        ("delete", "dir/b.txt"),
+        ("delete", "empty"),
+        ("put", "a.txt"),
+    ]
     assert (result.uploaded, result.copied, result.deleted) == (1, 1, 2)
     assert {e.path: store.data(e.path) for e in store.list()} == read_tree(src)
 
@@ -148,10 +152,8 @@ def test_lost_journal_adopts_instead_of_uploading(setup) -> None:
 
 def test_restore_refuses_escaping_keys_and_skips_deletes(setup, tmp_path: Path) -> None:
     _, store, _ = setup
-    store.put("../evil", MemoryBody(b"x"),
-              WriteOptions())
-    store.put("ok.txt", MemoryBody(b"fine"),
-              WriteOptions())
+    store.put("../evil", MemoryBody(b"x"), WriteOptions())
+    store.put("ok.txt", MemoryBody(b"fine"), WriteOptions())
     dst = tmp_path / "restore"
     dst.mkdir()
     (dst / "local-only").write_bytes(b"keep me")
@@ -170,8 +172,9 @@ def test_stale_uploads_are_aborted_at_start(setup) -> None:
     now[0] += 25 * HOUR_NS
     young = store.create_upload("young", WriteOptions())
     vanished = store.create_upload("vanished.bin", WriteOptions())
-    journal.cp.upload_started(UploadRecord("vanished.bin", "m/vanished.bin", vanished, 100 * KIB,
-                                           FileIdentity(1, 1, 1, 1), 0))
+    journal.cp.upload_started(
+        UploadRecord("vanished.bin", "m/vanished.bin", vanished, 100 * KIB, FileIdentity(1, 1, 1, 1), 0)
+    )
     result = run_mirror(store, journal, 1, src, Direction.UPLOAD, options(), clock=lambda: now[0])
     assert result.ok and result.aborted_uploads == 2
     assert [u.upload_id for u in store.list_uploads()] == [young]
@@ -202,7 +205,11 @@ def test_bandwidth_limit_and_jobs_reach_the_executor(setup) -> None:
     src, store, journal = setup
     transfer = TransferOptions(jobs=1, part_size=100 * KIB, multipart_threshold=200 * KIB, bwlimit=50e6)
     result = run_mirror(store, journal, 1, src, Direction.UPLOAD, MirrorOptions(transfer=transfer))
-    assert result.ok and result.uploaded == 4 and result.bytes_sent == sum(len(b) for b in read_tree(src).values())
+    assert (
+        result.ok
+        and result.uploaded == 4
+        and result.bytes_sent == sum(len(b) for b in read_tree(src).values())
+    )
 
 
 def test_execute_runs_queued_operations_deletes_last(setup) -> None:
@@ -232,7 +239,9 @@ def test_duplicate_copy_carries_its_own_mtime_and_restores_it(setup, tmp_path: P
     result = up(src, store, journal)
     assert result.copied == 1
     assert store.head("dup.txt").metadata["mtime"] == "1234567890.123456789"
-    assert store.head("dir/b.txt").metadata["mtime"] == format_mtime(os.stat(src / "dir" / "b.txt").st_mtime_ns)
+    assert store.head("dir/b.txt").metadata["mtime"] == format_mtime(
+        os.stat(src / "dir" / "b.txt").st_mtime_ns
+    )
     dst = tmp_path / "restore"
     assert run_mirror(store, MemoryJournal(), 1, dst, Direction.DOWNLOAD, options()).ok
     assert os.stat(dst / "dup.txt").st_mtime_ns == 1_234_567_890_123_456_789
@@ -264,7 +273,8 @@ def test_another_syncs_upload_in_the_same_journal_is_not_stale(setup, tmp_path: 
         theirs = journal.register_sync("theirs", str(tmp_path / "other"), "memory", "m/sub/", "h")
         upload_id = store.create_upload("sub/theirs.bin", WriteOptions())
         journal.checkpoint(theirs).upload_started(
-            UploadRecord("theirs.bin", "m/sub/theirs.bin", upload_id, 100 * KIB, FileIdentity(1, 1, 1, 1), 0))
+            UploadRecord("theirs.bin", "m/sub/theirs.bin", upload_id, 100 * KIB, FileIdentity(1, 1, 1, 1), 0)
+        )
         orphan = store.create_upload("orphan.bin", WriteOptions())
         result = run_mirror(store, journal, mine, src, Direction.UPLOAD, options(stale_grace_ns=0))
     assert result.ok and result.aborted_uploads == 1

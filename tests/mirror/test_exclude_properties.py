@@ -56,8 +56,21 @@ LEAVES = ("x.txt", "y.log", "keep.log", "z.tmp", "d.bin")
 PATHS = tuple(folder + leaf for folder in FOLDERS for leaf in LEAVES)
 STATE = ".ks3state"  # ks3sync's state folder inside the tree: always excluded, never deleted locally
 OWN = (f"{STATE}/journal.db", f"{STATE}/journal.db-wal")
-PATTERNS = ("*.log", "!keep.log", "build/", "*.tmp", "a/", "/x.txt", "a/**/d.bin", "logs", "x.*", "!a/x.txt",
-            "build/d.bin", "!build/", "*")
+PATTERNS = (
+    "*.log",
+    "!keep.log",
+    "build/",
+    "*.tmp",
+    "a/",
+    "/x.txt",
+    "a/**/d.bin",
+    "logs",
+    "x.*",
+    "!a/x.txt",
+    "build/d.bin",
+    "!build/",
+    "*",
+)
 IGNORE_FOLDERS = ("", "a/", "logs/")
 CONTENTS = (b"", b"one", b"two!", b"three", bytes(range(64)))
 
@@ -81,9 +94,13 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     contents = st.sampled_from(CONTENTS)
     local = draw(st.dictionaries(st.sampled_from(PATHS), contents, max_size=12))
     remote = draw(st.dictionaries(st.sampled_from(PATHS + OWN), contents, max_size=12))
-    ignore_files = draw(st.dictionaries(st.sampled_from(IGNORE_FOLDERS),
-                                        st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3).map(tuple),
-                                        max_size=2))
+    ignore_files = draw(
+        st.dictionaries(
+            st.sampled_from(IGNORE_FOLDERS),
+            st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3).map(tuple),
+            max_size=2,
+        )
+    )
     excludes = st.lists(st.sampled_from(PATTERNS), max_size=3).map(tuple)
     return Scenario(
         local=local,
@@ -101,8 +118,13 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 # the oracle
 
 
-def judge(paths: set[str], ignore_files: dict[str, tuple[str, ...]], excludes: tuple[str, ...], *,
-          state: bool = True) -> dict[str, str]:
+def judge(
+    paths: set[str],
+    ignore_files: dict[str, tuple[str, ...]],
+    excludes: tuple[str, ...],
+    *,
+    state: bool = True,
+) -> dict[str, str]:
     """path -> "included" | "excluded", by walking a scratch tree that holds every path (``state``:
     with ks3sync's state folder among the tree's own files, as a sync has it)."""
     scratch = Path(tempfile.mkdtemp(prefix="ks3sync-oracle-"))
@@ -119,11 +141,17 @@ def judge(paths: set[str], ignore_files: dict[str, tuple[str, ...]], excludes: t
     return {path: "included" if path in seen else "excluded" for path in paths}
 
 
-def refused_as_state(keys: set[str], ignore_files: dict[str, tuple[str, ...]], excludes: tuple[str, ...]) -> set[str]:
+def refused_as_state(
+    keys: set[str], ignore_files: dict[str, tuple[str, ...]], excludes: tuple[str, ...]
+) -> set[str]:
     """Keys a restore reports instead of fetching (D9): those naming ks3sync's state that no rule of the
     user's excludes (an excluded one is left out in silence, like any excluded key)."""
     own = keys & set(OWN)
-    return {key for key, verdict in judge(own, ignore_files, excludes, state=False).items() if verdict == "included"}
+    return {
+        key
+        for key, verdict in judge(own, ignore_files, excludes, state=False).items()
+        if verdict == "included"
+    }
 
 
 def write_ignore_files(root: Path, ignore_files: dict[str, tuple[str, ...]]) -> None:
@@ -215,8 +243,9 @@ def upload_property(case: Scenario, make_rig: RigFactory) -> None:
         write_ignore_files(src, case.ignore_files)
         with make_rig(base) as rig:
             put_all(rig.store, case.remote)  # what another client put there before
-            first = run_mirror(rig.store, rig.journal, rig.sync_id, src, Direction.UPLOAD,
-                               options(case.first_excludes, src))
+            first = run_mirror(
+                rig.store, rig.journal, rig.sync_id, src, Direction.UPLOAD, options(case.first_excludes, src)
+            )
             assert first.ok, first.failed
             objects = objects_of(rig.store)
             verdict = judge(set(read_tree(src)) | set(objects), case.ignore_files, case.first_excludes)
@@ -231,14 +260,29 @@ def upload_property(case: Scenario, make_rig: RigFactory) -> None:
             source = read_tree(src)
             before = objects_of(rig.store)
             verdict = judge(set(source) | set(before), case.ignore_files, case.second_excludes)
-            second = run_mirror(rig.store, rig.journal, rig.sync_id, src, Direction.UPLOAD,
-                                options(case.second_excludes, src, delete=True, force=case.force,
-                                        delete_excluded=case.delete_excluded))
+            second = run_mirror(
+                rig.store,
+                rig.journal,
+                rig.sync_id,
+                src,
+                Direction.UPLOAD,
+                options(
+                    case.second_excludes,
+                    src,
+                    delete=True,
+                    force=case.force,
+                    delete_excluded=case.delete_excluded,
+                ),
+            )
             assert not second.failed, second.failed
             after = objects_of(rig.store)
             in_source = {p for p in source if verdict[p] == "included"}
-            expected = {p for p in before if (verdict[p] == "included" and p not in in_source)
-                        or (case.delete_excluded and verdict[p] == "excluded")}
+            expected = {
+                p
+                for p in before
+                if (verdict[p] == "included" and p not in in_source)
+                or (case.delete_excluded and verdict[p] == "excluded")
+            }
             check_deletes(second, set(before), set(after), expected)
             for path in set(after) & set(before):
                 if verdict[path] != "included":
@@ -261,8 +305,14 @@ def download_property(case: Scenario, make_rig: RigFactory) -> None:
             put_all(rig.store, case.remote)
             local_before = read_tree(dst)
             verdict = judge(set(local_before) | set(case.remote), case.ignore_files, case.first_excludes)
-            first = run_mirror(rig.store, rig.journal, rig.sync_id, dst, Direction.DOWNLOAD,
-                               options(case.first_excludes, dst))
+            first = run_mirror(
+                rig.store,
+                rig.journal,
+                rig.sync_id,
+                dst,
+                Direction.DOWNLOAD,
+                options(case.first_excludes, dst),
+            )
             refused = refused_as_state(set(case.remote), case.ignore_files, case.first_excludes)
             assert {path for path, _ in first.failed} == refused, first.failed
             local = read_tree(dst)
@@ -277,15 +327,30 @@ def download_property(case: Scenario, make_rig: RigFactory) -> None:
                 rig.store.delete_many(gone)
             remote = {p: d for p, d in case.remote.items() if p not in case.vanish}
             verdict = judge(set(local) | set(remote), case.ignore_files, case.second_excludes)
-            second = run_mirror(rig.store, rig.journal, rig.sync_id, dst, Direction.DOWNLOAD,
-                                options(case.second_excludes, dst, delete=True, force=case.force,
-                                        delete_excluded=case.delete_excluded))
+            second = run_mirror(
+                rig.store,
+                rig.journal,
+                rig.sync_id,
+                dst,
+                Direction.DOWNLOAD,
+                options(
+                    case.second_excludes,
+                    dst,
+                    delete=True,
+                    force=case.force,
+                    delete_excluded=case.delete_excluded,
+                ),
+            )
             refused = refused_as_state(set(remote), case.ignore_files, case.second_excludes)
             assert {path for path, _ in second.failed} == refused, second.failed
             after = read_tree(dst)
             in_source = {p for p in remote if verdict[p] == "included"}
-            expected = {p for p in local if (verdict[p] == "included" and p not in in_source)
-                        or (case.delete_excluded and verdict[p] == "excluded" and p not in OWN)}
+            expected = {
+                p
+                for p in local
+                if (verdict[p] == "included" and p not in in_source)
+                or (case.delete_excluded and verdict[p] == "excluded" and p not in OWN)
+            }
             if refused:  # a pass with failures runs no deletes
                 assert set(local) - set(after) == set(), sorted(set(local) - set(after))
             else:
@@ -304,8 +369,11 @@ def nonempty_bucket(case: Scenario) -> bool:
 
 
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-HTTP = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                       HealthCheck.function_scoped_fixture])
+HTTP = settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @FAST
@@ -346,16 +414,29 @@ def test_restore_property_over_local_server(case: Scenario, http_rig: RigFactory
     download_property(case, http_rig)
 
 
-def test_restore_with_delete_excluded_keeps_what_an_unreadable_ignore_file_may_exclude(tmp_path: Path) -> None:
+def test_restore_with_delete_excluded_keeps_what_an_unreadable_ignore_file_may_exclude(
+    tmp_path: Path,
+) -> None:
     dst = tmp_path / "dst"
     write_tree(dst, {"sub/a.txt": b"mine", "sub/b.log": b"log", "c.log": b"log", "keep.txt": b"k"})
     (dst / "sub" / ".ks3ignore").write_bytes(b"\xff\xfe not utf-8\n")
     store, journal = MemoryStore(prefix="p/"), MemoryJournal()
     put_all(store, {"keep.txt": b"k", "sub/a.txt": b"theirs"})
-    result = run_mirror(store, journal, 1, dst, Direction.DOWNLOAD,
-                        options(("*.log",), dst, delete=True, delete_excluded=True))
+    result = run_mirror(
+        store,
+        journal,
+        1,
+        dst,
+        Direction.DOWNLOAD,
+        options(("*.log",), dst, delete=True, delete_excluded=True),
+    )
     # c.log goes; below sub/ nothing is fetched or deleted, and the unreadable rule file is named
-    assert read_tree(dst) == {"sub/a.txt": b"mine", "sub/b.log": b"log", "keep.txt": b"k",
-                              "sub/.ks3ignore": b"\xff\xfe not utf-8\n"}
+    assert read_tree(dst) == {
+        "sub/a.txt": b"mine",
+        "sub/b.log": b"log",
+        "keep.txt": b"k",
+        "sub/.ks3ignore": b"\xff\xfe not utf-8\n",
+    }
     assert [(path, "cannot use ignore file" in reason) for path, reason in result.problems] == [
-        ("sub/.ks3ignore", True)]
+        ("sub/.ks3ignore", True)
+    ]

@@ -23,8 +23,9 @@ from tests.serverkit import ServerHandle, client_config
 
 
 @pytest.fixture
-def setup(tmp_path: Path, local_server: ServerHandle, bucket: str,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, KS3Store, Journal, list[int]]]:
+def setup(
+    tmp_path: Path, local_server: ServerHandle, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, KS3Store, Journal, list[int]]]:
     monkeypatch.setattr(ks3sync.engine.planning, "WORKER_SCAN_MIN_FILES", 5)
     walks: list[int] = []
     real = ks3sync.scan.worker.scan_tree_in_worker
@@ -43,7 +44,8 @@ def setup(tmp_path: Path, local_server: ServerHandle, bucket: str,
 
 
 def test_a_large_known_tree_is_walked_by_the_worker_with_the_same_outcome(
-        setup: tuple[Path, KS3Store, Journal, list[int]]) -> None:
+    setup: tuple[Path, KS3Store, Journal, list[int]],
+) -> None:
     src, store, journal, walks = setup
     sync_id = journal.register_sync("worker", str(src), store.bucket, store.prefix, "h")
     first = run_mirror(store, journal, sync_id, src, Direction.UPLOAD, MirrorOptions(delete=True))
@@ -63,10 +65,13 @@ def test_a_large_known_tree_is_walked_by_the_worker_with_the_same_outcome(
 
 
 def test_a_failing_worker_stops_the_pass_before_any_transfer_or_delete(
-        setup: tuple[Path, KS3Store, Journal, list[int]], monkeypatch: pytest.MonkeyPatch) -> None:
+    setup: tuple[Path, KS3Store, Journal, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     src, store, journal, walks = setup
     sync_id = journal.register_sync("worker", str(src), store.bucket, store.prefix, "h")
-    assert run_mirror(store, journal, sync_id, src, Direction.UPLOAD, MirrorOptions(delete=True)).uploaded == 8
+    assert (
+        run_mirror(store, journal, sync_id, src, Direction.UPLOAD, MirrorOptions(delete=True)).uploaded == 8
+    )
     (src / "d0" / "new.txt").write_bytes(b"new")
     before = sorted((e.path, e.etag) for e in store.list())
     real = ks3sync.scan.worker.scan_tree_in_worker
@@ -81,6 +86,8 @@ def test_a_failing_worker_stops_the_pass_before_any_transfer_or_delete(
             stream.close()
 
     monkeypatch.setattr(ks3sync.scan.worker, "scan_tree_in_worker", dies_after_two)
-    with pytest.raises(FatalError, match="scan worker stopped before finishing.*nothing was transferred or deleted"):
+    with pytest.raises(
+        FatalError, match="scan worker stopped before finishing.*nothing was transferred or deleted"
+    ):
         run_mirror(store, journal, sync_id, src, Direction.UPLOAD, MirrorOptions(delete=True))
     assert sorted((e.path, e.etag) for e in store.list()) == before  # six unlisted files were not deleted

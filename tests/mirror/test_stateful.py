@@ -82,8 +82,11 @@ class MirrorMachine(RuleBasedStateMachine):
     @rule(old=st.sampled_from(NAMES), new=st.sampled_from(NAMES))
     def rename(self, old: str, new: str) -> None:
         source, target = self.src / old, self.src / new
-        if old != new and source.is_file() and not target.exists() and (
-            not target.parent.exists() or target.parent.is_dir()
+        if (
+            old != new
+            and source.is_file()
+            and not target.exists()
+            and (not target.parent.exists() or target.parent.is_dir())
         ):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(source, target)
@@ -116,7 +119,9 @@ class MirrorMachine(RuleBasedStateMachine):
         assert not self.store.uploads and not self.journal.cp.uploads
 
     def local_files(self) -> dict[str, bytes]:
-        return {p.relative_to(self.src).as_posix(): p.read_bytes() for p in self.src.rglob("*") if p.is_file()}
+        return {
+            p.relative_to(self.src).as_posix(): p.read_bytes() for p in self.src.rglob("*") if p.is_file()
+        }
 
     def remote_files(self) -> dict[str, bytes]:
         return {entry.path: self.store.data(entry.path) for entry in self.store.list()}

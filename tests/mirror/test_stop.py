@@ -59,7 +59,9 @@ def remote_paths(store: Store) -> set[str]:
     return {entry.path for entry in store.list()}
 
 
-def test_stop_during_the_first_entry_starts_nothing_new_and_runs_no_deletes(tmp_path: Path, store: Store) -> None:
+def test_stop_during_the_first_entry_starts_nothing_new_and_runs_no_deletes(
+    tmp_path: Path, store: Store
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for name in "abcde":
@@ -69,8 +71,9 @@ def test_stop_during_the_first_entry_starts_nothing_new_and_runs_no_deletes(tmp_
     stop = threading.Event()
 
     # Set while the first file is being sent (on the one file worker): that file finishes, no other starts.
-    result = run_mirror(store, journal, 1, src, Direction.UPLOAD, options(delete=True), stop=stop,
-                        progress=StopAfter(stop))
+    result = run_mirror(
+        store, journal, 1, src, Direction.UPLOAD, options(delete=True), stop=stop, progress=StopAfter(stop)
+    )
 
     assert result.stopped == STOP_REQUESTED and not result.ok
     assert result.uploaded == 1 and result.deleted == 0
@@ -94,8 +97,9 @@ def test_stop_mid_multipart_checkpoints_sent_parts_and_the_next_pass_resumes(
     journal = MemoryJournal()
     stop = threading.Event()
 
-    result = run_mirror(store, journal, 1, src, Direction.UPLOAD, options(), stop=stop,
-                        progress=StopAfter(stop))
+    result = run_mirror(
+        store, journal, 1, src, Direction.UPLOAD, options(), stop=stop, progress=StopAfter(stop)
+    )
 
     assert result.stopped == STOP_REQUESTED and result.uploaded == 0
     assert "big.bin" not in remote_paths(store)

@@ -102,7 +102,9 @@ def test_new_files_read_the_journal_again_and_look_up_only_plan_paths(synced_pai
 
 @pytest.mark.parametrize("direction", [Direction.UPLOAD, Direction.DOWNLOAD])
 def test_out_of_order_listing_stops_the_pass_before_anything_is_written(
-    synced_pair, direction: Direction, tmp_path: Path  # type: ignore[no-untyped-def]
+    synced_pair,
+    direction: Direction,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     src, store, journal = synced_pair
     root = src if direction is Direction.UPLOAD else tmp_path / "restore"
@@ -127,7 +129,8 @@ def test_listing_error_mid_stream_is_raised_and_the_producer_ends(synced_pair) -
 
 
 def test_stop_during_the_scan_ends_the_pass_without_a_record(
-    synced_pair, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    synced_pair,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     src, store, journal = synced_pair
     (src / "new.txt").write_bytes(b"would be uploaded")

@@ -15,8 +15,9 @@ def ident(size: int, mtime: int = 1, inode: int = 1, ctime: int = 1) -> FileIden
     return FileIdentity(size=size, mtime_ns=mtime, inode=inode, ctime_ns=ctime)
 
 
-def local(path: str, content: bytes, *, mtime: int = 1, inode: int = 1, ctime: int = 1,
-          hashed: bool = False) -> LocalEntry:
+def local(
+    path: str, content: bytes, *, mtime: int = 1, inode: int = 1, ctime: int = 1, hashed: bool = False
+) -> LocalEntry:
     return LocalEntry(path, ident(len(content), mtime, inode, ctime), md5(content) if hashed else None)
 
 

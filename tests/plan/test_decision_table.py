@@ -104,7 +104,10 @@ def test_restore_delete_guard_counts_objects_and_local_files() -> None:
     tripped = plan_download(objects, locals_, records, PlanOptions(delete=True, max_delete_percent=33))
     assert tripped.deletes == () and tripped.refused_deletes == 2
     # An empty bucket against local files is the emptied-source guard; an empty folder deletes nothing.
-    assert plan_download([], locals_[:1], {}, PlanOptions(delete=True, max_delete_percent=None)).refused_deletes == 1
+    assert (
+        plan_download([], locals_[:1], {}, PlanOptions(delete=True, max_delete_percent=None)).refused_deletes
+        == 1
+    )
     assert plan_download([], [], {}, PlanOptions(delete=True, max_delete_percent=None)).warnings == ()
 
 
@@ -128,7 +131,8 @@ def test_upload_touched_file_only_re_records_when_its_hash_is_the_recorded_one()
     obj = remote("a", b"x")
     old = local("a", b"x")
     assert _up(local("a", b"x", mtime=5, hashed=True), obj, record(old, b"x", obj)) == Adopt(
-        "a", local("a", b"x", mtime=5, hashed=True), obj)
+        "a", local("a", b"x", mtime=5, hashed=True), obj
+    )
     unhashed = local("a", b"y", mtime=5)  # no hash: the change cannot be ruled out
     assert _up(unhashed, obj, record(old, b"x", obj)) == Upload("a", unhashed, "changed")
 
@@ -166,8 +170,12 @@ def test_an_encrypted_record_is_no_copy_source_for_a_plain_sync() -> None:
     enc = record(src, b"content", obj, encrypted=True)
     plain = record(local("z-other", b"content"), b"content", remote("z-other", b"content"))
     dup = local("dup", b"content", hashed=True)
-    plan = plan_upload([dup], [obj, remote("z-other", b"content")], {"a-src": enc, "z-other": plain},
-                       PlanOptions(max_delete_percent=None))
+    plan = plan_upload(
+        [dup],
+        [obj, remote("z-other", b"content")],
+        {"a-src": enc, "z-other": plain},
+        PlanOptions(max_delete_percent=None),
+    )
     copies = [op for op in plan.transfers if isinstance(op, Copy)]
     assert copies == [Copy("dup", "z-other", dup, md5(b"content"), "same-content")]
 
@@ -175,19 +183,38 @@ def test_an_encrypted_record_is_no_copy_source_for_a_plain_sync() -> None:
 # ------------------------------------------------------------------------------------------ keys
 
 
-@pytest.mark.parametrize(("key", "reason"), [
-    ("", "empty key"), ("/etc/passwd", "absolute path"), ("a\x00b", "NUL character in key"),
-    ("a//b", "empty path segment"), ("a/", "empty path segment"), ("a/../b", "'..' path segment"),
-    ("./a", "'.' path segment"), ("a/b.txt", None), ("..a/b..", None),
-])
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("", "empty key"),
+        ("/etc/passwd", "absolute path"),
+        ("a\x00b", "NUL character in key"),
+        ("a//b", "empty path segment"),
+        ("a/", "empty path segment"),
+        ("a/../b", "'..' path segment"),
+        ("./a", "'.' path segment"),
+        ("a/b.txt", None),
+        ("..a/b..", None),
+    ],
+)
 def test_unsafe_reasons_are_exact(key: str, reason: str | None) -> None:
     assert unsafe_reason(key) == reason
 
 
-@pytest.mark.parametrize(("key", "size", "marker"), [
-    ("dir/", 0, True), ("a/b/", 0, True), ("dir/", 1, False), ("dir", 0, False), ("/", 0, False),
-    ("//", 0, False), ("../", 0, False), ("a//", 0, False), ("./x/", 0, False),
-])
+@pytest.mark.parametrize(
+    ("key", "size", "marker"),
+    [
+        ("dir/", 0, True),
+        ("a/b/", 0, True),
+        ("dir/", 1, False),
+        ("dir", 0, False),
+        ("/", 0, False),
+        ("//", 0, False),
+        ("../", 0, False),
+        ("a//", 0, False),
+        ("./x/", 0, False),
+    ],
+)
 def test_folder_markers(key: str, size: int, marker: bool) -> None:
     assert is_directory_marker(key, size) is marker
 
@@ -206,19 +233,34 @@ def test_a_hashed_file_whose_content_changed_is_sent_not_adopted() -> None:
 def test_max_delete_allows_exactly_n_and_refuses_n_plus_one() -> None:
     objs = [remote(f"f{i}", b"x") for i in range(6)]
     keep = [local("f0", b"x")]
-    two = plan_upload(keep + [local(f"f{i}", b"x") for i in range(1, 4)], objs, {},
-                      PlanOptions(delete=True, max_delete=2, max_delete_percent=None))
+    two = plan_upload(
+        keep + [local(f"f{i}", b"x") for i in range(1, 4)],
+        objs,
+        {},
+        PlanOptions(delete=True, max_delete=2, max_delete_percent=None),
+    )
     assert len(two.deletes) == 2 and two.refused_deletes == 0
-    three = plan_upload(keep + [local(f"f{i}", b"x") for i in range(1, 3)], objs, {},
-                        PlanOptions(delete=True, max_delete=2, max_delete_percent=None))
+    three = plan_upload(
+        keep + [local(f"f{i}", b"x") for i in range(1, 3)],
+        objs,
+        {},
+        PlanOptions(delete=True, max_delete=2, max_delete_percent=None),
+    )
     assert three.deletes == () and three.refused_deletes == 3
-    assert "more than --max-delete 2" in three.warnings[0] and "raise --max-delete or use --force" in three.warnings[0]
+    assert (
+        "more than --max-delete 2" in three.warnings[0]
+        and "raise --max-delete or use --force" in three.warnings[0]
+    )
 
 
 def test_the_percent_guard_holds_with_a_single_destination_entry() -> None:
     # One local file the bucket lacks, one object: deleting it is 100% of the folder's entries.
-    plan = plan_download([remote("o", b"o")], [local("o", b"o"), local("x", b"x")][1:], {},
-                         PlanOptions(delete=True, max_delete_percent=50))
+    plan = plan_download(
+        [remote("o", b"o")],
+        [local("o", b"o"), local("x", b"x")][1:],
+        {},
+        PlanOptions(delete=True, max_delete_percent=50),
+    )
     assert plan.deletes == () and plan.refused_deletes == 1 and "100.0%" in plan.warnings[0]
 
 

@@ -14,6 +14,7 @@ DELETE_EXCLUDED = PlanOptions(delete=True, delete_excluded=True, max_delete_perc
 
 def judge(excluded: set[str] = frozenset(), protected: set[str] = frozenset()):  # type: ignore[assignment]
     """``protected``: paths whose rules could not be read."""
+
     def exclusion(path: str) -> Exclusion:
         if path in protected:
             return Exclusion.PROTECTED
@@ -26,16 +27,22 @@ def test_upload_keeps_excluded_objects_and_their_records() -> None:
     kept = local("keep.txt", b"k")
     log, unsure, gone = remote("app.log", b"l"), remote("sub/x", b"j"), remote("gone.txt", b"g")
     synced = {"app.log": record(local("app.log", b"l"), b"l", log)}  # synced before it was excluded
-    plan = plan_upload([kept], [log, gone, remote("keep.txt", b"k"), unsure], synced, DELETE,
-                       judge({"app.log"}, {"sub/x"}))
+    plan = plan_upload(
+        [kept], [log, gone, remote("keep.txt", b"k"), unsure], synced, DELETE, judge({"app.log"}, {"sub/x"})
+    )
     assert plan.deletes == (DeleteRemote("gone.txt", gone),)
     assert not any(isinstance(op, Forget) for op in plan.transfers)  # the record stays with its object
 
 
 def test_upload_with_delete_excluded_deletes_them_but_never_protected_ones() -> None:
     log, unsure = remote("app.log", b"l"), remote("sub/x", b"j")
-    plan = plan_upload([local("keep.txt", b"k")], [log, remote("keep.txt", b"k"), unsure], {}, DELETE_EXCLUDED,
-                       judge({"app.log"}, {"sub/x"}))
+    plan = plan_upload(
+        [local("keep.txt", b"k")],
+        [log, remote("keep.txt", b"k"), unsure],
+        {},
+        DELETE_EXCLUDED,
+        judge({"app.log"}, {"sub/x"}),
+    )
     assert plan.deletes == (DeleteRemote("app.log", log, "excluded"),)
 
 
@@ -62,8 +69,13 @@ def test_restore_with_delete_excluded_deletes_excluded_local_files() -> None:
     log, txt, unsure = local("app.log", b"mine"), local("a.txt", b"a"), local("sub/x", b"j")
     obj = remote("a.txt", b"a")
     synced = {"a.txt": record(txt, b"a", obj)}
-    plan = plan_download([obj, remote("app.log", b"theirs")], [txt, log, unsure], synced, DELETE_EXCLUDED,
-                         judge({"app.log"}, {"sub/x"}))
+    plan = plan_download(
+        [obj, remote("app.log", b"theirs")],
+        [txt, log, unsure],
+        synced,
+        DELETE_EXCLUDED,
+        judge({"app.log"}, {"sub/x"}),
+    )
     assert plan.transfers == () and plan.deletes == (DeleteLocal("app.log", "excluded"),)
 
 
@@ -73,7 +85,9 @@ def test_restore_drops_the_record_of_an_excluded_path_whose_object_is_gone() -> 
     plan = plan_download([remote("a.txt", b"a")], [], synced, DELETE, judge({"app.log"}))
     assert Forget("app.log") in plan.transfers and plan.deletes == ()
     # its object still there: the record stays (the path may be included again later)
-    plan = plan_download([remote("a.txt", b"a"), remote("app.log", b"l")], [], synced, DELETE, judge({"app.log"}))
+    plan = plan_download(
+        [remote("a.txt", b"a"), remote("app.log", b"l")], [], synced, DELETE, judge({"app.log"})
+    )
     assert Forget("app.log") not in plan.transfers
 
 
@@ -87,6 +101,7 @@ def test_restore_counts_listed_objects_and_excluded_unsafe_keys_are_not_refused(
 
 def own(*paths: str):  # type: ignore[no-untyped-def]
     """ks3sync's own files (the journal, its companions, the state folder) as Filters.exclusion says."""
+
     def exclusion(path: str) -> Exclusion:
         return Exclusion.OWN if path in paths else Exclusion.INCLUDED
 

@@ -75,26 +75,35 @@ objects = st.tuples(st.integers(0, len(CONTENTS) - 1), st.booleans())  # (conten
 
 
 @st.composite
-def worlds(draw: st.DrawFn) -> tuple[dict[str, FileState], dict[str, tuple[int, bool]],
-                                      dict[str, tuple[FileState, bool]], bool]:
+def worlds(
+    draw: st.DrawFn,
+) -> tuple[dict[str, FileState], dict[str, tuple[int, bool]], dict[str, tuple[FileState, bool]], bool]:
     local = draw(st.dictionaries(st.sampled_from(PATHS), file_states, max_size=len(PATHS)))
     remote = draw(st.dictionaries(st.sampled_from(PATHS), objects, max_size=len(PATHS)))
     # A record: the file version that was confirmed, and whether its object was multipart.
-    synced = draw(st.dictionaries(st.sampled_from(PATHS), st.tuples(file_states, st.booleans()),
-                                  max_size=len(PATHS)))
+    synced = draw(
+        st.dictionaries(st.sampled_from(PATHS), st.tuples(file_states, st.booleans()), max_size=len(PATHS))
+    )
     hashed = draw(st.booleans())
     return local, remote, synced, hashed
 
 
 def to_entries(
-    local: dict[str, FileState], remote: dict[str, tuple[int, bool]],
-    synced: dict[str, tuple[FileState, bool]], hashed: bool,
+    local: dict[str, FileState],
+    remote: dict[str, tuple[int, bool]],
+    synced: dict[str, tuple[FileState, bool]],
+    hashed: bool,
 ) -> tuple[list[LocalEntry], list[RemoteEntry], dict[str, SyncedEntry]]:
     """Local files and objects in path order, as the scan and the listing deliver them."""
-    loc = [LocalEntry(p, identity(f), md5(CONTENTS[f.content]) if hashed else None) for p, f in sorted(local.items())]
+    loc = [
+        LocalEntry(p, identity(f), md5(CONTENTS[f.content]) if hashed else None)
+        for p, f in sorted(local.items())
+    ]
     rem = [RemoteEntry(p, len(CONTENTS[c]), etag(c, mp)) for p, (c, mp) in sorted(remote.items())]
     rec = {
-        p: SyncedEntry(p, identity(f), md5(CONTENTS[f.content]), etag(f.content, mp), len(CONTENTS[f.content]))
+        p: SyncedEntry(
+            p, identity(f), md5(CONTENTS[f.content]), etag(f.content, mp), len(CONTENTS[f.content])
+        )
         for p, (f, mp) in synced.items()
     }
     return loc, rem, rec
@@ -113,7 +122,9 @@ options = st.builds(
 NO_LIMITS = PlanOptions(delete=True, max_delete_percent=None)
 
 
-def apply_upload(plan: Plan, local: dict[str, FileState], remote: dict[str, tuple[int, bool]]) -> dict[str, int]:
+def apply_upload(
+    plan: Plan, local: dict[str, FileState], remote: dict[str, tuple[int, bool]]
+) -> dict[str, int]:
     """Execute a plan against a model bucket (path -> content index), as the executor would."""
     bucket = {p: c for p, (c, _) in remote.items()}
     for op in plan.transfers:

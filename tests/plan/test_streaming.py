@@ -130,7 +130,9 @@ def test_rewritten_and_changed_objects_are_never_sources() -> None:
     assert marched.not_intact == {"a", "b"}
     plan = finish_upload(marched, collect_copy_sources(marched, recs, PlanOptions()), PlanOptions())
     assert [(op.path, type(op).__name__) for op in plan.transfers] == [
-        ("a", "Upload"), ("c", "Upload"), ("d", "Upload"),
+        ("a", "Upload"),
+        ("c", "Upload"),
+        ("d", "Upload"),
     ]
 
 
@@ -139,7 +141,10 @@ def test_untracked_plain_objects_are_sources_multipart_and_encrypted_are_not() -
     objs = [remote("m", b"multi", multipart=True), remote("p", b"plain")]
     new = [local("x", b"multi", hashed=True), local("y", b"plain", hashed=True)]
     plan = plan_upload(new, objs, {}, PlanOptions())
-    assert plan.transfers == (Upload("x", new[0], "new"), Copy("y", "p", new[1], md5(b"plain"), "same-content"))
+    assert plan.transfers == (
+        Upload("x", new[0], "new"),
+        Copy("y", "p", new[1], md5(b"plain"), "same-content"),
+    )
     encrypted = plan_upload(new, objs, {}, PlanOptions(encrypt=True))
     assert all(isinstance(op, Upload) for op in encrypted.transfers)
 
@@ -157,7 +162,10 @@ def test_download_reports_refused_keys_with_their_objects() -> None:
     got = march_download(objs, [], {}, PlanOptions())
     assert [(obj.path, why) for obj, why in got.refused] == [
         ("../x", "'..' path segment; it would not stay inside the target folder"),
-        ("full/", "the key ends in '/' (a folder's name) but the object holds 3 bytes: no file can have that name"),
+        (
+            "full/",
+            "the key ends in '/' (a folder's name) but the object holds 3 bytes: no file can have that name",
+        ),
     ]
     assert [op.path for op in got.plan.transfers] == ["ok"]
     assert plan_download(objs, [], [], PlanOptions()) == got.plan
@@ -173,16 +181,21 @@ def test_download_guard_counts_only_restorable_objects() -> None:
 def test_records_may_be_any_collection() -> None:
     loc, obj = local("a", b"x"), remote("a", b"x")
     rec = record(loc, b"x", obj)
-    assert plan_upload([loc], [obj], [rec], PlanOptions()) == plan_upload([loc], [obj], {"a": rec}, PlanOptions())
+    assert plan_upload([loc], [obj], [rec], PlanOptions()) == plan_upload(
+        [loc], [obj], {"a": rec}, PlanOptions()
+    )
 
 
-paths_st = st.lists(st.sampled_from(["a", "a-b", "a.b", "a/b", "b", "caf\u00e9", "cafe\u0301", "\U0001f600", "z"]),
-                    unique=True).map(sorted)
+paths_st = st.lists(
+    st.sampled_from(["a", "a-b", "a.b", "a/b", "b", "caf\u00e9", "cafe\u0301", "\U0001f600", "z"]),
+    unique=True,
+).map(sorted)
 
 
 @given(paths_st, paths_st, paths_st)
-def test_march_visits_the_union_once_in_order_with_each_sides_entry(lp: list[str], rp: list[str],
-                                                                     sp: list[str]) -> None:
+def test_march_visits_the_union_once_in_order_with_each_sides_entry(
+    lp: list[str], rp: list[str], sp: list[str]
+) -> None:
     locs = [local(p, b"l") for p in lp]
     objs = [remote(p, b"r") for p in rp]
     recs = [record(local(p, b"s"), b"s", remote(p, b"s")) for p in sp]

@@ -28,9 +28,23 @@ from ks3sync.ks3 import Client, ClientConfig, RetryPolicy
 from ks3sync.ks3.errors import NoSuchKey
 from tests.serverkit import ServerHandle
 
-WRITE_OPS = frozenset({"PutObject", "UploadPart", "UploadPartCopy", "CopyObject", "DeleteObject", "DeleteObjects",
-                       "InitiateMultipartUpload", "CompleteMultipartUpload", "AbortMultipartUpload",
-                       "PutObjectAcl", "CreateBucket", "DeleteBucket", "PutBucketAcl"})
+WRITE_OPS = frozenset(
+    {
+        "PutObject",
+        "UploadPart",
+        "UploadPartCopy",
+        "CopyObject",
+        "DeleteObject",
+        "DeleteObjects",
+        "InitiateMultipartUpload",
+        "CompleteMultipartUpload",
+        "AbortMultipartUpload",
+        "PutObjectAcl",
+        "CreateBucket",
+        "DeleteBucket",
+        "PutBucketAcl",
+    }
+)
 DATA_OPS = frozenset({"PutObject", "UploadPart", "UploadPartCopy", "CopyObject"})
 MIRROR_TIMEOUT = 120.0
 
@@ -39,8 +53,15 @@ MIRROR_TIMEOUT = 120.0
 # trees
 
 
-def make_tree(root: Path, seed: int, *, files: int = 12, big: int = 0, big_size: int = 1_200_000,
-              max_small: int = 40_000) -> dict[str, bytes]:
+def make_tree(
+    root: Path,
+    seed: int,
+    *,
+    files: int = 12,
+    big: int = 0,
+    big_size: int = 1_200_000,
+    max_small: int = 40_000,
+) -> dict[str, bytes]:
     """A deterministic tree: ``files`` small files in a few folders plus ``big`` multipart-sized ones.
     Returns {relative path: content}."""
     rng = random.Random(seed)
@@ -89,27 +110,54 @@ def cli_env(handle: ServerHandle, **extra: str) -> dict[str, str]:
 
 
 def mirror_args(src: str | Path, dst: str | Path, endpoint: str, state_db: Path, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "ks3sync", "mirror", str(src), str(dst), "--endpoint", endpoint,
-            "--state-db", str(state_db), *flags]
+    return [
+        sys.executable,
+        "-m",
+        "ks3sync",
+        "mirror",
+        str(src),
+        str(dst),
+        "--endpoint",
+        endpoint,
+        "--state-db",
+        str(state_db),
+        *flags,
+    ]
 
 
-def run_cli(args: Sequence[str], env: dict[str, str], *, timeout: float = MIRROR_TIMEOUT,
-            cwd: Path | None = None) -> Run:
+def run_cli(
+    args: Sequence[str], env: dict[str, str], *, timeout: float = MIRROR_TIMEOUT, cwd: Path | None = None
+) -> Run:
     started = time.monotonic()
     proc = subprocess.run(list(args), env=env, capture_output=True, timeout=timeout, cwd=cwd, check=False)
-    return Run(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"),
-               time.monotonic() - started)
+    return Run(
+        proc.returncode,
+        proc.stdout.decode(errors="replace"),
+        proc.stderr.decode(errors="replace"),
+        time.monotonic() - started,
+    )
 
 
-def mirror(handle: ServerHandle, src: str | Path, dst: str | Path, state_db: Path, *flags: str,
-           timeout: float = MIRROR_TIMEOUT) -> Run:
+def mirror(
+    handle: ServerHandle,
+    src: str | Path,
+    dst: str | Path,
+    state_db: Path,
+    *flags: str,
+    timeout: float = MIRROR_TIMEOUT,
+) -> Run:
     return run_cli(mirror_args(src, dst, handle.endpoint, state_db, *flags), cli_env(handle), timeout=timeout)
 
 
-def start_mirror(handle: ServerHandle, src: str | Path, dst: str | Path, state_db: Path,
-                 *flags: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(mirror_args(src, dst, handle.endpoint, state_db, *flags), env=cli_env(handle),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def start_mirror(
+    handle: ServerHandle, src: str | Path, dst: str | Path, state_db: Path, *flags: str
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        mirror_args(src, dst, handle.endpoint, state_db, *flags),
+        env=cli_env(handle),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def kill9(process: subprocess.Popen[bytes]) -> None:
@@ -120,8 +168,14 @@ def kill9(process: subprocess.Popen[bytes]) -> None:
         process.stderr.close()
 
 
-def wait_for_requests(handle: ServerHandle, mark: int, ops: Iterable[str], count: int,
-                      process: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+def wait_for_requests(
+    handle: ServerHandle,
+    mark: int,
+    ops: Iterable[str],
+    count: int,
+    process: subprocess.Popen[bytes],
+    timeout: float = 60.0,
+) -> bool:
     """Poll (bounded) until ``count`` successful requests of ``ops`` were logged after ``mark``; False
     if the process ended first or the time ran out."""
     wanted = set(ops)
@@ -141,8 +195,14 @@ def wait_for_requests(handle: ServerHandle, mark: int, ops: Iterable[str], count
 
 
 def client_for(handle: ServerHandle) -> Client:
-    return Client(ClientConfig(endpoint=handle.endpoint, access_key=handle.access_key,
-                               secret_key=handle.secret_key, retry=RetryPolicy(max_attempts=8, base_delay=0.05)))
+    return Client(
+        ClientConfig(
+            endpoint=handle.endpoint,
+            access_key=handle.access_key,
+            secret_key=handle.secret_key,
+            retry=RetryPolicy(max_attempts=8, base_delay=0.05),
+        )
+    )
 
 
 def bucket_contents(handle: ServerHandle, bucket: str, prefix: str = "") -> dict[str, bytes]:
@@ -153,7 +213,7 @@ def bucket_contents(handle: ServerHandle, bucket: str, prefix: str = "") -> dict
                 continue
             try:
                 with client.get_object(bucket, item.key) as response:
-                    out[item.key[len(prefix):]] = response.read()
+                    out[item.key[len(prefix) :]] = response.read()
             except NoSuchKey:
                 # Deleted between the listing and this GET (a running service catching up with a local
                 # delete): it is not in the bucket any more, so not in this snapshot either.
@@ -167,7 +227,9 @@ def assert_bucket_equals_folder(handle: ServerHandle, bucket: str, prefix: str, 
     assert sorted(remote) == sorted(local), (
         f"only remote: {sorted(set(remote) - set(local))[:10]}, only local: {sorted(set(local) - set(remote))[:10]}"
     )
-    differing = [path for path in local if hashlib.md5(local[path]).digest() != hashlib.md5(remote[path]).digest()]
+    differing = [
+        path for path in local if hashlib.md5(local[path]).digest() != hashlib.md5(remote[path]).digest()
+    ]
     assert not differing, f"bytes differ: {differing[:10]}"
 
 
@@ -205,7 +267,9 @@ def part_upload_counts(requests: Iterable[dict[str, Any]]) -> Counter[tuple[str,
     counts: Counter[tuple[str, str]] = Counter()
     for r in requests:
         if r["op"] == "UploadPart" and 200 <= r["status"] < 300:
-            counts[(_query_arg(r["query"], "uploadId") or "", _query_arg(r["query"], "partNumber") or "")] += 1
+            counts[
+                (_query_arg(r["query"], "uploadId") or "", _query_arg(r["query"], "partNumber") or "")
+            ] += 1
     return counts
 
 
@@ -242,8 +306,9 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                            capture_output=True, check=False)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode(errors='replace').strip()}")
     try:
@@ -272,8 +337,19 @@ def read_only(path: Path) -> Iterator[Path]:
 
 
 def repair(handle: ServerHandle, src: str | Path, dst: str | Path, state_db: Path, *flags: str) -> Run:
-    args = [sys.executable, "-m", "ks3sync", "repair", str(src), str(dst), "--endpoint", handle.endpoint,
-            "--state-db", str(state_db), *flags]
+    args = [
+        sys.executable,
+        "-m",
+        "ks3sync",
+        "repair",
+        str(src),
+        str(dst),
+        "--endpoint",
+        handle.endpoint,
+        "--state-db",
+        str(state_db),
+        *flags,
+    ]
     return run_cli(args, cli_env(handle))
 
 

@@ -32,7 +32,8 @@ def op_of(exchange: Exchange) -> str:
     query, method = exchange.query, exchange.method
     params = {item.partition("=")[0] for item in query.split("&") if item}
     copy = exchange.request_headers.get("x-kss-copy-source") is not None or any(
-        k.lower() == "x-kss-copy-source" for k in exchange.request_headers)
+        k.lower() == "x-kss-copy-source" for k in exchange.request_headers
+    )
     has_key = exchange.path.strip("/").count("/") >= 1
     if method == "PUT" and "uploadId" in params:
         return "UploadPartCopy" if copy else "UploadPart"

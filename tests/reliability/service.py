@@ -22,14 +22,17 @@ JOBS = 2
 
 
 class Service:
-    def __init__(self, server: ServerHandle, tmp_path: Path, bucket: str, key_file: Path | None = None) -> None:
+    def __init__(
+        self, server: ServerHandle, tmp_path: Path, bucket: str, key_file: Path | None = None
+    ) -> None:
         self.server = server
         self.root = tmp_path / "docs"
         self.root.mkdir()
         self.state = tmp_path / "state"
         self.config = tmp_path / "ks3sync.yaml"
         self.log = tmp_path / "service.log"
-        self.config.write_text(textwrap.dedent(f"""\
+        self.config.write_text(
+            textwrap.dedent(f"""\
             endpoint: {server.endpoint}
             credentials:
               access_key: ${{KS3_ACCESS_KEY}}
@@ -46,15 +49,21 @@ class Service:
                 delete: true
                 debounce: 200ms
                 max_delete: 100%
-            """) + (f"    encrypt_key_file: {key_file}\n" if key_file is not None else ""))
+            """)
+            + (f"    encrypt_key_file: {key_file}\n" if key_file is not None else "")
+        )
         self.config.chmod(0o600)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = dict(os.environ, KS3_ACCESS_KEY=self.server.access_key, KS3_SECRET_KEY=self.server.secret_key)
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "ks3sync", "run", "--config", str(self.config)],
-                                            stdout=log, stderr=log, env=env)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ks3sync", "run", "--config", str(self.config)],
+                stdout=log,
+                stderr=log,
+                env=env,
+            )
         self._wait(lambda: self.sync_state() in ("watching", "scanning", "idle"), 60, "the service to start")
 
     def sync_state(self) -> str | None:

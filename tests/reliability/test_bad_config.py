@@ -26,7 +26,9 @@ def _base(tmp_path: Path) -> dict[str, Any]:
     src = tmp_path / "docs"
     src.mkdir(exist_ok=True)
     key = tmp_path / "docs.key"
-    key.write_bytes(b"k3y-for-config-t")  # fixed: random bytes may begin or end with whitespace, which the SDK strips
+    key.write_bytes(
+        b"k3y-for-config-t"
+    )  # fixed: random bytes may begin or end with whitespace, which the SDK strips
     key.chmod(0o600)
     ignore = tmp_path / "docs.ignore"
     ignore.write_text("*.tmp\n")
@@ -36,12 +38,24 @@ def _base(tmp_path: Path) -> dict[str, Any]:
         "state_dir": str(tmp_path / "state"),
         "transfer": {"jobs": 4, "part_size": "8MiB", "multipart_threshold": "64MiB", "bwlimit": "off"},
         "logging": {"level": "info", "format": "text"},
-        "syncs": [{
-            "name": "docs", "source": str(src), "target": "ks3://bucket/docs", "delete": True, "debounce": "2s",
-            "max_delete": "50%", "backup_prefix": "trash/docs/", "excludes": ["*.tmp"],
-            "exclude_from": [str(ignore)], "encrypt_key_file": str(key), "storage_class": "STANDARD_IA",
-            "acl": "private", "rescan_interval": "1h", "follow_symlinks": False,
-        }],
+        "syncs": [
+            {
+                "name": "docs",
+                "source": str(src),
+                "target": "ks3://bucket/docs",
+                "delete": True,
+                "debounce": "2s",
+                "max_delete": "50%",
+                "backup_prefix": "trash/docs/",
+                "excludes": ["*.tmp"],
+                "exclude_from": [str(ignore)],
+                "encrypt_key_file": str(key),
+                "storage_class": "STANDARD_IA",
+                "acl": "private",
+                "rescan_interval": "1h",
+                "follow_symlinks": False,
+            }
+        ],
     }
 
 
@@ -141,8 +155,21 @@ def test_mirror_with_a_malformed_config_sends_nothing(local_server: ServerHandle
     path = _write(tmp_path, doc)
     mark = local_server.mark()
     env = dict(os.environ, KS3_ACCESS_KEY=local_server.access_key, KS3_SECRET_KEY=local_server.secret_key)
-    run = run_cli([sys.executable, "-m", "ks3sync", "mirror", str(tmp_path / "docs"), "ks3://bucket/docs",
-                   "--config", str(path), "--state-db", str(tmp_path / "j.db")], env)
+    run = run_cli(
+        [
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "mirror",
+            str(tmp_path / "docs"),
+            "ks3://bucket/docs",
+            "--config",
+            str(path),
+            "--state-db",
+            str(tmp_path / "j.db"),
+        ],
+        env,
+    )
     assert run.returncode == 2, run.stderr
     assert len([line for line in run.stderr.splitlines() if line.strip()]) == 1, run.stderr
     assert "transfer.jobs" in run.stderr

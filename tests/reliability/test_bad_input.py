@@ -42,7 +42,9 @@ FLAGS = ("--jobs", "4", "--part-size", "100KiB", "--multipart-threshold", "400Ki
 
 def _keygen(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    made = subprocess.run([sys.executable, "-m", "ks3sync", "keygen", str(path)], capture_output=True, check=False)
+    made = subprocess.run(
+        [sys.executable, "-m", "ks3sync", "keygen", str(path)], capture_output=True, check=False
+    )
     assert made.returncode == 0, made.stderr
     return path
 
@@ -50,8 +52,9 @@ def _keygen(path: Path) -> Path:
 # ------------------------------------------------------------------------------------------ names
 
 
-def test_non_utf8_and_overlong_names_are_reported_and_skipped(local_server: ServerHandle, bucket: str,
-                                                             tmp_path: Path) -> None:
+def test_non_utf8_and_overlong_names_are_reported_and_skipped(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     write_tree(src, {"ok.txt": b"fine"})
     bad = os.path.join(os.fsencode(src), b"latin1-\xe9t\xe9.txt")
@@ -75,7 +78,9 @@ def test_non_utf8_and_overlong_names_are_reported_and_skipped(local_server: Serv
     assert journal_paths(state) == {"ok.txt", fits}
 
 
-def test_a_folder_replaced_by_a_file_mirrors_exactly(local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+def test_a_folder_replaced_by_a_file_mirrors_exactly(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     write_tree(src, {"thing/a.txt": b"a", "thing/b/c.txt": b"c", "other.txt": b"o"})
     state = tmp_path / "j.db"
@@ -88,8 +93,9 @@ def test_a_folder_replaced_by_a_file_mirrors_exactly(local_server: ServerHandle,
     assert_journal_healthy(state)
 
 
-def test_restore_of_a_key_that_is_both_file_and_folder_fails_cleanly(local_server: ServerHandle, bucket: str,
-                                                                     tmp_path: Path) -> None:
+def test_restore_of_a_key_that_is_both_file_and_folder_fails_cleanly(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     with client_for(local_server) as client:
         client.put_object(bucket, "both/x", b"file")
         client.put_object(bucket, "both/x/inner.txt", b"inner")
@@ -107,8 +113,9 @@ def test_restore_of_a_key_that_is_both_file_and_folder_fails_cleanly(local_serve
 # ------------------------------------------------------------------------------------------ changes
 
 
-def test_files_vanishing_during_the_pass_then_converge(local_server: ServerHandle, bucket: str,
-                                                       tmp_path: Path) -> None:
+def test_files_vanishing_during_the_pass_then_converge(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     """A third of the files are deleted in the middle of the pass, at a moment the test controls: while
     the 10th PutObject is held at the proxy. A file whose upload KS3 had confirmed before that moment
     may be recorded (it was synced; the next --delete pass removes it); every other deleted file must
@@ -128,7 +135,9 @@ def test_files_vanishing_during_the_pass_then_converge(local_server: ServerHandl
                 if len(puts) == 10:
                     for rel in victims:
                         (src / rel).unlink()
-                    confirmed_before.update(e.path for e in proxy.seen if e.method == "PUT" and e.status == 200)
+                    confirmed_before.update(
+                        e.path for e in proxy.seen if e.method == "PUT" and e.status == 200
+                    )
         return None  # forwarded as it is
 
     with RewritingProxy(local_server.endpoint, lambda exchange: None, short_circuit) as proxy:
@@ -141,7 +150,9 @@ def test_files_vanishing_during_the_pass_then_converge(local_server: ServerHandl
 
         confirmed = {unquote(path).split("/v/", 1)[1] for path in confirmed_before}
         recorded = journal_paths(state)
-        assert recorded & victims <= confirmed, f"recorded after it vanished: {sorted(recorded & victims - confirmed)}"
+        assert recorded & victims <= confirmed, (
+            f"recorded after it vanished: {sorted(recorded & victims - confirmed)}"
+        )
         assert victims - confirmed, "every victim was uploaded before the deletion: the case tested nothing"
         assert recorded >= set(tree) - victims  # the files that stayed were all synced
         again = mirror(via, src, f"ks3://{bucket}/v/", state, "--jobs", "2", "--delete", "--force")
@@ -151,7 +162,8 @@ def test_files_vanishing_during_the_pass_then_converge(local_server: ServerHandl
 
 
 def test_a_file_rewritten_during_upload_is_never_recorded_with_bytes_the_bucket_lacks(
-        server_factory: Any, tmp_path: Path) -> None:
+    server_factory: Any, tmp_path: Path
+) -> None:
     server = server_factory(latency_ms=15)
     with client_for(server) as client:
         client.create_bucket("chg")
@@ -185,7 +197,9 @@ def test_a_file_rewritten_during_upload_is_never_recorded_with_bytes_the_bucket_
     if "hot.bin" in entries:  # recorded only if the bucket holds exactly the bytes recorded
         import hashlib
 
-        assert hashlib.md5(bucket_contents(server, "chg", "h/")["hot.bin"]).hexdigest() == entries["hot.bin"].md5
+        assert (
+            hashlib.md5(bucket_contents(server, "chg", "h/")["hot.bin"]).hexdigest() == entries["hot.bin"].md5
+        )
     run = mirror(server, src, "ks3://chg/h/", state, *FLAGS)
     assert run.returncode == 0, run.stderr[-3000:]
     assert_bucket_equals_folder(server, "chg", "h/", src)
@@ -196,7 +210,10 @@ def test_a_file_rewritten_during_upload_is_never_recorded_with_bytes_the_bucket_
 
 
 def _as_nobody() -> list[str]:
-    for tool in (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], ["runuser", "-u", "nobody", "--"]):
+    for tool in (
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+        ["runuser", "-u", "nobody", "--"],
+    ):
         if shutil.which(tool[0]):
             return tool
     pytest.skip("no setpriv/runuser to drop root (root ignores file modes)")
@@ -218,8 +235,9 @@ def world_usable_dir() -> Any:
         shutil.rmtree(base)
 
 
-def test_unreadable_file_and_folder_are_reported_and_their_objects_kept(local_server: ServerHandle, bucket: str,
-                                                                        world_usable_dir: Path) -> None:
+def test_unreadable_file_and_folder_are_reported_and_their_objects_kept(
+    local_server: ServerHandle, bucket: str, world_usable_dir: Path
+) -> None:
     # Root reads everything regardless of modes, so this mirror runs as 'nobody' in a world-usable folder.
     base = world_usable_dir
     src = base / "src"
@@ -229,16 +247,33 @@ def test_unreadable_file_and_folder_are_reported_and_their_objects_kept(local_se
     state = base / "state"
     state.mkdir(mode=0o777)
     state.chmod(0o777)
-    env = dict(os.environ, KS3_ACCESS_KEY=local_server.access_key, KS3_SECRET_KEY=local_server.secret_key,
-               HOME=str(base))
-    args = [*_as_nobody(), sys.executable, "-m", "ks3sync", "mirror", str(src), f"ks3://{bucket}/perm/",
-            "--endpoint", local_server.endpoint, "--state-db", str(state / "j.db")]
+    env = dict(
+        os.environ,
+        KS3_ACCESS_KEY=local_server.access_key,
+        KS3_SECRET_KEY=local_server.secret_key,
+        HOME=str(base),
+    )
+    args = [
+        *_as_nobody(),
+        sys.executable,
+        "-m",
+        "ks3sync",
+        "mirror",
+        str(src),
+        f"ks3://{bucket}/perm/",
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(state / "j.db"),
+    ]
     first = subprocess.run(args, env=env, capture_output=True, timeout=120, check=False)
     assert first.returncode == 0, first.stderr.decode()[-3000:]
     (src / "secret.txt").chmod(0o000)
     (src / "locked").chmod(0o000)
     mark = local_server.mark()
-    second = subprocess.run([*args, "--delete", "--force"], env=env, capture_output=True, timeout=120, check=False)
+    second = subprocess.run(
+        [*args, "--delete", "--force"], env=env, capture_output=True, timeout=120, check=False
+    )
     stderr = second.stderr.decode(errors="replace")
     assert second.returncode in (0, 1), stderr[-3000:]
     assert "Traceback" not in stderr
@@ -252,9 +287,12 @@ def test_unreadable_file_and_folder_are_reported_and_their_objects_kept(local_se
 # ------------------------------------------------------------------------------------------ size
 
 
-@pytest.mark.parametrize("count", [pytest.param(1000, id="1000"), pytest.param(30000, id="30000",
-                                                                                   marks=pytest.mark.soak)])
-def test_a_folder_with_many_entries(local_server: ServerHandle, bucket: str, tmp_path: Path, count: int) -> None:
+@pytest.mark.parametrize(
+    "count", [pytest.param(1000, id="1000"), pytest.param(30000, id="30000", marks=pytest.mark.soak)]
+)
+def test_a_folder_with_many_entries(
+    local_server: ServerHandle, bucket: str, tmp_path: Path, count: int
+) -> None:
     src = tmp_path / "many"
     src.mkdir()
     for i in range(count):
@@ -275,8 +313,9 @@ def test_a_folder_with_many_entries(local_server: ServerHandle, bucket: str, tmp
 
 
 @pytest.mark.parametrize("how", ["emptied", "unmounted", "missing"])
-def test_empty_or_unmounted_source_with_delete_deletes_nothing(local_server: ServerHandle, bucket: str,
-                                                               tmp_path: Path, how: str) -> None:
+def test_empty_or_unmounted_source_with_delete_deletes_nothing(
+    local_server: ServerHandle, bucket: str, tmp_path: Path, how: str
+) -> None:
     src = tmp_path / "src"
     make_tree(src, 31, files=12)
     state = tmp_path / "j.db"
@@ -291,7 +330,9 @@ def test_empty_or_unmounted_source_with_delete_deletes_nothing(local_server: Ser
         shutil.rmtree(src)
         run = mirror(local_server, src, f"ks3://{bucket}/g/", state, *FLAGS, "--delete")
     else:
-        with tmpfs(src, "1m"):  # an empty file system mounted over the folder: what an unmounted disk looks like
+        with tmpfs(
+            src, "1m"
+        ):  # an empty file system mounted over the folder: what an unmounted disk looks like
             run = mirror(local_server, src, f"ks3://{bucket}/g/", state, *FLAGS, "--delete")
     assert run.returncode in (1, 2), run.stderr[-2000:]
     assert "Traceback" not in run.stderr
@@ -303,7 +344,9 @@ def test_empty_or_unmounted_source_with_delete_deletes_nothing(local_server: Ser
 # ------------------------------------------------------------------------------------------ encryption
 
 
-def _encrypted_bucket(server: ServerHandle, bucket: str, tmp_path: Path) -> tuple[Path, Path, dict[str, bytes]]:
+def _encrypted_bucket(
+    server: ServerHandle, bucket: str, tmp_path: Path
+) -> tuple[Path, Path, dict[str, bytes]]:
     key = _keygen(tmp_path / "keys" / "right.key")
     src = tmp_path / "src"
     tree = make_tree(src, 41, files=4, big=1, big_size=500_000)
@@ -312,12 +355,15 @@ def _encrypted_bucket(server: ServerHandle, bucket: str, tmp_path: Path) -> tupl
     return key, src, tree
 
 
-def test_restore_with_the_wrong_key_is_a_clear_error_and_writes_no_file(local_server: ServerHandle, bucket: str,
-                                                                         tmp_path: Path) -> None:
+def test_restore_with_the_wrong_key_is_a_clear_error_and_writes_no_file(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     _, _, _ = _encrypted_bucket(local_server, bucket, tmp_path)
     wrong = _keygen(tmp_path / "keys" / "wrong.key")
     target = tmp_path / "restore"
-    run = mirror(local_server, f"ks3://{bucket}/e/", target, tmp_path / "down.db", *FLAGS, "--encrypt-key", str(wrong))
+    run = mirror(
+        local_server, f"ks3://{bucket}/e/", target, tmp_path / "down.db", *FLAGS, "--encrypt-key", str(wrong)
+    )
     assert run.returncode in (1, 2), run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert "key" in run.stderr.lower()
@@ -325,8 +371,9 @@ def test_restore_with_the_wrong_key_is_a_clear_error_and_writes_no_file(local_se
 
 
 @pytest.mark.parametrize("damage", [pytest.param("truncated", marks=pytest.mark.soak), "tampered"])
-def test_a_damaged_encrypted_object_is_refused_and_no_file_written(local_server: ServerHandle, bucket: str,
-                                                                   tmp_path: Path, damage: str) -> None:
+def test_a_damaged_encrypted_object_is_refused_and_no_file_written(
+    local_server: ServerHandle, bucket: str, tmp_path: Path, damage: str
+) -> None:
     key, _, tree = _encrypted_bucket(local_server, bucket, tmp_path)
     victim = sorted(p for p in tree if tree[p])[0]
     with client_for(local_server) as client:
@@ -339,7 +386,9 @@ def test_a_damaged_encrypted_object_is_refused_and_no_file_written(local_server:
             data[len(data) // 2] ^= 0x01
         client.put_object(bucket, "e/" + victim, bytes(data), metadata=info.metadata)
     target = tmp_path / "restore"
-    run = mirror(local_server, f"ks3://{bucket}/e/", target, tmp_path / "down.db", *FLAGS, "--encrypt-key", str(key))
+    run = mirror(
+        local_server, f"ks3://{bucket}/e/", target, tmp_path / "down.db", *FLAGS, "--encrypt-key", str(key)
+    )
     assert run.returncode == 1, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert victim in run.stderr
@@ -352,8 +401,9 @@ def test_a_damaged_encrypted_object_is_refused_and_no_file_written(local_server:
 # ------------------------------------------------------------------------------------------ restore escapes
 
 
-def test_keys_that_would_escape_the_restore_folder_are_refused(local_server: ServerHandle, bucket: str,
-                                                               tmp_path: Path) -> None:
+def test_keys_that_would_escape_the_restore_folder_are_refused(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     bad_keys = ["x/../../escape.txt", "x/..", "x/a/../../../up.txt", "x//double.txt", "x/./dot.txt"]
     with client_for(local_server) as client:
         client.put_object(bucket, "x/good.txt", b"good")
@@ -376,7 +426,9 @@ def _raw_put(server: ServerHandle, bucket: str, key: str, data: bytes) -> None:
     from ks3sync.ks3.signing import authorization
 
     headers = {"Date": formatdate(usegmt=True)}
-    headers["Authorization"] = authorization(server.access_key, server.secret_key, "PUT", bucket, key, headers)
+    headers["Authorization"] = authorization(
+        server.access_key, server.secret_key, "PUT", bucket, key, headers
+    )
     conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
     try:
         conn.request("PUT", f"/{bucket}/{key}", body=data, headers=headers)
@@ -392,24 +444,41 @@ def _raw_put(server: ServerHandle, bucket: str, key: str, data: bytes) -> None:
 def _is(exchange: Exchange, op: str) -> bool:
     q = exchange.query
     if op == "ListObjects":
-        return (exchange.method == "GET" and exchange.path.rstrip("/").count("/") == 1 and "uploads" not in q
-                and "acl" not in q)
+        return (
+            exchange.method == "GET"
+            and exchange.path.rstrip("/").count("/") == 1
+            and "uploads" not in q
+            and "acl" not in q
+        )
     if op == "PutObject":
-        return exchange.method == "PUT" and "uploadId" not in q and exchange.request_headers.get(
-            "x-kss-copy-source") is None
+        return (
+            exchange.method == "PUT"
+            and "uploadId" not in q
+            and exchange.request_headers.get("x-kss-copy-source") is None
+        )
     if op == "CompleteMultipartUpload":
         return exchange.method == "POST" and "uploadId" in q
     return False
 
 
-ERROR_200 = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
-             b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+ERROR_200 = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
 
 
-@pytest.mark.parametrize("breakage", ["truncated-listing", pytest.param("error-mid-listing", marks=pytest.mark.soak),
-                                      "error-in-complete", "error-in-complete-not-done"])
-def test_broken_xml_answers_fail_cleanly_and_record_nothing(local_server: ServerHandle, bucket: str, tmp_path: Path,
-                                                            breakage: str) -> None:
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        "truncated-listing",
+        pytest.param("error-mid-listing", marks=pytest.mark.soak),
+        "error-in-complete",
+        "error-in-complete-not-done",
+    ],
+)
+def test_broken_xml_answers_fail_cleanly_and_record_nothing(
+    local_server: ServerHandle, bucket: str, tmp_path: Path, breakage: str
+) -> None:
     src = tmp_path / "src"
     make_tree(src, 51, files=5, big=1, big_size=500_000)
     with client_for(local_server) as client:
@@ -432,8 +501,16 @@ def test_broken_xml_answers_fail_cleanly_and_record_nothing(local_server: Server
 
     state = tmp_path / "j.db"
     with RewritingProxy(local_server.endpoint, rewrite, short_circuit) as proxy:
-        run = mirror(_via(local_server, proxy.endpoint), src, f"ks3://{bucket}/b/", state, *FLAGS, "--delete",
-                     "--force", timeout=120)
+        run = mirror(
+            _via(local_server, proxy.endpoint),
+            src,
+            f"ks3://{bucket}/b/",
+            state,
+            *FLAGS,
+            "--delete",
+            "--force",
+            timeout=120,
+        )
     assert "Traceback" not in run.stderr
     if breakage == "error-in-complete-not-done":
         assert run.returncode == 1, run.stderr[-2000:]
@@ -448,7 +525,9 @@ def test_broken_xml_answers_fail_cleanly_and_record_nothing(local_server: Server
             with client_for(local_server) as client:
                 real = client.head_object(bucket, "b/big/large0.bin")
             assert (entries["big/large0.bin"].remote_etag, entries["big/large0.bin"].remote_size) == (
-                real.etag, real.size)
+                real.etag,
+                real.size,
+            )
         else:
             assert run.returncode == 1
     else:
@@ -457,8 +536,17 @@ def test_broken_xml_answers_fail_cleanly_and_record_nothing(local_server: Server
         assert [e for e in proxy.seen if e.method in ("PUT", "POST", "DELETE")] == []
         with client_for(local_server) as client:
             assert client.head_object(bucket, "b/existing.txt").size == len(b"already there")
-    rerun = mirror(local_server, src, f"ks3://{bucket}/b/", state, *FLAGS, "--delete", "--force",
-                   "--abort-stale-after", "0s")
+    rerun = mirror(
+        local_server,
+        src,
+        f"ks3://{bucket}/b/",
+        state,
+        *FLAGS,
+        "--delete",
+        "--force",
+        "--abort-stale-after",
+        "0s",
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_bucket_equals_folder(local_server, bucket, "b/", src)
     assert_no_multipart_uploads(local_server, bucket)
@@ -479,8 +567,9 @@ def _via(server: ServerHandle, endpoint: str) -> Any:
 
 
 @pytest.mark.parametrize("where", ["put", pytest.param("complete", marks=pytest.mark.soak), "copy"])
-def test_a_wrong_etag_is_never_recorded_as_synced(local_server: ServerHandle, bucket: str, tmp_path: Path,
-                                                  where: str) -> None:
+def test_a_wrong_etag_is_never_recorded_as_synced(
+    local_server: ServerHandle, bucket: str, tmp_path: Path, where: str
+) -> None:
     src = tmp_path / "src"
     tree = make_tree(src, 61, files=3, big=1, big_size=500_000)
     state = tmp_path / "j.db"
@@ -491,14 +580,21 @@ def test_a_wrong_etag_is_never_recorded_as_synced(local_server: ServerHandle, bu
             return
         if where == "put" and _is(ex, "PutObject"):
             ex.set_header("ETag", '"0123456789abcdef0123456789abcdef"')
-        elif (where == "complete" and _is(ex, "CompleteMultipartUpload")
-              or where == "copy" and ex.method == "PUT" and ex.request_headers.get("x-kss-copy-source")):
+        elif (
+            where == "complete"
+            and _is(ex, "CompleteMultipartUpload")
+            or where == "copy"
+            and ex.method == "PUT"
+            and ex.request_headers.get("x-kss-copy-source")
+        ):
             start, end = ex.body.find(b"<ETag>"), ex.body.find(b"</ETag>")
             ex.body = ex.body[:start] + b"<ETag>&quot;0123456789abcdef0123456789abcdef&quot;" + ex.body[end:]
 
     with RewritingProxy(local_server.endpoint, rewrite) as proxy:
         via = _via(local_server, proxy.endpoint)
-        if where == "copy":  # a synced file is renamed: the pass copies it server-side, then deletes the old key
+        if (
+            where == "copy"
+        ):  # a synced file is renamed: the pass copies it server-side, then deletes the old key
             assert mirror(via, src, f"ks3://{bucket}/w/", state, *FLAGS).returncode == 0
             old = sorted(p for p in tree if "big/" not in p and tree[p])[0]
             renamed = "renamed-" + old.rsplit("/", 1)[-1]
@@ -539,9 +635,12 @@ def _journal_entries_of(state: Path) -> dict[str, Any]:
         return journal.synced_entries(syncs[0].id) if syncs else {}
 
 
-@pytest.mark.parametrize("breakage", ["truncated-listing", pytest.param("error-mid-listing", marks=pytest.mark.soak)])
+@pytest.mark.parametrize(
+    "breakage", ["truncated-listing", pytest.param("error-mid-listing", marks=pytest.mark.soak)]
+)
 def test_restore_with_delete_through_a_broken_listing_deletes_no_local_file(
-        local_server: ServerHandle, bucket: str, tmp_path: Path, breakage: str) -> None:
+    local_server: ServerHandle, bucket: str, tmp_path: Path, breakage: str
+) -> None:
     with client_for(local_server) as client:
         for i in range(30):
             client.put_object(bucket, f"rd/obj{i:02d}.txt", f"object {i}".encode())
@@ -557,8 +656,14 @@ def test_restore_with_delete_through_a_broken_listing_deletes_no_local_file(
             ex.body = ex.body[:cut] + b"<Error><Code>InternalError</Code><Message>mid-body</Message></Error>"
 
     with RewritingProxy(local_server.endpoint, rewrite) as proxy:
-        run = mirror(_via(local_server, proxy.endpoint), f"ks3://{bucket}/rd/", target, tmp_path / "j.db",
-                     "--delete", "--force")
+        run = mirror(
+            _via(local_server, proxy.endpoint),
+            f"ks3://{bucket}/rd/",
+            target,
+            tmp_path / "j.db",
+            "--delete",
+            "--force",
+        )
     assert run.returncode == 1, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     assert folder_files(target) == local  # nothing deleted, nothing half-written

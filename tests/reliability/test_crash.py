@@ -49,9 +49,19 @@ from .killpoint import KillPoint
 
 JOBS = 2
 FLAGS = ("--jobs", str(JOBS), "--part-size", "100KiB", "--multipart-threshold", "400KiB", "--delete")
-TRIGGERS = [("PutObject", 1), ("PutObject", 3), ("UploadPart", 1), ("UploadPart", 4), ("InitiateMultipartUpload", 1),
-            ("CompleteMultipartUpload", 1), ("CopyObject", 1), ("DeleteObjects", 1), ("delay", 0), ("journal", 3),
-            ("journal", 12)]
+TRIGGERS = [
+    ("PutObject", 1),
+    ("PutObject", 3),
+    ("UploadPart", 1),
+    ("UploadPart", 4),
+    ("InitiateMultipartUpload", 1),
+    ("CompleteMultipartUpload", 1),
+    ("CopyObject", 1),
+    ("DeleteObjects", 1),
+    ("delay", 0),
+    ("journal", 3),
+    ("journal", 12),
+]
 
 
 def _mutate(src: Path, rng: random.Random) -> None:
@@ -90,7 +100,9 @@ def _wait_for_journal_writes(state: Path, count: int, process: Any, timeout: flo
     return False
 
 
-def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, int] | None = None) -> dict[str, Any]:
+def _trial(
+    server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, int] | None = None
+) -> dict[str, Any]:
     rng = random.Random(seed)
     server = server_factory(latency_ms=rng.choice([10, 20]), seed=seed)
     bucket = create_bucket(server)
@@ -127,7 +139,9 @@ def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, i
         assert reached and killed, f"the kill missed {op} #{count}: reached={reached}, killed={killed}"
         requests = server.requests()[mark:]
         if held:
-            assert point.held is not None and [r["op"] for r in requests].count(op) >= count, [r["op"] for r in requests]
+            assert point.held is not None and [r["op"] for r in requests].count(op) >= count, [
+                r["op"] for r in requests
+            ]
         if op == "DeleteObjects":
             # The server deleted the old names; the killed client never recorded it.
             remote = set(bucket_contents(server, bucket, "data/"))
@@ -156,10 +170,12 @@ def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, i
     return {"trigger": (op, count), "reached": reached, "killed": killed, "resent_parts": len(twice)}
 
 
-@pytest.mark.parametrize(("seed", "trigger"), [(101, ("UploadPart", 4)), (102, ("DeleteObjects", 1)),
-                                              (103, ("journal", 5))])
-def test_kill9_mirror_then_rerun_ends_correct(server_factory: Any, tmp_path: Path, seed: int,
-                                              trigger: tuple[str, int]) -> None:
+@pytest.mark.parametrize(
+    ("seed", "trigger"), [(101, ("UploadPart", 4)), (102, ("DeleteObjects", 1)), (103, ("journal", 5))]
+)
+def test_kill9_mirror_then_rerun_ends_correct(
+    server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, int]
+) -> None:
     outcome = _trial(server_factory, tmp_path, seed, trigger)
     print(outcome)
 
@@ -190,7 +206,9 @@ def _restore_trial(server_factory: Any, tmp_path: Path, seed: int, kill_after_ge
         via = point.via  # the killed run and the re-run: one journal sync
         point.arm()
         # --bwlimit keeps each large file in flight long enough for the kill to land inside one.
-        process = start_mirror(via, f"ks3://{bucket}/r/", target, state, "--jobs", str(JOBS), "--bwlimit", "2MB/s")
+        process = start_mirror(
+            via, f"ks3://{bucket}/r/", target, state, "--jobs", str(JOBS), "--bwlimit", "2MB/s"
+        )
         try:
             if kill_after_gets:  # the answer to the n-th GET is held: the kill lands inside that download
                 landed = point.wait(process)
@@ -217,7 +235,9 @@ def _restore_trial(server_factory: Any, tmp_path: Path, seed: int, kill_after_ge
 
 
 @pytest.mark.parametrize(("seed", "gets"), [(111, 0)])
-def test_kill9_restore_then_rerun_leaves_no_temp_files(server_factory: Any, tmp_path: Path, seed: int, gets: int) -> None:
+def test_kill9_restore_then_rerun_leaves_no_temp_files(
+    server_factory: Any, tmp_path: Path, seed: int, gets: int
+) -> None:
     _restore_trial(server_factory, tmp_path, seed, gets)
 
 

@@ -59,7 +59,9 @@ def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, i
             point.release()
             # Proof that the kill landed mid-work (else the restart only re-checked a finished sync):
             # the bucket lacked files at that moment, and a held request was the one named.
-            assert bucket_contents(server, bucket, "svc/") != folder_files(service.root), "killed after the work"
+            assert bucket_contents(server, bucket, "svc/") != folder_files(service.root), (
+                "killed after the work"
+            )
             assert op == "delay" or (point.held is not None and "/svc/" in point.held.path)
             service.start()
             service.converge(bucket)
@@ -84,8 +86,9 @@ def _trial(server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, i
 
 
 @pytest.mark.parametrize(("seed", "trigger"), [(301, ("UploadPart", 4)), (302, ("PutObject", 2))])
-def test_kill9_service_then_restart_converges(server_factory: Any, tmp_path: Path, seed: int,
-                                              trigger: tuple[str, int]) -> None:
+def test_kill9_service_then_restart_converges(
+    server_factory: Any, tmp_path: Path, seed: int, trigger: tuple[str, int]
+) -> None:
     print(_trial(server_factory, tmp_path, seed, trigger))
 
 
@@ -95,10 +98,17 @@ def test_kill9_service_soak(server_factory: Any, tmp_path: Path, seed: int) -> N
     print(_trial(server_factory, tmp_path, seed, None))
 
 
-@pytest.mark.parametrize("faults", [
-    pytest.param(dict(fault_rate=0.1, fault_codes="500,503", drop_rate=0.05), id="errors-10pct-drops-5pct"),
-    pytest.param(dict(fault_rate=0.2, fault_codes="503", latency_ms=5), id="slowdown-20pct", marks=pytest.mark.soak),
-])
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param(
+            dict(fault_rate=0.1, fault_codes="500,503", drop_rate=0.05), id="errors-10pct-drops-5pct"
+        ),
+        pytest.param(
+            dict(fault_rate=0.2, fault_codes="503", latency_ms=5), id="slowdown-20pct", marks=pytest.mark.soak
+        ),
+    ],
+)
 def test_service_under_faults_converges(server_factory: Any, tmp_path: Path, faults: dict[str, Any]) -> None:
     server = server_factory(seed=9, **faults)
     bucket = create_bucket(server)
@@ -122,12 +132,16 @@ def test_service_under_faults_converges(server_factory: Any, tmp_path: Path, fau
     assert_journal_healthy(service.state / "journal.db")
 
 
-def test_repair_of_a_lost_service_journal_then_restart_sends_no_data(server_factory: Any, tmp_path: Path) -> None:
+def test_repair_of_a_lost_service_journal_then_restart_sends_no_data(
+    server_factory: Any, tmp_path: Path
+) -> None:
     """Encrypted multipart objects cannot be adopted by a reconcile (their metadata has no plaintext MD5),
     so without the journal the service would upload them again; `repair --config --sync` decrypts and
     hashes them instead, and the restarted service sends nothing."""
     key = tmp_path / "docs.key"
-    made = subprocess.run([sys.executable, "-m", "ks3sync", "keygen", str(key)], capture_output=True, check=False)
+    made = subprocess.run(
+        [sys.executable, "-m", "ks3sync", "keygen", str(key)], capture_output=True, check=False
+    )
     assert made.returncode == 0, made.stderr
     server = server_factory()
     bucket = create_bucket(server)
@@ -141,8 +155,24 @@ def test_repair_of_a_lost_service_journal_then_restart_sends_no_data(server_fact
         for path in service.state.glob("journal.db*"):
             path.unlink()
         env = dict(os.environ, KS3_ACCESS_KEY=server.access_key, KS3_SECRET_KEY=server.secret_key)
-        fixed = subprocess.run([sys.executable, "-m", "ks3sync", "repair", "--config", str(service.config), "--sync",
-                                "docs", "--json"], capture_output=True, text=True, env=env, timeout=120, check=False)
+        fixed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ks3sync",
+                "repair",
+                "--config",
+                str(service.config),
+                "--sync",
+                "docs",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
         assert fixed.returncode == 0, fixed.stderr[-2000:]
         assert json.loads(fixed.stdout)["recorded"] == 7, fixed.stdout
         mark = server.mark()
@@ -167,7 +197,9 @@ def test_service_rides_out_a_server_restart(server_factory: Any, tmp_path: Path)
         service.start()
         make_tree(service.root, 12, files=8, big=2, big_size=900_000)
         assert service.process is not None
-        assert wait_for_requests(server, 0, ["UploadPart"], 3, service.process), service.log.read_text()[-2000:]
+        assert wait_for_requests(server, 0, ["UploadPart"], 3, service.process), service.log.read_text()[
+            -2000:
+        ]
         server.kill()
         time.sleep(1.0)
         server = server_factory(root=server.root, port=server.port, seed=13)
@@ -185,8 +217,9 @@ def test_service_rides_out_a_server_restart(server_factory: Any, tmp_path: Path)
 
 
 @pytest.mark.parametrize("damage", ["garbage-journal", "read-only-state"])
-def test_service_with_a_damaged_state_exits_with_one_line_and_sends_nothing(server_factory: Any, tmp_path: Path,
-                                                                           damage: str) -> None:
+def test_service_with_a_damaged_state_exits_with_one_line_and_sends_nothing(
+    server_factory: Any, tmp_path: Path, damage: str
+) -> None:
     from .helpers import read_only
 
     server = server_factory()

@@ -27,19 +27,30 @@ SMALL_PARTS = ("--part-size", "100KiB", "--multipart-threshold", "400KiB")
 
 FAULTS = [
     pytest.param(dict(fault_rate=0.05, fault_codes="500,503"), 12, 1, id="errors-5pct"),
-    pytest.param(dict(fault_rate=0.15, fault_codes="503", latency_ms=3, drop_rate=0.05), 12, 1,
-                 id="slowdown-15pct-drops-5pct"),
-    pytest.param(dict(fault_rate=0.1, fault_codes="500,502,503,504", drop_rate=0.1, latency_ms=5), 40, 2,
-                 id="mixed-20pct", marks=pytest.mark.soak),
-    pytest.param(dict(fault_rate=0.2, fault_codes="500,503"), 150, 3, id="errors-20pct-large",
-                 marks=pytest.mark.soak),
+    pytest.param(
+        dict(fault_rate=0.15, fault_codes="503", latency_ms=3, drop_rate=0.05),
+        12,
+        1,
+        id="slowdown-15pct-drops-5pct",
+    ),
+    pytest.param(
+        dict(fault_rate=0.1, fault_codes="500,502,503,504", drop_rate=0.1, latency_ms=5),
+        40,
+        2,
+        id="mixed-20pct",
+        marks=pytest.mark.soak,
+    ),
+    pytest.param(
+        dict(fault_rate=0.2, fault_codes="500,503"), 150, 3, id="errors-20pct-large", marks=pytest.mark.soak
+    ),
 ]
 
 
 @pytest.mark.parametrize(("faults", "files", "big"), FAULTS)
 @pytest.mark.parametrize("seed", [7])
-def test_mirror_under_faults_ends_correct(server_factory: Any, tmp_path: Path, faults: dict[str, Any], files: int,
-                                          big: int, seed: int) -> None:
+def test_mirror_under_faults_ends_correct(
+    server_factory: Any, tmp_path: Path, faults: dict[str, Any], files: int, big: int, seed: int
+) -> None:
     server = server_factory(seed=seed, **faults)
     bucket = create_bucket(server)
     src = tmp_path / "src"
@@ -65,8 +76,9 @@ def test_mirror_under_faults_ends_correct(server_factory: Any, tmp_path: Path, f
 
 
 @pytest.mark.parametrize("how", ["fault-rate-1", "server-stopped"])
-def test_permanently_failing_server_ends_with_exit_1_and_a_clear_message(server_factory: Any, tmp_path: Path,
-                                                                        how: str) -> None:
+def test_permanently_failing_server_ends_with_exit_1_and_a_clear_message(
+    server_factory: Any, tmp_path: Path, how: str
+) -> None:
     server = server_factory(seed=1)
     bucket = create_bucket(server)
     src = tmp_path / "src"

@@ -57,8 +57,9 @@ def _garbage(state: Path) -> None:
     state.write_bytes(random.Random(3).randbytes(max(8192, state.stat().st_size)))
 
 
-def test_corrupted_journal_is_one_clear_error_and_no_remote_write(local_server: ServerHandle, bucket: str,
-                                                                   tmp_path: Path) -> None:
+def test_corrupted_journal_is_one_clear_error_and_no_remote_write(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src, state, dst = _synced_tree(local_server, bucket, tmp_path)
     (src / "changed.txt").write_bytes(b"a change the mirror would upload")
     _garbage(state)
@@ -72,7 +73,8 @@ def test_corrupted_journal_is_one_clear_error_and_no_remote_write(local_server: 
 
 
 def test_repair_rebuilds_a_corrupted_journal_and_the_next_mirror_sends_only_real_changes(
-        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src, state, dst = _synced_tree(local_server, bucket, tmp_path)
     edited = sorted(p for p in src.rglob("*.bin") if p.stat().st_size > 100 and "big" not in p.parts)[0]
     _same_size_edit(edited)  # same size, other bytes: repair must not record it
@@ -97,7 +99,8 @@ def test_repair_rebuilds_a_corrupted_journal_and_the_next_mirror_sends_only_real
 
 
 def test_repair_of_a_lost_journal_adopts_multipart_objects_without_sending_data(
-        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src, state, dst = _synced_tree(local_server, bucket, tmp_path)
     for path in state.parent.iterdir():
         path.unlink()
@@ -110,10 +113,14 @@ def test_repair_of_a_lost_journal_adopts_multipart_objects_without_sending_data(
     assert data_writes(local_server.requests()[mark:]) == []
 
 
-def test_repair_of_an_encrypted_sync_needs_the_key(local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+def test_repair_of_an_encrypted_sync_needs_the_key(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     key = tmp_path / "keys" / "k.key"
     key.parent.mkdir()
-    made = subprocess.run([sys.executable, "-m", "ks3sync", "keygen", str(key)], capture_output=True, check=False)
+    made = subprocess.run(
+        [sys.executable, "-m", "ks3sync", "keygen", str(key)], capture_output=True, check=False
+    )
     assert made.returncode == 0, made.stderr
     src, state, dst = _synced_tree(local_server, bucket, tmp_path, "--encrypt-key", str(key))
     for path in state.parent.iterdir():
@@ -130,8 +137,9 @@ def test_repair_of_an_encrypted_sync_needs_the_key(local_server: ServerHandle, b
     assert data_writes(local_server.requests()[mark:]) == []
 
 
-def test_repair_aborts_uploads_the_new_journal_cannot_resume(local_server: ServerHandle, bucket: str,
-                                                             tmp_path: Path) -> None:
+def test_repair_aborts_uploads_the_new_journal_cannot_resume(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src, state, dst = _synced_tree(local_server, bucket, tmp_path)
     with client_for(local_server) as client:
         client.initiate_multipart(bucket, "r/orphan.bin")
@@ -142,14 +150,16 @@ def test_repair_aborts_uploads_the_new_journal_cannot_resume(local_server: Serve
     assert fixed.returncode == 0, fixed.stderr[-3000:]
     with client_for(local_server) as client:
         left = [u.key for u in client.iter_multipart_uploads(bucket)]
-        client.abort_multipart(bucket, "elsewhere/not-ours.bin",
-                               next(u.upload_id for u in client.iter_multipart_uploads(bucket)))
+        client.abort_multipart(
+            bucket, "elsewhere/not-ours.bin", next(u.upload_id for u in client.iter_multipart_uploads(bucket))
+        )
     assert left == ["elsewhere/not-ours.bin"]  # outside the prefix: not this sync's business
     assert_no_multipart_uploads(local_server, bucket)
 
 
-def test_read_only_state_dir_is_one_clear_error_and_no_remote_write(local_server: ServerHandle, bucket: str,
-                                                                     tmp_path: Path) -> None:
+def test_read_only_state_dir_is_one_clear_error_and_no_remote_write(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     make_tree(src, 12, files=4)
     state_dir = tmp_path / "ro-state"
@@ -164,8 +174,9 @@ def test_read_only_state_dir_is_one_clear_error_and_no_remote_write(local_server
     assert writes(local_server.requests()[mark:]) == []
 
 
-def test_existing_journal_on_a_now_read_only_dir_is_one_clear_error(local_server: ServerHandle, bucket: str,
-                                                                     tmp_path: Path) -> None:
+def test_existing_journal_on_a_now_read_only_dir_is_one_clear_error(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src, state, dst = _synced_tree(local_server, bucket, tmp_path)
     (src / "more.txt").write_bytes(b"more")
     mark = local_server.mark()
@@ -180,8 +191,9 @@ def test_existing_journal_on_a_now_read_only_dir_is_one_clear_error(local_server
     assert_no_multipart_uploads(local_server, bucket)
 
 
-def test_full_disk_under_the_journal_is_a_clear_error_then_recovers(local_server: ServerHandle, bucket: str,
-                                                                   tmp_path: Path) -> None:
+def test_full_disk_under_the_journal_is_a_clear_error_then_recovers(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     make_tree(src, 13, files=300, max_small=2000)
     state_dir = tmp_path / "full"
@@ -193,7 +205,11 @@ def test_full_disk_under_the_journal_is_a_clear_error_then_recovers(local_server
         assert error_lines(run.stderr) or "failed" in run.stderr
         # Whatever reached the bucket is byte-exact: nothing partial, nothing deleted.
         with client_for(local_server) as client:
-            remote = {o.key[len("full/"):] for o in client.iter_objects(bucket, prefix="full/") if not isinstance(o, str)}
+            remote = {
+                o.key[len("full/") :]
+                for o in client.iter_objects(bucket, prefix="full/")
+                if not isinstance(o, str)
+            }
         local = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
         assert remote <= local
     # On a disk with room, the same journal path works and the pass completes.
@@ -204,7 +220,9 @@ def test_full_disk_under_the_journal_is_a_clear_error_then_recovers(local_server
     assert_no_multipart_uploads(local_server, bucket)
 
 
-def test_full_disk_on_restore_leaves_no_partial_file(local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+def test_full_disk_on_restore_leaves_no_partial_file(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     with client_for(local_server) as client:
         client.put_object(bucket, "restore/small.txt", b"fits")
         client.put_object(bucket, "restore/huge.bin", os.urandom(600_000))

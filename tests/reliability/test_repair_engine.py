@@ -113,8 +113,10 @@ def _put(store: MemoryStore, path: str, data: bytes, metadata: dict[str, str] | 
 
 def _multipart(store: MemoryStore, path: str, data: bytes, part: int = 1000) -> None:
     upload_id = store.create_upload(path, WriteOptions())
-    parts = [store.upload_part(path, upload_id, n + 1, BytesBody(data[i:i + part]))
-             for n, i in enumerate(range(0, len(data), part))]
+    parts = [
+        store.upload_part(path, upload_id, n + 1, BytesBody(data[i : i + part]))
+        for n, i in enumerate(range(0, len(data), part))
+    ]
     store.complete_upload(path, upload_id, parts)
 
 
@@ -130,9 +132,15 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 
 def test_rebuild_records_only_objects_that_hold_the_file(tmp_path: Path, journal: Journal) -> None:
     root = tmp_path / "src"
-    files = {"same.txt": b"same content", "edited.txt": b"local version!", "resized.txt": b"longer locally",
-             "local-only.txt": b"new", "big-same.bin": os.urandom(3500), "big-edited.bin": os.urandom(3500),
-             "empty.txt": b""}
+    files = {
+        "same.txt": b"same content",
+        "edited.txt": b"local version!",
+        "resized.txt": b"longer locally",
+        "local-only.txt": b"new",
+        "big-same.bin": os.urandom(3500),
+        "big-edited.bin": os.urandom(3500),
+        "empty.txt": b"",
+    }
     write_tree(root, files)
     store = MemoryStore(prefix="p/", min_part_size=1)
     _put(store, "same.txt", b"same content")
@@ -155,7 +163,9 @@ def test_rebuild_records_only_objects_that_hold_the_file(tmp_path: Path, journal
     assert entries["same.txt"].md5 == hashlib.md5(b"same content").hexdigest()
     remote = {r.path: r for r in store.list()}
     assert (entries["big-same.bin"].remote_etag, entries["big-same.bin"].remote_size) == (
-        remote["big-same.bin"].etag, remote["big-same.bin"].size)
+        remote["big-same.bin"].etag,
+        remote["big-same.bin"].size,
+    )
     st = (root / "same.txt").stat()
     assert entries["same.txt"].identity == FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     assert store.writes()[before:] == []  # nothing uploaded, copied or deleted
@@ -186,7 +196,8 @@ def test_rebuild_aborts_uploads_the_journal_cannot_resume(tmp_path: Path, journa
     known = store.create_upload("known.bin", WriteOptions())
     sync_id = journal.register_sync("s", str(root), "memory", "p/", "h")
     journal.checkpoint(sync_id).upload_started(
-        UploadRecord("known.bin", "p/known.bin", known, 100 * 1024, FileIdentity(1, 1, 1, 1), 0))
+        UploadRecord("known.bin", "p/known.bin", known, 100 * 1024, FileIdentity(1, 1, 1, 1), 0)
+    )
 
     kept = _rebuild(store, root, journal, sync_id, abort_unknown_uploads=False)
     assert kept.aborted_uploads == 0 and {u.upload_id for u in store.list_uploads()} == {orphan, known}
@@ -205,9 +216,12 @@ def test_encrypted_objects_are_recorded_only_with_the_matching_key(tmp_path: Pat
     store = MemoryStore()
 
     def envelope(k: EncryptionKey, data: bytes) -> dict[str, str]:
-        return {META_ENC_KEY: k.fingerprint, META_ENC_IV: base64.b64encode(b"\0" * 16).decode(),
-                META_ENC_PLAIN_MD5: base64.b64encode(hashlib.md5(data).digest()).decode(),
-                META_ENC_PLAIN_LENGTH: str(len(data))}
+        return {
+            META_ENC_KEY: k.fingerprint,
+            META_ENC_IV: base64.b64encode(b"\0" * 16).decode(),
+            META_ENC_PLAIN_MD5: base64.b64encode(hashlib.md5(data).digest()).decode(),
+            META_ENC_PLAIN_LENGTH: str(len(data)),
+        }
 
     _put(store, "e.txt", os.urandom(32), envelope(key, plain))  # ciphertext: size differs from plaintext
     _put(store, "e2.txt", os.urandom(32), envelope(key, b"a different file"))
@@ -224,13 +238,16 @@ def test_encrypted_objects_are_recorded_only_with_the_matching_key(tmp_path: Pat
 # ---------------------------------------------------------------------------------------- the command line
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    ([], "expected SRC DST"),
-    (["only-one-arg"], "expected SRC DST"),
-    (["--sync", "docs"], "--sync needs --config"),
-    (["/nonexistent/ks3sync/folder", "ks3://bucket/p"], "no such folder"),
-    (["ks3://bucket/a", "ks3://bucket/b"], "exactly one of SRC and DST"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([], "expected SRC DST"),
+        (["only-one-arg"], "expected SRC DST"),
+        (["--sync", "docs"], "--sync needs --config"),
+        (["/nonexistent/ks3sync/folder", "ks3://bucket/p"], "no such folder"),
+        (["ks3://bucket/a", "ks3://bucket/b"], "exactly one of SRC and DST"),
+    ],
+)
 def test_repair_usage_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
     from click.testing import CliRunner
 
@@ -253,8 +270,10 @@ def test_repair_of_an_unknown_service_sync_names_the_choices(tmp_path: Path) -> 
     src = tmp_path / "docs"
     src.mkdir()
     config = tmp_path / "ks3sync.yaml"
-    config.write_text(f"endpoint: http://127.0.0.1:9\nstate_dir: {tmp_path / 'state'}\n"
-                      f"syncs:\n  - name: docs\n    source: {src}\n    target: ks3://bucket/p\n")
+    config.write_text(
+        f"endpoint: http://127.0.0.1:9\nstate_dir: {tmp_path / 'state'}\n"
+        f"syncs:\n  - name: docs\n    source: {src}\n    target: ks3://bucket/p\n"
+    )
     env = {"KS3_ACCESS_KEY": "AKLTx", "KS3_SECRET_KEY": "repair-secret"}
     result = CliRunner().invoke(cli, ["repair", "--config", str(config), "--sync", "photos"], env=env)
     assert result.exit_code == 2, result.output

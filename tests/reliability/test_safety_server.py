@@ -39,9 +39,13 @@ BIG = "big.bin"
 
 
 def _error(code: str, status: int) -> Callable[[str, str], Exchange]:
-    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-            f"<Message>refused by the test proxy</Message></Error>").encode()
-    return lambda method, target: Exchange(method, target, {}, status, [("Content-Type", "application/xml")], body)
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        f"<Message>refused by the test proxy</Message></Error>"
+    ).encode()
+    return lambda method, target: Exchange(
+        method, target, {}, status, [("Content-Type", "application/xml")], body
+    )
 
 
 def _ops(server: ServerHandle, mark: int) -> list[tuple[str, int]]:
@@ -84,7 +88,9 @@ class Proxy:
 # ------------------------------------------------------------------------------------------ deletes
 
 
-def _synced_then_removed(server: ServerHandle, bucket: str, tmp_path: Path, proxy: Proxy) -> tuple[Path, Path]:
+def _synced_then_removed(
+    server: ServerHandle, bucket: str, tmp_path: Path, proxy: Proxy
+) -> tuple[Path, Path]:
     src = tmp_path / "src"
     write_tree(src, {"keep.txt": b"keep", "a.txt": b"a", "b.txt": b"b", "c.txt": b"c"})
     state = tmp_path / "j.db"
@@ -95,14 +101,27 @@ def _synced_then_removed(server: ServerHandle, bucket: str, tmp_path: Path, prox
     return src, state
 
 
-def test_a_refused_backup_copy_keeps_the_object(local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+def test_a_refused_backup_copy_keeps_the_object(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     with Proxy(local_server) as proxy:
         src, state = _synced_then_removed(local_server, bucket, tmp_path, proxy)
         refused = _error("InvalidArgument", 400)
-        proxy.refuse = lambda m, t: refused(m, t) if m == "PUT" and t.startswith(f"/{bucket}/bak/b.txt") else None
+        proxy.refuse = lambda m, t: (
+            refused(m, t) if m == "PUT" and t.startswith(f"/{bucket}/bak/b.txt") else None
+        )
         mark = local_server.mark()
-        run = proxy.mirror(src, f"ks3://{bucket}/d/", state, *FLAGS, "--delete", "--max-delete", "100%",
-                           "--backup-prefix", "bak/")
+        run = proxy.mirror(
+            src,
+            f"ks3://{bucket}/d/",
+            state,
+            *FLAGS,
+            "--delete",
+            "--max-delete",
+            "100%",
+            "--backup-prefix",
+            "bak/",
+        )
     assert run.returncode == 1, run.stderr[-2000:]
     assert "b.txt" in run.stderr and "backup copy failed" in run.stderr
     remote = bucket_contents(local_server, bucket, "")
@@ -113,15 +132,25 @@ def test_a_refused_backup_copy_keeps_the_object(local_server: ServerHandle, buck
     assert "b.txt" in journal_paths(state)
 
 
-def test_a_fatal_answer_to_a_backup_copy_stops_the_deletes(local_server: ServerHandle, bucket: str,
-                                                           tmp_path: Path) -> None:
+def test_a_fatal_answer_to_a_backup_copy_stops_the_deletes(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     with Proxy(local_server) as proxy:
         src, state = _synced_then_removed(local_server, bucket, tmp_path, proxy)
         denied = _error("AccessDenied", 403)
         proxy.refuse = lambda m, t: denied(m, t) if m == "PUT" and t.startswith(f"/{bucket}/bak/") else None
         mark = local_server.mark()
-        run = proxy.mirror(src, f"ks3://{bucket}/d/", state, *FLAGS, "--delete", "--max-delete", "100%",
-                           "--backup-prefix", "bak/")
+        run = proxy.mirror(
+            src,
+            f"ks3://{bucket}/d/",
+            state,
+            *FLAGS,
+            "--delete",
+            "--max-delete",
+            "100%",
+            "--backup-prefix",
+            "bak/",
+        )
     assert run.returncode != 0, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     ops = [op for op, _ in _ops(local_server, mark)]
@@ -132,14 +161,18 @@ def test_a_fatal_answer_to_a_backup_copy_stops_the_deletes(local_server: ServerH
     assert journal_paths(state) >= {"a.txt", "b.txt", "c.txt"}
 
 
-def test_a_refused_delete_call_forgets_nothing(local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+def test_a_refused_delete_call_forgets_nothing(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     with Proxy(local_server) as proxy:
         src, state = _synced_then_removed(local_server, bucket, tmp_path, proxy)
         refused = _error("MalformedXML", 400)
         proxy.refuse = lambda m, t: refused(m, t) if m == "POST" and "delete" in t.partition("?")[2] else None
         run = proxy.mirror(src, f"ks3://{bucket}/d/", state, *FLAGS, "--delete", "--max-delete", "100%")
         assert run.returncode == 1, run.stderr[-2000:]
-        assert "delete failed" in run.stderr and all(name in run.stderr for name in ("a.txt", "b.txt", "c.txt"))
+        assert "delete failed" in run.stderr and all(
+            name in run.stderr for name in ("a.txt", "b.txt", "c.txt")
+        )
         assert set(bucket_contents(local_server, bucket, "d/")) == {"keep.txt", "a.txt", "b.txt", "c.txt"}
         assert journal_paths(state) == {"keep.txt", "a.txt", "b.txt", "c.txt"}
         proxy.refuse = lambda m, t: None
@@ -157,8 +190,9 @@ def _upload_left_recorded(bucket: str, tmp_path: Path, proxy: Proxy) -> tuple[Pa
     src = tmp_path / "src"
     write_tree(src, {BIG: os.urandom(450_000), "small.txt": b"small"})
     state = tmp_path / "j.db"
-    proxy.refuse = lambda m, t: (_error("InvalidArgument", 400)(m, t)
-                                 if m == "POST" and "uploadId=" in t else None)
+    proxy.refuse = lambda m, t: (
+        _error("InvalidArgument", 400)(m, t) if m == "POST" and "uploadId=" in t else None
+    )
     run = proxy.mirror(src, f"ks3://{bucket}/m/", state, *FLAGS)
     assert run.returncode == 1 and BIG in run.stderr, run.stderr[-2000:]
     proxy.refuse = lambda m, t: None
@@ -168,8 +202,9 @@ def _upload_left_recorded(bucket: str, tmp_path: Path, proxy: Proxy) -> tuple[Pa
     return src, state, uploads[0].upload_id
 
 
-def test_an_upload_gone_at_listparts_is_started_again(local_server: ServerHandle, bucket: str,
-                                                      tmp_path: Path) -> None:
+def test_an_upload_gone_at_listparts_is_started_again(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     with Proxy(local_server) as proxy:
         src, state, upload_id = _upload_left_recorded(bucket, tmp_path, proxy)
         with client_for(local_server) as client:  # someone else aborts it (or a lifecycle rule)
@@ -184,8 +219,9 @@ def test_an_upload_gone_at_listparts_is_started_again(local_server: ServerHandle
     assert_no_multipart_uploads(local_server, bucket)
 
 
-def test_a_file_changed_since_its_upload_was_recorded_aborts_that_upload(local_server: ServerHandle, bucket: str,
-                                                                       tmp_path: Path) -> None:
+def test_a_file_changed_since_its_upload_was_recorded_aborts_that_upload(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     with Proxy(local_server) as proxy:
         src, state, upload_id = _upload_left_recorded(bucket, tmp_path, proxy)
         (src / BIG).write_bytes(os.urandom(450_000))  # same size, new bytes and times
@@ -195,7 +231,9 @@ def test_a_file_changed_since_its_upload_was_recorded_aborts_that_upload(local_s
     requests = local_server.requests()[mark:]
     aborted = [r for r in requests if r["op"] == "AbortMultipartUpload" and upload_id in r["query"]]
     assert aborted and aborted[0]["status"] == 204, [(r["op"], r["status"]) for r in requests]
-    assert not [r for r in requests if r["op"] in ("ListParts", "CompleteMultipartUpload") and upload_id in r["query"]]
+    assert not [
+        r for r in requests if r["op"] in ("ListParts", "CompleteMultipartUpload") and upload_id in r["query"]
+    ]
     assert_bucket_equals_folder(local_server, bucket, "m/", src)
     assert_no_multipart_uploads(local_server, bucket)
 
@@ -207,7 +245,9 @@ def _abort_behind_the_clients_back(bucket: str, proxy: Proxy, when: Callable[[st
 
     def before(method: str, target: str) -> None:
         query = target.partition("?")[2]
-        upload_id = next((item.partition("=")[2] for item in query.split("&") if item.startswith("uploadId=")), "")
+        upload_id = next(
+            (item.partition("=")[2] for item in query.split("&") if item.startswith("uploadId=")), ""
+        )
         with lock:
             if aborted or not upload_id or not when(method, query):
                 return
@@ -219,25 +259,31 @@ def _abort_behind_the_clients_back(bucket: str, proxy: Proxy, when: Callable[[st
     return aborted
 
 
-def test_an_upload_vanishing_mid_send_is_started_again(local_server: ServerHandle, bucket: str,
-                                                       tmp_path: Path) -> None:
+def test_an_upload_vanishing_mid_send_is_started_again(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     write_tree(src, {BIG: os.urandom(450_000)})
     with Proxy(local_server) as proxy:
-        aborted = _abort_behind_the_clients_back(bucket, proxy, lambda m, q: m == "PUT" and "partNumber=3" in q)
+        aborted = _abort_behind_the_clients_back(
+            bucket, proxy, lambda m, q: m == "PUT" and "partNumber=3" in q
+        )
         mark = local_server.mark()
         run = proxy.mirror(src, f"ks3://{bucket}/v/", tmp_path / "j.db", *FLAGS)
     assert run.returncode == 0, run.stderr[-2000:]
     ops = _ops(local_server, mark)
     assert aborted and ("UploadPart", 404) in ops, ops
     assert "ListParts" not in [op for op, _ in ops]  # the vanished upload was forgotten at once
-    assert [op for op, s in ops if op == "InitiateMultipartUpload" and s == 200] == ["InitiateMultipartUpload"] * 2
+    assert [op for op, s in ops if op == "InitiateMultipartUpload" and s == 200] == [
+        "InitiateMultipartUpload"
+    ] * 2
     assert_bucket_equals_folder(local_server, bucket, "v/", src)
     assert_no_multipart_uploads(local_server, bucket)
 
 
-def test_an_upload_vanishing_at_complete_is_started_again(local_server: ServerHandle, bucket: str,
-                                                          tmp_path: Path) -> None:
+def test_an_upload_vanishing_at_complete_is_started_again(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     write_tree(src, {BIG: os.urandom(450_000)})
     with Proxy(local_server) as proxy:
@@ -248,13 +294,16 @@ def test_an_upload_vanishing_at_complete_is_started_again(local_server: ServerHa
     ops = _ops(local_server, mark)
     assert aborted and ("CompleteMultipartUpload", 404) in ops, ops
     assert "ListParts" not in [op for op, _ in ops]  # the vanished upload was forgotten at once
-    assert [op for op, s in ops if op == "CompleteMultipartUpload" and s == 200] == ["CompleteMultipartUpload"]
+    assert [op for op, s in ops if op == "CompleteMultipartUpload" and s == 200] == [
+        "CompleteMultipartUpload"
+    ]
     assert_bucket_equals_folder(local_server, bucket, "v/", src)
     assert_no_multipart_uploads(local_server, bucket)
 
 
-def test_a_complete_whose_crc64_differs_is_never_recorded(local_server: ServerHandle, bucket: str,
-                                                           tmp_path: Path) -> None:
+def test_a_complete_whose_crc64_differs_is_never_recorded(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     write_tree(src, {BIG: os.urandom(450_000), "small.txt": b"small"})
     state = tmp_path / "j.db"
@@ -268,7 +317,9 @@ def test_a_complete_whose_crc64_differs_is_never_recorded(local_server: ServerHa
             wrong = str((int(crc) + 1) % 2**64)
             exchange.set_header("x-kss-checksum-crc64ecma", wrong)
             tag = f"<ChecksumCRC64ECMA>{crc}</ChecksumCRC64ECMA>".encode()
-            exchange.body = exchange.body.replace(tag, f"<ChecksumCRC64ECMA>{wrong}</ChecksumCRC64ECMA>".encode())
+            exchange.body = exchange.body.replace(
+                tag, f"<ChecksumCRC64ECMA>{wrong}</ChecksumCRC64ECMA>".encode()
+            )
             rewritten.append(crc)
 
     with Proxy(local_server) as proxy:

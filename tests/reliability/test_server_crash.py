@@ -28,7 +28,9 @@ FLAGS = ("--jobs", "2", "--part-size", "100KiB", "--multipart-threshold", "400Ki
 
 
 @pytest.mark.parametrize("downtime", [pytest.param(0.0, marks=pytest.mark.soak), 1.5])
-def test_server_killed_and_restarted_mid_transfer(server_factory: Any, tmp_path: Path, downtime: float) -> None:
+def test_server_killed_and_restarted_mid_transfer(
+    server_factory: Any, tmp_path: Path, downtime: float
+) -> None:
     server = server_factory(latency_ms=15, seed=5)
     bucket = create_bucket(server)
     src = tmp_path / "src"

@@ -21,8 +21,18 @@ def make(root: Path, *paths: str) -> None:
 
 
 TREE = [
-    "a.log", "keep.log", "src/main.py", "src/cache.pyc", "build/out.bin", "src/build/gen.py",
-    "docs/x.tmp", "docs/deep/y.tmp", "notes.txt", "sub/local.txt", "sub/other.txt", "sub/inner/z.txt",
+    "a.log",
+    "keep.log",
+    "src/main.py",
+    "src/cache.pyc",
+    "build/out.bin",
+    "src/build/gen.py",
+    "docs/x.tmp",
+    "docs/deep/y.tmp",
+    "notes.txt",
+    "sub/local.txt",
+    "sub/other.txt",
+    "sub/inner/z.txt",
 ]
 
 
@@ -30,7 +40,13 @@ def test_exclude_patterns_use_gitignore_syntax(tmp_path: Path) -> None:
     make(tmp_path, *TREE)
     f = Filters.build(tmp_path, excludes=["*.log", "!keep.log", "build/", "docs/**/*.tmp", "/notes.txt"])
     assert files(tmp_path, f) == [
-        "keep.log", "src/cache.pyc", "src/main.py", "sub/inner/z.txt", "sub/local.txt", "sub/other.txt"]
+        "keep.log",
+        "src/cache.pyc",
+        "src/main.py",
+        "sub/inner/z.txt",
+        "sub/local.txt",
+        "sub/other.txt",
+    ]
 
 
 def test_ks3ignore_files_apply_to_their_folder_and_below(tmp_path: Path) -> None:
@@ -60,11 +76,22 @@ def test_command_line_beats_ignore_files(tmp_path: Path) -> None:
 
 
 def test_own_files_are_always_excluded(tmp_path: Path) -> None:
-    make(tmp_path, "data.txt", ".ks3sync-tmp-abc123", "sub/.ks3sync-tmp-x", "state/journal.db",
-         "state/journal.db-wal", "j.db", "j.db-wal", "j.db-shm")
+    make(
+        tmp_path,
+        "data.txt",
+        ".ks3sync-tmp-abc123",
+        "sub/.ks3sync-tmp-x",
+        "state/journal.db",
+        "state/journal.db-wal",
+        "j.db",
+        "j.db-wal",
+        "j.db-shm",
+    )
     f = Filters.build(tmp_path, state_paths=[tmp_path / "state", tmp_path / "j.db", Path("/elsewhere/j.db")])
     assert files(tmp_path, f) == ["data.txt"]
-    assert f.is_excluded("state/journal.db") and f.is_excluded("j.db-wal") and f.is_excluded("x/.ks3sync-tmp-1")
+    assert (
+        f.is_excluded("state/journal.db") and f.is_excluded("j.db-wal") and f.is_excluded("x/.ks3sync-tmp-1")
+    )
     assert not f.is_excluded("data.txt")
 
 
@@ -121,7 +148,10 @@ def test_own_files_are_excluded_keys_and_unreadable_rules_protect(tmp_path: Path
     assert f.exclusion("statement") is Exclusion.INCLUDED
     # ... unless the user's rules exclude them as well: then they are left out in silence like the rest
     ruled = Filters.build(tmp_path, ["state/j*"], state_paths=[tmp_path / "state"])
-    assert ruled.exclusion("state/journal.db") is Exclusion.EXCLUDED and ruled.exclusion("state/x") is Exclusion.OWN
+    assert (
+        ruled.exclusion("state/journal.db") is Exclusion.EXCLUDED
+        and ruled.exclusion("state/x") is Exclusion.OWN
+    )
     assert f.unreadable_ignore_files() == []
     (tmp_path / "sub" / ".ks3ignore").write_bytes(b"\xff\xfe not utf-8\n")
     assert f.exclusion("sub/a.txt") is Exclusion.PROTECTED  # the rules might exclude it: leave it alone

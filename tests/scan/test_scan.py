@@ -79,7 +79,16 @@ def test_nfc_and_nfd_names_are_two_files(tmp_path: Path) -> None:
 
 def test_awkward_names_empty_files_and_deep_nesting(tmp_path: Path) -> None:
     deep = "/".join(f"level{i}" for i in range(60)) + "/bottom.txt"
-    odd = ["with space.txt", "plus+sign", "100% done", "#hash", "what?", "semi;colon", "quote'\"", "tab\there"]
+    odd = [
+        "with space.txt",
+        "plus+sign",
+        "100% done",
+        "#hash",
+        "what?",
+        "semi;colon",
+        "quote'\"",
+        "tab\there",
+    ]
     make(tmp_path, deep, *odd)
     (tmp_path / "empty.bin").write_bytes(b"")
     (tmp_path / "empty-folder").mkdir()
@@ -146,7 +155,10 @@ def test_symlinks_are_reported_unless_followed(tmp_path: Path) -> None:
     entries, problems = scan(tmp_path)
     assert [e.path for e in entries] == ["real/file.txt"]
     assert sorted((p.path, p.kind) for p in problems) == [
-        ("broken", "symlink"), ("link.txt", "symlink"), ("linkdir", "symlink")]
+        ("broken", "symlink"),
+        ("link.txt", "symlink"),
+        ("linkdir", "symlink"),
+    ]
 
     entries, problems = scan(tmp_path, follow_symlinks=True)
     assert [e.path for e in entries] == ["link.txt", "linkdir/file.txt", "real/file.txt"]
@@ -169,8 +181,10 @@ def _scan_as_nobody(root: Path) -> list[list[str]]:
     filters = Filters.build(root)
 
     def run() -> list[list[str]]:
-        return [[i.path, i.kind] if isinstance(i, ScanProblem) else [i.path, "file"]
-                for i in scan_tree(root, filters)]
+        return [
+            [i.path, i.kind] if isinstance(i, ScanProblem) else [i.path, "file"]
+            for i in scan_tree(root, filters)
+        ]
 
     if os.geteuid() != 0:
         return run()
@@ -206,7 +220,10 @@ def test_unreadable_folder_and_file_are_reported() -> None:
         os.chmod(base / "closed", 0o000)
         os.chmod(base / "private.txt", 0o000)
         assert _scan_as_nobody(base) == [
-            ["closed", "unreadable"], ["open/ok.txt", "file"], ["private.txt", "unreadable"]]
+            ["closed", "unreadable"],
+            ["open/ok.txt", "file"],
+            ["private.txt", "unreadable"],
+        ]
     finally:
         os.chmod(base / "closed", 0o755)
         shutil.rmtree(base, ignore_errors=True)
@@ -243,4 +260,3 @@ def test_identity_and_change_detection(tmp_path: Path) -> None:
     assert changed_since(ident, path)
     path.unlink()
     assert stat_identity(path) is None and changed_since(ident, path)
-

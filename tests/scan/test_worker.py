@@ -26,8 +26,21 @@ def make(root: Path, *paths: str, content: bytes = b"x") -> None:
 
 def awkward_tree(root: Path) -> dict[str, object]:
     """Files, every kind of problem the walk reports, and every rule source; returns the settings."""
-    make(root, "a/b", "a-b", "a.b", "a/c/d.txt", "\u00e9t\u00e9/x", "skip/me", "keep.log", "drop.log",
-         "ignored/inner", "deep/" + "n" * 200 + "/f", "state/journal.db", "empty")
+    make(
+        root,
+        "a/b",
+        "a-b",
+        "a.b",
+        "a/c/d.txt",
+        "\u00e9t\u00e9/x",
+        "skip/me",
+        "keep.log",
+        "drop.log",
+        "ignored/inner",
+        "deep/" + "n" * 200 + "/f",
+        "state/journal.db",
+        "empty",
+    )
     (root / "empty").write_bytes(b"")
     (root / ".ks3ignore").write_text("drop.log\n")
     (root / os.fsdecode(b"bad\xffname")).write_bytes(b"x")
@@ -54,8 +67,7 @@ def test_the_worker_yields_exactly_what_scan_tree_yields(tmp_path: Path, follow_
     root = tmp_path / "root"
     settings = awkward_tree(root)
     expected = direct(root, settings, follow_symlinks=follow_symlinks, key_prefix="p" * 830)
-    got = list(scan_tree_in_worker(root, follow_symlinks=follow_symlinks, key_prefix="p" * 830,
-                                   **settings))  # type: ignore[arg-type]
+    got = list(scan_tree_in_worker(root, follow_symlinks=follow_symlinks, key_prefix="p" * 830, **settings))  # type: ignore[arg-type]
     assert got == expected
     kinds = {item.kind for item in got if isinstance(item, ScanProblem)}
     assert {"name", "special", "too-long"} <= kinds  # the tree really exercises the problem records

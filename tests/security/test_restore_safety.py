@@ -101,28 +101,53 @@ class Pass:
         return {item["path"]: item["error"] for item in self.summary["failed"]}
 
 
-def _mirror_json(server: ServerHandle, src: str | Path, dst: str | Path, state: Path | None, *flags: str,
-                 env: dict[str, str] | None = None) -> Pass:
-    args = [sys.executable, "-m", "ks3sync", "mirror", str(src), str(dst), "--endpoint", server.endpoint,
-            "--json", *flags]
+def _mirror_json(
+    server: ServerHandle,
+    src: str | Path,
+    dst: str | Path,
+    state: Path | None,
+    *flags: str,
+    env: dict[str, str] | None = None,
+) -> Pass:
+    args = [
+        sys.executable,
+        "-m",
+        "ks3sync",
+        "mirror",
+        str(src),
+        str(dst),
+        "--endpoint",
+        server.endpoint,
+        "--json",
+        *flags,
+    ]
     if state is not None:
         args += ["--state-db", str(state)]
-    proc = subprocess.run(args, env=env or cli_env(server), capture_output=True, timeout=RACE_DEADLINE_S,
-                          check=False)
+    proc = subprocess.run(
+        args, env=env or cli_env(server), capture_output=True, timeout=RACE_DEADLINE_S, check=False
+    )
     stderr = proc.stderr.decode(errors="replace")
     assert "Traceback" not in stderr, stderr[-3000:]
     return Pass(proc.returncode, json.loads(proc.stdout), stderr)
 
 
-def _run_racing(server: ServerHandle, bucket: str, dst: Path, outside: Path, state: Path, *flags: str,
-                start: Callable[[], bool] = lambda: True) -> tuple[Pass, int]:
+def _run_racing(
+    server: ServerHandle,
+    bucket: str,
+    dst: Path,
+    outside: Path,
+    state: Path,
+    *flags: str,
+    start: Callable[[], bool] = lambda: True,
+) -> tuple[Pass, int]:
     with _swapping(dst / "sub", outside, start) as swaps:
         run = _mirror_json(server, f"ks3://{bucket}/p/", dst, state, "--jobs", "16", *flags)
     return run, swaps[0]
 
 
 def test_a_folder_swapped_for_a_symlink_during_a_restore_redirects_nothing(
-        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     objects = {f"p/sub/f{i:04d}": f"content {i}".encode() for i in range(RACE_FILES)}
     objects |= {f"p/sub/deep/g{i:03d}": f"deep {i}".encode() for i in range(50)}
     _put_many(local_server, bucket, objects)
@@ -146,7 +171,8 @@ def test_a_folder_swapped_for_a_symlink_during_a_restore_redirects_nothing(
 
 
 def test_a_folder_swapped_for_a_symlink_during_deletes_deletes_nothing_outside(
-        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     """--delete removes local-only files and prunes the folders it emptied (sub/deep here; sub keeps
     a file the bucket has) while sub keeps turning into a symlink to a folder of the same shape."""
     _put_many(local_server, bucket, {"p/sub/keep.txt": b"keep"})
@@ -162,8 +188,16 @@ def test_a_folder_swapped_for_a_symlink_during_deletes_deletes_nothing_outside(
     assert first.returncode == 0, first.stderr[-2000:]
     # The race starts with the deletes (the scan must see sub as a folder, or its deletes are withheld).
     first_doomed = dst / "sub" / names[0]
-    run, swaps = _run_racing(local_server, bucket, dst, outside, tmp_path / "j.db", "--delete", "--force",
-                             start=lambda: not first_doomed.exists())
+    run, swaps = _run_racing(
+        local_server,
+        bucket,
+        dst,
+        outside,
+        tmp_path / "j.db",
+        "--delete",
+        "--force",
+        start=lambda: not first_doomed.exists(),
+    )
     assert swaps > 0
     assert folder_files(outside) == dict.fromkeys(names, b"precious")
     failed = run.failed
@@ -182,7 +216,8 @@ BAD_NUMBERS = {"huge": "9" * 26, "superscript": "\u00b2", "underscore": "1_0", "
 
 
 def test_an_unusable_mtime_costs_the_file_its_mtime_not_its_restore(
-        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     """300 ordinary objects and four whose x-kss-meta-mtime is no time: every file is restored (the
     pass used to stop at the first of them: an OverflowError or a ValueError ended it); those four get
     the object's Last-Modified time, as an object without the field does, and a warning naming them."""
@@ -197,7 +232,9 @@ def test_an_unusable_mtime_costs_the_file_its_mtime_not_its_restore(
     run = mirror(local_server, f"ks3://{bucket}/p/", dst, tmp_path / "j.db", "--jobs", "4")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
-    expected = {k[2:]: v for k, v in good.items()} | {n: n.encode() for n in BAD_NUMBERS} | {"dated": b"dated"}
+    expected = (
+        {k[2:]: v for k, v in good.items()} | {n: n.encode() for n in BAD_NUMBERS} | {"dated": b"dated"}
+    )
     assert folder_files(dst) == expected
     assert os.stat(dst / "dated").st_mtime_ns == 1700000000123456789
     for name, when in modified.items():
@@ -206,7 +243,8 @@ def test_an_unusable_mtime_costs_the_file_its_mtime_not_its_restore(
 
 
 def test_an_encrypted_object_whose_length_is_no_number_fails_alone(
-        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     """x-kss-meta-unencrypted-content-length is what the decrypted bytes are checked against: without
     a usable one the object is not restored (failed, with the field named), the others are."""
     key = tmp_path / "key"
@@ -228,7 +266,9 @@ def test_an_encrypted_object_whose_length_is_no_number_fails_alone(
             headers = {f"x-kss-meta-{k}": v for k, v in info.metadata.items()} | {length: value}
             client.put_object(bucket, f"e/bad-{name}", ciphertext, headers=headers)
     dst = tmp_path / "dst"
-    run = _mirror_json(local_server, f"ks3://{bucket}/e/", dst, tmp_path / "down.db", "--encrypt-key", str(key))
+    run = _mirror_json(
+        local_server, f"ks3://{bucket}/e/", dst, tmp_path / "down.db", "--encrypt-key", str(key)
+    )
     assert run.returncode == 1, run.stderr[-2000:]
     failed = run.failed
     assert sorted(failed) == sorted(f"bad-{name}" for name in BAD_NUMBERS), run.summary
@@ -240,12 +280,16 @@ def test_an_encrypted_object_whose_length_is_no_number_fails_alone(
 
 
 def test_a_non_empty_key_ending_in_slash_is_reported_and_a_folder_marker_is_not(
-        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     """``full/`` holds data no file can be named after: a failure naming it (so the pass exits 1 and
     runs no deletes, as for other keys that cannot become files). ``marker/`` and ``e/`` (0 bytes) are
     folder markers: skipped without a word, and no folder is made for them (as before)."""
-    _put_many(local_server, bucket, {"p/full/": b"data", "p/marker/": b"", "p/e/": b"", "p/e/inner.txt": b"i",
-                                     "p/ok": b"ok"})
+    _put_many(
+        local_server,
+        bucket,
+        {"p/full/": b"data", "p/marker/": b"", "p/e/": b"", "p/e/inner.txt": b"i", "p/ok": b"ok"},
+    )
     dst = tmp_path / "dst"
     run = _mirror_json(local_server, f"ks3://{bucket}/p/", dst, tmp_path / "j.db")
     assert run.returncode == 1, run.stderr[-2000:]
@@ -281,7 +325,8 @@ def _assert_journal_intact(state_db: Path, restored: str) -> None:
 
 @pytest.mark.parametrize("layout", ["state-db-inside-dst", "dst-is-a-symlink-to-the-journal-folder"])
 def test_the_journal_and_its_companion_files_are_never_restored_over(
-        local_server: ServerHandle, bucket: str, tmp_path: Path, layout: str) -> None:
+    local_server: ServerHandle, bucket: str, tmp_path: Path, layout: str
+) -> None:
     planted = {f"p/{name}": b"planted by whoever can write the bucket" for name in STATE_NAMES}
     _put_many(local_server, bucket, planted | {"p/fine.txt": b"fine"})
     if layout == "state-db-inside-dst":
@@ -303,12 +348,21 @@ def test_the_journal_and_its_companion_files_are_never_restored_over(
 
 
 def test_a_restore_into_home_leaves_the_default_state_folder_alone(
-        local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     """No --state-db: the journal is ~/.local/state/ks3sync/journal.db, inside the restore target $HOME.
     Nothing is written into that folder (its other files are ks3sync's too), the rest is restored."""
     state = ".local/state/ks3sync"
-    _put_many(local_server, bucket, {f"p/{state}/journal.db": b"planted", f"p/{state}/service.json": b"{}",
-                                     "p/.local/state/other/x": b"x", "p/docs/a.txt": b"a"})
+    _put_many(
+        local_server,
+        bucket,
+        {
+            f"p/{state}/journal.db": b"planted",
+            f"p/{state}/service.json": b"{}",
+            "p/.local/state/other/x": b"x",
+            "p/docs/a.txt": b"a",
+        },
+    )
     home = tmp_path / "home"
     home.mkdir()
     env = cli_env(local_server, HOME=str(home))
@@ -319,6 +373,8 @@ def test_a_restore_into_home_leaves_the_default_state_folder_alone(
     failed = run.failed
     assert sorted(failed) == [f"{state}/journal.db", f"{state}/service.json"], run.summary
     assert all(OWN_STATE in message for message in failed.values())
-    assert (home / "docs" / "a.txt").read_bytes() == b"a" and (home / ".local/state/other/x").read_bytes() == b"x"
+    assert (home / "docs" / "a.txt").read_bytes() == b"a" and (
+        home / ".local/state/other/x"
+    ).read_bytes() == b"x"
     assert not (home / state / "service.json").exists()
     _assert_journal_intact(home / state / "journal.db", "docs/a.txt")

@@ -27,8 +27,14 @@ from tests.serverkit import ServerHandle
 
 def _forms(secret: bytes) -> list[bytes]:
     """The spellings a leaked secret could take."""
-    forms = [secret, secret.hex().encode(), secret.hex().upper().encode(), base64.b64encode(secret),
-             base64.urlsafe_b64encode(secret), base64.b64encode(secret).rstrip(b"=")]
+    forms = [
+        secret,
+        secret.hex().encode(),
+        secret.hex().upper().encode(),
+        base64.b64encode(secret),
+        base64.urlsafe_b64encode(secret),
+        base64.b64encode(secret).rstrip(b"="),
+    ]
     return [f for f in forms if len(f) >= 8]
 
 
@@ -43,7 +49,9 @@ def _state_bytes(state_dir: Path) -> bytes:
 
 
 def _keygen(path: Path) -> bytes:
-    made = subprocess.run([sys.executable, "-m", "ks3sync", "keygen", str(path)], capture_output=True, check=False)
+    made = subprocess.run(
+        [sys.executable, "-m", "ks3sync", "keygen", str(path)], capture_output=True, check=False
+    )
     assert made.returncode == 0, made.stderr
     return path.read_bytes().strip()
 
@@ -54,8 +62,9 @@ def _tag_subkey(key: bytes) -> bytes:
     return hmac.new(prk, b"ks3sync integrity tag v1\x01", hashlib.sha256).digest()
 
 
-def test_secrets_never_reach_output_journal_or_request_log(local_server: ServerHandle, bucket: str,
-                                                           tmp_path: Path) -> None:
+def test_secrets_never_reach_output_journal_or_request_log(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     key_file = tmp_path / "keys" / "k.key"
     key_file.parent.mkdir()
     key = _keygen(key_file)
@@ -64,14 +73,24 @@ def test_secrets_never_reach_output_journal_or_request_log(local_server: ServerH
     tree = make_tree(src, 71, files=6, big=1, big_size=500_000)
     state_dir = tmp_path / "state"
     state = state_dir / "journal.db"
-    flags = ("--part-size", "100KiB", "--multipart-threshold", "400KiB", "--encrypt-key", str(key_file), "-vv")
+    flags = (
+        "--part-size",
+        "100KiB",
+        "--multipart-threshold",
+        "400KiB",
+        "--encrypt-key",
+        str(key_file),
+        "-vv",
+    )
     outputs = []
     up = mirror(local_server, src, f"ks3://{bucket}/s/", state, *flags)
     assert up.returncode == 0, up.stderr[-2000:]
     outputs.append(up)
     (src / "f000.bin").write_bytes(b"changed")
     outputs.append(mirror(local_server, src, f"ks3://{bucket}/s/", state, *flags, "--json"))
-    outputs.append(mirror(local_server, f"ks3://{bucket}/s/", tmp_path / "back", tmp_path / "down.db", *flags))
+    outputs.append(
+        mirror(local_server, f"ks3://{bucket}/s/", tmp_path / "back", tmp_path / "down.db", *flags)
+    )
     # a failing restore: an object whose content no longer matches its integrity tag (derived from the key)
     victim = "s/" + next(p for p in sorted(tree) if tree[p] and not p.endswith("f000.bin") and "big" not in p)
     with client_for(local_server) as client:
@@ -79,16 +98,34 @@ def test_secrets_never_reach_output_journal_or_request_log(local_server: ServerH
         with client.get_object(bucket, victim) as got:
             damaged = bytearray(got.read())
         damaged[20] ^= 1
-        client.put_object(bucket, victim, bytes(damaged),
-                          metadata={k: v for k, v in info.metadata.items() if k != "unencrypted-content-md5"})
+        client.put_object(
+            bucket,
+            victim,
+            bytes(damaged),
+            metadata={k: v for k, v in info.metadata.items() if k != "unencrypted-content-md5"},
+        )
     tampered = mirror(local_server, f"ks3://{bucket}/s/", tmp_path / "back2", tmp_path / "down2.db", *flags)
     assert tampered.returncode == 1 and "integrity tag" in tampered.stderr, tampered.stderr[-2000:]
     outputs.append(tampered)
     secrets.append(_tag_subkey(key))
     # a failing run: the server refuses the signature, and the error is reported
     bad_env = cli_env(local_server, KS3_SECRET_KEY="wrong-" + local_server.secret_key)
-    failing = run_cli([sys.executable, "-m", "ks3sync", "mirror", str(src), f"ks3://{bucket}/s/", "--endpoint",
-                       local_server.endpoint, "--state-db", str(tmp_path / "bad.db"), "-vv"], bad_env)
+    failing = run_cli(
+        [
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "mirror",
+            str(src),
+            f"ks3://{bucket}/s/",
+            "--endpoint",
+            local_server.endpoint,
+            "--state-db",
+            str(tmp_path / "bad.db"),
+            "-vv",
+        ],
+        bad_env,
+    )
     assert failing.returncode != 0
     outputs.append(failing)
     secrets.append(("wrong-" + local_server.secret_key).encode())
@@ -98,7 +135,9 @@ def test_secrets_never_reach_output_journal_or_request_log(local_server: ServerH
     _assert_absent(local_server.request_log.read_bytes(), secrets, "the server's request log")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ks3sync.cli.status") is None, reason="`ks3sync status` not built yet")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ks3sync.cli.status") is None, reason="`ks3sync status` not built yet"
+)
 def test_status_output_holds_no_secret(local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
     src = tmp_path / "src"
     make_tree(src, 72, files=3)
@@ -109,13 +148,21 @@ def test_status_output_holds_no_secret(local_server: ServerHandle, bucket: str, 
         f"syncs:\n  - name: s\n    source: {src}\n    target: ks3://{bucket}/st\n"
     )
     config.chmod(0o600)
-    status = run_cli([sys.executable, "-m", "ks3sync", "status", "--config", str(config)], cli_env(local_server))
-    _assert_absent(status.stdout.encode() + status.stderr.encode(), [local_server.secret_key.encode()], "status")
+    status = run_cli(
+        [sys.executable, "-m", "ks3sync", "status", "--config", str(config)], cli_env(local_server)
+    )
+    _assert_absent(
+        status.stdout.encode() + status.stderr.encode(), [local_server.secret_key.encode()], "status"
+    )
 
 
-def test_reprs_and_error_messages_hold_no_secret(local_server: ServerHandle, bucket: str, tmp_path: Path) -> None:
+def test_reprs_and_error_messages_hold_no_secret(
+    local_server: ServerHandle, bucket: str, tmp_path: Path
+) -> None:
     secret = "reprSecret/0123456789+abcdefghijk="
-    config = ClientConfig(endpoint=local_server.endpoint, access_key=local_server.access_key, secret_key=secret)
+    config = ClientConfig(
+        endpoint=local_server.endpoint, access_key=local_server.access_key, secret_key=secret
+    )
     from ks3sync.crypto.key import EncryptionKey
 
     key = EncryptionKey.generate()
@@ -133,8 +180,10 @@ def test_world_readable_config_with_a_literal_secret_warns(tmp_path: Path) -> No
     src = tmp_path / "src"
     src.mkdir()
     config = tmp_path / "ks3sync.yaml"
-    config.write_text(f"endpoint: http://127.0.0.1:9\ncredentials:\n  access_key: AKLTx\n  secret_key: literalSecret1\n"
-                      f"syncs:\n  - name: s\n    source: {src}\n    target: ks3://bucket/p\n")
+    config.write_text(
+        f"endpoint: http://127.0.0.1:9\ncredentials:\n  access_key: AKLTx\n  secret_key: literalSecret1\n"
+        f"syncs:\n  - name: s\n    source: {src}\n    target: ks3://bucket/p\n"
+    )
     args = [sys.executable, "-m", "ks3sync", "check-config", "--config", str(config)]
     config.chmod(0o644)
     loose = subprocess.run(args, capture_output=True, check=False, env=dict(os.environ))
@@ -165,13 +214,16 @@ def test_service_debug_log_status_and_state_hold_no_secret(server_factory: Any, 
     with client_for(server) as client:
         client.create_bucket("sec")
     service = Service(server, tmp_path, "sec", key_file=key_file)
-    service.config.write_text(service.config.read_text().replace("syncs:", "logging:\n  level: debug\nsyncs:", 1))
+    service.config.write_text(
+        service.config.read_text().replace("syncs:", "logging:\n  level: debug\nsyncs:", 1)
+    )
     try:
         service.start()
         make_tree(service.root, 74, files=5, big=1, big_size=500_000)
         service._wait(lambda: len(bucket_contents(server, "sec", "svc/")) == 6, 90, "the upload")
-        status = run_cli([sys.executable, "-m", "ks3sync", "status", "--config", str(service.config)],
-                         cli_env(server))
+        status = run_cli(
+            [sys.executable, "-m", "ks3sync", "status", "--config", str(service.config)], cli_env(server)
+        )
         assert service.stop() == 0
     finally:
         if service.process is not None and service.process.poll() is None:

@@ -27,19 +27,31 @@ from tests.serverkit import ServerHandle
 
 
 def _client(handle: ServerHandle, secret: str | None = None) -> Client:
-    return Client(ClientConfig(endpoint=handle.endpoint, access_key=handle.access_key,
-                               secret_key=secret or handle.secret_key))
+    return Client(
+        ClientConfig(
+            endpoint=handle.endpoint, access_key=handle.access_key, secret_key=secret or handle.secret_key
+        )
+    )
 
 
 def _url(handle: ServerHandle, bucket: str, key: str | None = None) -> str:
     return f"{handle.endpoint}/{bucket}" + (f"/{url_encode(key)}" if key is not None else "")
 
 
-def _signed_headers(handle: ServerHandle, method: str, bucket: str, key: str | None, *, secret: str | None = None,
-                    access_key: str | None = None, date: str | None = None) -> dict[str, str]:
+def _signed_headers(
+    handle: ServerHandle,
+    method: str,
+    bucket: str,
+    key: str | None,
+    *,
+    secret: str | None = None,
+    access_key: str | None = None,
+    date: str | None = None,
+) -> dict[str, str]:
     headers = {"Date": date or formatdate(usegmt=True)}
-    headers["Authorization"] = authorization(access_key or handle.access_key, secret or handle.secret_key,
-                                             method, bucket, key, headers)
+    headers["Authorization"] = authorization(
+        access_key or handle.access_key, secret or handle.secret_key, method, bucket, key, headers
+    )
     return headers
 
 
@@ -52,7 +64,9 @@ def _exists(handle: ServerHandle, bucket: str, key: str) -> bool:
         return True
 
 
-def test_unsigned_write_and_read_of_a_private_bucket_are_refused(local_server: ServerHandle, bucket: str) -> None:
+def test_unsigned_write_and_read_of_a_private_bucket_are_refused(
+    local_server: ServerHandle, bucket: str
+) -> None:
     with _client(local_server) as client:
         client.put_object(bucket, "private.txt", b"secret content")
     put = httpx.put(_url(local_server, bucket, "anon.txt"), content=b"x")
@@ -63,10 +77,20 @@ def test_unsigned_write_and_read_of_a_private_bucket_are_refused(local_server: S
     assert not _exists(local_server, bucket, "anon.txt")
 
 
-@pytest.mark.parametrize("forgery", ["wrong-secret", "unknown-access-key", "replayed-onto-other-key",
-                                     "replayed-as-delete", "stale-date", "no-date"])
-def test_forged_requests_are_refused_and_change_nothing(local_server: ServerHandle, bucket: str,
-                                                        forgery: str) -> None:
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        "wrong-secret",
+        "unknown-access-key",
+        "replayed-onto-other-key",
+        "replayed-as-delete",
+        "stale-date",
+        "no-date",
+    ],
+)
+def test_forged_requests_are_refused_and_change_nothing(
+    local_server: ServerHandle, bucket: str, forgery: str
+) -> None:
     with _client(local_server) as client:
         client.put_object(bucket, "keep.txt", b"original")
     method, key = ("DELETE", "keep.txt") if forgery == "replayed-as-delete" else ("PUT", "forged.txt")
@@ -79,12 +103,18 @@ def test_forged_requests_are_refused_and_change_nothing(local_server: ServerHand
     elif forgery == "replayed-as-delete":
         headers = _signed_headers(local_server, "GET", bucket, "keep.txt")
     elif forgery == "stale-date":
-        headers = _signed_headers(local_server, "PUT", bucket, key, date=formatdate(time.time() - 3600, usegmt=True))
+        headers = _signed_headers(
+            local_server, "PUT", bucket, key, date=formatdate(time.time() - 3600, usegmt=True)
+        )
     else:
         headers = _signed_headers(local_server, "PUT", bucket, key)
         del headers["Date"]
-    response = httpx.request(method, _url(local_server, bucket, key), headers=headers,
-                             content=b"forged" if method == "PUT" else None)
+    response = httpx.request(
+        method,
+        _url(local_server, bucket, key),
+        headers=headers,
+        content=b"forged" if method == "PUT" else None,
+    )
     assert response.status_code == 403, response.text
     assert b"<Code>" in response.content
     assert _exists(local_server, bucket, "keep.txt")
@@ -165,9 +195,23 @@ def test_server_warns_when_binding_all_interfaces(tmp_path: Path) -> None:
     port_file = tmp_path / "port"
     env = dict(os.environ, KS3_ACCESS_KEY="AKLTwarn", KS3_SECRET_KEY="warn-secret")
     process = subprocess.Popen(
-        [sys.executable, "-m", "ks3sync", "local-server", "--root", str(tmp_path / "root"), "--host", "0.0.0.0",
-         "--port", "0", "--port-file", str(port_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        [
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "local-server",
+            "--root",
+            str(tmp_path / "root"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 20

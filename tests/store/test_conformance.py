@@ -86,7 +86,10 @@ def test_listing_is_sorted_by_utf8_bytes_and_relative(store: Store) -> None:
     paths = [e.path for e in listed]
     assert paths == sorted(names, key=lambda p: p.encode("utf-8"))
     by_path = {e.path: e for e in listed}
-    assert by_path["日本"].size == len("日本".encode()) and by_path["日本"].etag == hashlib.md5("日本".encode()).hexdigest()
+    assert (
+        by_path["日本"].size == len("日本".encode())
+        and by_path["日本"].etag == hashlib.md5("日本".encode()).hexdigest()
+    )
     assert by_path["empty"].size == 0 and by_path["b"].last_modified_ns > 0
     assert by_path["b"].storage_class == "STANDARD"
 
@@ -122,12 +125,19 @@ def test_multipart_round_trip(store: Store) -> None:
         assert result.etag == hashlib.md5(data).hexdigest() and result.size == len(data)
         assert result.crc64 in (None, crc64_update(0, data))
     listed = store.list_parts("big file", upload_id)
-    assert [(p.part_number, p.etag, p.size) for p in listed] == [(r.part_number, r.etag, r.size) for r in results]
+    assert [(p.part_number, p.etag, p.size) for p in listed] == [
+        (r.part_number, r.etag, r.size) for r in results
+    ]
     whole = b"".join(parts)
     done = store.complete_upload("big file", upload_id, listed, expected_crc64=crc64_update(0, whole))
     assert done.etag == multipart_etag(r.etag for r in results)
     meta = store.head("big file")
-    assert meta is not None and meta.size == len(whole) and meta.is_multipart and meta.crc64 == crc64_update(0, whole)
+    assert (
+        meta is not None
+        and meta.size == len(whole)
+        and meta.is_multipart
+        and meta.crc64 == crc64_update(0, whole)
+    )
     assert meta.metadata["mtime"] == "9"
     with store.open("big file") as reader:
         assert b"".join(reader.iter_bytes()) == whole
@@ -148,8 +158,10 @@ def test_a_range_is_the_slice_with_the_whole_objects_metadata(store: Store) -> N
 def test_a_range_of_an_object_that_changed_is_an_integrity_error(store: Store) -> None:
     old = put(store, "c", b"first version")
     put(store, "c", b"second version")
-    with pytest.raises(IntegrityError, match="changed while it was being read"), \
-            store.open("c", byte_range=(0, 3), if_match=old):
+    with (
+        pytest.raises(IntegrityError, match="changed while it was being read"),
+        store.open("c", byte_range=(0, 3), if_match=old),
+    ):
         pass
 
 

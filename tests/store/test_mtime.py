@@ -16,20 +16,41 @@ def test_the_format_is_seconds_with_nine_decimals() -> None:
     assert format_mtime(0) == "0.000000000"
 
 
-@pytest.mark.parametrize(("text", "ns"), [
-    ("1700000000.123456789", 1_700_000_000_123_456_789),   # rclone, ks3sync now
-    ("1700000000.5", 1_700_000_000_500_000_000),           # fewer decimals
-    ("1700000000123456789", 1_700_000_000_123_456_789),    # older ks3sync: integer nanoseconds
-    (" 1700000000.25\r\n", 1_700_000_000_250_000_000),
-])
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("1700000000.123456789", 1_700_000_000_123_456_789),  # rclone, ks3sync now
+        ("1700000000.5", 1_700_000_000_500_000_000),  # fewer decimals
+        ("1700000000123456789", 1_700_000_000_123_456_789),  # older ks3sync: integer nanoseconds
+        (" 1700000000.25\r\n", 1_700_000_000_250_000_000),
+    ],
+)
 def test_both_formats_are_read(text: str, ns: int) -> None:
     assert parse_mtime(text) == ns
 
 
-@pytest.mark.parametrize("text", [
-    None, "", ".", "1.", ".5", "1.2.3", "-1.5", "+1.5", "1.1234567890", "²", "1.²", "1e9", "0x10",
-    "99999999999999999999999999", "9000000001.0", "1 .5", "١٢٣",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        ".",
+        "1.",
+        ".5",
+        "1.2.3",
+        "-1.5",
+        "+1.5",
+        "1.1234567890",
+        "²",
+        "1.²",
+        "1e9",
+        "0x10",
+        "99999999999999999999999999",
+        "9000000001.0",
+        "1 .5",
+        "١٢٣",
+    ],
+)
 def test_anything_else_is_not_a_time(text: str | None) -> None:
     assert parse_mtime(text) is None
 

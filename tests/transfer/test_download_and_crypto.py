@@ -84,7 +84,9 @@ def test_a_large_restore_hashes_on_a_pool_thread_and_still_verifies(tmp_path: Pa
     if corrupt:
         store.objects["big"].data = data[:-1] + bytes([data[-1] ^ 1])
     cp = MemoryCheckpoint()
-    report = download(store, cp, tmp_path, ["big"], part_size=16 * 1024 * KIB, multipart_threshold=32 * 1024 * KIB)
+    report = download(
+        store, cp, tmp_path, ["big"], part_size=16 * 1024 * KIB, multipart_threshold=32 * 1024 * KIB
+    )
     if corrupt:
         assert [p for p, _ in report.failed] == ["big"] and "ETag" in report.failed[0][1]
         assert list(tmp_path.iterdir()) == [] and not cp.synced_entries
@@ -109,7 +111,9 @@ def test_pipelined_md5_matches_hashlib_in_stream_order() -> None:
         assert piped.digest() == hashlib.md5(b"".join(chunks)).digest()
 
 
-@pytest.mark.parametrize("key", ["../evil", "/etc/passwd", "a//b", "a/./b", "a/..", "", "x\x00y", "d/.ks3sync-tmp-1"])
+@pytest.mark.parametrize(
+    "key", ["../evil", "/etc/passwd", "a//b", "a/./b", "a/..", "", "x\x00y", "d/.ks3sync-tmp-1"]
+)
 def test_escaping_keys_are_refused(tmp_path: Path, key: str) -> None:
     from ks3sync.errors import UnsafeKeyError
 
@@ -187,7 +191,9 @@ def test_encrypted_upload_decrypts_and_restores(tmp_path: Path, size: int) -> No
     assert meta is not None
     if size:
         assert meta.is_encrypted and store.data("f.bin") != data
-        assert decrypt_object(KEY, meta.metadata, store.data("f.bin"), object_key=store.key_for("f.bin")) == data
+        assert (
+            decrypt_object(KEY, meta.metadata, store.data("f.bin"), object_key=store.key_for("f.bin")) == data
+        )
         with pytest.raises(ValueError, match="pass object_key"):  # a tagged object is never read unchecked
             decrypt_object(KEY, meta.metadata, store.data("f.bin"))
     else:
@@ -210,7 +216,9 @@ def test_encrypted_object_without_or_with_wrong_key(tmp_path: Path) -> None:
     dst.mkdir()
     report = download(store, MemoryCheckpoint(), dst, ["f"])
     assert "--encrypt-key" in report.failed[0][1]
-    report = download(store, MemoryCheckpoint(), dst, ["f"], encryption_key=EncryptionKey(b"fedcba9876543210"))
+    report = download(
+        store, MemoryCheckpoint(), dst, ["f"], encryption_key=EncryptionKey(b"fedcba9876543210")
+    )
     assert "different key" in report.failed[0][1]
     assert list(dst.iterdir()) == []
 
@@ -237,8 +245,9 @@ def test_encrypted_multipart_resumes_from_recorded_chain_blocks(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("encrypted", [False, True])
-def test_streamed_single_put_reads_the_open_descriptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       encrypted: bool) -> None:
+def test_streamed_single_put_reads_the_open_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encrypted: bool
+) -> None:
     import ks3sync.transfer.upload as upload_module
 
     monkeypatch.setattr(upload_module, "SMALL_FILE", 1000)  # force the streamed (pread) body
@@ -301,7 +310,9 @@ def test_restore_flags_for_plaintext_and_untagged_objects(tmp_path: Path) -> Non
     def restore(name: str, **kw: object) -> tuple[object, Path]:
         dst = tmp_path / name
         dst.mkdir()
-        with Executor(store, MemoryCheckpoint(), dst, opts(direction=Direction.DOWNLOAD, encryption_key=KEY, **kw)) as ex:
+        with Executor(
+            store, MemoryCheckpoint(), dst, opts(direction=Direction.DOWNLOAD, encryption_key=KEY, **kw)
+        ) as ex:
             return ex.run([Download(p, remote(store, p)) for p in ("ours", "plain", "sdk")]), dst
 
     report, dst = restore("default")

@@ -110,9 +110,13 @@ def test_settled_folders_are_forgotten(tmp_path: Path) -> None:
     assert syncer._folders == {}
 
 
-def test_writeback_ahead_hands_each_step_to_the_disk_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_writeback_ahead_hands_each_step_to_the_disk_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     advised: list[tuple[int, int, int]] = []
-    monkeypatch.setattr(os, "posix_fadvise", lambda fd, offset, length, advice: advised.append((offset, length, advice)))
+    monkeypatch.setattr(
+        os, "posix_fadvise", lambda fd, offset, length, advice: advised.append((offset, length, advice))
+    )
     with open(tmp_path / "f", "wb") as out:
         flushes = []
         ahead = WritebackAhead(out.fileno(), lambda: flushes.append(out.flush()), step=1000)

@@ -47,8 +47,9 @@ def options(**kw: object) -> TransferOptions:
     return TransferOptions(**base)  # type: ignore[arg-type]
 
 
-def run(store: MemoryStore, cp: MemoryCheckpoint, root: Path, ops: list, deletes: list | None = None,
-        **kw: object):
+def run(
+    store: MemoryStore, cp: MemoryCheckpoint, root: Path, ops: list, deletes: list | None = None, **kw: object
+):
     with Executor(store, cp, root, options(**kw)) as ex:
         return ex.run(ops, deletes or [])
 
@@ -61,7 +62,9 @@ def test_single_put_records_confirmed_md5_and_mtime(tmp_path: Path) -> None:
     assert store.data("a b/c.txt") == b"hello"
     entry = cp.synced_entries["a b/c.txt"]
     assert entry.md5 == md5(b"hello") == entry.remote_etag
-    assert store.head("a b/c.txt").metadata[META_MTIME] == format_mtime(os.stat(tmp_path / "a b/c.txt").st_mtime_ns)
+    assert store.head("a b/c.txt").metadata[META_MTIME] == format_mtime(
+        os.stat(tmp_path / "a b/c.txt").st_mtime_ns
+    )
 
 
 def test_multipart_upload_parts_and_etag(tmp_path: Path) -> None:
@@ -198,10 +201,22 @@ def test_deletes_skipped_when_a_transfer_failed(tmp_path: Path) -> None:
     store.put("gone.txt", MemoryBody(b"g"), WriteOptions())
     store.inject("put", TransientError("x"), times=2, path="a.txt")
     gone = RemoteEntry("gone.txt", 1, md5(b"g"))
-    report = run(store, cp, tmp_path, [Upload("a.txt", local(tmp_path, "a.txt"), "new")], [DeleteRemote("gone.txt", gone)])
+    report = run(
+        store,
+        cp,
+        tmp_path,
+        [Upload("a.txt", local(tmp_path, "a.txt"), "new")],
+        [DeleteRemote("gone.txt", gone)],
+    )
     assert not report.ok and report.deletes_skipped == 1
     assert store.head("gone.txt") is not None
-    report = run(store, cp, tmp_path, [Upload("a.txt", local(tmp_path, "a.txt"), "new")], [DeleteRemote("gone.txt", gone)])
+    report = run(
+        store,
+        cp,
+        tmp_path,
+        [Upload("a.txt", local(tmp_path, "a.txt"), "new")],
+        [DeleteRemote("gone.txt", gone)],
+    )
     assert report.ok and report.counts["deleted"] == 1 and store.head("gone.txt") is None
 
 
@@ -212,8 +227,9 @@ def test_backup_prefix_keeps_overwritten_and_deleted_objects(tmp_path: Path) -> 
     store.put("b.txt", MemoryBody(b"old b"), WriteOptions())
     remote = {e.path: e for e in store.list()}
     with Executor(store, cp, tmp_path, options(backup_prefix="bak/"), remote=remote) as ex:
-        report = ex.run([Upload("a.txt", local(tmp_path, "a.txt"), "changed")],
-                        [DeleteRemote("b.txt", remote["b.txt"])])
+        report = ex.run(
+            [Upload("a.txt", local(tmp_path, "a.txt"), "changed")], [DeleteRemote("b.txt", remote["b.txt"])]
+        )
     assert report.ok
     assert store.objects["bak/a.txt"].data == b"old a" and store.objects["bak/b.txt"].data == b"old b"
     assert store.data("a.txt") == b"new a" and "data/b.txt" not in store.objects
@@ -224,8 +240,13 @@ def test_fatal_error_stops_the_run(tmp_path: Path) -> None:
         write(tmp_path, f"f{i:02}", b"x")
     store, cp = MemoryStore(), MemoryCheckpoint()
     store.inject("put", AuthError("access denied"), times=1000)
-    report = run(store, cp, tmp_path, [Upload(f"f{i:02}", local(tmp_path, f"f{i:02}"), "new") for i in range(20)],
-                 jobs=2)
+    report = run(
+        store,
+        cp,
+        tmp_path,
+        [Upload(f"f{i:02}", local(tmp_path, f"f{i:02}"), "new") for i in range(20)],
+        jobs=2,
+    )
     assert report.stopped == "access denied"
     assert len(report.failed) == 20 and not cp.synced_entries
 
@@ -312,7 +333,9 @@ def test_vanished_file_aborts_its_recorded_upload(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("size", [3, 300 * KIB])  # single PUT (ETag) and multipart (CRC-64) objects
-def test_download_direction_adopt_that_does_not_match_downloads_never_uploads(tmp_path: Path, size: int) -> None:
+def test_download_direction_adopt_that_does_not_match_downloads_never_uploads(
+    tmp_path: Path, size: int
+) -> None:
     from ks3sync.model import Direction
 
     remote_data, local_data = os.urandom(size), os.urandom(size)

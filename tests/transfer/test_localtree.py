@@ -117,9 +117,13 @@ def test_delete_local_never_removes_state_files(tmp_path: Path) -> None:
     (tmp_path / "journal.db").write_bytes(b"journal")
     (tmp_path / "journal.db-wal").write_bytes(b"wal")
     (tmp_path / "gone.txt").write_bytes(b"x")
-    options = TransferOptions(direction=Direction.DOWNLOAD, protected_paths=state_files([tmp_path / "journal.db"]))
+    options = TransferOptions(
+        direction=Direction.DOWNLOAD, protected_paths=state_files([tmp_path / "journal.db"])
+    )
     with Executor(MemoryStore(), MemoryCheckpoint(), tmp_path, options) as ex:
-        report = ex.run([], [DeleteLocal("journal.db"), DeleteLocal("journal.db-wal"), DeleteLocal("gone.txt")])
+        report = ex.run(
+            [], [DeleteLocal("journal.db"), DeleteLocal("journal.db-wal"), DeleteLocal("gone.txt")]
+        )
     assert sorted(path for path, _ in report.failed) == ["journal.db", "journal.db-wal"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.db", "journal.db-wal"]
 

@@ -35,8 +35,9 @@ def _part_calls(store: MemoryStore) -> int:
 
 
 @pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
-def test_parts_ks3_holds_but_the_journal_lost_are_confirmed_not_resent(tmp_path: Path,
-                                                                       key: EncryptionKey | None) -> None:
+def test_parts_ks3_holds_but_the_journal_lost_are_confirmed_not_resent(
+    tmp_path: Path, key: EncryptionKey | None
+) -> None:
     data = os.urandom(520 * KIB)  # 6 parts of 100 KiB (+ the IV on part 1 when encrypted)
     (tmp_path / "big").write_bytes(data)
     store, cp = MemoryStore(), MemoryCheckpoint()

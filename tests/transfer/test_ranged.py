@@ -27,8 +27,12 @@ PART = 100 * KIB
 
 
 def opts(**kw: object) -> TransferOptions:
-    base: dict[str, object] = {"jobs": 8, "part_size": PART, "multipart_threshold": 256 * KIB,
-                               "direction": Direction.DOWNLOAD}
+    base: dict[str, object] = {
+        "jobs": 8,
+        "part_size": PART,
+        "multipart_threshold": 256 * KIB,
+        "direction": Direction.DOWNLOAD,
+    }
     base.update(kw)
     return TransferOptions(**base)  # type: ignore[arg-type]
 
@@ -72,7 +76,9 @@ def test_a_large_object_arrives_in_ranges_in_order_and_verified(tmp_path: Path, 
     assert (tmp_path / "big").read_bytes() == data
     assert cp.synced_entries["big"].md5 == hashlib.md5(data).hexdigest() == etag
     count = -(-size // PART)
-    assert sorted(r for r, _ in log.ranges) == [(n * PART, min(size, (n + 1) * PART) - 1) for n in range(count)]
+    assert sorted(r for r, _ in log.ranges) == [
+        (n * PART, min(size, (n + 1) * PART) - 1) for n in range(count)
+    ]
     assert log.ranges[0] == ((0, PART - 1), None)  # the first one learns the ETag ...
     assert all(m == etag for _, m in log.ranges[1:])  # ... every other asks for that version
 
@@ -81,8 +87,10 @@ def test_a_multipart_object_is_checked_by_the_combined_crc(tmp_path: Path) -> No
     data = os.urandom(5 * PART)
     store = MemoryStore()
     upload_id = store.create_upload("mp", WriteOptions())
-    parts = [store.upload_part("mp", upload_id, n + 1, MemoryBody(data[n * 2 * PART:(n + 1) * 2 * PART]))
-             for n in range(3)]
+    parts = [
+        store.upload_part("mp", upload_id, n + 1, MemoryBody(data[n * 2 * PART : (n + 1) * 2 * PART]))
+        for n in range(3)
+    ]
     store.complete_upload("mp", upload_id, parts)
     report, cp = restore(store, tmp_path, "mp")
     assert report.ok and (tmp_path / "mp").read_bytes() == data
@@ -217,7 +225,9 @@ def test_a_larger_object_is_read_in_ranges_of_several_parts(tmp_path: Path) -> N
     assert report.ok, report.failed
     assert (tmp_path / "big").read_bytes() == data and cp.synced_entries["big"].md5 == etag
     size = 2 * PART
-    assert sorted(r for r, _ in log.ranges) == [(n * size, min(len(data), (n + 1) * size) - 1) for n in range(20)]
+    assert sorted(r for r, _ in log.ranges) == [
+        (n * size, min(len(data), (n + 1) * size) - 1) for n in range(20)
+    ]
 
 
 def test_a_range_cut_off_midway_resumes_after_the_bytes_already_written(tmp_path: Path) -> None:

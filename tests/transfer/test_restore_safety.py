@@ -35,7 +35,9 @@ def _uploaded(tmp_path: Path, data: bytes, **kw: object) -> MemoryStore:
     (src / "big.bin").write_bytes(data)
     store = MemoryStore()
     with Executor(store, MemoryCheckpoint(), src, _opts(**kw)) as ex:
-        assert ex.run([Upload("big.bin", LocalEntry("big.bin", identity_of(os.stat(src / "big.bin"))), "new")]).ok
+        assert ex.run(
+            [Upload("big.bin", LocalEntry("big.bin", identity_of(os.stat(src / "big.bin"))), "new")]
+        ).ok
     return store
 
 
@@ -107,7 +109,7 @@ def test_a_corrupted_encrypted_multipart_object_is_never_restored(tmp_path: Path
     if not tagged:
         del obj.metadata[TAG_METADATA]
     middle = len(obj.data) // 2
-    obj.data = obj.data[:middle] + bytes([obj.data[middle] ^ 0x01]) + obj.data[middle + 1:]
+    obj.data = obj.data[:middle] + bytes([obj.data[middle] ^ 0x01]) + obj.data[middle + 1 :]
     target = tmp_path / "restore"
     # One GET (a part size above the object's): the whole-object reader leaves the CRC to the end, so
     # what catches the byte first is the tag when there is one.

@@ -38,8 +38,9 @@ def write(root: Path, path: str, data: bytes) -> LocalEntry:
     return LocalEntry(path, identity_of(os.stat(target)))
 
 
-def run(store: MemoryStore, cp: MemoryCheckpoint, root: Path, ops: list, deletes: list | None = None,
-        **kw: object) -> ExecutionReport:
+def run(
+    store: MemoryStore, cp: MemoryCheckpoint, root: Path, ops: list, deletes: list | None = None, **kw: object
+) -> ExecutionReport:
     settings: dict[str, object] = {"jobs": 2, "part_size": 100 * KIB, "multipart_threshold": 256 * KIB}
     settings.update(kw)
     remote = {e.path: e for e in store.list()}
@@ -77,8 +78,11 @@ def test_a_part_answered_with_another_etag_is_never_recorded(tmp_path: Path) -> 
     store, cp = MemoryStore(), MemoryCheckpoint()
     # A server that stored other bytes says so consistently: in UploadPart's answer and in ListParts.
     store.tamper("upload_part", lambda r: replace(r, etag=LIE) if r.part_number == 2 else r, times=100)
-    store.tamper("list_parts", lambda parts: [replace(p, etag=LIE) if p.part_number == 2 else p for p in parts],
-                 times=100)
+    store.tamper(
+        "list_parts",
+        lambda parts: [replace(p, etag=LIE) if p.part_number == 2 else p for p in parts],
+        times=100,
+    )
     report = run(store, cp, tmp_path, [Upload("big.bin", entry, "new")])
     assert failed_paths(report) == ["big.bin"] and "part 2" in report.failed[0][1]
     assert calls(store, "complete_upload") == 0
@@ -214,7 +218,11 @@ def test_a_stop_during_the_deletes_deletes_nothing_more(tmp_path: Path) -> None:
     assert failed_paths(report) == ["a.txt", "b.txt", "c.txt"]
     assert all("not deleted" in message for _, message in report.failed)
     assert calls(store, "copy") == 1 and calls(store, "delete") == 0
-    assert sorted(k for k in store.objects if k.startswith("data/")) == ["data/a.txt", "data/b.txt", "data/c.txt"]
+    assert sorted(k for k in store.objects if k.startswith("data/")) == [
+        "data/a.txt",
+        "data/b.txt",
+        "data/c.txt",
+    ]
     assert sorted(cp.synced_entries) == ["a.txt", "b.txt", "c.txt"] and cp.events == []
 
 
@@ -273,8 +281,12 @@ def test_restore_deletes_remove_the_file_its_empty_folders_and_its_record(tmp_pa
         ident = identity_of(os.stat(root / path))
         cp.synced(SyncedEntry(path, ident, "0" * 32, "0" * 32, ident.size, False, 1))
     cp.events.clear()
-    deletes = [DeleteLocal("a.txt"), DeleteLocal("d/e/b.txt"), DeleteLocal("keep/x.txt"),
-               DeleteLocal("../outside.txt")]
+    deletes = [
+        DeleteLocal("a.txt"),
+        DeleteLocal("d/e/b.txt"),
+        DeleteLocal("keep/x.txt"),
+        DeleteLocal("../outside.txt"),
+    ]
     with Executor(MemoryStore(), cp, root, TransferOptions(jobs=2, direction=Direction.DOWNLOAD)) as ex:
         report = ex.run([], deletes)
     assert report.counts["deleted"] == 3
@@ -291,8 +303,11 @@ def test_an_opaque_complete_etag_is_recorded_only_when_head_proves_the_bytes(tmp
     another CRC-64, no object) means: not recorded."""
     data = os.urandom(300 * KIB)
     entry = write(tmp_path, "big.bin", data)
-    lies = {"size": lambda m: replace(m, size=m.size + 1), "crc": lambda m: replace(m, crc64=(m.crc64 or 0) ^ 1),
-            "gone": lambda m: None}
+    lies = {
+        "size": lambda m: replace(m, size=m.size + 1),
+        "crc": lambda m: replace(m, crc64=(m.crc64 or 0) ^ 1),
+        "gone": lambda m: None,
+    }
     for what, lie in lies.items():
         store, cp = MemoryStore(), MemoryCheckpoint()
         store.tamper("complete_upload", lambda r: replace(r, etag="opaque-form"), times=2)
@@ -333,9 +348,13 @@ def test_an_upload_recorded_without_encryption_is_not_resumed_with_it(tmp_path: 
     assert failed_paths(run(store, cp, tmp_path, [Upload("big.bin", entry, "new")])) == ["big.bin"]
     plain = cp.uploads["big.bin"].upload_id
     store.calls.clear()
-    report = run(store, cp, tmp_path, [Upload("big.bin", entry, "new")], encryption_key=EncryptionKey.generate())
+    report = run(
+        store, cp, tmp_path, [Upload("big.bin", entry, "new")], encryption_key=EncryptionKey.generate()
+    )
     assert report.ok, report.failed
-    assert calls(store, "abort_upload") == 1 and plain not in store.uploads and calls(store, "list_parts") == 0
+    assert (
+        calls(store, "abort_upload") == 1 and plain not in store.uploads and calls(store, "list_parts") == 0
+    )
     assert store.data("big.bin") != data and store.head("big.bin").is_encrypted
     assert cp.synced_entries["big.bin"].encrypted
 
@@ -350,7 +369,9 @@ def test_a_recorded_encrypted_part_the_server_lost_is_sent_again(tmp_path: Path)
     entry = write(tmp_path, "big.bin", data)
     store, cp = MemoryStore(), MemoryCheckpoint()
     store.inject("complete_upload", TransientError("down"), times=2)
-    assert failed_paths(run(store, cp, tmp_path, [Upload("big.bin", entry, "new")], encryption_key=key)) == ["big.bin"]
+    assert failed_paths(run(store, cp, tmp_path, [Upload("big.bin", entry, "new")], encryption_key=key)) == [
+        "big.bin"
+    ]
     upload_id = cp.uploads["big.bin"].upload_id
     assert len(cp.uploads["big.bin"].parts) == 5
     # The server lost part 1 (the record still has it): re-encrypting it must start from the upload's
@@ -366,7 +387,9 @@ def test_a_recorded_encrypted_part_the_server_lost_is_sent_again(tmp_path: Path)
     from ks3sync.crypto.decrypt import decrypt_object
 
     meta = store.head("big.bin")
-    assert decrypt_object(key, meta.metadata, store.data("big.bin"), object_key=store.key_for("big.bin")) == data
+    assert (
+        decrypt_object(key, meta.metadata, store.data("big.bin"), object_key=store.key_for("big.bin")) == data
+    )
 
 
 def test_forget_drops_only_the_record_of_a_path_gone_from_both_sides(tmp_path: Path) -> None:
@@ -381,7 +404,9 @@ def test_forget_drops_only_the_record_of_a_path_gone_from_both_sides(tmp_path: P
     assert sorted(cp.synced_entries) == ["kept.txt"] and calls(store, "delete") == 0
 
 
-def test_encrypted_single_puts_of_one_byte_and_above_the_in_memory_size_decrypt_to_the_file(tmp_path: Path) -> None:
+def test_encrypted_single_puts_of_one_byte_and_above_the_in_memory_size_decrypt_to_the_file(
+    tmp_path: Path,
+) -> None:
     """With a key every non-empty file is stored encrypted (one byte too), including a single PUT
     streamed from the open file (above SMALL_FILE), and the object recorded decrypts to the file."""
     from ks3sync.crypto.decrypt import decrypt_object
@@ -398,4 +423,6 @@ def test_encrypted_single_puts_of_one_byte_and_above_the_in_memory_size_decrypt_
         meta = store.head(name)
         assert meta.is_encrypted and store.data(name) != data, name
         assert decrypt_object(key, meta.metadata, store.data(name), object_key=store.key_for(name)) == data
-        assert cp.synced_entries[name].encrypted and cp.synced_entries[name].md5 == hashlib.md5(data).hexdigest()
+        assert (
+            cp.synced_entries[name].encrypted and cp.synced_entries[name].md5 == hashlib.md5(data).hexdigest()
+        )

@@ -133,8 +133,9 @@ def test_multipart_memory_stays_within_the_budget(tmp_path) -> None:
     peak = [0]
     store = MemoryStore()
     # Many jobs, a budget of four parts: the budget, not the jobs, bounds the part bytes in memory.
-    options = TransferOptions(jobs=64, bytes_in_flight=4 * 100 * 1024, part_size=100 * 1024,
-                              multipart_threshold=200 * 1024)
+    options = TransferOptions(
+        jobs=64, bytes_in_flight=4 * 100 * 1024, part_size=100 * 1024, multipart_threshold=200 * 1024
+    )
     ops = []
     for i in range(3):
         (tmp_path / f"f{i}").write_bytes(os.urandom(1024 * 1024))
@@ -176,4 +177,6 @@ def test_crc64_combine_over_part_sized_lengths() -> None:
     # and an odd tail), not just the short strings hypothesis draws.
     part = bytes(range(256)) * (8 * 4096) + b"tail"
     head = b"first part"
-    assert crc64_combine(crc64_update(0, head), crc64_update(0, part), len(part)) == crc64_update(0, head + part)
+    assert crc64_combine(crc64_update(0, head), crc64_update(0, part), len(part)) == crc64_update(
+        0, head + part
+    )

@@ -37,7 +37,9 @@ def run(server: Any, *args: str) -> Any:
 
 
 def client_for(server: Any) -> Client:
-    return Client(ClientConfig(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key))
+    return Client(
+        ClientConfig(endpoint=server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
+    )
 
 
 def write(root: Path, files: dict[str, bytes | None]) -> None:
@@ -67,25 +69,58 @@ class Sync:
         self.src = tmp / "src"
         self.src.mkdir()
         self.journal = tmp / "j.db"
-        self.common = ["--endpoint", server.endpoint, "--part-size", "100KiB", "--multipart-threshold", "200KiB",
-                       *extra]
+        self.common = [
+            "--endpoint",
+            server.endpoint,
+            "--part-size",
+            "100KiB",
+            "--multipart-threshold",
+            "200KiB",
+            *extra,
+        ]
         self.target = f"ks3://{bucket}/docs/"
 
     def mirror(self, *args: str) -> Any:
-        result = run(self.server, "mirror", str(self.src), self.target, "--delete", "--force", "--keep-versions",
-                     ".versions/", "--state-db", str(self.journal), *self.common, *args)
+        result = run(
+            self.server,
+            "mirror",
+            str(self.src),
+            self.target,
+            "--delete",
+            "--force",
+            "--keep-versions",
+            ".versions/",
+            "--state-db",
+            str(self.journal),
+            *self.common,
+            *args,
+        )
         assert result.exit_code == 0, result.stderr
         return result
 
     def restore(self, as_of: str, dest: str, *args: str, src: str | None = None, code: int = 0) -> Any:
-        result = run(self.server, "restore", src or self.target, str(self.tmp / dest), "--as-of", as_of,
-                     "--endpoint", self.server.endpoint, "--state-db", str(self.tmp / f"{dest}.db"), "--no-proxy",
-                     *[a for a in self.common if a.startswith("--encrypt") or a.endswith(".key")], *args)
+        result = run(
+            self.server,
+            "restore",
+            src or self.target,
+            str(self.tmp / dest),
+            "--as-of",
+            as_of,
+            "--endpoint",
+            self.server.endpoint,
+            "--state-db",
+            str(self.tmp / f"{dest}.db"),
+            "--no-proxy",
+            *[a for a in self.common if a.startswith("--encrypt") or a.endswith(".key")],
+            *args,
+        )
         assert result.exit_code == code, result.stderr
         return result
 
     def passes(self) -> list[dict[str, Any]]:
-        result = run(self.server, "versions", self.target, "--endpoint", self.server.endpoint, "--json", "--no-proxy")
+        result = run(
+            self.server, "versions", self.target, "--endpoint", self.server.endpoint, "--json", "--no-proxy"
+        )
         assert result.exit_code == 0, result.stderr
         return json.loads(result.stdout)["passes"]
 
@@ -93,12 +128,23 @@ class Sync:
 def three_passes(sync: Sync) -> tuple[list[Tree], list[str]]:
     """Pass 1 creates, pass 2 overwrites/deletes/renames/creates, pass 3 overwrites again, deletes a
     new file and re-creates a deleted name. Returns the tree after each pass and the stamps of 2 and 3."""
-    write(sync.src, {"a.txt": b"a1", "b.txt": b"b1", "d/c.txt": b"c1", "big.bin": os.urandom(300 * KIB),
-                     "empty": b"", "same.txt": b"unchanged"})
+    write(
+        sync.src,
+        {
+            "a.txt": b"a1",
+            "b.txt": b"b1",
+            "d/c.txt": b"c1",
+            "big.bin": os.urandom(300 * KIB),
+            "empty": b"",
+            "same.txt": b"unchanged",
+        },
+    )
     trees = []
     sync.mirror()
     trees.append(snapshot(sync.src))
-    write(sync.src, {"a.txt": b"a2 longer", "big.bin": os.urandom(310 * KIB), "b.txt": None, "new.txt": b"n2"})
+    write(
+        sync.src, {"a.txt": b"a2 longer", "big.bin": os.urandom(310 * KIB), "b.txt": None, "new.txt": b"n2"}
+    )
     (sync.src / "e").mkdir()
     (sync.src / "d" / "c.txt").rename(sync.src / "e" / "c.txt")
     sync.mirror()
@@ -112,14 +158,26 @@ def three_passes(sync: Sync) -> tuple[list[Tree], list[str]]:
 
 
 @pytest.mark.parametrize("journal_lost", [False, True])
-def test_restore_as_of_each_pass_byte_for_byte(local_server: Any, bucket: str, tmp_path: Path,
-                                               journal_lost: bool) -> None:
+def test_restore_as_of_each_pass_byte_for_byte(
+    local_server: Any, bucket: str, tmp_path: Path, journal_lost: bool
+) -> None:
     sync = Sync(local_server, bucket, tmp_path)
-    write(sync.src, {"a.txt": b"a1", "b.txt": b"b1", "d/c.txt": b"c1", "big.bin": os.urandom(300 * KIB),
-                     "empty": b"", "same.txt": b"unchanged"})
+    write(
+        sync.src,
+        {
+            "a.txt": b"a1",
+            "b.txt": b"b1",
+            "d/c.txt": b"c1",
+            "big.bin": os.urandom(300 * KIB),
+            "empty": b"",
+            "same.txt": b"unchanged",
+        },
+    )
     sync.mirror()
     first = snapshot(sync.src)
-    write(sync.src, {"a.txt": b"a2 longer", "big.bin": os.urandom(310 * KIB), "b.txt": None, "new.txt": b"n2"})
+    write(
+        sync.src, {"a.txt": b"a2 longer", "big.bin": os.urandom(310 * KIB), "b.txt": None, "new.txt": b"n2"}
+    )
     (sync.src / "e").mkdir()
     (sync.src / "d" / "c.txt").rename(sync.src / "e" / "c.txt")
     sync.mirror()
@@ -136,7 +194,9 @@ def test_restore_as_of_each_pass_byte_for_byte(local_server: Any, bucket: str, t
     for i, (as_of, expected) in enumerate([(stamps[0], first), (stamps[1], second), ("now", third)]):
         sync.restore(as_of, f"r{i}")
         assert snapshot(tmp_path / f"r{i}") == expected, as_of  # bytes and mtimes
-    iso = datetime.fromtimestamp(between / 1e9, UTC).isoformat(timespec="milliseconds")  # …T18:30:05.123+00:00
+    iso = datetime.fromtimestamp(between / 1e9, UTC).isoformat(
+        timespec="milliseconds"
+    )  # …T18:30:05.123+00:00
     result = sync.restore(iso, "iso", "--json")
     assert snapshot(tmp_path / "iso") == second
     doc = json.loads(result.stdout)
@@ -160,15 +220,18 @@ def test_one_file_and_a_sub_folder_as_of_a_pass(local_server: Any, bucket: str, 
     assert snapshot(tmp_path / "sub") == {"c.txt": trees[0]["d/c.txt"]}
 
 
-def test_nothing_there_then_is_an_error_not_an_empty_file(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_nothing_there_then_is_an_error_not_an_empty_file(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     sync = Sync(local_server, bucket, tmp_path)
     _, stamps = three_passes(sync)
     result = sync.restore(stamps[0], "x.txt", src=f"ks3://{bucket}/docs/new.txt", code=2)
     assert "held no object" in result.stderr and not (tmp_path / "x.txt").exists()
 
 
-def test_kill_9_between_the_version_copy_and_the_overwrite_loses_nothing(local_server: Any, bucket: str,
-                                                                         tmp_path: Path) -> None:
+def test_kill_9_between_the_version_copy_and_the_overwrite_loses_nothing(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     sync = Sync(local_server, bucket, tmp_path)
     v1, v2 = os.urandom(2 * 1024 * KIB), os.urandom(2 * 1024 * KIB)
     write(sync.src, {"big.bin": v1, "small.txt": b"s"})
@@ -176,14 +239,34 @@ def test_kill_9_between_the_version_copy_and_the_overwrite_loses_nothing(local_s
     write(sync.src, {"big.bin": v2})
     env = dict(os.environ, KS3_ACCESS_KEY=local_server.access_key, KS3_SECRET_KEY=local_server.secret_key)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ks3sync", "mirror", str(sync.src), sync.target, "--keep-versions", ".versions/",
-         "--state-db", str(sync.journal), "--bwlimit", "256KiB/s", *sync.common],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "ks3sync",
+            "mirror",
+            str(sync.src),
+            sync.target,
+            "--keep-versions",
+            ".versions/",
+            "--state-db",
+            str(sync.journal),
+            "--bwlimit",
+            "256KiB/s",
+            *sync.common,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         with client_for(local_server) as client:
+
             def kept() -> list[str]:
-                return [o.key for o in client.iter_objects(bucket, prefix="docs/.versions/")
-                        if not isinstance(o, str)]
+                return [
+                    o.key
+                    for o in client.iter_objects(bucket, prefix="docs/.versions/")
+                    if not isinstance(o, str)
+                ]
 
             wait(lambda: bool(kept()), 60)
             os.kill(proc.pid, signal.SIGKILL)
@@ -226,21 +309,38 @@ def craft_pass(client: Client, bucket: str, days_ago: float, paths: list[str], *
     entries = []
     for path in sorted(paths):
         result = client.copy_object(bucket, f"docs/{path}", bucket, f"docs/.versions/{stamp}/{path}")
-        entries.append({"path": path, "before": {"etag": result.etag, "size": 2, "modified_ns": None, "mtime_ns": None,
-                                                  "encrypted": None}, "after": None})
+        entries.append(
+            {
+                "path": path,
+                "before": {
+                    "etag": result.etag,
+                    "size": 2,
+                    "modified_ns": None,
+                    "mtime_ns": None,
+                    "encrypted": None,
+                },
+                "after": None,
+            }
+        )
     if manifest:
-        body = json.dumps({"ks3sync_manifest": 1, "pass": stamp, "finished": stamp, "entries": entries}).encode()
+        body = json.dumps(
+            {"ks3sync_manifest": 1, "pass": stamp, "finished": stamp, "entries": entries}
+        ).encode()
         client.put_object(bucket, f"docs/.versions/{stamp}.json", body)
     return stamp
 
 
 def area_keys(client: Client, bucket: str) -> set[str]:
-    return {o.key[len("docs/.versions/"):] for o in client.iter_objects(bucket, prefix="docs/.versions/")
-            if not isinstance(o, str)}
+    return {
+        o.key[len("docs/.versions/") :]
+        for o in client.iter_objects(bucket, prefix="docs/.versions/")
+        if not isinstance(o, str)
+    }
 
 
 def test_retention_deletes_exactly_what_expired_versions_first_and_moves_old_ones_cold(
-        local_server: Any, bucket: str, tmp_path: Path) -> None:
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     sync = Sync(local_server, bucket, tmp_path)
     write(sync.src, {"a.txt": b"a1", "b.txt": b"b1"})
     sync.mirror()
@@ -271,7 +371,10 @@ def test_retention_deletes_exactly_what_expired_versions_first_and_moves_old_one
         for key in (f"{p20}/a.txt", f"{p10}/b.txt"):
             info = client.head_object(bucket, f"docs/.versions/{key}")
             assert info.storage_class == "STANDARD_IA" and "mtime" in info.metadata  # metadata kept
-        assert client.head_object(bucket, f"docs/.versions/{now_pass}/a.txt").storage_class in (None, "STANDARD")
+        assert client.head_object(bucket, f"docs/.versions/{now_pass}/a.txt").storage_class in (
+            None,
+            "STANDARD",
+        )
         sync.restore(p10, "from-cold")  # cold versions are read directly
         assert (tmp_path / "from-cold" / "b.txt").read_bytes() == b"b1"
 
@@ -287,7 +390,8 @@ def test_retention_deletes_exactly_what_expired_versions_first_and_moves_old_one
 
 
 def test_encrypted_versions_restore_and_are_verified_against_the_original_key(
-        local_server: Any, bucket: str, tmp_path: Path) -> None:
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     key_file = tmp_path / "sync.key"
     key_file.write_bytes(b"0123456789abcdef")
     key_file.chmod(0o600)
@@ -318,21 +422,47 @@ def test_encrypted_versions_restore_and_are_verified_against_the_original_key(
 # -- the versions area belongs to ks3sync ---------------------------------------------------------------
 
 
-def test_no_other_run_deletes_or_downloads_the_versions_area(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_no_other_run_deletes_or_downloads_the_versions_area(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     sync = Sync(local_server, bucket, tmp_path)
     _, stamps = three_passes(sync)
     with client_for(local_server) as client:
         kept = area_keys(client, bucket)
         write(sync.src, {".versions/mine.txt": b"a local folder of that name"})
-        plain = run(local_server, "mirror", str(sync.src), sync.target, "--delete", "--delete-excluded", "--exclude",
-                    ".versions", "--exclude", "*.bin", "--force", "--endpoint", local_server.endpoint, "--state-db",
-                    str(tmp_path / "other.db"))
+        plain = run(
+            local_server,
+            "mirror",
+            str(sync.src),
+            sync.target,
+            "--delete",
+            "--delete-excluded",
+            "--exclude",
+            ".versions",
+            "--exclude",
+            "*.bin",
+            "--force",
+            "--endpoint",
+            local_server.endpoint,
+            "--state-db",
+            str(tmp_path / "other.db"),
+        )
         assert plain.exit_code == 0, plain.stderr
         assert ".versions/ in the source folder is not uploaded" in plain.stderr
         assert area_keys(client, bucket) == kept  # nothing deleted, nothing uploaded into it
-        assert not any(o.key == "docs/big.bin" for o in client.iter_objects(bucket, prefix="docs/"))  # it did run
-    down = run(local_server, "mirror", sync.target, str(tmp_path / "down"), "--endpoint", local_server.endpoint,
-               "--state-db", str(tmp_path / "down.db"))
+        assert not any(
+            o.key == "docs/big.bin" for o in client.iter_objects(bucket, prefix="docs/")
+        )  # it did run
+    down = run(
+        local_server,
+        "mirror",
+        sync.target,
+        str(tmp_path / "down"),
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(tmp_path / "down.db"),
+    )
     assert down.exit_code == 0, down.stderr
     assert not (tmp_path / "down" / ".versions").exists() and (tmp_path / "down" / "a.txt").exists()
 
@@ -347,12 +477,29 @@ def test_usage_errors_say_what_is_wrong(local_server: Any, bucket: str, tmp_path
     cases = [
         (["mirror", str(src), f"ks3://{bucket}/x/", "--keep", "30d", *ep], "--keep: only means something"),
         (["mirror", str(src), f"ks3://{bucket}/x/", "--keep-versions", "../up/", *ep], "--keep-versions:"),
-        (["mirror", str(src), f"ks3://{bucket}/x/", "--keep-versions", ".v/", "--backup-prefix", "bak/", *ep],
-         "cannot be combined with --backup-prefix"),
-        (["mirror", f"ks3://{bucket}/x/", str(tmp_path / "d"), "--keep-versions", ".v/", *ep], "versions are kept when uploading"),
+        (
+            [
+                "mirror",
+                str(src),
+                f"ks3://{bucket}/x/",
+                "--keep-versions",
+                ".v/",
+                "--backup-prefix",
+                "bak/",
+                *ep,
+            ],
+            "cannot be combined with --backup-prefix",
+        ),
+        (
+            ["mirror", f"ks3://{bucket}/x/", str(tmp_path / "d"), "--keep-versions", ".v/", *ep],
+            "versions are kept when uploading",
+        ),
         (["restore", f"ks3://{bucket}/x/", str(tmp_path / "r"), "--as-of", "yesterday", *ep], "--as-of:"),
         (["restore", f"ks3://{bucket}/x/", str(tmp_path / "r"), "--as-of", "2h", *ep], "no versions found"),
-        (["restore", "ks3://no-such-bucket-here/x/", str(tmp_path / "r"), "--as-of", "2h", *ep], "does not exist"),
+        (
+            ["restore", "ks3://no-such-bucket-here/x/", str(tmp_path / "r"), "--as-of", "2h", *ep],
+            "does not exist",
+        ),
         (["prune", f"ks3://{bucket}/x/", "--endpoint", local_server.endpoint], "nothing to do"),
         (["versions", f"ks3://{bucket}/x/", "../a", "--endpoint", local_server.endpoint], "PATH:"),
     ]
@@ -362,7 +509,9 @@ def test_usage_errors_say_what_is_wrong(local_server: Any, bucket: str, tmp_path
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_restore_as_of_over_a_newer_folder_with_delete(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_restore_as_of_over_a_newer_folder_with_delete(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     sync = Sync(local_server, bucket, tmp_path)
     trees, stamps = three_passes(sync)
     sync.restore("now", "x")
@@ -373,8 +522,9 @@ def test_restore_as_of_over_a_newer_folder_with_delete(local_server: Any, bucket
     assert "deleted 2" in back.stderr  # b.txt of pass 3 was a different file; local-only.txt and e/c.txt go
 
 
-def test_mirror_prunes_after_a_clean_pass_with_the_syncs_retention(local_server: Any, bucket: str,
-                                                                    tmp_path: Path) -> None:
+def test_mirror_prunes_after_a_clean_pass_with_the_syncs_retention(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     src = tmp_path / "src"
     write(src, {"a.txt": b"a0"})
     config = tmp_path / "ks3sync.yaml"
@@ -392,21 +542,37 @@ syncs:
     seen = []
     for i in range(1, 4):
         write(src, {"a.txt": f"a{i}".encode()})
-        result = run(local_server, "mirror", str(src), f"ks3://{bucket}/docs/", "--config", str(config), "--json")
+        result = run(
+            local_server, "mirror", str(src), f"ks3://{bucket}/docs/", "--config", str(config), "--json"
+        )
         assert result.exit_code == 0, result.stderr
         doc = json.loads(result.stdout)
         seen.append(doc["version_pass"])
         # Pass 1 only creates a.txt: nothing kept. Pass 2 keeps a1; pass 3 keeps a2 and expires pass 2.
-        assert (doc["versions_kept"], doc["versions_pruned"]["deleted_passes"]) == [(0, 0), (1, 0), (1, 1)][i - 1]
+        assert (doc["versions_kept"], doc["versions_pruned"]["deleted_passes"]) == [(0, 0), (1, 0), (1, 1)][
+            i - 1
+        ]
     with client_for(local_server) as client:
         assert area_keys(client, bucket) == {f"{seen[-1]}.json", f"{seen[-1]}/a.txt"}
 
 
-def test_one_file_is_never_restored_over_ks3syncs_own_state(local_server: Any, bucket: str, tmp_path: Path) -> None:
+def test_one_file_is_never_restored_over_ks3syncs_own_state(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
     sync = Sync(local_server, bucket, tmp_path)
     _, stamps = three_passes(sync)
     journal = tmp_path / "own.db"
     journal.write_bytes(b"not to be replaced")
-    result = run(local_server, "restore", f"ks3://{bucket}/docs/a.txt", str(journal), "--as-of", stamps[0],
-                 "--endpoint", local_server.endpoint, "--state-db", str(journal))
+    result = run(
+        local_server,
+        "restore",
+        f"ks3://{bucket}/docs/a.txt",
+        str(journal),
+        "--as-of",
+        stamps[0],
+        "--endpoint",
+        local_server.endpoint,
+        "--state-db",
+        str(journal),
+    )
     assert result.exit_code == 1 and journal.read_bytes() == b"not to be replaced", result.stderr

@@ -39,8 +39,9 @@ def seeded(**objects: bytes) -> MemoryStore:
 def run_pass(store: MemoryStore, root: Path, ops: list, deletes: list, *, remote: bool = True):  # type: ignore[no-untyped-def]
     vpass = VersionPass(store, LAYOUT, STAMP, clock=lambda: 1)
     listed = {e.path: e for e in store.list()} if remote else None
-    with Executor(store, vpass.watch(MemoryCheckpoint()), root, TransferOptions(jobs=4), remote=listed,
-                  keeper=vpass) as ex:
+    with Executor(
+        store, vpass.watch(MemoryCheckpoint()), root, TransferOptions(jobs=4), remote=listed, keeper=vpass
+    ) as ex:
         report = ex.run(ops, deletes)
     return report, vpass.finish()
 
@@ -50,10 +51,13 @@ def test_overwrites_and_deletes_are_copied_first_and_the_manifest_comes_last(tmp
     order: list[tuple[str, str]] = []
     store.hook = lambda op, path: order.append((op, path))
     remote = {e.path: e for e in store.list()}
-    ops = [Upload("a.txt", local(tmp_path, "a.txt", b"new a"), "changed"),
-           Upload("n.txt", local(tmp_path, "n.txt", b"new"), "new")]
-    report, outcome = run_pass(store, tmp_path, ops, [DeleteRemote("b.txt", remote["b.txt"]),
-                                                      DeleteRemote("c.txt", remote["c.txt"])])
+    ops = [
+        Upload("a.txt", local(tmp_path, "a.txt", b"new a"), "changed"),
+        Upload("n.txt", local(tmp_path, "n.txt", b"new"), "new"),
+    ]
+    report, outcome = run_pass(
+        store, tmp_path, ops, [DeleteRemote("b.txt", remote["b.txt"]), DeleteRemote("c.txt", remote["c.txt"])]
+    )
     assert report.ok and outcome.versions == 3 and outcome.entries == 4
     version = f".versions/{STAMP}/"
     assert order.index(("copy", version + "a.txt")) < order.index(("put", "a.txt"))
@@ -62,16 +66,26 @@ def test_overwrites_and_deletes_are_copied_first_and_the_manifest_comes_last(tmp
     assert [store.data(version + p) for p in ("a.txt", "b.txt", "c.txt")] == [b"old a", b"old b", b"old c"]
     manifest = read_manifest(store, LAYOUT, STAMP)
     assert {e.path: e.change for e in manifest.entries} == {
-        "a.txt": "overwritten", "b.txt": "deleted", "c.txt": "deleted", "n.txt": "created"}
-    assert not any(p.startswith(".versions/") for p, _ in store.calls if _ == "put" and p != f".versions/{STAMP}.json")
+        "a.txt": "overwritten",
+        "b.txt": "deleted",
+        "c.txt": "deleted",
+        "n.txt": "created",
+    }
+    assert not any(
+        p.startswith(".versions/") for p, _ in store.calls if _ == "put" and p != f".versions/{STAMP}.json"
+    )
 
 
 def test_a_failed_copy_leaves_the_object_alone(tmp_path: Path) -> None:
     store = seeded(**{"a.txt": b"old a", "b.txt": b"old b"})
     remote = {e.path: e for e in store.list()}
     store.inject("copy", TransientError("copy broke"), times=10)
-    report, outcome = run_pass(store, tmp_path, [Upload("a.txt", local(tmp_path, "a.txt", b"new a"), "changed")],
-                               [DeleteRemote("b.txt", remote["b.txt"])])
+    report, outcome = run_pass(
+        store,
+        tmp_path,
+        [Upload("a.txt", local(tmp_path, "a.txt", b"new a"), "changed")],
+        [DeleteRemote("b.txt", remote["b.txt"])],
+    )
     assert not report.ok and outcome.versions == 0 and outcome.manifest is None
     assert store.data("a.txt") == b"old a" and store.data("b.txt") == b"old b"
 
@@ -94,8 +108,9 @@ def test_a_retried_write_never_keeps_the_passs_own_content_as_the_version(tmp_pa
     store = LateAnswers(prefix="docs/")
     store.put("a.txt", MemoryBody(b"old a"), WriteOptions())
     store.lost = {"a.txt"}
-    report, outcome = run_pass(store, tmp_path, [Upload("a.txt", local(tmp_path, "a.txt", b"new a"), "changed")], [],
-                               remote=False)
+    report, outcome = run_pass(
+        store, tmp_path, [Upload("a.txt", local(tmp_path, "a.txt", b"new a"), "changed")], [], remote=False
+    )
     assert report.ok and store.data("a.txt") == b"new a"
     assert store.data(f".versions/{STAMP}/a.txt") == b"old a"
     assert [c for c in store.calls if c[0] == "copy"] == [("copy", f".versions/{STAMP}/a.txt")]
@@ -113,11 +128,25 @@ def test_a_copy_that_falls_back_to_an_upload_keeps_what_it_overwrites(tmp_path: 
 
 
 def test_the_listing_skips_the_versions_area_and_restarts_after_it(tmp_path: Path) -> None:
-    store = seeded(**{"-a": b"1", ".a": b"2", ".versions__x": b"3", ".versions__\U0010ffff\U0010ffffz": b"4",
-                      ".versions0": b"5", "z": b"6", "hist__2026__v": b"7"})
+    store = seeded(
+        **{
+            "-a": b"1",
+            ".a": b"2",
+            ".versions__x": b"3",
+            ".versions__\U0010ffff\U0010ffffz": b"4",
+            ".versions0": b"5",
+            "z": b"6",
+            "hist__2026__v": b"7",
+        }
+    )
     store.calls.clear()
     assert [e.path for e in without_areas(store, [".versions/", "hist/"])] == ["-a", ".a", ".versions0", "z"]
-    assert [c for c in store.calls if c[0] == "list"] == [("list", ""), ("list", ""), ("list", ""), ("list", "")]
+    assert [c for c in store.calls if c[0] == "list"] == [
+        ("list", ""),
+        ("list", ""),
+        ("list", ""),
+        ("list", ""),
+    ]
     assert [e.path for e in without_areas(seeded(a=b"1"), [".versions/"])] == ["a"]
 
 

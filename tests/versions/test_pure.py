@@ -43,8 +43,18 @@ def test_a_stamp_names_its_millisecond_and_sorts_as_text_in_time_order() -> None
     assert sorted(format_stamp(t) for t in times) == [format_stamp(t) for t in sorted(times)]
 
 
-@pytest.mark.parametrize("bad", ["٢٠٢٥-12-06T18-30-05.123Z", "2025-12-06T18:30:05.123Z", "2025-13-06T18-30-05.123Z", "2025-12-06T18-30-05Z",
-                                 " 2025-12-06T18-30-05.123Z", "2025-02-30T00-00-00.000Z", "x"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "٢٠٢٥-12-06T18-30-05.123Z",
+        "2025-12-06T18:30:05.123Z",
+        "2025-13-06T18-30-05.123Z",
+        "2025-12-06T18-30-05Z",
+        " 2025-12-06T18-30-05.123Z",
+        "2025-02-30T00-00-00.000Z",
+        "x",
+    ],
+)
 def test_anything_but_a_stamp_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="stamp"):
         parse_stamp(bad)
@@ -76,8 +86,17 @@ def test_as_of_reads_iso_8601_stamps_now_and_ages() -> None:
     assert parse("now") == now
     assert parse("2h") == now - 7200 * S
     assert parse("3d") == now - 3 * DAY
-    for bad in ("yesterday", "2026-12-06T25:00", "2026-12-06T18:30+25:00", "", "-2h", "²h", "٢٠٢٦-12-06",
-                "999999999d", "1969-12-31T00:00Z"):
+    for bad in (
+        "yesterday",
+        "2026-12-06T25:00",
+        "2026-12-06T18:30+25:00",
+        "",
+        "-2h",
+        "²h",
+        "٢٠٢٦-12-06",
+        "999999999d",
+        "1969-12-31T00:00Z",
+    ):
         with pytest.raises(ValueError):
             parse(bad)
 
@@ -90,8 +109,14 @@ def test_the_layout_parses_only_its_own_keys() -> None:
     assert LAYOUT.version_path(stamp, "a/b.txt") == ".versions/2026-12-06T18-30-05.123Z/a/b.txt"
     assert LAYOUT.parse(LAYOUT.version_path(stamp, "a/b.txt")) == (stamp, "a/b.txt")
     assert LAYOUT.parse(LAYOUT.manifest_path(stamp)) == (stamp, None)
-    for foreign in (".versions/notes.txt", ".versions/2026-12-06/a", f".versions/{stamp}/../x",
-                    f".versions/{stamp}//x", f".versions/{stamp}.json.bak", "a.txt"):
+    for foreign in (
+        ".versions/notes.txt",
+        ".versions/2026-12-06/a",
+        f".versions/{stamp}/../x",
+        f".versions/{stamp}//x",
+        f".versions/{stamp}.json.bak",
+        "a.txt",
+    ):
         assert LAYOUT.parse(foreign) is None, foreign
     assert check_prefix("hist") == "hist/" and check_prefix("a/b/") == "a/b/"
     for bad in ("/abs/", "a//b/", "../up/", "./x/", ""):
@@ -103,11 +128,15 @@ def test_the_layout_parses_only_its_own_keys() -> None:
 
 
 def _manifest() -> Manifest:
-    return Manifest("2026-12-06T18-30-05.123Z", "2026-12-06T18-30-09.004Z", (
-        Entry("b.txt", Before(ETAG, 1, 10, 9, False), After("92eb5ffee6ae2fec3ad71c777531578f", 2)),
-        Entry("a/é z.txt", Before(ETAG + "-3", 5, None, None, None), None),
-        Entry("new", None, After(ETAG, 7)),
-    ))
+    return Manifest(
+        "2026-12-06T18-30-05.123Z",
+        "2026-12-06T18-30-09.004Z",
+        (
+            Entry("b.txt", Before(ETAG, 1, 10, 9, False), After("92eb5ffee6ae2fec3ad71c777531578f", 2)),
+            Entry("a/é z.txt", Before(ETAG + "-3", 5, None, None, None), None),
+            Entry("new", None, After(ETAG, 7)),
+        ),
+    )
 
 
 def test_encode_then_decode_gives_the_manifest_back_in_path_order() -> None:
@@ -125,31 +154,34 @@ def _decode(doc: object) -> Manifest:
     return decode(json.dumps(doc).encode(), stamp="2026-12-06T18-30-05.123Z", layout=LAYOUT)
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda d: d.update(ks3sync_manifest=2), "format 2"),
-    (lambda d: d.update(ks3sync_manifest=True), "format True"),
-    (lambda d: d.update({"pass": "2026-12-06T18-30-05.124Z"}), "its key says"),
-    (lambda d: d.update(extra=1), "unknown field"),
-    (lambda d: d.update(finished="soon"), "'finished'"),
-    (lambda d: d.update(entries={}), "not a list"),
-    (lambda d: d["entries"][0].update(path="../../etc/passwd"), "segment"),
-    (lambda d: d["entries"][0].update(path="/abs"), "absolute"),
-    (lambda d: d["entries"][0].update(path="a\x00b"), "NUL"),
-    (lambda d: d["entries"][0].update(path=".versions/x"), "versions area"),
-    (lambda d: d["entries"][0].update(path="x" * 1025), "longer"),
-    (lambda d: d["entries"][0].update(path=7), "string"),
-    (lambda d: d["entries"][0].pop("after"), "missing"),
-    (lambda d: d["entries"][0].update(before=None, after=None), "neither"),
-    (lambda d: d["entries"][0]["before"].update(etag="ABC"), "ETag"),
-    (lambda d: d["entries"][0]["before"].update(size=-1), "size"),
-    (lambda d: d["entries"][0]["before"].update(size=True), "size"),
-    (lambda d: d["entries"][0]["before"].update(size=1.5), "size"),
-    (lambda d: d["entries"][0]["before"].update(encrypted="yes"), "encrypted"),
-    (lambda d: d["entries"][0]["before"].update(modified_ns=2**64), "modified_ns"),
-    (lambda d: d["entries"][0]["before"].pop("mtime_ns"), "missing"),
-    (lambda d: d["entries"].reverse(), "order"),
-    (lambda d: d["entries"].append(d["entries"][-1]), "order"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(ks3sync_manifest=2), "format 2"),
+        (lambda d: d.update(ks3sync_manifest=True), "format True"),
+        (lambda d: d.update({"pass": "2026-12-06T18-30-05.124Z"}), "its key says"),
+        (lambda d: d.update(extra=1), "unknown field"),
+        (lambda d: d.update(finished="soon"), "'finished'"),
+        (lambda d: d.update(entries={}), "not a list"),
+        (lambda d: d["entries"][0].update(path="../../etc/passwd"), "segment"),
+        (lambda d: d["entries"][0].update(path="/abs"), "absolute"),
+        (lambda d: d["entries"][0].update(path="a\x00b"), "NUL"),
+        (lambda d: d["entries"][0].update(path=".versions/x"), "versions area"),
+        (lambda d: d["entries"][0].update(path="x" * 1025), "longer"),
+        (lambda d: d["entries"][0].update(path=7), "string"),
+        (lambda d: d["entries"][0].pop("after"), "missing"),
+        (lambda d: d["entries"][0].update(before=None, after=None), "neither"),
+        (lambda d: d["entries"][0]["before"].update(etag="ABC"), "ETag"),
+        (lambda d: d["entries"][0]["before"].update(size=-1), "size"),
+        (lambda d: d["entries"][0]["before"].update(size=True), "size"),
+        (lambda d: d["entries"][0]["before"].update(size=1.5), "size"),
+        (lambda d: d["entries"][0]["before"].update(encrypted="yes"), "encrypted"),
+        (lambda d: d["entries"][0]["before"].update(modified_ns=2**64), "modified_ns"),
+        (lambda d: d["entries"][0]["before"].pop("mtime_ns"), "missing"),
+        (lambda d: d["entries"].reverse(), "order"),
+        (lambda d: d["entries"].append(d["entries"][-1]), "order"),
+    ],
+)
 def test_a_hostile_manifest_is_refused_with_what_is_wrong(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
     doc = _doc()
     mutate(doc)
@@ -168,11 +200,23 @@ def test_size_nesting_and_encoding_bombs_are_manifest_errors() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=300), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["path", "before", "after", "etag", "size", "entries", "pass", "x"]), inner, max_size=4),
-    max_leaves=20).map(lambda d: json.dumps(d).encode())))
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(
+                    st.sampled_from(["path", "before", "after", "etag", "size", "entries", "pass", "x"]),
+                    inner,
+                    max_size=4,
+                )
+            ),
+            max_leaves=20,
+        ).map(lambda d: json.dumps(d).encode()),
+    )
+)
 def test_decode_fails_only_with_a_manifest_error_on_any_input(data: bytes) -> None:
     try:
         decode(data, stamp="2026-12-06T18-30-05.123Z", layout=LAYOUT)

@@ -61,8 +61,9 @@ class Bucket:
             if obj is None:
                 return None
             # The version carries its file's mtime (a little before the upload), as ks3sync's objects do.
-            versions[path] = StoredVersion(stamp, path, etag(obj.content), 10, next(clock),
-                                           mtime_ns=obj.written_ns - 1_000_000)
+            versions[path] = StoredVersion(
+                stamp, path, etag(obj.content), 10, next(clock), mtime_ns=obj.written_ns - 1_000_000
+            )
             return Before(etag(obj.content), 10, obj.written_ns)
 
         def write(path: str, content: int) -> None:
@@ -101,13 +102,21 @@ class Bucket:
         return [RemoteEntry(p, 10, etag(o.content), o.written_ns) for p, o in sorted(self.objects.items())]
 
 
-ops = st.lists(st.tuples(st.sampled_from(["write", "write", "delete", "rename", "failed-write"]),
-                         st.integers(0, len(NAMES) - 1), st.integers(0, len(NAMES) - 1)), max_size=8)
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["write", "write", "delete", "rename", "failed-write"]),
+        st.integers(0, len(NAMES) - 1),
+        st.integers(0, len(NAMES) - 1),
+    ),
+    max_size=8,
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(ops, st.booleans()), min_size=1, max_size=6))
-def test_the_resolver_gives_the_state_at_every_pass_boundary(passes: list[tuple[list[tuple[str, int, int]], bool]]) -> None:
+def test_the_resolver_gives_the_state_at_every_pass_boundary(
+    passes: list[tuple[list[tuple[str, int, int]], bool]],
+) -> None:
     bucket = Bucket()
     for k, (pass_ops, indexed) in enumerate(passes):
         bucket.run_pass(k, pass_ops, indexed=indexed)
@@ -129,19 +138,24 @@ def test_a_version_the_manifest_names_but_the_bucket_lost_is_missing_not_absent(
     stamp = format_stamp(BASE)
     manifest = Manifest(stamp, stamp, (Entry("a.txt", Before(etag(1), 10, BASE - S), None),))
     resolution = resolve([], [Pass(stamp, BASE, {}, manifest, True)], BASE - S)
-    assert list(resolution) == [] and resolution.missing == [("a.txt", f"pass {stamp} kept a version that is no longer in the bucket")]
+    assert list(resolution) == [] and resolution.missing == [
+        ("a.txt", f"pass {stamp} kept a version that is no longer in the bucket")
+    ]
 
 
 def test_content_written_after_t_without_an_earlier_version_is_left_out() -> None:
     stamp = format_stamp(BASE)
     versions = {"a.txt": StoredVersion(stamp, "a.txt", etag(1), 10, BASE + S)}
-    manifest = Manifest(stamp, stamp, (Entry("a.txt", Before(etag(1), 10, BASE - 5 * S), After(etag(2), 10)),))
+    manifest = Manifest(
+        stamp, stamp, (Entry("a.txt", Before(etag(1), 10, BASE - 5 * S), After(etag(2), 10)),)
+    )
     current = [RemoteEntry("a.txt", 10, etag(2), BASE + S), RemoteEntry("new.txt", 10, etag(3), BASE - 2 * S)]
     passes = [Pass(stamp, BASE, versions, manifest, True)]
     # At BASE - 10 s, a.txt's old content was not written yet, and neither was new.txt.
     resolution = resolve(current, passes, BASE - 10 * S)
     assert list(resolution) == [] and {p for p, _ in resolution.left_out} == {"a.txt", "new.txt"}
     assert [(c.path, c.etag, c.version is not None) for c in resolve(current, passes, BASE - 3 * S)] == [
-        ("a.txt", etag(1), True)]
+        ("a.txt", etag(1), True)
+    ]
     assert [c.path for c in resolve(current, passes, BASE - 3 * S, under="new")] == []
     assert [c.path for c in resolve(current, passes, BASE, under="new")] == ["new.txt"]
