@@ -14,9 +14,10 @@ from ks3sync.ks3 import MalformedResponse
 from ks3sync.ks3.xml import parse_list_objects, parse_list_objects_slowly
 from ks3sync.ks3.xml_contents import split_contents
 
-# Characters XML 1.0 can carry, including the ones that need escaping and astral ones.
+# Characters XML 1.0 can carry (its Char production: no surrogates, no U+FFFE or U+FFFF, which expat
+# refuses), including the ones that need escaping and astral ones.
 XML_CHARS = st.characters(
-    blacklist_categories=("Cs",), blacklist_characters="\x00\r", min_codepoint=0x20
+    blacklist_categories=("Cs",), blacklist_characters="\x00\r\ufffe\uffff", min_codepoint=0x20
 ) | st.sampled_from("&<>\"'\t\n")
 
 
