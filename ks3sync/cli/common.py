@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ks3sync.cli.network import NetworkSettings
     from ks3sync.config import Config
     from ks3sync.crypto.key import EncryptionKey
+    from ks3sync.journal import Journal
     from ks3sync.ks3 import Client
 
 EXIT_OK = 0
@@ -390,6 +391,19 @@ def mirror_former_name(local_root: Path, target: Target) -> str:
 
 def mirror_options_hash(encrypted: bool) -> str:
     return hashlib.sha256(json.dumps([encrypted]).encode()).hexdigest()[:16]
+
+
+def register_mirror_pair(journal: Journal, local_root: Path, target: Target, *, encrypted: bool) -> int:
+    """The journal's sync id of the pair ``mirror`` (either direction) and ``restore`` share: one name
+    and options hash, and an older endpoint-named row of the same trees renamed on first use (D16)."""
+    return journal.register_sync(
+        mirror_sync_name(local_root, target),
+        str(local_root),
+        target.bucket,
+        target.prefix,
+        mirror_options_hash(encrypted),
+        formerly=mirror_former_name(local_root, target),
+    )
 
 
 def load_encryption_key(path: Path) -> EncryptionKey:

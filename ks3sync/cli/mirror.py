@@ -26,11 +26,9 @@ from ks3sync.cli.common import (
     handle_errors,
     load_config_file,
     load_encryption_key,
-    mirror_former_name,
-    mirror_options_hash,
-    mirror_sync_name,
     open_client,
     parse_target,
+    register_mirror_pair,
     resolve_connection,
     split_mirror_args,
 )
@@ -160,13 +158,8 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
         with GracefulStop(display.stopping, lambda: abandon_message(display.in_flight)) as stop:
             journal = Journal.open(state_db)
             try:
-                sync_id = journal.register_sync(
-                    mirror_sync_name(local_root, target),
-                    str(local_root),
-                    target.bucket,
-                    target.prefix,
-                    mirror_options_hash(opts.transfer.encryption_key is not None),
-                    formerly=mirror_former_name(local_root, target),
+                sync_id = register_mirror_pair(
+                    journal, local_root, target, encrypted=opts.transfer.encryption_key is not None
                 )
                 # The embedded server creates the bucket on first upload; a restore from a missing bucket is an error.
                 ensure = target.bucket if upload else None

@@ -27,11 +27,9 @@ from ks3sync.cli.common import (
     die,
     handle_errors,
     load_config_file,
-    mirror_former_name,
-    mirror_options_hash,
-    mirror_sync_name,
     open_client,
     parse_target,
+    register_mirror_pair,
     resolve_connection,
 )
 from ks3sync.cli.network import network_options, network_settings
@@ -247,13 +245,8 @@ def _restore_folder(
             journal = Journal.open(state_db)
             try:
                 # The records of `mirror ks3://… DST`: a later plain restore of the same pair reuses them.
-                sync_id = journal.register_sync(
-                    mirror_sync_name(local, sub_target),
-                    str(local),
-                    sub_target.bucket,
-                    sub_target.prefix,
-                    mirror_options_hash(opts.transfer.encryption_key is not None),
-                    formerly=mirror_former_name(local, sub_target),
+                sync_id = register_mirror_pair(
+                    journal, local, sub_target, encrypted=opts.transfer.encryption_key is not None
                 )
                 try:
                     result = run_mirror(
