@@ -3,7 +3,7 @@ request's budget and to know whether it carries an exchange at all.
 
 Owns: ``Budget`` (one request's overall deadline and the bytes it may read before its response head is
 complete), ``BudgetedTimeout`` (the carrier that takes a budget through httpcore's ``timeout`` request
-extension down to the socket calls), ``GuardedStream`` and ``GuardedBackend``.
+extension down to the socket calls), ``GuardedStream``, ``KernelTimedStream`` and ``GuardedBackend``.
 Imports httpcore at module level: import this module only where a connection is about to be made
 (wire.py does, lazily), not with ``ks3sync.ks3``.
 Must not import: anything else from ks3sync.
@@ -24,13 +24,24 @@ the read timeout; encode/httpcore#1110). A stream is "in an exchange" from the f
 until the response is closed (wire.py says so with ``exchange_done``), and then, or when one began
 while it looked, it says it is not readable.
 
+Why plain direct connections keep their timeouts in the kernel (``KernelTimedStream``): a Python socket
+with a timeout polls before every send and receive, and httpcore sets the timeout (an ``ioctl``) before
+each; each of those system calls lets go of the GIL, and with dozens of transfer threads every let-go is
+a hand-over between threads. A blocking socket with ``SO_RCVTIMEO``/``SO_SNDTIMEO`` makes one call per
+send or receive and is held to the same limits (set with ``setsockopt``, which keeps the GIL, only when
+the limit changes). TLS streams stay on httpcore's backend: an ``SSLSocket`` in blocking mode retries a
+receive the kernel timed out, so the limit would not hold (docs/decisions.md D23).
+
 Why writes are held back: h11 hands the head and the body to the socket as two writes; held until
 ``COALESCE`` bytes are pending or the answer is awaited, a head and a small body leave in one send.
 """
 
 from __future__ import annotations
 
+import select
+import socket
 import ssl
+import struct
 import time
 import typing
 
@@ -182,11 +193,86 @@ class GuardedStream(httpcore.NetworkStream):
         return readable and not self.in_exchange and self._exchanges == begun
 
 
-class GuardedBackend(httpcore.NetworkBackend):
-    """httpcore's own blocking backend, its streams wrapped in ``GuardedStream``."""
+_NO_LIMIT = struct.pack("@ll", 0, 0)  # a zero ``struct timeval``: wait as long as it takes
 
-    def __init__(self) -> None:
+
+def _timeval(timeout: float | None) -> bytes:
+    """``timeout`` as the ``struct timeval`` of SO_RCVTIMEO / SO_SNDTIMEO; never zero for a number
+    (zero means no limit there)."""
+    if timeout is None:
+        return _NO_LIMIT
+    micros = max(1, round(timeout * 1_000_000))
+    return struct.pack("@ll", micros // 1_000_000, micros % 1_000_000)
+
+
+class KernelTimedStream(httpcore.NetworkStream):
+    """A plain TCP connection on a blocking socket whose send and receive limits the kernel keeps
+    (module docstring). A limit that runs out is ``httpcore.ReadTimeout``/``WriteTimeout``; any other
+    socket error ``ReadError``/``WriteError``, as on httpcore's own streams."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.settimeout(None)
+        self._sock = sock
+        self._receive_limit = _NO_LIMIT
+        self._send_limit = _NO_LIMIT
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        try:
+            limit = _timeval(timeout)
+            if limit != self._receive_limit:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+                self._receive_limit = limit
+            return self._sock.recv(max_bytes)
+        except BlockingIOError as exc:  # EAGAIN: the receive limit ran out
+            raise httpcore.ReadTimeout(f"no data within {timeout:g} s") from exc
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        view = memoryview(buffer)
+        try:
+            limit = _timeval(timeout)
+            if limit != self._send_limit:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+                self._send_limit = limit
+            while view:
+                view = view[self._sock.send(view) :]
+        except BlockingIOError as exc:  # EAGAIN: the send limit ran out
+            raise httpcore.WriteTimeout(f"could not send within {timeout:g} s") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.UnsupportedProtocol(
+            "TLS connections are made by httpcore's backend (module docstring)"
+        )
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        if info == "is_readable":  # data or EOF waiting on an idle connection: the server closed it
+            poller = select.poll()
+            poller.register(self._sock, select.POLLIN)
+            return bool(poller.poll(0))
+        if info == "socket":
+            return self._sock
+        if info == "client_addr":
+            return self._sock.getsockname()
+        if info == "server_addr":
+            return self._sock.getpeername()
+        return None
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """httpcore's own blocking backend, its streams wrapped in ``GuardedStream``; with ``kernel_timeouts``
+    (plain connections only: no ``start_tls`` follows) the sockets are ``KernelTimedStream``s."""
+
+    def __init__(self, *, kernel_timeouts: bool = False) -> None:
         self._inner = httpcore.SyncBackend()
+        self._kernel_timeouts = kernel_timeouts
 
     def connect_tcp(
         self,
@@ -199,7 +285,24 @@ class GuardedBackend(httpcore.NetworkBackend):
         budget = _budget(timeout)
         if budget is not None:
             timeout = budget.clip(timeout, httpcore.ConnectTimeout)
-        return GuardedStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        if not self._kernel_timeouts:
+            return GuardedStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        try:
+            sock = socket.create_connection(
+                (host, port), timeout, source_address=None if local_address is None else (local_address, 0)
+            )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            sock.close()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        return GuardedStream(KernelTimedStream(sock))
 
     def connect_unix_socket(
         self,

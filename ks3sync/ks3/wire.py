@@ -400,7 +400,7 @@ class Wire:
                 ssl_context=self._context() if tls else None,
                 max_connections=settings.max_connections,
                 keepalive_expiry=settings.keepalive_expiry,
-                network_backend=GuardedBackend(),
+                network_backend=GuardedBackend(kernel_timeouts=not tls),
             )
         common: dict[str, Any] = {
             "ssl_context": self._context() if tls else None,
