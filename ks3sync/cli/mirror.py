@@ -143,8 +143,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     from ks3sync.cli.interrupt import EXIT_INTERRUPTED, GracefulStop, add_freezer
     from ks3sync.cli.progress import abandon_message
     from ks3sync.cli.report import report
-    from ks3sync.engine.mirror import run_mirror
-    from ks3sync.journal import Journal
+    from ks3sync.engine.ahead import RemoteAhead
     from ks3sync.model import Direction
     from ks3sync.store.ks3store import KS3Store
 
@@ -156,11 +155,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
     remove_freezer = add_freezer(display.freeze)
     try:
         with GracefulStop(display.stopping, lambda: abandon_message(display.in_flight)) as stop:
-            journal = Journal.open(state_db)
             try:
-                sync_id = register_mirror_pair(
-                    journal, local_root, target, encrypted=opts.transfer.encryption_key is not None
-                )
                 # The embedded server creates the bucket on first upload; a restore from a missing bucket is an error.
                 ensure = target.bucket if upload else None
                 with open_client(
@@ -172,20 +167,38 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
                     bwlimit=opts.transfer.bwlimit,
                 ) as client:
                     store = KS3Store(client, target.bucket, target.prefix)
-                    result = run_mirror(
-                        store,
-                        journal,
-                        sync_id,
-                        local_root,
-                        direction,
-                        opts,
-                        progress=display,
-                        stop=stop.event,
-                    )
+                    # The pass's first round trips go out before the rest of the engine and the journal
+                    # are loaded and opened (SQLAlchemy's import is most of the start-up): they overlap.
+                    with RemoteAhead(
+                        store, opts.reserved, direction, dry_run=opts.dry_run, stop=stop.event
+                    ) as ahead:
+                        from ks3sync.engine.mirror import run_mirror
+                        from ks3sync.journal import Journal
+
+                        journal = Journal.open(state_db)
+                        try:
+                            sync_id = register_mirror_pair(
+                                journal,
+                                local_root,
+                                target,
+                                encrypted=opts.transfer.encryption_key is not None,
+                            )
+                            result = run_mirror(
+                                store,
+                                journal,
+                                sync_id,
+                                local_root,
+                                direction,
+                                opts,
+                                progress=display,
+                                stop=stop.event,
+                                ahead=ahead,
+                            )
+                        finally:
+                            journal.close()
                     pruned = _prune_after(store, opts, result, upload)
             finally:
                 display.close()
-                journal.close()
     finally:
         remove_freezer()
     interrupted = stop.requested and result.stopped is not None

@@ -5,6 +5,7 @@
   planned. The public entry point: it also re-exports ``MirrorOptions``, ``MirrorResult``,
   ``JournalLike`` and ``NothingToRestore``.
 - ``engine.planning``: steps 1-3 of a pass, the march of scan, listing and journal into a plan.
+- ``engine.ahead``: the pass's listing and pending uploads, asked for before they are needed.
 - ``engine.types``: what a pass takes and gives back (options, the journal protocol, the result).
 - ``engine.repair``: ``ks3sync repair``, the other pass over a pair: a scan and a listing compared
   file by file to rebuild a lost or damaged journal's records (invariant 8).

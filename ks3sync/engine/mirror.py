@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ks3sync.engine.ahead import RemoteAhead
 from ks3sync.engine.planning import NothingToRestore, Planned, plan_pass
 from ks3sync.engine.types import JournalLike, MirrorOptions, MirrorResult, pass_summary
 from ks3sync.errors import Ks3SyncError, StopRequested, describe
@@ -60,6 +61,7 @@ __all__ = [
     "MirrorOptions",
     "MirrorResult",
     "NothingToRestore",
+    "RemoteAhead",
     "execute",
     "pass_summary",
     "run_mirror",
@@ -78,15 +80,33 @@ def run_mirror(
     clock: Callable[[], int] = time.time_ns,
     stop: threading.Event | None = None,
     stamps: StampClock | None = None,
+    ahead: RemoteAhead | None = None,
 ) -> MirrorResult:
     """One pass. ``stop`` (a daemon's SIGTERM): once set, no new transfer or part starts, parts already
     sending finish and are checkpointed, deletes do not run, and the result says ``stopped``. Set during
     the scan, the listing or the planning, the pass ends before executing anything and records no pass.
-    ``stamps``: the sync's pass stamps (the service shares one between its batches and reconciles)."""
+    ``stamps``: the sync's pass stamps (the service shares one between its batches and reconciles).
+    ``ahead``: this pass's questions to the bucket, already entered by the caller (``engine.ahead``);
+    without it the pass asks them itself."""
+    if ahead is None:
+        with RemoteAhead(store, opts.reserved, direction, dry_run=opts.dry_run, stop=stop) as own:
+            return run_mirror(
+                store,
+                journal,
+                sync_id,
+                local_root,
+                direction,
+                opts,
+                progress=progress,
+                clock=clock,
+                stop=stop,
+                stamps=stamps,
+                ahead=own,
+            )
     started = time.monotonic()
     started_ns = clock()
     try:
-        planned = plan_pass(store, journal, sync_id, local_root, direction, opts, stop)
+        planned = plan_pass(store, journal, sync_id, local_root, direction, opts, stop, ahead.listing)
     except StopRequested:
         planned = None
     if planned is None or (stop is not None and stop.is_set()):
@@ -117,6 +137,7 @@ def run_mirror(
             now_ns=clock(),
             grace_ns=opts.stale_grace_ns,
             also_known=_other_targets_uploads(journal, sync_id),
+            listed=ahead.uploads,
         )
     if direction is Direction.DOWNLOAD:
         prepare_restore_root(local_root)

@@ -2,23 +2,21 @@
 as three path-sorted streams, copy sources found for new files, and the planner's decision.
 
 The streams come from ``scan.local.LocalScan`` (walked in a child process for a tree the journal knows to
-be large), ``store.prefetch.PrefetchedListing`` (a few pages ahead on a thread) and the journal's
-``iter_synced_entries``; the listing leaves out the target's versions area (``versions.hide``), as the
-scan does. ``plan.march_upload`` / ``march_download`` step through them, so only the changes, counts and
+be large), the caller's listing (``engine.ahead``: a few pages ahead on a thread, without the target's
+versions area, as the scan leaves it out) and the journal's ``iter_synced_entries``. ``plan.march_upload`` / ``march_download`` step through them, so only the changes, counts and
 the planner's small side structures survive and memory follows the changes, not the files. Uploads with
 new local files read the journal again for copy sources of their sizes and hash the candidates
 (``transfer.files.hash_files``) so the pure planner can turn renames and duplicates into server-side
 copies. Scan problems are collected, and deletes under a problem path are withheld
 (``plan.withhold_deletes_under``); restore keys the planner refused become failures of the pass.
 
-Imports the planner, the scanner, the store protocol, the versions area's hiding and file hashing; not
+Imports the planner, the scanner, the store protocol and file hashing; not
 the executor's pools, not a concrete journal.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import threading
 from collections.abc import Generator, Iterable, Iterator, Mapping
@@ -42,7 +40,6 @@ from ks3sync.plan import (
 from ks3sync.scan.local import FAILING_PROBLEM_KINDS, LocalScan
 from ks3sync.scan.walk import ScanProblem
 from ks3sync.store.base import Store
-from ks3sync.store.prefetch import PrefetchedListing
 from ks3sync.transfer.files import hash_files
 
 
@@ -76,10 +73,12 @@ def plan_pass(
     direction: Direction,
     opts: MirrorOptions,
     stop: threading.Event | None,
+    listing: Iterable[RemoteEntry],
 ) -> Planned:
-    """Steps 1-3 of a pass: march the scan, the listing and the journal's records, find copy sources,
-    and decide. Raises ``StopRequested`` if ``stop`` is set on the way, ``NothingToRestore`` for a
-    restore from an empty prefix."""
+    """Steps 1-3 of a pass: march the scan, the remote ``listing`` (started by the caller:
+    ``engine.ahead``) and the journal's records, find copy sources, and decide. Raises
+    ``StopRequested`` if ``stop`` is set on the way, ``NothingToRestore`` for a restore from an empty
+    prefix."""
     plan_opts = PlanOptions(
         delete=opts.delete,
         delete_excluded=opts.delete_excluded,
@@ -103,15 +102,10 @@ def plan_pass(
         rules=not walk_excluded,
     )
     excluded = scan.filters.exclusion  # remote keys are judged by the same rules, .ks3ignore files included
-    from ks3sync.versions.hide import without_areas
-
-    # The target's versions area is never part of the listing (docs/versions.md §1).
-    listed = functools.partial(without_areas, store, opts.reserved)
     unsafe: list[tuple[str, str]] = []
     if direction is Direction.UPLOAD:
         with (
             fewer_collections(),
-            PrefetchedListing(listed, stop) as listing,
             _closing(journal.iter_synced_entries(sync_id)) as records,
         ):
             marched = march_upload(scan, listing, records, plan_opts, excluded)
@@ -128,7 +122,6 @@ def plan_pass(
         local: Iterable[LocalEntry] = scan if local_root.exists() else ()
         with (
             fewer_collections(),
-            PrefetchedListing(listed, stop) as listing,
             _closing(journal.iter_synced_entries(sync_id)) as records,
         ):
             restore = march_download(listing, local, records, plan_opts, excluded)
