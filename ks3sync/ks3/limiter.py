@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 MAX_PAUSE = 60.0  # seconds: a longer Retry-After is taken as this (a broken or hostile value)
 LARGE_REQUEST = 1024 * 1024  # bytes carried (either way) above which a request takes no slot
-DEFAULT_INITIAL = 8
+DEFAULT_INITIAL = 32
 DEFAULT_BACKOFF = 0.7  # CUBIC's factor: gentler than halving, and a throttled link still refills quickly
 
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from ks3sync.ks3.limiter import MAX_PAUSE, AimdLimit, Outcome, RequestLimit, SlotTimeout
+from ks3sync.ks3.limiter import DEFAULT_INITIAL, MAX_PAUSE, AimdLimit, Outcome, RequestLimit, SlotTimeout
 
 
 class Clock:
@@ -113,7 +113,10 @@ def test_against_a_service_taking_16_the_limit_settles_near_16_with_few_refusals
 
 def test_an_unthrottled_service_gets_the_ceiling_within_a_few_round_trips() -> None:
     trips, refused, seen = simulate(service_limit=10_000, requests=2000)
-    assert refused == 0 and seen[:4] == [8, 16, 32, 64] and trips <= 3 + 2000 // 64 + 1
+    # Slow start doubles the limit every round trip, from the initial limit up to the ceiling (64).
+    doublings = (64 // DEFAULT_INITIAL).bit_length() - 1
+    assert seen[: doublings + 1] == [DEFAULT_INITIAL << n for n in range(doublings + 1)]
+    assert refused == 0 and trips <= doublings + 2000 // 64 + 1
 
 
 # --- the gate ------------------------------------------------------------------------------------
