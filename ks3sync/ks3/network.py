@@ -213,15 +213,18 @@ class KernelTimedStream(httpcore.NetworkStream):
     def __init__(self, sock: socket.socket) -> None:
         sock.settimeout(None)
         self._sock = sock
-        self._receive_limit = _NO_LIMIT
-        self._send_limit = _NO_LIMIT
+        self._limits = {socket.SO_RCVTIMEO: _NO_LIMIT, socket.SO_SNDTIMEO: _NO_LIMIT}
+
+    def _hold_to(self, option: int, timeout: float | None) -> None:
+        """Set the kernel's limit ``option`` to ``timeout``, only when it changes."""
+        limit = _timeval(timeout)
+        if limit != self._limits[option]:
+            self._sock.setsockopt(socket.SOL_SOCKET, option, limit)
+            self._limits[option] = limit
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            limit = _timeval(timeout)
-            if limit != self._receive_limit:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
-                self._receive_limit = limit
+            self._hold_to(socket.SO_RCVTIMEO, timeout)
             return self._sock.recv(max_bytes)
         except BlockingIOError as exc:  # EAGAIN: the receive limit ran out
             raise httpcore.ReadTimeout(f"no data within {timeout:g} s") from exc
@@ -231,10 +234,7 @@ class KernelTimedStream(httpcore.NetworkStream):
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         view = memoryview(buffer)
         try:
-            limit = _timeval(timeout)
-            if limit != self._send_limit:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
-                self._send_limit = limit
+            self._hold_to(socket.SO_SNDTIMEO, timeout)
             while view:
                 view = view[self._sock.send(view) :]
         except BlockingIOError as exc:  # EAGAIN: the send limit ran out
@@ -285,24 +285,10 @@ class GuardedBackend(httpcore.NetworkBackend):
         budget = _budget(timeout)
         if budget is not None:
             timeout = budget.clip(timeout, httpcore.ConnectTimeout)
-        if not self._kernel_timeouts:
-            return GuardedStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
-        try:
-            sock = socket.create_connection(
-                (host, port), timeout, source_address=None if local_address is None else (local_address, 0)
-            )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        try:
-            for option in socket_options or ():
-                sock.setsockopt(*option)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as exc:
-            sock.close()
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        return GuardedStream(KernelTimedStream(sock))
+        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        if self._kernel_timeouts:
+            stream = KernelTimedStream(stream.get_extra_info("socket"))  # httpcore connected it
+        return GuardedStream(stream)
 
     def connect_unix_socket(
         self,
