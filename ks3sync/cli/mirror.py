@@ -169,9 +169,7 @@ def mirror(ctx: click.Context, src: str, dst: str, **flags: Any) -> None:
                     store = KS3Store(client, target.bucket, target.prefix)
                     # The pass's first round trips go out before the rest of the engine and the journal
                     # are loaded and opened (SQLAlchemy's import is most of the start-up): they overlap.
-                    with RemoteAhead(
-                        store, opts.reserved, direction, dry_run=opts.dry_run, stop=stop.event
-                    ) as ahead:
+                    with RemoteAhead(store, opts, direction, stop.event) as ahead:
                         from ks3sync.engine.mirror import run_mirror
                         from ks3sync.journal import Journal
 

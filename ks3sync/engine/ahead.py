@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from ks3sync.gctune import fewer_collections
 from ks3sync.model import Direction, RemoteEntry
@@ -23,23 +24,21 @@ from ks3sync.store.prefetch import PrefetchedListing
 from ks3sync.transfer.stale import list_uploads_ahead
 from ks3sync.versions.hide import without_areas
 
+if TYPE_CHECKING:
+    from ks3sync.engine.types import MirrorOptions
+
 
 class RemoteAhead:
     """A pass's questions to the bucket, sent when the block is entered. ``listing`` iterates once;
     ``uploads`` is None where the pass will not need them (a restore, a dry run)."""
 
     def __init__(
-        self,
-        store: Store,
-        reserved: tuple[str, ...],
-        direction: Direction,
-        *,
-        dry_run: bool,
-        stop: threading.Event | None,
+        self, store: Store, opts: MirrorOptions, direction: Direction, stop: threading.Event | None
     ) -> None:
         self._store = store
+        reserved = opts.reserved
         self.listing = PrefetchedListing(lambda: _listed(store, reserved), stop)
-        self._wants_uploads = direction is Direction.UPLOAD and not dry_run
+        self._wants_uploads = direction is Direction.UPLOAD and not opts.dry_run
         self.uploads: Future[list[PendingUpload]] | None = None
 
     def __enter__(self) -> RemoteAhead:

@@ -89,7 +89,7 @@ def run_mirror(
     ``ahead``: this pass's questions to the bucket, already entered by the caller (``engine.ahead``);
     without it the pass asks them itself."""
     if ahead is None:
-        with RemoteAhead(store, opts.reserved, direction, dry_run=opts.dry_run, stop=stop) as own:
+        with RemoteAhead(store, opts, direction, stop) as own:
             return run_mirror(
                 store,
                 journal,

@@ -3,15 +3,16 @@ as three path-sorted streams, copy sources found for new files, and the planner'
 
 The streams come from ``scan.local.LocalScan`` (walked in a child process for a tree the journal knows to
 be large), the caller's listing (``engine.ahead``: a few pages ahead on a thread, without the target's
-versions area, as the scan leaves it out) and the journal's ``iter_synced_entries``. ``plan.march_upload`` / ``march_download`` step through them, so only the changes, counts and
+versions area, as the scan leaves it out) and the journal's ``iter_synced_entries``.
+``plan.march_upload`` / ``march_download`` step through them, so only the changes, counts and
 the planner's small side structures survive and memory follows the changes, not the files. Uploads with
 new local files read the journal again for copy sources of their sizes and hash the candidates
 (``transfer.files.hash_files``) so the pure planner can turn renames and duplicates into server-side
 copies. Scan problems are collected, and deletes under a problem path are withheld
 (``plan.withhold_deletes_under``); restore keys the planner refused become failures of the pass.
 
-Imports the planner, the scanner, the store protocol and file hashing; not
-the executor's pools, not a concrete journal.
+Imports the planner, the scanner, the store protocol and file hashing; not the executor's pools, not a
+concrete journal.
 """
 
 from __future__ import annotations
