@@ -2,15 +2,15 @@
 
 Public surface: :class:`Journal` (open, syncs, synced entries, the change queue, status),
 :class:`JournalCheckpoint` (the durable ``model.Checkpoint``), the queue's value types and
-:class:`JournalError`. Built on SQLAlchemy Core (``schema.py`` is the schema's one definition; Alembic
-only to migrate an older file). Must not import the store, the transfer engine, the planner, the CLI or
-httpx.
+:class:`JournalError` (:class:`EmptyJournalError`: a read-only open of a journal not created yet).
+Built on SQLAlchemy Core (``schema.py`` is the schema's one definition; Alembic only to migrate an older
+file). Must not import the store, the transfer engine, the planner, the CLI or httpx.
 """
 
 from typing import TYPE_CHECKING, Any
 
 from ks3sync.journal.checkpoint import JournalCheckpoint
-from ks3sync.journal.errors import JournalError, UnknownUploadError
+from ks3sync.journal.errors import EmptyJournalError, JournalError, UnknownUploadError
 from ks3sync.journal.journal import Journal
 from ks3sync.journal.version import SCHEMA_VERSION
 
@@ -55,6 +55,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Change",
     "ChangeKind",
+    "EmptyJournalError",
     "ErrorRecord",
     "HealthRecord",
     "Journal",

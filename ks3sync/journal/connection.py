@@ -13,6 +13,8 @@ Rules and why (see docs/journal.md, "Durability" and "Concurrency"):
   roll back the last transactions), FULL for write-ahead records whose loss the rest of the system
   could not recover from cheaply (the change queue, multipart upload ids, migrations). Any other
   connection is a reader: plain ``BEGIN``, one snapshot for the whole lease.
+- Read-only (``read_only``, ``Journal.open(..., read_only=True)``, for ``status``): no writer, and
+  every connection opened by SQLite with ``mode=ro``, so nothing this engine does can change the file.
 - The pool (``QueuePool``): the writer holds one connection for the journal's life; readers lease the
   others (``Readers``: 8 kept idle, at most 40 open; a caller that finds all leased waits 60 s and
   then gets a ``JournalError``, a leak or a stuck reader).
@@ -57,15 +59,19 @@ DEFAULT_READERS = Readers()
 SYNCHRONOUS = "ks3sync_synchronous"
 
 
-def check_file(path: Path) -> None:
-    """Fail early, with the path in the message, for things SQLite would report obscurely."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise JournalError(f"{path}: cannot create the journal's folder: {exc.strerror}") from exc
+def check_file(path: Path, *, read_only: bool = False) -> None:
+    """Fail early, with the path in the message, for things SQLite would report obscurely. Creates the
+    journal's folder unless ``read_only``, which instead requires the file to exist."""
+    if not read_only:
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"{path}: cannot create the journal's folder: {exc.strerror}") from exc
     if path.is_dir():
         raise JournalError(f"{path}: is a directory, not a journal file")
     if not path.exists():
+        if read_only:
+            raise JournalError(f"{path}: no journal (the file does not exist)")
         return
     try:
         with path.open("rb") as fh:
@@ -76,13 +82,22 @@ def check_file(path: Path) -> None:
         raise JournalError(f"{path}: not a ks3sync journal (the file is not an SQLite database)")
 
 
-def journal_engine(path: Path, readers: Readers = DEFAULT_READERS) -> Engine:
-    """The engine of one journal file: the writer's connection plus the readers'."""
+def journal_engine(path: Path, readers: Readers = DEFAULT_READERS, *, read_only: bool = False) -> Engine:
+    """The engine of one journal file: the writer's connection plus the readers'; with ``read_only``,
+    readers only, each opened by SQLite read-only (``mode=ro``: it cannot write the file, nor create it)."""
+    # Read-write: str(path), not a URI, so any file name works, including '?' and '%'. Read-only needs the
+    # URI; as_uri() percent-encodes every such byte. SQLite still opens the -wal and -shm beside a WAL
+    # file (creating them, empty and owned like the file, when no writer has them open): readers mark
+    # their snapshot in the -shm, which is shared memory, not the journal's content.
+    name = path.absolute().as_uri() + "?mode=ro" if read_only else str(path)
 
     def creator() -> sqlite3.Connection:
-        # str(path), not a URI: any file name works, including '?' and '%'.
         return sqlite3.connect(
-            str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+            name,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+            isolation_level=None,
+            uri=read_only,
         )
 
     engine = create_engine(

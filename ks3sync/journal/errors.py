@@ -9,6 +9,11 @@ class JournalError(Exception):
     unreadable, or a caller asked for something that does not exist."""
 
 
+class EmptyJournalError(JournalError):
+    """A read-only open found the file but no journal in it yet (version 0, no tables): the process that
+    creates it has not committed its schema. Nothing is recorded in it."""
+
+
 class UnknownUploadError(JournalError, KeyError):
     """``part_done`` / lookups for a multipart upload id the journal does not know."""
 

@@ -10,6 +10,10 @@ Statements are SQLAlchemy Core constructs over ``schema.py``'s tables, built onc
 how each is run (SQLAlchemy's execute, or compiled once and run on the DBAPI cursor where it runs
 per file or per change) is ``sql.py``'s subject.
 
+Read-only (``Journal.open(path, read_only=True)``, what ``status`` and ``check`` use): no writer; the
+file is opened by SQLite read-only, never created, switched to WAL or migrated; a journal not at
+``SCHEMA_VERSION`` is refused, and every write method raises.
+
 Owns: opening/creating/migrating the file, syncs, synced entries, the change queue (rules in
 ``queue.py``), multipart checkpoints (``checkpoint.py``), pass history and status, the service's
 liveness and each sync's health (``health.py``). Must not import: the store, the transfer engine, the
@@ -59,10 +63,10 @@ from ks3sync.journal.connection import (
     read_lease,
     restrict_permissions,
 )
-from ks3sync.journal.errors import JournalError
+from ks3sync.journal.errors import EmptyJournalError, JournalError
 from ks3sync.journal.schema import changes, entries, errors, parts, passes, syncs, uploads
 from ks3sync.journal.sql import Prepared, dbapi
-from ks3sync.journal.version import SCHEMA_VERSION, refuse_unknown
+from ks3sync.journal.version import SCHEMA_VERSION, refuse_older, refuse_unknown
 from ks3sync.model import Direction, FileIdentity, PassSummary, SyncedEntry, UploadRecord
 
 if TYPE_CHECKING:
@@ -288,9 +292,10 @@ class Journal:
     """Open with :meth:`open`; close with :meth:`close` (or use as a context manager)."""
 
     def __init__(
-        self, path: Path, engine: Engine, writer: Connection, readers: Readers, clock: Clock
+        self, path: Path, engine: Engine, writer: Connection | None, readers: Readers, clock: Clock
     ) -> None:
         self.path = path
+        self.read_only = writer is None
         self._clock = clock
         self._lock = threading.RLock()
         self._engine = engine
@@ -304,15 +309,33 @@ class Journal:
 
     @classmethod
     def open(
-        cls, path: Path | str, *, clock: Clock = time.time_ns, readers: Readers = DEFAULT_READERS
+        cls,
+        path: Path | str,
+        *,
+        clock: Clock = time.time_ns,
+        readers: Readers = DEFAULT_READERS,
+        read_only: bool = False,
     ) -> Journal:
         """Open (creating parents and the file if needed) and migrate to ``SCHEMA_VERSION``.
 
         Raises :class:`JournalError` with one line naming ``path`` for a non-SQLite or corrupted file,
-        a journal from a newer ks3sync, a foreign SQLite database, or an unwritable location."""
+        a journal from a newer ks3sync, a foreign SQLite database, or an unwritable location.
+
+        ``read_only``: only read an existing journal, changing nothing in it or beside it (no folder,
+        no file, no WAL switch, no migration, no permissions, no write lock); also refused: a missing
+        file and a journal at an older schema; :class:`EmptyJournalError` for a file whose schema is not
+        created yet. Its write methods raise :class:`JournalError`."""
         path = Path(path)
-        check_file(path)
-        engine = journal_engine(path, readers)
+        check_file(path, read_only=read_only)
+        engine = journal_engine(path, readers, read_only=read_only)
+        if read_only:
+            journal = cls(path, engine, None, readers, clock)
+            try:
+                journal._check_readable()
+            except BaseException:
+                journal.close()
+                raise
+            return journal
         try:
             writer = engine.connect()
         except sa_exc.DBAPIError as exc:
@@ -333,27 +356,32 @@ class Journal:
         # Refuse foreign or newer files before changing anything in them (switching to WAL rewrites
         # the header). Outside any transaction: journal_mode cannot change inside one.
         raw = dbapi(writer)
-        # The version and the tables are read in one snapshot: another process (a `status` while the
-        # service starts) may create the file between two separate reads, and a version 0 read before
-        # its commit with its tables counted after would call our own journal foreign.
         raw.execute("BEGIN")
         try:
-            version = int(raw.execute("PRAGMA user_version").fetchone()[0])
-            if version >= SCHEMA_VERSION:
-                objects = 0
-            else:
-                from ks3sync.journal import migrations
-
-                objects = migrations.foreign_objects(raw) if version == 0 else 0
+            version, objects = _version_and_objects(raw)
         finally:
             raw.execute("COMMIT")
         refuse_unknown(self.path, version, objects)
         _switch_to_wal(raw, self.path)
         if version < SCHEMA_VERSION:
+            from ks3sync.journal import migrations
+
             # Versions never go down, so a file already at SCHEMA_VERSION needs no write lock to stay
             # there; creating or upgrading one does, and looks again once it holds the lock.
             with self._write(durable=True) as db:
                 migrations.upgrade(db, self.path, refuse_unknown)
+
+    def _check_readable(self) -> None:
+        """A read-only journal reads only a file at ``SCHEMA_VERSION``: it cannot migrate an older one,
+        and this ks3sync's statements assume the current schema."""
+        with self._read() as db:
+            version, objects = _version_and_objects(dbapi(db))
+        refuse_unknown(self.path, version, objects)
+        if version == 0:
+            raise EmptyJournalError(
+                f"{self.path}: the journal holds nothing yet (no schema: a starting ks3sync may be creating it)"
+            )
+        refuse_older(self.path, version)
 
     def close(self) -> None:
         with self._lock:
@@ -385,8 +413,12 @@ class Journal:
         the rollback."""
         with self._lock:
             db = self._writer
-            if self._closed or db is None:
+            if self._closed:
                 raise JournalError(f"{self.path}: the journal is closed")
+            if db is None:
+                raise JournalError(
+                    f"{self.path}: the journal is open read-only; nothing may be written to it"
+                )
             level = "FULL" if durable else "NORMAL"
             if level != self._writer_level:  # setting an option dispatches an event: only on a change
                 db.execution_options(**{SYNCHRONOUS: level})
@@ -825,6 +857,19 @@ class Journal:
                 if n:
                     problems.append(f"{what}: {n}")
         return problems
+
+
+def _version_and_objects(raw: sqlite3.Connection) -> tuple[int, int]:
+    """The file's schema version and, at version 0, the number of tables, indexes, views and triggers
+    in it (for ``refuse_unknown``). Called inside one read transaction: another process (a ``status``
+    while the service starts) may create the file between two separate reads, and a version 0 read
+    before its commit with its tables counted after would call our own journal foreign."""
+    version = int(raw.execute("PRAGMA user_version").fetchone()[0])
+    if version != 0:
+        return version, 0
+    from ks3sync.journal import migrations
+
+    return 0, migrations.foreign_objects(raw)
 
 
 def _switch_to_wal(raw: sqlite3.Connection, path: Path) -> None:

@@ -24,3 +24,13 @@ def refuse_unknown(path: Path, version: int, objects: int) -> None:
         )
     if version == 0 and objects:
         raise JournalError(f"{path}: not a ks3sync journal (an SQLite database with other tables)")
+
+
+def refuse_older(path: Path, version: int) -> None:
+    """Raise for a journal a read-only reader cannot read: not yet at ``SCHEMA_VERSION`` (only a writer
+    migrates it, and this ks3sync's statements assume the current schema)."""
+    if version < SCHEMA_VERSION:
+        raise JournalError(
+            f"{path}: journal schema {version} is older than this ks3sync's {SCHEMA_VERSION}; "
+            "start the service (or run a mirror) once to upgrade it"
+        )
