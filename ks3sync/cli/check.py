@@ -187,15 +187,16 @@ class _CheckSettings(_Settings):
 @contextlib.contextmanager
 def _journal_records(state_db: Path, local_root: Path, target: Target) -> Iterator[Iterable[SyncedEntry]]:
     """The journal's records of this folder and prefix, in path order, if a journal exists and knows the
-    pair (a mirror of it, or a configured sync); otherwise none. Never creates a journal; an unusable one
-    is a warning, not an error (the records only save requests)."""
+    pair (a mirror of it, or a configured sync); otherwise none. Never creates or changes a journal (it is
+    opened read-only, D26: an older one is not upgraded but skipped); an unusable one is a warning, not an
+    error (the records only save requests)."""
     if not state_db.is_file():
         yield ()
         return
     from ks3sync.journal import Journal, JournalError
 
     try:
-        journal = Journal.open(state_db)
+        journal = Journal.open(state_db, read_only=True)
     except JournalError as exc:
         from ks3sync.cli.output import warning
 

@@ -13,7 +13,9 @@ Everything comes from the journal (SQLite in WAL mode: safe while the service wr
 row (pid, start, heartbeat, clean stop) and each sync's health row, which the service writes on every
 change and with its heartbeat (``daemon/health.py``). Whether the service's process is alive is
 probed on the state directory's lock (``daemon/lock.py``): a killed service releases it at once, so a
-kill -9 reads ``stopped`` however fresh its last heartbeat. Never creates anything.
+kill -9 reads ``stopped`` however fresh its last heartbeat. Never creates or changes anything: the
+journal is opened read-only (D26), and one at an older schema is refused (exit 2) until the service
+upgrades it.
 """
 
 from __future__ import annotations
@@ -69,13 +71,17 @@ def status(config_path: Path, as_json: bool) -> None:
 def collect(config: Any) -> dict[str, Any]:
     from ks3sync.cli.common import die
     from ks3sync.daemon.lock import probe
-    from ks3sync.journal import Journal, JournalError
+    from ks3sync.journal import EmptyJournalError, Journal, JournalError
 
     journal_path = config.journal_path
     journal = None
     if journal_path.exists():
         try:
-            journal = Journal.open(journal_path)
+            # Read-only: a status changes nothing it reports (not even an older journal's schema, which
+            # the service still running an older ks3sync may be using: that journal is refused).
+            journal = Journal.open(journal_path, read_only=True)
+        except EmptyJournalError:
+            pass  # a starting service has not created its schema yet: nothing is recorded
         except JournalError as exc:
             die(str(exc).splitlines()[0])
     try:

@@ -480,6 +480,48 @@ def test_the_journal_records_of_a_pair_are_found_by_name_then_former_name_then_f
         assert {former + "http://a", former + "http://b"} <= {sync.name for sync in journal.syncs()}
 
 
+def test_check_reads_the_journal_without_changing_it_and_skips_an_older_one(
+    local_server: Any, bucket: str, tmp_path: Path
+) -> None:
+    """D26: check opens the journal read-only. Its records are used, and the file (bytes, mtime, mode)
+    stays as it was; a journal at an older schema is not upgraded: a warning, then a check without it."""
+    import hashlib
+
+    from ks3sync.journal import SCHEMA_VERSION
+    from tests.journal.test_migrations import OLD_VERSIONS, old_journal
+
+    def state(path: Path) -> tuple[str, int, int]:
+        return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns, path.stat().st_mode
+
+    src = tmp_path / "src"
+    write_tree(src, {"a.txt": b"alpha"})
+    key = tmp_path / "key"
+    key.write_bytes(secrets.token_hex(8).encode())
+    key.chmod(0o600)
+    journal, target, keyed = tmp_path / "j.db", f"ks3://{bucket}/ro/", ["--encrypt-key", str(key)]
+    mirror(local_server, journal, str(src), target, *keyed)
+    journal.chmod(0o640)
+    before = state(journal)
+    done = ks3sync(
+        local_server, tmp_path, "check", str(src), target, *keyed, "--state-db", str(journal), "-v"
+    )
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout) == ["equal   a.txt (size, journal-md5)"]  # the record, not a HEAD
+    assert state(journal) == before
+
+    old = old_journal(tmp_path / "old.db", OLD_VERSIONS[SCHEMA_VERSION - 1])
+    before = state(old)
+    done = ks3sync(local_server, tmp_path, "check", str(src), target, *keyed, "--state-db", str(old), "-v")
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout) == ["equal   a.txt (size, integrity-tag)"]
+    assert (
+        f"ks3sync: warning: {old}: journal schema {SCHEMA_VERSION - 1} is older than this ks3sync's "
+        f"{SCHEMA_VERSION}; start the service (or run a mirror) once to upgrade it; comparing without the "
+        "journal's records"
+    ) in done.stderr
+    assert state(old) == before
+
+
 def test_check_reaches_ks3_as_every_command_does_through_the_proxy_options(
     local_server: Any, bucket: str, tmp_path: Path
 ) -> None:
