@@ -117,9 +117,9 @@ def test_status_reports_and_writes_nothing(tmp_path: Path, left_by: str) -> None
     if wal_before is not None:
         assert file_state(wal) == wal_before  # not checkpointed into the file, not truncated
     else:
-        # A read-only reader of a WAL file opens the -wal beside it (SQLite creates it, empty and owned
-        # like the file, when no writer holds one): no content. The -shm is shared memory, not state.
-        assert not wal.exists() or wal.stat().st_size == 0
+        # A read-only reader of a WAL file opens the -wal beside it (SQLite creates it, empty, with the
+        # file's mode and owner, when no writer holds one): no content. The -shm is shared memory.
+        assert not wal.exists() or (wal.stat().st_size, wal.stat().st_mode) == (0, path.stat().st_mode)
     assert version_and_mode(path) == (SCHEMA_VERSION, "wal")
 
 
