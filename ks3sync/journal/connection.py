@@ -187,6 +187,9 @@ def as_journal_error(path: Path, exc: BaseException) -> JournalError:
         )
     if "locked" in text or "busy" in text:
         return JournalError(f"{path}: the journal is locked by another process ({text})")
-    if "readonly" in text or "unable to open" in text:
+    if "unable to open" in text:
+        # Said by a read-only open too (status): the file or the -wal/-shm beside it could not be opened.
+        return JournalError(f"{path}: cannot open the journal ({text})")
+    if "readonly" in text:
         return JournalError(f"{path}: cannot write the journal ({text})")
     return JournalError(f"{path}: journal error: {text}")

@@ -99,6 +99,16 @@ def test_a_missing_file_is_refused_and_nothing_is_created(tmp_path: Path) -> Non
     assert not (tmp_path / "state").exists()
 
 
+def test_a_journal_that_cannot_be_opened_is_not_called_unwritable(tmp_path: Path) -> None:
+    # A reader of a WAL journal opens the -wal beside it; what SQLite cannot open there (here a folder
+    # in its place: as root, permissions cannot make it fail) is an open failure, not a write failure.
+    path = written(tmp_path / "journal.db")
+    (tmp_path / "journal.db-wal").mkdir()
+    with pytest.raises(JournalError) as raised:
+        Journal.open(path, read_only=True)
+    assert str(raised.value) == f"{path}: cannot open the journal (unable to open database file)"
+
+
 @pytest.mark.parametrize("version", [v for v in sorted(OLD_VERSIONS) if v < SCHEMA_VERSION])
 @pytest.mark.parametrize("wal", [False, True], ids=["rollback", "wal"])
 def test_an_older_schema_is_refused_and_left_as_it_is(tmp_path: Path, version: int, wal: bool) -> None:
