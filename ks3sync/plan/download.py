@@ -52,7 +52,7 @@ def plan_download(
 ) -> Plan:
     """What to do so that the local folder holds exactly the remote objects (see :func:`march_download`);
     ``synced`` is a map or any collection of records."""
-    records = sorted_records(synced.values() if isinstance(synced, Mapping) else synced)
+    records = sorted_records(synced)
     return march_download(remote, local, records, opts, excluded).plan
 
 

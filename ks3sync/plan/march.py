@@ -11,7 +11,7 @@ Pure: imports only ``ks3sync.model`` and ``ks3sync.errors``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol, TypeVar
 
 from ks3sync.errors import FatalError
@@ -79,6 +79,8 @@ def march(
         yield path, here_loc, here_rem, here_rec
 
 
-def sorted_records(records: Iterable[SyncedEntry]) -> list[SyncedEntry]:
-    """A map's or a list's records in march order (for callers that hold them all: tests, small tools)."""
-    return sorted(records, key=lambda rec: rec.path)
+def sorted_records(records: Mapping[str, SyncedEntry] | Iterable[SyncedEntry]) -> list[SyncedEntry]:
+    """A map's (path -> record) or a list's records in march order (for callers that hold them all:
+    tests, small tools)."""
+    entries = records.values() if isinstance(records, Mapping) else records
+    return sorted(entries, key=lambda rec: rec.path)

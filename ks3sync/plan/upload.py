@@ -97,7 +97,7 @@ def plan_upload(
     ``local`` and ``remote`` must be in path order (see ``plan.march``); ``synced`` is a map or any
     collection of records. Local files are taken as given: only those with an ``md5`` can become
     "same-content" copies (``ks3sync.engine.mirror`` hashes the candidates between the phases)."""
-    records = sorted_records(synced.values() if isinstance(synced, Mapping) else synced)
+    records = sorted_records(synced)
     marched = march_upload(local, remote, records, opts, excluded)
     sources = collect_copy_sources(marched, records, opts) if marched.local_only else NO_SOURCES
     return finish_upload(marched, sources, opts)
