@@ -2,7 +2,8 @@
 
 The three inputs are path-sorted streams marched side by side (``plan.march``), so a pass holds the
 changes, not the files. Owns the decision tables of ``plan_upload`` / ``plan_download`` (and their
-phased forms ``march_upload`` ... ``finish_upload``, ``march_download``), the max-delete guard and the safety
+phased forms ``march_upload`` ... ``finish_upload``, ``march_download``; the rows for a path on both
+sides are one table for both directions, ``plan.compare``), the max-delete guard and the safety
 check for keys that become local paths. Must not import: I/O modules, ``ks3sync.journal``,
 ``ks3sync.store``, ``ks3sync.transfer``, httpx, sqlalchemy, or anything that reads a clock (an
 import-linter contract enforces the package part). Everything here is a function of its arguments,

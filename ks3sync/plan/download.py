@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from ks3sync.model import (
-    Adopt,
     DeleteLocal,
     Download,
     Exclusion,
@@ -25,6 +24,7 @@ from ks3sync.model import (
     RemoteEntry,
     SyncedEntry,
 )
+from ks3sync.plan.compare import DOWNLOAD_RULES, both_sides
 from ks3sync.plan.exclude import ExclusionTest, delete_reason, nothing_excluded
 from ks3sync.plan.guard import guard_deletes
 from ks3sync.plan.keys import OWN_STATE, is_directory_marker, restore_refusal
@@ -125,7 +125,7 @@ def march_download(
                 forgets.append(Forget(path))
             continue
         if loc is not None and rem is not None:
-            op = _both_sides(loc, rem, rec, opts)
+            op = both_sides(loc, rem, rec, opts, DOWNLOAD_RULES)
             if op is None:
                 skipped += 1
             else:
@@ -152,35 +152,3 @@ def march_download(
         warnings=tuple(warnings) + guard_warnings,
     )
     return DownloadPlan(plan, tuple(refused), listed=counts[2])
-
-
-def _both_sides(
-    loc: LocalEntry, rem: RemoteEntry, rec: SyncedEntry | None, opts: PlanOptions
-) -> Operation | None:
-    path = loc.path
-    if rec is not None and (rec.remote_size, rec.remote_etag) == (rem.size, rem.etag):
-        # The object is the one recorded; has the local file moved on since?
-        if rec.identity == loc.identity:
-            if not opts.checksum:
-                # Unchanged on both sides since the record: in sync.
-                return None
-            if loc.md5 is None:
-                # --checksum without a hash from the scan: Adopt re-hashes, downloads on mismatch.
-                return Adopt(path, loc, rem)
-            return None if loc.md5 == rec.md5 else Download(path, rem, "checksum-differs")
-        if loc.md5 is not None and loc.md5 == rec.md5:
-            # Touched locally but the content is proven the same: re-record only.
-            return Adopt(path, loc, rem)
-        # The local file was changed: the bucket is the source, fetch it again.
-        return Download(path, rem, "local-changed")
-
-    # No record, or the object changed since it was recorded.
-    plain_etag = not rem.is_multipart_etag and not opts.encrypt
-    if loc.md5 is not None and plain_etag:
-        # A plain ETag is the object's MD5: compare directly.
-        return Adopt(path, loc, rem) if loc.md5 == rem.etag else Download(path, rem, "checksum-differs")
-    if rem.size == loc.size or opts.encrypt:
-        # Maybe the same bytes already (a lost journal): hash before fetching.
-        return Adopt(path, loc, rem)
-    # Different sizes: the local file certainly differs.
-    return Download(path, rem, "remote-changed" if rec is not None else "size-differs")

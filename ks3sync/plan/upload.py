@@ -27,7 +27,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from ks3sync.model import (
-    Adopt,
     Copy,
     DeleteRemote,
     Forget,
@@ -38,6 +37,7 @@ from ks3sync.model import (
     SyncedEntry,
     Upload,
 )
+from ks3sync.plan.compare import UPLOAD_RULES, both_sides, is_intact
 from ks3sync.plan.exclude import ExclusionTest, delete_reason, nothing_excluded
 from ks3sync.plan.guard import guard_deletes
 from ks3sync.plan.march import march, sorted_records
@@ -137,9 +137,8 @@ def march_upload(
             # name, so ks3sync never wrote it; it is left alone, as before such objects were listed.
             continue
         destination_count += 1
-        intact = rec is not None and (rec.remote_size, rec.remote_etag) == (rem.size, rem.etag)
         if loc is not None:
-            op = _both_sides(loc, rem, rec, opts)
+            op = both_sides(loc, rem, rec, opts, UPLOAD_RULES)
             if op is None:
                 skipped += 1
                 continue
@@ -155,6 +154,7 @@ def march_upload(
             why = delete_reason(excluded(path), delete=True, delete_excluded=opts.delete_excluded)
             if why is not None:
                 deletes.append(DeleteRemote(path, rem, why))
+        intact = rec is not None and is_intact(rec, rem)
         if rec is not None and not intact:
             not_intact.add(path)
         if not intact and not opts.encrypt and not rem.is_multipart_etag:
@@ -235,44 +235,6 @@ def finish_upload(
         refused_deletes=refused,
         warnings=warnings,
     )
-
-
-def _both_sides(
-    loc: LocalEntry, rem: RemoteEntry, rec: SyncedEntry | None, opts: PlanOptions
-) -> Operation | None:
-    """The path exists locally and remotely. ``None`` means in sync."""
-    path = loc.path
-    if rec is not None and (rec.remote_size, rec.remote_etag) == (rem.size, rem.etag):
-        # The object is still the one we wrote; the question is whether the local file moved on.
-        if rec.encrypted != opts.encrypt:
-            # Encryption switched on or off for this sync: the stored form is wrong.
-            return Upload(path, loc, "encryption-changed")
-        if rec.identity == loc.identity:
-            if not opts.checksum:
-                # Same size, mtime, inode and ctime as when confirmed: in sync (restic's rule).
-                return None
-            if loc.md5 is None:
-                # --checksum, but the scan did not hash: Adopt re-hashes and uploads on mismatch.
-                return Adopt(path, loc, rem)
-            # --checksum with a known hash: content decides, identity is not trusted.
-            return None if loc.md5 == rec.md5 else Upload(path, loc, "checksum-differs")
-        if loc.md5 is not None and loc.md5 == rec.md5:
-            # Touched (mtime/ctime/inode changed) but the content is proven the same: just re-record.
-            return Adopt(path, loc, rem)
-        # The file changed since it was confirmed.
-        return Upload(path, loc, "changed")
-
-    # No record, or the object was changed behind our back: never re-upload blindly (invariant 8).
-    plain_etag = not rem.is_multipart_etag and not opts.encrypt
-    if loc.md5 is not None and plain_etag:
-        # A plain ETag is the object's MD5: compare directly.
-        return Adopt(path, loc, rem) if loc.md5 == rem.etag else Upload(path, loc, "checksum-differs")
-    if rem.size == loc.size or opts.encrypt:
-        # Sizes match (or the object is ciphertext, whose size the planner does not model): let Adopt
-        # hash the file and compare with the ETag / ks3sync's metadata, uploading only on mismatch.
-        return Adopt(path, loc, rem)
-    # Different sizes: the object certainly differs.
-    return Upload(path, loc, "remote-differs" if rec is not None else "size-differs")
 
 
 def _local_only(loc: LocalEntry, rec: SyncedEntry | None, sources: CopySources) -> Operation:
