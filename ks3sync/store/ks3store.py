@@ -205,14 +205,9 @@ class KS3Store:
     def read_range(self, path: str, first: int, last: int) -> RangeRead:
         if not 0 <= first <= last:
             raise ValueError(f"bad byte range {first}-{last}")
-        try:
-            with self.client.get_object(
-                self.bucket, self.key_for(path), byte_range=(first, last)
-            ) as response:
-                data = b"".join(response.iter_bytes())
-                etag = response.info.etag
-        except KS3Error as exc:
-            raise self._error(exc) from exc
+        with self.open(path, byte_range=(first, last)) as reader:
+            data = b"".join(reader.iter_bytes())
+            etag = reader.meta.etag
         if len(data) != last - first + 1:
             raise IntegrityError(
                 f"{self.key_for(path)!r}: asked for bytes {first}-{last}, got {len(data)} bytes"
